@@ -1,0 +1,1 @@
+//! Loom models of the allocator live in tests/; this crate has no code of its own.

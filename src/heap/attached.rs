@@ -1,0 +1,157 @@
+//! A store opened and attached as a participant: the region, the slot, and the heap over them.
+//! This is what the object layer (and the tests and benchmarks of the allocator) start from.
+
+use super::{Error as HeapError, Heap, HeapStats};
+use crate::region::{self, AttachLiveness, Attachment, Mapping, OpenOptionsRegion, Region};
+use crate::sync::Liveness;
+use std::path::Path;
+
+/// Errors of opening and attaching.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    Region(region::Error),
+    Heap(HeapError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Region(e) => write!(f, "{e}"),
+            Error::Heap(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<region::Error> for Error {
+    fn from(e: region::Error) -> Self {
+        Error::Region(e)
+    }
+}
+
+impl From<HeapError> for Error {
+    fn from(e: HeapError) -> Self {
+        Error::Heap(e)
+    }
+}
+
+impl From<crate::sync::AccessError> for Error {
+    fn from(e: crate::sync::AccessError) -> Self {
+        Error::Region(e.into())
+    }
+}
+
+/// An open store with this process attached to it as one participant.
+pub struct Attached {
+    region: Region,
+    attachment: Option<Attachment>,
+    live: AttachLiveness,
+}
+
+impl Attached {
+    /// Opens (creating if missing) the store at `path`, attaches, and recovers whatever dead
+    /// participants left in flight.
+    pub fn open(path: &Path) -> Result<Attached, Error> {
+        Self::from_region(Region::open(path, OpenOptionsRegion { create: true })?)
+    }
+
+    pub fn from_region(region: Region) -> Result<Attached, Error> {
+        let attachment = region.attach()?;
+        let live = attachment.liveness();
+        let this = Attached {
+            region,
+            attachment: Some(attachment),
+            live,
+        };
+        let att = this.attachment();
+        if att.needs_recovery {
+            this.heap().recover_participant(att.slot)?;
+        }
+        att.activate(&this.region.table(&this.live))?;
+        this.recover_dead()?;
+        Ok(this)
+    }
+
+    fn attachment(&self) -> &Attachment {
+        self.attachment.as_ref().expect("attached until drop")
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.attachment().slot
+    }
+
+    /// This participant's heap. Each call makes a fresh handle (its per-class hints start
+    /// empty); keep one for a run of allocations.
+    pub fn heap(&self) -> Heap<'_, Mapping, AttachLiveness> {
+        let table = self.region.table(&self.live);
+        Heap::new(
+            self.region.store(),
+            self.region.geometry(),
+            table,
+            self.slot(),
+        )
+    }
+
+    /// Recovers every participant that died while attached: finishes or undoes its in-flight
+    /// allocator step and frees its slot. Returns how many were recovered.
+    pub fn recover_dead(&self) -> Result<u32, Error> {
+        let table = self.region.table(&self.live);
+        let att = self.attachment();
+        let mut n = 0;
+        for slot in 0..table.slots {
+            if slot == att.slot
+                || table.status(slot)? != region::table::STATUS_ATTACHED
+                || self.live.is_alive(slot)
+            {
+                continue;
+            }
+            if !att.try_lock_slot(slot)? {
+                continue; // someone else is recovering it, or it came back to life (reused)
+            }
+            let result = (|| -> Result<(), Error> {
+                // Re-check under the lock: another recoverer may have finished first.
+                if table.status(slot)? == region::table::STATUS_ATTACHED {
+                    self.heap().recover_participant(slot)?;
+                    table.release(slot)?;
+                    n += 1;
+                }
+                Ok(())
+            })();
+            att.unlock_slot(slot)?;
+            result?;
+        }
+        Ok(n)
+    }
+
+    /// Allocator consistency check plus counts (exact when no one is mid-step).
+    pub fn check(&self) -> Result<HeapStats, Error> {
+        Ok(self.heap().check()?)
+    }
+
+    /// Detaches cleanly: the slot is marked free (any blocks still journaled become garbage
+    /// for the next sweep).
+    pub fn close(mut self) -> Result<(), Error> {
+        self.detach()
+    }
+
+    fn detach(&mut self) -> Result<(), Error> {
+        if let Some(att) = self.attachment.take() {
+            if !att.is_inherited() {
+                att.detach(&self.region.table(&self.live))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.detach();
+    }
+}

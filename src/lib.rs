@@ -1,0 +1,20 @@
+//! persist: a persistent object store for Python, shared by many processes.
+//!
+//! The layers, bottom up (DESIGN.md), each a module that uses only the one below it:
+//!
+//! - [`sync`]: atomics (std or loom), futex, process liveness. The only home of atomics.
+//! - [`region`]: the store file, its mapping and header, the lock file and participant table.
+//! - [`page`]: 4 KiB pages and runs of pages, lock-free.
+//! - [`heap`]: malloc/free of any size inside the store, lock-free.
+//!
+//! The object manager and the Python module build on these (FORMAT.md is the on-disk layout).
+
+#![warn(unsafe_op_in_unsafe_fn)]
+
+pub mod heap;
+pub mod page;
+pub mod region;
+pub mod sync;
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,243 @@
+//! A file mapped once over a large address reservation, so that it never moves.
+//!
+//! The whole reservation is mapped `MAP_SHARED` over the file at open. Bytes beyond the file's
+//! end would fault (SIGBUS) if touched, so nothing is touched beyond the *published size*: a
+//! word of the file itself (the header's `file_size`) that only grows, and only after the bytes
+//! below it were reserved on disk with `posix_fallocate`. When another process grows the file,
+//! this mapping already covers the new bytes: the process sees growth by re-reading the word,
+//! with no remap (no remap storms, no "map full").
+
+use crate::sync::{AccessError, AtomicU64, Ordering, WordStore};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// Where the published size of a mapping lives.
+#[derive(Clone, Copy)]
+pub(crate) enum SizeSource {
+    /// A fixed size (the lock file).
+    Fixed(u64),
+    /// The word at this offset of the mapping itself holds the published size.
+    Word(u64),
+}
+
+pub struct Mapping {
+    base: *mut u8,
+    reserve: u64,
+    file: Arc<File>,
+    source: SizeSource,
+    /// This process's last view of the published size (a cache: only ever raised).
+    known: AtomicU64,
+    /// Growth steps never go past this (the address reservation, or a test's limit).
+    limit: u64,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics (`word`) or through
+// raw pointers whose users follow the store's protocols; the struct itself holds no
+// thread-affine state.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: all shared access goes through `&AtomicU64` or checked raw ranges.
+unsafe impl Sync for Mapping {}
+
+/// Reservations tried from largest to smallest: 1 TiB first, halving while the kernel refuses
+/// (an address-space rlimit, many stores open at once), never below what the file needs.
+const RESERVE_MAX: u64 = 1 << 40;
+
+impl Mapping {
+    /// Maps `file` over a reservation of at least `min_reserve` bytes.
+    pub(crate) fn new(
+        file: Arc<File>,
+        source: SizeSource,
+        initial_size: u64,
+        min_reserve: u64,
+    ) -> io::Result<Mapping> {
+        let mut reserve = match source {
+            SizeSource::Fixed(n) => n.next_multiple_of(4096),
+            SizeSource::Word(_) => RESERVE_MAX,
+        };
+        let min_reserve = min_reserve.next_multiple_of(4096).max(4096);
+        loop {
+            // SAFETY: a fresh mapping chosen by the kernel (addr null); the fd is open for the
+            // call. MAP_NORESERVE: the reservation costs address space, not memory or swap.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    reserve as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_NORESERVE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                return Ok(Mapping {
+                    base: p as *mut u8,
+                    reserve,
+                    file,
+                    source,
+                    known: AtomicU64::new(initial_size),
+                    limit: reserve,
+                });
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOMEM) || reserve / 2 < min_reserve {
+                return Err(err);
+            }
+            reserve /= 2;
+        }
+    }
+
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Lowers the growth limit (tests of a full store).
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit.min(self.reserve);
+    }
+
+    /// The published size as the file says now (not the cached view).
+    fn published(&self) -> u64 {
+        match self.source {
+            SizeSource::Fixed(n) => n,
+            SizeSource::Word(off) => {
+                // The size word lies below every published size (it is in the header), so it
+                // can be read without a bounds check beyond the reservation.
+                debug_assert!(off + 8 <= self.reserve);
+                // SAFETY: `off` is an 8-aligned offset inside the header, which exists in any
+                // file this mapping was made for (checked at open).
+                let w = unsafe { &*(self.base.add(off as usize) as *const AtomicU64) };
+                // Acquire pairs with the AcqRel fetch_max in `grow_to`: bytes below the size
+                // were reserved before it was published.
+                w.load(Ordering::Acquire).min(self.reserve)
+            }
+        }
+    }
+
+    fn refresh(&self) -> u64 {
+        let p = self.published();
+        // Relaxed: `known` is this process's cache; the Acquire above ordered the data.
+        self.known.fetch_max(p, Ordering::Relaxed).max(p)
+    }
+
+    /// A raw pointer to `len` bytes at `offset`, checked against the published size. The bytes
+    /// may change under the caller at any time (other processes): use them only under the
+    /// protocol that owns them, and never as a Rust reference that outlives that step.
+    pub fn bytes(&self, offset: u64, len: u64) -> Result<*mut u8, AccessError> {
+        let end = offset.checked_add(len).ok_or(AccessError::OutOfBounds {
+            offset,
+            size: self.size(),
+        })?;
+        let mut size = self.known.load(Ordering::Relaxed);
+        if end > size {
+            size = self.refresh();
+            if end > size {
+                return Err(AccessError::OutOfBounds { offset, size });
+            }
+        }
+        // SAFETY: offset + len <= published size <= reserve, so the range is inside the mapping.
+        Ok(unsafe { self.base.add(offset as usize) })
+    }
+
+    /// Flushes the mapping's dirty pages below the published size to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        let size = self.refresh();
+        // SAFETY: [base, base + size) lies inside the mapping.
+        let r =
+            unsafe { libc::msync(self.base as *mut libc::c_void, size as usize, libc::MS_SYNC) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl WordStore for Mapping {
+    fn size(&self) -> u64 {
+        self.refresh()
+    }
+
+    fn word(&self, offset: u64) -> Result<&AtomicU64, AccessError> {
+        if offset % 8 != 0 {
+            return Err(AccessError::Misaligned { offset });
+        }
+        let p = self.bytes(offset, 8)?;
+        // SAFETY: `p` is 8-aligned (base is page-aligned, offset 8-aligned) and points to 8
+        // bytes inside the published part of the mapping, which stays mapped as long as
+        // `self` lives; shared words are only ever accessed atomically.
+        Ok(unsafe { &*(p as *const AtomicU64) })
+    }
+
+    fn grow_to(&self, min_size: u64) -> Result<(), AccessError> {
+        let SizeSource::Word(size_off) = self.source else {
+            return if min_size <= self.size() {
+                Ok(())
+            } else {
+                Err(AccessError::Full {
+                    wanted: min_size,
+                    reason: "fixed-size mapping".into(),
+                })
+            };
+        };
+        loop {
+            let cur = self.refresh();
+            if cur >= min_size {
+                return Ok(());
+            }
+            if min_size > self.limit {
+                return Err(AccessError::Full {
+                    wanted: min_size,
+                    reason: format!(
+                        "the store's address reservation is {} bytes (close other stores or raise \
+                         the address-space limit)",
+                        self.limit
+                    ),
+                });
+            }
+            // Grow by at least 1/8 of the size and at least 1 MiB, so that growth costs a
+            // logarithmic number of system calls, but never past the limit.
+            let target = min_size
+                .max(cur + cur / 8)
+                .next_multiple_of(1 << 20)
+                .min(self.limit)
+                .max(min_size);
+            // SAFETY: plain system call on an open descriptor.
+            let r = unsafe {
+                libc::posix_fallocate(
+                    self.file.as_raw_fd(),
+                    cur as libc::off_t,
+                    (target - cur) as libc::off_t,
+                )
+            };
+            if r != 0 {
+                let err = io::Error::from_raw_os_error(r);
+                return Err(match r {
+                    libc::ENOSPC | libc::EFBIG | libc::EDQUOT => AccessError::Full {
+                        wanted: target,
+                        reason: err.to_string(),
+                    },
+                    _ => AccessError::Io(err),
+                });
+            }
+            let w = self.word(size_off)?;
+            // AcqRel: the Release half publishes the reservation made above (pairs with the
+            // Acquire in `published`); racing growers may each fallocate, the largest wins.
+            w.fetch_max(target, Ordering::AcqRel);
+        }
+    }
+
+    fn max_size(&self) -> u64 {
+        self.limit
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the range mapped in `new`; no reference into it outlives
+        // `self` (every `&AtomicU64` handed out borrows `self`).
+        unsafe {
+            libc::munmap(self.base as *mut libc::c_void, self.reserve as usize);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! region: the store file and its mapping, the lock file beside it, and the header.
+//!
+//! Opening checks the first 64 bytes (magic, then format version, then byte order, geometry and
+//! the checksum over the immutable fields) with plain reads *before* anything is mapped, and
+//! refuses a header whose published size exceeds the file. A file that is not a store is never
+//! changed. Creation is atomic: the new store is written to an unnamed file in the same
+//! directory and linked into place with `linkat`, which fails if the name exists, so two
+//! creators end up sharing the store that won and a creator killed half-way leaves nothing.
+//!
+//! The volatile coordination state (participant slots and their journals, and later the store
+//! lock and the epochs) lives in the lock file `<path>.lock` (FORMAT.md), so that a read-only
+//! opener can take part without writing the store file.
+
+mod layout;
+pub mod table;
+pub use layout::{
+    fnv1a, hdr, lockfile, Geometry, ENDIAN_MARK, FORMAT_VERSION, MAGIC, MAX_GENERATIONS,
+};
+pub use table::Table;
+
+#[cfg(not(loom))]
+mod mapping;
+#[cfg(not(loom))]
+mod open;
+#[cfg(not(loom))]
+pub use mapping::Mapping;
+#[cfg(not(loom))]
+pub use open::*;

@@ -1,0 +1,722 @@
+//! Opening, creating and attaching to a store file (the operating-system side of region).
+
+use super::mapping::{Mapping, SizeSource};
+use super::{fnv1a, hdr, lockfile, table, Geometry, Table, ENDIAN_MARK, FORMAT_VERSION, MAGIC};
+
+use crate::sync::{ofd, AccessError, Liveness, Ordering, WordStore};
+use std::ffi::CString;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI32;
+use std::sync::Arc;
+
+/// What can go wrong below the allocator.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file is not a store (no magic, too short): nothing was changed.
+    NotAStore { path: PathBuf, reason: String },
+    /// The file is a store of another format version.
+    Version {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// The file claims to be a store but something in it is inconsistent.
+    Corrupt { what: String, offset: Option<u64> },
+    /// The store cannot grow (disk full, file size limit, address reservation).
+    Full { wanted: u64, reason: String },
+    /// Every participant slot is taken by a live process.
+    NoSlot { slots: u32 },
+    /// An operating-system call failed.
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotAStore { path, reason } => {
+                write!(f, "{} is not a persist store ({reason}); it was left unchanged", path.display())
+            }
+            Error::Version { path, found, expected } => write!(
+                f,
+                "{} is a persist store of format version {found}, but this persist reads version \
+                 {expected}: use a matching persist to `dump` it and this one to `load` it",
+                path.display()
+            ),
+            Error::Corrupt { what, offset: Some(o) } => write!(f, "store is damaged at offset {o:#x}: {what}"),
+            Error::Corrupt { what, offset: None } => write!(f, "store is damaged: {what}"),
+            Error::Full { wanted, reason } => write!(f, "store is full: cannot grow to {wanted} bytes ({reason})"),
+            Error::NoSlot { slots } => write!(
+                f,
+                "all {slots} participant slots are held by live processes; close some stores and retry"
+            ),
+            Error::Io { path, op, source } => write!(f, "{op} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<AccessError> for Error {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::OutOfBounds { offset, size } => Error::Corrupt {
+                what: format!("an offset points outside the store ({size} bytes)"),
+                offset: Some(offset),
+            },
+            AccessError::Misaligned { offset } => Error::Corrupt {
+                what: "a word offset is not 8-aligned".into(),
+                offset: Some(offset),
+            },
+            AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
+            AccessError::Io(source) => Error::Io {
+                path: PathBuf::new(),
+                op: "grow",
+                source,
+            },
+        }
+    }
+}
+
+fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, op, source }
+}
+
+/// The first 64 bytes of a store, decoded and checked. Public so that tests and tools can
+/// validate a header without mapping anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u32,
+    pub geometry: Geometry,
+    pub store_id: u64,
+    pub created_ns: u64,
+}
+
+impl Header {
+    /// Checks `bytes` (the first 64 bytes of a file), in the order that gives the most useful
+    /// error: magic, version, byte order, checksum, geometry.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<Header, Error> {
+        let not_a_store = |reason: &str| Error::NotAStore {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
+        if bytes.len() < 64 {
+            return Err(not_a_store("the file is shorter than a store header"));
+        }
+        if bytes[0..8] != MAGIC {
+            return Err(not_a_store("its first bytes are not the persist magic"));
+        }
+        let u32_at =
+            |o: u64| u32::from_le_bytes(bytes[o as usize..o as usize + 4].try_into().unwrap());
+        let u64_at =
+            |o: u64| u64::from_le_bytes(bytes[o as usize..o as usize + 8].try_into().unwrap());
+        let version = u32_at(hdr::VERSION);
+        if version != FORMAT_VERSION {
+            return Err(Error::Version {
+                path: path.to_path_buf(),
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        if u32_at(hdr::ENDIAN) != ENDIAN_MARK {
+            return Err(Error::Corrupt {
+                what: "byte-order mark is wrong (a big-endian store?)".into(),
+                offset: Some(hdr::ENDIAN),
+            });
+        }
+        let sum = fnv1a(&bytes[..hdr::IMMUTABLE_END as usize]);
+        if sum != u64_at(hdr::CHECKSUM) {
+            return Err(Error::Corrupt {
+                what: "header checksum does not match".into(),
+                offset: Some(hdr::CHECKSUM),
+            });
+        }
+        let geometry = Geometry {
+            page_size: u32_at(hdr::PAGE_SIZE) as u64,
+            chunk_pages: u32_at(hdr::CHUNK_PAGES) as u64,
+            header_bytes: u32_at(hdr::HEADER_BYTES) as u64,
+        };
+        if geometry != Geometry::STANDARD {
+            return Err(Error::Corrupt {
+                what: format!("unsupported geometry {geometry:?}"),
+                offset: Some(hdr::PAGE_SIZE),
+            });
+        }
+        Ok(Header {
+            version,
+            geometry,
+            store_id: u64_at(hdr::STORE_ID),
+            created_ns: u64_at(hdr::CREATED_NS),
+        })
+    }
+
+    /// The header page of a new, empty store.
+    pub fn new_image(geometry: Geometry) -> Vec<u8> {
+        let mut page = vec![0u8; geometry.header_bytes as usize];
+        let put32 = |p: &mut Vec<u8>, o: u64, v: u32| {
+            p[o as usize..o as usize + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        let put64 = |p: &mut Vec<u8>, o: u64, v: u64| {
+            p[o as usize..o as usize + 8].copy_from_slice(&v.to_le_bytes())
+        };
+        page[..8].copy_from_slice(&MAGIC);
+        put32(&mut page, hdr::VERSION, FORMAT_VERSION);
+        put32(&mut page, hdr::ENDIAN, ENDIAN_MARK);
+        put32(&mut page, hdr::PAGE_SIZE, geometry.page_size as u32);
+        put32(&mut page, hdr::CHUNK_PAGES, geometry.chunk_pages as u32);
+        put32(&mut page, hdr::HEADER_BYTES, geometry.header_bytes as u32);
+        put64(&mut page, hdr::STORE_ID, random_u64());
+        put64(&mut page, hdr::CREATED_NS, now_ns());
+        let sum = fnv1a(&page[..hdr::IMMUTABLE_END as usize]);
+        put64(&mut page, hdr::CHECKSUM, sum);
+        put64(&mut page, hdr::FILE_SIZE, geometry.header_bytes);
+        page
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A random 64-bit number from the kernel (store ids; never for anything secret).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 8, 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        now_ns() ^ ((std::process::id() as u64) << 32)
+    }
+}
+
+/// The process's start time in clock ticks since boot (field 22 of /proc/self/stat): with the
+/// pid it names one process, for messages.
+pub fn process_start_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Options for [`Region::open`].
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptionsRegion {
+    pub create: bool,
+}
+
+/// An open store file with its lock file.
+pub struct Region {
+    path: PathBuf,
+    header: Header,
+    store: Mapping,
+    lock: Mapping,
+    lock_file: Arc<File>,
+}
+
+impl Region {
+    /// Opens the store at `path`, creating it when it is missing (or empty) and `create` is set.
+    pub fn open(path: &Path, opts: OpenOptionsRegion) -> Result<Region, Error> {
+        let file = match open_rw(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
+                create_atomically(path)?
+            }
+            Err(e) => return Err(io_err(path, "open")(e)),
+        };
+        let file = Arc::new(file);
+        let mut len = file.metadata().map_err(io_err(path, "stat"))?.len();
+        if len == 0 && opts.create {
+            init_empty(path, &file)?;
+            len = file.metadata().map_err(io_err(path, "stat"))?.len();
+        }
+        let mut first = [0u8; 64];
+        let n = read_prefix(&file, &mut first).map_err(io_err(path, "read"))?;
+        let header = Header::decode(path, &first[..n])?;
+        let geo = header.geometry;
+        if len < geo.header_bytes {
+            return Err(Error::Corrupt {
+                what: format!("file is {len} bytes, shorter than its header"),
+                offset: None,
+            });
+        }
+        let mut size_bytes = [0u8; 8];
+        file.read_exact_at(&mut size_bytes, hdr::FILE_SIZE)
+            .map_err(io_err(path, "read"))?;
+        let published = u64::from_le_bytes(size_bytes);
+        if published < geo.header_bytes || published > len || published % geo.page_size != 0 {
+            return Err(Error::Corrupt {
+                what: format!("header says the store has {published} bytes but the file has {len}"),
+                offset: Some(hdr::FILE_SIZE),
+            });
+        }
+        let store = Mapping::new(
+            file.clone(),
+            SizeSource::Word(hdr::FILE_SIZE),
+            published,
+            len,
+        )
+        .map_err(io_err(path, "map"))?;
+        let (lock_file, lock) = open_lock_file(path, header.store_id)?;
+        Ok(Region {
+            path: path.to_path_buf(),
+            header,
+            store,
+            lock,
+            lock_file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.header.geometry
+    }
+
+    /// The store file's words.
+    pub fn store(&self) -> &Mapping {
+        &self.store
+    }
+
+    /// Lowers the store's growth limit (for tests of a full store).
+    pub fn set_size_limit(&mut self, limit: u64) {
+        self.store.set_limit(limit);
+    }
+
+    /// The lock file's words (the participant table).
+    pub fn lock_words(&self) -> &Mapping {
+        &self.lock
+    }
+
+    pub fn table<'a, L: Liveness>(&'a self, live: &'a L) -> Table<'a, Mapping, L> {
+        Table {
+            words: &self.lock,
+            live,
+            base: lockfile::HEADER_BYTES,
+            slots: lockfile::SLOTS,
+        }
+    }
+
+    /// Attaches a new participant: claims a slot whose byte lock nobody holds. The caller must
+    /// recover the slot's previous occupant if [`Attachment::needs_recovery`] says so, then
+    /// call [`Attachment::activate`].
+    pub fn attach(&self) -> Result<Attachment, Error> {
+        let path = lock_path(&self.path);
+        let fd = open_rw(&path).map_err(io_err(&path, "open"))?;
+        let table = self.table(&NoLiveness);
+        for slot in 0..lockfile::SLOTS {
+            if ofd::try_lock(fd.as_raw_fd(), lockfile::LIVENESS_BYTE_BASE + slot as u64)
+                .map_err(io_err(&path, "lock"))?
+            {
+                let needs_recovery = table.status(slot)? == table::STATUS_ATTACHED;
+                fork_guard::register(fd.as_raw_fd());
+                return Ok(Attachment {
+                    slot,
+                    fd,
+                    needs_recovery,
+                });
+            }
+        }
+        Err(Error::NoSlot {
+            slots: lockfile::SLOTS,
+        })
+    }
+
+    /// The byte lock of the lock file's descriptor held by this region (for flush etc.).
+    pub fn lock_file(&self) -> &File {
+        &self.lock_file
+    }
+
+    /// Flushes the store's mapped pages to disk.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.store.sync().map_err(io_err(&self.path, "msync"))
+    }
+}
+
+/// A claimed participant slot. Holding it (the OFD lock on the slot's byte) is what makes the
+/// participant alive in every other process's eyes; dropping it (or dying) ends that.
+pub struct Attachment {
+    pub slot: u32,
+    fd: File,
+    pub needs_recovery: bool,
+}
+
+impl Attachment {
+    /// Records this process in the slot (after any recovery of its previous occupant).
+    pub fn activate<L: Liveness>(&self, table: &Table<'_, Mapping, L>) -> Result<(), Error> {
+        table.activate(self.slot, std::process::id() as u64, process_start_ticks())?;
+        Ok(())
+    }
+
+    /// True in a forked child, whose inherited slot belongs to the parent.
+    pub fn is_inherited(&self) -> bool {
+        fork_guard::closed(self.fd.as_raw_fd())
+    }
+
+    /// Liveness as seen through this participant's own descriptor.
+    pub fn liveness(&self) -> AttachLiveness {
+        AttachLiveness {
+            fd: self.fd.as_raw_fd(),
+            me: self.slot,
+        }
+    }
+
+    /// Takes the byte lock of `slot` (another participant's) without waiting; `true` means its
+    /// owner is dead (or the slot was free) and the caller may recover it exclusively until
+    /// [`Attachment::unlock_slot`].
+    pub fn try_lock_slot(&self, slot: u32) -> Result<bool, Error> {
+        if slot == self.slot {
+            return Ok(false);
+        }
+        ofd::try_lock(
+            self.fd.as_raw_fd(),
+            lockfile::LIVENESS_BYTE_BASE + slot as u64,
+        )
+        .map_err(|source| Error::Io {
+            path: PathBuf::from("<lock file>"),
+            op: "lock",
+            source,
+        })
+    }
+
+    pub fn unlock_slot(&self, slot: u32) -> Result<(), Error> {
+        if slot == self.slot {
+            return Ok(());
+        }
+        ofd::unlock(
+            self.fd.as_raw_fd(),
+            lockfile::LIVENESS_BYTE_BASE + slot as u64,
+        )
+        .map_err(|source| Error::Io {
+            path: PathBuf::from("<lock file>"),
+            op: "unlock",
+            source,
+        })
+    }
+
+    /// Marks the slot free and lets it go (a clean detach).
+    pub fn detach<L: Liveness>(self, table: &Table<'_, Mapping, L>) -> Result<(), Error> {
+        table.release(self.slot)?;
+        Ok(())
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        fork_guard::unregister(self.fd.as_raw_fd());
+    }
+}
+
+/// Liveness through the kernel's OFD locks, as seen from one attachment.
+/// It borrows the attachment's descriptor by number: keep the [`Attachment`] alive as long.
+pub struct AttachLiveness {
+    fd: RawFd,
+    me: u32,
+}
+
+impl Liveness for AttachLiveness {
+    fn is_alive(&self, slot: u32) -> bool {
+        if slot == self.me {
+            return true;
+        }
+        // An error here (it should not happen) counts as alive: the safe answer, which at
+        // worst delays a recovery.
+        ofd::is_locked_by_other(self.fd, lockfile::LIVENESS_BYTE_BASE + slot as u64).unwrap_or(true)
+    }
+}
+
+/// Liveness that knows nothing (only used to read slot words, never to decide).
+struct NoLiveness;
+impl Liveness for NoLiveness {
+    fn is_alive(&self, _: u32) -> bool {
+        true
+    }
+}
+
+/// After `fork`, the child shares its parent's open file descriptions, and so the parent's OFD
+/// liveness locks: a dead parent would look alive while the child lives. A `pthread_atfork`
+/// child handler closes every liveness descriptor in the child; an attachment whose
+/// descriptor was closed this way knows it was inherited and must not be used.
+mod fork_guard {
+    use super::AtomicI32;
+    use std::sync::atomic::Ordering;
+    use std::sync::Once;
+
+    const MAX: usize = 256;
+    static FDS: [AtomicI32; MAX] = [const { AtomicI32::new(-1) }; MAX];
+    static CLOSED: [AtomicI32; MAX] = [const { AtomicI32::new(-1) }; MAX];
+    static INSTALL: Once = Once::new();
+
+    extern "C" fn in_child() {
+        // Only async-signal-safe work here: atomics and close(2).
+        for (i, slot) in FDS.iter().enumerate() {
+            let fd = slot.swap(-1, Ordering::SeqCst);
+            if fd >= 0 {
+                // Keep the number taken (dup2 of /dev/null would be kinder, but close is
+                // enough: the File's later close fails harmlessly with EBADF... unless the
+                // number is reused, so we park a placeholder on it instead).
+                // SAFETY: `fd` was registered by an Attachment and is open in the parent.
+                unsafe {
+                    let devnull =
+                        libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if devnull >= 0 {
+                        libc::dup2(devnull, fd);
+                        libc::close(devnull);
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+                CLOSED[i].store(fd, Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub fn register(fd: i32) {
+        INSTALL.call_once(|| {
+            // SAFETY: installing a handler that only does async-signal-safe work.
+            unsafe {
+                libc::pthread_atfork(None, None, Some(in_child));
+            }
+        });
+        for slot in FDS.iter() {
+            if slot
+                .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        // More than MAX attachments in one process: the extra ones are not fork-guarded.
+    }
+
+    pub fn unregister(fd: i32) {
+        for slot in FDS.iter() {
+            let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        for slot in CLOSED.iter() {
+            let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+
+    pub fn closed(fd: i32) -> bool {
+        CLOSED.iter().any(|s| s.load(Ordering::SeqCst) == fd)
+    }
+}
+
+/// `<store>.lock`
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Writes a new store into an unnamed file beside `path` and links it into place. If another
+/// process linked first, opens theirs.
+fn create_atomically(path: &Path) -> Result<File, Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let image = Header::new_image(Geometry::STANDARD);
+    let cdir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason: "the path holds a NUL byte".into(),
+    })?;
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason: "the path holds a NUL byte".into(),
+    })?;
+    // SAFETY: plain system call with a valid C string.
+    let fd = unsafe {
+        libc::open(
+            cdir.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    let linked = if fd >= 0 {
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let tmp = unsafe { File::from_raw_fd(fd) };
+        tmp.write_all_at(&image, 0).map_err(io_err(path, "write"))?;
+        let proc_path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+        // SAFETY: plain system call with valid C strings.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr(),
+                libc::AT_FDCWD,
+                cpath.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            return Ok(tmp);
+        }
+        io::Error::last_os_error()
+    } else {
+        // No O_TMPFILE on this file system: a named temporary, linked, then unlinked.
+        let tmp_path = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            random_u64()
+        ));
+        let tmp = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp_path)
+            .map_err(io_err(&tmp_path, "create"))?;
+        let result = tmp
+            .write_all_at(&image, 0)
+            .and_then(|_| std::fs::hard_link(&tmp_path, path));
+        let _ = std::fs::remove_file(&tmp_path);
+        match result {
+            Ok(()) => return Ok(tmp),
+            Err(e) => e,
+        }
+    };
+    if linked.kind() == io::ErrorKind::AlreadyExists {
+        // Another creator won: share its store.
+        return open_rw(path).map_err(io_err(path, "open"));
+    }
+    Err(io_err(path, "create")(linked))
+}
+
+/// An existing empty file becomes a new store. Two processes may find it empty at once: the
+/// OFD lock on its first byte lets one write the header; the other then sees it.
+fn init_empty(path: &Path, file: &File) -> Result<(), Error> {
+    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(path, "lock"))?;
+    let result = (|| {
+        if file.metadata().map_err(io_err(path, "stat"))?.len() == 0 {
+            // One write of one page: a process killed here leaves the file empty or whole.
+            file.write_all_at(&Header::new_image(Geometry::STANDARD), 0)
+                .map_err(io_err(path, "write"))?;
+        }
+        Ok(())
+    })();
+    let _ = ofd::unlock(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE);
+    result
+}
+
+/// Opens (creating and initialising when needed) the lock file of the store `store_id`.
+fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping), Error> {
+    let path = lock_path(store_path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err(&path, "open"))?;
+    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(&path, "lock"))?;
+    let result = (|| {
+        let mut head = [0u8; 24];
+        let n = read_prefix(&file, &mut head).map_err(io_err(&path, "read"))?;
+        let valid = n == 24
+            && head[..8] == lockfile::MAGIC
+            && u32::from_le_bytes(head[8..12].try_into().unwrap()) == lockfile::VERSION
+            && u32::from_le_bytes(head[12..16].try_into().unwrap()) == lockfile::SLOTS
+            && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
+            && file.metadata().map_err(io_err(&path, "stat"))?.len() == lockfile::FILE_BYTES;
+        if !valid {
+            // A new, damaged or foreign lock file: rebuild it, unless a live process still uses
+            // it (then it is that process's, and we refuse rather than pull it from under it).
+            for slot in 0..lockfile::SLOTS {
+                if ofd::is_locked_by_other(
+                    file.as_raw_fd(),
+                    lockfile::LIVENESS_BYTE_BASE + slot as u64,
+                )
+                .map_err(io_err(&path, "lock"))?
+                {
+                    return Err(Error::Corrupt {
+                        what: format!(
+                            "lock file {} does not belong to this store but is in use",
+                            path.display()
+                        ),
+                        offset: None,
+                    });
+                }
+            }
+            file.set_len(0).map_err(io_err(&path, "truncate"))?;
+            // SAFETY: plain system call on an open descriptor.
+            let r = unsafe {
+                libc::posix_fallocate(file.as_raw_fd(), 0, lockfile::FILE_BYTES as libc::off_t)
+            };
+            if r != 0 {
+                return Err(Error::Full {
+                    wanted: lockfile::FILE_BYTES,
+                    reason: io::Error::from_raw_os_error(r).to_string(),
+                });
+            }
+            let mut h = [0u8; 24];
+            h[..8].copy_from_slice(&lockfile::MAGIC);
+            h[8..12].copy_from_slice(&lockfile::VERSION.to_le_bytes());
+            h[12..16].copy_from_slice(&lockfile::SLOTS.to_le_bytes());
+            h[16..24].copy_from_slice(&store_id.to_le_bytes());
+            file.write_all_at(&h, 0).map_err(io_err(&path, "write"))?;
+        }
+        Ok(())
+    })();
+    let _ = ofd::unlock(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE);
+    result?;
+    let file = Arc::new(file);
+    let map = Mapping::new(
+        file.clone(),
+        SizeSource::Fixed(lockfile::FILE_BYTES),
+        lockfile::FILE_BYTES,
+        lockfile::FILE_BYTES,
+    )
+    .map_err(io_err(&path, "map"))?;
+    Ok((file, map))
+}
+
+/// Reads a word of the store header (for tools and tests).
+pub fn header_word(store: &impl WordStore, offset: u64) -> Result<u64, Error> {
+    Ok(store.load(offset, Ordering::Acquire)?)
+}

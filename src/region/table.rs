@@ -1,0 +1,121 @@
+//! The participant table: one slot per attached process, in the lock file.
+//!
+//! A slot holds who is attached (generation, pid, start time) and the participant's journal:
+//! a few words in which the allocator writes what it is about to take *before* it takes it, so
+//! that (a) a sweep running in another process never frees a block that a live participant has
+//! just allocated but not yet linked, and (b) after a participant dies, recovery knows which
+//! allocator step it may have left half done. Liveness itself is not in the table: it is the
+//! kernel's OFD lock on the slot's byte (`sync::ofd`), so pid reuse cannot fool it.
+//!
+//! Slot words (8 bytes each):
+//!
+//! | word | name | meaning |
+//! |---|---|---|
+//! | 0 | state | `generation << 8 \| status`; status 0 = free, 1 = attached |
+//! | 1 | pid | the attached process's pid (for messages) |
+//! | 2 | start | its start time in clock ticks since boot (pid + start names a process) |
+//! | 3..8 | object | reserved for the object layer (epoch, lock ownership) |
+//! | 8 | page journal | a page-run claim or release in flight (see `page`) |
+//! | 9 | segment journal | a segment being created (see `heap`) |
+//! | 10..16 | block journals | blocks allocated and not yet linked (see `heap`) |
+//! | 16..32 | reserved | zero |
+
+use crate::sync::{AccessError, Liveness, Ordering, WordStore};
+
+pub const SLOT_WORDS: u64 = 32;
+pub const STATUS_FREE: u64 = 0;
+pub const STATUS_ATTACHED: u64 = 1;
+
+pub const W_STATE: u64 = 0;
+pub const W_PID: u64 = 1;
+pub const W_START: u64 = 2;
+pub const W_OBJECT: u64 = 3;
+pub const W_PAGE_JOURNAL: u64 = 8;
+pub const W_SEGMENT_JOURNAL: u64 = 9;
+pub const W_BLOCK_JOURNAL: u64 = 10;
+pub const BLOCK_JOURNALS: u64 = 6;
+
+/// A view of the participant table in some word store (the lock file's mapping, or a loom
+/// model's memory), with the liveness oracle that goes with it.
+pub struct Table<'a, W: WordStore, L: Liveness> {
+    pub words: &'a W,
+    pub live: &'a L,
+    /// Offset of slot 0.
+    pub base: u64,
+    pub slots: u32,
+}
+
+impl<W: WordStore, L: Liveness> Clone for Table<'_, W, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W: WordStore, L: Liveness> Copy for Table<'_, W, L> {}
+
+impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
+    pub fn word_offset(&self, slot: u32, word: u64) -> u64 {
+        self.base + (slot as u64 * SLOT_WORDS + word) * 8
+    }
+
+    pub fn load(&self, slot: u32, word: u64) -> Result<u64, AccessError> {
+        // SeqCst: journal words take part in the store-then-check handshake with sweeps and
+        // recovery (a journal store must be ordered before the claim it announces, and a
+        // sweep's reads of journals after its reads of the claimed state).
+        self.words
+            .load(self.word_offset(slot, word), Ordering::SeqCst)
+    }
+
+    pub fn store(&self, slot: u32, word: u64, value: u64) -> Result<(), AccessError> {
+        // SeqCst: see `load`.
+        self.words
+            .store(self.word_offset(slot, word), value, Ordering::SeqCst)
+    }
+
+    pub fn status(&self, slot: u32) -> Result<u64, AccessError> {
+        Ok(self.load(slot, W_STATE)? & 0xff)
+    }
+
+    pub fn generation(&self, slot: u32) -> Result<u64, AccessError> {
+        Ok(self.load(slot, W_STATE)? >> 8)
+    }
+
+    /// Calls `f(slot, word, value)` for every non-zero journal word of every live, attached
+    /// participant. Dead participants' journals are left to their recovery.
+    pub fn for_each_live_journal(
+        &self,
+        mut f: impl FnMut(u32, u64, u64),
+    ) -> Result<(), AccessError> {
+        for slot in 0..self.slots {
+            if self.status(slot)? != STATUS_ATTACHED || !self.live.is_alive(slot) {
+                continue;
+            }
+            for w in W_PAGE_JOURNAL..W_BLOCK_JOURNAL + BLOCK_JOURNALS {
+                let v = self.load(slot, w)?;
+                if v != 0 {
+                    f(slot, w, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `slot` attached by a new participant: a new generation, with cleared journals.
+    pub fn activate(&self, slot: u32, pid: u64, start: u64) -> Result<(), AccessError> {
+        for w in 3..SLOT_WORDS {
+            self.store(slot, w, 0)?;
+        }
+        self.store(slot, W_PID, pid)?;
+        self.store(slot, W_START, start)?;
+        let gen = self.generation(slot)? + 1;
+        self.store(slot, W_STATE, (gen << 8) | STATUS_ATTACHED)
+    }
+
+    /// Marks `slot` free (after a clean detach, or after recovery of a dead participant).
+    pub fn release(&self, slot: u32) -> Result<(), AccessError> {
+        let gen = self.generation(slot)?;
+        for w in W_PAGE_JOURNAL..SLOT_WORDS {
+            self.store(slot, w, 0)?;
+        }
+        self.store(slot, W_STATE, (gen << 8) | STATUS_FREE)
+    }
+}
