@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Runs every check and test of persist, in order, and stops at the first failure.
+#
+#   bash scripts/test-all.sh
+#
+# Meant for a fresh Debian machine (as CI runs it, through .ci/run): it needs Rust with
+# cargo (cargo-nextest if present) and CPython >= 3.9 with pip, and installs the rest itself
+# into a virtual environment at .venv-test (maturin, pytest and the other packages of the
+# `test` dependency group in pyproject.toml). The venv is kept between runs.
+#
+# Environment:
+#   PYTHON                 interpreter for the venv (default: python3)
+#   PERSIST_TEST_VENV      where the venv lives (default: .venv-test in the repo root)
+#   LOOM_MAX_PREEMPTIONS   depth of the loom models (default: 2)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${PERSIST_TEST_VENV:-$ROOT/.venv-test}"
+LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+now_ms() { date +%s%3N; }
+seconds_since() { # START_MS -> "12.3"
+    local ms=$(($(now_ms) - $1))
+    printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+STEP=""
+STEPS_DONE=0
+START_ALL="$(now_ms)"
+on_exit() {
+    local rc=$?
+    if ((rc != 0)); then
+        echo
+        echo "test-all: FAILED at step: ${STEP:-setup} (exit ${rc})" >&2
+    fi
+}
+trap on_exit EXIT
+
+# step TITLE COMMAND...: prints a header, runs the command, prints how long it took.
+step() {
+    STEP="$1"
+    shift
+    echo
+    echo "==================================================================="
+    echo "== ${STEP}"
+    echo "== \$ $*"
+    echo "==================================================================="
+    local t0
+    t0="$(now_ms)"
+    "$@"
+    echo "-- ${STEP}: ok in $(seconds_since "$t0") s"
+    STEPS_DONE=$((STEPS_DONE + 1))
+}
+
+nextest_or_test() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace
+        # nextest does not run doctests.
+        cargo test --workspace --doc
+    else
+        echo "cargo-nextest not found: falling back to cargo test"
+        cargo test --workspace
+    fi
+}
+
+loom() {
+    # loom needs --cfg loom on every crate, so it gets a target dir of its own and does not
+    # invalidate the normal build.
+    local t0
+    t0="$(now_ms)"
+    RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
+        CARGO_TARGET_DIR="$ROOT/target/loom" \
+        cargo test -p loom-tests --release
+    echo "loom: LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS}, wall time $(seconds_since "$t0") s"
+}
+
+make_venv() {
+    if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pip' >/dev/null 2>&1; then
+        echo "reusing $VENV ($("$VENV/bin/python" --version))"
+    else
+        rm -rf "$VENV"
+        if ! "$PYTHON" -m venv "$VENV"; then
+            # Debian's python3 ships venv (ensurepip) in a package of its own.
+            if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+                echo "$PYTHON cannot make a venv: installing python3-venv"
+                rm -rf "$VENV"
+                apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+                "$PYTHON" -m venv "$VENV"
+            else
+                echo "$PYTHON cannot make a venv (on Debian: apt-get install python3-venv)" >&2
+                return 1
+            fi
+        fi
+    fi
+    # `pip install --group` needs pip >= 25.1.
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q --group test
+    "$VENV/bin/python" -m pip --version
+}
+
+install_package() {
+    # What a user does: build the wheel with maturin (pyproject.toml) and install it. The tests
+    # import this installed copy, not python/ in the work tree.
+    "$VENV/bin/python" -m pip install --force-reinstall --no-deps .
+    "$VENV/bin/python" -c 'import persist; print("installed persist", persist.__version__, "from", persist.__file__)'
+}
+
+step "rustfmt" cargo fmt --all --check
+step "clippy (workspace, no python)" cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (python extension)" cargo clippy --all-targets --features python -- -D warnings
+step "Rust tests" nextest_or_test
+step "loom models" loom
+step "Python venv" make_venv
+step "Python package: build and install" install_package
+step "pytest" "$VENV/bin/python" -m pytest
+
+echo
+echo "test-all: all ${STEPS_DONE} steps passed in $(seconds_since "$START_ALL") s"

@@ -1,0 +1,57 @@
+//! The one place where errors cross into Python.
+//!
+//! The exception tree of API.md is rooted at `persist.Error`:
+//!
+//! ```text
+//! Exception
+//! └── persist.Error
+//!     ├── FormatError       not a store, or another format version
+//!     ├── CorruptionError   the store's contents are damaged
+//!     ├── StoreFullError    the store cannot grow (also a MemoryError)
+//!     ├── LockTimeout       lockExcl/lockShared gave up after `timeout`
+//!     ├── ClosedError       the store was closed
+//!     └── ReadOnlyError     a change to a store opened with readonly=True
+//! ```
+//!
+//! The classes are defined once, in Python (python/persist/_errors.py), and imported here
+//! with `import_exception!`. `create_exception!` would define them in Rust, but it gives a
+//! class exactly one base, and `StoreFullError` needs two (`persist.Error` and the built-in
+//! `MemoryError`). Defining all six in one Python file keeps the tree in one place and lets
+//! Rust raise exactly the classes users catch: `ClosedError::new_err("...")` here is
+//! `persist.ClosedError` there.
+//!
+//! As each engine layer gains its error enum, a `map_*` function per enum goes in this file:
+//! one arm per variant, falling back to `Error` for variants it does not know (the enums are
+//! `#[non_exhaustive]`).
+
+use pyo3::import_exception;
+use pyo3::prelude::*;
+
+/// The Python module that defines the exception classes.
+const ERRORS_MODULE: &str = "persist._errors";
+
+import_exception!(persist._errors, Error);
+import_exception!(persist._errors, FormatError);
+import_exception!(persist._errors, CorruptionError);
+import_exception!(persist._errors, StoreFullError);
+import_exception!(persist._errors, LockTimeout);
+import_exception!(persist._errors, ClosedError);
+import_exception!(persist._errors, ReadOnlyError);
+
+/// Adds the exception classes to the native module, as the same objects `persist` exports.
+///
+/// The explicit import comes first so that a broken installation (no `persist._errors`) fails
+/// the import of `_persist` with Python's own `ImportError`. Later lookups through
+/// `import_exception!` cannot fail after that; they would panic instead.
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    py.import(ERRORS_MODULE)?;
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add("CorruptionError", py.get_type::<CorruptionError>())?;
+    m.add("StoreFullError", py.get_type::<StoreFullError>())?;
+    m.add("LockTimeout", py.get_type::<LockTimeout>())?;
+    m.add("ClosedError", py.get_type::<ClosedError>())?;
+    m.add("ReadOnlyError", py.get_type::<ReadOnlyError>())?;
+    Ok(())
+}
