@@ -605,6 +605,41 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(freed)
     }
 
+    /// Frees every large or huge run that no live participant journals and for which
+    /// `is_garbage` says yes (same contract as [`Heap::sweep_segment`]). Returns the count.
+    pub fn sweep_large(&self, mut is_garbage: impl FnMut(u64) -> bool) -> Result<u64, Error> {
+        let mut journaled = self.journaled_blocks()?;
+        journaled.sort_unstable();
+        let mut victims = Vec::new();
+        self.pages.for_each_run(|run| {
+            if run.kind != RUN_SEGMENT
+                && journaled.binary_search(&run.offset).is_err()
+                && is_garbage(run.offset)
+            {
+                victims.push(run.offset);
+            }
+            Ok(())
+        })?;
+        for &off in &victims {
+            self.pages.free(off)?;
+        }
+        Ok(victims.len() as u64)
+    }
+
+    /// Sweeps every segment and every large run (see [`Heap::sweep_segment`]).
+    pub fn sweep(&self, mut is_garbage: impl FnMut(u64) -> bool) -> Result<u64, Error> {
+        let mut segs = Vec::new();
+        self.for_each_segment(|info| {
+            segs.push(info.offset);
+            Ok(())
+        })?;
+        let mut freed = 0;
+        for seg in segs {
+            freed += self.sweep_segment(seg, &mut is_garbage)?;
+        }
+        Ok(freed + self.sweep_large(is_garbage)?)
+    }
+
     fn walk_stack(
         &self,
         info: &SegmentInfo,
@@ -973,7 +1008,10 @@ mod tests {
         let st = h.check().unwrap();
         assert_eq!(st.blocks_allocated, 0);
         assert_eq!(st.large_runs, 0);
-        assert_eq!(st.pages.runs, st.segments, "only the segments remain, kept by their classes");
+        assert_eq!(
+            st.pages.runs, st.segments,
+            "only the segments remain, kept by their classes"
+        );
     }
 
     #[test]
