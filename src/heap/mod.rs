@@ -255,6 +255,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 offset: seg,
             });
         }
+        self.segment_of_run(&run)
+    }
+
+    /// The segment that a segment run (from the page map) holds, its header checked against
+    /// the run.
+    fn segment_of_run(&self, run: &Run) -> Result<SegmentInfo, Error> {
+        let seg = run.offset;
         let info = self.store().load(seg + S_INFO, Ordering::Acquire)?;
         let class = (info & 0xff) as usize;
         let nblocks = (info >> 8) & 0xffff;
@@ -415,7 +422,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return self.pages.free(block);
         }
         let seg = run.offset;
-        let info = self.segment_info(seg)?;
+        let info = self.segment_of_run(&run)?;
         let rel = block.checked_sub(seg + SEG_HEADER).ok_or(Error::BadFree {
             offset: block,
             why: "inside a segment header",

@@ -131,13 +131,10 @@ impl Geometry {
     /// The chunk and page whose data holds `offset`; `None` for the header, a meta block, or
     /// beyond the last generation.
     pub fn locate(&self, offset: u64) -> Option<(u64, u64)> {
-        if offset < self.header_bytes {
-            return None;
-        }
-        let mut g = 0;
-        while g < MAX_GENERATIONS && self.gen_start(g + 1) <= offset {
-            g += 1;
-        }
+        let rel = offset.checked_sub(self.header_bytes)?;
+        // Generation g spans [(2^g - 1) * span, (2^(g+1) - 1) * span) after the header.
+        let span = self.meta_bytes() + self.chunk_bytes();
+        let g = 63 - (rel / span + 1).leading_zeros();
         if g >= MAX_GENERATIONS {
             return None;
         }
