@@ -1,1 +1,14 @@
-//! Loom models of the allocator live in tests/; this crate has no code of its own.
+//! Loom models of persist's lock-free page and heap managers.
+//!
+//! The models live in `tests/`, one property per file; this library holds what they share: a
+//! simulated store ([`World`]: the store's words, the lock file's participant table and the
+//! liveness flags, all loom atomics under `--cfg loom`), and [`KillableWords`], the word store
+//! through which a participant is "SIGKILLed" between any two of its steps.
+//!
+//! Everything here is built only with `RUSTFLAGS="--cfg loom"`; without it the crate is empty, so
+//! that `cargo test --workspace` still builds it.
+
+#[cfg(loom)]
+mod world;
+#[cfg(loom)]
+pub use world::*;

@@ -1,0 +1,243 @@
+//! The simulated store the models run on, and the word store that kills a participant.
+
+use persist::heap::{Heap, HeapStats};
+use persist::region::{table::SLOT_WORDS, Geometry, Table};
+use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, WordStore};
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+/// Every model uses the tiny geometry: 256-byte pages, 32-page chunks, one bitmap word a chunk.
+pub const GEO: Geometry = Geometry::TINY;
+
+/// Bytes a store needs to hold its first `chunks` chunks (their meta blocks and data).
+pub fn capacity_for(chunks: u64) -> u64 {
+    assert!(chunks >= 1);
+    GEO.data_of(chunks - 1) + GEO.chunk_bytes()
+}
+
+/// Runs `f` under every interleaving loom explores.
+///
+/// Like `loom::model`, this reads `LOOM_MAX_PREEMPTIONS` and the other `LOOM_*` variables, but
+/// raises the default branch limit: a model's set-up and final `check()` touch a few hundred
+/// words, and every touch of a loom atomic is a branch.
+pub fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        b.max_branches = 50_000;
+    }
+    b.check(f);
+}
+
+/// One simulated store: its words, the lock file's participant table, and liveness flags.
+pub struct World {
+    pub store: MemWords,
+    pub lock: MemWords,
+    pub live: MemLiveness,
+    pub slots: u32,
+}
+
+impl World {
+    /// A fresh store that can hold `chunks` chunks and no more (growing beyond is `Full`), with
+    /// participants attached and alive in slots `0..slots`.
+    pub fn new(chunks: u64, slots: u32) -> World {
+        let table_bytes = slots as u64 * SLOT_WORDS * 8;
+        let w = World {
+            store: MemWords::new(GEO.header_bytes, capacity_for(chunks)),
+            lock: MemWords::new(table_bytes, table_bytes),
+            live: MemLiveness::new(slots as usize),
+            slots,
+        };
+        for s in 0..slots {
+            w.live.set_alive(s, true);
+            w.table().activate(s, 1000 + s as u64, 0).unwrap();
+        }
+        w
+    }
+
+    pub fn table(&self) -> Table<'_, MemWords, MemLiveness> {
+        Table {
+            words: &self.lock,
+            live: &self.live,
+            base: 0,
+            slots: self.slots,
+        }
+    }
+
+    /// The heap as participant `me` sees it, reaching the store directly.
+    pub fn heap(&self, me: u32) -> Heap<'_, MemWords, MemLiveness> {
+        Heap::new(&self.store, GEO, self.table(), me)
+    }
+
+    /// The participant in `slot` dies (its OFD lock is dropped by the kernel).
+    pub fn kill(&self, slot: u32) {
+        self.live.set_alive(slot, false);
+    }
+
+    pub fn is_alive(&self, slot: u32) -> bool {
+        self.live.is_alive(slot)
+    }
+}
+
+/// Every allocated small block (`for_each_allocated`), quiescent use only.
+pub fn allocated_blocks<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> BTreeSet<u64> {
+    let mut s = BTreeSet::new();
+    h.for_each_allocated(|b, _| {
+        assert!(s.insert(b), "block {b:#x} is listed allocated twice");
+    })
+    .unwrap();
+    s
+}
+
+/// `check()`, panicking with the allocator's own message when it fails.
+pub fn check<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> HeapStats {
+    match h.check() {
+        Ok(st) => st,
+        Err(e) => panic!("heap check failed: {e}"),
+    }
+}
+
+/// How many more word accesses the participant being killed may make. Shared by the two
+/// [`KillableWords`] (store and lock file) of one participant, and used by its thread only.
+pub struct Budget {
+    left: Cell<u64>,
+    spent: Cell<u64>,
+    refused: Cell<bool>,
+}
+
+impl Budget {
+    /// A participant that dies after `k` accesses.
+    pub fn new(k: u64) -> Budget {
+        Budget {
+            left: Cell::new(k),
+            spent: Cell::new(0),
+            refused: Cell::new(false),
+        }
+    }
+
+    /// A participant that never dies (used to measure how many accesses an operation takes).
+    pub fn unlimited() -> Budget {
+        Budget::new(u64::MAX)
+    }
+
+    /// Accesses made so far.
+    pub fn spent(&self) -> u64 {
+        self.spent.get()
+    }
+
+    /// True once an access was refused: the participant is dead from then on.
+    pub fn killed(&self) -> bool {
+        self.refused.get()
+    }
+
+    fn take(&self) -> Result<(), AccessError> {
+        if self.left.get() == 0 {
+            self.refused.set(true);
+            return Err(AccessError::Io(std::io::Error::other(
+                "killed (loom model)",
+            )));
+        }
+        self.left.set(self.left.get() - 1);
+        self.spent.set(self.spent.get() + 1);
+        Ok(())
+    }
+}
+
+/// A word store over a [`MemWords`] that refuses every access once its [`Budget`] is spent, so
+/// the participant using it stops right there (the allocator propagates every access error with
+/// `?` and writes nothing more): a SIGKILL between two steps.
+///
+/// What is counted: each `word()` (every `load`/`store`/`cas` goes through it) and each
+/// `grow_to`. An atomic operation that the allocator makes on a `&AtomicU64` it got from an
+/// earlier `word()` is not seen here, so a kill lands before the `word()` call, never between
+/// two operations on one held reference.
+pub struct KillableWords<'a> {
+    pub inner: &'a MemWords,
+    pub budget: &'a Budget,
+}
+
+impl WordStore for KillableWords<'_> {
+    fn size(&self) -> u64 {
+        // Not counted: it reads no word of the store.
+        self.inner.size()
+    }
+
+    fn word(&self, offset: u64) -> Result<&AtomicU64, AccessError> {
+        self.budget.take()?;
+        self.inner.word(offset)
+    }
+
+    fn grow_to(&self, min_size: u64) -> Result<(), AccessError> {
+        self.budget.take()?;
+        self.inner.grow_to(min_size)
+    }
+
+    fn max_size(&self) -> u64 {
+        self.inner.max_size()
+    }
+}
+
+/// A participant that will be killed: its store and lock-file views share one budget.
+pub struct Victim<'a> {
+    pub world: &'a World,
+    pub store: KillableWords<'a>,
+    pub lock: KillableWords<'a>,
+}
+
+impl<'a> Victim<'a> {
+    pub fn new(world: &'a World, budget: &'a Budget) -> Victim<'a> {
+        Victim {
+            world,
+            store: KillableWords {
+                inner: &world.store,
+                budget,
+            },
+            lock: KillableWords {
+                inner: &world.lock,
+                budget,
+            },
+        }
+    }
+
+    /// The heap as participant `me` sees it through the killable words.
+    pub fn heap(&self, me: u32) -> Heap<'_, KillableWords<'a>, MemLiveness> {
+        let table = Table {
+            words: &self.lock,
+            live: &self.world.live,
+            base: 0,
+            slots: self.world.slots,
+        };
+        Heap::new(&self.store, GEO, table, me)
+    }
+}
+
+/// Blocks held by the threads of a model, kept outside loom (a plain `std` mutex: loom runs one
+/// thread at a time, so it never blocks and adds no interleavings). A block is entered only after
+/// the allocation that returned it, and removed before the free that gives it back, so two
+/// entries for one block mean it was handed out twice.
+#[derive(Default)]
+pub struct Held {
+    set: std::sync::Mutex<BTreeSet<u64>>,
+}
+
+impl Held {
+    pub fn take(&self, b: u64) {
+        let fresh = self.set.lock().unwrap().insert(b);
+        assert!(fresh, "block {b:#x} handed out while already held");
+    }
+
+    pub fn give(&self, b: u64) {
+        let was = self.set.lock().unwrap().remove(&b);
+        assert!(was, "block {b:#x} given back but not held");
+    }
+
+    pub fn snapshot(&self) -> BTreeSet<u64> {
+        self.set.lock().unwrap().clone()
+    }
+
+    pub fn contains(&self, b: u64) -> bool {
+        self.set.lock().unwrap().contains(&b)
+    }
+}
