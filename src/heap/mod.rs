@@ -52,7 +52,6 @@ const S_CARVE: u64 = 8;
 const S_DEFERRED: u64 = 16;
 const S_NEXT: u64 = 24;
 const S_INFO: u64 = 32;
-const S_SWEEPER: u64 = 40;
 
 const FROZEN_BIT: u64 = 1 << 63;
 const TAG_SHIFT: u64 = 32;
@@ -390,7 +389,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         store.store(seg + S_ANCHOR, 0, Ordering::Relaxed)?;
         store.store(seg + S_CARVE, 0, Ordering::Relaxed)?;
         store.store(seg + S_DEFERRED, 0, Ordering::Relaxed)?;
-        store.store(seg + S_SWEEPER, 0, Ordering::Relaxed)?;
+        store.store(seg + 40, 0, Ordering::Relaxed)?; // reserved
         store.store(
             seg + S_INFO,
             k as u64 | (nblocks << 8) | (CLASS_SIZES[k] << 24),
@@ -558,58 +557,143 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     ) -> Result<u64, Error> {
         let info = self.segment_info(seg)?;
         let store = self.store();
-        self.table().store(
-            self.me(),
-            table::W_SEGMENT_JOURNAL,
-            (SJ_SWEEP << SJ_SHIFT) | seg,
-        )?;
-        store.store(seg + S_SWEEPER, self.me() as u64 + 1, Ordering::SeqCst)?;
-        let anchor_w = store.word(seg + S_ANCHOR)?;
-        let mut a = anchor_w.load(Ordering::Acquire);
-        loop {
-            if a_frozen(a) {
-                // Someone else is sweeping it.
-                self.table().store(self.me(), table::W_SEGMENT_JOURNAL, 0)?;
-                return Ok(0);
-            }
-            let frozen = a | FROZEN_BIT;
-            let frozen =
-                (frozen & !(TAG_MASK << TAG_SHIFT)) | (((a_tag(a) + 1) & TAG_MASK) << TAG_SHIFT);
-            // SeqCst: the journal reads below must see every journal store published by a
-            // pop that precedes this CAS in the anchor's order.
-            match anchor_w.compare_exchange(a, frozen, Ordering::SeqCst, Ordering::Acquire) {
-                Ok(_) => {
-                    a = frozen;
-                    break;
-                }
-                Err(actual) => a = actual,
-            }
-        }
+        let Some(frozen) = self.freeze(&info)? else {
+            return Ok(0); // someone else is sweeping it
+        };
         // The stack cannot change now (pops skip frozen segments, pushes go to deferred).
+        // Blocks parked on the deferred stack by frees that raced an earlier unfreeze are
+        // free too: take them onto the stack first, so they are never mistaken for garbage.
+        let mut head = a_head(frozen);
+        let mut count = a_count(frozen);
+        let mut free = vec![false; info.nblocks as usize];
+        self.walk_stack(&info, head, count, &mut free)?;
+        for idx in self.take_deferred(&info)? {
+            if free[idx as usize] {
+                return Err(Error::Corrupt {
+                    what: "a block is on both free stacks of its segment".into(),
+                    offset: info.block(idx),
+                });
+            }
+            free[idx as usize] = true;
+            // Relaxed: published by the anchor CAS in `thaw`.
+            store.store(info.block(idx), head, Ordering::Relaxed)?;
+            head = idx + 1;
+            count += 1;
+        }
         let carve = store
             .load(seg + S_CARVE, Ordering::SeqCst)?
             .min(info.nblocks);
-        let mut on_stack = vec![false; info.nblocks as usize];
-        self.walk_stack(&info, a_head(a), a_count(a), &mut on_stack)?;
         let mut journaled = self.journaled_blocks()?;
         journaled.sort_unstable();
         let mut freed = 0;
-        let mut head = a_head(a);
-        let mut count = a_count(a);
         for i in 0..carve {
             let b = info.block(i);
-            if on_stack[i as usize] || journaled.binary_search(&b).is_ok() || !is_garbage(b) {
+            if free[i as usize] || journaled.binary_search(&b).is_ok() || !is_garbage(b) {
                 continue;
             }
-            // Relaxed: published by the anchor CAS in `unfreeze`.
+            // Relaxed: published by the anchor CAS in `thaw`.
             store.store(b, head, Ordering::Relaxed)?;
             head = i + 1;
             count += 1;
             freed += 1;
         }
-        self.unfreeze(&info, a, head, count)?;
+        self.thaw(&info, frozen, head, count)?;
         self.table().store(self.me(), table::W_SEGMENT_JOURNAL, 0)?;
         Ok(freed)
+    }
+
+    /// Freezes a segment for a sweep, after naming it in this participant's segment journal.
+    /// `None`: another live sweeper holds it. A segment frozen by a sweeper that died (no live
+    /// participant's journal names it) is thawed first.
+    fn freeze(&self, info: &SegmentInfo) -> Result<Option<u64>, Error> {
+        let seg = info.offset;
+        self.table().store(
+            self.me(),
+            table::W_SEGMENT_JOURNAL,
+            (SJ_SWEEP << SJ_SHIFT) | seg,
+        )?;
+        let anchor_w = self.store().word(seg + S_ANCHOR)?;
+        let mut a = anchor_w.load(Ordering::Acquire);
+        loop {
+            if a_frozen(a) {
+                if self.sweep_is_live(seg)? {
+                    self.table().store(self.me(), table::W_SEGMENT_JOURNAL, 0)?;
+                    return Ok(None);
+                }
+                self.thaw(info, a, a_head(a), a_count(a))?;
+                a = anchor_w.load(Ordering::Acquire);
+                continue;
+            }
+            let frozen = anchor(a_head(a), a_count(a), a_tag(a) + 1, true);
+            // SeqCst: the journal reads of the sweep must see every journal store published
+            // by a pop that precedes this CAS in the anchor's order (the pop's CAS is a
+            // release; this is an acquire on the same word).
+            match anchor_w.compare_exchange(a, frozen, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => return Ok(Some(frozen)),
+                Err(actual) => a = actual,
+            }
+        }
+    }
+
+    /// True when a live participant other than this one names `seg` as being swept.
+    fn sweep_is_live(&self, seg: u64) -> Result<bool, Error> {
+        let mut live = false;
+        let me = self.me();
+        self.table().for_each_live_journal(|slot, w, v| {
+            if slot != me && w == table::W_SEGMENT_JOURNAL && v == (SJ_SWEEP << SJ_SHIFT) | seg {
+                live = true;
+            }
+        })?;
+        Ok(live)
+    }
+
+    /// Takes the deferred stack whole and returns its block indexes.
+    fn take_deferred(&self, info: &SegmentInfo) -> Result<Vec<u64>, Error> {
+        let store = self.store();
+        // Acquire pairs with the Release CAS in `push_deferred`.
+        let d = store
+            .word(info.offset + S_DEFERRED)?
+            .swap(0, Ordering::AcqRel);
+        let mut out = Vec::new();
+        let mut h = d & 0xffff;
+        while h != 0 {
+            if h > info.nblocks || out.len() as u64 >= info.nblocks {
+                return Err(Error::Corrupt {
+                    what: "deferred free stack is damaged (out of range or looped)".into(),
+                    offset: info.offset + S_DEFERRED,
+                });
+            }
+            out.push(h - 1);
+            h = store.load(info.block(h - 1), Ordering::Acquire)? & 0xffff;
+        }
+        Ok(out)
+    }
+
+    /// Ends a freeze: installs `head`/`count` unfrozen by one CAS from the frozen anchor, then
+    /// moves frees that arrived on the deferred stack meanwhile onto the free stack. Frees
+    /// that still slip onto the deferred stack after this wait there for the next freeze
+    /// (they are counted free by `check` and taken first by the next sweep).
+    fn thaw(&self, info: &SegmentInfo, frozen: u64, head: u64, count: u64) -> Result<(), Error> {
+        let new = anchor(head, count, a_tag(frozen) + 1, false);
+        // SeqCst: publishes the links written by the sweep (pairs with the Acquire anchor
+        // loads of pops). A racing thaw of the same abandoned freeze loses this CAS.
+        if self
+            .store()
+            .cas(
+                info.offset + S_ANCHOR,
+                frozen,
+                new,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            )?
+            .is_err()
+        {
+            return Ok(());
+        }
+        for idx in self.take_deferred(info)? {
+            self.push_free(info, idx)?;
+        }
+        Ok(())
     }
 
     /// Frees every large or huge run that no live participant journals and for which
@@ -673,68 +757,40 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(())
     }
 
-    /// Ends a sweep: takes the deferred frees and installs head/count (plus them) unfrozen.
-    fn unfreeze(
-        &self,
-        info: &SegmentInfo,
-        frozen: u64,
-        head: u64,
-        count: u64,
-    ) -> Result<(), Error> {
-        let store = self.store();
-        let dw = store.word(info.offset + S_DEFERRED)?;
-        // Acquire pairs with the Release CAS in `push_deferred`. A sweeper killed after this
-        // swap loses the deferred blocks to the next sweep (they are freed, unreachable and
-        // unjournaled, so the next sweep frees them again): a leak that heals, never a reuse.
-        let d = dw.swap(0, Ordering::AcqRel);
-        let mut head = head;
-        let mut count = count;
-        let mut h = d & 0xffff;
+    /// Marks the blocks parked on the deferred stack in `seen` (read-only walk; quiescent use)
+    /// and returns how many there are.
+    fn walk_deferred(&self, info: &SegmentInfo, seen: &mut [bool]) -> Result<u64, Error> {
+        let mut h = self
+            .store()
+            .load(info.offset + S_DEFERRED, Ordering::Acquire)?
+            & 0xffff;
         let mut n = 0;
         while h != 0 {
-            if h > info.nblocks || n > info.nblocks {
+            if h > info.nblocks || seen[(h - 1) as usize] {
                 return Err(Error::Corrupt {
-                    what: "deferred free stack is damaged".into(),
+                    what: "deferred free stack is damaged (out of range, looped or overlapping)"
+                        .into(),
                     offset: info.offset + S_DEFERRED,
                 });
             }
-            let b = info.block(h - 1);
-            let next = store.load(b, Ordering::Acquire)? & 0xffff;
-            store.store(b, head, Ordering::Relaxed)?;
-            head = h;
-            count += 1;
+            seen[(h - 1) as usize] = true;
             n += 1;
-            h = next;
+            h = self.store().load(info.block(h - 1), Ordering::Acquire)? & 0xffff;
         }
-        let new = anchor(head, count, a_tag(frozen) + 1, false);
-        // Release: publishes the links written above (pairs with the Acquire anchor loads).
-        store
-            .cas(
-                info.offset + S_ANCHOR,
-                frozen,
-                new,
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            )?
-            .map_err(|actual| Error::Corrupt {
-                what: format!("frozen anchor changed under its sweeper ({actual:#x})"),
-                offset: info.offset,
-            })?;
-        store.store(info.offset + S_SWEEPER, 0, Ordering::Release)?;
-        Ok(())
+        Ok(n)
     }
 
-    /// Unfreezes a segment whose sweeper died (its segment journal said SWEEP).
-    fn recover_sweep(&self, seg: u64, dead: u32) -> Result<(), Error> {
+    /// Thaws a segment whose sweeper died (its segment journal said SWEEP), unless a live
+    /// sweeper holds it now.
+    fn recover_sweep(&self, seg: u64) -> Result<(), Error> {
         let info = self.segment_info(seg)?;
         let a = self.store().load(seg + S_ANCHOR, Ordering::Acquire)?;
-        if !a_frozen(a) || self.store().load(seg + S_SWEEPER, Ordering::Acquire)? != dead as u64 + 1
-        {
+        if !a_frozen(a) || self.sweep_is_live(seg)? {
             return Ok(());
         }
-        // The blocks the dead sweeper had linked but not yet published are lost to the next
-        // sweep (see `unfreeze`); the anchor as it was frozen is intact.
-        self.unfreeze(&info, a, a_head(a), a_count(a))
+        // The blocks the dead sweeper had gathered but not published stay allocated-looking
+        // and unreachable: the next sweep frees them. The anchor as it was frozen is intact.
+        self.thaw(&info, a, a_head(a), a_count(a))
     }
 
     // ---- recovery --------------------------------------------------------------------------
@@ -746,28 +802,30 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// the store. Idempotent: a recoverer killed half-way is followed by another that repeats it.
     pub fn recover_participant(&self, slot: u32) -> Result<(), Error> {
         let t = self.table();
-        let pj = t.load(slot, table::W_PAGE_JOURNAL)?;
-        if pj != 0 {
-            self.pages.recover_journal(pj)?;
-            t.store(slot, table::W_PAGE_JOURNAL, 0)?;
-        }
+        // The segment journal first: while the dead participant's page claim (if any) is
+        // still in its page journal, the claimed pages cannot change hands, so a segment run
+        // found there is certainly the dead participant's.
         let sj = t.load(slot, table::W_SEGMENT_JOURNAL)?;
         if sj != 0 {
             let seg = sj & SJ_OFFSET;
             match sj >> SJ_SHIFT {
-                SJ_CREATE => self.recover_create(seg)?,
-                SJ_SWEEP => self.recover_sweep(seg, slot)?,
-                // A bare offset: the page manager handed the run over but the participant died
-                // before marking it as being created. Same treatment.
-                0 => self.recover_create(seg)?,
+                SJ_SWEEP => self.recover_sweep(seg)?,
+                // CREATE, or a bare offset (the page manager handed the run over, and the
+                // participant died before marking it as being created): same treatment.
+                SJ_CREATE | 0 => self.recover_create(seg)?,
                 _ => {
                     return Err(Error::Corrupt {
                         what: "undecodable segment journal".into(),
-                        offset: 0,
+                        offset: t.word_offset(slot, table::W_SEGMENT_JOURNAL),
                     })
                 }
             }
             t.store(slot, table::W_SEGMENT_JOURNAL, 0)?;
+        }
+        let pj = t.load(slot, table::W_PAGE_JOURNAL)?;
+        if pj != 0 {
+            self.pages.recover_journal(pj)?;
+            t.store(slot, table::W_PAGE_JOURNAL, 0)?;
         }
         // Block journals need no action: a popped block is allocated and, once the journal is
         // cleared, unreachable, so a sweep frees it; a block whose pop never happened is free.
@@ -780,10 +838,16 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// A segment run that a dead participant was creating: if it is not on its class list yet,
     /// nobody has seen it, so write its header afresh and push it.
     fn recover_create(&self, seg: u64) -> Result<(), Error> {
-        let run = self.pages.run_at(seg)?;
-        if run.kind != RUN_SEGMENT || run.offset != seg || run.user as usize >= NCLASSES {
+        // The claim may not have reached the map (the page journal's recovery then gives the
+        // pages back): then there is no segment here and nothing to do.
+        let run = match self.pages.run_at(seg) {
+            Ok(run) if run.kind == RUN_SEGMENT && run.offset == seg => run,
+            Ok(_) | Err(Error::BadFree { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if run.user as usize >= NCLASSES {
             return Err(Error::Corrupt {
-                what: "segment journal names no segment run".into(),
+                what: "segment run of an unknown class".into(),
                 offset: seg,
             });
         }
@@ -810,6 +874,46 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.init_and_push(seg, k, nblocks)
     }
 
+    /// Repairs what dead participants left in flight when their journals are lost (the lock
+    /// file was deleted while nobody was attached): page-level leftovers (see
+    /// [`PageManager::sweep_unmapped`]), segment runs that never reached their class list,
+    /// and segments left frozen by a dead sweeper. Safe while others allocate; what it cannot
+    /// attribute to a live participant's journal it treats as a dead one's.
+    pub fn repair(&self) -> Result<(), Error> {
+        self.pages.sweep_unmapped()?;
+        // Read order matters: runs, then journals, then (in `recover_create`) the class list.
+        // A creator names its run in its segment journal before the run's start entry exists
+        // and clears the journal only after the push, so a run seen here is either named by a
+        // journal read afterwards or already on the list when the list is read.
+        let mut runs = Vec::new();
+        self.pages.for_each_run(|run| {
+            if run.kind == RUN_SEGMENT {
+                runs.push(run.offset);
+            }
+            Ok(())
+        })?;
+        let mut creating = Vec::new();
+        self.table().for_each_live_journal(|_, w, v| {
+            if w == table::W_SEGMENT_JOURNAL && v >> SJ_SHIFT != SJ_SWEEP {
+                creating.push(v & SJ_OFFSET);
+            }
+        })?;
+        for seg in runs {
+            if !creating.contains(&seg) {
+                self.recover_create(seg)?;
+            }
+        }
+        let mut listed = Vec::new();
+        self.for_each_segment(|info| {
+            listed.push(info.offset);
+            Ok(())
+        })?;
+        for seg in listed {
+            self.recover_sweep(seg)?;
+        }
+        Ok(())
+    }
+
     // ---- checking ----------------------------------------------------------------------------
 
     /// Checks the page manager and every segment (free stacks in range, acyclic, of the length
@@ -834,6 +938,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             let mut seen = vec![false; info.nblocks as usize];
             self.walk_stack(&info, a_head(a), a_count(a), &mut seen)?;
+            let parked = self.walk_deferred(&info, &mut seen)?;
             let carve = self
                 .store()
                 .load(info.offset + S_CARVE, Ordering::Acquire)?;
@@ -854,9 +959,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 });
             }
             st.segments += 1;
-            st.blocks_free += a_count(a) + info.nblocks - carve;
-            st.blocks_allocated += carve - a_count(a);
-            st.bytes_allocated += (carve - a_count(a)) * info.block_size;
+            let free_carved = a_count(a) + parked;
+            st.blocks_free += free_carved + info.nblocks - carve;
+            st.blocks_allocated += carve - free_carved;
+            st.bytes_allocated += (carve - free_carved) * info.block_size;
             listed.push(info.offset);
             Ok(())
         })?;
@@ -904,6 +1010,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 .load(info.offset + S_ANCHOR, Ordering::Acquire)?;
             let mut seen = vec![false; info.nblocks as usize];
             self.walk_stack(&info, a_head(a), a_count(a), &mut seen)?;
+            self.walk_deferred(&info, &mut seen)?;
             let carve = self
                 .store()
                 .load(info.offset + S_CARVE, Ordering::Acquire)?

@@ -11,8 +11,10 @@
 //! length, owner bits; continuation: distance back to the start). A page is claimed by a CAS on
 //! its bitmap word, so two processes can never claim one page. Chunks are opened by a CAS on
 //! `chunk_count` in the header (the break, in chunks), after the file has been grown to cover
-//! them. There are no free lists, so there is no ABA on list heads and no sentinel to wedge on:
-//! every step is one CAS on a word whose tag changes with every successful CAS.
+//! their meta blocks (data pages are grown into just before they are claimed). There are no
+//! free lists, so there is no ABA on list heads and no sentinel to wedge on: ownership of a page
+//! changes only by a CAS on a word whose tag changes with every successful CAS; map entries and
+//! chunk kinds are plain atomic stores by the owner of the pages they describe.
 //!
 //! Crash safety. Before claiming or releasing, a participant writes what it is about to do into
 //! its *page journal* (a word of its slot in the lock file); it clears the journal when the map
@@ -100,6 +102,8 @@ fn mask(start: u64, n: u64) -> u32 {
 pub const CHUNK_NORMAL: u64 = 0;
 pub const CHUNK_HUGE_HEAD: u64 = 1;
 pub const CHUNK_HUGE_TAIL: u64 = 2;
+/// A huge head whose run is being released (scanners skip it like a head).
+pub const CHUNK_HUGE_RELEASING: u64 = 3;
 
 // ---- page map entries ------------------------------------------------------------------------
 
@@ -278,7 +282,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     c = 0;
                 }
                 let (kind_c, arg) = self.load_kind(c)?;
-                let step = if kind_c == CHUNK_HUGE_HEAD {
+                let step = if kind_c == CHUNK_HUGE_HEAD || kind_c == CHUNK_HUGE_RELEASING {
                     arg.max(1)
                 } else {
                     1
@@ -412,6 +416,13 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                 Ordering::Relaxed,
             )?;
         }
+        let offset = self.page_offset(c, first);
+        // The handoff comes before the start entry: once the run exists, some journal of
+        // this participant names it until the caller is done with it. (Recovery of a handoff
+        // whose run never got its start entry finds no run there and does nothing.)
+        if let Some(w) = handoff {
+            self.table.store(self.me, w, offset)?;
+        }
         // SeqCst: a sweep that reads this entry after the journal clear must see it (the
         // journal clear below is SeqCst too).
         self.store.store(
@@ -419,10 +430,6 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             start_entry(kind, n, user),
             Ordering::SeqCst,
         )?;
-        let offset = self.page_offset(c, first);
-        if let Some(w) = handoff {
-            self.table.store(self.me, w, offset)?;
-        }
         self.set_journal(0)?;
         Ok(offset)
     }
@@ -431,8 +438,9 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         let off = self.bitmap_word(c, i);
         let mut cur = self.store.load(off, Ordering::Acquire)?;
         loop {
-            // Release: the pages' last uses happen before another claimer sees them free
-            // (pairs with the Acquire load before a claim CAS).
+            // SeqCst (Release would do for the pages' last uses, which must happen before
+            // another claimer sees them free; SeqCst also orders it with the journal handshake
+            // of recovery, see `sweep_unmapped_range`).
             match self.store.cas(
                 off,
                 cur,
@@ -484,7 +492,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             let mut found = None;
             while c < count {
                 let (kind, arg) = self.load_kind(c)?;
-                if kind == CHUNK_HUGE_HEAD {
+                if kind == CHUNK_HUGE_HEAD || kind == CHUNK_HUGE_RELEASING {
                     c += arg.max(1);
                     run_len = 0;
                     continue;
@@ -599,6 +607,12 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         }
         let (kind, arg) = self.load_kind(c)?;
         match kind {
+            CHUNK_HUGE_RELEASING => {
+                return Err(Error::BadFree {
+                    offset,
+                    why: "inside a huge run that is being released",
+                })
+            }
             CHUNK_HUGE_HEAD => {
                 return Ok(Run {
                     offset: self.geo.data_of(c),
@@ -703,13 +717,20 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
 
     fn free_huge(&self, head: u64, nchunks: u64) -> Result<(), Error> {
         self.set_journal(journal_huge(J_HUGE_RELEASE, head, nchunks))?;
-        self.undo_huge(head, nchunks)?;
+        // SeqCst: marks the release as started; recovery redoes a release only while the
+        // head still says so (the chunks cannot change hands before the head is normal).
+        self.store.store(
+            self.kind_word(head),
+            CHUNK_HUGE_RELEASING | (nchunks << 8),
+            Ordering::SeqCst,
+        )?;
+        self.finish_release(head, nchunks)?;
         self.set_journal(0)
     }
 
-    /// Turns chunks `head..head+n` back into empty normal chunks: kinds first (tails, then the
-    /// head), then the bits. Idempotent, so recovery may repeat it.
-    fn undo_huge(&self, head: u64, n: u64) -> Result<(), Error> {
+    /// Turns the chunks of a huge run whose head says RELEASING back into empty normal chunks:
+    /// tails first, then the head, then the bits. Repeatable while the head says RELEASING.
+    fn finish_release(&self, head: u64, n: u64) -> Result<(), Error> {
         for k in 1..n {
             // Release: pairs with the Acquire in `load_kind`.
             self.store
@@ -723,6 +744,22 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             }
         }
         Ok(())
+    }
+
+    /// True when a live participant's page journal names a huge claim or release that
+    /// overlaps chunks `c..c+n`.
+    fn huge_journaled(&self, c: u64, n: u64) -> Result<bool, Error> {
+        let mut hit = false;
+        self.table.for_each_live_journal(|_, w, v| {
+            if w == table::W_PAGE_JOURNAL {
+                if let Some(Journal::Huge { chunk, n: m, .. }) = decode_journal(v) {
+                    if chunk < c + n && c < chunk + m {
+                        hit = true;
+                    }
+                }
+            }
+        })?;
+        Ok(hit)
     }
 
     // ---- recovery ------------------------------------------------------------------------------
@@ -743,22 +780,14 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     return corrupt("page journal names chunks outside the store", 0);
                 }
                 let (kind, arg) = self.load_kind(chunk)?;
-                let complete = kind == CHUNK_HUGE_HEAD && arg == n;
-                if claim && complete {
-                    // The claim finished: the huge run is the dead participant's, unlinked;
-                    // the object layer's sweep decides whether it is garbage.
-                    return Ok(());
+                if !claim && kind == CHUNK_HUGE_RELEASING && arg == n {
+                    // The release had started and nobody can have taken the chunks since.
+                    return self.finish_release(chunk, n);
                 }
-                if !claim && !complete && kind == CHUNK_NORMAL {
-                    // The release got past the head: finish clearing what is still claimed.
-                    for k in 0..n {
-                        self.sweep_unmapped_range(chunk + k, 0, self.geo.chunk_pages)?;
-                    }
-                    return Ok(());
-                }
-                if claim {
-                    // A claim that did not complete: take back the tails it marked, then any
-                    // pages it claimed.
+                if claim && kind == CHUNK_NORMAL && !self.huge_journaled(chunk, n)? {
+                    // A claim that did not complete (no head was written at `chunk`, and no
+                    // live participant is claiming there): the tails pointing back to
+                    // `chunk` are the dead claimer's.
                     for k in 1..n {
                         let (tk, targ) = self.load_kind(chunk + k)?;
                         if tk == CHUNK_HUGE_TAIL && targ == k {
@@ -769,13 +798,15 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                             )?;
                         }
                     }
-                    for k in 0..n {
-                        self.sweep_unmapped_range(chunk + k, 0, self.geo.chunk_pages)?;
-                    }
-                    return Ok(());
                 }
-                // A release that had not started on the kinds: do all of it.
-                self.undo_huge(chunk, n)
+                // Whatever else happened (a completed claim is the dead participant's run,
+                // left for a sweep; a release that had not begun leaves the run allocated; a
+                // finished one may have been reused), only pages that are claimed in normal
+                // chunks, covered by no run and named by no live journal are taken back.
+                for k in 0..n {
+                    self.sweep_unmapped_range(chunk + k, 0, self.geo.chunk_pages)?;
+                }
+                Ok(())
             }
         }
     }
@@ -884,18 +915,53 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         Ok(())
     }
 
-    /// Clears every stray claim in every normal chunk (for when journals were lost, e.g. a
-    /// deleted lock file). Safe while others allocate.
+    /// Repairs what dead participants left in flight when their journals are gone (a lock file
+    /// deleted while nobody was attached): huge releases that had begun, tails of huge claims
+    /// that never got their head, and stray page claims. Takes nothing a live participant's
+    /// journal names; safe while others allocate.
     pub fn sweep_unmapped(&self) -> Result<(), Error> {
         let count = self.chunk_count()?;
         let mut c = 0;
         while c < count {
             let (kind, arg) = self.load_kind(c)?;
-            if kind == CHUNK_HUGE_HEAD {
-                c += arg.max(1);
-                continue;
+            match kind {
+                CHUNK_HUGE_HEAD => {
+                    c += arg.max(1);
+                    continue;
+                }
+                CHUNK_HUGE_RELEASING => {
+                    if arg == 0 || c + arg > count {
+                        return corrupt(
+                            "huge run extends past the opened chunks",
+                            self.kind_word(c),
+                        );
+                    }
+                    if !self.huge_journaled(c, arg)? {
+                        self.finish_release(c, arg)?;
+                    }
+                    c += arg;
+                    continue;
+                }
+                CHUNK_HUGE_TAIL => {
+                    // A tail is orphaned when the chunk it points back to heads no run
+                    // covering it, and no live claimer is writing that run.
+                    let head = c.checked_sub(arg).filter(|_| arg > 0);
+                    let orphan = match head {
+                        None => true,
+                        Some(h) => {
+                            let (hk, hn) = self.load_kind(h)?;
+                            !((hk == CHUNK_HUGE_HEAD || hk == CHUNK_HUGE_RELEASING) && hn > arg)
+                                && !self.huge_journaled(h, arg + 1)?
+                        }
+                    };
+                    if orphan {
+                        self.store
+                            .store(self.kind_word(c), CHUNK_NORMAL, Ordering::SeqCst)?;
+                        continue; // look at it again as a normal chunk
+                    }
+                }
+                _ => self.sweep_unmapped_range(c, 0, self.geo.chunk_pages)?,
             }
-            self.sweep_unmapped_range(c, 0, self.geo.chunk_pages)?;
             c += 1;
         }
         Ok(())
@@ -910,6 +976,11 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         while c < count {
             let (kind, arg) = self.load_kind(c)?;
             match kind {
+                CHUNK_HUGE_RELEASING if arg > 0 => {
+                    // Being released: no longer allocated.
+                    c += arg;
+                    continue;
+                }
                 CHUNK_HUGE_HEAD => {
                     if arg == 0 || c + arg > count {
                         return corrupt(
@@ -983,6 +1054,12 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         while c < count {
             let (kind, arg) = self.load_kind(c)?;
             match kind {
+                CHUNK_HUGE_RELEASING => {
+                    return corrupt(
+                        "a huge run is half released (its releaser died: recover first)",
+                        self.kind_word(c),
+                    )
+                }
                 CHUNK_HUGE_HEAD => {
                     if arg == 0 || c + arg > count {
                         return corrupt(

@@ -8,11 +8,15 @@
 //! the data pages of one generation are contiguous, so a run of whole chunks (a huge block) can
 //! be as large as a generation.
 
-/// The magic in the first 8 bytes. Written last when a store is created.
+/// The magic in the first 8 bytes. The whole header page is written by one write when a store
+/// is created, into a file that is not yet linked at its name (or, for an empty file, under the
+/// init lock), so no opener ever sees a store half-written.
 pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// The format version in bytes 8..12. Any other value is refused with both versions named.
 pub const FORMAT_VERSION: u32 = 1;
-/// Written as a native u32; reads back as this value only on a little-endian machine.
+/// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
+/// build for big-endian targets (its shared words are native atomics), so a mismatch here means
+/// a damaged or foreign header.
 pub const ENDIAN_MARK: u32 = 0x0102_0304;
 
 /// Header fields (byte offsets). 0..64 is immutable after creation and covered by the checksum.
@@ -54,7 +58,9 @@ pub struct Geometry {
     pub header_bytes: u64,
 }
 
-/// Generations are numbered 0..MAX_GENERATIONS; 2^21 - 1 chunks of 2 MiB is 4 TiB.
+/// Generations are numbered 0..MAX_GENERATIONS (2^21 - 1 chunks of 2 MiB: about 4 TiB of
+/// address space). A store is limited earlier by its address reservation (1 TiB, see
+/// `mapping`), which ends inside generation 18.
 pub const MAX_GENERATIONS: u32 = 21;
 
 impl Geometry {

@@ -256,23 +256,24 @@ impl Region {
                 offset: None,
             });
         }
-        let mut size_bytes = [0u8; 8];
-        file.read_exact_at(&mut size_bytes, hdr::FILE_SIZE)
-            .map_err(io_err(path, "read"))?;
-        let published = u64::from_le_bytes(size_bytes);
+        let store = Mapping::new(
+            file.clone(),
+            SizeSource::Word(hdr::FILE_SIZE),
+            geo.header_bytes,
+            len,
+        )
+        .map_err(io_err(path, "map"))?;
+        // The published size is read atomically (other processes raise it with atomics), and
+        // the file's length after it: a store reserves space before it publishes a larger
+        // size, so a length read second is never smaller than an honest published size.
+        let published = store.word(hdr::FILE_SIZE)?.load(Ordering::Acquire);
+        let len = file.metadata().map_err(io_err(path, "stat"))?.len();
         if published < geo.header_bytes || published > len || published % geo.page_size != 0 {
             return Err(Error::Corrupt {
                 what: format!("header says the store has {published} bytes but the file has {len}"),
                 offset: Some(hdr::FILE_SIZE),
             });
         }
-        let store = Mapping::new(
-            file.clone(),
-            SizeSource::Word(hdr::FILE_SIZE),
-            published,
-            len,
-        )
-        .map_err(io_err(path, "map"))?;
         let (lock_file, lock) = open_lock_file(path, header.store_id)?;
         Ok(Region {
             path: path.to_path_buf(),
@@ -552,7 +553,9 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Writes a new store into an unnamed file beside `path` and links it into place. If another
-/// process linked first, opens theirs.
+/// process linked first, opens theirs. Where the file system has no O_TMPFILE, the new store
+/// is written to a named temporary (`.NAME.RANDOM.tmp`) and hard-linked: a creator killed
+/// between the two leaves that temporary behind (never a half-made store at `path`).
 fn create_atomically(path: &Path) -> Result<File, Error> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

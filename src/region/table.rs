@@ -15,8 +15,8 @@
 //! | 1 | pid | the attached process's pid (for messages) |
 //! | 2 | start | its start time in clock ticks since boot (pid + start names a process) |
 //! | 3..8 | object | reserved for the object layer (epoch, lock ownership) |
-//! | 8 | page journal | a page-run claim or release in flight (see `page`) |
-//! | 9 | segment journal | a segment being created (see `heap`) |
+//! | 8 | page journal | a page-run or huge-run claim or release in flight (see `page`) |
+//! | 9 | segment journal | a segment being created, or being swept (see `heap`) |
 //! | 10..16 | block journals | blocks allocated and not yet linked (see `heap`) |
 //! | 16..32 | reserved | zero |
 
@@ -60,7 +60,9 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
     pub fn load(&self, slot: u32, word: u64) -> Result<u64, AccessError> {
         // SeqCst: journal words take part in the store-then-check handshake with sweeps and
         // recovery (a journal store must be ordered before the claim it announces, and a
-        // sweep's reads of journals after its reads of the claimed state).
+        // sweep's reads of journals after its reads of the claimed state). The heap's hot
+        // path writes block journals with a Relaxed store of its own instead, ordered by the
+        // AcqRel CAS that follows it (see `heap::alloc_from`).
         self.words
             .load(self.word_offset(slot, word), Ordering::SeqCst)
     }
@@ -113,7 +115,7 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
     /// Marks `slot` free (after a clean detach, or after recovery of a dead participant).
     pub fn release(&self, slot: u32) -> Result<(), AccessError> {
         let gen = self.generation(slot)?;
-        for w in W_PAGE_JOURNAL..SLOT_WORDS {
+        for w in W_OBJECT..SLOT_WORDS {
             self.store(slot, w, 0)?;
         }
         self.store(slot, W_STATE, (gen << 8) | STATUS_FREE)
