@@ -43,6 +43,18 @@ impl From<crate::sync::AccessError> for Error {
     }
 }
 
+/// Liveness while taking over a slot: the slot's previous occupant is dead.
+struct Previous<'a> {
+    live: &'a AttachLiveness,
+    dead: u32,
+}
+
+impl Liveness for Previous<'_> {
+    fn is_alive(&self, slot: u32) -> bool {
+        slot != self.dead && self.live.is_alive(slot)
+    }
+}
+
 /// An open store with this process attached to it as one participant.
 pub struct Attached {
     region: Region,
@@ -67,7 +79,15 @@ impl Attached {
         };
         let att = this.attachment();
         if att.needs_recovery {
-            this.heap().recover_participant(att.slot)?;
+            // The slot's previous occupant died; until `activate` the slot is its, so its
+            // journals must count as a dead participant's, not as ours.
+            let live = Previous {
+                live: &this.live,
+                dead: att.slot,
+            };
+            let table = this.region.table(&live);
+            Heap::new(this.region.store(), this.region.geometry(), table, att.slot)
+                .recover_participant(att.slot)?;
         }
         att.activate(&this.region.table(&this.live))?;
         this.recover_dead()?;
