@@ -599,7 +599,8 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                 why: "not inside a data page",
             });
         };
-        if c >= self.chunk_count()? {
+        let count = self.chunk_count()?;
+        if c >= count {
             return Err(Error::BadFree {
                 offset,
                 why: "beyond the opened chunks",
@@ -614,12 +615,19 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                 })
             }
             CHUNK_HUGE_HEAD => {
+                // The length comes from the file: it must stay inside the opened chunks.
+                if arg == 0 || arg > count - c {
+                    return corrupt(
+                        format!("huge run of {arg} chunks overruns the opened chunks"),
+                        self.kind_word(c),
+                    );
+                }
                 return Ok(Run {
                     offset: self.geo.data_of(c),
                     pages: arg * self.geo.chunk_pages,
                     kind: 0,
                     user: 0,
-                })
+                });
             }
             CHUNK_HUGE_TAIL => {
                 if arg == 0 || arg > c {
@@ -627,7 +635,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                 }
                 let head = c - arg;
                 let (hk, hn) = self.load_kind(head)?;
-                if hk != CHUNK_HUGE_HEAD || hn <= arg {
+                if hk != CHUNK_HUGE_HEAD || hn <= arg || hn > count - head {
                     return corrupt("huge tail without its head", self.kind_word(c));
                 }
                 return Ok(Run {

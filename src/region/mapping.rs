@@ -197,19 +197,22 @@ impl WordStore for Mapping {
             }
             // Grow by at least 1/8 of the size and at least 1 MiB, so that growth costs a
             // logarithmic number of system calls, but never past the limit.
-            let target = min_size
+            let mut target = min_size
                 .max(cur + cur / 8)
                 .next_multiple_of(1 << 20)
                 .min(self.limit)
                 .max(min_size);
-            // SAFETY: plain system call on an open descriptor.
-            let r = unsafe {
-                libc::posix_fallocate(
-                    self.file.as_raw_fd(),
-                    cur as libc::off_t,
-                    (target - cur) as libc::off_t,
-                )
-            };
+            let mut r = fallocate(&self.file, cur, target);
+            if r != 0 && target > min_size && matches!(r, libc::ENOSPC | libc::EFBIG | libc::EDQUOT)
+            {
+                // The generous step does not fit: take only what this request needs, so that
+                // "full" means the room is really used up.
+                target = min_size
+                    .next_multiple_of(4096)
+                    .min(self.limit)
+                    .max(min_size);
+                r = fallocate(&self.file, cur, target);
+            }
             if r != 0 {
                 let err = io::Error::from_raw_os_error(r);
                 return Err(match r {
@@ -229,6 +232,18 @@ impl WordStore for Mapping {
 
     fn max_size(&self) -> u64 {
         self.limit
+    }
+}
+
+/// Reserves bytes `from..to` of `file` on disk; returns 0 or an errno.
+fn fallocate(file: &File, from: u64, to: u64) -> i32 {
+    // SAFETY: plain system call on an open descriptor.
+    unsafe {
+        libc::posix_fallocate(
+            file.as_raw_fd(),
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+        )
     }
 }
 
