@@ -56,10 +56,15 @@ impl Liveness for Previous<'_> {
 }
 
 /// An open store with this process attached to it as one participant.
+///
+/// Not `Sync`: a participant's slot (its journals and block cache) is written without atomic
+/// read-modify-writes, so one thread at a time uses it. Threads that allocate at once attach
+/// once each.
 pub struct Attached {
     region: Region,
     attachment: Option<Attachment>,
     live: AttachLiveness,
+    _one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl Attached {
@@ -76,6 +81,7 @@ impl Attached {
             region,
             attachment: Some(attachment),
             live,
+            _one_thread: std::marker::PhantomData,
         };
         let att = this.attachment();
         if att.needs_recovery {
@@ -161,6 +167,9 @@ impl Attached {
     }
 
     fn detach(&mut self) -> Result<(), Error> {
+        if self.attachment.as_ref().is_some_and(|a| !a.is_inherited()) {
+            self.heap().flush_cache()?;
+        }
         if let Some(att) = self.attachment.take() {
             if !att.is_inherited() {
                 att.detach(&self.region.table(&self.live))?;

@@ -39,9 +39,9 @@ pub use attached::{Attached, Error as OpenError};
 
 pub use crate::page::{Error, PageManager, PageStats, Run, RUN_LARGE, RUN_SEGMENT};
 use crate::region::{table, Geometry, Table};
-use crate::sync::{Liveness, Ordering, WordStore};
+use crate::sync::{AtomicU64, Liveness, Ordering, WordStore};
 use classes::{class_of, segment_bytes, CLASS_SIZES, MAX_SMALL, NCLASSES};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 
 /// Bytes of a segment header; blocks start right after it.
 pub const SEG_HEADER: u64 = 64;
@@ -110,7 +110,35 @@ pub struct HeapStats {
 pub struct Heap<'a, W: WordStore, L: Liveness> {
     pub pages: PageManager<'a, W, L>,
     /// This participant's current segment per class: a process-local hint only.
-    current: [Cell<u64>; NCLASSES],
+    current: [Cell<Option<Cached<'a>>>; NCLASSES],
+    /// The segment of the last block freed through the page map (frees come in runs).
+    last_freed: Cell<Option<Cached<'a>>>,
+    /// This participant's block journal words, resolved once.
+    journals: [Cell<Option<&'a AtomicU64>>; table::BLOCK_JOURNALS as usize],
+    /// This participant's block cache words (count, entries) per cached class, resolved once.
+    cache: [OnceCell<[&'a AtomicU64; table::CACHE_GROUP as usize]>; table::CACHED_CLASSES as usize],
+}
+
+/// A segment whose header this participant has checked against the page map, with its words
+/// resolved. Segments never move, never change class and are never freed (type-stable), so a
+/// check made once stays true for the life of the mapping.
+#[derive(Clone, Copy)]
+struct Cached<'a> {
+    info: SegmentInfo,
+    anchor: &'a AtomicU64,
+    carve: &'a AtomicU64,
+    /// ceil(2^32 / block_size): block indexes by multiplication (exact for offsets inside a
+    /// segment, which are below 2^18, and block sizes below 2^14).
+    reciprocal: u64,
+}
+
+impl Cached<'_> {
+    /// The index of the block that starts at `block`, if it is one of this segment's.
+    fn index_of(&self, block: u64) -> Option<u64> {
+        let rel = block.checked_sub(self.info.offset + SEG_HEADER)?;
+        let idx = (rel * self.reciprocal) >> 32;
+        (idx < self.info.nblocks && idx * self.info.block_size == rel).then_some(idx)
+    }
 }
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
@@ -118,7 +146,114 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Heap {
             pages: PageManager::new(store, geo, table, me),
             current: Default::default(),
+            last_freed: Cell::new(None),
+            journals: Default::default(),
+            cache: Default::default(),
         }
+    }
+
+    /// The cache words of class `k` (< CACHED_CLASSES) of this participant.
+    fn cache_words(
+        &self,
+        k: usize,
+    ) -> Result<&[&'a AtomicU64; table::CACHE_GROUP as usize], Error> {
+        if let Some(w) = self.cache[k].get() {
+            return Ok(w);
+        }
+        let t = self.table();
+        let base = table::W_CACHE + k as u64 * table::CACHE_GROUP;
+        let mut words =
+            [t.words.word(t.word_offset(self.me(), base))?; table::CACHE_GROUP as usize];
+        for (i, w) in words.iter_mut().enumerate().skip(1) {
+            *w = t.words.word(t.word_offset(self.me(), base + i as u64))?;
+        }
+        Ok(self.cache[k].get_or_init(|| words))
+    }
+
+    /// Takes a block from this participant's cache of class `k`, journaling it first.
+    ///
+    /// The cache lives in the participant's slot, so a sweep in another process sees it (it
+    /// reads a participant's cache before its journals: a block moves from the cache to a
+    /// journal by writing the journal, then lowering the count). A participant killed with
+    /// blocks in its cache leaks them to the next sweep, like any block it held.
+    fn cache_pop(&self, k: usize, journal: &'a AtomicU64) -> Result<Option<u64>, Error> {
+        if k as u64 >= table::CACHED_CLASSES {
+            return Ok(None);
+        }
+        let w = self.cache_words(k)?;
+        // Relaxed: only this participant writes its cache; readers in other processes order
+        // their reads with the Release store of the count below.
+        let n = w[0].load(Ordering::Relaxed);
+        if n == 0 || n >= table::CACHE_GROUP {
+            return Ok(None);
+        }
+        let block = w[n as usize].load(Ordering::Relaxed);
+        journal.store(block, Ordering::Relaxed);
+        // Release: the journal store is visible before the block leaves the count.
+        w[0].store(n - 1, Ordering::Release);
+        Ok(Some(block))
+    }
+
+    /// Puts a freed block of class `k` into this participant's cache; `false` when it is full.
+    fn cache_push(&self, k: usize, block: u64) -> Result<bool, Error> {
+        if k as u64 >= table::CACHED_CLASSES {
+            return Ok(false);
+        }
+        let w = self.cache_words(k)?;
+        let n = w[0].load(Ordering::Relaxed);
+        if n + 1 >= table::CACHE_GROUP {
+            return Ok(false);
+        }
+        // Relaxed, then Release on the count: a reader that sees the count sees the entry.
+        w[n as usize + 1].store(block, Ordering::Relaxed);
+        w[0].store(n + 1, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Gives every block in this participant's cache back to its segment (a clean detach does
+    /// this; a dead participant's cache is left to recovery and sweeps).
+    pub fn flush_cache(&self) -> Result<(), Error> {
+        for k in 0..table::CACHED_CLASSES as usize {
+            let w = self.cache_words(k)?;
+            loop {
+                let n = w[0].load(Ordering::Relaxed);
+                if n == 0 || n >= table::CACHE_GROUP {
+                    w[0].store(0, Ordering::Release);
+                    break;
+                }
+                let block = w[n as usize].load(Ordering::Relaxed);
+                w[0].store(n - 1, Ordering::Release);
+                self.free_to_segment(block)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks segment `seg` and resolves its words.
+    fn cached(&self, seg: u64) -> Result<Cached<'a>, Error> {
+        let info = self.segment_info(seg)?;
+        self.cache_info(info)
+    }
+
+    fn cache_info(&self, info: SegmentInfo) -> Result<Cached<'a>, Error> {
+        Ok(Cached {
+            info,
+            anchor: self.store().word(info.offset + S_ANCHOR)?,
+            carve: self.store().word(info.offset + S_CARVE)?,
+            reciprocal: (1u64 << 32).div_ceil(info.block_size),
+        })
+    }
+
+    /// Block journal word `jword` of this participant.
+    fn journal(&self, jword: u64) -> Result<&'a AtomicU64, Error> {
+        let j = (jword - table::W_BLOCK_JOURNAL) as usize;
+        if let Some(w) = self.journals[j].get() {
+            return Ok(w);
+        }
+        let t = self.table();
+        let w = t.words.word(t.word_offset(self.me(), jword))?;
+        self.journals[j].set(Some(w));
+        Ok(w)
     }
 
     fn store(&self) -> &'a W {
@@ -162,25 +297,30 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return self.pages.alloc(pages, RUN_LARGE, 0, Some(jword));
         }
         let k = class_of(size.max(1));
+        let journal = self.journal(jword)?;
+        // 0. This participant's cache of freed blocks (no atomic read-modify-write).
+        if let Some(b) = self.cache_pop(k, journal)? {
+            return Ok(b);
+        }
         // 1. This participant's current segment.
-        let cur = self.current[k].get();
-        if cur != 0 {
-            if let Some(b) = self.alloc_from(cur, k, jword)? {
+        if let Some(cur) = self.current[k].get() {
+            if let Some(b) = self.alloc_from(&cur, journal)? {
                 return Ok(b);
             }
         }
-        self.alloc_slow(k, jword)
+        self.alloc_slow(k, journal)
     }
 
     #[cold]
-    fn alloc_slow(&self, k: usize, jword: u64) -> Result<u64, Error> {
+    fn alloc_slow(&self, k: usize, journal: &'a AtomicU64) -> Result<u64, Error> {
         let class_head = self.geo().class_words(k);
         let class_hint = class_head + 8;
         // 2. The class's shared hint.
         let hint = self.store().load(class_hint, Ordering::Acquire)?;
-        if hint != 0 && hint != self.current[k].get() {
-            if let Some(b) = self.alloc_from(hint, k, jword)? {
-                self.current[k].set(hint);
+        if hint != 0 && Some(hint) != self.current[k].get().map(|c| c.info.offset) {
+            let cached = self.class_segment(hint, k)?;
+            if let Some(b) = self.alloc_from(&cached, journal)? {
+                self.current[k].set(Some(cached));
                 return Ok(b);
             }
         }
@@ -191,18 +331,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let mut seg = self.store().load(class_head, Ordering::Acquire)?;
             let mut steps = 0u64;
             while seg != 0 {
-                let info = self.segment_info(seg)?;
-                if info.class != k {
-                    return Err(Error::Corrupt {
-                        what: format!("segment of class {} on the list of class {k}", info.class),
-                        offset: seg,
-                    });
-                }
-                let a = self.store().load(seg + S_ANCHOR, Ordering::Acquire)?;
-                let carve = self
-                    .store()
-                    .load(seg + S_CARVE, Ordering::Acquire)?
-                    .min(info.nblocks);
+                let cached = self.class_segment(seg, k)?;
+                let info = cached.info;
+                let a = cached.anchor.load(Ordering::Acquire);
+                let carve = cached.carve.load(Ordering::Acquire).min(info.nblocks);
                 let free = a_count(a) + info.nblocks - carve;
                 let want = if pass == 0 {
                     (info.nblocks / 8).max(1)
@@ -210,8 +342,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                     1
                 };
                 if !a_frozen(a) && free >= want {
-                    if let Some(b) = self.alloc_from(seg, k, jword)? {
-                        self.current[k].set(seg);
+                    if let Some(b) = self.alloc_from(&cached, journal)? {
+                        self.current[k].set(Some(cached));
                         self.store().store(class_hint, seg, Ordering::Release)?;
                         return Ok(b);
                     }
@@ -228,8 +360,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             if pass == 0 {
                 match self.new_segment(k) {
                     Ok(seg) => {
-                        if let Some(b) = self.alloc_from(seg, k, jword)? {
-                            self.current[k].set(seg);
+                        let cached = self.class_segment(seg, k)?;
+                        if let Some(b) = self.alloc_from(&cached, journal)? {
+                            self.current[k].set(Some(cached));
                             self.store().store(class_hint, seg, Ordering::Release)?;
                             return Ok(b);
                         }
@@ -286,19 +419,15 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Pops a block from segment `seg` (or carves a new one). `None`: the segment is full or
     /// frozen.
-    fn alloc_from(&self, seg: u64, k: usize, jword: u64) -> Result<Option<u64>, Error> {
+    fn alloc_from(&self, seg: &Cached<'a>, journal: &'a AtomicU64) -> Result<Option<u64>, Error> {
         let store = self.store();
-        let bs = CLASS_SIZES[k];
-        let info = store.load(seg + S_INFO, Ordering::Relaxed)?;
-        let nblocks = (info >> 8) & 0xffff;
-        if (info & 0xff) as usize != k || info >> 24 != bs {
-            return Err(Error::Corrupt {
-                what: "segment header does not match its class".into(),
-                offset: seg + S_INFO,
-            });
-        }
-        let anchor_w = store.word(seg + S_ANCHOR)?;
-        let mut a = anchor_w.load(Ordering::Acquire);
+        let SegmentInfo {
+            offset,
+            nblocks,
+            block_size,
+            ..
+        } = seg.info;
+        let mut a = seg.anchor.load(Ordering::Acquire);
         loop {
             if a_frozen(a) {
                 return Ok(None);
@@ -310,23 +439,19 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             if head > nblocks || a_count(a) == 0 {
                 return Err(Error::Corrupt {
                     what: format!("segment anchor {a:#x} is out of range"),
-                    offset: seg,
+                    offset,
                 });
             }
-            let block = seg + SEG_HEADER + (head - 1) * bs;
+            let block = offset + SEG_HEADER + (head - 1) * block_size;
             // The block may be popped and reused by another participant right now, so its link
             // may be anything: check it, and let the tagged CAS reject a stale read.
-            // Acquire pairs with the Release CAS in `free` that published the link.
+            // Acquire pairs with the Release CAS in `push_free` that published the link.
             let next = store.load(block, Ordering::Acquire)? & 0xffff;
-            // Relaxed: published by the AcqRel CAS below (a sweep that sees the pop through
-            // the anchor sees this journal entry; see the module doc).
-            self.table().words.store(
-                self.table().word_offset(self.me(), jword),
-                block,
-                Ordering::Relaxed,
-            )?;
+            // Relaxed: published by the AcqRel CAS below (a sweep's freeze CAS that orders
+            // after this pop acquires it, so the sweep sees this journal entry).
+            journal.store(block, Ordering::Relaxed);
             if next > nblocks {
-                let again = anchor_w.load(Ordering::Acquire);
+                let again = seg.anchor.load(Ordering::Acquire);
                 if again == a {
                     return Err(Error::Corrupt {
                         what: "free-list link out of range".into(),
@@ -339,28 +464,44 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let new = anchor(next, a_count(a) - 1, a_tag(a) + 1, false);
             // AcqRel: Acquire for the link read above to be meaningful on success; Release so
             // a sweep that reads this anchor later sees our journal store.
-            match anchor_w.compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire) {
+            match seg
+                .anchor
+                .compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Ok(Some(block)),
                 Err(actual) => a = actual,
             }
         }
         // The stack is empty: carve a block never used before.
-        let carve_w = store.word(seg + S_CARVE)?;
-        let mut c = carve_w.load(Ordering::Acquire);
+        let mut c = seg.carve.load(Ordering::Acquire);
         while c < nblocks {
-            let block = seg + SEG_HEADER + c * bs;
-            self.table().words.store(
-                self.table().word_offset(self.me(), jword),
-                block,
-                Ordering::Relaxed,
-            )?;
+            let block = offset + SEG_HEADER + c * block_size;
+            journal.store(block, Ordering::Relaxed);
             // AcqRel: as for the pop.
-            match carve_w.compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match seg
+                .carve
+                .compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Ok(Some(block)),
                 Err(actual) => c = actual,
             }
         }
         Ok(None)
+    }
+
+    /// Checks that `seg` is a segment of class `k` and resolves it.
+    fn class_segment(&self, seg: u64, k: usize) -> Result<Cached<'a>, Error> {
+        let cached = self.cached(seg)?;
+        if cached.info.class != k {
+            return Err(Error::Corrupt {
+                what: format!(
+                    "segment of class {} on the list of class {k}",
+                    cached.info.class
+                ),
+                offset: seg,
+            });
+        }
+        Ok(cached)
     }
 
     /// Creates a segment of class `k` and pushes it onto the class list.
@@ -410,6 +551,36 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Gives back a block returned by `alloc`. Any participant may free any block.
     pub fn free(&self, block: u64) -> Result<(), Error> {
+        if let Some(seg) = self.last_freed.get() {
+            if seg.index_of(block).is_some() && self.cache_push(seg.info.class, block)? {
+                return Ok(());
+            }
+        }
+        self.free_slow(block)
+    }
+
+    #[cold]
+    fn free_slow(&self, block: u64) -> Result<(), Error> {
+        let run = self.pages.run_at(block)?;
+        if run.kind == RUN_SEGMENT {
+            let seg = self.cache_info(self.segment_of_run(&run)?)?;
+            if seg.index_of(block).is_some() {
+                self.last_freed.set(Some(seg));
+                if self.cache_push(seg.info.class, block)? {
+                    return Ok(());
+                }
+            }
+        }
+        self.free_to_segment(block)
+    }
+
+    /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
+    fn free_to_segment(&self, block: u64) -> Result<(), Error> {
+        if let Some(seg) = self.last_freed.get() {
+            if let Some(idx) = seg.index_of(block) {
+                return self.push_free_to(&seg, idx);
+            }
+        }
         let run = self.pages.run_at(block)?;
         if run.kind != RUN_SEGMENT {
             if run.offset != block {
@@ -420,27 +591,26 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             return self.pages.free(block);
         }
-        let seg = run.offset;
-        let info = self.segment_of_run(&run)?;
-        let rel = block.checked_sub(seg + SEG_HEADER).ok_or(Error::BadFree {
+        let seg = self.cache_info(self.segment_of_run(&run)?)?;
+        let idx = seg.index_of(block).ok_or(Error::BadFree {
             offset: block,
-            why: "inside a segment header",
+            why: "not the start of a block",
         })?;
-        if rel % info.block_size != 0 || rel / info.block_size >= info.nblocks {
-            return Err(Error::BadFree {
-                offset: block,
-                why: "not the start of a block",
-            });
-        }
-        self.push_free(&info, rel / info.block_size)
+        self.last_freed.set(Some(seg));
+        self.push_free_to(&seg, idx)
     }
 
     fn push_free(&self, info: &SegmentInfo, idx: u64) -> Result<(), Error> {
+        let seg = self.cache_info(*info)?;
+        self.push_free_to(&seg, idx)
+    }
+
+    fn push_free_to(&self, cached: &Cached<'a>, idx: u64) -> Result<(), Error> {
         let store = self.store();
-        let seg = info.offset;
-        let block = info.block(idx);
+        let seg = cached.info.offset;
+        let block = cached.info.block(idx);
         let link = store.word(block)?;
-        let anchor_w = store.word(seg + S_ANCHOR)?;
+        let anchor_w = cached.anchor;
         let mut a = anchor_w.load(Ordering::Acquire);
         loop {
             if a_frozen(a) {
@@ -478,12 +648,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     pub fn settle(&self, j: u64) -> Result<(), Error> {
         assert!(j < table::BLOCK_JOURNALS);
         // Release: the linking stores happen before a sweep can see the block unjournaled.
-        self.table().words.store(
-            self.table()
-                .word_offset(self.me(), table::W_BLOCK_JOURNAL + j),
-            0,
-            Ordering::Release,
-        )?;
+        self.journal(table::W_BLOCK_JOURNAL + j)?
+            .store(0, Ordering::Release);
         Ok(())
     }
 
@@ -531,15 +697,57 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(())
     }
 
-    /// The offsets named by live participants' block journals (blocks held unlinked).
+    /// The blocks that live participants hold without having linked them: those in their
+    /// caches and those named by their block journals. For each participant the cache is read
+    /// before the journals, the reverse of the order in which `cache_pop` moves a block from
+    /// one to the other, so a block on its way is seen in one place or the other.
     pub fn journaled_blocks(&self) -> Result<Vec<u64>, Error> {
+        let t = self.table();
         let mut v = Vec::new();
-        self.table().for_each_live_journal(|_, w, val| {
-            if (table::W_BLOCK_JOURNAL..table::W_BLOCK_JOURNAL + table::BLOCK_JOURNALS).contains(&w)
-            {
-                v.push(val);
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
+                continue;
             }
-        })?;
+            for k in 0..table::CACHED_CLASSES {
+                let base = table::W_CACHE + k * table::CACHE_GROUP;
+                // Acquire (SeqCst): pairs with the Release count stores of the cache's owner.
+                let n = t.load(slot, base)?;
+                for i in 1..=n.min(table::CACHE_GROUP - 1) {
+                    v.push(t.load(slot, base + i)?);
+                }
+            }
+            for j in 0..table::BLOCK_JOURNALS {
+                let b = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
+                if b != 0 {
+                    v.push(b);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// The blocks in live participants' caches (free, though their segments count them taken).
+    fn cached_blocks(&self) -> Result<Vec<u64>, Error> {
+        let t = self.table();
+        let mut v = Vec::new();
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
+                continue;
+            }
+            for k in 0..table::CACHED_CLASSES {
+                let base = table::W_CACHE + k * table::CACHE_GROUP;
+                let n = t.load(slot, base)?;
+                if n >= table::CACHE_GROUP {
+                    return Err(Error::Corrupt {
+                        what: format!("block cache of participant {slot} holds {n} entries"),
+                        offset: t.word_offset(slot, base),
+                    });
+                }
+                for i in 1..=n {
+                    v.push(t.load(slot, base + i)?);
+                }
+            }
+        }
         Ok(v)
     }
 
@@ -832,6 +1040,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         for j in 0..table::BLOCK_JOURNALS {
             t.store(slot, table::W_BLOCK_JOURNAL + j, 0)?;
         }
+        // Cached blocks likewise: free in the dead participant's eyes, taken in their
+        // segments'; emptying the cache leaves them to a sweep.
+        for k in 0..table::CACHED_CLASSES {
+            t.store(slot, table::W_CACHE + k * table::CACHE_GROUP, 0)?;
+        }
         Ok(())
     }
 
@@ -926,6 +1139,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             ..Default::default()
         };
         let mut listed = Vec::new();
+        let mut cached = self.cached_blocks()?;
+        cached.sort_unstable();
+        let mut cached_found = 0;
         self.for_each_segment(|info| {
             let a = self
                 .store()
@@ -958,14 +1174,38 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                     offset: info.offset,
                 });
             }
+            // Blocks in participants' caches are free, though carved and off the stacks.
+            let first = info.offset + SEG_HEADER;
+            let end = first + info.nblocks * info.block_size;
+            let from = cached.partition_point(|&b| b < first);
+            let mut in_cache = 0;
+            for &b in cached[from..].iter().take_while(|&&b| b < end) {
+                let rel = b - first;
+                let i = rel / info.block_size;
+                if rel % info.block_size != 0 || i >= carve || seen[i as usize] {
+                    return Err(Error::Corrupt {
+                        what: "a cached block is not a carved, taken block of its segment".into(),
+                        offset: b,
+                    });
+                }
+                seen[i as usize] = true;
+                in_cache += 1;
+            }
+            cached_found += in_cache;
             st.segments += 1;
-            let free_carved = a_count(a) + parked;
+            let free_carved = a_count(a) + parked + in_cache;
             st.blocks_free += free_carved + info.nblocks - carve;
             st.blocks_allocated += carve - free_carved;
             st.bytes_allocated += (carve - free_carved) * info.block_size;
             listed.push(info.offset);
             Ok(())
         })?;
+        if cached_found != cached.len() as u64 {
+            return Err(Error::Corrupt {
+                what: "a participant's block cache names a block of no segment".into(),
+                offset: 0,
+            });
+        }
         listed.sort_unstable();
         if listed.windows(2).any(|w| w[0] == w[1]) {
             return Err(Error::Corrupt {

@@ -103,7 +103,8 @@ impl Geometry {
 
     /// Bytes of one chunk's meta block, a whole number of pages.
     pub fn meta_bytes(&self) -> u64 {
-        (self.map_offset() + 8 * self.chunk_pages).next_multiple_of(self.page_size)
+        // page_size is a power of two (`is_valid`): round up with a mask, not a division.
+        (self.map_offset() + 8 * self.chunk_pages + self.page_size - 1) & !(self.page_size - 1)
     }
 
     /// First byte of generation `g`.
@@ -148,9 +149,13 @@ impl Geometry {
         if offset < data_start {
             return None;
         }
+        // Pages and chunks are powers of two: shifts and masks, not divisions (this is on the
+        // free path).
         let rel = offset - data_start;
-        let c = self.first_chunk(g) + rel / self.chunk_bytes();
-        Some((c, (rel % self.chunk_bytes()) / self.page_size))
+        let page_shift = self.page_size.trailing_zeros();
+        let chunk_shift = page_shift + self.chunk_pages.trailing_zeros();
+        let c = self.first_chunk(g) + (rel >> chunk_shift);
+        Some((c, (rel & ((1 << chunk_shift) - 1)) >> page_shift))
     }
 
     /// Chunks in total over all generations.
@@ -186,7 +191,7 @@ pub mod lockfile {
     /// Header: magic (8), version (4), slot count (4), store id (8).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
-    pub const SLOT_BYTES: u64 = 256;
+    pub const SLOT_BYTES: u64 = super::super::table::SLOT_WORDS * 8;
     pub const FILE_BYTES: u64 = HEADER_BYTES + SLOTS as u64 * SLOT_BYTES;
     /// OFD-lock byte guarding initialisation of the lock file and of an empty store file.
     pub const INIT_LOCK_BYTE: u64 = 0;

@@ -81,7 +81,10 @@ impl Mapping {
                 });
             }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOMEM) || reserve / 2 < min_reserve {
+            // ENOMEM: no room for the reservation; EINVAL: some tools (valgrind) refuse huge
+            // lengths. Either way a smaller reservation may do.
+            let retry = matches!(err.raw_os_error(), Some(libc::ENOMEM) | Some(libc::EINVAL));
+            if !retry || reserve / 2 < min_reserve {
                 return Err(err);
             }
             reserve /= 2;
@@ -125,10 +128,12 @@ impl Mapping {
     /// may change under the caller at any time (other processes): use them only under the
     /// protocol that owns them, and never as a Rust reference that outlives that step.
     pub fn bytes(&self, offset: u64, len: u64) -> Result<*mut u8, AccessError> {
-        let end = offset.checked_add(len).ok_or(AccessError::OutOfBounds {
-            offset,
-            size: self.size(),
-        })?;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| AccessError::OutOfBounds {
+                offset,
+                size: self.size(),
+            })?;
         let mut size = self.known.load(Ordering::Relaxed);
         if end > size {
             size = self.refresh();

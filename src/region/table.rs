@@ -19,10 +19,11 @@
 //! | 9 | segment journal | a segment being created, or being swept (see `heap`) |
 //! | 10..16 | block journals | blocks allocated and not yet linked (see `heap`) |
 //! | 16..32 | reserved | zero |
+//! | 32..96 | block cache | per small size class (16 classes), a count and 3 free blocks (see `heap`) |
 
 use crate::sync::{AccessError, Liveness, Ordering, WordStore};
 
-pub const SLOT_WORDS: u64 = 32;
+pub const SLOT_WORDS: u64 = 96;
 pub const STATUS_FREE: u64 = 0;
 pub const STATUS_ATTACHED: u64 = 1;
 
@@ -34,6 +35,10 @@ pub const W_PAGE_JOURNAL: u64 = 8;
 pub const W_SEGMENT_JOURNAL: u64 = 9;
 pub const W_BLOCK_JOURNAL: u64 = 10;
 pub const BLOCK_JOURNALS: u64 = 6;
+/// The block cache: `CACHED_CLASSES` groups of `CACHE_GROUP` words (a count, then entries).
+pub const W_CACHE: u64 = 32;
+pub const CACHED_CLASSES: u64 = 16;
+pub const CACHE_GROUP: u64 = 4;
 
 /// A view of the participant table in some word store (the lock file's mapping, or a loom
 /// model's memory), with the liveness oracle that goes with it.
