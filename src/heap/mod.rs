@@ -552,8 +552,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Gives back a block returned by `alloc`. Any participant may free any block.
     pub fn free(&self, block: u64) -> Result<(), Error> {
         if let Some(seg) = self.last_freed.get() {
-            if seg.index_of(block).is_some() && self.cache_push(seg.info.class, block)? {
-                return Ok(());
+            if let Some(idx) = seg.index_of(block) {
+                if self.cache_push(seg.info.class, block)? {
+                    return Ok(());
+                }
+                return self.push_free_to(&seg, idx);
             }
         }
         self.free_slow(block)
