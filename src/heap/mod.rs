@@ -52,6 +52,9 @@ const S_CARVE: u64 = 8;
 const S_DEFERRED: u64 = 16;
 const S_NEXT: u64 = 24;
 const S_INFO: u64 = 32;
+/// Who uses the segment as its current one: `generation << 32 | slot + 1`, or 0. A hint only,
+/// so that participants spread over segments instead of all CASing one anchor.
+const S_USER: u64 = 40;
 
 const FROZEN_BIT: u64 = 1 << 63;
 const TAG_SHIFT: u64 = 32;
@@ -315,18 +318,21 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     fn alloc_slow(&self, k: usize, journal: &'a AtomicU64) -> Result<u64, Error> {
         let class_head = self.geo().class_words(k);
         let class_hint = class_head + 8;
-        // 2. The class's shared hint.
+        let me = self.user_mark()?;
+        // 2. The class's shared hint, unless another live participant uses that segment.
         let hint = self.store().load(class_hint, Ordering::Acquire)?;
         if hint != 0 && Some(hint) != self.current[k].get().map(|c| c.info.offset) {
             let cached = self.class_segment(hint, k)?;
-            if let Some(b) = self.alloc_from(&cached, journal)? {
-                self.current[k].set(Some(cached));
-                return Ok(b);
+            if !self.used_by_other(&cached, me)? {
+                if let Some(b) = self.alloc_from(&cached, journal)? {
+                    self.adopt(k, cached, me)?;
+                    return Ok(b);
+                }
             }
         }
         // 3. Walk the class list for a segment with a fair share of free blocks (so that a
-        // walk is paid for by many allocations), 4. else a new segment, 5. else (the store
-        // cannot grow) any segment with any free block.
+        // walk is paid for by many allocations) that no other live participant uses, 4. else
+        // a new segment, 5. else (the store cannot grow) any segment with any free block.
         for pass in 0..2 {
             let mut seg = self.store().load(class_head, Ordering::Acquire)?;
             let mut steps = 0u64;
@@ -336,14 +342,14 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 let a = cached.anchor.load(Ordering::Acquire);
                 let carve = cached.carve.load(Ordering::Acquire).min(info.nblocks);
                 let free = a_count(a) + info.nblocks - carve;
-                let want = if pass == 0 {
-                    (info.nblocks / 8).max(1)
+                let usable = if pass == 0 {
+                    free >= (info.nblocks / 8).max(1) && !self.used_by_other(&cached, me)?
                 } else {
-                    1
+                    free >= 1
                 };
-                if !a_frozen(a) && free >= want {
+                if !a_frozen(a) && usable {
                     if let Some(b) = self.alloc_from(&cached, journal)? {
-                        self.current[k].set(Some(cached));
+                        self.adopt(k, cached, me)?;
                         self.store().store(class_hint, seg, Ordering::Release)?;
                         return Ok(b);
                     }
@@ -362,7 +368,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                     Ok(seg) => {
                         let cached = self.class_segment(seg, k)?;
                         if let Some(b) = self.alloc_from(&cached, journal)? {
-                            self.current[k].set(Some(cached));
+                            self.adopt(k, cached, me)?;
                             self.store().store(class_hint, seg, Ordering::Release)?;
                             return Ok(b);
                         }
@@ -376,6 +382,48 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             wanted: CLASS_SIZES[k],
             reason: "no free block and the store cannot grow".into(),
         }))
+    }
+
+    /// This participant's mark for `S_USER` words.
+    fn user_mark(&self) -> Result<u64, Error> {
+        Ok((self.table().generation(self.me())? << 32) | (self.me() as u64 + 1))
+    }
+
+    /// True when the segment is the current one of another participant that is still attached
+    /// under the same generation (a table read, no system call: a dead participant's mark
+    /// counts until it is recovered, which only makes us pick another segment meanwhile).
+    fn used_by_other(&self, seg: &Cached<'a>, me: u64) -> Result<bool, Error> {
+        // Relaxed: a hint; any value is safe.
+        let user = self
+            .store()
+            .load(seg.info.offset + S_USER, Ordering::Relaxed)?;
+        if user == 0 || user == me {
+            return Ok(false);
+        }
+        let slot = (user & 0xffff_ffff) - 1;
+        if slot >= self.table().slots as u64 {
+            return Ok(false);
+        }
+        let state = self.table().load(slot as u32, table::W_STATE)?;
+        Ok(state & 0xff == table::STATUS_ATTACHED && state >> 8 == user >> 32)
+    }
+
+    /// Makes `seg` this participant's current segment of class `k`, moving its mark.
+    fn adopt(&self, k: usize, seg: Cached<'a>, me: u64) -> Result<(), Error> {
+        if let Some(old) = self.current[k].get() {
+            // Relaxed: hints only. A lost race leaves a stale mark, which a later pass ignores.
+            let _ = self.store().cas(
+                old.info.offset + S_USER,
+                me,
+                0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )?;
+        }
+        self.store()
+            .store(seg.info.offset + S_USER, me, Ordering::Relaxed)?;
+        self.current[k].set(Some(seg));
+        Ok(())
     }
 
     /// Reads and checks a segment's header against the page map.
@@ -530,7 +578,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         store.store(seg + S_ANCHOR, 0, Ordering::Relaxed)?;
         store.store(seg + S_CARVE, 0, Ordering::Relaxed)?;
         store.store(seg + S_DEFERRED, 0, Ordering::Relaxed)?;
-        store.store(seg + 40, 0, Ordering::Relaxed)?; // reserved
+        store.store(seg + S_USER, 0, Ordering::Relaxed)?;
         store.store(
             seg + S_INFO,
             k as u64 | (nblocks << 8) | (CLASS_SIZES[k] << 24),
@@ -1427,13 +1475,14 @@ mod tests {
         let garbage = h0.alloc(32).unwrap();
         h0.settle(0).unwrap();
         let held = h1.alloc(32).unwrap(); // journaled by participant 1, not settled
-        let seg = h0.pages.run_at(keep).unwrap().offset;
-        assert_eq!(seg, h1.pages.run_at(held).unwrap().offset);
-        let freed = h0.sweep_segment(seg, |b| b != keep).unwrap();
+        let freed = h0.sweep(|b| b != keep).unwrap();
         assert_eq!(freed, 1, "only the unjournaled garbage block is freed");
         let st = h0.check().unwrap();
         assert_eq!(st.blocks_allocated, 2);
-        let _ = garbage;
+        // The garbage block is free again (it comes back), the others are not.
+        let again = h0.alloc(32).unwrap();
+        assert_eq!(again, garbage);
+        assert_ne!(again, held);
     }
 
     #[test]
