@@ -88,8 +88,8 @@ fn main() {
                 st.blocks_allocated, st.blocks_free
             );
             println!("     large runs     {}", st.large_runs);
-            println!("   The blocks still allocated are the killed worker's: allocated, and now");
-            println!("   unreachable. Nothing links them (there is no object graph in this demo),");
+            println!("   The blocks still allocated are the killed worker's (its live blocks and its cache):");
+            println!("   unreachable, since nothing links them (there is no object graph in this demo),");
         }
         Err(e) => fail(&e),
     }

@@ -85,6 +85,7 @@ impl Attached {
         };
         let att = this.attachment();
         if att.needs_recovery {
+            att.lock_recovery()?;
             // The slot's previous occupant died; until `activate` the slot is its, so its
             // journals must count as a dead participant's, not as ours.
             let live = Previous {
@@ -92,8 +93,10 @@ impl Attached {
                 dead: att.slot,
             };
             let table = this.region.table(&live);
-            Heap::new(this.region.store(), this.region.geometry(), table, att.slot)
-                .recover_participant(att.slot)?;
+            let result = Heap::new(this.region.store(), this.region.geometry(), table, att.slot)
+                .recover_participant(att.slot);
+            att.unlock_recovery()?;
+            result?;
         }
         att.activate(&this.region.table(&this.live))?;
         this.recover_dead()?;
@@ -129,6 +132,25 @@ impl Attached {
     pub fn recover_dead(&self) -> Result<u32, Error> {
         let table = self.region.table(&self.live);
         let att = self.attachment();
+        // A quick look first: most of the time nobody is dead and no lock is needed.
+        let any_dead = (0..table.slots).try_fold(false, |found, slot| -> Result<bool, Error> {
+            Ok(found
+                || (slot != att.slot
+                    && table.status(slot)? == region::table::STATUS_ATTACHED
+                    && !self.live.is_alive(slot)))
+        })?;
+        if !any_dead {
+            return Ok(0);
+        }
+        att.lock_recovery()?;
+        let result = self.recover_dead_locked();
+        att.unlock_recovery()?;
+        result
+    }
+
+    fn recover_dead_locked(&self) -> Result<u32, Error> {
+        let table = self.region.table(&self.live);
+        let att = self.attachment();
         let mut n = 0;
         for slot in 0..table.slots {
             if slot == att.slot
@@ -153,6 +175,16 @@ impl Attached {
             result?;
         }
         Ok(n)
+    }
+
+    /// Repairs what dead participants left when their journals were lost (a lock file deleted
+    /// while nobody was attached): see [`Heap::repair`]. Runs under the recovery lock.
+    pub fn repair(&self) -> Result<(), Error> {
+        let att = self.attachment();
+        att.lock_recovery()?;
+        let result = self.heap().repair().map_err(Error::from);
+        att.unlock_recovery()?;
+        result
     }
 
     /// Allocator consistency check plus counts (exact when no one is mid-step).

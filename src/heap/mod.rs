@@ -191,6 +191,12 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return Ok(None);
         }
         let block = w[n as usize].load(Ordering::Relaxed);
+        if block % 16 != 0 || block < self.geo().header_bytes || block >= self.store().size() {
+            return Err(Error::Corrupt {
+                what: format!("block cache of class {k} names offset {block:#x}"),
+                offset: block,
+            });
+        }
         journal.store(block, Ordering::Relaxed);
         // Release: the journal store is visible before the block leaves the count.
         w[0].store(n - 1, Ordering::Release);
@@ -400,7 +406,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         if user == 0 || user == me {
             return Ok(false);
         }
-        let slot = (user & 0xffff_ffff) - 1;
+        let Some(slot) = (user & 0xffff_ffff).checked_sub(1) else {
+            return Ok(false); // a damaged mark is no mark
+        };
         if slot >= self.table().slots as u64 {
             return Ok(false);
         }
@@ -958,18 +966,21 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Frees every large or huge run that no live participant journals and for which
     /// `is_garbage` says yes (same contract as [`Heap::sweep_segment`]). Returns the count.
     pub fn sweep_large(&self, mut is_garbage: impl FnMut(u64) -> bool) -> Result<u64, Error> {
-        let mut journaled = self.journaled_blocks()?;
-        journaled.sort_unstable();
-        let mut victims = Vec::new();
+        // Runs first, journals second: an allocator names its run in a journal before the run
+        // exists in the map, so a run seen here unjournaled was not being handed out.
+        let mut candidates = Vec::new();
         self.pages.for_each_run(|run| {
-            if run.kind != RUN_SEGMENT
-                && journaled.binary_search(&run.offset).is_err()
-                && is_garbage(run.offset)
-            {
-                victims.push(run.offset);
+            if run.kind != RUN_SEGMENT {
+                candidates.push(run.offset);
             }
             Ok(())
         })?;
+        let mut journaled = self.journaled_blocks()?;
+        journaled.sort_unstable();
+        let victims: Vec<u64> = candidates
+            .into_iter()
+            .filter(|off| journaled.binary_search(off).is_err() && is_garbage(*off))
+            .collect();
         for &off in &victims {
             self.pages.free(off)?;
         }
@@ -1055,7 +1066,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     // ---- recovery --------------------------------------------------------------------------
 
     /// Finishes or undoes what dead participant `slot` left half done in the allocator. The
-    /// caller holds `slot` exclusively (its byte lock, see `region::Attachment`).
+    /// caller holds `slot` exclusively (its byte lock, see `region::Attachment`) and the
+    /// store's recovery lock (recoveries and repairs run one at a time).
     ///
     /// Costs time in proportion to that participant's journal (a few words), never a scan of
     /// the store. Idempotent: a recoverer killed half-way is followed by another that repeats it.
@@ -1142,7 +1154,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// file was deleted while nobody was attached): page-level leftovers (see
     /// [`PageManager::sweep_unmapped`]), segment runs that never reached their class list,
     /// and segments left frozen by a dead sweeper. Safe while others allocate; what it cannot
-    /// attribute to a live participant's journal it treats as a dead one's.
+    /// attribute to a live participant's journal it treats as a dead one's. The caller holds
+    /// the store's recovery lock.
     pub fn repair(&self) -> Result<(), Error> {
         self.pages.sweep_unmapped()?;
         // Read order matters: runs, then journals, then (in `recover_create`) the class list.

@@ -564,16 +564,18 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     Ordering::Release,
                 )?;
             }
+            // The handoff before the head, as in `finish_claim`: once the run exists, a journal
+            // of this participant names it.
+            let offset = self.geo.data_of(start);
+            if let Some(w) = handoff {
+                self.table.store(self.me, w, offset)?;
+            }
             // SeqCst: the head's kind is what makes the claim complete in recovery's eyes.
             self.store.store(
                 self.kind_word(start),
                 CHUNK_HUGE_HEAD | (nchunks << 8),
                 Ordering::SeqCst,
             )?;
-            let offset = self.geo.data_of(start);
-            if let Some(w) = handoff {
-                self.table.store(self.me, w, offset)?;
-            }
             self.set_journal(0)?;
             return Ok(offset);
         }
@@ -1028,12 +1030,9 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                         }
                     }
                 }
-                CHUNK_HUGE_TAIL => {
-                    return corrupt(
-                        "huge tail chunk without a head before it",
-                        self.kind_word(c),
-                    )
-                }
+                // A tail whose head was skipped over is a huge claim in flight (tails are
+                // written before the head); `check` judges tails, walks pass over them.
+                CHUNK_HUGE_TAIL => {}
                 _ => return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c)),
             }
             c += 1;

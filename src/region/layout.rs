@@ -187,7 +187,8 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// The lock file beside a store (`<store>.lock`): the volatile coordination state. See FORMAT.md.
 pub mod lockfile {
     pub const MAGIC: [u8; 8] = *b"PERSISTL";
-    pub const VERSION: u32 = 1;
+    /// 2: slots of 96 words with a block cache.
+    pub const VERSION: u32 = 2;
     /// Header: magic (8), version (4), slot count (4), store id (8).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
@@ -195,6 +196,8 @@ pub mod lockfile {
     pub const FILE_BYTES: u64 = HEADER_BYTES + SLOTS as u64 * SLOT_BYTES;
     /// OFD-lock byte guarding initialisation of the lock file and of an empty store file.
     pub const INIT_LOCK_BYTE: u64 = 0;
+    /// OFD-lock byte making recovery and repair exclusive across processes (see `heap`).
+    pub const RECOVERY_LOCK_BYTE: u64 = 1;
     /// OFD-lock byte of slot i is LIVENESS_BYTE_BASE + i (beyond the end of the file, which
     /// fcntl allows: the bytes are names, not data).
     pub const LIVENESS_BYTE_BASE: u64 = 1 << 32;

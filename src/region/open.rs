@@ -417,6 +417,26 @@ impl Attachment {
         })
     }
 
+    /// Takes the store's recovery lock (waiting for it): recoveries of dead participants and
+    /// repairs run one at a time across all processes. The kernel drops it if we die.
+    pub fn lock_recovery(&self) -> Result<(), Error> {
+        ofd::lock_wait(self.fd.as_raw_fd(), lockfile::RECOVERY_LOCK_BYTE).map_err(|source| {
+            Error::Io {
+                path: PathBuf::from("<lock file>"),
+                op: "lock",
+                source,
+            }
+        })
+    }
+
+    pub fn unlock_recovery(&self) -> Result<(), Error> {
+        ofd::unlock(self.fd.as_raw_fd(), lockfile::RECOVERY_LOCK_BYTE).map_err(|source| Error::Io {
+            path: PathBuf::from("<lock file>"),
+            op: "unlock",
+            source,
+        })
+    }
+
     /// Marks the slot free and lets it go (a clean detach).
     pub fn detach<L: Liveness>(self, table: &Table<'_, Mapping, L>) -> Result<(), Error> {
         table.release(self.slot)?;
