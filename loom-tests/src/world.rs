@@ -1,6 +1,6 @@
 //! The simulated store the models run on, and the word store that kills a participant.
 
-use persist::heap::{Heap, HeapStats};
+use persist::heap::{Error, Heap, HeapStats};
 use persist::region::{table::SLOT_WORDS, Geometry, Table};
 use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, WordStore};
 use std::cell::Cell;
@@ -79,6 +79,65 @@ impl World {
     pub fn is_alive(&self, slot: u32) -> bool {
         self.live.is_alive(slot)
     }
+}
+
+/// The block size most models allocate: 2560 bytes, three blocks to a tiny-geometry segment
+/// (a segment is a whole 32-page chunk there), so a segment is exhausted in a few steps.
+pub const SIZE: u64 = 2560;
+pub const BLOCKS_PER_SEGMENT: u64 = 3;
+
+/// Allocates `SIZE`; `None` when the store is full.
+pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u64> {
+    match h.alloc(SIZE) {
+        Ok(b) => Some(b),
+        Err(Error::Access(AccessError::Full { .. })) => None,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// The conservation law after every participant but `by` is dead and recovered: every block in
+/// `held` is allocated, and whatever else is allocated is one of `victims` (what the dead may
+/// have held unlinked). Then participant `by` sweeps every segment (as the object layer's gc
+/// would) freeing what nobody holds, after which exactly the held blocks are allocated, and
+/// allocating until the store is full hands out every other block once and no held one.
+pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet<u64>) {
+    let h = world.heap(by);
+    check(&h);
+    let allocated = allocated_blocks(&h);
+    assert!(
+        allocated.is_superset(held),
+        "a held block is no longer allocated"
+    );
+    for b in allocated.difference(held) {
+        assert!(
+            victims.contains(b),
+            "block {b:#x} is allocated but nobody holds it"
+        );
+    }
+    let mut segs = Vec::new();
+    h.for_each_segment(|info| {
+        segs.push(info.offset);
+        Ok(())
+    })
+    .unwrap();
+    for &seg in &segs {
+        h.sweep_segment(seg, |b| !held.contains(&b)).unwrap();
+    }
+    let st = check(&h);
+    assert_eq!(allocated_blocks(&h), *held);
+    assert_eq!(st.blocks_allocated, held.len() as u64);
+    let mut got = BTreeSet::new();
+    while let Some(b) = alloc_or_full(&h) {
+        assert!(!held.contains(&b), "held block {b:#x} handed out again");
+        assert!(got.insert(b), "block {b:#x} handed out twice");
+    }
+    let st = check(&h);
+    assert_eq!(
+        got.len() as u64 + held.len() as u64,
+        st.blocks_allocated,
+        "blocks lost"
+    );
+    assert_eq!(st.blocks_allocated, BLOCKS_PER_SEGMENT * st.segments);
 }
 
 /// Every allocated small block (`for_each_allocated`), quiescent use only.

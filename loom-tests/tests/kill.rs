@@ -21,14 +21,11 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{allocated_blocks, check, model, Budget, Held, Victim, World, GEO};
-use persist::heap::{Error, Heap, RUN_LARGE};
+use loom_tests::{alloc_or_full, check, conserve, model, Budget, Held, Victim, World, GEO, SIZE};
+use persist::heap::{Error, RUN_LARGE};
 use persist::region::table;
-use persist::sync::{AccessError, Liveness, WordStore};
 use std::collections::BTreeSet;
 
-/// 2560-byte blocks: three to a tiny-geometry segment.
-const SIZE: u64 = 2560;
 const VICTIM: u32 = 0;
 const SURVIVOR: u32 = 1;
 
@@ -65,60 +62,6 @@ fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
             None
         }
     }
-}
-
-/// Allocates `SIZE`; `None` when the store is full.
-fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u64> {
-    match h.alloc(SIZE) {
-        Ok(b) => Some(b),
-        Err(Error::Access(AccessError::Full { .. })) => None,
-        Err(e) => panic!("unexpected error: {e}"),
-    }
-}
-
-/// After the victim is dead and recovered: every block the survivor holds is allocated, and
-/// whatever else is allocated is one of `victims` (what the dead one may have held unlinked).
-/// Then a sweep of every segment (the object layer's gc) frees what nobody holds, after which
-/// exactly the held blocks are allocated, and allocating until the store is full hands out
-/// every other block once and no held one.
-fn conserve(world: &World, held: &BTreeSet<u64>, victims: &BTreeSet<u64>) {
-    let h = world.heap(SURVIVOR);
-    check(&h);
-    let allocated = allocated_blocks(&h);
-    assert!(
-        allocated.is_superset(held),
-        "a held block is no longer allocated"
-    );
-    for b in allocated.difference(held) {
-        assert!(
-            victims.contains(b),
-            "block {b:#x} is allocated but nobody holds it"
-        );
-    }
-    let mut segs = Vec::new();
-    h.for_each_segment(|info| {
-        segs.push(info.offset);
-        Ok(())
-    })
-    .unwrap();
-    for &seg in &segs {
-        h.sweep_segment(seg, |b| !held.contains(&b)).unwrap();
-    }
-    let st = check(&h);
-    assert_eq!(allocated_blocks(&h), *held);
-    assert_eq!(st.blocks_allocated, held.len() as u64);
-    let mut got = BTreeSet::new();
-    while let Some(b) = alloc_or_full(&h) {
-        assert!(!held.contains(&b), "held block {b:#x} handed out again");
-        assert!(got.insert(b), "block {b:#x} handed out twice");
-    }
-    let st = check(&h);
-    assert_eq!(
-        got.len() as u64 + held.len() as u64,
-        st.blocks_allocated,
-        "blocks lost"
-    );
-    assert_eq!(st.blocks_allocated, 3 * st.segments);
 }
 
 /// Kills the victim and recovers it from the survivor's side; returns the block the victim's
@@ -171,7 +114,7 @@ fn killed_while_allocating_a_block() {
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
         let victims: BTreeSet<u64> = got.into_iter().chain(journaled).collect();
-        conserve(&world, &BTreeSet::from([mine]), &victims);
+        conserve(&world, SURVIVOR, &BTreeSet::from([mine]), &victims);
         spent
     }
     every_kill_point(scenario);
@@ -216,7 +159,7 @@ fn killed_while_freeing_a_block() {
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
         let victims: BTreeSet<u64> = [v0].into_iter().chain(journaled).collect();
-        conserve(&world, &BTreeSet::from([mine]), &victims);
+        conserve(&world, SURVIVOR, &BTreeSet::from([mine]), &victims);
         spent
     }
     every_kill_point(scenario);
@@ -248,7 +191,7 @@ fn killed_while_creating_a_segment() {
             .chain((journaled != 0).then_some(journaled))
             .collect();
         let held: BTreeSet<u64> = mine.into_iter().collect();
-        conserve(&world, &held, &victims);
+        conserve(&world, SURVIVOR, &held, &victims);
         budget.spent()
     }
     every_kill_point(scenario);
@@ -432,7 +375,7 @@ fn killed_while_sweeping() {
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
         let victims: BTreeSet<u64> = [garbage, keep].into_iter().chain(journaled).collect();
-        conserve(&world, &mine.into_iter().collect(), &victims);
+        conserve(&world, SURVIVOR, &mine.into_iter().collect(), &victims);
         spent
     }
     every_kill_point(scenario);
