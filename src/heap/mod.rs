@@ -116,6 +116,9 @@ pub struct Heap<'a, W: WordStore, L: Liveness> {
     current: [Cell<Option<Cached<'a>>>; NCLASSES],
     /// The segment of the last block freed through the page map (frees come in runs).
     last_freed: Cell<Option<Cached<'a>>>,
+    /// The same segment's block range and arithmetic as plain words, for the free fast path
+    /// (copying the whole `Cached` out of its cell on every free costs more than the rest).
+    freed_range: Cell<FreeRange>,
     /// This participant's block journal words, resolved once.
     journals: [Cell<Option<&'a AtomicU64>>; table::BLOCK_JOURNALS as usize],
     /// This participant's block cache words (count, entries) per cached class, resolved once.
@@ -135,6 +138,46 @@ struct Cached<'a> {
     reciprocal: u64,
 }
 
+/// Where the last segment freed into keeps its blocks: `[first, end)`, in blocks of
+/// `block_size` (indexes found through `reciprocal`, as in [`Cached::index_of`]).
+#[derive(Clone, Copy)]
+struct FreeRange {
+    first: u64,
+    end: u64,
+    block_size: u64,
+    reciprocal: u64,
+    class: usize,
+}
+
+impl FreeRange {
+    const EMPTY: FreeRange = FreeRange {
+        first: 1,
+        end: 0,
+        block_size: 1,
+        reciprocal: 0,
+        class: 0,
+    };
+
+    fn of(c: &Cached<'_>) -> FreeRange {
+        let first = c.info.offset + SEG_HEADER;
+        FreeRange {
+            first,
+            end: first + c.info.nblocks * c.info.block_size,
+            block_size: c.info.block_size,
+            reciprocal: c.reciprocal,
+            class: c.info.class,
+        }
+    }
+
+    fn holds(&self, block: u64) -> bool {
+        if block < self.first || block >= self.end {
+            return false;
+        }
+        let rel = block - self.first;
+        ((rel * self.reciprocal) >> 32) * self.block_size == rel
+    }
+}
+
 impl Cached<'_> {
     /// The index of the block that starts at `block`, if it is one of this segment's.
     fn index_of(&self, block: u64) -> Option<u64> {
@@ -150,6 +193,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             pages: PageManager::new(store, geo, table, me),
             current: Default::default(),
             last_freed: Cell::new(None),
+            freed_range: Cell::new(FreeRange::EMPTY),
             journals: Default::default(),
             cache: Default::default(),
         }
@@ -191,7 +235,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return Ok(None);
         }
         let block = w[n as usize].load(Ordering::Relaxed);
-        if block % 16 != 0 || block < self.geo().header_bytes || block >= self.store().size() {
+        if block % 16 != 0 || block < self.geo().header_bytes || self.store().word(block).is_err() {
             return Err(Error::Corrupt {
                 what: format!("block cache of class {k} names offset {block:#x}"),
                 offset: block,
@@ -607,13 +651,12 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Gives back a block returned by `alloc`. Any participant may free any block.
     pub fn free(&self, block: u64) -> Result<(), Error> {
-        if let Some(seg) = self.last_freed.get() {
-            if let Some(idx) = seg.index_of(block) {
-                if self.cache_push(seg.info.class, block)? {
-                    return Ok(());
-                }
-                return self.push_free_to(&seg, idx);
+        let range = self.freed_range.get();
+        if range.holds(block) {
+            if self.cache_push(range.class, block)? {
+                return Ok(());
             }
+            return self.free_to_segment(block);
         }
         self.free_slow(block)
     }
@@ -624,7 +667,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         if run.kind == RUN_SEGMENT {
             let seg = self.cache_info(self.segment_of_run(&run)?)?;
             if seg.index_of(block).is_some() {
-                self.last_freed.set(Some(seg));
+                self.remember_freed(seg);
                 if self.cache_push(seg.info.class, block)? {
                     return Ok(());
                 }
@@ -655,8 +698,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             offset: block,
             why: "not the start of a block",
         })?;
-        self.last_freed.set(Some(seg));
+        self.remember_freed(seg);
         self.push_free_to(&seg, idx)
+    }
+
+    fn remember_freed(&self, seg: Cached<'a>) {
+        self.last_freed.set(Some(seg));
+        self.freed_range.set(FreeRange::of(&seg));
     }
 
     fn push_free(&self, info: &SegmentInfo, idx: u64) -> Result<(), Error> {

@@ -120,8 +120,13 @@ impl Mapping {
 
     fn refresh(&self) -> u64 {
         let p = self.published();
-        // Relaxed: `known` is this process's cache; the Acquire above ordered the data.
-        self.known.fetch_max(p, Ordering::Relaxed).max(p)
+        // Relaxed: `known` is this process's cache; the Acquire above ordered the data. Only
+        // a larger size is written (a read-modify-write on every call would cost a locked
+        // instruction on a hot path).
+        if p > self.known.load(Ordering::Relaxed) {
+            self.known.fetch_max(p, Ordering::Relaxed);
+        }
+        p
     }
 
     /// A raw pointer to `len` bytes at `offset`, checked against the published size. The bytes
