@@ -86,9 +86,22 @@ impl World {
 pub const SIZE: u64 = 2560;
 pub const BLOCKS_PER_SEGMENT: u64 = 3;
 
+/// 512-byte blocks: fifteen to a segment, and of a class that goes through the participants'
+/// block caches (`SIZE` is above the cached classes).
+pub const CACHED_SIZE: u64 = 512;
+pub const CACHED_PER_SEGMENT: u64 = 15;
+
 /// Allocates `SIZE`; `None` when the store is full.
 pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u64> {
-    match h.alloc(SIZE) {
+    alloc_sized_or_full(h, SIZE)
+}
+
+/// Allocates `size` bytes; `None` when the store is full.
+pub fn alloc_sized_or_full<W: WordStore, L: Liveness>(
+    h: &Heap<'_, W, L>,
+    size: u64,
+) -> Option<u64> {
+    match h.alloc(size) {
         Ok(b) => Some(b),
         Err(Error::Access(AccessError::Full { .. })) => None,
         Err(e) => panic!("unexpected error: {e}"),
@@ -101,6 +114,18 @@ pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u6
 /// would) freeing what nobody holds, after which exactly the held blocks are allocated, and
 /// allocating until the store is full hands out every other block once and no held one.
 pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet<u64>) {
+    conserve_sized(world, by, SIZE, BLOCKS_PER_SEGMENT, held, victims)
+}
+
+/// [`conserve`] for blocks of `size` bytes, `per_segment` to a segment.
+pub fn conserve_sized(
+    world: &World,
+    by: u32,
+    size: u64,
+    per_segment: u64,
+    held: &BTreeSet<u64>,
+    victims: &BTreeSet<u64>,
+) {
     let h = world.heap(by);
     check(&h);
     let allocated = allocated_blocks(&h);
@@ -127,7 +152,7 @@ pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet
     assert_eq!(allocated_blocks(&h), *held);
     assert_eq!(st.blocks_allocated, held.len() as u64);
     let mut got = BTreeSet::new();
-    while let Some(b) = alloc_or_full(&h) {
+    while let Some(b) = alloc_sized_or_full(&h, size) {
         assert!(!held.contains(&b), "held block {b:#x} handed out again");
         assert!(got.insert(b), "block {b:#x} handed out twice");
     }
@@ -137,7 +162,7 @@ pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet
         st.blocks_allocated,
         "blocks lost"
     );
-    assert_eq!(st.blocks_allocated, BLOCKS_PER_SEGMENT * st.segments);
+    assert_eq!(st.blocks_allocated, per_segment * st.segments);
 }
 
 /// Every allocated small block (`for_each_allocated`), quiescent use only.

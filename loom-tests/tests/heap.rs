@@ -14,7 +14,9 @@
 
 use loom::sync::{mpsc, Arc};
 use loom::thread;
-use loom_tests::{allocated_blocks, check, model, Held, World};
+use loom_tests::{
+    allocated_blocks, check, conserve_sized, model, Held, World, CACHED_PER_SEGMENT, CACHED_SIZE,
+};
 use persist::heap::Error;
 use persist::sync::AccessError;
 use std::collections::BTreeSet;
@@ -124,5 +126,58 @@ fn segment_creation_is_published_whole() {
         assert_eq!(st.segments, 1);
         assert_eq!(allocated_blocks(&world.heap(0)), BTreeSet::from([b]));
         assert_eq!(drain(&world, 1, &BTreeSet::from([b])), 2);
+    });
+}
+
+/// The same hand-over in a cached class: B's frees land in B's block cache (in its slot, where
+/// sweeps and `check()` see them), and B's next allocation is served from there, while A keeps
+/// allocating from the segment. A block must never be both in B's cache and handed to A.
+#[test]
+fn cross_thread_frees_through_the_block_cache() {
+    model(|| {
+        let world = Arc::new(World::new(1, 2));
+        let h = world.heap(0);
+        let warm = h.alloc(CACHED_SIZE).unwrap();
+        h.free(warm).unwrap();
+        h.flush_cache().unwrap();
+        let held = Arc::new(Held::default());
+        let (tx, rx) = mpsc::channel::<u64>();
+        let a = {
+            let (world, held) = (world.clone(), held.clone());
+            thread::spawn(move || {
+                let h = world.heap(0);
+                let b = h.alloc(CACHED_SIZE).unwrap();
+                held.take(b);
+                tx.send(b).unwrap();
+                let b = h.alloc(CACHED_SIZE).unwrap();
+                held.take(b);
+                b
+            })
+        };
+        let b = {
+            let (world, held) = (world.clone(), held.clone());
+            thread::spawn(move || {
+                let h = world.heap(1);
+                let x = rx.recv().unwrap();
+                held.give(x);
+                h.free(x).unwrap();
+                let y = h.alloc(CACHED_SIZE).unwrap();
+                held.take(y);
+                assert_eq!(y, x, "the freer's next allocation comes from its cache");
+                y
+            })
+        };
+        let kept = BTreeSet::from([a.join().unwrap(), b.join().unwrap()]);
+        let st = check(&world.heap(0));
+        assert_eq!(st.blocks_allocated, 2);
+        assert_eq!(allocated_blocks(&world.heap(0)), kept);
+        conserve_sized(
+            &world,
+            1,
+            CACHED_SIZE,
+            CACHED_PER_SEGMENT,
+            &kept,
+            &BTreeSet::new(),
+        );
     });
 }

@@ -21,7 +21,10 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{alloc_or_full, check, conserve, model, Budget, Held, Victim, World, GEO, SIZE};
+use loom_tests::{
+    alloc_or_full, check, conserve, conserve_sized, model, Budget, Held, Victim, World,
+    CACHED_PER_SEGMENT, CACHED_SIZE, GEO, SIZE,
+};
 use persist::heap::{Error, RUN_LARGE};
 use persist::region::table;
 use std::collections::BTreeSet;
@@ -376,6 +379,66 @@ fn killed_while_sweeping() {
         let journaled = kill_and_recover(&world);
         let victims: BTreeSet<u64> = [garbage, keep].into_iter().chain(journaled).collect();
         conserve(&world, SURVIVOR, &mine.into_iter().collect(), &victims);
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// The victim frees two blocks (into its block cache) and allocates one (from the cache) while
+/// the survivor allocates in the same class. Killed with blocks in its cache, it leaks them
+/// until recovery empties the cache and a sweep frees them; they must never be handed out while
+/// the cache still names them.
+#[test]
+fn killed_with_blocks_in_its_cache() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new(1, 2));
+        let vh = world.heap(VICTIM);
+        let v0 = vh.alloc(CACHED_SIZE).unwrap();
+        let v1 = vh.alloc(CACHED_SIZE).unwrap();
+        vh.settle(0).unwrap();
+        let held = Arc::new(Held::default());
+        held.take(v0);
+        held.take(v1);
+        let victim = {
+            let (world, held) = (world.clone(), held.clone());
+            thread::spawn(move || {
+                let budget = Budget::new(k);
+                let v = Victim::new(&world, &budget);
+                let h = v.heap(VICTIM);
+                held.give(v0);
+                if survived(h.free(v0), &budget).is_none() {
+                    return budget.spent();
+                }
+                held.give(v1);
+                if survived(h.free(v1), &budget).is_none() {
+                    return budget.spent();
+                }
+                if let Some(b) = survived(h.alloc(CACHED_SIZE), &budget) {
+                    held.take(b);
+                }
+                budget.spent()
+            })
+        };
+        let survivor = {
+            let (world, held) = (world.clone(), held.clone());
+            thread::spawn(move || {
+                let b = world.heap(SURVIVOR).alloc(CACHED_SIZE).unwrap();
+                held.take(b);
+                b
+            })
+        };
+        let spent = victim.join().unwrap();
+        let mine = survivor.join().unwrap();
+        let journaled = kill_and_recover(&world);
+        let victims: BTreeSet<u64> = [v0, v1].into_iter().chain(journaled).collect();
+        conserve_sized(
+            &world,
+            SURVIVOR,
+            CACHED_SIZE,
+            CACHED_PER_SEGMENT,
+            &BTreeSet::from([mine]),
+            &victims,
+        );
         spent
     }
     every_kill_point(scenario);
