@@ -89,7 +89,9 @@ fn main() {
             );
             println!("     large runs     {}", st.large_runs);
             println!("   The blocks still allocated are the killed worker's (its live blocks and its cache):");
-            println!("   unreachable, since nothing links them (there is no object graph in this demo),");
+            println!(
+                "   unreachable, since nothing links them (there is no object graph in this demo),"
+            );
         }
         Err(e) => fail(&e),
     }
