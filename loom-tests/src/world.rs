@@ -110,9 +110,11 @@ pub fn alloc_sized_or_full<W: WordStore, L: Liveness>(
 
 /// The conservation law after every participant but `by` is dead and recovered: every block in
 /// `held` is allocated, and whatever else is allocated is one of `victims` (what the dead may
-/// have held unlinked). Then participant `by` sweeps every segment (as the object layer's gc
-/// would) freeing what nobody holds, after which exactly the held blocks are allocated, and
-/// allocating until the store is full hands out every other block once and no held one.
+/// have held unlinked). Allocating until the store is full then hands out only blocks that are
+/// not allocated (none held, none the dead left behind, none twice); a sweep of every segment
+/// (as the object layer's gc would run it) frees exactly what the dead left behind, and
+/// allocating again returns exactly those blocks, once each, after which every block of every
+/// segment is accounted for.
 pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet<u64>) {
     conserve_sized(world, by, SIZE, BLOCKS_PER_SEGMENT, held, victims)
 }
@@ -139,6 +141,19 @@ pub fn conserve_sized(
             "block {b:#x} is allocated but nobody holds it"
         );
     }
+    // Recovery alone must not have put an allocated block back on a free stack: draining the
+    // store now hands out only blocks that are neither held nor left allocated by the dead.
+    let mut drained = BTreeSet::new();
+    while let Some(b) = alloc_sized_or_full(&h, size) {
+        assert!(!held.contains(&b), "held block {b:#x} handed out again");
+        assert!(
+            !allocated.contains(&b),
+            "block {b:#x}, left allocated by the dead, handed out before a sweep freed it"
+        );
+        assert!(drained.insert(b), "block {b:#x} handed out twice");
+    }
+    h.settle(0).unwrap();
+    let keep: BTreeSet<u64> = held.union(&drained).copied().collect();
     let mut segs = Vec::new();
     h.for_each_segment(|info| {
         segs.push(info.offset);
@@ -146,23 +161,42 @@ pub fn conserve_sized(
     })
     .unwrap();
     for &seg in &segs {
-        h.sweep_segment(seg, |b| !held.contains(&b)).unwrap();
-    }
-    let st = check(&h);
-    assert_eq!(allocated_blocks(&h), *held);
-    assert_eq!(st.blocks_allocated, held.len() as u64);
-    let mut got = BTreeSet::new();
-    while let Some(b) = alloc_sized_or_full(&h, size) {
-        assert!(!held.contains(&b), "held block {b:#x} handed out again");
-        assert!(got.insert(b), "block {b:#x} handed out twice");
+        h.sweep_segment(seg, |b| !keep.contains(&b)).unwrap();
     }
     let st = check(&h);
     assert_eq!(
-        got.len() as u64 + held.len() as u64,
+        allocated_blocks(&h),
+        keep,
+        "the sweep freed exactly the dead's leftovers"
+    );
+    assert_eq!(st.blocks_allocated, keep.len() as u64);
+    // What the sweep freed comes back once, and it is exactly what the dead left allocated.
+    let mut got = BTreeSet::new();
+    while let Some(b) = alloc_sized_or_full(&h, size) {
+        assert!(!keep.contains(&b), "block {b:#x} handed out again");
+        assert!(got.insert(b), "block {b:#x} handed out twice");
+    }
+    // Exactly what the dead left allocated, plus free blocks that drained could not reach: a
+    // free that found the segment frozen and reached its deferred stack after the thaw had
+    // emptied it waits there for the next sweep (`thaw` documents this), out of reach of
+    // allocation until then.
+    let leftovers: BTreeSet<u64> = allocated.difference(held).copied().collect();
+    assert!(
+        got.is_superset(&leftovers),
+        "blocks the dead left behind were lost"
+    );
+    for b in got.difference(&leftovers) {
+        assert!(
+            !allocated.contains(b),
+            "block {b:#x} was allocated, yet neither held nor the dead's"
+        );
+    }
+    let st = check(&h);
+    assert_eq!(
         st.blocks_allocated,
+        per_segment * st.segments,
         "blocks lost"
     );
-    assert_eq!(st.blocks_allocated, per_segment * st.segments);
 }
 
 /// Every allocated small block (`for_each_allocated`), quiescent use only.
