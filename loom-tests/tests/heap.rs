@@ -75,14 +75,17 @@ fn cross_thread_frees_while_allocating() {
                     held.give(b);
                     h.free(b).unwrap();
                 }
+                // And pops, racing A's last pop on the same anchor.
+                let b = h.alloc(SIZE).unwrap();
+                held.take(b);
+                b
             })
         };
-        let kept = a.join().unwrap();
-        b.join().unwrap();
+        let kept = BTreeSet::from([a.join().unwrap(), b.join().unwrap()]);
         let st = check(&world.heap(0));
-        assert_eq!(st.blocks_allocated, 1);
-        assert_eq!(allocated_blocks(&world.heap(0)), BTreeSet::from([kept]));
-        assert_eq!(drain(&world, 1, &held.snapshot()), 2);
+        assert_eq!(st.blocks_allocated, 2);
+        assert_eq!(allocated_blocks(&world.heap(0)), kept);
+        assert_eq!(drain(&world, 1, &held.snapshot()), 1);
         assert_eq!(check(&world.heap(0)).blocks_allocated, 3);
     });
 }
