@@ -5,6 +5,11 @@
 //! liveness flags, all loom atomics under `--cfg loom`), and [`KillableWords`], the word store
 //! through which a participant is "SIGKILLed" between any two of its steps.
 //!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom cargo test
+//! -p loom-tests --release` (scripts/test-all.sh does, and records the time). With
+//! `LOOM_TESTS_VERBOSE=1` and `--nocapture`, the kill models print how many kill points they
+//! cover.
+//!
 //! Everything here is built only with `RUSTFLAGS="--cfg loom"`; without it the crate is empty, so
 //! that `cargo test --workspace` still builds it.
 
