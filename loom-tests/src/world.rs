@@ -295,6 +295,11 @@ impl WordStore for KillableWords<'_> {
     fn max_size(&self) -> u64 {
         self.inner.max_size()
     }
+
+    // Steps on word references the heap resolved earlier count as kill points too.
+    fn step(&self) -> Result<(), AccessError> {
+        self.budget.take()
+    }
 }
 
 /// A participant that will be killed: its store and lock-file views share one budget.

@@ -230,6 +230,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let w = self.cache_words(k)?;
         // Relaxed: only this participant writes its cache; readers in other processes order
         // their reads with the Release store of the count below.
+        self.store().step()?;
         let n = w[0].load(Ordering::Relaxed);
         if n == 0 || n >= table::CACHE_GROUP {
             return Ok(None);
@@ -241,8 +242,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 offset: block,
             });
         }
+        self.store().step()?;
         journal.store(block, Ordering::Relaxed);
         // Release: the journal store is visible before the block leaves the count.
+        self.store().step()?;
         w[0].store(n - 1, Ordering::Release);
         Ok(Some(block))
     }
@@ -253,12 +256,15 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return Ok(false);
         }
         let w = self.cache_words(k)?;
+        self.store().step()?;
         let n = w[0].load(Ordering::Relaxed);
         if n + 1 >= table::CACHE_GROUP {
             return Ok(false);
         }
         // Relaxed, then Release on the count: a reader that sees the count sees the entry.
+        self.store().step()?;
         w[n as usize + 1].store(block, Ordering::Relaxed);
+        self.store().step()?;
         w[0].store(n + 1, Ordering::Release);
         Ok(true)
     }
@@ -527,6 +533,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             block_size,
             ..
         } = seg.info;
+        self.store().step()?;
         let mut a = seg.anchor.load(Ordering::Acquire);
         loop {
             if a_frozen(a) {
@@ -549,8 +556,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let next = store.load(block, Ordering::Acquire)? & 0xffff;
             // Relaxed: published by the AcqRel CAS below (a sweep's freeze CAS that orders
             // after this pop acquires it, so the sweep sees this journal entry).
+            self.store().step()?;
             journal.store(block, Ordering::Relaxed);
             if next > nblocks {
+                self.store().step()?;
                 let again = seg.anchor.load(Ordering::Acquire);
                 if again == a {
                     return Err(Error::Corrupt {
@@ -564,6 +573,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let new = anchor(next, a_count(a) - 1, a_tag(a) + 1, false);
             // AcqRel: Acquire for the link read above to be meaningful on success; Release so
             // a sweep that reads this anchor later sees our journal store.
+            self.store().step()?;
             match seg
                 .anchor
                 .compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire)
@@ -573,11 +583,14 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
         }
         // The stack is empty: carve a block never used before.
+        self.store().step()?;
         let mut c = seg.carve.load(Ordering::Acquire);
         while c < nblocks {
             let block = offset + SEG_HEADER + c * block_size;
+            self.store().step()?;
             journal.store(block, Ordering::Relaxed);
             // AcqRel: as for the pop.
+            self.store().step()?;
             match seg
                 .carve
                 .compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -718,16 +731,19 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let block = cached.info.block(idx);
         let link = store.word(block)?;
         let anchor_w = cached.anchor;
+        self.store().step()?;
         let mut a = anchor_w.load(Ordering::Acquire);
         loop {
             if a_frozen(a) {
                 return self.push_deferred(seg, block, idx);
             }
             // Relaxed: published by the Release CAS below.
+            self.store().step()?;
             link.store(a_head(a), Ordering::Relaxed);
             let new = anchor(idx + 1, a_count(a) + 1, a_tag(a) + 1, false);
             // Release: the block's last uses and its link happen before any popper reads it
             // (pairs with the Acquire load of the anchor in `alloc_from`).
+            self.store().step()?;
             match anchor_w.compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(actual) => a = actual,
@@ -1356,6 +1372,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Calls `f(offset, size)` for every allocated block and large run (quiescent use: `check`,
     /// tools, tests).
     pub fn for_each_allocated(&self, mut f: impl FnMut(u64, u64)) -> Result<(), Error> {
+        let mut cached = self.cached_blocks()?;
+        cached.sort_unstable();
         self.for_each_segment(|info| {
             let a = self
                 .store()
@@ -1368,7 +1386,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 .load(info.offset + S_CARVE, Ordering::Acquire)?
                 .min(info.nblocks);
             for i in 0..carve {
-                if !seen[i as usize] {
+                if !seen[i as usize] && cached.binary_search(&info.block(i)).is_err() {
                     f(info.block(i), info.block_size);
                 }
             }

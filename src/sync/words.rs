@@ -57,6 +57,14 @@ pub trait WordStore {
     /// The largest size this store can ever reach (its address reservation).
     fn max_size(&self) -> u64;
 
+    /// Called before each atomic step on a word reference resolved earlier (hot paths keep
+    /// references instead of asking `word` again). A no-op for real stores; the loom models'
+    /// killable store counts it, so that a participant can be stopped between any two steps.
+    #[inline]
+    fn step(&self) -> Result<(), AccessError> {
+        Ok(())
+    }
+
     fn load(&self, offset: u64, order: Ordering) -> Result<u64, AccessError> {
         Ok(self.word(offset)?.load(order))
     }
