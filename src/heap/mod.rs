@@ -831,14 +831,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
                 continue;
             }
-            for k in 0..table::CACHED_CLASSES {
-                let base = table::W_CACHE + k * table::CACHE_GROUP;
-                // Acquire (SeqCst): pairs with the Release count stores of the cache's owner.
-                let n = t.load(slot, base)?;
-                for i in 1..=n.min(table::CACHE_GROUP - 1) {
-                    v.push(t.load(slot, base + i)?);
-                }
-            }
+            self.push_cached(slot, &mut v, false)?;
             for j in 0..table::BLOCK_JOURNALS {
                 let b = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
                 if b != 0 {
@@ -854,24 +847,32 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
-                continue;
-            }
-            for k in 0..table::CACHED_CLASSES {
-                let base = table::W_CACHE + k * table::CACHE_GROUP;
-                let n = t.load(slot, base)?;
-                if n >= table::CACHE_GROUP {
-                    return Err(Error::Corrupt {
-                        what: format!("block cache of participant {slot} holds {n} entries"),
-                        offset: t.word_offset(slot, base),
-                    });
-                }
-                for i in 1..=n {
-                    v.push(t.load(slot, base + i)?);
-                }
+            if t.status(slot)? == table::STATUS_ATTACHED && t.live.is_alive(slot) {
+                self.push_cached(slot, &mut v, true)?;
             }
         }
         Ok(v)
+    }
+
+    /// Appends the blocks in participant `slot`'s cache to `v`. A count out of range is an
+    /// error when `strict`, else clamped (a sweep protects what it can read).
+    fn push_cached(&self, slot: u32, v: &mut Vec<u64>, strict: bool) -> Result<(), Error> {
+        let t = self.table();
+        for k in 0..table::CACHED_CLASSES {
+            let base = table::W_CACHE + k * table::CACHE_GROUP;
+            // Acquire (SeqCst): pairs with the Release count stores of the cache's owner.
+            let n = t.load(slot, base)?;
+            if strict && n >= table::CACHE_GROUP {
+                return Err(Error::Corrupt {
+                    what: format!("block cache of participant {slot} holds {n} entries"),
+                    offset: t.word_offset(slot, base),
+                });
+            }
+            for i in 1..=n.min(table::CACHE_GROUP - 1) {
+                v.push(t.load(slot, base + i)?);
+            }
+        }
+        Ok(())
     }
 
     /// Sweeps one segment while others keep allocating and freeing: freezes it, frees every

@@ -153,9 +153,9 @@ impl Mapping {
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
         let size = self.refresh();
+        let base = self.base as *mut libc::c_void;
         // SAFETY: [base, base + size) lies inside the mapping.
-        let r =
-            unsafe { libc::msync(self.base as *mut libc::c_void, size as usize, libc::MS_SYNC) };
+        let r = unsafe { libc::msync(base, size as usize, libc::MS_SYNC) };
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
