@@ -6,12 +6,14 @@
 //! - [`region`]: the store file, its mapping and header, the lock file and participant table.
 //! - [`page`]: 4 KiB pages and runs of pages, lock-free.
 //! - [`heap`]: malloc/free of any size inside the store, lock-free.
+//! - [`object`]: values, lists, dicts, objects, reference counts, the store lock, the undo log.
 //!
-//! The object manager and the Python module build on these (FORMAT.md is the on-disk layout).
+//! The Python module (`py`, feature `python`) builds on these (FORMAT.md is the on-disk layout).
 
 #![warn(unsafe_op_in_unsafe_fn)]
 
 pub mod heap;
+pub mod object;
 pub mod page;
 pub mod region;
 pub mod sync;

@@ -1,0 +1,579 @@
+//! Persistent dicts (and the attribute dicts of user objects).
+//!
+//! A dict is a container header (`DICT_BYTES`: head, refcnt, version, orphan link, table, used,
+//! entries, class word for objects) and a table block, laid out as CPython's compact dict:
+//!
+//! ```text
+//! | head: DICT_TABLE, nbuckets | cap (entries) | buckets[nbuckets] | entries[cap] (hash, key, value) |
+//! ```
+//!
+//! A bucket holds 0 (empty), `DUMMY` (deleted), or entry index + 1. Entries are in insertion
+//! order; a deleted entry keeps its place with key word 0. Probing is CPython's perturbation
+//! sequence over the store's own stable hash (value.rs). A table is rebuilt (compacted) when
+//! its entries are used up; lookups stop after `nbuckets` probes, so a damaged table cannot
+//! loop.
+
+use super::encode::{hash_float, hash_int_bytes, D_NENTRIES, D_TABLE, D_USED};
+use super::list::corrupt;
+use super::tree::{Node, Tree};
+use super::value::{self, kind, FloatKey};
+use super::{Error, Result, Store};
+
+const DUMMY: u64 = u64::MAX;
+const T_CAP: u64 = 8;
+const T_BUCKETS: u64 = 16;
+const PERTURB_SHIFT: u32 = 5;
+
+/// A dict's table, checked.
+#[derive(Clone, Copy, Debug)]
+pub struct DictParts {
+    pub table: u64,
+    pub nbuckets: u64,
+    pub cap: u64,
+    pub used: u64,
+    pub nentries: u64,
+}
+
+impl DictParts {
+    fn bucket(&self, i: u64) -> u64 {
+        self.table + T_BUCKETS + 8 * i
+    }
+    fn entry_off(&self, e: u64) -> u64 {
+        self.table + T_BUCKETS + 8 * self.nbuckets + 24 * e
+    }
+}
+
+/// A number as keys compare it: 1, 1.0 and True are equal.
+#[derive(PartialEq)]
+enum Num {
+    I(i64),
+    B(Vec<u8>),
+    F(f64),
+}
+
+fn node_num(n: &Node) -> Option<Num> {
+    Some(match n {
+        Node::Bool(b) => Num::I(*b as i64),
+        Node::Int(v) => Num::I(*v),
+        Node::BigInt(b) => match value::twos_to_i64(b) {
+            Some(v) => Num::I(v),
+            None => Num::B(value::minimal_twos(b.clone())),
+        },
+        Node::Float(f) => float_num(*f),
+        _ => return None,
+    })
+}
+
+fn float_num(f: f64) -> Num {
+    match value::float_key(f) {
+        FloatKey::Int(v) => Num::I(v),
+        FloatKey::Big(b) => Num::B(b),
+        FloatKey::Other(f) => Num::F(f),
+    }
+}
+
+impl Store {
+    pub(super) fn dict_parts(&self, c: u64) -> Result<DictParts> {
+        let table = self.get(c + D_TABLE)?;
+        let used = self.get(c + D_USED)?;
+        let nentries = self.get(c + D_NENTRIES)?;
+        if table == 0 {
+            if used != 0 || nentries != 0 {
+                return Err(corrupt("dict without table has entries", c));
+            }
+            return Ok(DictParts {
+                table: 0,
+                nbuckets: 0,
+                cap: 0,
+                used: 0,
+                nentries: 0,
+            });
+        }
+        let head = self.get(table)?;
+        let nbuckets = value::head_len(head);
+        let cap = self.get(table + T_CAP)?;
+        if value::head_kind(head) != kind::DICT_TABLE
+            || table % 16 != 0
+            || !nbuckets.is_power_of_two()
+            || cap >= nbuckets
+            || nentries > cap
+            || used > nentries
+        {
+            return Err(corrupt("dict table does not match its dict", c));
+        }
+        let bytes = T_BUCKETS
+            .checked_add(nbuckets.saturating_mul(8))
+            .and_then(|b| b.checked_add(cap.checked_mul(24)?))
+            .ok_or_else(|| corrupt("dict table size overflows", c))?;
+        self.check_span(table, bytes)?;
+        Ok(DictParts {
+            table,
+            nbuckets,
+            cap,
+            used,
+            nentries,
+        })
+    }
+
+    pub fn dict_len(&self, c: u64) -> Result<u64> {
+        self.get(c + D_USED)
+    }
+
+    /// Entry `e` (< nentries): (hash, key word, value word); key word 0 = deleted.
+    pub(super) fn entry(&self, t: &DictParts, e: u64) -> Result<(u64, u64, u64)> {
+        let o = t.entry_off(e);
+        Ok((self.get(o)?, self.get(o + 8)?, self.get(o + 16)?))
+    }
+
+    /// The next live entry at or after position `pos`: (its position, key word, value word).
+    pub fn dict_next(&self, c: u64, pos: u64) -> Result<Option<(u64, u64, u64)>> {
+        let t = self.dict_parts(c)?;
+        let mut e = pos;
+        while e < t.nentries {
+            let (_, k, v) = self.entry(&t, e)?;
+            if k != value::EMPTY {
+                return Ok(Some((e, k, v)));
+            }
+            e += 1;
+        }
+        Ok(None)
+    }
+
+    /// The last live entry (for popitem).
+    pub fn dict_last(&self, c: u64) -> Result<Option<(u64, u64, u64)>> {
+        let t = self.dict_parts(c)?;
+        let mut e = t.nentries;
+        while e > 0 {
+            e -= 1;
+            let (_, k, v) = self.entry(&t, e)?;
+            if k != value::EMPTY {
+                return Ok(Some((e, k, v)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// All live (key, value) words in order.
+    pub fn dict_items(&self, c: u64) -> Result<Vec<(u64, u64)>> {
+        let t = self.dict_parts(c)?;
+        let mut v = Vec::with_capacity(t.used as usize);
+        for e in 0..t.nentries {
+            let (_, k, val) = self.entry(&t, e)?;
+            if k != value::EMPTY {
+                v.push((k, val));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Finds key node `key` of `t` (hash `h`): (bucket index, entry index).
+    fn find(&self, d: &DictParts, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
+        if d.table == 0 {
+            return Ok(None);
+        }
+        let mask = d.nbuckets - 1;
+        let mut i = h & mask;
+        let mut perturb = h;
+        for _ in 0..d.nbuckets {
+            let b = self.get(d.bucket(i))?;
+            if b == 0 {
+                return Ok(None);
+            }
+            if b != DUMMY {
+                let e = b - 1;
+                if e >= d.nentries {
+                    return Err(corrupt(
+                        "dict bucket names an entry beyond the table",
+                        d.table,
+                    ));
+                }
+                let (eh, kw, _) = self.entry(d, e)?;
+                if eh == h && kw != value::EMPTY && self.key_eq(kw, t, key)? {
+                    return Ok(Some((i, e)));
+                }
+            }
+            perturb >>= PERTURB_SHIFT;
+            i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+        }
+        Ok(None)
+    }
+
+    /// The value word of key node `key` (hash `h`) in dict `c`.
+    pub fn dict_get(&self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<u64>> {
+        let d = self.dict_parts(c)?;
+        Ok(match self.find(&d, t, key, h)? {
+            Some((_, e)) => Some(self.entry(&d, e)?.2),
+            None => None,
+        })
+    }
+
+    /// The stored key word equal to key node `key`, and its value word.
+    pub fn dict_get_item(&self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
+        let d = self.dict_parts(c)?;
+        Ok(match self.find(&d, t, key, h)? {
+            Some((_, e)) => {
+                let (_, k, v) = self.entry(&d, e)?;
+                Some((k, v))
+            }
+            None => None,
+        })
+    }
+
+    /// Sets key node `key` of `kt` (hash `h`) to value word `w` (already encoded). A new key
+    /// is encoded from `kt`; an existing key keeps its stored form (as dict keeps the first
+    /// key object). The old value is released at commit. Returns whether the key was new.
+    pub fn dict_set(&mut self, c: u64, kt: &Tree, key: u32, h: u64, w: u64) -> Result<bool> {
+        let d = self.dict_parts(c)?;
+        if let Some((_, e)) = self.find(&d, kt, key, h)? {
+            let o = d.entry_off(e) + 16;
+            let old = self.get(o)?;
+            self.put(o, w)?;
+            self.release_at_commit(old)?;
+            self.bump_version(c)?;
+            return Ok(false);
+        }
+        let kw = if matches!(kt.node(key), Node::Tuple(_)) {
+            let sub = Tree {
+                nodes: kt.nodes.clone(),
+                children: kt.children.clone(),
+                root: key,
+            };
+            self.encode(&sub)?
+        } else {
+            self.encode_scalar(kt.node(key))?
+        };
+        self.dict_insert_new(c, h, kw, w)?;
+        Ok(true)
+    }
+
+    /// Inserts an entry for a key known to be absent.
+    fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<()> {
+        let mut d = self.dict_parts(c)?;
+        if d.table == 0 || d.nentries == d.cap {
+            d = self.resize(c, &d, d.used + 1)?;
+        }
+        let e = d.nentries;
+        let o = d.entry_off(e);
+        self.put(o, h)?;
+        self.put(o + 8, kw)?;
+        self.put(o + 16, w)?;
+        let mask = d.nbuckets - 1;
+        let mut i = h & mask;
+        let mut perturb = h;
+        loop {
+            let b = self.get(d.bucket(i))?;
+            if b == 0 || b == DUMMY {
+                break;
+            }
+            perturb >>= PERTURB_SHIFT;
+            i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+        }
+        self.put(d.bucket(i), e + 1)?;
+        self.put(c + D_NENTRIES, e + 1)?;
+        self.put(c + D_USED, d.used + 1)?;
+        self.bump_version(c)
+    }
+
+    /// A new table sized for `want` live entries, holding the live entries of `d` in order.
+    fn resize(&mut self, c: u64, d: &DictParts, want: u64) -> Result<DictParts> {
+        let mut entries = Vec::with_capacity(d.used as usize);
+        for e in 0..d.nentries {
+            let (h, k, v) = self.entry(d, e)?;
+            if k != value::EMPTY {
+                entries.push((h, k, v));
+            }
+        }
+        let table = self.build_table_for(&entries, want.max(entries.len() as u64 * 2))?;
+        if d.table != 0 {
+            self.free_at_commit(d.table)?;
+        }
+        self.put(c + D_TABLE, table)?;
+        self.put(c + D_NENTRIES, entries.len() as u64)?;
+        self.put(c + D_USED, entries.len() as u64)?;
+        self.dict_parts(c)
+    }
+
+    /// A table holding `entries` (hash, key, value), with room to grow.
+    pub(super) fn build_table(&mut self, entries: &[(u64, u64, u64)]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.build_table_for(entries, entries.len() as u64)
+    }
+
+    fn build_table_for(&mut self, entries: &[(u64, u64, u64)], want: u64) -> Result<u64> {
+        // Load factor at most 2/3, as CPython: cap = nbuckets * 2 / 3.
+        let mut nbuckets = 8u64;
+        while nbuckets * 2 / 3 < want.max(entries.len() as u64) {
+            nbuckets = nbuckets
+                .checked_mul(2)
+                .ok_or_else(|| Error::TooLarge("dict too large".into()))?;
+        }
+        let cap = nbuckets * 2 / 3;
+        let bytes = T_BUCKETS + 8 * nbuckets + 24 * cap;
+        let t = self.alloc(bytes)?;
+        self.init(t, value::block_head(kind::DICT_TABLE, nbuckets))?;
+        self.init(t + T_CAP, cap)?;
+        let parts = DictParts {
+            table: t,
+            nbuckets,
+            cap,
+            used: entries.len() as u64,
+            nentries: entries.len() as u64,
+        };
+        for i in 0..nbuckets {
+            self.init(parts.bucket(i), 0)?;
+        }
+        let mask = nbuckets - 1;
+        for (e, &(h, k, v)) in entries.iter().enumerate() {
+            let o = parts.entry_off(e as u64);
+            self.init(o, h)?;
+            self.init(o + 8, k)?;
+            self.init(o + 16, v)?;
+            let mut i = h & mask;
+            let mut perturb = h;
+            while self.get(parts.bucket(i))? != 0 {
+                perturb >>= PERTURB_SHIFT;
+                i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+            }
+            self.init(parts.bucket(i), e as u64 + 1)?;
+        }
+        Ok(t)
+    }
+
+    /// Deletes key node `key`; returns the (key, value) words, released at commit.
+    pub fn dict_del(&mut self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
+        let d = self.dict_parts(c)?;
+        let Some((b, e)) = self.find(&d, t, key, h)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.delete_entry(c, &d, b, e)?))
+    }
+
+    fn delete_entry(&mut self, c: u64, d: &DictParts, b: u64, e: u64) -> Result<(u64, u64)> {
+        let o = d.entry_off(e);
+        let kw = self.get(o + 8)?;
+        let vw = self.get(o + 16)?;
+        self.put(d.bucket(b), DUMMY)?;
+        self.put(o + 8, value::EMPTY)?;
+        self.put(o + 16, value::EMPTY)?;
+        self.put(c + super::encode::D_USED, d.used - 1)?;
+        self.release_at_commit(kw)?;
+        self.release_at_commit(vw)?;
+        self.bump_version(c)?;
+        Ok((kw, vw))
+    }
+
+    /// Removes and returns the last entry's (key, value) words (released at commit).
+    pub fn dict_popitem(&mut self, c: u64) -> Result<Option<(u64, u64)>> {
+        let d = self.dict_parts(c)?;
+        let Some((e, _, _)) = self.dict_last(c)? else {
+            return Ok(None);
+        };
+        let (h, _, _) = self.entry(&d, e)?;
+        // Find its bucket by walking the probe sequence to the bucket naming `e`.
+        let mask = d.nbuckets - 1;
+        let mut i = h & mask;
+        let mut perturb = h;
+        for _ in 0..d.nbuckets {
+            if self.get(d.bucket(i))? == e + 1 {
+                let kv = self.delete_entry(c, &d, i, e)?;
+                // Trailing deleted entries can be reused by the next insert.
+                let mut n = e;
+                while n > 0 && self.entry(&d, n - 1)?.1 == value::EMPTY {
+                    n -= 1;
+                }
+                let _ = n;
+                return Ok(Some(kv));
+            }
+            perturb >>= PERTURB_SHIFT;
+            i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+        }
+        Err(corrupt("dict entry not reachable from its bucket", c))
+    }
+
+    /// Removes every entry (released at commit).
+    pub fn dict_clear(&mut self, c: u64) -> Result<()> {
+        let d = self.dict_parts(c)?;
+        for e in 0..d.nentries {
+            let (_, k, v) = self.entry(&d, e)?;
+            if k != value::EMPTY {
+                self.release_at_commit(k)?;
+                self.release_at_commit(v)?;
+            }
+        }
+        if d.table != 0 {
+            self.free_at_commit(d.table)?;
+        }
+        self.put(c + D_TABLE, 0)?;
+        self.put(c + D_USED, 0)?;
+        self.put(c + D_NENTRIES, 0)?;
+        self.bump_version(c)
+    }
+
+    /// The class word of object `c`.
+    pub fn object_class(&self, c: u64) -> Result<u64> {
+        self.get(c + super::encode::D_CLASS)
+    }
+
+    // ---- key equality ------------------------------------------------------------------
+
+    /// Whether stored key word `kw` equals key node `key` of `t`, with Python's rules: numbers
+    /// by value across bool, int and float; str and bytes never equal each other; tuples item
+    /// by item.
+    fn key_eq(&self, kw: u64, t: &Tree, key: u32) -> Result<bool> {
+        let mut stack = vec![(kw, key)];
+        while let Some((w, n)) = stack.pop() {
+            let node = t.node(n);
+            let eq = match node {
+                Node::None => w == value::NONE,
+                Node::Str(s) => {
+                    if let Some(sw) = value::short_str(s) {
+                        w == sw
+                    } else {
+                        self.block_bytes_eq(w, kind::STR, s)?
+                    }
+                }
+                Node::Bytes(b) => self.block_bytes_eq(w, kind::BYTES, b)?,
+                Node::Tuple(r) => {
+                    let kids = t.kids(r);
+                    if !value::is_block(w) {
+                        false
+                    } else {
+                        let head = self.get(w)?;
+                        if value::head_kind(head) != kind::TUPLE
+                            || value::head_len(head) != kids.len() as u64
+                        {
+                            false
+                        } else {
+                            for (i, &k) in kids.iter().enumerate() {
+                                stack.push((self.get(w + 8 + 8 * i as u64)?, k));
+                            }
+                            true
+                        }
+                    }
+                }
+                n => match (node_num(n), self.word_num(w)?) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => false,
+                },
+            };
+            if !eq {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn block_bytes_eq(&self, w: u64, k: u64, b: &[u8]) -> Result<bool> {
+        if !value::is_block(w) {
+            return Ok(false);
+        }
+        let head = self.get(w)?;
+        if value::head_kind(head) != k || value::head_len(head) != b.len() as u64 {
+            return Ok(false);
+        }
+        let p = self.raw_bytes(w + 8, b.len() as u64)?;
+        // SAFETY: the range is inside the mapping (checked by raw_bytes); the bytes may be
+        // changing under a racing writer, in which case the caller's read validation fails
+        // and this answer is discarded. Read as a raw slice for the comparison only.
+        let stored = unsafe { std::slice::from_raw_parts(p, b.len()) };
+        Ok(stored == b)
+    }
+
+    /// A stored word as a number, if it is one.
+    fn word_num(&self, w: u64) -> Result<Option<Num>> {
+        Ok(Some(match w {
+            value::TRUE => Num::I(1),
+            value::FALSE => Num::I(0),
+            w if value::is_small_int(w) => Num::I(value::small_int_value(w)),
+            w if value::is_block(w) => {
+                let head = self.get(w)?;
+                match value::head_kind(head) {
+                    kind::FLOAT => float_num(f64::from_bits(self.get(w + 8)?)),
+                    kind::BIGINT => {
+                        let n = value::head_len(head);
+                        if n == 0 || n > 1 << 20 {
+                            return Err(corrupt("int of unreasonable size", w));
+                        }
+                        let b = self.read_bytes(w + 8, n)?;
+                        match value::twos_to_i64(&b) {
+                            Some(v) => Num::I(v),
+                            None => Num::B(b),
+                        }
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The stable hash of a stored key word (for check and rebuilding).
+    pub fn hash_word(&self, w: u64) -> Result<u64> {
+        use super::value::hash;
+        enum Step {
+            Visit(u64),
+            Combine(usize, usize),
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![Step::Visit(w)];
+        let mut steps = 0u64;
+        while let Some(s) = stack.pop() {
+            steps += 1;
+            if steps > 1 << 24 {
+                return Err(corrupt("key nests too deeply", w));
+            }
+            match s {
+                Step::Combine(start, len) => {
+                    let h = hash::tuple(out[start..start + len].iter().copied());
+                    out.truncate(start);
+                    out.push(h);
+                }
+                Step::Visit(w) => {
+                    let h = match w {
+                        value::NONE => hash::none(),
+                        value::TRUE => hash::int(1),
+                        value::FALSE => hash::int(0),
+                        w if value::is_small_int(w) => hash::int(value::small_int_value(w)),
+                        w if value::is_short_str(w) => {
+                            let (b, n) = value::short_str_bytes(w);
+                            hash::bytes(hash::DOMAIN_STR, &b[..n])
+                        }
+                        w if value::is_block(w) => {
+                            let head = self.get(w)?;
+                            let n = value::head_len(head);
+                            match value::head_kind(head) {
+                                kind::STR => {
+                                    hash::bytes(hash::DOMAIN_STR, &self.read_bytes(w + 8, n)?)
+                                }
+                                kind::BYTES => {
+                                    hash::bytes(hash::DOMAIN_BYTES, &self.read_bytes(w + 8, n)?)
+                                }
+                                kind::BIGINT => hash_int_bytes(&self.read_bytes(w + 8, n)?),
+                                kind::FLOAT => hash_float(f64::from_bits(self.get(w + 8)?)),
+                                kind::TUPLE => {
+                                    self.check_span(w, 8 + 8 * n)?;
+                                    stack.push(Step::Combine(out.len(), n as usize));
+                                    for i in (0..n).rev() {
+                                        stack.push(Step::Visit(self.get(w + 8 + 8 * i)?));
+                                    }
+                                    continue;
+                                }
+                                k => {
+                                    return Err(corrupt(
+                                        &format!("a dict key is a block of kind {k}"),
+                                        w,
+                                    ))
+                                }
+                            }
+                        }
+                        _ => return Err(corrupt("a dict key has an invalid word", w)),
+                    };
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out.pop().unwrap_or(0))
+    }
+}

@@ -1,0 +1,430 @@
+//! Writing values into the store (a `Tree` becomes blocks and a value word) and releasing
+//! them (an owned value is freed, a container reference dropped, a container no one refers to
+//! or holds freed with everything it owns). Both walk without recursion.
+
+use super::tree::{Node, Tree};
+use super::value::{self, hash, kind, FloatKey};
+use super::{container, words, Error, Result, Store};
+use crate::sync::{Ordering, WordStore};
+
+/// Work deferred to commit.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Release {
+    /// Drop one reference held by a value word.
+    Value(u64),
+    /// Free a block that nothing links (an old items array or dict table).
+    Block(u64),
+}
+
+/// Bytes of a list header: container header, items, len, cap.
+pub(super) const LIST_BYTES: u64 = 56;
+pub(super) const L_ITEMS: u64 = 32;
+pub(super) const L_LEN: u64 = 40;
+pub(super) const L_CAP: u64 = 48;
+
+/// Bytes of a dict header: container header, table, used, entries, class (objects only).
+pub(super) const DICT_BYTES: u64 = 72;
+pub(super) const D_TABLE: u64 = 32;
+pub(super) const D_USED: u64 = 40;
+pub(super) const D_NENTRIES: u64 = 48;
+pub(super) const D_CLASS: u64 = 56;
+
+impl Store {
+    /// Writes `t` into the store and returns its value word. Inside an op: every block is
+    /// logged as allocated and every reference count change as a word change, so a rollback
+    /// undoes all of it. Containers in the tree get the reference the returned word makes.
+    pub fn encode(&mut self, t: &Tree) -> Result<u64> {
+        let n = t.nodes.len();
+        // Pass 1: a header for every container node, so that any node can refer to any
+        // container (shared references, cycles) while pass 2 fills them.
+        let mut word = vec![0u64; n];
+        let mut refs = vec![0u64; n];
+        for (i, node) in t.nodes.iter().enumerate() {
+            match node {
+                Node::List(_) => word[i] = self.new_list_header()?,
+                Node::Dict(_) => word[i] = self.new_dict_header(kind::DICT)?,
+                Node::Object(..) => word[i] = self.new_dict_header(kind::OBJECT)?,
+                _ => {}
+            }
+        }
+        // Pass 2, children before parents (the tree builder numbers nodes so that children
+        // come after their parent; `Shared` may point anywhere, but only at containers, whose
+        // words pass 1 made).
+        for i in (0..n).rev() {
+            let w = match t.node(i as u32) {
+                Node::Shared(j) => {
+                    let j = *j as usize;
+                    if j >= n || !t.nodes[j].is_container() {
+                        return Err(Error::Corrupt {
+                            what: "value tree: shared reference to a non-container".into(),
+                            offset: 0,
+                        });
+                    }
+                    refs[j] += 1;
+                    word[j]
+                }
+                Node::Ref(off) => {
+                    self.check_container(*off, None)?;
+                    let rc = self.get(off + container::REFCNT)?;
+                    self.put(off + container::REFCNT, rc + 1)?;
+                    *off
+                }
+                Node::List(r) => {
+                    let items: Vec<u64> = t.kids(r).iter().map(|&c| word[c as usize]).collect();
+                    self.fill_list(word[i], &items)?;
+                    refs[i] += 1;
+                    word[i]
+                }
+                Node::Dict(r) | Node::Object(_, r) => {
+                    let kids = t.kids(r);
+                    let mut entries = Vec::with_capacity(kids.len() / 2);
+                    for pair in kids.chunks_exact(2) {
+                        let h = self.hash_node(t, pair[0])?;
+                        entries.push((h, word[pair[0] as usize], word[pair[1] as usize]));
+                    }
+                    let table = self.build_table(&entries)?;
+                    self.init(word[i] + D_TABLE, table)?;
+                    self.init(word[i] + D_USED, entries.len() as u64)?;
+                    self.init(word[i] + D_NENTRIES, entries.len() as u64)?;
+                    if let Node::Object(class, _) = t.node(i as u32) {
+                        let cw = self.encode_scalar(&Node::Str(class.as_bytes().into()))?;
+                        self.init(word[i] + D_CLASS, cw)?;
+                    }
+                    refs[i] += 1;
+                    word[i]
+                }
+                Node::Tuple(r) => {
+                    let kids = t.kids(r);
+                    let b = self.alloc(8 + 8 * kids.len() as u64)?;
+                    self.init(b, value::block_head(kind::TUPLE, kids.len() as u64))?;
+                    for (k, &c) in kids.iter().enumerate() {
+                        self.init(b + 8 + 8 * k as u64, word[c as usize])?;
+                    }
+                    b
+                }
+                scalar => self.encode_scalar(scalar)?,
+            };
+            word[i] = w;
+        }
+        for (i, node) in t.nodes.iter().enumerate() {
+            if node.is_container() {
+                // The container's own node counts once (refs[i] includes it), Shared nodes once
+                // each.
+                self.init(word[i] + container::REFCNT, refs[i])?;
+            }
+        }
+        Ok(word[t.root as usize])
+    }
+
+    /// The word of a scalar node (allocating a block when it does not fit in the word).
+    pub(super) fn encode_scalar(&mut self, node: &Node) -> Result<u64> {
+        Ok(match node {
+            Node::None => value::NONE,
+            Node::Bool(false) => value::FALSE,
+            Node::Bool(true) => value::TRUE,
+            Node::Int(v) => match value::small_int(*v) {
+                Some(w) => w,
+                None => self.owned_bytes(kind::BIGINT, &v.to_le_bytes())?,
+            },
+            Node::BigInt(b) => match value::twos_to_i64(b).and_then(value::small_int) {
+                Some(w) => w,
+                None => {
+                    let b = value::minimal_twos(b.clone());
+                    self.owned_bytes(kind::BIGINT, &b)?
+                }
+            },
+            Node::Float(f) => {
+                let b = self.alloc(16)?;
+                self.init(b, value::block_head(kind::FLOAT, 8))?;
+                self.init(b + 8, f.to_bits())?;
+                b
+            }
+            Node::Str(s) => match value::short_str(s) {
+                Some(w) => w,
+                None => self.owned_bytes(kind::STR, s)?,
+            },
+            Node::Bytes(b) => self.owned_bytes(kind::BYTES, b)?,
+            other => {
+                return Err(Error::Corrupt {
+                    what: format!("value tree: {other:?} is not a scalar"),
+                    offset: 0,
+                })
+            }
+        })
+    }
+
+    fn owned_bytes(&mut self, k: u64, b: &[u8]) -> Result<u64> {
+        let blk = self.alloc(8 + b.len() as u64)?;
+        self.init(blk, value::block_head(k, b.len() as u64))?;
+        self.write_bytes(blk + 8, b)?;
+        Ok(blk)
+    }
+
+    fn new_list_header(&mut self) -> Result<u64> {
+        let b = self.alloc(LIST_BYTES)?;
+        self.init(b, value::block_head(kind::LIST, 0))?;
+        for off in (8..LIST_BYTES).step_by(8) {
+            self.init(b + off, 0)?;
+        }
+        Ok(b)
+    }
+
+    fn new_dict_header(&mut self, k: u64) -> Result<u64> {
+        let b = self.alloc(DICT_BYTES)?;
+        self.init(b, value::block_head(k, 0))?;
+        for off in (8..DICT_BYTES).step_by(8) {
+            self.init(b + off, 0)?;
+        }
+        Ok(b)
+    }
+
+    /// A new empty dict with reference count `rc`.
+    pub(super) fn new_dict(&mut self, rc: u64) -> Result<u64> {
+        let d = self.new_dict_header(kind::DICT)?;
+        self.init(d + container::REFCNT, rc)?;
+        Ok(d)
+    }
+
+    // ---- the store's hash of a key -----------------------------------------------------
+
+    /// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
+    /// tree builder (a key is hashable in Python, so it has no cycles).
+    pub fn hash_node(&self, t: &Tree, i: u32) -> Result<u64> {
+        // Iterative: post-order over tuple items.
+        enum Step {
+            Visit(u32),
+            Combine(usize, usize),
+        }
+        let mut out: Vec<u64> = Vec::new();
+        let mut stack = vec![Step::Visit(i)];
+        while let Some(s) = stack.pop() {
+            match s {
+                Step::Visit(i) => match t.node(i) {
+                    Node::Tuple(r) => {
+                        let kids = t.kids(r);
+                        stack.push(Step::Combine(out.len(), kids.len()));
+                        for &c in kids.iter().rev() {
+                            stack.push(Step::Visit(c));
+                        }
+                    }
+                    n => out.push(hash_scalar(n)?),
+                },
+                Step::Combine(start, len) => {
+                    let h = hash::tuple(out[start..start + len].iter().copied());
+                    out.truncate(start);
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out.pop().unwrap_or(0))
+    }
+}
+
+pub(super) fn hash_int_bytes(b: &[u8]) -> u64 {
+    match value::twos_to_i64(b) {
+        Some(v) => hash::int(v),
+        None => hash::bytes(hash::DOMAIN_BIGINT, b),
+    }
+}
+
+pub(super) fn hash_float(f: f64) -> u64 {
+    match value::float_key(f) {
+        FloatKey::Int(v) => hash::int(v),
+        FloatKey::Big(b) => hash::bytes(hash::DOMAIN_BIGINT, &b),
+        FloatKey::Other(f) => hash::float_bits(f.to_bits()),
+    }
+}
+
+fn hash_scalar(n: &Node) -> Result<u64> {
+    Ok(match n {
+        Node::None => hash::none(),
+        Node::Bool(b) => hash::int(*b as i64),
+        Node::Int(v) => hash::int(*v),
+        Node::BigInt(b) => hash_int_bytes(b),
+        Node::Float(f) => hash_float(*f),
+        Node::Str(s) => hash::bytes(hash::DOMAIN_STR, s),
+        Node::Bytes(b) => hash::bytes(hash::DOMAIN_BYTES, b),
+        _ => {
+            return Err(Error::Corrupt {
+                what: "value tree: a container used as a key".into(),
+                offset: 0,
+            })
+        }
+    })
+}
+
+// ---- release --------------------------------------------------------------------------------
+
+impl Store {
+    /// Performs deferred releases (at commit; the op's log is already empty). Freed
+    /// containers release what they own; the walk is a work list, never recursion.
+    pub(super) fn release_all(&mut self, mut work: Vec<Release>) -> Result<()> {
+        while let Some(r) = work.pop() {
+            match r {
+                Release::Block(b) => self.heap.free(b)?,
+                Release::Value(w) => {
+                    if !value::is_block(w) {
+                        continue;
+                    }
+                    let head = self.get(w)?;
+                    match value::head_kind(head) {
+                        kind::STR | kind::BYTES | kind::BIGINT | kind::FLOAT => {
+                            self.heap.free(w)?
+                        }
+                        kind::TUPLE => {
+                            let n = value::head_len(head);
+                            self.check_span(w, 8 + 8 * n)?;
+                            for k in 0..n {
+                                work.push(Release::Value(self.get(w + 8 + 8 * k)?));
+                            }
+                            self.heap.free(w)?;
+                        }
+                        kind::LIST | kind::DICT | kind::OBJECT => {
+                            let rc = self.get(w + container::REFCNT)?;
+                            if rc == 0 {
+                                return Err(Error::Corrupt {
+                                    what: "releasing a container whose reference count is 0".into(),
+                                    offset: w,
+                                });
+                            }
+                            self.store_now(w + container::REFCNT, rc - 1)?;
+                            if rc == 1 {
+                                self.collect_container(w, &mut work)?;
+                            }
+                        }
+                        k => {
+                            return Err(Error::Corrupt {
+                                what: format!("a value word names a block of kind {k}"),
+                                offset: w,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A container with no references left: freed, unless a held set names it (then it goes
+    /// on the orphan list until its last holder lets go).
+    pub(super) fn collect_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
+        if self.is_held_anywhere(c)? {
+            let head = self.get(c)?;
+            if head & container::ORPHAN_FLAG == 0 {
+                let first = self.get(words::ORPHANS)?;
+                self.store_now(c + container::ORPHAN_NEXT, first)?;
+                self.store_now(c, head | container::ORPHAN_FLAG)?;
+                self.store_now(words::ORPHANS, c)?;
+            }
+            return Ok(());
+        }
+        if self.get(c)? & container::ORPHAN_FLAG != 0 {
+            // Still on the orphan list: the list walk frees it.
+            return Ok(());
+        }
+        self.free_container(c, work)
+    }
+
+    /// Frees a container's blocks, queueing the values it refers to.
+    pub(super) fn free_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
+        let k = value::head_kind(self.get(c)?);
+        match k {
+            kind::LIST => {
+                let (items, len, _cap) = self.list_parts(c)?;
+                for i in 0..len {
+                    work.push(Release::Value(self.get(items + 8 + 8 * i)?));
+                }
+                if items != 0 {
+                    work.push(Release::Block(items));
+                }
+            }
+            kind::DICT | kind::OBJECT => {
+                let t = self.dict_parts(c)?;
+                for e in 0..t.nentries {
+                    let (_, kw, vw) = self.entry(&t, e)?;
+                    if kw != value::EMPTY {
+                        work.push(Release::Value(kw));
+                        work.push(Release::Value(vw));
+                    }
+                }
+                if t.table != 0 {
+                    work.push(Release::Block(t.table));
+                }
+                if k == kind::OBJECT {
+                    work.push(Release::Value(self.get(c + D_CLASS)?));
+                }
+            }
+            _ => {
+                return Err(Error::Corrupt {
+                    what: format!("freeing a block of kind {k} as a container"),
+                    offset: c,
+                })
+            }
+        }
+        self.heap.free(c)?;
+        Ok(())
+    }
+
+    /// A store outside the undo log (commit-time work).
+    pub(super) fn store_now(&self, off: u64, v: u64) -> Result<()> {
+        self.mem().store(off, v, Ordering::Relaxed)?;
+        Ok(())
+    }
+
+    /// Checks that `len` bytes at `off` lie in the store.
+    pub(super) fn check_span(&self, off: u64, len: u64) -> Result<()> {
+        self.bytes_ptr(off, len)?;
+        Ok(())
+    }
+
+    /// Frees the orphans that no held set names any more, and drops from the list those that
+    /// were linked again. Runs inside an op.
+    pub fn collect_orphans(&mut self) -> Result<u64> {
+        let mut c = self.get(words::ORPHANS)?;
+        let mut keep = Vec::new();
+        let mut free = Vec::new();
+        let mut steps = 0u64;
+        while c != 0 {
+            self.check_container(c, None)?;
+            let next = self.get(c + container::ORPHAN_NEXT)?;
+            let rc = self.get(c + container::REFCNT)?;
+            if rc == 0 && self.is_held_anywhere(c)? {
+                keep.push(c);
+            } else {
+                let head = self.get(c)?;
+                self.store_now(c, head & !container::ORPHAN_FLAG)?;
+                if rc == 0 {
+                    free.push(c);
+                }
+            }
+            c = next;
+            steps += 1;
+            if steps > self.mem().size() / 16 {
+                return Err(Error::Corrupt {
+                    what: "the orphan list loops".into(),
+                    offset: words::ORPHANS,
+                });
+            }
+        }
+        let mut head = 0;
+        for &k in keep.iter().rev() {
+            self.store_now(k + container::ORPHAN_NEXT, head)?;
+            head = k;
+        }
+        self.store_now(words::ORPHANS, head)?;
+        let n = free.len() as u64;
+        let mut work = Vec::new();
+        for c in free {
+            self.free_container(c, &mut work)?;
+        }
+        self.release_all(work)?;
+        Ok(n)
+    }
+
+    /// Whether the orphan list is non-empty (cheap).
+    pub fn has_orphans(&self) -> bool {
+        self.mem()
+            .load(words::ORPHANS, Ordering::Relaxed)
+            .is_ok_and(|w| w != 0)
+    }
+}

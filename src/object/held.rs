@@ -1,0 +1,197 @@
+//! Held sets: the containers a process's proxies keep alive, recorded in the file.
+//!
+//! Each participant has a chain of `HELD` blocks (head, next, `HELD_ENTRIES` words), its first
+//! block named by its slot's HELD word. An entry is a container offset or 0. Only the owner
+//! writes its chain (one SeqCst store per entry); writers read every attached participant's
+//! chain before they free a container (`is_held_anywhere`).
+//!
+//! The handshake with a racing writer: a reader that found container C stores C in its held
+//! set, then (SeqCst) re-checks the sequence word. A writer makes the sequence odd (SeqCst
+//! fence), unlinks C, and at commit reads the held sets. Either the reader's re-check sees the
+//! sequence moved (it drops the entry and retries: it never uses C), or the writer's read of
+//! the held sets sees the entry (it keeps C, on the orphan list, until the entry goes).
+
+use super::value::{self, kind};
+use super::{slot_words, Error, Result, Store};
+use crate::region::table;
+use crate::sync::{fence, Ordering, WordStore};
+use std::collections::HashMap;
+
+const H_NEXT: u64 = 8;
+const H_ENTRIES: u64 = 16;
+const HELD_ENTRIES: u64 = 62;
+const HELD_BYTES: u64 = H_ENTRIES + 8 * HELD_ENTRIES;
+
+/// This process's view of its held set.
+#[derive(Debug, Default)]
+pub(super) struct HeldSet {
+    /// Container -> (entry offset, number of proxies).
+    map: HashMap<u64, (u64, u64)>,
+    /// Entry offsets that hold 0.
+    free: Vec<u64>,
+    /// The last block of the chain.
+    last: u64,
+}
+
+impl Store {
+    /// Records one more proxy for container `c`. Call before validating the read that found
+    /// `c` (see the module comment); if the read turns out invalid, call `unhold`.
+    pub fn hold(&mut self, c: u64) -> Result<()> {
+        if let Some(e) = self.held.map.get_mut(&c) {
+            e.1 += 1;
+            return Ok(());
+        }
+        let entry = match self.held.free.pop() {
+            Some(e) => e,
+            None => {
+                self.grow_held()?;
+                self.held
+                    .free
+                    .pop()
+                    .expect("a new held block has free entries")
+            }
+        };
+        self.mem().store(entry, c, Ordering::SeqCst)?;
+        // SeqCst fence: the entry is visible before the caller's re-check of the sequence.
+        fence(Ordering::SeqCst);
+        self.held.map.insert(c, (entry, 1));
+        Ok(())
+    }
+
+    /// Drops one proxy's hold on `c`. Returns true when `c` left the held set and nothing
+    /// refers to it any more (the caller should run `collect_orphans` in an op soon).
+    pub fn unhold(&mut self, c: u64) -> Result<bool> {
+        let Some(e) = self.held.map.get_mut(&c) else {
+            return Ok(false);
+        };
+        e.1 -= 1;
+        if e.1 > 0 {
+            return Ok(false);
+        }
+        let (entry, _) = self.held.map.remove(&c).expect("present");
+        // `c` is still held until the store below, so reading its count is safe.
+        let orphaned = self.get(c + super::container::REFCNT)? == 0;
+        self.mem().store(entry, 0, Ordering::SeqCst)?;
+        self.held.free.push(entry);
+        Ok(orphaned)
+    }
+
+    /// Number of distinct containers this process holds.
+    pub fn held_count(&self) -> usize {
+        self.held.map.len()
+    }
+
+    fn grow_held(&mut self) -> Result<()> {
+        const J: u64 = 3;
+        let b = self.heap.alloc_into(HELD_BYTES, J)?;
+        self.init(b, value::block_head(kind::HELD, HELD_ENTRIES))?;
+        self.init(b + H_NEXT, 0)?;
+        for i in 0..HELD_ENTRIES {
+            self.init(b + H_ENTRIES + 8 * i, 0)?;
+        }
+        if self.held.last == 0 {
+            self.slot_word(slot_words::HELD)?.store(b, Ordering::SeqCst);
+        } else {
+            self.mem()
+                .store(self.held.last + H_NEXT, b, Ordering::SeqCst)?;
+        }
+        self.heap.settle(J)?;
+        self.held.last = b;
+        for i in (0..HELD_ENTRIES).rev() {
+            self.held.free.push(b + H_ENTRIES + 8 * i);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every block of participant `slot`'s held chain.
+    pub(super) fn for_each_held_block(
+        &self,
+        slot: u32,
+        mut f: impl FnMut(u64) -> Result<()>,
+    ) -> Result<()> {
+        let t = self.attached.region().table(&super::NoLiveness);
+        let mut b = self
+            .lock_mem()
+            .load(t.word_offset(slot, slot_words::HELD), Ordering::SeqCst)?;
+        let mut steps = 0u64;
+        while b != 0 {
+            let head = self.mem().load(b, Ordering::SeqCst)?;
+            if value::head_kind(head) != kind::HELD || value::head_len(head) != HELD_ENTRIES {
+                return Err(Error::Corrupt {
+                    what: format!("participant {slot}'s held set names a block that is not one"),
+                    offset: b,
+                });
+            }
+            f(b)?;
+            b = self.mem().load(b + H_NEXT, Ordering::SeqCst)?;
+            steps += 1;
+            if steps > self.mem().size() / HELD_BYTES {
+                return Err(Error::Corrupt {
+                    what: format!("participant {slot}'s held set loops"),
+                    offset: b,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every container named by any attached participant's held set.
+    pub(super) fn for_each_held(&self, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
+        let t = self.attached.region().table(&super::NoLiveness);
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED {
+                continue;
+            }
+            let mut entries = Vec::new();
+            self.for_each_held_block(slot, |b| {
+                for i in 0..HELD_ENTRIES {
+                    let c = self.mem().load(b + H_ENTRIES + 8 * i, Ordering::SeqCst)?;
+                    if c != 0 {
+                        entries.push(c);
+                    }
+                }
+                Ok(())
+            })?;
+            for c in entries {
+                f(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any attached participant's held set names container `c`.
+    pub(super) fn is_held_anywhere(&self, c: u64) -> Result<bool> {
+        // SeqCst fence: this writer's unlink (and odd sequence) is ordered before its reads of
+        // the held sets (module comment).
+        fence(Ordering::SeqCst);
+        let mut found = false;
+        self.for_each_held(|h| {
+            found |= h == c;
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Empties this process's held set and gives its blocks back (at close).
+    pub(super) fn release_all_held(&mut self) -> Result<()> {
+        let had_any = !self.held.map.is_empty();
+        let mut blocks = Vec::new();
+        self.for_each_held_block(self.slot, |b| {
+            blocks.push(b);
+            Ok(())
+        })?;
+        self.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
+        self.held = HeldSet::default();
+        for b in blocks {
+            self.heap.free(b)?;
+        }
+        if had_any && self.has_orphans() {
+            // Best effort: if the writer word is busy, the next writer or gc collects them.
+            if self.begin_op(super::lock::ME_ANY_THREAD).is_ok() {
+                let r = self.collect_orphans();
+                self.end_op(r.is_ok())?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! Persistent lists.
+//!
+//! A list is a container header (`LIST_BYTES`: head, refcnt, version, orphan link, items, len,
+//! cap) and an items block (`LIST_ITEMS`: head with its capacity, then `cap` value words).
+//! Appends and small changes happen in place (each word logged); a change that would move
+//! many words (an insert near the front of a long list, a sort, a slice assignment) writes a
+//! new items block and swaps it in, logging one word, and frees the old block at commit.
+
+use super::encode::{Release, LIST_BYTES, L_CAP, L_ITEMS, L_LEN};
+use super::value::{self, kind};
+use super::{Error, Result, Store};
+
+/// Above this many words to move, a change copies into a new items block instead.
+const IN_PLACE_MOVES: u64 = 32;
+
+/// One item of a rebuilt list: an item of the old contents (by index) or a new value word.
+#[derive(Clone, Copy, Debug)]
+pub enum Item {
+    Old(u64),
+    New(u64),
+}
+
+impl Store {
+    /// (items block, len, cap), checked: the items block is an items block of at least `cap`
+    /// words and len <= cap.
+    pub(super) fn list_parts(&self, c: u64) -> Result<(u64, u64, u64)> {
+        let items = self.get(c + L_ITEMS)?;
+        let len = self.get(c + L_LEN)?;
+        let cap = self.get(c + L_CAP)?;
+        if items == 0 {
+            if len != 0 || cap != 0 {
+                return Err(corrupt("list without items block has items", c));
+            }
+            return Ok((0, 0, 0));
+        }
+        let head = self.get(items)?;
+        if value::head_kind(head) != kind::LIST_ITEMS
+            || value::head_len(head) < cap
+            || len > cap
+            || items % 16 != 0
+        {
+            return Err(corrupt("list items block does not match its list", c));
+        }
+        self.check_span(items, 8 + 8 * cap)?;
+        Ok((items, len, cap))
+    }
+
+    pub fn list_len(&self, c: u64) -> Result<u64> {
+        Ok(self.list_parts(c)?.1)
+    }
+
+    /// Item `i` (< len) of list `c`; `None` when out of range.
+    pub fn list_get(&self, c: u64, i: u64) -> Result<Option<u64>> {
+        let (items, len, _) = self.list_parts(c)?;
+        if i >= len {
+            return Ok(None);
+        }
+        Ok(Some(self.get(items + 8 + 8 * i)?))
+    }
+
+    /// All item words of list `c`.
+    pub fn list_words(&self, c: u64) -> Result<Vec<u64>> {
+        let (items, len, _) = self.list_parts(c)?;
+        (0..len).map(|i| self.get(items + 8 + 8 * i)).collect()
+    }
+
+    /// Items `start..stop` (clamped).
+    pub fn list_range(&self, c: u64, start: u64, stop: u64) -> Result<Vec<u64>> {
+        let (items, len, _) = self.list_parts(c)?;
+        let stop = stop.min(len);
+        (start.min(stop)..stop)
+            .map(|i| self.get(items + 8 + 8 * i))
+            .collect()
+    }
+
+    fn new_items(&mut self, cap: u64) -> Result<u64> {
+        let b = self.alloc(8 + 8 * cap)?;
+        self.init(b, value::block_head(kind::LIST_ITEMS, cap))?;
+        Ok(b)
+    }
+
+    /// Fills a list header made in this op with `items` (its items block sized to fit).
+    pub(super) fn fill_list(&mut self, c: u64, items: &[u64]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let cap = items.len() as u64;
+        let b = self.new_items(cap)?;
+        for (i, &w) in items.iter().enumerate() {
+            self.init(b + 8 + 8 * i as u64, w)?;
+        }
+        self.init(c + L_ITEMS, b)?;
+        self.init(c + L_CAP, cap)?;
+        self.init(c + L_LEN, cap)?;
+        Ok(())
+    }
+
+    /// Replaces item `i` with `w` (already encoded); the old value is released at commit.
+    pub fn list_set(&mut self, c: u64, i: u64, w: u64) -> Result<()> {
+        let (items, len, _) = self.list_parts(c)?;
+        if i >= len {
+            return Err(corrupt("list index out of range in list_set", c));
+        }
+        let slot = items + 8 + 8 * i;
+        let old = self.get(slot)?;
+        self.put(slot, w)?;
+        self.release_at_commit(old)?;
+        self.bump_version(c)
+    }
+
+    /// Appends `w`.
+    pub fn list_append(&mut self, c: u64, w: u64) -> Result<()> {
+        self.list_extend(c, &[w])
+    }
+
+    /// Appends `ws`, growing the items block geometrically so that appends stay O(1).
+    pub fn list_extend(&mut self, c: u64, ws: &[u64]) -> Result<()> {
+        if ws.is_empty() {
+            return Ok(());
+        }
+        let (mut items, len, mut cap) = self.list_parts(c)?;
+        let n = ws.len() as u64;
+        let need = len
+            .checked_add(n)
+            .ok_or_else(|| Error::TooLarge("list too long".into()))?;
+        if need > cap {
+            let new_cap = need.max(cap + cap / 2 + 4).max(4);
+            let b = self.new_items(new_cap)?;
+            for i in 0..len {
+                self.init(b + 8 + 8 * i, self.get(items + 8 + 8 * i)?)?;
+            }
+            for (k, &w) in ws.iter().enumerate() {
+                self.init(b + 8 + 8 * (len + k as u64), w)?;
+            }
+            if items != 0 {
+                self.free_at_commit(items)?;
+            }
+            self.put(c + L_ITEMS, b)?;
+            self.put(c + L_CAP, new_cap)?;
+            items = b;
+            cap = new_cap;
+            let _ = (items, cap);
+        } else {
+            for (k, &w) in ws.iter().enumerate() {
+                self.put(items + 8 + 8 * (len + k as u64), w)?;
+            }
+        }
+        self.put(c + L_LEN, need)?;
+        self.bump_version(c)
+    }
+
+    /// Replaces items `start..stop` with `ws` (already encoded) and returns the removed words
+    /// (released at commit: decode them before the op ends if you need them).
+    pub fn list_splice(&mut self, c: u64, start: u64, stop: u64, ws: &[u64]) -> Result<Vec<u64>> {
+        let (items, len, cap) = self.list_parts(c)?;
+        let stop = stop.min(len);
+        let start = start.min(stop);
+        if start == len && stop == len {
+            self.list_extend(c, ws)?;
+            return Ok(Vec::new());
+        }
+        let removed: Vec<u64> = (start..stop)
+            .map(|i| self.get(items + 8 + 8 * i))
+            .collect::<Result<_>>()?;
+        let k = ws.len() as u64;
+        let new_len = len - (stop - start) + k;
+        let tail = len - stop;
+        if new_len <= cap && tail <= IN_PLACE_MOVES {
+            let dst = start + k;
+            if dst < stop {
+                for i in 0..tail {
+                    let w = self.get(items + 8 + 8 * (stop + i))?;
+                    self.put(items + 8 + 8 * (dst + i), w)?;
+                }
+            } else if dst > stop {
+                for i in (0..tail).rev() {
+                    let w = self.get(items + 8 + 8 * (stop + i))?;
+                    self.put(items + 8 + 8 * (dst + i), w)?;
+                }
+            }
+            for (j, &w) in ws.iter().enumerate() {
+                self.put(items + 8 + 8 * (start + j as u64), w)?;
+            }
+            self.put(c + L_LEN, new_len)?;
+        } else {
+            let mut plan = Vec::with_capacity(new_len as usize);
+            plan.extend((0..start).map(Item::Old));
+            plan.extend(ws.iter().map(|&w| Item::New(w)));
+            plan.extend((stop..len).map(Item::Old));
+            self.rebuild_unchecked(c, items, len, &plan, false)?;
+        }
+        for &w in &removed {
+            self.release_at_commit(w)?;
+        }
+        self.bump_version(c)?;
+        Ok(removed)
+    }
+
+    /// Rebuilds list `c` from `plan`: old items by index (each at most once; those left out
+    /// are released at commit) and new words. One new items block, swapped in.
+    pub fn list_rebuild(&mut self, c: u64, plan: &[Item]) -> Result<()> {
+        let (items, len, _) = self.list_parts(c)?;
+        let mut used = vec![false; len as usize];
+        for it in plan {
+            if let Item::Old(i) = *it {
+                if i >= len || std::mem::replace(&mut used[i as usize], true) {
+                    return Err(Error::LockUsage(
+                        "list changed during the operation (stale plan)".into(),
+                    ));
+                }
+            }
+        }
+        for (i, u) in used.iter().enumerate() {
+            if !u {
+                let w = self.get(items + 8 + 8 * i as u64)?;
+                self.release_at_commit(w)?;
+            }
+        }
+        self.rebuild_unchecked(c, items, len, plan, true)?;
+        self.bump_version(c)
+    }
+
+    fn rebuild_unchecked(
+        &mut self,
+        c: u64,
+        items: u64,
+        len: u64,
+        plan: &[Item],
+        _checked: bool,
+    ) -> Result<()> {
+        let new_len = plan.len() as u64;
+        if new_len == 0 {
+            if items != 0 {
+                self.free_at_commit(items)?;
+            }
+            self.put(c + L_ITEMS, 0)?;
+            self.put(c + L_CAP, 0)?;
+            self.put(c + L_LEN, 0)?;
+            return Ok(());
+        }
+        let new_cap = new_len.max(4);
+        let b = self.new_items(new_cap)?;
+        for (j, it) in plan.iter().enumerate() {
+            let w = match *it {
+                Item::Old(i) => {
+                    debug_assert!(i < len);
+                    self.get(items + 8 + 8 * i)?
+                }
+                Item::New(w) => w,
+            };
+            self.init(b + 8 + 8 * j as u64, w)?;
+        }
+        if items != 0 {
+            self.free_at_commit(items)?;
+        }
+        self.put(c + L_ITEMS, b)?;
+        self.put(c + L_CAP, new_cap)?;
+        self.put(c + L_LEN, new_len)?;
+        Ok(())
+    }
+
+    /// Reverses list `c` in place.
+    pub fn list_reverse(&mut self, c: u64) -> Result<()> {
+        let len = self.list_len(c)?;
+        let plan: Vec<Item> = (0..len).rev().map(Item::Old).collect();
+        self.list_rebuild(c, &plan)
+    }
+}
+
+pub(super) fn corrupt(what: &str, offset: u64) -> Error {
+    Error::Corrupt {
+        what: what.into(),
+        offset,
+    }
+}
+
+const _: u64 = LIST_BYTES;
+const _: Release = Release::Block(0);

@@ -1,0 +1,445 @@
+//! The store lock: the writer word, the sequence word, the shared count (lock file, FORMAT.md
+//! §8), and this process's record of which thread holds what.
+//!
+//! Lock file words (byte offsets in the lock file header, each on its own cache line):
+//!
+//! | offset | word | meaning |
+//! |---|---|---|
+//! | 64 | writer | 0 = free, else `(generation & 0xffff) << 16 \| (slot + 1)` of the owner |
+//! | 128 | sequence | odd while a writer changes the store (a single change or a lockExcl section) |
+//! | 192 | shared | lockShared holds, all participants together |
+//! | 256 | waiters | threads sleeping on one of the words above (so releasers know to wake) |
+//!
+//! Invariants: `shared` = sum over attached slots of their slot's SHARED word; `sequence` is odd
+//! only while `writer` is non-zero; a writer changes the store only while `shared` is zero.
+//! The writer word is taken by CAS from 0; the shared count and the slot's count change only
+//! under the writer word, logged in the undo log, so a holder killed between the two stores is
+//! rolled back to a consistent pair.
+
+use super::{log, slot_words, Error, ReadToken, Result, Store};
+use crate::region::Mapping;
+use crate::sync::{fence, futex, AtomicU64, Ordering, WordStore};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const L_WRITER: u64 = 64;
+pub const L_SEQ: u64 = 128;
+pub const L_SHARED: u64 = 192;
+pub const L_WAITERS: u64 = 256;
+
+/// The thread id used by internal ops that belong to no Python thread (opening the store).
+pub const ME_ANY_THREAD: u64 = u64::MAX;
+
+/// A read token that needs no validation: the reader holds lockExcl.
+const TOKEN_OWNER: u64 = u64::MAX;
+
+/// Which lock word an operation found in its way, and the value it saw (to sleep on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// Another participant (or another thread of this process) holds the writer word.
+    Writer(u64),
+    /// lockShared holders keep writers out.
+    Shared(u64),
+    /// A change is in progress (the sequence word is odd).
+    Seq(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    Excl,
+    Shared,
+}
+
+/// The lock words of one store, resolved once.
+pub(super) struct LockWords {
+    writer: &'static AtomicU64,
+    seq: &'static AtomicU64,
+    shared: &'static AtomicU64,
+    waiters: &'static AtomicU64,
+    me: u64,
+}
+
+impl LockWords {
+    pub fn new(m: &'static Mapping, slot: u32, generation: u64) -> Result<LockWords> {
+        Ok(LockWords {
+            writer: m.word(L_WRITER)?,
+            seq: m.word(L_SEQ)?,
+            shared: m.word(L_SHARED)?,
+            waiters: m.word(L_WAITERS)?,
+            me: ((generation & 0xffff) << 16) | (slot as u64 + 1),
+        })
+    }
+
+    pub(super) fn try_writer(&self) -> Result<(), Busy> {
+        // Acquire on success: the previous owner's changes (Release in `release_writer`) are
+        // seen before ours begin.
+        match self
+            .writer
+            .compare_exchange(0, self.me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(v) => Err(Busy::Writer(v)),
+        }
+    }
+
+    pub(super) fn release_writer(&self) {
+        // Release: everything this writer did is visible to the next owner.
+        self.writer.store(0, Ordering::Release);
+        self.wake_if_waiting(self.writer);
+    }
+
+    /// Makes the sequence odd: a change begins.
+    fn seq_begin(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        debug_assert!(s % 2 == 0);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        // SeqCst fence: the odd sequence is ordered before every data store that follows
+        // (seqlock writer side), and before this writer's reads of other participants' held
+        // sets (the store-then-check handshake with readers registering a hold, held.rs).
+        fence(Ordering::SeqCst);
+    }
+
+    /// Makes the sequence even again: the change is complete and committed.
+    fn seq_end(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        debug_assert!(s % 2 == 1);
+        // Release: every data store of the change is visible to a reader that sees this value.
+        self.seq.store(s.wrapping_add(1), Ordering::Release);
+        self.wake_if_waiting(self.seq);
+    }
+
+    pub(super) fn wake_if_waiting(&self, w: &AtomicU64) {
+        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` before its re-check of
+        // the word (Dekker): either the waiter sees the new value, or we see the waiter.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            futex::wake(w, i32::MAX);
+        }
+    }
+
+    /// Sleeps until the word named by `busy` may have changed, or `timeout` passes.
+    pub fn wait(&self, busy: Busy, timeout: Duration) {
+        let (word, seen) = match busy {
+            Busy::Writer(v) => (self.writer, v),
+            Busy::Shared(v) => (self.shared, v),
+            Busy::Seq(v) => (self.seq, v),
+        };
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) == seen {
+            futex::wait(word, seen as u32, timeout);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What this process's threads hold (process-local).
+#[derive(Debug, Default)]
+pub(super) struct LocalLocks {
+    /// The thread in a lockExcl section, and its depth (lockExcl, lockShared and transaction()
+    /// calls nested inside it).
+    excl: Option<(u64, u32)>,
+    /// Threads holding lockShared, and their depth.
+    shared: HashMap<u64, u32>,
+    /// Log marks of the single ops and savepoints open inside the current section.
+    marks: Vec<u64>,
+}
+
+impl Store {
+    /// Sleeps until the lock word named by `busy` may have changed (at most `timeout`).
+    pub fn wait(&self, busy: Busy, timeout: Duration) {
+        self.lock.wait(busy, timeout)
+    }
+
+    /// A handle for waiting without borrowing the store (the layer above waits with its own
+    /// locks released). Valid while the store is open.
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            writer: self.lock.writer,
+            seq: self.lock.seq,
+            shared: self.lock.shared,
+            waiters: self.lock.waiters,
+        }
+    }
+
+    fn local_busy(&self) -> Busy {
+        Busy::Writer(self.lock.writer.load(Ordering::Relaxed))
+    }
+
+    /// Starts a change for `thread`: takes the writer word (unless the thread's lockExcl
+    /// section already holds it) and makes the sequence odd. Never blocks: `Busy` says what to
+    /// wait for.
+    pub fn begin_op(&mut self, thread: u64) -> Result<()> {
+        if let Some((t, _)) = self.locks.excl {
+            if t == thread {
+                self.locks.marks.push(self.log_len);
+                return Ok(());
+            }
+            return Err(Error::Busy(self.local_busy()));
+        }
+        if self.locks.shared.contains_key(&thread) {
+            return Err(Error::LockUsage(
+                "cannot change the store while holding lockShared (unlock first, or use lockExcl)"
+                    .into(),
+            ));
+        }
+        if !self.locks.shared.is_empty() {
+            return Err(Error::Busy(Busy::Shared(
+                self.lock.shared.load(Ordering::Relaxed),
+            )));
+        }
+        self.take_writer()?;
+        self.lock.seq_begin();
+        self.op.writing = true;
+        self.locks.marks.push(0);
+        Ok(())
+    }
+
+    pub(super) fn take_writer(&mut self) -> Result<()> {
+        self.lock.try_writer().map_err(Error::Busy)?;
+        // SeqCst: the writer word taken (CAS) is ordered before this read of the shared count,
+        // and a lockShared taker increments the count only while holding the writer word.
+        let shared = self.lock.shared.load(Ordering::SeqCst);
+        if shared != 0 {
+            self.lock.release_writer();
+            return Err(Error::Busy(Busy::Shared(shared)));
+        }
+        Ok(())
+    }
+
+    /// Ends a change begun by `begin_op`: commits it (or rolls it back) and, unless a lockExcl
+    /// section continues, makes the sequence even and releases the writer word.
+    pub fn end_op(&mut self, commit: bool) -> Result<()> {
+        let mark = self.locks.marks.pop().unwrap_or(0);
+        if !commit {
+            self.rollback_to(mark)?;
+        }
+        if self.locks.excl.is_some() {
+            return Ok(());
+        }
+        let committed = if commit { self.commit_log() } else { Ok(()) };
+        self.finish_op()?;
+        committed
+    }
+
+    /// Leaves the writer's state: sequence even, writer word free.
+    pub(super) fn finish_op(&mut self) -> Result<()> {
+        if self.op.writing {
+            self.op.writing = false;
+            self.lock.seq_end();
+            self.lock.release_writer();
+        }
+        self.locks.marks.clear();
+        Ok(())
+    }
+
+    /// lockExcl for `thread` (reentrant). Never blocks.
+    pub fn lock_excl(&mut self, thread: u64) -> Result<()> {
+        if let Some((t, d)) = self.locks.excl {
+            if t == thread {
+                self.locks.excl = Some((t, d + 1));
+                return Ok(());
+            }
+            return Err(Error::Busy(self.local_busy()));
+        }
+        if self.locks.shared.contains_key(&thread) {
+            return Err(Error::LockUsage(
+                "lockExcl while holding lockShared: a shared lock is never upgraded (unlock it \
+                 first)"
+                    .into(),
+            ));
+        }
+        if !self.locks.shared.is_empty() {
+            return Err(Error::Busy(Busy::Shared(
+                self.lock.shared.load(Ordering::Relaxed),
+            )));
+        }
+        self.take_writer()?;
+        self.lock.seq_begin();
+        self.op.writing = true;
+        self.locks.excl = Some((thread, 1));
+        self.locks.marks.clear();
+        Ok(())
+    }
+
+    /// lockShared for `thread` (reentrant; inside the thread's own lockExcl it nests in it).
+    pub fn lock_shared(&mut self, thread: u64) -> Result<()> {
+        if let Some((t, d)) = self.locks.excl {
+            if t == thread {
+                self.locks.excl = Some((t, d + 1));
+                return Ok(());
+            }
+            return Err(Error::Busy(self.local_busy()));
+        }
+        if let Some(d) = self.locks.shared.get_mut(&thread) {
+            *d += 1;
+            return Ok(());
+        }
+        self.take_writer()?;
+        self.op.writing = true;
+        let result = self.add_shared(1);
+        let result = result.and_then(|_| self.commit_log());
+        if result.is_err() {
+            let _ = self.rollback_to(0);
+        }
+        // Not a change of the data: the sequence stays even.
+        self.op.writing = false;
+        self.lock.release_writer();
+        result?;
+        self.locks.shared.insert(thread, 1);
+        Ok(())
+    }
+
+    /// Adds `n` (may be negative) to this slot's and the global shared count, logged.
+    fn add_shared(&mut self, n: i64) -> Result<()> {
+        let t = self.attached.region().table(&super::NoLiveness);
+        let mine = t.word_offset(self.slot, slot_words::SHARED);
+        let my_count = self.lock_mem().load(mine, Ordering::SeqCst)?;
+        let global = self.lock.shared.load(Ordering::SeqCst);
+        self.put_lock_word(mine, my_count.wrapping_add(n as u64))?;
+        self.put_lock_word(L_SHARED, global.wrapping_add(n as u64))?;
+        Ok(())
+    }
+
+    /// unlock for `thread`: the innermost lock it holds. The outermost unlock of a lockExcl
+    /// section commits it.
+    pub fn unlock(&mut self, thread: u64) -> Result<()> {
+        if let Some((t, d)) = self.locks.excl {
+            if t == thread {
+                if d > 1 {
+                    self.locks.excl = Some((t, d - 1));
+                    return Ok(());
+                }
+                self.locks.excl = None;
+                let committed = self.commit_log();
+                self.finish_op()?;
+                return committed;
+            }
+        }
+        match self.locks.shared.get(&thread).copied() {
+            Some(d) if d > 1 => {
+                self.locks.shared.insert(thread, d - 1);
+                Ok(())
+            }
+            Some(_) => {
+                self.release_shared_hold()?;
+                self.locks.shared.remove(&thread);
+                Ok(())
+            }
+            None => Err(Error::LockUsage("unlock() without a lock".into())),
+        }
+    }
+
+    /// Gives one shared hold back. Needs the writer word for a moment; writers that find the
+    /// shared count non-zero let go of it at once, so this wait is short.
+    fn release_shared_hold(&mut self) -> Result<()> {
+        loop {
+            match self.lock.try_writer() {
+                Ok(()) => break,
+                Err(b) => self.lock.wait(b, Duration::from_millis(5)),
+            }
+        }
+        self.op.writing = true;
+        let result = self.add_shared(-1).and_then(|_| self.commit_log());
+        if result.is_err() {
+            let _ = self.rollback_to(0);
+        }
+        self.op.writing = false;
+        self.lock.release_writer();
+        // Writers sleeping on the shared count may go now.
+        self.lock.wake_if_waiting(self.lock.shared);
+        result
+    }
+
+    /// Releases every shared hold of this process (at close).
+    pub(super) fn drop_shared_holds(&mut self) -> Result<()> {
+        let n: u32 = self.locks.shared.values().sum();
+        self.locks.shared.clear();
+        for _ in 0..n.min(1) {
+            // One slot count covers all of this process's threads: give all back at once.
+            let t = self.attached.region().table(&super::NoLiveness);
+            let mine = t.word_offset(self.slot, slot_words::SHARED);
+            let count = self.lock_mem().load(mine, Ordering::SeqCst)?;
+            for _ in 0..count {
+                self.release_shared_hold()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which lock `thread` holds, if any.
+    pub fn held_by(&self, thread: u64) -> Option<LockKind> {
+        match self.locks.excl {
+            Some((t, _)) if t == thread => Some(LockKind::Excl),
+            _ if self.locks.shared.contains_key(&thread) => Some(LockKind::Shared),
+            _ => None,
+        }
+    }
+
+    /// Opens a savepoint in `thread`'s lockExcl section (transaction() nesting).
+    pub fn savepoint(&mut self) -> u64 {
+        self.log_len
+    }
+
+    /// Rolls the section back to `mark` (a savepoint).
+    pub fn rollback_savepoint(&mut self, mark: u64) -> Result<()> {
+        self.rollback_to(mark)
+    }
+
+    // ---- readers -------------------------------------------------------------------------
+
+    /// Begins an unlocked read by `thread`: `Busy` while a change is in progress.
+    pub fn read_begin(&self, thread: u64) -> Result<ReadToken, Busy> {
+        if let Some((t, _)) = self.locks.excl {
+            if t == thread {
+                return Ok(ReadToken(TOKEN_OWNER));
+            }
+            return Err(self.local_busy());
+        }
+        // Acquire: pairs with the Release store that ended the last change.
+        let s = self.lock.seq.load(Ordering::Acquire);
+        if s % 2 == 1 {
+            return Err(Busy::Seq(s));
+        }
+        Ok(ReadToken(s))
+    }
+
+    /// Whether everything read since `read_begin` is a consistent snapshot.
+    pub fn read_valid(&self, token: ReadToken) -> bool {
+        if token.0 == TOKEN_OWNER {
+            return true;
+        }
+        // Acquire fence: the data loads before it are ordered before the re-check below
+        // (seqlock reader side).
+        fence(Ordering::Acquire);
+        self.lock.seq.load(Ordering::Relaxed) == token.0
+    }
+}
+
+/// Waits on the lock words without borrowing the store.
+#[derive(Clone, Copy)]
+pub struct Waiter {
+    writer: &'static AtomicU64,
+    seq: &'static AtomicU64,
+    shared: &'static AtomicU64,
+    waiters: &'static AtomicU64,
+}
+
+impl Waiter {
+    /// # Safety
+    /// The store this waiter came from must still be open (its mappings alive).
+    pub unsafe fn wait(&self, busy: Busy, timeout: Duration) {
+        let (word, seen) = match busy {
+            Busy::Writer(v) => (self.writer, v),
+            Busy::Shared(v) => (self.shared, v),
+            Busy::Seq(v) => (self.seq, v),
+        };
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) == seen {
+            futex::wait(word, seen as u32, timeout);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+// Silence "unused" for log tags referenced only through `super::log` in other files.
+const _: u64 = log::T_LOCK_WORD;

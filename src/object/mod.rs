@@ -1,0 +1,623 @@
+//! object manager: values, containers, reference counts, the store lock, the undo log.
+//!
+//! Terms: a *value word* is what a container slot holds (value.rs); a *container* is a list,
+//! dict or object block (shared, reference counted); an *owned* value (str, bytes, big int,
+//! float, tuple) belongs to exactly one value word. An *op* is one change made under the
+//! writer lock: a single operation, or everything inside a lockExcl section.
+//!
+//! Concurrency (FORMAT.md §8):
+//! - Writers are serialized by the *writer word* in the lock file (a robust mutex: the owner's
+//!   slot and generation). A single change takes it briefly; lockExcl keeps it until the
+//!   outermost unlock. lockShared holders are counted under it, and writers wait for the count
+//!   to be zero.
+//! - Readers take no lock: the store *sequence* word is odd while a writer changes anything
+//!   (for a lockExcl section: the whole section), and a reader validates that it was even and
+//!   unchanged around its reads (a seqlock). So a reader sees every change whole, never a
+//!   change that may still be rolled back, and waits only while a change is in progress.
+//! - Reclamation: a block is freed only by a writer holding the writer word, after the change
+//!   that unlinked it has been committed. Readers that raced with it read memory that stays
+//!   mapped (the file never shrinks) and discard what they read, because the sequence moved.
+//!   So no reader ever *uses* a freed block; nothing waits on a reader. Containers that a
+//!   process's proxies hold are listed in that process's *held set* (in the file), and are not
+//!   freed while any held set names them.
+//! - Undo: every word a writer changes is logged (offset, old value) in its slot's undo log
+//!   before the change; blocks allocated are logged so that a rollback frees them; references
+//!   dropped are logged and released only at commit. So a transaction() that raises, a lockExcl
+//!   section whose holder dies, and a single change cut short all roll back from the log.
+
+mod dict;
+mod encode;
+mod held;
+mod list;
+mod lock;
+pub mod tree;
+pub mod value;
+mod walk;
+
+pub use lock::{Busy, LockKind};
+pub use walk::{CheckReport, GcReport, Stats};
+
+use crate::heap::{self, Attached, Heap};
+use crate::region::{table, AttachLiveness, Mapping};
+use crate::sync::{AtomicU64, Ordering, WordStore};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use value::kind;
+
+/// Errors of the object layer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store's contents are damaged (or a racing read saw a change in progress: readers
+    /// check the sequence before reporting this).
+    Corrupt { what: String, offset: u64 },
+    /// The store cannot grow.
+    Full(String),
+    /// Opening failed (not a store, another version, I/O...).
+    Open(heap::OpenError),
+    /// The operation needs the writer lock and another thread or process holds it.
+    Busy(Busy),
+    /// A lock call out of order (unlock without a lock, lockExcl under lockShared).
+    LockUsage(String),
+    /// A value too large for the store (a single block beyond the address space).
+    TooLarge(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Corrupt { what, offset } => write!(f, "{what} (at offset {offset:#x})"),
+            Error::Full(s) => write!(f, "{s}"),
+            Error::Open(e) => write!(f, "{e}"),
+            Error::Busy(b) => write!(f, "the store is busy ({b:?})"),
+            Error::LockUsage(s) => write!(f, "{s}"),
+            Error::TooLarge(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::sync::AccessError> for Error {
+    fn from(e: crate::sync::AccessError) -> Self {
+        match e {
+            crate::sync::AccessError::Full { .. } => Error::Full(e.to_string()),
+            crate::sync::AccessError::OutOfBounds { offset, .. }
+            | crate::sync::AccessError::Misaligned { offset } => Error::Corrupt {
+                what: e.to_string(),
+                offset,
+            },
+            crate::sync::AccessError::Io(_) => Error::Full(e.to_string()),
+        }
+    }
+}
+
+impl From<heap::Error> for Error {
+    fn from(e: heap::Error) -> Self {
+        match e {
+            heap::Error::Access(a) => a.into(),
+            heap::Error::TooLarge { bytes } => Error::TooLarge(format!(
+                "a block of {bytes} bytes is larger than a store can hold"
+            )),
+            other => Error::Corrupt {
+                what: other.to_string(),
+                offset: 0,
+            },
+        }
+    }
+}
+
+impl From<heap::OpenError> for Error {
+    fn from(e: heap::OpenError) -> Self {
+        Error::Open(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Store header words of the object layer (inside `hdr::OBJECT_WORDS..OBJECT_WORDS_END`).
+pub mod words {
+    use crate::region::hdr;
+    /// The root dict's offset (0 until the first opener creates it).
+    pub const ROOT: u64 = hdr::OBJECT_WORDS;
+    /// Head of the orphan list: containers no value refers to that a held set named when
+    /// their last reference went (linked through their `C_ORPHAN_NEXT` words).
+    pub const ORPHANS: u64 = hdr::OBJECT_WORDS + 8;
+}
+
+/// Participant slot words of the object layer (inside table::W_OBJECT..W_OBJECT + 5).
+pub mod slot_words {
+    use crate::region::table::W_OBJECT;
+    /// The offset of this participant's undo log block in the store file (0: none yet).
+    pub const UNDO: u64 = W_OBJECT;
+    /// The first block of this participant's held set (0: none yet).
+    pub const HELD: u64 = W_OBJECT + 1;
+    /// How many lockShared holds this participant has.
+    pub const SHARED: u64 = W_OBJECT + 2;
+}
+
+/// Container header words (byte offsets from the block).
+pub mod container {
+    /// kind | flags << 8.
+    pub const HEAD: u64 = 0;
+    /// References from value words (and from the header's root word).
+    pub const REFCNT: u64 = 8;
+    /// Bumped by every change: lets the layer above do check-then-act without a lock.
+    pub const VERSION: u64 = 16;
+    /// Next container on the orphan list.
+    pub const ORPHAN_NEXT: u64 = 24;
+    /// Flag: on the orphan list.
+    pub const ORPHAN_FLAG: u64 = 1 << 8;
+}
+
+/// Undo log block: head, len (entries), state, cap; entries of two words from `LOG_ENTRIES`.
+mod log {
+    pub const LEN: u64 = 8;
+    pub const CAP: u64 = 16;
+    pub const ENTRIES: u64 = 32;
+    pub const INITIAL_CAP: u64 = 252;
+    /// Entry tags in the low 3 bits of the entry's first word.
+    pub const T_WORD: u64 = 0;
+    pub const T_ALLOC: u64 = 1;
+    pub const T_RELEASE: u64 = 2;
+    pub const T_FREE_BLOCK: u64 = 3;
+    pub const T_LOCK_WORD: u64 = 4;
+    pub const TAG_MASK: u64 = 7;
+}
+
+/// Who runs the current op: the state a single thread's change or lockExcl section keeps.
+#[derive(Debug, Default)]
+struct OpState {
+    /// The writer word is ours (single op or lockExcl section).
+    writing: bool,
+    /// Offsets already logged since the last savepoint (only used once the log is long).
+    logged: HashSet<u64>,
+    /// Lock-file words already logged.
+    logged_lock: HashSet<u64>,
+}
+
+/// The object layer of one open store, as used by one process.
+///
+/// Not `Sync`: the layer above serializes calls (the Python layer holds the GIL and a mutex).
+/// Threads are told apart by the `thread` argument of the lock calls.
+pub struct Store {
+    // Field order matters: `heap` borrows from `attached` and is dropped first.
+    heap: Heap<'static, Mapping, AttachLiveness>,
+    lock: lock::LockWords,
+    attached: Box<Attached>,
+    path: PathBuf,
+    slot: u32,
+    op: OpState,
+    locks: lock::LocalLocks,
+    /// Undo log block and its capacity (cached; the slot word and the block hold the truth).
+    log_block: u64,
+    log_cap: u64,
+    log_len: u64,
+    held: held::HeldSet,
+    closed: bool,
+}
+
+/// A snapshot of the sequence word taken by a reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadToken(u64);
+
+impl Store {
+    /// Opens (creating if missing) the store at `path` and attaches to it. Creates the root
+    /// dict if this is the first open of a new store.
+    pub fn open(path: &Path) -> Result<Store> {
+        let attached = Box::new(Attached::open(path)?);
+        // SAFETY: `attached` is boxed (its address never changes) and is dropped after `heap`
+        // and `lock` (field order), which are the only borrows of it that outlive this call.
+        let heap: Heap<'static, Mapping, AttachLiveness> =
+            unsafe { std::mem::transmute(attached.heap()) };
+        // SAFETY: as above: the lock file mapping lives inside `attached`.
+        let lock_words: &'static Mapping =
+            unsafe { &*(attached.region().lock_words() as *const Mapping) };
+        let slot = attached.slot();
+        let generation = attached
+            .region()
+            .table(&NoLiveness)
+            .generation(slot)
+            .map_err(Error::from)?;
+        let lock = lock::LockWords::new(lock_words, slot, generation)?;
+        let mut store = Store {
+            heap,
+            lock,
+            attached,
+            path: path.to_path_buf(),
+            slot,
+            op: OpState::default(),
+            locks: lock::LocalLocks::default(),
+            log_block: 0,
+            log_cap: 0,
+            log_len: 0,
+            held: held::HeldSet::default(),
+            closed: false,
+        };
+        store.ensure_root()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    fn mem(&self) -> &Mapping {
+        self.attached.region().store()
+    }
+
+    fn lock_mem(&self) -> &Mapping {
+        self.attached.region().lock_words()
+    }
+
+    /// The root dict's offset.
+    pub fn root(&self) -> Result<u64> {
+        let r = self.mem().load(words::ROOT, Ordering::Acquire)?;
+        self.check_container(r, Some(kind::DICT))?;
+        Ok(r)
+    }
+
+    fn ensure_root(&mut self) -> Result<()> {
+        if self.mem().load(words::ROOT, Ordering::Acquire)? != 0 {
+            return Ok(());
+        }
+        // The first opener creates it; a racing opener waits for the writer word.
+        loop {
+            match self.begin_op(lock::ME_ANY_THREAD) {
+                Ok(()) => break,
+                Err(Error::Busy(b)) => self.lock.wait(b, std::time::Duration::from_millis(20)),
+                Err(e) => return Err(e),
+            }
+        }
+        let result = (|| {
+            if self.get(words::ROOT)? == 0 {
+                let d = self.new_dict(0)?;
+                self.put(d + container::REFCNT, 1)?;
+                self.put(words::ROOT, d)?;
+            }
+            Ok(())
+        })();
+        self.end_op(result.is_ok())?;
+        result
+    }
+
+    // ---- word access -------------------------------------------------------------------
+
+    /// A data word. Under the seqlock a Relaxed load suffices: the reader's Acquire load of
+    /// the sequence comes before and its Acquire fence before the re-check comes after;
+    /// writers hold the writer word.
+    #[inline]
+    fn get(&self, off: u64) -> Result<u64> {
+        Ok(self.mem().load(off, Ordering::Relaxed)?)
+    }
+
+    /// Writes a data word inside an op, logging its old value first.
+    fn put(&mut self, off: u64, new: u64) -> Result<()> {
+        debug_assert!(self.op.writing);
+        let old = self.get(off)?;
+        if old == new {
+            return Ok(());
+        }
+        self.log_word(off, old)?;
+        // Relaxed: readers validate the sequence (Release-stored at the end of the op).
+        self.mem().store(off, new, Ordering::Relaxed)?;
+        Ok(())
+    }
+
+    /// Writes a word of a block allocated in this op and not yet linked: no undo needed (a
+    /// rollback frees the whole block).
+    fn init(&self, off: u64, v: u64) -> Result<()> {
+        self.mem().store(off, v, Ordering::Relaxed)?;
+        Ok(())
+    }
+
+    /// Raw bytes of the store, checked.
+    fn bytes_ptr(&self, off: u64, len: u64) -> Result<*mut u8> {
+        Ok(self.mem().bytes(off, len)?)
+    }
+
+    /// Copies `len` bytes at `off` out of the store.
+    pub fn read_bytes(&self, off: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.bytes_ptr(off, len)?;
+        let mut v = vec![0u8; len as usize];
+        // SAFETY: `p..p+len` lies inside the mapping (checked); other processes may write these
+        // bytes at the same time (a racing reader validates the sequence afterwards and drops
+        // the copy), which is why this is a raw copy and never a Rust reference to the bytes.
+        unsafe { std::ptr::copy_nonoverlapping(p, v.as_mut_ptr(), len as usize) };
+        Ok(v)
+    }
+
+    /// A raw pointer to `len` bytes at `off` (checked), for the layer above to copy from
+    /// straight into its own objects. Valid until the store is closed; the bytes are only
+    /// meaningful if the read is validated afterwards.
+    pub fn raw_bytes(&self, off: u64, len: u64) -> Result<*const u8> {
+        Ok(self.bytes_ptr(off, len)? as *const u8)
+    }
+
+    fn write_bytes(&self, off: u64, b: &[u8]) -> Result<()> {
+        let p = self.bytes_ptr(off, b.len() as u64)?;
+        // SAFETY: the range is inside the mapping (checked) and belongs to a block this op
+        // allocated and has not linked yet, so no other process writes it.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), p, b.len()) };
+        Ok(())
+    }
+
+    /// Checks that `off` is a container block (of kind `want`, if given) and returns its kind.
+    pub fn check_container(&self, off: u64, want: Option<u64>) -> Result<u64> {
+        if !value::is_block(off) {
+            return Err(Error::Corrupt {
+                what: format!("expected a container, found word {off:#x}"),
+                offset: off,
+            });
+        }
+        let k = value::head_kind(self.get(off)?);
+        let ok = match want {
+            Some(w) => k == w || (w == kind::DICT && k == kind::OBJECT),
+            None => kind::is_container(k),
+        };
+        if !ok {
+            return Err(Error::Corrupt {
+                what: format!(
+                    "expected a {}, found a block of kind {} ({})",
+                    want.map_or("container", kind::name),
+                    k,
+                    kind::name(k)
+                ),
+                offset: off,
+            });
+        }
+        Ok(k)
+    }
+
+    /// The kind of the block `off`.
+    pub fn block_kind(&self, off: u64) -> Result<u64> {
+        Ok(value::head_kind(self.get(off)?))
+    }
+
+    /// A container's version (bumped by every change).
+    pub fn version(&self, obj: u64) -> Result<u64> {
+        self.get(obj + container::VERSION)
+    }
+
+    fn bump_version(&mut self, obj: u64) -> Result<()> {
+        let v = self.get(obj + container::VERSION)?;
+        self.put(obj + container::VERSION, v.wrapping_add(1))
+    }
+
+    // ---- allocation --------------------------------------------------------------------
+
+    /// Allocates a block for this op: logged, so a rollback frees it.
+    fn alloc(&mut self, size: u64) -> Result<u64> {
+        const J: u64 = 1;
+        let b = self.heap.alloc_into(size.max(16), J)?;
+        let logged = self.log_entry(b | log::T_ALLOC, 0);
+        self.heap.settle(J)?;
+        if let Err(e) = logged {
+            // The block is ours and unlinked: give it back before reporting.
+            let _ = self.heap.free(b);
+            return Err(e);
+        }
+        Ok(b)
+    }
+
+    /// Frees a block this op no longer links, at commit (a rollback keeps it).
+    fn free_at_commit(&mut self, block: u64) -> Result<()> {
+        self.log_entry(block | log::T_FREE_BLOCK, 0)
+    }
+
+    /// Releases a value word at commit: frees an owned value, drops a container reference.
+    fn release_at_commit(&mut self, w: u64) -> Result<()> {
+        if value::is_block(w) {
+            self.log_entry(log::T_RELEASE, w)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the store holds any writer right now (for diagnostics).
+    pub fn is_writing(&self) -> bool {
+        self.op.writing
+    }
+
+    pub fn heap_check(&self) -> Result<heap::HeapStats> {
+        Ok(self.heap.check()?)
+    }
+
+    /// Flushes the store file's mapping to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.attached
+            .region()
+            .flush()
+            .map_err(|e| Error::Full(format!("flush failed: {e}")))
+    }
+
+    /// Number of attached participants.
+    pub fn processes(&self) -> Result<u64> {
+        let t = self.attached.region().table(&NoLiveness);
+        let mut n = 0;
+        for s in 0..t.slots {
+            if t.status(s)? == table::STATUS_ATTACHED {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Closes: rolls back an open lockExcl section, releases shared holds and held objects,
+    /// and detaches.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if self.op.writing {
+            self.rollback_to(0)?;
+            self.finish_op()?;
+        }
+        self.drop_shared_holds()?;
+        self.release_all_held()?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// For reading table words (status, generation) without asking the kernel about liveness.
+struct NoLiveness;
+impl crate::sync::Liveness for NoLiveness {
+    fn is_alive(&self, _slot: u32) -> bool {
+        true
+    }
+}
+
+// ---- the undo log -------------------------------------------------------------------------
+
+impl Store {
+    fn slot_word(&self, w: u64) -> Result<&AtomicU64> {
+        let t = self.attached.region().table(&NoLiveness);
+        Ok(self.lock_mem().word(t.word_offset(self.slot, w))?)
+    }
+
+    fn log_word(&mut self, off: u64, old: u64) -> Result<()> {
+        // Long sections log each word once per savepoint (the oldest value is the one a
+        // rollback needs); short ops skip the set, duplicates are harmless.
+        if self.log_len >= 64 && !self.op.logged.insert(off) {
+            return Ok(());
+        }
+        self.log_entry(off | log::T_WORD, old)
+    }
+
+    /// Writes a lock-file word inside an op, logged.
+    fn put_lock_word(&mut self, off: u64, new: u64) -> Result<()> {
+        let old = self.lock_mem().load(off, Ordering::SeqCst)?;
+        if self.op.logged_lock.insert(off) || self.log_len < 64 {
+            self.log_entry(off | log::T_LOCK_WORD, old)?;
+        }
+        self.lock_mem().store(off, new, Ordering::SeqCst)?;
+        Ok(())
+    }
+
+    fn ensure_log(&mut self) -> Result<()> {
+        if self.log_block != 0 {
+            return Ok(());
+        }
+        let cap = log::INITIAL_CAP;
+        let bytes = log::ENTRIES + cap * 16;
+        const J: u64 = 2;
+        let b = self.heap.alloc_into(bytes, J)?;
+        self.init(b, value::block_head(kind::UNDO_LOG, cap))?;
+        self.init(b + log::LEN, 0)?;
+        self.init(b + log::CAP, cap)?;
+        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
+        self.heap.settle(J)?;
+        self.log_block = b;
+        self.log_cap = cap;
+        self.log_len = 0;
+        Ok(())
+    }
+
+    /// Appends one entry: the entry first, then the length (Release), so a recoverer that
+    /// sees the length sees the entry.
+    fn log_entry(&mut self, a: u64, b: u64) -> Result<()> {
+        self.ensure_log()?;
+        if self.log_len == self.log_cap {
+            self.grow_log()?;
+        }
+        let e = self.log_block + log::ENTRIES + self.log_len * 16;
+        self.mem().store(e, a, Ordering::Relaxed)?;
+        self.mem().store(e + 8, b, Ordering::Relaxed)?;
+        self.log_len += 1;
+        self.mem()
+            .store(self.log_block + log::LEN, self.log_len, Ordering::Release)?;
+        Ok(())
+    }
+
+    fn grow_log(&mut self) -> Result<()> {
+        let cap = self.log_cap * 2;
+        let bytes = log::ENTRIES + cap * 16;
+        const J: u64 = 2;
+        let b = self.heap.alloc_into(bytes, J)?;
+        self.init(b, value::block_head(kind::UNDO_LOG, cap))?;
+        self.init(b + log::CAP, cap)?;
+        let n = self.log_len;
+        for i in 0..n * 2 {
+            let w = self.get(self.log_block + log::ENTRIES + i * 8)?;
+            self.init(b + log::ENTRIES + i * 8, w)?;
+        }
+        self.mem().store(b + log::LEN, n, Ordering::Release)?;
+        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
+        self.heap.settle(J)?;
+        let old = self.log_block;
+        self.log_block = b;
+        self.log_cap = cap;
+        self.heap.free(old)?;
+        Ok(())
+    }
+
+    fn log_at(&self, i: u64) -> Result<(u64, u64)> {
+        let e = self.log_block + log::ENTRIES + i * 16;
+        Ok((self.get(e)?, self.get(e + 8)?))
+    }
+
+    fn set_log_len(&mut self, n: u64) -> Result<()> {
+        self.log_len = n;
+        if self.log_block != 0 {
+            self.mem()
+                .store(self.log_block + log::LEN, n, Ordering::Release)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes every entry after `mark`, newest first.
+    fn rollback_to(&mut self, mark: u64) -> Result<()> {
+        let mut i = self.log_len;
+        while i > mark {
+            i -= 1;
+            let (a, b) = self.log_at(i)?;
+            let tag = a & log::TAG_MASK;
+            let off = a & !log::TAG_MASK;
+            match tag {
+                log::T_WORD => self.mem().store(off, b, Ordering::Relaxed)?,
+                log::T_LOCK_WORD => self.lock_mem().store(off, b, Ordering::SeqCst)?,
+                log::T_ALLOC => self.heap.free(off)?,
+                // Releases and frees happen only at commit: nothing to undo.
+                _ => {}
+            }
+            self.set_log_len(i)?;
+        }
+        self.op.logged.clear();
+        self.op.logged_lock.clear();
+        Ok(())
+    }
+
+    /// Commits the op's log: performs the releases and frees it deferred, then empties it.
+    fn commit_log(&mut self) -> Result<()> {
+        let n = self.log_len;
+        let mut releases = Vec::new();
+        for i in 0..n {
+            let (a, b) = self.log_at(i)?;
+            match a & log::TAG_MASK {
+                log::T_RELEASE => releases.push(encode::Release::Value(b)),
+                log::T_FREE_BLOCK => releases.push(encode::Release::Block(a & !log::TAG_MASK)),
+                _ => {}
+            }
+        }
+        // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
+        // never frees twice.
+        self.set_log_len(0)?;
+        self.op.logged.clear();
+        self.op.logged_lock.clear();
+        self.release_all(releases)
+    }
+}

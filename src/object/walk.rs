@@ -1,0 +1,443 @@
+//! Whole-graph walks: stats, check and gc. All iterative (a work list, never recursion), all
+//! run holding the writer word (so no change happens meanwhile) without making the sequence
+//! odd (readers keep going: nothing they can reach changes).
+
+use super::encode::{Release, D_CLASS};
+use super::value::{self, kind};
+use super::{container, slot_words, words, Error, Result, Store};
+use crate::region::table;
+use crate::sync::{Ordering, WordStore};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What `Store::stats` reports (API.md).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub file_size: u64,
+    pub pages_used: u64,
+    pub pages_free: u64,
+    pub live_bytes: u64,
+    pub objects: BTreeMap<&'static str, u64>,
+    pub processes: u64,
+}
+
+/// What `Store::check` found (problems are errors; these are facts).
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub objects: u64,
+    pub live_blocks: u64,
+    pub live_bytes: u64,
+    /// Allocated blocks that nothing reaches (cycles, leftovers): `gc` frees them.
+    pub unreachable_blocks: u64,
+    pub unreachable_bytes: u64,
+    /// Containers kept only by proxies.
+    pub orphans: u64,
+    pub held: u64,
+}
+
+/// What `Store::gc` freed.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    pub objects: u64,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// Why a block is live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Container,
+    Owned,
+    Part,
+    Internal,
+}
+
+#[derive(Default)]
+struct Mark {
+    blocks: HashMap<u64, Role>,
+    /// References to each container found in live containers and tuples (and the root word).
+    refs: HashMap<u64, u64>,
+    objects: BTreeMap<&'static str, u64>,
+    held: u64,
+    orphans: u64,
+}
+
+impl Store {
+    /// Runs `f` holding the writer word (or inside `thread`'s own lockExcl section).
+    fn maintenance<T>(
+        &mut self,
+        thread: u64,
+        f: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<T> {
+        if self.held_by(thread) == Some(super::LockKind::Excl) {
+            return f(self);
+        }
+        if self.held_by(thread) == Some(super::LockKind::Shared) {
+            return Err(Error::LockUsage(
+                "check, gc and stats need the writer lock: unlock lockShared first".into(),
+            ));
+        }
+        self.take_writer()?;
+        self.op.writing = true;
+        let r = f(self);
+        let c = if r.is_ok() {
+            self.commit_log()
+        } else {
+            self.rollback_to(0)
+        };
+        self.op.writing = false;
+        self.lock.release_writer();
+        c?;
+        r
+    }
+
+    /// Marks everything live: reachable from the root, named by a held set or the orphan list,
+    /// and the internal blocks (undo logs, held chains).
+    fn mark(&self, strict: bool) -> Result<Mark> {
+        let mut m = Mark::default();
+        let mut stack: Vec<u64> = Vec::new();
+        let root = self.get(words::ROOT)?;
+        if root != 0 {
+            self.check_container(root, Some(kind::DICT))?;
+            *m.refs.entry(root).or_default() += 1;
+            stack.push(root);
+        }
+        // Held sets: entries may be in flux (a reader between `hold` and its re-check), so an
+        // entry that is not an allocated container is skipped, not an error.
+        let mut held = Vec::new();
+        self.for_each_held(|c| {
+            held.push(c);
+            Ok(())
+        })?;
+        for c in held {
+            if value::is_block(c)
+                && self
+                    .get(c)
+                    .is_ok_and(|h| kind::is_container(value::head_kind(h)))
+            {
+                m.held += 1;
+                stack.push(c);
+            }
+        }
+        let mut o = self.get(words::ORPHANS)?;
+        let mut steps = 0u64;
+        while o != 0 {
+            self.check_container(o, None)?;
+            m.orphans += 1;
+            stack.push(o);
+            o = self.get(o + container::ORPHAN_NEXT)?;
+            steps += 1;
+            if steps > self.mem().size() / 16 {
+                return Err(Error::Corrupt {
+                    what: "the orphan list loops".into(),
+                    offset: words::ORPHANS,
+                });
+            }
+        }
+        let t = self.attached.region().table(&super::NoLiveness);
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED {
+                continue;
+            }
+            let log = self
+                .lock_mem()
+                .load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)?;
+            if log != 0 {
+                m.blocks.insert(log, Role::Internal);
+            }
+            self.for_each_held_block(slot, |b| {
+                m.blocks.insert(b, Role::Internal);
+                Ok(())
+            })?;
+        }
+
+        let mut budget = self.mem().size() / 8 + 16;
+        while let Some(w) = stack.pop() {
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return Err(Error::Corrupt {
+                    what: "the object graph has more references than the store has words".into(),
+                    offset: w,
+                });
+            }
+            value::check_word(w)?;
+            if !value::is_block(w) {
+                continue;
+            }
+            let head = self.get(w)?;
+            let k = value::head_kind(head);
+            if kind::is_container(k) {
+                if m.blocks.contains_key(&w) {
+                    continue;
+                }
+                m.blocks.insert(w, Role::Container);
+                *m.objects.entry(kind::name(k)).or_default() += 1;
+                let mut children = Vec::new();
+                match k {
+                    kind::LIST => {
+                        let (items, len, _) = self.list_parts(w)?;
+                        if items != 0 {
+                            self.mark_part(&mut m, items, w)?;
+                        }
+                        for i in 0..len {
+                            children.push(self.get(items + 8 + 8 * i)?);
+                        }
+                    }
+                    _ => {
+                        let d = self.dict_parts(w)?;
+                        if d.table != 0 {
+                            self.mark_part(&mut m, d.table, w)?;
+                        }
+                        let mut live = 0;
+                        for e in 0..d.nentries {
+                            let (h, kw, vw) = self.entry(&d, e)?;
+                            if kw != value::EMPTY {
+                                live += 1;
+                                if strict && self.hash_word(kw)? != h {
+                                    return Err(Error::Corrupt {
+                                        what: format!("dict entry {e} has a wrong hash"),
+                                        offset: w,
+                                    });
+                                }
+                                children.push(kw);
+                                children.push(vw);
+                            }
+                        }
+                        if live != d.used {
+                            return Err(Error::Corrupt {
+                                what: format!(
+                                    "dict says it holds {} entries, its table holds {live}",
+                                    d.used
+                                ),
+                                offset: w,
+                            });
+                        }
+                        if k == kind::OBJECT {
+                            let cw = self.get(w + D_CLASS)?;
+                            children.push(cw);
+                        }
+                    }
+                }
+                for c in children {
+                    if value::is_block(c) && kind::is_container(value::head_kind(self.get(c)?)) {
+                        *m.refs.entry(c).or_default() += 1;
+                    }
+                    stack.push(c);
+                }
+            } else {
+                match k {
+                    kind::STR | kind::BYTES | kind::BIGINT | kind::FLOAT | kind::TUPLE => {}
+                    _ => {
+                        return Err(Error::Corrupt {
+                            what: format!(
+                                "a value word names a block of kind {k} ({})",
+                                kind::name(k)
+                            ),
+                            offset: w,
+                        })
+                    }
+                }
+                if m.blocks.insert(w, Role::Owned).is_some() {
+                    return Err(Error::Corrupt {
+                        what: format!("a {} is referred to twice (cross-linked)", kind::name(k)),
+                        offset: w,
+                    });
+                }
+                *m.objects.entry(kind::name(k)).or_default() += 1;
+                let n = value::head_len(head);
+                match k {
+                    kind::TUPLE => {
+                        self.check_span(w, 8 + 8 * n)?;
+                        for i in 0..n {
+                            let c = self.get(w + 8 + 8 * i)?;
+                            if value::is_block(c)
+                                && kind::is_container(value::head_kind(self.get(c)?))
+                            {
+                                *m.refs.entry(c).or_default() += 1;
+                            }
+                            stack.push(c);
+                        }
+                    }
+                    kind::FLOAT => self.check_span(w, 16)?,
+                    _ => self.check_span(w, 8 + n)?,
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    fn mark_part(&self, m: &mut Mark, block: u64, owner: u64) -> Result<()> {
+        if m.blocks.insert(block, Role::Part).is_some() {
+            return Err(Error::Corrupt {
+                what: "a container's items or table block is shared with another".into(),
+                offset: owner,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocated blocks (offset -> bytes) that no live participant holds unlinked.
+    fn allocated(&self) -> Result<HashMap<u64, u64>> {
+        let mut all = HashMap::new();
+        self.heap.for_each_allocated(|off, size| {
+            all.insert(off, size);
+        })?;
+        for b in self.heap.journaled_blocks()? {
+            all.remove(&b);
+        }
+        Ok(all)
+    }
+
+    /// Child words of a block that is not live (lenient: a damaged dead block is skipped).
+    fn dead_children(&self, b: u64) -> Vec<u64> {
+        let mut v = Vec::new();
+        let Ok(head) = self.get(b) else { return v };
+        match value::head_kind(head) {
+            kind::LIST => {
+                if let Ok(words) = self.list_words(b) {
+                    v = words;
+                }
+            }
+            kind::DICT | kind::OBJECT => {
+                if let Ok(items) = self.dict_items(b) {
+                    for (k, w) in items {
+                        v.push(k);
+                        v.push(w);
+                    }
+                }
+            }
+            kind::TUPLE => {
+                let n = value::head_len(head);
+                if self.check_span(b, 8 + 8 * n).is_ok() {
+                    for i in 0..n {
+                        if let Ok(w) = self.get(b + 8 + 8 * i) {
+                            v.push(w);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    /// Full integrity check of allocator and graph (API.md `Store.check`).
+    pub fn check(&mut self, thread: u64) -> Result<CheckReport> {
+        self.maintenance(thread, |s| s.check_locked())
+    }
+
+    fn check_locked(&mut self) -> Result<CheckReport> {
+        self.heap.check()?;
+        let m = self.mark(true)?;
+        let all = self.allocated()?;
+        let mut r = CheckReport {
+            held: m.held,
+            orphans: m.orphans,
+            ..Default::default()
+        };
+        for (&b, &role) in &m.blocks {
+            let Some(&size) = all.get(&b) else {
+                return Err(Error::Corrupt {
+                    what: format!("a live block ({role:?}) is not allocated"),
+                    offset: b,
+                });
+            };
+            r.live_blocks += 1;
+            r.live_bytes += size;
+            if role == Role::Container {
+                r.objects += 1;
+            }
+        }
+        // References from dead containers still count in live containers' counts.
+        let mut refs = m.refs.clone();
+        for (&b, &size) in &all {
+            if m.blocks.contains_key(&b) {
+                continue;
+            }
+            r.unreachable_blocks += 1;
+            r.unreachable_bytes += size;
+            for c in self.dead_children(b) {
+                if let Some(Role::Container) = m.blocks.get(&c) {
+                    *refs.entry(c).or_default() += 1;
+                }
+            }
+        }
+        for (&b, &role) in &m.blocks {
+            if role == Role::Container {
+                let rc = self.get(b + container::REFCNT)?;
+                let found = refs.get(&b).copied().unwrap_or(0);
+                if rc != found {
+                    return Err(Error::Corrupt {
+                        what: format!(
+                            "a {} has reference count {rc} but {found} references",
+                            kind::name(value::head_kind(self.get(b)?))
+                        ),
+                        offset: b,
+                    });
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Frees every allocated block that nothing reaches or holds (unreachable cycles).
+    pub fn gc(&mut self, thread: u64) -> Result<GcReport> {
+        self.maintenance(thread, |s| s.gc_locked())
+    }
+
+    fn gc_locked(&mut self) -> Result<GcReport> {
+        // Orphans whose holders are gone first (cheap, and it shrinks the live set).
+        let mut report = GcReport {
+            objects: self.collect_orphans()?,
+            ..Default::default()
+        };
+        let m = self.mark(false)?;
+        let all = self.allocated()?;
+        let garbage: HashSet<u64> = all
+            .keys()
+            .copied()
+            .filter(|b| !m.blocks.contains_key(b))
+            .collect();
+        // Dead containers' references to live containers are dropped first.
+        let mut work = Vec::new();
+        for &b in &garbage {
+            if let Ok(h) = self.get(b) {
+                if kind::is_container(value::head_kind(h)) {
+                    report.objects += 1;
+                }
+            }
+            for c in self.dead_children(b) {
+                if let Some(Role::Container) = m.blocks.get(&c) {
+                    work.push(Release::Value(c));
+                }
+            }
+        }
+        self.release_all(work)?;
+        let bytes: u64 = garbage.iter().map(|b| all[b]).sum();
+        let freed = self.heap.sweep(|b| garbage.contains(&b))?;
+        report.blocks = freed;
+        report.bytes = bytes;
+        Ok(report)
+    }
+
+    /// Figures for `Store.stats()` (API.md).
+    pub fn stats(&mut self, thread: u64) -> Result<Stats> {
+        self.maintenance(thread, |s| {
+            let hs = s.heap.check()?;
+            let m = s.mark(false)?;
+            let mut live = 0;
+            for (&b, role) in &m.blocks {
+                if *role != Role::Internal {
+                    live += s.heap.usable_size(b)?;
+                }
+            }
+            Ok(Stats {
+                file_size: s.mem().size(),
+                pages_used: hs.pages.pages_used,
+                pages_free: hs.pages.pages_free,
+                live_bytes: live,
+                objects: m.objects,
+                processes: s.processes()?,
+            })
+        })
+    }
+}
