@@ -2,10 +2,16 @@
 
 A memory-mapped file holds an object graph whose root is a persistent dict; any number of
 processes and threads use one store at once. The native core is ``persist._persist``; only
-what this package exports is part of the API.
+what this package exports is part of the API (API.md).
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 # The exception classes first: the native module looks them up in persist._errors.
 from persist._errors import (
@@ -17,16 +23,144 @@ from persist._errors import (
     ReadOnlyError,
     StoreFullError,
 )
-from persist._persist import FORMAT_VERSION, __version__
+from persist._persist import FORMAT_VERSION, Dict, List, StoreCore, __version__
+from persist._pbase import Object, pbase
 
 __all__ = [
     "FORMAT_VERSION",
     "ClosedError",
     "CorruptionError",
+    "Dict",
     "Error",
     "FormatError",
+    "List",
     "LockTimeout",
+    "Object",
     "ReadOnlyError",
+    "Store",
     "StoreFullError",
     "__version__",
+    "open",
+    "pbase",
+    "root",
 ]
+
+
+class Store:
+    """An open store. Use :func:`persist.open` to get one; also a context manager."""
+
+    __slots__ = ("_core", "__weakref__")
+
+    def __init__(self, core: StoreCore) -> None:
+        self._core = core
+
+    @property
+    def root(self) -> Dict:
+        """The root dict."""
+        return self._core.root()
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self._core.path)
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def close(self) -> None:
+        """Closes the store: an open lockExcl section is rolled back; later use of its proxies
+        raises ClosedError. Closing twice is harmless."""
+        self._core.close()
+        with _roots_lock:
+            for k, v in list(_roots.items()):
+                if v is self:
+                    del _roots[k]
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Exclusive lock for the block; if the block raises, every change made in it is
+        rolled back (and the exception re-raised), else committed on exit. Nested blocks are
+        savepoints."""
+        core = self._core
+        core.lock_excl()
+        try:
+            mark = core.savepoint()
+        except BaseException:
+            core.unlock()
+            raise
+        try:
+            yield self
+        except BaseException:
+            try:
+                core.rollback_savepoint(mark)
+            finally:
+                core.unlock()
+            raise
+        core.unlock()
+
+    def flush(self) -> None:
+        """What is committed reaches the disk before this returns."""
+        self._core.flush()
+
+    def check(self) -> dict:
+        """Full integrity check of allocator and graph; raises CorruptionError saying what is
+        wrong and where. Returns counts (unreachable blocks are facts, not errors)."""
+        return self._core.check()
+
+    def gc(self) -> dict:
+        """Frees what nothing reaches or holds (cycles); returns what it freed."""
+        return self._core.gc()
+
+    def stats(self) -> dict:
+        """file_size, pages_used, pages_free, live_bytes, objects (type -> count), processes."""
+        return self._core.stats()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<persist.Store {self.path!r} ({state})>"
+
+
+def open(  # noqa: A001 - the API's name
+    path: str | os.PathLike[str],
+    *,
+    create: bool = True,
+    readonly: bool = False,
+    durable: bool = False,
+) -> Store:
+    """Opens the store at ``path`` (creating it if missing, unless ``create=False``)."""
+    if readonly:
+        raise NotImplementedError("readonly=True is not supported yet")
+    if durable:
+        raise NotImplementedError("durable=True is not supported yet")
+    p = os.fspath(path)
+    if not create and not os.path.exists(p):
+        raise FileNotFoundError(2, "No such persist store", p)
+    return Store(StoreCore(p))
+
+
+_roots: dict[str, Store] = {}
+_roots_lock = threading.Lock()
+
+
+def root(path: str | os.PathLike[str] | None = None) -> Dict:
+    """The root dict of the store at ``path``, else ``$PERSIST_PATH``, else ``persist.db`` in
+    the working directory; opened once per process and created if missing."""
+    if path is None:
+        path = os.environ.get("PERSIST_PATH") or "persist.db"
+    key = os.path.realpath(os.fspath(path))
+    with _roots_lock:
+        store = _roots.get(key)
+        if store is None or store.closed:
+            store = open(key)
+            _roots[key] = store
+    return store.root
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'persist' has no attribute {name!r}")

@@ -246,6 +246,31 @@ impl Store {
         Ok(true)
     }
 
+    /// As `dict_set`, with the key already encoded as `kw` (by `encode_items`): used when
+    /// the key is new, released at commit when the key exists.
+    pub fn dict_set_encoded(
+        &mut self,
+        c: u64,
+        kt: &Tree,
+        key: u32,
+        h: u64,
+        kw: u64,
+        w: u64,
+    ) -> Result<bool> {
+        let d = self.dict_parts(c)?;
+        if let Some((_, e)) = self.find(&d, kt, key, h)? {
+            let o = d.entry_off(e) + 16;
+            let old = self.get(o)?;
+            self.put(o, w)?;
+            self.release_at_commit(old)?;
+            self.release_at_commit(kw)?;
+            self.bump_version(c)?;
+            return Ok(false);
+        }
+        self.dict_insert_new(c, h, kw, w)?;
+        Ok(true)
+    }
+
     /// Inserts an entry for a key known to be absent.
     fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<()> {
         let mut d = self.dict_parts(c)?;

@@ -34,12 +34,44 @@ impl Store {
     /// logged as allocated and every reference count change as a word change, so a rollback
     /// undoes all of it. Containers in the tree get the reference the returned word makes.
     pub fn encode(&mut self, t: &Tree) -> Result<u64> {
+        Ok(self.encode_tree(t, false)?.0)
+    }
+
+    /// Encodes the items of `t`'s root (a list, tuple or dict node: for a dict, keys and
+    /// values alternate) without storing the root itself, unless an item refers back to it
+    /// (then the root becomes a container that only those items refer to).
+    pub fn encode_items(&mut self, t: &Tree) -> Result<Vec<u64>> {
+        Ok(self.encode_tree(t, true)?.1)
+    }
+
+    fn encode_tree(&mut self, t: &Tree, items_only: bool) -> Result<(u64, Vec<u64>)> {
         let n = t.nodes.len();
+        let root = t.root as usize;
+        let root_shared = items_only
+            && t.nodes
+                .iter()
+                .any(|x| matches!(x, Node::Shared(j) if *j as usize == root));
+        let skip_root = items_only && !root_shared;
+        let root_kids: Vec<u32> = match t.node(t.root) {
+            Node::List(r) | Node::Tuple(r) | Node::Dict(r) | Node::Object(_, r) if items_only => {
+                t.kids(r).to_vec()
+            }
+            _ if items_only => {
+                return Err(Error::Corrupt {
+                    what: "value tree: items of a scalar".into(),
+                    offset: 0,
+                })
+            }
+            _ => Vec::new(),
+        };
         // Pass 1: a header for every container node, so that any node can refer to any
         // container (shared references, cycles) while pass 2 fills them.
         let mut word = vec![0u64; n];
         let mut refs = vec![0u64; n];
         for (i, node) in t.nodes.iter().enumerate() {
+            if skip_root && i == root {
+                continue;
+            }
             match node {
                 Node::List(_) => word[i] = self.new_list_header()?,
                 Node::Dict(_) => word[i] = self.new_dict_header(kind::DICT)?,
@@ -51,6 +83,9 @@ impl Store {
         // come after their parent; `Shared` may point anywhere, but only at containers, whose
         // words pass 1 made).
         for i in (0..n).rev() {
+            if skip_root && i == root {
+                continue;
+            }
             let w = match t.node(i as u32) {
                 Node::Shared(j) => {
                     let j = *j as usize;
@@ -107,13 +142,18 @@ impl Store {
             word[i] = w;
         }
         for (i, node) in t.nodes.iter().enumerate() {
+            if skip_root && i == root {
+                continue;
+            }
             if node.is_container() {
                 // The container's own node counts once (refs[i] includes it), Shared nodes once
-                // each.
-                self.init(word[i] + container::REFCNT, refs[i])?;
+                // each; a root encoded only for its items has no link of its own.
+                let own = if items_only && i == root { 1 } else { 0 };
+                self.init(word[i] + container::REFCNT, refs[i] - own)?;
             }
         }
-        Ok(word[t.root as usize])
+        let items = root_kids.iter().map(|&c| word[c as usize]).collect();
+        Ok((word[root], items))
     }
 
     /// The word of a scalar node (allocating a block when it does not fit in the word).

@@ -172,6 +172,7 @@ impl Store {
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
                 self.locks.marks.push(self.log_len);
+                self.op.floor = self.log_len;
                 return Ok(());
             }
             return Err(Error::Busy(self.local_busy()));
@@ -377,6 +378,7 @@ impl Store {
 
     /// Opens a savepoint in `thread`'s lockExcl section (transaction() nesting).
     pub fn savepoint(&mut self) -> u64 {
+        self.op.floor = self.log_len;
         self.log_len
     }
 

@@ -28,19 +28,19 @@
 mod dict;
 mod encode;
 mod held;
-mod list;
+pub mod list;
 mod lock;
 pub mod tree;
 pub mod value;
 mod walk;
 
-pub use lock::{Busy, LockKind};
+pub use lock::{Busy, LockKind, Waiter};
 pub use walk::{CheckReport, GcReport, Stats};
 
 use crate::heap::{self, Attached, Heap};
 use crate::region::{table, AttachLiveness, Mapping};
 use crate::sync::{AtomicU64, Ordering, WordStore};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use value::kind;
 
@@ -170,10 +170,12 @@ mod log {
 struct OpState {
     /// The writer word is ours (single op or lockExcl section).
     writing: bool,
-    /// Offsets already logged since the last savepoint (only used once the log is long).
-    logged: HashSet<u64>,
-    /// Lock-file words already logged.
-    logged_lock: HashSet<u64>,
+    /// Offsets already logged, and the log index of that entry (only used once the log is
+    /// long). An entry at or above `floor` makes another one for the same word unnecessary.
+    logged: HashMap<u64, u64>,
+    /// The log length at the innermost savepoint or op start: a rollback there must find the
+    /// value each word had at that moment, so entries below it are not reused.
+    floor: u64,
 }
 
 /// The object layer of one open store, as used by one process.
@@ -373,6 +375,16 @@ impl Store {
         Ok(k)
     }
 
+    /// A word of a block (for the layer above's decoding; bounds-checked).
+    pub fn block_word(&self, off: u64) -> Result<u64> {
+        self.get(off)
+    }
+
+    /// Checks that `len` bytes at `off` lie inside the store.
+    pub fn check_words(&self, off: u64, len: u64) -> Result<()> {
+        self.check_span(off, len)
+    }
+
     /// The kind of the block `off`.
     pub fn block_kind(&self, off: u64) -> Result<u64> {
         Ok(value::head_kind(self.get(off)?))
@@ -492,8 +504,16 @@ impl Store {
     fn log_word(&mut self, off: u64, old: u64) -> Result<()> {
         // Long sections log each word once per savepoint (the oldest value is the one a
         // rollback needs); short ops skip the set, duplicates are harmless.
-        if self.log_len >= 64 && !self.op.logged.insert(off) {
-            return Ok(());
+        if self.log_len >= 64 {
+            if self
+                .op
+                .logged
+                .get(&off)
+                .is_some_and(|&i| i >= self.op.floor)
+            {
+                return Ok(());
+            }
+            self.op.logged.insert(off, self.log_len);
         }
         self.log_entry(off | log::T_WORD, old)
     }
@@ -501,9 +521,7 @@ impl Store {
     /// Writes a lock-file word inside an op, logged.
     fn put_lock_word(&mut self, off: u64, new: u64) -> Result<()> {
         let old = self.lock_mem().load(off, Ordering::SeqCst)?;
-        if self.op.logged_lock.insert(off) || self.log_len < 64 {
-            self.log_entry(off | log::T_LOCK_WORD, old)?;
-        }
+        self.log_entry(off | log::T_LOCK_WORD, old)?;
         self.lock_mem().store(off, new, Ordering::SeqCst)?;
         Ok(())
     }
@@ -596,8 +614,8 @@ impl Store {
             }
             self.set_log_len(i)?;
         }
-        self.op.logged.clear();
-        self.op.logged_lock.clear();
+        self.op.logged.retain(|_, i| *i < mark);
+        self.op.floor = self.op.floor.min(mark);
         Ok(())
     }
 
@@ -617,7 +635,7 @@ impl Store {
         // never frees twice.
         self.set_log_len(0)?;
         self.op.logged.clear();
-        self.op.logged_lock.clear();
+        self.op.floor = 0;
         self.release_all(releases)
     }
 }

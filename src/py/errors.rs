@@ -55,3 +55,27 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReadOnlyError", py.get_type::<ReadOnlyError>())?;
     Ok(())
 }
+
+/// The Python exception for an object-layer error.
+pub(super) fn map_object(e: crate::object::Error) -> PyErr {
+    use crate::heap::OpenError;
+    use crate::object::Error as E;
+    use crate::region::Error as R;
+    let msg = e.to_string();
+    match e {
+        E::Corrupt { .. } => CorruptionError::new_err(msg),
+        E::Full(_) | E::TooLarge(_) => StoreFullError::new_err(msg),
+        E::LockUsage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
+        E::Busy(_) => Error::new_err(msg),
+        E::Open(OpenError::Region(r)) => match r {
+            R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
+            R::Corrupt { .. } => CorruptionError::new_err(msg),
+            R::Full { .. } => StoreFullError::new_err(msg),
+            R::Io { source, .. } => {
+                pyo3::exceptions::PyOSError::new_err((source.raw_os_error().unwrap_or(0), msg))
+            }
+            _ => Error::new_err(msg),
+        },
+        E::Open(OpenError::Heap(_)) => CorruptionError::new_err(msg),
+    }
+}

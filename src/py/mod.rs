@@ -12,7 +12,10 @@
 //!
 //! The exception classes are defined in Python and only looked up here: see errors.rs.
 
+mod convert;
 mod errors;
+mod proxy;
+mod store;
 
 use pyo3::prelude::*;
 
@@ -28,5 +31,9 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", FORMAT_VERSION)?;
     errors::register(m)?;
+    m.add_class::<store::StoreCore>()?;
+    m.add_class::<proxy::List>()?;
+    m.add_class::<proxy::Dict>()?;
+    m.add_class::<proxy::ListIter>()?;
     Ok(())
 }

@@ -1,0 +1,343 @@
+"""The List and Dict methods that run Python code (comparisons, sort keys, repr, views).
+
+They work on snapshots taken by the native layer and change the store only through its
+check-then-act primitives (``_permute_if``, ``_delete_if``): no lock is ever held while Python
+code runs, and an operation that raced with a change is retried.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import ItemsView as _ItemsView
+from collections.abc import KeysView as _KeysView
+from collections.abc import ValuesView as _ValuesView
+from typing import Any
+
+from persist._persist import Dict, List
+
+_repr_state = threading.local()
+
+_OPS = {
+    0: lambda a, b: a < b,
+    1: lambda a, b: a <= b,
+    2: lambda a, b: a == b,
+    3: lambda a, b: a != b,
+    4: lambda a, b: a > b,
+    5: lambda a, b: a >= b,
+}
+
+
+def _plain(x: Any) -> Any:
+    """A shallow plain view of a proxy (lists and dicts compare by contents)."""
+    if isinstance(x, List):
+        return x._snapshot()[0]
+    if isinstance(x, Dict):
+        k, v, _ = x._snapshot()
+        return dict(zip(k, v))
+    return x
+
+
+# ---- List -----------------------------------------------------------------------------------
+
+
+def list_contains(lst: List, v: Any) -> bool:
+    return any(x is v or x == v for x in lst._snapshot()[0])
+
+
+def list_index(lst: List, args: tuple) -> int:
+    if not 1 <= len(args) <= 3:
+        raise TypeError(f"index expected at least 1 argument, got {len(args)}")
+    items = lst._snapshot()[0]
+    return items.index(*args)
+
+
+def list_count(lst: List, v: Any) -> int:
+    return lst._snapshot()[0].count(v)
+
+
+def list_remove(lst: List, v: Any) -> None:
+    while True:
+        items, version = lst._snapshot()
+        for i, x in enumerate(items):
+            if x is v or x == v:
+                break
+        else:
+            raise ValueError("list.remove(x): x not in list")
+        if lst._delete_if(version, i):
+            return
+
+
+def list_sort(lst: List, key: Any, reverse: bool) -> None:
+    while True:
+        items, version = lst._snapshot()
+        keys = items if key is None else [key(x) for x in items]
+        order = sorted(range(len(items)), key=keys.__getitem__, reverse=reverse)
+        if reverse:
+            # sorted(reverse=True) keeps equal items in their original order, as list.sort.
+            pass
+        if lst._permute_if(version, order):
+            return
+
+
+def list_repr(lst: List) -> str:
+    active = _repr_state.__dict__.setdefault("active", set())
+    ident = lst._ident
+    if ident in active:
+        return "[...]"
+    active.add(ident)
+    try:
+        return "[" + ", ".join(repr(x) for x in lst._snapshot()[0]) + "]"
+    finally:
+        active.discard(ident)
+
+
+def list_richcmp(lst: List, other: Any, op: int) -> Any:
+    if not isinstance(other, (list, List)):
+        return NotImplemented
+    return _OPS[op](lst._snapshot()[0], _plain(other))
+
+
+def list_add(lst: List, other: Any) -> Any:
+    if not isinstance(other, (list, List)):
+        return NotImplemented
+    return lst._snapshot()[0] + _plain(other)
+
+
+def list_radd(lst: List, other: Any) -> Any:
+    if not isinstance(other, list):
+        return NotImplemented
+    return other + lst._snapshot()[0]
+
+
+def list_mul(lst: List, n: Any) -> Any:
+    try:
+        n = n.__index__()
+    except AttributeError:
+        return NotImplemented
+    return lst._snapshot()[0] * n
+
+
+def list_imul(lst: List, n: Any) -> None:
+    try:
+        n = n.__index__()
+    except AttributeError:
+        raise TypeError(
+            f"can't multiply sequence by non-int of type '{type(n).__name__}'"
+        ) from None
+    if n <= 0:
+        lst.clear()
+        return
+    items = lst._snapshot()[0]
+    if n > 1:
+        lst.extend(items * (n - 1))
+
+
+# ---- Dict -----------------------------------------------------------------------------------
+
+
+class DictIter:
+    """Iterates a Dict's keys (want 0), values (1) or items (2) in insertion order; raises
+    RuntimeError if the dict's size changes meanwhile (in any process), as dict's does."""
+
+    __slots__ = ("_d", "_pos", "_len", "_want")
+
+    def __init__(self, d: Dict, want: int = 0) -> None:
+        self._d = d
+        self._pos = 0
+        self._len = len(d)
+        self._want = want
+
+    def __iter__(self) -> DictIter:
+        return self
+
+    def __next__(self) -> Any:
+        if self._pos < 0:
+            raise StopIteration
+        r = self._d._next(self._pos, self._want)
+        if r is None:
+            if len(self._d) != self._len:
+                self._pos = -1
+                raise RuntimeError("dictionary changed size during iteration")
+            self._pos = -1
+            raise StopIteration
+        pos, obj, n = r
+        if n != self._len:
+            self._pos = -1
+            raise RuntimeError("dictionary changed size during iteration")
+        self._pos = pos
+        return obj
+
+    def __length_hint__(self) -> int:
+        return 0 if self._pos < 0 else len(self._d)
+
+
+def dict_reversed(d: Dict) -> Any:
+    return reversed(d._snapshot()[0])
+
+
+class KeysView(_KeysView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return DictIter(self._mapping, 0)
+
+    def __reversed__(self) -> Any:
+        return reversed(self._mapping._snapshot()[0])
+
+    def __repr__(self) -> str:
+        return f"persist.Dict_keys({list(self)!r})"
+
+
+class ValuesView(_ValuesView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return DictIter(self._mapping, 1)
+
+    def __reversed__(self) -> Any:
+        return reversed(self._mapping._snapshot()[1])
+
+    def __repr__(self) -> str:
+        return f"persist.Dict_values({list(self)!r})"
+
+
+class ItemsView(_ItemsView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return DictIter(self._mapping, 2)
+
+    def __reversed__(self) -> Any:
+        k, v, _ = self._mapping._snapshot()
+        return reversed(list(zip(k, v)))
+
+    def __repr__(self) -> str:
+        return f"persist.Dict_items({list(self)!r})"
+
+
+def _pairs(args: tuple, kwargs: dict | None) -> list:
+    if len(args) > 1:
+        raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+    pairs: list = []
+    if args:
+        src = args[0]
+        if isinstance(src, Dict):
+            k, v, _ = src._snapshot()
+            pairs.extend(zip(k, v))
+        elif hasattr(src, "keys"):
+            pairs.extend((k, src[k]) for k in src.keys())
+        else:
+            for i, item in enumerate(src):
+                try:
+                    k, v = item
+                except (TypeError, ValueError):
+                    try:
+                        n = len(item)
+                    except TypeError:
+                        raise TypeError(
+                            f"cannot convert dictionary update sequence element #{i} to a sequence"
+                        ) from None
+                    raise ValueError(
+                        f"dictionary update sequence element #{i} has length {n}; 2 is required"
+                    ) from None
+                pairs.append((k, v))
+    if kwargs:
+        pairs.extend(kwargs.items())
+    return pairs
+
+
+def dict_update(d: Dict, args: tuple, kwargs: dict | None) -> None:
+    pairs = _pairs(args, kwargs)
+    if pairs:
+        d._update_pairs(pairs)
+
+
+def dict_copy(d: Dict) -> dict:
+    k, v, _ = d._snapshot()
+    return dict(zip(k, v))
+
+
+def dict_repr(d: Dict) -> str:
+    active = _repr_state.__dict__.setdefault("active", set())
+    ident = d._ident
+    if ident in active:
+        return "{...}"
+    active.add(ident)
+    try:
+        k, v, _ = d._snapshot()
+        return "{" + ", ".join(f"{a!r}: {b!r}" for a, b in zip(k, v)) + "}"
+    finally:
+        active.discard(ident)
+
+
+def dict_richcmp(d: Dict, other: Any, op: int) -> Any:
+    if op not in (2, 3) or not isinstance(other, (dict, Dict)):
+        return NotImplemented
+    return _OPS[op](dict_copy(d), _plain(other))
+
+
+def dict_or(d: Dict, other: Any) -> Any:
+    if not isinstance(other, (dict, Dict)):
+        return NotImplemented
+    r = dict_copy(d)
+    r.update(_plain(other))
+    return r
+
+
+def dict_ror(d: Dict, other: Any) -> Any:
+    if not isinstance(other, dict):
+        return NotImplemented
+    r = dict(other)
+    r.update(dict_copy(d))
+    return r
+
+
+def dict_ior(d: Dict, other: Any) -> None:
+    dict_update(d, (other,), None)
+
+
+# ---- deep copies ----------------------------------------------------------------------------
+
+
+def to_python(obj: Any) -> Any:
+    """A plain deep copy; shared references and cycles are kept (as copy.deepcopy keeps them).
+    Iterative: a 100,000-deep nesting does not overflow any stack."""
+    from persist._pbase import pbase
+
+    memo: dict = {}
+
+    def shell(x: Any) -> tuple[Any, bool]:
+        if isinstance(x, List):
+            key = x._ident
+            if key in memo:
+                return memo[key], False
+            memo[key] = out = []
+            work.append((x, out))
+            return out, True
+        if isinstance(x, Dict):
+            key = x._ident
+            if key in memo:
+                return memo[key], False
+            memo[key] = out = {}
+            work.append((x, out))
+            return out, True
+        if isinstance(x, pbase):
+            core = object.__getattribute__(x, "__dict__").get("_p_core")
+            if core is None:
+                return x, False
+            return shell(core)[0], False
+        if isinstance(x, tuple) and any(isinstance(i, (List, Dict, pbase, tuple)) for i in x):
+            return tuple(shell(i)[0] for i in x), False
+        return x, False
+
+    work: list = []
+    top, _ = shell(obj)
+    while work:
+        src, out = work.pop()
+        if isinstance(src, List):
+            out.extend(shell(x)[0] for x in src._snapshot()[0])
+        else:
+            k, v, _ = src._snapshot()
+            for a, b in zip(k, v):
+                out[shell(a)[0]] = shell(b)[0]
+    return top

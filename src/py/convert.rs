@@ -1,0 +1,455 @@
+//! Python values <-> the object layer: a Python value becomes a `Tree` (before any lock is
+//! taken), a stored value word becomes a Python object (inside a validated read).
+//!
+//! Both directions walk without recursion. No Python code runs while converting: only the
+//! concrete C-level APIs of the built-in types are used (a subclass of a built-in is stored as
+//! its base value), and classes are found in `sys.modules` by dictionary lookups.
+
+use super::store::Shared;
+use super::{errors, proxy};
+use crate::object::tree::{Node, Tree};
+use crate::object::value::{self, kind};
+use crate::object::Store;
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::os::raw::c_char;
+use std::sync::Arc;
+
+extern "C" {
+    // In the stable ABI from 3.10 and exported by every CPython 3 before that; pyo3-ffi hides
+    // it for abi3-py39 builds, so it is declared here. It returns the str's cached UTF-8
+    // buffer (valid while the str lives) or NULL with UnicodeEncodeError for lone surrogates.
+    fn PyUnicode_AsUTF8AndSize(o: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+}
+
+/// The UTF-8 bytes of a str (lone surrogates encoded as "surrogatepass" does).
+pub(crate) fn str_bytes<'py>(s: &Bound<'py, PyAny>) -> PyResult<Cow<'py, [u8]>> {
+    let mut n: ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a str (or subclass) object; the returned buffer belongs to it and lives as
+    // long as it does, which is at least 'py (we hold a reference for 'py).
+    let p = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n) };
+    if !p.is_null() {
+        // SAFETY: CPython guarantees `n` bytes at `p`, owned by `s`.
+        let b = unsafe { std::slice::from_raw_parts(p as *const u8, n as usize) };
+        return Ok(Cow::Borrowed(b));
+    }
+    // Lone surrogates: clear the UnicodeEncodeError and encode with surrogatepass.
+    let _ = PyErr::take(s.py());
+    let b = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+    Ok(Cow::Owned(b.cast::<PyBytes>()?.as_bytes().to_vec()))
+}
+
+fn int_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Node<'py>> {
+    // SAFETY: `o` is an int (PyLong_Check passed); the call sets an OverflowError when the
+    // value does not fit, which is cleared below.
+    let v = unsafe { ffi::PyLong_AsLongLong(o.as_ptr()) };
+    if v == -1 && PyErr::occurred(o.py()) {
+        let _ = PyErr::take(o.py());
+        let bits: u64 = o.call_method0("bit_length")?.extract()?;
+        let kw = PyDict::new(o.py());
+        kw.set_item("signed", true)?;
+        let b = o.call_method("to_bytes", (bits / 8 + 1, "little"), Some(&kw))?;
+        return Ok(Node::BigInt(b.cast::<PyBytes>()?.as_bytes().to_vec()));
+    }
+    Ok(Node::Int(v))
+}
+
+fn type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A scalar node for `o`, or `None` if `o` is not a scalar.
+fn scalar_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Node<'py>>> {
+    let p = o.as_ptr();
+    // SAFETY: type checks on a live object.
+    unsafe {
+        if p == ffi::Py_None() {
+            return Ok(Some(Node::None));
+        }
+        if ffi::PyBool_Check(p) != 0 {
+            return Ok(Some(Node::Bool(p == ffi::Py_True())));
+        }
+        if ffi::PyLong_Check(p) != 0 {
+            return Ok(Some(int_node(o)?));
+        }
+        if ffi::PyUnicode_Check(p) != 0 {
+            return Ok(Some(Node::Str(str_bytes(o)?)));
+        }
+        if ffi::PyFloat_Check(p) != 0 {
+            return Ok(Some(Node::Float(ffi::PyFloat_AsDouble(p))));
+        }
+        if ffi::PyBytes_Check(p) != 0 {
+            let b: &Bound<'py, PyBytes> = o.cast()?;
+            // SAFETY: the bytes buffer lives as long as the bytes object ('py).
+            let s: &'py [u8] =
+                std::slice::from_raw_parts(ffi::PyBytes_AsString(p) as *const u8, b.len()?);
+            return Ok(Some(Node::Bytes(Cow::Borrowed(s))));
+        }
+    }
+    Ok(None)
+}
+
+/// The tree of a dict key, or `None` when `o` is hashable but cannot be a stored key (such a
+/// key is never in the store). Unhashable values raise TypeError as dict does.
+pub(crate) fn key_tree<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Tree<'py>>> {
+    if let Some(n) = scalar_node(o)? {
+        return Ok(Some(Tree::scalar(n)));
+    }
+    let mut t = Tree::default();
+    if !key_into(o, &mut t)? {
+        return Ok(None);
+    }
+    Ok(Some(t))
+}
+
+/// Builds key `o` into `t` (tuples of scalars, iteratively); false if not storable.
+fn key_into<'py>(o: &Bound<'py, PyAny>, t: &mut Tree<'py>) -> PyResult<bool> {
+    if o.is_instance_of::<PyTuple>() {
+        // Visit(obj, slot)
+        let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>)> = vec![(o.clone(), None)];
+        while let Some((x, slot)) = stack.pop() {
+            let idx = if let Some(n) = scalar_node(&x)? {
+                t.push(n)
+            } else if let Ok(tup) = x.cast::<PyTuple>() {
+                let start = t.children.len() as u32;
+                let k = tup.len() as u32;
+                t.children.extend(std::iter::repeat_n(0, k as usize));
+                let i = t.push(Node::Tuple(start..start + k));
+                for (j, item) in tup.iter().enumerate().rev() {
+                    stack.push((item, Some(start as usize + j)));
+                }
+                i
+            } else {
+                if x.hash().is_err() {
+                    return Err(PyTypeError::new_err(format!(
+                        "unhashable type: '{}'",
+                        type_name(&x)
+                    )));
+                }
+                return Ok(false);
+            };
+            if let Some(s) = slot {
+                t.children[s] = idx;
+            } else {
+                t.root = idx;
+            }
+        }
+        return Ok(true);
+    }
+    // Not a scalar, not a tuple: raise as dict would for unhashables.
+    o.hash()?;
+    Ok(false)
+}
+
+/// What the converter needs to know about this store's proxies and pbase.
+pub(crate) struct Classes<'py> {
+    pub pbase: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Classes<'py> {
+    pub fn get(py: Python<'py>) -> PyResult<Classes<'py>> {
+        let pbase = py
+            .import("persist._pbase")
+            .and_then(|m| m.getattr("pbase"))
+            .ok();
+        Ok(Classes { pbase })
+    }
+}
+
+/// Converts a Python value to a tree for the store `shared`. Raises TypeError naming the type
+/// for anything that cannot be stored; stores nothing.
+pub(crate) fn to_tree<'py>(
+    o: &Bound<'py, PyAny>,
+    shared: &Arc<Shared>,
+    keep: &mut Vec<Bound<'py, PyAny>>,
+) -> PyResult<Tree<'py>> {
+    if let Some(n) = scalar_node(o)? {
+        return Ok(Tree::scalar(n));
+    }
+    let py = o.py();
+    let classes = Classes::get(py)?;
+    let mut t = Tree::default();
+    let mut memo: HashMap<usize, u32> = HashMap::new();
+    let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>, bool)> = vec![(o.clone(), None, false)];
+    while let Some((x, slot, is_key)) = stack.pop() {
+        let idx = if let Some(n) = scalar_node(&x)? {
+            t.push(n)
+        } else if let Ok(tup) = x.cast::<PyTuple>() {
+            let start = t.children.len() as u32;
+            let k = tup.len() as u32;
+            t.children.extend(std::iter::repeat_n(0, k as usize));
+            let i = t.push(Node::Tuple(start..start + k));
+            for (j, item) in tup.iter().enumerate().rev() {
+                stack.push((item, Some(start as usize + j), is_key));
+            }
+            keep.push(x.clone());
+            i
+        } else if is_key {
+            if x.hash().is_err() {
+                return Err(PyTypeError::new_err(format!(
+                    "unhashable type: '{}'",
+                    type_name(&x)
+                )));
+            }
+            return Err(PyTypeError::new_err(format!(
+                "persist cannot store a dict key of type '{}' (keys are None, bool, int, float, \
+                 str, bytes or tuples of these)",
+                type_name(&x)
+            )));
+        } else if let Some(&seen) = memo.get(&(x.as_ptr() as usize)) {
+            t.push(Node::Shared(seen))
+        } else if let Some((off, same)) = proxy::proxy_target(&x, shared)? {
+            if same {
+                t.push(Node::Ref(off))
+            } else {
+                // A container of another store is copied.
+                let plain = x.call_method0("to_python")?;
+                keep.push(plain.clone());
+                stack.push((plain, slot, false));
+                continue;
+            }
+        } else if let Ok(l) = x.cast::<PyList>() {
+            let start = t.children.len() as u32;
+            let items: Vec<Bound<'py, PyAny>> = l.iter().collect();
+            let k = items.len() as u32;
+            t.children.extend(std::iter::repeat_n(0, k as usize));
+            let i = t.push(Node::List(start..start + k));
+            memo.insert(x.as_ptr() as usize, i);
+            for (j, item) in items.into_iter().enumerate().rev() {
+                stack.push((item, Some(start as usize + j), false));
+            }
+            keep.push(x.clone());
+            i
+        } else if let Ok(d) = x.cast::<PyDict>() {
+            let i = push_pairs(&mut t, &mut stack, d, None)?;
+            memo.insert(x.as_ptr() as usize, i);
+            keep.push(x.clone());
+            i
+        } else if classes
+            .pbase
+            .as_ref()
+            .is_some_and(|pb| x.is_instance(pb).unwrap_or(false))
+        {
+            // An unbound pbase instance: its class name and its __dict__ (minus our own slot).
+            let ty = x.get_type();
+            let module: String = ty.getattr("__module__")?.extract()?;
+            let qual: String = ty.getattr("__qualname__")?.extract()?;
+            let d = x.getattr("__dict__")?;
+            let d = d.cast::<PyDict>()?.copy()?;
+            let _ = d.del_item("_p_core");
+            let i = push_pairs(&mut t, &mut stack, &d, Some(format!("{module}:{qual}")))?;
+            memo.insert(x.as_ptr() as usize, i);
+            keep.push(d.into_any());
+            keep.push(x.clone());
+            i
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "persist cannot store a value of type '{}' (it stores None, bool, int, float, \
+                 str, bytes, tuple, list, dict and pbase objects)",
+                type_name(&x)
+            )));
+        };
+        if let Some(s) = slot {
+            t.children[s] = idx;
+        } else {
+            t.root = idx;
+        }
+    }
+    Ok(t)
+}
+
+fn push_pairs<'py>(
+    t: &mut Tree<'py>,
+    stack: &mut Vec<(Bound<'py, PyAny>, Option<usize>, bool)>,
+    d: &Bound<'py, PyDict>,
+    class: Option<String>,
+) -> PyResult<u32> {
+    let start = t.children.len() as u32;
+    let pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = d.iter().collect();
+    let k = 2 * pairs.len() as u32;
+    t.children.extend(std::iter::repeat_n(0, k as usize));
+    let i = match class {
+        Some(c) => t.push(Node::Object(c, start..start + k)),
+        None => t.push(Node::Dict(start..start + k)),
+    };
+    for (j, (key, v)) in pairs.into_iter().enumerate().rev() {
+        stack.push((v, Some(start as usize + 2 * j + 1), false));
+        stack.push((key, Some(start as usize + 2 * j), true));
+    }
+    Ok(i)
+}
+
+// ---- store -> Python --------------------------------------------------------------------
+
+/// The Python object for value word `w`. Containers become proxies (held by this process);
+/// everything else a plain value. Call inside a read or op; the caller validates the read.
+pub(crate) fn to_py<'py>(
+    py: Python<'py>,
+    st: &mut Store,
+    shared: &Arc<Shared>,
+    w: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    // Fast paths first: inline words.
+    match w {
+        value::NONE => return Ok(py.None().into_bound(py)),
+        value::TRUE => return Ok(pyo3::types::PyBool::new(py, true).to_owned().into_any()),
+        value::FALSE => return Ok(pyo3::types::PyBool::new(py, false).to_owned().into_any()),
+        _ => {}
+    }
+    if value::is_small_int(w) {
+        return Ok(value::small_int_value(w).into_pyobject(py)?.into_any());
+    }
+    if value::is_short_str(w) {
+        let (b, n) = value::short_str_bytes(w);
+        return decode_str(py, &b[..n]);
+    }
+    if !value::is_block(w) {
+        return Err(errors::CorruptionError::new_err(format!(
+            "invalid value word {w:#x}"
+        )));
+    }
+    let head = st.block_word(w).map_err(errors::map_object)?;
+    match value::head_kind(head) {
+        kind::TUPLE => tuple_to_py(py, st, shared, w),
+        k => block_to_py(py, st, shared, w, k, value::head_len(head)),
+    }
+}
+
+fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `b` is a valid slice; PyUnicode_DecodeUTF8 copies it. "surrogatepass" restores
+    // lone surrogates stored the same way.
+    unsafe {
+        let o = ffi::PyUnicode_DecodeUTF8(
+            b.as_ptr() as *const c_char,
+            b.len() as ffi::Py_ssize_t,
+            c"surrogatepass".as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, o)
+    }
+}
+
+const MAX_INLINE_COPY: u64 = 1 << 40;
+
+fn block_to_py<'py>(
+    py: Python<'py>,
+    st: &mut Store,
+    shared: &Arc<Shared>,
+    w: u64,
+    k: u64,
+    n: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let e = errors::map_object;
+    match k {
+        kind::STR | kind::BYTES | kind::BIGINT => {
+            if n > MAX_INLINE_COPY {
+                return Err(errors::CorruptionError::new_err(format!(
+                    "value of {n} bytes at {w:#x}"
+                )));
+            }
+            let p = st.raw_bytes(w + 8, n).map_err(e)?;
+            // SAFETY: `p..p+n` lies in the mapping (checked). A racing writer may change the
+            // bytes; the caller's validation then discards this object.
+            let b = unsafe { std::slice::from_raw_parts(p, n as usize) };
+            match k {
+                kind::STR => decode_str(py, b),
+                kind::BYTES => Ok(PyBytes::new(py, b).into_any()),
+                _ => {
+                    let bytes = PyBytes::new(py, b);
+                    let kw = PyDict::new(py);
+                    kw.set_item("signed", true)?;
+                    py.import("builtins")?.getattr("int")?.call_method(
+                        "from_bytes",
+                        (bytes, "little"),
+                        Some(&kw),
+                    )
+                }
+            }
+        }
+        kind::FLOAT => {
+            let bits = st.block_word(w + 8).map_err(e)?;
+            Ok(pyo3::types::PyFloat::new(py, f64::from_bits(bits)).into_any())
+        }
+        kind::LIST => proxy::new_list(py, st, shared, w),
+        kind::DICT => proxy::new_dict(py, st, shared, w),
+        kind::OBJECT => object_to_py(py, st, shared, w),
+        other => Err(errors::CorruptionError::new_err(format!(
+            "a value word names a block of kind {other} at {w:#x}"
+        ))),
+    }
+}
+
+/// Tuples, iteratively (a 100,000-deep tuple must not overflow the stack).
+fn tuple_to_py<'py>(
+    py: Python<'py>,
+    st: &mut Store,
+    shared: &Arc<Shared>,
+    w: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    struct Frame<'py> {
+        block: u64,
+        n: u64,
+        items: Vec<Bound<'py, PyAny>>,
+    }
+    let e = errors::map_object;
+    let open = |st: &mut Store, block: u64| -> PyResult<Frame<'py>> {
+        let head = st.block_word(block).map_err(e)?;
+        let n = value::head_len(head);
+        st.check_words(block, 8 + 8 * n).map_err(e)?;
+        Ok(Frame {
+            block,
+            n,
+            items: Vec::with_capacity(n.min(1 << 16) as usize),
+        })
+    };
+    let mut stack = vec![open(st, w)?];
+    loop {
+        let top = stack.last_mut().expect("non-empty");
+        if top.items.len() as u64 == top.n {
+            let f = stack.pop().expect("non-empty");
+            let t = PyTuple::new(py, f.items)?.into_any();
+            match stack.last_mut() {
+                Some(parent) => parent.items.push(t),
+                None => return Ok(t),
+            }
+            continue;
+        }
+        let i = top.items.len() as u64;
+        let item = st.block_word(top.block + 8 + 8 * i).map_err(e)?;
+        if value::is_block(item) && value::head_kind(st.block_word(item).map_err(e)?) == kind::TUPLE
+        {
+            if stack.len() > 1 << 22 {
+                return Err(errors::CorruptionError::new_err("tuples nest too deeply"));
+            }
+            let f = open(st, item)?;
+            stack.push(f);
+        } else {
+            let o = to_py(py, st, shared, item)?;
+            stack.last_mut().expect("non-empty").items.push(o);
+        }
+    }
+}
+
+/// A user object: an instance of its class if the reader has imported it (and it derives
+/// from pbase), else a persist.Object. Never imports or runs the class's code.
+fn object_to_py<'py>(
+    py: Python<'py>,
+    st: &mut Store,
+    shared: &Arc<Shared>,
+    w: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cw = st.object_class(w).map_err(errors::map_object)?;
+    let class_name = to_py(py, st, shared, cw)?;
+    let class_name: String = class_name.extract().map_err(|_| {
+        errors::CorruptionError::new_err(format!("object at {w:#x} has no class name"))
+    })?;
+    let core = proxy::new_dict(py, st, shared, w)?;
+    let pb = py.import("persist._pbase")?;
+    pb.getattr("_revive")?.call1((class_name, core))
+}

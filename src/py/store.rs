@@ -1,0 +1,405 @@
+//! An open store as Python sees it: the object layer behind a mutex, and the loops that wait
+//! for the store lock with the GIL released (Ctrl-C and timeouts work).
+//!
+//! Every call takes the mutex for one non-blocking step of the object layer. When that step
+//! reports `Busy` (another thread or process holds what it needs), the mutex is released and
+//! the thread sleeps on the lock word without the GIL, then tries again.
+
+use super::errors::{self, ClosedError, LockTimeout};
+use crate::object::{self, Busy, LockKind, Store, Waiter};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest single sleep: a waiter wakes this often to check signals and its deadline.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// A read that failed validation this many times runs under the writer lock instead.
+const READ_RETRIES: u32 = 64;
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One open store, shared by its Python handle and all its proxies.
+pub(crate) struct Shared {
+    store: Mutex<Option<Store>>,
+    waiter: Waiter,
+    /// Threads sleeping on the waiter's words (close waits for them to leave).
+    waiting: AtomicUsize,
+    /// Containers whose proxies were dropped while the mutex was unavailable.
+    pending: Mutex<Vec<u64>>,
+    /// Orphans may be collectable: the next change collects them.
+    collect: AtomicBool,
+    pub id: u64,
+    pub path: PathBuf,
+}
+
+/// The calling thread, as the store lock knows it.
+pub(crate) fn thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+pub(crate) fn closed_err() -> PyErr {
+    ClosedError::new_err("the store is closed")
+}
+
+impl Shared {
+    pub fn open(path: PathBuf) -> Result<Arc<Shared>, object::Error> {
+        let store = Store::open(&path)?;
+        let waiter = store.waiter();
+        Ok(Arc::new(Shared {
+            store: Mutex::new(Some(store)),
+            waiter,
+            waiting: AtomicUsize::new(0),
+            pending: Mutex::new(Vec::new()),
+            collect: AtomicBool::new(false),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            path,
+        }))
+    }
+
+    fn guard(&self) -> MutexGuard<'_, Option<Store>> {
+        // A panic inside a step leaves the mutex poisoned; the store's own state is protected
+        // by its undo log, so go on.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.guard().is_none()
+    }
+
+    /// Gives back the holds of dropped proxies.
+    fn drain_pending(&self, st: &mut Store) {
+        let list = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in list {
+            if st.unhold(c).unwrap_or(false) {
+                self.collect.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A proxy of container `c` went away.
+    pub fn release(&self, c: u64) {
+        // Never take the store mutex here: a proxy may be freed by the cyclic GC while this
+        // thread is inside a step that holds it.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c);
+    }
+
+    /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
+    pub fn wait(&self, py: Python<'_>, busy: Busy, deadline: Option<Instant>) -> PyResult<()> {
+        py.check_signals()?;
+        let slice = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(LockTimeout::new_err("timed out waiting for the store lock"));
+                }
+                (d - now).min(WAIT_SLICE)
+            }
+            None => WAIT_SLICE,
+        };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.is_closed() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(closed_err());
+        }
+        let waiter = self.waiter;
+        py.detach(|| {
+            // SAFETY: the store is open (checked above after registering as a waiter), and
+            // `close` waits for `waiting` to drop to zero before it unmaps anything.
+            unsafe { waiter.wait(busy, slice) };
+        });
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Runs `f` as one change: takes the writer lock (waiting as needed), commits if `f`
+    /// succeeds, rolls back everything `f` did if it fails.
+    pub fn write<T>(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        mut f: impl FnMut(&mut Store) -> PyResult<T>,
+    ) -> PyResult<T> {
+        let tid = thread_id();
+        loop {
+            let busy = {
+                let mut g = self.guard();
+                let st = g.as_mut().ok_or_else(closed_err)?;
+                self.drain_pending(st);
+                match st.begin_op(tid) {
+                    Ok(()) => {
+                        let r = f(st);
+                        if r.is_ok() && self.collect.swap(false, Ordering::Relaxed) {
+                            if let Err(e) = st.collect_orphans() {
+                                let _ = st.end_op(false);
+                                return Err(errors::map_object(e));
+                            }
+                        }
+                        let ended = st.end_op(r.is_ok());
+                        let r = r?;
+                        ended.map_err(errors::map_object)?;
+                        return Ok(r);
+                    }
+                    Err(object::Error::Busy(b)) => b,
+                    Err(e) => return Err(errors::map_object(e)),
+                }
+            };
+            self.wait(py, busy, None)?;
+        }
+    }
+
+    /// Runs `f` as a consistent read: without a lock, retried if a change raced with it.
+    /// `f` may run several times; what an invalid run produced is dropped after the mutex is
+    /// released (dropping proxies must not happen under it).
+    pub fn read<T>(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        mut f: impl FnMut(&mut Store) -> PyResult<T>,
+    ) -> PyResult<T> {
+        let tid = thread_id();
+        let mut tries = 0;
+        loop {
+            let (result, busy) = {
+                let mut g = self.guard();
+                let st = g.as_mut().ok_or_else(closed_err)?;
+                self.drain_pending(st);
+                match st.read_begin(tid) {
+                    Ok(token) => {
+                        let r = f(st);
+                        if st.read_valid(token) {
+                            return r;
+                        }
+                        (Some(r), None)
+                    }
+                    Err(b) => (None, Some(b)),
+                }
+            };
+            drop(result);
+            if let Some(b) = busy {
+                self.wait(py, b, None)?;
+                continue;
+            }
+            tries += 1;
+            if tries >= READ_RETRIES {
+                // Writers keep racing with this read: take the writer lock for it.
+                return self.write(py, f);
+            }
+        }
+    }
+
+    /// Runs a step that may report `Busy` (the lock calls), waiting until it succeeds or
+    /// `timeout` passes.
+    pub fn blocking<T>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        mut f: impl FnMut(&mut Store) -> Result<T, object::Error>,
+    ) -> PyResult<T> {
+        let deadline = match timeout {
+            Some(t) if t.is_nan() || t < 0.0 => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "timeout must be a non-negative number of seconds, or None",
+                ))
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t.min(1e9))),
+            None => None,
+        };
+        loop {
+            let busy = {
+                let mut g = self.guard();
+                let st = g.as_mut().ok_or_else(closed_err)?;
+                self.drain_pending(st);
+                match f(st) {
+                    Ok(v) => return Ok(v),
+                    Err(object::Error::Busy(b)) => b,
+                    Err(e) => return Err(errors::map_object(e)),
+                }
+            };
+            self.wait(py, busy, deadline)?;
+        }
+    }
+
+    /// A step that needs the store open but no lock.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Store) -> PyResult<T>) -> PyResult<T> {
+        let mut g = self.guard();
+        let st = g.as_mut().ok_or_else(closed_err)?;
+        f(st)
+    }
+
+    /// Closes the store: rolls back an open lockExcl section, detaches. Harmless twice.
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let st = self.guard().take();
+        let Some(st) = st else { return Ok(()) };
+        // Waiters registered before the store left the mutex wake within one slice.
+        py.detach(|| {
+            while self.waiting.load(Ordering::SeqCst) != 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        st.close().map_err(errors::map_object)
+    }
+}
+
+/// The native handle of an open store (persist.Store wraps it).
+#[pyclass(module = "persist._persist", name = "StoreCore", frozen)]
+pub(crate) struct StoreCore {
+    pub shared: Arc<Shared>,
+}
+
+impl StoreCore {
+    pub(crate) fn lock_excl_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let tid = thread_id();
+        self.shared.blocking(py, timeout, |st| st.lock_excl(tid))
+    }
+
+    pub(crate) fn lock_shared_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let tid = thread_id();
+        self.shared.blocking(py, timeout, |st| st.lock_shared(tid))
+    }
+
+    pub(crate) fn unlock_impl(&self) -> PyResult<()> {
+        let tid = thread_id();
+        self.shared
+            .with(|st| st.unlock(tid).map_err(errors::map_object))
+    }
+}
+
+#[pymethods]
+impl StoreCore {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let shared = py
+            .detach(|| Shared::open(path))
+            .map_err(errors::map_object)?;
+        Ok(StoreCore { shared })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.shared.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    fn root<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let shared = self.shared.clone();
+        self.shared.read(py, |st| {
+            let r = st.root().map_err(errors::map_object)?;
+            super::proxy::new_dict(py, st, &shared, r)
+        })
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.close(py)
+    }
+
+    #[pyo3(signature = (timeout=None))]
+    fn lock_excl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        self.lock_excl_impl(py, timeout)
+    }
+
+    #[pyo3(signature = (timeout=None))]
+    fn lock_shared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        self.lock_shared_impl(py, timeout)
+    }
+
+    fn unlock(&self) -> PyResult<()> {
+        self.unlock_impl()
+    }
+
+    /// "excl", "shared" or None: what the calling thread holds.
+    fn held(&self) -> PyResult<Option<&'static str>> {
+        let tid = thread_id();
+        self.shared.with(|st| {
+            Ok(match st.held_by(tid) {
+                Some(LockKind::Excl) => Some("excl"),
+                Some(LockKind::Shared) => Some("shared"),
+                None => None,
+            })
+        })
+    }
+
+    fn savepoint(&self) -> PyResult<u64> {
+        let tid = thread_id();
+        self.shared.with(|st| {
+            if st.held_by(tid) != Some(LockKind::Excl) {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "a savepoint needs the thread's lockExcl",
+                ));
+            }
+            Ok(st.savepoint())
+        })
+    }
+
+    fn rollback_savepoint(&self, mark: u64) -> PyResult<()> {
+        let tid = thread_id();
+        self.shared.with(|st| {
+            if st.held_by(tid) != Some(LockKind::Excl) {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "rollback needs the thread's lockExcl",
+                ));
+            }
+            st.rollback_savepoint(mark).map_err(errors::map_object)
+        })
+    }
+
+    fn flush(&self) -> PyResult<()> {
+        self.shared
+            .with(|st| st.flush().map_err(errors::map_object))
+    }
+
+    fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let tid = thread_id();
+        let r = self.shared.blocking(py, None, |st| st.check(tid))?;
+        let d = PyDict::new(py);
+        d.set_item("objects", r.objects)?;
+        d.set_item("live_blocks", r.live_blocks)?;
+        d.set_item("live_bytes", r.live_bytes)?;
+        d.set_item("unreachable_blocks", r.unreachable_blocks)?;
+        d.set_item("unreachable_bytes", r.unreachable_bytes)?;
+        d.set_item("orphans", r.orphans)?;
+        d.set_item("held", r.held)?;
+        Ok(d)
+    }
+
+    fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let tid = thread_id();
+        let r = self.shared.blocking(py, None, |st| st.gc(tid))?;
+        let d = PyDict::new(py);
+        d.set_item("objects", r.objects)?;
+        d.set_item("blocks", r.blocks)?;
+        d.set_item("bytes", r.bytes)?;
+        Ok(d)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let tid = thread_id();
+        let s = self.shared.blocking(py, None, |st| st.stats(tid))?;
+        let d = PyDict::new(py);
+        d.set_item("file_size", s.file_size)?;
+        d.set_item("pages_used", s.pages_used)?;
+        d.set_item("pages_free", s.pages_free)?;
+        d.set_item("live_bytes", s.live_bytes)?;
+        let objects = PyDict::new(py);
+        for (k, v) in s.objects {
+            objects.set_item(k, v)?;
+        }
+        d.set_item("objects", objects)?;
+        d.set_item("processes", s.processes)?;
+        Ok(d)
+    }
+}
