@@ -7,9 +7,11 @@ what this package exports is part of the API (API.md).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from persist._errors import (
     StoreFullError,
 )
 from persist._persist import FORMAT_VERSION, Dict, List, StoreCore, __version__
+from persist._persist import _after_fork_in_child
 from persist._pbase import Object, pbase
 
 __all__ = [
@@ -141,7 +144,27 @@ def open(  # noqa: A001 - the API's name
     p = os.fspath(path)
     if not create and not os.path.exists(p):
         raise FileNotFoundError(2, "No such persist store", p)
-    return Store(StoreCore(p))
+    store = Store(StoreCore(p))
+    _open_stores.add(store)
+    return store
+
+
+# Every open store is closed when the interpreter exits, so a lock held at exit is released
+# (its lockExcl section rolled back) instead of outliving the process.
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+# A forked child becomes a participant of its own in every store it inherited.
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_all() -> None:
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - exiting: nothing left to report to
+            pass
 
 
 _roots: dict[str, Store] = {}

@@ -13,16 +13,11 @@ from collections.abc import Sequence
 
 from persist import FORMAT_VERSION, Error, __version__
 
-ENGINE_DEMO = "cargo run --release --example demo"
-
 
 def _demo(_args: argparse.Namespace) -> int:
-    print(
-        "persist demo: the Python demo is not written yet.\n"
-        "The engine's demo runs from a source checkout of persist:\n"
-        f"\n    {ENGINE_DEMO}\n"
-    )
-    return 0
+    from persist._demo import main
+
+    return main()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser(
         "demo",
-        help="show how to run the demo",
-        description=f"Show how to run the engine's demo ({ENGINE_DEMO}).",
+        help="a short demo: the 2004 seed programs, then processes sharing a store",
+        description="Run the seed programs, then several processes sharing a counter and a "
+        "list in one store, and check that nothing was lost.",
     )
     demo.set_defaults(run=_demo)
     return parser

@@ -107,6 +107,11 @@ impl Attached {
         self.attachment.as_ref().expect("attached until drop")
     }
 
+    /// Whether the participant attached to `slot` is alive (asks the kernel).
+    pub fn is_alive(&self, slot: u32) -> bool {
+        slot == self.slot() || self.live.is_alive(slot)
+    }
+
     pub fn region(&self) -> &Region {
         &self.region
     }

@@ -76,6 +76,11 @@ impl Store {
         Ok(orphaned)
     }
 
+    /// The containers this process holds, and how many proxies hold each.
+    pub fn held_containers(&self) -> Vec<(u64, u64)> {
+        self.held.map.iter().map(|(&c, &(_, n))| (c, n)).collect()
+    }
+
     /// Number of distinct containers this process holds.
     pub fn held_count(&self) -> usize {
         self.held.map.len()

@@ -446,12 +446,12 @@ impl Store {
             .map_err(|e| Error::Full(format!("flush failed: {e}")))
     }
 
-    /// Number of attached participants.
+    /// Number of attached participants that are alive.
     pub fn processes(&self) -> Result<u64> {
         let t = self.attached.region().table(&NoLiveness);
         let mut n = 0;
         for s in 0..t.slots {
-            if t.status(s)? == table::STATUS_ATTACHED {
+            if t.status(s)? == table::STATUS_ATTACHED && self.attached.is_alive(s) {
                 n += 1;
             }
         }

@@ -32,6 +32,7 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", FORMAT_VERSION)?;
     errors::register(m)?;
     m.add_class::<store::StoreCore>()?;
+    m.add_function(wrap_pyfunction!(store::_after_fork_in_child, m)?)?;
     m.add_class::<proxy::List>()?;
     m.add_class::<proxy::Dict>()?;
     m.add_class::<proxy::ListIter>()?;

@@ -25,7 +25,8 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 /// One open store, shared by its Python handle and all its proxies.
 pub(crate) struct Shared {
     store: Mutex<Option<Store>>,
-    waiter: Waiter,
+    /// The store's lock words, for sleeping without the mutex (replaced after a fork).
+    waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicUsize,
     /// Containers whose proxies were dropped while the mutex was unavailable.
@@ -50,15 +51,36 @@ impl Shared {
     pub fn open(path: PathBuf) -> Result<Arc<Shared>, object::Error> {
         let store = Store::open(&path)?;
         let waiter = store.waiter();
-        Ok(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             store: Mutex::new(Some(store)),
-            waiter,
+            waiter: Mutex::new(waiter),
             waiting: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
             collect: AtomicBool::new(false),
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             path,
-        }))
+        });
+        registry().push(Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    /// In a child process after fork: the inherited store belongs to the parent's slot, so
+    /// the child attaches as a participant of its own and holds again what its proxies hold.
+    /// The inherited handle is forgotten, not closed: closing it would detach the parent.
+    fn reattach_in_child(&self) -> Result<(), object::Error> {
+        let mut g = self.guard();
+        let Some(old) = g.take() else { return Ok(()) };
+        let held = old.held_containers();
+        std::mem::forget(old);
+        let mut st = Store::open(&self.path)?;
+        for (c, n) in held {
+            for _ in 0..n {
+                st.hold(c)?;
+            }
+        }
+        *self.waiter.lock().unwrap_or_else(|p| p.into_inner()) = st.waiter();
+        *g = Some(st);
+        Ok(())
     }
 
     fn guard(&self) -> MutexGuard<'_, Option<Store>> {
@@ -109,7 +131,7 @@ impl Shared {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(closed_err());
         }
-        let waiter = self.waiter;
+        let waiter = *self.waiter.lock().unwrap_or_else(|p| p.into_inner());
         py.detach(|| {
             // SAFETY: the store is open (checked above after registering as a waiter), and
             // `close` waits for `waiting` to drop to zero before it unmaps anything.
@@ -244,6 +266,26 @@ impl Shared {
         });
         st.close().map_err(errors::map_object)
     }
+}
+
+/// Every store opened in this process (for the fork handler).
+fn registry() -> MutexGuard<'static, Vec<std::sync::Weak<Shared>>> {
+    static REGISTRY: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+    let mut g = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|w| w.strong_count() > 0);
+    g
+}
+
+/// Called in the child after `os.fork()` (registered by the persist package): every open
+/// store becomes a new participant of the child's own. The child holds no lock: a lockExcl
+/// section open in the parent stays the parent's.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() -> PyResult<()> {
+    let stores: Vec<Arc<Shared>> = registry().iter().filter_map(|w| w.upgrade()).collect();
+    for s in stores {
+        s.reattach_in_child().map_err(errors::map_object)?;
+    }
+    Ok(())
 }
 
 /// The native handle of an open store (persist.Store wraps it).
