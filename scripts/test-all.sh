@@ -79,37 +79,9 @@ loom() {
     echo "loom: LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS}, wall time $(seconds_since "$t0") s"
 }
 
-make_venv() {
-    if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pip' >/dev/null 2>&1; then
-        echo "reusing $VENV ($("$VENV/bin/python" --version))"
-    else
-        rm -rf "$VENV"
-        if ! "$PYTHON" -m venv "$VENV"; then
-            # Debian's python3 ships venv (ensurepip) in a package of its own.
-            if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-                echo "$PYTHON cannot make a venv: installing python3-venv"
-                rm -rf "$VENV"
-                apt-get update -qq
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-                "$PYTHON" -m venv "$VENV"
-            else
-                echo "$PYTHON cannot make a venv (on Debian: apt-get install python3-venv)" >&2
-                return 1
-            fi
-        fi
-    fi
-    # `pip install --group` needs pip >= 25.1.
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q --group test
-    "$VENV/bin/python" -m pip --version
-}
-
-install_package() {
-    # What a user does: build the wheel with maturin (pyproject.toml) and install it. The tests
-    # import this installed copy, not python/ in the work tree.
-    "$VENV/bin/python" -m pip install --force-reinstall --no-deps .
-    "$VENV/bin/python" -c 'import persist; print("installed persist", persist.__version__, "from", persist.__file__)'
-}
+# make_venv, install_package
+# shellcheck source=scripts/venv.sh
+source "$ROOT/scripts/venv.sh"
 
 step "rustfmt" cargo fmt --all --check
 step "clippy (workspace, no python)" cargo clippy --workspace --all-targets -- -D warnings

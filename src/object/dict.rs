@@ -237,6 +237,7 @@ impl Store {
                 nodes: kt.nodes.clone(),
                 children: kt.children.clone(),
                 root: key,
+                one: None,
             };
             self.encode(&sub)?
         } else {

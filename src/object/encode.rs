@@ -34,6 +34,9 @@ impl Store {
     /// logged as allocated and every reference count change as a word change, so a rollback
     /// undoes all of it. Containers in the tree get the reference the returned word makes.
     pub fn encode(&mut self, t: &Tree) -> Result<u64> {
+        if let Some(n) = t.as_scalar() {
+            return self.encode_scalar(n);
+        }
         Ok(self.encode_tree(t, false)?.0)
     }
 
@@ -230,6 +233,9 @@ impl Store {
     /// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
     /// tree builder (a key is hashable in Python, so it has no cycles).
     pub fn hash_node(&self, t: &Tree, i: u32) -> Result<u64> {
+        if !matches!(t.node(i), Node::Tuple(_)) {
+            return hash_scalar(t.node(i));
+        }
         // Iterative: post-order over tuple items.
         enum Step {
             Visit(u32),

@@ -22,11 +22,32 @@ const H_ENTRIES: u64 = 16;
 const HELD_ENTRIES: u64 = 62;
 const HELD_BYTES: u64 = H_ENTRIES + 8 * HELD_ENTRIES;
 
+/// Hashes a block offset for a process-local map: one multiply (offsets are not chosen by an
+/// adversary who could exploit collisions, and a collision only costs time).
+#[derive(Default, Clone, Copy)]
+pub(super) struct OffsetHasher(u64);
+
+impl std::hash::Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(super) type OffsetMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<OffsetHasher>>;
+
 /// This process's view of its held set.
 #[derive(Debug, Default)]
 pub(super) struct HeldSet {
     /// Container -> (entry offset, number of proxies).
-    map: HashMap<u64, (u64, u64)>,
+    map: OffsetMap<(u64, u64)>,
     /// Entry offsets that hold 0.
     free: Vec<u64>,
     /// The last block of the chain.

@@ -275,7 +275,8 @@ impl Store {
             *d += 1;
             return Ok(());
         }
-        self.take_writer()?;
+        // The writer word only (other lockShared holders do not keep readers out).
+        self.lock.try_writer().map_err(Error::Busy)?;
         self.op.writing = true;
         let result = self.add_shared(1);
         let result = result.and_then(|_| self.commit_log());

@@ -40,7 +40,6 @@ pub use walk::{CheckReport, GcReport, Stats};
 use crate::heap::{self, Attached, Heap};
 use crate::region::{table, AttachLiveness, Mapping};
 use crate::sync::{AtomicU64, Ordering, WordStore};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use value::kind;
 
@@ -172,7 +171,7 @@ struct OpState {
     writing: bool,
     /// Offsets already logged, and the log index of that entry (only used once the log is
     /// long). An entry at or above `floor` makes another one for the same word unnecessary.
-    logged: HashMap<u64, u64>,
+    logged: held::OffsetMap<u64>,
     /// The log length at the innermost savepoint or op start: a rollback there must find the
     /// value each word had at that moment, so entries below it are not reused.
     floor: u64,

@@ -39,24 +39,37 @@ impl Node<'_> {
 }
 
 /// Nodes plus the child index lists; the value is node `root`.
+///
+/// A single scalar (the common case: a key, an int, a str) is kept in `one` with no vector at
+/// all, so building it allocates nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Tree<'a> {
     pub nodes: Vec<Node<'a>>,
     pub children: Vec<u32>,
     pub root: u32,
+    pub one: Option<Node<'a>>,
 }
 
 impl<'a> Tree<'a> {
     pub fn scalar(node: Node<'a>) -> Tree<'a> {
         Tree {
-            nodes: vec![node],
+            nodes: Vec::new(),
             children: Vec::new(),
             root: 0,
+            one: Some(node),
         }
     }
 
+    /// The scalar, if this tree is a single scalar.
+    pub fn as_scalar(&self) -> Option<&Node<'a>> {
+        self.one.as_ref()
+    }
+
     pub fn node(&self, i: u32) -> &Node<'a> {
-        &self.nodes[i as usize]
+        match &self.one {
+            Some(n) => n,
+            None => &self.nodes[i as usize],
+        }
     }
 
     pub fn kids(&self, r: &Range<u32>) -> &[u32] {

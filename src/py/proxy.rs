@@ -303,7 +303,7 @@ impl List {
     }
 
     fn insert(&self, py: Python<'_>, i: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let i: isize = index_arg(i, "list")?;
+        let i: isize = ssize_arg(i)?;
         let mut keep = Vec::new();
         let t = to_tree(v, &self.shared, &mut keep)?;
         self.shared.write(py, |st| {
@@ -322,7 +322,7 @@ impl List {
         i: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let i: isize = match i {
-            Some(i) => index_arg(i, "list")?,
+            Some(i) => ssize_arg(i)?,
             None => -1,
         };
         let shared = self.shared.clone();
@@ -508,6 +508,7 @@ impl List {
     }
 }
 
+/// An index argument as list's subscripts take it (IndexError when it does not fit).
 fn index_arg(i: &Bound<'_, PyAny>, what: &str) -> PyResult<isize> {
     match i.call_method0("__index__") {
         Ok(v) => v
@@ -515,6 +516,24 @@ fn index_arg(i: &Bound<'_, PyAny>, what: &str) -> PyResult<isize> {
             .map_err(|_| PyIndexError::new_err("cannot fit 'int' into an index-sized integer")),
         Err(_) => Err(PyTypeError::new_err(format!(
             "{what} indices must be integers or slices, not {}",
+            i.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// An index argument as list.pop and list.insert take it (OverflowError when it does not fit).
+fn ssize_arg(i: &Bound<'_, PyAny>) -> PyResult<isize> {
+    match i.call_method0("__index__") {
+        Ok(v) => v.extract::<isize>().map_err(|_| {
+            pyo3::exceptions::PyOverflowError::new_err(
+                "Python int too large to convert to C ssize_t",
+            )
+        }),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "'{}' object cannot be interpreted as an integer",
             i.get_type()
                 .name()
                 .map(|n| n.to_string())
@@ -712,6 +731,10 @@ impl Dict {
                 Err(_) => Err(key_error(k)),
             }
         };
+        // As dict.pop: an empty dict answers without hashing the key.
+        if self.__len__(py)? == 0 {
+            return missing();
+        }
         let Some(kt) = key_tree(k)? else {
             return missing();
         };

@@ -29,8 +29,10 @@ pub(crate) struct Shared {
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicUsize,
-    /// Containers whose proxies were dropped while the mutex was unavailable.
+    /// Containers whose proxies were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<u64>>,
+    /// Whether `pending` may be non-empty (checked without its mutex on every step).
+    has_pending: AtomicBool,
     /// Orphans may be collectable: the next change collects them.
     collect: AtomicBool,
     pub id: u64,
@@ -56,6 +58,7 @@ impl Shared {
             waiter: Mutex::new(waiter),
             waiting: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
             collect: AtomicBool::new(false),
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             path,
@@ -95,6 +98,10 @@ impl Shared {
 
     /// Gives back the holds of dropped proxies.
     fn drain_pending(&self, st: &mut Store) {
+        // Relaxed: a release that races with this check is handled at the next step.
+        if !self.has_pending.swap(false, Ordering::Relaxed) {
+            return;
+        }
         let list = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for c in list {
             if st.unhold(c).unwrap_or(false) {
@@ -111,6 +118,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(c);
+        self.has_pending.store(true, Ordering::Relaxed);
     }
 
     /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
@@ -338,8 +346,10 @@ impl StoreCore {
     }
 
     fn root<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // No read protocol needed: the root word never changes once set and the root dict is
+        // never freed (the header's word holds a reference), so this never waits for a lock.
         let shared = self.shared.clone();
-        self.shared.read(py, |st| {
+        self.shared.with(|st| {
             let r = st.root().map_err(errors::map_object)?;
             super::proxy::new_dict(py, st, &shared, r)
         })

@@ -158,10 +158,14 @@ def test_cli_version() -> None:
     )
 
 
-def test_cli_demo_points_to_the_engine_demo() -> None:
+def test_cli_demo_runs_the_seed_programs_and_shares_a_store() -> None:
     result = run_cli("demo")
     assert result.returncode == 0, result.stderr
-    assert "cargo run --release --example demo" in result.stdout
+    out = result.stdout
+    for line in ("You are visitor 1", "You are visitor 3", "Joe is 27 years old"):
+        assert line in out
+    assert "counter = 8000 (expected 8000), list length = 8000" in out
+    assert out.rstrip().endswith("Nothing lost.")
 
 
 @pytest.mark.parametrize("args", [("no-such-command",), ()])
