@@ -55,6 +55,11 @@ impl Liveness for Previous<'_> {
     }
 }
 
+/// What the layer above does for a dead participant before the heap recovers its slot and
+/// frees it (the object layer rolls back its undo log and releases its locks). Runs under the
+/// recovery lock, with the slot's liveness byte held (or the slot taken over by this process).
+pub type SlotRecovery = Box<dyn Fn(&Attached, u32) -> Result<(), HeapError> + Send>;
+
 /// An open store with this process attached to it as one participant.
 ///
 /// Not `Sync`: a participant's slot (its journals and block cache) is written without atomic
@@ -64,6 +69,7 @@ pub struct Attached {
     region: Region,
     attachment: Option<Attachment>,
     live: AttachLiveness,
+    hook: Option<SlotRecovery>,
     _one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
@@ -74,13 +80,26 @@ impl Attached {
         Self::from_region(Region::open(path, OpenOptionsRegion { create: true })?)
     }
 
+    /// As `open`, with the layer above's recovery of dead participants (see [`SlotRecovery`]).
+    pub fn open_with(path: &Path, hook: SlotRecovery) -> Result<Attached, Error> {
+        Self::from_region_with(
+            Region::open(path, OpenOptionsRegion { create: true })?,
+            Some(hook),
+        )
+    }
+
     pub fn from_region(region: Region) -> Result<Attached, Error> {
+        Self::from_region_with(region, None)
+    }
+
+    fn from_region_with(region: Region, hook: Option<SlotRecovery>) -> Result<Attached, Error> {
         let attachment = region.attach()?;
         let live = attachment.liveness();
         let this = Attached {
             region,
             attachment: Some(attachment),
             live,
+            hook,
             _one_thread: std::marker::PhantomData,
         };
         let att = this.attachment();
@@ -93,8 +112,14 @@ impl Attached {
                 dead: att.slot,
             };
             let table = this.region.table(&live);
-            let result = Heap::new(this.region.store(), this.region.geometry(), table, att.slot)
-                .recover_participant(att.slot);
+            let result = match &this.hook {
+                Some(hook) => hook(&this, att.slot),
+                None => Ok(()),
+            };
+            let result = result.and_then(|_| {
+                Heap::new(this.region.store(), this.region.geometry(), table, att.slot)
+                    .recover_participant(att.slot)
+            });
             att.unlock_recovery()?;
             result?;
         }
@@ -170,6 +195,9 @@ impl Attached {
             let result = (|| -> Result<(), Error> {
                 // Re-check under the lock: another recoverer may have finished first.
                 if table.status(slot)? == region::table::STATUS_ATTACHED {
+                    if let Some(hook) = &self.hook {
+                        hook(self, slot)?;
+                    }
                     self.heap().recover_participant(slot)?;
                     table.release(slot)?;
                     n += 1;

@@ -30,6 +30,7 @@ mod encode;
 mod held;
 pub mod list;
 mod lock;
+mod recovery;
 pub mod tree;
 pub mod value;
 mod walk;
@@ -206,7 +207,7 @@ impl Store {
     /// Opens (creating if missing) the store at `path` and attaches to it. Creates the root
     /// dict if this is the first open of a new store.
     pub fn open(path: &Path) -> Result<Store> {
-        let attached = Box::new(Attached::open(path)?);
+        let attached = Box::new(Attached::open_with(path, Box::new(recovery::recover_slot))?);
         // SAFETY: `attached` is boxed (its address never changes) and is dropped after `heap`
         // and `lock` (field order), which are the only borrows of it that outlive this call.
         let heap: Heap<'static, Mapping, AttachLiveness> =
@@ -443,6 +444,12 @@ impl Store {
             .region()
             .flush()
             .map_err(|e| Error::Full(format!("flush failed: {e}")))
+    }
+
+    /// Recovers every participant that died while attached: its change or lockExcl section
+    /// rolled back, its locks released, its slot freed. Returns how many.
+    pub fn recover_dead(&self) -> Result<u32> {
+        self.attached.recover_dead().map_err(Error::Open)
     }
 
     /// Number of attached participants that are alive.

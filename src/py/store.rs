@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// The longest single sleep: a waiter wakes this often to check signals and its deadline.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
 
+/// After waiting this long on one unchanged lock word, look for a dead holder to recover.
+const SUSPECT_AFTER: Duration = Duration::from_millis(50);
+
 /// A read that failed validation this many times runs under the writer lock instead.
 const READ_RETRIES: u32 = 64;
 
@@ -122,6 +125,32 @@ impl Shared {
     }
 
     /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
+    /// `since` tracks how long this caller has seen the same `busy`: past `SUSPECT_AFTER`, the
+    /// holder may be dead, and dead participants are recovered (their locks released).
+    pub fn wait_for(
+        &self,
+        py: Python<'_>,
+        busy: Busy,
+        deadline: Option<Instant>,
+        since: &mut Option<(Busy, Instant)>,
+    ) -> PyResult<()> {
+        match since {
+            Some((b, t)) if *b == busy => {
+                if t.elapsed() >= SUSPECT_AFTER {
+                    let recovered =
+                        self.with(|st| st.recover_dead().map_err(errors::map_object))?;
+                    *since = Some((busy, Instant::now()));
+                    if recovered > 0 {
+                        return Ok(());
+                    }
+                }
+            }
+            _ => *since = Some((busy, Instant::now())),
+        }
+        self.wait(py, busy, deadline)
+    }
+
+    /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
     pub fn wait(&self, py: Python<'_>, busy: Busy, deadline: Option<Instant>) -> PyResult<()> {
         py.check_signals()?;
         let slice = match deadline {
@@ -157,6 +186,7 @@ impl Shared {
         mut f: impl FnMut(&mut Store) -> PyResult<T>,
     ) -> PyResult<T> {
         let tid = thread_id();
+        let mut since = None;
         loop {
             let busy = {
                 let mut g = self.guard();
@@ -180,7 +210,7 @@ impl Shared {
                     Err(e) => return Err(errors::map_object(e)),
                 }
             };
-            self.wait(py, busy, None)?;
+            self.wait_for(py, busy, None, &mut since)?;
         }
     }
 
@@ -194,6 +224,7 @@ impl Shared {
     ) -> PyResult<T> {
         let tid = thread_id();
         let mut tries = 0;
+        let mut since = None;
         loop {
             let (result, busy) = {
                 let mut g = self.guard();
@@ -212,7 +243,7 @@ impl Shared {
             };
             drop(result);
             if let Some(b) = busy {
-                self.wait(py, b, None)?;
+                self.wait_for(py, b, None, &mut since)?;
                 continue;
             }
             tries += 1;
@@ -240,6 +271,7 @@ impl Shared {
             Some(t) => Some(Instant::now() + Duration::from_secs_f64(t.min(1e9))),
             None => None,
         };
+        let mut since = None;
         loop {
             let busy = {
                 let mut g = self.guard();
@@ -251,7 +283,7 @@ impl Shared {
                     Err(e) => return Err(errors::map_object(e)),
                 }
             };
-            self.wait(py, busy, deadline)?;
+            self.wait_for(py, busy, deadline, &mut since)?;
         }
     }
 
