@@ -18,6 +18,7 @@ use super::list::corrupt;
 use super::tree::{Node, Tree};
 use super::value::{self, kind, FloatKey};
 use super::{Error, Result, Store};
+use crate::sync::{AtomicU64, Ordering};
 
 const DUMMY: u64 = u64::MAX;
 const T_CAP: u64 = 8;
@@ -32,9 +33,34 @@ pub struct DictParts {
     pub cap: u64,
     pub used: u64,
     pub nentries: u64,
+    /// The table's words in the mapping (null for no table), `nwords` of them.
+    words: *const AtomicU64,
+    nwords: u64,
 }
 
 impl DictParts {
+    /// Word `i` of the table. Bounds were checked once, when the parts were read.
+    #[inline]
+    fn w(&self, i: u64) -> Result<u64> {
+        if i >= self.nwords {
+            return Err(corrupt("dict table index out of range", self.table));
+        }
+        // SAFETY: `words` points at `nwords` 8-aligned words inside the mapping (checked by
+        // `dict_parts`), and the mapping stays mapped at the same address while the store is
+        // open. The words are atomics shared with other processes: read them only as such.
+        // Relaxed: dict reads are validated by the store's sequence (seqlock, lock.rs).
+        Ok(unsafe { (*self.words.add(i as usize)).load(Ordering::Relaxed) })
+    }
+
+    fn bucket_at(&self, i: u64) -> Result<u64> {
+        self.w(T_BUCKETS / 8 + i)
+    }
+
+    fn entry_at(&self, e: u64) -> Result<(u64, u64, u64)> {
+        let base = T_BUCKETS / 8 + self.nbuckets + 3 * e;
+        Ok((self.w(base)?, self.w(base + 1)?, self.w(base + 2)?))
+    }
+
     fn bucket(&self, i: u64) -> u64 {
         self.table + T_BUCKETS + 8 * i
     }
@@ -87,6 +113,8 @@ impl Store {
                 cap: 0,
                 used: 0,
                 nentries: 0,
+                words: std::ptr::null(),
+                nwords: 0,
             });
         }
         let head = self.get(table)?;
@@ -105,13 +133,15 @@ impl Store {
             .checked_add(nbuckets.saturating_mul(8))
             .and_then(|b| b.checked_add(cap.checked_mul(24)?))
             .ok_or_else(|| corrupt("dict table size overflows", c))?;
-        self.check_span(table, bytes)?;
+        let words = self.bytes_ptr(table, bytes)? as *const AtomicU64;
         Ok(DictParts {
             table,
             nbuckets,
             cap,
             used,
             nentries,
+            words,
+            nwords: bytes / 8,
         })
     }
 
@@ -121,8 +151,7 @@ impl Store {
 
     /// Entry `e` (< nentries): (hash, key word, value word); key word 0 = deleted.
     pub(super) fn entry(&self, t: &DictParts, e: u64) -> Result<(u64, u64, u64)> {
-        let o = t.entry_off(e);
-        Ok((self.get(o)?, self.get(o + 8)?, self.get(o + 16)?))
+        t.entry_at(e)
     }
 
     /// The next live entry at or after position `pos`: (its position, key word, value word).
@@ -175,7 +204,7 @@ impl Store {
         let mut i = h & mask;
         let mut perturb = h;
         for _ in 0..d.nbuckets {
-            let b = self.get(d.bucket(i))?;
+            let b = d.bucket_at(i)?;
             if b == 0 {
                 return Ok(None);
             }
@@ -187,7 +216,7 @@ impl Store {
                         d.table,
                     ));
                 }
-                let (eh, kw, _) = self.entry(d, e)?;
+                let (eh, kw, _) = d.entry_at(e)?;
                 if eh == h && kw != value::EMPTY && self.key_eq(kw, t, key)? {
                     return Ok(Some((i, e)));
                 }
@@ -346,6 +375,8 @@ impl Store {
             cap,
             used: entries.len() as u64,
             nentries: entries.len() as u64,
+            words: self.bytes_ptr(t, bytes)? as *const AtomicU64,
+            nwords: bytes / 8,
         };
         for i in 0..nbuckets {
             self.init(parts.bucket(i), 0)?;

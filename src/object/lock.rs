@@ -436,6 +436,19 @@ impl Waiter {
             Busy::Shared(v) => (self.shared, v),
             Busy::Seq(v) => (self.seq, v),
         };
+        // Spin first: lock holders keep the word for a single change (about a microsecond),
+        // and a futex sleep and wake-up costs several. Yielding lets a holder that shares
+        // this CPU finish.
+        for i in 0..SPINS {
+            if word.load(Ordering::Relaxed) != seen {
+                return;
+            }
+            if i % 16 == 15 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         if word.load(Ordering::SeqCst) == seen {
             futex::wait(word, seen as u32, timeout);
@@ -443,6 +456,9 @@ impl Waiter {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Checks of the lock word before a waiter sleeps in the kernel.
+const SPINS: u32 = 64;
 
 // Silence "unused" for log tags referenced only through `super::log` in other files.
 const _: u64 = log::T_LOCK_WORD;
