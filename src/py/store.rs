@@ -89,10 +89,21 @@ impl Shared {
         Ok(())
     }
 
+    /// The store, for one step. Callers hold the GIL. Never block on the mutex with the GIL
+    /// held: the holder may be running Python code (a finalizer run by the garbage collector
+    /// while it builds objects) and need the GIL back to finish.
     fn guard(&self) -> MutexGuard<'_, Option<Store>> {
-        // A panic inside a step leaves the mutex poisoned; the store's own state is protected
-        // by its undo log, so go on.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        loop {
+            match self.store.try_lock() {
+                Ok(g) => return g,
+                // A panic inside a step leaves the mutex poisoned; the store's own state is
+                // protected by its undo log, so go on.
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => Python::attach(|py| {
+                    py.detach(|| std::thread::sleep(Duration::from_micros(20)))
+                }),
+            }
+        }
     }
 
     pub fn is_closed(&self) -> bool {
