@@ -48,6 +48,7 @@ impl Store {
     }
 
     fn encode_tree(&mut self, t: &Tree, items_only: bool) -> Result<(u64, Vec<u64>)> {
+        self.encoded_objects.clear();
         let n = t.nodes.len();
         let root = t.root as usize;
         let root_shared = items_only
@@ -78,7 +79,10 @@ impl Store {
             match node {
                 Node::List(_) => word[i] = self.new_list_header()?,
                 Node::Dict(_) => word[i] = self.new_dict_header(kind::DICT)?,
-                Node::Object(..) => word[i] = self.new_dict_header(kind::OBJECT)?,
+                Node::Object(..) => {
+                    word[i] = self.new_dict_header(kind::OBJECT)?;
+                    self.encoded_objects.push((i as u32, word[i]));
+                }
                 _ => {}
             }
         }

@@ -99,13 +99,21 @@ impl LockWords {
         fence(Ordering::SeqCst);
     }
 
-    /// Makes the sequence even again: the change is complete and committed.
-    fn seq_end(&self) {
+    /// Ends a change: the sequence even again (committed), the writer word free, and one
+    /// wake-up check for both (one fence instead of two).
+    pub(super) fn end_change(&self) {
         let s = self.seq.load(Ordering::Relaxed);
         debug_assert!(s % 2 == 1);
-        // Release: every data store of the change is visible to a reader that sees this value.
+        // Release (both): the change's data stores are visible to a reader that sees the even
+        // sequence, and to the next writer that takes the word.
         self.seq.store(s.wrapping_add(1), Ordering::Release);
-        self.wake_if_waiting(self.seq);
+        self.writer.store(0, Ordering::Release);
+        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` (see wake_if_waiting).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            futex::wake(self.seq, i32::MAX);
+            futex::wake(self.writer, i32::MAX);
+        }
     }
 
     pub(super) fn wake_if_waiting(&self, w: &AtomicU64) {
@@ -226,8 +234,7 @@ impl Store {
     pub(super) fn finish_op(&mut self) -> Result<()> {
         if self.op.writing {
             self.op.writing = false;
-            self.lock.seq_end();
-            self.lock.release_writer();
+            self.lock.end_change();
         }
         self.locks.marks.clear();
         Ok(())

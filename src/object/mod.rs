@@ -172,10 +172,13 @@ struct OpState {
     writing: bool,
     /// Offsets already logged, and the log index of that entry (only used once the log is
     /// long). An entry at or above `floor` makes another one for the same word unnecessary.
+    ///
+    /// `deferred`: the log holds release or free entries (commit must scan it).
     logged: held::OffsetMap<u64>,
     /// The log length at the innermost savepoint or op start: a rollback there must find the
     /// value each word had at that moment, so entries below it are not reused.
     floor: u64,
+    deferred: bool,
 }
 
 /// The object layer of one open store, as used by one process.
@@ -196,6 +199,9 @@ pub struct Store {
     log_cap: u64,
     log_len: u64,
     held: held::HeldSet,
+    /// (node, offset) of every user object the last `encode` wrote (for binding the Python
+    /// instances they came from).
+    encoded_objects: Vec<(u32, u64)>,
     closed: bool,
 }
 
@@ -234,6 +240,7 @@ impl Store {
             log_cap: 0,
             log_len: 0,
             held: held::HeldSet::default(),
+            encoded_objects: Vec::new(),
             closed: false,
         };
         store.ensure_root()?;
@@ -375,6 +382,11 @@ impl Store {
         Ok(k)
     }
 
+    /// The user objects the last `encode` wrote: (tree node, offset).
+    pub fn encoded_objects(&self) -> &[(u32, u64)] {
+        &self.encoded_objects
+    }
+
     /// A word of a block (for the layer above's decoding; bounds-checked).
     pub fn block_word(&self, off: u64) -> Result<u64> {
         self.get(off)
@@ -395,9 +407,11 @@ impl Store {
         self.get(obj + container::VERSION)
     }
 
+    /// Not logged: a version only has to change when the contents do. After a rollback it
+    /// has moved on anyway, which costs a check-then-act caller one retry at most.
     fn bump_version(&mut self, obj: u64) -> Result<()> {
         let v = self.get(obj + container::VERSION)?;
-        self.put(obj + container::VERSION, v.wrapping_add(1))
+        self.store_now(obj + container::VERSION, v.wrapping_add(1))
     }
 
     // ---- allocation --------------------------------------------------------------------
@@ -418,12 +432,14 @@ impl Store {
 
     /// Frees a block this op no longer links, at commit (a rollback keeps it).
     fn free_at_commit(&mut self, block: u64) -> Result<()> {
+        self.op.deferred = true;
         self.log_entry(block | log::T_FREE_BLOCK, 0)
     }
 
     /// Releases a value word at commit: frees an owned value, drops a container reference.
     fn release_at_commit(&mut self, w: u64) -> Result<()> {
         if value::is_block(w) {
+            self.op.deferred = true;
             self.log_entry(log::T_RELEASE, w)?;
         }
         Ok(())
@@ -629,7 +645,13 @@ impl Store {
     fn commit_log(&mut self) -> Result<()> {
         let n = self.log_len;
         let mut releases = Vec::new();
-        for i in 0..n {
+        // Only scan for deferred work if there is some (most changes drop nothing).
+        let scan = if std::mem::take(&mut self.op.deferred) {
+            n
+        } else {
+            0
+        };
+        for i in 0..scan {
             let (a, b) = self.log_at(i)?;
             match a & log::TAG_MASK {
                 log::T_RELEASE => releases.push(encode::Release::Value(b)),

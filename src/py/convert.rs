@@ -163,12 +163,42 @@ impl<'py> Classes<'py> {
     }
 }
 
+/// What a tree borrows from (kept alive until the value is written), and the pbase
+/// instances it stores, to be bound to their stored objects once written.
+#[derive(Default)]
+pub(crate) struct Keep<'py> {
+    alive: Vec<Bound<'py, PyAny>>,
+    objects: Vec<(u32, Bound<'py, PyAny>)>,
+}
+
+impl<'py> Keep<'py> {
+    /// Binds every pbase instance of the tree just encoded to its stored object: its
+    /// attributes now live in the store (API.md, Objects). Inside the op that wrote them.
+    pub fn bind(&self, py: Python<'py>, st: &mut Store, shared: &Arc<Shared>) -> PyResult<()> {
+        if self.objects.is_empty() {
+            return Ok(());
+        }
+        let written: HashMap<u32, u64> = st.encoded_objects().iter().copied().collect();
+        for (node, inst) in &self.objects {
+            let Some(&off) = written.get(node) else {
+                continue;
+            };
+            let core = proxy::new_dict(py, st, shared, off)?;
+            let d = inst.getattr("__dict__")?;
+            let d = d.cast::<PyDict>()?;
+            d.clear();
+            d.set_item("_p_core", core)?;
+        }
+        Ok(())
+    }
+}
+
 /// Converts a Python value to a tree for the store `shared`. Raises TypeError naming the type
 /// for anything that cannot be stored; stores nothing.
 pub(crate) fn to_tree<'py>(
     o: &Bound<'py, PyAny>,
     shared: &Arc<Shared>,
-    keep: &mut Vec<Bound<'py, PyAny>>,
+    keep: &mut Keep<'py>,
 ) -> PyResult<Tree<'py>> {
     if let Some(n) = scalar_node(o)? {
         return Ok(Tree::scalar(n));
@@ -189,7 +219,7 @@ pub(crate) fn to_tree<'py>(
             for (j, item) in tup.iter().enumerate().rev() {
                 stack.push((item, Some(start as usize + j), is_key));
             }
-            keep.push(x.clone());
+            keep.alive.push(x.clone());
             i
         } else if is_key {
             if x.hash().is_err() {
@@ -211,7 +241,7 @@ pub(crate) fn to_tree<'py>(
             } else {
                 // A container of another store is copied.
                 let plain = x.call_method0("to_python")?;
-                keep.push(plain.clone());
+                keep.alive.push(plain.clone());
                 stack.push((plain, slot, false));
                 continue;
             }
@@ -225,12 +255,12 @@ pub(crate) fn to_tree<'py>(
             for (j, item) in items.into_iter().enumerate().rev() {
                 stack.push((item, Some(start as usize + j), false));
             }
-            keep.push(x.clone());
+            keep.alive.push(x.clone());
             i
         } else if let Ok(d) = x.cast::<PyDict>() {
             let i = push_pairs(&mut t, &mut stack, d, None)?;
             memo.insert(x.as_ptr() as usize, i);
-            keep.push(x.clone());
+            keep.alive.push(x.clone());
             i
         } else if classes
             .pbase
@@ -246,8 +276,9 @@ pub(crate) fn to_tree<'py>(
             let _ = d.del_item("_p_core");
             let i = push_pairs(&mut t, &mut stack, &d, Some(format!("{module}:{qual}")))?;
             memo.insert(x.as_ptr() as usize, i);
-            keep.push(d.into_any());
-            keep.push(x.clone());
+            keep.objects.push((i, x.clone()));
+            keep.alive.push(d.into_any());
+            keep.alive.push(x.clone());
             i
         } else {
             return Err(PyTypeError::new_err(format!(

@@ -6,7 +6,7 @@
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
 
-use super::convert::{key_tree, to_py, to_tree};
+use super::convert::{key_tree, to_py, to_tree, Keep};
 use super::errors;
 use super::store::{Shared, StoreCore};
 use crate::object::list::Item;
@@ -131,7 +131,7 @@ impl List {
         &self,
         py: Python<'py>,
         values: &Bound<'py, PyAny>,
-        keep: &mut Vec<Bound<'py, PyAny>>,
+        keep: &mut Keep<'py>,
     ) -> PyResult<object::tree::Tree<'py>> {
         // Materialize first (runs the iterable's Python code with no lock held).
         let l = PyList::new(py, values.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
@@ -202,7 +202,7 @@ impl List {
         i: &Bound<'py, PyAny>,
         v: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         if let Ok(s) = i.cast::<PySlice>() {
             let t = self.tree_items(py, v, &mut keep)?;
             let n_new = match t.node(t.root) {
@@ -214,6 +214,7 @@ impl List {
                 let ind = s.indices(len as isize)?;
                 if ind.step == 1 {
                     let ws = st.encode_items(&t).map_err(map)?;
+                    keep.bind(py, st, &self.shared)?;
                     let stop = ind.stop.max(ind.start) as u64;
                     st.list_splice(self.off, ind.start as u64, stop, &ws)
                         .map_err(map)?;
@@ -226,6 +227,7 @@ impl List {
                     )));
                 }
                 let ws = st.encode_items(&t).map_err(map)?;
+                keep.bind(py, st, &self.shared)?;
                 let mut plan: Vec<Item> = (0..len).map(Item::Old).collect();
                 let mut k = ind.start;
                 for w in ws {
@@ -241,6 +243,7 @@ impl List {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
             let w = st.encode(&t).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.list_set(self.off, j, w).map_err(map)
         })
     }
@@ -281,19 +284,21 @@ impl List {
     }
 
     fn append(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
         self.shared.write(py, |st| {
             let w = st.encode(&t).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.list_append(self.off, w).map_err(map)
         })
     }
 
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let t = self.tree_items(py, values, &mut keep)?;
         self.shared.write(py, |st| {
             let ws = st.encode_items(&t).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.list_extend(self.off, &ws).map_err(map)
         })
     }
@@ -304,12 +309,13 @@ impl List {
 
     fn insert(&self, py: Python<'_>, i: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let i: isize = ssize_arg(i)?;
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
         self.shared.write(py, |st| {
             let len = st.list_len(self.off).map_err(map)? as isize;
             let j = if i < 0 { (i + len).max(0) } else { i.min(len) } as u64;
             let w = st.encode(&t).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.list_splice(self.off, j, j, &[w]).map_err(map)?;
             Ok(())
         })
@@ -679,7 +685,7 @@ impl Dict {
         k: &Bound<'_, PyAny>,
         v: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let kt = match key_tree(k)? {
             Some(t) => t,
             None => {
@@ -694,6 +700,7 @@ impl Dict {
         self.shared.write(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             let w = st.encode(&vt).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.dict_set(self.off, &kt, kt.root, h, w).map_err(map)?;
             Ok(())
         })
@@ -779,7 +786,7 @@ impl Dict {
                 k.get_type().name()?
             )));
         };
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let vt = to_tree(&default, &self.shared, &mut keep)?;
         let shared = self.shared.clone();
         self.shared.write(py, |st| {
@@ -788,6 +795,7 @@ impl Dict {
                 return to_py(py, st, &shared, w);
             }
             let w = st.encode(&vt).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             st.dict_set(self.off, &kt, kt.root, h, w).map_err(map)?;
             to_py(py, st, &shared, w)
         })
@@ -796,7 +804,7 @@ impl Dict {
     /// Sets every (key, value) of `pairs` (a list of 2-tuples) in one change.
     fn _update_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyList>) -> PyResult<()> {
         // As a dict node: keys and values alternate; key equality is checked per pair below.
-        let mut keep = Vec::new();
+        let mut keep = Keep::default();
         let mut keys = Vec::with_capacity(pairs.len());
         let flat = PyList::empty(py);
         for p in pairs.iter() {
@@ -814,6 +822,7 @@ impl Dict {
         let vt = to_tree(flat.as_any(), &self.shared, &mut keep)?;
         self.shared.write(py, |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
             for (kt, w) in keys.iter().zip(ws) {
                 let h = st.hash_node(kt, kt.root).map_err(map)?;
                 st.dict_set(self.off, kt, kt.root, h, w).map_err(map)?;

@@ -99,9 +99,9 @@ impl Shared {
                 // A panic inside a step leaves the mutex poisoned; the store's own state is
                 // protected by its undo log, so go on.
                 Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => Python::attach(|py| {
-                    py.detach(|| std::thread::sleep(Duration::from_micros(20)))
-                }),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    Python::attach(|py| py.detach(|| std::thread::sleep(Duration::from_micros(20))))
+                }
             }
         }
     }
@@ -112,8 +112,11 @@ impl Shared {
 
     /// Gives back the holds of dropped proxies.
     fn drain_pending(&self, st: &mut Store) {
-        // Relaxed: a release that races with this check is handled at the next step.
-        if !self.has_pending.swap(false, Ordering::Relaxed) {
+        // Relaxed: a release that races with this check is handled at the next step. A plain
+        // load first: the swap is a locked instruction, and this runs on every step.
+        if !self.has_pending.load(Ordering::Relaxed)
+            || !self.has_pending.swap(false, Ordering::Relaxed)
+        {
             return;
         }
         let list = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
