@@ -68,15 +68,21 @@ def list_remove(lst: List, v: Any) -> None:
 
 
 def list_sort(lst: List, key: Any, reverse: bool) -> None:
-    while True:
+    # Sorts a snapshot (key functions and comparisons run with no lock held), then reorders
+    # the stored list in one change if nothing changed it meanwhile. A list changed by the
+    # sort's own key or comparisons raises ValueError, as list.sort does; a change by another
+    # process or thread only makes the sort start again.
+    for _ in range(_SORT_ATTEMPTS):
         items, version = lst._snapshot()
         keys = items if key is None else [key(x) for x in items]
+        # sorted() with reverse=True keeps equal items in their original order, as list.sort.
         order = sorted(range(len(items)), key=keys.__getitem__, reverse=reverse)
-        if reverse:
-            # sorted(reverse=True) keeps equal items in their original order, as list.sort.
-            pass
         if lst._permute_if(version, order):
             return
+    raise ValueError("list modified during sort")
+
+
+_SORT_ATTEMPTS = 3
 
 
 def list_repr(lst: List) -> str:

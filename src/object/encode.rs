@@ -163,6 +163,29 @@ impl Store {
         Ok((word[root], items))
     }
 
+    /// Writes container tree `t` as a container that no value refers to: it lives while a
+    /// held set names it (the caller holds it in this op), on the orphan list like any
+    /// container whose last reference went. For copies that are not linked anywhere yet.
+    pub fn create_unlinked(&mut self, t: &Tree) -> Result<u64> {
+        if !t.node(t.root).is_container() {
+            return Err(Error::Corrupt {
+                what: "value tree: an unlinked value must be a container".into(),
+                offset: 0,
+            });
+        }
+        let c = self.encode(t)?;
+        let rc = self.get(c + container::REFCNT)?;
+        self.put(c + container::REFCNT, rc - 1)?;
+        if rc == 1 {
+            let first = self.get(words::ORPHANS)?;
+            let head = self.get(c)?;
+            self.put(c + container::ORPHAN_NEXT, first)?;
+            self.put(c, head | container::ORPHAN_FLAG)?;
+            self.put(words::ORPHANS, c)?;
+        }
+        Ok(c)
+    }
+
     /// The word of a scalar node (allocating a block when it does not fit in the word).
     pub(super) fn encode_scalar(&mut self, node: &Node) -> Result<u64> {
         Ok(match node {

@@ -152,6 +152,22 @@ impl List {
         ))
     }
 
+    /// As list.__init__: replaces the contents with `iterable`'s items, in one change.
+    #[pyo3(signature = (iterable=None))]
+    fn __init__(&self, py: Python<'_>, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut keep = Keep::default();
+        let empty = PyTuple::empty(py);
+        let values = iterable.unwrap_or(empty.as_any());
+        let t = self.tree_items(py, values, &mut keep)?;
+        self.shared.write(py, |st| {
+            let ws = st.encode_items(&t).map_err(map)?;
+            keep.bind(py, st, &self.shared)?;
+            let len = st.list_len(self.off).map_err(map)?;
+            st.list_splice(self.off, 0, len, &ws).map_err(map)?;
+            Ok(())
+        })
+    }
+
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self
             .shared
@@ -948,8 +964,21 @@ impl Dict {
             .getattr("dict_update")?
             .call1((slf, args, kwargs))
     }
-    fn copy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        ops(slf.py())?.getattr("dict_copy")?.call1((slf,))
+    /// A shallow copy in the same store (a persist.Dict that nothing refers to until it is
+    /// stored somewhere; nested containers are shared, as dict.copy shares them).
+    fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (ks, vs, _) = self._snapshot(py)?;
+        let plain = pyo3::types::PyDict::new(py);
+        for (k, v) in ks.iter().zip(vs.iter()) {
+            plain.set_item(k, v)?;
+        }
+        let mut keep = Keep::default();
+        let t = to_tree(plain.as_any(), &self.shared, &mut keep)?;
+        let shared = self.shared.clone();
+        self.shared.write(py, |st| {
+            let c = st.create_unlinked(&t).map_err(map)?;
+            new_dict(py, st, &shared, c)
+        })
     }
     fn __repr__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("dict_repr")?.call1((slf,))
