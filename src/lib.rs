@@ -13,6 +13,9 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 pub mod heap;
+// The object layer runs on the real mapping only; its atomic protocols (the writer word, the
+// sequence, the held-set handshake) are argued in FORMAT.md §10 and not modelled in loom yet.
+#[cfg(not(loom))]
 pub mod object;
 pub mod page;
 pub mod region;
