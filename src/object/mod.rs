@@ -662,7 +662,9 @@ impl Store {
         // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
         // never frees twice.
         self.set_log_len(0)?;
-        self.op.logged.clear();
+        if !self.op.logged.is_empty() {
+            self.op.logged.clear();
+        }
         self.op.floor = 0;
         self.release_all(releases)
     }

@@ -209,7 +209,10 @@ impl Shared {
                 match st.begin_op(tid) {
                     Ok(()) => {
                         let r = f(st);
-                        if r.is_ok() && self.collect.swap(false, Ordering::Relaxed) {
+                        if r.is_ok()
+                            && self.collect.load(Ordering::Relaxed)
+                            && self.collect.swap(false, Ordering::Relaxed)
+                        {
                             if let Err(e) = st.collect_orphans() {
                                 let _ = st.end_op(false);
                                 return Err(errors::map_object(e));
