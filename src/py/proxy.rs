@@ -183,7 +183,7 @@ impl List {
         py: Python<'py>,
         i: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         if let Ok(s) = i.cast::<PySlice>() {
             return self.shared.read(py, |st| {
                 let len = st.list_len(self.off).map_err(map)?;
@@ -347,7 +347,7 @@ impl List {
             Some(i) => ssize_arg(i)?,
             None => -1,
         };
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.write(py, |st| {
             let len = st.list_len(self.off).map_err(map)?;
             if len == 0 {
@@ -377,7 +377,7 @@ impl List {
 
     /// (items as a plain list, version): the basis of check-then-act helpers.
     fn _snapshot<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyList>, u64)> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.read(py, |st| {
             let ws = st.list_words(self.off).map_err(map)?;
             let v = st.version(self.off).map_err(map)?;
@@ -443,17 +443,17 @@ impl List {
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self._store().lock_excl_impl(py, timeout)
+        super::store::lock_excl(&self.shared, py, timeout)
     }
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self._store().lock_shared_impl(py, timeout)
+        super::store::lock_shared(&self.shared, py, timeout)
     }
 
     fn unlock(&self) -> PyResult<()> {
-        self._store().unlock_impl()
+        super::store::unlock(&self.shared)
     }
 
     // Everything that runs Python code lives in _ops.py.
@@ -761,7 +761,7 @@ impl Dict {
         let Some(kt) = key_tree(k)? else {
             return missing();
         };
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         let r = self.shared.write(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             match st.dict_del(self.off, &kt, kt.root, h).map_err(map)? {
@@ -776,7 +776,7 @@ impl Dict {
     }
 
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared
             .write(py, |st| match st.dict_popitem(self.off).map_err(map)? {
                 Some((kw, vw)) => {
@@ -804,7 +804,7 @@ impl Dict {
         };
         let mut keep = Keep::default();
         let vt = to_tree(&default, &self.shared, &mut keep)?;
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.write(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             if let Some(w) = st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {
@@ -857,7 +857,7 @@ impl Dict {
         &self,
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, u64)> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.read(py, |st| {
             let items = st.dict_items(self.off).map_err(map)?;
             let v = st.version(self.off).map_err(map)?;
@@ -878,7 +878,7 @@ impl Dict {
         pos: u64,
         want: u8,
     ) -> PyResult<Option<(u64, Bound<'py, PyAny>, u64)>> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.read(py, |st| {
             let len = st.dict_len(self.off).map_err(map)?;
             match st.dict_next(self.off, pos).map_err(map)? {
@@ -901,7 +901,7 @@ impl Dict {
 
     /// The class name stored with a user object (None for a plain dict).
     fn _class_name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.read(py, |st| {
             if st.block_kind(self.off).map_err(map)? != kind::OBJECT {
                 return Ok(None);
@@ -926,17 +926,17 @@ impl Dict {
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self._store().lock_excl_impl(py, timeout)
+        super::store::lock_excl(&self.shared, py, timeout)
     }
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self._store().lock_shared_impl(py, timeout)
+        super::store::lock_shared(&self.shared, py, timeout)
     }
 
     fn unlock(&self) -> PyResult<()> {
-        self._store().unlock_impl()
+        super::store::unlock(&self.shared)
     }
 
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -974,7 +974,7 @@ impl Dict {
         }
         let mut keep = Keep::default();
         let t = to_tree(plain.as_any(), &self.shared, &mut keep)?;
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.write(py, |st| {
             let c = st.create_unlinked(&t).map_err(map)?;
             new_dict(py, st, &shared, c)
@@ -1027,7 +1027,7 @@ impl Dict {
         let Some(kt) = key_tree(k)? else {
             return Ok(None);
         };
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.shared.read(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             match st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {

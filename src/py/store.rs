@@ -351,22 +351,22 @@ pub(crate) struct StoreCore {
     pub shared: Arc<Shared>,
 }
 
-impl StoreCore {
-    pub(crate) fn lock_excl_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let tid = thread_id();
-        self.shared.blocking(py, timeout, |st| st.lock_excl(tid))
-    }
+/// lockExcl for the calling thread (the proxies' and the store's).
+pub(crate) fn lock_excl(shared: &Shared, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+    let tid = thread_id();
+    shared.blocking(py, timeout, |st| st.lock_excl(tid))
+}
 
-    pub(crate) fn lock_shared_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let tid = thread_id();
-        self.shared.blocking(py, timeout, |st| st.lock_shared(tid))
-    }
+/// lockShared for the calling thread.
+pub(crate) fn lock_shared(shared: &Shared, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+    let tid = thread_id();
+    shared.blocking(py, timeout, |st| st.lock_shared(tid))
+}
 
-    pub(crate) fn unlock_impl(&self) -> PyResult<()> {
-        let tid = thread_id();
-        self.shared
-            .with(|st| st.unlock(tid).map_err(errors::map_object))
-    }
+/// unlock for the calling thread.
+pub(crate) fn unlock(shared: &Shared) -> PyResult<()> {
+    let tid = thread_id();
+    shared.with(|st| st.unlock(tid).map_err(errors::map_object))
 }
 
 #[pymethods]
@@ -410,16 +410,16 @@ impl StoreCore {
 
     #[pyo3(signature = (timeout=None))]
     fn lock_excl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self.lock_excl_impl(py, timeout)
+        lock_excl(&self.shared, py, timeout)
     }
 
     #[pyo3(signature = (timeout=None))]
     fn lock_shared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        self.lock_shared_impl(py, timeout)
+        lock_shared(&self.shared, py, timeout)
     }
 
     fn unlock(&self) -> PyResult<()> {
-        self.unlock_impl()
+        unlock(&self.shared)
     }
 
     /// "excl", "shared" or None: what the calling thread holds.
