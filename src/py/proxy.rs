@@ -200,7 +200,7 @@ impl List {
                     }
                     v
                 };
-                Ok(words_to_list(py, st, &shared, &ws)?.into_any())
+                Ok(words_to_list(py, st, shared, &ws)?.into_any())
             });
         }
         let i: isize = index_arg(i, "list")?;
@@ -208,7 +208,7 @@ impl List {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list")?;
             let w = st.list_get(self.off, j).map_err(map)?.unwrap_or(0);
-            to_py(py, st, &shared, w)
+            to_py(py, st, shared, w)
         })
     }
 
@@ -356,7 +356,7 @@ impl List {
             let j = index(i, len, "pop")?;
             let removed = st.list_splice(self.off, j, j + 1, &[]).map_err(map)?;
             // Decode before the op commits (the value is released then).
-            to_py(py, st, &shared, removed[0])
+            to_py(py, st, shared, removed[0])
         })
     }
 
@@ -381,7 +381,7 @@ impl List {
         self.shared.read(py, |st| {
             let ws = st.list_words(self.off).map_err(map)?;
             let v = st.version(self.off).map_err(map)?;
-            Ok((words_to_list(py, st, &shared, &ws)?, v))
+            Ok((words_to_list(py, st, shared, &ws)?, v))
         })
     }
 
@@ -765,7 +765,7 @@ impl Dict {
         let r = self.shared.write(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             match st.dict_del(self.off, &kt, kt.root, h).map_err(map)? {
-                Some((_, vw)) => Ok(Some(to_py(py, st, &shared, vw)?)),
+                Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
                 None => Ok(None),
             }
         })?;
@@ -780,8 +780,8 @@ impl Dict {
         self.shared
             .write(py, |st| match st.dict_popitem(self.off).map_err(map)? {
                 Some((kw, vw)) => {
-                    let k = to_py(py, st, &shared, kw)?;
-                    let v = to_py(py, st, &shared, vw)?;
+                    let k = to_py(py, st, shared, kw)?;
+                    let v = to_py(py, st, shared, vw)?;
                     Ok(PyTuple::new(py, [k, v])?.into_any())
                 }
                 None => Err(PyKeyError::new_err("popitem(): dictionary is empty")),
@@ -808,12 +808,12 @@ impl Dict {
         self.shared.write(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             if let Some(w) = st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {
-                return to_py(py, st, &shared, w);
+                return to_py(py, st, shared, w);
             }
             let w = st.encode(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.dict_set(self.off, &kt, kt.root, h, w).map_err(map)?;
-            to_py(py, st, &shared, w)
+            to_py(py, st, shared, w)
         })
     }
 
@@ -864,8 +864,8 @@ impl Dict {
             let ks: Vec<u64> = items.iter().map(|p| p.0).collect();
             let vs: Vec<u64> = items.iter().map(|p| p.1).collect();
             Ok((
-                words_to_list(py, st, &shared, &ks)?,
-                words_to_list(py, st, &shared, &vs)?,
+                words_to_list(py, st, shared, &ks)?,
+                words_to_list(py, st, shared, &vs)?,
                 v,
             ))
         })
@@ -885,11 +885,11 @@ impl Dict {
                 None => Ok(None),
                 Some((e, kw, vw)) => {
                     let o = match want {
-                        0 => to_py(py, st, &shared, kw)?,
-                        1 => to_py(py, st, &shared, vw)?,
+                        0 => to_py(py, st, shared, kw)?,
+                        1 => to_py(py, st, shared, vw)?,
                         _ => PyTuple::new(
                             py,
-                            [to_py(py, st, &shared, kw)?, to_py(py, st, &shared, vw)?],
+                            [to_py(py, st, shared, kw)?, to_py(py, st, shared, vw)?],
                         )?
                         .into_any(),
                     };
@@ -907,7 +907,7 @@ impl Dict {
                 return Ok(None);
             }
             let cw = st.object_class(self.off).map_err(map)?;
-            Ok(Some(to_py(py, st, &shared, cw)?))
+            Ok(Some(to_py(py, st, shared, cw)?))
         })
     }
 
@@ -977,7 +977,7 @@ impl Dict {
         let shared = &self.shared;
         self.shared.write(py, |st| {
             let c = st.create_unlinked(&t).map_err(map)?;
-            new_dict(py, st, &shared, c)
+            new_dict(py, st, shared, c)
         })
     }
     fn __repr__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -1031,7 +1031,7 @@ impl Dict {
         self.shared.read(py, |st| {
             let h = st.hash_node(&kt, kt.root).map_err(map)?;
             match st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {
-                Some(w) => Ok(Some(to_py(py, st, &shared, w)?)),
+                Some(w) => Ok(Some(to_py(py, st, shared, w)?)),
                 None => Ok(None),
             }
         })
