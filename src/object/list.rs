@@ -126,8 +126,8 @@ impl Store {
         if need > cap {
             let new_cap = need.max(cap + cap / 2 + 4).max(4);
             let b = self.new_items(new_cap)?;
-            for i in 0..len {
-                self.init(b + 8 + 8 * i, self.get(items + 8 + 8 * i)?)?;
+            if len > 0 {
+                self.copy_words(items + 8, b + 8, len)?;
             }
             for (k, &w) in ws.iter().enumerate() {
                 self.init(b + 8 + 8 * (len + k as u64), w)?;

@@ -324,6 +324,27 @@ impl Store {
         Ok(())
     }
 
+    /// Copies `n` words from `src` to `dst`, a block allocated in this op and not linked yet
+    /// (growing a list: one copy instead of a checked load and store per word).
+    fn copy_words(&self, src: u64, dst: u64, n: u64) -> Result<()> {
+        let len = n
+            .checked_mul(8)
+            .ok_or_else(|| Error::TooLarge("copy too large".into()))?;
+        let from = self.bytes_ptr(src, len)?;
+        let to = self.bytes_ptr(dst, len)?;
+        if src.max(dst) < src.min(dst) + len {
+            return Err(Error::Corrupt {
+                what: "overlapping blocks".into(),
+                offset: dst,
+            });
+        }
+        // SAFETY: both ranges lie inside the mapping (checked) and do not overlap (checked).
+        // `dst` belongs to a block this op allocated and has not linked, so no one else
+        // writes it; `src` is only changed by the writer, which is this op.
+        unsafe { std::ptr::copy_nonoverlapping(from, to, len as usize) };
+        Ok(())
+    }
+
     /// Raw bytes of the store, checked.
     fn bytes_ptr(&self, off: u64, len: u64) -> Result<*mut u8> {
         Ok(self.mem().bytes(off, len)?)
