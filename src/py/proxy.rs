@@ -220,6 +220,8 @@ impl List {
     ) -> PyResult<()> {
         let mut keep = Keep::default();
         if let Ok(s) = i.cast::<PySlice>() {
+            // As list: a zero step is refused before the value is looked at.
+            s.indices(0)?;
             let t = self.tree_items(py, v, &mut keep)?;
             let n_new = match t.node(t.root) {
                 object::tree::Node::List(r) => (r.end - r.start) as usize,

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     waiting: AtomicUsize,
     /// Containers whose proxies were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<u64>>,
+    /// The thread inside a step (holding `store`), or 0.
+    step_owner: AtomicU64,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
     has_pending: AtomicBool,
     /// Orphans may be collectable: the next change collects them.
@@ -62,6 +64,7 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
+            step_owner: AtomicU64::new(0),
             collect: AtomicBool::new(false),
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             path,
@@ -74,7 +77,9 @@ impl Shared {
     /// the child attaches as a participant of its own and holds again what its proxies hold.
     /// The inherited handle is forgotten, not closed: closing it would detach the parent.
     fn reattach_in_child(&self) -> Result<(), object::Error> {
-        let mut g = self.guard();
+        let mut g = self
+            .guard()
+            .map_err(|e| object::Error::LockUsage(e.to_string()))?;
         let Some(old) = g.take() else { return Ok(()) };
         let held = old.held_containers();
         std::mem::forget(old);
@@ -91,23 +96,41 @@ impl Shared {
 
     /// The store, for one step. Callers hold the GIL. Never block on the mutex with the GIL
     /// held: the holder may be running Python code (a finalizer run by the garbage collector
-    /// while it builds objects) and need the GIL back to finish.
-    fn guard(&self) -> MutexGuard<'_, Option<Store>> {
+    /// while it builds objects) and need the GIL back to finish. A thread that already holds
+    /// the mutex (Python code it ran called back into the store) gets an error, not a hang.
+    fn guard(&self) -> PyResult<StoreGuard<'_>> {
+        let me = thread_id();
         loop {
-            match self.store.try_lock() {
-                Ok(g) => return g,
+            let g = match self.store.try_lock() {
+                Ok(g) => g,
                 // A panic inside a step leaves the mutex poisoned; the store's own state is
                 // protected by its undo log, so go on.
-                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
-                    Python::attach(|py| py.detach(|| std::thread::sleep(Duration::from_micros(20))))
+                    // Relaxed: only compared with this thread's own id, which only this thread
+                    // stores.
+                    if self.step_owner.load(Ordering::Relaxed) == me {
+                        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                            "persist was called back while a store operation was running in \
+                             the same thread (from a finalizer?)",
+                        ));
+                    }
+                    Python::attach(|py| {
+                        py.detach(|| std::thread::sleep(Duration::from_micros(20)))
+                    });
+                    continue;
                 }
-            }
+            };
+            self.step_owner.store(me, Ordering::Relaxed);
+            return Ok(StoreGuard {
+                g,
+                owner: &self.step_owner,
+            });
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.guard().is_none()
+        self.guard().is_ok_and(|g| g.is_none())
     }
 
     /// Gives back the holds of dropped proxies.
@@ -203,7 +226,7 @@ impl Shared {
         let mut since = None;
         loop {
             let busy = {
-                let mut g = self.guard();
+                let mut g = self.guard()?;
                 let st = g.as_mut().ok_or_else(closed_err)?;
                 self.drain_pending(st);
                 match st.begin_op(tid) {
@@ -244,7 +267,7 @@ impl Shared {
         let mut since = None;
         loop {
             let (result, busy) = {
-                let mut g = self.guard();
+                let mut g = self.guard()?;
                 let st = g.as_mut().ok_or_else(closed_err)?;
                 self.drain_pending(st);
                 match st.read_begin(tid) {
@@ -291,7 +314,7 @@ impl Shared {
         let mut since = None;
         loop {
             let busy = {
-                let mut g = self.guard();
+                let mut g = self.guard()?;
                 let st = g.as_mut().ok_or_else(closed_err)?;
                 self.drain_pending(st);
                 match f(st) {
@@ -306,14 +329,14 @@ impl Shared {
 
     /// A step that needs the store open but no lock.
     pub fn with<T>(&self, f: impl FnOnce(&mut Store) -> PyResult<T>) -> PyResult<T> {
-        let mut g = self.guard();
+        let mut g = self.guard()?;
         let st = g.as_mut().ok_or_else(closed_err)?;
         f(st)
     }
 
     /// Closes the store: rolls back an open lockExcl section, detaches. Harmless twice.
     pub fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let st = self.guard().take();
+        let st = self.guard()?.take();
         let Some(st) = st else { return Ok(()) };
         // Waiters registered before the store left the mutex wake within one slice.
         py.detach(|| {
@@ -322,6 +345,32 @@ impl Shared {
             }
         });
         st.close().map_err(errors::map_object)
+    }
+}
+
+/// The store mutex held for one step; remembers which thread holds it.
+struct StoreGuard<'a> {
+    g: MutexGuard<'a, Option<Store>>,
+    owner: &'a AtomicU64,
+}
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Option<Store>;
+    fn deref(&self) -> &Option<Store> {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Store> {
+        &mut self.g
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        // Before the mutex itself is released (fields drop after this).
+        self.owner.store(0, Ordering::Relaxed);
     }
 }
 
