@@ -434,14 +434,7 @@ impl Store {
         let mut perturb = h;
         for _ in 0..d.nbuckets {
             if self.get(d.bucket(i))? == e + 1 {
-                let kv = self.delete_entry(c, &d, i, e)?;
-                // Trailing deleted entries can be reused by the next insert.
-                let mut n = e;
-                while n > 0 && self.entry(&d, n - 1)?.1 == value::EMPTY {
-                    n -= 1;
-                }
-                let _ = n;
-                return Ok(Some(kv));
+                return Ok(Some(self.delete_entry(c, &d, i, e)?));
             }
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;

@@ -6,7 +6,7 @@
 //! many words (an insert near the front of a long list, a sort, a slice assignment) writes a
 //! new items block and swaps it in, logging one word, and frees the old block at commit.
 
-use super::encode::{Release, LIST_BYTES, L_CAP, L_ITEMS, L_LEN};
+use super::encode::{L_CAP, L_ITEMS, L_LEN};
 use super::value::{self, kind};
 use super::{Error, Result, Store};
 
@@ -118,7 +118,7 @@ impl Store {
         if ws.is_empty() {
             return Ok(());
         }
-        let (mut items, len, mut cap) = self.list_parts(c)?;
+        let (items, len, cap) = self.list_parts(c)?;
         let n = ws.len() as u64;
         let need = len
             .checked_add(n)
@@ -137,9 +137,6 @@ impl Store {
             }
             self.put(c + L_ITEMS, b)?;
             self.put(c + L_CAP, new_cap)?;
-            items = b;
-            cap = new_cap;
-            let _ = (items, cap);
         } else {
             for (k, &w) in ws.iter().enumerate() {
                 self.put(items + 8 + 8 * (len + k as u64), w)?;
@@ -187,7 +184,7 @@ impl Store {
             plan.extend((0..start).map(Item::Old));
             plan.extend(ws.iter().map(|&w| Item::New(w)));
             plan.extend((stop..len).map(Item::Old));
-            self.rebuild_unchecked(c, items, len, &plan, false)?;
+            self.rebuild_unchecked(c, items, len, &plan)?;
         }
         for &w in &removed {
             self.release_at_commit(w)?;
@@ -216,18 +213,11 @@ impl Store {
                 self.release_at_commit(w)?;
             }
         }
-        self.rebuild_unchecked(c, items, len, plan, true)?;
+        self.rebuild_unchecked(c, items, len, plan)?;
         self.bump_version(c)
     }
 
-    fn rebuild_unchecked(
-        &mut self,
-        c: u64,
-        items: u64,
-        len: u64,
-        plan: &[Item],
-        _checked: bool,
-    ) -> Result<()> {
+    fn rebuild_unchecked(&mut self, c: u64, items: u64, len: u64, plan: &[Item]) -> Result<()> {
         let new_len = plan.len() as u64;
         if new_len == 0 {
             if items != 0 {
@@ -273,6 +263,3 @@ pub(super) fn corrupt(what: &str, offset: u64) -> Error {
         offset,
     }
 }
-
-const _: u64 = LIST_BYTES;
-const _: Release = Release::Block(0);

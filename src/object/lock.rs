@@ -16,7 +16,7 @@
 //! under the writer word, logged in the undo log, so a holder killed between the two stores is
 //! rolled back to a consistent pair.
 
-use super::{log, slot_words, Error, ReadToken, Result, Store};
+use super::{slot_words, Error, ReadToken, Result, Store};
 use crate::region::Mapping;
 use crate::sync::{fence, futex, AtomicU64, Ordering, WordStore};
 use std::collections::HashMap;
@@ -125,18 +125,20 @@ impl LockWords {
         }
     }
 
+    fn waiter(&self) -> Waiter {
+        Waiter {
+            writer: self.writer,
+            seq: self.seq,
+            shared: self.shared,
+            waiters: self.waiters,
+        }
+    }
+
     /// Sleeps until the word named by `busy` may have changed, or `timeout` passes.
     pub fn wait(&self, busy: Busy, timeout: Duration) {
-        let (word, seen) = match busy {
-            Busy::Writer(v) => (self.writer, v),
-            Busy::Shared(v) => (self.shared, v),
-            Busy::Seq(v) => (self.seq, v),
-        };
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        if word.load(Ordering::SeqCst) == seen {
-            futex::wait(word, seen as u32, timeout);
-        }
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: these words belong to the store that owns `self`, which is open while
+        // `self` exists.
+        unsafe { self.waiter().wait(busy, timeout) }
     }
 }
 
@@ -161,12 +163,7 @@ impl Store {
     /// A handle for waiting without borrowing the store (the layer above waits with its own
     /// locks released). Valid while the store is open.
     pub fn waiter(&self) -> Waiter {
-        Waiter {
-            writer: self.lock.writer,
-            seq: self.lock.seq,
-            shared: self.lock.shared,
-            waiters: self.lock.waiters,
-        }
+        self.lock.waiter()
     }
 
     fn local_busy(&self) -> Busy {
@@ -185,11 +182,20 @@ impl Store {
             }
             return Err(Error::Busy(self.local_busy()));
         }
+        self.start_writing(
+            thread,
+            "cannot change the store while holding lockShared (unlock first, or use lockExcl)",
+        )?;
+        self.locks.marks.push(0);
+        Ok(())
+    }
+
+    /// Becomes the writer for `thread`, which holds no lockExcl: refused with `usage` if the
+    /// thread holds lockShared, `Busy` while other lockShared holds or the writer word stand in
+    /// the way. Then the sequence is odd.
+    fn start_writing(&mut self, thread: u64, usage: &str) -> Result<()> {
         if self.locks.shared.contains_key(&thread) {
-            return Err(Error::LockUsage(
-                "cannot change the store while holding lockShared (unlock first, or use lockExcl)"
-                    .into(),
-            ));
+            return Err(Error::LockUsage(usage.into()));
         }
         if !self.locks.shared.is_empty() {
             return Err(Error::Busy(Busy::Shared(
@@ -199,7 +205,6 @@ impl Store {
         self.take_writer()?;
         self.lock.seq_begin();
         self.op.writing = true;
-        self.locks.marks.push(0);
         Ok(())
     }
 
@@ -249,21 +254,10 @@ impl Store {
             }
             return Err(Error::Busy(self.local_busy()));
         }
-        if self.locks.shared.contains_key(&thread) {
-            return Err(Error::LockUsage(
-                "lockExcl while holding lockShared: a shared lock is never upgraded (unlock it \
-                 first)"
-                    .into(),
-            ));
-        }
-        if !self.locks.shared.is_empty() {
-            return Err(Error::Busy(Busy::Shared(
-                self.lock.shared.load(Ordering::Relaxed),
-            )));
-        }
-        self.take_writer()?;
-        self.lock.seq_begin();
-        self.op.writing = true;
+        self.start_writing(
+            thread,
+            "lockExcl while holding lockShared: a shared lock is never upgraded (unlock it first)",
+        )?;
         self.locks.excl = Some((thread, 1));
         self.locks.marks.clear();
         Ok(())
@@ -361,16 +355,16 @@ impl Store {
 
     /// Releases every shared hold of this process (at close).
     pub(super) fn drop_shared_holds(&mut self) -> Result<()> {
-        let n: u32 = self.locks.shared.values().sum();
+        if self.locks.shared.is_empty() {
+            return Ok(());
+        }
         self.locks.shared.clear();
-        for _ in 0..n.min(1) {
-            // One slot count covers all of this process's threads: give all back at once.
-            let t = self.attached.region().table(&super::NoLiveness);
-            let mine = t.word_offset(self.slot, slot_words::SHARED);
-            let count = self.lock_mem().load(mine, Ordering::SeqCst)?;
-            for _ in 0..count {
-                self.release_shared_hold()?;
-            }
+        // The slot's count covers all of this process's threads: give every hold back.
+        let t = self.attached.region().table(&super::NoLiveness);
+        let mine = t.word_offset(self.slot, slot_words::SHARED);
+        let count = self.lock_mem().load(mine, Ordering::SeqCst)?;
+        for _ in 0..count {
+            self.release_shared_hold()?;
         }
         Ok(())
     }
@@ -466,6 +460,3 @@ impl Waiter {
 
 /// Checks of the lock word before a waiter sleeps in the kernel.
 const SPINS: u32 = 64;
-
-// Silence "unused" for log tags referenced only through `super::log` in other files.
-const _: u64 = log::T_LOCK_WORD;

@@ -214,12 +214,12 @@ impl Store {
     /// dict if this is the first open of a new store.
     pub fn open(path: &Path) -> Result<Store> {
         let attached = Box::new(Attached::open_with(path, Box::new(recovery::recover_slot))?);
-        // SAFETY: `attached` is boxed (its address never changes) and is dropped after `heap`
-        // and `lock` (field order), which are the only borrows of it that outlive this call.
         let heap: Heap<'static, Mapping, AttachLiveness> =
+            // SAFETY: `attached` is boxed (its address never changes) and is dropped after
+            // `heap` and `lock` (field order), the only borrows of it that outlive this call.
             unsafe { std::mem::transmute(attached.heap()) };
-        // SAFETY: as above: the lock file mapping lives inside `attached`.
         let lock_words: &'static Mapping =
+            // SAFETY: as above: the lock file mapping lives inside `attached`.
             unsafe { &*(attached.region().lock_words() as *const Mapping) };
         let slot = attached.slot();
         let generation = attached

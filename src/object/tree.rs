@@ -76,6 +76,14 @@ impl<'a> Tree<'a> {
         &self.children[r.start as usize..r.end as usize]
     }
 
+    /// Pushes a node with `k` children slots (filled in later through `children[start + j]`):
+    /// returns the node's index and `start`.
+    pub fn push_parent(&mut self, k: u32, make: impl FnOnce(Range<u32>) -> Node<'a>) -> (u32, u32) {
+        let start = self.children.len() as u32;
+        self.children.extend(std::iter::repeat_n(0, k as usize));
+        (self.push(make(start..start + k)), start)
+    }
+
     pub fn push(&mut self, n: Node<'a>) -> u32 {
         self.nodes.push(n);
         (self.nodes.len() - 1) as u32

@@ -118,10 +118,7 @@ fn key_into<'py>(o: &Bound<'py, PyAny>, t: &mut Tree<'py>) -> PyResult<bool> {
             let idx = if let Some(n) = scalar_node(&x)? {
                 t.push(n)
             } else if let Ok(tup) = x.cast::<PyTuple>() {
-                let start = t.children.len() as u32;
-                let k = tup.len() as u32;
-                t.children.extend(std::iter::repeat_n(0, k as usize));
-                let i = t.push(Node::Tuple(start..start + k));
+                let (i, start) = t.push_parent(tup.len() as u32, Node::Tuple);
                 for (j, item) in tup.iter().enumerate().rev() {
                     stack.push((item, Some(start as usize + j)));
                 }
@@ -212,10 +209,7 @@ pub(crate) fn to_tree<'py>(
         let idx = if let Some(n) = scalar_node(&x)? {
             t.push(n)
         } else if let Ok(tup) = x.cast::<PyTuple>() {
-            let start = t.children.len() as u32;
-            let k = tup.len() as u32;
-            t.children.extend(std::iter::repeat_n(0, k as usize));
-            let i = t.push(Node::Tuple(start..start + k));
+            let (i, start) = t.push_parent(tup.len() as u32, Node::Tuple);
             for (j, item) in tup.iter().enumerate().rev() {
                 stack.push((item, Some(start as usize + j), is_key));
             }
@@ -246,11 +240,8 @@ pub(crate) fn to_tree<'py>(
                 continue;
             }
         } else if let Ok(l) = x.cast::<PyList>() {
-            let start = t.children.len() as u32;
             let items: Vec<Bound<'py, PyAny>> = l.iter().collect();
-            let k = items.len() as u32;
-            t.children.extend(std::iter::repeat_n(0, k as usize));
-            let i = t.push(Node::List(start..start + k));
+            let (i, start) = t.push_parent(items.len() as u32, Node::List);
             memo.insert(x.as_ptr() as usize, i);
             for (j, item) in items.into_iter().enumerate().rev() {
                 stack.push((item, Some(start as usize + j), false));
@@ -302,14 +293,11 @@ fn push_pairs<'py>(
     d: &Bound<'py, PyDict>,
     class: Option<String>,
 ) -> PyResult<u32> {
-    let start = t.children.len() as u32;
     let pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = d.iter().collect();
-    let k = 2 * pairs.len() as u32;
-    t.children.extend(std::iter::repeat_n(0, k as usize));
-    let i = match class {
-        Some(c) => t.push(Node::Object(c, start..start + k)),
-        None => t.push(Node::Dict(start..start + k)),
-    };
+    let (i, start) = t.push_parent(2 * pairs.len() as u32, |r| match class {
+        Some(c) => Node::Object(c, r),
+        None => Node::Dict(r),
+    });
     for (j, (key, v)) in pairs.into_iter().enumerate().rev() {
         stack.push((v, Some(start as usize + 2 * j + 1), false));
         stack.push((key, Some(start as usize + 2 * j), true));
