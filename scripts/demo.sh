@@ -4,7 +4,7 @@
 #
 #   bash scripts/demo.sh
 #
-# Needs Rust (cargo) and CPython >= 3.9 with pip; the venv is .venv-test, shared with
+# Needs Rust (cargo) and CPython >= 3.10 with pip; the venv is .venv-test, shared with
 # scripts/test-all.sh (PERSIST_TEST_VENV picks another).
 set -euo pipefail
 

@@ -4,7 +4,7 @@
 #   bash scripts/test-all.sh
 #
 # Meant for a fresh Debian machine (as CI runs it, through .ci/run): it needs Rust with
-# cargo (cargo-nextest if present) and CPython >= 3.9 with pip, and installs the rest itself
+# cargo (cargo-nextest if present) and CPython >= 3.10 with pip, and installs the rest itself
 # into a virtual environment at .venv-test (maturin, pytest and the other packages of the
 # `test` dependency group in pyproject.toml). The venv is kept between runs.
 #

@@ -1,5 +1,6 @@
 //! The object layer on a real store file: values, lists, dicts, undo, reclamation, check, gc.
 
+use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
 use persist::object::{value, Store};
 
@@ -9,22 +10,22 @@ fn key(s: &str) -> Tree<'_> {
     Tree::scalar(Node::Str(s.as_bytes().into()))
 }
 
-fn hash(st: &Store, t: &Tree) -> u64 {
-    st.hash_node(t, t.root).unwrap()
+fn k<'t, 'a>(t: &'t Tree<'a>) -> Key<'t, 'a> {
+    Key::new(t, t.root).unwrap()
 }
 
 fn set(st: &mut Store, d: u64, k: &str, v: &Tree) {
     st.begin_op(T).unwrap();
     let w = st.encode(v).unwrap();
     let kt = key(k);
-    let h = hash(st, &kt);
-    st.dict_set(d, &kt, 0, h, w).unwrap();
+    st.dict_set(d, &self::k(&kt), w, &mut NO_HINT.clone())
+        .unwrap();
     st.end_op(true).unwrap();
 }
 
 fn get(st: &Store, d: u64, k: &str) -> Option<u64> {
     let kt = key(k);
-    st.dict_get(d, &kt, 0, hash(st, &kt)).unwrap()
+    st.dict_get(d, &self::k(&kt), &mut NO_HINT.clone()).unwrap()
 }
 
 fn list_of_ints(n: i64) -> Tree<'static> {
@@ -58,12 +59,13 @@ fn dict_set_get_overwrite_delete_and_check() {
     // 1, 1.0 and True are one key.
     st.begin_op(T).unwrap();
     let one = Tree::scalar(Node::Int(1));
-    let h1 = hash(&st, &one);
-    st.dict_set(root, &one, 0, h1, value::NONE).unwrap();
+    st.dict_set(root, &k(&one), value::NONE, &mut NO_HINT.clone())
+        .unwrap();
     let f = Tree::scalar(Node::Float(1.0));
-    let hf = hash(&st, &f);
-    assert_eq!(h1, hf);
-    assert!(!st.dict_set(root, &f, 0, hf, value::TRUE).unwrap());
+    assert_eq!(k(&one).hash, k(&f).hash);
+    assert!(!st
+        .dict_set(root, &k(&f), value::TRUE, &mut NO_HINT.clone())
+        .unwrap());
     st.end_op(true).unwrap();
     assert_eq!(st.dict_len(root).unwrap(), 1001);
     st.check(T).unwrap();
@@ -72,8 +74,7 @@ fn dict_set_get_overwrite_delete_and_check() {
     for i in (0..1000).step_by(2) {
         let name = format!("key{i:06}");
         let kt = key(&name);
-        let h = hash(&st, &kt);
-        assert!(st.dict_del(root, &kt, 0, h).unwrap().is_some());
+        assert!(st.dict_del(root, &k(&kt)).unwrap().is_some());
     }
     st.end_op(true).unwrap();
     assert_eq!(st.dict_len(root).unwrap(), 501);
@@ -144,8 +145,7 @@ fn gc_frees_an_unreachable_cycle() {
     st.check(T).unwrap();
     st.begin_op(T).unwrap();
     let kt = key("cyc");
-    let h = hash(&st, &kt);
-    st.dict_del(root, &kt, 0, h).unwrap();
+    st.dict_del(root, &k(&kt)).unwrap();
     st.end_op(true).unwrap();
     let r = st.check(T).unwrap();
     assert!(r.unreachable_blocks >= 3, "{r:?}");
@@ -166,8 +166,7 @@ fn a_held_container_outlives_its_last_reference() {
     st.hold(l).unwrap();
     st.begin_op(T).unwrap();
     let kt = key("l");
-    let h = hash(&st, &kt);
-    st.dict_del(root, &kt, 0, h).unwrap();
+    st.dict_del(root, &k(&kt)).unwrap();
     st.end_op(true).unwrap();
     // Still readable through the hold.
     assert_eq!(st.list_len(l).unwrap(), 3);

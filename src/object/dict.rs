@@ -98,6 +98,39 @@ fn float_num(f: f64) -> Num {
     }
 }
 
+/// A dict key as lookups use it: its stable hash, its value word when it is stored inline (a
+/// short str, a small int, None or a bool: the one form such a key is ever stored in), and
+/// otherwise its node in a tree.
+pub struct Key<'t, 'a> {
+    pub hash: u64,
+    inline: Option<u64>,
+    tree: Option<(&'t Tree<'a>, u32)>,
+}
+
+impl<'t, 'a> Key<'t, 'a> {
+    /// Key node `node` of `tree`.
+    pub fn new(tree: &'t Tree<'a>, node: u32) -> Result<Self> {
+        Ok(Key {
+            hash: super::encode::hash_node(tree, node)?,
+            inline: value::inline_word(tree.node(node)),
+            tree: Some((tree, node)),
+        })
+    }
+
+    /// The key whose inline value word is `w` (checked: None if `w` is not an inline word),
+    /// without building a tree (the fast path for str and int keys).
+    pub fn inline(w: u64) -> Option<Self> {
+        Some(Key {
+            hash: value::inline_hash(w)?,
+            inline: Some(w),
+            tree: None,
+        })
+    }
+}
+
+/// No lookup hint: `find_entry` probes.
+pub const NO_HINT: u64 = u64::MAX;
+
 impl Store {
     pub(super) fn dict_parts(&self, c: u64) -> Result<DictParts> {
         let table = self.get(c + D_TABLE)?;
@@ -195,11 +228,12 @@ impl Store {
         Ok(v)
     }
 
-    /// Finds key node `key` of `t` (hash `h`): (bucket index, entry index).
-    fn find(&self, d: &DictParts, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
+    /// Finds `key`: (bucket index, entry index).
+    fn find(&self, d: &DictParts, key: &Key) -> Result<Option<(u64, u64)>> {
         if d.table == 0 {
             return Ok(None);
         }
+        let h = key.hash;
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
@@ -217,7 +251,7 @@ impl Store {
                     ));
                 }
                 let (eh, kw, _) = d.entry_at(e)?;
-                if eh == h && kw != value::EMPTY && self.key_eq(kw, t, key)? {
+                if eh == h && kw != value::EMPTY && self.key_matches(kw, key)? {
                     return Ok(Some((i, e)));
                 }
             }
@@ -227,33 +261,36 @@ impl Store {
         Ok(None)
     }
 
-    /// The value word of key node `key` (hash `h`) in dict `c`.
-    pub fn dict_get(&self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<u64>> {
-        let d = self.dict_parts(c)?;
-        Ok(match self.find(&d, t, key, h)? {
-            Some((_, e)) => Some(self.entry(&d, e)?.2),
-            None => None,
-        })
-    }
-
-    /// The stored key word equal to key node `key`, and its value word.
-    pub fn dict_get_item(&self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
-        let d = self.dict_parts(c)?;
-        Ok(match self.find(&d, t, key, h)? {
-            Some((_, e)) => {
-                let (_, k, v) = self.entry(&d, e)?;
-                Some((k, v))
+    /// The entry index of `key`, trying entry `hint` first (the caller's last answer for
+    /// this dict: a repeated key skips the probe). `hint` becomes the answer.
+    fn find_entry(&self, d: &DictParts, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+        if *hint < d.nentries {
+            let (eh, kw, _) = d.entry_at(*hint)?;
+            if eh == key.hash && kw != value::EMPTY && self.key_matches(kw, key)? {
+                return Ok(Some(*hint));
             }
+        }
+        let found = self.find(d, key)?.map(|(_, e)| e);
+        *hint = found.unwrap_or(NO_HINT);
+        Ok(found)
+    }
+
+    /// The value word of `key` in dict `c` (`hint` as for `find_entry`).
+    pub fn dict_get(&self, c: u64, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+        let d = self.dict_parts(c)?;
+        Ok(match self.find_entry(&d, key, hint)? {
+            Some(e) => Some(d.entry_at(e)?.2),
             None => None,
         })
     }
 
-    /// Sets key node `key` of `kt` (hash `h`) to value word `w` (already encoded). A new key
-    /// is encoded from `kt`; an existing key keeps its stored form (as dict keeps the first
-    /// key object). The old value is released at commit. Returns whether the key was new.
-    pub fn dict_set(&mut self, c: u64, kt: &Tree, key: u32, h: u64, w: u64) -> Result<bool> {
+    /// Sets `key` to value word `w` (already encoded). A new key is encoded from its tree;
+    /// an existing key keeps its stored form (as dict keeps the first key object). The old
+    /// value is released at commit. Returns whether the key was new. `hint` as for
+    /// `find_entry`.
+    pub fn dict_set(&mut self, c: u64, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
         let d = self.dict_parts(c)?;
-        if let Some((_, e)) = self.find(&d, kt, key, h)? {
+        if let Some(e) = self.find_entry(&d, key, hint)? {
             let o = d.entry_off(e) + 16;
             let old = self.get(o)?;
             self.put(o, w)?;
@@ -261,48 +298,26 @@ impl Store {
             self.bump_version(c)?;
             return Ok(false);
         }
-        let kw = if matches!(kt.node(key), Node::Tuple(_)) {
-            let sub = Tree {
-                nodes: kt.nodes.clone(),
-                children: kt.children.clone(),
-                root: key,
-                one: None,
-            };
-            self.encode(&sub)?
-        } else {
-            self.encode_scalar(kt.node(key))?
+        let kw = match (key.inline, key.tree) {
+            (Some(w), _) => w,
+            (None, Some((kt, node))) if matches!(kt.node(node), Node::Tuple(_)) => {
+                let sub = Tree {
+                    nodes: kt.nodes.clone(),
+                    children: kt.children.clone(),
+                    root: node,
+                    one: None,
+                };
+                self.encode(&sub)?
+            }
+            (None, Some((kt, node))) => self.encode_scalar(kt.node(node))?,
+            (None, None) => unreachable!("a key is inline or has a tree"),
         };
-        self.dict_insert_new(c, h, kw, w)?;
+        *hint = self.dict_insert_new(c, key.hash, kw, w)?;
         Ok(true)
     }
 
-    /// As `dict_set`, with the key already encoded as `kw` (by `encode_items`): used when
-    /// the key is new, released at commit when the key exists.
-    pub fn dict_set_encoded(
-        &mut self,
-        c: u64,
-        kt: &Tree,
-        key: u32,
-        h: u64,
-        kw: u64,
-        w: u64,
-    ) -> Result<bool> {
-        let d = self.dict_parts(c)?;
-        if let Some((_, e)) = self.find(&d, kt, key, h)? {
-            let o = d.entry_off(e) + 16;
-            let old = self.get(o)?;
-            self.put(o, w)?;
-            self.release_at_commit(old)?;
-            self.release_at_commit(kw)?;
-            self.bump_version(c)?;
-            return Ok(false);
-        }
-        self.dict_insert_new(c, h, kw, w)?;
-        Ok(true)
-    }
-
-    /// Inserts an entry for a key known to be absent.
-    fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<()> {
+    /// Inserts an entry for a key known to be absent; returns its entry index.
+    fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
         let mut d = self.dict_parts(c)?;
         if d.table == 0 || d.nentries == d.cap {
             d = self.resize(c, &d, d.used + 1)?;
@@ -326,7 +341,8 @@ impl Store {
         self.put(d.bucket(i), e + 1)?;
         self.put(c + D_NENTRIES, e + 1)?;
         self.put(c + D_USED, d.used + 1)?;
-        self.bump_version(c)
+        self.bump_version(c)?;
+        Ok(e)
     }
 
     /// A new table sized for `want` live entries, holding the live entries of `d` in order.
@@ -399,9 +415,9 @@ impl Store {
     }
 
     /// Deletes key node `key`; returns the (key, value) words, released at commit.
-    pub fn dict_del(&mut self, c: u64, t: &Tree, key: u32, h: u64) -> Result<Option<(u64, u64)>> {
+    pub fn dict_del(&mut self, c: u64, key: &Key) -> Result<Option<(u64, u64)>> {
         let d = self.dict_parts(c)?;
-        let Some((b, e)) = self.find(&d, t, key, h)? else {
+        let Some((b, e)) = self.find(&d, key)? else {
             return Ok(None);
         };
         Ok(Some(self.delete_entry(c, &d, b, e)?))
@@ -471,20 +487,32 @@ impl Store {
     /// Whether stored key word `kw` equals key node `key` of `t`, with Python's rules: numbers
     /// by value across bool, int and float; str and bytes never equal each other; tuples item
     /// by item.
+    fn key_matches(&self, kw: u64, key: &Key) -> Result<bool> {
+        if let Some(iw) = key.inline {
+            if kw == iw {
+                return Ok(true);
+            }
+            // Only numbers have other stored forms equal to them (1 == 1.0 == True); a short
+            // str and None are always stored as this very word.
+            return Ok(match self.word_num(iw)? {
+                Some(n) => self.word_num(kw)? == Some(n),
+                None => false,
+            });
+        }
+        match key.tree {
+            Some((t, node)) => self.key_eq(kw, t, node),
+            None => Ok(false),
+        }
+    }
+
     fn key_eq(&self, kw: u64, t: &Tree, key: u32) -> Result<bool> {
+        // Scalars (nearly every key) compare without the work list.
+        if !matches!(t.node(key), Node::Tuple(_)) {
+            return self.scalar_key_eq(kw, t.node(key));
+        }
         let mut stack = vec![(kw, key)];
         while let Some((w, n)) = stack.pop() {
-            let node = t.node(n);
-            let eq = match node {
-                Node::None => w == value::NONE,
-                Node::Str(s) => {
-                    if let Some(sw) = value::short_str(s) {
-                        w == sw
-                    } else {
-                        self.block_bytes_eq(w, kind::STR, s)?
-                    }
-                }
-                Node::Bytes(b) => self.block_bytes_eq(w, kind::BYTES, b)?,
+            let eq = match t.node(n) {
                 Node::Tuple(r) => {
                     let kids = t.kids(r);
                     if !value::is_block(w) {
@@ -503,16 +531,30 @@ impl Store {
                         }
                     }
                 }
-                n => match (node_num(n), self.word_num(w)?) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => false,
-                },
+                node => self.scalar_key_eq(w, node)?,
             };
             if !eq {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// `key_eq` for a key node that is not a tuple.
+    fn scalar_key_eq(&self, w: u64, node: &Node) -> Result<bool> {
+        Ok(match node {
+            Node::None => w == value::NONE,
+            Node::Str(s) => match value::short_str(s) {
+                Some(sw) => w == sw,
+                None => self.block_bytes_eq(w, kind::STR, s)?,
+            },
+            Node::Bytes(b) => self.block_bytes_eq(w, kind::BYTES, b)?,
+            Node::Int(v) if value::is_small_int(w) => value::small_int_value(w) == *v,
+            n => match (node_num(n), self.word_num(w)?) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        })
     }
 
     fn block_bytes_eq(&self, w: u64, k: u64, b: &[u8]) -> Result<bool> {

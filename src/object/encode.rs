@@ -121,7 +121,7 @@ impl Store {
                     let kids = t.kids(r);
                     let mut entries = Vec::with_capacity(kids.len() / 2);
                     for pair in kids.chunks_exact(2) {
-                        let h = self.hash_node(t, pair[0])?;
+                        let h = hash_node(t, pair[0])?;
                         entries.push((h, word[pair[0] as usize], word[pair[1] as usize]));
                     }
                     let table = self.build_table(&entries)?;
@@ -188,6 +188,9 @@ impl Store {
 
     /// The word of a scalar node (allocating a block when it does not fit in the word).
     pub(super) fn encode_scalar(&mut self, node: &Node) -> Result<u64> {
+        if let Some(w) = value::inline_word(node) {
+            return Ok(w);
+        }
         Ok(match node {
             Node::None => value::NONE,
             Node::Bool(false) => value::FALSE,
@@ -254,43 +257,43 @@ impl Store {
         self.init(d + container::REFCNT, rc)?;
         Ok(d)
     }
+}
 
-    // ---- the store's hash of a key -----------------------------------------------------
+// ---- the store's hash of a key ---------------------------------------------------------
 
-    /// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
-    /// tree builder (a key is hashable in Python, so it has no cycles).
-    pub fn hash_node(&self, t: &Tree, i: u32) -> Result<u64> {
-        if !matches!(t.node(i), Node::Tuple(_)) {
-            return hash_scalar(t.node(i));
-        }
-        // Iterative: post-order over tuple items.
-        enum Step {
-            Visit(u32),
-            Combine(usize, usize),
-        }
-        let mut out: Vec<u64> = Vec::new();
-        let mut stack = vec![Step::Visit(i)];
-        while let Some(s) = stack.pop() {
-            match s {
-                Step::Visit(i) => match t.node(i) {
-                    Node::Tuple(r) => {
-                        let kids = t.kids(r);
-                        stack.push(Step::Combine(out.len(), kids.len()));
-                        for &c in kids.iter().rev() {
-                            stack.push(Step::Visit(c));
-                        }
+/// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
+/// tree builder (a key is hashable in Python, so it has no cycles).
+pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
+    if !matches!(t.node(i), Node::Tuple(_)) {
+        return hash_scalar(t.node(i));
+    }
+    // Iterative: post-order over tuple items.
+    enum Step {
+        Visit(u32),
+        Combine(usize, usize),
+    }
+    let mut out: Vec<u64> = Vec::new();
+    let mut stack = vec![Step::Visit(i)];
+    while let Some(s) = stack.pop() {
+        match s {
+            Step::Visit(i) => match t.node(i) {
+                Node::Tuple(r) => {
+                    let kids = t.kids(r);
+                    stack.push(Step::Combine(out.len(), kids.len()));
+                    for &c in kids.iter().rev() {
+                        stack.push(Step::Visit(c));
                     }
-                    n => out.push(hash_scalar(n)?),
-                },
-                Step::Combine(start, len) => {
-                    let h = hash::tuple(out[start..start + len].iter().copied());
-                    out.truncate(start);
-                    out.push(h);
                 }
+                n => out.push(hash_scalar(n)?),
+            },
+            Step::Combine(start, len) => {
+                let h = hash::tuple(out[start..start + len].iter().copied());
+                out.truncate(start);
+                out.push(h);
             }
         }
-        Ok(out.pop().unwrap_or(0))
     }
+    Ok(out.pop().unwrap_or(0))
 }
 
 pub(super) fn hash_int_bytes(b: &[u8]) -> u64 {

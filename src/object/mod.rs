@@ -25,7 +25,7 @@
 //!   dropped are logged and released only at commit. So a transaction() that raises, a lockExcl
 //!   section whose holder dies, and a single change cut short all roll back from the log.
 
-mod dict;
+pub mod dict;
 mod encode;
 mod held;
 pub mod list;

@@ -18,6 +18,7 @@
 //! most 7 UTF-8 bytes is always short, so two equal values of one type have one word, and
 //! a short str never equals a block.
 
+use super::tree::Node;
 use super::Error;
 
 pub const EMPTY: u64 = 0;
@@ -100,6 +101,35 @@ pub fn small_int_value(w: u64) -> i64 {
     (w as i64) >> 1
 }
 
+/// The inline value word of a scalar node, if it has one (None, a bool, a small int, a
+/// short str): the one form such a value is ever stored in.
+pub fn inline_word(n: &Node) -> Option<u64> {
+    match n {
+        Node::None => Some(NONE),
+        Node::Bool(false) => Some(FALSE),
+        Node::Bool(true) => Some(TRUE),
+        Node::Int(v) => small_int(*v),
+        Node::Str(s) => short_str(s),
+        _ => None,
+    }
+}
+
+/// The stable hash of an inline value word (as `hash` gives for the value it stands for),
+/// or None if `w` is not one.
+pub fn inline_hash(w: u64) -> Option<u64> {
+    Some(match w {
+        NONE => hash::none(),
+        FALSE => hash::int(0),
+        TRUE => hash::int(1),
+        w if is_small_int(w) => hash::int(small_int_value(w)),
+        w if is_short_str(w) => {
+            let (b, n) = short_str_bytes(w);
+            hash::bytes(hash::DOMAIN_STR, &b[..n])
+        }
+        _ => return None,
+    })
+}
+
 pub fn short_str(bytes: &[u8]) -> Option<u64> {
     if bytes.len() > SHORT_STR_MAX {
         return None;
@@ -174,9 +204,12 @@ pub mod hash {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+            // The tail as a little-endian word, zero-padded (a loop: no memcpy call).
+            let mut last = 0u64;
+            for (i, &x) in rest.iter().enumerate() {
+                last |= (x as u64) << (8 * i);
+            }
+            h = (h.rotate_left(5) ^ last).wrapping_mul(K);
         }
         mix(h)
     }

@@ -7,6 +7,7 @@
 
 use super::store::Shared;
 use super::{errors, proxy};
+use crate::object::dict::Key;
 use crate::object::tree::{Node, Tree};
 use crate::object::value::{self, kind};
 use crate::object::Store;
@@ -16,22 +17,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::os::raw::c_char;
 use std::sync::Arc;
-
-extern "C" {
-    // In the stable ABI from 3.10 and exported by every CPython 3 before that; pyo3-ffi hides
-    // it for abi3-py39 builds, so it is declared here. It returns the str's cached UTF-8
-    // buffer (valid while the str lives) or NULL with UnicodeEncodeError for lone surrogates.
-    fn PyUnicode_AsUTF8AndSize(o: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
-}
 
 /// The UTF-8 bytes of a str (lone surrogates encoded as "surrogatepass" does).
 pub(crate) fn str_bytes<'py>(s: &Bound<'py, PyAny>) -> PyResult<Cow<'py, [u8]>> {
     let mut n: ffi::Py_ssize_t = 0;
     // SAFETY: `s` is a str (or subclass) object; the returned buffer belongs to it and lives as
     // long as it does, which is at least 'py (we hold a reference for 'py).
-    let p = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n) };
+    let p = unsafe { ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n) };
     if !p.is_null() {
         // SAFETY: CPython guarantees `n` bytes at `p`, owned by `s`.
         let b = unsafe { std::slice::from_raw_parts(p as *const u8, n as usize) };
@@ -94,6 +87,76 @@ fn scalar_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Node<'py>>> {
         }
     }
     Ok(None)
+}
+
+/// A dict key from Python: its inline value word when it has one (most str and int keys: no
+/// tree is built), else its tree.
+pub(crate) enum KeyArg<'py> {
+    Inline(u64),
+    Tree(Tree<'py>),
+}
+
+impl<'py> KeyArg<'py> {
+    pub fn key(&self) -> Result<Key<'_, 'py>, crate::object::Error> {
+        match self {
+            KeyArg::Inline(w) => Key::inline(*w).ok_or_else(|| crate::object::Error::Corrupt {
+                what: format!("{w:#x} is not an inline key word"),
+                offset: 0,
+            }),
+            KeyArg::Tree(t) => Key::new(t, t.root),
+        }
+    }
+}
+
+/// `key_tree`, with the inline fast path.
+pub(crate) fn key_arg<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<KeyArg<'py>>> {
+    if let Some(w) = inline_word(o) {
+        return Ok(Some(KeyArg::Inline(w)));
+    }
+    Ok(key_tree(o)?.map(KeyArg::Tree))
+}
+
+/// The inline value word of `o` if it is None, a bool, an int that fits a small int, or an
+/// exact str of up to 7 UTF-8 bytes: the values stored in the word itself. `None` for
+/// everything else (which takes the tree path, subclasses included).
+pub(crate) fn inline_word(o: &Bound<'_, PyAny>) -> Option<u64> {
+    let p = o.as_ptr();
+    // SAFETY: type checks and C-API reads of a live object; errors are cleared.
+    unsafe {
+        if ffi::PyUnicode_CheckExact(p) != 0 {
+            let mut n: ffi::Py_ssize_t = 0;
+            let s = ffi::PyUnicode_AsUTF8AndSize(p, &mut n);
+            if s.is_null() {
+                // Lone surrogates: the tree path encodes them.
+                let _ = PyErr::take(o.py());
+                return None;
+            }
+            // SAFETY: CPython guarantees `n` bytes at `s`, owned by the str.
+            return value::short_str(std::slice::from_raw_parts(s as *const u8, n as usize));
+        }
+        if ffi::PyLong_CheckExact(p) != 0 {
+            let mut overflow = 0;
+            let v = ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow);
+            if overflow != 0 {
+                return None;
+            }
+            if v == -1 && !ffi::PyErr_Occurred().is_null() {
+                let _ = PyErr::take(o.py());
+                return None;
+            }
+            return value::small_int(v);
+        }
+        if p == ffi::Py_None() {
+            return Some(value::NONE);
+        }
+        if p == ffi::Py_True() {
+            return Some(value::TRUE);
+        }
+        if p == ffi::Py_False() {
+            return Some(value::FALSE);
+        }
+    }
+    None
 }
 
 /// The tree of a dict key, or `None` when `o` is hashable but cannot be a stored key (such a
@@ -346,7 +409,7 @@ fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     // lone surrogates stored the same way.
     unsafe {
         let o = ffi::PyUnicode_DecodeUTF8(
-            b.as_ptr() as *const c_char,
+            b.as_ptr() as *const std::os::raw::c_char,
             b.len() as ffi::Py_ssize_t,
             c"surrogatepass".as_ptr(),
         );

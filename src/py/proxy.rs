@@ -6,15 +6,17 @@
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
 
-use super::convert::{key_tree, to_py, to_tree, Keep};
+use super::convert::{inline_word, key_arg, to_py, to_tree, Keep};
 use super::errors;
 use super::store::{Shared, StoreCore};
+use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
 use crate::object::value::kind;
 use crate::object::{self, Store};
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySlice, PyTuple};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 fn ops(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -56,6 +58,7 @@ pub(crate) fn new_dict<'py>(
         Dict {
             shared: shared.clone(),
             off: c,
+            hint: AtomicU64::new(NO_HINT),
         },
     )?
     .into_any())
@@ -621,6 +624,9 @@ impl ListIter {
 pub(crate) struct Dict {
     pub shared: Arc<Shared>,
     pub off: u64,
+    /// The entry index of the last key looked up (`root[k] += 1` finds `k` twice): a hint,
+    /// checked against the table before use. Relaxed: a stale hint only costs a probe.
+    hint: AtomicU64,
 }
 
 impl Drop for Dict {
@@ -681,13 +687,13 @@ impl Dict {
     }
 
     fn __contains__(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Some(kt) = key_tree(k)? else {
+        let Some(kt) = key_arg(k)? else {
             return Ok(false);
         };
+        let key = kt.key().map_err(map)?;
         self.shared.read(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
             Ok(st
-                .dict_get(self.off, &kt, kt.root, h)
+                .dict_get(self.off, &key, &mut NO_HINT.clone())
                 .map_err(map)?
                 .is_some())
         })
@@ -704,7 +710,7 @@ impl Dict {
         v: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let mut keep = Keep::default();
-        let kt = match key_tree(k)? {
+        let kt = match key_arg(k)? {
             Some(t) => t,
             None => {
                 return Err(PyTypeError::new_err(format!(
@@ -714,27 +720,37 @@ impl Dict {
                 )))
             }
         };
-        let vt = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
-            let w = st.encode(&vt).map_err(map)?;
-            keep.bind(py, st, &self.shared)?;
-            st.dict_set(self.off, &kt, kt.root, h, w).map_err(map)?;
-            Ok(())
-        })
+        let key = kt.key().map_err(map)?;
+        let mut hint = self.hint.load(Ordering::Relaxed);
+        if let Some(w) = inline_word(v) {
+            // A small value (the counter's int): no tree, nothing to allocate or bind.
+            self.shared.write(py, |st| {
+                st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
+                Ok(())
+            })?;
+        } else {
+            let vt = to_tree(v, &self.shared, &mut keep)?;
+            self.shared.write(py, |st| {
+                let w = st.encode(&vt).map_err(map)?;
+                keep.bind(py, st, &self.shared)?;
+                st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
+                Ok(())
+            })?;
+        }
+        self.hint.store(hint, Ordering::Relaxed);
+        Ok(())
     }
 
     fn __delitem__(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(kt) = key_tree(k)? else {
+        let Some(kt) = key_arg(k)? else {
             return Err(key_error(k));
         };
-        self.shared.write(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
-            match st.dict_del(self.off, &kt, kt.root, h).map_err(map)? {
+        let key = kt.key().map_err(map)?;
+        self.shared
+            .write(py, |st| match st.dict_del(self.off, &key).map_err(map)? {
                 Some(_) => Ok(()),
                 None => Err(key_error(k)),
-            }
-        })
+            })
     }
 
     #[pyo3(signature = (k, *default))]
@@ -760,17 +776,17 @@ impl Dict {
         if self.__len__(py)? == 0 {
             return missing();
         }
-        let Some(kt) = key_tree(k)? else {
+        let Some(kt) = key_arg(k)? else {
             return missing();
         };
         let shared = &self.shared;
-        let r = self.shared.write(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
-            match st.dict_del(self.off, &kt, kt.root, h).map_err(map)? {
+        let key = kt.key().map_err(map)?;
+        let r = self
+            .shared
+            .write(py, |st| match st.dict_del(self.off, &key).map_err(map)? {
                 Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
                 None => Ok(None),
-            }
-        })?;
+            })?;
         match r {
             Some(v) => Ok(v),
             None => missing(),
@@ -798,7 +814,7 @@ impl Dict {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        let Some(kt) = key_tree(k)? else {
+        let Some(kt) = key_arg(k)? else {
             return Err(PyTypeError::new_err(format!(
                 "persist cannot store a dict key of type '{}'",
                 k.get_type().name()?
@@ -807,14 +823,15 @@ impl Dict {
         let mut keep = Keep::default();
         let vt = to_tree(&default, &self.shared, &mut keep)?;
         let shared = &self.shared;
+        let key = kt.key().map_err(map)?;
         self.shared.write(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
-            if let Some(w) = st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {
+            let mut hint = NO_HINT;
+            if let Some(w) = st.dict_get(self.off, &key, &mut hint).map_err(map)? {
                 return to_py(py, st, shared, w);
             }
             let w = st.encode(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
-            st.dict_set(self.off, &kt, kt.root, h, w).map_err(map)?;
+            st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
             to_py(py, st, shared, w)
         })
     }
@@ -828,7 +845,7 @@ impl Dict {
         for p in pairs.iter() {
             let p = p.cast::<PyTuple>()?;
             let k = p.get_item(0)?;
-            let Some(kt) = key_tree(&k)? else {
+            let Some(kt) = key_arg(&k)? else {
                 return Err(PyTypeError::new_err(format!(
                     "persist cannot store a dict key of type '{}'",
                     k.get_type().name()?
@@ -837,13 +854,17 @@ impl Dict {
             keys.push(kt);
             flat.append(p.get_item(1)?)?;
         }
+        let mut hashed = Vec::with_capacity(keys.len());
+        for kt in &keys {
+            hashed.push(kt.key().map_err(map)?);
+        }
         let vt = to_tree(flat.as_any(), &self.shared, &mut keep)?;
         self.shared.write(py, |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
-            for (kt, w) in keys.iter().zip(ws) {
-                let h = st.hash_node(kt, kt.root).map_err(map)?;
-                st.dict_set(self.off, kt, kt.root, h, w).map_err(map)?;
+            for (key, w) in hashed.iter().zip(ws) {
+                st.dict_set(self.off, key, w, &mut NO_HINT.clone())
+                    .map_err(map)?;
             }
             Ok(())
         })
@@ -1026,16 +1047,19 @@ impl Dict {
         py: Python<'py>,
         k: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(kt) = key_tree(k)? else {
+        let Some(kt) = key_arg(k)? else {
             return Ok(None);
         };
+        let key = kt.key().map_err(map)?;
         let shared = &self.shared;
-        self.shared.read(py, |st| {
-            let h = st.hash_node(&kt, kt.root).map_err(map)?;
-            match st.dict_get(self.off, &kt, kt.root, h).map_err(map)? {
+        let mut hint = self.hint.load(Ordering::Relaxed);
+        let v = self.shared.read(py, |st| {
+            match st.dict_get(self.off, &key, &mut hint).map_err(map)? {
                 Some(w) => Ok(Some(to_py(py, st, shared, w)?)),
                 None => Ok(None),
             }
-        })
+        })?;
+        self.hint.store(hint, Ordering::Relaxed);
+        Ok(v)
     }
 }
