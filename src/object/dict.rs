@@ -58,7 +58,12 @@ impl DictParts {
 
     fn entry_at(&self, e: u64) -> Result<(u64, u64, u64)> {
         let base = T_BUCKETS / 8 + self.nbuckets + 3 * e;
-        Ok((self.w(base)?, self.w(base + 1)?, self.w(base + 2)?))
+        if base + 2 >= self.nwords {
+            return Err(corrupt("dict entry out of range", self.table));
+        }
+        // SAFETY: as in `w`, for words `base..base + 3`, checked above.
+        let at = |i: u64| unsafe { (*self.words.add(i as usize)).load(Ordering::Relaxed) };
+        Ok((at(base), at(base + 1), at(base + 2)))
     }
 
     fn bucket(&self, i: u64) -> u64 {
@@ -133,9 +138,8 @@ pub const NO_HINT: u64 = u64::MAX;
 
 impl Store {
     pub(super) fn dict_parts(&self, c: u64) -> Result<DictParts> {
-        let table = self.get(c + D_TABLE)?;
-        let used = self.get(c + D_USED)?;
-        let nentries = self.get(c + D_NENTRIES)?;
+        const _: () = assert!(D_USED == D_TABLE + 8 && D_NENTRIES == D_TABLE + 16);
+        let [table, used, nentries] = self.get_words(c + D_TABLE)?;
         if table == 0 {
             if used != 0 || nentries != 0 {
                 return Err(corrupt("dict without table has entries", c));
@@ -150,9 +154,9 @@ impl Store {
                 nwords: 0,
             });
         }
-        let head = self.get(table)?;
+        const _: () = assert!(T_CAP == 8);
+        let [head, cap] = self.get_words(table)?;
         let nbuckets = value::head_len(head);
-        let cap = self.get(table + T_CAP)?;
         if value::head_kind(head) != kind::DICT_TABLE
             || table % 16 != 0
             || !nbuckets.is_power_of_two()

@@ -194,10 +194,10 @@ impl Store {
     /// thread holds lockShared, `Busy` while other lockShared holds or the writer word stand in
     /// the way. Then the sequence is odd.
     fn start_writing(&mut self, thread: u64, usage: &str) -> Result<()> {
-        if self.locks.shared.contains_key(&thread) {
-            return Err(Error::LockUsage(usage.into()));
-        }
         if !self.locks.shared.is_empty() {
+            if self.locks.shared.contains_key(&thread) {
+                return Err(Error::LockUsage(usage.into()));
+            }
             return Err(Error::Busy(Busy::Shared(
                 self.lock.shared.load(Ordering::Relaxed),
             )));

@@ -304,6 +304,23 @@ impl Store {
         Ok(self.mem().load(off, Ordering::Relaxed)?)
     }
 
+    /// `N` consecutive data words from `off`, with one bounds check.
+    fn get_words<const N: usize>(&self, off: u64) -> Result<[u64; N]> {
+        if off % 8 != 0 {
+            return Err(Error::Corrupt {
+                what: "misaligned word offset".into(),
+                offset: off,
+            });
+        }
+        let p = self.bytes_ptr(off, 8 * N as u64)? as *const AtomicU64;
+        // SAFETY: `p` is 8-aligned (the mapping is page-aligned, `off` 8-aligned) and the N
+        // words lie inside the mapping (checked); shared words are only accessed atomically.
+        // Relaxed, as `get`.
+        Ok(std::array::from_fn(|i| unsafe {
+            (*p.add(i)).load(Ordering::Relaxed)
+        }))
+    }
+
     /// Writes a data word inside an op, logging its old value first.
     fn put(&mut self, off: u64, new: u64) -> Result<()> {
         debug_assert!(self.op.writing);
@@ -687,6 +704,9 @@ impl Store {
             self.op.logged.clear();
         }
         self.op.floor = 0;
+        if releases.is_empty() {
+            return Ok(());
+        }
         self.release_all(releases)
     }
 }

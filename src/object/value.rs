@@ -123,8 +123,10 @@ pub fn inline_hash(w: u64) -> Option<u64> {
         TRUE => hash::int(1),
         w if is_small_int(w) => hash::int(small_int_value(w)),
         w if is_short_str(w) => {
-            let (b, n) = short_str_bytes(w);
-            hash::bytes(hash::DOMAIN_STR, &b[..n])
+            let n = (((w >> 3) & 0xf) as usize).min(SHORT_STR_MAX);
+            // The str's bytes, little-endian from byte 1 of the word: zero-padded as
+            // `hash::bytes` pads its tail.
+            hash::short_bytes(hash::DOMAIN_STR, n, (w >> 8) & ((1u64 << (8 * n)) - 1))
         }
         _ => return None,
     })
@@ -194,6 +196,15 @@ pub mod hash {
     pub const DOMAIN_BYTES: u64 = 2;
     pub const DOMAIN_BIGINT: u64 = 3;
     pub const DOMAIN_TUPLE: u64 = 4;
+
+    /// `bytes` of at most 7 bytes, given as their length and their little-endian word.
+    pub fn short_bytes(domain: u64, len: usize, word: u64) -> u64 {
+        let h = domain.wrapping_mul(K) ^ (len as u64);
+        if len == 0 {
+            return mix(h);
+        }
+        mix((h.rotate_left(5) ^ word).wrapping_mul(K))
+    }
 
     pub fn bytes(domain: u64, b: &[u8]) -> u64 {
         let mut h = domain.wrapping_mul(K) ^ (b.len() as u64);
@@ -316,6 +327,23 @@ pub fn twos_to_i64(b: &[u8]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inline_hash_is_the_hash_of_the_value() {
+        for text in ["", "x", "ab", "héé", "1234567", "\u{1F600}"] {
+            let w = short_str(text.as_bytes()).unwrap();
+            assert_eq!(
+                inline_hash(w),
+                Some(hash::bytes(hash::DOMAIN_STR, text.as_bytes())),
+                "{text:?}"
+            );
+        }
+        for v in [0, 1, -1, SMALL_INT_MIN, SMALL_INT_MAX] {
+            assert_eq!(inline_hash(small_int(v).unwrap()), Some(hash::int(v)));
+        }
+        assert_eq!(inline_hash(TRUE), Some(hash::int(1)));
+        assert_eq!(inline_hash(NONE), Some(hash::none()));
+    }
+
     use super::*;
 
     #[test]

@@ -9,6 +9,7 @@ use super::errors::{self, ClosedError, LockTimeout};
 use crate::object::{self, Busy, LockKind, Store, Waiter};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::cell::UnsafeCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,14 +28,16 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One open store, shared by its Python handle and all its proxies.
 pub(crate) struct Shared {
-    store: Mutex<Option<Store>>,
+    /// The object layer, used by one step at a time: only through a `StoreGuard`, which
+    /// exists while `step_owner` names its thread (None once closed).
+    store: UnsafeCell<Option<Store>>,
     /// The store's lock words, for sleeping without the mutex (replaced after a fork).
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicUsize,
     /// Containers whose proxies were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<u64>>,
-    /// The thread inside a step (holding `store`), or 0.
+    /// The thread inside a step (the one that may use `store`), or 0.
     step_owner: AtomicU64,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
     has_pending: AtomicBool,
@@ -59,7 +62,7 @@ impl Shared {
         let store = Store::open(&path)?;
         let waiter = store.waiter();
         let shared = Arc::new(Shared {
-            store: Mutex::new(Some(store)),
+            store: UnsafeCell::new(Some(store)),
             waiter: Mutex::new(waiter),
             waiting: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
@@ -77,6 +80,12 @@ impl Shared {
     /// the child attaches as a participant of its own and holds again what its proxies hold.
     /// The inherited handle is forgotten, not closed: closing it would detach the parent.
     fn reattach_in_child(&self) -> Result<(), object::Error> {
+        // A step another thread of the parent was in never finishes here (only the forking
+        // thread exists in the child); its Store is replaced below, so take the step over.
+        let owner = self.step_owner.load(Ordering::Acquire);
+        if owner != 0 && owner != thread_id() {
+            self.step_owner.store(0, Ordering::Release);
+        }
         let mut g = self
             .guard()
             .map_err(|e| object::Error::LockUsage(e.to_string()))?;
@@ -94,38 +103,31 @@ impl Shared {
         Ok(())
     }
 
-    /// The store, for one step. Callers hold the GIL. Never block on the mutex with the GIL
-    /// held: the holder may be running Python code (a finalizer run by the garbage collector
-    /// while it builds objects) and need the GIL back to finish. A thread that already holds
-    /// the mutex (Python code it ran called back into the store) gets an error, not a hang.
+    /// The store, for one step. Callers hold the GIL. Never block on the step lock with the
+    /// GIL held: the holder may be running Python code (a finalizer run by the garbage
+    /// collector while it builds objects) and need the GIL back to finish. A thread that
+    /// already holds it (Python code it ran called back into the store) gets an error, not a
+    /// hang.
     fn guard(&self) -> PyResult<StoreGuard<'_>> {
         let me = thread_id();
         loop {
-            let g = match self.store.try_lock() {
-                Ok(g) => g,
-                // A panic inside a step leaves the mutex poisoned; the store's own state is
-                // protected by its undo log, so go on.
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    // Relaxed: only compared with this thread's own id, which only this thread
-                    // stores.
-                    if self.step_owner.load(Ordering::Relaxed) == me {
-                        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                            "persist was called back while a store operation was running in \
-                             the same thread (from a finalizer?)",
-                        ));
-                    }
-                    Python::attach(|py| {
-                        py.detach(|| std::thread::sleep(Duration::from_micros(20)))
-                    });
-                    continue;
+            // Acquire: pairs with the Release in `StoreGuard::drop`, so this step sees
+            // everything the previous step (in any thread) did to `store`.
+            match self
+                .step_owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(StoreGuard { shared: self }),
+                Err(owner) if owner == me => {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "persist was called back while a store operation was running in \
+                         the same thread (from a finalizer?)",
+                    ))
                 }
-            };
-            self.step_owner.store(me, Ordering::Relaxed);
-            return Ok(StoreGuard {
-                g,
-                owner: &self.step_owner,
-            });
+                Err(_) => {
+                    Python::attach(|py| py.detach(|| std::thread::sleep(Duration::from_micros(20))))
+                }
+            }
         }
     }
 
@@ -348,29 +350,36 @@ impl Shared {
     }
 }
 
-/// The store mutex held for one step; remembers which thread holds it.
+// SAFETY: `store` is only reached through a `StoreGuard`, and at most one exists at a time
+// (it is created when `step_owner` goes from 0 to the calling thread and dropped when it goes
+// back to 0), so the Store is never used by two threads at once; it is Send, so handing it
+// from thread to thread this way is sound. Every other field is Sync.
+unsafe impl Sync for Shared {}
+
+/// One step's exclusive use of the store.
 struct StoreGuard<'a> {
-    g: MutexGuard<'a, Option<Store>>,
-    owner: &'a AtomicU64,
+    shared: &'a Shared,
 }
 
 impl std::ops::Deref for StoreGuard<'_> {
     type Target = Option<Store>;
     fn deref(&self) -> &Option<Store> {
-        &self.g
+        // SAFETY: this guard is the only one (see `unsafe impl Sync for Shared`).
+        unsafe { &*self.shared.store.get() }
     }
 }
 
 impl std::ops::DerefMut for StoreGuard<'_> {
     fn deref_mut(&mut self) -> &mut Option<Store> {
-        &mut self.g
+        // SAFETY: this guard is the only one, and `&mut self` makes this borrow unique.
+        unsafe { &mut *self.shared.store.get() }
     }
 }
 
 impl Drop for StoreGuard<'_> {
     fn drop(&mut self) {
-        // Before the mutex itself is released (fields drop after this).
-        self.owner.store(0, Ordering::Relaxed);
+        // Release: the next step (Acquire in `guard`) sees what this one did.
+        self.shared.step_owner.store(0, Ordering::Release);
     }
 }
 
