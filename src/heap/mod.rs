@@ -689,6 +689,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.free_to_segment(block)
     }
 
+    /// Frees `block` straight to its segment (or its pages), never into this participant's
+    /// block cache. For recovery: a slot being taken over has its cache emptied right after
+    /// its dead occupant is recovered, and a block freed into it would be lost to a sweep.
+    pub fn free_uncached(&self, block: u64) -> Result<(), Error> {
+        self.free_to_segment(block)
+    }
+
     /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
     fn free_to_segment(&self, block: u64) -> Result<(), Error> {
         if let Some(seg) = self.last_freed.get() {

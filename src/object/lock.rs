@@ -60,6 +60,11 @@ pub(super) struct LockWords {
 }
 
 impl LockWords {
+    /// This participant's value in the writer word.
+    pub fn me(&self) -> u64 {
+        self.me
+    }
+
     pub fn new(m: &'static Mapping, slot: u32, generation: u64) -> Result<LockWords> {
         Ok(LockWords {
             writer: m.word(L_WRITER)?,
@@ -370,6 +375,11 @@ impl Store {
     }
 
     /// Which lock `thread` holds, if any.
+    /// Whether a lockExcl section (of any thread of this process) is open.
+    pub(super) fn locks_excl_open(&self) -> bool {
+        self.locks.excl.is_some()
+    }
+
     pub fn held_by(&self, thread: u64) -> Option<LockKind> {
         match self.locks.excl {
             Some((t, _)) if t == thread => Some(LockKind::Excl),

@@ -64,7 +64,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
                 log::T_ALLOC => {
                     // Out of the log first: a repeat must not free it again.
                     mem.store(log_block + log::LEN, i, Ordering::Release)?;
-                    heap.free(off)?;
+                    heap.free_uncached(off)?;
                 }
                 _ => {}
             }
@@ -134,7 +134,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
             ));
         }
         let next = mem.load(b + 8, Ordering::Acquire)?;
-        heap.free(b)?;
+        heap.free_uncached(b)?;
         b = next;
         steps += 1;
         if steps > mem.size() / 512 {
@@ -144,7 +144,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     // The log block itself.
     if log_block != 0 {
         lock_mem.store(slot_off(slot_words::UNDO), 0, Ordering::SeqCst)?;
-        heap.free(log_block)?;
+        heap.free_uncached(log_block)?;
     }
     Ok(())
 }

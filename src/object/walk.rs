@@ -322,10 +322,16 @@ impl Store {
 
     /// Full integrity check of allocator and graph (API.md `Store.check`).
     pub fn check(&mut self, thread: u64) -> Result<CheckReport> {
+        // Killed processes are not damage: recover them first (unless this thread's own
+        // section holds the writer word, when no other participant can be mid-change).
+        if self.held_by(thread).is_none() {
+            self.recover_dead()?;
+        }
         self.maintenance(thread, |s| s.check_locked())
     }
 
     fn check_locked(&mut self) -> Result<CheckReport> {
+        self.check_participants()?;
         self.heap.check()?;
         let m = self.mark(true)?;
         let all = self.allocated()?;
@@ -377,6 +383,67 @@ impl Store {
             }
         }
         Ok(r)
+    }
+
+    /// The store lock and every participant's undo log, as they must be while this process
+    /// holds the writer word: the word names this participant, the sequence is even (no
+    /// change in flight), the shared count is the sum of the participants' holds, and every
+    /// other participant's undo log is well-formed and empty (only a writer has entries).
+    fn check_participants(&self) -> Result<()> {
+        let bad = |what: String, offset: u64| Error::Corrupt { what, offset };
+        let lock = self.lock_mem();
+        let writer = lock.load(super::lock::L_WRITER, Ordering::SeqCst)?;
+        if writer != self.lock.me() {
+            return Err(bad(
+                format!("the writer word is {writer:#x} while this checker holds it"),
+                super::lock::L_WRITER,
+            ));
+        }
+        let seq = lock.load(super::lock::L_SEQ, Ordering::SeqCst)?;
+        let in_section = self.locks_excl_open();
+        if seq % 2 == 1 && !in_section {
+            return Err(bad(
+                format!("the sequence word is odd ({seq}) with no change in flight"),
+                super::lock::L_SEQ,
+            ));
+        }
+        let t = self.attached.region().table(&super::NoLiveness);
+        let mut shared = 0u64;
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED {
+                continue;
+            }
+            shared += lock.load(t.word_offset(slot, slot_words::SHARED), Ordering::SeqCst)?;
+            let log = lock.load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)?;
+            if log == 0 {
+                continue;
+            }
+            let head = self.get(log)?;
+            let len = self.get(log + super::log::LEN)?;
+            if value::head_kind(head) != kind::UNDO_LOG || len > value::head_len(head) {
+                return Err(bad(
+                    format!("participant {slot}'s undo log is damaged"),
+                    log,
+                ));
+            }
+            if len != 0 && slot != self.attached.slot() {
+                return Err(bad(
+                    format!(
+                        "participant {slot}'s undo log has {len} entries while it is not the \
+                         writer"
+                    ),
+                    log,
+                ));
+            }
+        }
+        let global = lock.load(super::lock::L_SHARED, Ordering::SeqCst)?;
+        if global != shared {
+            return Err(bad(
+                format!("the shared count is {global}, the participants hold {shared}"),
+                super::lock::L_SHARED,
+            ));
+        }
+        Ok(())
     }
 
     /// Frees every allocated block that nothing reaches or holds (unreachable cycles).

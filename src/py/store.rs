@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// The longest single sleep: a waiter wakes this often to check signals and its deadline.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
 
-/// After waiting this long on one unchanged lock word, look for a dead holder to recover.
-const SUSPECT_AFTER: Duration = Duration::from_millis(50);
+/// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
+const FIRST_SLICE: Duration = Duration::from_millis(1);
 
 /// A read that failed validation this many times runs under the writer lock instead.
 const READ_RETRIES: u32 = 64;
@@ -164,33 +164,46 @@ impl Shared {
     }
 
     /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
-    /// `since` tracks how long this caller has seen the same `busy`: past `SUSPECT_AFTER`, the
-    /// holder may be dead, and dead participants are recovered (their locks released).
+    /// `seen` counts the waits on this same `busy` in a row: while it stays, its holder may be
+    /// dead, so dead participants are looked for before each further wait (a lock query per
+    /// attached participant: cheap) and recovered (their changes undone, their locks
+    /// released). The sleeps grow from 1 ms to `WAIT_SLICE`, so a dead holder is found within
+    /// milliseconds and a long-lived one costs a look every `WAIT_SLICE`.
     pub fn wait_for(
         &self,
         py: Python<'_>,
         busy: Busy,
         deadline: Option<Instant>,
-        since: &mut Option<(Busy, Instant)>,
+        seen: &mut Option<(Busy, u32)>,
     ) -> PyResult<()> {
-        match since {
-            Some((b, t)) if *b == busy => {
-                if t.elapsed() >= SUSPECT_AFTER {
-                    let recovered =
-                        self.with(|st| st.recover_dead().map_err(errors::map_object))?;
-                    *since = Some((busy, Instant::now()));
-                    if recovered > 0 {
-                        return Ok(());
-                    }
+        let rounds = match seen {
+            Some((b, n)) if *b == busy => {
+                let recovered = self.with(|st| st.recover_dead().map_err(errors::map_object))?;
+                if recovered > 0 {
+                    *seen = None;
+                    return Ok(());
                 }
+                *n += 1;
+                *n
             }
-            _ => *since = Some((busy, Instant::now())),
-        }
-        self.wait(py, busy, deadline)
+            _ => {
+                *seen = Some((busy, 0));
+                0
+            }
+        };
+        let slice = (FIRST_SLICE * (1 << rounds.min(8))).min(WAIT_SLICE);
+        self.wait(py, busy, deadline, slice)
     }
 
-    /// Sleeps (GIL released) until `busy` may have cleared; raises on timeout or a signal.
-    pub fn wait(&self, py: Python<'_>, busy: Busy, deadline: Option<Instant>) -> PyResult<()> {
+    /// Sleeps (GIL released) at most `slice` until `busy` may have cleared; raises on timeout
+    /// or a signal.
+    pub fn wait(
+        &self,
+        py: Python<'_>,
+        busy: Busy,
+        deadline: Option<Instant>,
+        slice: Duration,
+    ) -> PyResult<()> {
         py.check_signals()?;
         let slice = match deadline {
             Some(d) => {
@@ -198,9 +211,9 @@ impl Shared {
                 if now >= d {
                     return Err(LockTimeout::new_err("timed out waiting for the store lock"));
                 }
-                (d - now).min(WAIT_SLICE)
+                (d - now).min(slice)
             }
-            None => WAIT_SLICE,
+            None => slice,
         };
         self.waiting.fetch_add(1, Ordering::SeqCst);
         if self.is_closed() {
@@ -225,7 +238,7 @@ impl Shared {
         mut f: impl FnMut(&mut Store) -> PyResult<T>,
     ) -> PyResult<T> {
         let tid = thread_id();
-        let mut since = None;
+        let mut seen = None;
         loop {
             let busy = {
                 let mut g = self.guard()?;
@@ -252,7 +265,7 @@ impl Shared {
                     Err(e) => return Err(errors::map_object(e)),
                 }
             };
-            self.wait_for(py, busy, None, &mut since)?;
+            self.wait_for(py, busy, None, &mut seen)?;
         }
     }
 
@@ -266,7 +279,7 @@ impl Shared {
     ) -> PyResult<T> {
         let tid = thread_id();
         let mut tries = 0;
-        let mut since = None;
+        let mut seen = None;
         loop {
             let (result, busy) = {
                 let mut g = self.guard()?;
@@ -285,7 +298,7 @@ impl Shared {
             };
             drop(result);
             if let Some(b) = busy {
-                self.wait_for(py, b, None, &mut since)?;
+                self.wait_for(py, b, None, &mut seen)?;
                 continue;
             }
             tries += 1;
@@ -313,7 +326,7 @@ impl Shared {
             Some(t) => Some(Instant::now() + Duration::from_secs_f64(t.min(1e9))),
             None => None,
         };
-        let mut since = None;
+        let mut seen = None;
         loop {
             let busy = {
                 let mut g = self.guard()?;
@@ -325,7 +338,7 @@ impl Shared {
                     Err(e) => return Err(errors::map_object(e)),
                 }
             };
-            self.wait_for(py, busy, deadline, &mut since)?;
+            self.wait_for(py, busy, deadline, &mut seen)?;
         }
     }
 

@@ -1,0 +1,436 @@
+"""Crash safety with real processes and real SIGKILLs: whatever instant a process dies at,
+nothing committed is lost, nothing half-done is seen, and nobody is blocked.
+
+Workers are forked from the test process (a fork starts in about a millisecond, so the kills
+land inside transactions, allocations and recoveries rather than inside interpreter start-up);
+each opens the store itself, as a new participant. The figures these tests measure (kills
+survived, lock takeover times) are printed; `pytest -s tests/python/test_crash.py` shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import persist
+
+ACCOUNTS = 20
+START_BALANCE = 100
+
+
+def _fork(body: Callable[[], None]) -> int:
+    """Runs ``body`` in a forked child that never returns into pytest."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            body()
+        except BaseException:  # noqa: BLE001 - report anything, then leave at once
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _reap(pid: int) -> int:
+    """Waits for ``pid``; returns its exit status (negative: killed by that signal)."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+# ---- the bank invariant -------------------------------------------------------------------
+
+
+def _bank_worker(path: str, seed: int, ready_fd: int) -> None:
+    rng = random.Random(seed)
+    store = persist.open(path)
+    root = store.root
+    os.write(ready_fd, b"r")
+    acct = root["acct"]
+    while True:
+        i, j = rng.sample(range(ACCOUNTS), 2)
+        x = rng.randrange(1, 20)
+        style = rng.randrange(3)
+        if style == 0:
+            with store.transaction():
+                acct[i] -= x
+                acct[j] += x
+                # Allocation and release inside the section too.
+                root["note"] = "moved %d from %d to %d" % (x, i, j) + "." * rng.randrange(64)
+        elif style == 1:
+            root.lockExcl()
+            try:
+                acct[i] -= x
+                hist = root["hist"]
+                hist.append((i, j, x))
+                if len(hist) > 64:
+                    del hist[:32]
+                acct[j] += x
+            finally:
+                root.unlock()
+        else:
+            # A transaction that fails half-way: rolled back, the sum untouched.
+            try:
+                with store.transaction():
+                    acct[i] -= x
+                    raise KeyError("abandoned")
+            except KeyError:
+                pass
+
+
+def test_bank_invariant_survives_hundreds_of_kills(tmp_path: Path) -> None:
+    path = str(tmp_path / "bank.db")
+    with persist.open(path) as store:
+        store.root["acct"] = [START_BALANCE] * ACCOUNTS
+        store.root["hist"] = []
+        store.root["note"] = ""
+    rng = random.Random(20261125)
+    kills = 0
+    target = 600
+    workers: dict[int, int] = {}  # pid -> read end of its ready pipe
+    deadline = time.monotonic() + 240
+
+    def start() -> None:
+        r, w = os.pipe()
+        seed = rng.randrange(1 << 30)
+        pid = _fork(lambda: _bank_worker(path, seed, w))
+        os.close(w)
+        workers[pid] = r
+
+    try:
+        for _ in range(3):
+            start()
+        while kills < target:
+            assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
+            pid = rng.choice(list(workers))
+            r = workers.pop(pid)
+            # Mostly kill a worker that is at work; sometimes one still opening or recovering.
+            if rng.random() < 0.8:
+                assert os.read(r, 1) == b"r", "a worker died before it opened the store"
+                time.sleep(rng.uniform(0, 0.015))
+            os.close(r)
+            _kill(pid)
+            kills += 1
+            start()
+    finally:
+        for pid, r in workers.items():
+            os.close(r)
+            _kill(pid)
+    with persist.open(path) as store:
+        acct = store.root["acct"].to_python()
+        report = store.check()
+        # What the killed writers left (their block caches, releases cut short) is garbage
+        # that gc takes back, and nothing else is.
+        freed = store.gc()
+        after_gc = store.check()
+        assert after_gc["unreachable_blocks"] == 0, after_gc
+        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        # Nobody is blocked: a fresh process gets the lock at once and can move money.
+        t0 = time.monotonic()
+        store.root.lockExcl(timeout=5)
+        store.root["acct"][0] += 0
+        store.root.unlock()
+        assert time.monotonic() - t0 < 5
+    assert sum(acct) == ACCOUNTS * START_BALANCE, acct
+    assert len(acct) == ACCOUNTS
+    print(f"\nbank: {kills} kills survived, sum {sum(acct)}, check {report}, gc {freed}")
+
+
+# ---- a dead holder of lockExcl --------------------------------------------------------------
+
+
+def _hold_and_die(path: str, ready_fd: int) -> None:
+    store = persist.open(path)
+    root = store.root
+    root.lockExcl()
+    root["x"] = "changed"
+    root["l"].extend(range(1000))
+    root["d"].update({f"k{i}": i for i in range(100)})
+    del root["gone"]
+    os.write(ready_fd, b"r")
+    time.sleep(60)
+
+
+def test_a_dead_lockExcl_holder_is_taken_over_quickly_and_its_changes_undone(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    waits = []
+    with persist.open(path) as store:
+        root = store.root
+        root["x"] = "before"
+        root["l"] = [1, 2]
+        root["d"] = {"a": 1}
+        root["gone"] = ["still", "here"]
+        for _ in range(20):
+            r, w = os.pipe()
+            pid = _fork(lambda: _hold_and_die(path, w))
+            os.close(w)
+            assert os.read(r, 1) == b"r"
+            os.close(r)
+            os.kill(pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            root.lockExcl(timeout=10)
+            waits.append(time.monotonic() - t0)
+            try:
+                assert root["x"] == "before"
+                assert root["l"] == [1, 2]
+                assert root["d"] == {"a": 1}
+                assert root["gone"] == ["still", "here"]
+            finally:
+                root.unlock()
+            _reap(pid)
+        store.check()
+    median = statistics.median(waits)
+    print(
+        f"\ntakeover of a killed lockExcl holder: median {median * 1000:.1f} ms, "
+        f"worst {max(waits) * 1000:.1f} ms over {len(waits)} kills"
+    )
+    assert max(waits) < 1.0, waits
+    assert median < 0.1, waits
+
+
+# ---- one large operation, killed again and again --------------------------------------------
+
+BIG = 50_000
+
+
+def _big_ops(path: str, ready_fd: int, seed: int) -> None:
+    rng = random.Random(seed)
+    store = persist.open(path)
+    root = store.root
+    os.write(ready_fd, b"r")
+    while True:
+        gen = rng.randrange(1, 1 << 30)
+        what = rng.randrange(3)
+        if what == 0:
+            root["big"] = [gen] * BIG
+        elif what == 1:
+            root["ext"].extend([gen] * 10_000)
+            if len(root["ext"]) > 30_000:
+                root["ext"] = [gen] * 10_000
+        else:
+            root["map"].update({f"k{i}": gen for i in range(5_000)})
+
+
+def _whole(store: persist.Store) -> None:
+    big = store.root["big"].to_python()
+    assert len(big) == BIG and len(set(big)) == 1, (len(big), set(big) if len(big) < 10 else "")
+    ext = store.root["ext"].to_python()
+    assert len(ext) % 10_000 == 0 and len(ext) <= 40_000, len(ext)
+    for k in range(0, len(ext), 10_000):
+        assert len(set(ext[k : k + 10_000])) == 1
+    values = set(store.root["map"].values())
+    assert len(store.root["map"]) == 5_000 and len(values) == 1, (len(store.root["map"]), values)
+
+
+def test_a_large_operation_killed_in_the_middle_is_all_or_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["big"] = [0] * BIG
+        store.root["ext"] = [0] * 10_000
+        store.root["map"] = {f"k{i}": 0 for i in range(5_000)}
+    rng = random.Random(7)
+    kills = 0
+    for round_ in range(60):
+        r, w = os.pipe()
+        pid = _fork(lambda: _big_ops(path, w, round_))
+        os.close(w)
+        assert os.read(r, 1) == b"r"
+        os.close(r)
+        time.sleep(rng.uniform(0.001, 0.05))
+        _kill(pid)
+        kills += 1
+        with persist.open(path) as store:
+            _whole(store)
+    with persist.open(path) as store:
+        store.check()
+    print(f"\nlarge operations: {kills} kills, every value whole")
+
+
+# ---- readers killed thousands of times -----------------------------------------------------
+
+
+def _reader(path: str) -> None:
+    store = persist.open(path)
+    root = store.root
+    while True:
+        # Proxies held (recorded in the file) and plain reads.
+        lst = root["l"]
+        d = root["d"]
+        _ = lst[len(lst) // 2], d.get("k5"), root["s"]
+
+
+def test_killed_readers_leave_nothing_behind(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["l"] = list(range(1000))
+        store.root["d"] = {f"k{i}": [i] for i in range(100)}
+        store.root["s"] = "x" * 10_000
+        before = store.stats()
+        rng = random.Random(3)
+        n = 0
+        sizes = []
+        live: list[int] = []
+        for n in range(1, 2001):
+            live.append(_fork(lambda: _reader(path)))
+            if len(live) > 4:
+                pid = live.pop(rng.randrange(len(live)))
+                time.sleep(rng.uniform(0, 0.002))
+                _kill(pid)
+            if n % 500 == 0:
+                sizes.append(os.path.getsize(path))
+        for pid in live:
+            _kill(pid)
+        store.root["l"][0] = -1  # a change: collects what the dead readers' holds kept
+        after = store.stats()
+        report = store.check()
+    print(f"\nreaders: {n} started and killed; file sizes {sizes}; check {report}")
+    assert after["file_size"] <= before["file_size"] + (1 << 20), (before, after)
+    assert sizes[-1] <= sizes[0] + (1 << 20), sizes
+    assert after["processes"] == 1
+
+
+# ---- fork --------------------------------------------------------------------------------
+
+
+def test_a_forked_child_increments_under_the_lock_alongside_its_parent(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    n = 3000
+    with persist.open(path) as store:
+        root = store.root
+        root["x"] = 0
+
+        def child() -> None:
+            # The inherited store: the child is a participant of its own.
+            for _ in range(n):
+                root.lockExcl()
+                root["x"] += 1
+                root.unlock()
+
+        pid = _fork(child)
+        for _ in range(n):
+            root.lockExcl()
+            root["x"] += 1
+            root.unlock()
+        assert _reap(pid) == 0
+        assert root["x"] == 2 * n
+
+
+def test_a_child_forked_inside_lockExcl_does_not_hold_the_lock(tmp_path: Path) -> None:
+    """The section belongs to the parent: the child waits for it like any other process."""
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        root = store.root
+        root["x"] = 0
+        root.lockExcl()
+        root["x"] = 1
+
+        def child_waits() -> None:
+            try:
+                store.root.lockExcl(timeout=0.05)
+            except persist.LockTimeout:
+                os._exit(7)
+            os._exit(8)
+
+        pid = _fork(child_waits)
+        assert _reap(pid) == 7
+        root.unlock()
+        assert root["x"] == 1
+
+
+# ---- snapshots taken while every writer is stopped -----------------------------------------
+
+
+def _committer(path: str, name: str, report_fd: int) -> None:
+    store = persist.open(path)
+    root = store.root
+    i = 0
+    while True:
+        i += 1
+        with store.transaction():
+            root["log"].append((name, i))
+            root[name] = i
+            root["blob"] = "z" * (i % 200)
+        os.write(report_fd, f"{name} {i}\n".encode())
+
+
+def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["log"] = []
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    names = ["a", "b", "c"]
+    pids = [_fork(lambda name=name: _committer(path, name, w)) for name in names]
+    os.close(w)
+    committed: dict[str, int] = {}
+    pending = b""
+
+    def drain() -> None:
+        nonlocal pending
+        while True:
+            try:
+                chunk = os.read(r, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                name, i = line.decode().split()
+                committed[name] = max(committed.get(name, 0), int(i))
+
+    rng = random.Random(11)
+    copies = 0
+    try:
+        for k in range(25):
+            time.sleep(rng.uniform(0.005, 0.05))
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            drain()  # reports written before the stop: those transactions are committed
+            expect = dict(committed)
+            dst = tmp_path / f"copy{k}.db"
+            shutil.copyfile(path, dst)
+            shutil.copyfile(path + ".lock", str(dst) + ".lock")
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            with persist.open(dst) as copy:
+                copy.check()
+                root = copy.root
+                log = root["log"].to_python()
+                for name, last in expect.items():
+                    assert root[name] >= last, (name, root[name], last)
+                    mine = [i for n, i in log if n == name]
+                    assert mine == list(range(1, len(mine) + 1))
+                    assert len(mine) >= last
+            copies += 1
+            os.unlink(dst)
+            os.unlink(str(dst) + ".lock")
+    finally:
+        for pid in pids:
+            _kill(pid)
+        os.close(r)
+    print(f"\nsnapshots: {copies} copies opened, recovered and checked; commits {committed}")
+    assert all(committed.get(n, 0) > 0 for n in names), committed
+
