@@ -1,9 +1,10 @@
-//! Loom models of persist's lock-free page and heap managers.
+//! Loom models of persist's lock-free page and heap managers, and of its store lock.
 //!
 //! The models live in `tests/`, one property per file; this library holds what they share: a
 //! simulated store ([`World`]: the store's words, the lock file's participant table and the
-//! liveness flags, all loom atomics under `--cfg loom`), and [`KillableWords`], the word store
-//! through which a participant is "SIGKILLed" between any two of its steps.
+//! liveness flags, all loom atomics under `--cfg loom`), [`KillableWords`], the word store
+//! through which a participant is "SIGKILLed" between any two of its steps, and the runners
+//! that kill it at every such step ([`every_kill_point`], [`every_kill_pair`]).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom cargo test
 //! -p loom-tests --release` (scripts/test-all.sh does, and records the time). With

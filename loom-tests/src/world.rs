@@ -263,6 +263,57 @@ impl Budget {
     }
 }
 
+/// Runs `scenario(k)` as a loom model for every kill point k: first with no limit, which tells
+/// how many accesses the victim's operation takes at most (n), then for every k in 0..n.
+/// `scenario` returns the accesses its victim made.
+pub fn every_kill_point(scenario: fn(u64) -> u64) {
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let m = most.clone();
+    model(move || {
+        m.fetch_max(scenario(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+    });
+    let n = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n > 0);
+    if std::env::var_os("LOOM_TESTS_VERBOSE").is_some() {
+        eprintln!("{} kill points", n);
+    }
+    for k in 0..n {
+        model(move || {
+            scenario(k);
+        });
+    }
+}
+
+/// Runs `scenario(k1, k2)` as a loom model for every kill point k1 of a victim (including none:
+/// its operation completes) and every kill point k2 of the first recoverer that follows it.
+/// `scenario` returns the accesses the victim and the first recoverer made.
+pub fn every_kill_pair<F>(scenario: F)
+where
+    F: Fn(u64, u64) -> (u64, u64) + Copy + Send + Sync + 'static,
+{
+    let run = move |k1: u64, k2: u64| {
+        let out = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
+        let o = out.clone();
+        model(move || {
+            *o.lock().unwrap() = scenario(k1, k2);
+        });
+        let r = *out.lock().unwrap();
+        r
+    };
+    let (n1, _) = run(u64::MAX, u64::MAX);
+    let mut pairs = 0;
+    for k1 in 0..=n1 {
+        let (_, n2) = run(k1, u64::MAX);
+        for k2 in 0..n2 {
+            run(k1, k2);
+        }
+        pairs += n2 + 1;
+    }
+    if std::env::var_os("LOOM_TESTS_VERBOSE").is_some() {
+        eprintln!("{n1} victim kill points, {pairs} (victim, recoverer) kill-point pairs");
+    }
+}
+
 /// A word store over a [`MemWords`] that refuses every access once its [`Budget`] is spent, so
 /// the participant using it stops right there (the allocator propagates every access error with
 /// `?` and writes nothing more): a SIGKILL between two steps.

@@ -22,7 +22,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{
-    alloc_or_full, check, conserve, conserve_sized, model, Budget, Held, Victim, World,
+    alloc_or_full, check, conserve, conserve_sized, every_kill_point, Budget, Held, Victim, World,
     CACHED_PER_SEGMENT, CACHED_SIZE, GEO, SIZE,
 };
 use persist::heap::{Error, RUN_LARGE};
@@ -31,26 +31,6 @@ use std::collections::BTreeSet;
 
 const VICTIM: u32 = 0;
 const SURVIVOR: u32 = 1;
-
-/// Runs `scenario(k)` as a loom model for every kill point k: first with no limit, which tells
-/// how many accesses the victim's operation takes at most (n), then for every k in 0..n.
-fn every_kill_point(scenario: fn(u64) -> u64) {
-    let most = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let m = most.clone();
-    model(move || {
-        m.fetch_max(scenario(u64::MAX), std::sync::atomic::Ordering::Relaxed);
-    });
-    let n = most.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(n > 0);
-    if std::env::var_os("LOOM_TESTS_VERBOSE").is_some() {
-        eprintln!("{} kill points", n);
-    }
-    for k in 0..n {
-        model(move || {
-            scenario(k);
-        });
-    }
-}
 
 /// The result of an operation by a participant that may have been killed: `None` if the kill
 /// stopped it, and any other error is a failure of the model.

@@ -13,7 +13,7 @@
 //! drain of `conserve` must account for every block.
 #![cfg(loom)]
 
-use loom_tests::{check, conserve, model, Budget, Victim, World, SIZE};
+use loom_tests::{check, conserve, every_kill_pair, Budget, Victim, World, SIZE};
 use persist::heap::{Error, RUN_LARGE};
 use persist::region::table;
 use std::collections::BTreeSet;
@@ -126,27 +126,7 @@ fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
 /// completes and the victim dies before linking its result) and every kill point k2 of the first
 /// recoverer, each as a loom model of its own.
 fn every_pair(op: Op) {
-    let run = move |k1: u64, k2: u64| {
-        let out = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
-        let o = out.clone();
-        model(move || {
-            *o.lock().unwrap() = scenario(op, k1, k2);
-        });
-        let r = *out.lock().unwrap();
-        r
-    };
-    let (n1, _) = run(u64::MAX, u64::MAX);
-    let mut pairs = 0;
-    for k1 in 0..=n1 {
-        let (_, n2) = run(k1, u64::MAX);
-        for k2 in 0..n2 {
-            run(k1, k2);
-        }
-        pairs += n2 + 1;
-    }
-    if std::env::var_os("LOOM_TESTS_VERBOSE").is_some() {
-        eprintln!("{n1} victim kill points, {pairs} (victim, recoverer) kill-point pairs");
-    }
+    every_kill_pair(move |k1, k2| scenario(op, k1, k2));
 }
 
 #[test]

@@ -136,15 +136,18 @@ def open(  # noqa: A001 - the API's name
     readonly: bool = False,
     durable: bool = False,
 ) -> Store:
-    """Opens the store at ``path`` (creating it if missing, unless ``create=False``)."""
+    """Opens the store at ``path`` (creating it if missing, unless ``create=False``).
+
+    ``durable=True``: every change this process commits is on disk when the call that made
+    it returns (each undo record reaches the disk before the write it covers; see the README's
+    "What survives what"). Slower: several msyncs per change.
+    """
     if readonly:
         raise NotImplementedError("readonly=True is not supported yet")
-    if durable:
-        raise NotImplementedError("durable=True is not supported yet")
     p = os.fspath(path)
     if not create and not os.path.exists(p):
         raise FileNotFoundError(2, "No such persist store", p)
-    store = Store(StoreCore(p))
+    store = Store(StoreCore(p, durable=bool(durable)))
     _open_stores.add(store)
     return store
 

@@ -220,6 +220,19 @@ impl Attached {
         result
     }
 
+    /// Runs `f` under the recovery lock (exclusive with every recovery and repair, in every
+    /// process): for the layer above's own recovery steps.
+    pub fn with_recovery_lock<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let att = self.attachment();
+        att.lock_recovery().map_err(|e| E::from(e.into()))?;
+        let result = f();
+        att.unlock_recovery().map_err(|e| E::from(e.into()))?;
+        result
+    }
+
     /// Allocator consistency check plus counts (exact when no one is mid-step).
     pub fn check(&self) -> Result<HeapStats, Error> {
         Ok(self.heap().check()?)

@@ -15,10 +15,15 @@
 //! The writer word is taken by CAS from 0; the shared count and the slot's count change only
 //! under the writer word, logged in the undo log, so a holder killed between the two stores is
 //! rolled back to a consistent pair.
+//!
+//! The writer word, the sequence and the wake-up check are driven through
+//! [`crate::store_lock`], the protocol the loom models check; this file adds the shared count,
+//! the futex waits and which thread holds what.
 
 use super::{slot_words, Error, ReadToken, Result, Store};
 use crate::region::Mapping;
-use crate::sync::{fence, futex, AtomicU64, Ordering, WordStore};
+use crate::store_lock::{owner_id, LockOffsets, StoreLock};
+use crate::sync::{futex, AtomicU64, Ordering, WordStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,6 +31,13 @@ pub const L_WRITER: u64 = 64;
 pub const L_SEQ: u64 = 128;
 pub const L_SHARED: u64 = 192;
 pub const L_WAITERS: u64 = 256;
+
+/// Where [`StoreLock`] finds its words in the lock file.
+pub const LOCK_OFFSETS: LockOffsets = LockOffsets {
+    writer: L_WRITER,
+    seq: L_SEQ,
+    waiters: L_WAITERS,
+};
 
 /// The thread id used by internal ops that belong to no Python thread (opening the store).
 pub const ME_ANY_THREAD: u64 = u64::MAX;
@@ -52,10 +64,8 @@ pub enum LockKind {
 
 /// The lock words of one store, resolved once.
 pub(super) struct LockWords {
-    writer: &'static AtomicU64,
-    seq: &'static AtomicU64,
+    words: StoreLock<'static, Mapping>,
     shared: &'static AtomicU64,
-    waiters: &'static AtomicU64,
     me: u64,
 }
 
@@ -67,75 +77,57 @@ impl LockWords {
 
     pub fn new(m: &'static Mapping, slot: u32, generation: u64) -> Result<LockWords> {
         Ok(LockWords {
-            writer: m.word(L_WRITER)?,
-            seq: m.word(L_SEQ)?,
+            words: StoreLock::new(m, LOCK_OFFSETS)?,
             shared: m.word(L_SHARED)?,
-            waiters: m.word(L_WAITERS)?,
-            me: ((generation & 0xffff) << 16) | (slot as u64 + 1),
+            me: owner_id(slot, generation),
         })
     }
 
-    pub(super) fn try_writer(&self) -> Result<(), Busy> {
-        // Acquire on success: the previous owner's changes (Release in `release_writer`) are
-        // seen before ours begin.
-        match self
-            .writer
-            .compare_exchange(0, self.me, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(()),
-            Err(v) => Err(Busy::Writer(v)),
+    /// Takes the writer word; `Busy` names its holder.
+    pub(super) fn try_writer(&self) -> Result<()> {
+        match self.words.try_take(self.me)? {
+            Ok(()) => Ok(()),
+            Err(v) => Err(Error::Busy(Busy::Writer(v))),
         }
     }
 
     pub(super) fn release_writer(&self) {
-        // Release: everything this writer did is visible to the next owner.
-        self.writer.store(0, Ordering::Release);
-        self.wake_if_waiting(self.writer);
-    }
-
-    /// Makes the sequence odd: a change begins.
-    fn seq_begin(&self) {
-        let s = self.seq.load(Ordering::Relaxed);
-        debug_assert!(s % 2 == 0);
-        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
-        // SeqCst fence: the odd sequence is ordered before every data store that follows
-        // (seqlock writer side), and before this writer's reads of other participants' held
-        // sets (the store-then-check handshake with readers registering a hold, held.rs).
-        fence(Ordering::SeqCst);
-    }
-
-    /// Ends a change: the sequence even again (committed), the writer word free, and one
-    /// wake-up check for both (one fence instead of two).
-    pub(super) fn end_change(&self) {
-        let s = self.seq.load(Ordering::Relaxed);
-        debug_assert!(s % 2 == 1);
-        // Release (both): the change's data stores are visible to a reader that sees the even
-        // sequence, and to the next writer that takes the word.
-        self.seq.store(s.wrapping_add(1), Ordering::Release);
-        self.writer.store(0, Ordering::Release);
-        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` (see wake_if_waiting).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
-            futex::wake(self.seq, i32::MAX);
-            futex::wake(self.writer, i32::MAX);
+        // Steps on the mapping are never refused (only the loom models' killable store
+        // refuses them), so there is no error to lose; waking anyway would cost one spurious
+        // wake-up.
+        if self.words.release().unwrap_or(true) {
+            futex::wake(self.words.writer_word(), i32::MAX);
         }
     }
 
+    /// Makes the sequence odd: a change begins.
+    fn seq_begin(&self) -> Result<()> {
+        Ok(self.words.begin_change()?)
+    }
+
+    /// Ends a change: the sequence even again (committed), the writer word free, and one
+    /// wake-up check for both.
+    pub(super) fn end_change(&self) -> Result<()> {
+        if self.words.end_change()? {
+            futex::wake(self.words.seq_word(), i32::MAX);
+            futex::wake(self.words.writer_word(), i32::MAX);
+        }
+        Ok(())
+    }
+
     pub(super) fn wake_if_waiting(&self, w: &AtomicU64) {
-        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` before its re-check of
-        // the word (Dekker): either the waiter sees the new value, or we see the waiter.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        // Never refused on the mapping (see `release_writer`).
+        if self.words.waiters_present().unwrap_or(true) {
             futex::wake(w, i32::MAX);
         }
     }
 
     fn waiter(&self) -> Waiter {
         Waiter {
-            writer: self.writer,
-            seq: self.seq,
+            writer: self.words.writer_word(),
+            seq: self.words.seq_word(),
             shared: self.shared,
-            waiters: self.waiters,
+            waiters: self.words.waiters_word(),
         }
     }
 
@@ -172,7 +164,7 @@ impl Store {
     }
 
     fn local_busy(&self) -> Busy {
-        Busy::Writer(self.lock.writer.load(Ordering::Relaxed))
+        Busy::Writer(self.lock.words.writer_word().load(Ordering::Relaxed))
     }
 
     /// Starts a change for `thread`: takes the writer word (unless the thread's lockExcl
@@ -208,13 +200,13 @@ impl Store {
             )));
         }
         self.take_writer()?;
-        self.lock.seq_begin();
+        self.lock.seq_begin()?;
         self.op.writing = true;
         Ok(())
     }
 
     pub(super) fn take_writer(&mut self) -> Result<()> {
-        self.lock.try_writer().map_err(Error::Busy)?;
+        self.lock.try_writer()?;
         // SeqCst: the writer word taken (CAS) is ordered before this read of the shared count,
         // and a lockShared taker increments the count only while holding the writer word.
         let shared = self.lock.shared.load(Ordering::SeqCst);
@@ -244,7 +236,7 @@ impl Store {
     pub(super) fn finish_op(&mut self) -> Result<()> {
         if self.op.writing {
             self.op.writing = false;
-            self.lock.end_change();
+            self.lock.end_change()?;
         }
         self.locks.marks.clear();
         Ok(())
@@ -282,7 +274,7 @@ impl Store {
             return Ok(());
         }
         // The writer word only (other lockShared holders do not keep readers out).
-        self.lock.try_writer().map_err(Error::Busy)?;
+        self.lock.try_writer()?;
         self.op.writing = true;
         let result = self.add_shared(1);
         let result = result.and_then(|_| self.commit_log());
@@ -343,7 +335,8 @@ impl Store {
         loop {
             match self.lock.try_writer() {
                 Ok(()) => break,
-                Err(b) => self.lock.wait(b, Duration::from_millis(5)),
+                Err(Error::Busy(b)) => self.lock.wait(b, Duration::from_millis(5)),
+                Err(e) => return Err(e),
             }
         }
         self.op.writing = true;
@@ -409,12 +402,11 @@ impl Store {
             }
             return Err(self.local_busy());
         }
-        // Acquire: pairs with the Release store that ended the last change.
-        let s = self.lock.seq.load(Ordering::Acquire);
-        if s % 2 == 1 {
-            return Err(Busy::Seq(s));
-        }
-        Ok(ReadToken(s))
+        self.lock
+            .words
+            .read_begin()
+            .map(ReadToken)
+            .map_err(Busy::Seq)
     }
 
     /// Whether everything read since `read_begin` is a consistent snapshot.
@@ -422,10 +414,7 @@ impl Store {
         if token.0 == TOKEN_OWNER {
             return true;
         }
-        // Acquire fence: the data loads before it are ordered before the re-check below
-        // (seqlock reader side).
-        fence(Ordering::Acquire);
-        self.lock.seq.load(Ordering::Relaxed) == token.0
+        self.lock.words.read_valid(token.0)
     }
 }
 

@@ -40,6 +40,7 @@ pub use walk::{CheckReport, GcReport, Stats};
 
 use crate::heap::{self, Attached, Heap};
 use crate::region::{table, AttachLiveness, Mapping};
+use crate::store_lock::UndoLog;
 use crate::sync::{AtomicU64, Ordering, WordStore};
 use std::path::{Path, PathBuf};
 use value::kind;
@@ -123,6 +124,11 @@ pub mod words {
     /// Head of the orphan list: containers no value refers to that a held set named when
     /// their last reference went (linked through their `C_ORPHAN_NEXT` words).
     pub const ORPHANS: u64 = hdr::OBJECT_WORDS + 8;
+    /// The undo log of a durable change in flight (0: none). The lock file, where each
+    /// participant names its own log, does not survive a reboot; this word does (it is on disk
+    /// before the change's first in-place write), so the first open after a power cut finds
+    /// the change and rolls it back.
+    pub const ACTIVE_UNDO: u64 = hdr::OBJECT_WORDS + 16;
 }
 
 /// Participant slot words of the object layer (inside table::W_OBJECT..W_OBJECT + 5).
@@ -179,6 +185,8 @@ struct OpState {
     /// value each word had at that moment, so entries below it are not reused.
     floor: u64,
     deferred: bool,
+    /// durable=True: the log holds an entry for the store file (commit must flush it).
+    unsynced: bool,
 }
 
 /// The object layer of one open store, as used by one process.
@@ -203,6 +211,9 @@ pub struct Store {
     /// instances they came from).
     encoded_objects: Vec<(u32, u64)>,
     closed: bool,
+    /// durable=True: every undo entry is on disk before the write it covers, and a commit is
+    /// on disk before it returns.
+    durable: bool,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -213,6 +224,11 @@ impl Store {
     /// Opens (creating if missing) the store at `path` and attaches to it. Creates the root
     /// dict if this is the first open of a new store.
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with(path, false)
+    }
+
+    /// `open`, choosing durability (see `durable` and FORMAT.md §10.8).
+    pub fn open_with(path: &Path, durable: bool) -> Result<Store> {
         let attached = Box::new(Attached::open_with(path, Box::new(recovery::recover_slot))?);
         let heap: Heap<'static, Mapping, AttachLiveness> =
             // SAFETY: `attached` is boxed (its address never changes) and is dropped after
@@ -242,8 +258,22 @@ impl Store {
             held: held::HeldSet::default(),
             encoded_objects: Vec::new(),
             closed: false,
+            durable,
         };
+        if store.attached.region().lock_file_rebuilt() {
+            // Whatever an earlier life of the store left in flight (a reboot, a lock file
+            // deleted while nobody was attached): the allocator's lost journals first, then a
+            // durable change cut short.
+            store.attached.repair().map_err(Error::Open)?;
+            recovery::roll_back_orphaned_undo(&store.attached)?;
+        }
+        if durable {
+            store.sync_directory()?;
+        }
         store.ensure_root()?;
+        if durable {
+            store.sync_all()?;
+        }
         Ok(store)
     }
 
@@ -602,6 +632,9 @@ impl Store {
         self.log_block = b;
         self.log_cap = cap;
         self.log_len = 0;
+        if self.durable {
+            self.sync_all()?;
+        }
         Ok(())
     }
 
@@ -612,13 +645,40 @@ impl Store {
         if self.log_len == self.log_cap {
             self.grow_log()?;
         }
-        let e = self.log_block + log::ENTRIES + self.log_len * 16;
-        self.mem().store(e, a, Ordering::Relaxed)?;
-        self.mem().store(e + 8, b, Ordering::Relaxed)?;
+        // Lock-file words need no disk order: the lock file does not outlive a reboot.
+        let durable = self.durable && a & log::TAG_MASK != log::T_LOCK_WORD;
+        if durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? != self.log_block {
+            // The change's first entry: name the log where a reboot finds it (on disk with
+            // the entry, below).
+            self.mem()
+                .store(words::ACTIVE_UNDO, self.log_block, Ordering::Relaxed)?;
+        }
+        UndoLog::new(self.mem(), self.log_block).append(self.log_len, a, b)?;
         self.log_len += 1;
-        self.mem()
-            .store(self.log_block + log::LEN, self.log_len, Ordering::Release)?;
+        if durable {
+            self.op.unsynced = true;
+            // The entry, the length and `active undo` on disk before the write they cover.
+            // One flush of the whole file (the kernel visits only dirty pages): every other
+            // dirty page holds a write an earlier entry already covers, so it may go too.
+            self.sync_all()?;
+        }
         Ok(())
+    }
+
+    /// Flushes every dirty page of the store file to disk.
+    fn sync_all(&self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Makes the store file's directory entry durable (a new store survives a power cut).
+    fn sync_directory(&self) -> Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::Full(format!("fsync of {} failed: {e}", dir.display())))
     }
 
     fn grow_log(&mut self) -> Result<()> {
@@ -634,6 +694,14 @@ impl Store {
             self.init(b + log::ENTRIES + i * 8, w)?;
         }
         self.mem().store(b + log::LEN, n, Ordering::Release)?;
+        if self.durable {
+            // The copy whole on disk before it becomes the log a reboot looks at.
+            self.sync_all()?;
+            if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
+                self.mem().store(words::ACTIVE_UNDO, b, Ordering::Relaxed)?;
+                self.sync_all()?;
+            }
+        }
         self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
         self.heap.settle(J)?;
         let old = self.log_block;
@@ -651,8 +719,7 @@ impl Store {
     fn set_log_len(&mut self, n: u64) -> Result<()> {
         self.log_len = n;
         if self.log_block != 0 {
-            self.mem()
-                .store(self.log_block + log::LEN, n, Ordering::Release)?;
+            UndoLog::new(self.mem(), self.log_block).set_len(n)?;
         }
         Ok(())
     }
@@ -668,7 +735,15 @@ impl Store {
             match tag {
                 log::T_WORD => self.mem().store(off, b, Ordering::Relaxed)?,
                 log::T_LOCK_WORD => self.lock_mem().store(off, b, Ordering::SeqCst)?,
-                log::T_ALLOC => self.heap.free(off)?,
+                log::T_ALLOC => {
+                    // Out of the log first: a recoverer repeating this rollback (this
+                    // process killed half-way) must not free the block again.
+                    self.set_log_len(i)?;
+                    if self.durable {
+                        self.sync_all()?;
+                    }
+                    self.heap.free(off)?
+                }
                 // Releases and frees happen only at commit: nothing to undo.
                 _ => {}
             }
@@ -697,9 +772,20 @@ impl Store {
                 _ => {}
             }
         }
+        let synced = std::mem::take(&mut self.op.unsynced);
+        if synced {
+            // The commit point on disk: every write of the change first, then the empty log.
+            self.sync_all()?;
+        }
         // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
         // never frees twice.
         self.set_log_len(0)?;
+        if synced {
+            if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
+                self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
+            }
+            self.sync_all()?;
+        }
         if !self.op.logged.is_empty() {
             self.op.logged.clear();
         }

@@ -7,14 +7,28 @@
 //! is applied before the log shrinks past it, so a repeat applies it again to the same value;
 //! an alloc entry leaves the log before its block is freed, so a repeat never frees it twice,
 //! at worst leaks it to gc).
+//!
+//! Steps 1 and 2 (the undo log, the writer word and the sequence) are
+//! [`StoreLock::recover_dead`], the protocol the loom models check; this file adds the other
+//! entry kinds, the shared holds and the held set.
 
-use super::lock::{L_SEQ, L_SHARED, L_WAITERS, L_WRITER};
+use super::lock::{LOCK_OFFSETS, L_SEQ, L_SHARED, L_WAITERS, L_WRITER};
 use super::value::{self, kind};
-use super::{log, slot_words, NoLiveness};
-use crate::heap::{Attached, Error};
-use crate::region::lockfile;
+use super::{log, slot_words, words, NoLiveness};
+use crate::heap::{Attached, Error, Heap};
+use crate::region::{lockfile, AttachLiveness, Mapping};
+use crate::store_lock::{owner_id, undo, OtherEntries, StoreLock, UndoLog};
 use crate::sync::{futex, Ordering, WordStore};
 use std::time::Duration;
+
+// The undo log's layout is written down twice (the object layer's entry kinds, the store lock's
+// word entries): they must agree.
+const _: () = assert!(
+    log::LEN == undo::LEN
+        && log::ENTRIES == undo::ENTRIES
+        && log::TAG_MASK == undo::TAG_MASK
+        && log::T_WORD == undo::T_WORD
+);
 
 fn corrupt(what: String, offset: u64) -> Error {
     Error::Corrupt { what, offset }
@@ -30,10 +44,12 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
 
     // 1. Its undo log, newest entry first.
     let log_block = lock_mem.load(slot_off(slot_words::UNDO), Ordering::SeqCst)?;
+    let undo_log = UndoLog::new(mem, log_block);
+    let mut log_to_undo = None;
     if log_block != 0 {
         let head = mem.load(log_block, Ordering::Acquire)?;
         let cap = value::head_len(head);
-        let len = mem.load(log_block + log::LEN, Ordering::Acquire)?;
+        let len = undo_log.published_len()?;
         if value::head_kind(head) != kind::UNDO_LOG || len > cap {
             return Err(corrupt(
                 format!("participant {slot}'s undo log is damaged"),
@@ -41,67 +57,37 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
             ));
         }
         mem.bytes(log_block, log::ENTRIES + cap * 16)?;
-        let mut i = len;
-        while i > 0 {
-            i -= 1;
-            let e = log_block + log::ENTRIES + i * 16;
-            let a = mem.load(e, Ordering::Relaxed)?;
-            let b = mem.load(e + 8, Ordering::Relaxed)?;
-            let off = a & !log::TAG_MASK;
-            match a & log::TAG_MASK {
-                log::T_WORD => mem.store(off, b, Ordering::Relaxed)?,
-                log::T_LOCK_WORD => {
-                    // Only the shared counts are ever logged as lock words.
-                    let slots_end = lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES;
-                    if off != L_SHARED && !(lockfile::HEADER_BYTES..slots_end).contains(&off) {
-                        return Err(corrupt(
-                            format!("participant {slot}'s undo log names lock word {off:#x}"),
-                            e,
-                        ));
-                    }
-                    lock_mem.store(off, b, Ordering::SeqCst)?;
-                }
-                log::T_ALLOC => {
-                    // Out of the log first: a repeat must not free it again.
-                    mem.store(log_block + log::LEN, i, Ordering::Release)?;
-                    heap.free_uncached(off)?;
-                }
-                _ => {}
-            }
-            mem.store(log_block + log::LEN, i, Ordering::Release)?;
-        }
+        log_to_undo = Some((&undo_log, len));
     }
 
     // 2. The writer word, if the dead participant held it: its change is undone, so the
     //    sequence is made even again and the word released.
     let generation = t.generation(slot)?;
-    let writer = lock_mem.word(L_WRITER)?;
-    let w = writer.load(Ordering::SeqCst);
-    if w != 0 && (w & 0xffff) == slot as u64 + 1 && (w >> 16) & 0xffff == generation & 0xffff {
-        let seq = lock_mem.word(L_SEQ)?;
-        let s = seq.load(Ordering::SeqCst);
-        if s % 2 == 1 {
-            seq.store(s.wrapping_add(1), Ordering::SeqCst);
-        }
-        if writer
-            .compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            wake(att, L_WRITER)?;
-            wake(att, L_SEQ)?;
-        }
+    let lock = StoreLock::new(lock_mem, LOCK_OFFSETS)?;
+    let mut other = OtherKinds {
+        lock_mem,
+        heap: &heap,
+        slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
+        slot,
+        lock_words: true,
+    };
+    if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
+        wake(att, L_WRITER)?;
+        wake(att, L_SEQ)?;
+    }
+
+    // A durable change's log is named in the store header too (§10.8): it is undone now.
+    if log_block != 0 && mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)? == log_block {
+        mem.store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
     }
 
     // 3. Its lockShared holds, under the writer word (the counts change only under it).
     let mine_off = slot_off(slot_words::SHARED);
     let mine = lock_mem.load(mine_off, Ordering::SeqCst)?;
     if mine != 0 {
-        let me = ((t.generation(att.slot())? & 0xffff) << 16) | (att.slot() as u64 + 1);
+        let me = owner_id(att.slot(), t.generation(att.slot())?);
         let mut waited = 0;
-        while writer
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        while lock.try_take(me)?.is_err() {
             waited += 1;
             if waited > 20_000 {
                 return Err(corrupt(
@@ -115,7 +101,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         let g = shared.load(Ordering::SeqCst);
         shared.store(g.saturating_sub(mine), Ordering::SeqCst);
         lock_mem.store(mine_off, 0, Ordering::SeqCst)?;
-        writer.store(0, Ordering::Release);
+        lock.release()?;
         wake(att, L_SHARED)?;
         wake(att, L_WRITER)?;
     }
@@ -149,10 +135,115 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The undo entries besides data words: lock-file words (the shared counts) and allocations.
+struct OtherKinds<'a, 'h> {
+    lock_mem: &'a Mapping,
+    heap: &'a Heap<'h, Mapping, AttachLiveness>,
+    /// The end of the participant table: lock words below it may be logged.
+    slots_end: u64,
+    /// The dead participant (for messages).
+    slot: u32,
+    /// Whether lock-file entries are restored (not for a log from before the lock file was
+    /// rebuilt: its lock words mean nothing now).
+    lock_words: bool,
+}
+
+impl OtherEntries for OtherKinds<'_, '_> {
+    type Error = Error;
+
+    fn once_only(&self, tagged: u64) -> bool {
+        // Out of the log first: a repeat must not free the block again.
+        tagged & log::TAG_MASK == log::T_ALLOC
+    }
+
+    fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Error> {
+        let off = tagged & !log::TAG_MASK;
+        match tagged & log::TAG_MASK {
+            log::T_LOCK_WORD if !self.lock_words => {}
+            log::T_LOCK_WORD => {
+                // Only the shared counts are ever logged as lock words.
+                if off != L_SHARED && !(lockfile::HEADER_BYTES..self.slots_end).contains(&off) {
+                    return Err(corrupt(
+                        format!(
+                            "participant {}'s undo log names lock word {off:#x}",
+                            self.slot
+                        ),
+                        entry,
+                    ));
+                }
+                self.lock_mem.store(off, value, Ordering::SeqCst)?;
+            }
+            log::T_ALLOC => self.heap.free_uncached(off)?,
+            // Releases and frees happen only at commit: nothing to undo.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 fn wake(att: &Attached, word: u64) -> Result<(), Error> {
     let lock_mem = att.region().lock_words();
     if lock_mem.load(L_WAITERS, Ordering::SeqCst)? != 0 {
         futex::wake(lock_mem.word(word)?, i32::MAX);
     }
     Ok(())
+}
+
+/// After the lock file was rebuilt (a reboot, or a lock file lost while nobody was attached):
+/// a durable change whose process is gone is named only by the store header's `active undo`
+/// word (FORMAT.md §10.8). Rolls it back from its log, under the recovery lock, then clears the
+/// word and frees the log. A log that an attached participant names is its own business (the
+/// ordinary recovery of a dead participant clears the word too).
+pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error> {
+    let mem = att.region().store();
+    if mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)? == 0 {
+        return Ok(());
+    }
+    att.with_recovery_lock(|| {
+        let log_block = mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)?;
+        if log_block == 0 {
+            return Ok(()); // another opener did it first
+        }
+        let lock_mem = att.region().lock_words();
+        let t = att.region().table(&NoLiveness);
+        for slot in 0..t.slots {
+            if t.status(slot)? == crate::region::table::STATUS_ATTACHED
+                && lock_mem.load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)?
+                    == log_block
+            {
+                return Ok(());
+            }
+        }
+        let head = mem.load(log_block, Ordering::Acquire)?;
+        let cap = value::head_len(head);
+        let undo_log = UndoLog::new(mem, log_block);
+        let len = undo_log.published_len()?;
+        if value::head_kind(head) != kind::UNDO_LOG || len > cap {
+            return Err(super::Error::Corrupt {
+                what: "the store header's active undo log is damaged".into(),
+                offset: log_block,
+            });
+        }
+        mem.bytes(log_block, log::ENTRIES + cap * 16)?;
+        let heap = att.heap();
+        let mut other = OtherKinds {
+            lock_mem,
+            heap: &heap,
+            slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
+            slot: att.slot(),
+            lock_words: false,
+        };
+        undo_log.roll_back(len, &mut other)?;
+        // The undone state on disk before the log lets go of it.
+        let synced =
+            |r: Result<(), _>| r.map_err(|e| super::Error::Full(format!("msync failed: {e}")));
+        synced(att.region().flush().map_err(|e| e.to_string()))?;
+        mem.store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
+        synced(
+            mem.sync_range(words::ACTIVE_UNDO, 8)
+                .map_err(|e| e.to_string()),
+        )?;
+        heap.free_uncached(log_block)?;
+        Ok(())
+    })
 }

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     collect: AtomicBool,
     pub id: u64,
     pub path: PathBuf,
+    /// Opened with durable=True (a child after fork re-opens the same way).
+    durable: bool,
 }
 
 /// The calling thread, as the store lock knows it.
@@ -58,8 +60,8 @@ pub(crate) fn closed_err() -> PyErr {
 }
 
 impl Shared {
-    pub fn open(path: PathBuf) -> Result<Arc<Shared>, object::Error> {
-        let store = Store::open(&path)?;
+    pub fn open(path: PathBuf, durable: bool) -> Result<Arc<Shared>, object::Error> {
+        let store = Store::open_with(&path, durable)?;
         let waiter = store.waiter();
         let shared = Arc::new(Shared {
             store: UnsafeCell::new(Some(store)),
@@ -71,6 +73,7 @@ impl Shared {
             collect: AtomicBool::new(false),
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             path,
+            durable,
         });
         registry().push(Arc::downgrade(&shared));
         Ok(shared)
@@ -92,7 +95,7 @@ impl Shared {
         let Some(old) = g.take() else { return Ok(()) };
         let held = old.held_containers();
         std::mem::forget(old);
-        let mut st = Store::open(&self.path)?;
+        let mut st = Store::open_with(&self.path, self.durable)?;
         for (c, n) in held {
             for _ in 0..n {
                 st.hold(c)?;
@@ -443,9 +446,10 @@ pub(crate) fn unlock(shared: &Shared) -> PyResult<()> {
 #[pymethods]
 impl StoreCore {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, durable=false))]
+    fn new(py: Python<'_>, path: PathBuf, durable: bool) -> PyResult<Self> {
         let shared = py
-            .detach(|| Shared::open(path))
+            .detach(|| Shared::open(path, durable))
             .map_err(errors::map_object)?;
         Ok(StoreCore { shared })
     }

@@ -187,9 +187,9 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// The lock file beside a store (`<store>.lock`): the volatile coordination state. See FORMAT.md.
 pub mod lockfile {
     pub const MAGIC: [u8; 8] = *b"PERSISTL";
-    /// 2: slots of 96 words with a block cache.
-    pub const VERSION: u32 = 2;
-    /// Header: magic (8), version (4), slot count (4), store id (8).
+    /// 2: slots of 96 words with a block cache. 3: the boot id in the header.
+    pub const VERSION: u32 = 3;
+    /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
     pub const SLOT_BYTES: u64 = super::super::table::SLOT_WORDS * 8;
@@ -201,6 +201,8 @@ pub mod lockfile {
     /// OFD-lock byte of slot i is LIVENESS_BYTE_BASE + i (beyond the end of the file, which
     /// fcntl allows: the bytes are names, not data).
     pub const LIVENESS_BYTE_BASE: u64 = 1 << 32;
+    /// The bytes the open checks: magic, version, slot count, store id, boot id.
+    pub const CHECKED_BYTES: usize = 40;
 }
 
 #[cfg(test)]

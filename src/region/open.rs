@@ -228,6 +228,7 @@ pub struct Region {
     store: Mapping,
     lock: Mapping,
     lock_file: Arc<File>,
+    lock_file_rebuilt: bool,
 }
 
 impl Region {
@@ -274,14 +275,22 @@ impl Region {
                 offset: Some(hdr::FILE_SIZE),
             });
         }
-        let (lock_file, lock) = open_lock_file(path, header.store_id)?;
+        let (lock_file, lock, lock_file_rebuilt) = open_lock_file(path, header.store_id)?;
         Ok(Region {
             path: path.to_path_buf(),
             header,
             store,
             lock,
             lock_file,
+            lock_file_rebuilt,
         })
+    }
+
+    /// Whether this open (re)built the lock file: a new store, a lock file deleted while
+    /// nobody was attached, or one left by an earlier boot. Whatever participants of the
+    /// store's earlier life left in flight can no longer be recovered from their journals.
+    pub fn lock_file_rebuilt(&self) -> bool {
+        self.lock_file_rebuilt
     }
 
     pub fn path(&self) -> &Path {
@@ -666,7 +675,30 @@ fn init_empty(path: &Path, file: &File) -> Result<(), Error> {
 }
 
 /// Opens (creating and initialising when needed) the lock file of the store `store_id`.
-fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping), Error> {
+/// The kernel's id of the current boot (16 bytes, from /proc/sys/kernel/random/boot_id).
+/// A lock file written under another boot id is stale: every process of that boot is gone,
+/// and its words (never synced) may hold any mix of what was written before the reboot.
+/// Zero bytes if the kernel does not say (a lock file then only goes stale by its other
+/// fields, as before).
+fn boot_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+        if hex.len() == 32 {
+            for (i, pair) in hex.chunks_exact(2).enumerate() {
+                let digits = std::str::from_utf8(pair).unwrap_or("00");
+                id[i] = u8::from_str_radix(digits, 16).unwrap_or(0);
+            }
+        }
+    }
+    id
+}
+
+/// Opens (creating and initialising when needed) the lock file of the store `store_id`.
+/// Also returns whether the file was (re)built: then no participant of an earlier life of the
+/// store can be recovered from it (their journals and undo logs are gone), and the layers
+/// above repair what they may have left in the store file.
+fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping, bool), Error> {
     let path = lock_path(store_path);
     let file = OpenOptions::new()
         .read(true)
@@ -678,14 +710,16 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
         .open(&path)
         .map_err(io_err(&path, "open"))?;
     ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(&path, "lock"))?;
+    let boot = boot_id();
     let result = (|| {
-        let mut head = [0u8; 24];
+        let mut head = [0u8; lockfile::CHECKED_BYTES];
         let n = read_prefix(&file, &mut head).map_err(io_err(&path, "read"))?;
-        let valid = n == 24
+        let valid = n == lockfile::CHECKED_BYTES
             && head[..8] == lockfile::MAGIC
             && u32::from_le_bytes(head[8..12].try_into().unwrap()) == lockfile::VERSION
             && u32::from_le_bytes(head[12..16].try_into().unwrap()) == lockfile::SLOTS
             && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
+            && head[24..40] == boot
             && file.metadata().map_err(io_err(&path, "stat"))?.len() == lockfile::FILE_BYTES;
         if !valid {
             // A new, damaged or foreign lock file: rebuild it, unless a live process still uses
@@ -717,17 +751,18 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
                     reason: io::Error::from_raw_os_error(r).to_string(),
                 });
             }
-            let mut h = [0u8; 24];
+            let mut h = [0u8; lockfile::CHECKED_BYTES];
             h[..8].copy_from_slice(&lockfile::MAGIC);
             h[8..12].copy_from_slice(&lockfile::VERSION.to_le_bytes());
             h[12..16].copy_from_slice(&lockfile::SLOTS.to_le_bytes());
             h[16..24].copy_from_slice(&store_id.to_le_bytes());
+            h[24..40].copy_from_slice(&boot);
             file.write_all_at(&h, 0).map_err(io_err(&path, "write"))?;
         }
-        Ok(())
+        Ok(!valid)
     })();
     let _ = ofd::unlock(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE);
-    result?;
+    let rebuilt = result?;
     let file = Arc::new(file);
     let map = Mapping::new(
         file.clone(),
@@ -736,7 +771,7 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
         lockfile::FILE_BYTES,
     )
     .map_err(io_err(&path, "map"))?;
-    Ok((file, map))
+    Ok((file, map, rebuilt))
 }
 
 /// Reads a word of the store header (for tools and tests).

@@ -15,44 +15,14 @@ import shutil
 import signal
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import persist
 
+from procs import fork_child, kill_child, reap_child
+
 ACCOUNTS = 20
 START_BALANCE = 100
-
-
-def _fork(body: Callable[[], None]) -> int:
-    """Runs ``body`` in a forked child that never returns into pytest."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            body()
-        except BaseException:  # noqa: BLE001 - report anything, then leave at once
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _reap(pid: int) -> int:
-    """Waits for ``pid``; returns its exit status (negative: killed by that signal)."""
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
 
 
 # ---- the bank invariant -------------------------------------------------------------------
@@ -110,7 +80,7 @@ def test_bank_invariant_survives_hundreds_of_kills(tmp_path: Path) -> None:
     def start() -> None:
         r, w = os.pipe()
         seed = rng.randrange(1 << 30)
-        pid = _fork(lambda: _bank_worker(path, seed, w))
+        pid = fork_child(lambda: _bank_worker(path, seed, w))
         os.close(w)
         workers[pid] = r
 
@@ -126,13 +96,13 @@ def test_bank_invariant_survives_hundreds_of_kills(tmp_path: Path) -> None:
                 assert os.read(r, 1) == b"r", "a worker died before it opened the store"
                 time.sleep(rng.uniform(0, 0.015))
             os.close(r)
-            _kill(pid)
+            kill_child(pid)
             kills += 1
             start()
     finally:
         for pid, r in workers.items():
             os.close(r)
-            _kill(pid)
+            kill_child(pid)
     with persist.open(path) as store:
         acct = store.root["acct"].to_python()
         report = store.check()
@@ -181,7 +151,7 @@ def test_a_dead_lockExcl_holder_is_taken_over_quickly_and_its_changes_undone(
         root["gone"] = ["still", "here"]
         for _ in range(20):
             r, w = os.pipe()
-            pid = _fork(lambda: _hold_and_die(path, w))
+            pid = fork_child(lambda: _hold_and_die(path, w))
             os.close(w)
             assert os.read(r, 1) == b"r"
             os.close(r)
@@ -196,7 +166,7 @@ def test_a_dead_lockExcl_holder_is_taken_over_quickly_and_its_changes_undone(
                 assert root["gone"] == ["still", "here"]
             finally:
                 root.unlock()
-            _reap(pid)
+            reap_child(pid)
         store.check()
     median = statistics.median(waits)
     print(
@@ -251,12 +221,12 @@ def test_a_large_operation_killed_in_the_middle_is_all_or_nothing(tmp_path: Path
     kills = 0
     for round_ in range(60):
         r, w = os.pipe()
-        pid = _fork(lambda: _big_ops(path, w, round_))
+        pid = fork_child(lambda: _big_ops(path, w, round_))
         os.close(w)
         assert os.read(r, 1) == b"r"
         os.close(r)
         time.sleep(rng.uniform(0.001, 0.05))
-        _kill(pid)
+        kill_child(pid)
         kills += 1
         with persist.open(path) as store:
             _whole(store)
@@ -290,15 +260,15 @@ def test_killed_readers_leave_nothing_behind(tmp_path: Path) -> None:
         sizes = []
         live: list[int] = []
         for n in range(1, 2001):
-            live.append(_fork(lambda: _reader(path)))
+            live.append(fork_child(lambda: _reader(path)))
             if len(live) > 4:
                 pid = live.pop(rng.randrange(len(live)))
                 time.sleep(rng.uniform(0, 0.002))
-                _kill(pid)
+                kill_child(pid)
             if n % 500 == 0:
                 sizes.append(os.path.getsize(path))
         for pid in live:
-            _kill(pid)
+            kill_child(pid)
         store.root["l"][0] = -1  # a change: collects what the dead readers' holds kept
         after = store.stats()
         report = store.check()
@@ -325,12 +295,12 @@ def test_a_forked_child_increments_under_the_lock_alongside_its_parent(tmp_path:
                 root["x"] += 1
                 root.unlock()
 
-        pid = _fork(child)
+        pid = fork_child(child)
         for _ in range(n):
             root.lockExcl()
             root["x"] += 1
             root.unlock()
-        assert _reap(pid) == 0
+        assert reap_child(pid) == 0
         assert root["x"] == 2 * n
 
 
@@ -350,8 +320,8 @@ def test_a_child_forked_inside_lockExcl_does_not_hold_the_lock(tmp_path: Path) -
                 os._exit(7)
             os._exit(8)
 
-        pid = _fork(child_waits)
-        assert _reap(pid) == 7
+        pid = fork_child(child_waits)
+        assert reap_child(pid) == 7
         root.unlock()
         assert root["x"] == 1
 
@@ -381,7 +351,7 @@ def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
     r, w = os.pipe()
     os.set_blocking(r, False)
     names = ["a", "b", "c"]
-    pids = [_fork(lambda name=name: _committer(path, name, w)) for name in names]
+    pids = [fork_child(lambda name=name: _committer(path, name, w)) for name in names]
     os.close(w)
     committed: dict[str, int] = {}
     pending = b""
@@ -429,7 +399,7 @@ def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
             os.unlink(str(dst) + ".lock")
     finally:
         for pid in pids:
-            _kill(pid)
+            kill_child(pid)
         os.close(r)
     print(f"\nsnapshots: {copies} copies opened, recovered and checked; commits {committed}")
     assert all(committed.get(n, 0) > 0 for n in names), committed

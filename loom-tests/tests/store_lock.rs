@@ -1,0 +1,423 @@
+//! The store lock passes from a dead owner to the next one, and readers never keep what the dead
+//! owner left half done.
+//!
+//! The bug story: a writer takes the writer word, makes the sequence odd, logs each data word's
+//! old value and changes it, empties its log (the commit point), makes the sequence even and
+//! frees the word (`persist::store_lock`). Readers take no lock: they keep what they read only if
+//! the sequence was even and unchanged around it. A writer may be SIGKILLed between any two of
+//! those steps, and so may the process recovering it. Each model catches (each bug below was
+//! put into `store_lock.rs` once, and the model failed):
+//!
+//! - `writer_killed_at_every_point` (a writer killed before its k-th word access, for every k,
+//!   while a reader reads; then recovered, the reader still reading; then a second writer
+//!   changes the data): a reader that keeps a torn pair or a value of a change that was then
+//!   rolled back (the SeqCst fence missing from `begin_change` or the Acquire fence from
+//!   `read_valid`, a Relaxed load in `read_begin`, a Relaxed store ending a change or a dead
+//!   owner's change); a log entry whose length is published before the entry is written; an
+//!   undo that skips an entry; a sequence left odd (`end_change` freeing the word before it
+//!   makes the sequence even).
+//! - `recoverer_killed_at_every_point` (the writer killed at every point, its first recoverer
+//!   killed at every point of its recovery, a second one finishing, a reader reading
+//!   throughout): a recovery step that is not safe to repeat (the log shrunk past an entry
+//!   before the entry is restored, so the restore is lost; the dead owner's word freed before
+//!   the sequence is even, so that nobody makes it even).
+//! - `contenders_race_for_a_dead_owners_word` (the owner killed at every point; two live writers
+//!   race for its word while a reader reads, each recovering the dead owner when it finds it in
+//!   the way): a recovery that frees a word a live writer took meanwhile (no check that the word
+//!   still names the dead owner); a live writer that begins its change on an odd sequence (the
+//!   word freed before the sequence is made even, or taken without Acquire).
+//!
+//! What loom cannot see: a kill is a prefix of the victim's accesses in program order, so these
+//! models check that every prefix is recoverable; that the Release on the log length keeps the
+//! entry's stores before it on real hardware is the ordering argument in `UndoLog::append`. The
+//! futex sleep is not modelled (waiters spin with `yield_now`), nor is the waiter count's
+//! Dekker handshake. A kill lands before a word access; a fence is not one.
+//!
+//! Cost (one core each, release build): at LOOM_MAX_PREEMPTIONS=2, as scripts/test-all.sh runs
+//! them, about 1 s, 0.1 s and 16 s (21 kill points; 213 (writer, recoverer) pairs; 21 kill
+//! points). Also run at LOOM_MAX_PREEMPTIONS=3: about 2 s, 0.1 s and 200 s, all passing. Run
+//! without a bound (LOOM_MAX_PREEMPTIONS unset), loom 0.7.3 finished the first model in 0.02 s
+//! and missed the seqlock bugs above that the bounded runs catch: a bounded run is the deeper
+//! one here, not an unbounded one.
+#![cfg(loom)]
+
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
+use persist::store_lock::{owner_id, LockOffsets, OtherEntries, StoreLock, UndoLog};
+use persist::sync::{AccessError, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use std::cell::Cell;
+
+/// The lock words, in a lock file of their own.
+const AT: LockOffsets = LockOffsets {
+    writer: 0,
+    seq: 8,
+    waiters: 16,
+};
+const LOCK_FILE_BYTES: u64 = 24;
+
+/// Two data words, then one undo log (two entries) per participant. Each log is its own
+/// participant's: a recoverer that rolled back the log of whoever holds the word now would undo
+/// a live writer's change under its feet.
+const A: u64 = 0;
+const B: u64 = 8;
+const LOG_CAP: u64 = 2;
+const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
+const STORE_BYTES: u64 = 16 + 3 * LOG_BYTES;
+
+/// The undo log block of the participant in `slot`.
+fn log_of(slot: u32) -> u64 {
+    16 + slot as u64 * LOG_BYTES
+}
+
+/// The data before any change, and after each writer's.
+const OLD: [u64; 2] = [10, 20];
+const VICTIMS: [u64; 2] = [11, 21];
+const FIRST: [u64; 2] = [12, 22];
+const SECOND: [u64; 2] = [13, 23];
+
+const VICTIM: u32 = 0;
+const VICTIM_GENERATION: u64 = 5;
+const FIRST_SLOT: u32 = 1;
+const SECOND_SLOT: u32 = 2;
+
+/// The lock file, the store file and the liveness flags of three participants.
+struct World {
+    lock_file: MemWords,
+    store: MemWords,
+    live: MemLiveness,
+    /// The kernel's lock on a dead slot: one recoverer at a time.
+    recovery: Mutex<()>,
+}
+
+impl World {
+    fn new() -> World {
+        let w = World {
+            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
+            store: MemWords::new(STORE_BYTES, STORE_BYTES),
+            live: MemLiveness::new(3),
+            recovery: Mutex::new(()),
+        };
+        for s in 0..3 {
+            w.live.set_alive(s, true);
+        }
+        w.store.store(A, OLD[0], Ordering::Relaxed).unwrap();
+        w.store.store(B, OLD[1], Ordering::Relaxed).unwrap();
+        w
+    }
+
+    fn data(&self) -> [u64; 2] {
+        [
+            self.store.load(A, Ordering::Relaxed).unwrap(),
+            self.store.load(B, Ordering::Relaxed).unwrap(),
+        ]
+    }
+
+    /// The lock as it must be with no writer at work: word free, sequence even, log empty.
+    fn assert_free(&self) {
+        let writer = self.lock_file.load(AT.writer, Ordering::Relaxed).unwrap();
+        let seq = self.lock_file.load(AT.seq, Ordering::Relaxed).unwrap();
+        assert_eq!(writer, 0, "the writer word is still held");
+        assert_eq!(seq % 2, 0, "the sequence is left odd");
+        for slot in 0..3 {
+            let len = UndoLog::new(&self.store, log_of(slot))
+                .published_len()
+                .unwrap();
+            assert_eq!(len, 0, "participant {slot}'s undo log still has entries");
+        }
+    }
+}
+
+/// A writer's view: the lock and its undo log, through `W` (killable for a victim).
+struct Writer<'a, W: WordStore> {
+    lock: StoreLock<'a, W>,
+    log: UndoLog<'a, W>,
+    store: &'a W,
+    me: u64,
+    len: u64,
+}
+
+impl<'a, W: WordStore> Writer<'a, W> {
+    fn new(
+        lock_file: &'a W,
+        store: &'a W,
+        slot: u32,
+        generation: u64,
+    ) -> Result<Self, AccessError> {
+        Ok(Writer {
+            lock: StoreLock::new(lock_file, AT)?,
+            log: UndoLog::new(store, log_of(slot)),
+            store,
+            me: owner_id(slot, generation),
+            len: 0,
+        })
+    }
+
+    /// Takes the writer word if it is free; `Ok(Err(holder))` if not.
+    fn take(&self) -> Result<Result<(), u64>, AccessError> {
+        self.lock.try_take(self.me)
+    }
+
+    /// As `object/mod.rs` `put`: the old value logged first, then the word changed.
+    fn put(&mut self, offset: u64, new: u64) -> Result<(), AccessError> {
+        let old = self.store.load(offset, Ordering::Relaxed)?;
+        assert!(self.len < LOG_CAP);
+        self.log.append_word(self.len, offset, old)?;
+        self.len += 1;
+        // Relaxed: readers validate the sequence (as `put`).
+        self.store.store(offset, new, Ordering::Relaxed)
+    }
+
+    /// One change of both data words, with the writer word already taken (as `begin_op`,
+    /// `put`, `end_op`). `committed` is set once the log is emptied: the commit point.
+    fn change(&mut self, to: [u64; 2], committed: &Cell<bool>) -> Result<(), AccessError> {
+        self.lock.begin_change()?;
+        self.put(A, to[0])?;
+        self.put(B, to[1])?;
+        self.log.set_len(0)?;
+        self.len = 0;
+        committed.set(true);
+        // No thread sleeps in these models: nobody to wake.
+        self.lock.end_change()?;
+        Ok(())
+    }
+}
+
+/// A live writer takes the word (it must be free) and changes the data to `to`, checking what
+/// a new owner must find: the sequence even and the data a whole committed state.
+fn live_change(world: &World, slot: u32, to: [u64; 2], may_find: &[[u64; 2]]) {
+    let mut w = Writer::new(&world.lock_file, &world.store, slot, 1).unwrap();
+    assert_eq!(w.take().unwrap(), Ok(()), "the writer word is held");
+    found_on_taking(world, may_find);
+    w.change(to, &Cell::new(false)).unwrap();
+}
+
+/// What an owner finds on taking the writer word: the sequence even (no change in flight) and
+/// the data one of the committed states.
+fn found_on_taking(world: &World, may_find: &[[u64; 2]]) {
+    // Relaxed: taking the word (Acquire) ordered the last owner's or recoverer's stores first.
+    let seq = world.lock_file.load(AT.seq, Ordering::Relaxed).unwrap();
+    assert_eq!(seq % 2, 0, "a new owner finds the sequence odd");
+    let data = world.data();
+    assert!(
+        may_find.contains(&data),
+        "a new owner finds {data:?}, none of {may_find:?}"
+    );
+}
+
+/// Undo log entries other than data words: the models make none.
+struct WordsOnly;
+
+impl OtherEntries for WordsOnly {
+    type Error = AccessError;
+
+    fn once_only(&self, _tagged: u64) -> bool {
+        false
+    }
+
+    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
+        panic!("the models log data words only, found entry {tagged:#x}")
+    }
+}
+
+/// Recovers the dead victim as `object/recovery.rs` does (its steps 1 and 2): the log's length,
+/// checked against its capacity, then `recover_dead`.
+fn recover<W: WordStore>(lock_file: &W, store: &W) -> Result<bool, AccessError> {
+    let lock = StoreLock::new(lock_file, AT)?;
+    let log = UndoLog::new(store, log_of(VICTIM));
+    let len = log.published_len()?;
+    assert!(
+        len <= LOG_CAP,
+        "the log's length {len} exceeds its capacity"
+    );
+    lock.recover_dead(Some((&log, len)), VICTIM, VICTIM_GENERATION, &mut WordsOnly)
+}
+
+/// The victim: takes the free word and changes the data to `VICTIMS`, until its budget runs
+/// out. Returns whether it committed, and the accesses it made.
+fn victim_change(world: &World, k: u64) -> (bool, u64) {
+    let budget = Budget::new(k);
+    let lock_file = KillableWords {
+        inner: &world.lock_file,
+        budget: &budget,
+    };
+    let store = KillableWords {
+        inner: &world.store,
+        budget: &budget,
+    };
+    let committed = Cell::new(false);
+    let r = Writer::new(&lock_file, &store, VICTIM, VICTIM_GENERATION).and_then(|mut w| {
+        assert_eq!(w.take()?, Ok(()), "the writer word is held");
+        w.change(VICTIMS, &committed)
+    });
+    if let Err(e) = r {
+        assert!(
+            budget.killed(),
+            "the victim failed without being killed: {e}"
+        );
+    }
+    (committed.get(), budget.spent())
+}
+
+/// Up to `tries` unlocked reads of both data words; every read that validates must see one of
+/// `allowed` whole. Returns the pairs that validated.
+fn read(world: &World, tries: usize, allowed: &[[u64; 2]]) -> Vec<[u64; 2]> {
+    let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..tries {
+        let Ok(token) = lock.read_begin() else {
+            thread::yield_now();
+            continue;
+        };
+        // Relaxed: validated below (as `Store::get`).
+        let pair = world.data();
+        if lock.read_valid(token) {
+            assert!(
+                allowed.contains(&pair),
+                "a reader kept {pair:?}, none of {allowed:?}"
+            );
+            seen.push(pair);
+        }
+    }
+    seen
+}
+
+/// After the victim's recovery: the data as committed (its change kept only if it got past the
+/// commit point), every validated read one of those states, and the lock free.
+fn assert_recovered(world: &World, committed: bool, seen: &[[u64; 2]]) {
+    let expected = if committed { VICTIMS } else { OLD };
+    assert_eq!(
+        world.data(),
+        expected,
+        "after recovery (victim committed: {committed})"
+    );
+    for pair in seen {
+        assert!(
+            *pair == OLD || (committed && *pair == VICTIMS),
+            "a reader kept {pair:?}, a change that was rolled back"
+        );
+    }
+    world.assert_free();
+}
+
+/// A writer killed at each of its word accesses while a reader reads; recovered (the reader
+/// still reading); then a second writer changes the data.
+#[test]
+fn writer_killed_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
+        };
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || victim_change(&world, k))
+        };
+        let (committed, spent) = victim.join().unwrap();
+        world.live.set_alive(VICTIM, false);
+        recover(&world.lock_file, &world.store).unwrap();
+        let seen = reader.join().unwrap();
+        assert_recovered(&world, committed, &seen);
+        let expected = if committed { VICTIMS } else { OLD };
+        live_change(&world, SECOND_SLOT, SECOND, &[expected]);
+        assert_eq!(world.data(), SECOND);
+        world.assert_free();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// The victim killed at each of its accesses; its first recoverer killed at each of its own
+/// (while a reader reads); a second recoverer finishes; then a second writer changes the data.
+#[test]
+fn recoverer_killed_at_every_point() {
+    fn scenario(k1: u64, k2: u64) -> (u64, u64) {
+        let world = Arc::new(World::new());
+        let (committed, victim_spent) = victim_change(&world, k1);
+        world.live.set_alive(VICTIM, false);
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
+        };
+        let budget = Budget::new(k2);
+        let first = recover(
+            &KillableWords {
+                inner: &world.lock_file,
+                budget: &budget,
+            },
+            &KillableWords {
+                inner: &world.store,
+                budget: &budget,
+            },
+        );
+        if let Err(e) = first {
+            assert!(budget.killed(), "recovery failed without being killed: {e}");
+            world.live.set_alive(FIRST_SLOT, false);
+        }
+        recover(&world.lock_file, &world.store).unwrap();
+        let seen = reader.join().unwrap();
+        assert_recovered(&world, committed, &seen);
+        let expected = if committed { VICTIMS } else { OLD };
+        live_change(&world, SECOND_SLOT, SECOND, &[expected]);
+        world.assert_free();
+        (victim_spent, budget.spent())
+    }
+    every_kill_pair(scenario);
+}
+
+/// The owner is killed at each of its accesses (mid-change, it dies holding the word); two live
+/// writers then race for the word while a reader reads, and each recovers the dead owner when
+/// it finds it in the way (as a waiter does after its timeout), one recoverer at a time. Each
+/// must find the sequence even and the data whole when it gets the word, and both changes must
+/// land, one after the other.
+#[test]
+fn contenders_race_for_a_dead_owners_word() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let (committed, spent) = victim_change(&world, k);
+        world.live.set_alive(VICTIM, false);
+        let victims = if committed { VICTIMS } else { OLD };
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 1, &[OLD, victims, FIRST, SECOND]))
+        };
+        let contender = |slot: u32, to: [u64; 2], other: [u64; 2]| {
+            let world = world.clone();
+            thread::spawn(move || {
+                let mut w = Writer::new(&world.lock_file, &world.store, slot, 1).unwrap();
+                loop {
+                    match w.take().unwrap() {
+                        Ok(()) => break,
+                        Err(holder)
+                            if holder == owner_id(VICTIM, VICTIM_GENERATION)
+                                && !world.live.is_alive(VICTIM) =>
+                        {
+                            let _one_at_a_time = world.recovery.lock().unwrap();
+                            recover(&world.lock_file, &world.store).unwrap();
+                        }
+                        // A live owner: wait (the futex sleep, here a yield).
+                        Err(_) => thread::yield_now(),
+                    }
+                }
+                found_on_taking(&world, &[victims, other]);
+                w.change(to, &Cell::new(false)).unwrap();
+            })
+        };
+        let a = contender(FIRST_SLOT, FIRST, SECOND);
+        let b = contender(SECOND_SLOT, SECOND, FIRST);
+        a.join().unwrap();
+        b.join().unwrap();
+        for pair in reader.join().unwrap() {
+            assert!(
+                pair != VICTIMS || committed,
+                "a reader kept a rolled-back change"
+            );
+        }
+        let last = world.data();
+        assert!(last == FIRST || last == SECOND, "the data ends as {last:?}");
+        world.assert_free();
+        spent
+    }
+    every_kill_point(scenario);
+}

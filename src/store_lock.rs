@@ -1,0 +1,460 @@
+//! The store lock's word protocol: who may change the store (the *writer word*), how unlocked
+//! readers see each change whole (the *sequence word*, a seqlock), how a change is undone (the
+//! undo log's word entries), and how the lock passes on when its owner dies.
+//!
+//! Problem. Changes are serialized by one lock word, and reads take no lock at all, so a reader
+//! may run while a writer changes the very words it reads. Any process may be SIGKILLed at any
+//! instant, including while it owns the lock half-way through a change: the next process must
+//! undo that change and free the lock, and no reader may have kept a value of the change that
+//! was undone.
+//!
+//! Mechanism. Three words in the lock file (FORMAT.md §10.4) and one undo log per participant
+//! in the store file (§10.3):
+//!
+//! | word | values | written by |
+//! |---|---|---|
+//! | writer | 0 = free, else the owner's id `(generation & 0xffff) << 16 \| (slot + 1)` | a taker (CAS 0 -> id); its owner (-> 0); the recoverer of a dead owner (CAS id -> 0) |
+//! | sequence | odd while a change is in flight | the writer word's owner, or the recoverer of a dead one |
+//! | waiters | threads sleeping on a lock word | the waiters (the object layer's `Waiter`) |
+//! | undo `len` | entries to undo | its participant; a recoverer shrinks it |
+//!
+//! What a writer killed at each stage of a change leaves, and what recovery does about it:
+//!
+//! | stage | writer | sequence | log len | recovery |
+//! |---|---|---|---|---|
+//! | before `try_take` | 0 | even | 0 | nothing |
+//! | taken | owner | even | 0 | frees the writer word |
+//! | in flight | owner | odd | n | undoes the n entries newest first, makes the sequence even, frees the word |
+//! | committed | owner | odd | 0 | makes the sequence even, frees the word (the change stays) |
+//! | ended | owner or 0 | even | 0 | frees the writer word if it is still the dead owner's |
+//!
+//! Invariants: the sequence is odd only while the writer word is held (by a live owner, or by a
+//! dead one until its recovery); an undo log is non-empty only while its participant holds the
+//! writer word; every data word a change stores was logged (offset, old value) before the store.
+//! A reader keeps what it read only if the sequence was even and the same before and after its
+//! reads, so it never keeps a value of a change in flight, and only changes in flight are ever
+//! rolled back. The reader side and the writer's fence follow Boehm, "Can seqlocks get along
+//! with programming language memory models?" (MSPC 2012).
+//!
+//! The object layer (`object/lock.rs`, `object/recovery.rs`, and the undo log's append and
+//! commit in `object/mod.rs`) runs this module on the mapped lock and store files; `loom-tests/tests/store_lock.rs` runs it on loom atomics and kills the writer
+//! and the recoverer between any two of their word accesses. So every access a kill may precede
+//! calls [`WordStore::step`] first (a no-op on the mapping). Readers make no such call: a reader
+//! holds nothing, and killing one proves nothing.
+//!
+//! Terms: an *owner id* is a writer-word value; a *change* is what one owner does between
+//! [`StoreLock::begin_change`] and [`StoreLock::end_change`]; a *token* is the even sequence a
+//! reader began with.
+
+use crate::sync::{fence, AccessError, AtomicU64, Ordering, WordStore};
+
+/// The writer word's value for the participant in `slot` with `generation`.
+pub fn owner_id(slot: u32, generation: u64) -> u64 {
+    ((generation & 0xffff) << 16) | (slot as u64 + 1)
+}
+
+/// Whether writer-word value `w` names the participant in `slot` with `generation` (the 16 bits
+/// of each that the word keeps).
+pub fn names_owner(w: u64, slot: u32, generation: u64) -> bool {
+    w != 0 && (w & 0xffff) == slot as u64 + 1 && (w >> 16) & 0xffff == generation & 0xffff
+}
+
+/// Byte offsets of the lock's words in the lock file.
+#[derive(Clone, Copy, Debug)]
+pub struct LockOffsets {
+    pub writer: u64,
+    pub seq: u64,
+    pub waiters: u64,
+}
+
+/// The store lock's words, resolved once (hot paths keep the references).
+pub struct StoreLock<'a, W: WordStore> {
+    lock_file: &'a W,
+    writer: &'a AtomicU64,
+    seq: &'a AtomicU64,
+    waiters: &'a AtomicU64,
+}
+
+impl<'a, W: WordStore> StoreLock<'a, W> {
+    pub fn new(lock_file: &'a W, at: LockOffsets) -> Result<Self, AccessError> {
+        Ok(StoreLock {
+            lock_file,
+            writer: lock_file.word(at.writer)?,
+            seq: lock_file.word(at.seq)?,
+            waiters: lock_file.word(at.waiters)?,
+        })
+    }
+
+    /// The writer word (to sleep on and to wake).
+    pub fn writer_word(&self) -> &'a AtomicU64 {
+        self.writer
+    }
+
+    /// The sequence word (to sleep on and to wake).
+    pub fn seq_word(&self) -> &'a AtomicU64 {
+        self.seq
+    }
+
+    /// The waiter count.
+    pub fn waiters_word(&self) -> &'a AtomicU64 {
+        self.waiters
+    }
+
+    // ---- writers ---------------------------------------------------------------------------
+
+    /// Takes the writer word for owner id `me` if it is free; `Ok(Err(holder))` if it is not.
+    pub fn try_take(&self, me: u64) -> Result<Result<(), u64>, AccessError> {
+        self.lock_file.step()?;
+        // Acquire on success: the previous owner's changes (the Release stores in `release`
+        // and `end_change`, or a recoverer's CAS in `release_dead`) are seen before ours
+        // begin. Relaxed on failure: the holder's value is only something to wait on.
+        Ok(self
+            .writer
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| ()))
+    }
+
+    /// Gives the writer word back without a change having begun (the sequence stays even).
+    /// Returns whether threads wait (the caller wakes the writer word's sleepers).
+    pub fn release(&self) -> Result<bool, AccessError> {
+        self.lock_file.step()?;
+        // Release: everything this owner did is visible to the next owner (Acquire in
+        // `try_take`).
+        self.writer.store(0, Ordering::Release);
+        self.waiters_present()
+    }
+
+    /// Whether a thread may be sleeping on a lock word (called after changing one).
+    pub fn waiters_present(&self) -> Result<bool, AccessError> {
+        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` before its re-check of
+        // the word (Dekker): either the waiter sees the new value, or we see the waiter.
+        fence(Ordering::SeqCst);
+        self.lock_file.step()?;
+        Ok(self.waiters.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Makes the sequence odd: a change begins. Only the writer word's owner calls this.
+    pub fn begin_change(&self) -> Result<(), AccessError> {
+        self.lock_file.step()?;
+        // Relaxed: only the writer word's owner writes the sequence, and taking the word
+        // (Acquire in `try_take`) ordered the last owner's (or recoverer's) store before us.
+        let s = self.seq.load(Ordering::Relaxed);
+        debug_assert!(s % 2 == 0);
+        self.lock_file.step()?;
+        // Relaxed: the fence below orders it before the change's data stores.
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        // SeqCst fence: the odd sequence is ordered before every data store that follows
+        // (seqlock writer side: a reader whose data load sees one of those stores, then
+        // Acquire-fences, sees the sequence moved), and before this writer's reads of other
+        // participants' held sets (the store-then-check handshake with readers registering a
+        // hold, object/held.rs).
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Ends a change: the sequence even again (committed), the writer word free, and one
+    /// wake-up check for both (one fence instead of two). Returns whether threads wait (the
+    /// caller wakes the sequence's and the writer word's sleepers).
+    pub fn end_change(&self) -> Result<bool, AccessError> {
+        self.lock_file.step()?;
+        // Relaxed: our own last store (see `begin_change`).
+        let s = self.seq.load(Ordering::Relaxed);
+        debug_assert!(s % 2 == 1);
+        self.lock_file.step()?;
+        // Release (both): the change's data stores are visible to a reader that sees the even
+        // sequence (Acquire in `read_begin`), and to the next writer that takes the word
+        // (Acquire in `try_take`).
+        self.seq.store(s.wrapping_add(1), Ordering::Release);
+        self.lock_file.step()?;
+        // Release: as the store above.
+        self.writer.store(0, Ordering::Release);
+        self.waiters_present()
+    }
+
+    // ---- readers ---------------------------------------------------------------------------
+
+    /// Begins an unlocked read: the token to validate with, or `Err(seq)` while a change is in
+    /// flight (the odd value, to sleep on).
+    pub fn read_begin(&self) -> Result<u64, u64> {
+        // Acquire: pairs with the Release store that ended the last change (`end_change`), or
+        // the recoverer's store that ended a dead writer's (`release_dead`): its data stores
+        // are seen by the reads that follow.
+        let s = self.seq.load(Ordering::Acquire);
+        if s % 2 == 1 {
+            return Err(s);
+        }
+        Ok(s)
+    }
+
+    /// Whether everything read since `read_begin` returned `token` is a consistent snapshot.
+    /// The data loads may be Relaxed: this fence orders them before the re-check.
+    pub fn read_valid(&self, token: u64) -> bool {
+        // Acquire fence: the data loads before it are ordered before the re-check below
+        // (seqlock reader side). If one of them saw a store of a change, the writer's SeqCst
+        // fence in `begin_change` makes this load see the odd sequence or a later one.
+        fence(Ordering::Acquire);
+        // Relaxed: the fence above orders it after the data loads.
+        self.seq.load(Ordering::Relaxed) == token
+    }
+
+    // ---- a dead owner ----------------------------------------------------------------------
+
+    /// Hands the lock over from the dead participant in `slot` (of `generation`): rolls its
+    /// undo log back (`log`: the log and its published length, checked by the caller), then,
+    /// if the writer word still names it, makes the sequence even and frees the word. Returns
+    /// whether it freed the word (the caller wakes the writer word's and the sequence's
+    /// sleepers).
+    ///
+    /// One recoverer at a time (the caller holds the dead slot's recovery lock). Every step is
+    /// safe to repeat: a recoverer killed at any point can be followed by another.
+    pub fn recover_dead<S: WordStore, O: OtherEntries>(
+        &self,
+        log: Option<(&UndoLog<'_, S>, u64)>,
+        slot: u32,
+        generation: u64,
+        other: &mut O,
+    ) -> Result<bool, O::Error> {
+        if let Some((log, len)) = log {
+            log.roll_back(len, other)?;
+        }
+        Ok(self.release_dead(slot, generation)?)
+    }
+
+    /// The second half of [`StoreLock::recover_dead`]: its change is undone, so the sequence is
+    /// made even again, then the word freed. In this order, so that whoever takes the word next
+    /// finds the sequence even; and by CAS from the dead owner's id, so that a repeat never
+    /// frees a word that a live participant took meanwhile.
+    fn release_dead(&self, slot: u32, generation: u64) -> Result<bool, AccessError> {
+        self.lock_file.step()?;
+        let w = self.writer.load(Ordering::SeqCst);
+        if !names_owner(w, slot, generation) {
+            return Ok(false);
+        }
+        self.lock_file.step()?;
+        let s = self.seq.load(Ordering::SeqCst);
+        if s % 2 == 1 {
+            self.lock_file.step()?;
+            self.seq.store(s.wrapping_add(1), Ordering::SeqCst);
+        }
+        self.lock_file.step()?;
+        Ok(self
+            .writer
+            .compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok())
+    }
+}
+
+/// The undo log block's layout (FORMAT.md §10.3): head, `len`, `cap`, an unused word, then
+/// entries of two words (a tagged offset, a value). Only the word entry is known here; the
+/// object layer defines the other tags.
+pub mod undo {
+    /// The published length (entries).
+    pub const LEN: u64 = 8;
+    /// The first entry.
+    pub const ENTRIES: u64 = 32;
+    pub const ENTRY_BYTES: u64 = 16;
+    /// Entry tags are the low bits of the entry's first word.
+    pub const TAG_MASK: u64 = 7;
+    /// A data word of the store file: (offset | T_WORD, old value).
+    pub const T_WORD: u64 = 0;
+}
+
+/// How a rollback undoes the entries that are not data words (the object layer's lock-file
+/// words and allocations; the loom models have none).
+pub trait OtherEntries {
+    type Error: From<AccessError>;
+
+    /// Whether undoing `tagged` must never happen twice (freeing a block): the log then drops
+    /// the entry before `undo` runs, so a recoverer killed in between leaks rather than
+    /// repeating it. Otherwise (restoring a word) `undo` runs first and the log drops the entry
+    /// after it, so a recoverer killed in between repeats it with the same result.
+    fn once_only(&self, tagged: u64) -> bool;
+
+    /// Undoes the entry at byte `entry` of the store file: `tagged` (offset and tag), `value`.
+    fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Self::Error>;
+}
+
+/// One participant's undo log block in the store file. Only its participant appends to it
+/// (while holding the writer word); a recoverer of the dead participant rolls it back.
+pub struct UndoLog<'a, S: WordStore> {
+    store: &'a S,
+    block: u64,
+}
+
+impl<'a, S: WordStore> UndoLog<'a, S> {
+    pub fn new(store: &'a S, block: u64) -> Self {
+        UndoLog { store, block }
+    }
+
+    /// The log's published length.
+    pub fn published_len(&self) -> Result<u64, AccessError> {
+        // Acquire: pairs with the Release length store in `append`: the entries it covers are
+        // seen by the reads that follow.
+        self.store.load(self.block + undo::LEN, Ordering::Acquire)
+    }
+
+    /// The entry at index `i`: (tagged offset, value).
+    pub fn entry(&self, i: u64) -> Result<(u64, u64), AccessError> {
+        let e = self.entry_offset(i);
+        // Relaxed: the length was loaded with Acquire before (`published_len`), or this is the
+        // log's own writer.
+        Ok((
+            self.store.load(e, Ordering::Relaxed)?,
+            self.store.load(e + 8, Ordering::Relaxed)?,
+        ))
+    }
+
+    fn entry_offset(&self, i: u64) -> u64 {
+        self.block + undo::ENTRIES + i * undo::ENTRY_BYTES
+    }
+
+    /// Appends an entry at index `len` (the writer keeps the length; the caller has checked
+    /// that the block holds it): the entry first, then the length, so a recoverer that sees
+    /// the length sees the entry, and a writer killed in between leaves a length that does not
+    /// cover the half-written entry.
+    pub fn append(&self, len: u64, tagged: u64, value: u64) -> Result<(), AccessError> {
+        let e = self.entry_offset(len);
+        // Relaxed (both): the Release store of the length below orders them before it.
+        self.store.store(e, tagged, Ordering::Relaxed)?;
+        self.store.store(e + 8, value, Ordering::Relaxed)?;
+        self.set_len(len + 1)
+    }
+
+    /// Appends a word entry: data word `offset` held `old` before this change.
+    pub fn append_word(&self, len: u64, offset: u64, old: u64) -> Result<(), AccessError> {
+        debug_assert!(offset & undo::TAG_MASK == 0);
+        self.append(len, offset | undo::T_WORD, old)
+    }
+
+    /// Publishes a new length: 0 commits (the change stays), a shorter one forgets entries
+    /// already undone.
+    pub fn set_len(&self, n: u64) -> Result<(), AccessError> {
+        // Release: pairs with the Acquire in `published_len`; the entries stored before (by
+        // `append`) and the words restored before (by `roll_back`) come first.
+        self.store
+            .store(self.block + undo::LEN, n, Ordering::Release)
+    }
+
+    /// Undoes entries `len - 1` down to 0, newest first (the oldest value of a word logged
+    /// twice is the one that stays). Each word entry is restored and only then dropped (the
+    /// length shrunk past it), so a recoverer killed in between restores it again, to the same
+    /// value.
+    pub fn roll_back<O: OtherEntries>(&self, len: u64, other: &mut O) -> Result<(), O::Error> {
+        let mut i = len;
+        while i > 0 {
+            i -= 1;
+            let (tagged, value) = self.entry(i)?;
+            let entry = self.entry_offset(i);
+            if tagged & undo::TAG_MASK == undo::T_WORD {
+                // Relaxed: readers keep nothing they read while the sequence is odd; the
+                // recoverer's later store that makes it even (`release_dead`) publishes the
+                // restored words to readers and to the next owner.
+                self.store
+                    .store(tagged & !undo::TAG_MASK, value, Ordering::Relaxed)?;
+                self.set_len(i)?;
+            } else if other.once_only(tagged) {
+                self.set_len(i)?;
+                other.undo(entry, tagged, value)?;
+            } else {
+                other.undo(entry, tagged, value)?;
+                self.set_len(i)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::MemWords;
+
+    const AT: LockOffsets = LockOffsets {
+        writer: 0,
+        seq: 8,
+        waiters: 16,
+    };
+    const LOG: u64 = 64;
+    const DATA: u64 = 256;
+
+    /// A log with word entries only.
+    struct WordsOnly;
+
+    impl OtherEntries for WordsOnly {
+        type Error = AccessError;
+
+        fn once_only(&self, _tagged: u64) -> bool {
+            false
+        }
+
+        fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
+            panic!("not a word entry: {tagged:#x}")
+        }
+    }
+
+    fn world() -> (MemWords, MemWords) {
+        (MemWords::new(64, 64), MemWords::new(512, 512))
+    }
+
+    #[test]
+    fn owner_ids_round_trip() {
+        let id = owner_id(3, 0x1_0007);
+        assert_eq!(id, (7 << 16) | 4);
+        assert!(names_owner(id, 3, 7));
+        assert!(!names_owner(id, 3, 8));
+        assert!(!names_owner(id, 2, 7));
+        assert!(!names_owner(0, u32::MAX, 0xffff));
+    }
+
+    #[test]
+    fn a_change_commits() {
+        let (lock_file, store) = world();
+        let lock = StoreLock::new(&lock_file, AT).unwrap();
+        let log = UndoLog::new(&store, LOG);
+        let me = owner_id(0, 1);
+        lock.try_take(me).unwrap().unwrap();
+        assert_eq!(lock.try_take(owner_id(1, 1)).unwrap(), Err(me));
+        lock.begin_change().unwrap();
+        assert_eq!(lock.read_begin(), Err(1));
+        log.append_word(0, DATA, 0).unwrap();
+        store.store(DATA, 5, Ordering::Relaxed).unwrap();
+        log.set_len(0).unwrap();
+        assert!(!lock.end_change().unwrap());
+        let token = lock.read_begin().unwrap();
+        assert_eq!(token, 2);
+        assert!(lock.read_valid(token));
+        assert_eq!(store.load(DATA, Ordering::Relaxed).unwrap(), 5);
+        assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_dead_owners_change_is_undone_once_and_again() {
+        let (lock_file, store) = world();
+        let lock = StoreLock::new(&lock_file, AT).unwrap();
+        let log = UndoLog::new(&store, LOG);
+        lock.try_take(owner_id(2, 9)).unwrap().unwrap();
+        lock.begin_change().unwrap();
+        // The same word twice (1 -> 2 -> 3): the oldest value wins.
+        store.store(DATA, 1, Ordering::Relaxed).unwrap();
+        log.append_word(0, DATA, 1).unwrap();
+        store.store(DATA, 2, Ordering::Relaxed).unwrap();
+        log.append_word(1, DATA, 2).unwrap();
+        store.store(DATA, 3, Ordering::Relaxed).unwrap();
+        let len = log.published_len().unwrap();
+        assert!(lock
+            .recover_dead(Some((&log, len)), 2, 9, &mut WordsOnly)
+            .unwrap());
+        assert_eq!(store.load(DATA, Ordering::Relaxed).unwrap(), 1);
+        assert_eq!(log.published_len().unwrap(), 0);
+        assert_eq!(lock.read_begin(), Ok(2));
+        // A repeat finds nothing to do, and never frees a word a live participant took since.
+        lock.try_take(owner_id(1, 1)).unwrap().unwrap();
+        assert!(!lock
+            .recover_dead(Some((&log, 0)), 2, 9, &mut WordsOnly)
+            .unwrap());
+        assert_eq!(
+            lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
+            owner_id(1, 1)
+        );
+    }
+}
