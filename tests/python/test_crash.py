@@ -326,6 +326,44 @@ def test_a_child_forked_inside_lockExcl_does_not_hold_the_lock(tmp_path: Path) -
         assert root["x"] == 1
 
 
+def _lock_fork_and_die(path: str, ready_fd: int) -> None:
+    store = persist.open(path)
+    root = store.root
+    root.lockExcl()
+    root["x"] = "changed by the parent"
+    child = os.fork()
+    if child == 0:
+        # Holds the parent's descriptors (inherited), touches nothing, outlives the parent.
+        time.sleep(60)
+        os._exit(0)
+    os.write(ready_fd, child.to_bytes(4, "little"))
+    time.sleep(60)
+
+
+def test_a_forked_child_does_not_keep_its_dead_parent_alive(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        root = store.root
+        root["x"] = "before"
+        r, w = os.pipe()
+        pid = fork_child(lambda: _lock_fork_and_die(path, w))
+        os.close(w)
+        grandchild = int.from_bytes(os.read(r, 4), "little")
+        os.close(r)
+        try:
+            kill_child(pid)
+            t0 = time.monotonic()
+            root.lockExcl(timeout=10)
+            waited = time.monotonic() - t0
+            try:
+                assert root["x"] == "before"
+            finally:
+                root.unlock()
+        finally:
+            os.kill(grandchild, signal.SIGKILL)
+        assert waited < 1.0, waited
+
+
 # ---- snapshots taken while every writer is stopped -----------------------------------------
 
 
