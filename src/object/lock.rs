@@ -234,6 +234,9 @@ impl Store {
 
     /// Leaves the writer's state: sequence even, writer word free.
     pub(super) fn finish_op(&mut self) -> Result<()> {
+        // A durable change that ended without a commit (rolled back): its log is empty; the
+        // header must stop naming it before the writer word goes.
+        self.end_durable_change()?;
         if self.op.writing {
             self.op.writing = false;
             self.lock.end_change()?;

@@ -261,12 +261,14 @@ impl Store {
             durable,
         };
         if store.attached.region().lock_file_rebuilt() {
-            // Whatever an earlier life of the store left in flight (a reboot, a lock file
-            // deleted while nobody was attached): the allocator's lost journals first, then a
-            // durable change cut short.
+            // What an earlier life of the store left in flight (a reboot, a lock file deleted
+            // while nobody was attached): the allocator's lost journals.
             store.attached.repair().map_err(Error::Open)?;
-            recovery::roll_back_orphaned_undo(&store.attached)?;
         }
+        // A durable change cut short by a reboot. Every opener looks (one word, 0 nearly
+        // always), so one that attached right after another rebuilt the lock file cannot
+        // start changing the store before the change is undone.
+        recovery::roll_back_orphaned_undo(&store.attached)?;
         if durable {
             store.sync_directory()?;
         }
@@ -565,6 +567,7 @@ impl Store {
         }
         self.drop_shared_holds()?;
         self.release_all_held()?;
+        self.release_log()?;
         Ok(())
     }
 }
@@ -665,6 +668,38 @@ impl Store {
         Ok(())
     }
 
+    /// After a durable change's log is empty (committed or rolled back): the header stops
+    /// naming the log, on disk.
+    pub(super) fn end_durable_change(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.op.unsynced) {
+            return Ok(());
+        }
+        if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
+            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
+        }
+        self.sync_all()
+    }
+
+    /// Gives the undo log block back (a clean close): the slot stops naming it first, so a
+    /// recoverer of this slot never sees a freed log.
+    fn release_log(&mut self) -> Result<()> {
+        if self.log_block == 0 {
+            return Ok(());
+        }
+        self.slot_word(slot_words::UNDO)?.store(0, Ordering::SeqCst);
+        if self.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.log_block {
+            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
+            if self.durable {
+                self.sync_all()?;
+            }
+        }
+        let b = std::mem::replace(&mut self.log_block, 0);
+        self.log_cap = 0;
+        self.log_len = 0;
+        self.heap.free(b)?;
+        Ok(())
+    }
+
     /// Flushes every dirty page of the store file to disk.
     fn sync_all(&self) -> Result<()> {
         self.flush()
@@ -694,13 +729,21 @@ impl Store {
             self.init(b + log::ENTRIES + i * 8, w)?;
         }
         self.mem().store(b + log::LEN, n, Ordering::Release)?;
-        if self.durable {
-            // The copy whole on disk before it becomes the log a reboot looks at.
+        if self.durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block
+        {
+            // The copy whole on disk before it becomes the log a reboot looks at; the slot
+            // word and `active undo` move together under the recovery lock, so an opener
+            // looking for an orphaned log (recovery.rs) never sees one naming a log the other
+            // does not.
             self.sync_all()?;
-            if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
-                self.mem().store(words::ACTIVE_UNDO, b, Ordering::Relaxed)?;
-                self.sync_all()?;
-            }
+            let slot_word = self.slot_word(slot_words::UNDO)?;
+            let mem = self.attached.region().store();
+            self.attached.with_recovery_lock(|| -> Result<()> {
+                slot_word.store(b, Ordering::SeqCst);
+                mem.store(words::ACTIVE_UNDO, b, Ordering::SeqCst)?;
+                Ok(())
+            })?;
+            self.sync_all()?;
         }
         self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
         self.heap.settle(J)?;
@@ -772,20 +815,14 @@ impl Store {
                 _ => {}
             }
         }
-        let synced = std::mem::take(&mut self.op.unsynced);
-        if synced {
+        if self.op.unsynced {
             // The commit point on disk: every write of the change first, then the empty log.
             self.sync_all()?;
         }
         // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
         // never frees twice.
         self.set_log_len(0)?;
-        if synced {
-            if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
-                self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
-            }
-            self.sync_all()?;
-        }
+        self.end_durable_change()?;
         if !self.op.logged.is_empty() {
             self.op.logged.clear();
         }

@@ -754,3 +754,20 @@ def test_only_a_pbase_subclass_is_ever_used(store_path: Path, tmp_path: Path, ru
         args=(str(store_path),),
     )
     assert out == "Object True 1\nObject True 2\n"
+
+
+def test_processes_that_wrote_and_closed_leave_nothing_unreachable(tmp_path: Path) -> None:
+    """Each writer's undo log goes back at close (it used to stay allocated, unreachable)."""
+    path = tmp_path / "s.db"
+    for i in range(5):
+        with persist.open(path, durable=(i % 2 == 1)) as store:
+            store.root[f"k{i}"] = list(range(100))
+            try:
+                with store.transaction():
+                    store.root["x"] = i
+                    raise ValueError("rolled back")
+            except ValueError:
+                pass
+    with persist.open(path) as store:
+        report = store.check()
+    assert report["unreachable_blocks"] == 0, report
