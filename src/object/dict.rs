@@ -488,9 +488,7 @@ impl Store {
 
     // ---- key equality ------------------------------------------------------------------
 
-    /// Whether stored key word `kw` equals key node `key` of `t`, with Python's rules: numbers
-    /// by value across bool, int and float; str and bytes never equal each other; tuples item
-    /// by item.
+    /// Whether stored key word `kw` equals `key` (`key_eq`'s rules).
     fn key_matches(&self, kw: u64, key: &Key) -> Result<bool> {
         if let Some(iw) = key.inline {
             if kw == iw {
@@ -509,6 +507,9 @@ impl Store {
         }
     }
 
+    /// Whether stored key word `kw` equals key node `key` of `t`, with Python's rules: numbers
+    /// by value across bool, int and float; str and bytes never equal each other; tuples item
+    /// by item.
     fn key_eq(&self, kw: u64, t: &Tree, key: u32) -> Result<bool> {
         // Scalars (nearly every key) compare without the work list.
         if !matches!(t.node(key), Node::Tuple(_)) {

@@ -188,17 +188,12 @@ impl Store {
 
     /// The word of a scalar node (allocating a block when it does not fit in the word).
     pub(super) fn encode_scalar(&mut self, node: &Node) -> Result<u64> {
+        // None, bools, small ints and short strs: the word itself.
         if let Some(w) = value::inline_word(node) {
             return Ok(w);
         }
         Ok(match node {
-            Node::None => value::NONE,
-            Node::Bool(false) => value::FALSE,
-            Node::Bool(true) => value::TRUE,
-            Node::Int(v) => match value::small_int(*v) {
-                Some(w) => w,
-                None => self.owned_bytes(kind::BIGINT, &v.to_le_bytes())?,
-            },
+            Node::Int(v) => self.owned_bytes(kind::BIGINT, &v.to_le_bytes())?,
             Node::BigInt(b) => match value::twos_to_i64(b).and_then(value::small_int) {
                 Some(w) => w,
                 None => {
@@ -212,10 +207,7 @@ impl Store {
                 self.init(b + 8, f.to_bits())?;
                 b
             }
-            Node::Str(s) => match value::short_str(s) {
-                Some(w) => w,
-                None => self.owned_bytes(kind::STR, s)?,
-            },
+            Node::Str(s) => self.owned_bytes(kind::STR, s)?,
             Node::Bytes(b) => self.owned_bytes(kind::BYTES, b)?,
             other => {
                 return Err(Error::Corrupt {

@@ -191,7 +191,7 @@ struct OpState {
 
 /// The object layer of one open store, as used by one process.
 ///
-/// Not `Sync`: the layer above serializes calls (the Python layer holds the GIL and a mutex).
+/// Not `Sync`: the layer above serializes calls (the Python layer's steps take an owner word).
 /// Threads are told apart by the `thread` argument of the lock calls.
 pub struct Store {
     // Field order matters: `heap` borrows from `attached` and is dropped first.
@@ -269,12 +269,10 @@ impl Store {
         // always), so one that attached right after another rebuilt the lock file cannot
         // start changing the store before the change is undone.
         recovery::roll_back_orphaned_undo(&store.attached)?;
-        if durable {
-            store.sync_directory()?;
-        }
         store.ensure_root()?;
         if durable {
-            store.sync_all()?;
+            store.sync_directory()?;
+            store.flush()?;
         }
         Ok(store)
     }
@@ -636,7 +634,7 @@ impl Store {
         self.log_cap = cap;
         self.log_len = 0;
         if self.durable {
-            self.sync_all()?;
+            self.flush()?;
         }
         Ok(())
     }
@@ -663,21 +661,23 @@ impl Store {
             // The entry, the length and `active undo` on disk before the write they cover.
             // One flush of the whole file (the kernel visits only dirty pages): every other
             // dirty page holds a write an earlier entry already covers, so it may go too.
-            self.sync_all()?;
+            self.flush()?;
         }
         Ok(())
     }
 
     /// After a durable change's log is empty (committed or rolled back): the header stops
     /// naming the log, on disk.
+    #[inline]
     pub(super) fn end_durable_change(&mut self) -> Result<()> {
-        if !std::mem::take(&mut self.op.unsynced) {
-            return Ok(());
+        if !self.op.unsynced {
+            return Ok(()); // every change of a store that is not durable
         }
+        self.op.unsynced = false;
         if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
             self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
         }
-        self.sync_all()
+        self.flush()
     }
 
     /// Gives the undo log block back (a clean close): the slot stops naming it first, so a
@@ -690,7 +690,7 @@ impl Store {
         if self.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.log_block {
             self.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
             if self.durable {
-                self.sync_all()?;
+                self.flush()?;
             }
         }
         let b = std::mem::replace(&mut self.log_block, 0);
@@ -698,11 +698,6 @@ impl Store {
         self.log_len = 0;
         self.heap.free(b)?;
         Ok(())
-    }
-
-    /// Flushes every dirty page of the store file to disk.
-    fn sync_all(&self) -> Result<()> {
-        self.flush()
     }
 
     /// Makes the store file's directory entry durable (a new store survives a power cut).
@@ -735,7 +730,7 @@ impl Store {
             // word and `active undo` move together under the recovery lock, so an opener
             // looking for an orphaned log (recovery.rs) never sees one naming a log the other
             // does not.
-            self.sync_all()?;
+            self.flush()?;
             let slot_word = self.slot_word(slot_words::UNDO)?;
             let mem = self.attached.region().store();
             self.attached.with_recovery_lock(|| -> Result<()> {
@@ -743,7 +738,7 @@ impl Store {
                 mem.store(words::ACTIVE_UNDO, b, Ordering::SeqCst)?;
                 Ok(())
             })?;
-            self.sync_all()?;
+            self.flush()?;
         }
         self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
         self.heap.settle(J)?;
@@ -783,7 +778,7 @@ impl Store {
                     // process killed half-way) must not free the block again.
                     self.set_log_len(i)?;
                     if self.durable {
-                        self.sync_all()?;
+                        self.flush()?;
                     }
                     self.heap.free(off)?
                 }
@@ -817,7 +812,7 @@ impl Store {
         }
         if self.op.unsynced {
             // The commit point on disk: every write of the change first, then the empty log.
-            self.sync_all()?;
+            self.flush()?;
         }
         // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
         // never frees twice.

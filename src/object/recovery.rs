@@ -235,14 +235,10 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
         };
         undo_log.roll_back(len, &mut other)?;
         // The undone state on disk before the log lets go of it.
-        let synced =
-            |r: Result<(), _>| r.map_err(|e| super::Error::Full(format!("msync failed: {e}")));
-        synced(att.region().flush().map_err(|e| e.to_string()))?;
+        let flush = || att.region().flush().map_err(crate::heap::OpenError::from);
+        flush()?;
         mem.store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
-        synced(
-            mem.sync_range(words::ACTIVE_UNDO, 8)
-                .map_err(|e| e.to_string()),
-        )?;
+        flush()?;
         heap.free_uncached(log_block)?;
         Ok(())
     })

@@ -619,6 +619,12 @@ impl ListIter {
 
 // ---- Dict ---------------------------------------------------------------------------------
 
+/// A value to store: its inline word, or the tree to encode.
+enum Value<'py> {
+    Word(u64),
+    Tree(object::tree::Tree<'py>),
+}
+
 /// A dict in a store: behaves like `dict`, changes go to the store.
 #[pyclass(module = "persist", name = "Dict", frozen, weakref, mapping)]
 pub(crate) struct Dict {
@@ -721,22 +727,24 @@ impl Dict {
             }
         };
         let key = kt.key().map_err(map)?;
+        // A small value (the counter's int) is its word: no tree, nothing to allocate or bind.
+        let value = match inline_word(v) {
+            Some(w) => Value::Word(w),
+            None => Value::Tree(to_tree(v, &self.shared, &mut keep)?),
+        };
         let mut hint = self.hint.load(Ordering::Relaxed);
-        if let Some(w) = inline_word(v) {
-            // A small value (the counter's int): no tree, nothing to allocate or bind.
-            self.shared.write(py, |st| {
-                st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
-                Ok(())
-            })?;
-        } else {
-            let vt = to_tree(v, &self.shared, &mut keep)?;
-            self.shared.write(py, |st| {
-                let w = st.encode(&vt).map_err(map)?;
-                keep.bind(py, st, &self.shared)?;
-                st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
-                Ok(())
-            })?;
-        }
+        self.shared.write(py, |st| {
+            let w = match &value {
+                Value::Word(w) => *w,
+                Value::Tree(vt) => {
+                    let w = st.encode(vt).map_err(map)?;
+                    keep.bind(py, st, &self.shared)?;
+                    w
+                }
+            };
+            st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
+            Ok(())
+        })?;
         self.hint.store(hint, Ordering::Relaxed);
         Ok(())
     }

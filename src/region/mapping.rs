@@ -150,30 +150,6 @@ impl Mapping {
         Ok(unsafe { self.base.add(offset as usize) })
     }
 
-    /// Flushes the dirty pages of `[offset, offset + len)` to disk (the pages around it, as
-    /// msync works on whole pages). The range must lie below the published size.
-    pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        let page = 4096;
-        let start = offset / page * page;
-        let end = offset.saturating_add(len).min(self.refresh());
-        if end <= start {
-            return Ok(());
-        }
-        // SAFETY: [start, end) lies inside the published part of the mapping (end is capped
-        // at the published size), and `start` is page-aligned as msync requires.
-        let r = unsafe {
-            libc::msync(
-                self.base.add(start as usize) as *mut libc::c_void,
-                (end - start) as usize,
-                libc::MS_SYNC,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
         let size = self.refresh();

@@ -1,11 +1,15 @@
 """Forked worker processes for the crash tests: started in about a millisecond (so kills land
-inside the work, not inside interpreter start-up), never returning into pytest."""
+inside the work, not inside interpreter start-up), never returning into pytest; and committers
+whose files are copied while they are stopped."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Callable
+
+import persist
 
 
 def fork_child(body: Callable[[], None]) -> int:
@@ -38,3 +42,75 @@ def kill_child(pid: int) -> None:
     except ProcessLookupError:
         pass
     reap_child(pid)
+
+
+def _committer(path: str, name: str, report_fd: int, durable: bool, blob: bool) -> None:
+    """Commits transaction i = 1, 2, ... (appends (name, i) to root['log'], sets root[name] =
+    i, and with ``blob`` replaces a string too), reporting each commit after it returned."""
+    store = persist.open(path, durable=durable)
+    root = store.root
+    i = 0
+    while True:
+        i += 1
+        with store.transaction():
+            root["log"].append((name, i))
+            root[name] = i
+            if blob:
+                root["blob"] = "z" * (i % 200)
+        os.write(report_fd, f"{name} {i}\n".encode())
+
+
+class StoppedWriters:
+    """Forked committers (one per name) on the store at ``path``, whose files can be copied
+    while every one of them is SIGSTOPped; a context manager that kills them at exit.
+
+    ``committed`` maps each name to the last transaction it reported as committed.
+    """
+
+    def __init__(self, path: str, names: list[str], *, durable: bool, blob: bool) -> None:
+        self.path = path
+        self.committed: dict[str, int] = {}
+        self._pending = b""
+        self._r, w = os.pipe()
+        os.set_blocking(self._r, False)
+        self.pids = [
+            fork_child(lambda name=name: _committer(path, name, w, durable, blob))
+            for name in names
+        ]
+        os.close(w)
+
+    def __enter__(self) -> StoppedWriters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid in self.pids:
+            kill_child(pid)
+        os.close(self._r)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._r, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._pending += chunk
+            *lines, self._pending = self._pending.split(b"\n")
+            for line in lines:
+                name, i = line.decode().split()
+                self.committed[name] = max(self.committed.get(name, 0), int(i))
+
+    def copy_while_stopped(self, dst: str, *, lock_file: bool) -> dict[str, int]:
+        """Stops every writer, copies the store file (and the lock file if asked) to ``dst``,
+        lets them go on; returns the commits reported before the stop (all in the copy)."""
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        self._drain()  # reports written before the stop: those transactions are committed
+        expect = dict(self.committed)
+        shutil.copyfile(self.path, dst)
+        if lock_file:
+            shutil.copyfile(self.path + ".lock", dst + ".lock")
+        for pid in self.pids:
+            os.kill(pid, signal.SIGCONT)
+        return expect

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import statistics
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import persist
 
-from procs import fork_child, kill_child, reap_child
+from procs import StoppedWriters, fork_child, kill_child, reap_child
 
 ACCOUNTS = 20
 START_BALANCE = 100
@@ -367,62 +366,20 @@ def test_a_forked_child_does_not_keep_its_dead_parent_alive(tmp_path: Path) -> N
 # ---- snapshots taken while every writer is stopped -----------------------------------------
 
 
-def _committer(path: str, name: str, report_fd: int) -> None:
-    store = persist.open(path)
-    root = store.root
-    i = 0
-    while True:
-        i += 1
-        with store.transaction():
-            root["log"].append((name, i))
-            root[name] = i
-            root["blob"] = "z" * (i % 200)
-        os.write(report_fd, f"{name} {i}\n".encode())
-
-
 def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
     tmp_path: Path,
 ) -> None:
     path = str(tmp_path / "s.db")
     with persist.open(path) as store:
         store.root["log"] = []
-    r, w = os.pipe()
-    os.set_blocking(r, False)
     names = ["a", "b", "c"]
-    pids = [fork_child(lambda name=name: _committer(path, name, w)) for name in names]
-    os.close(w)
-    committed: dict[str, int] = {}
-    pending = b""
-
-    def drain() -> None:
-        nonlocal pending
-        while True:
-            try:
-                chunk = os.read(r, 65536)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                name, i = line.decode().split()
-                committed[name] = max(committed.get(name, 0), int(i))
-
     rng = random.Random(11)
     copies = 0
-    try:
+    with StoppedWriters(path, names, durable=False, blob=True) as writers:
         for k in range(25):
             time.sleep(rng.uniform(0.005, 0.05))
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            drain()  # reports written before the stop: those transactions are committed
-            expect = dict(committed)
-            dst = tmp_path / f"copy{k}.db"
-            shutil.copyfile(path, dst)
-            shutil.copyfile(path + ".lock", str(dst) + ".lock")
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            dst = str(tmp_path / f"copy{k}.db")
+            expect = writers.copy_while_stopped(dst, lock_file=True)
             with persist.open(dst) as copy:
                 copy.check()
                 root = copy.root
@@ -434,11 +391,8 @@ def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
                     assert len(mine) >= last
             copies += 1
             os.unlink(dst)
-            os.unlink(str(dst) + ".lock")
-    finally:
-        for pid in pids:
-            kill_child(pid)
-        os.close(r)
+            os.unlink(dst + ".lock")
+        committed = writers.committed
     print(f"\nsnapshots: {copies} copies opened, recovered and checked; commits {committed}")
     assert all(committed.get(n, 0) > 0 for n in names), committed
 

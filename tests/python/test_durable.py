@@ -20,7 +20,7 @@ from pathlib import Path
 
 import persist
 
-from procs import fork_child, kill_child
+from procs import StoppedWriters, fork_child, kill_child
 
 
 def test_durable_store_works_like_any_other(tmp_path: Path) -> None:
@@ -110,58 +110,19 @@ def test_a_durable_change_cut_short_by_a_reboot_is_rolled_back(tmp_path: Path) -
         assert store.check()["unreachable_blocks"] == 0
 
 
-def _durable_committer(path: str, name: str, report_fd: int) -> None:
-    store = persist.open(path, durable=True)
-    root = store.root
-    i = 0
-    while True:
-        i += 1
-        with store.transaction():
-            root["log"].append((name, i))
-            root[name] = i
-        os.write(report_fd, f"{name} {i}\n".encode())
-
-
 def test_store_file_copies_of_stopped_durable_writers_open_whole(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     with persist.open(path, durable=True) as store:
         store.root["log"] = []
-    r, w = os.pipe()
-    os.set_blocking(r, False)
     names = ["a", "b"]
-    pids = [fork_child(lambda name=name: _durable_committer(path, name, w)) for name in names]
-    os.close(w)
-    committed: dict[str, int] = {}
-    pending = b""
-
-    def drain() -> None:
-        nonlocal pending
-        while True:
-            try:
-                chunk = os.read(r, 65536)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                name, i = line.decode().split()
-                committed[name] = max(committed.get(name, 0), int(i))
-
     rng = random.Random(5)
     copies = 0
-    try:
+    with StoppedWriters(path, names, durable=True, blob=False) as writers:
         for k in range(15):
             time.sleep(rng.uniform(0.01, 0.1))
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            drain()
-            expect = dict(committed)
-            dst = tmp_path / f"copy{k}.db"
-            shutil.copyfile(path, dst)  # the store file only: the lock file is lost
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            dst = str(tmp_path / f"copy{k}.db")
+            # The store file only: the lock file is lost.
+            expect = writers.copy_while_stopped(dst, lock_file=False)
             with persist.open(dst) as copy:
                 copy.check()
                 root = copy.root
@@ -173,10 +134,7 @@ def test_store_file_copies_of_stopped_durable_writers_open_whole(tmp_path: Path)
                     assert root[name] == len(mine)
             copies += 1
             os.unlink(dst)
-            os.unlink(str(dst) + ".lock")
-    finally:
-        for pid in pids:
-            kill_child(pid)
-        os.close(r)
+            os.unlink(dst + ".lock")
+        committed = writers.committed
     print(f"\ndurable snapshots: {copies} store-file copies recovered; commits {committed}")
     assert all(committed.get(n, 0) > 0 for n in names), committed
