@@ -311,7 +311,8 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
     /// Appends an entry at index `len` (the writer keeps the length; the caller has checked
     /// that the block holds it): the entry first, then the length, so a recoverer that sees
     /// the length sees the entry, and a writer killed in between leaves a length that does not
-    /// cover the half-written entry.
+    /// cover the half-written entry. (A durable store's barrier in `set_len` gives the disk
+    /// the same order.)
     pub fn append(&self, len: u64, tagged: u64, value: u64) -> Result<(), AccessError> {
         let e = self.entry_offset(len);
         // Relaxed (both): the Release store of the length below orders them before it.
@@ -329,16 +330,19 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
     /// Publishes a new length: 0 commits (the change stays), a shorter one forgets entries
     /// already undone.
     pub fn set_len(&self, n: u64) -> Result<(), AccessError> {
-        // Release: pairs with the Acquire in `published_len`; the entries stored before (by
-        // `append`) and the words restored before (by `roll_back`) come first.
+        // The entries stored before (by `append`) and the words restored before (by
+        // `roll_back`) on disk before the length that covers or forgets them (a durable store).
+        self.store.barrier()?;
+        // Release: pairs with the Acquire in `published_len`; the same order in memory.
         self.store
             .store(self.block + undo::LEN, n, Ordering::Release)
     }
 
     /// Undoes entries `len - 1` down to 0, newest first (the oldest value of a word logged
-    /// twice is the one that stays). Each word entry is restored and only then dropped (the
-    /// length shrunk past it), so a recoverer killed in between restores it again, to the same
-    /// value.
+    /// twice is the one that stays). Word entries are restored without shrinking the log: a
+    /// recoverer killed half-way is followed by one that restores them all again, to the same
+    /// values. The length drops past an entry that must not be undone twice (`once_only`)
+    /// before it is undone, and to 0 at the end, each time after the words restored before.
     pub fn roll_back<O: OtherEntries>(&self, len: u64, other: &mut O) -> Result<(), O::Error> {
         let mut i = len;
         while i > 0 {
@@ -351,14 +355,15 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
                 // restored words to readers and to the next owner.
                 self.store
                     .store(tagged & !undo::TAG_MASK, value, Ordering::Relaxed)?;
-                self.set_len(i)?;
             } else if other.once_only(tagged) {
                 self.set_len(i)?;
                 other.undo(entry, tagged, value)?;
             } else {
                 other.undo(entry, tagged, value)?;
-                self.set_len(i)?;
             }
+        }
+        if len > 0 {
+            self.set_len(0)?;
         }
         Ok(())
     }

@@ -492,7 +492,14 @@ fn a_region_size_limit_makes_alloc_fail_with_full_and_loses_nothing() {
     let dir = TempDir::new("growth-limit");
     let store: PathBuf = dir.join("store");
     let limit: u64 = 24 << 20;
-    let mut region = Region::open(&store, OpenOptionsRegion { create: true }).unwrap();
+    let mut region = Region::open(
+        &store,
+        OpenOptionsRegion {
+            create: true,
+            durable: false,
+        },
+    )
+    .unwrap();
     region.set_size_limit(limit);
     let att = Attached::from_region(region).unwrap();
     let (full, kept) = fill_until_full(&att, limit);

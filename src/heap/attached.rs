@@ -77,13 +77,26 @@ impl Attached {
     /// Opens (creating if missing) the store at `path`, attaches, and recovers whatever dead
     /// participants left in flight.
     pub fn open(path: &Path) -> Result<Attached, Error> {
-        Self::from_region(Region::open(path, OpenOptionsRegion { create: true })?)
+        Self::from_region(Region::open(
+            path,
+            OpenOptionsRegion {
+                create: true,
+                durable: false,
+            },
+        )?)
     }
 
-    /// As `open`, with the layer above's recovery of dead participants (see [`SlotRecovery`]).
-    pub fn open_with(path: &Path, hook: SlotRecovery) -> Result<Attached, Error> {
+    /// As `open`, with the layer above's recovery of dead participants (see [`SlotRecovery`]),
+    /// and persist barriers that flush when `durable` (FORMAT.md §10.8).
+    pub fn open_with(path: &Path, hook: SlotRecovery, durable: bool) -> Result<Attached, Error> {
         Self::from_region_with(
-            Region::open(path, OpenOptionsRegion { create: true })?,
+            Region::open(
+                path,
+                OpenOptionsRegion {
+                    create: true,
+                    durable,
+                },
+            )?,
             Some(hook),
         )
     }

@@ -353,21 +353,39 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             {
                 return Err(Error::TooLarge { bytes: size });
             }
-            return self.pages.alloc(pages, RUN_LARGE, 0, Some(jword));
+            let b = self.pages.alloc(pages, RUN_LARGE, 0, Some(jword))?;
+            self.store().barrier()?;
+            return Ok(b);
         }
         let k = class_of(size.max(1));
         let journal = self.journal(jword)?;
-        // 0. This participant's cache of freed blocks (no atomic read-modify-write).
+        // 0. This participant's cache of freed blocks (no atomic read-modify-write). A cached
+        // block is allocated as far as the store file knows: no barrier.
         if let Some(b) = self.cache_pop(k, journal)? {
             return Ok(b);
         }
         // 1. This participant's current segment.
-        if let Some(cur) = self.current[k].get() {
-            if let Some(b) = self.alloc_from(&cur, journal)? {
-                return Ok(b);
-            }
-        }
-        self.alloc_slow(k, journal)
+        let b = match self.current[k].get() {
+            Some(cur) => match self.alloc_from(&cur, journal)? {
+                Some(b) => b,
+                None => self.alloc_slow(k, journal)?,
+            },
+            None => self.alloc_slow(k, journal)?,
+        };
+        // The allocation on disk before the caller writes into the block or logs it: a block
+        // still free on disk must not hold the caller's bytes (they would overwrite its link)
+        // nor be named by an undo entry (a rollback would free it twice).
+        self.store().barrier()?;
+        Ok(b)
+    }
+
+    /// A kill point (loom) and then a persist barrier (a durable store), before a store-file
+    /// write whose order on disk matters.
+    #[inline]
+    fn before_write(&self) -> Result<(), Error> {
+        self.store().step()?;
+        self.store().barrier()?;
+        Ok(())
     }
 
     #[cold]
@@ -573,7 +591,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let new = anchor(next, a_count(a) - 1, a_tag(a) + 1, false);
             // AcqRel: Acquire for the link read above to be meaningful on success; Release so
             // a sweep that reads this anchor later sees our journal store.
-            self.store().step()?;
+            self.before_write()?;
             match seg
                 .anchor
                 .compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire)
@@ -590,7 +608,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             self.store().step()?;
             journal.store(block, Ordering::Relaxed);
             // AcqRel: as for the pop.
-            self.store().step()?;
+            self.before_write()?;
             match seg
                 .carve
                 .compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -654,7 +672,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         loop {
             store.store(seg + S_NEXT, head, Ordering::Relaxed)?;
             // Release: publishes the header written above (pairs with the Acquire loads of
-            // the class head in walks).
+            // the class head in walks). The barrier: the run and the header on disk before
+            // the class list leads to them.
+            store.barrier()?;
             match head_w.compare_exchange_weak(head, seg, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(actual) => head = actual,
@@ -744,13 +764,15 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             if a_frozen(a) {
                 return self.push_deferred(seg, block, idx);
             }
-            // Relaxed: published by the Release CAS below.
-            self.store().step()?;
+            // Relaxed: published by the Release CAS below. (The barrier: the change that
+            // unlinked the block is on disk before the block's first word is overwritten.)
+            self.before_write()?;
             link.store(a_head(a), Ordering::Relaxed);
             let new = anchor(idx + 1, a_count(a) + 1, a_tag(a) + 1, false);
             // Release: the block's last uses and its link happen before any popper reads it
-            // (pairs with the Acquire load of the anchor in `alloc_from`).
-            self.store().step()?;
+            // (pairs with the Acquire load of the anchor in `alloc_from`). The barrier: the
+            // link on disk before the anchor that leads to it.
+            self.before_write()?;
             match anchor_w.compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(actual) => a = actual,
@@ -764,9 +786,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let link = store.word(block)?;
         let mut d = w.load(Ordering::Acquire);
         loop {
+            store.barrier()?;
             link.store(d & 0xffff, Ordering::Relaxed);
             let new = (idx + 1) | (((d >> 16) + 1) << 16);
             // Release: pairs with the Acquire swap in `unfreeze`.
+            store.barrier()?;
             match w.compare_exchange_weak(d, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(actual) => d = actual,
@@ -967,6 +991,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             // SeqCst: the journal reads of the sweep must see every journal store published
             // by a pop that precedes this CAS in the anchor's order (the pop's CAS is a
             // release; this is an acquire on the same word).
+            self.store().barrier()?;
             match anchor_w.compare_exchange(a, frozen, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => return Ok(Some(frozen)),
                 Err(actual) => a = actual,
@@ -990,6 +1015,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     fn take_deferred(&self, info: &SegmentInfo) -> Result<Vec<u64>, Error> {
         let store = self.store();
         // Acquire pairs with the Release CAS in `push_deferred`.
+        store.barrier()?;
         let d = store
             .word(info.offset + S_DEFERRED)?
             .swap(0, Ordering::AcqRel);
@@ -1015,7 +1041,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     fn thaw(&self, info: &SegmentInfo, frozen: u64, head: u64, count: u64) -> Result<(), Error> {
         let new = anchor(head, count, a_tag(frozen) + 1, false);
         // SeqCst: publishes the links written by the sweep (pairs with the Acquire anchor
-        // loads of pops). A racing thaw of the same abandoned freeze loses this CAS.
+        // loads of pops). A racing thaw of the same abandoned freeze loses this CAS. The
+        // barrier: those links on disk before the anchor that leads to them.
+        self.store().barrier()?;
         if self
             .store()
             .cas(

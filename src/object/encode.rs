@@ -433,8 +433,11 @@ impl Store {
         Ok(())
     }
 
-    /// A store outside the undo log (commit-time work).
+    /// A store outside the undo log (commit-time work: reference counts, the orphan list).
+    /// A durable store puts every earlier write on disk first (a persist barrier), so that the
+    /// disk holds only states a SIGKILL could leave (FORMAT.md §10.8).
     pub(super) fn store_now(&self, off: u64, v: u64) -> Result<()> {
+        self.mem().barrier()?;
         self.mem().store(off, v, Ordering::Relaxed)?;
         Ok(())
     }

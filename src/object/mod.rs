@@ -229,7 +229,11 @@ impl Store {
 
     /// `open`, choosing durability (see `durable` and FORMAT.md §10.8).
     pub fn open_with(path: &Path, durable: bool) -> Result<Store> {
-        let attached = Box::new(Attached::open_with(path, Box::new(recovery::recover_slot))?);
+        let attached = Box::new(Attached::open_with(
+            path,
+            Box::new(recovery::recover_slot),
+            durable,
+        )?);
         let heap: Heap<'static, Mapping, AttachLiveness> =
             // SAFETY: `attached` is boxed (its address never changes) and is dropped after
             // `heap` and `lock` (field order), the only borrows of it that outlive this call.
@@ -479,7 +483,13 @@ impl Store {
     /// has moved on anyway, which costs a check-then-act caller one retry at most.
     fn bump_version(&mut self, obj: u64) -> Result<()> {
         let v = self.get(obj + container::VERSION)?;
-        self.store_now(obj + container::VERSION, v.wrapping_add(1))
+        // Relaxed and no persist barrier: any value on disk is as good as another.
+        self.mem().store(
+            obj + container::VERSION,
+            v.wrapping_add(1),
+            Ordering::Relaxed,
+        )?;
+        Ok(())
     }
 
     // ---- allocation --------------------------------------------------------------------
@@ -762,7 +772,9 @@ impl Store {
         Ok(())
     }
 
-    /// Undoes every entry after `mark`, newest first.
+    /// Undoes every entry after `mark`, newest first. As `UndoLog::roll_back`: restored words
+    /// stay in the log (a repeat restores the same values) until the length drops past them,
+    /// which a durable store's barrier puts on disk after them.
     fn rollback_to(&mut self, mark: u64) -> Result<()> {
         let mut i = self.log_len;
         while i > mark {
@@ -785,7 +797,9 @@ impl Store {
                 // Releases and frees happen only at commit: nothing to undo.
                 _ => {}
             }
-            self.set_log_len(i)?;
+        }
+        if self.log_len > mark {
+            self.set_log_len(mark)?;
         }
         self.op.logged.retain(|_, i| *i < mark);
         self.op.floor = self.op.floor.min(mark);
@@ -810,12 +824,9 @@ impl Store {
                 _ => {}
             }
         }
-        if self.op.unsynced {
-            // The commit point on disk: every write of the change first, then the empty log.
-            self.flush()?;
-        }
         // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
-        // never frees twice.
+        // never frees twice. In a durable store, the barrier before the length puts every
+        // write of the change on disk first; the empty log is then the commit point.
         self.set_log_len(0)?;
         self.end_durable_change()?;
         if !self.op.logged.is_empty() {

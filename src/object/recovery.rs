@@ -233,7 +233,13 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
             slot: att.slot(),
             lock_words: false,
         };
-        undo_log.roll_back(len, &mut other)?;
+        // A durable change is undone with persist barriers, whatever this opener asked for: a
+        // power cut during the rollback must leave a log that a repeat can finish.
+        let was_durable = mem.is_durable();
+        mem.set_durable(true);
+        let rolled_back = undo_log.roll_back(len, &mut other);
+        mem.set_durable(was_durable);
+        rolled_back?;
         // The undone state on disk before the log lets go of it.
         let flush = || att.region().flush().map_err(crate::heap::OpenError::from);
         flush()?;

@@ -325,6 +325,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     self.set_journal(journal_run(J_CLAIM, c, first, n))?;
                     // SeqCst: the journal store above must be visible to any sweep that sees
                     // this claim (sweeps read bitmaps first, journals second).
+                    self.store.barrier()?;
                     match self.store.cas(
                         off,
                         cur,
@@ -385,9 +386,19 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             let take = (n - 32 * k).min(32);
             let off = self.bitmap_word(c, i + k);
             let cur = self.store.load(off, Ordering::Acquire)?;
-            let ok = bits(cur) & mask(0, take) == 0
+            let ok = bits(cur) & mask(0, take) == 0 && {
+                self.store.barrier()?;
                 // SeqCst: see `try_alloc_in`.
-                && self.store.cas(off, cur, with_bits(cur, bits(cur) | mask(0, take)), Ordering::SeqCst, Ordering::Acquire)?.is_ok();
+                self.store
+                    .cas(
+                        off,
+                        cur,
+                        with_bits(cur, bits(cur) | mask(0, take)),
+                        Ordering::SeqCst,
+                        Ordering::Acquire,
+                    )?
+                    .is_ok()
+            };
             if !ok {
                 for j in 0..k {
                     self.clear_bits(c, i + j, mask(0, (n - 32 * j).min(32)))?;
@@ -425,6 +436,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         }
         // SeqCst: a sweep that reads this entry after the journal clear must see it (the
         // journal clear below is SeqCst too).
+        self.store.barrier()?;
         self.store.store(
             self.entry_word(c, first),
             start_entry(kind, n, user),
@@ -441,6 +453,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             // SeqCst (Release would do for the pages' last uses, which must happen before
             // another claimer sees them free; SeqCst also orders it with the journal handshake
             // of recovery, see `sweep_unmapped_range`).
+            self.store.barrier()?;
             match self.store.cas(
                 off,
                 cur,
@@ -466,6 +479,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         // The file must hold every opened chunk's meta block before the count is published.
         self.store.grow_to(self.geo.end_of_meta(new - 1))?;
         // AcqRel: publishes the growth (pairs with the Acquire in `chunk_count`).
+        self.store.barrier()?;
         let _ = self.store.cas(
             hdr::CHUNK_COUNT,
             seen,
@@ -558,6 +572,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             }
             for k in 1..nchunks {
                 // Release: pairs with the Acquire in `load_kind`.
+                self.store.barrier()?;
                 self.store.store(
                     self.kind_word(start + k),
                     CHUNK_HUGE_TAIL | (k << 8),
@@ -571,6 +586,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                 self.table.store(self.me, w, offset)?;
             }
             // SeqCst: the head's kind is what makes the claim complete in recovery's eyes.
+            self.store.barrier()?;
             self.store.store(
                 self.kind_word(start),
                 CHUNK_HUGE_HEAD | (nchunks << 8),
@@ -707,6 +723,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         }
         self.set_journal(journal_run(J_RELEASE, c, first, run.pages))?;
         // SeqCst: the run stops being covered before its pages stop being claimed.
+        self.store.barrier()?;
         self.store
             .store(self.entry_word(c, first), 0, Ordering::SeqCst)?;
         self.release_bits(c, first, run.pages)?;
@@ -729,6 +746,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         self.set_journal(journal_huge(J_HUGE_RELEASE, head, nchunks))?;
         // SeqCst: marks the release as started; recovery redoes a release only while the
         // head still says so (the chunks cannot change hands before the head is normal).
+        self.store.barrier()?;
         self.store.store(
             self.kind_word(head),
             CHUNK_HUGE_RELEASING | (nchunks << 8),
@@ -743,9 +761,11 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
     fn finish_release(&self, head: u64, n: u64) -> Result<(), Error> {
         for k in 1..n {
             // Release: pairs with the Acquire in `load_kind`.
+            self.store.barrier()?;
             self.store
                 .store(self.kind_word(head + k), CHUNK_NORMAL, Ordering::Release)?;
         }
+        self.store.barrier()?;
         self.store
             .store(self.kind_word(head), CHUNK_NORMAL, Ordering::SeqCst)?;
         for k in 0..n {
@@ -801,6 +821,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     for k in 1..n {
                         let (tk, targ) = self.load_kind(chunk + k)?;
                         if tk == CHUNK_HUGE_TAIL && targ == k {
+                            self.store.barrier()?;
                             self.store.store(
                                 self.kind_word(chunk + k),
                                 CHUNK_NORMAL,
@@ -909,6 +930,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                     break;
                 }
                 // SeqCst: ordered after the journal and map reads above.
+                self.store.barrier()?;
                 match self.store.cas(
                     off,
                     cur,
@@ -965,6 +987,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
                         }
                     };
                     if orphan {
+                        self.store.barrier()?;
                         self.store
                             .store(self.kind_word(c), CHUNK_NORMAL, Ordering::SeqCst)?;
                         continue; // look at it again as a normal chunk

@@ -7,7 +7,7 @@
 //! this mapping already covers the new bytes: the process sees growth by re-reading the word,
 //! with no remap (no remap storms, no "map full").
 
-use crate::sync::{AccessError, AtomicU64, Ordering, WordStore};
+use crate::sync::{AccessError, AtomicBool, AtomicU64, Ordering, WordStore};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -31,6 +31,8 @@ pub struct Mapping {
     known: AtomicU64,
     /// Growth steps never go past this (the address reservation, or a test's limit).
     limit: u64,
+    /// Persist barriers flush (a durable store, FORMAT.md §10.8).
+    durable: AtomicBool,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics (`word`) or through
@@ -39,6 +41,16 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above: all shared access goes through `&AtomicU64` or checked raw ranges.
 unsafe impl Sync for Mapping {}
+
+/// Test support (the power-cut test, tests/power_cut.rs): a function called after every
+/// completed flush of a store mapping in this process, when the file on disk is exactly what
+/// the mapping held at the start of the flush. Not for production use.
+static FLUSH_HOOK: std::sync::Mutex<Option<fn()>> = std::sync::Mutex::new(None);
+
+#[doc(hidden)]
+pub fn set_flush_hook(hook: Option<fn()>) {
+    *FLUSH_HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+}
 
 /// Reservations tried from largest to smallest: 1 TiB first, halving while the kernel refuses
 /// (an address-space rlimit, many stores open at once), never below what the file needs.
@@ -78,6 +90,7 @@ impl Mapping {
                     source,
                     known: AtomicU64::new(initial_size),
                     limit: reserve,
+                    durable: AtomicBool::new(false),
                 });
             }
             let err = io::Error::last_os_error();
@@ -150,6 +163,17 @@ impl Mapping {
         Ok(unsafe { self.base.add(offset as usize) })
     }
 
+    /// Makes every persist barrier ([`WordStore::barrier`]) flush the mapping: a durable store.
+    pub fn set_durable(&self, durable: bool) {
+        // Relaxed: read by this process's own threads, which got the store through a
+        // synchronizing hand-over after this call.
+        self.durable.store(durable, Ordering::Relaxed);
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
+    }
+
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
         let size = self.refresh();
@@ -158,6 +182,10 @@ impl Mapping {
         let r = unsafe { libc::msync(base, size as usize, libc::MS_SYNC) };
         if r != 0 {
             return Err(io::Error::last_os_error());
+        }
+        let hook = *FLUSH_HOOK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hook) = hook {
+            hook();
         }
         Ok(())
     }
@@ -233,6 +261,8 @@ impl WordStore for Mapping {
                     _ => AccessError::Io(err),
                 });
             }
+            // The reservation (the file's new length) on disk before a size that claims it.
+            self.barrier()?;
             let w = self.word(size_off)?;
             // AcqRel: the Release half publishes the reservation made above (pairs with the
             // Acquire in `published`); racing growers may each fallocate, the largest wins.
@@ -242,6 +272,13 @@ impl WordStore for Mapping {
 
     fn max_size(&self) -> u64 {
         self.limit
+    }
+
+    fn barrier(&self) -> Result<(), AccessError> {
+        if self.is_durable() {
+            self.sync().map_err(AccessError::Io)?;
+        }
+        Ok(())
     }
 }
 

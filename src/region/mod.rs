@@ -27,6 +27,6 @@ mod mapping;
 #[cfg(not(loom))]
 mod open;
 #[cfg(not(loom))]
-pub use mapping::Mapping;
+pub use mapping::{set_flush_hook, Mapping};
 #[cfg(not(loom))]
 pub use open::*;

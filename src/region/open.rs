@@ -219,6 +219,8 @@ pub fn process_start_ticks() -> u64 {
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptionsRegion {
     pub create: bool,
+    /// Persist barriers flush the store file (FORMAT.md §10.8), from the first write on.
+    pub durable: bool,
 }
 
 /// An open store file with its lock file.
@@ -264,6 +266,7 @@ impl Region {
             len,
         )
         .map_err(io_err(path, "map"))?;
+        store.set_durable(opts.durable);
         // The published size is read atomically (other processes raise it with atomics), and
         // the file's length after it: a store reserves space before it publishes a larger
         // size, so a length read second is never smaller than an honest published size.

@@ -13,7 +13,7 @@ pub enum AccessError {
     Misaligned { offset: u64 },
     /// The store cannot grow to `wanted` bytes (disk full, file size limit, address reservation).
     Full { wanted: u64, reason: String },
-    /// Another I/O failure while growing.
+    /// Another I/O failure: while growing, or while flushing at a persist barrier.
     Io(std::io::Error),
 }
 
@@ -62,6 +62,16 @@ pub trait WordStore {
     /// killable store counts it, so that a participant can be stopped between any two steps.
     #[inline]
     fn step(&self) -> Result<(), AccessError> {
+        Ok(())
+    }
+
+    /// A persist barrier, called before a write whose order on disk matters for a power cut
+    /// (FORMAT.md §10.8): a durable store puts every write made before it, by any process, on
+    /// disk before returning, so the disk only ever holds states a SIGKILL could leave. A
+    /// no-op otherwise, and in the loom models (which model SIGKILL, where memory order is
+    /// all that counts; `step` is their kill point).
+    #[inline]
+    fn barrier(&self) -> Result<(), AccessError> {
         Ok(())
     }
 
