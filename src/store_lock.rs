@@ -42,6 +42,30 @@
 //! calls [`WordStore::step`] first (a no-op on the mapping). Readers make no such call: a reader
 //! holds nothing, and killing one proves nothing.
 //!
+//! Sleeping and waking. A thread that finds a lock word in its way sleeps on it in the kernel
+//! ([`Futex`]) until the word changes; the *waiters* word counts such sleepers, so that a
+//! releaser pays for a wake-up only when somebody may sleep. The two sides, and the two SeqCst
+//! fences that pair them (Dekker's handshake):
+//!
+//! | waiter ([`StoreLock::sleep`]) | releaser ([`StoreLock::release_and_wake`], [`StoreLock::end_change_and_wake`], [`StoreLock::wake_if_waiting`]) |
+//! |---|---|
+//! | `waiters += 1` | stores a new value in the word |
+//! | fence(SeqCst) | fence(SeqCst) |
+//! | re-reads the word: if it still holds the value seen, `wait(word, seen)` | reads `waiters`: if not 0, `wake(word)` |
+//! | `waiters -= 1` | |
+//!
+//! Of the two fences one comes first. If it is the waiter's, the releaser's read of `waiters`
+//! sees the increment and wakes. If it is the releaser's, the waiter's re-read sees the new
+//! value (or a later one) and does not sleep. Between the re-read and the sleep the word may
+//! still change and the wake may come before the waiter is asleep: the futex compares the word
+//! with `seen` atomically with going to sleep, so that wake is not lost either. Hence no
+//! wake-up is lost, and a sleeper wakes after every change of its word that follows its
+//! increment. A waiter killed while counted leaves `waiters` high for good: releasers then make
+//! a wake-up call for nobody, which is harmless. An owner killed between its store and its
+//! wake-up leaves that wake-up to its recoverer ([`StoreLock::recover_dead`] reports sleepers
+//! whether or not the dead owner still held the word). `loom-tests/tests/wake.rs` checks all of
+//! this with a futex that never times out, so a lost wake-up is a deadlock there.
+//!
 //! Terms: an *owner id* is a writer-word value; a *change* is what one owner does between
 //! [`StoreLock::begin_change`] and [`StoreLock::end_change`]; a *token* is the even sequence a
 //! reader began with.
@@ -67,6 +91,19 @@ pub struct LockOffsets {
     pub waiters: u64,
 }
 
+/// How a thread sleeps on a lock word until it changes, and how a releaser wakes it: the
+/// kernel's futex in the object layer (each sleep with a timeout), a mutex and condition
+/// variable in the loom models (no timeout, so that a lost wake-up is a deadlock there).
+pub trait Futex {
+    /// Sleeps while the low 32 bits of `word` equal `expected`. The comparison and going to
+    /// sleep are one atomic step with respect to [`Futex::wake`] on the same word. May return
+    /// early (a timeout, a signal, a spurious wake-up): the caller re-checks the word.
+    fn wait(&self, word: &AtomicU64, expected: u32);
+
+    /// Wakes every thread sleeping on `word`, in any process.
+    fn wake(&self, word: &AtomicU64);
+}
+
 /// The store lock's words, resolved once (hot paths keep the references).
 pub struct StoreLock<'a, W: WordStore> {
     lock_file: &'a W,
@@ -74,6 +111,15 @@ pub struct StoreLock<'a, W: WordStore> {
     seq: &'a AtomicU64,
     waiters: &'a AtomicU64,
 }
+
+// References only: a copy is the same lock (a `Waiter` keeps one to sleep without the store).
+impl<W: WordStore> Clone for StoreLock<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<W: WordStore> Copy for StoreLock<'_, W> {}
 
 impl<'a, W: WordStore> StoreLock<'a, W> {
     pub fn new(lock_file: &'a W, at: LockOffsets) -> Result<Self, AccessError> {
@@ -124,13 +170,74 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         self.waiters_present()
     }
 
-    /// Whether a thread may be sleeping on a lock word (called after changing one).
+    /// [`StoreLock::release`], then wakes the writer word's sleepers if any thread sleeps.
+    pub fn release_and_wake<F: Futex>(&self, futex: &F) -> Result<(), AccessError> {
+        if self.release()? {
+            futex.wake(self.writer);
+        }
+        Ok(())
+    }
+
+    /// Whether a thread may be sleeping on a lock word (called after changing one: the
+    /// releaser's side of the handshake in the module doc).
     pub fn waiters_present(&self) -> Result<bool, AccessError> {
-        // SeqCst: pairs with the waiter's SeqCst increment of `waiters` before its re-check of
-        // the word (Dekker): either the waiter sees the new value, or we see the waiter.
+        // SeqCst fence: the caller's store to a lock word is ordered before the load of
+        // `waiters` below (a store followed by a load of another word may otherwise be
+        // reordered, and both sides would miss each other). Pairs with the fence in `sleep`:
+        // if that one comes first, the load below sees the waiter's increment; if this one
+        // does, the waiter's re-read sees our store.
         fence(Ordering::SeqCst);
         self.lock_file.step()?;
         Ok(self.waiters.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Wakes `word`'s sleepers if any thread sleeps (called after changing `word` by other
+    /// means than this lock's own releases, e.g. the shared count).
+    pub fn wake_if_waiting<F: Futex>(
+        &self,
+        word: &AtomicU64,
+        futex: &F,
+    ) -> Result<(), AccessError> {
+        if self.waiters_present()? {
+            futex.wake(word);
+        }
+        Ok(())
+    }
+
+    /// The waiter's side of the handshake (module doc): sleeps on `word`, one of the lock
+    /// words, if it still holds `seen`; returns when it may have changed (or early, as
+    /// [`Futex::wait`] does: the caller re-checks). Spinning first, if it pays, is the
+    /// caller's business.
+    pub fn sleep<F: Futex>(
+        &self,
+        word: &AtomicU64,
+        seen: u64,
+        futex: &F,
+    ) -> Result<(), AccessError> {
+        self.lock_file.step()?;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // SeqCst fence: the increment above is ordered before the re-read below. Pairs with
+        // the fence in `waiters_present`: if that one comes first, the re-read sees the
+        // releaser's store; if this one does, the releaser sees our increment and wakes us.
+        // (A SeqCst increment and a SeqCst re-read would do without it in C++20, but loom
+        // treats SeqCst accesses as AcqRel and checks the fences only; the fence costs
+        // nothing next to the system call that follows.)
+        fence(Ordering::SeqCst);
+        // A waiter killed from here to the decrement stays counted for good: every release
+        // then makes a wake-up call, for nobody when nobody sleeps, which costs a system call
+        // and nothing else.
+        self.lock_file.step()?;
+        // SeqCst: see the fence above.
+        if word.load(Ordering::SeqCst) == seen {
+            // The futex compares the low half only: a change of the high half alone between
+            // the re-read and the sleep would go unseen, and its wake-up could come too early.
+            // None happens: writer-word values fit in the low half, and the sequence and the
+            // shared count would have to move by a multiple of 2^32 in that window.
+            futex.wait(word, seen as u32);
+        }
+        self.lock_file.step()?;
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Makes the sequence odd: a change begins. Only the writer word's owner calls this.
@@ -149,6 +256,16 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         // participants' held sets (the store-then-check handshake with readers registering a
         // hold, object/held.rs).
         fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// [`StoreLock::end_change`], then wakes the sequence's and the writer word's sleepers if
+    /// any thread sleeps.
+    pub fn end_change_and_wake<F: Futex>(&self, futex: &F) -> Result<(), AccessError> {
+        if self.end_change()? {
+            futex.wake(self.seq);
+            futex.wake(self.writer);
+        }
         Ok(())
     }
 
@@ -202,8 +319,9 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
     /// Hands the lock over from the dead participant in `slot` (of `generation`): rolls its
     /// undo log back (`log`: the log and its published length, checked by the caller), then,
     /// if the writer word still names it, makes the sequence even and frees the word. Returns
-    /// whether it freed the word (the caller wakes the writer word's and the sequence's
-    /// sleepers).
+    /// whether threads may sleep on the lock words (the caller wakes the writer word's and the
+    /// sequence's sleepers): checked whether or not it freed the word, since the dead owner
+    /// may have freed it itself and died before its wake-up call.
     ///
     /// One recoverer at a time (the caller holds the dead slot's recovery lock). Every step is
     /// safe to repeat: a recoverer killed at any point can be followed by another.
@@ -217,18 +335,19 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         if let Some((log, len)) = log {
             log.roll_back(len, other)?;
         }
-        Ok(self.release_dead(slot, generation)?)
+        self.release_dead(slot, generation)?;
+        Ok(self.waiters_present()?)
     }
 
     /// The second half of [`StoreLock::recover_dead`]: its change is undone, so the sequence is
     /// made even again, then the word freed. In this order, so that whoever takes the word next
     /// finds the sequence even; and by CAS from the dead owner's id, so that a repeat never
     /// frees a word that a live participant took meanwhile.
-    fn release_dead(&self, slot: u32, generation: u64) -> Result<bool, AccessError> {
+    fn release_dead(&self, slot: u32, generation: u64) -> Result<(), AccessError> {
         self.lock_file.step()?;
         let w = self.writer.load(Ordering::SeqCst);
         if !names_owner(w, slot, generation) {
-            return Ok(false);
+            return Ok(());
         }
         self.lock_file.step()?;
         let s = self.seq.load(Ordering::SeqCst);
@@ -237,10 +356,11 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
             self.seq.store(s.wrapping_add(1), Ordering::SeqCst);
         }
         self.lock_file.step()?;
-        Ok(self
+        // A failed CAS: a live participant took the word meanwhile (after a repeat freed it).
+        let _ = self
             .writer
-            .compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok())
+            .compare_exchange(w, 0, Ordering::SeqCst, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -446,20 +566,66 @@ mod tests {
         log.append_word(1, DATA, 2).unwrap();
         store.store(DATA, 3, Ordering::Relaxed).unwrap();
         let len = log.published_len().unwrap();
-        assert!(lock
+        // Nobody sleeps: nobody to wake.
+        assert!(!lock
             .recover_dead(Some((&log, len)), 2, 9, &mut WordsOnly)
             .unwrap());
         assert_eq!(store.load(DATA, Ordering::Relaxed).unwrap(), 1);
         assert_eq!(log.published_len().unwrap(), 0);
         assert_eq!(lock.read_begin(), Ok(2));
+        assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
         // A repeat finds nothing to do, and never frees a word a live participant took since.
         lock.try_take(owner_id(1, 1)).unwrap().unwrap();
-        assert!(!lock
-            .recover_dead(Some((&log, 0)), 2, 9, &mut WordsOnly)
-            .unwrap());
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut WordsOnly)
+            .unwrap();
         assert_eq!(
             lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
             owner_id(1, 1)
+        );
+    }
+
+    /// A futex that records its calls and never sleeps.
+    #[derive(Default)]
+    struct Calls {
+        waits: std::cell::Cell<u32>,
+        wakes: std::cell::Cell<u32>,
+    }
+
+    impl Futex for Calls {
+        fn wait(&self, _word: &AtomicU64, _expected: u32) {
+            self.waits.set(self.waits.get() + 1);
+        }
+
+        fn wake(&self, _word: &AtomicU64) {
+            self.wakes.set(self.wakes.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_waiter_sleeps_only_on_the_value_it_saw_and_is_counted_meanwhile() {
+        let (lock_file, _) = world();
+        let lock = StoreLock::new(&lock_file, AT).unwrap();
+        let futex = Calls::default();
+        let me = owner_id(0, 1);
+        lock.try_take(me).unwrap().unwrap();
+        lock.sleep(lock.writer_word(), owner_id(1, 1), &futex)
+            .unwrap();
+        assert_eq!(futex.waits.get(), 0, "slept on a word that had changed");
+        lock.sleep(lock.writer_word(), me, &futex).unwrap();
+        assert_eq!(futex.waits.get(), 1);
+        assert_eq!(lock.waiters_word().load(Ordering::Relaxed), 0);
+        // No sleeper: no wake-up call.
+        lock.release_and_wake(&futex).unwrap();
+        assert_eq!(futex.wakes.get(), 0);
+        // One counted: the releaser calls.
+        lock.waiters_word().store(1, Ordering::Relaxed);
+        lock.try_take(me).unwrap().unwrap();
+        lock.begin_change().unwrap();
+        lock.end_change_and_wake(&futex).unwrap();
+        assert_eq!(
+            futex.wakes.get(),
+            2,
+            "the sequence's and the writer word's sleepers"
         );
     }
 }

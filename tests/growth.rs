@@ -497,6 +497,7 @@ fn a_region_size_limit_makes_alloc_fail_with_full_and_loses_nothing() {
         OpenOptionsRegion {
             create: true,
             durable: false,
+            readonly: false,
         },
     )
     .unwrap();

@@ -29,9 +29,9 @@
 //!
 //! What loom cannot see: a kill is a prefix of the victim's accesses in program order, so these
 //! models check that every prefix is recoverable; that the Release on the log length keeps the
-//! entry's stores before it on real hardware is the ordering argument in `UndoLog::append`. The
-//! futex sleep is not modelled (waiters spin with `yield_now`), nor is the waiter count's
-//! Dekker handshake. A kill lands before a word access; a fence is not one.
+//! entry's stores before it on real hardware is the ordering argument in `UndoLog::append`. Here
+//! waiters spin with `yield_now`; the futex sleep and the waiter count's handshake are modelled
+//! in `wake.rs`. A kill lands before a word access; a fence is not one.
 //!
 //! Cost (one core each, release build): at LOOM_MAX_PREEMPTIONS=2, as scripts/test-all.sh runs
 //! them, about 1 s, 0.1 s and 16 s (21 kill points; 213 (writer, recoverer) pairs; 21 kill

@@ -141,13 +141,16 @@ def open(  # noqa: A001 - the API's name
     ``durable=True``: every change this process commits is on disk when the call that made
     it returns (each undo record reaches the disk before the write it covers; see the README's
     "What survives what"). Slower: several msyncs per change.
+
+    ``readonly=True``: the store file is opened and mapped read-only and never written (an
+    existing store only: nothing is created). Reads work and see other processes' changes;
+    every change, ``lockExcl``, ``lockShared`` and ``gc`` raise ``ReadOnlyError``. The lock
+    file beside the store must be writable (it is where every process takes part).
     """
-    if readonly:
-        raise NotImplementedError("readonly=True is not supported yet")
     p = os.fspath(path)
-    if not create and not os.path.exists(p):
+    if (readonly or not create) and not os.path.exists(p):
         raise FileNotFoundError(2, "No such persist store", p)
-    store = Store(StoreCore(p, durable=bool(durable)))
+    store = Store(StoreCore(p, durable=bool(durable), readonly=bool(readonly)))
     _open_stores.add(store)
     return store
 

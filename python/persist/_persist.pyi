@@ -47,7 +47,9 @@ def _after_fork_in_child() -> None:
 class StoreCore:
     """The native handle of an open store; persist.Store wraps it."""
 
-    def __new__(cls, path: str | PathLike[str], durable: bool = False) -> StoreCore: ...
+    def __new__(
+        cls, path: str | PathLike[str], durable: bool = False, readonly: bool = False
+    ) -> StoreCore: ...
     @property
     def path(self) -> str: ...
     @property

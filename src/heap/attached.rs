@@ -3,7 +3,7 @@
 
 use super::{Error as HeapError, Heap, HeapStats};
 use crate::region::{self, AttachLiveness, Attachment, Mapping, OpenOptionsRegion, Region};
-use crate::sync::Liveness;
+use crate::sync::{Liveness, Ordering, WordStore};
 use std::path::Path;
 
 /// Errors of opening and attaching.
@@ -82,23 +82,20 @@ impl Attached {
             OpenOptionsRegion {
                 create: true,
                 durable: false,
+                readonly: false,
             },
         )?)
     }
 
     /// As `open`, with the layer above's recovery of dead participants (see [`SlotRecovery`]),
-    /// and persist barriers that flush when `durable` (FORMAT.md §10.8).
-    pub fn open_with(path: &Path, hook: SlotRecovery, durable: bool) -> Result<Attached, Error> {
-        Self::from_region_with(
-            Region::open(
-                path,
-                OpenOptionsRegion {
-                    create: true,
-                    durable,
-                },
-            )?,
-            Some(hook),
-        )
+    /// and the region's options (durable: persist barriers that flush, FORMAT.md §10.8;
+    /// readonly: a participant that never writes the store file, so never recovers others).
+    pub fn open_with(
+        path: &Path,
+        hook: SlotRecovery,
+        opts: OpenOptionsRegion,
+    ) -> Result<Attached, Error> {
+        Self::from_region_with(Region::open(path, opts)?, Some(hook))
     }
 
     pub fn from_region(region: Region) -> Result<Attached, Error> {
@@ -173,6 +170,9 @@ impl Attached {
     /// Recovers every participant that died while attached: finishes or undoes its in-flight
     /// allocator step and frees its slot. Returns how many were recovered.
     pub fn recover_dead(&self) -> Result<u32, Error> {
+        if self.region.is_readonly() {
+            return Ok(0); // recovery writes the store file: a writable participant's job
+        }
         let table = self.region.table(&self.live);
         let att = self.attachment();
         // A quick look first: most of the time nobody is dead and no lock is needed.
@@ -229,6 +229,29 @@ impl Attached {
         let att = self.attachment();
         att.lock_recovery()?;
         let result = self.heap().repair().map_err(Error::from);
+        att.unlock_recovery()?;
+        result
+    }
+
+    /// Runs [`Attached::repair`] if the lock file says a repair is pending (it was rebuilt, and
+    /// no writable opener has repaired the store since), then clears that word.
+    pub fn repair_if_pending(&self) -> Result<(), Error> {
+        let pending = self
+            .region
+            .lock_words()
+            .word(region::lockfile::REPAIR_PENDING)?;
+        if pending.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        let att = self.attachment();
+        att.lock_recovery()?;
+        let result = if pending.load(Ordering::SeqCst) != 0 {
+            self.heap().repair().map_err(Error::from).map(|()| {
+                pending.store(0, Ordering::SeqCst);
+            })
+        } else {
+            Ok(())
+        };
         att.unlock_recovery()?;
         result
     }

@@ -407,6 +407,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         // 3. Walk the class list for a segment with a fair share of free blocks (so that a
         // walk is paid for by many allocations) that no other live participant uses, 4. else
         // a new segment, 5. else (the store cannot grow) any segment with any free block.
+        // Why a new segment could not be had (the file cannot grow), for the error if no
+        // segment has room either.
+        let mut full = None;
         for pass in 0..2 {
             let mut seg = self.store().load(class_head, Ordering::Acquire)?;
             let mut steps = 0u64;
@@ -447,14 +450,19 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                             return Ok(b);
                         }
                     }
-                    Err(Error::Access(crate::sync::AccessError::Full { .. })) => continue,
+                    Err(e @ Error::Access(crate::sync::AccessError::Full { .. })) => {
+                        full = Some(e);
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 }
             }
         }
-        Err(Error::Access(crate::sync::AccessError::Full {
-            wanted: CLASS_SIZES[k],
-            reason: "no free block and the store cannot grow".into(),
+        Err(full.unwrap_or_else(|| {
+            Error::Access(crate::sync::AccessError::Full {
+                wanted: self.store().size() + segment_bytes(k, self.geo().chunk_bytes()),
+                reason: "no free block of this size and no room for a new segment".into(),
+            })
         }))
     }
 

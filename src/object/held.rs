@@ -10,6 +10,11 @@
 //! fence), unlinks C, and at commit reads the held sets. Either the reader's re-check sees the
 //! sequence moved (it drops the entry and retries: it never uses C), or the writer's read of
 //! the held sets sees the entry (it keeps C, on the orphan list, until the entry goes).
+//!
+//! A read-only participant cannot allocate blocks: its held set is `RO_HELD_ENTRIES` words of
+//! its lock-file slot (`slot_words::RO_HELD`), and when they are all taken it *pins*: its
+//! slot's `RO_PINNED` word counts the containers it holds beyond them, and while any slot's
+//! pin is non-zero every container counts as held. Same handshake, other words.
 
 use super::value::{self, kind};
 use super::{slot_words, Error, Result, Store};
@@ -46,12 +51,39 @@ pub(super) type OffsetMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<Off
 /// This process's view of its held set.
 #[derive(Debug, Default)]
 pub(super) struct HeldSet {
-    /// Container -> (entry offset, number of proxies).
+    /// Container -> (entry offset, number of proxies). A read-only participant's entries are
+    /// lock-file offsets, and 0 stands for a pinned container.
     map: OffsetMap<(u64, u64)>,
     /// Entry offsets that hold 0.
     free: Vec<u64>,
     /// The last block of the chain.
     last: u64,
+    /// Read-only: the entries are in the lock file, and `pinned` containers are held by the
+    /// slot's pin count instead of an entry.
+    readonly: Option<ReadOnlyHeld>,
+}
+
+#[derive(Debug)]
+struct ReadOnlyHeld {
+    /// Lock-file offset of the slot's `RO_PINNED` word.
+    pin_word: u64,
+    pinned: u64,
+}
+
+impl HeldSet {
+    /// A read-only participant's held set: the inline entries of its slot.
+    pub(super) fn init_readonly(&mut self, att: &crate::heap::Attached, slot: u32) -> Result<()> {
+        let t = att.region().table(&super::NoLiveness);
+        *self = HeldSet::default();
+        for i in (0..slot_words::RO_HELD_ENTRIES).rev() {
+            self.free.push(t.word_offset(slot, slot_words::RO_HELD + i));
+        }
+        self.readonly = Some(ReadOnlyHeld {
+            pin_word: t.word_offset(slot, slot_words::RO_PINNED),
+            pinned: 0,
+        });
+        Ok(())
+    }
 }
 
 impl Store {
@@ -60,6 +92,30 @@ impl Store {
     pub fn hold(&mut self, c: u64) -> Result<()> {
         if let Some(e) = self.held.map.get_mut(&c) {
             e.1 += 1;
+            return Ok(());
+        }
+        if let Some(ro) = &mut self.held.readonly {
+            let entry = match self.held.free.pop() {
+                Some(e) => {
+                    self.attached
+                        .region()
+                        .lock_words()
+                        .store(e, c, Ordering::SeqCst)?;
+                    e
+                }
+                None => {
+                    ro.pinned += 1;
+                    self.attached.region().lock_words().store(
+                        ro.pin_word,
+                        ro.pinned,
+                        Ordering::SeqCst,
+                    )?;
+                    0
+                }
+            };
+            // SeqCst fence: as below.
+            fence(Ordering::SeqCst);
+            self.held.map.insert(c, (entry, 1));
             return Ok(());
         }
         let entry = match self.held.free.pop() {
@@ -90,6 +146,18 @@ impl Store {
             return Ok(false);
         }
         let (entry, _) = self.held.map.remove(&c).expect("present");
+        if let Some(ro) = &mut self.held.readonly {
+            let lock_mem = self.attached.region().lock_words();
+            if entry == 0 {
+                ro.pinned -= 1;
+                lock_mem.store(ro.pin_word, ro.pinned, Ordering::SeqCst)?;
+            } else {
+                lock_mem.store(entry, 0, Ordering::SeqCst)?;
+                self.held.free.push(entry);
+            }
+            // A read-only process never collects: the next writable one that looks does.
+            return Ok(false);
+        }
         // `c` is still held until the store below, so reading its count is safe.
         let orphaned = self.get(c + super::container::REFCNT)? == 0;
         self.mem().store(entry, 0, Ordering::SeqCst)?;
@@ -161,7 +229,8 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `f` with every container named by any attached participant's held set.
+    /// Calls `f` with every container named by any attached participant's held set (its
+    /// chain, and a read-only participant's inline entries).
     pub(super) fn for_each_held(&self, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
         let t = self.attached.region().table(&super::NoLiveness);
         for slot in 0..t.slots {
@@ -169,6 +238,15 @@ impl Store {
                 continue;
             }
             let mut entries = Vec::new();
+            for i in 0..slot_words::RO_HELD_ENTRIES {
+                let c = self.lock_mem().load(
+                    t.word_offset(slot, slot_words::RO_HELD + i),
+                    Ordering::SeqCst,
+                )?;
+                if c != 0 {
+                    entries.push(c);
+                }
+            }
             self.for_each_held_block(slot, |b| {
                 for i in 0..HELD_ENTRIES {
                     let c = self.mem().load(b + H_ENTRIES + 8 * i, Ordering::SeqCst)?;
@@ -185,11 +263,30 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any attached participant's held set names container `c`.
+    /// Whether an attached read-only participant pins every container (module comment).
+    pub(super) fn any_pinned(&self) -> Result<bool> {
+        let t = self.attached.region().table(&super::NoLiveness);
+        for slot in 0..t.slots {
+            if t.status(slot)? == table::STATUS_ATTACHED
+                && self
+                    .lock_mem()
+                    .load(t.word_offset(slot, slot_words::RO_PINNED), Ordering::SeqCst)?
+                    != 0
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether any attached participant's held set names container `c` (or pins them all).
     pub(super) fn is_held_anywhere(&self, c: u64) -> Result<bool> {
         // SeqCst fence: this writer's unlink (and odd sequence) is ordered before its reads of
         // the held sets (module comment).
         fence(Ordering::SeqCst);
+        if self.any_pinned()? {
+            return Ok(true);
+        }
         let mut found = false;
         self.for_each_held(|h| {
             found |= h == c;
@@ -200,6 +297,20 @@ impl Store {
 
     /// Empties this process's held set and gives its blocks back (at close).
     pub(super) fn release_all_held(&mut self) -> Result<()> {
+        if self.held.readonly.is_some() {
+            let entries: Vec<u64> = self.held.map.values().map(|&(e, _)| e).collect();
+            let lock_mem = self.attached.region().lock_words();
+            for e in entries.into_iter().filter(|&e| e != 0) {
+                lock_mem.store(e, 0, Ordering::SeqCst)?;
+            }
+            self.slot_word(slot_words::RO_PINNED)?
+                .store(0, Ordering::SeqCst);
+            let (att, slot) = (&self.attached, self.slot);
+            let mut fresh = HeldSet::default();
+            fresh.init_readonly(att, slot)?;
+            self.held = fresh;
+            return Ok(());
+        }
         let had_any = !self.held.map.is_empty();
         let mut blocks = Vec::new();
         self.for_each_held_block(self.slot, |b| {

@@ -16,13 +16,13 @@
 //! under the writer word, logged in the undo log, so a holder killed between the two stores is
 //! rolled back to a consistent pair.
 //!
-//! The writer word, the sequence and the wake-up check are driven through
+//! The writer word, the sequence, and the sleep and wake-up handshake are driven through
 //! [`crate::store_lock`], the protocol the loom models check; this file adds the shared count,
-//! the futex waits and which thread holds what.
+//! the spin before a sleep, the kernel's futex (with its timeout) and which thread holds what.
 
 use super::{slot_words, Error, ReadToken, Result, Store};
 use crate::region::Mapping;
-use crate::store_lock::{owner_id, LockOffsets, StoreLock};
+use crate::store_lock::{owner_id, Futex, LockOffsets, StoreLock};
 use crate::sync::{futex, AtomicU64, Ordering, WordStore};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,12 +92,10 @@ impl LockWords {
     }
 
     pub(super) fn release_writer(&self) {
+        let released = self.words.release_and_wake(&KERNEL);
         // Steps on the mapping are never refused (only the loom models' killable store
-        // refuses them), so there is no error to lose; waking anyway would cost one spurious
-        // wake-up.
-        if self.words.release().unwrap_or(true) {
-            futex::wake(self.words.writer_word(), i32::MAX);
-        }
+        // refuses them), so there is no error to lose.
+        debug_assert!(released.is_ok());
     }
 
     /// Makes the sequence odd: a change begins.
@@ -108,26 +106,19 @@ impl LockWords {
     /// Ends a change: the sequence even again (committed), the writer word free, and one
     /// wake-up check for both.
     pub(super) fn end_change(&self) -> Result<()> {
-        if self.words.end_change()? {
-            futex::wake(self.words.seq_word(), i32::MAX);
-            futex::wake(self.words.writer_word(), i32::MAX);
-        }
-        Ok(())
+        Ok(self.words.end_change_and_wake(&KERNEL)?)
     }
 
     pub(super) fn wake_if_waiting(&self, w: &AtomicU64) {
+        let woken = self.words.wake_if_waiting(w, &KERNEL);
         // Never refused on the mapping (see `release_writer`).
-        if self.words.waiters_present().unwrap_or(true) {
-            futex::wake(w, i32::MAX);
-        }
+        debug_assert!(woken.is_ok());
     }
 
     fn waiter(&self) -> Waiter {
         Waiter {
-            writer: self.words.writer_word(),
-            seq: self.words.seq_word(),
+            words: self.words,
             shared: self.shared,
-            waiters: self.words.waiters_word(),
         }
     }
 
@@ -171,6 +162,7 @@ impl Store {
     /// section already holds it) and makes the sequence odd. Never blocks: `Busy` says what to
     /// wait for.
     pub fn begin_op(&mut self, thread: u64) -> Result<()> {
+        self.refuse_if_readonly("the store is open read-only: it cannot be changed")?;
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
                 self.locks.marks.push(self.log_len);
@@ -247,6 +239,7 @@ impl Store {
 
     /// lockExcl for `thread` (reentrant). Never blocks.
     pub fn lock_excl(&mut self, thread: u64) -> Result<()> {
+        self.refuse_if_readonly("lockExcl needs a store open for writing")?;
         if let Some((t, d)) = self.locks.excl {
             if t == thread {
                 self.locks.excl = Some((t, d + 1));
@@ -265,6 +258,11 @@ impl Store {
 
     /// lockShared for `thread` (reentrant; inside the thread's own lockExcl it nests in it).
     pub fn lock_shared(&mut self, thread: u64) -> Result<()> {
+        // Its holds are undo-logged in the store file, so that a holder's death gives them back.
+        self.refuse_if_readonly(
+            "lockShared needs a store open for writing (each read of a read-only store is \
+             atomic on its own)",
+        )?;
         if let Some((t, d)) = self.locks.excl {
             if t == thread {
                 self.locks.excl = Some((t, d + 1));
@@ -424,10 +422,8 @@ impl Store {
 /// Waits on the lock words without borrowing the store.
 #[derive(Clone, Copy)]
 pub struct Waiter {
-    writer: &'static AtomicU64,
-    seq: &'static AtomicU64,
+    words: StoreLock<'static, Mapping>,
     shared: &'static AtomicU64,
-    waiters: &'static AtomicU64,
 }
 
 impl Waiter {
@@ -435,14 +431,15 @@ impl Waiter {
     /// The store this waiter came from must still be open (its mappings alive).
     pub unsafe fn wait(&self, busy: Busy, timeout: Duration) {
         let (word, seen) = match busy {
-            Busy::Writer(v) => (self.writer, v),
+            Busy::Writer(v) => (self.words.writer_word(), v),
             Busy::Shared(v) => (self.shared, v),
-            Busy::Seq(v) => (self.seq, v),
+            Busy::Seq(v) => (self.words.seq_word(), v),
         };
         // Spin first: lock holders keep the word for a single change (about a microsecond),
         // and a futex sleep and wake-up costs several. Yielding lets a holder that shares
         // this CPU finish.
         for i in 0..SPINS {
+            // Relaxed: a hint only; `sleep` re-reads the word in its handshake.
             if word.load(Ordering::Relaxed) != seen {
                 return;
             }
@@ -452,13 +449,33 @@ impl Waiter {
                 std::hint::spin_loop();
             }
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        if word.load(Ordering::SeqCst) == seen {
-            futex::wait(word, seen as u32, timeout);
-        }
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        let slept = self.words.sleep(word, seen, &Kernel { timeout });
+        // Never refused on the mapping (see `LockWords::release_writer`).
+        debug_assert!(slept.is_ok());
     }
 }
 
 /// Checks of the lock word before a waiter sleeps in the kernel.
 const SPINS: u32 = 64;
+
+/// The store lock's sleep and wake-up ([`Futex`]) on the kernel's futex, shared between
+/// processes. Every sleep ends after `timeout` at the latest, so that a waiter can look for a
+/// dead holder (`sync::futex`).
+struct Kernel {
+    timeout: Duration,
+}
+
+/// What releasers wake with (a wake-up has no timeout).
+const KERNEL: Kernel = Kernel {
+    timeout: Duration::ZERO,
+};
+
+impl Futex for Kernel {
+    fn wait(&self, word: &AtomicU64, expected: u32) {
+        futex::wait(word, expected, self.timeout);
+    }
+
+    fn wake(&self, word: &AtomicU64) {
+        futex::wake(word, i32::MAX);
+    }
+}

@@ -39,7 +39,7 @@ pub use lock::{Busy, LockKind, Waiter};
 pub use walk::{CheckReport, GcReport, Stats};
 
 use crate::heap::{self, Attached, Heap};
-use crate::region::{table, AttachLiveness, Mapping};
+use crate::region::{table, AttachLiveness, Mapping, OpenOptionsRegion};
 use crate::store_lock::UndoLog;
 use crate::sync::{AtomicU64, Ordering, WordStore};
 use std::path::{Path, PathBuf};
@@ -62,6 +62,8 @@ pub enum Error {
     LockUsage(String),
     /// A value too large for the store (a single block beyond the address space).
     TooLarge(String),
+    /// A change (or a step that writes the store file) on a store opened read-only.
+    ReadOnly(String),
 }
 
 impl std::fmt::Display for Error {
@@ -73,6 +75,7 @@ impl std::fmt::Display for Error {
             Error::Busy(b) => write!(f, "the store is busy ({b:?})"),
             Error::LockUsage(s) => write!(f, "{s}"),
             Error::TooLarge(s) => write!(f, "{s}"),
+            Error::ReadOnly(s) => write!(f, "{s}"),
         }
     }
 }
@@ -140,6 +143,14 @@ pub mod slot_words {
     pub const HELD: u64 = W_OBJECT + 1;
     /// How many lockShared holds this participant has.
     pub const SHARED: u64 = W_OBJECT + 2;
+    /// A read-only participant's holds beyond its inline entries (`RO_HELD`): while non-zero,
+    /// every container counts as held (writers put released ones on the orphan list, gc frees
+    /// none), because the store file has no room it could write their offsets into.
+    pub const RO_PINNED: u64 = W_OBJECT + 3;
+    /// Words 16..32: a read-only participant's held set, one container offset (or 0) each.
+    /// Writable participants' held sets are block chains in the store file (`HELD`).
+    pub const RO_HELD: u64 = 16;
+    pub const RO_HELD_ENTRIES: u64 = 16;
 }
 
 /// Container header words (byte offsets from the block).
@@ -214,6 +225,9 @@ pub struct Store {
     /// durable=True: every undo entry is on disk before the write it covers, and a commit is
     /// on disk before it returns.
     durable: bool,
+    /// readonly=True: the store file is mapped read-only; every step that would write it
+    /// fails with `Error::ReadOnly` before touching it.
+    readonly: bool,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -229,10 +243,38 @@ impl Store {
 
     /// `open`, choosing durability (see `durable` and FORMAT.md §10.8).
     pub fn open_with(path: &Path, durable: bool) -> Result<Store> {
+        Self::open_region(
+            path,
+            OpenOptionsRegion {
+                create: true,
+                durable,
+                readonly: false,
+            },
+        )
+    }
+
+    /// Opens an existing store read-only: the store file is opened and mapped without write
+    /// access and never written (the lock file is, as every participant's). Reads work as in
+    /// any process; every change raises `Error::ReadOnly`. Such a participant never recovers
+    /// killed processes (that writes the store): it waits for a writable one to do it.
+    pub fn open_readonly(path: &Path) -> Result<Store> {
+        Self::open_region(
+            path,
+            OpenOptionsRegion {
+                create: false,
+                durable: false,
+                readonly: true,
+            },
+        )
+    }
+
+    fn open_region(path: &Path, opts: OpenOptionsRegion) -> Result<Store> {
+        let durable = opts.durable;
+        let readonly = opts.readonly;
         let attached = Box::new(Attached::open_with(
             path,
             Box::new(recovery::recover_slot),
-            durable,
+            opts,
         )?);
         let heap: Heap<'static, Mapping, AttachLiveness> =
             // SAFETY: `attached` is boxed (its address never changes) and is dropped after
@@ -263,12 +305,28 @@ impl Store {
             encoded_objects: Vec::new(),
             closed: false,
             durable,
+            readonly,
         };
-        if store.attached.region().lock_file_rebuilt() {
-            // What an earlier life of the store left in flight (a reboot, a lock file deleted
-            // while nobody was attached): the allocator's lost journals.
-            store.attached.repair().map_err(Error::Open)?;
+        if readonly {
+            store.held.init_readonly(&store.attached, slot)?;
+            if recovery::orphaned_undo(&store.attached)?.is_some() {
+                return Err(Error::ReadOnly(
+                    "the store holds a change cut short by a crash or power cut; open it once \
+                     without readonly=True to roll it back"
+                        .into(),
+                ));
+            }
+            if store.mem().load(words::ROOT, Ordering::Acquire)? == 0 {
+                return Err(Error::ReadOnly(
+                    "the store has no root yet: open it once without readonly=True".into(),
+                ));
+            }
+            return Ok(store);
         }
+        // What an earlier life of the store left in flight (a reboot, a lock file deleted
+        // while nobody was attached): the allocator's lost journals. The lock file says so
+        // until a writable opener has repaired them (a read-only one that rebuilt it cannot).
+        store.attached.repair_if_pending().map_err(Error::Open)?;
         // A durable change cut short by a reboot. Every opener looks (one word, 0 nearly
         // always), so one that attached right after another rebuilt the lock file cannot
         // start changing the store before the change is undone.
@@ -534,6 +592,9 @@ impl Store {
 
     /// Flushes the store file's mapping to disk.
     pub fn flush(&self) -> Result<()> {
+        if self.readonly {
+            return Ok(()); // nothing was written
+        }
         self.attached
             .region()
             .flush()
@@ -544,6 +605,31 @@ impl Store {
     /// rolled back, its locks released, its slot freed. Returns how many.
     pub fn recover_dead(&self) -> Result<u32> {
         self.attached.recover_dead().map_err(Error::Open)
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// `Error::ReadOnly(why)` on a read-only store.
+    pub(super) fn refuse_if_readonly(&self, why: &str) -> Result<()> {
+        if self.readonly {
+            return Err(Error::ReadOnly(why.into()));
+        }
+        Ok(())
+    }
+
+    /// Number of attached participants that died and are not recovered yet.
+    pub fn dead_processes(&self) -> Result<u64> {
+        let t = self.attached.region().table(&NoLiveness);
+        let mut n = 0;
+        for s in 0..t.slots {
+            if t.status(s)? == table::STATUS_ATTACHED && !self.attached.is_alive(s) {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Number of attached participants that are alive.

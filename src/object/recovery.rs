@@ -189,6 +189,26 @@ fn wake(att: &Attached, word: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The undo log of a durable change whose process is gone: the store header's `active undo`,
+/// unless an attached participant's slot names it (then it is that participant's change).
+pub(super) fn orphaned_undo(att: &Attached) -> Result<Option<u64>, Error> {
+    let mem = att.region().store();
+    let log_block = mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)?;
+    if log_block == 0 {
+        return Ok(None);
+    }
+    let lock_mem = att.region().lock_words();
+    let t = att.region().table(&NoLiveness);
+    for slot in 0..t.slots {
+        if t.status(slot)? == crate::region::table::STATUS_ATTACHED
+            && lock_mem.load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)? == log_block
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(log_block))
+}
+
 /// After the lock file was rebuilt (a reboot, or a lock file lost while nobody was attached):
 /// a durable change whose process is gone is named only by the store header's `active undo`
 /// word (FORMAT.md §10.8). Rolls it back from its log, under the recovery lock, then clears the
@@ -200,20 +220,11 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
         return Ok(());
     }
     att.with_recovery_lock(|| {
-        let log_block = mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)?;
-        if log_block == 0 {
-            return Ok(()); // another opener did it first
-        }
+        let Some(log_block) = orphaned_undo(att)? else {
+            return Ok(()); // another opener did it first, or its writer is attached
+        };
         let lock_mem = att.region().lock_words();
         let t = att.region().table(&NoLiveness);
-        for slot in 0..t.slots {
-            if t.status(slot)? == crate::region::table::STATUS_ATTACHED
-                && lock_mem.load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)?
-                    == log_block
-            {
-                return Ok(());
-            }
-        }
         let head = mem.load(log_block, Ordering::Acquire)?;
         let cap = value::head_len(head);
         let undo_log = UndoLog::new(mem, log_block);

@@ -59,6 +59,9 @@ struct Mark {
     objects: BTreeMap<&'static str, u64>,
     held: u64,
     orphans: u64,
+    /// The bytes each live value block says it holds (its head's length), checked against
+    /// the block the allocator gave it: a damaged length must not reach into a neighbour.
+    spans: HashMap<u64, u64>,
 }
 
 impl Store {
@@ -244,6 +247,12 @@ impl Store {
                 }
                 *m.objects.entry(kind::name(k)).or_default() += 1;
                 let n = value::head_len(head);
+                let span = match k {
+                    kind::TUPLE => 8 + 8 * n,
+                    kind::FLOAT => 16,
+                    _ => 8 + n,
+                };
+                m.spans.insert(w, span);
                 match k {
                     kind::TUPLE => {
                         self.check_span(w, 8 + 8 * n)?;
@@ -327,6 +336,13 @@ impl Store {
         if self.held_by(thread).is_none() {
             self.recover_dead()?;
         }
+        if self.readonly && self.dead_processes()? > 0 {
+            return Err(Error::ReadOnly(
+                "killed processes left work in flight that only a writable opener can recover: \
+                 open the store without readonly=True to check it"
+                    .into(),
+            ));
+        }
         self.maintenance(thread, |s| s.check_locked())
     }
 
@@ -347,6 +363,17 @@ impl Store {
                     offset: b,
                 });
             };
+            if let Some(&span) = m.spans.get(&b) {
+                if span > size {
+                    return Err(Error::Corrupt {
+                        what: format!(
+                            "a {} says it holds {span} bytes but its block has {size}",
+                            kind::name(value::head_kind(self.get(b)?))
+                        ),
+                        offset: b,
+                    });
+                }
+            }
             r.live_blocks += 1;
             r.live_bytes += size;
             if role == Role::Container {
@@ -448,7 +475,15 @@ impl Store {
 
     /// Frees every allocated block that nothing reaches or holds (unreachable cycles).
     pub fn gc(&mut self, thread: u64) -> Result<GcReport> {
-        self.maintenance(thread, |s| s.gc_locked())
+        self.refuse_if_readonly("gc writes the store: open it without readonly=True")?;
+        self.maintenance(thread, |s| {
+            if s.any_pinned()? {
+                // A read-only process holds more containers than its slot can name: any of
+                // them may be garbage now, so none is freed until it lets go.
+                return Ok(GcReport::default());
+            }
+            s.gc_locked()
+        })
     }
 
     fn gc_locked(&mut self) -> Result<GcReport> {

@@ -67,6 +67,7 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
         E::Full(_) | E::TooLarge(_) => StoreFullError::new_err(msg),
         E::LockUsage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
         E::Busy(_) => Error::new_err(msg),
+        E::ReadOnly(_) => ReadOnlyError::new_err(msg),
         E::Open(OpenError::Region(r)) => match r {
             R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
             R::Corrupt { .. } => CorruptionError::new_err(msg),

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     /// Opened with durable=True (a child after fork re-opens the same way).
     durable: bool,
+    /// Opened with readonly=True (likewise).
+    readonly: bool,
 }
 
 /// The calling thread, as the store lock knows it.
@@ -59,9 +61,25 @@ pub(crate) fn closed_err() -> PyErr {
     ClosedError::new_err("the store is closed")
 }
 
+fn open_store(
+    path: &std::path::Path,
+    durable: bool,
+    readonly: bool,
+) -> Result<Store, object::Error> {
+    if readonly {
+        Store::open_readonly(path)
+    } else {
+        Store::open_with(path, durable)
+    }
+}
+
 impl Shared {
-    pub fn open(path: PathBuf, durable: bool) -> Result<Arc<Shared>, object::Error> {
-        let store = Store::open_with(&path, durable)?;
+    pub fn open(
+        path: PathBuf,
+        durable: bool,
+        readonly: bool,
+    ) -> Result<Arc<Shared>, object::Error> {
+        let store = open_store(&path, durable, readonly)?;
         let waiter = store.waiter();
         let shared = Arc::new(Shared {
             store: UnsafeCell::new(Some(store)),
@@ -74,6 +92,7 @@ impl Shared {
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             path,
             durable,
+            readonly,
         });
         registry().push(Arc::downgrade(&shared));
         Ok(shared)
@@ -95,7 +114,7 @@ impl Shared {
         let Some(old) = g.take() else { return Ok(()) };
         let held = old.held_containers();
         std::mem::forget(old);
-        let mut st = Store::open_with(&self.path, self.durable)?;
+        let mut st = open_store(&self.path, self.durable, self.readonly)?;
         for (c, n) in held {
             for _ in 0..n {
                 st.hold(c)?;
@@ -446,10 +465,10 @@ pub(crate) fn unlock(shared: &Shared) -> PyResult<()> {
 #[pymethods]
 impl StoreCore {
     #[new]
-    #[pyo3(signature = (path, durable=false))]
-    fn new(py: Python<'_>, path: PathBuf, durable: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, durable=false, readonly=false))]
+    fn new(py: Python<'_>, path: PathBuf, durable: bool, readonly: bool) -> PyResult<Self> {
         let shared = py
-            .detach(|| Shared::open(path, durable))
+            .detach(|| Shared::open(path, durable, readonly))
             .map_err(errors::map_object)?;
         Ok(StoreCore { shared })
     }

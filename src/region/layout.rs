@@ -203,6 +203,10 @@ pub mod lockfile {
     pub const LIVENESS_BYTE_BASE: u64 = 1 << 32;
     /// The bytes the open checks: magic, version, slot count, store id, boot id.
     pub const CHECKED_BYTES: usize = 40;
+    /// Header word: 1 from a rebuild of the lock file until a writable opener has repaired what
+    /// the store's earlier life left in flight (FORMAT.md §6.1); a read-only opener that
+    /// rebuilds the file cannot repair, so the next writable one does.
+    pub const REPAIR_PENDING: u64 = 320;
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct Mapping {
     limit: u64,
     /// Persist barriers flush (a durable store, FORMAT.md §10.8).
     durable: AtomicBool,
+    /// Mapped with PROT_WRITE (a read-only store's mapping is not: a write would fault).
+    writable: bool,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics (`word`) or through
@@ -63,7 +65,13 @@ impl Mapping {
         source: SizeSource,
         initial_size: u64,
         min_reserve: u64,
+        writable: bool,
     ) -> io::Result<Mapping> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
         let mut reserve = match source {
             SizeSource::Fixed(n) => n.next_multiple_of(4096),
             SizeSource::Word(_) => RESERVE_MAX,
@@ -76,7 +84,7 @@ impl Mapping {
                 libc::mmap(
                     std::ptr::null_mut(),
                     reserve as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
+                    prot,
                     libc::MAP_SHARED | libc::MAP_NORESERVE,
                     file.as_raw_fd(),
                     0,
@@ -91,6 +99,7 @@ impl Mapping {
                     known: AtomicU64::new(initial_size),
                     limit: reserve,
                     durable: AtomicBool::new(false),
+                    writable,
                 });
             }
             let err = io::Error::last_os_error();
@@ -131,6 +140,28 @@ impl Mapping {
         }
     }
 
+    /// The error for an access at `end` beyond this process's bytes: out of bounds, unless
+    /// the store is larger than this process's address reservation (another process with a
+    /// larger one grew it), which is a limit of this process, not damage.
+    fn beyond(&self, offset: u64, end: u64, size: u64) -> AccessError {
+        if let SizeSource::Word(off) = self.source {
+            // SAFETY: as in `published`.
+            let w = unsafe { &*(self.base.add(off as usize) as *const AtomicU64) };
+            let whole = w.load(Ordering::Acquire);
+            if whole > self.reserve && end <= whole {
+                return AccessError::Full {
+                    wanted: whole,
+                    reason: format!(
+                        "this process could reserve only {} bytes of address space for the \
+                         store (raise its address-space limit, or open fewer stores at once)",
+                        self.reserve
+                    ),
+                };
+            }
+        }
+        AccessError::OutOfBounds { offset, size }
+    }
+
     fn refresh(&self) -> u64 {
         let p = self.published();
         // Relaxed: `known` is this process's cache; the Acquire above ordered the data. Only
@@ -156,7 +187,7 @@ impl Mapping {
         if end > size {
             size = self.refresh();
             if end > size {
-                return Err(AccessError::OutOfBounds { offset, size });
+                return Err(self.beyond(offset, end, size));
             }
         }
         // SAFETY: offset + len <= published size <= reserve, so the range is inside the mapping.
@@ -208,6 +239,12 @@ impl WordStore for Mapping {
     }
 
     fn grow_to(&self, min_size: u64) -> Result<(), AccessError> {
+        if min_size > self.size() && !self.writable {
+            return Err(AccessError::Full {
+                wanted: min_size,
+                reason: "the store is open read-only".into(),
+            });
+        }
         let SizeSource::Word(size_off) = self.source else {
             return if min_size <= self.size() {
                 Ok(())

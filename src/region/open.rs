@@ -221,6 +221,9 @@ pub struct OpenOptionsRegion {
     pub create: bool,
     /// Persist barriers flush the store file (FORMAT.md §10.8), from the first write on.
     pub durable: bool,
+    /// The store file is opened and mapped read-only (never created, never written; the lock
+    /// file is still written, as every participant's is).
+    pub readonly: bool,
 }
 
 /// An open store file with its lock file.
@@ -231,21 +234,29 @@ pub struct Region {
     lock: Mapping,
     lock_file: Arc<File>,
     lock_file_rebuilt: bool,
+    readonly: bool,
 }
 
 impl Region {
     /// Opens the store at `path`, creating it when it is missing (or empty) and `create` is set.
     pub fn open(path: &Path, opts: OpenOptionsRegion) -> Result<Region, Error> {
-        let file = match open_rw(path) {
+        let create = opts.create && !opts.readonly;
+        let opened = if opts.readonly {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+        } else {
+            open_rw(path)
+        };
+        let file = match opened {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
-                create_atomically(path)?
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => create_atomically(path)?,
             Err(e) => return Err(io_err(path, "open")(e)),
         };
         let file = Arc::new(file);
         let mut len = file.metadata().map_err(io_err(path, "stat"))?.len();
-        if len == 0 && opts.create {
+        if len == 0 && create {
             init_empty(path, &file)?;
             len = file.metadata().map_err(io_err(path, "stat"))?.len();
         }
@@ -264,6 +275,7 @@ impl Region {
             SizeSource::Word(hdr::FILE_SIZE),
             geo.header_bytes,
             len,
+            !opts.readonly,
         )
         .map_err(io_err(path, "map"))?;
         store.set_durable(opts.durable);
@@ -286,7 +298,13 @@ impl Region {
             lock,
             lock_file,
             lock_file_rebuilt,
+            readonly: opts.readonly,
         })
+    }
+
+    /// Whether the store file is mapped read-only.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
     }
 
     /// Whether this open (re)built the lock file: a new store, a lock file deleted while
@@ -344,6 +362,13 @@ impl Region {
                 .map_err(io_err(&path, "lock"))?
             {
                 let needs_recovery = table.status(slot)? == table::STATUS_ATTACHED;
+                if needs_recovery && self.readonly {
+                    // Recovering the dead occupant writes the store file: leave the slot to a
+                    // writable opener.
+                    ofd::unlock(fd.as_raw_fd(), lockfile::LIVENESS_BYTE_BASE + slot as u64)
+                        .map_err(io_err(&path, "unlock"))?;
+                    continue;
+                }
                 fork_guard::register(fd.as_raw_fd());
                 return Ok(Attachment {
                     slot,
@@ -761,6 +786,8 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
             h[16..24].copy_from_slice(&store_id.to_le_bytes());
             h[24..40].copy_from_slice(&boot);
             file.write_all_at(&h, 0).map_err(io_err(&path, "write"))?;
+            file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
+                .map_err(io_err(&path, "write"))?;
         }
         Ok(!valid)
     })();
@@ -772,6 +799,7 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
         SizeSource::Fixed(lockfile::FILE_BYTES),
         lockfile::FILE_BYTES,
         lockfile::FILE_BYTES,
+        true,
     )
     .map_err(io_err(&path, "map"))?;
     Ok((file, map, rebuilt))

@@ -1,0 +1,369 @@
+"""The dump format: a store's live graph as JSON Lines, and the walk that produces it.
+
+Problem: users who leave persist (or cross a format change) need their data in a form any
+language can read, exactly, with no code run on the way back. Mechanism: every container
+(dict, list, user object) reachable from the root becomes one record, on one line, naming the
+containers it holds by number; scalars are written in place, tagged where JSON alone would
+lose them. API: :func:`walk` (store -> records, under the caller's lockShared),
+:func:`write_dump` / :func:`read_dump` (records <-> the file), and the ``dump`` command.
+
+The format, version 1 (CLI_NOTES.md has the same text for users):
+
+* UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
+  written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header
+  ``{"format":"persist-dump","version":1,"persist":"0.1.0","store_format":1,"root":0}``;
+  then one record per container; the last line is ``{"end":N}``, N the number of records (a
+  dump without it was cut short and is refused).
+* Records: ``{"id":I,"type":"dict","items":[[K,V],...]}``,
+  ``{"id":I,"type":"list","items":[V,...]}``,
+  ``{"id":I,"type":"object","class":"module:qualname","attrs":[[K,V],...]}``. Ids are unique
+  non-negative integers; the record whose id is the header's ``root`` is the root dict.
+  ``dump`` numbers containers 0, 1, 2... in breadth-first order from the root, items in their
+  stored order, and writes the records in that order; a reader must accept any order and
+  references to records further down (cycles need them).
+* Values: ``null``, ``true``, ``false``; a JSON number without fraction or exponent is an int
+  (written so for |n| <= 2**53); a number with ``.`` or an exponent is a float (the shortest
+  text that reads back to the same double, ``-0.0`` included); a string is a str. Everything
+  else is an object with exactly one key:
+  ``{"int":"-1f"}`` (any int, hexadecimal), ``{"float":"nan"|"inf"|"-inf"}``,
+  ``{"float_bits":"7ff0000000000001"}`` (a NaN other than 0x7ff8000000000000, as its 64 bits in
+  hex), ``{"bytes":"<base64>"}``, ``{"wtf8":"<base64>"}`` (a str with lone surrogates, as its
+  UTF-8 bytes with surrogates encoded like other code points), ``{"tuple":[V,...]}``,
+  ``{"ref":I}`` (the container of record I). Dict keys use the same encoding (never ``ref``).
+* Identity: two references to one container carry one id, so shared containers and cycles
+  come back as such. Tuples, strs and other values have no identity in a store and none in a
+  dump.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import math
+import re
+import struct
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, NamedTuple
+
+import persist
+from persist._cli_common import CliError, Progress
+from persist._pbase import _core
+
+FORMAT = "persist-dump"
+VERSION = 1
+
+# Exactly representable in a double: what other JSON readers keep as an integer.
+_SAFE_INT = 2**53
+_CANONICAL_NAN = 0x7FF8000000000000
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+_HEX_INT = re.compile("-?[0-9a-f]+")
+
+
+class Ref:
+    """A reference to the container of record ``id`` (the value of a ``{"ref": id}``)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("Ref", self.id))
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id})"
+
+
+class Record(NamedTuple):
+    """One container: ``items`` holds values (``Ref`` for containers) for a list, and
+    (key, value) pairs for a dict or an object; ``cls`` is an object's ``module:qualname``."""
+
+    id: int
+    type: str  # "dict", "list" or "object"
+    items: list[Any]
+    cls: str | None = None
+
+
+# ---- store -> records -----------------------------------------------------------------------
+
+
+def count_containers(store: persist.Store) -> int:
+    """How many containers a walk will meet (for progress): the store's own count of dicts,
+    lists and objects that something reaches or holds. Call it before taking lockShared."""
+    objects = store.stats()["objects"]
+    return sum(objects.get(k, 0) for k in ("dict", "list", "object"))
+
+
+def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Record]:
+    """The records of every container reachable from ``root``, breadth first, root first (id
+    0). Hold lockShared around the whole walk for a consistent snapshot."""
+    ids: dict[tuple[int, int], int] = {root._ident: 0}
+    pending: collections.deque[tuple[int, Any, str]] = collections.deque([(0, root, "dict")])
+
+    def ref(target: Any, kind: str) -> Ref:
+        key = target._ident
+        n = ids.get(key)
+        if n is None:
+            n = len(ids)
+            ids[key] = n
+            pending.append((n, target, kind))
+        return Ref(n)
+
+    def value(v: Any) -> Any:
+        t = type(v)
+        if t in _PLAIN:
+            return v
+        if t is tuple:
+            return tuple([value(x) for x in v])
+        if t is persist.List:
+            return ref(v, "list")
+        if t is persist.Dict:
+            return ref(v, "dict")
+        if isinstance(v, persist.pbase):
+            return ref(_core(v), "object")
+        raise CliError(f"the store returned a value of unexpected type {t.__name__}")
+
+    done = 0
+    while pending:
+        n, target, kind = pending.popleft()
+        try:
+            if kind == "list":
+                record = Record(n, kind, [value(v) for v in target._snapshot()[0]])
+            else:
+                keys, values, _ = target._snapshot()
+                pairs = [(value(k), value(v)) for k, v in zip(keys, values, strict=True)]
+                cls = target._class_name() if kind == "object" else None
+                record = Record(n, kind, pairs, cls)
+        except RecursionError:
+            raise CliError(f"container {n} holds tuples nested too deeply for a dump") from None
+        yield record
+        done += 1
+        if progress is not None:
+            progress.update(done)
+
+
+# ---- records <-> JSON -----------------------------------------------------------------------
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def encode_value(v: Any) -> Any:
+    """A value (scalars, tuples, ``Ref``) as the JSON value that stands for it."""
+    t = type(v)
+    if t is str:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return {"wtf8": _b64(v.encode("utf-8", "surrogatepass"))}
+        return v
+    if t is int:
+        if -_SAFE_INT <= v <= _SAFE_INT:
+            return v
+        return {"int": format(v, "x")}
+    if v is None or t is bool:
+        return v
+    if t is float:
+        if math.isfinite(v):
+            return v
+        if math.isinf(v):
+            return {"float": "inf" if v > 0 else "-inf"}
+        bits = struct.unpack("<Q", struct.pack("<d", v))[0]
+        if bits == _CANONICAL_NAN:
+            return {"float": "nan"}
+        return {"float_bits": format(bits, "016x")}
+    if t is bytes:
+        return {"bytes": _b64(v)}
+    if t is tuple:
+        return {"tuple": [encode_value(x) for x in v]}
+    if t is Ref:
+        return {"ref": v.id}
+    raise CliError(f"cannot dump a value of type {t.__name__}")
+
+
+def encode_record(r: Record) -> dict[str, Any]:
+    if r.type == "list":
+        return {"id": r.id, "type": "list", "items": [encode_value(v) for v in r.items]}
+    pairs = [[encode_value(k), encode_value(v)] for k, v in r.items]
+    if r.type == "dict":
+        return {"id": r.id, "type": "dict", "items": pairs}
+    return {"id": r.id, "type": "object", "class": r.cls, "attrs": pairs}
+
+
+# Characters that some line splitters (Python's str.splitlines, for one) take for line ends.
+# JSON allows them raw in strings; a dump escapes them so that every record is one line to any
+# reader. They can only occur inside JSON strings, where the escape means the same.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+_BREAK_CHARS = re.compile("[\x85\u2028\u2029]")
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _dumps(x: Any) -> bytes:
+    text = _encode(x)
+    if _BREAK_CHARS.search(text):
+        text = text.translate(_LINE_BREAKS)
+    return (text + "\n").encode("utf-8")
+
+
+def header() -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "persist": persist.__version__,
+        "store_format": persist.FORMAT_VERSION,
+        "root": 0,
+    }
+
+
+def write_dump(records: Iterable[Record], out: IO[bytes]) -> int:
+    """Writes a whole dump; returns the number of records."""
+    out.write(_dumps(header()))
+    n = 0
+    for r in records:
+        try:
+            out.write(_dumps(encode_record(r)))
+        except RecursionError:
+            raise CliError(f"container {r.id} holds tuples nested too deeply for a dump") from None
+        n += 1
+    out.write(_dumps({"end": n}))
+    return n
+
+
+class DumpError(CliError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _unb64(s: Any) -> bytes:
+    if type(s) is not str:
+        raise ValueError("base64 text expected")
+    return base64.b64decode(s.encode("ascii"), validate=True)
+
+
+def decode_value(x: Any, key: bool = False) -> Any:
+    """The value a JSON value of a dump stands for (``Ref`` for a reference)."""
+    t = type(x)
+    if x is None or t is bool or t is int or t is float or t is str:
+        return x
+    if t is dict and len(x) == 1:
+        ((tag, arg),) = x.items()
+        if tag == "tuple" and type(arg) is list:
+            return tuple([decode_value(y, key) for y in arg])
+        if tag == "ref" and type(arg) is int and not key:
+            return Ref(arg)
+        if tag == "int" and type(arg) is str and _HEX_INT.fullmatch(arg):
+            return int(arg, 16)
+        if tag == "bytes":
+            return _unb64(arg)
+        if tag == "wtf8":
+            return _unb64(arg).decode("utf-8", "surrogatepass")
+        if tag == "float" and arg in ("nan", "inf", "-inf"):
+            return float(arg)
+        if tag == "float_bits" and type(arg) is str and len(arg) == 16:
+            return struct.unpack("<d", struct.pack("<Q", int(arg, 16)))[0]
+    if key and t is dict and x.keys() == {"ref"}:
+        raise ValueError("a dict key cannot be a reference to a container")
+    raise ValueError(f"not a value of the dump format: {json.dumps(x)[:80]}")
+
+
+def _pairs(x: Any) -> list[tuple[Any, Any]]:
+    if type(x) is not list:
+        raise ValueError("items must be a list of [key, value] pairs")
+    out = []
+    for p in x:
+        if type(p) is not list or len(p) != 2:
+            raise ValueError("items must be a list of [key, value] pairs")
+        out.append((decode_value(p[0], key=True), decode_value(p[1])))
+    return out
+
+
+def decode_record(x: Any) -> Record:
+    if type(x) is not dict or type(x.get("id")) is not int or x["id"] < 0:
+        raise ValueError("a record needs a non-negative integer id")
+    kind = x.get("type")
+    if kind == "list" and x.keys() == {"id", "type", "items"} and type(x["items"]) is list:
+        return Record(x["id"], kind, [decode_value(v) for v in x["items"]])
+    if kind == "dict" and x.keys() == {"id", "type", "items"}:
+        return Record(x["id"], kind, _pairs(x["items"]))
+    if kind == "object" and x.keys() == {"id", "type", "class", "attrs"}:
+        cls = x["class"]
+        if type(cls) is not str or ":" not in cls:
+            raise ValueError("an object's class must be a 'module:qualname' string")
+        return Record(x["id"], kind, _pairs(x["attrs"]), cls)
+    raise ValueError("not a record of the dump format (type dict, list or object)")
+
+
+def read_dump(
+    stream: IO[bytes], name: str, progress: Progress | None = None, size: int | None = None
+) -> tuple[int, list[Record]]:
+    """Reads a whole dump: (the root's id, the records). Raises DumpError naming the line."""
+    lineno = 0
+    read = 0
+
+    def load(line: bytes) -> Any:
+        try:
+            return _decode(line.decode("utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise DumpError(f"{name}, line {lineno}: not valid JSON ({e})") from None
+
+    first = stream.readline()
+    lineno = 1
+    if not first:
+        raise DumpError(f"{name} is empty, not a persist dump")
+    try:
+        h = json.loads(first.decode("utf-8"))
+    except (ValueError, RecursionError):
+        h = None
+    if type(h) is not dict or h.get("format") != FORMAT:
+        raise DumpError(f"{name} is not a persist dump (its first line is not a dump header)")
+    if h.get("version") != VERSION:
+        raise DumpError(
+            f"{name} is a persist dump of version {h.get('version')!r}; this persist reads "
+            f"version {VERSION}"
+        )
+    root = h.get("root")
+    if type(root) is not int:
+        raise DumpError(f"{name}, line 1: the header has no root id")
+    read += len(first)
+    records: list[Record] = []
+    end: int | None = None
+    for line in stream:
+        lineno += 1
+        read += len(line)
+        if end is not None:
+            if line.strip():
+                raise DumpError(f"{name}, line {lineno}: text after the end line")
+            continue
+        x = load(line)
+        if type(x) is dict and "end" in x:
+            end = x["end"]
+            if x.keys() != {"end"} or end != len(records):
+                raise DumpError(
+                    f"{name}, line {lineno}: the end line counts {end!r} records, "
+                    f"the dump has {len(records)}"
+                )
+            continue
+        try:
+            records.append(decode_record(x))
+        except (ValueError, RecursionError) as e:
+            raise DumpError(f"{name}, line {lineno}: {e}") from None
+        if progress is not None:
+            progress.update(read, size)
+    if end is None:
+        raise DumpError(
+            f"{name} is cut short: no end line after line {lineno} (the dump was not finished)"
+        )
+    return root, records
