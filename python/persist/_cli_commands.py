@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import tempfile
 from typing import IO, Any
@@ -26,6 +27,7 @@ from persist._cli_common import (
 )
 from persist._cli_dump import count_containers, read_dump, walk, write_dump
 from persist._cli_load import build
+from persist._persist import _trim_unshared
 
 
 def _progress(args: argparse.Namespace) -> Progress:
@@ -186,18 +188,34 @@ def _umask() -> int:
 
 
 def _write_store(root_id: int, records: list[Any], dst: str, progress: Progress) -> None:
-    """Builds ``dst`` (which must not exist) from records; on any failure removes it."""
-    store = create_new(dst)
+    """Builds ``dst`` (which must not exist) from records.
+
+    The store is built under a private name beside ``dst``, closed, trimmed to its last used
+    page (nobody else can have it open, so its free tail can go), and then linked to ``dst``
+    (which fails rather than overwrite a file that appeared meanwhile). On any failure nothing
+    is left behind.
+    """
+    directory, base = os.path.split(os.path.abspath(dst))
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    store = create_new(tmp)
     try:
-        progress.phase(f"writing {len(records):,} containers to {dst}")
-        build(root_id, records, store)
-        progress.phase("flushing")
-        store.flush()
-    except BaseException:
-        store.close()
-        remove_store(dst)
-        raise
-    store.close()
+        try:
+            progress.phase(f"writing {len(records):,} containers to {dst}")
+            build(root_id, records, store)
+            progress.phase("flushing")
+            store.flush()
+        finally:
+            store.close()
+        progress.phase("trimming the free tail")
+        _trim_unshared(tmp)
+        try:
+            os.link(tmp, dst)
+        except FileExistsError:
+            raise CliError(
+                f"{dst} appeared while it was being written: left as it is"
+            ) from None
+    finally:
+        remove_store(tmp)
 
 
 def load(args: argparse.Namespace) -> int:

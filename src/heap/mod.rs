@@ -815,6 +815,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(())
     }
 
+    /// The end of the last byte in use (see `PageManager::used_end`).
+    pub fn used_end(&self) -> Result<u64, Error> {
+        self.pages.used_end()
+    }
+
     /// The usable size of the block at `block` (its class size, or its run's bytes).
     pub fn usable_size(&self, block: u64) -> Result<u64, Error> {
         let run = self.pages.run_at(block)?;

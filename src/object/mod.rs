@@ -607,6 +607,43 @@ impl Store {
         self.attached.recover_dead().map_err(Error::Open)
     }
 
+    /// Shrinks the file of a store that no other process can have open (a copy just written
+    /// under a private name, as `python -m persist compact` makes it) to the end of its last
+    /// used page. Returns the file's size before and after. Lowering `file_size` is safe only
+    /// because nobody else maps the file: a process that did could touch bytes that are gone.
+    pub fn trim_unshared(path: &Path) -> Result<(u64, u64)> {
+        let st = Store::open(path)?;
+        if st.processes()? != 1 {
+            return Err(Error::LockUsage(
+                "another process has the store open: only a store nobody else uses can be \
+                 trimmed"
+                    .into(),
+            ));
+        }
+        let end = st.heap.used_end()?.next_multiple_of(4096);
+        let before = st.mem().size();
+        st.close()?;
+        let io = |e: std::io::Error| Error::Full(format!("trimming {}: {e}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if end >= before && end >= len {
+            return Ok((len, len));
+        }
+        // The size word first: a file longer than `file_size` is a valid store (§7.3).
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(
+            &end.min(before).to_le_bytes(),
+            crate::region::hdr::FILE_SIZE,
+        )
+        .map_err(io)?;
+        file.set_len(end).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok((len, end))
+    }
+
     /// Whether the store was opened read-only.
     pub fn is_readonly(&self) -> bool {
         self.readonly

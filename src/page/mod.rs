@@ -1003,6 +1003,22 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
     // ---- walking and checking ------------------------------------------------------------------
 
     /// Calls `f` with every allocated run (large, segment and huge), in address order.
+    /// The end of the last byte in use: the last opened chunk's meta block, or the end of the
+    /// last run, whichever is further. Bytes beyond it are free pages at the file's tail.
+    pub fn used_end(&self) -> Result<u64, Error> {
+        let count = self.chunk_count()?;
+        let mut end = self.geo.header_bytes;
+        if count > 0 {
+            end = end.max(self.geo.end_of_meta(count - 1));
+        }
+        let page = self.geo.page_size;
+        self.for_each_run(|r| {
+            end = end.max(r.offset + r.pages * page);
+            Ok(())
+        })?;
+        Ok(end)
+    }
+
     pub fn for_each_run(&self, mut f: impl FnMut(Run) -> Result<(), Error>) -> Result<(), Error> {
         let count = self.chunk_count()?;
         let mut c = 0;

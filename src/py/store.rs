@@ -456,6 +456,14 @@ pub(crate) fn lock_shared(shared: &Shared, py: Python<'_>, timeout: Option<f64>)
     shared.blocking(py, timeout, |st| st.lock_shared(tid))
 }
 
+/// Shrinks a store file that no other process has open to its last used page (for
+/// `python -m persist compact` and `load`, which build under a private name first).
+#[pyfunction]
+pub(crate) fn _trim_unshared(py: Python<'_>, path: PathBuf) -> PyResult<(u64, u64)> {
+    py.detach(|| Store::trim_unshared(&path))
+        .map_err(errors::map_object)
+}
+
 /// unlock for the calling thread.
 pub(crate) fn unlock(shared: &Shared) -> PyResult<()> {
     let tid = thread_id();

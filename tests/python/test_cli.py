@@ -407,6 +407,29 @@ def test_compact_keeps_identity_cycles_and_objects(rich: Path, tmp_path: Path) -
         assert b.root["shared_a"]._ident == b.root["joe"].things._ident
 
 
+def test_a_large_graph_is_built_in_batches_with_identity_kept(
+    rich: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Graphs beyond _AT_ONCE records are built in many small operations (a scratch list of
+    # empty containers, filled later by reference); force that path on the rich store, with
+    # batches of 3, and compare as compact's own test does.
+    from persist import _cli_dump, _cli_load
+
+    monkeypatch.setattr(_cli_load, "_AT_ONCE", 0)
+    monkeypatch.setattr(_cli_load, "_BATCH", 3)
+    with persist.open(rich) as a:
+        records = list(_cli_dump.walk(a.root))
+    dst = tmp_path / "batched.db"
+    with persist.open(dst) as b:
+        assert _cli_load.build(0, records, b) == len(records)
+        assert list(b.root) == [k for k, _ in records[0].items]  # the scratch key is gone
+    assert ok("dump", dst).stdout == ok("dump", rich).stdout
+    with persist.open(rich) as a, persist.open(dst) as b:
+        same_graph(a.root.to_python(), b.root.to_python())
+        assert b.root["shared_a"]._ident == b.root["joe"].things._ident
+        assert b.check()["unreachable_blocks"] == 0
+
+
 def test_compact_after_many_deletes_gives_a_smaller_file(tmp_path: Path) -> None:
     src, dst = tmp_path / "src.db", tmp_path / "dst.db"
     with persist.open(src) as s:
