@@ -91,6 +91,9 @@ step "loom models" loom
 step "Python venv" make_venv
 step "Python package: build and install" install_package
 step "pytest" "$VENV/bin/python" -m pytest
+# A bounded fuzz run of hostile store files over the committed corpus (needs a nightly
+# toolchain, which rustup has here; the script installs cargo-fuzz if it is missing).
+step "fuzz (60 s)" bash "$ROOT/scripts/fuzz-short.sh" 60
 
 echo
 echo "test-all: all ${STEPS_DONE} steps passed in $(seconds_since "$START_ALL") s"

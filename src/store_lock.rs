@@ -392,6 +392,14 @@ pub trait OtherEntries {
 
     /// Undoes the entry at byte `entry` of the store file: `tagged` (offset and tag), `value`.
     fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Self::Error>;
+
+    /// Refuses a word entry (at byte `entry`) that names a word no change ever logs: a
+    /// damaged or hostile log must not restore, say, the header's size word. Every word is
+    /// accepted unless the implementation knows the layout.
+    fn check_word(&self, entry: u64, offset: u64) -> Result<(), Self::Error> {
+        let _ = (entry, offset);
+        Ok(())
+    }
 }
 
 /// One participant's undo log block in the store file. Only its participant appends to it
@@ -470,6 +478,7 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
             let (tagged, value) = self.entry(i)?;
             let entry = self.entry_offset(i);
             if tagged & undo::TAG_MASK == undo::T_WORD {
+                other.check_word(entry, tagged & !undo::TAG_MASK)?;
                 // Relaxed: readers keep nothing they read while the sequence is odd; the
                 // recoverer's later store that makes it even (`release_dead`) publishes the
                 // restored words to readers and to the next owner.

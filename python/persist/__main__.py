@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "dump",
         "write the live graph as portable JSON Lines",
         "Write every container reachable from the root as JSON Lines (the format is in "
-        "CLI_NOTES.md and persist/_cli_dump.py), under lockShared: a consistent snapshot "
+        "FORMAT.md §11 and persist/_cli_dump.py), under lockShared: a consistent snapshot "
         "while other processes keep reading (writers wait until the dump is written).",
         locking,
     )

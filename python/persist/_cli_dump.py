@@ -7,7 +7,7 @@ containers it holds by number; scalars are written in place, tagged where JSON a
 lose them. API: :func:`walk` (store -> records, under the caller's lockShared),
 :func:`write_dump` / :func:`read_dump` (records <-> the file), and the ``dump`` command.
 
-The format, version 1 (CLI_NOTES.md has the same text for users):
+The format, version 1 (FORMAT.md §11 has the same text):
 
 * UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
   written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header

@@ -333,8 +333,25 @@ def to_python(obj: Any) -> Any:
                 return x, False
             return shell(core)[0], False
         if isinstance(x, tuple) and any(isinstance(i, (List, Dict, pbase, tuple)) for i in x):
-            return tuple(shell(i)[0] for i in x), False
+            return tuple_shell(x), False
         return x, False
+
+    def tuple_shell(t: tuple) -> tuple:
+        # Nested tuples bottom-up with a stack of their own (a 5,000-deep tuple is valid).
+        stack: list = [(iter(t), [])]
+        while True:
+            items, acc = stack[-1]
+            for i in items:
+                if isinstance(i, tuple):
+                    stack.append((iter(i), []))
+                    break
+                acc.append(shell(i)[0])
+            else:
+                stack.pop()
+                done = tuple(acc)
+                if not stack:
+                    return done
+                stack[-1][1].append(done)
 
     work: list = []
     top, _ = shell(obj)
@@ -345,5 +362,15 @@ def to_python(obj: Any) -> Any:
         else:
             k, v, _ = src._snapshot()
             for a, b in zip(k, v):
-                out[shell(a)[0]] = shell(b)[0]
+                key = shell(a)[0]
+                try:
+                    out[key] = shell(b)[0]
+                except TypeError:
+                    # The store never makes a container (or a tuple holding one) a key: only a
+                    # damaged or hostile file has one.
+                    from persist._errors import CorruptionError
+
+                    raise CorruptionError(
+                        f"a stored dict has an unhashable key ({type(key).__name__})"
+                    ) from None
     return top

@@ -1249,7 +1249,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             if s == seg {
                 return Ok(());
             }
-            s = self.store().load(s + S_NEXT, Ordering::Acquire)?;
+            // `s` is not checked as a segment here (only compared): a hostile list word could
+            // be anything, so the next link's offset must not overflow.
+            let next = s.checked_add(S_NEXT).ok_or(Error::Corrupt {
+                what: "segment list names an offset beyond any store".into(),
+                offset: self.geo().class_words(k),
+            })?;
+            s = self.store().load(next, Ordering::Acquire)?;
             steps += 1;
             if steps > self.store().size() / self.geo().page_size {
                 return Err(Error::Corrupt {

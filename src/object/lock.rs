@@ -213,15 +213,23 @@ impl Store {
     /// section continues, makes the sequence even and releases the writer word.
     pub fn end_op(&mut self, commit: bool) -> Result<()> {
         let mark = self.locks.marks.pop().unwrap_or(0);
-        if !commit {
-            self.rollback_to(mark)?;
-        }
+        let rolled_back = if commit {
+            Ok(())
+        } else {
+            self.rollback_to(mark)
+        };
         if self.locks.excl.is_some() {
-            return Ok(());
+            return rolled_back;
         }
         let committed = if commit { self.commit_log() } else { Ok(()) };
-        self.finish_op()?;
-        committed
+        if rolled_back.is_err() || committed.is_err() {
+            // A log that cannot be undone or committed is damage (a hostile file): it is
+            // dropped and the writer word released, so the error reaches the caller and the
+            // next change does not wait forever behind a word nobody will free.
+            let _ = self.set_log_len(0);
+        }
+        let finished = self.finish_op();
+        rolled_back.and(committed).and(finished)
     }
 
     /// Leaves the writer's state: sequence even, writer word free.

@@ -70,6 +70,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
         slot,
         lock_words: true,
+        geo: att.region().geometry(),
     };
     if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
         wake(att, L_WRITER)?;
@@ -146,10 +147,29 @@ struct OtherKinds<'a, 'h> {
     /// Whether lock-file entries are restored (not for a log from before the lock file was
     /// rebuilt: its lock words mean nothing now).
     lock_words: bool,
+    /// The store's layout, to refuse word entries outside the words changes log.
+    geo: crate::region::Geometry,
 }
 
 impl OtherEntries for OtherKinds<'_, '_> {
     type Error = Error;
+
+    fn check_word(&self, entry: u64, offset: u64) -> Result<(), Error> {
+        // Changes log data words (in chunks' data) and the header's object words; never the
+        // header's allocator words (the size word above all: a larger one would let accesses
+        // run past the file's end) nor meta blocks.
+        let object_words = crate::region::hdr::OBJECT_WORDS..crate::region::hdr::OBJECT_WORDS_END;
+        if self.geo.locate(offset).is_some() || object_words.contains(&offset) {
+            return Ok(());
+        }
+        Err(corrupt(
+            format!(
+                "participant {}'s undo log restores word {offset:#x}, which no change writes",
+                self.slot
+            ),
+            entry,
+        ))
+    }
 
     fn once_only(&self, tagged: u64) -> bool {
         // Out of the log first: a repeat must not free the block again.
@@ -243,6 +263,7 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
             slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
             slot: att.slot(),
             lock_words: false,
+            geo: att.region().geometry(),
         };
         // A durable change is undone with persist barriers, whatever this opener asked for: a
         // power cut during the rollback must leave a log that a repeat can finish.

@@ -415,6 +415,14 @@ fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         );
         Bound::from_owned_ptr_or_err(py, o)
     }
+    .map_err(|e| {
+        if e.is_instance_of::<pyo3::exceptions::PyUnicodeDecodeError>(py) {
+            // Only a damaged or hostile file holds such bytes: the store writes valid UTF-8.
+            errors::CorruptionError::new_err(format!("a stored str is not valid UTF-8 ({e})"))
+        } else {
+            e
+        }
+    })
 }
 
 const MAX_INLINE_COPY: u64 = 1 << 40;
@@ -527,6 +535,16 @@ fn object_to_py<'py>(
     w: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cw = st.object_class(w).map_err(errors::map_object)?;
+    // A str, checked before it is converted: any other word (the object itself, in a hostile
+    // file) would be converted as a value, and could lead back here without end.
+    let is_str = value::is_short_str(cw)
+        || (value::is_block(cw)
+            && value::head_kind(st.block_word(cw).map_err(errors::map_object)?) == kind::STR);
+    if !is_str {
+        return Err(errors::CorruptionError::new_err(format!(
+            "object at {w:#x} has a class name that is not a str"
+        )));
+    }
     let class_name = to_py(py, st, shared, cw)?;
     let class_name: String = class_name.extract().map_err(|_| {
         errors::CorruptionError::new_err(format!("object at {w:#x} has no class name"))

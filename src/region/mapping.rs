@@ -163,11 +163,19 @@ impl Mapping {
     }
 
     fn refresh(&self) -> u64 {
-        let p = self.published();
+        let mut p = self.published();
         // Relaxed: `known` is this process's cache; the Acquire above ordered the data. Only
         // a larger size is written (a read-modify-write on every call would cost a locked
         // instruction on a hot path).
-        if p > self.known.load(Ordering::Relaxed) {
+        let known = self.known.load(Ordering::Relaxed);
+        if p > known {
+            // A grower reserves the bytes before it publishes their size, so the file is at
+            // least this long, unless the size word is damaged or hostile: then the bytes past
+            // the file's end would fault (SIGBUS) when touched. One fstat per growth seen.
+            p = match self.file.metadata() {
+                Ok(m) => p.min(m.len()),
+                Err(_) => known,
+            };
             self.known.fetch_max(p, Ordering::Relaxed);
         }
         p

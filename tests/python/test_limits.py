@@ -529,7 +529,7 @@ print(json.dumps(rep))
     strict=True,
     reason="opening ~170 stores in one process exhausts the 128 TiB address space (1 TiB "
     "reservation each, halving): a raw OSError ENOMEM, then the process cannot allocate "
-    "memory or start a thread; see LIMITS_REPORT.md",
+    "memory or start a thread",
 )
 def test_many_stores_in_one_process_fail_clearly_and_leave_the_process_healthy(
     tmp_path: Path,
