@@ -97,9 +97,18 @@ def list_repr(lst: List) -> str:
         active.discard(ident)
 
 
+# Comparing a container with itself: the answer of a container that is equal to itself, found
+# without reading it. Python compares items by identity first, but two proxies of one stored
+# container are two Python objects; without this, a container that holds itself would be
+# compared item by item without end.
+_SELF = {0: False, 1: True, 2: True, 3: False, 4: False, 5: True}
+
+
 def list_richcmp(lst: List, other: Any, op: int) -> Any:
     if not isinstance(other, (list, List)):
         return NotImplemented
+    if isinstance(other, List) and other._ident == lst._ident:
+        return _SELF[op]
     return _OPS[op](lst._snapshot()[0], _plain(other))
 
 
@@ -279,6 +288,8 @@ def dict_repr(d: Dict) -> str:
 def dict_richcmp(d: Dict, other: Any, op: int) -> Any:
     if op not in (2, 3) or not isinstance(other, (dict, Dict)):
         return NotImplemented
+    if isinstance(other, Dict) and other._ident == d._ident:
+        return _SELF[op]
     return _OPS[op](dict_copy(d), _plain(other))
 
 

@@ -771,3 +771,19 @@ def test_processes_that_wrote_and_closed_leave_nothing_unreachable(tmp_path: Pat
     with persist.open(path) as store:
         report = store.check()
     assert report["unreachable_blocks"] == 0, report
+
+
+def test_a_container_that_holds_itself_equals_itself(tmp_path):
+    # Two proxies of one stored container are two Python objects; comparing them must not
+    # walk a self-reference without end (plain dicts and lists compare items by identity).
+    with persist.open(str(tmp_path / "selfref.db")) as s:
+        s.root["d"] = {}
+        d = s.root["d"]
+        d["self"] = d
+        s.root["l"] = [1]
+        lst = s.root["l"]
+        lst.append(lst)
+        assert d["self"]["self"] == d
+        assert not (d["self"] != d)
+        assert lst[1] == lst and lst[1] <= lst and not (lst[1] < lst)
+        assert s.root["d"] == d["self"]
