@@ -150,7 +150,9 @@ def open(  # noqa: A001 - the API's name
     p = os.fspath(path)
     if (readonly or not create) and not os.path.exists(p):
         raise FileNotFoundError(2, "No such persist store", p)
-    store = Store(StoreCore(p, durable=bool(durable), readonly=bool(readonly)))
+    store = Store(
+        StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create))
+    )
     _open_stores.add(store)
     return store
 

@@ -29,6 +29,7 @@ __all__ = [
     "ReadOnlyError",
     "StoreCore",
     "_after_fork_in_child",
+    "_trim_unshared",
     "List",
     "Dict",
     "ListIter",
@@ -44,11 +45,19 @@ def _after_fork_in_child() -> None:
     """Run in a child after os.fork(): every inherited store becomes the child's own
     participant (the persist package registers it with os.register_at_fork)."""
 
+def _trim_unshared(path: str | PathLike[str]) -> tuple[int, int]:
+    """Shrinks a store file that no other process has open to its last used page; returns
+    its size before and after (for ``python -m persist compact`` and ``load``)."""
+
 class StoreCore:
     """The native handle of an open store; persist.Store wraps it."""
 
     def __new__(
-        cls, path: str | PathLike[str], durable: bool = False, readonly: bool = False
+        cls,
+        path: str | PathLike[str],
+        durable: bool = False,
+        readonly: bool = False,
+        create: bool = True,
     ) -> StoreCore: ...
     @property
     def path(self) -> str: ...
@@ -172,5 +181,3 @@ class Dict:
     def _ident(self) -> tuple[int, int]: ...
     @property
     def _store(self) -> StoreCore: ...
-
-def _trim_unshared(path: str | PathLike[str]) -> tuple[int, int]: ...

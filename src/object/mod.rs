@@ -268,7 +268,9 @@ impl Store {
         )
     }
 
-    fn open_region(path: &Path, opts: OpenOptionsRegion) -> Result<Store> {
+    /// Opens with every option: `create` (make a missing or empty file a new store), `durable`
+    /// and `readonly` (as `open_with` and `open_readonly`).
+    pub fn open_region(path: &Path, opts: OpenOptionsRegion) -> Result<Store> {
         let durable = opts.durable;
         let readonly = opts.readonly;
         let attached = Box::new(Attached::open_with(

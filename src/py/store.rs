@@ -63,23 +63,28 @@ pub(crate) fn closed_err() -> PyErr {
 
 fn open_store(
     path: &std::path::Path,
+    create: bool,
     durable: bool,
     readonly: bool,
 ) -> Result<Store, object::Error> {
-    if readonly {
-        Store::open_readonly(path)
-    } else {
-        Store::open_with(path, durable)
-    }
+    Store::open_region(
+        path,
+        crate::region::OpenOptionsRegion {
+            create: create && !readonly,
+            durable,
+            readonly,
+        },
+    )
 }
 
 impl Shared {
     pub fn open(
         path: PathBuf,
+        create: bool,
         durable: bool,
         readonly: bool,
     ) -> Result<Arc<Shared>, object::Error> {
-        let store = open_store(&path, durable, readonly)?;
+        let store = open_store(&path, create, durable, readonly)?;
         let waiter = store.waiter();
         let shared = Arc::new(Shared {
             store: UnsafeCell::new(Some(store)),
@@ -114,7 +119,8 @@ impl Shared {
         let Some(old) = g.take() else { return Ok(()) };
         let held = old.held_containers();
         std::mem::forget(old);
-        let mut st = open_store(&self.path, self.durable, self.readonly)?;
+        // The store exists (the parent had it open): never create it again.
+        let mut st = open_store(&self.path, false, self.durable, self.readonly)?;
         for (c, n) in held {
             for _ in 0..n {
                 st.hold(c)?;
@@ -473,10 +479,16 @@ pub(crate) fn unlock(shared: &Shared) -> PyResult<()> {
 #[pymethods]
 impl StoreCore {
     #[new]
-    #[pyo3(signature = (path, durable=false, readonly=false))]
-    fn new(py: Python<'_>, path: PathBuf, durable: bool, readonly: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, durable=false, readonly=false, create=true))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        durable: bool,
+        readonly: bool,
+        create: bool,
+    ) -> PyResult<Self> {
         let shared = py
-            .detach(|| Shared::open(path, durable, readonly))
+            .detach(|| Shared::open(path, create, durable, readonly))
             .map_err(errors::map_object)?;
         Ok(StoreCore { shared })
     }

@@ -787,3 +787,19 @@ def test_a_container_that_holds_itself_equals_itself(tmp_path):
         assert not (d["self"] != d)
         assert lst[1] == lst and lst[1] <= lst and not (lst[1] < lst)
         assert s.root["d"] == d["self"]
+
+
+def test_create_false_never_makes_a_store(tmp_path):
+    missing = tmp_path / "missing.db"
+    with pytest.raises(FileNotFoundError):
+        persist.open(str(missing), create=False)
+    assert not missing.exists()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(persist.FormatError):
+        persist.open(str(empty), create=False)
+    assert empty.read_bytes() == b""
+    with persist.open(str(empty)) as s:  # the default makes an empty file a store
+        s.root["x"] = 1
+    with persist.open(str(empty), create=False) as s:
+        assert s.root["x"] == 1
