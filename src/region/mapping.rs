@@ -58,6 +58,34 @@ pub fn set_flush_hook(hook: Option<fn()>) {
 /// (an address-space rlimit, many stores open at once), never below what the file needs.
 const RESERVE_MAX: u64 = 1 << 40;
 
+/// Store mappings of this process share a budget of address space: half of what the process
+/// may map (64 TiB of the 128 TiB a 64-bit Linux process has, or half of its RLIMIT_AS), so
+/// that opening store after store ends in a clear error while the process still has room for
+/// everything else. Each store takes at most half of what is left (the first one all of it),
+/// at most 1 TiB, never less than `RESERVE_FLOOR` or than its file.
+const RESERVE_FLOOR: u64 = 64 << 20;
+
+/// Bytes of address space reserved by the store mappings alive in this process.
+static RESERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn reserve_budget() -> u64 {
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        let r = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) };
+        let space = if r == 0 && lim.rlim_cur != libc::RLIM_INFINITY {
+            lim.rlim_cur
+        } else {
+            128 << 40
+        };
+        space.min(128 << 40) / 2
+    })
+}
+
 impl Mapping {
     /// Maps `file` over a reservation of at least `min_reserve` bytes.
     pub(crate) fn new(
@@ -72,11 +100,40 @@ impl Mapping {
         } else {
             libc::PROT_READ
         };
+        let min_reserve = min_reserve.next_multiple_of(4096).max(4096);
+        let budgeted = matches!(source, SizeSource::Word(_));
         let mut reserve = match source {
             SizeSource::Fixed(n) => n.next_multiple_of(4096),
-            SizeSource::Word(_) => RESERVE_MAX,
+            SizeSource::Word(_) => {
+                // Relaxed: a count for sizing; racing openers may each take a share of the
+                // same remainder, which only leaves the budget a little over-spent.
+                let held = RESERVED.load(Ordering::Relaxed);
+                let left = reserve_budget().saturating_sub(held);
+                // The first store may take the whole budget (a process with a tight RLIMIT_AS
+                // and one store keeps the room it had); later ones half of what is left.
+                let share = match if held == 0 { left } else { left / 2 } {
+                    0 => 0,
+                    n => 1u64 << (63 - n.leading_zeros()),
+                };
+                let mut reserve = RESERVE_MAX.min(share);
+                if reserve < min_reserve.max(RESERVE_FLOOR) && held == 0 {
+                    // The only store: let the kernel say whether what the file needs fits.
+                    reserve = min_reserve.max(RESERVE_FLOOR);
+                }
+                if reserve < min_reserve.max(RESERVE_FLOOR) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!(
+                            "no address space left for another store in this process: the \
+                             stores it has open reserve {held} bytes (up to 1 TiB each, {} \
+                             in all); close some",
+                            reserve_budget()
+                        ),
+                    ));
+                }
+                reserve
+            }
         };
-        let min_reserve = min_reserve.next_multiple_of(4096).max(4096);
         loop {
             // SAFETY: a fresh mapping chosen by the kernel (addr null); the fd is open for the
             // call. MAP_NORESERVE: the reservation costs address space, not memory or swap.
@@ -91,6 +148,9 @@ impl Mapping {
                 )
             };
             if p != libc::MAP_FAILED {
+                if budgeted {
+                    RESERVED.fetch_add(reserve, Ordering::Relaxed);
+                }
                 return Ok(Mapping {
                     base: p as *mut u8,
                     reserve,
@@ -107,7 +167,14 @@ impl Mapping {
             // lengths. Either way a smaller reservation may do.
             let retry = matches!(err.raw_os_error(), Some(libc::ENOMEM) | Some(libc::EINVAL));
             if !retry || reserve / 2 < min_reserve {
-                return Err(err);
+                return Err(if err.raw_os_error() == Some(libc::ENOMEM) {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!("no address space left to map the store ({min_reserve} bytes)"),
+                    )
+                } else {
+                    err
+                });
             }
             reserve /= 2;
         }
@@ -345,6 +412,9 @@ impl Drop for Mapping {
         // `self` (every `&AtomicU64` handed out borrows `self`).
         unsafe {
             libc::munmap(self.base as *mut libc::c_void, self.reserve as usize);
+        }
+        if matches!(self.source, SizeSource::Word(_)) {
+            RESERVED.fetch_sub(self.reserve, Ordering::Relaxed);
         }
     }
 }

@@ -277,7 +277,17 @@ impl Region {
             len,
             !opts.readonly,
         )
-        .map_err(io_err(path, "map"))?;
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::OutOfMemory {
+                // Address space, not disk: still "the store does not fit" (StoreFullError).
+                Error::Full {
+                    wanted: len,
+                    reason: e.to_string(),
+                }
+            } else {
+                io_err(path, "map")(e)
+            }
+        })?;
         store.set_durable(opts.durable);
         // The published size is read atomically (other processes raise it with atomics), and
         // the file's length after it: a store reserves space before it publishes a larger

@@ -525,12 +525,6 @@ print(json.dumps(rep))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="opening ~170 stores in one process exhausts the 128 TiB address space (1 TiB "
-    "reservation each, halving): a raw OSError ENOMEM, then the process cannot allocate "
-    "memory or start a thread",
-)
 def test_many_stores_in_one_process_fail_clearly_and_leave_the_process_healthy(
     tmp_path: Path,
 ) -> None:
