@@ -111,18 +111,21 @@ class Store:
         """What is committed reaches the disk before this returns."""
         self._core.flush()
 
-    def check(self) -> dict:
+    def check(self, timeout: float | None = None) -> dict:
         """Full integrity check of allocator and graph; raises CorruptionError saying what is
-        wrong and where. Returns counts (unreachable blocks are facts, not errors)."""
-        return self._core.check()
+        wrong and where. Returns counts (unreachable blocks are facts, not errors). Waits for
+        the writer lock at most ``timeout`` seconds (LockTimeout), forever by default."""
+        return self._core.check(timeout)
 
-    def gc(self) -> dict:
-        """Frees what nothing reaches or holds (cycles); returns what it freed."""
-        return self._core.gc()
+    def gc(self, timeout: float | None = None) -> dict:
+        """Frees what nothing reaches or holds (cycles, what killed processes left); returns
+        what it freed. Waits for the writer lock at most ``timeout`` seconds."""
+        return self._core.gc(timeout)
 
-    def stats(self) -> dict:
-        """file_size, pages_used, pages_free, live_bytes, objects (type -> count), processes."""
-        return self._core.stats()
+    def stats(self, timeout: float | None = None) -> dict:
+        """file_size, pages_used, pages_free, live_bytes, objects (type -> count), processes.
+        Waits for the writer lock at most ``timeout`` seconds."""
+        return self._core.stats(timeout)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="give up (exit 1) if lockShared is not granted within SECONDS (default: wait)",
+        help="give up (exit 1) if the store lock is not granted within SECONDS (default: wait)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "Print what a store holds: file size, pages used and free, live bytes, objects by "
         "type and how many other processes are attached. Never creates PATH.",
         as_json,
+        locking,
     )
     p.add_argument("path", metavar="PATH")
     p = add(
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "Check the allocator and the whole graph. Prints OK with figures, or the damage "
         "(exit 1). What killed processes left is recovered first and is not damage.",
         as_json,
+        locking,
     )
     p.add_argument("path", metavar="PATH")
     p = add(
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         "Free what nothing reaches or holds, and print what was freed. The file does not "
         "shrink; its free pages are reused (use compact for a smaller file).",
         as_json,
+        locking,
     )
     p.add_argument("path", metavar="PATH")
     p = add(

@@ -53,7 +53,7 @@ def info(args: argparse.Namespace) -> int:
     progress.phase("opening")
     with open_existing(args.path) as store:
         progress.phase("counting")
-        s = store.stats()
+        s = store.stats(args.timeout)
     s["path"] = os.path.abspath(args.path)
     s["store_format"] = persist.FORMAT_VERSION
     # stats() counts this command's own attachment too.
@@ -77,7 +77,7 @@ def check(args: argparse.Namespace) -> int:
     progress.phase("opening (recovering what killed processes left)")
     with open_existing(args.path) as store:
         progress.phase("checking the allocator and the graph")
-        r = store.check()
+        r = store.check(args.timeout)
     progress.done("no damage found")
     if args.json:
         _print_json({"ok": True, **r})
@@ -96,8 +96,8 @@ def gc(args: argparse.Namespace) -> int:
     progress.phase("opening")
     with open_existing(args.path) as store:
         progress.phase("marking and sweeping")
-        r = store.gc()
-        after = store.stats()
+        r = store.gc(args.timeout)
+        after = store.stats(args.timeout)
     progress.done("done")
     if args.json:
         _print_json(

@@ -577,9 +577,10 @@ impl StoreCore {
             .with(|st| st.flush().map_err(errors::map_object))
     }
 
-    fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    #[pyo3(signature = (timeout=None))]
+    fn check<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
         let tid = thread_id();
-        let r = self.shared.blocking(py, None, |st| st.check(tid))?;
+        let r = self.shared.blocking(py, timeout, |st| st.check(tid))?;
         let d = PyDict::new(py);
         d.set_item("objects", r.objects)?;
         d.set_item("live_blocks", r.live_blocks)?;
@@ -591,9 +592,10 @@ impl StoreCore {
         Ok(d)
     }
 
-    fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    #[pyo3(signature = (timeout=None))]
+    fn gc<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
         let tid = thread_id();
-        let r = self.shared.blocking(py, None, |st| st.gc(tid))?;
+        let r = self.shared.blocking(py, timeout, |st| st.gc(tid))?;
         let d = PyDict::new(py);
         d.set_item("objects", r.objects)?;
         d.set_item("blocks", r.blocks)?;
@@ -601,9 +603,10 @@ impl StoreCore {
         Ok(d)
     }
 
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    #[pyo3(signature = (timeout=None))]
+    fn stats<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
         let tid = thread_id();
-        let s = self.shared.blocking(py, None, |st| st.stats(tid))?;
+        let s = self.shared.blocking(py, timeout, |st| st.stats(tid))?;
         let d = PyDict::new(py);
         d.set_item("file_size", s.file_size)?;
         d.set_item("pages_used", s.pages_used)?;

@@ -564,10 +564,14 @@ def test_a_timeout_on_the_lock_is_an_error(rich: Path, tmp_path: Path) -> None:
         try:
             r = cli("dump", "--timeout", "0.2", rich)
             c = cli("compact", "--timeout", "0.2", "--progress", rich, tmp_path / "c.db")
+            others = {cmd: cli(cmd, "--timeout", "0.2", rich) for cmd in ("info", "check", "gc")}
         finally:
             s.root.unlock()
     assert_one_line_error(r, "dump")
     assert "LockTimeout" in r.stderr
+    for cmd, o in others.items():
+        assert_one_line_error(o, cmd)
+        assert "LockTimeout" in o.stderr
     assert c.returncode == 1 and "LockTimeout" in c.stderr and "Traceback" not in c.stderr
     assert not (tmp_path / "c.db").exists()
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import persist
+from procs import fork_child, kill_child
 
 # A module-level pbase subclass, so that this process can find it by module and qualified name.
 # (getattr: the module must still import, and the other tests run, before pbase exists.)
@@ -803,3 +805,31 @@ def test_create_false_never_makes_a_store(tmp_path):
         s.root["x"] = 1
     with persist.open(str(empty), create=False) as s:
         assert s.root["x"] == 1
+
+
+def test_check_gc_and_stats_give_up_after_their_timeout(tmp_path):
+    path = str(tmp_path / "busy.db")
+    with persist.open(path) as s:
+        s.root["x"] = 1
+    r_fd, w_fd = os.pipe()
+
+    def holder() -> None:
+        os.close(r_fd)
+        h = persist.open(path)
+        h.root.lockExcl()
+        os.write(w_fd, b"L")
+        time.sleep(30)
+
+    pid = fork_child(holder)
+    os.close(w_fd)
+    try:
+        assert os.read(r_fd, 1) == b"L"
+        with persist.open(path) as s:
+            for call in (s.check, s.gc, s.stats):
+                t = time.perf_counter()
+                with pytest.raises(persist.LockTimeout):
+                    call(timeout=0.2)
+                assert time.perf_counter() - t < 5
+    finally:
+        os.close(r_fd)
+        kill_child(pid)
