@@ -247,3 +247,21 @@ def test_a_reader_refuses_a_store_with_a_change_cut_short(tmp_path):
         assert s.root["x"] == 1
     with persist.open(copy, readonly=True) as s:
         assert s.root["x"] == 1
+
+
+def test_a_forked_child_of_a_reader_reads_and_is_refused_changes(store_path):
+    before = digest(store_path)
+    with persist.open(store_path, readonly=True) as ro:
+        held = ro.root["l"]
+
+        def child() -> None:
+            assert held.to_python() == [1, 2, [3, 4]] and ro.root["x"] == 1
+            try:
+                ro.root["x"] = 2
+            except persist.ReadOnlyError:
+                return
+            raise AssertionError("a change went through in the child")
+
+        assert reap_child(fork_child(child)) == 0
+        assert held[2][0] == 3
+    assert digest(store_path) == before
