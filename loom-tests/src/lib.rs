@@ -18,3 +18,13 @@
 mod world;
 #[cfg(loom)]
 pub use world::*;
+
+/// The store lock's words, in a lock file of their own (the store-lock and wake models).
+#[cfg(loom)]
+pub const LOCK_AT: persist::store_lock::LockOffsets = persist::store_lock::LockOffsets {
+    writer: 0,
+    seq: 8,
+    waiters: 16,
+};
+#[cfg(loom)]
+pub const LOCK_FILE_BYTES: u64 = 24;

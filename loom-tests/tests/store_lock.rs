@@ -43,18 +43,13 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
+use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, LOCK_FILE_BYTES};
 use persist::store_lock::{owner_id, LockOffsets, OtherEntries, StoreLock, UndoLog};
 use persist::sync::{AccessError, Liveness, MemLiveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
 
 /// The lock words, in a lock file of their own.
-const AT: LockOffsets = LockOffsets {
-    writer: 0,
-    seq: 8,
-    waiters: 16,
-};
-const LOCK_FILE_BYTES: u64 = 24;
+const AT: LockOffsets = loom_tests::LOCK_AT;
 
 /// Two data words, then one undo log (two entries) per participant. Each log is its own
 /// participant's: a recoverer that rolled back the log of whoever holds the word now would undo

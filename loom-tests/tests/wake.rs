@@ -53,17 +53,12 @@
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
-use loom_tests::{every_kill_point, model, Budget, KillableWords};
+use loom_tests::{every_kill_point, model, Budget, KillableWords, LOCK_FILE_BYTES};
 use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock};
 use persist::sync::{AccessError, AtomicU64, MemWords, Ordering, WordStore};
 
 /// The lock words, in a lock file of their own.
-const AT: LockOffsets = LockOffsets {
-    writer: 0,
-    seq: 8,
-    waiters: 16,
-};
-const LOCK_FILE_BYTES: u64 = 24;
+const AT: LockOffsets = loom_tests::LOCK_AT;
 
 const OWNER_SLOT: u32 = 0;
 const OWNER_GENERATION: u64 = 5;

@@ -64,6 +64,26 @@ def _scratch_key(taken: set[Any]) -> tuple[str, int]:
     return ("persist load scratch", n)
 
 
+def _resolver(target: Callable[[int], Any]) -> Callable[[Any], Any]:
+    """A record value with each reference replaced by ``target(id)`` (the container made for
+    that record; KeyError when there is none)."""
+
+    def resolve(v: Any) -> Any:
+        t = type(v)
+        if t is Ref:
+            try:
+                return target(v.id)
+            except KeyError:
+                raise CliError(
+                    f"a reference names record {v.id}, which is not in the dump"
+                ) from None
+        if t is tuple:
+            return tuple([resolve(x) for x in v])
+        return v
+
+    return resolve
+
+
 # Up to this many records a graph is stored in one operation (`_build_at_once`); beyond, in
 # batches (`_build_in_batches`), whose undo logs stay small.
 _AT_ONCE = 20_000
@@ -130,20 +150,10 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
         b, i = at[ident]
         return scratch[b][i]
 
-    def resolve(v: Any) -> Any:
-        t = type(v)
-        if t is Ref:
-            if v.id == root_id:
-                return root
-            try:
-                return container(v.id)
-            except KeyError:
-                raise CliError(
-                    f"a reference names record {v.id}, which is not in the dump"
-                ) from None
-        if t is tuple:
-            return tuple([resolve(x) for x in v])
-        return v
+    def target(ident: int) -> Any:
+        return root if ident == root_id else container(ident)
+
+    resolve = _resolver(target)
 
     try:
         # The root's pairs before the other containers are filled: its table is the largest
@@ -194,18 +204,7 @@ def _build_at_once(root_id: int, records: Sequence[Record], store: persist.Store
     if root_id not in made:
         raise CliError(f"no record for the root (id {root_id})")
 
-    def resolve(v: Any) -> Any:
-        t = type(v)
-        if t is Ref:
-            try:
-                return made[v.id]
-            except KeyError:
-                raise CliError(
-                    f"a reference names record {v.id}, which is not in the dump"
-                ) from None
-        if t is tuple:
-            return tuple([resolve(x) for x in v])
-        return v
+    resolve = _resolver(made.__getitem__)
 
     root_pairs: list[tuple[Any, Any]] = []
     try:

@@ -243,17 +243,14 @@ impl Attached {
         if pending.load(Ordering::SeqCst) == 0 {
             return Ok(());
         }
-        let att = self.attachment();
-        att.lock_recovery()?;
-        let result = if pending.load(Ordering::SeqCst) != 0 {
-            self.heap().repair().map_err(Error::from).map(|()| {
+        self.with_recovery_lock(|| -> Result<(), Error> {
+            // Again under the lock: another opener may have repaired meanwhile.
+            if pending.load(Ordering::SeqCst) != 0 {
+                self.heap().repair()?;
                 pending.store(0, Ordering::SeqCst);
-            })
-        } else {
+            }
             Ok(())
-        };
-        att.unlock_recovery()?;
-        result
+        })
     }
 
     /// Runs `f` under the recovery lock (exclusive with every recovery and repair, in every

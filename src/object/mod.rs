@@ -661,22 +661,20 @@ impl Store {
 
     /// Number of attached participants that died and are not recovered yet.
     pub fn dead_processes(&self) -> Result<u64> {
-        let t = self.attached.region().table(&NoLiveness);
-        let mut n = 0;
-        for s in 0..t.slots {
-            if t.status(s)? == table::STATUS_ATTACHED && !self.attached.is_alive(s) {
-                n += 1;
-            }
-        }
-        Ok(n)
+        self.count_attached(false)
     }
 
     /// Number of attached participants that are alive.
     pub fn processes(&self) -> Result<u64> {
+        self.count_attached(true)
+    }
+
+    /// Attached participants whose liveness is `alive`.
+    fn count_attached(&self, alive: bool) -> Result<u64> {
         let t = self.attached.region().table(&NoLiveness);
         let mut n = 0;
         for s in 0..t.slots {
-            if t.status(s)? == table::STATUS_ATTACHED && self.attached.is_alive(s) {
+            if t.status(s)? == table::STATUS_ATTACHED && self.attached.is_alive(s) == alive {
                 n += 1;
             }
         }

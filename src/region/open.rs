@@ -233,7 +233,6 @@ pub struct Region {
     store: Mapping,
     lock: Mapping,
     lock_file: Arc<File>,
-    lock_file_rebuilt: bool,
     readonly: bool,
 }
 
@@ -300,14 +299,13 @@ impl Region {
                 offset: Some(hdr::FILE_SIZE),
             });
         }
-        let (lock_file, lock, lock_file_rebuilt) = open_lock_file(path, header.store_id)?;
+        let (lock_file, lock) = open_lock_file(path, header.store_id)?;
         Ok(Region {
             path: path.to_path_buf(),
             header,
             store,
             lock,
             lock_file,
-            lock_file_rebuilt,
             readonly: opts.readonly,
         })
     }
@@ -315,13 +313,6 @@ impl Region {
     /// Whether the store file is mapped read-only.
     pub fn is_readonly(&self) -> bool {
         self.readonly
-    }
-
-    /// Whether this open (re)built the lock file: a new store, a lock file deleted while
-    /// nobody was attached, or one left by an earlier boot. Whatever participants of the
-    /// store's earlier life left in flight can no longer be recovered from their journals.
-    pub fn lock_file_rebuilt(&self) -> bool {
-        self.lock_file_rebuilt
     }
 
     pub fn path(&self) -> &Path {
@@ -732,11 +723,11 @@ fn boot_id() -> [u8; 16] {
     id
 }
 
-/// Opens (creating and initialising when needed) the lock file of the store `store_id`.
-/// Also returns whether the file was (re)built: then no participant of an earlier life of the
-/// store can be recovered from it (their journals and undo logs are gone), and the layers
-/// above repair what they may have left in the store file.
-fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping, bool), Error> {
+/// Opens (creating and initialising when needed) the lock file of the store `store_id`. A
+/// (re)built file says so in its repair-pending word: no participant of an earlier life of the
+/// store can be recovered from it (their journals and undo logs are gone), and the next
+/// writable opener repairs what they may have left in the store file.
+fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping), Error> {
     let path = lock_path(store_path);
     let file = OpenOptions::new()
         .read(true)
@@ -799,10 +790,10 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
             file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
                 .map_err(io_err(&path, "write"))?;
         }
-        Ok(!valid)
+        Ok(())
     })();
     let _ = ofd::unlock(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE);
-    let rebuilt = result?;
+    result?;
     let file = Arc::new(file);
     let map = Mapping::new(
         file.clone(),
@@ -812,7 +803,7 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
         true,
     )
     .map_err(io_err(&path, "map"))?;
-    Ok((file, map, rebuilt))
+    Ok((file, map))
 }
 
 /// Reads a word of the store header (for tools and tests).
