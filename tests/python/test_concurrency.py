@@ -609,7 +609,12 @@ def test_transaction_excludes_other_processes(store: Any, store_path: Path, spaw
 
 # --- interrupting a wait --------------------------------------------------------------------
 
-WAIT_THEN_CTRL_C = """
+# A child started from a shell's background job inherits SIGINT ignored (POSIX, without job
+# control), and Python then installs no KeyboardInterrupt handler: give the waiters Python's
+# own handler, as an interactive process has, whatever they inherited.
+DEFAULT_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+WAIT_THEN_CTRL_C = DEFAULT_SIGINT + """
 import sys, persist
 s = persist.open(sys.argv[1])
 root = s.root
@@ -663,13 +668,14 @@ def test_ctrl_c_without_a_handler_ends_the_process_with_keyboard_interrupt(
     holder = spawn_py(HOLD_EXCL, cwd=store_path.parent, args=(str(store_path),))
     holder.expect("locked")
     waiter = spawn_py(
-        """
-        import sys, persist
-        root = persist.open(sys.argv[1]).root
-        print("waiting")
-        root.lockExcl()
-        print("not interrupted")
-        """,
+        DEFAULT_SIGINT
+        + """
+import sys, persist
+root = persist.open(sys.argv[1]).root
+print("waiting")
+root.lockExcl()
+print("not interrupted")
+""",
         cwd=store_path.parent,
         args=(str(store_path),),
     )
