@@ -333,6 +333,18 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         other: &mut O,
     ) -> Result<bool, O::Error> {
         if let Some((log, len)) = log {
+            if len > 0 {
+                // SeqCst fence: the restores that follow are ordered before a reader's
+                // re-check, as the dead owner's own stores were by its fence in
+                // `begin_change`. A restore may write a value of the change itself (a word
+                // logged twice, once per savepoint), and a reader whose load sees it must then
+                // see the odd sequence. The caller's Acquire load of `len` (`published_len`,
+                // pairing with the owner's Release in `set_len`) ordered the owner's odd
+                // sequence before this fence. Without it, the loom model
+                // `savepoint_rolled_back_and_writer_killed_at_every_point` has a reader keep
+                // such a value.
+                fence(Ordering::SeqCst);
+            }
             log.roll_back(len, other)?;
         }
         self.release_dead(slot, generation)?;
@@ -364,19 +376,77 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
     }
 }
 
-/// The undo log block's layout (FORMAT.md §10.3): head, `len`, `cap`, an unused word, then
-/// entries of two words (a tagged offset, a value). Only the word entry is known here; the
-/// object layer defines the other tags.
+/// The undo log block's layout (FORMAT.md §10.3), the one definition every user of the log
+/// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, an unused
+/// word, then `cap` entries of two words (a tagged offset, a value).
 pub mod undo {
     /// The published length (entries).
     pub const LEN: u64 = 8;
+    /// The capacity (entries), also in the head word's length field.
+    pub const CAP: u64 = 16;
     /// The first entry.
     pub const ENTRIES: u64 = 32;
     pub const ENTRY_BYTES: u64 = 16;
-    /// Entry tags are the low bits of the entry's first word.
+    /// Entry tags are the low bits of the entry's first word (offsets are 8-aligned, blocks
+    /// 16-aligned, so the tag never hides an offset bit).
     pub const TAG_MASK: u64 = 7;
-    /// A data word of the store file: (offset | T_WORD, old value).
+    /// A data word of the store file: (offset | T_WORD, old value). The only tag the store
+    /// lock's protocol knows itself; the others are undone through [`super::OtherEntries`].
     pub const T_WORD: u64 = 0;
+    /// A block allocated by the change: (block | T_ALLOC, 0). Rollback frees it.
+    pub const T_ALLOC: u64 = 1;
+    /// A value word released at commit: (T_RELEASE, value word). Rollback: nothing.
+    pub const T_RELEASE: u64 = 2;
+    /// A block freed at commit: (block | T_FREE_BLOCK, 0). Rollback: nothing.
+    pub const T_FREE_BLOCK: u64 = 3;
+    /// A lock-file word: (lock file offset | T_LOCK_WORD, old value). Rollback restores it.
+    pub const T_LOCK_WORD: u64 = 4;
+
+    /// The bytes of a log block with room for `cap` entries.
+    pub const fn block_bytes(cap: u64) -> u64 {
+        ENTRIES + cap * ENTRY_BYTES
+    }
+
+    /// One entry, decoded.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Entry {
+        /// Store-file word `offset` held `old` before the change.
+        Word { offset: u64, old: u64 },
+        /// The change allocated `block`.
+        Alloc { block: u64 },
+        /// The change dropped value word `value`: released at commit.
+        Release { value: u64 },
+        /// The change unlinked `block`: freed at commit.
+        FreeBlock { block: u64 },
+        /// Lock-file word `offset` held `old` before the change.
+        LockWord { offset: u64, old: u64 },
+    }
+
+    impl Entry {
+        /// The entry's two words.
+        pub fn to_words(self) -> (u64, u64) {
+            match self {
+                Entry::Word { offset, old } => (offset | T_WORD, old),
+                Entry::Alloc { block } => (block | T_ALLOC, 0),
+                Entry::Release { value } => (T_RELEASE, value),
+                Entry::FreeBlock { block } => (block | T_FREE_BLOCK, 0),
+                Entry::LockWord { offset, old } => (offset | T_LOCK_WORD, old),
+            }
+        }
+
+        /// Decodes two words read from the file; None for an unknown tag (a damaged log).
+        pub fn from_words(tagged: u64, value: u64) -> Option<Entry> {
+            let offset = tagged & !TAG_MASK;
+            Some(match tagged & TAG_MASK {
+                T_WORD => Entry::Word { offset, old: value },
+                T_ALLOC => Entry::Alloc { block: offset },
+                T_RELEASE => Entry::Release { value },
+                T_FREE_BLOCK => Entry::FreeBlock { block: offset },
+                T_LOCK_WORD => Entry::LockWord { offset, old: value },
+                _ => return None,
+            })
+        }
+    }
 }
 
 /// How a rollback undoes the entries that are not data words (the object layer's lock-file
@@ -466,22 +536,39 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
             .store(self.block + undo::LEN, n, Ordering::Release)
     }
 
-    /// Undoes entries `len - 1` down to 0, newest first (the oldest value of a word logged
-    /// twice is the one that stays). Word entries are restored without shrinking the log: a
-    /// recoverer killed half-way is followed by one that restores them all again, to the same
-    /// values. The length drops past an entry that must not be undone twice (`once_only`)
-    /// before it is undone, and to 0 at the end, each time after the words restored before.
+    /// Undoes entries `len - 1` down to 0, newest first: a dead owner's change, as
+    /// [`UndoLog::roll_back_to`] with mark 0.
     pub fn roll_back<O: OtherEntries>(&self, len: u64, other: &mut O) -> Result<(), O::Error> {
+        self.roll_back_to(len, 0, other)
+    }
+
+    /// Undoes entries `len - 1` down to `mark`, newest first (the oldest value of a word logged
+    /// twice is the one that stays), and leaves the log `mark` entries long. Every rollback
+    /// runs this: a live change that fails (mark 0), a transaction's savepoint (its mark), the
+    /// recovery of a dead owner and of an orphaned durable change (mark 0).
+    ///
+    /// Word entries are restored without shrinking the log: a writer or recoverer killed
+    /// half-way leaves a log whose every entry a recoverer restores again, to the same values
+    /// (entries below the mark included: they hold the values from before the change). The
+    /// length drops past an entry that must not be undone twice (`once_only`) before it is
+    /// undone, and to `mark` at the end, each time after the words restored before (a durable
+    /// store's barrier in `set_len` puts them on disk first).
+    pub fn roll_back_to<O: OtherEntries>(
+        &self,
+        len: u64,
+        mark: u64,
+        other: &mut O,
+    ) -> Result<(), O::Error> {
         let mut i = len;
-        while i > 0 {
+        while i > mark {
             i -= 1;
             let (tagged, value) = self.entry(i)?;
             let entry = self.entry_offset(i);
             if tagged & undo::TAG_MASK == undo::T_WORD {
                 other.check_word(entry, tagged & !undo::TAG_MASK)?;
-                // Relaxed: readers keep nothing they read while the sequence is odd; the
-                // recoverer's later store that makes it even (`release_dead`) publishes the
-                // restored words to readers and to the next owner.
+                // Relaxed: readers keep nothing they read while the sequence is odd; the store
+                // that makes it even (`end_change`, or `release_dead` for a dead owner)
+                // publishes the restored words to readers and to the next owner.
                 self.store
                     .store(tagged & !undo::TAG_MASK, value, Ordering::Relaxed)?;
             } else if other.once_only(tagged) {
@@ -491,8 +578,8 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
                 other.undo(entry, tagged, value)?;
             }
         }
-        if len > 0 {
-            self.set_len(0)?;
+        if len > mark {
+            self.set_len(mark)?;
         }
         Ok(())
     }

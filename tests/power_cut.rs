@@ -19,6 +19,7 @@ mod harness;
 use harness::TempDir;
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
+use persist::object::view::Value;
 use persist::object::{value, Error, Store};
 use persist::region::set_flush_hook;
 use rand::rngs::StdRng;
@@ -85,9 +86,10 @@ fn lookup(st: &Store, name: &str) -> u64 {
 /// The bytes of a stored str value.
 fn read_str(st: &Store, w: u64) -> Vec<u8> {
     assert!(value::is_block(w), "a long string is a block: {w:#x}");
-    let head = st.block_word(w).unwrap();
-    assert_eq!(value::head_kind(head), value::kind::STR, "a str block");
-    st.read_bytes(w + 8, value::head_len(head)).unwrap()
+    match st.value(w).unwrap() {
+        Value::Str(p) => st.payload_bytes(p).unwrap(),
+        v => panic!("a str block, found {v:?}"),
+    }
 }
 
 fn set_str(st: &mut Store, c: u64, name: &str, bytes: Vec<u8>) -> Result<(), Error> {

@@ -27,6 +27,7 @@
 use libfuzzer_sys::fuzz_target;
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
+use persist::object::view::Value;
 use persist::object::{value, Store};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -339,53 +340,45 @@ fn walk(st: &Store) -> persist::object::Result<(u64, Option<u64>)> {
         if visits > 100_000 {
             break;
         }
-        if !value::is_block(w) {
-            if value::is_short_str(w) {
-                let (bytes, n) = value::short_str_bytes(w);
+        if value::is_block(w) && !seen.insert(w) {
+            continue;
+        }
+        match st.value(w)? {
+            Value::Empty | Value::None | Value::Bool(_) | Value::Int(_) => {}
+            Value::ShortStr(sw) => {
+                let (bytes, n) = value::short_str_bytes(sw);
                 let _ = std::str::from_utf8(&bytes[..n]);
             }
-            continue;
-        }
-        if !seen.insert(w) {
-            continue;
-        }
-        let k = st.block_kind(w)?;
-        let n = value::head_len(st.block_word(w)?);
-        match k {
-            value::kind::STR | value::kind::BYTES | value::kind::BIGINT => {
-                let bytes = st.read_bytes(w + 8, n)?;
+            Value::Str(p) | Value::Bytes(p) | Value::BigInt(p) => {
+                let bytes = st.payload_bytes(p)?;
                 let _ = std::str::from_utf8(&bytes);
             }
-            value::kind::FLOAT => {
-                st.block_word(w + 8)?;
+            Value::Float { block } => {
+                st.float_bits(block)?;
             }
-            value::kind::TUPLE => {
-                st.check_words(w, 8 + 8 * n)?;
-                for i in 0..n {
-                    stack.push(st.block_word(w + 8 + 8 * i)?);
+            Value::Tuple { block, len } => {
+                for i in 0..len {
+                    stack.push(st.tuple_item(block, i)?);
                 }
             }
-            value::kind::LIST => {
-                a_list.get_or_insert(w);
-                stack.extend(st.list_words(w)?);
+            Value::List(c) => {
+                a_list.get_or_insert(c);
+                stack.extend(st.list_words(c)?);
             }
-            value::kind::DICT | value::kind::OBJECT => {
-                st.dict_len(w)?;
-                for (kw, vw) in st.dict_items(w)? {
+            v @ (Value::Dict(c) | Value::Object(c)) => {
+                st.dict_len(c)?;
+                for (kw, vw) in st.dict_items(c)? {
                     stack.push(kw);
                     stack.push(vw);
                     // Look every key up again: probing a damaged table must end.
-                    if value::is_block(kw) || Key::inline(kw).is_some() {
-                        if let Some(key) = Key::inline(kw) {
-                            st.dict_get(w, &key, &mut NO_HINT.clone())?;
-                        }
+                    if let Some(key) = Key::inline(kw) {
+                        st.dict_get(c, &key, &mut NO_HINT.clone())?;
                     }
                 }
-                if k == value::kind::OBJECT {
-                    stack.push(st.object_class(w)?);
+                if matches!(v, Value::Object(_)) {
+                    stack.push(st.object_class(c)?);
                 }
             }
-            _ => {}
         }
     }
     Ok((root, a_list))

@@ -253,9 +253,10 @@ impl Budget {
     fn take(&self) -> Result<(), AccessError> {
         if self.left.get() == 0 {
             self.refused.set(true);
-            return Err(AccessError::Io(std::io::Error::other(
-                "killed (loom model)",
-            )));
+            return Err(AccessError::Io {
+                op: "a step",
+                source: std::io::Error::other("killed (loom model)"),
+            });
         }
         self.left.set(self.left.get() - 1);
         self.spent.set(self.spent.get() + 1);

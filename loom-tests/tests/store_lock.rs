@@ -27,6 +27,27 @@
 //!   still names the dead owner); a live writer that begins its change on an odd sequence (the
 //!   word freed before the sequence is made even, or taken without Acquire).
 //!
+//! - `savepoint_rolled_back_and_writer_killed_at_every_point` (a writer that rolls a savepoint
+//!   back live, then finishes its change, killed at every point, the live rollback included):
+//!   a live rollback that shrinks the log before restoring the words it forgets, or restores
+//!   them in the wrong order, so that the recovery of a writer killed in it keeps a scratch
+//!   value or loses the savepoint's own value.
+//!
+//! Which rollback each model covers. Every rollback in persist runs `UndoLog::roll_back_to`
+//! (src/store_lock.rs), with the object layer's `ObjectEntries` for the entries that are not data
+//! words (src/object/undo.rs):
+//!
+//! | rollback | where it runs | model |
+//! |---|---|---|
+//! | a dead owner's change (to mark 0) | `object/recovery.rs` `recover_slot`, through `StoreLock::recover_dead` | `writer_killed_at_every_point`; `recoverer_killed_at_every_point` (the recovery itself killed and repeated); `contenders_race_for_a_dead_owners_word` (recovered by a racing writer) |
+//! | a live change that fails, or a `transaction()` savepoint (to its mark) | `object/undo.rs` `Store::rollback_to` | `savepoint_rolled_back_and_writer_killed_at_every_point` (to a mark > 0, killed in the middle, then recovered) |
+//! | an orphaned durable change after a reboot (to mark 0) | `object/recovery.rs` `roll_back_orphaned_undo` | the dead owner's models (the same call); its order on disk is tested on real files by `tests/power_cut.rs` |
+//!
+//! The models log data words only. Alloc entries (undone once: the length drops past one before
+//! its block is freed) and lock-word entries are undone by `ObjectEntries` in the same loop; the
+//! SIGKILL tests on real processes (`tests/object_crash.rs`, `tests/python/test_crash.py`) cover
+//! them.
+//!
 //! What loom cannot see: a kill is a prefix of the victim's accesses in program order, so these
 //! models check that every prefix is recoverable; that the Release on the log length keeps the
 //! entry's stores before it on real hardware is the ordering argument in `UndoLog::append`. Here
@@ -51,12 +72,12 @@ use std::cell::Cell;
 /// The lock words, in a lock file of their own.
 const AT: LockOffsets = loom_tests::LOCK_AT;
 
-/// Two data words, then one undo log (two entries) per participant. Each log is its own
+/// Two data words, then one undo log (three entries) per participant. Each log is its own
 /// participant's: a recoverer that rolled back the log of whoever holds the word now would undo
 /// a live writer's change under its feet.
 const A: u64 = 0;
 const B: u64 = 8;
-const LOG_CAP: u64 = 2;
+const LOG_CAP: u64 = 3;
 const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
 const STORE_BYTES: u64 = 16 + 3 * LOG_BYTES;
 
@@ -176,7 +197,34 @@ impl<'a, W: WordStore> Writer<'a, W> {
         self.lock.end_change()?;
         Ok(())
     }
+
+    /// The same change to `to`, made as a transaction with a savepoint that is rolled back
+    /// (as `Store::savepoint` and `Store::rollback_savepoint`): A changes, the savepoint is
+    /// opened, B and A change again, the savepoint is rolled back live (`roll_back_to`), then
+    /// B changes to its final value and the change commits.
+    fn change_with_savepoint(
+        &mut self,
+        to: [u64; 2],
+        committed: &Cell<bool>,
+    ) -> Result<(), AccessError> {
+        self.lock.begin_change()?;
+        self.put(A, to[0])?;
+        let mark = self.len;
+        self.put(B, SCRATCH)?;
+        self.put(A, SCRATCH)?;
+        self.log.roll_back_to(self.len, mark, &mut WordsOnly)?;
+        self.len = mark;
+        self.put(B, to[1])?;
+        self.log.set_len(0)?;
+        self.len = 0;
+        committed.set(true);
+        self.lock.end_change()?;
+        Ok(())
+    }
 }
+
+/// What the savepoint model writes and then rolls back: never kept, never seen by a reader.
+const SCRATCH: u64 = 99;
 
 /// A live writer takes the word (it must be free) and changes the data to `to`, checking what
 /// a new owner must find: the sequence even and the data a whole committed state.
@@ -231,6 +279,11 @@ fn recover<W: WordStore>(lock_file: &W, store: &W) -> Result<bool, AccessError> 
 /// The victim: takes the free word and changes the data to `VICTIMS`, until its budget runs
 /// out. Returns whether it committed, and the accesses it made.
 fn victim_change(world: &World, k: u64) -> (bool, u64) {
+    victim_change_as(world, k, false)
+}
+
+/// `victim_change`, the change made with a rolled-back savepoint if `savepoint`.
+fn victim_change_as(world: &World, k: u64, savepoint: bool) -> (bool, u64) {
     let budget = Budget::new(k);
     let lock_file = KillableWords {
         inner: &world.lock_file,
@@ -243,7 +296,11 @@ fn victim_change(world: &World, k: u64) -> (bool, u64) {
     let committed = Cell::new(false);
     let r = Writer::new(&lock_file, &store, VICTIM, VICTIM_GENERATION).and_then(|mut w| {
         assert_eq!(w.take()?, Ok(()), "the writer word is held");
-        w.change(VICTIMS, &committed)
+        if savepoint {
+            w.change_with_savepoint(VICTIMS, &committed)
+        } else {
+            w.change(VICTIMS, &committed)
+        }
     });
     if let Err(e) = r {
         assert!(
@@ -411,6 +468,36 @@ fn contenders_race_for_a_dead_owners_word() {
         }
         let last = world.data();
         assert!(last == FIRST || last == SECOND, "the data ends as {last:?}");
+        world.assert_free();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// A writer rolls a savepoint back live, then finishes its change; it is killed at each of its
+/// accesses (in the middle of the live rollback too) while a reader reads; recovered (the reader
+/// still reading); then a second writer changes the data. The live rollback leaves the log as a
+/// recovery must find it: a recoverer undoes the entries the live rollback restored again, to
+/// the same values, and the scratch values are never kept by anyone.
+#[test]
+fn savepoint_rolled_back_and_writer_killed_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
+        };
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || victim_change_as(&world, k, true))
+        };
+        let (committed, spent) = victim.join().unwrap();
+        world.live.set_alive(VICTIM, false);
+        recover(&world.lock_file, &world.store).unwrap();
+        let seen = reader.join().unwrap();
+        assert_recovered(&world, committed, &seen);
+        let expected = if committed { VICTIMS } else { OLD };
+        live_change(&world, SECOND_SLOT, SECOND, &[expected]);
         world.assert_free();
         spent
     }

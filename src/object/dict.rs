@@ -1,28 +1,27 @@
 //! Persistent dicts (and the attribute dicts of user objects).
 //!
-//! A dict is a container header (`DICT_BYTES`: head, refcnt, version, orphan link, table, used,
+//! A dict is a container header (`dict_header::BYTES`: head, refcnt, version, orphan link, table, used,
 //! entries, class word for objects) and a table block, laid out as CPython's compact dict:
 //!
 //! ```text
 //! | head: DICT_TABLE, nbuckets | cap (entries) | buckets[nbuckets] | entries[cap] (hash, key, value) |
 //! ```
 //!
-//! A bucket holds 0 (empty), `DUMMY` (deleted), or entry index + 1. Entries are in insertion
+//! A bucket holds 0 (empty), `dict_table::DUMMY` (deleted), or entry index + 1. Entries are in insertion
 //! order; a deleted entry keeps its place with key word 0. Probing is CPython's perturbation
 //! sequence over the store's own stable hash (value.rs). A table is rebuilt (compacted) when
 //! its entries are used up; lookups stop after `nbuckets` probes, so a damaged table cannot
 //! loop.
 
-use super::encode::{hash_float, hash_int_bytes, D_NENTRIES, D_TABLE, D_USED};
+use super::encode::{hash_float, hash_int_bytes};
+use super::layout::{dict_header, dict_table, owned};
 use super::list::corrupt;
 use super::tree::{Node, Tree};
-use super::value::{self, kind, FloatKey};
+use super::value::{self, FloatKey, Kind};
+use super::view::Value;
 use super::{Error, Result, Store};
 use crate::sync::{AtomicU64, Ordering};
 
-const DUMMY: u64 = u64::MAX;
-const T_CAP: u64 = 8;
-const T_BUCKETS: u64 = 16;
 const PERTURB_SHIFT: u32 = 5;
 
 /// A dict's table, checked.
@@ -53,11 +52,11 @@ impl DictParts {
     }
 
     fn bucket_at(&self, i: u64) -> Result<u64> {
-        self.w(T_BUCKETS / 8 + i)
+        self.w(dict_table::BUCKETS / 8 + i)
     }
 
     fn entry_at(&self, e: u64) -> Result<(u64, u64, u64)> {
-        let base = T_BUCKETS / 8 + self.nbuckets + 3 * e;
+        let base = dict_table::BUCKETS / 8 + self.nbuckets + 3 * e;
         if base + 2 >= self.nwords {
             return Err(corrupt("dict entry out of range", self.table));
         }
@@ -67,10 +66,10 @@ impl DictParts {
     }
 
     fn bucket(&self, i: u64) -> u64 {
-        self.table + T_BUCKETS + 8 * i
+        self.table + dict_table::BUCKETS + 8 * i
     }
     fn entry_off(&self, e: u64) -> u64 {
-        self.table + T_BUCKETS + 8 * self.nbuckets + 24 * e
+        self.table + dict_table::BUCKETS + 8 * self.nbuckets + dict_table::ENTRY_BYTES * e
     }
 }
 
@@ -138,8 +137,11 @@ pub const NO_HINT: u64 = u64::MAX;
 
 impl Store {
     pub(super) fn dict_parts(&self, c: u64) -> Result<DictParts> {
-        const _: () = assert!(D_USED == D_TABLE + 8 && D_NENTRIES == D_TABLE + 16);
-        let [table, used, nentries] = self.get_words(c + D_TABLE)?;
+        const _: () = assert!(
+            dict_header::USED == dict_header::TABLE + 8
+                && dict_header::NENTRIES == dict_header::TABLE + 16
+        );
+        let [table, used, nentries] = self.get_words(c + dict_header::TABLE)?;
         if table == 0 {
             if used != 0 || nentries != 0 {
                 return Err(corrupt("dict without table has entries", c));
@@ -154,10 +156,10 @@ impl Store {
                 nwords: 0,
             });
         }
-        const _: () = assert!(T_CAP == 8);
+        const _: () = assert!(dict_table::CAP == 8);
         let [head, cap] = self.get_words(table)?;
         let nbuckets = value::head_len(head);
-        if value::head_kind(head) != kind::DICT_TABLE
+        if value::head_kind(head) != Some(Kind::DictTable)
             || table % 16 != 0
             || !nbuckets.is_power_of_two()
             || cap >= nbuckets
@@ -166,7 +168,7 @@ impl Store {
         {
             return Err(corrupt("dict table does not match its dict", c));
         }
-        let bytes = T_BUCKETS
+        let bytes = dict_table::BUCKETS
             .checked_add(nbuckets.saturating_mul(8))
             .and_then(|b| b.checked_add(cap.checked_mul(24)?))
             .ok_or_else(|| corrupt("dict table size overflows", c))?;
@@ -183,7 +185,7 @@ impl Store {
     }
 
     pub fn dict_len(&self, c: u64) -> Result<u64> {
-        self.get(c + D_USED)
+        self.get(c + dict_header::USED)
     }
 
     /// Entry `e` (< nentries): (hash, key word, value word); key word 0 = deleted.
@@ -246,7 +248,7 @@ impl Store {
             if b == 0 {
                 return Ok(None);
             }
-            if b != DUMMY {
+            if b != dict_table::DUMMY {
                 let e = b - 1;
                 if e >= d.nentries {
                     return Err(corrupt(
@@ -295,7 +297,7 @@ impl Store {
     pub fn dict_set(&mut self, c: u64, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
         let d = self.dict_parts(c)?;
         if let Some(e) = self.find_entry(&d, key, hint)? {
-            let o = d.entry_off(e) + 16;
+            let o = d.entry_off(e) + dict_table::VALUE;
             let old = self.get(o)?;
             self.put(o, w)?;
             self.release_at_commit(old)?;
@@ -329,22 +331,22 @@ impl Store {
         let e = d.nentries;
         let o = d.entry_off(e);
         self.put(o, h)?;
-        self.put(o + 8, kw)?;
-        self.put(o + 16, w)?;
+        self.put(o + dict_table::KEY, kw)?;
+        self.put(o + dict_table::VALUE, w)?;
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
         loop {
             let b = self.get(d.bucket(i))?;
-            if b == 0 || b == DUMMY {
+            if b == 0 || b == dict_table::DUMMY {
                 break;
             }
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
         }
         self.put(d.bucket(i), e + 1)?;
-        self.put(c + D_NENTRIES, e + 1)?;
-        self.put(c + D_USED, d.used + 1)?;
+        self.put(c + dict_header::NENTRIES, e + 1)?;
+        self.put(c + dict_header::USED, d.used + 1)?;
         self.bump_version(c)?;
         Ok(e)
     }
@@ -362,9 +364,9 @@ impl Store {
         if d.table != 0 {
             self.free_at_commit(d.table)?;
         }
-        self.put(c + D_TABLE, table)?;
-        self.put(c + D_NENTRIES, entries.len() as u64)?;
-        self.put(c + D_USED, entries.len() as u64)?;
+        self.put(c + dict_header::TABLE, table)?;
+        self.put(c + dict_header::NENTRIES, entries.len() as u64)?;
+        self.put(c + dict_header::USED, entries.len() as u64)?;
         self.dict_parts(c)
     }
 
@@ -385,10 +387,10 @@ impl Store {
                 .ok_or_else(|| Error::TooLarge("dict too large".into()))?;
         }
         let cap = nbuckets * 2 / 3;
-        let bytes = T_BUCKETS + 8 * nbuckets + 24 * cap;
+        let bytes = dict_table::bytes(nbuckets, cap);
         let t = self.alloc(bytes)?;
-        self.init(t, value::block_head(kind::DICT_TABLE, nbuckets))?;
-        self.init(t + T_CAP, cap)?;
+        self.init(t, value::block_head(Kind::DictTable, nbuckets))?;
+        self.init(t + dict_table::CAP, cap)?;
         let parts = DictParts {
             table: t,
             nbuckets,
@@ -405,8 +407,8 @@ impl Store {
         for (e, &(h, k, v)) in entries.iter().enumerate() {
             let o = parts.entry_off(e as u64);
             self.init(o, h)?;
-            self.init(o + 8, k)?;
-            self.init(o + 16, v)?;
+            self.init(o + dict_table::KEY, k)?;
+            self.init(o + dict_table::VALUE, v)?;
             let mut i = h & mask;
             let mut perturb = h;
             while self.get(parts.bucket(i))? != 0 {
@@ -429,12 +431,12 @@ impl Store {
 
     fn delete_entry(&mut self, c: u64, d: &DictParts, b: u64, e: u64) -> Result<(u64, u64)> {
         let o = d.entry_off(e);
-        let kw = self.get(o + 8)?;
-        let vw = self.get(o + 16)?;
-        self.put(d.bucket(b), DUMMY)?;
-        self.put(o + 8, value::EMPTY)?;
-        self.put(o + 16, value::EMPTY)?;
-        self.put(c + super::encode::D_USED, d.used - 1)?;
+        let kw = self.get(o + dict_table::KEY)?;
+        let vw = self.get(o + dict_table::VALUE)?;
+        self.put(d.bucket(b), dict_table::DUMMY)?;
+        self.put(o + dict_table::KEY, value::EMPTY)?;
+        self.put(o + dict_table::VALUE, value::EMPTY)?;
+        self.put(c + dict_header::USED, d.used - 1)?;
         self.release_at_commit(kw)?;
         self.release_at_commit(vw)?;
         self.bump_version(c)?;
@@ -475,15 +477,15 @@ impl Store {
         if d.table != 0 {
             self.free_at_commit(d.table)?;
         }
-        self.put(c + D_TABLE, 0)?;
-        self.put(c + D_USED, 0)?;
-        self.put(c + D_NENTRIES, 0)?;
+        self.put(c + dict_header::TABLE, 0)?;
+        self.put(c + dict_header::USED, 0)?;
+        self.put(c + dict_header::NENTRIES, 0)?;
         self.bump_version(c)
     }
 
     /// The class word of object `c`.
     pub fn object_class(&self, c: u64) -> Result<u64> {
-        self.get(c + super::encode::D_CLASS)
+        self.get(c + dict_header::CLASS)
     }
 
     // ---- key equality ------------------------------------------------------------------
@@ -524,13 +526,13 @@ impl Store {
                         false
                     } else {
                         let head = self.get(w)?;
-                        if value::head_kind(head) != kind::TUPLE
+                        if value::head_kind(head) != Some(Kind::Tuple)
                             || value::head_len(head) != kids.len() as u64
                         {
                             false
                         } else {
                             for (i, &k) in kids.iter().enumerate() {
-                                stack.push((self.get(w + 8 + 8 * i as u64)?, k));
+                                stack.push((self.get(owned::tuple_item(w, i as u64))?, k));
                             }
                             true
                         }
@@ -551,9 +553,9 @@ impl Store {
             Node::None => w == value::NONE,
             Node::Str(s) => match value::short_str(s) {
                 Some(sw) => w == sw,
-                None => self.block_bytes_eq(w, kind::STR, s)?,
+                None => self.block_bytes_eq(w, Kind::Str, s)?,
             },
-            Node::Bytes(b) => self.block_bytes_eq(w, kind::BYTES, b)?,
+            Node::Bytes(b) => self.block_bytes_eq(w, Kind::Bytes, b)?,
             Node::Int(v) if value::is_small_int(w) => value::small_int_value(w) == *v,
             n => match (node_num(n), self.word_num(w)?) {
                 (Some(a), Some(b)) => a == b,
@@ -562,15 +564,15 @@ impl Store {
         })
     }
 
-    fn block_bytes_eq(&self, w: u64, k: u64, b: &[u8]) -> Result<bool> {
+    fn block_bytes_eq(&self, w: u64, k: Kind, b: &[u8]) -> Result<bool> {
         if !value::is_block(w) {
             return Ok(false);
         }
         let head = self.get(w)?;
-        if value::head_kind(head) != k || value::head_len(head) != b.len() as u64 {
+        if value::head_kind(head) != Some(k) || value::head_len(head) != b.len() as u64 {
             return Ok(false);
         }
-        let p = self.raw_bytes(w + 8, b.len() as u64)?;
+        let p = self.raw_bytes(w + owned::PAYLOAD, b.len() as u64)?;
         // SAFETY: the range is inside the mapping (checked by raw_bytes); the bytes may be
         // changing under a racing writer, in which case the caller's read validation fails
         // and this answer is discarded. Read as a raw slice for the comparison only.
@@ -580,33 +582,34 @@ impl Store {
 
     /// A stored word as a number, if it is one.
     fn word_num(&self, w: u64) -> Result<Option<Num>> {
-        Ok(Some(match w {
-            value::TRUE => Num::I(1),
-            value::FALSE => Num::I(0),
-            w if value::is_small_int(w) => Num::I(value::small_int_value(w)),
-            w if value::is_block(w) => {
-                let head = self.get(w)?;
-                match value::head_kind(head) {
-                    kind::FLOAT => float_num(f64::from_bits(self.get(w + 8)?)),
-                    kind::BIGINT => {
-                        let n = value::head_len(head);
-                        if n == 0 || n > 1 << 20 {
-                            return Err(corrupt("int of unreasonable size", w));
-                        }
-                        let b = self.read_bytes(w + 8, n)?;
-                        match value::twos_to_i64(&b) {
-                            Some(v) => Num::I(v),
-                            None => Num::B(b),
-                        }
-                    }
-                    _ => return Ok(None),
+        Ok(Some(match self.value(w)? {
+            Value::Bool(b) => Num::I(b as i64),
+            Value::Int(v) => Num::I(v),
+            Value::Float { block } => float_num(f64::from_bits(self.float_bits(block)?)),
+            Value::BigInt(p) => {
+                if p.len == 0 || p.len > 1 << 20 {
+                    return Err(corrupt("int of unreasonable size", w));
+                }
+                let b = self.payload_bytes(p)?;
+                match value::twos_to_i64(&b) {
+                    Some(v) => Num::I(v),
+                    None => Num::B(b),
                 }
             }
-            _ => return Ok(None),
+            Value::Empty
+            | Value::None
+            | Value::ShortStr(_)
+            | Value::Str(_)
+            | Value::Bytes(_)
+            | Value::Tuple { .. }
+            | Value::List(_)
+            | Value::Dict(_)
+            | Value::Object(_) => return Ok(None),
         }))
     }
 
-    /// The stable hash of a stored key word (for check and rebuilding).
+    /// The stable hash of a stored key word (for check and rebuilding): as `hash_node` gives
+    /// for the value it stands for. Tuples through a work list (no recursion).
     pub fn hash_word(&self, w: u64) -> Result<u64> {
         use super::value::hash;
         enum Step {
@@ -621,55 +624,42 @@ impl Store {
             if steps > 1 << 24 {
                 return Err(corrupt("key nests too deeply", w));
             }
-            match s {
+            let w = match s {
                 Step::Combine(start, len) => {
                     let h = hash::tuple(out[start..start + len].iter().copied());
                     out.truncate(start);
                     out.push(h);
+                    continue;
                 }
-                Step::Visit(w) => {
-                    let h = match w {
-                        value::NONE => hash::none(),
-                        value::TRUE => hash::int(1),
-                        value::FALSE => hash::int(0),
-                        w if value::is_small_int(w) => hash::int(value::small_int_value(w)),
-                        w if value::is_short_str(w) => {
-                            let (b, n) = value::short_str_bytes(w);
-                            hash::bytes(hash::DOMAIN_STR, &b[..n])
-                        }
-                        w if value::is_block(w) => {
-                            let head = self.get(w)?;
-                            let n = value::head_len(head);
-                            match value::head_kind(head) {
-                                kind::STR => {
-                                    hash::bytes(hash::DOMAIN_STR, &self.read_bytes(w + 8, n)?)
-                                }
-                                kind::BYTES => {
-                                    hash::bytes(hash::DOMAIN_BYTES, &self.read_bytes(w + 8, n)?)
-                                }
-                                kind::BIGINT => hash_int_bytes(&self.read_bytes(w + 8, n)?),
-                                kind::FLOAT => hash_float(f64::from_bits(self.get(w + 8)?)),
-                                kind::TUPLE => {
-                                    self.check_span(w, 8 + 8 * n)?;
-                                    stack.push(Step::Combine(out.len(), n as usize));
-                                    for i in (0..n).rev() {
-                                        stack.push(Step::Visit(self.get(w + 8 + 8 * i)?));
-                                    }
-                                    continue;
-                                }
-                                k => {
-                                    return Err(corrupt(
-                                        &format!("a dict key is a block of kind {k}"),
-                                        w,
-                                    ))
-                                }
-                            }
-                        }
-                        _ => return Err(corrupt("a dict key has an invalid word", w)),
-                    };
-                    out.push(h);
+                Step::Visit(w) => w,
+            };
+            let h = match self.value(w)? {
+                Value::None => hash::none(),
+                Value::Bool(b) => hash::int(b as i64),
+                Value::Int(v) => hash::int(v),
+                Value::ShortStr(sw) => {
+                    let (b, n) = value::short_str_bytes(sw);
+                    hash::bytes(hash::DOMAIN_STR, &b[..n])
                 }
-            }
+                Value::Str(p) => hash::bytes(hash::DOMAIN_STR, &self.payload_bytes(p)?),
+                Value::Bytes(p) => hash::bytes(hash::DOMAIN_BYTES, &self.payload_bytes(p)?),
+                Value::BigInt(p) => hash_int_bytes(&self.payload_bytes(p)?),
+                Value::Float { block } => hash_float(f64::from_bits(self.float_bits(block)?)),
+                Value::Tuple { block, len } => {
+                    stack.push(Step::Combine(out.len(), len as usize));
+                    for i in (0..len).rev() {
+                        stack.push(Step::Visit(self.tuple_item(block, i)?));
+                    }
+                    continue;
+                }
+                v @ (Value::Empty | Value::List(_) | Value::Dict(_) | Value::Object(_)) => {
+                    return Err(corrupt(
+                        &format!("a dict key is a {}, which no key can be", v.type_name()),
+                        w,
+                    ))
+                }
+            };
+            out.push(h);
         }
         Ok(out.pop().unwrap_or(0))
     }

@@ -2,8 +2,10 @@
 //! them (an owned value is freed, a container reference dropped, a container no one refers to
 //! or holds freed with everything it owns). Both walk without recursion.
 
+use super::layout::{dict_header, list_header, owned};
 use super::tree::{Node, Tree};
-use super::value::{self, hash, kind, FloatKey};
+use super::value::{self, hash, FloatKey, Kind};
+use super::view::{Child, Value};
 use super::{container, words, Error, Result, Store};
 use crate::sync::{Ordering, WordStore};
 
@@ -15,19 +17,6 @@ pub(super) enum Release {
     /// Free a block that nothing links (an old items array or dict table).
     Block(u64),
 }
-
-/// Bytes of a list header: container header, items, len, cap.
-pub(super) const LIST_BYTES: u64 = 56;
-pub(super) const L_ITEMS: u64 = 32;
-pub(super) const L_LEN: u64 = 40;
-pub(super) const L_CAP: u64 = 48;
-
-/// Bytes of a dict header: container header, table, used, entries, class (objects only).
-pub(super) const DICT_BYTES: u64 = 72;
-pub(super) const D_TABLE: u64 = 32;
-pub(super) const D_USED: u64 = 40;
-pub(super) const D_NENTRIES: u64 = 48;
-pub(super) const D_CLASS: u64 = 56;
 
 impl Store {
     /// Writes `t` into the store and returns its value word. Inside an op: every block is
@@ -78,9 +67,9 @@ impl Store {
             }
             match node {
                 Node::List(_) => word[i] = self.new_list_header()?,
-                Node::Dict(_) => word[i] = self.new_dict_header(kind::DICT)?,
+                Node::Dict(_) => word[i] = self.new_dict_header(Kind::Dict)?,
                 Node::Object(..) => {
-                    word[i] = self.new_dict_header(kind::OBJECT)?;
+                    word[i] = self.new_dict_header(Kind::Object)?;
                     self.encoded_objects.push((i as u32, word[i]));
                 }
                 _ => {}
@@ -125,22 +114,22 @@ impl Store {
                         entries.push((h, word[pair[0] as usize], word[pair[1] as usize]));
                     }
                     let table = self.build_table(&entries)?;
-                    self.init(word[i] + D_TABLE, table)?;
-                    self.init(word[i] + D_USED, entries.len() as u64)?;
-                    self.init(word[i] + D_NENTRIES, entries.len() as u64)?;
+                    self.init(word[i] + dict_header::TABLE, table)?;
+                    self.init(word[i] + dict_header::USED, entries.len() as u64)?;
+                    self.init(word[i] + dict_header::NENTRIES, entries.len() as u64)?;
                     if let Node::Object(class, _) = t.node(i as u32) {
                         let cw = self.encode_scalar(&Node::Str(class.as_bytes().into()))?;
-                        self.init(word[i] + D_CLASS, cw)?;
+                        self.init(word[i] + dict_header::CLASS, cw)?;
                     }
                     refs[i] += 1;
                     word[i]
                 }
                 Node::Tuple(r) => {
                     let kids = t.kids(r);
-                    let b = self.alloc(8 + 8 * kids.len() as u64)?;
-                    self.init(b, value::block_head(kind::TUPLE, kids.len() as u64))?;
+                    let b = self.alloc(owned::tuple_bytes(kids.len() as u64))?;
+                    self.init(b, value::block_head(Kind::Tuple, kids.len() as u64))?;
                     for (k, &c) in kids.iter().enumerate() {
-                        self.init(b + 8 + 8 * k as u64, word[c as usize])?;
+                        self.init(owned::tuple_item(b, k as u64), word[c as usize])?;
                     }
                     b
                 }
@@ -193,22 +182,22 @@ impl Store {
             return Ok(w);
         }
         Ok(match node {
-            Node::Int(v) => self.owned_bytes(kind::BIGINT, &v.to_le_bytes())?,
+            Node::Int(v) => self.owned_bytes(Kind::BigInt, &v.to_le_bytes())?,
             Node::BigInt(b) => match value::twos_to_i64(b).and_then(value::small_int) {
                 Some(w) => w,
                 None => {
                     let b = value::minimal_twos(b.clone());
-                    self.owned_bytes(kind::BIGINT, &b)?
+                    self.owned_bytes(Kind::BigInt, &b)?
                 }
             },
             Node::Float(f) => {
                 let b = self.alloc(16)?;
-                self.init(b, value::block_head(kind::FLOAT, 8))?;
-                self.init(b + 8, f.to_bits())?;
+                self.init(b, value::block_head(Kind::Float, 8))?;
+                self.init(b + owned::PAYLOAD, f.to_bits())?;
                 b
             }
-            Node::Str(s) => self.owned_bytes(kind::STR, s)?,
-            Node::Bytes(b) => self.owned_bytes(kind::BYTES, b)?,
+            Node::Str(s) => self.owned_bytes(Kind::Str, s)?,
+            Node::Bytes(b) => self.owned_bytes(Kind::Bytes, b)?,
             other => {
                 return Err(Error::Corrupt {
                     what: format!("value tree: {other:?} is not a scalar"),
@@ -218,26 +207,26 @@ impl Store {
         })
     }
 
-    fn owned_bytes(&mut self, k: u64, b: &[u8]) -> Result<u64> {
+    fn owned_bytes(&mut self, k: Kind, b: &[u8]) -> Result<u64> {
         let blk = self.alloc(8 + b.len() as u64)?;
         self.init(blk, value::block_head(k, b.len() as u64))?;
-        self.write_bytes(blk + 8, b)?;
+        self.write_bytes(blk + owned::PAYLOAD, b)?;
         Ok(blk)
     }
 
     fn new_list_header(&mut self) -> Result<u64> {
-        let b = self.alloc(LIST_BYTES)?;
-        self.init(b, value::block_head(kind::LIST, 0))?;
-        for off in (8..LIST_BYTES).step_by(8) {
+        let b = self.alloc(list_header::BYTES)?;
+        self.init(b, value::block_head(Kind::List, 0))?;
+        for off in (8..list_header::BYTES).step_by(8) {
             self.init(b + off, 0)?;
         }
         Ok(b)
     }
 
-    fn new_dict_header(&mut self, k: u64) -> Result<u64> {
-        let b = self.alloc(DICT_BYTES)?;
+    fn new_dict_header(&mut self, k: Kind) -> Result<u64> {
+        let b = self.alloc(dict_header::BYTES)?;
         self.init(b, value::block_head(k, 0))?;
-        for off in (8..DICT_BYTES).step_by(8) {
+        for off in (8..dict_header::BYTES).step_by(8) {
             self.init(b + off, 0)?;
         }
         Ok(b)
@@ -245,7 +234,7 @@ impl Store {
 
     /// A new empty dict with reference count `rc`.
     pub(super) fn new_dict(&mut self, rc: u64) -> Result<u64> {
-        let d = self.new_dict_header(kind::DICT)?;
+        let d = self.new_dict_header(Kind::Dict)?;
         self.init(d + container::REFCNT, rc)?;
         Ok(d)
     }
@@ -328,44 +317,42 @@ impl Store {
     /// containers release what they own; the walk is a work list, never recursion.
     pub(super) fn release_all(&mut self, mut work: Vec<Release>) -> Result<()> {
         while let Some(r) = work.pop() {
-            match r {
-                Release::Block(b) => self.heap.free(b)?,
-                Release::Value(w) => {
-                    if !value::is_block(w) {
-                        continue;
+            let w = match r {
+                Release::Block(b) => {
+                    self.heap.free(b)?;
+                    continue;
+                }
+                Release::Value(w) => w,
+            };
+            match self.value(w)? {
+                Value::Empty
+                | Value::None
+                | Value::Bool(_)
+                | Value::Int(_)
+                | Value::ShortStr(_) => {}
+                Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
+                    self.heap.free(w)?
+                }
+                v @ Value::Tuple { .. } => {
+                    self.for_each_child(v, |child| {
+                        if let Child::Word(item) = child {
+                            work.push(Release::Value(item));
+                        }
+                        Ok(())
+                    })?;
+                    self.heap.free(w)?;
+                }
+                Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                    let rc = self.refcount(c)?;
+                    if rc == 0 {
+                        return Err(Error::Corrupt {
+                            what: "releasing a container whose reference count is 0".into(),
+                            offset: c,
+                        });
                     }
-                    let head = self.get(w)?;
-                    match value::head_kind(head) {
-                        kind::STR | kind::BYTES | kind::BIGINT | kind::FLOAT => {
-                            self.heap.free(w)?
-                        }
-                        kind::TUPLE => {
-                            let n = value::head_len(head);
-                            self.check_span(w, 8 + 8 * n)?;
-                            for k in 0..n {
-                                work.push(Release::Value(self.get(w + 8 + 8 * k)?));
-                            }
-                            self.heap.free(w)?;
-                        }
-                        kind::LIST | kind::DICT | kind::OBJECT => {
-                            let rc = self.get(w + container::REFCNT)?;
-                            if rc == 0 {
-                                return Err(Error::Corrupt {
-                                    what: "releasing a container whose reference count is 0".into(),
-                                    offset: w,
-                                });
-                            }
-                            self.store_now(w + container::REFCNT, rc - 1)?;
-                            if rc == 1 {
-                                self.collect_container(w, &mut work)?;
-                            }
-                        }
-                        k => {
-                            return Err(Error::Corrupt {
-                                what: format!("a value word names a block of kind {k}"),
-                                offset: w,
-                            })
-                        }
+                    self.store_now(c + container::REFCNT, rc - 1)?;
+                    if rc == 1 {
+                        self.collect_container(c, &mut work)?;
                     }
                 }
             }
@@ -395,40 +382,24 @@ impl Store {
 
     /// Frees a container's blocks, queueing the values it refers to.
     pub(super) fn free_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
-        let k = value::head_kind(self.get(c)?);
-        match k {
-            kind::LIST => {
-                let (items, len, _cap) = self.list_parts(c)?;
-                for i in 0..len {
-                    work.push(Release::Value(self.get(items + 8 + 8 * i)?));
-                }
-                if items != 0 {
-                    work.push(Release::Block(items));
-                }
-            }
-            kind::DICT | kind::OBJECT => {
-                let t = self.dict_parts(c)?;
-                for e in 0..t.nentries {
-                    let (_, kw, vw) = self.entry(&t, e)?;
-                    if kw != value::EMPTY {
-                        work.push(Release::Value(kw));
-                        work.push(Release::Value(vw));
-                    }
-                }
-                if t.table != 0 {
-                    work.push(Release::Block(t.table));
-                }
-                if k == kind::OBJECT {
-                    work.push(Release::Value(self.get(c + D_CLASS)?));
-                }
-            }
-            _ => {
-                return Err(Error::Corrupt {
-                    what: format!("freeing a block of kind {k} as a container"),
-                    offset: c,
-                })
-            }
+        let v = self.value(c)?;
+        if v.container() != Some(c) {
+            return Err(Error::Corrupt {
+                what: format!("freeing a {} as a container", v.type_name()),
+                offset: c,
+            });
         }
+        self.for_each_child(v, |child| {
+            match child {
+                Child::Word(w) => work.push(Release::Value(w)),
+                Child::Part(b) => work.push(Release::Block(b)),
+                Child::Entry { key, value, .. } => {
+                    work.push(Release::Value(key));
+                    work.push(Release::Value(value));
+                }
+            }
+            Ok(())
+        })?;
         self.heap.free(c)?;
         Ok(())
     }

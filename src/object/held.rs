@@ -1,6 +1,6 @@
 //! Held sets: the containers a process's proxies keep alive, recorded in the file.
 //!
-//! Each participant has a chain of `HELD` blocks (head, next, `HELD_ENTRIES` words), its first
+//! Each participant has a chain of `HELD` blocks (head, next, `held_block::COUNT` words), its first
 //! block named by its slot's HELD word. An entry is a container offset or 0. Only the owner
 //! writes its chain (one SeqCst store per entry); writers read every attached participant's
 //! chain before they free a container (`is_held_anywhere`).
@@ -16,16 +16,12 @@
 //! slot's `RO_PINNED` word counts the containers it holds beyond them, and while any slot's
 //! pin is non-zero every container counts as held. Same handshake, other words.
 
-use super::value::{self, kind};
+use super::layout::held_block;
+use super::value::{self, Kind};
 use super::{slot_words, Error, Result, Store};
 use crate::region::table;
 use crate::sync::{fence, Ordering, WordStore};
 use std::collections::HashMap;
-
-const H_NEXT: u64 = 8;
-const H_ENTRIES: u64 = 16;
-const HELD_ENTRIES: u64 = 62;
-const HELD_BYTES: u64 = H_ENTRIES + 8 * HELD_ENTRIES;
 
 /// Hashes a block offset for a process-local map: one multiply (offsets are not chosen by an
 /// adversary who could exploit collisions, and a collision only costs time).
@@ -177,22 +173,22 @@ impl Store {
 
     fn grow_held(&mut self) -> Result<()> {
         const J: u64 = 3;
-        let b = self.heap.alloc_into(HELD_BYTES, J)?;
-        self.init(b, value::block_head(kind::HELD, HELD_ENTRIES))?;
-        self.init(b + H_NEXT, 0)?;
-        for i in 0..HELD_ENTRIES {
-            self.init(b + H_ENTRIES + 8 * i, 0)?;
+        let b = self.heap.alloc_into(held_block::BYTES, J)?;
+        self.init(b, value::block_head(Kind::Held, held_block::COUNT))?;
+        self.init(b + held_block::NEXT, 0)?;
+        for i in 0..held_block::COUNT {
+            self.init(b + held_block::ENTRIES + 8 * i, 0)?;
         }
         if self.held.last == 0 {
             self.slot_word(slot_words::HELD)?.store(b, Ordering::SeqCst);
         } else {
             self.mem()
-                .store(self.held.last + H_NEXT, b, Ordering::SeqCst)?;
+                .store(self.held.last + held_block::NEXT, b, Ordering::SeqCst)?;
         }
         self.heap.settle(J)?;
         self.held.last = b;
-        for i in (0..HELD_ENTRIES).rev() {
-            self.held.free.push(b + H_ENTRIES + 8 * i);
+        for i in (0..held_block::COUNT).rev() {
+            self.held.free.push(b + held_block::ENTRIES + 8 * i);
         }
         Ok(())
     }
@@ -210,16 +206,18 @@ impl Store {
         let mut steps = 0u64;
         while b != 0 {
             let head = self.mem().load(b, Ordering::SeqCst)?;
-            if value::head_kind(head) != kind::HELD || value::head_len(head) != HELD_ENTRIES {
+            if value::head_kind(head) != Some(Kind::Held)
+                || value::head_len(head) != held_block::COUNT
+            {
                 return Err(Error::Corrupt {
                     what: format!("participant {slot}'s held set names a block that is not one"),
                     offset: b,
                 });
             }
             f(b)?;
-            b = self.mem().load(b + H_NEXT, Ordering::SeqCst)?;
+            b = self.mem().load(b + held_block::NEXT, Ordering::SeqCst)?;
             steps += 1;
-            if steps > self.mem().size() / HELD_BYTES {
+            if steps > self.mem().size() / held_block::BYTES {
                 return Err(Error::Corrupt {
                     what: format!("participant {slot}'s held set loops"),
                     offset: b,
@@ -248,8 +246,10 @@ impl Store {
                 }
             }
             self.for_each_held_block(slot, |b| {
-                for i in 0..HELD_ENTRIES {
-                    let c = self.mem().load(b + H_ENTRIES + 8 * i, Ordering::SeqCst)?;
+                for i in 0..held_block::COUNT {
+                    let c = self
+                        .mem()
+                        .load(b + held_block::ENTRIES + 8 * i, Ordering::SeqCst)?;
                     if c != 0 {
                         entries.push(c);
                     }

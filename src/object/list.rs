@@ -1,13 +1,13 @@
 //! Persistent lists.
 //!
-//! A list is a container header (`LIST_BYTES`: head, refcnt, version, orphan link, items, len,
+//! A list is a container header (`list_header::BYTES`: head, refcnt, version, orphan link, items, len,
 //! cap) and an items block (`LIST_ITEMS`: head with its capacity, then `cap` value words).
 //! Appends and small changes happen in place (each word logged); a change that would move
 //! many words (an insert near the front of a long list, a sort, a slice assignment) writes a
 //! new items block and swaps it in, logging one word, and frees the old block at commit.
 
-use super::encode::{L_CAP, L_ITEMS, L_LEN};
-use super::value::{self, kind};
+use super::layout::{list_header, list_items};
+use super::value::{self, Kind};
 use super::{Error, Result, Store};
 
 /// Above this many words to move, a change copies into a new items block instead.
@@ -24,9 +24,9 @@ impl Store {
     /// (items block, len, cap), checked: the items block is an items block of at least `cap`
     /// words and len <= cap.
     pub(super) fn list_parts(&self, c: u64) -> Result<(u64, u64, u64)> {
-        let items = self.get(c + L_ITEMS)?;
-        let len = self.get(c + L_LEN)?;
-        let cap = self.get(c + L_CAP)?;
+        let items = self.get(c + list_header::ITEMS)?;
+        let len = self.get(c + list_header::LEN)?;
+        let cap = self.get(c + list_header::CAP)?;
         if items == 0 {
             if len != 0 || cap != 0 {
                 return Err(corrupt("list without items block has items", c));
@@ -34,14 +34,14 @@ impl Store {
             return Ok((0, 0, 0));
         }
         let head = self.get(items)?;
-        if value::head_kind(head) != kind::LIST_ITEMS
+        if value::head_kind(head) != Some(Kind::ListItems)
             || value::head_len(head) < cap
             || len > cap
             || items % 16 != 0
         {
             return Err(corrupt("list items block does not match its list", c));
         }
-        self.check_span(items, 8 + 8 * cap)?;
+        self.check_span(items, list_items::bytes(cap))?;
         Ok((items, len, cap))
     }
 
@@ -55,13 +55,15 @@ impl Store {
         if i >= len {
             return Ok(None);
         }
-        Ok(Some(self.get(items + 8 + 8 * i)?))
+        Ok(Some(self.get(list_items::item(items, i))?))
     }
 
     /// All item words of list `c`.
     pub fn list_words(&self, c: u64) -> Result<Vec<u64>> {
         let (items, len, _) = self.list_parts(c)?;
-        (0..len).map(|i| self.get(items + 8 + 8 * i)).collect()
+        (0..len)
+            .map(|i| self.get(list_items::item(items, i)))
+            .collect()
     }
 
     /// Items `start..stop` (clamped).
@@ -69,13 +71,13 @@ impl Store {
         let (items, len, _) = self.list_parts(c)?;
         let stop = stop.min(len);
         (start.min(stop)..stop)
-            .map(|i| self.get(items + 8 + 8 * i))
+            .map(|i| self.get(list_items::item(items, i)))
             .collect()
     }
 
     fn new_items(&mut self, cap: u64) -> Result<u64> {
-        let b = self.alloc(8 + 8 * cap)?;
-        self.init(b, value::block_head(kind::LIST_ITEMS, cap))?;
+        let b = self.alloc(list_items::bytes(cap))?;
+        self.init(b, value::block_head(Kind::ListItems, cap))?;
         Ok(b)
     }
 
@@ -87,11 +89,11 @@ impl Store {
         let cap = items.len() as u64;
         let b = self.new_items(cap)?;
         for (i, &w) in items.iter().enumerate() {
-            self.init(b + 8 + 8 * i as u64, w)?;
+            self.init(list_items::item(b, i as u64), w)?;
         }
-        self.init(c + L_ITEMS, b)?;
-        self.init(c + L_CAP, cap)?;
-        self.init(c + L_LEN, cap)?;
+        self.init(c + list_header::ITEMS, b)?;
+        self.init(c + list_header::CAP, cap)?;
+        self.init(c + list_header::LEN, cap)?;
         Ok(())
     }
 
@@ -101,7 +103,7 @@ impl Store {
         if i >= len {
             return Err(corrupt("list index out of range in list_set", c));
         }
-        let slot = items + 8 + 8 * i;
+        let slot = list_items::item(items, i);
         let old = self.get(slot)?;
         self.put(slot, w)?;
         self.release_at_commit(old)?;
@@ -127,22 +129,22 @@ impl Store {
             let new_cap = need.max(cap + cap / 2 + 4).max(4);
             let b = self.new_items(new_cap)?;
             if len > 0 {
-                self.copy_words(items + 8, b + 8, len)?;
+                self.copy_words(list_items::item(items, 0), list_items::item(b, 0), len)?;
             }
             for (k, &w) in ws.iter().enumerate() {
-                self.init(b + 8 + 8 * (len + k as u64), w)?;
+                self.init(list_items::item(b, len + k as u64), w)?;
             }
             if items != 0 {
                 self.free_at_commit(items)?;
             }
-            self.put(c + L_ITEMS, b)?;
-            self.put(c + L_CAP, new_cap)?;
+            self.put(c + list_header::ITEMS, b)?;
+            self.put(c + list_header::CAP, new_cap)?;
         } else {
             for (k, &w) in ws.iter().enumerate() {
-                self.put(items + 8 + 8 * (len + k as u64), w)?;
+                self.put(list_items::item(items, len + k as u64), w)?;
             }
         }
-        self.put(c + L_LEN, need)?;
+        self.put(c + list_header::LEN, need)?;
         self.bump_version(c)
     }
 
@@ -157,7 +159,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let removed: Vec<u64> = (start..stop)
-            .map(|i| self.get(items + 8 + 8 * i))
+            .map(|i| self.get(list_items::item(items, i)))
             .collect::<Result<_>>()?;
         let k = ws.len() as u64;
         let new_len = len - (stop - start) + k;
@@ -166,19 +168,19 @@ impl Store {
             let dst = start + k;
             if dst < stop {
                 for i in 0..tail {
-                    let w = self.get(items + 8 + 8 * (stop + i))?;
-                    self.put(items + 8 + 8 * (dst + i), w)?;
+                    let w = self.get(list_items::item(items, stop + i))?;
+                    self.put(list_items::item(items, dst + i), w)?;
                 }
             } else if dst > stop {
                 for i in (0..tail).rev() {
-                    let w = self.get(items + 8 + 8 * (stop + i))?;
-                    self.put(items + 8 + 8 * (dst + i), w)?;
+                    let w = self.get(list_items::item(items, stop + i))?;
+                    self.put(list_items::item(items, dst + i), w)?;
                 }
             }
             for (j, &w) in ws.iter().enumerate() {
-                self.put(items + 8 + 8 * (start + j as u64), w)?;
+                self.put(list_items::item(items, start + j as u64), w)?;
             }
-            self.put(c + L_LEN, new_len)?;
+            self.put(c + list_header::LEN, new_len)?;
         } else {
             let mut plan = Vec::with_capacity(new_len as usize);
             plan.extend((0..start).map(Item::Old));
@@ -209,7 +211,7 @@ impl Store {
         }
         for (i, u) in used.iter().enumerate() {
             if !u {
-                let w = self.get(items + 8 + 8 * i as u64)?;
+                let w = self.get(list_items::item(items, i as u64))?;
                 self.release_at_commit(w)?;
             }
         }
@@ -223,9 +225,9 @@ impl Store {
             if items != 0 {
                 self.free_at_commit(items)?;
             }
-            self.put(c + L_ITEMS, 0)?;
-            self.put(c + L_CAP, 0)?;
-            self.put(c + L_LEN, 0)?;
+            self.put(c + list_header::ITEMS, 0)?;
+            self.put(c + list_header::CAP, 0)?;
+            self.put(c + list_header::LEN, 0)?;
             return Ok(());
         }
         let new_cap = new_len.max(4);
@@ -234,18 +236,18 @@ impl Store {
             let w = match *it {
                 Item::Old(i) => {
                     debug_assert!(i < len);
-                    self.get(items + 8 + 8 * i)?
+                    self.get(list_items::item(items, i))?
                 }
                 Item::New(w) => w,
             };
-            self.init(b + 8 + 8 * j as u64, w)?;
+            self.init(list_items::item(b, j as u64), w)?;
         }
         if items != 0 {
             self.free_at_commit(items)?;
         }
-        self.put(c + L_ITEMS, b)?;
-        self.put(c + L_CAP, new_cap)?;
-        self.put(c + L_LEN, new_len)?;
+        self.put(c + list_header::ITEMS, b)?;
+        self.put(c + list_header::CAP, new_cap)?;
+        self.put(c + list_header::LEN, new_len)?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 //! [`crate::store_lock`], the protocol the loom models check; this file adds the shared count,
 //! the spin before a sleep, the kernel's futex (with its timeout) and which thread holds what.
 
+use super::layout::lock_words;
 use super::{slot_words, Error, ReadToken, Result, Store};
 use crate::region::Mapping;
 use crate::store_lock::{owner_id, Futex, LockOffsets, StoreLock};
@@ -27,16 +28,11 @@ use crate::sync::{futex, AtomicU64, Ordering, WordStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub const L_WRITER: u64 = 64;
-pub const L_SEQ: u64 = 128;
-pub const L_SHARED: u64 = 192;
-pub const L_WAITERS: u64 = 256;
-
 /// Where [`StoreLock`] finds its words in the lock file.
 pub const LOCK_OFFSETS: LockOffsets = LockOffsets {
-    writer: L_WRITER,
-    seq: L_SEQ,
-    waiters: L_WAITERS,
+    writer: lock_words::WRITER,
+    seq: lock_words::SEQ,
+    waiters: lock_words::WAITERS,
 };
 
 /// The thread id used by internal ops that belong to no Python thread (opening the store).
@@ -78,7 +74,7 @@ impl LockWords {
     pub fn new(m: &'static Mapping, slot: u32, generation: u64) -> Result<LockWords> {
         Ok(LockWords {
             words: StoreLock::new(m, LOCK_OFFSETS)?,
-            shared: m.word(L_SHARED)?,
+            shared: m.word(lock_words::SHARED)?,
             me: owner_id(slot, generation),
         })
     }
@@ -165,8 +161,8 @@ impl Store {
         self.refuse_if_readonly("the store is open read-only: it cannot be changed")?;
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
-                self.locks.marks.push(self.log_len);
-                self.op.floor = self.log_len;
+                let mark = self.log.savepoint();
+                self.locks.marks.push(mark);
                 return Ok(());
             }
             return Err(Error::Busy(self.local_busy()));
@@ -193,7 +189,7 @@ impl Store {
         }
         self.take_writer()?;
         self.lock.seq_begin()?;
-        self.op.writing = true;
+        self.writing = true;
         Ok(())
     }
 
@@ -226,7 +222,7 @@ impl Store {
             // A log that cannot be undone or committed is damage (a hostile file): it is
             // dropped and the writer word released, so the error reaches the caller and the
             // next change does not wait forever behind a word nobody will free.
-            let _ = self.set_log_len(0);
+            self.abandon_log();
         }
         let finished = self.finish_op();
         rolled_back.and(committed).and(finished)
@@ -235,14 +231,15 @@ impl Store {
     /// Leaves the writer's state: sequence even, writer word free.
     pub(super) fn finish_op(&mut self) -> Result<()> {
         // A durable change that ended without a commit (rolled back): its log is empty; the
-        // header must stop naming it before the writer word goes.
-        self.end_durable_change()?;
-        if self.op.writing {
-            self.op.writing = false;
+        // header must stop naming it before the writer word goes. A disk that refuses that
+        // flush is reported, but never keeps the writer word from others.
+        let synced = self.end_durable_change();
+        if self.writing {
+            self.writing = false;
             self.lock.end_change()?;
         }
         self.locks.marks.clear();
-        Ok(())
+        synced
     }
 
     /// lockExcl for `thread` (reentrant). Never blocks.
@@ -284,14 +281,14 @@ impl Store {
         }
         // The writer word only (other lockShared holders do not keep readers out).
         self.lock.try_writer()?;
-        self.op.writing = true;
+        self.writing = true;
         let result = self.add_shared(1);
         let result = result.and_then(|_| self.commit_log());
         if result.is_err() {
             let _ = self.rollback_to(0);
         }
         // Not a change of the data: the sequence stays even.
-        self.op.writing = false;
+        self.writing = false;
         self.lock.release_writer();
         result?;
         self.locks.shared.insert(thread, 1);
@@ -305,7 +302,7 @@ impl Store {
         let my_count = self.lock_mem().load(mine, Ordering::SeqCst)?;
         let global = self.lock.shared.load(Ordering::SeqCst);
         self.put_lock_word(mine, my_count.wrapping_add(n as u64))?;
-        self.put_lock_word(L_SHARED, global.wrapping_add(n as u64))?;
+        self.put_lock_word(lock_words::SHARED, global.wrapping_add(n as u64))?;
         Ok(())
     }
 
@@ -348,12 +345,12 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        self.op.writing = true;
+        self.writing = true;
         let result = self.add_shared(-1).and_then(|_| self.commit_log());
         if result.is_err() {
             let _ = self.rollback_to(0);
         }
-        self.op.writing = false;
+        self.writing = false;
         self.lock.release_writer();
         // Writers sleeping on the shared count may go now.
         self.lock.wake_if_waiting(self.lock.shared);
@@ -392,8 +389,7 @@ impl Store {
 
     /// Opens a savepoint in `thread`'s lockExcl section (transaction() nesting).
     pub fn savepoint(&mut self) -> u64 {
-        self.op.floor = self.log_len;
-        self.log_len
+        self.log.savepoint()
     }
 
     /// Rolls the section back to `mark` (a savepoint).

@@ -28,22 +28,26 @@
 pub mod dict;
 mod encode;
 mod held;
+mod layout;
 pub mod list;
 mod lock;
 mod recovery;
 pub mod tree;
+mod undo;
 pub mod value;
+pub mod view;
 mod walk;
 
+pub use layout::{container, slot_words, words};
 pub use lock::{Busy, LockKind, Waiter};
 pub use walk::{CheckReport, GcReport, Stats};
 
 use crate::heap::{self, Attached, Heap};
 use crate::region::{table, AttachLiveness, Mapping, OpenOptionsRegion};
-use crate::store_lock::UndoLog;
+use crate::store_lock::undo::Entry;
 use crate::sync::{AtomicU64, Ordering, WordStore};
 use std::path::{Path, PathBuf};
-use value::kind;
+use value::Kind;
 
 /// Errors of the object layer.
 #[derive(Debug)]
@@ -52,8 +56,16 @@ pub enum Error {
     /// The store's contents are damaged (or a racing read saw a change in progress: readers
     /// check the sequence before reporting this).
     Corrupt { what: String, offset: u64 },
-    /// The store cannot grow.
+    /// The store cannot grow (the disk or the file size limit is full).
     Full(String),
+    /// An operating-system call failed (a flush, an fsync, growing or trimming the file).
+    /// A change it interrupted was rolled back, unless the message says it was made.
+    Io {
+        /// The call and what it did, e.g. "msync".
+        op: String,
+        path: Option<PathBuf>,
+        source: std::io::Error,
+    },
     /// Opening failed (not a store, another version, I/O...).
     Open(heap::OpenError),
     /// The operation needs the writer lock and another thread or process holds it.
@@ -71,6 +83,16 @@ impl std::fmt::Display for Error {
         match self {
             Error::Corrupt { what, offset } => write!(f, "{what} (at offset {offset:#x})"),
             Error::Full(s) => write!(f, "{s}"),
+            Error::Io {
+                op,
+                path: Some(p),
+                source,
+            } => write!(f, "{op} of {} failed: {source}", p.display()),
+            Error::Io {
+                op,
+                path: None,
+                source,
+            } => write!(f, "{op} failed: {source}"),
             Error::Open(e) => write!(f, "{e}"),
             Error::Busy(b) => write!(f, "the store is busy ({b:?})"),
             Error::LockUsage(s) => write!(f, "{s}"),
@@ -91,7 +113,11 @@ impl From<crate::sync::AccessError> for Error {
                 what: e.to_string(),
                 offset,
             },
-            crate::sync::AccessError::Io(_) => Error::Full(e.to_string()),
+            crate::sync::AccessError::Io { op, source } => Error::Io {
+                op: format!("{op} of the store"),
+                path: None,
+                source,
+            },
         }
     }
 }
@@ -103,10 +129,26 @@ impl From<heap::Error> for Error {
             heap::Error::TooLarge { bytes } => Error::TooLarge(format!(
                 "a block of {bytes} bytes is larger than a store can hold"
             )),
-            other => Error::Corrupt {
-                what: other.to_string(),
-                offset: 0,
+            // The heap's own damage keeps its offset (and the heap's wording); the object
+            // layer's checks that run over heap errors (recovery, the log) keep theirs.
+            heap::Error::Corrupt { what, offset } => Error::Corrupt { what, offset },
+            e @ heap::Error::BadFree { offset, .. } => Error::Corrupt {
+                what: e.to_string(),
+                offset,
             },
+        }
+    }
+}
+
+impl From<crate::region::Error> for Error {
+    fn from(e: crate::region::Error) -> Self {
+        match e {
+            crate::region::Error::Io { path, op, source } => Error::Io {
+                op: op.into(),
+                path: (!path.as_os_str().is_empty()).then_some(path),
+                source,
+            },
+            e => Error::Open(heap::OpenError::Region(e)),
         }
     }
 }
@@ -119,87 +161,6 @@ impl From<heap::OpenError> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Store header words of the object layer (inside `hdr::OBJECT_WORDS..OBJECT_WORDS_END`).
-pub mod words {
-    use crate::region::hdr;
-    /// The root dict's offset (0 until the first opener creates it).
-    pub const ROOT: u64 = hdr::OBJECT_WORDS;
-    /// Head of the orphan list: containers no value refers to that a held set named when
-    /// their last reference went (linked through their `C_ORPHAN_NEXT` words).
-    pub const ORPHANS: u64 = hdr::OBJECT_WORDS + 8;
-    /// The undo log of a durable change in flight (0: none). The lock file, where each
-    /// participant names its own log, does not survive a reboot; this word does (it is on disk
-    /// before the change's first in-place write), so the first open after a power cut finds
-    /// the change and rolls it back.
-    pub const ACTIVE_UNDO: u64 = hdr::OBJECT_WORDS + 16;
-}
-
-/// Participant slot words of the object layer (inside table::W_OBJECT..W_OBJECT + 5).
-pub mod slot_words {
-    use crate::region::table::W_OBJECT;
-    /// The offset of this participant's undo log block in the store file (0: none yet).
-    pub const UNDO: u64 = W_OBJECT;
-    /// The first block of this participant's held set (0: none yet).
-    pub const HELD: u64 = W_OBJECT + 1;
-    /// How many lockShared holds this participant has.
-    pub const SHARED: u64 = W_OBJECT + 2;
-    /// A read-only participant's holds beyond its inline entries (`RO_HELD`): while non-zero,
-    /// every container counts as held (writers put released ones on the orphan list, gc frees
-    /// none), because the store file has no room it could write their offsets into.
-    pub const RO_PINNED: u64 = W_OBJECT + 3;
-    /// Words 16..32: a read-only participant's held set, one container offset (or 0) each.
-    /// Writable participants' held sets are block chains in the store file (`HELD`).
-    pub const RO_HELD: u64 = 16;
-    pub const RO_HELD_ENTRIES: u64 = 16;
-}
-
-/// Container header words (byte offsets from the block).
-pub mod container {
-    /// kind | flags << 8.
-    pub const HEAD: u64 = 0;
-    /// References from value words (and from the header's root word).
-    pub const REFCNT: u64 = 8;
-    /// Bumped by every change: lets the layer above do check-then-act without a lock.
-    pub const VERSION: u64 = 16;
-    /// Next container on the orphan list.
-    pub const ORPHAN_NEXT: u64 = 24;
-    /// Flag: on the orphan list.
-    pub const ORPHAN_FLAG: u64 = 1 << 8;
-}
-
-/// Undo log block: head, len (entries), state, cap; entries of two words from `LOG_ENTRIES`.
-mod log {
-    pub const LEN: u64 = 8;
-    pub const CAP: u64 = 16;
-    pub const ENTRIES: u64 = 32;
-    pub const INITIAL_CAP: u64 = 252;
-    /// Entry tags in the low 3 bits of the entry's first word.
-    pub const T_WORD: u64 = 0;
-    pub const T_ALLOC: u64 = 1;
-    pub const T_RELEASE: u64 = 2;
-    pub const T_FREE_BLOCK: u64 = 3;
-    pub const T_LOCK_WORD: u64 = 4;
-    pub const TAG_MASK: u64 = 7;
-}
-
-/// Who runs the current op: the state a single thread's change or lockExcl section keeps.
-#[derive(Debug, Default)]
-struct OpState {
-    /// The writer word is ours (single op or lockExcl section).
-    writing: bool,
-    /// Offsets already logged, and the log index of that entry (only used once the log is
-    /// long). An entry at or above `floor` makes another one for the same word unnecessary.
-    ///
-    /// `deferred`: the log holds release or free entries (commit must scan it).
-    logged: held::OffsetMap<u64>,
-    /// The log length at the innermost savepoint or op start: a rollback there must find the
-    /// value each word had at that moment, so entries below it are not reused.
-    floor: u64,
-    deferred: bool,
-    /// durable=True: the log holds an entry for the store file (commit must flush it).
-    unsynced: bool,
-}
-
 /// The object layer of one open store, as used by one process.
 ///
 /// Not `Sync`: the layer above serializes calls (the Python layer's steps take an owner word).
@@ -211,12 +172,11 @@ pub struct Store {
     attached: Box<Attached>,
     path: PathBuf,
     slot: u32,
-    op: OpState,
+    /// The writer word is ours (a single op or a lockExcl section).
+    writing: bool,
     locks: lock::LocalLocks,
-    /// Undo log block and its capacity (cached; the slot word and the block hold the truth).
-    log_block: u64,
-    log_cap: u64,
-    log_len: u64,
+    /// The undo log of the change in progress.
+    log: undo::ChangeLog,
     held: held::HeldSet,
     /// (node, offset) of every user object the last `encode` wrote (for binding the Python
     /// instances they came from).
@@ -298,11 +258,9 @@ impl Store {
             attached,
             path: path.to_path_buf(),
             slot,
-            op: OpState::default(),
+            writing: false,
             locks: lock::LocalLocks::default(),
-            log_block: 0,
-            log_cap: 0,
-            log_len: 0,
+            log: undo::ChangeLog::default(),
             held: held::HeldSet::default(),
             encoded_objects: Vec::new(),
             closed: false,
@@ -360,7 +318,7 @@ impl Store {
     /// The root dict's offset.
     pub fn root(&self) -> Result<u64> {
         let r = self.mem().load(words::ROOT, Ordering::Acquire)?;
-        self.check_container(r, Some(kind::DICT))?;
+        self.check_container(r, Some(Kind::Dict))?;
         Ok(r)
     }
 
@@ -417,7 +375,7 @@ impl Store {
 
     /// Writes a data word inside an op, logging its old value first.
     fn put(&mut self, off: u64, new: u64) -> Result<()> {
-        debug_assert!(self.op.writing);
+        debug_assert!(self.writing);
         let old = self.get(off)?;
         if old == new {
             return Ok(());
@@ -488,30 +446,28 @@ impl Store {
     }
 
     /// Checks that `off` is a container block (of kind `want`, if given) and returns its kind.
-    pub fn check_container(&self, off: u64, want: Option<u64>) -> Result<u64> {
+    pub fn check_container(&self, off: u64, want: Option<Kind>) -> Result<Kind> {
         if !value::is_block(off) {
             return Err(Error::Corrupt {
                 what: format!("expected a container, found word {off:#x}"),
                 offset: off,
             });
         }
-        let k = value::head_kind(self.get(off)?);
-        let ok = match want {
-            Some(w) => k == w || (w == kind::DICT && k == kind::OBJECT),
-            None => kind::is_container(k),
-        };
-        if !ok {
-            return Err(Error::Corrupt {
+        let head = self.get(off)?;
+        let found = value::head_kind(head);
+        match (found, want) {
+            (Some(k), Some(w)) if k == w || (w == Kind::Dict && k == Kind::Object) => Ok(k),
+            (Some(k), None) if k.is_container() => Ok(k),
+            _ => Err(Error::Corrupt {
                 what: format!(
                     "expected a {}, found a block of kind {} ({})",
-                    want.map_or("container", kind::name),
-                    k,
-                    kind::name(k)
+                    want.map_or("container", Kind::name),
+                    head & 0xff,
+                    value::kind_name(head)
                 ),
                 offset: off,
-            });
+            }),
         }
-        Ok(k)
     }
 
     /// The user objects the last `encode` wrote: (tree node, offset).
@@ -519,18 +475,8 @@ impl Store {
         &self.encoded_objects
     }
 
-    /// A word of a block (for the layer above's decoding; bounds-checked).
-    pub fn block_word(&self, off: u64) -> Result<u64> {
-        self.get(off)
-    }
-
-    /// Checks that `len` bytes at `off` lie inside the store.
-    pub fn check_words(&self, off: u64, len: u64) -> Result<()> {
-        self.check_span(off, len)
-    }
-
-    /// The kind of the block `off`.
-    pub fn block_kind(&self, off: u64) -> Result<u64> {
+    /// The kind of the block `off` (None: a byte no kind has).
+    pub fn block_kind(&self, off: u64) -> Result<Option<Kind>> {
         Ok(value::head_kind(self.get(off)?))
     }
 
@@ -558,7 +504,7 @@ impl Store {
     fn alloc(&mut self, size: u64) -> Result<u64> {
         const J: u64 = 1;
         let b = self.heap.alloc_into(size.max(16), J)?;
-        let logged = self.log_entry(b | log::T_ALLOC, 0);
+        let logged = self.log_entry(Entry::Alloc { block: b });
         self.heap.settle(J)?;
         if let Err(e) = logged {
             // The block is ours and unlinked: give it back before reporting.
@@ -570,22 +516,20 @@ impl Store {
 
     /// Frees a block this op no longer links, at commit (a rollback keeps it).
     fn free_at_commit(&mut self, block: u64) -> Result<()> {
-        self.op.deferred = true;
-        self.log_entry(block | log::T_FREE_BLOCK, 0)
+        self.log_entry(Entry::FreeBlock { block })
     }
 
     /// Releases a value word at commit: frees an owned value, drops a container reference.
     fn release_at_commit(&mut self, w: u64) -> Result<()> {
         if value::is_block(w) {
-            self.op.deferred = true;
-            self.log_entry(log::T_RELEASE, w)?;
+            self.log_entry(Entry::Release { value: w })?;
         }
         Ok(())
     }
 
     /// Whether the store holds any writer right now (for diagnostics).
     pub fn is_writing(&self) -> bool {
-        self.op.writing
+        self.writing
     }
 
     pub fn heap_check(&self) -> Result<heap::HeapStats> {
@@ -597,10 +541,7 @@ impl Store {
         if self.readonly {
             return Ok(()); // nothing was written
         }
-        self.attached
-            .region()
-            .flush()
-            .map_err(|e| Error::Full(format!("flush failed: {e}")))
+        Ok(self.attached.region().flush()?)
     }
 
     /// Recovers every participant that died while attached: its change or lockExcl section
@@ -625,7 +566,11 @@ impl Store {
         let end = st.heap.used_end()?.next_multiple_of(4096);
         let before = st.mem().size();
         st.close()?;
-        let io = |e: std::io::Error| Error::Full(format!("trimming {}: {e}", path.display()));
+        let io = |source| Error::Io {
+            op: "trimming".into(),
+            path: Some(path.to_path_buf()),
+            source,
+        };
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
@@ -692,7 +637,7 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
-        if self.op.writing {
+        if self.writing {
             self.rollback_to(0)?;
             self.finish_op()?;
         }
@@ -717,122 +662,7 @@ impl crate::sync::Liveness for NoLiveness {
     }
 }
 
-// ---- the undo log -------------------------------------------------------------------------
-
 impl Store {
-    fn slot_word(&self, w: u64) -> Result<&AtomicU64> {
-        let t = self.attached.region().table(&NoLiveness);
-        Ok(self.lock_mem().word(t.word_offset(self.slot, w))?)
-    }
-
-    fn log_word(&mut self, off: u64, old: u64) -> Result<()> {
-        // Long sections log each word once per savepoint (the oldest value is the one a
-        // rollback needs); short ops skip the set, duplicates are harmless.
-        if self.log_len >= 64 {
-            if self
-                .op
-                .logged
-                .get(&off)
-                .is_some_and(|&i| i >= self.op.floor)
-            {
-                return Ok(());
-            }
-            self.op.logged.insert(off, self.log_len);
-        }
-        self.log_entry(off | log::T_WORD, old)
-    }
-
-    /// Writes a lock-file word inside an op, logged.
-    fn put_lock_word(&mut self, off: u64, new: u64) -> Result<()> {
-        let old = self.lock_mem().load(off, Ordering::SeqCst)?;
-        self.log_entry(off | log::T_LOCK_WORD, old)?;
-        self.lock_mem().store(off, new, Ordering::SeqCst)?;
-        Ok(())
-    }
-
-    fn ensure_log(&mut self) -> Result<()> {
-        if self.log_block != 0 {
-            return Ok(());
-        }
-        let cap = log::INITIAL_CAP;
-        let bytes = log::ENTRIES + cap * 16;
-        const J: u64 = 2;
-        let b = self.heap.alloc_into(bytes, J)?;
-        self.init(b, value::block_head(kind::UNDO_LOG, cap))?;
-        self.init(b + log::LEN, 0)?;
-        self.init(b + log::CAP, cap)?;
-        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
-        self.heap.settle(J)?;
-        self.log_block = b;
-        self.log_cap = cap;
-        self.log_len = 0;
-        if self.durable {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Appends one entry: the entry first, then the length (Release), so a recoverer that
-    /// sees the length sees the entry.
-    fn log_entry(&mut self, a: u64, b: u64) -> Result<()> {
-        self.ensure_log()?;
-        if self.log_len == self.log_cap {
-            self.grow_log()?;
-        }
-        // Lock-file words need no disk order: the lock file does not outlive a reboot.
-        let durable = self.durable && a & log::TAG_MASK != log::T_LOCK_WORD;
-        if durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? != self.log_block {
-            // The change's first entry: name the log where a reboot finds it (on disk with
-            // the entry, below).
-            self.mem()
-                .store(words::ACTIVE_UNDO, self.log_block, Ordering::Relaxed)?;
-        }
-        UndoLog::new(self.mem(), self.log_block).append(self.log_len, a, b)?;
-        self.log_len += 1;
-        if durable {
-            self.op.unsynced = true;
-            // The entry, the length and `active undo` on disk before the write they cover.
-            // One flush of the whole file (the kernel visits only dirty pages): every other
-            // dirty page holds a write an earlier entry already covers, so it may go too.
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// After a durable change's log is empty (committed or rolled back): the header stops
-    /// naming the log, on disk.
-    #[inline]
-    pub(super) fn end_durable_change(&mut self) -> Result<()> {
-        if !self.op.unsynced {
-            return Ok(()); // every change of a store that is not durable
-        }
-        self.op.unsynced = false;
-        if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block {
-            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
-        }
-        self.flush()
-    }
-
-    /// Gives the undo log block back (a clean close): the slot stops naming it first, so a
-    /// recoverer of this slot never sees a freed log.
-    fn release_log(&mut self) -> Result<()> {
-        if self.log_block == 0 {
-            return Ok(());
-        }
-        self.slot_word(slot_words::UNDO)?.store(0, Ordering::SeqCst);
-        if self.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.log_block {
-            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
-            if self.durable {
-                self.flush()?;
-            }
-        }
-        let b = std::mem::replace(&mut self.log_block, 0);
-        self.log_cap = 0;
-        self.log_len = 0;
-        self.heap.free(b)?;
-        Ok(())
-    }
-
     /// Makes the store file's directory entry durable (a new store survives a power cut).
     fn sync_directory(&self) -> Result<()> {
         let dir = match self.path.parent() {
@@ -841,124 +671,10 @@ impl Store {
         };
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| Error::Full(format!("fsync of {} failed: {e}", dir.display())))
-    }
-
-    fn grow_log(&mut self) -> Result<()> {
-        let cap = self.log_cap * 2;
-        let bytes = log::ENTRIES + cap * 16;
-        const J: u64 = 2;
-        let b = self.heap.alloc_into(bytes, J)?;
-        self.init(b, value::block_head(kind::UNDO_LOG, cap))?;
-        self.init(b + log::CAP, cap)?;
-        let n = self.log_len;
-        for i in 0..n * 2 {
-            let w = self.get(self.log_block + log::ENTRIES + i * 8)?;
-            self.init(b + log::ENTRIES + i * 8, w)?;
-        }
-        self.mem().store(b + log::LEN, n, Ordering::Release)?;
-        if self.durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log_block
-        {
-            // The copy whole on disk before it becomes the log a reboot looks at; the slot
-            // word and `active undo` move together under the recovery lock, so an opener
-            // looking for an orphaned log (recovery.rs) never sees one naming a log the other
-            // does not.
-            self.flush()?;
-            let slot_word = self.slot_word(slot_words::UNDO)?;
-            let mem = self.attached.region().store();
-            self.attached.with_recovery_lock(|| -> Result<()> {
-                slot_word.store(b, Ordering::SeqCst);
-                mem.store(words::ACTIVE_UNDO, b, Ordering::SeqCst)?;
-                Ok(())
-            })?;
-            self.flush()?;
-        }
-        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
-        self.heap.settle(J)?;
-        let old = self.log_block;
-        self.log_block = b;
-        self.log_cap = cap;
-        self.heap.free(old)?;
-        Ok(())
-    }
-
-    fn log_at(&self, i: u64) -> Result<(u64, u64)> {
-        let e = self.log_block + log::ENTRIES + i * 16;
-        Ok((self.get(e)?, self.get(e + 8)?))
-    }
-
-    fn set_log_len(&mut self, n: u64) -> Result<()> {
-        self.log_len = n;
-        if self.log_block != 0 {
-            UndoLog::new(self.mem(), self.log_block).set_len(n)?;
-        }
-        Ok(())
-    }
-
-    /// Undoes every entry after `mark`, newest first. As `UndoLog::roll_back`: restored words
-    /// stay in the log (a repeat restores the same values) until the length drops past them,
-    /// which a durable store's barrier puts on disk after them.
-    fn rollback_to(&mut self, mark: u64) -> Result<()> {
-        let mut i = self.log_len;
-        while i > mark {
-            i -= 1;
-            let (a, b) = self.log_at(i)?;
-            let tag = a & log::TAG_MASK;
-            let off = a & !log::TAG_MASK;
-            match tag {
-                log::T_WORD => self.mem().store(off, b, Ordering::Relaxed)?,
-                log::T_LOCK_WORD => self.lock_mem().store(off, b, Ordering::SeqCst)?,
-                log::T_ALLOC => {
-                    // Out of the log first: a recoverer repeating this rollback (this
-                    // process killed half-way) must not free the block again.
-                    self.set_log_len(i)?;
-                    if self.durable {
-                        self.flush()?;
-                    }
-                    self.heap.free(off)?
-                }
-                // Releases and frees happen only at commit: nothing to undo.
-                _ => {}
-            }
-        }
-        if self.log_len > mark {
-            self.set_log_len(mark)?;
-        }
-        self.op.logged.retain(|_, i| *i < mark);
-        self.op.floor = self.op.floor.min(mark);
-        Ok(())
-    }
-
-    /// Commits the op's log: performs the releases and frees it deferred, then empties it.
-    fn commit_log(&mut self) -> Result<()> {
-        let n = self.log_len;
-        let mut releases = Vec::new();
-        // Only scan for deferred work if there is some (most changes drop nothing).
-        let scan = if std::mem::take(&mut self.op.deferred) {
-            n
-        } else {
-            0
-        };
-        for i in 0..scan {
-            let (a, b) = self.log_at(i)?;
-            match a & log::TAG_MASK {
-                log::T_RELEASE => releases.push(encode::Release::Value(b)),
-                log::T_FREE_BLOCK => releases.push(encode::Release::Block(a & !log::TAG_MASK)),
-                _ => {}
-            }
-        }
-        // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
-        // never frees twice. In a durable store, the barrier before the length puts every
-        // write of the change on disk first; the empty log is then the commit point.
-        self.set_log_len(0)?;
-        self.end_durable_change()?;
-        if !self.op.logged.is_empty() {
-            self.op.logged.clear();
-        }
-        self.op.floor = 0;
-        if releases.is_empty() {
-            return Ok(());
-        }
-        self.release_all(releases)
+            .map_err(|source| Error::Io {
+                op: "fsync".into(),
+                path: Some(dir),
+                source,
+            })
     }
 }

@@ -12,23 +12,15 @@
 //! [`StoreLock::recover_dead`], the protocol the loom models check; this file adds the other
 //! entry kinds, the shared holds and the held set.
 
-use super::lock::{LOCK_OFFSETS, L_SEQ, L_SHARED, L_WAITERS, L_WRITER};
-use super::value::{self, kind};
-use super::{log, slot_words, words, NoLiveness};
-use crate::heap::{Attached, Error, Heap};
-use crate::region::{lockfile, AttachLiveness, Mapping};
-use crate::store_lock::{owner_id, undo, OtherEntries, StoreLock, UndoLog};
+use super::layout::lock_words;
+use super::lock::LOCK_OFFSETS;
+use super::undo::{open_log, FreeTo, ObjectEntries};
+use super::value::{self, Kind};
+use super::{slot_words, words, NoLiveness};
+use crate::heap::{Attached, Error};
+use crate::store_lock::{owner_id, StoreLock};
 use crate::sync::{futex, Ordering, WordStore};
 use std::time::Duration;
-
-// The undo log's layout is written down twice (the object layer's entry kinds, the store lock's
-// word entries): they must agree.
-const _: () = assert!(
-    log::LEN == undo::LEN
-        && log::ENTRIES == undo::ENTRIES
-        && log::TAG_MASK == undo::TAG_MASK
-        && log::T_WORD == undo::T_WORD
-);
 
 fn corrupt(what: String, offset: u64) -> Error {
     Error::Corrupt { what, offset }
@@ -44,37 +36,29 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
 
     // 1. Its undo log, newest entry first.
     let log_block = lock_mem.load(slot_off(slot_words::UNDO), Ordering::SeqCst)?;
-    let undo_log = UndoLog::new(mem, log_block);
-    let mut log_to_undo = None;
-    if log_block != 0 {
-        let head = mem.load(log_block, Ordering::Acquire)?;
-        let cap = value::head_len(head);
-        let len = undo_log.published_len()?;
-        if value::head_kind(head) != kind::UNDO_LOG || len > cap {
-            return Err(corrupt(
-                format!("participant {slot}'s undo log is damaged"),
-                log_block,
-            ));
-        }
-        mem.bytes(log_block, log::ENTRIES + cap * 16)?;
-        log_to_undo = Some((&undo_log, len));
-    }
+    let whose = format!("participant {slot}'s");
+    let log_to_undo = match log_block {
+        0 => None,
+        b => Some(open_log(mem, b, &whose)?),
+    };
 
     // 2. The writer word, if the dead participant held it: its change is undone, so the
     //    sequence is made even again and the word released.
     let generation = t.generation(slot)?;
     let lock = StoreLock::new(lock_mem, LOCK_OFFSETS)?;
-    let mut other = OtherKinds {
+    let mut other = ObjectEntries {
         lock_mem,
         heap: &heap,
-        slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
+        free_to: FreeTo::Segments,
+        slots_end: ObjectEntries::slots_end(t.slots),
         slot,
         lock_words: true,
         geo: att.region().geometry(),
     };
+    let log_to_undo = log_to_undo.as_ref().map(|(log, len)| (log, *len));
     if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
-        wake(att, L_WRITER)?;
-        wake(att, L_SEQ)?;
+        wake(att, lock_words::WRITER)?;
+        wake(att, lock_words::SEQ)?;
     }
 
     // A durable change's log is named in the store header too (§10.8): it is undone now.
@@ -93,18 +77,18 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
             if waited > 20_000 {
                 return Err(corrupt(
                     "the writer word stayed held while recovering shared holds".into(),
-                    L_WRITER,
+                    lock_words::WRITER,
                 ));
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        let shared = lock_mem.word(L_SHARED)?;
+        let shared = lock_mem.word(lock_words::SHARED)?;
         let g = shared.load(Ordering::SeqCst);
         shared.store(g.saturating_sub(mine), Ordering::SeqCst);
         lock_mem.store(mine_off, 0, Ordering::SeqCst)?;
         lock.release()?;
-        wake(att, L_SHARED)?;
-        wake(att, L_WRITER)?;
+        wake(att, lock_words::SHARED)?;
+        wake(att, lock_words::WRITER)?;
     }
 
     // 4. Its held set: the chain's blocks go back; the containers only it held stay on the
@@ -114,7 +98,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     let mut steps = 0;
     while b != 0 {
         let head = mem.load(b, Ordering::Acquire)?;
-        if value::head_kind(head) != kind::HELD {
+        if value::head_kind(head) != Some(Kind::Held) {
             return Err(corrupt(
                 format!("participant {slot}'s held set is damaged"),
                 b,
@@ -136,74 +120,9 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// The undo entries besides data words: lock-file words (the shared counts) and allocations.
-struct OtherKinds<'a, 'h> {
-    lock_mem: &'a Mapping,
-    heap: &'a Heap<'h, Mapping, AttachLiveness>,
-    /// The end of the participant table: lock words below it may be logged.
-    slots_end: u64,
-    /// The dead participant (for messages).
-    slot: u32,
-    /// Whether lock-file entries are restored (not for a log from before the lock file was
-    /// rebuilt: its lock words mean nothing now).
-    lock_words: bool,
-    /// The store's layout, to refuse word entries outside the words changes log.
-    geo: crate::region::Geometry,
-}
-
-impl OtherEntries for OtherKinds<'_, '_> {
-    type Error = Error;
-
-    fn check_word(&self, entry: u64, offset: u64) -> Result<(), Error> {
-        // Changes log data words (in chunks' data) and the header's object words; never the
-        // header's allocator words (the size word above all: a larger one would let accesses
-        // run past the file's end) nor meta blocks.
-        let object_words = crate::region::hdr::OBJECT_WORDS..crate::region::hdr::OBJECT_WORDS_END;
-        if self.geo.locate(offset).is_some() || object_words.contains(&offset) {
-            return Ok(());
-        }
-        Err(corrupt(
-            format!(
-                "participant {}'s undo log restores word {offset:#x}, which no change writes",
-                self.slot
-            ),
-            entry,
-        ))
-    }
-
-    fn once_only(&self, tagged: u64) -> bool {
-        // Out of the log first: a repeat must not free the block again.
-        tagged & log::TAG_MASK == log::T_ALLOC
-    }
-
-    fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Error> {
-        let off = tagged & !log::TAG_MASK;
-        match tagged & log::TAG_MASK {
-            log::T_LOCK_WORD if !self.lock_words => {}
-            log::T_LOCK_WORD => {
-                // Only the shared counts are ever logged as lock words.
-                if off != L_SHARED && !(lockfile::HEADER_BYTES..self.slots_end).contains(&off) {
-                    return Err(corrupt(
-                        format!(
-                            "participant {}'s undo log names lock word {off:#x}",
-                            self.slot
-                        ),
-                        entry,
-                    ));
-                }
-                self.lock_mem.store(off, value, Ordering::SeqCst)?;
-            }
-            log::T_ALLOC => self.heap.free_uncached(off)?,
-            // Releases and frees happen only at commit: nothing to undo.
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
 fn wake(att: &Attached, word: u64) -> Result<(), Error> {
     let lock_mem = att.region().lock_words();
-    if lock_mem.load(L_WAITERS, Ordering::SeqCst)? != 0 {
+    if lock_mem.load(lock_words::WAITERS, Ordering::SeqCst)? != 0 {
         futex::wake(lock_mem.word(word)?, i32::MAX);
     }
     Ok(())
@@ -245,22 +164,13 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
         };
         let lock_mem = att.region().lock_words();
         let t = att.region().table(&NoLiveness);
-        let head = mem.load(log_block, Ordering::Acquire)?;
-        let cap = value::head_len(head);
-        let undo_log = UndoLog::new(mem, log_block);
-        let len = undo_log.published_len()?;
-        if value::head_kind(head) != kind::UNDO_LOG || len > cap {
-            return Err(super::Error::Corrupt {
-                what: "the store header's active undo log is damaged".into(),
-                offset: log_block,
-            });
-        }
-        mem.bytes(log_block, log::ENTRIES + cap * 16)?;
+        let (undo_log, len) = open_log(mem, log_block, "the store header's active")?;
         let heap = att.heap();
-        let mut other = OtherKinds {
+        let mut other = ObjectEntries {
             lock_mem,
             heap: &heap,
-            slots_end: lockfile::HEADER_BYTES + t.slots as u64 * lockfile::SLOT_BYTES,
+            free_to: FreeTo::Segments,
+            slots_end: ObjectEntries::slots_end(t.slots),
             slot: att.slot(),
             lock_words: false,
             geo: att.region().geometry(),

@@ -33,54 +33,87 @@ pub const SHORT_STR_MAX: usize = 7;
 pub const SMALL_INT_MIN: i64 = -(1 << 62);
 pub const SMALL_INT_MAX: i64 = (1 << 62) - 1;
 
-/// Block kinds: the low byte of a block's first word.
-pub mod kind {
+/// Block kinds: the low byte of a block's head word (FORMAT.md §10.2). Every match on a kind is
+/// over this enum, so a new kind is a compile error until each walker handles it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
     /// Owned values: exactly one value word refers to each (stored by value).
-    pub const STR: u64 = 1;
-    pub const BYTES: u64 = 2;
-    pub const BIGINT: u64 = 3;
-    pub const FLOAT: u64 = 4;
-    pub const TUPLE: u64 = 5;
+    Str = 1,
+    Bytes = 2,
+    BigInt = 3,
+    Float = 4,
+    Tuple = 5,
     /// Containers: shared, reference counted.
-    pub const LIST: u64 = 16;
-    pub const DICT: u64 = 17;
-    pub const OBJECT: u64 = 18;
-    /// Internal blocks.
-    pub const LIST_ITEMS: u64 = 32;
-    pub const DICT_TABLE: u64 = 33;
-    pub const UNDO_LOG: u64 = 34;
-    pub const HELD: u64 = 35;
+    List = 16,
+    Dict = 17,
+    Object = 18,
+    /// Internal blocks, never named by a value word.
+    ListItems = 32,
+    DictTable = 33,
+    UndoLog = 34,
+    Held = 35,
+}
 
-    pub fn is_container(k: u64) -> bool {
-        matches!(k, LIST | DICT | OBJECT)
+impl Kind {
+    /// The kind in a head word's low byte; None for a byte no kind has (a damaged block).
+    pub fn from_code(code: u64) -> Option<Kind> {
+        Some(match code {
+            1 => Kind::Str,
+            2 => Kind::Bytes,
+            3 => Kind::BigInt,
+            4 => Kind::Float,
+            5 => Kind::Tuple,
+            16 => Kind::List,
+            17 => Kind::Dict,
+            18 => Kind::Object,
+            32 => Kind::ListItems,
+            33 => Kind::DictTable,
+            34 => Kind::UndoLog,
+            35 => Kind::Held,
+            _ => return None,
+        })
     }
 
-    pub fn name(k: u64) -> &'static str {
-        match k {
-            STR => "str",
-            BYTES => "bytes",
-            BIGINT => "int",
-            FLOAT => "float",
-            TUPLE => "tuple",
-            LIST => "list",
-            DICT => "dict",
-            OBJECT => "object",
-            LIST_ITEMS => "list items",
-            DICT_TABLE => "dict table",
-            UNDO_LOG => "undo log",
-            HELD => "held set",
-            _ => "unknown",
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    pub fn is_container(self) -> bool {
+        matches!(self, Kind::List | Kind::Dict | Kind::Object)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "str",
+            Kind::Bytes => "bytes",
+            Kind::BigInt => "int",
+            Kind::Float => "float",
+            Kind::Tuple => "tuple",
+            Kind::List => "list",
+            Kind::Dict => "dict",
+            Kind::Object => "object",
+            Kind::ListItems => "list items",
+            Kind::DictTable => "dict table",
+            Kind::UndoLog => "undo log",
+            Kind::Held => "held set",
         }
     }
 }
 
-/// The first word of a block: kind in the low byte, a length above it.
-pub fn block_head(kind: u64, len: u64) -> u64 {
-    kind | (len << 8)
+/// The name of a head word's kind, for messages ("unknown" for a byte no kind has).
+pub fn kind_name(head: u64) -> &'static str {
+    head_kind(head).map_or("unknown", Kind::name)
 }
 
-pub fn head_kind(head: u64) -> u64 {
-    head & 0xff
+/// The first word of a block: kind in the low byte, a length above it.
+pub fn block_head(kind: Kind, len: u64) -> u64 {
+    kind.code() | (len << 8)
+}
+
+/// The kind of a head word read from the file (None: damaged).
+pub fn head_kind(head: u64) -> Option<Kind> {
+    Kind::from_code(head & 0xff)
 }
 
 pub fn head_len(head: u64) -> u64 {

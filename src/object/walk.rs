@@ -2,8 +2,10 @@
 //! run holding the writer word (so no change happens meanwhile) without making the sequence
 //! odd (readers keep going: nothing they can reach changes).
 
-use super::encode::{Release, D_CLASS};
-use super::value::{self, kind};
+use super::encode::Release;
+use super::layout::lock_words;
+use super::value::{self, Kind};
+use super::view::{Child, Value};
 use super::{container, slot_words, words, Error, Result, Store};
 use crate::region::table;
 use crate::sync::{Ordering, WordStore};
@@ -80,14 +82,14 @@ impl Store {
             ));
         }
         self.take_writer()?;
-        self.op.writing = true;
+        self.writing = true;
         let r = f(self);
         let c = if r.is_ok() {
             self.commit_log()
         } else {
             self.rollback_to(0)
         };
-        self.op.writing = false;
+        self.writing = false;
         self.lock.release_writer();
         c?;
         r
@@ -100,7 +102,7 @@ impl Store {
         let mut stack: Vec<u64> = Vec::new();
         let root = self.get(words::ROOT)?;
         if root != 0 {
-            self.check_container(root, Some(kind::DICT))?;
+            self.check_container(root, Some(Kind::Dict))?;
             *m.refs.entry(root).or_default() += 1;
             stack.push(root);
         }
@@ -115,7 +117,7 @@ impl Store {
             if value::is_block(c)
                 && self
                     .get(c)
-                    .is_ok_and(|h| kind::is_container(value::head_kind(h)))
+                    .is_ok_and(|h| value::head_kind(h).is_some_and(Kind::is_container))
             {
                 m.held += 1;
                 stack.push(c);
@@ -162,113 +164,65 @@ impl Store {
                     offset: w,
                 });
             }
-            value::check_word(w)?;
-            if !value::is_block(w) {
-                continue;
-            }
-            let head = self.get(w)?;
-            let k = value::head_kind(head);
-            if kind::is_container(k) {
-                if m.blocks.contains_key(&w) {
-                    continue;
-                }
-                m.blocks.insert(w, Role::Container);
-                *m.objects.entry(kind::name(k)).or_default() += 1;
-                let mut children = Vec::new();
-                match k {
-                    kind::LIST => {
-                        let (items, len, _) = self.list_parts(w)?;
-                        if items != 0 {
-                            self.mark_part(&mut m, items, w)?;
-                        }
-                        for i in 0..len {
-                            children.push(self.get(items + 8 + 8 * i)?);
-                        }
+            let v = self.value(w)?;
+            match v {
+                Value::Empty
+                | Value::None
+                | Value::Bool(_)
+                | Value::Int(_)
+                | Value::ShortStr(_) => continue,
+                Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                    if m.blocks.contains_key(&c) {
+                        continue;
                     }
-                    _ => {
-                        let d = self.dict_parts(w)?;
-                        if d.table != 0 {
-                            self.mark_part(&mut m, d.table, w)?;
-                        }
-                        let mut live = 0;
-                        for e in 0..d.nentries {
-                            let (h, kw, vw) = self.entry(&d, e)?;
-                            if kw != value::EMPTY {
-                                live += 1;
-                                if strict && self.hash_word(kw)? != h {
-                                    return Err(Error::Corrupt {
-                                        what: format!("dict entry {e} has a wrong hash"),
-                                        offset: w,
-                                    });
-                                }
-                                children.push(kw);
-                                children.push(vw);
-                            }
-                        }
-                        if live != d.used {
+                    m.blocks.insert(c, Role::Container);
+                }
+                Value::Str(_)
+                | Value::Bytes(_)
+                | Value::BigInt(_)
+                | Value::Float { .. }
+                | Value::Tuple { .. } => {
+                    if m.blocks.insert(w, Role::Owned).is_some() {
+                        return Err(Error::Corrupt {
+                            what: format!(
+                                "a {} is referred to twice (cross-linked)",
+                                v.type_name()
+                            ),
+                            offset: w,
+                        });
+                    }
+                    m.spans.insert(w, v.owned_span().unwrap_or(0));
+                }
+            }
+            *m.objects.entry(v.type_name()).or_default() += 1;
+            let mut children = Vec::new();
+            self.for_each_child(v, |child| {
+                match child {
+                    Child::Part(b) => self.mark_part(&mut m, b, w)?,
+                    Child::Word(c) => children.push(c),
+                    Child::Entry {
+                        index,
+                        hash,
+                        key,
+                        value,
+                    } => {
+                        if strict && self.hash_word(key)? != hash {
                             return Err(Error::Corrupt {
-                                what: format!(
-                                    "dict says it holds {} entries, its table holds {live}",
-                                    d.used
-                                ),
+                                what: format!("dict entry {index} has a wrong hash"),
                                 offset: w,
                             });
                         }
-                        if k == kind::OBJECT {
-                            let cw = self.get(w + D_CLASS)?;
-                            children.push(cw);
-                        }
+                        children.push(key);
+                        children.push(value);
                     }
                 }
-                for c in children {
-                    if value::is_block(c) && kind::is_container(value::head_kind(self.get(c)?)) {
-                        *m.refs.entry(c).or_default() += 1;
-                    }
-                    stack.push(c);
+                Ok(())
+            })?;
+            for c in children {
+                if self.names_container(c)? {
+                    *m.refs.entry(c).or_default() += 1;
                 }
-            } else {
-                match k {
-                    kind::STR | kind::BYTES | kind::BIGINT | kind::FLOAT | kind::TUPLE => {}
-                    _ => {
-                        return Err(Error::Corrupt {
-                            what: format!(
-                                "a value word names a block of kind {k} ({})",
-                                kind::name(k)
-                            ),
-                            offset: w,
-                        })
-                    }
-                }
-                if m.blocks.insert(w, Role::Owned).is_some() {
-                    return Err(Error::Corrupt {
-                        what: format!("a {} is referred to twice (cross-linked)", kind::name(k)),
-                        offset: w,
-                    });
-                }
-                *m.objects.entry(kind::name(k)).or_default() += 1;
-                let n = value::head_len(head);
-                let span = match k {
-                    kind::TUPLE => 8 + 8 * n,
-                    kind::FLOAT => 16,
-                    _ => 8 + n,
-                };
-                m.spans.insert(w, span);
-                match k {
-                    kind::TUPLE => {
-                        self.check_span(w, 8 + 8 * n)?;
-                        for i in 0..n {
-                            let c = self.get(w + 8 + 8 * i)?;
-                            if value::is_block(c)
-                                && kind::is_container(value::head_kind(self.get(c)?))
-                            {
-                                *m.refs.entry(c).or_default() += 1;
-                            }
-                            stack.push(c);
-                        }
-                    }
-                    kind::FLOAT => self.check_span(w, 16)?,
-                    _ => self.check_span(w, 8 + n)?,
-                }
+                stack.push(c);
             }
         }
         Ok(m)
@@ -296,36 +250,23 @@ impl Store {
         Ok(all)
     }
 
-    /// Child words of a block that is not live (lenient: a damaged dead block is skipped).
+    /// Child words of a block that is not live (lenient: what a damaged dead block lists
+    /// before the damage is kept, the rest skipped).
     fn dead_children(&self, b: u64) -> Vec<u64> {
         let mut v = Vec::new();
-        let Ok(head) = self.get(b) else { return v };
-        match value::head_kind(head) {
-            kind::LIST => {
-                if let Ok(words) = self.list_words(b) {
-                    v = words;
-                }
-            }
-            kind::DICT | kind::OBJECT => {
-                if let Ok(items) = self.dict_items(b) {
-                    for (k, w) in items {
-                        v.push(k);
-                        v.push(w);
+        let _lenient = self.value(b).and_then(|dead| {
+            self.for_each_child(dead, |child| {
+                match child {
+                    Child::Word(w) => v.push(w),
+                    Child::Entry { key, value, .. } => {
+                        v.push(key);
+                        v.push(value);
                     }
+                    Child::Part(_) => {}
                 }
-            }
-            kind::TUPLE => {
-                let n = value::head_len(head);
-                if self.check_span(b, 8 + 8 * n).is_ok() {
-                    for i in 0..n {
-                        if let Ok(w) = self.get(b + 8 + 8 * i) {
-                            v.push(w);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+                Ok(())
+            })
+        });
         v
     }
 
@@ -368,7 +309,7 @@ impl Store {
                     return Err(Error::Corrupt {
                         what: format!(
                             "a {} says it holds {span} bytes but its block has {size}",
-                            kind::name(value::head_kind(self.get(b)?))
+                            value::kind_name(self.get(b)?)
                         ),
                         offset: b,
                     });
@@ -402,7 +343,7 @@ impl Store {
                     return Err(Error::Corrupt {
                         what: format!(
                             "a {} has reference count {rc} but {found} references",
-                            kind::name(value::head_kind(self.get(b)?))
+                            value::kind_name(self.get(b)?)
                         ),
                         offset: b,
                     });
@@ -419,19 +360,19 @@ impl Store {
     fn check_participants(&self) -> Result<()> {
         let bad = |what: String, offset: u64| Error::Corrupt { what, offset };
         let lock = self.lock_mem();
-        let writer = lock.load(super::lock::L_WRITER, Ordering::SeqCst)?;
+        let writer = lock.load(lock_words::WRITER, Ordering::SeqCst)?;
         if writer != self.lock.me() {
             return Err(bad(
                 format!("the writer word is {writer:#x} while this checker holds it"),
-                super::lock::L_WRITER,
+                lock_words::WRITER,
             ));
         }
-        let seq = lock.load(super::lock::L_SEQ, Ordering::SeqCst)?;
+        let seq = lock.load(lock_words::SEQ, Ordering::SeqCst)?;
         let in_section = self.locks_excl_open();
         if seq % 2 == 1 && !in_section {
             return Err(bad(
                 format!("the sequence word is odd ({seq}) with no change in flight"),
-                super::lock::L_SEQ,
+                lock_words::SEQ,
             ));
         }
         let t = self.attached.region().table(&super::NoLiveness);
@@ -445,14 +386,8 @@ impl Store {
             if log == 0 {
                 continue;
             }
-            let head = self.get(log)?;
-            let len = self.get(log + super::log::LEN)?;
-            if value::head_kind(head) != kind::UNDO_LOG || len > value::head_len(head) {
-                return Err(bad(
-                    format!("participant {slot}'s undo log is damaged"),
-                    log,
-                ));
-            }
+            let (_, len) =
+                super::undo::open_log(self.mem(), log, &format!("participant {slot}'s"))?;
             if len != 0 && slot != self.attached.slot() {
                 return Err(bad(
                     format!(
@@ -463,11 +398,11 @@ impl Store {
                 ));
             }
         }
-        let global = lock.load(super::lock::L_SHARED, Ordering::SeqCst)?;
+        let global = lock.load(lock_words::SHARED, Ordering::SeqCst)?;
         if global != shared {
             return Err(bad(
                 format!("the shared count is {global}, the participants hold {shared}"),
-                super::lock::L_SHARED,
+                lock_words::SHARED,
             ));
         }
         Ok(())
@@ -503,7 +438,7 @@ impl Store {
         let mut work = Vec::new();
         for &b in &garbage {
             if let Ok(h) = self.get(b) {
-                if kind::is_container(value::head_kind(h)) {
+                if value::head_kind(h).is_some_and(Kind::is_container) {
                     report.objects += 1;
                 }
             }

@@ -9,7 +9,8 @@ use super::store::Shared;
 use super::{errors, proxy};
 use crate::object::dict::Key;
 use crate::object::tree::{Node, Tree};
-use crate::object::value::{self, kind};
+use crate::object::value;
+use crate::object::view::{Payload, Value};
 use crate::object::Store;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -378,30 +379,52 @@ pub(crate) fn to_py<'py>(
     shared: &Arc<Shared>,
     w: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    // Fast paths first: inline words.
-    match w {
-        value::NONE => return Ok(py.None().into_bound(py)),
-        value::TRUE => return Ok(pyo3::types::PyBool::new(py, true).to_owned().into_any()),
-        value::FALSE => return Ok(pyo3::types::PyBool::new(py, false).to_owned().into_any()),
-        _ => {}
+    let e = errors::map_object;
+    match st.value(w).map_err(e)? {
+        Value::None => Ok(py.None().into_bound(py)),
+        Value::Bool(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any()),
+        Value::Int(v) => Ok(v.into_pyobject(py)?.into_any()),
+        Value::ShortStr(sw) => {
+            let (b, n) = value::short_str_bytes(sw);
+            decode_str(py, &b[..n])
+        }
+        Value::Str(p) => with_payload(st, p, |b| decode_str(py, b)),
+        Value::Bytes(p) => with_payload(st, p, |b| Ok(PyBytes::new(py, b).into_any())),
+        Value::BigInt(p) => with_payload(st, p, |b| {
+            let kw = PyDict::new(py);
+            kw.set_item("signed", true)?;
+            py.import("builtins")?.getattr("int")?.call_method(
+                "from_bytes",
+                (PyBytes::new(py, b), "little"),
+                Some(&kw),
+            )
+        }),
+        Value::Float { block } => {
+            let bits = st.float_bits(block).map_err(e)?;
+            Ok(pyo3::types::PyFloat::new(py, f64::from_bits(bits)).into_any())
+        }
+        Value::Tuple { .. } => tuple_to_py(py, st, shared, w),
+        Value::List(c) => proxy::new_list(py, st, shared, c),
+        Value::Dict(c) => proxy::new_dict(py, st, shared, c),
+        Value::Object(c) => object_to_py(py, st, shared, c),
+        Value::Empty => Err(errors::CorruptionError::new_err(format!(
+            "an empty word where a value belongs (at {w:#x})"
+        ))),
     }
-    if value::is_small_int(w) {
-        return Ok(value::small_int_value(w).into_pyobject(py)?.into_any());
-    }
-    if value::is_short_str(w) {
-        let (b, n) = value::short_str_bytes(w);
-        return decode_str(py, &b[..n]);
-    }
-    if !value::is_block(w) {
-        return Err(errors::CorruptionError::new_err(format!(
-            "invalid value word {w:#x}"
-        )));
-    }
-    let head = st.block_word(w).map_err(errors::map_object)?;
-    match value::head_kind(head) {
-        kind::TUPLE => tuple_to_py(py, st, shared, w),
-        k => block_to_py(py, st, shared, w, k, value::head_len(head)),
-    }
+}
+
+/// Runs `f` on a payload's bytes, in place in the mapping (no copy).
+fn with_payload<'py>(
+    st: &Store,
+    p: Payload,
+    f: impl FnOnce(&[u8]) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let ptr = st.payload(p).map_err(errors::map_object)?;
+    // SAFETY: `ptr..ptr+len` lies in the mapping (checked by `Store::value` and `payload`),
+    // which stays mapped while the store is open. A racing writer may change the bytes; the
+    // caller's validation then discards what `f` made of them. `f` only copies them.
+    let b = unsafe { std::slice::from_raw_parts(ptr, p.len as usize) };
+    f(b)
 }
 
 fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
@@ -425,56 +448,6 @@ fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
-const MAX_INLINE_COPY: u64 = 1 << 40;
-
-fn block_to_py<'py>(
-    py: Python<'py>,
-    st: &mut Store,
-    shared: &Arc<Shared>,
-    w: u64,
-    k: u64,
-    n: u64,
-) -> PyResult<Bound<'py, PyAny>> {
-    let e = errors::map_object;
-    match k {
-        kind::STR | kind::BYTES | kind::BIGINT => {
-            if n > MAX_INLINE_COPY {
-                return Err(errors::CorruptionError::new_err(format!(
-                    "value of {n} bytes at {w:#x}"
-                )));
-            }
-            let p = st.raw_bytes(w + 8, n).map_err(e)?;
-            // SAFETY: `p..p+n` lies in the mapping (checked). A racing writer may change the
-            // bytes; the caller's validation then discards this object.
-            let b = unsafe { std::slice::from_raw_parts(p, n as usize) };
-            match k {
-                kind::STR => decode_str(py, b),
-                kind::BYTES => Ok(PyBytes::new(py, b).into_any()),
-                _ => {
-                    let bytes = PyBytes::new(py, b);
-                    let kw = PyDict::new(py);
-                    kw.set_item("signed", true)?;
-                    py.import("builtins")?.getattr("int")?.call_method(
-                        "from_bytes",
-                        (bytes, "little"),
-                        Some(&kw),
-                    )
-                }
-            }
-        }
-        kind::FLOAT => {
-            let bits = st.block_word(w + 8).map_err(e)?;
-            Ok(pyo3::types::PyFloat::new(py, f64::from_bits(bits)).into_any())
-        }
-        kind::LIST => proxy::new_list(py, st, shared, w),
-        kind::DICT => proxy::new_dict(py, st, shared, w),
-        kind::OBJECT => object_to_py(py, st, shared, w),
-        other => Err(errors::CorruptionError::new_err(format!(
-            "a value word names a block of kind {other} at {w:#x}"
-        ))),
-    }
-}
-
 /// Tuples, iteratively (a 100,000-deep tuple must not overflow the stack).
 fn tuple_to_py<'py>(
     py: Python<'py>,
@@ -488,17 +461,17 @@ fn tuple_to_py<'py>(
         items: Vec<Bound<'py, PyAny>>,
     }
     let e = errors::map_object;
-    let open = |st: &mut Store, block: u64| -> PyResult<Frame<'py>> {
-        let head = st.block_word(block).map_err(e)?;
-        let n = value::head_len(head);
-        st.check_words(block, 8 + 8 * n).map_err(e)?;
-        Ok(Frame {
-            block,
-            n,
-            items: Vec::with_capacity(n.min(1 << 16) as usize),
-        })
+    let frame = |block: u64, n: u64| Frame {
+        block,
+        n,
+        items: Vec::with_capacity(n.min(1 << 16) as usize),
     };
-    let mut stack = vec![open(st, w)?];
+    let Value::Tuple { block, len } = st.value(w).map_err(e)? else {
+        return Err(errors::CorruptionError::new_err(format!(
+            "no tuple at {w:#x}"
+        )));
+    };
+    let mut stack = vec![frame(block, len)];
     loop {
         let top = stack.last_mut().expect("non-empty");
         if top.items.len() as u64 == top.n {
@@ -511,14 +484,12 @@ fn tuple_to_py<'py>(
             continue;
         }
         let i = top.items.len() as u64;
-        let item = st.block_word(top.block + 8 + 8 * i).map_err(e)?;
-        if value::is_block(item) && value::head_kind(st.block_word(item).map_err(e)?) == kind::TUPLE
-        {
+        let item = st.tuple_item(top.block, i).map_err(e)?;
+        if let Value::Tuple { block, len } = st.value(item).map_err(e)? {
             if stack.len() > 1 << 22 {
                 return Err(errors::CorruptionError::new_err("tuples nest too deeply"));
             }
-            let f = open(st, item)?;
-            stack.push(f);
+            stack.push(frame(block, len));
         } else {
             let o = to_py(py, st, shared, item)?;
             stack.last_mut().expect("non-empty").items.push(o);
@@ -537,9 +508,10 @@ fn object_to_py<'py>(
     let cw = st.object_class(w).map_err(errors::map_object)?;
     // A str, checked before it is converted: any other word (the object itself, in a hostile
     // file) would be converted as a value, and could lead back here without end.
-    let is_str = value::is_short_str(cw)
-        || (value::is_block(cw)
-            && value::head_kind(st.block_word(cw).map_err(errors::map_object)?) == kind::STR);
+    let is_str = matches!(
+        st.value(cw).map_err(errors::map_object)?,
+        Value::ShortStr(_) | Value::Str(_)
+    );
     if !is_str {
         return Err(errors::CorruptionError::new_err(format!(
             "object at {w:#x} has a class name that is not a str"

@@ -13,6 +13,10 @@
 //!     └── ReadOnlyError     a change to a store opened with readonly=True
 //! ```
 //!
+//! A failed system call (a flush, an fsync, growing the file for another reason than a full
+//! disk) is Python's own `OSError`, with its errno, message and file name, so that it is one of
+//! `OSError`'s subclasses where the errno names one.
+//!
 //! The classes are defined once, in Python (python/persist/_errors.py), and imported here
 //! with `import_exception!`. `create_exception!` would define them in Rust, but it gives a
 //! class exactly one base, and `StoreFullError` needs two (`persist.Error` and the built-in
@@ -65,6 +69,7 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
     match e {
         E::Corrupt { .. } => CorruptionError::new_err(msg),
         E::Full(_) | E::TooLarge(_) => StoreFullError::new_err(msg),
+        E::Io { path, source, .. } => os_error(&source, msg, path.as_deref()),
         E::LockUsage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
         E::Busy(_) => Error::new_err(msg),
         E::ReadOnly(_) => ReadOnlyError::new_err(msg),
@@ -72,11 +77,23 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
             R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
             R::Corrupt { .. } => CorruptionError::new_err(msg),
             R::Full { .. } => StoreFullError::new_err(msg),
-            R::Io { source, .. } => {
-                pyo3::exceptions::PyOSError::new_err((source.raw_os_error().unwrap_or(0), msg))
+            R::Io { source, path, .. } => {
+                let path = (!path.as_os_str().is_empty()).then_some(path);
+                os_error(&source, msg, path.as_deref())
             }
             _ => Error::new_err(msg),
         },
         E::Open(OpenError::Heap(_)) => CorruptionError::new_err(msg),
+    }
+}
+
+/// `OSError(errno, message, filename)`: Python picks the subclass from the errno (EACCES gives
+/// `PermissionError`, ENOENT `FileNotFoundError`, EIO stays `OSError`), as for its own calls.
+fn os_error(source: &std::io::Error, msg: String, path: Option<&std::path::Path>) -> PyErr {
+    let errno = source.raw_os_error().unwrap_or(0);
+    match path {
+        // The file name as a str, as Python's own OSErrors give it.
+        Some(p) => pyo3::exceptions::PyOSError::new_err((errno, msg, p.as_os_str().to_os_string())),
+        None => pyo3::exceptions::PyOSError::new_err((errno, msg)),
     }
 }

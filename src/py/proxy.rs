@@ -11,7 +11,7 @@ use super::errors;
 use super::store::{Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
-use crate::object::value::kind;
+use crate::object::value::Kind;
 use crate::object::{self, Store};
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -934,7 +934,7 @@ impl Dict {
     fn _class_name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let shared = &self.shared;
         self.shared.read(py, |st| {
-            if st.block_kind(self.off).map_err(map)? != kind::OBJECT {
+            if st.block_kind(self.off).map_err(map)? != Some(Kind::Object) {
                 return Ok(None);
             }
             let cw = st.object_class(self.off).map_err(map)?;

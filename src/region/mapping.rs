@@ -370,7 +370,10 @@ impl WordStore for Mapping {
                         wanted: target,
                         reason: err.to_string(),
                     },
-                    _ => AccessError::Io(err),
+                    _ => AccessError::Io {
+                        op: "posix_fallocate",
+                        source: err,
+                    },
                 });
             }
             // The reservation (the file's new length) on disk before a size that claims it.
@@ -388,7 +391,10 @@ impl WordStore for Mapping {
 
     fn barrier(&self) -> Result<(), AccessError> {
         if self.is_durable() {
-            self.sync().map_err(AccessError::Io)?;
+            self.sync().map_err(|source| AccessError::Io {
+                op: "msync",
+                source,
+            })?;
         }
         Ok(())
     }

@@ -79,9 +79,9 @@ impl From<AccessError> for Error {
                 offset: Some(offset),
             },
             AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
-            AccessError::Io(source) => Error::Io {
+            AccessError::Io { op, source } => Error::Io {
                 path: PathBuf::new(),
-                op: "grow",
+                op,
                 source,
             },
         }

@@ -13,8 +13,12 @@ pub enum AccessError {
     Misaligned { offset: u64 },
     /// The store cannot grow to `wanted` bytes (disk full, file size limit, address reservation).
     Full { wanted: u64, reason: String },
-    /// Another I/O failure: while growing, or while flushing at a persist barrier.
-    Io(std::io::Error),
+    /// Another I/O failure: while growing (`op` "posix_fallocate"), or while flushing at a
+    /// persist barrier ("msync").
+    Io {
+        op: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for AccessError {
@@ -30,7 +34,7 @@ impl fmt::Display for AccessError {
             AccessError::Full { wanted, reason } => {
                 write!(f, "the store cannot grow to {wanted} bytes: {reason}")
             }
-            AccessError::Io(e) => write!(f, "I/O error while growing the store: {e}"),
+            AccessError::Io { op, source } => write!(f, "{op} of the store failed: {source}"),
         }
     }
 }

@@ -245,9 +245,12 @@ def test_check_passes_on_a_busy_store(store: Any, store_path: Path, spawn_py: An
         s = persist.open(sys.argv[1])
         root = s.root
         lst, d = root["l"], root["d"]
-        print("started")
         i = 0
         while i < 1_000_000 and not os.path.exists(sys.argv[2]):
+            if i == 100:
+                # Busy for real before the checks begin (on a loaded machine the parent's
+                # checks could otherwise all run before the first change).
+                print("started")
             lst.append([i, {"i": i}])
             d[i % 50] = "x" * (i % 300)
             if i % 7 == 0:

@@ -1,0 +1,150 @@
+//! Every offset of the object layer, in one place (FORMAT.md §10 gives the same layouts with
+//! their meaning): the store header's object words, the object words of a participant slot and
+//! of the lock file, and the layout of each block kind. As `region/layout.rs` is for the
+//! allocator's header, this file is the only one that knows where a word lies; the rest of the
+//! object layer names the words. The undo log's layout belongs to the store lock's protocol and
+//! lives in `store_lock::undo`, re-exported here as [`undo`].
+//!
+//! Every block starts with a head word, `kind | length << 8` (value.rs [`super::value::Kind`]),
+//! where the length is the kind's own: bytes of a str, items of a tuple, capacity of an items
+//! block, flags of a container.
+
+pub use crate::store_lock::undo;
+
+/// Store header words of the object layer (inside `hdr::OBJECT_WORDS..OBJECT_WORDS_END`).
+pub mod words {
+    use crate::region::hdr;
+    /// The root dict's offset (0 until the first opener creates it).
+    pub const ROOT: u64 = hdr::OBJECT_WORDS;
+    /// Head of the orphan list: containers no value refers to that a held set named when
+    /// their last reference went (linked through their `container::ORPHAN_NEXT` words).
+    pub const ORPHANS: u64 = hdr::OBJECT_WORDS + 8;
+    /// The undo log of a durable change in flight (0: none). The lock file, where each
+    /// participant names its own log, does not survive a reboot; this word does (it is on disk
+    /// before the change's first in-place write), so the first open after a power cut finds
+    /// the change and rolls it back.
+    pub const ACTIVE_UNDO: u64 = hdr::OBJECT_WORDS + 16;
+}
+
+/// Participant slot words of the object layer (word indices inside the slot:
+/// `table::W_OBJECT..W_OBJECT + 4`, and the read-only held entries).
+pub mod slot_words {
+    use crate::region::table::W_OBJECT;
+    /// The offset of this participant's undo log block in the store file (0: none yet).
+    pub const UNDO: u64 = W_OBJECT;
+    /// The first block of this participant's held set (0: none yet).
+    pub const HELD: u64 = W_OBJECT + 1;
+    /// How many lockShared holds this participant has.
+    pub const SHARED: u64 = W_OBJECT + 2;
+    /// A read-only participant's holds beyond its inline entries (`RO_HELD`): while non-zero,
+    /// every container counts as held (writers put released ones on the orphan list, gc frees
+    /// none), because the store file has no room it could write their offsets into.
+    pub const RO_PINNED: u64 = W_OBJECT + 3;
+    /// Words 16..32: a read-only participant's held set, one container offset (or 0) each.
+    /// Writable participants' held sets are block chains in the store file (`HELD`).
+    pub const RO_HELD: u64 = 16;
+    pub const RO_HELD_ENTRIES: u64 = 16;
+}
+
+/// The store lock's words in the lock file header (byte offsets), each on its own cache line.
+pub mod lock_words {
+    /// 0 = free, else the owner's id (`store_lock::owner_id`).
+    pub const WRITER: u64 = 64;
+    /// Odd while a writer changes the store (a single change or a lockExcl section).
+    pub const SEQ: u64 = 128;
+    /// lockShared holds, all participants together.
+    pub const SHARED: u64 = 192;
+    /// Threads sleeping on one of the words above (so that releasers know to wake).
+    pub const WAITERS: u64 = 256;
+}
+
+/// The header every container block starts with (byte offsets from the block).
+pub mod container {
+    /// kind | flags << 8.
+    pub const HEAD: u64 = 0;
+    /// References from value words (and from the header's root word).
+    pub const REFCNT: u64 = 8;
+    /// Bumped by every change: lets the layer above do check-then-act without a lock.
+    pub const VERSION: u64 = 16;
+    /// Next container on the orphan list.
+    pub const ORPHAN_NEXT: u64 = 24;
+    /// Flag in the head word: on the orphan list.
+    pub const ORPHAN_FLAG: u64 = 1 << 8;
+}
+
+/// A list block: the container header, then its items block, length and capacity.
+pub mod list_header {
+    pub const ITEMS: u64 = 32;
+    pub const LEN: u64 = 40;
+    pub const CAP: u64 = 48;
+    pub const BYTES: u64 = 56;
+}
+
+/// A dict or object block: the container header, then its table, the live entries, the
+/// entries used in the table, and (objects only) the class name's value word.
+pub mod dict_header {
+    pub const TABLE: u64 = 32;
+    pub const USED: u64 = 40;
+    pub const NENTRIES: u64 = 48;
+    pub const CLASS: u64 = 56;
+    pub const BYTES: u64 = 72;
+}
+
+/// A list's items block: the head (capacity in its length field), then the item words.
+pub mod list_items {
+    pub const FIRST: u64 = 8;
+
+    /// Item `i` of the items block at `block`.
+    pub const fn item(block: u64, i: u64) -> u64 {
+        block + FIRST + 8 * i
+    }
+
+    /// The bytes of an items block with room for `cap` items.
+    pub const fn bytes(cap: u64) -> u64 {
+        FIRST + 8 * cap
+    }
+}
+
+/// A dict's table block: the head (buckets in its length field), the entry capacity, the
+/// buckets, then the entries of three words (hash, key, value).
+pub mod dict_table {
+    pub const CAP: u64 = 8;
+    pub const BUCKETS: u64 = 16;
+    /// A bucket of a deleted entry (0 is an empty bucket; else the entry index + 1).
+    pub const DUMMY: u64 = u64::MAX;
+    /// An entry's words: the hash, then the key and the value at these byte offsets.
+    pub const KEY: u64 = 8;
+    pub const VALUE: u64 = 16;
+    pub const ENTRY_BYTES: u64 = 24;
+
+    /// The bytes of a table with `nbuckets` buckets and room for `cap` entries.
+    pub const fn bytes(nbuckets: u64, cap: u64) -> u64 {
+        BUCKETS + 8 * nbuckets + ENTRY_BYTES * cap
+    }
+}
+
+/// Owned values: str, bytes and int hold their bytes after the head (length: bytes); a float
+/// holds its bits in one word; a tuple its item words (length: items).
+pub mod owned {
+    pub const PAYLOAD: u64 = 8;
+    pub const FLOAT_BYTES: u64 = 16;
+
+    /// Item `i` of the tuple block at `block`.
+    pub const fn tuple_item(block: u64, i: u64) -> u64 {
+        block + PAYLOAD + 8 * i
+    }
+
+    /// The bytes of a tuple block of `n` items.
+    pub const fn tuple_bytes(n: u64) -> u64 {
+        PAYLOAD + 8 * n
+    }
+}
+
+/// A block of a writable participant's held set: the head, the next block, then the entries
+/// (container offsets, 0 for a free entry).
+pub mod held_block {
+    pub const NEXT: u64 = 8;
+    pub const ENTRIES: u64 = 16;
+    pub const COUNT: u64 = 62;
+    pub const BYTES: u64 = ENTRIES + 8 * COUNT;
+}
