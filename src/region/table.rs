@@ -67,7 +67,7 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
         // recovery (a journal store must be ordered before the claim it announces, and a
         // sweep's reads of journals after its reads of the claimed state). The heap's hot
         // path writes block journals with a Relaxed store of its own instead, ordered by the
-        // AcqRel CAS that follows it (see `heap::alloc_from`).
+        // AcqRel CAS that follows it (see `Heap::alloc_from` in `heap/alloc.rs`).
         self.words
             .load(self.word_offset(slot, word), Ordering::SeqCst)
     }

@@ -1,0 +1,152 @@
+//! The block cache: a few freed small blocks per class, kept in this participant's slot of the
+//! lock file, so that a free followed by an allocation of the same class costs no atomic
+//! read-modify-write.
+//!
+//! Problem. A segment's anchor is a word that every participant CASes. A cache in process
+//! memory would avoid that, but it would hide free blocks from the other processes' sweeps, and
+//! a killed process would take it along with no record of the blocks it held.
+//!
+//! Mechanism (FORMAT.md §6.5). The cache lives in the participant's slot (`table::W_CACHE`: per
+//! class below `CACHED_CLASSES`, a count and `CACHE_GROUP - 1` entries). Only the slot's owner
+//! writes it, one thread at a time, so plain stores do: an entry is written, then the count
+//! (Release). A pop writes the block journal before it lowers the count, and a reader in
+//! another process reads a participant's cache before its journals, so a block on its way from
+//! one to the other is seen in one or the other. A cached block is free, but its segment counts
+//! it taken (it is on none of the segment's stacks): sweeps spare it and `check` counts it
+//! free. A count out of range is never trusted.
+//!
+//! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::flush_cache`] (a clean detach),
+//! `cached_blocks` and `push_cached` (for sweeps and `check`).
+
+use super::{Error, Heap};
+use crate::region::table;
+use crate::sync::{AtomicU64, Liveness, Ordering, WordStore};
+
+impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
+    /// The cache words of class `k` (< CACHED_CLASSES) of this participant.
+    fn cache_words(
+        &self,
+        k: usize,
+    ) -> Result<&[&'a AtomicU64; table::CACHE_GROUP as usize], Error> {
+        if let Some(w) = self.cache[k].get() {
+            return Ok(w);
+        }
+        let t = self.table();
+        let base = table::W_CACHE + k as u64 * table::CACHE_GROUP;
+        let mut words =
+            [t.words.word(t.word_offset(self.me(), base))?; table::CACHE_GROUP as usize];
+        for (i, w) in words.iter_mut().enumerate().skip(1) {
+            *w = t.words.word(t.word_offset(self.me(), base + i as u64))?;
+        }
+        Ok(self.cache[k].get_or_init(|| words))
+    }
+
+    /// Takes a block from this participant's cache of class `k`, journaling it first.
+    ///
+    /// The cache lives in the participant's slot, so a sweep in another process sees it (it
+    /// reads a participant's cache before its journals: a block moves from the cache to a
+    /// journal by writing the journal, then lowering the count). A participant killed with
+    /// blocks in its cache leaks them to the next sweep, like any block it held.
+    pub(super) fn cache_pop(&self, k: usize, journal: &'a AtomicU64) -> Result<Option<u64>, Error> {
+        if k as u64 >= table::CACHED_CLASSES {
+            return Ok(None);
+        }
+        let w = self.cache_words(k)?;
+        // Relaxed: only this participant writes its cache; readers in other processes order
+        // their reads with the Release store of the count below.
+        self.store().step()?;
+        let n = w[0].load(Ordering::Relaxed);
+        if n == 0 || n >= table::CACHE_GROUP {
+            return Ok(None);
+        }
+        let block = w[n as usize].load(Ordering::Relaxed);
+        if block % 16 != 0 || block < self.geo().header_bytes || self.store().word(block).is_err() {
+            return Err(Error::Corrupt {
+                what: format!("block cache of class {k} names offset {block:#x}"),
+                offset: block,
+            });
+        }
+        self.store().step()?;
+        journal.store(block, Ordering::Relaxed);
+        // Release: the journal store is visible before the block leaves the count.
+        self.store().step()?;
+        w[0].store(n - 1, Ordering::Release);
+        Ok(Some(block))
+    }
+
+    /// Puts a freed block of class `k` into this participant's cache; `false` when it is full.
+    pub(super) fn cache_push(&self, k: usize, block: u64) -> Result<bool, Error> {
+        if k as u64 >= table::CACHED_CLASSES {
+            return Ok(false);
+        }
+        let w = self.cache_words(k)?;
+        self.store().step()?;
+        let n = w[0].load(Ordering::Relaxed);
+        if n + 1 >= table::CACHE_GROUP {
+            return Ok(false);
+        }
+        // Relaxed, then Release on the count: a reader that sees the count sees the entry.
+        self.store().step()?;
+        w[n as usize + 1].store(block, Ordering::Relaxed);
+        self.store().step()?;
+        w[0].store(n + 1, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Gives every block in this participant's cache back to its segment (a clean detach does
+    /// this; a dead participant's cache is left to recovery and sweeps).
+    pub fn flush_cache(&self) -> Result<(), Error> {
+        for k in 0..table::CACHED_CLASSES as usize {
+            let w = self.cache_words(k)?;
+            loop {
+                let n = w[0].load(Ordering::Relaxed);
+                if n == 0 || n >= table::CACHE_GROUP {
+                    w[0].store(0, Ordering::Release);
+                    break;
+                }
+                let block = w[n as usize].load(Ordering::Relaxed);
+                w[0].store(n - 1, Ordering::Release);
+                self.free_to_segment(block)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The blocks in live participants' caches (free, though their segments count them taken).
+    pub(super) fn cached_blocks(&self) -> Result<Vec<u64>, Error> {
+        let t = self.table();
+        let mut v = Vec::new();
+        for slot in 0..t.slots {
+            if t.status(slot)? == table::STATUS_ATTACHED && t.live.is_alive(slot) {
+                self.push_cached(slot, &mut v, true)?;
+            }
+        }
+        Ok(v)
+    }
+
+    /// Appends the blocks in participant `slot`'s cache to `v`. A count out of range is an
+    /// error when `strict`, else clamped (a sweep protects what it can read).
+    pub(super) fn push_cached(
+        &self,
+        slot: u32,
+        v: &mut Vec<u64>,
+        strict: bool,
+    ) -> Result<(), Error> {
+        let t = self.table();
+        for k in 0..table::CACHED_CLASSES {
+            let base = table::W_CACHE + k * table::CACHE_GROUP;
+            // Acquire (SeqCst): pairs with the Release count stores of the cache's owner.
+            let n = t.load(slot, base)?;
+            if strict && n >= table::CACHE_GROUP {
+                return Err(Error::Corrupt {
+                    what: format!("block cache of participant {slot} holds {n} entries"),
+                    offset: t.word_offset(slot, base),
+                });
+            }
+            for i in 1..=n.min(table::CACHE_GROUP - 1) {
+                v.push(t.load(slot, base + i)?);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Free: a small block goes to this participant's block cache, or onto its segment's free
+//! stack, or, while the segment is being swept, onto its deferred stack; a large block's run
+//! goes back to the page manager.
+//!
+//! Problem. Any participant frees any block (often one that another process allocated), and the
+//! offset comes from the caller, so it must be checked: the start of a block of a checked
+//! segment, or the start of a large run. A page-map lookup on every free would cost more than
+//! the rest of the free, and frees come in runs from one segment.
+//!
+//! Mechanism. The segment of the last free that went through the page map is kept twice: as a
+//! [`Cached`] segment (`last_freed`), and as plain words ([`FreeRange`]) that the fast path
+//! tests with one multiplication. A block in that range goes to the block cache when it has
+//! room; anything else goes through the page map (`free_slow`, `free_to_segment`). A push
+//! writes the block's link word (its first word), then CASes the anchor (Release), so a popper
+//! that acquires the anchor reads the link. If the anchor is frozen, the push goes to the
+//! deferred stack instead, which the sweep drains (`sweep.rs`).
+//!
+//! API: [`Heap::free`]; [`Heap::free_uncached`] for recovery (never into the cache);
+//! `push_free` for the thaw of a sweep.
+
+use super::segment::{a_count, a_frozen, a_head, a_tag, anchor, Cached, S_DEFERRED};
+use super::{Error, Heap, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
+use crate::sync::{Liveness, Ordering, WordStore};
+
+/// Where the last segment freed into keeps its blocks: `[first, end)`, in blocks of
+/// `block_size` (indexes found through `reciprocal`, as in [`Cached::index_of`]).
+#[derive(Clone, Copy)]
+pub(super) struct FreeRange {
+    first: u64,
+    end: u64,
+    block_size: u64,
+    reciprocal: u64,
+    class: usize,
+}
+
+impl FreeRange {
+    pub(super) const EMPTY: FreeRange = FreeRange {
+        first: 1,
+        end: 0,
+        block_size: 1,
+        reciprocal: 0,
+        class: 0,
+    };
+
+    fn of(c: &Cached<'_>) -> FreeRange {
+        let first = c.info.offset + SEG_HEADER;
+        FreeRange {
+            first,
+            end: first + c.info.nblocks * c.info.block_size,
+            block_size: c.info.block_size,
+            reciprocal: c.reciprocal,
+            class: c.info.class,
+        }
+    }
+
+    fn holds(&self, block: u64) -> bool {
+        if block < self.first || block >= self.end {
+            return false;
+        }
+        let rel = block - self.first;
+        ((rel * self.reciprocal) >> 32) * self.block_size == rel
+    }
+}
+
+impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
+    /// Gives back a block returned by `alloc`. Any participant may free any block.
+    pub fn free(&self, block: u64) -> Result<(), Error> {
+        let range = self.freed_range.get();
+        if range.holds(block) {
+            if self.cache_push(range.class, block)? {
+                return Ok(());
+            }
+            return self.free_to_segment(block);
+        }
+        self.free_slow(block)
+    }
+
+    #[cold]
+    fn free_slow(&self, block: u64) -> Result<(), Error> {
+        let run = self.pages.run_at(block)?;
+        if run.kind == RUN_SEGMENT {
+            let seg = self.cache_info(self.segment_of_run(&run)?)?;
+            if seg.index_of(block).is_some() {
+                self.remember_freed(seg);
+                if self.cache_push(seg.info.class, block)? {
+                    return Ok(());
+                }
+            }
+        }
+        self.free_to_segment(block)
+    }
+
+    /// Frees `block` straight to its segment (or its pages), never into this participant's
+    /// block cache. For recovery: a slot being taken over has its cache emptied right after
+    /// its dead occupant is recovered, and a block freed into it would be lost to a sweep.
+    pub fn free_uncached(&self, block: u64) -> Result<(), Error> {
+        self.free_to_segment(block)
+    }
+
+    /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
+    pub(super) fn free_to_segment(&self, block: u64) -> Result<(), Error> {
+        if let Some(seg) = self.last_freed.get() {
+            if let Some(idx) = seg.index_of(block) {
+                return self.push_free_to(&seg, idx);
+            }
+        }
+        let run = self.pages.run_at(block)?;
+        if run.kind != RUN_SEGMENT {
+            if run.offset != block {
+                return Err(Error::BadFree {
+                    offset: block,
+                    why: "not the start of a large block",
+                });
+            }
+            return self.pages.free(block);
+        }
+        let seg = self.cache_info(self.segment_of_run(&run)?)?;
+        let idx = seg.index_of(block).ok_or(Error::BadFree {
+            offset: block,
+            why: "not the start of a block",
+        })?;
+        self.remember_freed(seg);
+        self.push_free_to(&seg, idx)
+    }
+
+    fn remember_freed(&self, seg: Cached<'a>) {
+        self.last_freed.set(Some(seg));
+        self.freed_range.set(FreeRange::of(&seg));
+    }
+
+    pub(super) fn push_free(&self, info: &SegmentInfo, idx: u64) -> Result<(), Error> {
+        let seg = self.cache_info(*info)?;
+        self.push_free_to(&seg, idx)
+    }
+
+    fn push_free_to(&self, cached: &Cached<'a>, idx: u64) -> Result<(), Error> {
+        let store = self.store();
+        let seg = cached.info.offset;
+        let block = cached.info.block(idx);
+        let link = store.word(block)?;
+        let anchor_w = cached.anchor;
+        self.store().step()?;
+        let mut a = anchor_w.load(Ordering::Acquire);
+        loop {
+            if a_frozen(a) {
+                return self.push_deferred(seg, block, idx);
+            }
+            // Relaxed: published by the Release CAS below. (The barrier: the change that
+            // unlinked the block is on disk before the block's first word is overwritten.)
+            self.before_write()?;
+            link.store(a_head(a), Ordering::Relaxed);
+            let new = anchor(idx + 1, a_count(a) + 1, a_tag(a) + 1, false);
+            // Release: the block's last uses and its link happen before any popper reads it
+            // (pairs with the Acquire load of the anchor in `alloc_from`). The barrier: the
+            // link on disk before the anchor that leads to it.
+            self.before_write()?;
+            match anchor_w.compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => a = actual,
+            }
+        }
+    }
+
+    fn push_deferred(&self, seg: u64, block: u64, idx: u64) -> Result<(), Error> {
+        let store = self.store();
+        let w = store.word(seg + S_DEFERRED)?;
+        let link = store.word(block)?;
+        let mut d = w.load(Ordering::Acquire);
+        loop {
+            store.barrier()?;
+            link.store(d & 0xffff, Ordering::Relaxed);
+            let new = (idx + 1) | (((d >> 16) + 1) << 16);
+            // Release: pairs with the Acquire swap in `unfreeze`.
+            store.barrier()?;
+            match w.compare_exchange_weak(d, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => d = actual,
+            }
+        }
+    }
+}
