@@ -1,6 +1,6 @@
 //! persist: a persistent object store for Python, shared by many processes.
 //!
-//! The layers, bottom up (DESIGN.md), each a module that uses only the one below it:
+//! The layers, bottom up, each a module that uses only the one below it:
 //!
 //! - [`sync`]: atomics (std or loom), futex, process liveness. The only home of atomics.
 //! - [`region`]: the store file, its mapping and header, the lock file and participant table.

@@ -7,7 +7,7 @@
 //! over it. Here every header field is checked with plain reads before anything is mapped
 //! (magic, version, byte order, checksum, geometry, the published size against the file), a
 //! file that is not a store is left byte for byte as it was, and an empty file becomes a new
-//! store (API.md). The lock file beside a store is volatile state: one left by another store
+//! store. The lock file beside a store is volatile state: one left by another store
 //! is rebuilt when nobody uses it, and refused while somebody does.
 //!
 //! Each case runs in a re-executed child process (see `harness`) with a timeout, so a signal
@@ -520,7 +520,7 @@ fn open_in_child(dir: &TempDir, name: &str, path: &Path) -> Outcome {
     finish(start(dir, i, name, path)).unwrap_or_else(|why| panic!("{why}"))
 }
 
-/// An empty file becomes a new store (API.md); a second opener shares it.
+/// An empty file becomes a new store; a second opener shares it.
 #[test]
 fn an_empty_file_becomes_a_store() {
     let dir = TempDir::new("hostile-empty");

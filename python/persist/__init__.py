@@ -2,7 +2,7 @@
 
 A memory-mapped file holds an object graph whose root is a persistent dict; any number of
 processes and threads use one store at once. The native core is ``persist._persist``; only
-what this package exports is part of the API (API.md).
+what this package exports (``__all__``) is part of the API.
 """
 
 from __future__ import annotations

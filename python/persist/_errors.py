@@ -1,4 +1,4 @@
-"""The exceptions persist raises, defined once, here (API.md, "Errors").
+"""The exceptions persist raises, defined once, here.
 
 The native module (src/py/errors.rs) imports these classes rather than defining its own,
 because ``StoreFullError`` has two bases and PyO3's ``create_exception!`` allows one.

@@ -2,9 +2,10 @@
 //! them (an owned value is freed, a container reference dropped, a container no one refers to
 //! or holds freed with everything it owns). Both walk without recursion.
 
+use super::key::hash_node;
 use super::layout::{dict_header, list_header, owned};
 use super::tree::{Node, Tree};
-use super::value::{self, hash, FloatKey, Kind};
+use super::value::{self, Kind};
 use super::view::{Child, Value};
 use super::{container, words, Error, Result, Store};
 use crate::sync::{Ordering, WordStore};
@@ -49,32 +50,13 @@ impl Store {
             Node::List(r) | Node::Tuple(r) | Node::Dict(r) | Node::Object(_, r) if items_only => {
                 t.kids(r).to_vec()
             }
-            _ if items_only => {
-                return Err(Error::Corrupt {
-                    what: "value tree: items of a scalar".into(),
-                    offset: 0,
-                })
-            }
+            _ if items_only => return Err(Error::Usage("value tree: items of a scalar".into())),
             _ => Vec::new(),
         };
         // Pass 1: a header for every container node, so that any node can refer to any
         // container (shared references, cycles) while pass 2 fills them.
-        let mut word = vec![0u64; n];
+        let mut word = self.container_headers(t, skip_root.then_some(root))?;
         let mut refs = vec![0u64; n];
-        for (i, node) in t.nodes.iter().enumerate() {
-            if skip_root && i == root {
-                continue;
-            }
-            match node {
-                Node::List(_) => word[i] = self.new_list_header()?,
-                Node::Dict(_) => word[i] = self.new_dict_header(Kind::Dict)?,
-                Node::Object(..) => {
-                    word[i] = self.new_dict_header(Kind::Object)?;
-                    self.encoded_objects.push((i as u32, word[i]));
-                }
-                _ => {}
-            }
-        }
         // Pass 2, children before parents (the tree builder numbers nodes so that children
         // come after their parent; `Shared` may point anywhere, but only at containers, whose
         // words pass 1 made).
@@ -86,10 +68,9 @@ impl Store {
                 Node::Shared(j) => {
                     let j = *j as usize;
                     if j >= n || !t.nodes[j].is_container() {
-                        return Err(Error::Corrupt {
-                            what: "value tree: shared reference to a non-container".into(),
-                            offset: 0,
-                        });
+                        return Err(Error::Usage(
+                            "value tree: shared reference to a non-container".into(),
+                        ));
                     }
                     refs[j] += 1;
                     word[j]
@@ -107,32 +88,11 @@ impl Store {
                     word[i]
                 }
                 Node::Dict(r) | Node::Object(_, r) => {
-                    let kids = t.kids(r);
-                    let mut entries = Vec::with_capacity(kids.len() / 2);
-                    for pair in kids.chunks_exact(2) {
-                        let h = hash_node(t, pair[0])?;
-                        entries.push((h, word[pair[0] as usize], word[pair[1] as usize]));
-                    }
-                    let table = self.build_table(&entries)?;
-                    self.init(word[i] + dict_header::TABLE, table)?;
-                    self.init(word[i] + dict_header::USED, entries.len() as u64)?;
-                    self.init(word[i] + dict_header::NENTRIES, entries.len() as u64)?;
-                    if let Node::Object(class, _) = t.node(i as u32) {
-                        let cw = self.encode_scalar(&Node::Str(class.as_bytes().into()))?;
-                        self.init(word[i] + dict_header::CLASS, cw)?;
-                    }
+                    self.fill_dict(t, i as u32, t.kids(r), &word)?;
                     refs[i] += 1;
                     word[i]
                 }
-                Node::Tuple(r) => {
-                    let kids = t.kids(r);
-                    let b = self.alloc(owned::tuple_bytes(kids.len() as u64))?;
-                    self.init(b, value::block_head(Kind::Tuple, kids.len() as u64))?;
-                    for (k, &c) in kids.iter().enumerate() {
-                        self.init(owned::tuple_item(b, k as u64), word[c as usize])?;
-                    }
-                    b
-                }
+                Node::Tuple(r) => self.new_tuple(t.kids(r), &word)?,
                 scalar => self.encode_scalar(scalar)?,
             };
             word[i] = w;
@@ -152,15 +112,65 @@ impl Store {
         Ok((word[root], items))
     }
 
+    /// A header for every container node of `t` but `skip` (pass 1 of `encode_tree`): the
+    /// node's word, 0 for the other nodes.
+    fn container_headers(&mut self, t: &Tree, skip: Option<usize>) -> Result<Vec<u64>> {
+        let mut word = vec![0u64; t.nodes.len()];
+        for (i, node) in t.nodes.iter().enumerate() {
+            if skip == Some(i) {
+                continue;
+            }
+            match node {
+                Node::List(_) => word[i] = self.new_list_header()?,
+                Node::Dict(_) => word[i] = self.new_dict_header(Kind::Dict)?,
+                Node::Object(..) => {
+                    word[i] = self.new_dict_header(Kind::Object)?;
+                    self.encoded_objects.push((i as u32, word[i]));
+                }
+                _ => {}
+            }
+        }
+        Ok(word)
+    }
+
+    /// Fills dict (or object) node `i`'s header, made by pass 1: its table of the entries
+    /// `kids` (key, value, key, value...), whose words are in `word`, and an object's class.
+    fn fill_dict(&mut self, t: &Tree, i: u32, kids: &[u32], word: &[u64]) -> Result<()> {
+        let d = word[i as usize];
+        let mut entries = Vec::with_capacity(kids.len() / 2);
+        for pair in kids.chunks_exact(2) {
+            let h = hash_node(t, pair[0])?;
+            entries.push((h, word[pair[0] as usize], word[pair[1] as usize]));
+        }
+        let table = self.build_table(&entries)?;
+        self.init(d + dict_header::TABLE, table)?;
+        self.init(d + dict_header::USED, entries.len() as u64)?;
+        self.init(d + dict_header::NENTRIES, entries.len() as u64)?;
+        if let Node::Object(class, _) = t.node(i) {
+            let cw = self.encode_scalar(&Node::Str(class.as_bytes().into()))?;
+            self.init(d + dict_header::CLASS, cw)?;
+        }
+        Ok(())
+    }
+
+    /// A tuple block of the items `kids`, whose words are in `word`.
+    fn new_tuple(&mut self, kids: &[u32], word: &[u64]) -> Result<u64> {
+        let b = self.alloc(owned::tuple_bytes(kids.len() as u64))?;
+        self.init(b, value::block_head(Kind::Tuple, kids.len() as u64))?;
+        for (k, &c) in kids.iter().enumerate() {
+            self.init(owned::tuple_item(b, k as u64), word[c as usize])?;
+        }
+        Ok(b)
+    }
+
     /// Writes container tree `t` as a container that no value refers to: it lives while a
     /// held set names it (the caller holds it in this op), on the orphan list like any
     /// container whose last reference went. For copies that are not linked anywhere yet.
     pub fn create_unlinked(&mut self, t: &Tree) -> Result<u64> {
         if !t.node(t.root).is_container() {
-            return Err(Error::Corrupt {
-                what: "value tree: an unlinked value must be a container".into(),
-                offset: 0,
-            });
+            return Err(Error::Usage(
+                "value tree: an unlinked value must be a container".into(),
+            ));
         }
         let c = self.encode(t)?;
         let rc = self.get(c + container::REFCNT)?;
@@ -199,10 +209,9 @@ impl Store {
             Node::Str(s) => self.owned_bytes(Kind::Str, s)?,
             Node::Bytes(b) => self.owned_bytes(Kind::Bytes, b)?,
             other => {
-                return Err(Error::Corrupt {
-                    what: format!("value tree: {other:?} is not a scalar"),
-                    offset: 0,
-                })
+                return Err(Error::Usage(format!(
+                    "value tree: {other:?} is not a scalar"
+                )))
             }
         })
     }
@@ -241,74 +250,6 @@ impl Store {
 }
 
 // ---- the store's hash of a key ---------------------------------------------------------
-
-/// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
-/// tree builder (a key is hashable in Python, so it has no cycles).
-pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
-    if !matches!(t.node(i), Node::Tuple(_)) {
-        return hash_scalar(t.node(i));
-    }
-    // Iterative: post-order over tuple items.
-    enum Step {
-        Visit(u32),
-        Combine(usize, usize),
-    }
-    let mut out: Vec<u64> = Vec::new();
-    let mut stack = vec![Step::Visit(i)];
-    while let Some(s) = stack.pop() {
-        match s {
-            Step::Visit(i) => match t.node(i) {
-                Node::Tuple(r) => {
-                    let kids = t.kids(r);
-                    stack.push(Step::Combine(out.len(), kids.len()));
-                    for &c in kids.iter().rev() {
-                        stack.push(Step::Visit(c));
-                    }
-                }
-                n => out.push(hash_scalar(n)?),
-            },
-            Step::Combine(start, len) => {
-                let h = hash::tuple(out[start..start + len].iter().copied());
-                out.truncate(start);
-                out.push(h);
-            }
-        }
-    }
-    Ok(out.pop().unwrap_or(0))
-}
-
-pub(super) fn hash_int_bytes(b: &[u8]) -> u64 {
-    match value::twos_to_i64(b) {
-        Some(v) => hash::int(v),
-        None => hash::bytes(hash::DOMAIN_BIGINT, b),
-    }
-}
-
-pub(super) fn hash_float(f: f64) -> u64 {
-    match value::float_key(f) {
-        FloatKey::Int(v) => hash::int(v),
-        FloatKey::Big(b) => hash::bytes(hash::DOMAIN_BIGINT, &b),
-        FloatKey::Other(f) => hash::float_bits(f.to_bits()),
-    }
-}
-
-fn hash_scalar(n: &Node) -> Result<u64> {
-    Ok(match n {
-        Node::None => hash::none(),
-        Node::Bool(b) => hash::int(*b as i64),
-        Node::Int(v) => hash::int(*v),
-        Node::BigInt(b) => hash_int_bytes(b),
-        Node::Float(f) => hash_float(*f),
-        Node::Str(s) => hash::bytes(hash::DOMAIN_STR, s),
-        Node::Bytes(b) => hash::bytes(hash::DOMAIN_BYTES, b),
-        _ => {
-            return Err(Error::Corrupt {
-                what: "value tree: a container used as a key".into(),
-                offset: 0,
-            })
-        }
-    })
-}
 
 // ---- release --------------------------------------------------------------------------------
 

@@ -203,7 +203,7 @@ impl Store {
         for it in plan {
             if let Item::Old(i) = *it {
                 if i >= len || std::mem::replace(&mut used[i as usize], true) {
-                    return Err(Error::LockUsage(
+                    return Err(Error::Usage(
                         "list changed during the operation (stale plan)".into(),
                     ));
                 }

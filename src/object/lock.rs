@@ -181,7 +181,7 @@ impl Store {
     fn start_writing(&mut self, thread: u64, usage: &str) -> Result<()> {
         if !self.locks.shared.is_empty() {
             if self.locks.shared.contains_key(&thread) {
-                return Err(Error::LockUsage(usage.into()));
+                return Err(Error::Usage(usage.into()));
             }
             return Err(Error::Busy(Busy::Shared(
                 self.lock.shared.load(Ordering::Relaxed),
@@ -331,7 +331,7 @@ impl Store {
                 self.locks.shared.remove(&thread);
                 Ok(())
             }
-            None => Err(Error::LockUsage("unlock() without a lock".into())),
+            None => Err(Error::Usage("unlock() without a lock".into())),
         }
     }
 

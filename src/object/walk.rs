@@ -11,7 +11,7 @@ use crate::region::table;
 use crate::sync::{Ordering, WordStore};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// What `Store::stats` reports (API.md).
+/// What `Store::stats` reports (Python: `persist.Store.stats()`).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub file_size: u64,
@@ -77,7 +77,7 @@ impl Store {
             return f(self);
         }
         if self.held_by(thread) == Some(super::LockKind::Shared) {
-            return Err(Error::LockUsage(
+            return Err(Error::Usage(
                 "check, gc and stats need the writer lock: unlock lockShared first".into(),
             ));
         }
@@ -95,10 +95,9 @@ impl Store {
         r
     }
 
-    /// Marks everything live: reachable from the root, named by a held set or the orphan list,
-    /// and the internal blocks (undo logs, held chains).
-    fn mark(&self, strict: bool) -> Result<Mark> {
-        let mut m = Mark::default();
+    /// The walk's starting points: the root dict, what held sets name, the orphan list; and
+    /// every attached participant's undo log and held-set blocks, marked as internal.
+    fn mark_roots(&self, m: &mut Mark) -> Result<Vec<u64>> {
         let mut stack: Vec<u64> = Vec::new();
         let root = self.get(words::ROOT)?;
         if root != 0 {
@@ -155,6 +154,14 @@ impl Store {
             })?;
         }
 
+        Ok(stack)
+    }
+
+    /// Marks everything live: reachable from the root, named by a held set or the orphan list,
+    /// and the internal blocks (undo logs, held chains).
+    fn mark(&self, strict: bool) -> Result<Mark> {
+        let mut m = Mark::default();
+        let mut stack = self.mark_roots(&mut m)?;
         let mut budget = self.mem().size() / 8 + 16;
         while let Some(w) = stack.pop() {
             budget = budget.saturating_sub(1);
@@ -270,7 +277,7 @@ impl Store {
         v
     }
 
-    /// Full integrity check of allocator and graph (API.md `Store.check`).
+    /// Full integrity check of allocator and graph (Python: `persist.Store.check()`).
     pub fn check(&mut self, thread: u64) -> Result<CheckReport> {
         // Killed processes are not damage: recover them first (unless this thread's own
         // section holds the writer word, when no other participant can be mid-change).
@@ -456,7 +463,7 @@ impl Store {
         Ok(report)
     }
 
-    /// Figures for `Store.stats()` (API.md).
+    /// Figures for `Store.stats()` (Python: `persist.Store.stats()`).
     pub fn stats(&mut self, thread: u64) -> Result<Stats> {
         self.maintenance(thread, |s| {
             let hs = s.heap.check()?;

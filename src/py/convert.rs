@@ -234,7 +234,7 @@ pub(crate) struct Keep<'py> {
 
 impl<'py> Keep<'py> {
     /// Binds every pbase instance of the tree just encoded to its stored object: its
-    /// attributes now live in the store (API.md, Objects). Inside the op that wrote them.
+    /// attributes now live in the store (user objects: a class name and an attribute dict). Inside the op that wrote them.
     pub fn bind(&self, py: Python<'py>, st: &mut Store, shared: &Arc<Shared>) -> PyResult<()> {
         if self.objects.is_empty() {
             return Ok(());

@@ -1,6 +1,6 @@
 //! The one place where errors cross into Python.
 //!
-//! The exception tree of API.md is rooted at `persist.Error`:
+//! The exception tree is rooted at `persist.Error` (python/persist/_errors.py documents each):
 //!
 //! ```text
 //! Exception
@@ -70,9 +70,11 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
         E::Corrupt { .. } => CorruptionError::new_err(msg),
         E::Full(_) | E::TooLarge(_) => StoreFullError::new_err(msg),
         E::Io { path, source, .. } => os_error(&source, msg, path.as_deref()),
-        E::LockUsage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
+        E::Usage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
         E::Busy(_) => Error::new_err(msg),
         E::ReadOnly(_) => ReadOnlyError::new_err(msg),
+        E::Timeout => LockTimeout::new_err(msg),
+        E::Closed => ClosedError::new_err(msg),
         E::Open(OpenError::Region(r)) => match r {
             R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
             R::Corrupt { .. } => CorruptionError::new_err(msg),
@@ -95,5 +97,11 @@ fn os_error(source: &std::io::Error, msg: String, path: Option<&std::path::Path>
         // The file name as a str, as Python's own OSErrors give it.
         Some(p) => pyo3::exceptions::PyOSError::new_err((errno, msg, p.as_os_str().to_os_string())),
         None => pyo3::exceptions::PyOSError::new_err((errno, msg)),
+    }
+}
+
+impl From<crate::object::Error> for PyErr {
+    fn from(e: crate::object::Error) -> PyErr {
+        map_object(e)
     }
 }

@@ -3,12 +3,12 @@
 //!
 //! This layer turns the engine's API into Python objects and the engine's errors into Python
 //! exceptions; it holds no store logic of its own. The Python package re-exports what users
-//! may rely on (API.md) and keeps the pure-Python helpers.
+//! may rely on (its `__all__`, typed in `_persist.pyi`) and keeps the pure-Python helpers.
 //!
 //! It is compiled only with the `python` feature, which maturin turns on (pyproject.toml), so
 //! `cargo test --workspace` builds test binaries that never link libpython. maturin also sets
 //! `PYO3_BUILD_EXTENSION_MODULE`, which keeps the extension itself from linking libpython:
-//! one abi3 wheel serves CPython 3.9 and later.
+//! one abi3 wheel serves CPython 3.10 and later (Cargo.toml: `abi3-py310`).
 //!
 //! The exception classes are defined in Python and only looked up here: see errors.rs.
 
@@ -19,17 +19,14 @@ mod store;
 
 use pyo3::prelude::*;
 
-/// The on-disk format version this build reads and writes. It mirrors the version field of
-/// the store file's header: a file whose header names another version is refused with
-/// `persist.FormatError` before anything else in it is read.
-const FORMAT_VERSION: u32 = 1;
-
 /// Native core of persist, a persistent object store. Use the `persist` package, not this
 /// module: only what `persist` re-exports is part of the API.
 #[pymodule]
 fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("FORMAT_VERSION", FORMAT_VERSION)?;
+    // The on-disk format version this build reads and writes (the store header's version
+    // field): a file whose header names another is refused with `persist.FormatError`.
+    m.add("FORMAT_VERSION", crate::region::FORMAT_VERSION)?;
     errors::register(m)?;
     m.add_class::<store::StoreCore>()?;
     m.add_function(wrap_pyfunction!(store::_after_fork_in_child, m)?)?;

@@ -8,7 +8,7 @@
 
 use super::convert::{inline_word, key_arg, to_py, to_tree, Keep};
 use super::errors;
-use super::store::{Shared, StoreCore};
+use super::store::{Gil, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
 use crate::object::value::Kind;
@@ -162,7 +162,7 @@ impl List {
         let empty = PyTuple::empty(py);
         let values = iterable.unwrap_or(empty.as_any());
         let t = self.tree_items(py, values, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let ws = st.encode_items(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             let len = st.list_len(self.off).map_err(map)?;
@@ -174,7 +174,7 @@ impl List {
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self
             .shared
-            .read(py, |st| st.list_len(self.off).map_err(map))? as usize)
+            .read(&Gil(py), |st| st.list_len(self.off).map_err(map))? as usize)
     }
 
     fn __bool__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -188,7 +188,7 @@ impl List {
     ) -> PyResult<Bound<'py, PyAny>> {
         let shared = &self.shared;
         if let Ok(s) = i.cast::<PySlice>() {
-            return self.shared.read(py, |st| {
+            return self.shared.read(&Gil(py), |st| {
                 let len = st.list_len(self.off).map_err(map)?;
                 let ind = s.indices(len as isize)?;
                 let ws = if ind.step == 1 {
@@ -207,7 +207,7 @@ impl List {
             });
         }
         let i: isize = index_arg(i, "list")?;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list")?;
             let w = st.list_get(self.off, j).map_err(map)?.unwrap_or(0);
@@ -230,7 +230,7 @@ impl List {
                 object::tree::Node::List(r) => (r.end - r.start) as usize,
                 _ => 0,
             };
-            return self.shared.write(py, |st| {
+            return self.shared.write(&Gil(py), |st| {
                 let len = st.list_len(self.off).map_err(map)?;
                 let ind = s.indices(len as isize)?;
                 if ind.step == 1 {
@@ -260,7 +260,7 @@ impl List {
         }
         let i: isize = index_arg(i, "list")?;
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
             let w = st.encode(&t).map_err(map)?;
@@ -271,7 +271,7 @@ impl List {
 
     fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(s) = i.cast::<PySlice>() {
-            return self.shared.write(py, |st| {
+            return self.shared.write(&Gil(py), |st| {
                 let len = st.list_len(self.off).map_err(map)?;
                 let ind = s.indices(len as isize)?;
                 if ind.slicelength == 0 {
@@ -296,7 +296,7 @@ impl List {
             });
         }
         let i: isize = index_arg(i, "list")?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
             st.list_splice(self.off, j, j + 1, &[]).map_err(map)?;
@@ -307,7 +307,7 @@ impl List {
     fn append(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let w = st.encode(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.list_append(self.off, w).map_err(map)
@@ -317,7 +317,7 @@ impl List {
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut keep = Keep::default();
         let t = self.tree_items(py, values, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let ws = st.encode_items(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.list_extend(self.off, &ws).map_err(map)
@@ -332,7 +332,7 @@ impl List {
         let i: isize = ssize_arg(i)?;
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let len = st.list_len(self.off).map_err(map)? as isize;
             let j = if i < 0 { (i + len).max(0) } else { i.min(len) } as u64;
             let w = st.encode(&t).map_err(map)?;
@@ -353,7 +353,7 @@ impl List {
             None => -1,
         };
         let shared = &self.shared;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let len = st.list_len(self.off).map_err(map)?;
             if len == 0 {
                 return Err(PyIndexError::new_err("pop from empty list"));
@@ -367,12 +367,12 @@ impl List {
 
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
-            .write(py, |st| st.list_rebuild(self.off, &[]).map_err(map))
+            .write(&Gil(py), |st| st.list_rebuild(self.off, &[]).map_err(map))
     }
 
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
-            .write(py, |st| st.list_reverse(self.off).map_err(map))
+            .write(&Gil(py), |st| st.list_reverse(self.off).map_err(map))
     }
 
     /// A plain shallow copy (nested containers stay proxies).
@@ -383,7 +383,7 @@ impl List {
     /// (items as a plain list, version): the basis of check-then-act helpers.
     fn _snapshot<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyList>, u64)> {
         let shared = &self.shared;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             let ws = st.list_words(self.off).map_err(map)?;
             let v = st.version(self.off).map_err(map)?;
             Ok((words_to_list(py, st, shared, &ws)?, v))
@@ -392,7 +392,7 @@ impl List {
 
     /// Reorders the list by `perm` (old indices) if it has not changed since `version`.
     fn _permute_if(&self, py: Python<'_>, version: u64, perm: Vec<u64>) -> PyResult<bool> {
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             if st.version(self.off).map_err(map)? != version {
                 return Ok(false);
             }
@@ -407,7 +407,7 @@ impl List {
 
     /// Deletes item `i` if the list has not changed since `version`.
     fn _delete_if(&self, py: Python<'_>, version: u64, i: u64) -> PyResult<bool> {
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             if st.version(self.off).map_err(map)? != version {
                 return Ok(false);
             }
@@ -435,7 +435,7 @@ impl List {
 
     #[getter]
     fn _ident(&self) -> (u64, u64) {
-        (self.shared.id, self.off)
+        (self.shared.id(), self.off)
     }
 
     #[getter]
@@ -457,8 +457,8 @@ impl List {
         super::store::lock_shared(&self.shared, py, timeout)
     }
 
-    fn unlock(&self) -> PyResult<()> {
-        super::store::unlock(&self.shared)
+    fn unlock(&self, py: Python<'_>) -> PyResult<()> {
+        super::store::unlock(&self.shared, py)
     }
 
     // Everything that runs Python code lives in _ops.py.
@@ -592,12 +592,12 @@ impl ListIter {
             if i == 0 || i == u64::MAX {
                 return Ok(None);
             }
-            let r = l
-                .shared
-                .read(py, |st| match st.list_get(l.off, i - 1).map_err(map)? {
+            let r = l.shared.read(&Gil(py), |st| {
+                match st.list_get(l.off, i - 1).map_err(map)? {
                     Some(w) => Ok(Some(to_py(py, st, &shared, w)?)),
                     None => Ok(None),
-                })?;
+                }
+            })?;
             self.next
                 .store(if r.is_some() { i - 1 } else { 0 }, Relaxed);
             return Ok(r);
@@ -607,7 +607,7 @@ impl ListIter {
         }
         let r = l
             .shared
-            .read(py, |st| match st.list_get(l.off, i).map_err(map)? {
+            .read(&Gil(py), |st| match st.list_get(l.off, i).map_err(map)? {
                 Some(w) => Ok(Some(to_py(py, st, &shared, w)?)),
                 None => Ok(None),
             })?;
@@ -661,7 +661,7 @@ impl Dict {
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self
             .shared
-            .read(py, |st| st.dict_len(self.off).map_err(map))? as usize)
+            .read(&Gil(py), |st| st.dict_len(self.off).map_err(map))? as usize)
     }
 
     fn __bool__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -697,7 +697,7 @@ impl Dict {
             return Ok(false);
         };
         let key = kt.key().map_err(map)?;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             Ok(st
                 .dict_get(self.off, &key, &mut NO_HINT.clone())
                 .map_err(map)?
@@ -733,7 +733,7 @@ impl Dict {
             None => Value::Tree(to_tree(v, &self.shared, &mut keep)?),
         };
         let mut hint = self.hint.load(Ordering::Relaxed);
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let w = match &value {
                 Value::Word(w) => *w,
                 Value::Tree(vt) => {
@@ -754,11 +754,12 @@ impl Dict {
             return Err(key_error(k));
         };
         let key = kt.key().map_err(map)?;
-        self.shared
-            .write(py, |st| match st.dict_del(self.off, &key).map_err(map)? {
+        self.shared.write(&Gil(py), |st| {
+            match st.dict_del(self.off, &key).map_err(map)? {
                 Some(_) => Ok(()),
                 None => Err(key_error(k)),
-            })
+            }
+        })
     }
 
     #[pyo3(signature = (k, *default))]
@@ -789,12 +790,12 @@ impl Dict {
         };
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
-        let r = self
-            .shared
-            .write(py, |st| match st.dict_del(self.off, &key).map_err(map)? {
+        let r = self.shared.write(&Gil(py), |st| {
+            match st.dict_del(self.off, &key).map_err(map)? {
                 Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
                 None => Ok(None),
-            })?;
+            }
+        })?;
         match r {
             Some(v) => Ok(v),
             None => missing(),
@@ -803,15 +804,16 @@ impl Dict {
 
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = &self.shared;
-        self.shared
-            .write(py, |st| match st.dict_popitem(self.off).map_err(map)? {
+        self.shared.write(&Gil(py), |st| {
+            match st.dict_popitem(self.off).map_err(map)? {
                 Some((kw, vw)) => {
                     let k = to_py(py, st, shared, kw)?;
                     let v = to_py(py, st, shared, vw)?;
                     Ok(PyTuple::new(py, [k, v])?.into_any())
                 }
                 None => Err(PyKeyError::new_err("popitem(): dictionary is empty")),
-            })
+            }
+        })
     }
 
     #[pyo3(signature = (k, default=None))]
@@ -832,7 +834,7 @@ impl Dict {
         let vt = to_tree(&default, &self.shared, &mut keep)?;
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let mut hint = NO_HINT;
             if let Some(w) = st.dict_get(self.off, &key, &mut hint).map_err(map)? {
                 return to_py(py, st, shared, w);
@@ -867,7 +869,7 @@ impl Dict {
             hashed.push(kt.key().map_err(map)?);
         }
         let vt = to_tree(flat.as_any(), &self.shared, &mut keep)?;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             for (key, w) in hashed.iter().zip(ws) {
@@ -880,7 +882,7 @@ impl Dict {
 
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
-            .write(py, |st| st.dict_clear(self.off).map_err(map))
+            .write(&Gil(py), |st| st.dict_clear(self.off).map_err(map))
     }
 
     /// (keys, values, version) as plain lists: the basis of the Python helpers.
@@ -889,7 +891,7 @@ impl Dict {
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, u64)> {
         let shared = &self.shared;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             let items = st.dict_items(self.off).map_err(map)?;
             let v = st.version(self.off).map_err(map)?;
             let ks: Vec<u64> = items.iter().map(|p| p.0).collect();
@@ -910,7 +912,7 @@ impl Dict {
         want: u8,
     ) -> PyResult<Option<(u64, Bound<'py, PyAny>, u64)>> {
         let shared = &self.shared;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             let len = st.dict_len(self.off).map_err(map)?;
             match st.dict_next(self.off, pos).map_err(map)? {
                 None => Ok(None),
@@ -933,7 +935,7 @@ impl Dict {
     /// The class name stored with a user object (None for a plain dict).
     fn _class_name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let shared = &self.shared;
-        self.shared.read(py, |st| {
+        self.shared.read(&Gil(py), |st| {
             if st.block_kind(self.off).map_err(map)? != Some(Kind::Object) {
                 return Ok(None);
             }
@@ -944,7 +946,7 @@ impl Dict {
 
     #[getter]
     fn _ident(&self) -> (u64, u64) {
-        (self.shared.id, self.off)
+        (self.shared.id(), self.off)
     }
 
     #[getter]
@@ -966,8 +968,8 @@ impl Dict {
         super::store::lock_shared(&self.shared, py, timeout)
     }
 
-    fn unlock(&self) -> PyResult<()> {
-        super::store::unlock(&self.shared)
+    fn unlock(&self, py: Python<'_>) -> PyResult<()> {
+        super::store::unlock(&self.shared, py)
     }
 
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -1006,7 +1008,7 @@ impl Dict {
         let mut keep = Keep::default();
         let t = to_tree(plain.as_any(), &self.shared, &mut keep)?;
         let shared = &self.shared;
-        self.shared.write(py, |st| {
+        self.shared.write(&Gil(py), |st| {
             let c = st.create_unlinked(&t).map_err(map)?;
             new_dict(py, st, shared, c)
         })
@@ -1061,7 +1063,7 @@ impl Dict {
         let key = kt.key().map_err(map)?;
         let shared = &self.shared;
         let mut hint = self.hint.load(Ordering::Relaxed);
-        let v = self.shared.read(py, |st| {
+        let v = self.shared.read(&Gil(py), |st| {
             match st.dict_get(self.off, &key, &mut hint).map_err(map)? {
                 Some(w) => Ok(Some(to_py(py, st, shared, w)?)),
                 None => Ok(None),

@@ -1,5 +1,5 @@
 """Hostile store files: opening and using a damaged or malicious file never crashes, hangs or
-runs code. It works, or it raises a ``persist.Error`` subclass (API.md, "Errors").
+runs code. It works, or it raises a ``persist.Error`` subclass.
 
 The bug story. A store file may be damaged (disk errors, a copy taken mid-write, another
 program writing into it) or written by an attacker, and every offset, length, count, tag and
@@ -615,7 +615,7 @@ def _cases() -> list[Case]:
 
     def deep_tuple(w: Path) -> bytes:
         # A valid store (made through the API) whose value is a 5000-deep tuple chain with a
-        # list inside: reading it must not overflow any stack (API.md: nesting is iterative).
+        # list inside: reading it must not overflow any stack (nesting is walked iteratively).
         p = w / "deep-tuple-src.db"
         for f in (p, Path(f"{p}.lock")):
             if f.exists():
@@ -1222,7 +1222,7 @@ def judge(case: Case, path: Path, data: bytes, child: Path) -> Outcome:
         return Outcome(False, f"exit {rc}: {first_bad}", tail)
     open_line = next((ln for ln in out.splitlines() if ln.startswith("STEP open")), "")
     if open_line.startswith("STEP open FormatError") and path.read_bytes() != data:
-        return Outcome(False, "FormatError, but the file was changed (API.md)", tail)
+        return Outcome(False, "FormatError, but the file was changed", tail)
     if case.expect_version is not None:
         v = case.expect_version
         if not open_line.startswith("STEP open FormatError"):

@@ -1,5 +1,5 @@
-"""The package as installed: it imports, it exports what API.md promises, its exception tree is
-API.md's, and ``python -m persist`` behaves as a command line should.
+"""The package as installed: it imports, it exports what its ``__all__`` promises, its exception
+tree is the documented one, and ``python -m persist`` behaves as a command line should.
 
 These tests run against the installed wheel (scripts/test-all.sh runs ``pip install .`` first),
 so they also catch packaging mistakes: a stub or ``py.typed`` left out of the wheel, or a native

@@ -1,4 +1,4 @@
-"""The seed's two programs (API.md), run as written, each in fresh processes.
+"""The seed's two programs (the 2004 extension's examples), run as written, each in fresh processes.
 
 Each program is written to a file verbatim and run three times, each time in a new
 interpreter whose working directory is one temporary directory, so ``persist.root()`` makes
@@ -16,7 +16,7 @@ import pytest
 
 import persist
 
-# API.md's first seed program, verbatim.
+# The first seed program, verbatim.
 COUNTER = """\
 import persist
 root = persist.root()
@@ -27,7 +27,7 @@ print("You are visitor", root['x'])
 root.unlock()
 """
 
-# API.md's second seed program, verbatim.
+# The second seed program, verbatim.
 PERSON = """\
 import persist
 from pbase import pbase                # also: from persist import pbase

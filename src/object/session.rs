@@ -1,0 +1,501 @@
+//! A store shared by the threads of one process, and the policy for waiting on the store lock.
+//!
+//! Problem. [`Store`] is one process's view of an open store, usable by one step at a time, and
+//! its lock calls never block: they report what stands in the way ([`Error::Busy`]). Something
+//! must run the threads' steps one at a time, sleep on a lock word without holding up the other
+//! threads, retry unlocked reads that raced with a writer, look for a dead holder while it
+//! waits, give back the holds of handles dropped in any thread, and make a forked child a
+//! participant of its own. That is store policy, the same for every embedding: it lives here,
+//! and the Python module only supplies what waiting means for it ([`Waiting`]: release the GIL,
+//! check for Ctrl-C).
+//!
+//! Mechanism.
+//! - The *step lock*: a word naming the thread inside a step (0: none). A step takes it by CAS
+//!   and gives it back when its guard drops; a thread that finds it taken by another thread
+//!   sleeps briefly through [`Waiting::sleep`] (never blocking while it holds what the step's
+//!   owner may need, such as the GIL), and one that finds it taken by itself (a callback from
+//!   inside a step, e.g. a finalizer) gets an error, not a deadlock. It is a word and not a
+//!   `Mutex` because a forked child must be able to take over a step that a thread of its
+//!   parent was inside (that thread does not exist in the child).
+//! - Waiting: a step that reports `Busy` leaves the step lock and sleeps on the lock word with
+//!   the futex (spinning first, `lock.rs`), in slices growing from [`FIRST_SLICE`] to
+//!   [`WAIT_SLICE`], checking for interrupts and the deadline between slices. While the same
+//!   `Busy` stays, each further wait first looks for dead participants and recovers them, so a
+//!   dead holder is found within milliseconds.
+//! - Reads run without the writer lock and are validated; one that fails validation
+//!   [`READ_RETRIES`] times in a row runs as a change instead (writers keep racing it).
+//! - Dropped handles: [`SharedStore::release`] only queues the container (it may run inside a
+//!   step, from a garbage collector); the next step gives the holds back, and the next change
+//!   collects orphans that were waiting for them.
+//!
+//! Invariants: at most one `StepGuard` exists per store; `store` is touched only through it;
+//! `close` unmaps nothing while a thread sleeps on the lock words (`waiting`).
+
+use super::{Busy, Error, Result, Store, Waiter};
+use crate::region::OpenOptionsRegion;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+/// The longest single sleep: a waiter wakes this often to check interrupts and its deadline.
+pub const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
+pub const FIRST_SLICE: Duration = Duration::from_millis(1);
+
+/// A read that failed validation this many times runs under the writer lock instead.
+pub const READ_RETRIES: u32 = 64;
+
+/// How long a thread sleeps while another thread of this process is inside a step.
+const STEP_BUSY_SLEEP: Duration = Duration::from_micros(20);
+
+/// What waiting means for the embedding: the Python module releases the GIL while it sleeps
+/// and stops waiting on Ctrl-C; [`Plain`] just sleeps.
+pub trait Waiting<E> {
+    /// Called before each sleep: an error stops the wait (a pending signal, say).
+    fn check_interrupt(&self) -> Result<(), E>;
+
+    /// Runs `sleep`, letting go of whatever the calling thread holds that other threads need.
+    fn sleep(&self, sleep: &mut (dyn FnMut() + Send));
+}
+
+/// Waiting for Rust callers: never interrupted, sleeps as it is.
+pub struct Plain;
+
+impl Waiting<Error> for Plain {
+    fn check_interrupt(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn sleep(&self, sleep: &mut (dyn FnMut() + Send)) {
+        sleep()
+    }
+}
+
+/// The calling thread, as the store lock and the step lock know it.
+pub fn thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One open store, shared by the threads of this process (and, in Python, by its handle and
+/// all its proxies).
+pub struct SharedStore {
+    /// The object layer, used by one step at a time: only through a `StepGuard`, which exists
+    /// while `step_owner` names its thread (None once closed).
+    store: UnsafeCell<Option<Store>>,
+    /// The store's lock words, for sleeping outside a step (replaced after a fork).
+    waiter: Mutex<Waiter>,
+    /// Threads sleeping on the waiter's words (close waits for them to leave).
+    waiting: AtomicU64,
+    /// Containers whose handles were dropped (their holds are given back at the next step).
+    pending: Mutex<Vec<u64>>,
+    /// Whether `pending` may be non-empty (checked without its mutex on every step).
+    has_pending: AtomicBool,
+    /// The thread inside a step (the one that may use `store`), or 0.
+    step_owner: AtomicU64,
+    /// Orphans may be collectable: the next change collects them.
+    collect: AtomicBool,
+    closed: AtomicBool,
+    id: u64,
+    path: PathBuf,
+    /// How it was opened (a child after fork re-opens the same way, never creating).
+    options: OpenOptionsRegion,
+}
+
+// SAFETY: `store` is only reached through a `StepGuard`, and at most one exists at a time (it
+// is created when `step_owner` goes from 0 to the calling thread and dropped when it goes back
+// to 0), so the Store is never used by two threads at once; it is Send, so handing it from
+// thread to thread this way is sound. Every other field is Sync.
+unsafe impl Sync for SharedStore {}
+
+impl SharedStore {
+    /// Opens the store at `path` (`OpenOptionsRegion`: create, durable, readonly).
+    pub fn open(path: PathBuf, options: OpenOptionsRegion) -> Result<Arc<SharedStore>> {
+        let store = open_store(&path, options)?;
+        let waiter = store.waiter();
+        let shared = Arc::new(SharedStore {
+            store: UnsafeCell::new(Some(store)),
+            waiter: Mutex::new(waiter),
+            waiting: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+            step_owner: AtomicU64::new(0),
+            collect: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            path,
+            options,
+        });
+        registry().push(Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    /// A number that tells this open store from the others of this process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `close`.
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The store, for one step. Never blocks while holding what the step's owner may need:
+    /// another thread's step is waited for through `w.sleep`. A thread that is already inside
+    /// a step (code it ran called back into the store) gets an error, not a hang.
+    fn guard<E: From<Error>>(&self, w: &impl Waiting<E>) -> Result<StepGuard<'_>, E> {
+        let me = thread_id();
+        loop {
+            // Acquire: pairs with the Release in `StepGuard::drop`, so this step sees
+            // everything the previous step (in any thread) did to `store`.
+            match self
+                .step_owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(StepGuard { shared: self }),
+                Err(owner) if owner == me => {
+                    return Err(Error::Usage(
+                        "persist was called back while a store operation was running in \
+                         the same thread (from a finalizer?)"
+                            .into(),
+                    )
+                    .into())
+                }
+                Err(_) => w.sleep(&mut || std::thread::sleep(STEP_BUSY_SLEEP)),
+            }
+        }
+    }
+
+    /// Gives back the holds of dropped handles.
+    fn drain_pending(&self, st: &mut Store) {
+        // Relaxed: a release that races with this check is handled at the next step. A plain
+        // load first: the swap is a locked instruction, and this runs on every step.
+        if !self.has_pending.load(Ordering::Relaxed)
+            || !self.has_pending.swap(false, Ordering::Relaxed)
+        {
+            return;
+        }
+        let list = std::mem::take(&mut *lock(&self.pending));
+        for c in list {
+            if st.unhold(c).unwrap_or(false) {
+                self.collect.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A handle of container `c` went away: its hold is given back at the next step. Never
+    /// takes the step lock (it may run inside a step, from a garbage collector).
+    pub fn release(&self, c: u64) {
+        lock(&self.pending).push(c);
+        self.has_pending.store(true, Ordering::Relaxed);
+    }
+
+    /// Sleeps until `busy` may have cleared. `seen` counts the waits on this same `busy` in a
+    /// row: while it stays, its holder may be dead, so dead participants are looked for before
+    /// each further wait (a lock query per attached participant: cheap) and recovered. The
+    /// sleeps grow from `FIRST_SLICE` to `WAIT_SLICE`.
+    fn wait_for<E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        busy: Busy,
+        deadline: Option<Instant>,
+        seen: &mut Option<(Busy, u32)>,
+    ) -> Result<(), E> {
+        let rounds = match seen {
+            Some((b, n)) if *b == busy => {
+                let recovered = self.with(w, |st| Ok::<_, E>(st.recover_dead()?))?;
+                if recovered > 0 {
+                    *seen = None;
+                    return Ok(());
+                }
+                *n += 1;
+                *n
+            }
+            _ => {
+                *seen = Some((busy, 0));
+                0
+            }
+        };
+        let slice = (FIRST_SLICE * (1 << rounds.min(8))).min(WAIT_SLICE);
+        self.wait(w, busy, deadline, slice)
+    }
+
+    /// Sleeps at most `slice` until `busy` may have cleared, outside any step.
+    fn wait<E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        busy: Busy,
+        deadline: Option<Instant>,
+        slice: Duration,
+    ) -> Result<(), E> {
+        w.check_interrupt()?;
+        let slice = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(Error::Timeout.into());
+                }
+                (d - now).min(slice)
+            }
+            None => slice,
+        };
+        // SeqCst (both, and the load in `is_closed` between them, which `close` stores
+        // after): either `close` sees this waiter and waits for it, or this waiter sees the
+        // store closed and does not touch its words.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Closed.into());
+        }
+        let waiter = *lock(&self.waiter);
+        w.sleep(&mut || {
+            // SAFETY: the store is open (checked above after registering as a waiter), and
+            // `close` waits for `waiting` to drop to zero before it unmaps anything.
+            unsafe { waiter.wait(busy, slice) };
+        });
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Runs `f` as one change: takes the writer lock (waiting as needed), commits if `f`
+    /// succeeds, rolls back everything `f` did if it fails.
+    pub fn write<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        mut f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tid = thread_id();
+        let mut seen = None;
+        loop {
+            let busy = {
+                let mut g = self.guard(w)?;
+                let st = g.as_mut().ok_or(Error::Closed)?;
+                self.drain_pending(st);
+                match st.begin_op(tid) {
+                    Ok(()) => return self.run_change(st, &mut f),
+                    Err(Error::Busy(b)) => b,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            self.wait_for(w, busy, None, &mut seen)?;
+        }
+    }
+
+    /// The change begun in `write`: `f`, then orphans collected if some may be waiting, then
+    /// the commit (or the rollback, if either failed).
+    fn run_change<T, E: From<Error>>(
+        &self,
+        st: &mut Store,
+        f: &mut impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let r = f(st);
+        if r.is_ok()
+            && self.collect.load(Ordering::Relaxed)
+            && self.collect.swap(false, Ordering::Relaxed)
+        {
+            if let Err(e) = st.collect_orphans() {
+                let _ = st.end_op(false);
+                return Err(e.into());
+            }
+        }
+        let ended = st.end_op(r.is_ok());
+        let r = r?;
+        ended?;
+        Ok(r)
+    }
+
+    /// Runs `f` as a consistent read: without a lock, retried if a change raced with it. `f`
+    /// may run several times; what an invalid run produced is dropped after the step ends
+    /// (dropping handles must not happen inside it).
+    pub fn read<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        mut f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tid = thread_id();
+        let mut tries = 0;
+        let mut seen = None;
+        loop {
+            let (result, busy) = {
+                let mut g = self.guard(w)?;
+                let st = g.as_mut().ok_or(Error::Closed)?;
+                self.drain_pending(st);
+                match st.read_begin(tid) {
+                    Ok(token) => {
+                        let r = f(st);
+                        if st.read_valid(token) {
+                            return r;
+                        }
+                        (Some(r), None)
+                    }
+                    Err(b) => (None, Some(b)),
+                }
+            };
+            drop(result);
+            if let Some(b) = busy {
+                self.wait_for(w, b, None, &mut seen)?;
+                continue;
+            }
+            tries += 1;
+            if tries >= READ_RETRIES {
+                // Writers keep racing with this read: take the writer lock for it.
+                return self.write(w, f);
+            }
+        }
+    }
+
+    /// Runs a step that may report `Busy` (the lock calls, check, gc), waiting until it
+    /// succeeds or `timeout` passes (`Error::Timeout`).
+    pub fn blocking<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut Store) -> Result<T>,
+    ) -> Result<T, E> {
+        let deadline = timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)));
+        let mut seen = None;
+        loop {
+            let busy = {
+                let mut g = self.guard(w)?;
+                let st = g.as_mut().ok_or(Error::Closed)?;
+                self.drain_pending(st);
+                match f(st) {
+                    Ok(v) => return Ok(v),
+                    Err(Error::Busy(b)) => b,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            self.wait_for(w, busy, deadline, &mut seen)?;
+        }
+    }
+
+    /// A step that needs the store open but no lock.
+    pub fn with<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        f: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut g = self.guard(w)?;
+        let st = g.as_mut().ok_or(Error::Closed)?;
+        f(st)
+    }
+
+    /// Closes the store: rolls back an open lockExcl section, detaches. Harmless twice.
+    pub fn close<E: From<Error>>(&self, w: &impl Waiting<E>) -> Result<(), E> {
+        let st = self.guard(w)?.take();
+        let Some(st) = st else { return Ok(()) };
+        // SeqCst: see `wait`. Release for `is_closed`'s Acquire.
+        self.closed.store(true, Ordering::SeqCst);
+        // Waiters registered before the store left the step lock wake within one slice.
+        w.sleep(&mut || {
+            while self.waiting.load(Ordering::SeqCst) != 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Ok(st.close()?)
+    }
+
+    /// In a child process after fork: the inherited store belongs to the parent's slot, so
+    /// the child attaches as a participant of its own and holds again what its handles hold.
+    /// The inherited `Store` is forgotten, not closed: closing it would detach the parent.
+    fn reattach_in_child(&self) -> Result<()> {
+        // A step another thread of the parent was in never finishes here (only the forking
+        // thread exists in the child); its Store is replaced below, so take the step over.
+        let owner = self.step_owner.load(Ordering::Acquire);
+        if owner != 0 && owner != thread_id() {
+            self.step_owner.store(0, Ordering::Release);
+        }
+        let mut g = self.guard(&Plain)?;
+        let Some(old) = g.take() else { return Ok(()) };
+        let held = old.held_containers();
+        std::mem::forget(old);
+        // The store exists (the parent had it open): never create it again.
+        let mut st = open_store(
+            &self.path,
+            OpenOptionsRegion {
+                create: false,
+                ..self.options
+            },
+        )?;
+        for (c, n) in held {
+            for _ in 0..n {
+                st.hold(c)?;
+            }
+        }
+        *lock(&self.waiter) = st.waiter();
+        *g = Some(st);
+        Ok(())
+    }
+
+    /// In the child after a fork (the Python package registers this with `os.register_at_fork`;
+    /// a Rust program calls it from its own child): every store this process has open becomes
+    /// a participant of the child's own. The child holds no lock: a lockExcl section open in
+    /// the parent stays the parent's.
+    pub fn reattach_all_in_child() -> Result<()> {
+        let stores: Vec<Arc<SharedStore>> = registry().iter().filter_map(Weak::upgrade).collect();
+        for s in stores {
+            s.reattach_in_child()?;
+        }
+        Ok(())
+    }
+}
+
+fn open_store(path: &Path, options: OpenOptionsRegion) -> Result<Store> {
+    Store::open_region(
+        path,
+        OpenOptionsRegion {
+            create: options.create && !options.readonly,
+            ..options
+        },
+    )
+}
+
+/// A std mutex whose poisoning is ignored (the data it guards stays consistent: a list, a
+/// copyable handle).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One step's exclusive use of the store.
+struct StepGuard<'a> {
+    shared: &'a SharedStore,
+}
+
+impl std::ops::Deref for StepGuard<'_> {
+    type Target = Option<Store>;
+    fn deref(&self) -> &Option<Store> {
+        // SAFETY: this guard is the only one (see `unsafe impl Sync for SharedStore`).
+        unsafe { &*self.shared.store.get() }
+    }
+}
+
+impl std::ops::DerefMut for StepGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Store> {
+        // SAFETY: this guard is the only one, and `&mut self` makes this borrow unique.
+        unsafe { &mut *self.shared.store.get() }
+    }
+}
+
+impl Drop for StepGuard<'_> {
+    fn drop(&mut self) {
+        // Release: the next step (Acquire in `guard`) sees what this one did.
+        self.shared.step_owner.store(0, Ordering::Release);
+    }
+}
+
+/// Every store opened in this process (for `reattach_all_in_child`).
+fn registry() -> MutexGuard<'static, Vec<Weak<SharedStore>>> {
+    static REGISTRY: Mutex<Vec<Weak<SharedStore>>> = Mutex::new(Vec::new());
+    let mut g = lock(&REGISTRY);
+    g.retain(|w| w.strong_count() > 0);
+    g
+}
