@@ -56,7 +56,9 @@
 //!
 //! Cost (one core each, release build): at LOOM_MAX_PREEMPTIONS=2, as scripts/test-all.sh runs
 //! them, about 1 s, 0.1 s and 16 s (21 kill points; 213 (writer, recoverer) pairs; 21 kill
-//! points). Also run at LOOM_MAX_PREEMPTIONS=3: about 2 s, 0.1 s and 200 s, all passing. Run
+//! points), and 7 s for the savepoint model (measured alone, on the 2-core machine). Also run at
+//! LOOM_MAX_PREEMPTIONS=3 (before the savepoint model was added): about 2 s, 0.1 s and 200 s,
+//! all passing. Run
 //! without a bound (LOOM_MAX_PREEMPTIONS unset), loom 0.7.3 finished the first model in 0.02 s
 //! and missed the seqlock bugs above that the bounded runs catch: a bounded run is the deeper
 //! one here, not an unbounded one.
@@ -356,28 +358,31 @@ fn assert_recovered(world: &World, committed: bool, seen: &[[u64; 2]]) {
 /// still reading); then a second writer changes the data.
 #[test]
 fn writer_killed_at_every_point() {
-    fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new());
-        let reader = {
-            let world = world.clone();
-            thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
-        };
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || victim_change(&world, k))
-        };
-        let (committed, spent) = victim.join().unwrap();
-        world.live.set_alive(VICTIM, false);
-        recover(&world.lock_file, &world.store).unwrap();
-        let seen = reader.join().unwrap();
-        assert_recovered(&world, committed, &seen);
-        let expected = if committed { VICTIMS } else { OLD };
-        live_change(&world, SECOND_SLOT, SECOND, &[expected]);
-        assert_eq!(world.data(), SECOND);
-        world.assert_free();
-        spent
-    }
-    every_kill_point(scenario);
+    every_kill_point(|k| killed_writer_recovered(k, false));
+}
+
+/// The scenario of `writer_killed_at_every_point`, the victim's change made with a
+/// rolled-back savepoint if `savepoint`. Returns the victim's accesses.
+fn killed_writer_recovered(k: u64, savepoint: bool) -> u64 {
+    let world = Arc::new(World::new());
+    let reader = {
+        let world = world.clone();
+        thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
+    };
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || victim_change_as(&world, k, savepoint))
+    };
+    let (committed, spent) = victim.join().unwrap();
+    world.live.set_alive(VICTIM, false);
+    recover(&world.lock_file, &world.store).unwrap();
+    let seen = reader.join().unwrap();
+    assert_recovered(&world, committed, &seen);
+    let expected = if committed { VICTIMS } else { OLD };
+    live_change(&world, SECOND_SLOT, SECOND, &[expected]);
+    assert_eq!(world.data(), SECOND);
+    world.assert_free();
+    spent
 }
 
 /// The victim killed at each of its accesses; its first recoverer killed at each of its own
@@ -481,25 +486,5 @@ fn contenders_race_for_a_dead_owners_word() {
 /// the same values, and the scratch values are never kept by anyone.
 #[test]
 fn savepoint_rolled_back_and_writer_killed_at_every_point() {
-    fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new());
-        let reader = {
-            let world = world.clone();
-            thread::spawn(move || read(&world, 2, &[OLD, VICTIMS]))
-        };
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || victim_change_as(&world, k, true))
-        };
-        let (committed, spent) = victim.join().unwrap();
-        world.live.set_alive(VICTIM, false);
-        recover(&world.lock_file, &world.store).unwrap();
-        let seen = reader.join().unwrap();
-        assert_recovered(&world, committed, &seen);
-        let expected = if committed { VICTIMS } else { OLD };
-        live_change(&world, SECOND_SLOT, SECOND, &[expected]);
-        world.assert_free();
-        spent
-    }
-    every_kill_point(scenario);
+    every_kill_point(|k| killed_writer_recovered(k, true));
 }
