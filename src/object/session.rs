@@ -248,9 +248,9 @@ impl SharedStore {
             }
             None => slice,
         };
-        // SeqCst (both, and the load in `is_closed` between them, which `close` stores
-        // after): either `close` sees this waiter and waits for it, or this waiter sees the
-        // store closed and does not touch its words.
+        // SeqCst (the increment, the load of `closed` and the store of it in `close`, and
+        // `close`'s load of `waiting`): either `close` sees this waiter and waits for it, or
+        // this waiter sees the store closed and does not touch its words.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
             self.waiting.fetch_sub(1, Ordering::SeqCst);

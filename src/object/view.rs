@@ -55,18 +55,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// The block the value lives in, if it is not inline.
-    pub fn block(self) -> Option<u64> {
-        match self {
-            Value::Empty | Value::None | Value::Bool(_) | Value::Int(_) | Value::ShortStr(_) => {
-                None
-            }
-            Value::Str(p) | Value::Bytes(p) | Value::BigInt(p) => Some(p.block),
-            Value::Float { block } | Value::Tuple { block, .. } => Some(block),
-            Value::List(c) | Value::Dict(c) | Value::Object(c) => Some(c),
-        }
-    }
-
     /// The container this value is (shared, reference counted), if it is one.
     pub fn container(self) -> Option<u64> {
         match self {
