@@ -10,6 +10,7 @@ use super::layout::container;
 use super::layout::undo::Entry;
 use super::value::{self, Kind};
 use super::{Error, Result, Store};
+use crate::region::Mapping;
 use crate::sync::{AtomicU64, Ordering, WordStore};
 
 impl Store {
@@ -42,12 +43,12 @@ impl Store {
 
     /// Writes a data word inside an op, logging its old value first.
     pub(super) fn put(&mut self, off: u64, new: u64) -> Result<()> {
-        debug_assert!(self.writing);
+        debug_assert!(self.locks.writing);
         let old = self.get(off)?;
         if old == new {
             return Ok(());
         }
-        self.log_word(off, old)?;
+        self.log.log_word(&self.part, off, old)?;
         // Relaxed: readers validate the sequence (Release-stored at the end of the op).
         self.mem().store(off, new, Ordering::Relaxed)?;
         Ok(())
@@ -63,22 +64,7 @@ impl Store {
     /// Copies `n` words from `src` to `dst`, a block allocated in this op and not linked yet
     /// (growing a list: one copy instead of a checked load and store per word).
     pub(super) fn copy_words(&self, src: u64, dst: u64, n: u64) -> Result<()> {
-        let len = n
-            .checked_mul(8)
-            .ok_or_else(|| Error::TooLarge("copy too large".into()))?;
-        let from = self.bytes_ptr(src, len)?;
-        let to = self.bytes_ptr(dst, len)?;
-        if src.max(dst) < src.min(dst) + len {
-            return Err(Error::Corrupt {
-                what: "overlapping blocks".into(),
-                offset: dst,
-            });
-        }
-        // SAFETY: both ranges lie inside the mapping (checked) and do not overlap (checked).
-        // `dst` belongs to a block this op allocated and has not linked, so no one else
-        // writes it; `src` is only changed by the writer, which is this op.
-        unsafe { std::ptr::copy_nonoverlapping(from, to, len as usize) };
-        Ok(())
+        copy_words(self.mem(), src, dst, n)
     }
 
     /// Raw bytes of the store, checked.
@@ -170,12 +156,13 @@ impl Store {
     /// Allocates a block for this op: logged, so a rollback frees it.
     pub(super) fn alloc(&mut self, size: u64) -> Result<u64> {
         const J: u64 = 1;
-        let b = self.heap.alloc_into(size.max(16), J)?;
-        let logged = self.log_entry(Entry::Alloc { block: b });
-        self.heap.settle(J)?;
+        let heap = self.part.heap();
+        let b = heap.alloc_into(size.max(16), J)?;
+        let logged = self.log.append(&self.part, Entry::Alloc { block: b });
+        heap.settle(J)?;
         if let Err(e) = logged {
             // The block is ours and unlinked: give it back before reporting.
-            let _ = self.heap.free(b);
+            let _ = heap.free(b);
             return Err(e);
         }
         Ok(b)
@@ -193,4 +180,25 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Copies `n` words from `src` to `dst` in `mem`, where `dst` is a block the caller allocated
+/// and has not linked yet, and `src` is written only by the caller (the writer).
+pub(super) fn copy_words(mem: &Mapping, src: u64, dst: u64, n: u64) -> Result<()> {
+    let len = n
+        .checked_mul(8)
+        .ok_or_else(|| Error::TooLarge("copy too large".into()))?;
+    let from = mem.bytes(src, len)?;
+    let to = mem.bytes(dst, len)?;
+    if src.max(dst) < src.min(dst) + len {
+        return Err(Error::Corrupt {
+            what: "overlapping blocks".into(),
+            offset: dst,
+        });
+    }
+    // SAFETY: both ranges lie inside the mapping (checked) and do not overlap (checked).
+    // `dst` belongs to a block the caller allocated and has not linked, so no one else
+    // writes it; `src` is only changed by the writer, which is the caller.
+    unsafe { std::ptr::copy_nonoverlapping(from, to, len as usize) };
+    Ok(())
 }

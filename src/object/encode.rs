@@ -7,7 +7,7 @@ use super::layout::{dict_header, list_header, owned};
 use super::tree::{Node, Tree};
 use super::value::{self, Kind};
 use super::view::{Child, Value};
-use super::{container, words, Error, Result, Store};
+use super::{container, held, words, Error, Result, Store};
 use crate::sync::{Ordering, WordStore};
 
 /// Work deferred to commit.
@@ -260,7 +260,7 @@ impl Store {
         while let Some(r) = work.pop() {
             let w = match r {
                 Release::Block(b) => {
-                    self.heap.free(b)?;
+                    self.part.heap().free(b)?;
                     continue;
                 }
                 Release::Value(w) => w,
@@ -272,7 +272,7 @@ impl Store {
                 | Value::Int(_)
                 | Value::ShortStr(_) => {}
                 Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
-                    self.heap.free(w)?
+                    self.part.heap().free(w)?
                 }
                 v @ Value::Tuple { .. } => {
                     self.for_each_child(v, |child| {
@@ -281,7 +281,7 @@ impl Store {
                         }
                         Ok(())
                     })?;
-                    self.heap.free(w)?;
+                    self.part.heap().free(w)?;
                 }
                 Value::List(c) | Value::Dict(c) | Value::Object(c) => {
                     let rc = self.refcount(c)?;
@@ -304,7 +304,7 @@ impl Store {
     /// A container with no references left: freed, unless a held set names it (then it goes
     /// on the orphan list until its last holder lets go).
     pub(super) fn collect_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
-        if self.is_held_anywhere(c)? {
+        if held::is_held_anywhere(&self.part, c)? {
             let head = self.get(c)?;
             if head & container::ORPHAN_FLAG == 0 {
                 let first = self.get(words::ORPHANS)?;
@@ -341,7 +341,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.heap.free(c)?;
+        self.part.heap().free(c)?;
         Ok(())
     }
 
@@ -371,7 +371,7 @@ impl Store {
             self.check_container(c, None)?;
             let next = self.get(c + container::ORPHAN_NEXT)?;
             let rc = self.get(c + container::REFCNT)?;
-            if rc == 0 && self.is_held_anywhere(c)? {
+            if rc == 0 && held::is_held_anywhere(&self.part, c)? {
                 keep.push(c);
             } else {
                 let head = self.get(c)?;

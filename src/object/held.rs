@@ -17,8 +17,9 @@
 //! pin is non-zero every container counts as held. Same handshake, other words.
 
 use super::layout::held_block;
+use super::participant::Participant;
 use super::value::{self, Kind};
-use super::{slot_words, Error, Result, Store};
+use super::{container, slot_words, Error, Result, Store};
 use crate::region::table;
 use crate::sync::{fence, Ordering, WordStore};
 use std::collections::HashMap;
@@ -68,261 +69,279 @@ struct ReadOnlyHeld {
 
 impl HeldSet {
     /// A read-only participant's held set: the inline entries of its slot.
-    pub(super) fn init_readonly(&mut self, att: &crate::heap::Attached, slot: u32) -> Result<()> {
-        let t = att.region().table(&super::NoLiveness);
-        *self = HeldSet::default();
-        for i in (0..slot_words::RO_HELD_ENTRIES).rev() {
-            self.free.push(t.word_offset(slot, slot_words::RO_HELD + i));
+    pub fn readonly(p: &Participant) -> HeldSet {
+        let t = p.table();
+        let slot = p.slot();
+        HeldSet {
+            free: (0..slot_words::RO_HELD_ENTRIES)
+                .rev()
+                .map(|i| t.word_offset(slot, slot_words::RO_HELD + i))
+                .collect(),
+            readonly: Some(ReadOnlyHeld {
+                pin_word: t.word_offset(slot, slot_words::RO_PINNED),
+                pinned: 0,
+            }),
+            ..HeldSet::default()
         }
-        self.readonly = Some(ReadOnlyHeld {
-            pin_word: t.word_offset(slot, slot_words::RO_PINNED),
-            pinned: 0,
-        });
-        Ok(())
     }
-}
 
-impl Store {
     /// Records one more proxy for container `c`. Call before validating the read that found
     /// `c` (see the module comment); if the read turns out invalid, call `unhold`.
-    pub fn hold(&mut self, c: u64) -> Result<()> {
-        if let Some(e) = self.held.map.get_mut(&c) {
+    pub fn hold(&mut self, p: &Participant, c: u64) -> Result<()> {
+        if let Some(e) = self.map.get_mut(&c) {
             e.1 += 1;
             return Ok(());
         }
-        if let Some(ro) = &mut self.held.readonly {
-            let entry = match self.held.free.pop() {
+        let entry = if let Some(ro) = &mut self.readonly {
+            match self.free.pop() {
                 Some(e) => {
-                    self.attached
-                        .region()
-                        .lock_words()
-                        .store(e, c, Ordering::SeqCst)?;
+                    p.lock_mem().store(e, c, Ordering::SeqCst)?;
                     e
                 }
                 None => {
                     ro.pinned += 1;
-                    self.attached.region().lock_words().store(
-                        ro.pin_word,
-                        ro.pinned,
-                        Ordering::SeqCst,
-                    )?;
+                    p.lock_mem()
+                        .store(ro.pin_word, ro.pinned, Ordering::SeqCst)?;
                     0
                 }
-            };
-            // SeqCst fence: as below.
-            fence(Ordering::SeqCst);
-            self.held.map.insert(c, (entry, 1));
-            return Ok(());
-        }
-        let entry = match self.held.free.pop() {
-            Some(e) => e,
-            None => {
-                self.grow_held()?;
-                self.held
-                    .free
-                    .pop()
-                    .expect("a new held block has free entries")
             }
+        } else {
+            let entry = match self.free.pop() {
+                Some(e) => e,
+                None => {
+                    self.grow(p)?;
+                    self.free.pop().expect("a new held block has free entries")
+                }
+            };
+            p.mem().store(entry, c, Ordering::SeqCst)?;
+            entry
         };
-        self.mem().store(entry, c, Ordering::SeqCst)?;
         // SeqCst fence: the entry is visible before the caller's re-check of the sequence.
         fence(Ordering::SeqCst);
-        self.held.map.insert(c, (entry, 1));
+        self.map.insert(c, (entry, 1));
         Ok(())
     }
 
     /// Drops one proxy's hold on `c`. Returns true when `c` left the held set and nothing
     /// refers to it any more (the caller should run `collect_orphans` in an op soon).
-    pub fn unhold(&mut self, c: u64) -> Result<bool> {
-        let Some(e) = self.held.map.get_mut(&c) else {
+    pub fn unhold(&mut self, p: &Participant, c: u64) -> Result<bool> {
+        let Some(e) = self.map.get_mut(&c) else {
             return Ok(false);
         };
         e.1 -= 1;
         if e.1 > 0 {
             return Ok(false);
         }
-        let (entry, _) = self.held.map.remove(&c).expect("present");
-        if let Some(ro) = &mut self.held.readonly {
-            let lock_mem = self.attached.region().lock_words();
+        let (entry, _) = self.map.remove(&c).expect("present");
+        if let Some(ro) = &mut self.readonly {
             if entry == 0 {
                 ro.pinned -= 1;
-                lock_mem.store(ro.pin_word, ro.pinned, Ordering::SeqCst)?;
+                p.lock_mem()
+                    .store(ro.pin_word, ro.pinned, Ordering::SeqCst)?;
             } else {
-                lock_mem.store(entry, 0, Ordering::SeqCst)?;
-                self.held.free.push(entry);
+                p.lock_mem().store(entry, 0, Ordering::SeqCst)?;
+                self.free.push(entry);
             }
             // A read-only process never collects: the next writable one that looks does.
             return Ok(false);
         }
-        // `c` is still held until the store below, so reading its count is safe.
-        let orphaned = self.get(c + super::container::REFCNT)? == 0;
-        self.mem().store(entry, 0, Ordering::SeqCst)?;
-        self.held.free.push(entry);
+        // `c` is still held until the store below, so reading its count is safe. Relaxed:
+        // the count is read under the same seqlock rules as any data word.
+        let orphaned = p.mem().load(c + container::REFCNT, Ordering::Relaxed)? == 0;
+        p.mem().store(entry, 0, Ordering::SeqCst)?;
+        self.free.push(entry);
         Ok(orphaned)
     }
 
     /// The containers this process holds, and how many proxies hold each.
-    pub fn held_containers(&self) -> Vec<(u64, u64)> {
-        self.held.map.iter().map(|(&c, &(_, n))| (c, n)).collect()
+    pub fn containers(&self) -> Vec<(u64, u64)> {
+        self.map.iter().map(|(&c, &(_, n))| (c, n)).collect()
     }
 
     /// Number of distinct containers this process holds.
-    pub fn held_count(&self) -> usize {
-        self.held.map.len()
+    pub fn len(&self) -> usize {
+        self.map.len()
     }
 
-    fn grow_held(&mut self) -> Result<()> {
+    fn grow(&mut self, p: &Participant) -> Result<()> {
         const J: u64 = 3;
-        let b = self.heap.alloc_into(held_block::BYTES, J)?;
-        self.init(b, value::block_head(Kind::Held, held_block::COUNT))?;
-        self.init(b + held_block::NEXT, 0)?;
+        let mem = p.mem();
+        let b = p.heap().alloc_into(held_block::BYTES, J)?;
+        // Relaxed: the block is linked nowhere yet; the SeqCst store below links it.
+        mem.store(
+            b,
+            value::block_head(Kind::Held, held_block::COUNT),
+            Ordering::Relaxed,
+        )?;
+        mem.store(b + held_block::NEXT, 0, Ordering::Relaxed)?;
         for i in 0..held_block::COUNT {
-            self.init(b + held_block::ENTRIES + 8 * i, 0)?;
+            mem.store(b + held_block::ENTRIES + 8 * i, 0, Ordering::Relaxed)?;
         }
-        if self.held.last == 0 {
-            self.slot_word(slot_words::HELD)?.store(b, Ordering::SeqCst);
+        if self.last == 0 {
+            p.slot_word(slot_words::HELD)?.store(b, Ordering::SeqCst);
         } else {
-            self.mem()
-                .store(self.held.last + held_block::NEXT, b, Ordering::SeqCst)?;
+            mem.store(self.last + held_block::NEXT, b, Ordering::SeqCst)?;
         }
-        self.heap.settle(J)?;
-        self.held.last = b;
+        p.heap().settle(J)?;
+        self.last = b;
         for i in (0..held_block::COUNT).rev() {
-            self.held.free.push(b + held_block::ENTRIES + 8 * i);
+            self.free.push(b + held_block::ENTRIES + 8 * i);
         }
         Ok(())
     }
 
-    /// Calls `f` with every block of participant `slot`'s held chain.
-    pub(super) fn for_each_held_block(
-        &self,
-        slot: u32,
-        mut f: impl FnMut(u64) -> Result<()>,
-    ) -> Result<()> {
-        let t = self.attached.region().table(&super::NoLiveness);
-        let mut b = self
-            .lock_mem()
-            .load(t.word_offset(slot, slot_words::HELD), Ordering::SeqCst)?;
-        let mut steps = 0u64;
-        while b != 0 {
-            let head = self.mem().load(b, Ordering::SeqCst)?;
-            if value::head_kind(head) != Some(Kind::Held)
-                || value::head_len(head) != held_block::COUNT
-            {
-                return Err(Error::Corrupt {
-                    what: format!("participant {slot}'s held set names a block that is not one"),
-                    offset: b,
-                });
+    /// Empties this process's held set and gives its blocks back (at close). Returns whether
+    /// it held anything (then orphans may be waiting to be collected).
+    pub fn release_all(&mut self, p: &Participant) -> Result<bool> {
+        let had_any = !self.map.is_empty();
+        if self.readonly.is_some() {
+            for &(e, _) in self.map.values().filter(|&&(e, _)| e != 0) {
+                p.lock_mem().store(e, 0, Ordering::SeqCst)?;
             }
-            f(b)?;
-            b = self.mem().load(b + held_block::NEXT, Ordering::SeqCst)?;
-            steps += 1;
-            if steps > self.mem().size() / held_block::BYTES {
-                return Err(Error::Corrupt {
-                    what: format!("participant {slot}'s held set loops"),
-                    offset: b,
-                });
+            p.slot_word(slot_words::RO_PINNED)?
+                .store(0, Ordering::SeqCst);
+            *self = HeldSet::readonly(p);
+            return Ok(false);
+        }
+        let mut blocks = Vec::new();
+        for_each_held_block(p, p.slot(), |b| {
+            blocks.push(b);
+            Ok(())
+        })?;
+        p.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
+        *self = HeldSet::default();
+        for b in blocks {
+            p.heap().free(b)?;
+        }
+        Ok(had_any)
+    }
+}
+
+/// Calls `f` with every block of participant `slot`'s held chain.
+pub(super) fn for_each_held_block(
+    p: &Participant,
+    slot: u32,
+    mut f: impl FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let mem = p.mem();
+    let mut b = p.lock_mem().load(
+        p.table().word_offset(slot, slot_words::HELD),
+        Ordering::SeqCst,
+    )?;
+    let mut steps = 0u64;
+    while b != 0 {
+        let head = mem.load(b, Ordering::SeqCst)?;
+        if value::head_kind(head) != Some(Kind::Held) || value::head_len(head) != held_block::COUNT
+        {
+            return Err(Error::Corrupt {
+                what: format!("participant {slot}'s held set names a block that is not one"),
+                offset: b,
+            });
+        }
+        f(b)?;
+        b = mem.load(b + held_block::NEXT, Ordering::SeqCst)?;
+        steps += 1;
+        if steps > mem.size() / held_block::BYTES {
+            return Err(Error::Corrupt {
+                what: format!("participant {slot}'s held set loops"),
+                offset: b,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with every container named by any attached participant's held set (its chain,
+/// and a read-only participant's inline entries).
+pub(super) fn for_each_held(p: &Participant, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
+    let t = p.table();
+    for slot in 0..t.slots {
+        if t.status(slot)? != table::STATUS_ATTACHED {
+            continue;
+        }
+        let mut entries = Vec::new();
+        for i in 0..slot_words::RO_HELD_ENTRIES {
+            let c = p.lock_mem().load(
+                t.word_offset(slot, slot_words::RO_HELD + i),
+                Ordering::SeqCst,
+            )?;
+            if c != 0 {
+                entries.push(c);
             }
         }
-        Ok(())
-    }
-
-    /// Calls `f` with every container named by any attached participant's held set (its
-    /// chain, and a read-only participant's inline entries).
-    pub(super) fn for_each_held(&self, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
-        let t = self.attached.region().table(&super::NoLiveness);
-        for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED {
-                continue;
-            }
-            let mut entries = Vec::new();
-            for i in 0..slot_words::RO_HELD_ENTRIES {
-                let c = self.lock_mem().load(
-                    t.word_offset(slot, slot_words::RO_HELD + i),
-                    Ordering::SeqCst,
-                )?;
+        for_each_held_block(p, slot, |b| {
+            for i in 0..held_block::COUNT {
+                let c = p
+                    .mem()
+                    .load(b + held_block::ENTRIES + 8 * i, Ordering::SeqCst)?;
                 if c != 0 {
                     entries.push(c);
                 }
             }
-            self.for_each_held_block(slot, |b| {
-                for i in 0..held_block::COUNT {
-                    let c = self
-                        .mem()
-                        .load(b + held_block::ENTRIES + 8 * i, Ordering::SeqCst)?;
-                    if c != 0 {
-                        entries.push(c);
-                    }
-                }
-                Ok(())
-            })?;
-            for c in entries {
-                f(c)?;
-            }
+            Ok(())
+        })?;
+        for c in entries {
+            f(c)?;
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Whether an attached read-only participant pins every container (module comment).
-    pub(super) fn any_pinned(&self) -> Result<bool> {
-        let t = self.attached.region().table(&super::NoLiveness);
-        for slot in 0..t.slots {
-            if t.status(slot)? == table::STATUS_ATTACHED
-                && self
-                    .lock_mem()
-                    .load(t.word_offset(slot, slot_words::RO_PINNED), Ordering::SeqCst)?
-                    != 0
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Whether any attached participant's held set names container `c` (or pins them all).
-    pub(super) fn is_held_anywhere(&self, c: u64) -> Result<bool> {
-        // SeqCst fence: this writer's unlink (and odd sequence) is ordered before its reads of
-        // the held sets (module comment).
-        fence(Ordering::SeqCst);
-        if self.any_pinned()? {
+/// Whether an attached read-only participant pins every container (module comment).
+pub(super) fn any_pinned(p: &Participant) -> Result<bool> {
+    let t = p.table();
+    for slot in 0..t.slots {
+        if t.status(slot)? == table::STATUS_ATTACHED
+            && p.lock_mem()
+                .load(t.word_offset(slot, slot_words::RO_PINNED), Ordering::SeqCst)?
+                != 0
+        {
             return Ok(true);
         }
-        let mut found = false;
-        self.for_each_held(|h| {
-            found |= h == c;
-            Ok(())
-        })?;
-        Ok(found)
+    }
+    Ok(false)
+}
+
+/// Whether any attached participant's held set names container `c` (or pins them all).
+pub(super) fn is_held_anywhere(p: &Participant, c: u64) -> Result<bool> {
+    // SeqCst fence: this writer's unlink (and odd sequence) is ordered before its reads of
+    // the held sets (module comment).
+    fence(Ordering::SeqCst);
+    if any_pinned(p)? {
+        return Ok(true);
+    }
+    let mut found = false;
+    for_each_held(p, |h| {
+        found |= h == c;
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+impl Store {
+    /// Records one more proxy for container `c` (see [`HeldSet::hold`]).
+    pub fn hold(&mut self, c: u64) -> Result<()> {
+        self.held.hold(&self.part, c)
     }
 
-    /// Empties this process's held set and gives its blocks back (at close).
+    /// Drops one proxy's hold on `c` (see [`HeldSet::unhold`]).
+    pub fn unhold(&mut self, c: u64) -> Result<bool> {
+        self.held.unhold(&self.part, c)
+    }
+
+    /// The containers this process holds, and how many proxies hold each.
+    pub fn held_containers(&self) -> Vec<(u64, u64)> {
+        self.held.containers()
+    }
+
+    /// Number of distinct containers this process holds.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Empties this process's held set (at close) and collects the orphans it kept alive.
     pub(super) fn release_all_held(&mut self) -> Result<()> {
-        if self.held.readonly.is_some() {
-            let entries: Vec<u64> = self.held.map.values().map(|&(e, _)| e).collect();
-            let lock_mem = self.attached.region().lock_words();
-            for e in entries.into_iter().filter(|&e| e != 0) {
-                lock_mem.store(e, 0, Ordering::SeqCst)?;
-            }
-            self.slot_word(slot_words::RO_PINNED)?
-                .store(0, Ordering::SeqCst);
-            let (att, slot) = (&self.attached, self.slot);
-            let mut fresh = HeldSet::default();
-            fresh.init_readonly(att, slot)?;
-            self.held = fresh;
-            return Ok(());
-        }
-        let had_any = !self.held.map.is_empty();
-        let mut blocks = Vec::new();
-        self.for_each_held_block(self.slot, |b| {
-            blocks.push(b);
-            Ok(())
-        })?;
-        self.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
-        self.held = HeldSet::default();
-        for b in blocks {
-            self.heap.free(b)?;
-        }
-        if had_any && self.has_orphans() {
+        if self.held.release_all(&self.part)? && self.has_orphans() {
             // Best effort: if the writer word is busy, the next writer or gc collects them.
             if self.begin_op(super::lock::ME_ANY_THREAD).is_ok() {
                 let r = self.collect_orphans();

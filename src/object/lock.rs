@@ -136,29 +136,32 @@ pub(super) struct LocalLocks {
     shared: HashMap<u64, u32>,
     /// Log marks of the single ops and savepoints open inside the current section.
     marks: Vec<u64>,
+    /// The writer word is ours (a single op, a lockExcl section, or a moment's bookkeeping).
+    pub writing: bool,
 }
 
 impl Store {
     /// Sleeps until the lock word named by `busy` may have changed (at most `timeout`).
     pub fn wait(&self, busy: Busy, timeout: Duration) {
-        self.lock.wait(busy, timeout)
+        self.part.lock().wait(busy, timeout)
     }
 
     /// A handle for waiting without borrowing the store (the layer above waits with its own
     /// locks released). Valid while the store is open.
     pub fn waiter(&self) -> Waiter {
-        self.lock.waiter()
+        self.part.lock().waiter()
     }
 
     fn local_busy(&self) -> Busy {
-        Busy::Writer(self.lock.words.writer_word().load(Ordering::Relaxed))
+        Busy::Writer(self.part.lock().words.writer_word().load(Ordering::Relaxed))
     }
 
     /// Starts a change for `thread`: takes the writer word (unless the thread's lockExcl
     /// section already holds it) and makes the sequence odd. Never blocks: `Busy` says what to
     /// wait for.
     pub fn begin_op(&mut self, thread: u64) -> Result<()> {
-        self.refuse_if_readonly("the store is open read-only: it cannot be changed")?;
+        self.part
+            .refuse_if_readonly("the store is open read-only: it cannot be changed")?;
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
                 let mark = self.log.savepoint();
@@ -184,22 +187,23 @@ impl Store {
                 return Err(Error::Usage(usage.into()));
             }
             return Err(Error::Busy(Busy::Shared(
-                self.lock.shared.load(Ordering::Relaxed),
+                self.part.lock().shared.load(Ordering::Relaxed),
             )));
         }
         self.take_writer()?;
-        self.lock.seq_begin()?;
-        self.writing = true;
+        self.part.lock().seq_begin()?;
+        self.locks.writing = true;
         Ok(())
     }
 
     pub(super) fn take_writer(&mut self) -> Result<()> {
-        self.lock.try_writer()?;
+        let lock = self.part.lock();
+        lock.try_writer()?;
         // SeqCst: the writer word taken (CAS) is ordered before this read of the shared count,
         // and a lockShared taker increments the count only while holding the writer word.
-        let shared = self.lock.shared.load(Ordering::SeqCst);
+        let shared = lock.shared.load(Ordering::SeqCst);
         if shared != 0 {
-            self.lock.release_writer();
+            lock.release_writer();
             return Err(Error::Busy(Busy::Shared(shared)));
         }
         Ok(())
@@ -222,7 +226,7 @@ impl Store {
             // A log that cannot be undone or committed is damage (a hostile file): it is
             // dropped and the writer word released, so the error reaches the caller and the
             // next change does not wait forever behind a word nobody will free.
-            self.abandon_log();
+            self.log.abandon(&self.part);
         }
         let finished = self.finish_op();
         rolled_back.and(committed).and(finished)
@@ -233,10 +237,10 @@ impl Store {
         // A durable change that ended without a commit (rolled back): its log is empty; the
         // header must stop naming it before the writer word goes. A disk that refuses that
         // flush is reported, but never keeps the writer word from others.
-        let synced = self.end_durable_change();
-        if self.writing {
-            self.writing = false;
-            self.lock.end_change()?;
+        let synced = self.log.end_durable_change(&self.part);
+        if self.locks.writing {
+            self.locks.writing = false;
+            self.part.lock().end_change()?;
         }
         self.locks.marks.clear();
         synced
@@ -244,7 +248,8 @@ impl Store {
 
     /// lockExcl for `thread` (reentrant). Never blocks.
     pub fn lock_excl(&mut self, thread: u64) -> Result<()> {
-        self.refuse_if_readonly("lockExcl needs a store open for writing")?;
+        self.part
+            .refuse_if_readonly("lockExcl needs a store open for writing")?;
         if let Some((t, d)) = self.locks.excl {
             if t == thread {
                 self.locks.excl = Some((t, d + 1));
@@ -264,7 +269,7 @@ impl Store {
     /// lockShared for `thread` (reentrant; inside the thread's own lockExcl it nests in it).
     pub fn lock_shared(&mut self, thread: u64) -> Result<()> {
         // Its holds are undo-logged in the store file, so that a holder's death gives them back.
-        self.refuse_if_readonly(
+        self.part.refuse_if_readonly(
             "lockShared needs a store open for writing (each read of a read-only store is \
              atomic on its own)",
         )?;
@@ -280,30 +285,44 @@ impl Store {
             return Ok(());
         }
         // The writer word only (other lockShared holders do not keep readers out).
-        self.lock.try_writer()?;
-        self.writing = true;
-        let result = self.add_shared(1);
-        let result = result.and_then(|_| self.commit_log());
-        if result.is_err() {
-            let _ = self.rollback_to(0);
-        }
-        // Not a change of the data: the sequence stays even.
-        self.writing = false;
-        self.lock.release_writer();
-        result?;
+        self.part.lock().try_writer()?;
+        self.as_writer_unsequenced(|st| st.add_shared(1))?;
         self.locks.shared.insert(thread, 1);
         Ok(())
     }
 
     /// Adds `n` (may be negative) to this slot's and the global shared count, logged.
     fn add_shared(&mut self, n: i64) -> Result<()> {
-        let t = self.attached.region().table(&super::NoLiveness);
-        let mine = t.word_offset(self.slot, slot_words::SHARED);
-        let my_count = self.lock_mem().load(mine, Ordering::SeqCst)?;
-        let global = self.lock.shared.load(Ordering::SeqCst);
-        self.put_lock_word(mine, my_count.wrapping_add(n as u64))?;
-        self.put_lock_word(lock_words::SHARED, global.wrapping_add(n as u64))?;
+        let p = &self.part;
+        let mine = p.table().word_offset(p.slot(), slot_words::SHARED);
+        let my_count = p.lock_mem().load(mine, Ordering::SeqCst)?;
+        let global = p.lock().shared.load(Ordering::SeqCst);
+        self.log
+            .put_lock_word(p, mine, my_count.wrapping_add(n as u64))?;
+        self.log
+            .put_lock_word(p, lock_words::SHARED, global.wrapping_add(n as u64))?;
         Ok(())
+    }
+
+    /// Runs `f` as the writer with the sequence left even, for a change no reader can see
+    /// (lockShared's counts; check, gc and stats, which free only unreachable blocks): its log
+    /// is committed if `f` succeeds and rolled back if not, then the writer word is released.
+    /// The caller has just taken the writer word.
+    pub(super) fn as_writer_unsequenced<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<T> {
+        self.locks.writing = true;
+        let r = f(self);
+        let ended = if r.is_ok() {
+            self.commit_log()
+        } else {
+            self.rollback_to(0)
+        };
+        self.locks.writing = false;
+        self.part.lock().release_writer();
+        ended?;
+        r
     }
 
     /// unlock for `thread`: the innermost lock it holds. The outermost unlock of a lockExcl
@@ -339,21 +358,16 @@ impl Store {
     /// shared count non-zero let go of it at once, so this wait is short.
     fn release_shared_hold(&mut self) -> Result<()> {
         loop {
-            match self.lock.try_writer() {
+            match self.part.lock().try_writer() {
                 Ok(()) => break,
-                Err(Error::Busy(b)) => self.lock.wait(b, Duration::from_millis(5)),
+                Err(Error::Busy(b)) => self.part.lock().wait(b, Duration::from_millis(5)),
                 Err(e) => return Err(e),
             }
         }
-        self.writing = true;
-        let result = self.add_shared(-1).and_then(|_| self.commit_log());
-        if result.is_err() {
-            let _ = self.rollback_to(0);
-        }
-        self.writing = false;
-        self.lock.release_writer();
+        let result = self.as_writer_unsequenced(|st| st.add_shared(-1));
         // Writers sleeping on the shared count may go now.
-        self.lock.wake_if_waiting(self.lock.shared);
+        let lock = self.part.lock();
+        lock.wake_if_waiting(lock.shared);
         result
     }
 
@@ -364,21 +378,22 @@ impl Store {
         }
         self.locks.shared.clear();
         // The slot's count covers all of this process's threads: give every hold back.
-        let t = self.attached.region().table(&super::NoLiveness);
-        let mine = t.word_offset(self.slot, slot_words::SHARED);
-        let count = self.lock_mem().load(mine, Ordering::SeqCst)?;
+        let count = self
+            .part
+            .slot_word(slot_words::SHARED)?
+            .load(Ordering::SeqCst);
         for _ in 0..count {
             self.release_shared_hold()?;
         }
         Ok(())
     }
 
-    /// Which lock `thread` holds, if any.
     /// Whether a lockExcl section (of any thread of this process) is open.
     pub(super) fn locks_excl_open(&self) -> bool {
         self.locks.excl.is_some()
     }
 
+    /// Which lock `thread` holds, if any.
     pub fn held_by(&self, thread: u64) -> Option<LockKind> {
         match self.locks.excl {
             Some((t, _)) if t == thread => Some(LockKind::Excl),
@@ -407,7 +422,8 @@ impl Store {
             }
             return Err(self.local_busy());
         }
-        self.lock
+        self.part
+            .lock()
             .words
             .read_begin()
             .map(ReadToken)
@@ -419,7 +435,7 @@ impl Store {
         if token.0 == TOKEN_OWNER {
             return true;
         }
-        self.lock.words.read_valid(token.0)
+        self.part.lock().words.read_valid(token.0)
     }
 }
 

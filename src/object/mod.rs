@@ -31,7 +31,8 @@
 //! |---|---|
 //! | `layout.rs` | every offset of the object layer (FORMAT.md §10) |
 //! | `value.rs`, `view.rs` | value words and block kinds; the typed view of a value and its children |
-//! | `store.rs` | the open store: attach, root, this participant's state, close |
+//! | `participant.rs` | this process's attachment: mappings, slot, heap, lock words |
+//! | `store.rs` | the open store: its owners put together, the root, open and close |
 //! | `access.rs` | checked word access and the allocations of a change |
 //! | `undo.rs` | the participant's undo log: append, commit, rollback (over `store_lock`) |
 //! | `lock.rs` | the store lock: lockExcl, lockShared, single changes, unlocked reads |
@@ -52,6 +53,7 @@ mod key;
 mod layout;
 pub mod list;
 mod lock;
+mod participant;
 mod recovery;
 mod session;
 mod store;
@@ -68,5 +70,3 @@ pub use walk::{CheckReport, GcReport, Stats};
 
 pub use error::{Error, Result};
 pub use store::{ReadToken, Store};
-
-use store::NoLiveness;

@@ -14,9 +14,10 @@
 
 use super::layout::lock_words;
 use super::lock::LOCK_OFFSETS;
+use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
 use super::value::{self, Kind};
-use super::{slot_words, words, NoLiveness};
+use super::{slot_words, words};
 use crate::heap::{Attached, Error};
 use crate::store_lock::{owner_id, StoreLock};
 use crate::sync::{futex, Ordering, WordStore};

@@ -1,28 +1,25 @@
-//! The store as one process has it open: attaching and the root at open, the state of this
-//! participant (its lock calls' bookkeeping, the change in progress, its held set), and
-//! detaching at close. The words it reads and writes go through access.rs; the change's undo
-//! log is undo.rs; the lock calls lock.rs.
+//! The store as one process has it open: the owners of its state put together, the root, and
+//! open and close. Each owner keeps its fields to itself and borrows the attachment for a
+//! call: participant.rs (mappings, slot, heap, lock words), undo.rs (the change in progress's
+//! log), held.rs (the held set), lock.rs (which thread holds what). The `impl Store` blocks in
+//! the other files are the operations that need several of them at once.
 
+use super::participant::Participant;
 use super::value::Kind;
 use super::{container, held, lock, recovery, undo, words, Error, Result};
-use crate::heap::{self, Attached, Heap};
-use crate::region::{table, AttachLiveness, Mapping, OpenOptionsRegion};
+use crate::heap;
+use crate::region::Mapping;
+use crate::region::OpenOptionsRegion;
 use crate::sync::{Ordering, WordStore};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The object layer of one open store, as used by one process.
 ///
 /// Not `Sync`: the layer above serializes calls (the Python layer's steps take an owner word).
 /// Threads are told apart by the `thread` argument of the lock calls.
 pub struct Store {
-    // Field order matters: `heap` borrows from `attached` and is dropped first.
-    pub(super) heap: Heap<'static, Mapping, AttachLiveness>,
-    pub(super) lock: lock::LockWords,
-    pub(super) attached: Box<Attached>,
-    pub(super) path: PathBuf,
-    pub(super) slot: u32,
-    /// The writer word is ours (a single op or a lockExcl section).
-    pub(super) writing: bool,
+    pub(super) part: Participant,
+    /// Which threads hold what, and whether the writer word is ours.
     pub(super) locks: lock::LocalLocks,
     /// The undo log of the change in progress.
     pub(super) log: undo::ChangeLog,
@@ -31,12 +28,6 @@ pub struct Store {
     /// instances they came from).
     pub(super) encoded_objects: Vec<(u32, u64)>,
     pub(super) closed: bool,
-    /// durable=True: every undo entry is on disk before the write it covers, and a commit is
-    /// on disk before it returns.
-    pub(super) durable: bool,
-    /// readonly=True: the store file is mapped read-only; every step that would write it
-    /// fails with `Error::ReadOnly` before touching it.
-    pub(super) readonly: bool,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -80,45 +71,22 @@ impl Store {
     /// Opens with every option: `create` (make a missing or empty file a new store), `durable`
     /// and `readonly` (as `open_with` and `open_readonly`).
     pub fn open_region(path: &Path, opts: OpenOptionsRegion) -> Result<Store> {
-        let durable = opts.durable;
-        let readonly = opts.readonly;
-        let attached = Box::new(Attached::open_with(
-            path,
-            Box::new(recovery::recover_slot),
-            opts,
-        )?);
-        let heap: Heap<'static, Mapping, AttachLiveness> =
-            // SAFETY: `attached` is boxed (its address never changes) and is dropped after
-            // `heap` and `lock` (field order), the only borrows of it that outlive this call.
-            unsafe { std::mem::transmute(attached.heap()) };
-        let lock_words: &'static Mapping =
-            // SAFETY: as above: the lock file mapping lives inside `attached`.
-            unsafe { &*(attached.region().lock_words() as *const Mapping) };
-        let slot = attached.slot();
-        let generation = attached
-            .region()
-            .table(&NoLiveness)
-            .generation(slot)
-            .map_err(Error::from)?;
-        let lock = lock::LockWords::new(lock_words, slot, generation)?;
+        let part = Participant::attach(path, opts)?;
+        let held = if opts.readonly {
+            held::HeldSet::readonly(&part)
+        } else {
+            held::HeldSet::default()
+        };
         let mut store = Store {
-            heap,
-            lock,
-            attached,
-            path: path.to_path_buf(),
-            slot,
-            writing: false,
+            part,
             locks: lock::LocalLocks::default(),
             log: undo::ChangeLog::default(),
-            held: held::HeldSet::default(),
+            held,
             encoded_objects: Vec::new(),
             closed: false,
-            durable,
-            readonly,
         };
-        if readonly {
-            store.held.init_readonly(&store.attached, slot)?;
-            if recovery::orphaned_undo(&store.attached)?.is_some() {
+        if opts.readonly {
+            if recovery::orphaned_undo(store.part.attached())?.is_some() {
                 return Err(Error::ReadOnly(
                     "the store holds a change cut short by a crash or power cut; open it once \
                      without readonly=True to roll it back"
@@ -135,33 +103,37 @@ impl Store {
         // What an earlier life of the store left in flight (a reboot, a lock file deleted
         // while nobody was attached): the allocator's lost journals. The lock file says so
         // until a writable opener has repaired them (a read-only one that rebuilt it cannot).
-        store.attached.repair_if_pending().map_err(Error::Open)?;
+        store
+            .part
+            .attached()
+            .repair_if_pending()
+            .map_err(Error::Open)?;
         // A durable change cut short by a reboot. Every opener looks (one word, 0 nearly
         // always), so one that attached right after another rebuilt the lock file cannot
         // start changing the store before the change is undone.
-        recovery::roll_back_orphaned_undo(&store.attached)?;
+        recovery::roll_back_orphaned_undo(store.part.attached())?;
         store.ensure_root()?;
-        if durable {
-            store.sync_directory()?;
+        if opts.durable {
+            store.part.sync_directory()?;
             store.flush()?;
         }
         Ok(store)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.part.path()
     }
 
     pub fn slot(&self) -> u32 {
-        self.slot
+        self.part.slot()
     }
 
     pub(super) fn mem(&self) -> &Mapping {
-        self.attached.region().store()
+        self.part.mem()
     }
 
     pub(super) fn lock_mem(&self) -> &Mapping {
-        self.attached.region().lock_words()
+        self.part.lock_mem()
     }
 
     /// The root dict's offset.
@@ -179,7 +151,10 @@ impl Store {
         loop {
             match self.begin_op(lock::ME_ANY_THREAD) {
                 Ok(()) => break,
-                Err(Error::Busy(b)) => self.lock.wait(b, std::time::Duration::from_millis(20)),
+                Err(Error::Busy(b)) => self
+                    .part
+                    .lock()
+                    .wait(b, std::time::Duration::from_millis(20)),
                 Err(e) => return Err(e),
             }
         }
@@ -199,25 +174,22 @@ impl Store {
 impl Store {
     /// Whether the store holds any writer right now (for diagnostics).
     pub fn is_writing(&self) -> bool {
-        self.writing
+        self.locks.writing
     }
 
     pub fn heap_check(&self) -> Result<heap::HeapStats> {
-        Ok(self.heap.check()?)
+        Ok(self.part.heap().check()?)
     }
 
     /// Flushes the store file's mapping to disk.
     pub fn flush(&self) -> Result<()> {
-        if self.readonly {
-            return Ok(()); // nothing was written
-        }
-        Ok(self.attached.region().flush()?)
+        self.part.flush()
     }
 
     /// Recovers every participant that died while attached: its change or lockExcl section
     /// rolled back, its locks released, its slot freed. Returns how many.
     pub fn recover_dead(&self) -> Result<u32> {
-        self.attached.recover_dead().map_err(Error::Open)
+        self.part.attached().recover_dead().map_err(Error::Open)
     }
 
     /// Shrinks the file of a store that no other process can have open (a copy just written
@@ -233,7 +205,7 @@ impl Store {
                     .into(),
             ));
         }
-        let end = st.heap.used_end()?.next_multiple_of(4096);
+        let end = st.part.heap().used_end()?.next_multiple_of(4096);
         let before = st.mem().size();
         st.close()?;
         let io = |source| Error::Io {
@@ -263,37 +235,17 @@ impl Store {
 
     /// Whether the store was opened read-only.
     pub fn is_readonly(&self) -> bool {
-        self.readonly
-    }
-
-    /// `Error::ReadOnly(why)` on a read-only store.
-    pub(super) fn refuse_if_readonly(&self, why: &str) -> Result<()> {
-        if self.readonly {
-            return Err(Error::ReadOnly(why.into()));
-        }
-        Ok(())
+        self.part.is_readonly()
     }
 
     /// Number of attached participants that died and are not recovered yet.
     pub fn dead_processes(&self) -> Result<u64> {
-        self.count_attached(false)
+        self.part.count_attached(false)
     }
 
     /// Number of attached participants that are alive.
     pub fn processes(&self) -> Result<u64> {
-        self.count_attached(true)
-    }
-
-    /// Attached participants whose liveness is `alive`.
-    pub(super) fn count_attached(&self, alive: bool) -> Result<u64> {
-        let t = self.attached.region().table(&NoLiveness);
-        let mut n = 0;
-        for s in 0..t.slots {
-            if t.status(s)? == table::STATUS_ATTACHED && self.attached.is_alive(s) == alive {
-                n += 1;
-            }
-        }
-        Ok(n)
+        self.part.count_attached(true)
     }
 
     /// Closes: rolls back an open lockExcl section, releases shared holds and held objects,
@@ -307,13 +259,13 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
-        if self.writing {
+        if self.locks.writing {
             self.rollback_to(0)?;
             self.finish_op()?;
         }
         self.drop_shared_holds()?;
         self.release_all_held()?;
-        self.release_log()?;
+        self.log.release(&self.part)?;
         Ok(())
     }
 }
@@ -321,30 +273,5 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// For reading table words (status, generation) without asking the kernel about liveness.
-pub(super) struct NoLiveness;
-impl crate::sync::Liveness for NoLiveness {
-    fn is_alive(&self, _slot: u32) -> bool {
-        true
-    }
-}
-
-impl Store {
-    /// Makes the store file's directory entry durable (a new store survives a power cut).
-    pub(super) fn sync_directory(&self) -> Result<()> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| Error::Io {
-                op: "fsync".into(),
-                path: Some(dir),
-                source,
-            })
     }
 }

@@ -18,15 +18,17 @@
 //!   entry of a change to its end (commit or rollback), and each entry is on disk before the
 //!   write it covers.
 
+use super::access::copy_words;
 use super::held::OffsetMap;
 use super::layout::lock_words;
 use super::layout::undo::{self, Entry};
+use super::participant::Participant;
 use super::value::{self, Kind};
 use super::{encode, slot_words, words, Error, Result, Store};
 use crate::heap::{self, Heap};
 use crate::region::{lockfile, AttachLiveness, Geometry, Mapping};
 use crate::store_lock::{OtherEntries, UndoLog};
-use crate::sync::{AccessError, AtomicU64, Ordering, WordStore};
+use crate::sync::{AccessError, Ordering, WordStore};
 
 /// Capacity of a participant's first log block (4,064 bytes: one block of the largest small
 /// size class).
@@ -186,161 +188,146 @@ impl OtherEntries for ObjectEntries<'_, '_> {
     }
 }
 
-impl Store {
-    pub(super) fn slot_word(&self, w: u64) -> Result<&AtomicU64> {
-        let t = self.attached.region().table(&super::NoLiveness);
-        Ok(self.lock_mem().word(t.word_offset(self.slot, w))?)
-    }
-
-    fn undo_log(&self) -> UndoLog<'_, Mapping> {
-        UndoLog::new(self.mem(), self.log.block)
+impl ChangeLog {
+    fn undo_log<'p>(&self, p: &'p Participant) -> UndoLog<'p, Mapping> {
+        UndoLog::new(p.mem(), self.block)
     }
 
     /// Logs data word `off`, which held `old`, before the change writes it.
-    pub(super) fn log_word(&mut self, off: u64, old: u64) -> Result<()> {
+    pub fn log_word(&mut self, p: &Participant, off: u64, old: u64) -> Result<()> {
         // Long sections log each word once per savepoint (the oldest value is the one a
         // rollback needs); short ops skip the set, duplicates are harmless.
-        if self.log.len >= FILTER_FROM {
-            let floor = self.log.floor;
-            if self.log.logged.get(&off).is_some_and(|&i| i >= floor) {
+        if self.len >= FILTER_FROM {
+            if self.logged.get(&off).is_some_and(|&i| i >= self.floor) {
                 return Ok(());
             }
-            let at = self.log.len;
-            self.log.logged.insert(off, at);
+            self.logged.insert(off, self.len);
         }
-        self.log_entry(Entry::Word { offset: off, old })
+        self.append(p, Entry::Word { offset: off, old })
     }
 
     /// Writes a lock-file word inside an op, logged.
-    pub(super) fn put_lock_word(&mut self, off: u64, new: u64) -> Result<()> {
-        let old = self.lock_mem().load(off, Ordering::SeqCst)?;
-        self.log_entry(Entry::LockWord { offset: off, old })?;
-        self.lock_mem().store(off, new, Ordering::SeqCst)?;
+    pub fn put_lock_word(&mut self, p: &Participant, off: u64, new: u64) -> Result<()> {
+        let old = p.lock_mem().load(off, Ordering::SeqCst)?;
+        self.append(p, Entry::LockWord { offset: off, old })?;
+        p.lock_mem().store(off, new, Ordering::SeqCst)?;
         Ok(())
     }
 
     /// Appends one entry (`UndoLog::append`: the entry first, then the length).
-    pub(super) fn log_entry(&mut self, e: Entry) -> Result<()> {
-        self.ensure_log()?;
-        if self.log.len == self.log.cap {
-            self.grow_log()?;
+    pub fn append(&mut self, p: &Participant, e: Entry) -> Result<()> {
+        self.ensure_block(p)?;
+        if self.len == self.cap {
+            self.grow(p)?;
         }
         match e {
-            Entry::Release { .. } | Entry::FreeBlock { .. } => self.log.deferred = true,
+            Entry::Release { .. } | Entry::FreeBlock { .. } => self.deferred = true,
             _ => {}
         }
         // Lock-file words need no disk order: the lock file does not outlive a reboot.
-        let durable = self.durable && !matches!(e, Entry::LockWord { .. });
-        if durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? != self.log.block {
+        // `active undo` is Relaxed: only this participant writes it while it is the writer,
+        // and what orders it for a reboot is the flush below, not the processor.
+        let durable = p.is_durable() && !matches!(e, Entry::LockWord { .. });
+        if durable && p.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? != self.block {
             // The change's first entry: name the log where a reboot finds it (on disk with
             // the entry, below).
-            self.mem()
-                .store(words::ACTIVE_UNDO, self.log.block, Ordering::Relaxed)?;
+            p.mem()
+                .store(words::ACTIVE_UNDO, self.block, Ordering::Relaxed)?;
         }
         let (tagged, value) = e.to_words();
-        self.undo_log().append(self.log.len, tagged, value)?;
-        self.log.len += 1;
+        self.undo_log(p).append(self.len, tagged, value)?;
+        self.len += 1;
         if durable {
-            self.log.unsynced = true;
+            self.unsynced = true;
             // The entry, the length and `active undo` on disk before the write they cover.
             // One flush of the whole file (the kernel visits only dirty pages): every other
             // dirty page holds a write an earlier entry already covers, so it may go too.
-            self.flush()?;
+            p.flush()?;
         }
         Ok(())
     }
 
-    fn ensure_log(&mut self) -> Result<()> {
-        if self.log.block != 0 {
+    fn ensure_block(&mut self, p: &Participant) -> Result<()> {
+        if self.block != 0 {
             return Ok(());
         }
-        let b = self.new_log_block(INITIAL_CAP)?;
-        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
-        self.heap.settle(LOG_JOURNAL)?;
-        self.log.block = b;
-        self.log.cap = INITIAL_CAP;
-        self.log.len = 0;
-        if self.durable {
-            self.flush()?;
+        let b = new_log_block(p, INITIAL_CAP)?;
+        p.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
+        p.heap().settle(LOG_JOURNAL)?;
+        self.block = b;
+        self.cap = INITIAL_CAP;
+        self.len = 0;
+        if p.is_durable() {
+            p.flush()?;
         }
         Ok(())
-    }
-
-    /// A new, empty log block with room for `cap` entries, journaled in `LOG_JOURNAL` until
-    /// the slot word names it.
-    fn new_log_block(&mut self, cap: u64) -> Result<u64> {
-        let b = self.heap.alloc_into(undo::block_bytes(cap), LOG_JOURNAL)?;
-        self.init(b, value::block_head(Kind::UndoLog, cap))?;
-        self.init(b + undo::LEN, 0)?;
-        self.init(b + undo::CAP, cap)?;
-        Ok(b)
     }
 
     /// Doubles the log: a copy of its entries in a new block, which the slot word (and, for a
     /// durable change, `active undo`) then names; the old block goes back.
-    fn grow_log(&mut self) -> Result<()> {
-        let cap = self.log.cap * 2;
-        let b = self.new_log_block(cap)?;
-        let n = self.log.len;
-        self.copy_words(
-            self.log.block + undo::ENTRIES,
+    fn grow(&mut self, p: &Participant) -> Result<()> {
+        let cap = self.cap * 2;
+        let b = new_log_block(p, cap)?;
+        let n = self.len;
+        let mem = p.mem();
+        copy_words(
+            mem,
+            self.block + undo::ENTRIES,
             b + undo::ENTRIES,
             n * (undo::ENTRY_BYTES / 8),
         )?;
-        self.mem().store(b + undo::LEN, n, Ordering::Release)?;
-        if self.durable && self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log.block
-        {
+        mem.store(b + undo::LEN, n, Ordering::Release)?;
+        if p.is_durable() && mem.load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
             // The copy whole on disk before it becomes the log a reboot looks at; the slot
             // word and `active undo` move together under the recovery lock, so an opener
             // looking for an orphaned log (recovery.rs) never sees one naming a log the other
             // does not.
-            self.flush()?;
-            let slot_word = self.slot_word(slot_words::UNDO)?;
-            let mem = self.attached.region().store();
-            self.attached.with_recovery_lock(|| -> Result<()> {
+            p.flush()?;
+            let slot_word = p.slot_word(slot_words::UNDO)?;
+            p.attached().with_recovery_lock(|| -> Result<()> {
                 slot_word.store(b, Ordering::SeqCst);
                 mem.store(words::ACTIVE_UNDO, b, Ordering::SeqCst)?;
                 Ok(())
             })?;
-            self.flush()?;
+            p.flush()?;
         }
-        self.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
-        self.heap.settle(LOG_JOURNAL)?;
-        let old = std::mem::replace(&mut self.log.block, b);
-        self.log.cap = cap;
-        self.heap.free(old)?;
+        p.slot_word(slot_words::UNDO)?.store(b, Ordering::SeqCst);
+        p.heap().settle(LOG_JOURNAL)?;
+        let old = std::mem::replace(&mut self.block, b);
+        self.cap = cap;
+        p.heap().free(old)?;
         Ok(())
     }
 
     /// After a durable change's log is empty (committed or rolled back): the header stops
     /// naming the log, on disk.
     #[inline]
-    pub(super) fn end_durable_change(&mut self) -> Result<()> {
-        if !self.log.unsynced {
+    pub fn end_durable_change(&mut self, p: &Participant) -> Result<()> {
+        if !self.unsynced {
             return Ok(()); // every change of a store that is not durable
         }
-        self.log.unsynced = false;
-        if self.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.log.block {
-            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
+        self.unsynced = false;
+        if p.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
+            p.mem().store(words::ACTIVE_UNDO, 0, Ordering::Relaxed)?;
         }
-        self.flush()
+        p.flush()
     }
 
     /// Gives the undo log block back (a clean close): the slot stops naming it first, so a
     /// recoverer of this slot never sees a freed log.
-    pub(super) fn release_log(&mut self) -> Result<()> {
-        if self.log.block == 0 {
+    pub fn release(&mut self, p: &Participant) -> Result<()> {
+        if self.block == 0 {
             return Ok(());
         }
-        self.slot_word(slot_words::UNDO)?.store(0, Ordering::SeqCst);
-        if self.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.log.block {
-            self.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
-            if self.durable {
-                self.flush()?;
+        p.slot_word(slot_words::UNDO)?.store(0, Ordering::SeqCst);
+        if p.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.block {
+            p.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
+            if p.is_durable() {
+                p.flush()?;
             }
         }
-        let b = std::mem::take(&mut self.log).block;
-        self.heap.free(b)?;
+        let b = std::mem::take(self).block;
+        p.heap().free(b)?;
         Ok(())
     }
 
@@ -352,66 +339,54 @@ impl Store {
     /// repeat restores the same words; an alloc entry already out of the log is not freed
     /// twice), so every process sees the store as before the change, and the I/O error is
     /// returned.
-    pub(super) fn rollback_to(&mut self, mark: u64) -> Result<()> {
+    pub fn rollback_to(&mut self, p: &Participant, mark: u64) -> Result<()> {
         let mut rolled_back = Ok(());
-        if self.log.len > mark {
-            rolled_back = match self.roll_back_log(mark) {
-                Err(heap::Error::Access(e @ AccessError::Io { .. })) => self
-                    .without_barriers(|st| st.roll_back_log(mark))
+        if self.len > mark {
+            rolled_back = match self.roll_back_entries(p, mark) {
+                Err(heap::Error::Access(e @ AccessError::Io { .. })) => p
+                    .without_barriers(|| self.roll_back_entries(p, mark))
                     .map_err(Error::from)
                     .and(Err(e.into())),
                 r => r.map_err(Error::from),
             };
-            self.log.len = mark;
+            self.len = mark;
         }
-        self.log.logged.retain(|_, i| *i < mark);
-        self.log.floor = self.log.floor.min(mark);
+        self.logged.retain(|_, i| *i < mark);
+        self.floor = self.floor.min(mark);
         rolled_back
     }
 
-    fn roll_back_log(&self, mark: u64) -> Result<(), heap::Error> {
-        let slots = self.attached.region().table(&super::NoLiveness).slots;
+    fn roll_back_entries(&self, p: &Participant, mark: u64) -> Result<(), heap::Error> {
         let mut other = ObjectEntries {
-            lock_mem: self.lock_mem(),
-            heap: &self.heap,
+            lock_mem: p.lock_mem(),
+            heap: p.heap(),
             free_to: FreeTo::Cache,
-            slots_end: ObjectEntries::slots_end(slots),
-            slot: self.slot,
+            slots_end: ObjectEntries::slots_end(p.table().slots),
+            slot: p.slot(),
             lock_words: true,
-            geo: self.attached.region().geometry(),
+            geo: p.attached().region().geometry(),
         };
-        self.undo_log().roll_back_to(self.log.len, mark, &mut other)
-    }
-
-    /// Runs `f` with the store file's persist barriers off (a durable store whose disk refused
-    /// a flush still finishes what it must in memory).
-    fn without_barriers<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        let mem = self.attached.region().store();
-        let was = mem.is_durable();
-        mem.set_durable(false);
-        let r = f(self);
-        self.attached.region().store().set_durable(was);
-        r
+        self.undo_log(p).roll_back_to(self.len, mark, &mut other)
     }
 
     /// Forgets the log's entries without undoing or releasing anything (a log that can be
     /// neither undone nor committed: a damaged file).
-    pub(super) fn abandon_log(&mut self) {
-        self.log.len = 0;
-        if self.log.block != 0 {
+    pub fn abandon(&mut self, p: &Participant) {
+        self.len = 0;
+        if self.block != 0 {
             // Without a barrier: a disk that refuses flushes must not keep the entries alive.
-            let _ = self.without_barriers(|st| st.undo_log().set_len(0));
+            let _ = p.without_barriers(|| self.undo_log(p).set_len(0));
         }
     }
 
-    /// Commits the op's log: empties it (the commit point), then performs the releases and
-    /// frees it deferred.
-    pub(super) fn commit_log(&mut self) -> Result<()> {
-        let n = self.log.len;
+    /// Commits the op's log: empties it (the commit point). Returns the releases and frees
+    /// it deferred, which the caller performs next.
+    pub fn commit(&mut self, p: &Participant) -> Result<Vec<encode::Release>> {
+        let n = self.len;
         let mut releases = Vec::new();
         // Only scan for deferred work if there is some (most changes drop nothing).
-        if std::mem::take(&mut self.log.deferred) {
-            let log = self.undo_log();
+        if std::mem::take(&mut self.deferred) {
+            let log = self.undo_log(p);
             for i in 0..n {
                 let (tagged, value) = log.entry(i)?;
                 match Entry::from_words(tagged, value) {
@@ -427,16 +402,16 @@ impl Store {
         // never frees twice. In a durable store, the barrier before the length puts every
         // write of the change on disk first; the empty log is then the commit point.
         if n > 0 {
-            if let Err(e) = self.undo_log().set_len(0) {
+            if let Err(e) = self.undo_log(p).set_len(0) {
                 // The disk refused the change (its barrier failed): it is undone instead.
-                let _ = self.rollback_to(0);
-                self.abandon_log();
-                let _ = self.without_barriers(|st| st.end_durable_change());
+                let _ = self.rollback_to(p, 0);
+                self.abandon(p);
+                let _ = p.without_barriers(|| self.end_durable_change(p));
                 return Err(e.into());
             }
-            self.log.len = 0;
+            self.len = 0;
         }
-        if let Err(e) = self.end_durable_change() {
+        if let Err(e) = self.end_durable_change(p) {
             // Past the commit point: the change stays, in memory and in the file; the disk did
             // not confirm it.
             return Err(match e {
@@ -448,16 +423,46 @@ impl Store {
                 e => e,
             });
         }
-        if !self.log.logged.is_empty() {
-            self.log.logged.clear();
+        if !self.logged.is_empty() {
+            self.logged.clear();
         }
-        self.log.floor = 0;
+        self.floor = 0;
+        Ok(releases)
+    }
+}
+
+/// A new, empty log block with room for `cap` entries, journaled in `LOG_JOURNAL` until the
+/// slot word names it.
+fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
+    let b = p.heap().alloc_into(undo::block_bytes(cap), LOG_JOURNAL)?;
+    let mem = p.mem();
+    // Relaxed: the block is linked nowhere yet; the SeqCst store of the slot word names it.
+    mem.store(b, value::block_head(Kind::UndoLog, cap), Ordering::Relaxed)?;
+    mem.store(b + undo::LEN, 0, Ordering::Relaxed)?;
+    mem.store(b + undo::CAP, cap, Ordering::Relaxed)?;
+    Ok(b)
+}
+
+/// The heap journal the log block is allocated into (the op's own blocks use journal 1).
+const LOG_JOURNAL: u64 = 2;
+
+impl Store {
+    /// Undoes the change in progress back to `mark` (see [`ChangeLog::rollback_to`]).
+    pub(super) fn rollback_to(&mut self, mark: u64) -> Result<()> {
+        self.log.rollback_to(&self.part, mark)
+    }
+
+    /// Commits the change in progress and performs the releases it deferred.
+    pub(super) fn commit_log(&mut self) -> Result<()> {
+        let releases = self.log.commit(&self.part)?;
         if releases.is_empty() {
             return Ok(());
         }
         self.release_all(releases)
     }
-}
 
-/// The heap journal the log block is allocated into (the op's own blocks use journal 1).
-const LOG_JOURNAL: u64 = 2;
+    /// Appends one entry to the change in progress's log.
+    pub(super) fn log_entry(&mut self, e: Entry) -> Result<()> {
+        self.log.append(&self.part, e)
+    }
+}

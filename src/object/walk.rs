@@ -6,7 +6,7 @@ use super::encode::Release;
 use super::layout::lock_words;
 use super::value::{self, Kind};
 use super::view::{Child, Value};
-use super::{container, slot_words, words, Error, Result, Store};
+use super::{container, held, slot_words, words, Error, Result, Store};
 use crate::region::table;
 use crate::sync::{Ordering, WordStore};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -82,17 +82,7 @@ impl Store {
             ));
         }
         self.take_writer()?;
-        self.writing = true;
-        let r = f(self);
-        let c = if r.is_ok() {
-            self.commit_log()
-        } else {
-            self.rollback_to(0)
-        };
-        self.writing = false;
-        self.lock.release_writer();
-        c?;
-        r
+        self.as_writer_unsequenced(f)
     }
 
     /// The walk's starting points: the root dict, what held sets name, the orphan list; and
@@ -108,7 +98,7 @@ impl Store {
         // Held sets: entries may be in flux (a reader between `hold` and its re-check), so an
         // entry that is not an allocated container is skipped, not an error.
         let mut held = Vec::new();
-        self.for_each_held(|c| {
+        held::for_each_held(&self.part, |c| {
             held.push(c);
             Ok(())
         })?;
@@ -137,7 +127,7 @@ impl Store {
                 });
             }
         }
-        let t = self.attached.region().table(&super::NoLiveness);
+        let t = self.part.table();
         for slot in 0..t.slots {
             if t.status(slot)? != table::STATUS_ATTACHED {
                 continue;
@@ -148,7 +138,7 @@ impl Store {
             if log != 0 {
                 m.blocks.insert(log, Role::Internal);
             }
-            self.for_each_held_block(slot, |b| {
+            held::for_each_held_block(&self.part, slot, |b| {
                 m.blocks.insert(b, Role::Internal);
                 Ok(())
             })?;
@@ -248,10 +238,10 @@ impl Store {
     /// Allocated blocks (offset -> bytes) that no live participant holds unlinked.
     fn allocated(&self) -> Result<HashMap<u64, u64>> {
         let mut all = HashMap::new();
-        self.heap.for_each_allocated(|off, size| {
+        self.part.heap().for_each_allocated(|off, size| {
             all.insert(off, size);
         })?;
-        for b in self.heap.journaled_blocks()? {
+        for b in self.part.heap().journaled_blocks()? {
             all.remove(&b);
         }
         Ok(all)
@@ -284,7 +274,7 @@ impl Store {
         if self.held_by(thread).is_none() {
             self.recover_dead()?;
         }
-        if self.readonly && self.dead_processes()? > 0 {
+        if self.part.is_readonly() && self.dead_processes()? > 0 {
             return Err(Error::ReadOnly(
                 "killed processes left work in flight that only a writable opener can recover: \
                  open the store without readonly=True to check it"
@@ -296,7 +286,7 @@ impl Store {
 
     fn check_locked(&mut self) -> Result<CheckReport> {
         self.check_participants()?;
-        self.heap.check()?;
+        self.part.heap().check()?;
         let m = self.mark(true)?;
         let all = self.allocated()?;
         let mut r = CheckReport {
@@ -368,7 +358,7 @@ impl Store {
         let bad = |what: String, offset: u64| Error::Corrupt { what, offset };
         let lock = self.lock_mem();
         let writer = lock.load(lock_words::WRITER, Ordering::SeqCst)?;
-        if writer != self.lock.me() {
+        if writer != self.part.lock().me() {
             return Err(bad(
                 format!("the writer word is {writer:#x} while this checker holds it"),
                 lock_words::WRITER,
@@ -382,7 +372,7 @@ impl Store {
                 lock_words::SEQ,
             ));
         }
-        let t = self.attached.region().table(&super::NoLiveness);
+        let t = self.part.table();
         let mut shared = 0u64;
         for slot in 0..t.slots {
             if t.status(slot)? != table::STATUS_ATTACHED {
@@ -395,7 +385,7 @@ impl Store {
             }
             let (_, len) =
                 super::undo::open_log(self.mem(), log, &format!("participant {slot}'s"))?;
-            if len != 0 && slot != self.attached.slot() {
+            if len != 0 && slot != self.part.slot() {
                 return Err(bad(
                     format!(
                         "participant {slot}'s undo log has {len} entries while it is not the \
@@ -417,9 +407,10 @@ impl Store {
 
     /// Frees every allocated block that nothing reaches or holds (unreachable cycles).
     pub fn gc(&mut self, thread: u64) -> Result<GcReport> {
-        self.refuse_if_readonly("gc writes the store: open it without readonly=True")?;
+        self.part
+            .refuse_if_readonly("gc writes the store: open it without readonly=True")?;
         self.maintenance(thread, |s| {
-            if s.any_pinned()? {
+            if held::any_pinned(&s.part)? {
                 // A read-only process holds more containers than its slot can name: any of
                 // them may be garbage now, so none is freed until it lets go.
                 return Ok(GcReport::default());
@@ -457,7 +448,7 @@ impl Store {
         }
         self.release_all(work)?;
         let bytes: u64 = garbage.iter().map(|b| all[b]).sum();
-        let freed = self.heap.sweep(|b| garbage.contains(&b))?;
+        let freed = self.part.heap().sweep(|b| garbage.contains(&b))?;
         report.blocks = freed;
         report.bytes = bytes;
         Ok(report)
@@ -466,12 +457,12 @@ impl Store {
     /// Figures for `Store.stats()` (Python: `persist.Store.stats()`).
     pub fn stats(&mut self, thread: u64) -> Result<Stats> {
         self.maintenance(thread, |s| {
-            let hs = s.heap.check()?;
+            let hs = s.part.heap().check()?;
             let m = s.mark(false)?;
             let mut live = 0;
             for (&b, role) in &m.blocks {
                 if *role != Role::Internal {
-                    live += s.heap.usable_size(b)?;
+                    live += s.part.heap().usable_size(b)?;
                 }
             }
             Ok(Stats {
