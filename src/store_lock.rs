@@ -36,8 +36,9 @@
 //! rolled back. The reader side and the writer's fence follow Boehm, "Can seqlocks get along
 //! with programming language memory models?" (MSPC 2012).
 //!
-//! The object layer (`object/lock.rs`, `object/recovery.rs`, and the undo log's append and
-//! commit in `object/mod.rs`) runs this module on the mapped lock and store files; `loom-tests/tests/store_lock.rs` runs it on loom atomics and kills the writer
+//! The object layer (`object/lock.rs`, `object/recovery.rs`, and the undo log's append, commit
+//! and rollback in `object/undo.rs`) runs this module on the mapped lock and store files;
+//! `loom-tests/tests/store_lock.rs` runs it on loom atomics and kills the writer
 //! and the recoverer between any two of their word accesses. So every access a kill may precede
 //! calls [`WordStore::step`] first (a no-op on the mapping). Readers make no such call: a reader
 //! holds nothing, and killing one proves nothing.

@@ -176,7 +176,7 @@ impl<'a, W: WordStore> Writer<'a, W> {
         self.lock.try_take(self.me)
     }
 
-    /// As `object/mod.rs` `put`: the old value logged first, then the word changed.
+    /// As `object/access.rs` `put`: the old value logged first, then the word changed.
     fn put(&mut self, offset: u64, new: u64) -> Result<(), AccessError> {
         let old = self.store.load(offset, Ordering::Relaxed)?;
         assert!(self.len < LOG_CAP);
