@@ -884,6 +884,9 @@ fn open_or_create_lock(
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(trust::refuse_link(path, &dir.link_target(lock_name), true))
             }
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                return Err(trust::refuse_not_regular(path, store_path, "a directory"))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound && !writer => {
                 return Err(refused(
                     "does not exist, and this user may not write the store: a lock file it \

@@ -343,19 +343,14 @@ pub(super) fn check_lock_file(
     };
     let ft = lock.file_type();
     if !ft.is_file() {
-        let kind = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
+        let kind = if ft.is_fifo() {
             "a named pipe"
         } else if ft.is_socket() {
             "a socket"
         } else {
             "a device"
         };
-        return Err(refuse(format!(
-            "is not a regular file but {kind}, so persist does not use it (nothing was \
-             changed). Fix: remove it (persist makes a new lock file)"
-        )));
+        return Err(refuse_not_regular(lock_path, store_path, kind));
     }
     if !may_write(lock.uid(), store) {
         return Err(refuse(format!(
@@ -393,6 +388,18 @@ pub(super) fn check_lock_file(
         )));
     }
     Ok(())
+}
+
+/// The refusal of a lock file that is not a regular file (`kind`: "a directory", ...).
+pub(super) fn refuse_not_regular(lock_path: &Path, store_path: &Path, kind: &str) -> Error {
+    Error::Refused {
+        path: lock_path.to_path_buf(),
+        why: format!(
+            "the lock file of the store {} is not a regular file but {kind}, so persist does \
+             not use it (nothing was changed). Fix: remove it (persist makes a new lock file)",
+            store_path.display()
+        ),
+    }
 }
 
 /// The refusal to rewrite an invalid lock file that may not be persist's: one with several
