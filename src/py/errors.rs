@@ -83,10 +83,11 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
             R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
             R::Corrupt { .. } => CorruptionError::new_err(msg),
             R::Full { .. } => StoreFullError::new_err(msg),
-            // A refusal to trust or use a file: PermissionError naming it.
-            R::Refused { path, .. } => os_error(
+            // A refusal to trust or use a file: PermissionError naming it (as its file name,
+            // so the message leaves the path out).
+            R::Refused { path, why } => os_error(
                 &std::io::Error::from_raw_os_error(libc::EACCES),
-                msg,
+                why,
                 Some(&path),
             ),
             R::Io { source, path, .. } => {

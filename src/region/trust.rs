@@ -304,7 +304,7 @@ fn user_label(uid: u32) -> String {
 /// Gives a lock file this process just created the store file's group (and, when this process
 /// is root, its owner), and the store file's mode with read and write for the owner. Where the
 /// group cannot be set (a creator outside the store's group), the lock file grants its group
-/// nothing.
+/// no more than every user.
 pub(super) fn give_store_owner(lock: &File, store: &Metadata) -> io::Result<()> {
     let fd = lock.as_raw_fd();
     let uid = if euid() == 0 {
@@ -319,7 +319,7 @@ pub(super) fn give_store_owner(lock: &File, store: &Metadata) -> io::Result<()> 
     }
     let mut mode = (store.mode() & 0o666) | 0o600;
     if lock.metadata()?.gid() != store.gid() {
-        mode &= !0o070;
+        mode = (mode & !0o070) | ((mode & 0o007) << 3);
     }
     // SAFETY: plain system call on an open descriptor; the result is checked.
     if unsafe { libc::fchmod(fd, mode) } != 0 {
