@@ -286,8 +286,8 @@ def compact(args: argparse.Namespace) -> int:
     progress = _progress(args)
     _refuse_existing(args.dst)
     progress.phase("opening")
-    like = os.stat(args.src)
     src, readonly = open_for_snapshot(args.src)
+    like = os.stat(args.src)
     with src:
         total = _estimate(src, args.timeout, progress, readonly)
         root = src.root

@@ -199,7 +199,7 @@ pub(super) fn refuse_link(path: &Path, target: &str, lock: bool) -> Error {
         )
     } else {
         format!(
-            "it is a symbolic link (to {target}): persist opens a store only by its own name, \
+            "the store's path is a symbolic link (to {target}): persist opens a store only by its own name, \
              so that every process finds the same lock file beside it. Open {target} itself"
         )
     };
