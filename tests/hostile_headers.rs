@@ -547,8 +547,10 @@ fn lock_header(path: &Path) -> (Vec<u8>, u64) {
     (b, id)
 }
 
-/// A lock file that belongs to another store, or is garbage, is rebuilt when nobody uses it;
-/// a foreign lock file that a live process uses is refused (Corrupt) and left alone.
+/// A lock file that belongs to another store, or is damaged, is rebuilt when nobody uses it;
+/// a foreign lock file that a live process uses is refused (Corrupt) and left alone, and so is
+/// a file at the lock file's name that is not a persist lock file (Refused: persist rewrites
+/// only its own files, FORMAT.md §6.6).
 #[test]
 fn a_foreign_lock_file_is_rebuilt_unless_in_use() {
     let dir = TempDir::new("hostile-lock");
@@ -577,16 +579,31 @@ fn a_foreign_lock_file_is_rebuilt_unless_in_use() {
     assert_eq!(&bytes[..8], &lockfile::MAGIC);
     assert_eq!(bytes.len() as u64, lockfile::FILE_BYTES);
 
-    // Garbage, short, and empty lock files are rebuilt too.
+    // Garbage is not persist's: refused and left as it is, until it is removed.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x10c4);
+    let mut junk = vec![0u8; 5000];
+    rng.fill_bytes(&mut junk);
+    std::fs::write(lock_path(&b), &junk).unwrap();
+    let r = open_in_child(&dir, "garbage lock file", &b);
+    assert_eq!(r.kind(), "Other", "garbage lock file: {r:?}");
+    assert!(
+        r.message.contains("Refused") && r.message.contains("not a persist lock file"),
+        "garbage lock file: {r:?}"
+    );
+    assert_eq!(
+        std::fs::read(lock_path(&b)).unwrap(),
+        junk,
+        "the garbage was changed"
+    );
+    std::fs::remove_file(lock_path(&b)).unwrap();
+    let r = open_in_child(&dir, "garbage lock file removed", &b);
+    assert_eq!(r.kind(), "Ok", "removed lock file: {r:?}");
+
+    // Truncated, empty and zeroed (a rebuild cut short) lock files are rebuilt.
     for (what, junk) in [
-        ("garbage", {
-            let mut j = vec![0u8; 5000];
-            rng.fill_bytes(&mut j);
-            j
-        }),
         ("truncated", bytes[..100].to_vec()),
         ("empty", Vec::new()),
+        ("zeroed", vec![0u8; lockfile::FILE_BYTES as usize]),
     ] {
         std::fs::write(lock_path(&b), &junk).unwrap();
         let r = open_in_child(&dir, &format!("{what} lock file"), &b);

@@ -148,7 +148,13 @@ def open(  # noqa: A001 - the API's name
     ``readonly=True``: the store file is opened and mapped read-only and never written (an
     existing store only: nothing is created). Reads work and see other processes' changes;
     every change, ``lockExcl``, ``lockShared`` and ``gc`` raise ``ReadOnlyError``. The lock
-    file beside the store must be writable (it is where every process takes part).
+    file beside the store must exist and be writable (it is where every process takes part;
+    README: read-only users).
+
+    A new store file is created ``0666 & ~umask`` and its lock file ``PATH.lock`` follows its
+    mode. Neither is opened through a symbolic link, and a lock file that another user could
+    use against the store (owned by someone who may not write the store, writable by every
+    user...) raises ``PermissionError`` naming it (FORMAT.md §6.6).
     """
     p = os.fspath(path)
     if (readonly or not create) and not os.path.exists(p):

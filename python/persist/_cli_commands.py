@@ -3,6 +3,9 @@
 Each takes the parsed arguments, prints its result on stdout and returns the exit status;
 failures are raised (``CliError``, ``persist.Error``, ``OSError``) for ``__main__`` to report.
 None of them creates a store it was asked to read: a missing or empty PATH is an error.
+``info`` and ``check`` open the store read-only; ``dump`` and the source of ``compact`` do
+where this user may not write it (``_cli_common``). What ``dump -o``, ``compact`` and ``load``
+make takes its source's mode: the store's, or for ``load`` the dump file's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import os
 import secrets
+import stat
 import sys
 import tempfile
 from typing import IO, Any
@@ -19,8 +23,12 @@ import persist
 from persist._cli_common import (
     CliError,
     Progress,
+    copy_mode,
     create_new,
+    may_write,
     open_existing,
+    open_for_snapshot,
+    open_read_only,
     progress_wanted,
     remove_store,
     size,
@@ -51,7 +59,7 @@ def _refuse_existing(path: str) -> None:
 def info(args: argparse.Namespace) -> int:
     progress = _progress(args)
     progress.phase("opening")
-    with open_existing(args.path) as store:
+    with open_read_only(args.path) as store:
         progress.phase("counting")
         s = store.stats(args.timeout)
     s["path"] = os.path.abspath(args.path)
@@ -74,10 +82,21 @@ def info(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     progress = _progress(args)
-    progress.phase("opening (recovering what killed processes left)")
-    with open_existing(args.path) as store:
+    progress.phase("opening")
+    with open_read_only(args.path) as store:
         progress.phase("checking the allocator and the graph")
-        r = store.check(args.timeout)
+        try:
+            r = store.check(args.timeout)
+        except persist.ReadOnlyError:
+            # Killed processes left work that only a writable opener recovers.
+            if not may_write(args.path):
+                raise
+            r = None
+    if r is None:
+        progress.phase("recovering what killed processes left")
+        with open_existing(args.path) as store:
+            progress.phase("checking the allocator and the graph")
+            r = store.check(args.timeout)
     progress.done("no damage found")
     if args.json:
         _print_json({"ok": True, **r})
@@ -118,23 +137,28 @@ def gc(args: argparse.Namespace) -> int:
 def dump(args: argparse.Namespace) -> int:
     progress = _progress(args)
     progress.phase("opening")
-    with open_existing(args.path) as store:
-        total = _estimate(store, args.timeout, progress)
+    store, readonly = open_for_snapshot(args.path)
+    with store:
+        total = _estimate(store, args.timeout, progress, readonly)
         if args.output is None:
-            n = _dump_locked(store, sys.stdout.buffer, args.timeout, progress, total)
+            n = _dump_locked(store, sys.stdout.buffer, args.timeout, progress, total, readonly)
             sys.stdout.buffer.flush()
         else:
-            n = _dump_to_file(store, args.output, args.timeout, progress, total)
+            n = _dump_to_file(
+                store, args.output, args.timeout, progress, total, readonly, os.stat(args.path)
+            )
     progress.done(f"{n:,} containers dumped")
     return 0
 
 
-def _estimate(store: persist.Store, timeout: float | None, progress: Progress) -> int | None:
+def _estimate(
+    store: persist.Store, timeout: float | None, progress: Progress, readonly: bool
+) -> int | None:
     """How many containers the walk will meet, for the progress bar (None without one: the
     count costs a walk of its own)."""
     if not progress.enabled:
         return None
-    if timeout is not None:
+    if timeout is not None and not readonly:
         # stats() waits for a lockExcl holder without a timeout: first see, within the
         # timeout, that none is in the way.
         root = store.root
@@ -149,9 +173,15 @@ def _dump_locked(
     timeout: float | None,
     progress: Progress,
     total: int | None,
+    readonly: bool,
 ) -> int:
-    """The dump, written under lockShared: a consistent snapshot; writers wait meanwhile."""
+    """The dump, written under lockShared: a consistent snapshot; writers wait meanwhile. A
+    read-only store cannot take lockShared: its dump is read without it."""
     root = store.root
+    if readonly:
+        progress.note("read-only (this user may not write the store): read without lockShared")
+        progress.phase("dumping", total, "containers")
+        return write_dump(walk(root, progress), out)
     progress.phase("waiting for lockShared")
     root.lockShared(timeout)
     try:
@@ -162,18 +192,24 @@ def _dump_locked(
 
 
 def _dump_to_file(
-    store: persist.Store, path: str, timeout: float | None, progress: Progress, total: int | None
+    store: persist.Store,
+    path: str,
+    timeout: float | None,
+    progress: Progress,
+    total: int | None,
+    readonly: bool,
+    like: os.stat_result,
 ) -> int:
-    """Writes a temporary file beside ``path`` and renames it: ``path`` is either the whole
-    dump or untouched."""
+    """Writes a temporary file beside ``path`` (private until it is whole) and renames it:
+    ``path`` is either the whole dump, with the store's mode, or untouched."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".persist-dump-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
-            n = _dump_locked(store, out, timeout, progress, total)
+            n = _dump_locked(store, out, timeout, progress, total, readonly)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        copy_mode(like, tmp)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -181,23 +217,24 @@ def _dump_to_file(
     return n
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _write_store(
+    root_id: int,
+    records: list[Any],
+    dst: str,
+    progress: Progress,
+    like: os.stat_result | None,
+) -> None:
+    """Builds ``dst`` (which must not exist) from records, with the mode (and group) of
+    ``like`` (``0666 & ~umask`` without one).
 
-
-def _write_store(root_id: int, records: list[Any], dst: str, progress: Progress) -> None:
-    """Builds ``dst`` (which must not exist) from records.
-
-    The store is built under a private name beside ``dst``, closed, trimmed to its last used
-    page (nobody else can have it open, so its free tail can go), and then linked to ``dst``
-    (which fails rather than overwrite a file that appeared meanwhile). On any failure nothing
-    is left behind.
+    The store is built under a private name (mode 0600) beside ``dst``, closed, trimmed to its
+    last used page (nobody else can have it open, so its free tail can go), given its mode,
+    and then linked to ``dst`` (which fails rather than overwrite a file that appeared
+    meanwhile). On any failure nothing is left behind.
     """
     directory, base = os.path.split(os.path.abspath(dst))
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    store = create_new(tmp)
+    store = create_new(tmp, 0o600)
     try:
         try:
             progress.phase(f"writing {len(records):,} containers to {dst}")
@@ -208,6 +245,7 @@ def _write_store(root_id: int, records: list[Any], dst: str, progress: Progress)
             store.close()
         progress.phase("trimming the free tail")
         _trim_unshared(tmp)
+        copy_mode(like, tmp)
         try:
             os.link(tmp, dst)
         except FileExistsError:
@@ -221,17 +259,23 @@ def _write_store(root_id: int, records: list[Any], dst: str, progress: Progress)
 def load(args: argparse.Namespace) -> int:
     progress = _progress(args)
     _refuse_existing(args.dst)
+    # The new store takes the dump file's mode (a dump of a private store is private, and so is
+    # what is loaded from it); from a pipe, 0666 & ~umask.
+    like: os.stat_result | None
     if args.dump == "-":
         name, stream, total = "<stdin>", sys.stdin.buffer, None
+        st = os.fstat(stream.fileno())
+        like = st if stat.S_ISREG(st.st_mode) else None
         progress.phase("reading", None, "bytes")
         root_id, records = read_dump(stream, name, progress)
     else:
         name = args.dump
         with open(args.dump, "rb") as stream:
-            total = os.fstat(stream.fileno()).st_size
+            like = os.fstat(stream.fileno())
+            total = like.st_size
             progress.phase("reading", total, "bytes")
             root_id, records = read_dump(stream, name, progress, total)
-    _write_store(root_id, records, args.dst, progress)
+    _write_store(root_id, records, args.dst, progress, like)
     progress.done(f"{len(records):,} containers loaded")
     written = size(os.path.getsize(args.dst))
     print(f"loaded {len(records):,} containers from {name} into {args.dst} ({written})")
@@ -242,18 +286,25 @@ def compact(args: argparse.Namespace) -> int:
     progress = _progress(args)
     _refuse_existing(args.dst)
     progress.phase("opening")
-    with open_existing(args.src) as src:
-        total = _estimate(src, args.timeout, progress)
+    src, readonly = open_for_snapshot(args.src)
+    like = os.stat(args.src)
+    with src:
+        total = _estimate(src, args.timeout, progress, readonly)
         root = src.root
-        progress.phase("waiting for lockShared")
-        root.lockShared(args.timeout)
-        try:
+        if readonly:
+            progress.note("read-only (this user may not write SRC): read without lockShared")
             progress.phase("reading", total, "containers")
             records = list(walk(root, progress))
-        finally:
-            root.unlock()
+        else:
+            progress.phase("waiting for lockShared")
+            root.lockShared(args.timeout)
+            try:
+                progress.phase("reading", total, "containers")
+                records = list(walk(root, progress))
+            finally:
+                root.unlock()
         del root
-    _write_store(0, records, args.dst, progress)
+    _write_store(0, records, args.dst, progress, like)
     before, after = os.path.getsize(args.src), os.path.getsize(args.dst)
     progress.done(f"{len(records):,} containers copied")
     print(

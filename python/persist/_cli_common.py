@@ -1,5 +1,6 @@
 """What every command of ``python -m persist`` shares: its error, opening stores without
-creating them, creating new ones without overwriting, number formats, and the progress line.
+creating them (read-only where the command only reads), creating new ones without
+overwriting, giving copies their source's mode, number formats, and the progress line.
 
 A command raises :class:`CliError` (or a ``persist.Error``, or an ``OSError``) and
 ``persist.__main__`` turns it into one line on stderr and exit status 1.
@@ -8,6 +9,7 @@ A command raises :class:`CliError` (or a ``persist.Error``, or an ``OSError``) a
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from typing import TextIO
@@ -22,7 +24,7 @@ class CliError(Exception):
 # ---- opening --------------------------------------------------------------------------------
 
 
-def open_existing(path: str) -> persist.Store:
+def open_existing(path: str, *, readonly: bool = False) -> persist.Store:
     """Opens the store at ``path``, which must exist and be non-empty.
 
     ``persist.open`` makes a new store of a missing or empty file; a command that only looks at
@@ -37,17 +39,74 @@ def open_existing(path: str) -> persist.Store:
             f"{path}: the file is empty, not a persist store (left as it is; opening it as a "
             "store would make it a new one)"
         )
-    return persist.open(path, create=False)
+    return persist.open(path, create=False, readonly=readonly)
 
 
-def create_new(path: str) -> persist.Store:
-    """Creates a new store at ``path``, which must not exist (never overwritten).
+def may_write(path: str) -> bool:
+    """Whether this user may write the file at ``path`` (its permissions; root may)."""
+    return os.access(path, os.W_OK)
+
+
+def open_read_only(path: str) -> persist.Store:
+    """Opens an existing store for a command that only reads it (info, check): read-only, so
+    that a user who may only read the store can run it and nothing writes the file.
+
+    Where a read-only opener cannot go on (a durable change cut short by a crash waits to be
+    rolled back), and this user may write the store, it is opened writable instead: the
+    rollback any writable open does.
+    """
+    try:
+        return open_existing(path, readonly=True)
+    except persist.ReadOnlyError:
+        if not may_write(path):
+            raise
+        return open_existing(path)
+
+
+def open_for_snapshot(path: str) -> tuple[persist.Store, bool]:
+    """Opens an existing store for a command that reads all of it (dump, the source of
+    compact); returns it and whether it is read-only.
+
+    Writable where this user may write the store, for ``lockShared`` (a consistent snapshot:
+    writers wait while it is read; a read-only store cannot take it); read-only otherwise,
+    when each read is atomic but the whole is consistent only if no process changes the store
+    meanwhile.
+    """
+    if may_write(path):
+        return open_existing(path), False
+    return open_existing(path, readonly=True), True
+
+
+def copy_mode(src: os.stat_result | None, path: str) -> None:
+    """Gives ``path`` (a file this command made) the permission bits of ``src``, and its group
+    (and, for root, its owner) where this user may set them: a copy of a private store stays
+    private and a copy of a group's store stays the group's. Where the group cannot be set the
+    copy grants its own group no more than every user. Without ``src``: ``0666 & ~umask``, as
+    ``open(2)``."""
+    if src is None:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
+        return
+    try:
+        os.chown(path, src.st_uid if os.geteuid() == 0 else -1, src.st_gid)
+    except PermissionError:
+        pass
+    mode = stat.S_IMODE(src.st_mode) & 0o777
+    if os.stat(path).st_gid != src.st_gid:
+        mode = (mode & ~0o070) | ((mode & 0o007) << 3)
+    os.chmod(path, mode)
+
+
+def create_new(path: str, mode: int = 0o666) -> persist.Store:
+    """Creates a new store at ``path``, which must not exist (never overwritten), with ``mode``
+    (less the umask) until its maker gives it another.
 
     The file is made with O_EXCL first, so two commands given the same destination cannot both
     write it; ``persist.open`` then turns the empty file into a store.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         raise CliError(
             f"{path} already exists: give a path that does not (it is never overwritten)"

@@ -13,6 +13,10 @@
 //!     └── ReadOnlyError     a change to a store opened with readonly=True
 //! ```
 //!
+//! A file persist refuses to trust or use (a symbolic link at a store's or lock file's name, a
+//! lock file owned or writable by someone who may not write the store: `region::Error::Refused`)
+//! is a `PermissionError` (errno EACCES) naming the file.
+//!
 //! A failed system call (a flush, an fsync, growing the file for another reason than a full
 //! disk) is Python's own `OSError`, with its errno, message and file name, so that it is one of
 //! `OSError`'s subclasses where the errno names one.
@@ -79,6 +83,13 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
             R::NotAStore { .. } | R::Version { .. } => FormatError::new_err(msg),
             R::Corrupt { .. } => CorruptionError::new_err(msg),
             R::Full { .. } => StoreFullError::new_err(msg),
+            // A refusal to trust or use a file: PermissionError naming it (as its file name,
+            // so the message leaves the path out).
+            R::Refused { path, why } => os_error(
+                &std::io::Error::from_raw_os_error(libc::EACCES),
+                why,
+                Some(&path),
+            ),
             R::Io { source, path, .. } => {
                 let path = (!path.as_os_str().is_empty()).then_some(path);
                 os_error(&source, msg, path.as_deref())

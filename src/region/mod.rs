@@ -8,6 +8,10 @@
 //! two creators end up sharing the store that won and a creator killed half-way leaves no store
 //! behind (see `create_atomically` for file systems without O_TMPFILE).
 //!
+//! Both files are reached through one descriptor of their directory and never through a
+//! symbolic link, and a lock file is used only if the people who may write it may write the
+//! store (`trust`, FORMAT.md §6.6): its words steer every process of the store.
+//!
 //! The volatile coordination state (participant slots and their journals, and later the store
 //! lock and the epochs) lives in the lock file `<path>.lock` (FORMAT.md), so that a read-only
 //! opener can take part without writing the store file.
@@ -26,6 +30,8 @@ pub use table::Table;
 mod mapping;
 #[cfg(not(loom))]
 mod open;
+#[cfg(not(loom))]
+mod trust;
 #[cfg(not(loom))]
 pub use mapping::{set_flush_hook, Mapping};
 #[cfg(not(loom))]

@@ -1,16 +1,16 @@
 //! Opening, creating and attaching to a store file (the operating-system side of region).
 
 use super::mapping::{Mapping, SizeSource};
+use super::trust::{self, Dir};
 use super::{fnv1a, hdr, lockfile, table, Geometry, Table, ENDIAN_MARK, FORMAT_VERSION, MAGIC};
 
 use crate::sync::{ofd, AccessError, Liveness, Ordering, WordStore};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
@@ -33,6 +33,12 @@ pub enum Error {
     Full { wanted: u64, reason: String },
     /// Every participant slot is taken by a live process.
     NoSlot { slots: u32 },
+    /// A file (or the directory) that persist does not trust or may not use: a symbolic
+    /// link where a store or lock file should be, a lock file owned or writable by someone
+    /// who may not write the store, one that is not persist's to rewrite, a lock file this
+    /// user may not write (FORMAT.md §6.6). Nothing was changed. Python raises it as
+    /// `PermissionError` (errno `EACCES`) with `path` as its file name.
+    Refused { path: PathBuf, why: String },
     /// An operating-system call failed.
     Io {
         path: PathBuf,
@@ -60,6 +66,7 @@ impl fmt::Display for Error {
                 f,
                 "all {slots} participant slots are held by live processes; close some stores and retry"
             ),
+            Error::Refused { path, why } => write!(f, "{}: {why}", path.display()),
             Error::Io { path, op, source } => write!(f, "{op} {}: {source}", path.display()),
         }
     }
@@ -233,28 +240,50 @@ pub struct Region {
     store: Mapping,
     lock: Mapping,
     lock_file: Arc<File>,
+    /// The directory both files were opened in, and the lock file's name there: every
+    /// attachment reopens the lock file through them (and checks that it is the same file).
+    dir: Dir,
+    lock_name: CString,
     readonly: bool,
 }
 
 impl Region {
     /// Opens the store at `path`, creating it when it is missing (or empty) and `create` is set.
+    ///
+    /// Neither file is reached through a symbolic link, and the lock file must meet the trust
+    /// rules of FORMAT.md §6.6 ([`Error::Refused`] otherwise).
     pub fn open(path: &Path, opts: OpenOptionsRegion) -> Result<Region, Error> {
         let create = opts.create && !opts.readonly;
-        let opened = if opts.readonly {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(path)
+        let (dir, name) = Dir::of(path)?;
+        let flags = if opts.readonly {
+            libc::O_RDONLY
         } else {
-            open_rw(path)
+            libc::O_RDWR
         };
-        let file = match opened {
+        let file = match dir.open(&name, flags, 0) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => create_atomically(path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                create_atomically(&dir, &name, path)?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(trust::refuse_link(path, &dir.link_target(&name), false))
+            }
             Err(e) => return Err(io_err(path, "open")(e)),
         };
+        let meta = file.metadata().map_err(io_err(path, "stat"))?;
+        if meta.is_dir() {
+            return Err(io_err(path, "open")(io::Error::from_raw_os_error(
+                libc::EISDIR,
+            )));
+        }
+        if !meta.is_file() {
+            return Err(Error::NotAStore {
+                path: path.to_path_buf(),
+                reason: "it is not a regular file".into(),
+            });
+        }
         let file = Arc::new(file);
-        let mut len = file.metadata().map_err(io_err(path, "stat"))?.len();
+        let mut len = meta.len();
         if len == 0 && create {
             init_empty(path, &file)?;
             len = file.metadata().map_err(io_err(path, "stat"))?.len();
@@ -299,13 +328,17 @@ impl Region {
                 offset: Some(hdr::FILE_SIZE),
             });
         }
-        let (lock_file, lock) = open_lock_file(path, header.store_id)?;
+        let meta = file.metadata().map_err(io_err(path, "stat"))?;
+        let lock_name = trust::lock_name(&name);
+        let (lock_file, lock) = open_lock_file(&dir, &lock_name, path, &meta, header.store_id)?;
         Ok(Region {
             path: path.to_path_buf(),
             header,
             store,
             lock,
             lock_file,
+            dir,
+            lock_name,
             readonly: opts.readonly,
         })
     }
@@ -356,7 +389,22 @@ impl Region {
     /// call [`Attachment::activate`].
     pub fn attach(&self) -> Result<Attachment, Error> {
         let path = lock_path(&self.path);
-        let fd = open_rw(&path).map_err(io_err(&path, "open"))?;
+        let fd = self
+            .dir
+            .open(&self.lock_name, libc::O_RDWR, 0)
+            .map_err(io_err(&path, "open"))?;
+        let (now, mapped) = (
+            fd.metadata().map_err(io_err(&path, "stat"))?,
+            self.lock_file.metadata().map_err(io_err(&path, "stat"))?,
+        );
+        if (now.dev(), now.ino()) != (mapped.dev(), mapped.ino()) {
+            return Err(Error::Refused {
+                path,
+                why: "the store's lock file was replaced while this process opened the store \
+                      (removed by another process?): open the store again"
+                    .into(),
+            });
+        }
         let table = self.table(&NoLiveness);
         for slot in 0..lockfile::SLOTS {
             if ofd::try_lock(fd.as_raw_fd(), lockfile::LIVENESS_BYTE_BASE + slot as u64)
@@ -591,14 +639,6 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-}
-
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -610,79 +650,68 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Writes a new store into an unnamed file beside `path` and links it into place. If another
-/// process linked first, opens theirs. Where the file system has no O_TMPFILE, the new store
-/// is written to a named temporary (`.NAME.RANDOM.tmp`) and hard-linked: a creator killed
-/// between the two leaves that temporary behind (never a half-made store at `path`).
-fn create_atomically(path: &Path) -> Result<File, Error> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+/// Writes a new store into an unnamed file in `dir` and links it into place as `name`. If
+/// another process linked first, opens theirs. Where the file system has no O_TMPFILE, the new
+/// store is written to a named temporary (`.NAME.RANDOM.tmp`) and hard-linked: a creator
+/// killed between the two leaves that temporary behind (never a half-made store at `path`).
+/// The new file's mode is `0666 & ~umask`, as `open(2)` would give it.
+fn create_atomically(dir: &Dir, name: &CStr, path: &Path) -> Result<File, Error> {
     let image = Header::new_image(Geometry::STANDARD);
-    let cdir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason: "the path holds a NUL byte".into(),
-    })?;
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason: "the path holds a NUL byte".into(),
-    })?;
-    // SAFETY: plain system call with a valid C string.
-    let fd = unsafe {
-        libc::open(
-            cdir.as_ptr(),
-            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    let linked = if fd >= 0 {
-        // SAFETY: `fd` is a fresh descriptor we own.
-        let tmp = unsafe { File::from_raw_fd(fd) };
-        tmp.write_all_at(&image, 0).map_err(io_err(path, "write"))?;
-        let proc_path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
-        // SAFETY: plain system call with valid C strings.
-        let r = unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                proc_path.as_ptr(),
-                libc::AT_FDCWD,
-                cpath.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        };
-        if r == 0 {
-            return Ok(tmp);
+    let linked = match dir.open(c".", libc::O_TMPFILE | libc::O_RDWR, 0o666) {
+        Ok(tmp) => {
+            tmp.write_all_at(&image, 0).map_err(io_err(path, "write"))?;
+            let proc_path =
+                CString::new(format!("/proc/self/fd/{}", tmp.as_raw_fd())).expect("no NUL");
+            // SAFETY: plain system call with valid descriptors and C strings.
+            let r = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    proc_path.as_ptr(),
+                    dir.raw(),
+                    name.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            if r == 0 {
+                return Ok(tmp);
+            }
+            io::Error::last_os_error()
         }
-        io::Error::last_os_error()
-    } else {
-        // No O_TMPFILE on this file system: a named temporary, linked, then unlinked.
-        let tmp_path = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            random_u64()
-        ));
-        let tmp = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp_path)
-            .map_err(io_err(&tmp_path, "create"))?;
-        let result = tmp
-            .write_all_at(&image, 0)
-            .and_then(|_| std::fs::hard_link(&tmp_path, path));
-        let _ = std::fs::remove_file(&tmp_path);
-        match result {
-            Ok(()) => return Ok(tmp),
-            Err(e) => e,
+        Err(_) => {
+            // No O_TMPFILE on this file system: a named temporary, linked, then unlinked.
+            let tmp_name = CString::new(format!(
+                ".{}.{}.tmp",
+                String::from_utf8_lossy(name.to_bytes()),
+                random_u64()
+            ))
+            .expect("no NUL");
+            let tmp_path = path.with_file_name(tmp_name.to_string_lossy().as_ref());
+            let tmp = dir
+                .open(
+                    &tmp_name,
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                    0o666,
+                )
+                .map_err(io_err(&tmp_path, "create"))?;
+            let result = tmp
+                .write_all_at(&image, 0)
+                .and_then(|_| dir.link(&tmp_name, name));
+            dir.unlink(&tmp_name);
+            match result {
+                Ok(()) => return Ok(tmp),
+                Err(e) => e,
+            }
         }
     };
     if linked.kind() == io::ErrorKind::AlreadyExists {
-        // Another creator won: share its store.
-        return open_rw(path).map_err(io_err(path, "open"));
+        // Another creator won: share its store (never through a link planted meanwhile).
+        return match dir.open(name, libc::O_RDWR, 0) {
+            Ok(f) => Ok(f),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                Err(trust::refuse_link(path, &dir.link_target(name), false))
+            }
+            Err(e) => Err(io_err(path, "open")(e)),
+        };
     }
     Err(io_err(path, "create")(linked))
 }
@@ -703,7 +732,6 @@ fn init_empty(path: &Path, file: &File) -> Result<(), Error> {
     result
 }
 
-/// Opens (creating and initialising when needed) the lock file of the store `store_id`.
 /// The kernel's id of the current boot (16 bytes, from /proc/sys/kernel/random/boot_id).
 /// A lock file written under another boot id is stale: every process of that boot is gone,
 /// and its words (never synced) may hold any mix of what was written before the reboot.
@@ -723,33 +751,39 @@ fn boot_id() -> [u8; 16] {
     id
 }
 
-/// Opens (creating and initialising when needed) the lock file of the store `store_id`. A
-/// (re)built file says so in its repair-pending word: no participant of an earlier life of the
-/// store can be recovered from it (their journals and undo logs are gone), and the next
-/// writable opener repairs what they may have left in the store file.
-fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mapping), Error> {
+/// Opens (creating and initialising when needed) the lock file `lock_name` in `dir` of the
+/// store `store_id` (FORMAT.md §6.6). A new lock file is made with `O_EXCL`, only by a user
+/// who may write the store, and takes the store file's group, owner (when made by root) and
+/// mode; an existing one must meet the trust rules of [`trust::check_lock_file`]. A (re)built
+/// file says so in its repair-pending word: no participant of an earlier life of the store can
+/// be recovered from it (their journals and undo logs are gone), and the next writable opener
+/// repairs what they may have left in the store file. An invalid lock file is rebuilt only if
+/// it is provably persist's: one name, and empty, or a persist lock file (its magic), or a
+/// rebuild cut short (a zero header).
+fn open_lock_file(
+    dir: &Dir,
+    lock_name: &CStr,
+    store_path: &Path,
+    store: &std::fs::Metadata,
+    store_id: u64,
+) -> Result<(Arc<File>, Mapping), Error> {
     let path = lock_path(store_path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(io_err(&path, "open"))?;
+    let (file, created) = open_or_create_lock(dir, lock_name, &path, store_path, store)?;
+    let meta = file.metadata().map_err(io_err(&path, "stat"))?;
+    trust::check_lock_file(&path, &meta, store_path, store)?;
     ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(&path, "lock"))?;
     let boot = boot_id();
     let result = (|| {
         let mut head = [0u8; lockfile::CHECKED_BYTES];
         let n = read_prefix(&file, &mut head).map_err(io_err(&path, "read"))?;
+        let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         let valid = n == lockfile::CHECKED_BYTES
             && head[..8] == lockfile::MAGIC
             && u32::from_le_bytes(head[8..12].try_into().unwrap()) == lockfile::VERSION
             && u32::from_le_bytes(head[12..16].try_into().unwrap()) == lockfile::SLOTS
             && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
             && head[24..40] == boot
-            && file.metadata().map_err(io_err(&path, "stat"))?.len() == lockfile::FILE_BYTES;
+            && len == lockfile::FILE_BYTES;
         if !valid {
             // A new, damaged or foreign lock file: rebuild it, unless a live process still uses
             // it (then it is that process's, and we refuse rather than pull it from under it).
@@ -769,6 +803,13 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
                     });
                 }
             }
+            // Only persist's own files are rewritten (whatever else sits at this name stays).
+            let ours =
+                len == 0 || head[..8] == lockfile::MAGIC || head[..n].iter().all(|&b| b == 0);
+            let links = meta.nlink();
+            if !created && (links != 1 || !ours) {
+                return Err(trust::refuse_rewrite(&path, store_path, links));
+            }
             file.set_len(0).map_err(io_err(&path, "truncate"))?;
             // SAFETY: plain system call on an open descriptor.
             let r = unsafe {
@@ -780,6 +821,10 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
                     reason: io::Error::from_raw_os_error(r).to_string(),
                 });
             }
+            // The repair-pending word first, the header last: a rebuild cut short leaves a file
+            // that is empty or has a zero header, and is rebuilt again.
+            file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
+                .map_err(io_err(&path, "write"))?;
             let mut h = [0u8; lockfile::CHECKED_BYTES];
             h[..8].copy_from_slice(&lockfile::MAGIC);
             h[8..12].copy_from_slice(&lockfile::VERSION.to_le_bytes());
@@ -787,8 +832,6 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
             h[16..24].copy_from_slice(&store_id.to_le_bytes());
             h[24..40].copy_from_slice(&boot);
             file.write_all_at(&h, 0).map_err(io_err(&path, "write"))?;
-            file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
-                .map_err(io_err(&path, "write"))?;
         }
         Ok(())
     })();
@@ -804,6 +847,69 @@ fn open_lock_file(store_path: &Path, store_id: u64) -> Result<(Arc<File>, Mappin
     )
     .map_err(io_err(&path, "map"))?;
     Ok((file, map))
+}
+
+/// Opens the lock file, or creates it (`O_EXCL`, given the store file's owner and mode) when
+/// it is missing and this user may write the store. `true` with a file this call created.
+fn open_or_create_lock(
+    dir: &Dir,
+    lock_name: &CStr,
+    path: &Path,
+    store_path: &Path,
+    store: &std::fs::Metadata,
+) -> Result<(File, bool), Error> {
+    let writer = trust::may_write(trust::euid(), store);
+    let refused = |why: String| Error::Refused {
+        path: path.to_path_buf(),
+        why: format!("the lock file of the store {} {why}", store_path.display()),
+    };
+    // A lock file removed between the two opens below is looked for again (a few times).
+    for _ in 0..8 {
+        if writer {
+            match dir.open(
+                lock_name,
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                0o600,
+            ) {
+                Ok(f) => {
+                    trust::give_store_owner(&f, store).map_err(io_err(path, "chmod"))?;
+                    return Ok((f, true));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(path, "create")(e)),
+            }
+        }
+        match dir.open(lock_name, libc::O_RDWR, 0) {
+            Ok(f) => return Ok((f, false)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(trust::refuse_link(path, &dir.link_target(lock_name), true))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                return Err(trust::refuse_not_regular(path, store_path, "a directory"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !writer => {
+                return Err(refused(
+                    "does not exist, and this user may not write the store: a lock file it \
+                     made would be refused by the store's writers. Fix: have the store's owner \
+                     (or a user who may write the store) open it once"
+                        .into(),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(refused(
+                    "may not be written by this user. Every process that opens a store writes \
+                     its lock file, readonly=True included: the store's owner can let a group \
+                     of readers in with chmod g+w on the lock file (README: read-only users)"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(io_err(path, "open")(e)),
+        }
+    }
+    Err(io_err(path, "open")(io::Error::from_raw_os_error(
+        libc::ENOENT,
+    )))
 }
 
 /// Reads a word of the store header (for tools and tests).
