@@ -8,11 +8,10 @@ what this package exports (``__all__``) is part of the API.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 # The exception classes first: the native module looks them up in persist._errors.
@@ -85,27 +84,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self) -> AbstractContextManager[Store]:
         """Exclusive lock for the block; if the block raises, every change made in it is
         rolled back (and the exception re-raised), else committed on exit. Nested blocks are
-        savepoints."""
-        core = self._core
-        core.lock_excl()
-        try:
-            mark = core.savepoint()
-        except BaseException:
-            core.unlock()
-            raise
-        try:
-            yield self
-        except BaseException:
-            try:
-                core.rollback_savepoint(mark)
-            finally:
-                core.unlock()
-            raise
-        core.unlock()
+        savepoints. A KeyboardInterrupt cannot leave the lock held: when control leaves the
+        block, its changes are committed or rolled back and the lock is released."""
+        return self._core.transaction(self)
 
     def flush(self) -> None:
         """What is committed reaches the disk before this returns."""

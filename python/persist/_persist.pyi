@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Iterator, Mapping
 from os import PathLike
+from types import TracebackType
 from typing import Any, Final, SupportsIndex, overload
 
 from persist._ops import ItemsView, KeysView, ValuesView
@@ -75,9 +76,21 @@ class StoreCore:
     def savepoint(self) -> int: ...
     def rollback_savepoint(self, mark: int) -> None: ...
     def flush(self) -> None: ...
+    def transaction(self, store: Any) -> Transaction: ...
     def check(self, timeout: float | None = None) -> dict[str, int]: ...
     def gc(self, timeout: float | None = None) -> dict[str, int]: ...
     def stats(self, timeout: float | None = None) -> dict[str, Any]: ...
+
+class Transaction:
+    """A transaction() block: lockExcl (a savepoint inside one), rolled back if it raises."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        _exc: BaseException | None = None,
+        _tb: TracebackType | None = None,
+    ) -> bool: ...
 
 class List:
     """A list in a store: behaves like list; changes go to the store."""

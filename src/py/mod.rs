@@ -29,6 +29,7 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::region::FORMAT_VERSION)?;
     errors::register(m)?;
     m.add_class::<store::StoreCore>()?;
+    m.add_class::<store::Transaction>()?;
     m.add_function(wrap_pyfunction!(store::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(store::_trim_unshared, m)?)?;
     m.add_class::<proxy::List>()?;

@@ -56,6 +56,103 @@ pub(crate) struct StoreCore {
     pub shared: Arc<Shared>,
 }
 
+/// `Store.transaction()`: a lockExcl section (or, inside one, a savepoint) whose block is rolled
+/// back if it raises and committed if not.
+///
+/// Native rather than a `contextlib.contextmanager`, so that its exit cannot be cut short: a
+/// KeyboardInterrupt is raised only where Python code checks for signals, and `__exit__` runs
+/// none. It does the rollback (if any) and the unlock in one step of the store, which no other
+/// thread of the process interleaves, and waits without checking for signals. So whatever
+/// lands around the block, when control returns the section is committed or rolled back and
+/// the lock is released. (A signal that arrives after `__enter__` returns is raised inside the
+/// block, whose exit then rolls back.)
+#[pyclass(module = "persist._persist", name = "Transaction", frozen)]
+pub(crate) struct Transaction {
+    shared: Arc<Shared>,
+    store: Py<PyAny>,
+    /// (thread, savepoint) while entered.
+    entered: std::sync::Mutex<Option<(u64, u64)>>,
+}
+
+/// Waiting that ignores signals: for steps that must finish once begun (a transaction's exit).
+struct Uninterrupted<'py>(Python<'py>);
+
+impl Waiting<PyErr> for Uninterrupted<'_> {
+    fn check_interrupt(&self) -> PyResult<()> {
+        Ok(())
+    }
+
+    fn sleep(&self, sleep: &mut (dyn FnMut() + Send)) {
+        self.0.detach(sleep)
+    }
+}
+
+#[pymethods]
+impl Transaction {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut entered = self.entered.lock().unwrap_or_else(|e| e.into_inner());
+        if entered.is_some() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this transaction() is already open: call store.transaction() for each block",
+            ));
+        }
+        let tid = thread_id();
+        // The wait may end with Ctrl-C (or a timeout): then nothing is held.
+        lock_excl(&self.shared, py, None)?;
+        let mark = self
+            .shared
+            .with(&Uninterrupted(py), |st| Ok::<_, PyErr>(st.savepoint()));
+        match mark {
+            Ok(mark) => *entered = Some((tid, mark)),
+            Err(e) => {
+                let _ = self
+                    .shared
+                    .with(&Uninterrupted(py), |st| Ok::<_, PyErr>(st.unlock(tid)?));
+                return Err(e);
+            }
+        }
+        Ok(self.store.clone_ref(py))
+    }
+
+    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let taken = self
+            .entered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some((tid, mark)) = taken else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "transaction() exited without being entered",
+            ));
+        };
+        if tid != thread_id() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "a transaction() block must end in the thread that began it",
+            ));
+        }
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        self.shared.with(&Uninterrupted(py), |st| {
+            // The rollback first, then the unlock, whatever the rollback said: the lock is
+            // never left held by a block that has ended.
+            let rolled_back = if failed {
+                st.rollback_savepoint(mark)
+            } else {
+                Ok(())
+            };
+            let unlocked = st.unlock(tid);
+            rolled_back.and(unlocked)?;
+            Ok::<_, PyErr>(false)
+        })
+    }
+}
+
 /// lockExcl for the calling thread (the proxies' and the store's).
 pub(crate) fn lock_excl(shared: &Shared, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
     let tid = thread_id();
@@ -182,6 +279,15 @@ impl StoreCore {
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         self.shared.with(&Gil(py), |st| Ok(st.flush()?))
+    }
+
+    /// A `transaction()` block of the calling thread; `store` is what `with ... as` gives.
+    fn transaction(&self, store: Py<PyAny>) -> Transaction {
+        Transaction {
+            shared: self.shared.clone(),
+            store,
+            entered: std::sync::Mutex::new(None),
+        }
     }
 
     #[pyo3(signature = (timeout=None))]
