@@ -154,10 +154,13 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         self.lock_file.step()?;
         // Acquire on success: the previous owner's changes (the Release stores in `release`
         // and `end_change`, or a recoverer's CAS in `release_dead`) are seen before ours
-        // begin. Relaxed on failure: the holder's value is only something to wait on.
+        // begin. Release too: what the taker did before (attaching: its slot's status and
+        // generation) is seen by whoever reads its id with Acquire, as `free_stale_writer`'s
+        // caller does before asking whether the id names an attached participant. Relaxed on
+        // failure: the holder's value is only something to wait on.
         Ok(self
             .writer
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
             .map(|_| ()))
     }
 
@@ -247,10 +250,17 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         // Relaxed: only the writer word's owner writes the sequence, and taking the word
         // (Acquire in `try_take`) ordered the last owner's (or recoverer's) store before us.
         let s = self.seq.load(Ordering::Relaxed);
-        debug_assert!(s % 2 == 0);
+        // An odd sequence under a word we hold is no change in flight: only a damaged or
+        // forged lock file shows one (see `inspect_sequence`). Stepping over it keeps the
+        // change's sequence odd and different from any a reader may hold.
+        let odd = if s % 2 == 0 {
+            s.wrapping_add(1)
+        } else {
+            s.wrapping_add(2)
+        };
         self.lock_file.step()?;
         // Relaxed: the fence below orders it before the change's data stores.
-        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        self.seq.store(odd, Ordering::Relaxed);
         // SeqCst fence: the odd sequence is ordered before every data store that follows
         // (seqlock writer side: a reader whose data load sees one of those stores, then
         // Acquire-fences, sees the sequence moved), and before this writer's reads of other
@@ -313,6 +323,64 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         fence(Ordering::Acquire);
         // Relaxed: the fence above orders it after the data loads.
         self.seq.load(Ordering::Relaxed) == token
+    }
+
+    // ---- words a damaged or forged lock file may hold ---------------------------------------
+
+    /// Looks at the sequence as the writer word's owner `me`, so that nobody changes it
+    /// meanwhile: odd there is a state no run of this protocol leaves (the sequence is odd only
+    /// while the word is held, and every owner, or the recoverer of a dead one, makes it even
+    /// before it lets go), so the mark of a damaged or forged lock file, on which readers would
+    /// wait forever. With `repair`, makes it even. Returns `None` if the word was held (nothing
+    /// learnt), else whether the sequence was odd, and whether threads wait (the caller wakes
+    /// the sequence's and the writer word's sleepers).
+    ///
+    /// Deciding this from outside the word cannot be done: a reader's loads of the sequence
+    /// and the writer word may see one new and one old value (`loom-tests` found such a check
+    /// reporting a live change as stale).
+    pub fn inspect_sequence(
+        &self,
+        me: u64,
+        repair: bool,
+    ) -> Result<Option<(bool, bool)>, AccessError> {
+        if self.try_take(me)?.is_err() {
+            return Ok(None);
+        }
+        self.lock_file.step()?;
+        // Relaxed: taking the word (Acquire) ordered every earlier owner's store before this.
+        let s = self.seq.load(Ordering::Relaxed);
+        let odd = s % 2 == 1;
+        if odd && repair {
+            self.lock_file.step()?;
+            // Release: as `end_change`.
+            self.seq.store(s.wrapping_add(1), Ordering::Release);
+        }
+        let waiters = self.release()?;
+        Ok(Some((odd, waiters)))
+    }
+
+    /// Frees the writer word if it still holds `seen` and `names_nobody(seen)` says that id
+    /// names no attached participant (a damaged or forged lock file: nobody would ever free or
+    /// recover it). Returns whether it freed the word (the caller wakes its sleepers).
+    ///
+    /// The id is re-read with Acquire and must still be `seen`: a taker's CAS is a Release
+    /// (`try_take`), so its attach is then visible to `names_nobody`, which cannot mistake a
+    /// live owner for nobody. The CAS frees only that value: a word taken since stays taken.
+    pub fn free_stale_writer(
+        &self,
+        seen: u64,
+        names_nobody: impl FnOnce(u64) -> Result<bool, AccessError>,
+    ) -> Result<bool, AccessError> {
+        self.lock_file.step()?;
+        if seen == 0 || self.writer.load(Ordering::Acquire) != seen || !names_nobody(seen)? {
+            return Ok(false);
+        }
+        self.lock_file.step()?;
+        // SeqCst: one order with the takers' and releasers' accesses of the word.
+        Ok(self
+            .writer
+            .compare_exchange(seen, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok())
     }
 
     // ---- a dead owner ----------------------------------------------------------------------

@@ -33,6 +33,15 @@
 //!   them in the wrong order, so that the recovery of a writer killed in it keeps a scratch
 //!   value or loses the savepoint's own value.
 //!
+//! - `repair_leaves_a_live_change_alone`, `an_odd_sequence_nobody_owns_is_repaired` (the
+//!   repairer killed at every point), `a_live_owners_word_is_never_taken_for_a_stale_one`,
+//!   `a_writer_word_naming_nobody_is_freed`: the repairs of lock words that no live process
+//!   left (a damaged or forged lock file), which a thread that waited on one for a while runs.
+//!   Caught: deciding that the sequence is odd with no writer from outside the writer word (a
+//!   reader's loads of the two words may see one old and one new value: a live change was
+//!   taken for a stale one), and a taker's CAS without Release (a repairer that reads the id
+//!   may not see the owner's attach, and frees a live owner's word).
+//!
 //! Which rollback each model covers. Every rollback in persist runs `UndoLog::roll_back_to`
 //! (src/store_lock.rs), with the object layer's `ObjectEntries` for the entries that are not data
 //! words (src/object/undo.rs):
@@ -68,7 +77,7 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, LOCK_FILE_BYTES};
 use persist::store_lock::{owner_id, LockOffsets, OtherEntries, StoreLock, UndoLog};
-use persist::sync::{AccessError, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
 
 /// The lock words, in a lock file of their own.
@@ -487,4 +496,173 @@ fn contenders_race_for_a_dead_owners_word() {
 #[test]
 fn savepoint_rolled_back_and_writer_killed_at_every_point() {
     every_kill_point(|k| killed_writer_recovered(k, true));
+}
+
+/// A repairer that looks for an odd sequence nobody owns (as a thread that waited on the
+/// sequence for a while does) while a live writer changes the data and a reader reads: it may
+/// take the word before or after the change, never during it, so it never finds the sequence
+/// odd and repairs nothing; the reader keeps whole pairs only.
+#[test]
+fn repair_leaves_a_live_change_alone() {
+    loom_tests::model(|| {
+        let world = Arc::new(World::new());
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 2, &[OLD, FIRST]))
+        };
+        let repairer = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+                let found = lock
+                    .inspect_sequence(owner_id(SECOND_SLOT, 1), true)
+                    .unwrap();
+                assert!(
+                    !matches!(found, Some((true, _))),
+                    "a live change's odd sequence was taken for a stale one"
+                );
+            })
+        };
+        let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
+        while w.take().unwrap().is_err() {
+            thread::yield_now();
+        }
+        w.change(FIRST, &Cell::new(false)).unwrap();
+        repairer.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(world.data(), FIRST);
+        world.assert_free();
+    });
+}
+
+/// The lock file holds an odd sequence and a free writer word (damaged or forged). A repairer,
+/// killed at each of its accesses, races a live writer (which steps over an odd sequence it
+/// finds on taking the word) while a reader reads; the killed repairer is recovered as any dead
+/// participant is, and a second repairer finishes. The sequence ends even, readers never keep a
+/// torn pair, and the writer's change lands whole.
+#[test]
+fn an_odd_sequence_nobody_owns_is_repaired() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        world.lock_file.store(AT.seq, 7, Ordering::Relaxed).unwrap();
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read(&world, 2, &[OLD, FIRST]))
+        };
+        let writer = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
+                while w.take().unwrap().is_err() {
+                    thread::yield_now();
+                }
+                w.change(FIRST, &Cell::new(false)).unwrap();
+            })
+        };
+        let budget = Budget::new(k);
+        let killable = KillableWords {
+            inner: &world.lock_file,
+            budget: &budget,
+        };
+        let inspected = StoreLock::new(&killable, AT)
+            .and_then(|lock| lock.inspect_sequence(owner_id(VICTIM, VICTIM_GENERATION), true));
+        if let Err(e) = inspected {
+            assert!(
+                budget.killed(),
+                "the repair failed without being killed: {e}"
+            );
+            world.live.set_alive(VICTIM, false);
+            // Its log is empty: recovery frees the word if it still names the dead repairer,
+            // making the sequence even first.
+            let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+            let no_log: Option<(&UndoLog<'_, MemWords>, u64)> = None;
+            lock.recover_dead(no_log, VICTIM, VICTIM_GENERATION, &mut WordsOnly)
+                .unwrap();
+        }
+        writer.join().unwrap();
+        let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+        // Whatever happened above, a look under the word now finds the sequence even.
+        assert_eq!(
+            lock.inspect_sequence(owner_id(SECOND_SLOT, 1), false)
+                .unwrap(),
+            Some((false, false))
+        );
+        reader.join().unwrap();
+        assert_eq!(world.data(), FIRST);
+        world.assert_free();
+        budget.spent()
+    }
+    every_kill_point(scenario);
+}
+
+/// A participant attaches (its status word set) and takes the writer word while a repairer
+/// that saw the word held asks whether the id names an attached participant and frees it if
+/// not (as a thread that waited on the word for a while does). The repairer must never free a
+/// live owner's word: the taker's CAS publishes its attach (Release), and the repairer re-reads
+/// the id with Acquire before it looks.
+#[test]
+fn a_live_owners_word_is_never_taken_for_a_stale_one() {
+    loom_tests::model(|| {
+        let world = Arc::new(World::new());
+        // The owner's slot status (SeqCst, as `Table` stores and loads it).
+        let attached = Arc::new(AtomicU64::new(0));
+        let me = owner_id(FIRST_SLOT, 1);
+        let owner = {
+            let world = world.clone();
+            let attached = attached.clone();
+            thread::spawn(move || {
+                attached.store(1, Ordering::SeqCst);
+                let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+                assert_eq!(lock.try_take(me).unwrap(), Ok(()));
+                thread::yield_now();
+                // Still ours: nobody freed it under us.
+                assert_eq!(
+                    world.lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
+                    me,
+                    "a repairer freed a live owner's word"
+                );
+                lock.release().unwrap();
+            })
+        };
+        let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+        // Relaxed, as a waiter's failed CAS reads the holder's id.
+        let seen = world.lock_file.load(AT.writer, Ordering::Relaxed).unwrap();
+        let freed = lock
+            .free_stale_writer(seen, |_| Ok(attached.load(Ordering::SeqCst) == 0))
+            .unwrap();
+        assert!(!freed, "a live owner's word was freed as stale");
+        owner.join().unwrap();
+        world.assert_free();
+    });
+}
+
+/// The lock file names an owner that is not attached (damaged or forged): the repairer frees
+/// the word, and a live writer then takes it and changes the data.
+#[test]
+fn a_writer_word_naming_nobody_is_freed() {
+    loom_tests::model(|| {
+        let world = Arc::new(World::new());
+        let ghost = owner_id(SECOND_SLOT, 9);
+        world
+            .lock_file
+            .store(AT.writer, ghost, Ordering::Relaxed)
+            .unwrap();
+        let writer = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
+                while w.take().unwrap().is_err() {
+                    thread::yield_now();
+                }
+                w.change(FIRST, &Cell::new(false)).unwrap();
+            })
+        };
+        let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+        // No participant is attached in the ghost's slot.
+        let names_nobody = |_| Ok(true);
+        assert!(lock.free_stale_writer(ghost, names_nobody).unwrap());
+        writer.join().unwrap();
+        assert_eq!(world.data(), FIRST);
+        world.assert_free();
+    });
 }

@@ -45,6 +45,10 @@ pub const WAIT_SLICE: Duration = Duration::from_millis(50);
 /// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
 pub const FIRST_SLICE: Duration = Duration::from_millis(1);
 
+/// Waits on one lock word and value, with no dead holder found, after which the word is looked
+/// at for a state no live process leaves (`Store::repair_stale_lock`): about 30 ms in.
+pub const STALE_AFTER: u32 = 5;
+
 /// A read that failed validation this many times runs under the writer lock instead.
 pub const READ_RETRIES: u32 = 64;
 
@@ -218,6 +222,14 @@ impl SharedStore {
                     return Ok(());
                 }
                 *n += 1;
+                // Still the same word and value, and no dead holder: the lock file may hold a
+                // state no live process left. Repaired (or, read-only, reported) by then.
+                if *n >= STALE_AFTER
+                    && self.with(w, |st| Ok::<_, E>(st.repair_stale_lock(busy)?))?
+                {
+                    *seen = None;
+                    return Ok(());
+                }
                 *n
             }
             _ => {
