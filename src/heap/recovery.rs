@@ -77,7 +77,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         // The claim may not have reached the map (the page journal's recovery then gives the
         // pages back): then there is no segment here and nothing to do.
         let run = match self.pages.run_at(seg) {
-            Ok(run) if run.kind == RUN_SEGMENT && run.offset == seg => run,
+            Ok(run) if run.kind == RUN_SEGMENT && run.offset.get() == seg => run,
             Ok(_) | Err(Error::BadFree { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
@@ -144,7 +144,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let mut runs = Vec::new();
         self.pages.for_each_run(|run| {
             if run.kind == RUN_SEGMENT {
-                runs.push(run.offset);
+                runs.push(run.offset.get());
             }
             Ok(())
         })?;

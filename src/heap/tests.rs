@@ -64,13 +64,13 @@ fn random_alloc_free_keeps_every_block_distinct_and_accounted() {
             };
             let b = h.alloc(size).unwrap();
             h.settle(0).unwrap();
-            assert_eq!(b % 16, 0);
+            assert_eq!(b.get() % 16, 0);
             assert!(h.usable_size(b).unwrap() >= size);
-            live.push((b, size));
+            live.push((b.get(), size));
         } else {
             let i = (next(&mut seed) % live.len() as u64) as usize;
             let (b, _) = live.swap_remove(i);
-            h.free(b).unwrap();
+            h.free(Block::from_word(b)).unwrap();
         }
         if step % 5000 == 0 {
             h.check().unwrap();
@@ -86,7 +86,7 @@ fn random_alloc_free_keeps_every_block_distinct_and_accounted() {
     assert_eq!(st.blocks_allocated, small);
     assert_eq!(st.large_runs, live.len() as u64 - small);
     for (b, _) in live {
-        h.free(b).unwrap();
+        h.free(Block::from_word(b)).unwrap();
     }
     let st = h.check().unwrap();
     assert_eq!(st.blocks_allocated, 0);
@@ -136,9 +136,13 @@ fn bad_frees_are_errors() {
     let f = Fixture::new(Geometry::STANDARD, 16 << 20);
     let h = f.heap(0);
     let b = h.alloc(64).unwrap();
-    assert!(matches!(h.free(b + 8), Err(Error::BadFree { .. })));
-    assert!(matches!(h.free(3), Err(Error::BadFree { .. })));
-    assert!(h.free(1 << 40).is_err());
+    let raw = |w: u64| Block::from_word(w);
+    assert!(matches!(
+        h.free(raw(b.get() + 8)),
+        Err(Error::BadFree { .. })
+    ));
+    assert!(matches!(h.free(raw(3)), Err(Error::BadFree { .. })));
+    assert!(h.free(raw(1 << 40)).is_err());
     h.free(b).unwrap();
     h.check().unwrap();
 }
@@ -192,7 +196,7 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
     h0.pages.free(a).unwrap();
     // Simulate a claim that died after its CAS: set the journal and the bits by hand
     // through the public path: claim, then erase the map entry as if never written.
-    let (c, p) = f.geo.locate(a).unwrap();
+    let (c, p) = f.geo.locate(a.get()).unwrap();
     let jv = (1u64 << 60) | (c << 26) | (p << 13) | 3;
     f.lock
         .store(

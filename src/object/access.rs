@@ -157,12 +157,12 @@ impl Store {
     pub(super) fn alloc(&mut self, size: u64) -> Result<u64> {
         const J: u64 = 1;
         let heap = self.part.heap();
-        let b = heap.alloc_into(size.max(16), J)?;
+        let b = heap.alloc_into(size.max(16), J)?.get();
         let logged = self.log.append(&self.part, Entry::Alloc { block: b });
         heap.settle(J)?;
         if let Err(e) = logged {
             // The block is ours and unlinked: give it back before reporting.
-            let _ = heap.free(b);
+            let _ = heap.free(crate::heap::Block::from_word(b));
             return Err(e);
         }
         Ok(b)

@@ -260,7 +260,7 @@ impl Store {
         while let Some(r) = work.pop() {
             let w = match r {
                 Release::Block(b) => {
-                    self.part.heap().free(b)?;
+                    self.part.heap().free(crate::heap::Block::from_word(b))?;
                     continue;
                 }
                 Release::Value(w) => w,
@@ -272,7 +272,7 @@ impl Store {
                 | Value::Int(_)
                 | Value::ShortStr(_) => {}
                 Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
-                    self.part.heap().free(w)?
+                    self.part.heap().free(crate::heap::Block::from_word(w))?
                 }
                 v @ Value::Tuple { .. } => {
                     self.for_each_child(v, |child| {
@@ -281,7 +281,7 @@ impl Store {
                         }
                         Ok(())
                     })?;
-                    self.part.heap().free(w)?;
+                    self.part.heap().free(crate::heap::Block::from_word(w))?;
                 }
                 Value::List(c) | Value::Dict(c) | Value::Object(c) => {
                     let rc = self.refcount(c)?;
@@ -341,7 +341,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.part.heap().free(c)?;
+        self.part.heap().free(crate::heap::Block::from_word(c))?;
         Ok(())
     }
 

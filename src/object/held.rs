@@ -166,7 +166,7 @@ impl HeldSet {
     fn grow(&mut self, p: &Participant) -> Result<()> {
         const J: u64 = 3;
         let mem = p.mem();
-        let b = p.heap().alloc_into(held_block::BYTES, J)?;
+        let b = p.heap().alloc_into(held_block::BYTES, J)?.get();
         // Relaxed: the block is linked nowhere yet; the SeqCst store below links it.
         mem.store(
             b,
@@ -211,7 +211,7 @@ impl HeldSet {
         p.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
         *self = HeldSet::default();
         for b in blocks {
-            p.heap().free(b)?;
+            p.heap().free(crate::heap::Block::from_word(b))?;
         }
         Ok(had_any)
     }

@@ -239,10 +239,10 @@ impl Store {
     fn allocated(&self) -> Result<HashMap<u64, u64>> {
         let mut all = HashMap::new();
         self.part.heap().for_each_allocated(|off, size| {
-            all.insert(off, size);
+            all.insert(off.get(), size);
         })?;
         for b in self.part.heap().journaled_blocks()? {
-            all.remove(&b);
+            all.remove(&b.get());
         }
         Ok(all)
     }
@@ -448,7 +448,7 @@ impl Store {
         }
         self.release_all(work)?;
         let bytes: u64 = garbage.iter().map(|b| all[b]).sum();
-        let freed = self.part.heap().sweep(|b| garbage.contains(&b))?;
+        let freed = self.part.heap().sweep(|b| garbage.contains(&b.get()))?;
         report.blocks = freed;
         report.bytes = bytes;
         Ok(report)
@@ -462,7 +462,10 @@ impl Store {
             let mut live = 0;
             for (&b, role) in &m.blocks {
                 if *role != Role::Internal {
-                    live += s.part.heap().usable_size(b)?;
+                    live += s
+                        .part
+                        .heap()
+                        .usable_size(crate::heap::Block::from_word(b))?;
                 }
             }
             Ok(Stats {
