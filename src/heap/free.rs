@@ -162,16 +162,26 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         }
     }
 
+    /// Pushes block `idx` (at `block`) of frozen segment `seg` onto its deferred stack: word
+    /// `head:16 | pushes:48` (head = index + 1; the push count changes on every push, so a
+    /// stale CAS fails), linked through the blocks' first words like the free stack.
     fn push_deferred(&self, seg: u64, block: u64, idx: u64) -> Result<(), Error> {
         let store = self.store();
         let w = store.word(seg + S_DEFERRED)?;
         let link = store.word(block)?;
+        // Acquire, though nothing is read through the head: it only becomes the link below and
+        // the CAS's expected value, which the CAS checks.
         let mut d = w.load(Ordering::Acquire);
         loop {
+            // The barrier: the change that unlinked the block is on disk before its first word
+            // is overwritten (as in `push_free_to`).
             store.barrier()?;
+            // Relaxed: published by the Release half of the CAS below.
             link.store(d & 0xffff, Ordering::Relaxed);
             let new = (idx + 1) | (((d >> 16) + 1) << 16);
-            // Release: pairs with the Acquire swap in `unfreeze`.
+            // Release: the link (and the block's last uses) before the head that leads to it;
+            // pairs with the AcqRel swap in `take_deferred` (sweep.rs), which takes the stack
+            // whole, at the next freeze or at the thaw. The barrier: the link on disk first.
             store.barrier()?;
             match w.compare_exchange_weak(d, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),

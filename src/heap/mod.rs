@@ -38,6 +38,13 @@
 //! places, and `count` = the stack's length. (The deferred stack is empty but for frees that
 //! raced the end of the last freeze; the next sweep of the segment takes them.)
 //!
+//! Boundary: a block crosses it as a [`Block`] (its offset, typed), never as a bare `u64`:
+//! `alloc` returns one, `free`, `free_uncached` and `usable_size` take one, and sweeps and
+//! walks report blocks as `Block`s. A block offset that the layer above read out of a file word
+//! becomes a `Block` by [`Block::from_word`], and the heap checks it before use as it checks
+//! any offset. Runs of pages cross the boundary to the page manager as [`RunStart`]s. Inside
+//! the heap, offsets are plain words (segment arithmetic, journal and cache words).
+//!
 //! Files, one owner per concern (each opens with what it owns and the invariants it keeps):
 //!
 //! - `segment.rs`: the segment header and its anchor word, the check of a header against the
@@ -50,6 +57,7 @@
 //! - `recovery.rs`: recovery of a dead participant from its journals, and [`Heap::repair`].
 //! - `check.rs`: the consistency check, its counts, and the walk of allocated blocks.
 //! - `classes.rs`: the size classes; `attached.rs`: a store opened and attached (not under loom).
+//! - this file: the heap, [`Block`], and the public types of its results.
 
 mod alloc;
 #[cfg(not(loom))]
@@ -65,7 +73,7 @@ mod sweep;
 mod tests;
 
 #[cfg(not(loom))]
-pub use attached::{Attached, Error as OpenError};
+pub use attached::{Attached, Error as OpenError, SlotRecovery};
 
 pub use crate::page::{Error, PageManager, PageStats, Run, RunStart, RUN_LARGE, RUN_SEGMENT};
 use crate::region::{table, Geometry, Table};
