@@ -53,9 +53,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             t.store(slot, table::W_SEGMENT_JOURNAL, 0)?;
         }
-        let pj = t.load(slot, table::W_PAGE_JOURNAL)?;
-        if pj != 0 {
-            self.pages.recover_journal(pj)?;
+        if t.load(slot, table::W_PAGE_JOURNAL)? != 0 {
+            self.pages.recover_journal(slot)?;
             t.store(slot, table::W_PAGE_JOURNAL, 0)?;
         }
         // Block journals need no action: a popped block is allocated and, once the journal is

@@ -1,5 +1,5 @@
 //! Unit tests of the heap over in-memory word stores: random allocation and free, huge runs, a
-//! full store, bad frees, a sweep, and recovery of a dead participant.
+//! full store, bad frees, a sweep, recovery of a dead participant, and damaged journals.
 
 use super::*;
 use crate::region::table::SLOT_WORDS;
@@ -218,4 +218,33 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
     h1.recover_participant(0).unwrap();
     let st = h1.check().unwrap();
     assert_eq!(st.pages.pages_used, 0);
+}
+
+#[test]
+fn a_damaged_page_journal_is_reported_at_its_word() {
+    let f = Fixture::new(Geometry::STANDARD, 16 << 20);
+    let h0 = f.heap(0);
+    // Opens chunk 0 and claims pages in it, so that the sweep below has claimed pages to judge.
+    h0.alloc(64).unwrap();
+    h0.settle(0).unwrap();
+    let corrupt_at = |r: Result<(), Error>| match r {
+        Err(Error::Corrupt { offset, .. }) => offset,
+        r => panic!("expected Corrupt, got {r:?}"),
+    };
+    // A dead participant's claim, and then its huge claim, in chunk 7, which was never opened.
+    let dead = h0.pages.table.word_offset(2, table::W_PAGE_JOURNAL);
+    f.live.set_alive(2, false);
+    for jv in [(1u64 << 60) | (7 << 26) | 1, (3u64 << 60) | (7 << 26) | 2] {
+        f.lock.store(dead, jv, Ordering::SeqCst).unwrap();
+        assert_eq!(corrupt_at(h0.recover_participant(2)), dead);
+    }
+    f.lock.store(dead, 0, Ordering::SeqCst).unwrap();
+    // A live participant's page journal with an unknown operation, met by the sweep for stray
+    // claims when it asks which pages live journals name.
+    let live = h0.pages.table.word_offset(3, table::W_PAGE_JOURNAL);
+    f.lock.store(live, 7u64 << 60, Ordering::SeqCst).unwrap();
+    assert_eq!(corrupt_at(h0.pages.sweep_unmapped()), live);
+    f.lock.store(live, 0, Ordering::SeqCst).unwrap();
+    h0.pages.sweep_unmapped().unwrap();
+    h0.check().unwrap();
 }
