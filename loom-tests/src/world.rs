@@ -255,6 +255,7 @@ impl Budget {
             self.refused.set(true);
             return Err(AccessError::Io {
                 op: "a step",
+                path: None,
                 source: std::io::Error::other("killed (loom model)"),
             });
         }

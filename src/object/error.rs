@@ -76,7 +76,20 @@ impl From<crate::sync::AccessError> for Error {
                 what: e.to_string(),
                 offset,
             },
-            crate::sync::AccessError::Io { op, source } => Error::Io {
+            crate::sync::AccessError::Io {
+                op,
+                path: Some(path),
+                source,
+            } => Error::Io {
+                op: op.to_string(),
+                path: Some(path),
+                source,
+            },
+            crate::sync::AccessError::Io {
+                op,
+                path: None,
+                source,
+            } => Error::Io {
                 op: format!("{op} of the store"),
                 path: None,
                 source,

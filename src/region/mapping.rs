@@ -26,6 +26,8 @@ pub struct Mapping {
     base: *mut u8,
     reserve: u64,
     file: Arc<File>,
+    /// The file's path, for the errors of flushes and growth (never used to reopen it).
+    path: std::path::PathBuf,
     source: SizeSource,
     /// This process's last view of the published size (a cache: only ever raised).
     known: AtomicU64,
@@ -87,9 +89,10 @@ fn reserve_budget() -> u64 {
 }
 
 impl Mapping {
-    /// Maps `file` over a reservation of at least `min_reserve` bytes.
+    /// Maps `file` (opened at `path`) over a reservation of at least `min_reserve` bytes.
     pub(crate) fn new(
         file: Arc<File>,
+        path: &std::path::Path,
         source: SizeSource,
         initial_size: u64,
         min_reserve: u64,
@@ -155,6 +158,7 @@ impl Mapping {
                     base: p as *mut u8,
                     reserve,
                     file,
+                    path: path.to_path_buf(),
                     source,
                     known: AtomicU64::new(initial_size),
                     limit: reserve,
@@ -372,6 +376,7 @@ impl WordStore for Mapping {
                     },
                     _ => AccessError::Io {
                         op: "posix_fallocate",
+                        path: Some(self.path.clone()),
                         source: err,
                     },
                 });
@@ -393,6 +398,7 @@ impl WordStore for Mapping {
         if self.is_durable() {
             self.sync().map_err(|source| AccessError::Io {
                 op: "msync",
+                path: Some(self.path.clone()),
                 source,
             })?;
         }

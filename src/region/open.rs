@@ -86,8 +86,8 @@ impl From<AccessError> for Error {
                 offset: Some(offset),
             },
             AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
-            AccessError::Io { op, source } => Error::Io {
-                path: PathBuf::new(),
+            AccessError::Io { op, path, source } => Error::Io {
+                path: path.unwrap_or_default(),
                 op,
                 source,
             },
@@ -300,6 +300,7 @@ impl Region {
         }
         let store = Mapping::new(
             file.clone(),
+            path,
             SizeSource::Word(hdr::FILE_SIZE),
             geo.header_bytes,
             len,
@@ -840,6 +841,7 @@ fn open_lock_file(
     let file = Arc::new(file);
     let map = Mapping::new(
         file.clone(),
+        &path,
         SizeSource::Fixed(lockfile::FILE_BYTES),
         lockfile::FILE_BYTES,
         lockfile::FILE_BYTES,

@@ -14,9 +14,11 @@ pub enum AccessError {
     /// The store cannot grow to `wanted` bytes (disk full, file size limit, address reservation).
     Full { wanted: u64, reason: String },
     /// Another I/O failure: while growing (`op` "posix_fallocate"), or while flushing at a
-    /// persist barrier ("msync").
+    /// persist barrier ("msync"). `path`: the file, where the store knows it (a mapped file
+    /// does; an in-memory store has none).
     Io {
         op: &'static str,
+        path: Option<std::path::PathBuf>,
         source: std::io::Error,
     },
 }
@@ -34,7 +36,16 @@ impl fmt::Display for AccessError {
             AccessError::Full { wanted, reason } => {
                 write!(f, "the store cannot grow to {wanted} bytes: {reason}")
             }
-            AccessError::Io { op, source } => write!(f, "{op} of the store failed: {source}"),
+            AccessError::Io {
+                op,
+                path: Some(p),
+                source,
+            } => write!(f, "{op} of {} failed: {source}", p.display()),
+            AccessError::Io {
+                op,
+                path: None,
+                source,
+            } => write!(f, "{op} of the store failed: {source}"),
         }
     }
 }
