@@ -18,7 +18,7 @@ use super::layout::{dict_header, dict_table};
 use super::list::corrupt;
 use super::tree::{Node, Tree};
 use super::value::{self, Kind};
-use super::{Error, Result, Store};
+use super::{Container, Error, Result, Store};
 use crate::sync::{AtomicU64, Ordering};
 
 const PERTURB_SHIFT: u32 = 5;
@@ -124,7 +124,8 @@ impl Store {
         })
     }
 
-    pub fn dict_len(&self, c: u64) -> Result<u64> {
+    pub fn dict_len(&self, c: Container) -> Result<u64> {
+        let c = c.get();
         self.get(c + dict_header::USED)
     }
 
@@ -134,7 +135,8 @@ impl Store {
     }
 
     /// The next live entry at or after position `pos`: (its position, key word, value word).
-    pub fn dict_next(&self, c: u64, pos: u64) -> Result<Option<(u64, u64, u64)>> {
+    pub fn dict_next(&self, c: Container, pos: u64) -> Result<Option<(u64, u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut e = pos;
         while e < t.nentries {
@@ -148,7 +150,8 @@ impl Store {
     }
 
     /// The last live entry (for popitem).
-    pub fn dict_last(&self, c: u64) -> Result<Option<(u64, u64, u64)>> {
+    pub fn dict_last(&self, c: Container) -> Result<Option<(u64, u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut e = t.nentries;
         while e > 0 {
@@ -162,7 +165,8 @@ impl Store {
     }
 
     /// All live (key, value) words in order.
-    pub fn dict_items(&self, c: u64) -> Result<Vec<(u64, u64)>> {
+    pub fn dict_items(&self, c: Container) -> Result<Vec<(u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut v = Vec::with_capacity(t.used as usize);
         for e in 0..t.nentries {
@@ -222,7 +226,8 @@ impl Store {
     }
 
     /// The value word of `key` in dict `c` (`hint` as for `find_entry`).
-    pub fn dict_get(&self, c: u64, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+    pub fn dict_get(&self, c: Container, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         Ok(match self.find_entry(&d, key, hint)? {
             Some(e) => Some(d.entry_at(e)?.2),
@@ -234,7 +239,8 @@ impl Store {
     /// an existing key keeps its stored form (as dict keeps the first key object). The old
     /// value is released at commit. Returns whether the key was new. `hint` as for
     /// `find_entry`.
-    pub fn dict_set(&mut self, c: u64, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
+    pub fn dict_set(&mut self, c: Container, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         if let Some(e) = self.find_entry(&d, key, hint)? {
             let o = d.entry_off(e) + dict_table::VALUE;
@@ -361,7 +367,8 @@ impl Store {
     }
 
     /// Deletes key node `key`; returns the (key, value) words, released at commit.
-    pub fn dict_del(&mut self, c: u64, key: &Key) -> Result<Option<(u64, u64)>> {
+    pub fn dict_del(&mut self, c: Container, key: &Key) -> Result<Option<(u64, u64)>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         let Some((b, e)) = self.find(&d, key)? else {
             return Ok(None);
@@ -384,9 +391,10 @@ impl Store {
     }
 
     /// Removes and returns the last entry's (key, value) words (released at commit).
-    pub fn dict_popitem(&mut self, c: u64) -> Result<Option<(u64, u64)>> {
+    pub fn dict_popitem(&mut self, c: Container) -> Result<Option<(u64, u64)>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
-        let Some((e, _, _)) = self.dict_last(c)? else {
+        let Some((e, _, _)) = self.dict_last(Container::checked(c))? else {
             return Ok(None);
         };
         let (h, _, _) = self.entry(&d, e)?;
@@ -405,7 +413,8 @@ impl Store {
     }
 
     /// Removes every entry (released at commit).
-    pub fn dict_clear(&mut self, c: u64) -> Result<()> {
+    pub fn dict_clear(&mut self, c: Container) -> Result<()> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         for e in 0..d.nentries {
             let (_, k, v) = self.entry(&d, e)?;
@@ -424,7 +433,8 @@ impl Store {
     }
 
     /// The class word of object `c`.
-    pub fn object_class(&self, c: u64) -> Result<u64> {
+    pub fn object_class(&self, c: Container) -> Result<u64> {
+        let c = c.get();
         self.get(c + dict_header::CLASS)
     }
 }

@@ -66,6 +66,7 @@ mod walk;
 pub use layout::{container, slot_words, words};
 pub use lock::{Busy, LockKind, Waiter};
 pub use session::{thread_id, Plain, SharedStore, Waiting};
+pub use view::Container;
 pub use walk::{CheckReport, GcReport, Stats};
 
 pub use error::{Error, Result};

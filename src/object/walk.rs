@@ -169,6 +169,7 @@ impl Store {
                 | Value::Int(_)
                 | Value::ShortStr(_) => continue,
                 Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                    let c = c.get();
                     if m.blocks.contains_key(&c) {
                         continue;
                     }
