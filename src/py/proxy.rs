@@ -1,7 +1,9 @@
 //! persist.List and persist.Dict: proxies of containers in a store.
 //!
-//! A proxy is (store, container offset); while it lives, its container is in this process's
-//! held set, so no process frees it. The hot methods are here; the ones that run Python code
+//! A proxy is (store, [`Container`]): the object layer's typed container offset, which only
+//! the object layer makes (from a decoded value, the root, or a new container), so a proxy can
+//! never be pointed at a value word. While it lives, its container is in this process's held
+//! set, so no process frees it. The hot methods are here; the ones that run Python code
 //! (comparisons, sort keys, repr, views) are in python/persist/_ops.py, on top of the
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
