@@ -10,8 +10,8 @@
 //! A bucket holds 0 (empty), `dict_table::DUMMY` (deleted), or entry index + 1. Entries are in insertion
 //! order; a deleted entry keeps its place with key word 0. Probing is CPython's perturbation
 //! sequence over the store's own stable hash (value.rs). A table is rebuilt (compacted) when
-//! its entries are used up; lookups stop after `nbuckets` probes, so a damaged table cannot
-//! loop.
+//! its entries are used up; every probe sequence stops after `probe_limit(nbuckets)` probes,
+//! which visit every bucket, so a damaged table cannot loop.
 
 pub use super::key::Key;
 use super::layout::{dict_header, dict_table};
@@ -22,6 +22,16 @@ use super::{Container, Error, Result, Store};
 use crate::sync::{AtomicU64, Ordering};
 
 const PERTURB_SHIFT: u32 = 5;
+
+/// Probes after which a sequence has visited every bucket of a table of `nbuckets` (a power
+/// of two). While `perturb` is not 0 the step mixes in more hash bits, and it is 0 after at
+/// most 64 / PERTURB_SHIFT + 1 shifts; from then on `i -> 5i + 1 (mod nbuckets)` is a full
+/// cycle. So an insertion can place an entry more than `nbuckets` probes along its sequence
+/// (the hash's high bits can lead it around occupied buckets), and a lookup that stopped at
+/// `nbuckets` probes would miss it.
+fn probe_limit(nbuckets: u64) -> u64 {
+    nbuckets + u64::from(64 / PERTURB_SHIFT) + 1
+}
 
 /// A dict's table, checked.
 #[derive(Clone, Copy, Debug)]
@@ -187,7 +197,7 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
-        for _ in 0..d.nbuckets {
+        for _ in 0..probe_limit(d.nbuckets) {
             let b = d.bucket_at(i)?;
             if b == 0 {
                 return Ok(None);
@@ -282,10 +292,15 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
+        let mut probes = 0;
         loop {
             let b = self.get(d.bucket(i))?;
             if b == 0 || b == dict_table::DUMMY {
                 break;
+            }
+            probes += 1;
+            if probes >= probe_limit(d.nbuckets) {
+                return Err(corrupt("dict table has no free bucket", d.table));
             }
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
@@ -402,7 +417,7 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
-        for _ in 0..d.nbuckets {
+        for _ in 0..probe_limit(d.nbuckets) {
             if self.get(d.bucket(i))? == e + 1 {
                 return Ok(Some(self.delete_entry(c, &d, i, e)?));
             }
