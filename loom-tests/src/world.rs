@@ -2,7 +2,9 @@
 
 use persist::heap::{Block, Error, Heap, HeapStats};
 use persist::region::{table::SLOT_WORDS, Geometry, Table};
-use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, WordStore};
+use persist::sync::{
+    AccessError, AtomicU64, IoFailure, Liveness, MemLiveness, MemWords, WordStore,
+};
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
@@ -253,11 +255,11 @@ impl Budget {
     fn take(&self) -> Result<(), AccessError> {
         if self.left.get() == 0 {
             self.refused.set(true);
-            return Err(AccessError::Io {
+            return Err(AccessError::Io(Box::new(IoFailure {
                 op: "a step",
                 path: None,
                 source: std::io::Error::other("killed (loom model)"),
-            });
+            })));
         }
         self.left.set(self.left.get() - 1);
         self.spent.set(self.spent.get() + 1);

@@ -7,7 +7,7 @@
 //! this mapping already covers the new bytes: the process sees growth by re-reading the word,
 //! with no remap (no remap storms, no "map full").
 
-use crate::sync::{AccessError, AtomicBool, AtomicU64, Ordering, WordStore};
+use crate::sync::{AccessError, AtomicBool, AtomicU64, IoFailure, Ordering, WordStore};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -284,6 +284,18 @@ impl Mapping {
         self.durable.load(Ordering::Relaxed)
     }
 
+    /// The error of a failed `op` on this mapping's file, naming the file. Cold and never
+    /// inlined: `barrier` runs on every allocator step and must stay small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn io_error(&self, op: &'static str, source: io::Error) -> AccessError {
+        AccessError::Io(Box::new(IoFailure {
+            op,
+            path: Some(self.path.clone()),
+            source,
+        }))
+    }
+
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
         let size = self.refresh();
@@ -374,11 +386,7 @@ impl WordStore for Mapping {
                         wanted: target,
                         reason: err.to_string(),
                     },
-                    _ => AccessError::Io {
-                        op: "posix_fallocate",
-                        path: Some(self.path.clone()),
-                        source: err,
-                    },
+                    _ => self.io_error("posix_fallocate", err),
                 });
             }
             // The reservation (the file's new length) on disk before a size that claims it.
@@ -396,11 +404,8 @@ impl WordStore for Mapping {
 
     fn barrier(&self) -> Result<(), AccessError> {
         if self.is_durable() {
-            self.sync().map_err(|source| AccessError::Io {
-                op: "msync",
-                path: Some(self.path.clone()),
-                source,
-            })?;
+            self.sync()
+                .map_err(|source| self.io_error("msync", source))?;
         }
         Ok(())
     }

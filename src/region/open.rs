@@ -4,7 +4,7 @@ use super::mapping::{Mapping, SizeSource};
 use super::trust::{self, Dir};
 use super::{fnv1a, hdr, lockfile, table, Geometry, Table, ENDIAN_MARK, FORMAT_VERSION, MAGIC};
 
-use crate::sync::{ofd, AccessError, Liveness, Ordering, WordStore};
+use crate::sync::{ofd, AccessError, IoFailure, Liveness, Ordering, WordStore};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
@@ -86,11 +86,14 @@ impl From<AccessError> for Error {
                 offset: Some(offset),
             },
             AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
-            AccessError::Io { op, path, source } => Error::Io {
-                path: path.unwrap_or_default(),
-                op,
-                source,
-            },
+            AccessError::Io(e) => {
+                let IoFailure { op, path, source } = *e;
+                Error::Io {
+                    path: path.unwrap_or_default(),
+                    op,
+                    source,
+                }
+            }
         }
     }
 }
