@@ -20,7 +20,7 @@ mod common;
 
 use common::{bench_mode, command_line, loadavg, machine_lines, median, TempDir};
 use criterion::{black_box, BenchmarkId, Criterion};
-use persist::heap::{Attached, Heap};
+use persist::heap::{Attached, Block, Heap};
 use persist::sync::{Liveness, Ordering, WordStore};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -67,14 +67,14 @@ fn free_batch<W: WordStore, L: Liveness>(
     alloc_h: &Heap<'_, W, L>,
     free_h: &Heap<'_, W, L>,
     n: usize,
-    blocks: &mut Vec<u64>,
+    blocks: &mut Vec<Block>,
 ) -> Duration {
     blocks.clear();
     for i in 0..n {
         let b = alloc_h.alloc(FREE_SIZE).expect("alloc");
         alloc_h.settle(0).expect("settle");
         store
-            .store(b, i as u64, Ordering::Relaxed)
+            .store(b.get(), i as u64, Ordering::Relaxed)
             .expect("write block");
         blocks.push(b);
     }

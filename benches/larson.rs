@@ -43,7 +43,7 @@
 mod common;
 
 use common::{bench_mode, command_line, loadavg, machine_lines, median, TempDir};
-use persist::heap::Attached;
+use persist::heap::{Attached, Block};
 use persist::sync::{futex, AtomicU64, Ordering, WordStore};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -284,7 +284,7 @@ fn child_worker() {
                 p as u64 | tag
             }
         } else {
-            let b = h.alloc(size).expect("alloc");
+            let b = h.alloc(size).expect("alloc").get();
             h.settle(0).expect("settle");
             s.store(b, size, Ordering::Relaxed)
                 .expect("write the block");
@@ -301,7 +301,7 @@ fn child_worker() {
                 System.dealloc(b as *mut u8, system_layout(size));
             }
         } else {
-            h.free(b).expect("free");
+            h.free(Block::from_word(b)).expect("free");
         }
     };
     let mut arr: Vec<u64> = (0..SLOTS).map(|_| alloc(&mut rng)).collect();
@@ -453,19 +453,19 @@ fn child_freer() {
         }
         let t = Instant::now();
         for &b in &blocks {
-            h.free(black_box(b)).expect("remote free");
+            h.free(black_box(Block::from_word(b))).expect("remote free");
         }
         let dr = t.elapsed();
         blocks.clear();
         for k in 0..FREE_BATCH {
-            let b = h.alloc(FREE_SIZE).expect("alloc");
+            let b = h.alloc(FREE_SIZE).expect("alloc").get();
             h.settle(0).expect("settle");
             s.store(b, k as u64, Ordering::Relaxed).expect("write");
             blocks.push(b);
         }
         let t = Instant::now();
         for &b in &blocks {
-            h.free(black_box(b)).expect("local free");
+            h.free(black_box(Block::from_word(b))).expect("local free");
         }
         let dl = t.elapsed();
         if r > 2 {
@@ -546,7 +546,7 @@ impl Fixture {
         let att = Attached::open(&path).expect("open the store");
         let ctl = {
             let h = att.heap();
-            let ctl = h.alloc(CTL_BYTES).expect("control block");
+            let ctl = h.alloc(CTL_BYTES).expect("control block").get();
             h.settle(0).expect("settle");
             let s = att.region().store();
             for off in (0..CTL_BYTES).step_by(8) {
@@ -576,7 +576,8 @@ impl Fixture {
     /// Frees the control block and checks that nothing else is left allocated.
     fn finish(self) {
         let h = self.att.heap();
-        h.free(self.ctl).expect("free the control block");
+        h.free(Block::from_word(self.ctl))
+            .expect("free the control block");
         let st = self.att.check().expect("heap check after the run");
         assert_eq!(
             (st.blocks_allocated, st.large_runs),
@@ -640,7 +641,8 @@ fn larson_run(mode: Mode, procs: usize, secs: f64) -> LarsonRun {
                     let e = s
                         .load(f.ctl + mailbox_of(i) + 8 * k as u64, Ordering::Relaxed)
                         .expect("mailbox");
-                    h.free(e & OFF_MASK).expect("free a mailbox block");
+                    h.free(Block::from_word(e & OFF_MASK))
+                        .expect("free a mailbox block");
                 }
             }
         }
@@ -676,7 +678,7 @@ fn remote_free(rounds: u64) -> (f64, f64, bool) {
         let ack = f.w(C_ACK);
         for r in 1..=rounds {
             for k in 0..FREE_BATCH {
-                let b = h.alloc(FREE_SIZE).expect("alloc");
+                let b = h.alloc(FREE_SIZE).expect("alloc").get();
                 h.settle(0).expect("settle");
                 s.store(b, k as u64, Ordering::Relaxed).expect("write");
                 s.store(f.ctl + C_ARRAYS + 8 * k as u64, b, Ordering::Relaxed)

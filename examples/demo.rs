@@ -7,7 +7,7 @@
 //! Each worker writes its own pattern into every block it allocates and verifies it before the
 //! block is freed: a block handed out twice would show up as a torn pattern.
 
-use persist::heap::Attached;
+use persist::heap::{Attached, Block};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -138,7 +138,7 @@ fn worker(path: &Path, me: usize) {
     let heap = store.heap();
     let region = store.region();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (me as u64 + 1);
-    let mut live: Vec<(u64, u64, u8)> = Vec::new();
+    let mut live: Vec<(Block, u64, u8)> = Vec::new();
     let start = Instant::now();
     let mut ops = 0u64;
     while start.elapsed() < RUN {
@@ -150,15 +150,21 @@ fn worker(path: &Path, me: usize) {
                 let size = 16 + seed % if seed % 16 == 0 { 65536 } else { 512 };
                 let off = heap.alloc(size).unwrap_or_else(|e| fail(&e));
                 heap.settle(0).unwrap_or_else(|e| fail(&e));
-                let pattern = (off as u8) ^ (me as u8).wrapping_mul(31);
-                let p = region.store().bytes(off, size).unwrap_or_else(|e| fail(&e));
+                let pattern = (off.get() as u8) ^ (me as u8).wrapping_mul(31);
+                let p = region
+                    .store()
+                    .bytes(off.get(), size)
+                    .unwrap_or_else(|e| fail(&e));
                 // SAFETY: the block [off, off + size) was just allocated to us and is inside
                 // the published mapping (checked by `bytes`); nobody else writes it.
                 unsafe { std::ptr::write_bytes(p, pattern, size as usize) };
                 live.push((off, size, pattern));
             } else {
                 let (off, size, pattern) = live.swap_remove((seed % live.len() as u64) as usize);
-                let p = region.store().bytes(off, size).unwrap_or_else(|e| fail(&e));
+                let p = region
+                    .store()
+                    .bytes(off.get(), size)
+                    .unwrap_or_else(|e| fail(&e));
                 // SAFETY: as above; the block is still ours until the free below.
                 let bytes = unsafe { std::slice::from_raw_parts(p, size as usize) };
                 if let Some(i) = bytes.iter().position(|&b| b != pattern) {

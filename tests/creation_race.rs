@@ -72,7 +72,7 @@ fn create() {
             1 => rng.gen_range(1025..=8192),
             _ => rng.gen_range(16..=1024),
         };
-        let off = heap.alloc(size).expect("alloc");
+        let off = heap.alloc(size).expect("alloc").get();
         let p = att.region().store().bytes(off, size).expect("in bounds");
         // SAFETY: a block this process just allocated.
         unsafe { harness::fill(p, size, harness::seed(pid, off, counter)) };
@@ -211,7 +211,7 @@ fn simultaneous_creators_share_one_store() {
         let mut allocated = BTreeMap::new();
         att.heap()
             .for_each_allocated(|off, size| {
-                allocated.insert(off, size);
+                allocated.insert(off.get(), size);
             })
             .unwrap();
         for &(off, size, pid, counter) in &blocks {

@@ -65,7 +65,12 @@ fn attach_and_wait() {
     let heap = att.heap();
     let small = heap.alloc_into(48, 0).expect("small alloc");
     let large = heap.alloc_into(40_000, 1).expect("large alloc");
-    record(&format!("SLOT {} {} {}", att.slot(), small, large));
+    record(&format!(
+        "SLOT {} {} {}",
+        att.slot(),
+        small.get(),
+        large.get()
+    ));
     std::thread::sleep(LIFETIME);
     std::process::exit(3);
 }
@@ -94,7 +99,7 @@ fn attach_fork_and_wait(reattach: bool) {
             let mine = Attached::open(Path::new(&store));
             let line = match &mine {
                 Ok(a) => {
-                    let b = a.heap().alloc(64).map(|b| b.to_string());
+                    let b = a.heap().alloc(64).map(|b| b.get().to_string());
                     format!("GCSLOT {} {:?}\n", a.slot(), b)
                 }
                 Err(e) => format!("GCERR {e}\n"),
@@ -186,7 +191,7 @@ fn killed_participant_is_recovered_once() {
     let recs = harness::read_records(&out);
     let f = &harness::fields(&recs, "SLOT")[0];
     assert_ne!(
-        b,
+        b.get(),
         harness::parse_u64(f[1]),
         "a leftover block is not reused"
     );

@@ -19,7 +19,7 @@
 mod harness;
 
 use harness::{env, env_u64, record, TempDir};
-use persist::heap::{Attached, Error as HeapError};
+use persist::heap::{Attached, Block as HeapBlock, Error as HeapError};
 use persist::region::{OpenOptionsRegion, Region};
 use persist::sync::{AccessError, WordStore};
 use rand::rngs::StdRng;
@@ -122,7 +122,7 @@ fn grow() {
     while att.region().store().size() < target {
         counter += 1;
         let b = Block {
-            off: heap.alloc(CHUNK).expect("grow: alloc"),
+            off: heap.alloc(CHUNK).expect("grow: alloc").get(),
             size: CHUNK,
             pid,
             counter,
@@ -134,7 +134,7 @@ fn grow() {
     for size in [48, 3000, 40_000, 5 << 20] {
         counter += 1;
         let b = Block {
-            off: heap.alloc(size).expect("grow: alloc"),
+            off: heap.alloc(size).expect("grow: alloc").get(),
             size,
             pid,
             counter,
@@ -241,12 +241,12 @@ fn growth_by_another_process_is_seen_without_reopening() {
     assert_eq!(st.large_runs as usize, grown.len() - 2);
     let heap = att.heap();
     for b in &grown {
-        heap.free(b.off).unwrap();
+        heap.free(HeapBlock::from_word(b.off)).unwrap();
     }
     let again = heap.alloc(CHUNK).unwrap();
     heap.settle(0).unwrap();
-    assert!(again + CHUNK <= att.region().store().size());
-    let p = att.region().store().bytes(again, CHUNK).unwrap();
+    assert!(again.get() + CHUNK <= att.region().store().size());
+    let p = att.region().store().bytes(again.get(), CHUNK).unwrap();
     // SAFETY: a block this process just allocated.
     unsafe { harness::fill(p, CHUNK, 7) };
     heap.free(again).unwrap();
@@ -294,8 +294,9 @@ fn fill_until_full(att: &Attached, limit: u64) -> (String, Vec<Block>) {
             _ => rng.gen_range(CHUNK + 1..=3 * CHUNK / 2),
         };
         match heap.alloc(size) {
-            Ok(off) => {
+            Ok(b) => {
                 heap.settle(0).unwrap();
+                let off = b.get();
                 let b = Block {
                     off,
                     size,
@@ -336,7 +337,7 @@ fn fill_until_full(att: &Attached, limit: u64) -> (String, Vec<Block>) {
     let mut again = Vec::new();
     for (i, b) in held.into_iter().enumerate() {
         if i % 2 == 0 {
-            heap.free(b.off).unwrap();
+            heap.free(HeapBlock::from_word(b.off)).unwrap();
             again.push(b.size);
         } else {
             kept.push(b);
@@ -345,7 +346,8 @@ fn fill_until_full(att: &Attached, limit: u64) -> (String, Vec<Block>) {
     for (i, size) in again.into_iter().enumerate() {
         let off = heap
             .alloc(size)
-            .unwrap_or_else(|e| panic!("re-allocating {size} freed bytes in a full store: {e}"));
+            .unwrap_or_else(|e| panic!("re-allocating {size} freed bytes in a full store: {e}"))
+            .get();
         heap.settle(0).unwrap();
         let b = Block {
             off,
@@ -381,7 +383,7 @@ fn reopen_and_verify(store: &Path, kept: &[Block]) {
     let mut allocated = BTreeMap::new();
     att.heap()
         .for_each_allocated(|o, s| {
-            allocated.insert(o, s);
+            allocated.insert(o.get(), s);
         })
         .unwrap();
     for b in kept {
@@ -396,7 +398,10 @@ fn reopen_and_verify(store: &Path, kept: &[Block]) {
         .heap()
         .alloc(4 * CHUNK)
         .expect("growth after the limit is gone");
-    assert!(big + 4 * CHUNK > size, "the new block should need growth");
+    assert!(
+        big.get() + 4 * CHUNK > size,
+        "the new block should need growth"
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@
 mod harness;
 
 use harness::{env, env_u64, record, TempDir};
-use persist::heap::{Attached, RUN_SEGMENT};
+use persist::heap::{Attached, Block, RUN_SEGMENT};
 use persist::region::table::{STATUS_ATTACHED, STATUS_FREE};
 use persist::sync::Liveness;
 use rand::rngs::StdRng;
@@ -159,9 +159,12 @@ fn worker() {
             huge_ops += u64::from(size > 2 << 20);
             let off = heap
                 .alloc(size)
-                .unwrap_or_else(|e| panic!("worker {id}: alloc({size}): {e}"));
+                .unwrap_or_else(|e| panic!("worker {id}: alloc({size}): {e}"))
+                .get();
             assert_eq!(off % 16, 0, "block {off:#x} is not 16-aligned");
-            let usable = heap.usable_size(off).expect("usable_size");
+            let usable = heap
+                .usable_size(Block::from_word(off))
+                .expect("usable_size");
             assert!(usable >= size, "block {off:#x}: {usable} < {size} bytes");
             if !mine.insert(off) {
                 let line = format!("TORN alloc returned {off:#x}, which this process holds");
@@ -186,7 +189,7 @@ fn worker() {
             let b = held.swap_remove(i);
             verify_or_die(&att, &b, "before free");
             mine.remove(&b.off);
-            heap.free(b.off)
+            heap.free(Block::from_word(b.off))
                 .unwrap_or_else(|e| panic!("worker {id}: free {b:?}: {e}"));
         } else if r < 88 {
             // Give a block away through the mailbox (free it if the mailbox is full).
@@ -212,7 +215,7 @@ fn worker() {
                     word(4 * s).store(b.off, Ordering::Release);
                     given += 1;
                 }
-                None => heap.free(b.off).unwrap(),
+                None => heap.free(Block::from_word(b.off)).unwrap(),
             }
         } else {
             // Take a block another process gave, check it, then free or keep it.
@@ -240,7 +243,7 @@ fn worker() {
                     mine.insert(b.off);
                     held.push(b);
                 } else {
-                    heap.free(b.off)
+                    heap.free(Block::from_word(b.off))
                         .unwrap_or_else(|e| panic!("worker {id}: free given {b:?}: {e}"));
                 }
                 break;
@@ -362,7 +365,7 @@ fn random_alloc_free_under_sigkill_never_hands_a_block_out_twice() {
     let dir = TempDir::new("multiprocess-alloc");
     let store = dir.join("store");
     let att = Attached::open(&store).unwrap();
-    let mailbox = att.heap().alloc(MAILBOX_SLOTS * 32).unwrap();
+    let mailbox = att.heap().alloc(MAILBOX_SLOTS * 32).unwrap().get();
     att.heap().settle(0).unwrap();
     let mb = att
         .region()
@@ -507,8 +510,12 @@ fn random_alloc_free_under_sigkill_never_hands_a_block_out_twice() {
     let mut last_end = 0;
     heap.pages
         .for_each_run(|r| {
-            assert!(r.offset >= last_end, "runs overlap at {:#x}", r.offset);
-            last_end = r.offset + r.pages * 4096;
+            assert!(
+                r.offset.get() >= last_end,
+                "runs overlap at {:#x}",
+                r.offset
+            );
+            last_end = r.offset.get() + r.pages * 4096;
             run_pages += r.pages;
             Ok(())
         })
@@ -526,7 +533,7 @@ fn random_alloc_free_under_sigkill_never_hands_a_block_out_twice() {
     let mut allocated: BTreeMap<u64, u64> = BTreeMap::new();
     heap.for_each_allocated(|off, size| {
         assert!(
-            allocated.insert(off, size).is_none(),
+            allocated.insert(off.get(), size).is_none(),
             "{off:#x} listed twice"
         );
     })
@@ -578,12 +585,12 @@ fn random_alloc_free_under_sigkill_never_hands_a_block_out_twice() {
 
     // Free everything: what remains is exactly the segments, kept by their classes.
     for b in &held {
-        heap.free(b.off).unwrap();
+        heap.free(Block::from_word(b.off)).unwrap();
     }
     for off in leaked.keys() {
-        heap.free(*off).unwrap();
+        heap.free(Block::from_word(*off)).unwrap();
     }
-    heap.free(mailbox).unwrap();
+    heap.free(Block::from_word(mailbox)).unwrap();
     let end = att.check().expect("check after freeing everything");
     assert_eq!(end.blocks_allocated, 0);
     assert_eq!(end.large_runs, 0);

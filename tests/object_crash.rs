@@ -15,7 +15,7 @@ mod harness;
 use harness::{env, record, TempDir};
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
-use persist::object::{value, Error, Store};
+use persist::object::{value, Container, Error, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -42,15 +42,20 @@ fn key(s: &str) -> Tree<'_> {
 }
 
 /// The container stored under `name` in the root dict.
-fn lookup(st: &Store, name: &str) -> u64 {
+fn lookup(st: &Store, name: &str) -> Container {
     let root = st.root().expect("root");
     let kt = key(name);
-    st.dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone())
+    let w = st
+        .dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone())
         .expect("dict_get")
-        .unwrap_or_else(|| panic!("no {name:?} in the root"))
+        .unwrap_or_else(|| panic!("no {name:?} in the root"));
+    st.value(w)
+        .expect("a value")
+        .container()
+        .unwrap_or_else(|| panic!("{name:?} is not a container"))
 }
 
-fn balance(st: &Store, acct: u64, i: u64) -> i64 {
+fn balance(st: &Store, acct: Container, i: u64) -> i64 {
     value::small_int_value(st.list_get(acct, i).unwrap().expect("an account"))
 }
 

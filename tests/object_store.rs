@@ -2,7 +2,7 @@
 
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
-use persist::object::{value, Store};
+use persist::object::{value, Container, Store};
 
 const T: u64 = 1;
 
@@ -14,7 +14,7 @@ fn k<'t, 'a>(t: &'t Tree<'a>) -> Key<'t, 'a> {
     Key::new(t, t.root).unwrap()
 }
 
-fn set(st: &mut Store, d: u64, k: &str, v: &Tree) {
+fn set(st: &mut Store, d: Container, k: &str, v: &Tree) {
     st.begin_op(T).unwrap();
     let w = st.encode(v).unwrap();
     let kt = key(k);
@@ -23,9 +23,15 @@ fn set(st: &mut Store, d: u64, k: &str, v: &Tree) {
     st.end_op(true).unwrap();
 }
 
-fn get(st: &Store, d: u64, k: &str) -> Option<u64> {
+fn get(st: &Store, d: Container, k: &str) -> Option<u64> {
     let kt = key(k);
     st.dict_get(d, &self::k(&kt), &mut NO_HINT.clone()).unwrap()
+}
+
+/// The container stored under `k` in `d`.
+fn get_container(st: &Store, d: Container, k: &str) -> Container {
+    let w = get(st, d, k).unwrap();
+    st.value(w).unwrap().container().expect("a container")
 }
 
 fn list_of_ints(n: i64) -> Tree<'static> {
@@ -112,7 +118,7 @@ fn rollback_restores_everything_and_frees_new_blocks() {
     for i in 0..100 {
         set(&mut st, root, &format!("k{i}"), &list_of_ints(5));
     }
-    let a = get(&st, root, "a").unwrap();
+    let a = get_container(&st, root, "a");
     st.begin_op(T).unwrap();
     for i in 0..100 {
         st.list_append(a, value::small_int(i).unwrap()).unwrap();
@@ -162,7 +168,7 @@ fn a_held_container_outlives_its_last_reference() {
     let mut st = Store::open(&dir.join("s.db")).unwrap();
     let root = st.root().unwrap();
     set(&mut st, root, "l", &list_of_ints(3));
-    let l = get(&st, root, "l").unwrap();
+    let l = get_container(&st, root, "l");
     st.hold(l).unwrap();
     st.begin_op(T).unwrap();
     let kt = key("l");

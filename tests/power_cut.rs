@@ -20,7 +20,7 @@ use harness::TempDir;
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
-use persist::object::{value, Error, Store};
+use persist::object::{value, Container, Error, Store};
 use persist::region::set_flush_hook;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -76,11 +76,15 @@ fn with_key<R>(name: &str, f: impl FnOnce(&Key) -> R) -> R {
     f(&k)
 }
 
-fn lookup(st: &Store, name: &str) -> u64 {
+fn lookup(st: &Store, name: &str) -> Container {
     let root = st.root().expect("root");
-    with_key(name, |k| st.dict_get(root, k, &mut NO_HINT.clone()))
+    let w = with_key(name, |k| st.dict_get(root, k, &mut NO_HINT.clone()))
         .expect("dict_get")
-        .unwrap_or_else(|| panic!("no {name:?} in the root"))
+        .unwrap_or_else(|| panic!("no {name:?} in the root"));
+    st.value(w)
+        .expect("a value")
+        .container()
+        .unwrap_or_else(|| panic!("{name:?} is not a container"))
 }
 
 /// The bytes of a stored str value.
@@ -92,7 +96,7 @@ fn read_str(st: &Store, w: u64) -> Vec<u8> {
     }
 }
 
-fn set_str(st: &mut Store, c: u64, name: &str, bytes: Vec<u8>) -> Result<(), Error> {
+fn set_str(st: &mut Store, c: Container, name: &str, bytes: Vec<u8>) -> Result<(), Error> {
     let w = st.encode(&str_tree(bytes))?;
     with_key(name, |k| st.dict_set(c, k, w, &mut NO_HINT.clone()))?;
     Ok(())

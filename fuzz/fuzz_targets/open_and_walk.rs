@@ -28,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
-use persist::object::{value, Store};
+use persist::object::{value, Container, Store};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -109,7 +109,12 @@ fn s(x: &str) -> V {
     V::S(x.to_string())
 }
 
-fn ref_tree(c: u64) -> Tree<'static> {
+/// The container that value word `w` (read from the store just built) names.
+fn container_of(st: &Store, w: u64) -> Container {
+    st.value(w).unwrap().container().expect("a container")
+}
+
+fn ref_tree(c: Container) -> Tree<'static> {
     let mut t = Tree::default();
     t.push(Node::Ref(c));
     t
@@ -136,7 +141,7 @@ fn end(st: &mut Store, ok: bool) {
     );
 }
 
-fn set(st: &mut Store, d: u64, k: &str, v: &V) -> persist::object::Result<()> {
+fn set(st: &mut Store, d: Container, k: &str, v: &V) -> persist::object::Result<()> {
     st.begin_op(T)?;
     let r = (|| {
         let w = st.encode(&build(v))?;
@@ -148,7 +153,7 @@ fn set(st: &mut Store, d: u64, k: &str, v: &V) -> persist::object::Result<()> {
     r
 }
 
-fn del(st: &mut Store, d: u64, k: &str) -> persist::object::Result<()> {
+fn del(st: &mut Store, d: Container, k: &str) -> persist::object::Result<()> {
     st.begin_op(T)?;
     let kt = key(k);
     let r = Key::new(&kt, kt.root).and_then(|key| st.dict_del(d, &key).map(|_| ()));
@@ -187,6 +192,7 @@ fn make_base() -> Base {
         // list that contains itself.
         let kt = key("nested");
         let nested = st.dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone()).unwrap().unwrap();
+        let nested = container_of(&st, nested);
         st.begin_op(T).unwrap();
         let w = st.encode(&ref_tree(nested)).unwrap();
         let kt = key("shared");
@@ -195,6 +201,7 @@ fn make_base() -> Base {
         set(&mut st, root, "cycle", &V::L(vec![V::Int(1)])).unwrap();
         let kt = key("cycle");
         let cyc = st.dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone()).unwrap().unwrap();
+        let cyc = container_of(&st, cyc);
         st.begin_op(T).unwrap();
         let w = st.encode(&ref_tree(cyc)).unwrap();
         st.list_append(cyc, w).unwrap();
@@ -329,10 +336,10 @@ fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, bool) {
 
 /// Reads everything reachable from the root, as the Python layer would: every dict's items,
 /// every list's words, every tuple's items, every owned value's bytes, every object's class.
-fn walk(st: &Store) -> persist::object::Result<(u64, Option<u64>)> {
+fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
     let root = st.root()?;
     let mut seen = HashSet::new();
-    let mut stack = vec![root];
+    let mut stack = vec![root.get()];
     let mut a_list = None;
     let mut visits = 0u64;
     while let Some(w) = stack.pop() {

@@ -1,8 +1,10 @@
 //! The simulated store the models run on, and the word store that kills a participant.
 
-use persist::heap::{Error, Heap, HeapStats};
+use persist::heap::{Block, Error, Heap, HeapStats};
 use persist::region::{table::SLOT_WORDS, Geometry, Table};
-use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, WordStore};
+use persist::sync::{
+    AccessError, AtomicU64, IoFailure, Liveness, MemLiveness, MemWords, WordStore,
+};
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
@@ -92,7 +94,7 @@ pub const CACHED_SIZE: u64 = 512;
 pub const CACHED_PER_SEGMENT: u64 = 15;
 
 /// Allocates `SIZE`; `None` when the store is full.
-pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u64> {
+pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<Block> {
     alloc_sized_or_full(h, SIZE)
 }
 
@@ -100,7 +102,7 @@ pub fn alloc_or_full<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> Option<u6
 pub fn alloc_sized_or_full<W: WordStore, L: Liveness>(
     h: &Heap<'_, W, L>,
     size: u64,
-) -> Option<u64> {
+) -> Option<Block> {
     match h.alloc(size) {
         Ok(b) => Some(b),
         Err(Error::Access(AccessError::Full { .. })) => None,
@@ -115,7 +117,7 @@ pub fn alloc_sized_or_full<W: WordStore, L: Liveness>(
 /// (as the object layer's gc would run it) frees exactly what the dead left behind, and
 /// allocating again returns exactly those blocks, once each, after which every block of every
 /// segment is accounted for.
-pub fn conserve(world: &World, by: u32, held: &BTreeSet<u64>, victims: &BTreeSet<u64>) {
+pub fn conserve(world: &World, by: u32, held: &BTreeSet<Block>, victims: &BTreeSet<Block>) {
     conserve_sized(world, by, SIZE, BLOCKS_PER_SEGMENT, held, victims)
 }
 
@@ -125,8 +127,8 @@ pub fn conserve_sized(
     by: u32,
     size: u64,
     per_segment: u64,
-    held: &BTreeSet<u64>,
-    victims: &BTreeSet<u64>,
+    held: &BTreeSet<Block>,
+    victims: &BTreeSet<Block>,
 ) {
     let h = world.heap(by);
     check(&h);
@@ -153,7 +155,7 @@ pub fn conserve_sized(
         assert!(drained.insert(b), "block {b:#x} handed out twice");
     }
     h.settle(0).unwrap();
-    let keep: BTreeSet<u64> = held.union(&drained).copied().collect();
+    let keep: BTreeSet<Block> = held.union(&drained).copied().collect();
     let mut segs = Vec::new();
     h.for_each_segment(|info| {
         segs.push(info.offset);
@@ -180,7 +182,7 @@ pub fn conserve_sized(
     // free that found the segment frozen and reached its deferred stack after the thaw had
     // emptied it waits there for the next sweep (`thaw` documents this), out of reach of
     // allocation until then.
-    let leftovers: BTreeSet<u64> = allocated.difference(held).copied().collect();
+    let leftovers: BTreeSet<Block> = allocated.difference(held).copied().collect();
     assert!(
         got.is_superset(&leftovers),
         "blocks the dead left behind were lost"
@@ -200,7 +202,7 @@ pub fn conserve_sized(
 }
 
 /// Every allocated small block (`for_each_allocated`), quiescent use only.
-pub fn allocated_blocks<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> BTreeSet<u64> {
+pub fn allocated_blocks<W: WordStore, L: Liveness>(h: &Heap<'_, W, L>) -> BTreeSet<Block> {
     let mut s = BTreeSet::new();
     h.for_each_allocated(|b, _| {
         assert!(s.insert(b), "block {b:#x} is listed allocated twice");
@@ -253,10 +255,11 @@ impl Budget {
     fn take(&self) -> Result<(), AccessError> {
         if self.left.get() == 0 {
             self.refused.set(true);
-            return Err(AccessError::Io {
+            return Err(AccessError::Io(Box::new(IoFailure {
                 op: "a step",
+                path: None,
                 source: std::io::Error::other("killed (loom model)"),
-            });
+            })));
         }
         self.left.set(self.left.get() - 1);
         self.spent.set(self.spent.get() + 1);
@@ -394,25 +397,25 @@ impl<'a> Victim<'a> {
 /// entries for one block mean it was handed out twice.
 #[derive(Default)]
 pub struct Held {
-    set: std::sync::Mutex<BTreeSet<u64>>,
+    set: std::sync::Mutex<BTreeSet<Block>>,
 }
 
 impl Held {
-    pub fn take(&self, b: u64) {
+    pub fn take(&self, b: Block) {
         let fresh = self.set.lock().unwrap().insert(b);
         assert!(fresh, "block {b:#x} handed out while already held");
     }
 
-    pub fn give(&self, b: u64) {
+    pub fn give(&self, b: Block) {
         let was = self.set.lock().unwrap().remove(&b);
         assert!(was, "block {b:#x} given back but not held");
     }
 
-    pub fn snapshot(&self) -> BTreeSet<u64> {
+    pub fn snapshot(&self) -> BTreeSet<Block> {
         self.set.lock().unwrap().clone()
     }
 
-    pub fn contains(&self, b: u64) -> bool {
+    pub fn contains(&self, b: Block) -> bool {
         self.set.lock().unwrap().contains(&b)
     }
 }

@@ -12,7 +12,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{allocated_blocks, check, model, Held, World};
-use persist::heap::Error;
+use persist::heap::{Block, Error};
 use persist::sync::AccessError;
 
 /// 2560-byte blocks: a tiny-geometry segment holds exactly three.
@@ -20,7 +20,7 @@ const SIZE: u64 = 2560;
 
 /// A store of one segment whose three blocks are all on the free stack (head first: b0, b1,
 /// b2), nothing carved left; participants 0..slots attached.
-fn three_free_blocks(slots: u32) -> (Arc<World>, [u64; 3]) {
+fn three_free_blocks(slots: u32) -> (Arc<World>, [Block; 3]) {
     let world = Arc::new(World::new(1, slots));
     let h = world.heap(0);
     let b = [

@@ -17,7 +17,7 @@ use loom::thread;
 use loom_tests::{
     allocated_blocks, check, conserve_sized, model, Held, World, CACHED_PER_SEGMENT, CACHED_SIZE,
 };
-use persist::heap::Error;
+use persist::heap::{Block, Error};
 use persist::sync::AccessError;
 use std::collections::BTreeSet;
 
@@ -26,7 +26,7 @@ const SIZE: u64 = 2560;
 
 /// Allocates with participant `me` until the store is full, asserting that no held block comes
 /// back; returns how many blocks it got.
-fn drain(world: &World, me: u32, held: &BTreeSet<u64>) -> u64 {
+fn drain(world: &World, me: u32, held: &BTreeSet<Block>) -> u64 {
     let h = world.heap(me);
     let mut n = 0;
     loop {
@@ -51,7 +51,7 @@ fn cross_thread_frees_while_allocating() {
         let warm = h.alloc(SIZE).unwrap();
         h.free(warm).unwrap();
         let held = Arc::new(Held::default());
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<Block>();
         let a = {
             let (world, held) = (world.clone(), held.clone());
             thread::spawn(move || {
@@ -144,7 +144,7 @@ fn cross_thread_frees_through_the_block_cache() {
         h.free(warm).unwrap();
         h.flush_cache().unwrap();
         let held = Arc::new(Held::default());
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<Block>();
         let a = {
             let (world, held) = (world.clone(), held.clone());
             thread::spawn(move || {

@@ -25,7 +25,7 @@ use loom_tests::{
     alloc_or_full, check, conserve, conserve_sized, every_kill_point, Budget, Held, Victim, World,
     CACHED_PER_SEGMENT, CACHED_SIZE, GEO, SIZE,
 };
-use persist::heap::{Error, RUN_LARGE};
+use persist::heap::{Block, Error, RUN_LARGE};
 use persist::region::table;
 use std::collections::BTreeSet;
 
@@ -49,11 +49,11 @@ fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
 
 /// Kills the victim and recovers it from the survivor's side; returns the block the victim's
 /// journal named (a block it may have popped and not linked).
-fn kill_and_recover(world: &World) -> Option<u64> {
+fn kill_and_recover(world: &World) -> Option<Block> {
     let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
     world.kill(VICTIM);
     world.heap(SURVIVOR).recover_participant(VICTIM).unwrap();
-    (j != 0).then_some(j)
+    (j != 0).then_some(Block::from_word(j))
 }
 
 /// The victim allocates a block (pop, or carve) while the survivor frees a block and
@@ -96,7 +96,7 @@ fn killed_while_allocating_a_block() {
         let (got, spent) = victim.join().unwrap();
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
-        let victims: BTreeSet<u64> = got.into_iter().chain(journaled).collect();
+        let victims: BTreeSet<Block> = got.into_iter().chain(journaled).collect();
         conserve(&world, SURVIVOR, &BTreeSet::from([mine]), &victims);
         spent
     }
@@ -141,7 +141,7 @@ fn killed_while_freeing_a_block() {
         let spent = victim.join().unwrap();
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
-        let victims: BTreeSet<u64> = [v0].into_iter().chain(journaled).collect();
+        let victims: BTreeSet<Block> = [v0].into_iter().chain(journaled).collect();
         conserve(&world, SURVIVOR, &BTreeSet::from([mine]), &victims);
         spent
     }
@@ -169,11 +169,11 @@ fn killed_while_creating_a_segment() {
         };
         world.heap(2).recover_participant(VICTIM).unwrap();
         let mine = survivor.join().unwrap();
-        let victims: BTreeSet<u64> = got
+        let victims: BTreeSet<Block> = got
             .into_iter()
-            .chain((journaled != 0).then_some(journaled))
+            .chain((journaled != 0).then_some(Block::from_word(journaled)))
             .collect();
-        let held: BTreeSet<u64> = mine.into_iter().collect();
+        let held: BTreeSet<Block> = mine.into_iter().collect();
         conserve(&world, SURVIVOR, &held, &victims);
         budget.spent()
     }
@@ -233,10 +233,10 @@ fn killed_while_claiming_a_page_run() {
             if r.offset != mine {
                 assert_eq!(r.pages, 2, "a stray run {r:?}");
                 assert!(
-                    got == Some(r.offset) || journaled == r.offset,
+                    got == Some(r.offset) || journaled == r.offset.get(),
                     "run {r:?} is neither the survivor's nor named by the victim"
                 );
-                h.free(r.offset).unwrap();
+                h.free(Block::from(r.offset)).unwrap();
             }
         }
         assert_eq!(
@@ -294,10 +294,10 @@ fn killed_while_claiming_a_huge_run() {
             if r.offset != mine {
                 assert_eq!(r.pages, 2 * GEO.chunk_pages, "a stray run {r:?}");
                 assert!(
-                    got == Some(r.offset) || journaled == r.offset,
+                    got == Some(Block::from(r.offset)) || journaled == r.offset.get(),
                     "run {r:?} is neither the survivor's nor named by the victim"
                 );
-                h.free(r.offset).unwrap();
+                h.free(Block::from(r.offset)).unwrap();
             }
         }
         assert_eq!(
@@ -328,7 +328,7 @@ fn killed_while_sweeping() {
         let spare = h.alloc(SIZE).unwrap();
         h.settle(0).unwrap();
         h.free(spare).unwrap();
-        let seg = h.pages.run_at(keep).unwrap().offset;
+        let seg = h.pages.run_at(keep.get()).unwrap().offset.get();
         let held = Arc::new(Held::default());
         held.take(keep);
         let victim = {
@@ -357,7 +357,7 @@ fn killed_while_sweeping() {
         let spent = victim.join().unwrap();
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
-        let victims: BTreeSet<u64> = [garbage, keep].into_iter().chain(journaled).collect();
+        let victims: BTreeSet<Block> = [garbage, keep].into_iter().chain(journaled).collect();
         conserve(&world, SURVIVOR, &mine.into_iter().collect(), &victims);
         spent
     }
@@ -410,7 +410,7 @@ fn killed_with_blocks_in_its_cache() {
         let spent = victim.join().unwrap();
         let mine = survivor.join().unwrap();
         let journaled = kill_and_recover(&world);
-        let victims: BTreeSet<u64> = [v0, v1].into_iter().chain(journaled).collect();
+        let victims: BTreeSet<Block> = [v0, v1].into_iter().chain(journaled).collect();
         conserve_sized(
             &world,
             SURVIVOR,

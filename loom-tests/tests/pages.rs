@@ -14,18 +14,24 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{check, model, Held, World, GEO};
-use persist::page::RUN_LARGE;
+use persist::heap::Block;
+use persist::page::{RunStart, RUN_LARGE};
+
+/// The offset of page `p` of run `run`, kept in a [`Held`] set like a block.
+fn page_of(run: RunStart, p: u64) -> Block {
+    Block::from_word(run.get() + p * GEO.page_size)
+}
 
 /// Takes (or gives back) every page of a run in `held`.
-fn take_run(held: &Held, off: u64, pages: u64) {
+fn take_run(held: &Held, run: RunStart, pages: u64) {
     for p in 0..pages {
-        held.take(off + p * GEO.page_size);
+        held.take(page_of(run, p));
     }
 }
 
-fn give_run(held: &Held, off: u64, pages: u64) {
+fn give_run(held: &Held, run: RunStart, pages: u64) {
     for p in 0..pages {
-        held.give(off + p * GEO.page_size);
+        held.give(page_of(run, p));
     }
 }
 
@@ -80,13 +86,13 @@ fn kept_runs_are_disjoint_and_counted() {
                 })
             })
             .collect();
-        let runs: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let runs: Vec<(RunStart, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         let st = check(&world.heap(0));
         assert_eq!(st.pages.pages_used, 5);
         assert_eq!(st.pages.runs, 2);
         let pm = world.heap(0).pages;
         for (off, n) in runs {
-            let run = pm.run_at(off).unwrap();
+            let run = pm.run_at(off.get()).unwrap();
             assert_eq!((run.offset, run.pages), (off, n));
         }
     });

@@ -14,7 +14,7 @@
 #![cfg(loom)]
 
 use loom_tests::{check, conserve, every_kill_pair, Budget, Victim, World, SIZE};
-use persist::heap::{Error, RUN_LARGE};
+use persist::heap::{Block, Error, RUN_LARGE};
 use persist::region::table;
 use std::collections::BTreeSet;
 
@@ -53,7 +53,7 @@ fn scenario(op: Op, k1: u64, k2: u64) -> (u64, u64) {
             h.settle(0).unwrap();
             held.insert(keep);
             victims.insert(garbage);
-            let seg = h.pages.run_at(keep).unwrap().offset;
+            let seg = h.pages.run_at(keep.get()).unwrap().offset.get();
             let third = h.alloc(SIZE).unwrap();
             h.settle(0).unwrap();
             let v = Victim::new(&world, &b1);
@@ -73,7 +73,7 @@ fn scenario(op: Op, k1: u64, k2: u64) -> (u64, u64) {
     }
     let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
     if j != 0 {
-        victims.insert(j);
+        victims.insert(Block::from_word(j));
     }
     world.kill(VICTIM);
     let b2 = Budget::new(k2);
@@ -103,7 +103,7 @@ fn scenario(op: Op, k1: u64, k2: u64) -> (u64, u64) {
             assert!(runs.len() <= 1);
             for r in runs {
                 assert_eq!(r.pages, 2);
-                h.free(r.offset).unwrap();
+                h.free(Block::from(r.offset)).unwrap();
             }
             assert_eq!(check(&h).pages.pages_used, 0);
         }

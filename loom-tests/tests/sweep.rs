@@ -15,11 +15,12 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{alloc_or_full, allocated_blocks, check, model, Held, World, SIZE};
+use persist::heap::Block;
 use std::collections::BTreeSet;
 
 /// A segment with one garbage block, one block its owner will free, and one free block.
 /// Returns (world, segment, garbage, owned).
-fn segment_with_garbage(slots: u32) -> (Arc<World>, u64, u64, u64) {
+fn segment_with_garbage(slots: u32) -> (Arc<World>, u64, Block, Block) {
     let world = Arc::new(World::new(1, slots));
     let h = world.heap(0);
     let garbage = h.alloc(SIZE).unwrap();
@@ -27,7 +28,7 @@ fn segment_with_garbage(slots: u32) -> (Arc<World>, u64, u64, u64) {
     let spare = h.alloc(SIZE).unwrap();
     h.settle(0).unwrap();
     h.free(spare).unwrap();
-    let seg = h.pages.run_at(garbage).unwrap().offset;
+    let seg = h.pages.run_at(garbage.get()).unwrap().offset.get();
     (world, seg, garbage, owned)
 }
 
@@ -62,7 +63,7 @@ fn sweep_against_alloc_and_free() {
         let freed = sweeper.join().unwrap();
         let mine = user.join().unwrap();
         assert_eq!(freed, 1, "the sweep frees exactly the garbage block");
-        let held: BTreeSet<u64> = mine.into_iter().collect();
+        let held: BTreeSet<Block> = mine.into_iter().collect();
         let st = check(&world.heap(0));
         assert_eq!(st.blocks_allocated, held.len() as u64);
         assert_eq!(allocated_blocks(&world.heap(0)), held);

@@ -27,20 +27,20 @@
 
 use super::classes::{class_of, segment_bytes, MAX_SMALL};
 use super::segment::{a_count, a_frozen, a_head, a_tag, anchor, Cached, S_NEXT, S_USER};
-use super::{Error, Heap, SegmentInfo, RUN_LARGE, SEG_HEADER};
+use super::{Block, Error, Heap, SegmentInfo, RUN_LARGE, SEG_HEADER};
 use crate::region::table;
 use crate::sync::{AtomicU64, Liveness, Ordering, WordStore};
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Allocates `size` bytes (16-aligned), recording the block in block journal 0 until
     /// [`Heap::settle`]. Use [`Heap::alloc_into`] to keep several unlinked blocks at once.
-    pub fn alloc(&self, size: u64) -> Result<u64, Error> {
+    pub fn alloc(&self, size: u64) -> Result<Block, Error> {
         self.alloc_into(size, 0)
     }
 
     /// Allocates `size` bytes, recording the block in block journal `j` (0..6) of this
     /// participant until [`Heap::settle`]`(j)`.
-    pub fn alloc_into(&self, size: u64, j: u64) -> Result<u64, Error> {
+    pub fn alloc_into(&self, size: u64, j: u64) -> Result<Block, Error> {
         assert!(
             j < table::BLOCK_JOURNALS,
             "block journal {j} does not exist"
@@ -54,7 +54,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         // 0. This participant's cache of freed blocks (no atomic read-modify-write). A cached
         // block is allocated as far as the store file knows: no barrier.
         if let Some(b) = self.cache_pop(k, journal)? {
-            return Ok(b);
+            return Ok(Block(b));
         }
         // 1. This participant's current segment.
         let b = match self.current[k].get() {
@@ -68,12 +68,12 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         // still free on disk must not hold the caller's bytes (they would overwrite its link)
         // nor be named by an undo entry (a rollback would free it twice).
         self.store().barrier()?;
-        Ok(b)
+        Ok(Block(b))
     }
 
     /// A request above `MAX_SMALL`: a run of pages of its own (a huge run if more than a chunk),
     /// handed off by the page manager into block journal word `jword`.
-    fn alloc_large(&self, size: u64, jword: u64) -> Result<u64, Error> {
+    fn alloc_large(&self, size: u64, jword: u64) -> Result<Block, Error> {
         let pages = size.div_ceil(self.geo().page_size);
         if pages
             .checked_mul(self.geo().page_size)
@@ -81,9 +81,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         {
             return Err(Error::TooLarge { bytes: size });
         }
-        let b = self.pages.alloc(pages, RUN_LARGE, 0, Some(jword))?;
+        let run = self.pages.alloc(pages, RUN_LARGE, 0, Some(jword))?;
         self.store().barrier()?;
-        Ok(b)
+        Ok(Block::from(run))
     }
 
     /// Steps 2 to 5 of a small allocation, when this participant's cache and current segment

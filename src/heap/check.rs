@@ -16,7 +16,7 @@
 //! two of those places and none beyond the carve counter; the anchor is not frozen.
 
 use super::segment::{a_count, a_frozen, a_head, S_ANCHOR, S_CARVE};
-use super::{Error, Heap, HeapStats, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
+use super::{Block, Error, Heap, HeapStats, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
@@ -113,10 +113,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             match run.kind {
                 RUN_SEGMENT => {
                     segment_runs += 1;
-                    if listed.binary_search(&run.offset).is_err() {
+                    if listed.binary_search(&run.offset.get()).is_err() {
                         return Err(Error::Corrupt {
                             what: "segment run is on no class list".into(),
-                            offset: run.offset,
+                            offset: run.offset.get(),
                         });
                     }
                 }
@@ -136,9 +136,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(())
     }
 
-    /// Calls `f(offset, size)` for every allocated block and large run (quiescent use: `check`,
+    /// Calls `f(block, size)` for every allocated block and large run (quiescent use: `check`,
     /// tools, tests).
-    pub fn for_each_allocated(&self, mut f: impl FnMut(u64, u64)) -> Result<(), Error> {
+    pub fn for_each_allocated(&self, mut f: impl FnMut(Block, u64)) -> Result<(), Error> {
         let mut cached = self.cached_blocks()?;
         cached.sort_unstable();
         self.for_each_segment(|info| {
@@ -154,14 +154,14 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 .min(info.nblocks);
             for i in 0..carve {
                 if !seen[i as usize] && cached.binary_search(&info.block(i)).is_err() {
-                    f(info.block(i), info.block_size);
+                    f(Block(info.block(i)), info.block_size);
                 }
             }
             Ok(())
         })?;
         self.pages.for_each_run(|run| {
             if run.kind != RUN_SEGMENT {
-                f(run.offset, run.pages * self.geo().page_size);
+                f(Block::from(run.offset), run.pages * self.geo().page_size);
             }
             Ok(())
         })

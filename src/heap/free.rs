@@ -19,7 +19,7 @@
 //! `push_free` for the thaw of a sweep.
 
 use super::segment::{a_count, a_frozen, a_head, a_tag, anchor, Cached, S_DEFERRED};
-use super::{Error, Heap, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
+use super::{Block, Error, Heap, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
 use crate::sync::{Liveness, Ordering, WordStore};
 
 /// Where the last segment freed into keeps its blocks: `[first, end)`, in blocks of
@@ -64,7 +64,8 @@ impl FreeRange {
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Gives back a block returned by `alloc`. Any participant may free any block.
-    pub fn free(&self, block: u64) -> Result<(), Error> {
+    pub fn free(&self, block: Block) -> Result<(), Error> {
+        let block = block.get();
         let range = self.freed_range.get();
         if range.holds(block) {
             if self.cache_push(range.class, block)? {
@@ -93,8 +94,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Frees `block` straight to its segment (or its pages), never into this participant's
     /// block cache. For recovery: a slot being taken over has its cache emptied right after
     /// its dead occupant is recovered, and a block freed into it would be lost to a sweep.
-    pub fn free_uncached(&self, block: u64) -> Result<(), Error> {
-        self.free_to_segment(block)
+    pub fn free_uncached(&self, block: Block) -> Result<(), Error> {
+        self.free_to_segment(block.get())
     }
 
     /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
@@ -106,13 +107,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         }
         let run = self.pages.run_at(block)?;
         if run.kind != RUN_SEGMENT {
-            if run.offset != block {
+            if run.offset.get() != block {
                 return Err(Error::BadFree {
                     offset: block,
                     why: "not the start of a large block",
                 });
             }
-            return self.pages.free(block);
+            return self.pages.free(run.offset);
         }
         let seg = self.cache_info(self.segment_of_run(&run)?)?;
         let idx = seg.index_of(block).ok_or(Error::BadFree {
@@ -161,16 +162,26 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         }
     }
 
+    /// Pushes block `idx` (at `block`) of frozen segment `seg` onto its deferred stack: word
+    /// `head:16 | pushes:48` (head = index + 1; the push count changes on every push, so a
+    /// stale CAS fails), linked through the blocks' first words like the free stack.
     fn push_deferred(&self, seg: u64, block: u64, idx: u64) -> Result<(), Error> {
         let store = self.store();
         let w = store.word(seg + S_DEFERRED)?;
         let link = store.word(block)?;
+        // Acquire, though nothing is read through the head: it only becomes the link below and
+        // the CAS's expected value, which the CAS checks.
         let mut d = w.load(Ordering::Acquire);
         loop {
+            // The barrier: the change that unlinked the block is on disk before its first word
+            // is overwritten (as in `push_free_to`).
             store.barrier()?;
+            // Relaxed: published by the Release half of the CAS below.
             link.store(d & 0xffff, Ordering::Relaxed);
             let new = (idx + 1) | (((d >> 16) + 1) << 16);
-            // Release: pairs with the Acquire swap in `unfreeze`.
+            // Release: the link (and the block's last uses) before the head that leads to it;
+            // pairs with the AcqRel swap in `take_deferred` (sweep.rs), which takes the stack
+            // whole, at the next freeze or at the thaw. The barrier: the link on disk first.
             store.barrier()?;
             match w.compare_exchange_weak(d, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),

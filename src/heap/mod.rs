@@ -38,6 +38,13 @@
 //! places, and `count` = the stack's length. (The deferred stack is empty but for frees that
 //! raced the end of the last freeze; the next sweep of the segment takes them.)
 //!
+//! Boundary: a block crosses it as a [`Block`] (its offset, typed), never as a bare `u64`:
+//! `alloc` returns one, `free`, `free_uncached` and `usable_size` take one, and sweeps and
+//! walks report blocks as `Block`s. A block offset that the layer above read out of a file word
+//! becomes a `Block` by [`Block::from_word`], and the heap checks it before use as it checks
+//! any offset. Runs of pages cross the boundary to the page manager as [`RunStart`]s. Inside
+//! the heap, offsets are plain words (segment arithmetic, journal and cache words).
+//!
 //! Files, one owner per concern (each opens with what it owns and the invariants it keeps):
 //!
 //! - `segment.rs`: the segment header and its anchor word, the check of a header against the
@@ -50,6 +57,7 @@
 //! - `recovery.rs`: recovery of a dead participant from its journals, and [`Heap::repair`].
 //! - `check.rs`: the consistency check, its counts, and the walk of allocated blocks.
 //! - `classes.rs`: the size classes; `attached.rs`: a store opened and attached (not under loom).
+//! - this file: the heap, [`Block`], and the public types of its results.
 
 mod alloc;
 #[cfg(not(loom))]
@@ -65,15 +73,62 @@ mod sweep;
 mod tests;
 
 #[cfg(not(loom))]
-pub use attached::{Attached, Error as OpenError};
+pub use attached::{Attached, Error as OpenError, SlotRecovery};
 
-pub use crate::page::{Error, PageManager, PageStats, Run, RUN_LARGE, RUN_SEGMENT};
+pub use crate::page::{Error, PageManager, PageStats, Run, RunStart, RUN_LARGE, RUN_SEGMENT};
 use crate::region::{table, Geometry, Table};
 use crate::sync::{AtomicU64, Liveness, WordStore};
 use classes::NCLASSES;
 use free::FreeRange;
 use segment::Cached;
 use std::cell::{Cell, OnceCell};
+
+/// A block: the offset of the first byte of what [`Heap::alloc`] returned, the value that
+/// [`Heap::free`], [`Heap::free_uncached`] and [`Heap::usable_size`] take, and what sweeps and
+/// walks report. Every block offset that crosses the heap's boundary has this type.
+///
+/// A block comes from the heap, or from [`Block::from_word`] for an offset read out of a file
+/// word (a link in an object, an undo entry). The heap checks either kind before it changes
+/// anything (the start of a block of a checked segment, or of a large run), exactly as it
+/// checks any offset: a wrong one is `BadFree` or `Corrupt`, never a write elsewhere.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Block(u64);
+
+impl Block {
+    /// A block offset read out of a file word. Unchecked here; the heap checks it where it is
+    /// used.
+    #[inline(always)]
+    pub const fn from_word(w: u64) -> Block {
+        Block(w)
+    }
+
+    /// The byte offset in the store file (what a word that links to the block holds).
+    #[inline(always)]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A large block is its run of pages.
+impl From<RunStart> for Block {
+    #[inline(always)]
+    fn from(r: RunStart) -> Block {
+        Block(r.get())
+    }
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Block({:#x})", self.0)
+    }
+}
+
+impl std::fmt::LowerHex for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
 
 /// Bytes of a segment header; blocks start right after it.
 pub const SEG_HEADER: u64 = 64;
@@ -163,11 +218,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.pages.used_end()
     }
 
-    /// The usable size of the block at `block` (its class size, or its run's bytes).
-    pub fn usable_size(&self, block: u64) -> Result<u64, Error> {
-        let run = self.pages.run_at(block)?;
+    /// The usable size of `block` (its class size, or its run's bytes).
+    pub fn usable_size(&self, block: Block) -> Result<u64, Error> {
+        let run = self.pages.run_at(block.get())?;
         if run.kind == RUN_SEGMENT {
-            Ok(self.segment_info(run.offset)?.block_size)
+            Ok(self.segment_info(run.offset.get())?.block_size)
         } else {
             Ok(run.pages * self.geo().page_size)
         }

@@ -53,9 +53,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             t.store(slot, table::W_SEGMENT_JOURNAL, 0)?;
         }
-        let pj = t.load(slot, table::W_PAGE_JOURNAL)?;
-        if pj != 0 {
-            self.pages.recover_journal(pj)?;
+        if t.load(slot, table::W_PAGE_JOURNAL)? != 0 {
+            self.pages.recover_journal(slot)?;
             t.store(slot, table::W_PAGE_JOURNAL, 0)?;
         }
         // Block journals need no action: a popped block is allocated and, once the journal is
@@ -77,7 +76,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         // The claim may not have reached the map (the page journal's recovery then gives the
         // pages back): then there is no segment here and nothing to do.
         let run = match self.pages.run_at(seg) {
-            Ok(run) if run.kind == RUN_SEGMENT && run.offset == seg => run,
+            Ok(run) if run.kind == RUN_SEGMENT && run.offset.get() == seg => run,
             Ok(_) | Err(Error::BadFree { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
@@ -144,7 +143,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let mut runs = Vec::new();
         self.pages.for_each_run(|run| {
             if run.kind == RUN_SEGMENT {
-                runs.push(run.offset);
+                runs.push(run.offset.get());
             }
             Ok(())
         })?;

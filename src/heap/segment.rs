@@ -94,7 +94,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Reads and checks a segment's header against the page map.
     pub fn segment_info(&self, seg: u64) -> Result<SegmentInfo, Error> {
         let run = self.pages.run_at(seg)?;
-        if run.kind != RUN_SEGMENT || run.offset != seg {
+        if run.kind != RUN_SEGMENT || run.offset.get() != seg {
             return Err(Error::Corrupt {
                 what: "segment offset is not the start of a segment run".into(),
                 offset: seg,
@@ -106,7 +106,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// The segment that a segment run (from the page map) holds, its header checked against
     /// the run.
     pub(super) fn segment_of_run(&self, run: &Run) -> Result<SegmentInfo, Error> {
-        let seg = run.offset;
+        let seg = run.offset.get();
         let info = self.store().load(seg + S_INFO, Ordering::Acquire)?;
         let class = (info & 0xff) as usize;
         let nblocks = (info >> 8) & 0xffff;
@@ -200,7 +200,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let nblocks = ((bytes - SEG_HEADER) / CLASS_SIZES[k]).min(0xffff);
         let seg = self
             .pages
-            .alloc(pages, RUN_SEGMENT, k as u64, Some(table::W_SEGMENT_JOURNAL))?;
+            .alloc(pages, RUN_SEGMENT, k as u64, Some(table::W_SEGMENT_JOURNAL))?
+            .get();
         self.table().store(
             self.me(),
             table::W_SEGMENT_JOURNAL,

@@ -27,7 +27,7 @@
 use super::segment::{
     a_count, a_frozen, a_head, a_tag, anchor, SJ_SHIFT, SJ_SWEEP, S_ANCHOR, S_CARVE, S_DEFERRED,
 };
-use super::{Error, Heap, SegmentInfo, RUN_SEGMENT};
+use super::{Block, Error, Heap, SegmentInfo, RUN_SEGMENT};
 use crate::region::table;
 use crate::sync::{Liveness, Ordering, WordStore};
 
@@ -36,7 +36,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// caches and those named by their block journals. For each participant the cache is read
     /// before the journals, the reverse of the order in which `cache_pop` moves a block from
     /// one to the other, so a block on its way is seen in one place or the other.
-    pub fn journaled_blocks(&self) -> Result<Vec<u64>, Error> {
+    pub fn journaled_blocks(&self) -> Result<Vec<Block>, Error> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
@@ -51,7 +51,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 }
             }
         }
-        Ok(v)
+        Ok(v.into_iter().map(Block).collect())
     }
 
     /// Sweeps one segment while others keep allocating and freeing: freezes it, frees every
@@ -64,7 +64,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     pub fn sweep_segment(
         &self,
         seg: u64,
-        mut is_garbage: impl FnMut(u64) -> bool,
+        mut is_garbage: impl FnMut(Block) -> bool,
     ) -> Result<u64, Error> {
         let info = self.segment_info(seg)?;
         let store = self.store();
@@ -99,7 +99,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let mut freed = 0;
         for i in 0..carve {
             let b = info.block(i);
-            if free[i as usize] || journaled.binary_search(&b).is_ok() || !is_garbage(b) {
+            if free[i as usize]
+                || journaled.binary_search(&Block(b)).is_ok()
+                || !is_garbage(Block(b))
+            {
                 continue;
             }
             // Relaxed: published by the anchor CAS in `thaw`.
@@ -219,7 +222,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Frees every large or huge run that no live participant journals and for which
     /// `is_garbage` says yes (same contract as [`Heap::sweep_segment`]). Returns the count.
-    pub fn sweep_large(&self, mut is_garbage: impl FnMut(u64) -> bool) -> Result<u64, Error> {
+    pub fn sweep_large(&self, mut is_garbage: impl FnMut(Block) -> bool) -> Result<u64, Error> {
         // Runs first, journals second: an allocator names its run in a journal before the run
         // exists in the map, so a run seen here unjournaled was not being handed out.
         let mut candidates = Vec::new();
@@ -231,18 +234,21 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         })?;
         let mut journaled = self.journaled_blocks()?;
         journaled.sort_unstable();
-        let victims: Vec<u64> = candidates
+        let victims: Vec<_> = candidates
             .into_iter()
-            .filter(|off| journaled.binary_search(off).is_err() && is_garbage(*off))
+            .filter(|&run| {
+                let b = Block::from(run);
+                journaled.binary_search(&b).is_err() && is_garbage(b)
+            })
             .collect();
-        for &off in &victims {
-            self.pages.free(off)?;
+        for &run in &victims {
+            self.pages.free(run)?;
         }
         Ok(victims.len() as u64)
     }
 
     /// Sweeps every segment and every large run (see [`Heap::sweep_segment`]).
-    pub fn sweep(&self, mut is_garbage: impl FnMut(u64) -> bool) -> Result<u64, Error> {
+    pub fn sweep(&self, mut is_garbage: impl FnMut(Block) -> bool) -> Result<u64, Error> {
         let mut segs = Vec::new();
         self.for_each_segment(|info| {
             segs.push(info.offset);

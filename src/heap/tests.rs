@@ -1,5 +1,5 @@
 //! Unit tests of the heap over in-memory word stores: random allocation and free, huge runs, a
-//! full store, bad frees, a sweep, and recovery of a dead participant.
+//! full store, bad frees, a sweep, recovery of a dead participant, and damaged journals.
 
 use super::*;
 use crate::region::table::SLOT_WORDS;
@@ -64,13 +64,13 @@ fn random_alloc_free_keeps_every_block_distinct_and_accounted() {
             };
             let b = h.alloc(size).unwrap();
             h.settle(0).unwrap();
-            assert_eq!(b % 16, 0);
+            assert_eq!(b.get() % 16, 0);
             assert!(h.usable_size(b).unwrap() >= size);
-            live.push((b, size));
+            live.push((b.get(), size));
         } else {
             let i = (next(&mut seed) % live.len() as u64) as usize;
             let (b, _) = live.swap_remove(i);
-            h.free(b).unwrap();
+            h.free(Block::from_word(b)).unwrap();
         }
         if step % 5000 == 0 {
             h.check().unwrap();
@@ -86,7 +86,7 @@ fn random_alloc_free_keeps_every_block_distinct_and_accounted() {
     assert_eq!(st.blocks_allocated, small);
     assert_eq!(st.large_runs, live.len() as u64 - small);
     for (b, _) in live {
-        h.free(b).unwrap();
+        h.free(Block::from_word(b)).unwrap();
     }
     let st = h.check().unwrap();
     assert_eq!(st.blocks_allocated, 0);
@@ -136,9 +136,13 @@ fn bad_frees_are_errors() {
     let f = Fixture::new(Geometry::STANDARD, 16 << 20);
     let h = f.heap(0);
     let b = h.alloc(64).unwrap();
-    assert!(matches!(h.free(b + 8), Err(Error::BadFree { .. })));
-    assert!(matches!(h.free(3), Err(Error::BadFree { .. })));
-    assert!(h.free(1 << 40).is_err());
+    let raw = |w: u64| Block::from_word(w);
+    assert!(matches!(
+        h.free(raw(b.get() + 8)),
+        Err(Error::BadFree { .. })
+    ));
+    assert!(matches!(h.free(raw(3)), Err(Error::BadFree { .. })));
+    assert!(h.free(raw(1 << 40)).is_err());
     h.free(b).unwrap();
     h.check().unwrap();
 }
@@ -192,7 +196,7 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
     h0.pages.free(a).unwrap();
     // Simulate a claim that died after its CAS: set the journal and the bits by hand
     // through the public path: claim, then erase the map entry as if never written.
-    let (c, p) = f.geo.locate(a).unwrap();
+    let (c, p) = f.geo.locate(a.get()).unwrap();
     let jv = (1u64 << 60) | (c << 26) | (p << 13) | 3;
     f.lock
         .store(
@@ -214,4 +218,33 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
     h1.recover_participant(0).unwrap();
     let st = h1.check().unwrap();
     assert_eq!(st.pages.pages_used, 0);
+}
+
+#[test]
+fn a_damaged_page_journal_is_reported_at_its_word() {
+    let f = Fixture::new(Geometry::STANDARD, 16 << 20);
+    let h0 = f.heap(0);
+    // Opens chunk 0 and claims pages in it, so that the sweep below has claimed pages to judge.
+    h0.alloc(64).unwrap();
+    h0.settle(0).unwrap();
+    let corrupt_at = |r: Result<(), Error>| match r {
+        Err(Error::Corrupt { offset, .. }) => offset,
+        r => panic!("expected Corrupt, got {r:?}"),
+    };
+    // A dead participant's claim, and then its huge claim, in chunk 7, which was never opened.
+    let dead = h0.pages.table.word_offset(2, table::W_PAGE_JOURNAL);
+    f.live.set_alive(2, false);
+    for jv in [(1u64 << 60) | (7 << 26) | 1, (3u64 << 60) | (7 << 26) | 2] {
+        f.lock.store(dead, jv, Ordering::SeqCst).unwrap();
+        assert_eq!(corrupt_at(h0.recover_participant(2)), dead);
+    }
+    f.lock.store(dead, 0, Ordering::SeqCst).unwrap();
+    // A live participant's page journal with an unknown operation, met by the sweep for stray
+    // claims when it asks which pages live journals name.
+    let live = h0.pages.table.word_offset(3, table::W_PAGE_JOURNAL);
+    f.lock.store(live, 7u64 << 60, Ordering::SeqCst).unwrap();
+    assert_eq!(corrupt_at(h0.pages.sweep_unmapped()), live);
+    f.lock.store(live, 0, Ordering::SeqCst).unwrap();
+    h0.pages.sweep_unmapped().unwrap();
+    h0.check().unwrap();
 }

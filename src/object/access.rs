@@ -123,19 +123,22 @@ impl Store {
         }
     }
 
-    /// The user objects the last `encode` wrote: (tree node, offset).
-    pub fn encoded_objects(&self) -> &[(u32, u64)] {
-        &self.encoded_objects
+    /// The user objects the last `encode` wrote: (tree node, container).
+    pub fn encoded_objects(&self) -> impl Iterator<Item = (u32, super::Container)> + '_ {
+        self.encoded_objects
+            .iter()
+            .map(|&(i, c)| (i, super::Container::checked(c)))
     }
 
-    /// The kind of the block `off` (None: a byte no kind has).
-    pub fn block_kind(&self, off: u64) -> Result<Option<Kind>> {
-        Ok(value::head_kind(self.get(off)?))
+    /// The kind in container `c`'s block head now (None: a byte no kind has, as in a block
+    /// freed since `c` was read).
+    pub fn block_kind(&self, c: super::Container) -> Result<Option<Kind>> {
+        Ok(value::head_kind(self.get(c.get())?))
     }
 
     /// A container's version (bumped by every change).
-    pub fn version(&self, obj: u64) -> Result<u64> {
-        self.get(obj + container::VERSION)
+    pub fn version(&self, obj: super::Container) -> Result<u64> {
+        self.get(obj.get() + container::VERSION)
     }
 
     /// Not logged: a version only has to change when the contents do. After a rollback it
@@ -157,12 +160,12 @@ impl Store {
     pub(super) fn alloc(&mut self, size: u64) -> Result<u64> {
         const J: u64 = 1;
         let heap = self.part.heap();
-        let b = heap.alloc_into(size.max(16), J)?;
+        let b = heap.alloc_into(size.max(16), J)?.get();
         let logged = self.log.append(&self.part, Entry::Alloc { block: b });
         heap.settle(J)?;
         if let Err(e) = logged {
             // The block is ours and unlinked: give it back before reporting.
-            let _ = heap.free(b);
+            let _ = heap.free(crate::heap::Block::from_word(b));
             return Err(e);
         }
         Ok(b)

@@ -10,18 +10,28 @@
 //! A bucket holds 0 (empty), `dict_table::DUMMY` (deleted), or entry index + 1. Entries are in insertion
 //! order; a deleted entry keeps its place with key word 0. Probing is CPython's perturbation
 //! sequence over the store's own stable hash (value.rs). A table is rebuilt (compacted) when
-//! its entries are used up; lookups stop after `nbuckets` probes, so a damaged table cannot
-//! loop.
+//! its entries are used up; every probe sequence stops after `probe_limit(nbuckets)` probes,
+//! which visit every bucket, so a damaged table cannot loop.
 
 pub use super::key::Key;
 use super::layout::{dict_header, dict_table};
 use super::list::corrupt;
 use super::tree::{Node, Tree};
 use super::value::{self, Kind};
-use super::{Error, Result, Store};
+use super::{Container, Error, Result, Store};
 use crate::sync::{AtomicU64, Ordering};
 
 const PERTURB_SHIFT: u32 = 5;
+
+/// Probes after which a sequence has visited every bucket of a table of `nbuckets` (a power
+/// of two). While `perturb` is not 0 the step mixes in more hash bits, and it is 0 after at
+/// most 64 / PERTURB_SHIFT + 1 shifts; from then on `i -> 5i + 1 (mod nbuckets)` is a full
+/// cycle. So an insertion can place an entry more than `nbuckets` probes along its sequence
+/// (the hash's high bits can lead it around occupied buckets), and a lookup that stopped at
+/// `nbuckets` probes would miss it.
+fn probe_limit(nbuckets: u64) -> u64 {
+    nbuckets + u64::from(64 / PERTURB_SHIFT) + 1
+}
 
 /// A dict's table, checked.
 #[derive(Clone, Copy, Debug)]
@@ -124,7 +134,8 @@ impl Store {
         })
     }
 
-    pub fn dict_len(&self, c: u64) -> Result<u64> {
+    pub fn dict_len(&self, c: Container) -> Result<u64> {
+        let c = c.get();
         self.get(c + dict_header::USED)
     }
 
@@ -134,7 +145,8 @@ impl Store {
     }
 
     /// The next live entry at or after position `pos`: (its position, key word, value word).
-    pub fn dict_next(&self, c: u64, pos: u64) -> Result<Option<(u64, u64, u64)>> {
+    pub fn dict_next(&self, c: Container, pos: u64) -> Result<Option<(u64, u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut e = pos;
         while e < t.nentries {
@@ -148,7 +160,8 @@ impl Store {
     }
 
     /// The last live entry (for popitem).
-    pub fn dict_last(&self, c: u64) -> Result<Option<(u64, u64, u64)>> {
+    pub fn dict_last(&self, c: Container) -> Result<Option<(u64, u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut e = t.nentries;
         while e > 0 {
@@ -162,7 +175,8 @@ impl Store {
     }
 
     /// All live (key, value) words in order.
-    pub fn dict_items(&self, c: u64) -> Result<Vec<(u64, u64)>> {
+    pub fn dict_items(&self, c: Container) -> Result<Vec<(u64, u64)>> {
+        let c = c.get();
         let t = self.dict_parts(c)?;
         let mut v = Vec::with_capacity(t.used as usize);
         for e in 0..t.nentries {
@@ -183,7 +197,7 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
-        for _ in 0..d.nbuckets {
+        for _ in 0..probe_limit(d.nbuckets) {
             let b = d.bucket_at(i)?;
             if b == 0 {
                 return Ok(None);
@@ -222,7 +236,8 @@ impl Store {
     }
 
     /// The value word of `key` in dict `c` (`hint` as for `find_entry`).
-    pub fn dict_get(&self, c: u64, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+    pub fn dict_get(&self, c: Container, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         Ok(match self.find_entry(&d, key, hint)? {
             Some(e) => Some(d.entry_at(e)?.2),
@@ -234,7 +249,8 @@ impl Store {
     /// an existing key keeps its stored form (as dict keeps the first key object). The old
     /// value is released at commit. Returns whether the key was new. `hint` as for
     /// `find_entry`.
-    pub fn dict_set(&mut self, c: u64, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
+    pub fn dict_set(&mut self, c: Container, key: &Key, w: u64, hint: &mut u64) -> Result<bool> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         if let Some(e) = self.find_entry(&d, key, hint)? {
             let o = d.entry_off(e) + dict_table::VALUE;
@@ -276,10 +292,15 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
+        let mut probes = 0;
         loop {
             let b = self.get(d.bucket(i))?;
             if b == 0 || b == dict_table::DUMMY {
                 break;
+            }
+            probes += 1;
+            if probes >= probe_limit(d.nbuckets) {
+                return Err(corrupt("dict table has no free bucket", d.table));
             }
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
@@ -361,7 +382,8 @@ impl Store {
     }
 
     /// Deletes key node `key`; returns the (key, value) words, released at commit.
-    pub fn dict_del(&mut self, c: u64, key: &Key) -> Result<Option<(u64, u64)>> {
+    pub fn dict_del(&mut self, c: Container, key: &Key) -> Result<Option<(u64, u64)>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         let Some((b, e)) = self.find(&d, key)? else {
             return Ok(None);
@@ -384,9 +406,10 @@ impl Store {
     }
 
     /// Removes and returns the last entry's (key, value) words (released at commit).
-    pub fn dict_popitem(&mut self, c: u64) -> Result<Option<(u64, u64)>> {
+    pub fn dict_popitem(&mut self, c: Container) -> Result<Option<(u64, u64)>> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
-        let Some((e, _, _)) = self.dict_last(c)? else {
+        let Some((e, _, _)) = self.dict_last(Container::checked(c))? else {
             return Ok(None);
         };
         let (h, _, _) = self.entry(&d, e)?;
@@ -394,7 +417,7 @@ impl Store {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
-        for _ in 0..d.nbuckets {
+        for _ in 0..probe_limit(d.nbuckets) {
             if self.get(d.bucket(i))? == e + 1 {
                 return Ok(Some(self.delete_entry(c, &d, i, e)?));
             }
@@ -405,7 +428,8 @@ impl Store {
     }
 
     /// Removes every entry (released at commit).
-    pub fn dict_clear(&mut self, c: u64) -> Result<()> {
+    pub fn dict_clear(&mut self, c: Container) -> Result<()> {
+        let c = c.get();
         let d = self.dict_parts(c)?;
         for e in 0..d.nentries {
             let (_, k, v) = self.entry(&d, e)?;
@@ -424,7 +448,8 @@ impl Store {
     }
 
     /// The class word of object `c`.
-    pub fn object_class(&self, c: u64) -> Result<u64> {
+    pub fn object_class(&self, c: Container) -> Result<u64> {
+        let c = c.get();
         self.get(c + dict_header::CLASS)
     }
 }

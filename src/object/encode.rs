@@ -75,11 +75,12 @@ impl Store {
                     refs[j] += 1;
                     word[j]
                 }
-                Node::Ref(off) => {
-                    self.check_container(*off, None)?;
+                Node::Ref(c) => {
+                    let off = c.get();
+                    self.check_container(off, None)?;
                     let rc = self.get(off + container::REFCNT)?;
                     self.put(off + container::REFCNT, rc + 1)?;
-                    *off
+                    off
                 }
                 Node::List(r) => {
                     let items: Vec<u64> = t.kids(r).iter().map(|&c| word[c as usize]).collect();
@@ -166,7 +167,7 @@ impl Store {
     /// Writes container tree `t` as a container that no value refers to: it lives while a
     /// held set names it (the caller holds it in this op), on the orphan list like any
     /// container whose last reference went. For copies that are not linked anywhere yet.
-    pub fn create_unlinked(&mut self, t: &Tree) -> Result<u64> {
+    pub fn create_unlinked(&mut self, t: &Tree) -> Result<super::Container> {
         if !t.node(t.root).is_container() {
             return Err(Error::Usage(
                 "value tree: an unlinked value must be a container".into(),
@@ -182,7 +183,7 @@ impl Store {
             self.put(c, head | container::ORPHAN_FLAG)?;
             self.put(words::ORPHANS, c)?;
         }
-        Ok(c)
+        Ok(super::Container::checked(c))
     }
 
     /// The word of a scalar node (allocating a block when it does not fit in the word).
@@ -260,7 +261,7 @@ impl Store {
         while let Some(r) = work.pop() {
             let w = match r {
                 Release::Block(b) => {
-                    self.part.heap().free(b)?;
+                    self.part.heap().free(crate::heap::Block::from_word(b))?;
                     continue;
                 }
                 Release::Value(w) => w,
@@ -272,7 +273,7 @@ impl Store {
                 | Value::Int(_)
                 | Value::ShortStr(_) => {}
                 Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
-                    self.part.heap().free(w)?
+                    self.part.heap().free(crate::heap::Block::from_word(w))?
                 }
                 v @ Value::Tuple { .. } => {
                     self.for_each_child(v, |child| {
@@ -281,9 +282,10 @@ impl Store {
                         }
                         Ok(())
                     })?;
-                    self.part.heap().free(w)?;
+                    self.part.heap().free(crate::heap::Block::from_word(w))?;
                 }
                 Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                    let c = c.get();
                     let rc = self.refcount(c)?;
                     if rc == 0 {
                         return Err(Error::Corrupt {
@@ -324,7 +326,7 @@ impl Store {
     /// Frees a container's blocks, queueing the values it refers to.
     pub(super) fn free_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
         let v = self.value(c)?;
-        if v.container() != Some(c) {
+        if v.container().map(|k| k.get()) != Some(c) {
             return Err(Error::Corrupt {
                 what: format!("freeing a {} as a container", v.type_name()),
                 offset: c,
@@ -341,7 +343,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.part.heap().free(c)?;
+        self.part.heap().free(crate::heap::Block::from_word(c))?;
         Ok(())
     }
 

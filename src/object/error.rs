@@ -76,11 +76,19 @@ impl From<crate::sync::AccessError> for Error {
                 what: e.to_string(),
                 offset,
             },
-            crate::sync::AccessError::Io { op, source } => Error::Io {
-                op: format!("{op} of the store"),
-                path: None,
-                source,
-            },
+            crate::sync::AccessError::Io(e) => {
+                let crate::sync::IoFailure { op, path, source } = *e;
+                Error::Io {
+                    // With the file named, "msync of /path failed"; else "... of the store".
+                    op: if path.is_some() {
+                        op.to_string()
+                    } else {
+                        format!("{op} of the store")
+                    },
+                    path,
+                    source,
+                }
+            }
         }
     }
 }

@@ -166,7 +166,7 @@ impl HeldSet {
     fn grow(&mut self, p: &Participant) -> Result<()> {
         const J: u64 = 3;
         let mem = p.mem();
-        let b = p.heap().alloc_into(held_block::BYTES, J)?;
+        let b = p.heap().alloc_into(held_block::BYTES, J)?.get();
         // Relaxed: the block is linked nowhere yet; the SeqCst store below links it.
         mem.store(
             b,
@@ -211,7 +211,7 @@ impl HeldSet {
         p.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
         *self = HeldSet::default();
         for b in blocks {
-            p.heap().free(b)?;
+            p.heap().free(crate::heap::Block::from_word(b))?;
         }
         Ok(had_any)
     }
@@ -320,18 +320,22 @@ pub(super) fn is_held_anywhere(p: &Participant, c: u64) -> Result<bool> {
 
 impl Store {
     /// Records one more proxy for container `c` (see [`HeldSet::hold`]).
-    pub fn hold(&mut self, c: u64) -> Result<()> {
-        self.held.hold(&self.part, c)
+    pub fn hold(&mut self, c: super::Container) -> Result<()> {
+        self.held.hold(&self.part, c.get())
     }
 
     /// Drops one proxy's hold on `c` (see [`HeldSet::unhold`]).
-    pub fn unhold(&mut self, c: u64) -> Result<bool> {
-        self.held.unhold(&self.part, c)
+    pub fn unhold(&mut self, c: super::Container) -> Result<bool> {
+        self.held.unhold(&self.part, c.get())
     }
 
     /// The containers this process holds, and how many proxies hold each.
-    pub fn held_containers(&self) -> Vec<(u64, u64)> {
-        self.held.containers()
+    pub fn held_containers(&self) -> Vec<(super::Container, u64)> {
+        self.held
+            .containers()
+            .into_iter()
+            .map(|(c, n)| (super::Container::checked(c), n))
+            .collect()
     }
 
     /// Number of distinct containers this process holds.

@@ -8,7 +8,7 @@
 
 use super::layout::{list_header, list_items};
 use super::value::{self, Kind};
-use super::{Error, Result, Store};
+use super::{Container, Error, Result, Store};
 
 /// Above this many words to move, a change copies into a new items block instead.
 const IN_PLACE_MOVES: u64 = 32;
@@ -45,12 +45,14 @@ impl Store {
         Ok((items, len, cap))
     }
 
-    pub fn list_len(&self, c: u64) -> Result<u64> {
+    pub fn list_len(&self, c: Container) -> Result<u64> {
+        let c = c.get();
         Ok(self.list_parts(c)?.1)
     }
 
     /// Item `i` (< len) of list `c`; `None` when out of range.
-    pub fn list_get(&self, c: u64, i: u64) -> Result<Option<u64>> {
+    pub fn list_get(&self, c: Container, i: u64) -> Result<Option<u64>> {
+        let c = c.get();
         let (items, len, _) = self.list_parts(c)?;
         if i >= len {
             return Ok(None);
@@ -59,7 +61,8 @@ impl Store {
     }
 
     /// All item words of list `c`.
-    pub fn list_words(&self, c: u64) -> Result<Vec<u64>> {
+    pub fn list_words(&self, c: Container) -> Result<Vec<u64>> {
+        let c = c.get();
         let (items, len, _) = self.list_parts(c)?;
         (0..len)
             .map(|i| self.get(list_items::item(items, i)))
@@ -67,7 +70,8 @@ impl Store {
     }
 
     /// Items `start..stop` (clamped).
-    pub fn list_range(&self, c: u64, start: u64, stop: u64) -> Result<Vec<u64>> {
+    pub fn list_range(&self, c: Container, start: u64, stop: u64) -> Result<Vec<u64>> {
+        let c = c.get();
         let (items, len, _) = self.list_parts(c)?;
         let stop = stop.min(len);
         (start.min(stop)..stop)
@@ -98,7 +102,8 @@ impl Store {
     }
 
     /// Replaces item `i` with `w` (already encoded); the old value is released at commit.
-    pub fn list_set(&mut self, c: u64, i: u64, w: u64) -> Result<()> {
+    pub fn list_set(&mut self, c: Container, i: u64, w: u64) -> Result<()> {
+        let c = c.get();
         let (items, len, _) = self.list_parts(c)?;
         if i >= len {
             return Err(corrupt("list index out of range in list_set", c));
@@ -111,12 +116,13 @@ impl Store {
     }
 
     /// Appends `w`.
-    pub fn list_append(&mut self, c: u64, w: u64) -> Result<()> {
+    pub fn list_append(&mut self, c: Container, w: u64) -> Result<()> {
         self.list_extend(c, &[w])
     }
 
     /// Appends `ws`, growing the items block geometrically so that appends stay O(1).
-    pub fn list_extend(&mut self, c: u64, ws: &[u64]) -> Result<()> {
+    pub fn list_extend(&mut self, c: Container, ws: &[u64]) -> Result<()> {
+        let c = c.get();
         if ws.is_empty() {
             return Ok(());
         }
@@ -150,12 +156,19 @@ impl Store {
 
     /// Replaces items `start..stop` with `ws` (already encoded) and returns the removed words
     /// (released at commit: decode them before the op ends if you need them).
-    pub fn list_splice(&mut self, c: u64, start: u64, stop: u64, ws: &[u64]) -> Result<Vec<u64>> {
+    pub fn list_splice(
+        &mut self,
+        c: Container,
+        start: u64,
+        stop: u64,
+        ws: &[u64],
+    ) -> Result<Vec<u64>> {
+        let c = c.get();
         let (items, len, cap) = self.list_parts(c)?;
         let stop = stop.min(len);
         let start = start.min(stop);
         if start == len && stop == len {
-            self.list_extend(c, ws)?;
+            self.list_extend(Container::checked(c), ws)?;
             return Ok(Vec::new());
         }
         let removed: Vec<u64> = (start..stop)
@@ -197,7 +210,8 @@ impl Store {
 
     /// Rebuilds list `c` from `plan`: old items by index (each at most once; those left out
     /// are released at commit) and new words. One new items block, swapped in.
-    pub fn list_rebuild(&mut self, c: u64, plan: &[Item]) -> Result<()> {
+    pub fn list_rebuild(&mut self, c: Container, plan: &[Item]) -> Result<()> {
+        let c = c.get();
         let (items, len, _) = self.list_parts(c)?;
         let mut used = vec![false; len as usize];
         for it in plan {
@@ -252,7 +266,7 @@ impl Store {
     }
 
     /// Reverses list `c` in place.
-    pub fn list_reverse(&mut self, c: u64) -> Result<()> {
+    pub fn list_reverse(&mut self, c: Container) -> Result<()> {
         let len = self.list_len(c)?;
         let plan: Vec<Item> = (0..len).rev().map(Item::Old).collect();
         self.list_rebuild(c, &plan)

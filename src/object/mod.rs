@@ -25,6 +25,12 @@
 //!   dropped are logged and released only at commit. So a transaction() that raises, a lockExcl
 //!   section whose holder dies, and a single change cut short all roll back from the log.
 //!
+//! Boundary to the layer above (the Python glue, tests, tools): a container crosses it as a
+//! [`Container`] (view.rs), never as a bare offset: the root, the containers in decoded
+//! values, a new unlinked container, held containers, and every call that reads or changes
+//! one. Value words stay `u64` (tagged words, value.rs); block offsets go to the heap as
+//! `heap::Block`. Inside the layer, offsets are plain words.
+//!
 //! Where each part lives (each file opens with what it owns and its invariants):
 //!
 //! | file | owns |
@@ -66,6 +72,7 @@ mod walk;
 pub use layout::{container, slot_words, words};
 pub use lock::{Busy, LockKind, Waiter};
 pub use session::{thread_id, Plain, SharedStore, Waiting};
+pub use view::Container;
 pub use walk::{CheckReport, GcReport, Stats};
 
 pub use error::{Error, Result};

@@ -106,7 +106,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
             ));
         }
         let next = mem.load(b + 8, Ordering::Acquire)?;
-        heap.free_uncached(b)?;
+        heap.free_uncached(crate::heap::Block::from_word(b))?;
         b = next;
         steps += 1;
         if steps > mem.size() / 512 {
@@ -116,7 +116,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     // The log block itself.
     if log_block != 0 {
         lock_mem.store(slot_off(slot_words::UNDO), 0, Ordering::SeqCst)?;
-        heap.free_uncached(log_block)?;
+        heap.free_uncached(crate::heap::Block::from_word(log_block))?;
     }
     Ok(())
 }
@@ -188,7 +188,7 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
         flush()?;
         mem.store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
         flush()?;
-        heap.free_uncached(log_block)?;
+        heap.free_uncached(crate::heap::Block::from_word(log_block))?;
         Ok(())
     })
 }

@@ -97,7 +97,7 @@ pub struct SharedStore {
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicU64,
     /// Containers whose handles were dropped (their holds are given back at the next step).
-    pending: Mutex<Vec<u64>>,
+    pending: Mutex<Vec<super::Container>>,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
     has_pending: AtomicBool,
     /// The thread inside a step (the one that may use `store`), or 0.
@@ -198,7 +198,7 @@ impl SharedStore {
 
     /// A handle of container `c` went away: its hold is given back at the next step. Never
     /// takes the step lock (it may run inside a step, from a garbage collector).
-    pub fn release(&self, c: u64) {
+    pub fn release(&self, c: super::Container) {
         lock(&self.pending).push(c);
         self.has_pending.store(true, Ordering::Relaxed);
     }

@@ -136,11 +136,11 @@ impl Store {
         self.part.lock_mem()
     }
 
-    /// The root dict's offset.
-    pub fn root(&self) -> Result<u64> {
+    /// The root dict.
+    pub fn root(&self) -> Result<super::Container> {
         let r = self.mem().load(words::ROOT, Ordering::Acquire)?;
         self.check_container(r, Some(Kind::Dict))?;
-        Ok(r)
+        Ok(super::Container::checked(r))
     }
 
     pub(super) fn ensure_root(&mut self) -> Result<()> {

@@ -26,8 +26,8 @@ pub enum Node<'a> {
     Dict(Range<u32>),
     /// A user object: its class (`module:qualname`) and attributes in pairs, as `Dict`.
     Object(String, Range<u32>),
-    /// A container of this store (its offset).
-    Ref(u64),
+    /// A container of this store.
+    Ref(super::Container),
     /// Another reference to a container node of this tree.
     Shared(u32),
 }

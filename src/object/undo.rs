@@ -168,8 +168,8 @@ impl OtherEntries for ObjectEntries<'_, '_> {
                 self.lock_mem.store(offset, old, Ordering::SeqCst)?;
             }
             Some(Entry::Alloc { block }) => match self.free_to {
-                FreeTo::Cache => self.heap.free(block)?,
-                FreeTo::Segments => self.heap.free_uncached(block)?,
+                FreeTo::Cache => self.heap.free(heap::Block::from_word(block))?,
+                FreeTo::Segments => self.heap.free_uncached(heap::Block::from_word(block))?,
             },
             // Releases and frees happen only at commit: nothing to undo.
             Some(Entry::Release { .. } | Entry::FreeBlock { .. }) => {}
@@ -295,7 +295,7 @@ impl ChangeLog {
         p.heap().settle(LOG_JOURNAL)?;
         let old = std::mem::replace(&mut self.block, b);
         self.cap = cap;
-        p.heap().free(old)?;
+        p.heap().free(heap::Block::from_word(old))?;
         Ok(())
     }
 
@@ -327,7 +327,7 @@ impl ChangeLog {
             }
         }
         let b = std::mem::take(self).block;
-        p.heap().free(b)?;
+        p.heap().free(heap::Block::from_word(b))?;
         Ok(())
     }
 
@@ -434,7 +434,10 @@ impl ChangeLog {
 /// A new, empty log block with room for `cap` entries, journaled in `LOG_JOURNAL` until the
 /// slot word names it.
 fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
-    let b = p.heap().alloc_into(undo::block_bytes(cap), LOG_JOURNAL)?;
+    let b = p
+        .heap()
+        .alloc_into(undo::block_bytes(cap), LOG_JOURNAL)?
+        .get();
     let mem = p.mem();
     // Relaxed: the block is linked nowhere yet; the SeqCst store of the slot word names it.
     mem.store(b, value::block_head(Kind::UndoLog, cap), Ordering::Relaxed)?;

@@ -13,11 +13,52 @@
 //! without a wildcard arm, so adding a variant is a compile error until each one handles it.
 //! Nothing outside the object layer computes a block layout: the accessors below
 //! ([`Store::payload`], [`Store::float_bits`], [`Store::tuple_item`]) do.
+//!
+//! A container crosses the boundary to the layer above as a [`Container`]: the typed offset of
+//! a list, dict or object block, which only this layer makes (from a decoded value, the root
+//! word, or a container it just created), so the layer above cannot hand a value word, an
+//! owned value's block or a count where a container is meant.
 
 use super::layout::{container, dict_header, list_items, owned};
 use super::list::corrupt;
 use super::value::{self, Kind};
 use super::{Result, Store};
+
+/// The offset of a container block (a list, dict or object), as the layer above holds it: in
+/// its proxies, in the held set, and in the calls that read or change the container.
+///
+/// Only the object layer makes one, from an offset it has checked to name a container block
+/// ([`Store::value`], [`Store::root`], [`Store::create_unlinked`], ...). The block may be
+/// freed afterwards (a proxy that is not held keeps a stale one), so every call that takes a
+/// `Container` checks its block again before use.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Container(u64);
+
+impl Container {
+    /// A container offset that this layer has just checked (the kind in its block's head).
+    pub(super) const fn checked(off: u64) -> Container {
+        Container(off)
+    }
+
+    /// The byte offset of its block in the store file: also the value word that refers to it.
+    #[inline]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Container({:#x})", self.0)
+    }
+}
+
+impl std::fmt::LowerHex for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
 
 /// The bytes of a str, bytes or int: `len` bytes after the block's head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,14 +90,14 @@ pub enum Value {
         block: u64,
         len: u64,
     },
-    List(u64),
-    Dict(u64),
-    Object(u64),
+    List(Container),
+    Dict(Container),
+    Object(Container),
 }
 
 impl Value {
     /// The container this value is (shared, reference counted), if it is one.
-    pub fn container(self) -> Option<u64> {
+    pub fn container(self) -> Option<Container> {
         match self {
             Value::List(c) | Value::Dict(c) | Value::Object(c) => Some(c),
             _ => None,
@@ -152,9 +193,9 @@ impl Store {
                 payload(len.checked_mul(8))?;
                 Value::Tuple { block: w, len }
             }
-            Some(Kind::List) => Value::List(w),
-            Some(Kind::Dict) => Value::Dict(w),
-            Some(Kind::Object) => Value::Object(w),
+            Some(Kind::List) => Value::List(Container(w)),
+            Some(Kind::Dict) => Value::Dict(Container(w)),
+            Some(Kind::Object) => Value::Object(Container(w)),
             Some(Kind::ListItems | Kind::DictTable | Kind::UndoLog | Kind::Held) | None => {
                 return Err(corrupt(
                     &format!(
@@ -220,7 +261,7 @@ impl Store {
                 Ok(())
             }
             Value::List(c) => {
-                let (items, len, _) = self.list_parts(c)?;
+                let (items, len, _) = self.list_parts(c.get())?;
                 if items != 0 {
                     f(Child::Part(items))?;
                 }
@@ -230,6 +271,7 @@ impl Store {
                 Ok(())
             }
             Value::Dict(c) | Value::Object(c) => {
+                let c = c.get();
                 let d = self.dict_parts(c)?;
                 if d.table != 0 {
                     f(Child::Part(d.table))?;

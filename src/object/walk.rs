@@ -169,6 +169,7 @@ impl Store {
                 | Value::Int(_)
                 | Value::ShortStr(_) => continue,
                 Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                    let c = c.get();
                     if m.blocks.contains_key(&c) {
                         continue;
                     }
@@ -239,10 +240,10 @@ impl Store {
     fn allocated(&self) -> Result<HashMap<u64, u64>> {
         let mut all = HashMap::new();
         self.part.heap().for_each_allocated(|off, size| {
-            all.insert(off, size);
+            all.insert(off.get(), size);
         })?;
         for b in self.part.heap().journaled_blocks()? {
-            all.remove(&b);
+            all.remove(&b.get());
         }
         Ok(all)
     }
@@ -448,7 +449,7 @@ impl Store {
         }
         self.release_all(work)?;
         let bytes: u64 = garbage.iter().map(|b| all[b]).sum();
-        let freed = self.part.heap().sweep(|b| garbage.contains(&b))?;
+        let freed = self.part.heap().sweep(|b| garbage.contains(&b.get()))?;
         report.blocks = freed;
         report.bytes = bytes;
         Ok(report)
@@ -462,7 +463,10 @@ impl Store {
             let mut live = 0;
             for (&b, role) in &m.blocks {
                 if *role != Role::Internal {
-                    live += s.part.heap().usable_size(b)?;
+                    live += s
+                        .part
+                        .heap()
+                        .usable_size(crate::heap::Block::from_word(b))?;
                 }
             }
             Ok(Stats {

@@ -11,7 +11,7 @@
 //!   before it is used to step or index.
 
 use super::words::{BitmapWord, ChunkKind, MapEntry, UnknownKind, CHUNK_HUGE_RELEASING};
-use super::{corrupt, Error, PageManager, PageStats, Run};
+use super::{corrupt, Error, PageManager, PageStats, Run, RunStart};
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
@@ -25,7 +25,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         }
         let page = self.geo.page_size;
         self.for_each_run(|r| {
-            end = end.max(r.offset + r.pages * page);
+            end = end.max(r.offset.get() + r.pages * page);
             Ok(())
         })?;
         Ok(end)
@@ -90,7 +90,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                         && self.page_claimed(c, p)? =>
                 {
                     f(Run {
-                        offset: self.page_offset(c, p),
+                        offset: RunStart(self.page_offset(c, p)),
                         pages: u64::from(s.pages),
                         kind: s.kind.tag(),
                         user: u64::from(s.user),

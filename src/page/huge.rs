@@ -12,7 +12,7 @@
 //!   last (FORMAT.md §7.6).
 
 use super::words::{BitmapWord, ChunkKind, JournalWord};
-use super::{corrupt, Error, PageManager, Run};
+use super::{corrupt, Error, PageManager, Run, RunStart};
 use crate::region::{table, MAX_GENERATIONS};
 use crate::sync::{Liveness, Ordering, WordStore};
 
@@ -189,7 +189,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     /// The huge run of `chunks` chunks from chunk `head` on, as `Run` describes it.
     pub(super) fn huge_run(&self, head: u64, chunks: u64) -> Run {
         Run {
-            offset: self.geo.data_of(head),
+            offset: RunStart(self.geo.data_of(head)),
             pages: chunks * self.geo.chunk_pages,
             kind: 0,
             user: 0,

@@ -19,30 +19,37 @@ use crate::region::table;
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
-    /// Finishes or undoes the page step a dead participant left in its journal `value`. The
-    /// caller holds the dead participant's slot exclusively (its byte lock).
-    pub fn recover_journal(&self, value: u64) -> Result<(), Error> {
+    /// Finishes or undoes the page step that dead participant `slot` left in its page journal.
+    /// The caller holds that slot exclusively (its byte lock). A journal that names pages or
+    /// chunks outside the store is `Corrupt`, reported at the journal word's offset in the lock
+    /// file.
+    pub fn recover_journal(&self, slot: u32) -> Result<(), Error> {
+        let value = self.table.load(slot, table::W_PAGE_JOURNAL)?;
+        let at = self.table.word_offset(slot, table::W_PAGE_JOURNAL);
         match JournalWord::from_word(value) {
             None => Ok(()),
             Some(
                 JournalWord::Claim { chunk, first, n } | JournalWord::Release { chunk, first, n },
             ) => {
                 if chunk >= self.chunk_count()? || first + n > self.geo.chunk_pages || n == 0 {
-                    return corrupt("page journal names pages outside the store", 0);
+                    return corrupt("page journal names pages outside the store", at);
                 }
                 self.sweep_unmapped_range(chunk, first, n)
             }
-            Some(JournalWord::HugeClaim { head, chunks }) => self.recover_huge(true, head, chunks),
+            Some(JournalWord::HugeClaim { head, chunks }) => {
+                self.recover_huge(true, head, chunks, at)
+            }
             Some(JournalWord::HugeRelease { head, chunks }) => {
-                self.recover_huge(false, head, chunks)
+                self.recover_huge(false, head, chunks, at)
             }
         }
     }
 
-    /// Recovery of a huge claim (`claim`) or release of `n` chunks from chunk `chunk` on.
-    fn recover_huge(&self, claim: bool, chunk: u64, n: u64) -> Result<(), Error> {
+    /// Recovery of a huge claim (`claim`) or release of `n` chunks from chunk `chunk` on, as
+    /// named by the journal word at `at` (for the error).
+    fn recover_huge(&self, claim: bool, chunk: u64, n: u64, at: u64) -> Result<(), Error> {
         if n == 0 || chunk + n > self.chunk_count()? {
-            return corrupt("page journal names chunks outside the store", 0);
+            return corrupt("page journal names chunks outside the store", at);
         }
         let kind = self.load_kind(chunk)?;
         if !claim && kind == Ok(ChunkKind::HugeReleasing { chunks: n }) {
@@ -137,7 +144,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     fn journaled_pages(&self, c: u64, i: u64) -> Result<u32, Error> {
         let mut journaled = 0u32;
         let mut result = Ok(());
-        self.table.for_each_live_journal(|_slot, w, v| {
+        self.table.for_each_live_journal(|slot, w, v| {
             // Only page journals name pages; block journals name blocks.
             if w != table::W_PAGE_JOURNAL {
                 return;
@@ -167,7 +174,9 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     | JournalWord::HugeRelease { head, chunks: m },
                 ) if c >= head && c < head + m => journaled = u32::MAX,
                 Some(_) => {}
-                None => result = corrupt("undecodable page journal", 0),
+                None => {
+                    result = corrupt("undecodable page journal", self.table.word_offset(slot, w))
+                }
             }
         })?;
         result?;

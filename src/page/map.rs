@@ -15,7 +15,7 @@
 use super::words::{
     find_zero_run, BitmapWord, ChunkKind, JournalWord, MapEntry, RunKind, StartEntry, UnknownKind,
 };
-use super::{corrupt, Error, PageManager, Run};
+use super::{corrupt, Error, PageManager, Run, RunStart};
 use crate::region::hdr;
 use crate::sync::{Liveness, Ordering, WordStore};
 
@@ -37,12 +37,14 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         kind: u64,
         user: u64,
         handoff: Option<u64>,
-    ) -> Result<u64, Error> {
+    ) -> Result<RunStart, Error> {
         if pages == 0 {
             return Err(Error::TooLarge { bytes: 0 });
         }
         if pages > self.geo.chunk_pages {
-            return self.alloc_huge(pages.div_ceil(self.geo.chunk_pages), handoff);
+            return self
+                .alloc_huge(pages.div_ceil(self.geo.chunk_pages), handoff)
+                .map(RunStart);
         }
         debug_assert!(
             RunKind::from_tag(kind).is_some(),
@@ -85,7 +87,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                         if c != cursor {
                             self.store.store(hdr::PAGE_CURSOR, c, Ordering::Relaxed)?;
                         }
-                        return Ok(off);
+                        return Ok(RunStart(off));
                     }
                 }
                 c += step;
@@ -342,7 +344,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     && p < start + u64::from(entry.pages) =>
             {
                 Ok(Run {
-                    offset: self.page_offset(c, start),
+                    offset: RunStart(self.page_offset(c, start)),
                     pages: u64::from(entry.pages),
                     kind: entry.kind.tag(),
                     user: u64::from(entry.user),
@@ -355,10 +357,12 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         }
     }
 
-    /// Returns the run that starts at `offset` to the free pages.
-    pub fn free(&self, offset: u64) -> Result<(), Error> {
+    /// Returns the run that starts at `start` to the free pages. The start is checked against
+    /// the page map first: anything but the start of an allocated run is `BadFree`.
+    pub fn free(&self, start: RunStart) -> Result<(), Error> {
+        let offset = start.get();
         let run = self.run_at(offset)?;
-        if run.offset != offset {
+        if run.offset != start {
             return Err(Error::BadFree {
                 offset,
                 why: "not the start of a run",

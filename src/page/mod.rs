@@ -32,7 +32,8 @@
 //! - `huge.rs`: huge runs: claiming and releasing whole chunks through their kind words.
 //! - `journal.rs`: recovery: a dead participant's page journal, and the sweep for stray claims.
 //! - `check.rs`: walks over every run, and the invariant check.
-//! - this file: errors, the public types, the manager and the addresses of its words.
+//! - this file: errors, the public types (a run's start offset, [`RunStart`], is what crosses
+//!   the boundary to the heap), the manager and the addresses of its words.
 
 mod check;
 mod huge;
@@ -94,11 +95,48 @@ fn corrupt<T>(what: impl Into<String>, offset: u64) -> Result<T, Error> {
     })
 }
 
+/// The offset of a run's first byte: what [`PageManager::alloc`] returns, [`Run::offset`]
+/// reports and [`PageManager::free`] takes back.
+///
+/// A value the page manager handed out, or [`RunStart::from_word`] of an offset read out of a
+/// file word. Either way `free` checks it against the page map before it changes anything, so
+/// a wrong one is an error, never a release of someone else's pages.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunStart(u64);
+
+impl RunStart {
+    /// A run start read out of a file word (a journal's hand-off, a record of the caller's).
+    /// Unchecked here: the page manager checks it against the page map where it is used.
+    #[inline(always)]
+    pub const fn from_word(w: u64) -> RunStart {
+        RunStart(w)
+    }
+
+    /// The byte offset in the store file.
+    #[inline(always)]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for RunStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RunStart({:#x})", self.0)
+    }
+}
+
+impl fmt::LowerHex for RunStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 /// What a run is, as the page map describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
     /// Offset of its first byte.
-    pub offset: u64,
+    pub offset: RunStart,
     /// Its length in pages.
     pub pages: u64,
     /// RUN_LARGE, RUN_SEGMENT, or 0 for a huge run.

@@ -11,7 +11,7 @@ use crate::object::dict::Key;
 use crate::object::tree::{Node, Tree};
 use crate::object::value;
 use crate::object::view::{Payload, Value};
-use crate::object::Store;
+use crate::object::{Container, Store};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -239,7 +239,7 @@ impl<'py> Keep<'py> {
         if self.objects.is_empty() {
             return Ok(());
         }
-        let written: HashMap<u32, u64> = st.encoded_objects().iter().copied().collect();
+        let written: HashMap<u32, Container> = st.encoded_objects().collect();
         for (node, inst) in &self.objects {
             let Some(&off) = written.get(node) else {
                 continue;
@@ -503,7 +503,7 @@ fn object_to_py<'py>(
     py: Python<'py>,
     st: &mut Store,
     shared: &Arc<Shared>,
-    w: u64,
+    w: Container,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cw = st.object_class(w).map_err(errors::map_object)?;
     // A str, checked before it is converted: any other word (the object itself, in a hostile

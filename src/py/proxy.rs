@@ -1,7 +1,9 @@
 //! persist.List and persist.Dict: proxies of containers in a store.
 //!
-//! A proxy is (store, container offset); while it lives, its container is in this process's
-//! held set, so no process frees it. The hot methods are here; the ones that run Python code
+//! A proxy is (store, [`Container`]): the object layer's typed container offset, which only
+//! the object layer makes (from a decoded value, the root, or a new container), so a proxy can
+//! never be pointed at a value word. While it lives, its container is in this process's held
+//! set, so no process frees it. The hot methods are here; the ones that run Python code
 //! (comparisons, sort keys, repr, views) are in python/persist/_ops.py, on top of the
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
@@ -12,7 +14,7 @@ use super::store::{Gil, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
 use crate::object::value::Kind;
-use crate::object::{self, Store};
+use crate::object::{self, Container, Store};
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySlice, PyTuple};
@@ -32,7 +34,7 @@ pub(crate) fn new_list<'py>(
     py: Python<'py>,
     st: &mut Store,
     shared: &Arc<Shared>,
-    c: u64,
+    c: Container,
 ) -> PyResult<Bound<'py, PyAny>> {
     st.hold(c).map_err(map)?;
     Ok(Bound::new(
@@ -50,7 +52,7 @@ pub(crate) fn new_dict<'py>(
     py: Python<'py>,
     st: &mut Store,
     shared: &Arc<Shared>,
-    c: u64,
+    c: Container,
 ) -> PyResult<Bound<'py, PyAny>> {
     st.hold(c).map_err(map)?;
     Ok(Bound::new(
@@ -69,7 +71,7 @@ pub(crate) fn new_dict<'py>(
 pub(crate) fn proxy_target(
     o: &Bound<'_, PyAny>,
     shared: &Arc<Shared>,
-) -> PyResult<Option<(u64, bool)>> {
+) -> PyResult<Option<(Container, bool)>> {
     if let Ok(l) = o.cast::<List>() {
         let l = l.get();
         return Ok(Some((l.off, Arc::ptr_eq(&l.shared, shared))));
@@ -120,7 +122,7 @@ fn words_to_list<'py>(
 #[pyclass(module = "persist", name = "List", frozen, weakref, sequence)]
 pub(crate) struct List {
     pub shared: Arc<Shared>,
-    pub off: u64,
+    pub off: Container,
 }
 
 impl Drop for List {
@@ -435,7 +437,7 @@ impl List {
 
     #[getter]
     fn _ident(&self) -> (u64, u64) {
-        (self.shared.id(), self.off)
+        (self.shared.id(), self.off.get())
     }
 
     #[getter]
@@ -629,7 +631,7 @@ enum Value<'py> {
 #[pyclass(module = "persist", name = "Dict", frozen, weakref, mapping)]
 pub(crate) struct Dict {
     pub shared: Arc<Shared>,
-    pub off: u64,
+    pub off: Container,
     /// The entry index of the last key looked up (`root[k] += 1` finds `k` twice): a hint,
     /// checked against the table before use. Relaxed: a stale hint only costs a probe.
     hint: AtomicU64,
@@ -946,7 +948,7 @@ impl Dict {
 
     #[getter]
     fn _ident(&self) -> (u64, u64) {
-        (self.shared.id(), self.off)
+        (self.shared.id(), self.off.get())
     }
 
     #[getter]

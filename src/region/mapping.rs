@@ -7,7 +7,7 @@
 //! this mapping already covers the new bytes: the process sees growth by re-reading the word,
 //! with no remap (no remap storms, no "map full").
 
-use crate::sync::{AccessError, AtomicBool, AtomicU64, Ordering, WordStore};
+use crate::sync::{AccessError, AtomicBool, AtomicU64, IoFailure, Ordering, WordStore};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -26,6 +26,8 @@ pub struct Mapping {
     base: *mut u8,
     reserve: u64,
     file: Arc<File>,
+    /// The file's path, for the errors of flushes and growth (never used to reopen it).
+    path: std::path::PathBuf,
     source: SizeSource,
     /// This process's last view of the published size (a cache: only ever raised).
     known: AtomicU64,
@@ -87,9 +89,10 @@ fn reserve_budget() -> u64 {
 }
 
 impl Mapping {
-    /// Maps `file` over a reservation of at least `min_reserve` bytes.
+    /// Maps `file` (opened at `path`) over a reservation of at least `min_reserve` bytes.
     pub(crate) fn new(
         file: Arc<File>,
+        path: &std::path::Path,
         source: SizeSource,
         initial_size: u64,
         min_reserve: u64,
@@ -155,6 +158,7 @@ impl Mapping {
                     base: p as *mut u8,
                     reserve,
                     file,
+                    path: path.to_path_buf(),
                     source,
                     known: AtomicU64::new(initial_size),
                     limit: reserve,
@@ -280,6 +284,18 @@ impl Mapping {
         self.durable.load(Ordering::Relaxed)
     }
 
+    /// The error of a failed `op` on this mapping's file, naming the file. Cold and never
+    /// inlined: `barrier` runs on every allocator step and must stay small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn io_error(&self, op: &'static str, source: io::Error) -> AccessError {
+        AccessError::Io(Box::new(IoFailure {
+            op,
+            path: Some(self.path.clone()),
+            source,
+        }))
+    }
+
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
         let size = self.refresh();
@@ -370,10 +386,7 @@ impl WordStore for Mapping {
                         wanted: target,
                         reason: err.to_string(),
                     },
-                    _ => AccessError::Io {
-                        op: "posix_fallocate",
-                        source: err,
-                    },
+                    _ => self.io_error("posix_fallocate", err),
                 });
             }
             // The reservation (the file's new length) on disk before a size that claims it.
@@ -391,10 +404,8 @@ impl WordStore for Mapping {
 
     fn barrier(&self) -> Result<(), AccessError> {
         if self.is_durable() {
-            self.sync().map_err(|source| AccessError::Io {
-                op: "msync",
-                source,
-            })?;
+            self.sync()
+                .map_err(|source| self.io_error("msync", source))?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use super::mapping::{Mapping, SizeSource};
 use super::trust::{self, Dir};
 use super::{fnv1a, hdr, lockfile, table, Geometry, Table, ENDIAN_MARK, FORMAT_VERSION, MAGIC};
 
-use crate::sync::{ofd, AccessError, Liveness, Ordering, WordStore};
+use crate::sync::{ofd, AccessError, IoFailure, Liveness, Ordering, WordStore};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
@@ -86,11 +86,14 @@ impl From<AccessError> for Error {
                 offset: Some(offset),
             },
             AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
-            AccessError::Io { op, source } => Error::Io {
-                path: PathBuf::new(),
-                op,
-                source,
-            },
+            AccessError::Io(e) => {
+                let IoFailure { op, path, source } = *e;
+                Error::Io {
+                    path: path.unwrap_or_default(),
+                    op,
+                    source,
+                }
+            }
         }
     }
 }
@@ -300,6 +303,7 @@ impl Region {
         }
         let store = Mapping::new(
             file.clone(),
+            path,
             SizeSource::Word(hdr::FILE_SIZE),
             geo.header_bytes,
             len,
@@ -840,6 +844,7 @@ fn open_lock_file(
     let file = Arc::new(file);
     let map = Mapping::new(
         file.clone(),
+        &path,
         SizeSource::Fixed(lockfile::FILE_BYTES),
         lockfile::FILE_BYTES,
         lockfile::FILE_BYTES,

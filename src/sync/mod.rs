@@ -16,7 +16,7 @@ pub use loom::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 pub use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 mod words;
-pub use words::{AccessError, Liveness, MemLiveness, MemWords, WordStore};
+pub use words::{AccessError, IoFailure, Liveness, MemLiveness, MemWords, WordStore};
 
 #[cfg(not(loom))]
 pub mod futex;

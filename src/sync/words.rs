@@ -13,12 +13,20 @@ pub enum AccessError {
     Misaligned { offset: u64 },
     /// The store cannot grow to `wanted` bytes (disk full, file size limit, address reservation).
     Full { wanted: u64, reason: String },
-    /// Another I/O failure: while growing (`op` "posix_fallocate"), or while flushing at a
-    /// persist barrier ("msync").
-    Io {
-        op: &'static str,
-        source: std::io::Error,
-    },
+    /// Another I/O failure: while growing, or while flushing at a persist barrier. Boxed, so
+    /// that this error (which every allocator `Result` carries) stays as small as its other
+    /// variants and the hot paths that return it compile as before.
+    Io(Box<IoFailure>),
+}
+
+/// An I/O failure of a word store ([`AccessError::Io`]).
+#[derive(Debug)]
+pub struct IoFailure {
+    /// The call: "posix_fallocate" (growing) or "msync" (a persist barrier).
+    pub op: &'static str,
+    /// The file, where the store knows it (a mapped file does; an in-memory store has none).
+    pub path: Option<std::path::PathBuf>,
+    pub source: std::io::Error,
 }
 
 impl fmt::Display for AccessError {
@@ -34,7 +42,10 @@ impl fmt::Display for AccessError {
             AccessError::Full { wanted, reason } => {
                 write!(f, "the store cannot grow to {wanted} bytes: {reason}")
             }
-            AccessError::Io { op, source } => write!(f, "{op} of the store failed: {source}"),
+            AccessError::Io(e) => match &e.path {
+                Some(p) => write!(f, "{} of {} failed: {}", e.op, p.display(), e.source),
+                None => write!(f, "{} of the store failed: {}", e.op, e.source),
+            },
         }
     }
 }

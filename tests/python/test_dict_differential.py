@@ -390,3 +390,22 @@ TestDictAgainstDict.settings = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+def test_a_key_inserted_past_nbuckets_probes_is_found(store: Any) -> None:
+    """A case this machine found: in a table of 8 buckets, the last key's probe sequence
+    (its hash's high bits mixed in at every step) passes the buckets of the other four keys
+    and more than 8 probes before it reaches a free one. Lookups used to stop after 8 probes:
+    the key was missing from ``in`` and ``[]``, and setting it again added a second entry."""
+    key = (None, -6852959447)
+    items = {0: [], 1: None, (): None, ((None,),): None, key: []}
+    store.root["d"] = items
+    d = store.root["d"]
+    assert key in d
+    assert d[key] == []
+    d[key] = "again"
+    assert len(d) == 5
+    assert list(d.keys()) == list(items)
+    assert d.popitem() == (key, "again")
+    assert key not in d
+    store.check()
