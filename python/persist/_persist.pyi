@@ -29,6 +29,7 @@ __all__ = [
     "ClosedError",
     "ReadOnlyError",
     "StoreCore",
+    "Transaction",
     "_after_fork_in_child",
     "_trim_unshared",
     "List",
