@@ -21,6 +21,12 @@
 //!
 //! A *live word* is a non-zero 8-byte word of the base file (header, meta block, blocks), so
 //! most patches land on something the engine reads.
+//!
+//! Op bit 4 turns ops 0, 1, 3 and 4 on the lock file instead (and keeps it, as op 6 does): its
+//! live words are its non-zero words and the store lock's own (writer, sequence, shared count,
+//! waiters), which a closed store leaves at 0. Lock-file words are as untrusted as the store's:
+//! a forged writer word, an odd sequence or a shared count nobody holds must give an error or be
+//! repaired, never a hang.
 
 #![no_main]
 
@@ -40,6 +46,7 @@ struct Base {
     bytes: Vec<u8>,
     lock: Vec<u8>,
     live: Vec<u64>,
+    lock_live: Vec<u64>,
 }
 
 static BASE: OnceLock<Base> = OnceLock::new();
@@ -215,11 +222,23 @@ fn make_base() -> Base {
         .step_by(8)
         .filter(|&o| bytes[o as usize..o as usize + 8] != [0; 8])
         .collect();
+    use persist::object::lock_words;
+    let mut lock_live: Vec<u64> = (0..lock.len() as u64 - 7)
+        .step_by(8)
+        .filter(|&o| lock[o as usize..o as usize + 8] != [0; 8])
+        .collect();
+    lock_live.extend([
+        lock_words::WRITER,
+        lock_words::SEQ,
+        lock_words::SHARED,
+        lock_words::WAITERS,
+    ]);
     Base {
         dir,
         bytes,
         lock,
         live,
+        lock_live,
     }
 }
 
@@ -264,10 +283,11 @@ fn get(b: &[u8], off: u64) -> u64 {
     }
 }
 
-/// Applies the patches; returns the file and whether to keep the base's lock file.
-fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, bool) {
-    let mut b = base.bytes.clone();
-    let live = &base.live;
+/// Applies the patches; returns the store file and the lock file to put beside it (None: no
+/// lock file, so the open makes one).
+fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut store = base.bytes.clone();
+    let mut lock = base.lock.clone();
     let mut keep_lock = false;
     let mut inp = Input(data);
     let mut n = 0;
@@ -276,29 +296,36 @@ fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, bool) {
         if n > 64 {
             break;
         }
+        let on_lock = op & 0x10 != 0 && matches!(op & 7, 0 | 1 | 3 | 4);
+        keep_lock |= on_lock;
+        let (b, live) = if on_lock {
+            (&mut lock, &base.lock_live)
+        } else {
+            (&mut store, &base.live)
+        };
         let lw = |sel: u16| live[sel as usize % live.len()];
         let ok = (|| -> Option<()> {
             match op & 7 {
                 0 => {
                     let w = lw(inp.u16()?);
                     let bit = inp.u8()? & 63;
-                    let v = get(&b, w) ^ (1 << bit);
-                    put(&mut b, w, v);
+                    let v = get(b, w) ^ (1 << bit);
+                    put(b, w, v);
                 }
                 1 => {
                     let w = lw(inp.u16()?);
-                    put(&mut b, w, inp.u64()?);
+                    put(b, w, inp.u64()?);
                 }
                 2 => {
                     let w = lw(inp.u16()?);
                     let w2 = lw(inp.u16()?);
-                    put(&mut b, w, w2);
+                    put(b, w, w2);
                 }
                 3 => {
                     let w = lw(inp.u16()?);
                     let d = inp.u16()? as i16 as i64;
-                    let v = get(&b, w).wrapping_add((d * 8) as u64);
-                    put(&mut b, w, v);
+                    let v = get(b, w).wrapping_add((d * 8) as u64);
+                    put(b, w, v);
                 }
                 4 => {
                     let off = inp.u32()? as usize % b.len().max(1);
@@ -314,15 +341,15 @@ fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, bool) {
                     let at = inp.u32()? as usize % b.len().max(1);
                     b.truncate(at);
                     if op & 8 != 0 && at >= 4096 {
-                        put(&mut b, 64, at as u64 / 4096 * 4096);
+                        put(b, 64, at as u64 / 4096 * 4096);
                     }
                 }
                 6 => keep_lock = true,
                 _ => {
                     let w = 64 + 8 * (inp.u16()? as u64 % 95);
                     let bit = inp.u8()? & 63;
-                    let v = get(&b, w) ^ (1 << bit);
-                    put(&mut b, w, v);
+                    let v = get(b, w) ^ (1 << bit);
+                    put(b, w, v);
                 }
             }
             Some(())
@@ -331,7 +358,7 @@ fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, bool) {
             break;
         }
     }
-    (b, keep_lock)
+    (store, keep_lock.then_some(lock))
 }
 
 /// Reads everything reachable from the root, as the Python layer would: every dict's items,
@@ -427,13 +454,13 @@ fn exercise(path: &Path) {
 
 fuzz_target!(|data: &[u8]| {
     let base = BASE.get_or_init(make_base);
-    let (bytes, keep_lock) = patch(base, data);
+    let (bytes, lock_bytes) = patch(base, data);
     let path = base.dir.join("case.db");
     let lock = base.dir.join("case.db.lock");
     let _ = std::fs::remove_file(&lock);
     std::fs::write(&path, &bytes).unwrap();
-    if keep_lock {
-        std::fs::write(&lock, &base.lock).unwrap();
+    if let Some(lock_bytes) = lock_bytes {
+        std::fs::write(&lock, &lock_bytes).unwrap();
     }
     exercise(&path);
 });

@@ -363,10 +363,11 @@ impl Store {
     /// Gives one shared hold back. Needs the writer word for a moment; writers that find the
     /// shared count non-zero let go of it at once, so this wait is short.
     fn release_shared_hold(&mut self) -> Result<()> {
+        let mut waits = 0;
         loop {
             match self.part.lock().try_writer() {
                 Ok(()) => break,
-                Err(Error::Busy(b)) => self.part.lock().wait(b, Duration::from_millis(5)),
+                Err(Error::Busy(b)) => self.wait_internal(b, &mut waits)?,
                 Err(e) => return Err(e),
             }
         }
@@ -419,6 +420,20 @@ impl Store {
     }
 
     // ---- lock words no live process can have left ------------------------------------------
+
+    /// One wait of a step the object layer runs on its own (creating the root, giving a shared
+    /// hold back), which no caller can time out: every `session::STALE_AFTER` waits on the
+    /// same lock word it looks for a dead holder to recover and for a state no live process
+    /// leaves (`repair_stale_lock`), so that a damaged lock file cannot make it wait forever.
+    pub(super) fn wait_internal(&mut self, busy: Busy, waits: &mut u32) -> Result<()> {
+        *waits += 1;
+        if *waits % super::session::STALE_AFTER == 0 {
+            self.recover_dead()?;
+            self.repair_stale_lock(busy)?;
+        }
+        self.part.lock().wait(busy, Duration::from_millis(5));
+        Ok(())
+    }
 
     /// Looks at the lock word a thread has waited on for a while (`busy`, with the value it
     /// saw) for a state that no run of the protocol leaves, only a damaged or forged lock file,

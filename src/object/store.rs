@@ -148,13 +148,11 @@ impl Store {
             return Ok(());
         }
         // The first opener creates it; a racing opener waits for the writer word.
+        let mut waits = 0;
         loop {
             match self.begin_op(lock::ME_ANY_THREAD) {
                 Ok(()) => break,
-                Err(Error::Busy(b)) => self
-                    .part
-                    .lock()
-                    .wait(b, std::time::Duration::from_millis(20)),
+                Err(Error::Busy(b)) => self.wait_internal(b, &mut waits)?,
                 Err(e) => return Err(e),
             }
         }

@@ -26,6 +26,8 @@ import persist
 WRITER = 64
 SEQ = 128
 SHARED = 192
+# The store header's root word (FORMAT.md §3: the first of the object words).
+ROOT = 88
 
 # Far more than a repair takes (about 30 ms of waiting first), far less than a hang.
 BOUND = 20.0
@@ -149,3 +151,24 @@ def test_a_live_holders_words_are_left_alone(store: Any, store_path: Path) -> No
     store.root.unlock()
     t.join(BOUND)
     assert got == [2]
+
+
+def test_an_open_that_must_create_the_root_is_bounded_too(store_path: Path) -> None:
+    """The root is made by the first opener under the writer word: a forged writer word naming
+    nobody must not keep the open waiting forever (the object layer's own waits repair too)."""
+    s = persist.open(store_path)
+    s.close()
+    # A store whose root word is 0 (as a new one), and a lock file whose writer word names a
+    # participant that does not exist.
+    fd = os.open(store_path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, struct.pack("<Q", 0), ROOT)
+    finally:
+        os.close(fd)
+    _forge(store_path, WRITER, (7 << 16) | 201)
+    s = _finishes(lambda: persist.open(store_path))
+    try:
+        s.root["x"] = 1
+        assert s.root["x"] == 1
+    finally:
+        s.close()
