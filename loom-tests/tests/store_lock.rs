@@ -498,6 +498,21 @@ fn savepoint_rolled_back_and_writer_killed_at_every_point() {
     every_kill_point(|k| killed_writer_recovered(k, true));
 }
 
+/// A live writer in `FIRST_SLOT` that waits (yielding) for the word, whoever holds it, and
+/// changes the data to `FIRST`.
+fn patient_change(world: &World) {
+    let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
+    while w.take().unwrap().is_err() {
+        thread::yield_now();
+    }
+    w.change(FIRST, &Cell::new(false)).unwrap();
+}
+
+fn spawn_patient_writer(world: &Arc<World>) -> thread::JoinHandle<()> {
+    let world = world.clone();
+    thread::spawn(move || patient_change(&world))
+}
+
 /// A repairer that looks for an odd sequence nobody owns (as a thread that waited on the
 /// sequence for a while does) while a live writer changes the data and a reader reads: it may
 /// take the word before or after the change, never during it, so it never finds the sequence
@@ -523,11 +538,7 @@ fn repair_leaves_a_live_change_alone() {
                 );
             })
         };
-        let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
-        while w.take().unwrap().is_err() {
-            thread::yield_now();
-        }
-        w.change(FIRST, &Cell::new(false)).unwrap();
+        patient_change(&world);
         repairer.join().unwrap();
         reader.join().unwrap();
         assert_eq!(world.data(), FIRST);
@@ -549,16 +560,7 @@ fn an_odd_sequence_nobody_owns_is_repaired() {
             let world = world.clone();
             thread::spawn(move || read(&world, 2, &[OLD, FIRST]))
         };
-        let writer = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
-                while w.take().unwrap().is_err() {
-                    thread::yield_now();
-                }
-                w.change(FIRST, &Cell::new(false)).unwrap();
-            })
-        };
+        let writer = spawn_patient_writer(&world);
         let budget = Budget::new(k);
         let killable = KillableWords {
             inner: &world.lock_file,
@@ -647,16 +649,7 @@ fn a_writer_word_naming_nobody_is_freed() {
             .lock_file
             .store(AT.writer, ghost, Ordering::Relaxed)
             .unwrap();
-        let writer = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let mut w = Writer::new(&world.lock_file, &world.store, FIRST_SLOT, 1).unwrap();
-                while w.take().unwrap().is_err() {
-                    thread::yield_now();
-                }
-                w.change(FIRST, &Cell::new(false)).unwrap();
-            })
-        };
+        let writer = spawn_patient_writer(&world);
         let lock = StoreLock::new(&world.lock_file, AT).unwrap();
         // No participant is attached in the ghost's slot.
         let names_nobody = |_| Ok(true);

@@ -42,6 +42,7 @@
 //! | `access.rs` | checked word access and the allocations of a change |
 //! | `undo.rs` | the participant's undo log: append, commit, rollback (over `store_lock`) |
 //! | `lock.rs` | the store lock: lockExcl, lockShared, single changes, unlocked reads |
+//! | `stale_lock.rs` | repairs of lock words no live process left (a damaged lock file) |
 //! | `session.rs` | a store shared by threads: one step at a time, waits, retries, fork |
 //! | `encode.rs`, `key.rs` | writing and releasing values; dict keys, their hash and equality |
 //! | `list.rs`, `dict.rs` | the containers |
@@ -62,6 +63,7 @@ mod lock;
 mod participant;
 mod recovery;
 mod session;
+mod stale_lock;
 mod store;
 pub mod tree;
 mod undo;
