@@ -196,9 +196,11 @@ def test_real_signals_at_random_instants(store: Any) -> None:
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
         for _ in range(300):
-            # The loop runs until the alarm interrupts it, wherever that lands.
-            signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-5, 4e-4))
+            # The loop runs until the alarm interrupts it, wherever that lands. The alarm is
+            # set inside the block that catches it: on a loaded machine it may fire before the
+            # first transaction.
             with contextlib.suppress(KeyboardInterrupt):
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-5, 4e-4))
                 while True:
                     with store.transaction():
                         n = root["x"] + 1
