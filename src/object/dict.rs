@@ -136,6 +136,7 @@ impl Store {
 
     pub fn dict_len(&self, c: Container) -> Result<u64> {
         let c = c.get();
+        self.check_container(c, Some(Kind::Dict))?;
         self.get(c + dict_header::USED)
     }
 
@@ -450,6 +451,7 @@ impl Store {
     /// The class word of object `c`.
     pub fn object_class(&self, c: Container) -> Result<u64> {
         let c = c.get();
+        self.check_container(c, Some(Kind::Object))?;
         self.get(c + dict_header::CLASS)
     }
 }

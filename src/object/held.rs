@@ -319,12 +319,14 @@ pub(super) fn is_held_anywhere(p: &Participant, c: u64) -> Result<bool> {
 }
 
 impl Store {
-    /// Records one more proxy for container `c` (see [`HeldSet::hold`]).
+    /// Records one more proxy for container `c`. Call before validating the read that found
+    /// `c` (see the module comment); if the read turns out invalid, call `unhold`.
     pub fn hold(&mut self, c: super::Container) -> Result<()> {
         self.held.hold(&self.part, c.get())
     }
 
-    /// Drops one proxy's hold on `c` (see [`HeldSet::unhold`]).
+    /// Drops one proxy's hold on `c`. Returns true when `c` left the held set and nothing
+    /// refers to it any more (the caller should run `collect_orphans` in an op soon).
     pub fn unhold(&mut self, c: super::Container) -> Result<bool> {
         self.held.unhold(&self.part, c.get())
     }

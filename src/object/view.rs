@@ -8,7 +8,7 @@
 //! value kind is silently ignored by the walkers nobody updated.
 //!
 //! Mechanism: [`Store::value`] decodes a word once, checks the block's kind and that its
-//! payload lies inside the store, and returns a [`Value`]; [`Store::for_each_child`] lists what
+//! payload lies inside the store, and returns a [`Value`]; `Store::for_each_child` lists what
 //! a value refers to (value words, dict entries, internal blocks). Walkers match on `Value`
 //! without a wildcard arm, so adding a variant is a compile error until each one handles it.
 //! Nothing outside the object layer computes a block layout: the accessors below
@@ -133,7 +133,7 @@ impl Value {
     }
 }
 
-/// What a value refers to, as [`Store::for_each_child`] lists it.
+/// What a value refers to, as `Store::for_each_child` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Child {
     /// A value word: a tuple's or list's item, an object's class name.
