@@ -8,6 +8,7 @@ what this package exports (``__all__``) is part of the API.
 from __future__ import annotations
 
 import atexit
+import collections.abc
 import os
 import threading
 import weakref
@@ -42,10 +43,16 @@ __all__ = [
     "Store",
     "StoreFullError",
     "__version__",
+    "json_default",
     "open",
     "pbase",
     "root",
 ]
+
+# The proxies are the built-in protocols' containers: every mixin method of MutableMapping and
+# MutableSequence is implemented natively, as dict's and list's.
+collections.abc.MutableMapping.register(Dict)
+collections.abc.MutableSequence.register(List)
 
 
 class Store:
@@ -184,6 +191,15 @@ def root(path: str | os.PathLike[str] | None = None) -> Dict:
             store = open(key)
             _roots[key] = store
     return store.root
+
+
+def json_default(obj: Any) -> Any:
+    """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict or persist.List
+    becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
+    refused with TypeError, as json's own default does."""
+    if isinstance(obj, (Dict, List)):
+        return obj.to_python()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 def __getattr__(name: str) -> Any:

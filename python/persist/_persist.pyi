@@ -30,6 +30,7 @@ __all__ = [
     "ReadOnlyError",
     "StoreCore",
     "Transaction",
+    "LockGuard",
     "_after_fork_in_child",
     "_trim_unshared",
     "List",
@@ -93,6 +94,18 @@ class Transaction:
         _tb: TracebackType | None = None,
     ) -> bool: ...
 
+class LockGuard:
+    """What lockExcl() and lockShared() return: the lock is held; ``with`` gives it back at the
+    block's end (as unlock())."""
+
+    def __enter__(self) -> LockGuard: ...
+    def __exit__(
+        self,
+        _exc_type: type[BaseException] | None = None,
+        _exc: BaseException | None = None,
+        _tb: TracebackType | None = None,
+    ) -> bool: ...
+
 class List:
     """A list in a store: behaves like list; changes go to the store."""
 
@@ -137,9 +150,11 @@ class List:
         """A plain shallow copy (nested containers stay proxies)."""
     def to_python(self) -> list[Any]:
         """A plain deep copy (shared references and cycles kept)."""
-    def lockExcl(self, timeout: float | None = None) -> None: ...  # noqa: N802
-    def lockShared(self, timeout: float | None = None) -> None: ...  # noqa: N802
+    def lockExcl(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
+    def lockShared(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def unlock(self) -> None: ...
+    def __copy__(self) -> list[Any]: ...
+    def __deepcopy__(self, memo: Any) -> list[Any]: ...
     def _snapshot(self) -> tuple[list[Any], int]: ...
     def _permute_if(self, version: int, perm: list[int]) -> bool: ...
     def _delete_if(self, version: int, i: int) -> bool: ...
@@ -180,13 +195,17 @@ class Dict:
     def keys(self) -> KeysView: ...
     def values(self) -> ValuesView: ...
     def items(self) -> ItemsView: ...
-    def copy(self) -> dict[Any, Any]:
-        """A plain shallow copy (nested containers stay proxies)."""
+    def copy(self) -> Dict:
+        """A shallow copy in the same store: a new persist.Dict, linked nowhere until it is
+        stored (nested containers are shared, as dict.copy shares them). copy.copy(d) gives a
+        plain dict instead."""
     def to_python(self) -> dict[Any, Any]:
         """A plain deep copy (shared references and cycles kept)."""
-    def lockExcl(self, timeout: float | None = None) -> None: ...  # noqa: N802
-    def lockShared(self, timeout: float | None = None) -> None: ...  # noqa: N802
+    def lockExcl(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
+    def lockShared(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def unlock(self) -> None: ...
+    def __copy__(self) -> dict[Any, Any]: ...
+    def __deepcopy__(self, memo: Any) -> dict[Any, Any]: ...
     def _snapshot(self) -> tuple[list[Any], list[Any], int]: ...
     def _next(self, pos: int, want: int) -> tuple[int, Any, int] | None: ...
     def _update_pairs(self, pairs: list[tuple[Any, Any]]) -> None: ...

@@ -30,6 +30,7 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<store::StoreCore>()?;
     m.add_class::<store::Transaction>()?;
+    m.add_class::<store::LockGuard>()?;
     m.add_function(wrap_pyfunction!(store::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(store::_trim_unshared, m)?)?;
     m.add_class::<proxy::List>()?;

@@ -10,7 +10,7 @@
 
 use super::convert::{inline_word, key_arg, to_py, to_tree, Keep};
 use super::errors;
-use super::store::{Gil, Shared, StoreCore};
+use super::store::{Gil, LockGuard, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
 use crate::object::value::Kind;
@@ -449,14 +449,16 @@ impl List {
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
-    fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        super::store::lock_excl(&self.shared, py, timeout)
+    fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        super::store::lock_excl(&self.shared, py, timeout)?;
+        Ok(LockGuard::taken(&self.shared, "excl"))
     }
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
-    fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        super::store::lock_shared(&self.shared, py, timeout)
+    fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        super::store::lock_shared(&self.shared, py, timeout)?;
+        Ok(LockGuard::taken(&self.shared, "shared"))
     }
 
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
@@ -528,6 +530,17 @@ impl List {
         Ok(())
     }
     fn to_python<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        ops(slf.py())?.getattr("to_python")?.call1((slf,))
+    }
+    /// `copy.copy`: a plain shallow copy (a `list`), as `copy()`.
+    fn __copy__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.copy(py)
+    }
+    /// `copy.deepcopy`: a plain deep copy, as `to_python()` (the store is not copied).
+    fn __deepcopy__<'py>(
+        slf: &Bound<'py, Self>,
+        _memo: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("to_python")?.call1((slf,))
     }
     fn __reduce__(&self) -> PyResult<()> {
@@ -960,14 +973,16 @@ impl Dict {
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
-    fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        super::store::lock_excl(&self.shared, py, timeout)
+    fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        super::store::lock_excl(&self.shared, py, timeout)?;
+        Ok(LockGuard::taken(&self.shared, "excl"))
     }
 
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
-    fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        super::store::lock_shared(&self.shared, py, timeout)
+    fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        super::store::lock_shared(&self.shared, py, timeout)?;
+        Ok(LockGuard::taken(&self.shared, "shared"))
     }
 
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
@@ -1044,6 +1059,17 @@ impl Dict {
         Ok(())
     }
     fn to_python<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        ops(slf.py())?.getattr("to_python")?.call1((slf,))
+    }
+    /// `copy.copy`: a plain shallow copy (a `dict` whose nested containers stay proxies).
+    fn __copy__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        ops(slf.py())?.getattr("dict_copy")?.call1((slf,))
+    }
+    /// `copy.deepcopy`: a plain deep copy, as `to_python()` (the store is not copied).
+    fn __deepcopy__<'py>(
+        slf: &Bound<'py, Self>,
+        _memo: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("to_python")?.call1((slf,))
     }
     fn __reduce__(&self) -> PyResult<()> {

@@ -165,6 +165,59 @@ pub(crate) fn lock_shared(shared: &Shared, py: Python<'_>, timeout: Option<f64>)
     shared.blocking(&Gil(py), timeout_arg(timeout)?, |st| st.lock_shared(tid))
 }
 
+/// What `lockExcl()` and `lockShared()` return: the lock is held already (the call took it, as
+/// a plain call always has); used as a context manager, leaving the block gives one level back,
+/// as `unlock()` would. Native for the same reason as [`Transaction`]: nothing can interrupt
+/// its exit between the block's end and the unlock. Dropping it without `with` does nothing.
+#[pyclass(module = "persist._persist", name = "LockGuard", frozen)]
+pub(crate) struct LockGuard {
+    shared: Arc<Shared>,
+    /// The thread that took the lock (and must give it back).
+    thread: u64,
+    /// "excl" or "shared", for the repr.
+    kind: &'static str,
+}
+
+impl LockGuard {
+    pub(crate) fn taken(shared: &Arc<Shared>, kind: &'static str) -> LockGuard {
+        LockGuard {
+            shared: shared.clone(),
+            thread: thread_id(),
+            kind,
+        }
+    }
+}
+
+#[pymethods]
+impl LockGuard {
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if self.thread != thread_id() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "a lock block must end in the thread that took the lock",
+            ));
+        }
+        self.shared.with(&Uninterrupted(py), |st| {
+            Ok::<_, PyErr>(st.unlock(self.thread)?)
+        })?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<persist lock guard ({})>", self.kind)
+    }
+}
+
 /// Shrinks a store file that no other process has open to its last used page (for
 /// `python -m persist compact` and `load`, which build under a private name first).
 #[pyfunction]
