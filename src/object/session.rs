@@ -311,11 +311,12 @@ impl SharedStore {
         f: &mut impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         // A change that touched a vanished page (its writes there are lost) is rolled back
-        // as far as the damaged mapping allows, and fails.
-        let r = f(st).and_then(|v| {
-            st.check_intact()?;
-            Ok(v)
-        });
+        // as far as the damaged mapping allows, and fails with that cause (whatever the zeros
+        // it read made it report).
+        let mut r = f(st);
+        if let Err(e) = st.check_intact() {
+            r = Err(e.into());
+        }
         if r.is_ok()
             && self.collect.load(Ordering::Relaxed)
             && self.collect.swap(false, Ordering::Relaxed)
