@@ -33,6 +33,7 @@ fn child() {
         None => {}
         Some("read_first") => use_after_truncation(true),
         Some("write_first") => use_after_truncation(false),
+        Some("foreign_fault") => foreign_fault(),
         Some(other) => panic!("unknown role {other}"),
     }
 }
@@ -210,4 +211,77 @@ fn lock_file_truncated_to_nothing_under_a_reader() {
 #[test]
 fn lock_file_truncated_to_nothing_under_a_writer() {
     truncate_under_child("write_first", "lock", 0);
+}
+
+/// Opens a store (installing the handler), then touches a vanished page of a mapping that is
+/// not persist's: the handler must pass the fault on (here to the Rust runtime's own SIGBUS
+/// handler, an SA_SIGINFO one, which restores the default), and the process dies of SIGBUS as
+/// before. (A SIGBUS sent with kill is tested from Python: in a Rust program the runtime's
+/// handler swallows a sent one, persist or not.)
+fn foreign_fault() {
+    let store = PathBuf::from(env("VANISH_STORE"));
+    let _shared = SharedStore::open(
+        store.clone(),
+        OpenOptionsRegion {
+            create: true,
+            durable: false,
+            readonly: false,
+        },
+    )
+    .expect("open");
+    let other = store.with_file_name("other");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&other)
+        .expect("create");
+    f.set_len(8192).expect("set_len");
+    // SAFETY: a fresh shared mapping of a file this function owns.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    f.set_len(0).expect("truncate");
+    record("touching");
+    // SAFETY: the page is mapped; touching it past the file's end is the SIGBUS under test.
+    let v = unsafe { std::ptr::read_volatile(p as *const u8) };
+    record(&format!("survived {v}"));
+}
+
+/// Runs `role` and expects it to die of SIGBUS, as it would without persist.
+fn dies_of_sigbus(role: &str) {
+    let dir = TempDir::new("vanish-foreign");
+    let out = dir.join("out");
+    let log = dir.join("log");
+    let mut child = harness::spawn(
+        TEST,
+        role,
+        &[("VANISH_STORE", dir.join("s.db").display().to_string())],
+        &out,
+        &log,
+    );
+    let status = harness::wait_timeout(&mut child, Duration::from_secs(60)).expect("child hung");
+    let records = read_records(&out);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGBUS),
+        "{}: {records:?}\n{}",
+        harness::describe(&status),
+        harness::log_tail(&log)
+    );
+    assert!(!records.iter().any(|r| r.starts_with("survived")), "{records:?}");
+}
+
+#[test]
+fn a_fault_outside_persist_mappings_still_kills() {
+    dies_of_sigbus("foreign_fault");
 }
