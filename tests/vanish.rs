@@ -50,7 +50,9 @@ fn get_str(st: &Store, name: &str) -> Result<Option<String>, Error> {
         return Ok(None);
     };
     match st.value(w)? {
-        Value::Str(p) => Ok(Some(String::from_utf8_lossy(&st.payload_bytes(p)?).into_owned())),
+        Value::Str(p) => Ok(Some(
+            String::from_utf8_lossy(&st.payload_bytes(p)?).into_owned(),
+        )),
         v => panic!("{name} holds a {}", v.type_name()),
     }
 }
@@ -180,7 +182,10 @@ fn truncate_under_child(role: &str, victim: &str, len: u64) {
             line.starts_with("err ") && line.contains("was truncated by another process"),
             "{tag} step after the truncation of the {victim} file: {line}"
         );
-        assert!(line.contains(&name), "{tag}: the error names {name}: {line}");
+        assert!(
+            line.contains(&name),
+            "{tag}: the error names {name}: {line}"
+        );
     }
     let caught = harness::parse_u64(fields(&records, "caught")[0][0]);
     assert!(caught >= 1, "no SIGBUS was caught: {records:?}");
@@ -278,7 +283,10 @@ fn dies_of_sigbus(role: &str) {
         harness::describe(&status),
         harness::log_tail(&log)
     );
-    assert!(!records.iter().any(|r| r.starts_with("survived")), "{records:?}");
+    assert!(
+        !records.iter().any(|r| r.starts_with("survived")),
+        "{records:?}"
+    );
 }
 
 #[test]
