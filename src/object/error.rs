@@ -72,7 +72,8 @@ impl From<crate::sync::AccessError> for Error {
         match e {
             crate::sync::AccessError::Full { .. } => Error::Full(e.to_string()),
             crate::sync::AccessError::OutOfBounds { offset, .. }
-            | crate::sync::AccessError::Misaligned { offset } => Error::Corrupt {
+            | crate::sync::AccessError::Misaligned { offset }
+            | crate::sync::AccessError::Truncated { offset, .. } => Error::Corrupt {
                 what: e.to_string(),
                 offset,
             },

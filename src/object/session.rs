@@ -291,6 +291,7 @@ impl SharedStore {
             let busy = {
                 let mut g = self.guard(w)?;
                 let st = g.as_mut().ok_or(Error::Closed)?;
+                st.check_intact()?;
                 self.drain_pending(st);
                 match st.begin_op(tid) {
                     Ok(()) => return self.run_change(st, &mut f),
@@ -309,7 +310,13 @@ impl SharedStore {
         st: &mut Store,
         f: &mut impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let r = f(st);
+        // A change that touched a vanished page (its writes there are lost) is rolled back
+        // as far as the damaged mapping allows, and fails with that cause (whatever the zeros
+        // it read made it report).
+        let mut r = f(st);
+        if let Err(e) = st.check_intact() {
+            r = Err(e.into());
+        }
         if r.is_ok()
             && self.collect.load(Ordering::Relaxed)
             && self.collect.swap(false, Ordering::Relaxed)
@@ -319,7 +326,7 @@ impl SharedStore {
                 return Err(e.into());
             }
         }
-        let ended = st.end_op(r.is_ok());
+        let ended = st.end_op(r.is_ok()).and_then(|()| st.check_intact());
         let r = r?;
         ended?;
         Ok(r)
@@ -337,22 +344,28 @@ impl SharedStore {
         let mut tries = 0;
         let mut seen = None;
         loop {
-            let (result, busy) = {
+            let (result, busy, vanished) = {
                 let mut g = self.guard(w)?;
                 let st = g.as_mut().ok_or(Error::Closed)?;
+                st.check_intact()?;
                 self.drain_pending(st);
                 match st.read_begin(tid) {
                     Ok(token) => {
                         let r = f(st);
-                        if st.read_valid(token) {
-                            return r;
+                        // What a read of a vanished page returned is zeros, not the store.
+                        match st.check_intact() {
+                            Err(e) => (Some(r), None, Some(e)),
+                            Ok(()) if st.read_valid(token) => return r,
+                            Ok(()) => (Some(r), None, None),
                         }
-                        (Some(r), None)
                     }
-                    Err(b) => (None, Some(b)),
+                    Err(b) => (None, Some(b), None),
                 }
             };
             drop(result);
+            if let Some(e) = vanished {
+                return Err(e.into());
+            }
             if let Some(b) = busy {
                 self.wait_for(w, b, None, &mut seen)?;
                 continue;
@@ -379,11 +392,22 @@ impl SharedStore {
             let busy = {
                 let mut g = self.guard(w)?;
                 let st = g.as_mut().ok_or(Error::Closed)?;
+                st.check_intact()?;
                 self.drain_pending(st);
-                match f(st) {
-                    Ok(v) => return Ok(v),
-                    Err(Error::Busy(b)) => b,
-                    Err(e) => return Err(e.into()),
+                // A step that touched a vanished page fails, whatever it returned (dropped
+                // after the step ends).
+                match (f(st), st.check_intact()) {
+                    (r, Err(e)) => (Err(e), Some(r)),
+                    (Ok(v), Ok(())) => return Ok(v),
+                    (Err(Error::Busy(b)), Ok(())) => (Ok(b), None),
+                    (Err(e), Ok(())) => return Err(e.into()),
+                }
+            };
+            let busy = match busy {
+                (Ok(b), _) => b,
+                (Err(e), dropped) => {
+                    drop(dropped);
+                    return Err(e.into());
                 }
             };
             self.wait_for(w, busy, deadline, &mut seen)?;
@@ -396,9 +420,17 @@ impl SharedStore {
         w: &impl Waiting<E>,
         f: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut g = self.guard(w)?;
-        let st = g.as_mut().ok_or(Error::Closed)?;
-        f(st)
+        let (r, intact) = {
+            let mut g = self.guard(w)?;
+            let st = g.as_mut().ok_or(Error::Closed)?;
+            st.check_intact()?;
+            let r = f(st);
+            (r, st.check_intact())
+        };
+        // A step that touched a vanished page fails, whatever it returned (dropped here,
+        // after the step ended).
+        intact?;
+        r
     }
 
     /// Closes the store: rolls back an open lockExcl section, detaches. Harmless twice.

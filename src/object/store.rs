@@ -136,6 +136,16 @@ impl Store {
         self.part.lock_mem()
     }
 
+    /// Fails (`Error::Corrupt`) if a page of the store file or of the lock file vanished under
+    /// this process (another process truncated it, FORMAT.md §8.1): a step that touched such a
+    /// page read zeros or wrote into nothing, so it must not report success, and no later step
+    /// can be trusted either. Two atomic loads: every step of `SharedStore` ends with it.
+    pub fn check_intact(&self) -> Result<()> {
+        self.mem().check_intact()?;
+        self.lock_mem().check_intact()?;
+        Ok(())
+    }
+
     /// The root dict.
     pub fn root(&self) -> Result<super::Container> {
         let r = self.mem().load(words::ROOT, Ordering::Acquire)?;

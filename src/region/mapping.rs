@@ -6,7 +6,12 @@
 //! below it were reserved on disk with `posix_fallocate`. When another process grows the file,
 //! this mapping already covers the new bytes: the process sees growth by re-reading the word,
 //! with no remap (no remap storms, no "map full").
+//!
+//! A page can still vanish: another process truncates the file. Each mapping registers its
+//! range with the SIGBUS handler (`vanish`), which turns the fault into a zero page and poisons
+//! the mapping; every access after that fails ([`AccessError::Truncated`]).
 
+use super::vanish::{self, Slot};
 use crate::sync::{AccessError, AtomicBool, AtomicU64, IoFailure, Ordering, WordStore};
 use std::fs::File;
 use std::io;
@@ -29,8 +34,12 @@ pub struct Mapping {
     /// The file's path, for the errors of flushes and growth (never used to reopen it).
     path: std::path::PathBuf,
     source: SizeSource,
-    /// This process's last view of the published size (a cache: only ever raised).
-    known: AtomicU64,
+    /// The mapping's entry in the SIGBUS handler's table (or `own`, when the table was full):
+    /// its `known` is this process's last view of the published size (a cache: only ever
+    /// raised, except by the handler, which zeroes it and poisons the mapping).
+    slot: *const Slot,
+    /// The slot when the table was full (the mapping is then not protected).
+    own: Option<Box<Slot>>,
     /// Growth steps never go past this (the address reservation, or a test's limit).
     limit: u64,
     /// Persist barriers flush (a durable store, FORMAT.md §10.8).
@@ -154,13 +163,22 @@ impl Mapping {
                 if budgeted {
                     RESERVED.fetch_add(reserve, Ordering::Relaxed);
                 }
+                let (slot, own) = match vanish::register(p as usize, reserve as usize, initial_size)
+                {
+                    Some(s) => (s as *const Slot, None),
+                    None => {
+                        let b = Slot::unregistered(initial_size);
+                        (&*b as *const Slot, Some(b))
+                    }
+                };
                 return Ok(Mapping {
                     base: p as *mut u8,
                     reserve,
                     file,
                     path: path.to_path_buf(),
                     source,
-                    known: AtomicU64::new(initial_size),
+                    slot,
+                    own,
                     limit: reserve,
                     durable: AtomicBool::new(false),
                     writable,
@@ -186,6 +204,45 @@ impl Mapping {
 
     pub fn reserve(&self) -> u64 {
         self.reserve
+    }
+
+    /// The mapping's slot (in the handler's table, or `own`).
+    #[inline(always)]
+    fn slot(&self) -> &Slot {
+        // SAFETY: `slot` points into the static table or into `own`, which lives as long as
+        // `self` (a Box does not move when the Mapping does).
+        unsafe { &*self.slot }
+    }
+
+    /// Whether a page of this mapping vanished (the file was truncated under this process):
+    /// every access fails from then on.
+    pub fn is_poisoned(&self) -> bool {
+        self.slot().is_poisoned()
+    }
+
+    /// The error of every access to a poisoned mapping, and of the step that touched the
+    /// vanished page.
+    #[cold]
+    #[inline(never)]
+    pub fn truncated_error(&self, offset: u64) -> AccessError {
+        AccessError::Truncated {
+            offset,
+            path: self.path.clone(),
+        }
+    }
+
+    /// Fails if a page of this mapping vanished (see [`Mapping::is_poisoned`]).
+    pub fn check_intact(&self) -> Result<(), AccessError> {
+        if self.is_poisoned() {
+            return Err(self.truncated_error(0));
+        }
+        Ok(())
+    }
+
+    /// The first byte of the mapping (tests that poison it).
+    #[doc(hidden)]
+    pub fn base_address(&self) -> usize {
+        self.base as usize
     }
 
     /// Lowers the growth limit (tests of a full store).
@@ -233,12 +290,17 @@ impl Mapping {
         AccessError::OutOfBounds { offset, size }
     }
 
+    /// The published size, raising the cache to it; 0 once the mapping is poisoned.
     fn refresh(&self) -> u64 {
+        let slot = self.slot();
+        if slot.is_poisoned() {
+            return 0;
+        }
         let mut p = self.published();
         // Relaxed: `known` is this process's cache; the Acquire above ordered the data. Only
         // a larger size is written (a read-modify-write on every call would cost a locked
         // instruction on a hot path).
-        let known = self.known.load(Ordering::Relaxed);
+        let known = slot.known.load(Ordering::Relaxed);
         if p > known {
             // A grower reserves the bytes before it publishes their size, so the file is at
             // least this long, unless the size word is damaged or hostile: then the bytes past
@@ -247,7 +309,15 @@ impl Mapping {
                 Ok(m) => p.min(m.len()),
                 Err(_) => known,
             };
-            self.known.fetch_max(p, Ordering::Relaxed);
+            // SeqCst, and the flag read again after it: the handler stores the flag and then
+            // zeroes the size (both SeqCst), so either this read sees the flag or the
+            // handler's zero lands after this raise. Either way no access passes the fast
+            // path of `bytes` once the flag is seen.
+            slot.known.fetch_max(p, Ordering::SeqCst);
+            if slot.is_poisoned() {
+                slot.known.store(0, Ordering::SeqCst);
+                return 0;
+            }
         }
         p
     }
@@ -262,10 +332,13 @@ impl Mapping {
                 offset,
                 size: self.size(),
             })?;
-        let mut size = self.known.load(Ordering::Relaxed);
+        let mut size = self.slot().known.load(Ordering::Relaxed);
         if end > size {
             size = self.refresh();
             if end > size {
+                if self.is_poisoned() {
+                    return Err(self.truncated_error(offset));
+                }
                 return Err(self.beyond(offset, end, size));
             }
         }
@@ -298,6 +371,9 @@ impl Mapping {
 
     /// Flushes the mapping's dirty pages below the published size to disk.
     pub fn sync(&self) -> io::Result<()> {
+        if self.is_poisoned() {
+            return Err(io::Error::other(self.truncated_error(0).to_string()));
+        }
         let size = self.refresh();
         let base = self.base as *mut libc::c_void;
         // SAFETY: [base, base + size) lies inside the mapping.
@@ -330,6 +406,7 @@ impl WordStore for Mapping {
     }
 
     fn grow_to(&self, min_size: u64) -> Result<(), AccessError> {
+        self.check_intact()?;
         if min_size > self.size() && !self.writable {
             return Err(AccessError::Full {
                 wanted: min_size,
@@ -425,6 +502,10 @@ fn fallocate(file: &File, from: u64, to: u64) -> i32 {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.own.is_none() {
+            // SAFETY: a slot of the table (`own` is None), given to this mapping by `register`.
+            vanish::unregister(unsafe { &*self.slot });
+        }
         // SAFETY: unmapping exactly the range mapped in `new`; no reference into it outlives
         // `self` (every `&AtomicU64` handed out borrows `self`).
         unsafe {

@@ -33,6 +33,8 @@ mod open;
 #[cfg(not(loom))]
 mod trust;
 #[cfg(not(loom))]
+pub mod vanish;
+#[cfg(not(loom))]
 pub use mapping::{set_flush_hook, Mapping};
 #[cfg(not(loom))]
 pub use open::*;

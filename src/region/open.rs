@@ -86,6 +86,10 @@ impl From<AccessError> for Error {
                 offset: Some(offset),
             },
             AccessError::Full { wanted, reason } => Error::Full { wanted, reason },
+            e @ AccessError::Truncated { offset, .. } => Error::Corrupt {
+                what: e.to_string(),
+                offset: Some(offset),
+            },
             AccessError::Io(e) => {
                 let IoFailure { op, path, source } = *e;
                 Error::Io {

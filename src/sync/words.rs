@@ -17,6 +17,13 @@ pub enum AccessError {
     /// that this error (which every allocator `Result` carries) stays as small as its other
     /// variants and the hot paths that return it compile as before.
     Io(Box<IoFailure>),
+    /// A page of the mapped file vanished under this process (another process truncated the
+    /// file): the access that touched it read zeros or wrote into nothing, and every access to
+    /// the mapping fails from then on (FORMAT.md §8.1).
+    Truncated {
+        offset: u64,
+        path: std::path::PathBuf,
+    },
 }
 
 /// An I/O failure of a word store ([`AccessError::Io`]).
@@ -42,6 +49,13 @@ impl fmt::Display for AccessError {
             AccessError::Full { wanted, reason } => {
                 write!(f, "the store cannot grow to {wanted} bytes: {reason}")
             }
+            AccessError::Truncated { offset, path } => write!(
+                f,
+                "{} was truncated by another process while this process had it mapped \
+                 (a page it used vanished; access at offset {offset:#x}): what this process \
+                 read or wrote there is lost; reopen the store and run check()",
+                path.display()
+            ),
             AccessError::Io(e) => match &e.path {
                 Some(p) => write!(f, "{} of {} failed: {}", e.op, p.display(), e.source),
                 None => write!(f, "{} of the store failed: {}", e.op, e.source),
