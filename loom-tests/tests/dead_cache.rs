@@ -93,17 +93,17 @@ fn scenario(k1: u64, k2: u64) -> (u64, u64) {
         h.recover_participant(FIRST).unwrap();
     }
     check(&h);
-    let left: BTreeSet<Block> = allocated_blocks(&h)
-        .difference(&held)
-        .copied()
-        .collect();
+    let left: BTreeSet<Block> = allocated_blocks(&h).difference(&held).copied().collect();
     let lost: Vec<&Block> = left.difference(&cut_short).collect();
     if b2.killed() {
         // A double failure: the block the recoverer was moving may be lost (never freed twice).
         assert!(lost.len() <= 1, "a killed recoverer lost {lost:?}");
         assert!(lost.iter().all(|x| [a, b].contains(x)));
     } else {
-        assert!(lost.is_empty(), "recovery left {lost:?} of the dead cache allocated");
+        assert!(
+            lost.is_empty(),
+            "recovery left {lost:?} of the dead cache allocated"
+        );
     }
     // Nothing is handed out twice; the sweep frees exactly what is left, once.
     conserve_sized(

@@ -98,7 +98,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Gives every block in this participant's cache back to its segment (a clean detach does
-    /// this; a dead participant's cache is left to recovery and sweeps).
+    /// this; a dead participant's cache is given back by its recovery, `return_dead_cache`).
     pub fn flush_cache(&self) -> Result<(), Error> {
         for k in 0..table::CACHED_CLASSES as usize {
             let w = self.cache_words(k)?;
