@@ -92,6 +92,8 @@ def test_dead_children_are_given_back_by_the_next_process_that_opens(
             kept = r[f"o{i}"]
             del r[f"o{i}"]
             assert kept["k"] == "v" * 60
+            # Leave here: returning would drop `s`, and a dropped store closes cleanly.
+            os._exit(0)
 
         assert reap_child(fork_child(child)) == 0
     # A fresh process recovers the dead at attach; its own slot is one of theirs.
