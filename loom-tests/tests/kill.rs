@@ -365,9 +365,10 @@ fn killed_while_sweeping() {
 }
 
 /// The victim frees two blocks (into its block cache) and allocates one (from the cache) while
-/// the survivor allocates in the same class. Killed with blocks in its cache, it leaks them
-/// until recovery empties the cache and a sweep frees them; they must never be handed out while
-/// the cache still names them.
+/// the survivor allocates in the same class. Killed with blocks in its cache, it has them given
+/// back by its recovery (a block whose free the kill cut short may be left to a sweep); they
+/// must never be handed out while the cache still names them (tests/dead_cache.rs kills the
+/// recoverer too).
 #[test]
 fn killed_with_blocks_in_its_cache() {
     fn scenario(k: u64) -> u64 {

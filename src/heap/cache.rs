@@ -15,8 +15,12 @@
 //! it taken (it is on none of the segment's stacks): sweeps spare it and `check` counts it
 //! free. A count out of range is never trusted.
 //!
+//! A dead participant's cache is given back by its recovery (`return_dead_cache`): each block
+//! moves from the cache to a block journal of the dead slot, then to its segment, then leaves
+//! the journal, so that at every instant it is named somewhere a gc looks, or free.
+//!
 //! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::flush_cache`] (a clean detach),
-//! `cached_blocks` and `push_cached` (for sweeps and `check`).
+//! `return_dead_cache` (recovery), `cached_blocks` and `push_cached` (for sweeps and `check`).
 
 use super::{Error, Heap};
 use crate::region::table;
@@ -46,7 +50,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// The cache lives in the participant's slot, so a sweep in another process sees it (it
     /// reads a participant's cache before its journals: a block moves from the cache to a
     /// journal by writing the journal, then lowering the count). A participant killed with
-    /// blocks in its cache leaks them to the next sweep, like any block it held.
+    /// blocks in its cache has them given back by its recovery (`return_dead_cache`).
     pub(super) fn cache_pop(&self, k: usize, journal: &'a AtomicU64) -> Result<Option<u64>, Error> {
         if k as u64 >= table::CACHED_CLASSES {
             return Ok(None);
@@ -94,7 +98,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Gives every block in this participant's cache back to its segment (a clean detach does
-    /// this; a dead participant's cache is left to recovery and sweeps).
+    /// this; a dead participant's cache is given back by its recovery, `return_dead_cache`).
     pub fn flush_cache(&self) -> Result<(), Error> {
         for k in 0..table::CACHED_CLASSES as usize {
             let w = self.cache_words(k)?;
@@ -107,6 +111,61 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 let block = w[n as usize].load(Ordering::Relaxed);
                 w[0].store(n - 1, Ordering::Release);
                 self.free_to_segment(block)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recovery step 4 (FORMAT.md §7.10): gives every block in dead participant `slot`'s cache
+    /// back to its segment. The caller holds the slot exclusively (its liveness byte) and has
+    /// cleared its block journals (step 3).
+    ///
+    /// Each block, top of the stack first, goes through four steps, every one a single store
+    /// or the segment push's CAS:
+    ///
+    /// 1. block journal 0 of the dead slot ← the block (it is named twice now);
+    /// 2. the count drops past it (it is named by the journal only);
+    /// 3. it is pushed onto its segment (free; still named);
+    /// 4. block journal 0 ← 0.
+    ///
+    /// A recoverer killed anywhere in there is followed by another that runs step 3 of
+    /// recovery (which clears the journal without freeing what it names) and then this again:
+    /// killed before step 2, the block is still cached and goes back once; killed after it,
+    /// the block is named by nobody and is either free already or allocated and unreachable (a
+    /// leak that the object layer's gc frees). So no block is ever freed twice, and one block
+    /// at most is lost, only to a second failure.
+    ///
+    /// The journal is what keeps a concurrent gc from freeing the block too: a gc reads every
+    /// attached slot's cache and then its journals ([`Heap::named_blocks`]) before it walks
+    /// the allocated blocks, and spares what they name, so it sees the block cached, journaled,
+    /// or (journal cleared after the push) free.
+    pub(super) fn return_dead_cache(&self, slot: u32) -> Result<(), Error> {
+        let t = self.table();
+        let journal = table::W_BLOCK_JOURNAL;
+        for k in 0..table::CACHED_CLASSES {
+            let base = table::W_CACHE + k * table::CACHE_GROUP;
+            loop {
+                // SeqCst loads and stores (`Table`): the order of steps 1, 2 and 4 is what a
+                // gc in another process reads in reverse (cache, then journals).
+                let n = t.load(slot, base)?;
+                if n == 0 {
+                    break;
+                }
+                if n >= table::CACHE_GROUP {
+                    // A count nobody wrote (damage): its entries are not trusted, so nothing
+                    // is freed; whatever they named is garbage for gc.
+                    t.store(slot, base, 0)?;
+                    break;
+                }
+                let block = t.load(slot, base + n)?;
+                t.store(slot, journal, block)?;
+                t.store(slot, base, n - 1)?;
+                match self.free_to_segment(block) {
+                    // An entry that starts no block (damage): dropped, never freed.
+                    Ok(()) | Err(Error::BadFree { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                t.store(slot, journal, 0)?;
             }
         }
         Ok(())

@@ -28,7 +28,9 @@
 //! Each participant also keeps a few freed small blocks per class in its slot (the *block
 //! cache*, `cache.rs`): a free followed by an allocation of the same class then costs no CAS.
 //! A cached block is free, though its segment counts it taken; sweeps and `check` read the
-//! caches of live participants, and recovery empties a dead one's (its blocks go to a sweep).
+//! caches of live participants, and recovery gives a dead one's back to their segments, each
+//! block named by the dead slot's block journal 0 until it is free (a gc spares what any
+//! attached slot names, [`Heap::named_blocks`]).
 //!
 //! Anchor word: `head:16 | count:16 | tag:31 | frozen:1` (head = block index + 1, 0 = empty;
 //! count = blocks on the stack). A *frozen* segment is being swept: allocation skips it and

@@ -8,9 +8,13 @@
 //! Mechanism (FORMAT.md §7.10). [`Heap::recover_participant`] reads the dead slot's segment
 //! journal first (a segment being created is pushed if it is not listed yet; one being swept
 //! is thawed unless a live sweeper holds it now), then its page journal (the page manager's
-//! recovery), then clears its block journals and cache counts: the blocks they named become
-//! allocated and unreachable, which is what the next sweep frees. Each step is idempotent, and
-//! the whole costs time in proportion to the slot's few words, never a scan of the store.
+//! recovery), then clears its block journals (a journaled block may be linked already, or not
+//! taken at all: only the object layer's gc can tell, so it is left to gc), then gives every
+//! block of its cache back to its segment (`cache.rs`, `return_dead_cache`). Each step is safe
+//! to repeat after a recoverer is killed (a double failure may leak a block to gc, never free
+//! one twice), and the whole costs time in proportion to the slot's few words, never a scan
+//! of the store. [`Heap::free_for_dead`] is the same careful free for the object layer's part
+//! of a recovery (its held set and undo log blocks).
 //! [`Heap::repair`] scans instead, for when the lock file and its journals were lost.
 //!
 //! The caller holds the store's recovery lock (recoveries and repairs run one at a time) and,
@@ -62,11 +66,33 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         for j in 0..table::BLOCK_JOURNALS {
             t.store(slot, table::W_BLOCK_JOURNAL + j, 0)?;
         }
-        // Cached blocks likewise: free in the dead participant's eyes, taken in their
-        // segments'; emptying the cache leaves them to a sweep.
-        for k in 0..table::CACHED_CLASSES {
-            t.store(slot, table::W_CACHE + k * table::CACHE_GROUP, 0)?;
-        }
+        // Cached blocks are free in the dead participant's eyes and taken in their segments':
+        // each goes back to its segment, through block journal 0 (after the clearing above, so
+        // that a repeat of this recovery first drops what a killed recoverer left there).
+        self.return_dead_cache(slot)
+    }
+
+    /// Frees `block` on behalf of dead participant `slot` (whose slot the caller holds
+    /// exclusively, under the recovery lock), where `unlink` makes the dead participant's own
+    /// record stop naming it (its held chain's head, its undo log word): block journal 0 of the
+    /// dead slot names the block from before `unlink` until after the free, so a gc running
+    /// meanwhile ([`Heap::named_blocks`]) never takes the block for garbage. Straight to the
+    /// segment, never into a cache.
+    ///
+    /// Killed before `unlink`, the repeat finds the block where it was; killed after it, the
+    /// journal is cleared by the repeat without a free (recovery step 3, or this function's
+    /// next use) and the block is either free or leaked to gc: never freed twice.
+    pub fn free_for_dead(
+        &self,
+        slot: u32,
+        block: super::Block,
+        unlink: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let t = self.table();
+        t.store(slot, table::W_BLOCK_JOURNAL, block.get())?;
+        unlink()?;
+        self.free_to_segment(block.get())?;
+        t.store(slot, table::W_BLOCK_JOURNAL, 0)?;
         Ok(())
     }
 

@@ -21,8 +21,11 @@
 //! cache pop writes the journal before it lowers the count, and the sweep reads the cache
 //! first. The caller's side of the contract is on [`Heap::sweep_segment`].
 //!
+//! The caller's garbage must also spare what dead participants' slots still name
+//! ([`Heap::named_blocks`]): their recoveries free those blocks without the writer lock.
+//!
 //! API: [`Heap::sweep`], [`Heap::sweep_segment`], [`Heap::sweep_large`],
-//! [`Heap::journaled_blocks`].
+//! [`Heap::journaled_blocks`], [`Heap::named_blocks`].
 
 use super::segment::{
     a_count, a_frozen, a_head, a_tag, anchor, SJ_SHIFT, SJ_SWEEP, S_ANCHOR, S_CARVE, S_DEFERRED,
@@ -41,6 +44,30 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let mut v = Vec::new();
         for slot in 0..t.slots {
             if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
+                continue;
+            }
+            self.push_cached(slot, &mut v, false)?;
+            for j in 0..table::BLOCK_JOURNALS {
+                let b = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
+                if b != 0 {
+                    v.push(b);
+                }
+            }
+        }
+        Ok(v.into_iter().map(Block).collect())
+    }
+
+    /// Every block that an attached participant's slot names, alive or dead: the entries of its
+    /// block cache, then its block journals (the order of [`Heap::journaled_blocks`]). A dead
+    /// participant's slot names them until its recovery has given them back
+    /// (`return_dead_cache`, [`Heap::free_for_dead`]), so a gc that reads this before it walks
+    /// the allocated blocks, and spares what it names, never frees a block that a recovery
+    /// running meanwhile frees too (FORMAT.md §7.10).
+    pub fn named_blocks(&self) -> Result<Vec<Block>, Error> {
+        let t = self.table();
+        let mut v = Vec::new();
+        for slot in 0..t.slots {
+            if t.status(slot)? != table::STATUS_ATTACHED {
                 continue;
             }
             self.push_cached(slot, &mut v, false)?;

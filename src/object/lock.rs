@@ -145,6 +145,13 @@ pub(super) struct LocalLocks {
     pub writing: bool,
 }
 
+impl LocalLocks {
+    /// No thread of this store holds lockExcl, lockShared or the writer word.
+    pub(super) fn none_held(&self) -> bool {
+        self.excl.is_none() && self.shared.is_empty() && !self.writing
+    }
+}
+
 impl Store {
     /// Sleeps until the lock word named by `busy` may have changed (at most `timeout`).
     pub fn wait(&self, busy: Busy, timeout: Duration) {

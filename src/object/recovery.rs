@@ -1,12 +1,13 @@
 //! Recovery of a dead participant's object-layer state: its undo log rolled back, the writer
-//! word and its shared holds released, its held set dropped.
+//! word and its shared holds released, its held set's and undo log's blocks given back.
 //!
 //! Runs as the heap's [`SlotRecovery`](crate::heap::SlotRecovery) hook: under the recovery
 //! lock, before the heap recovers the slot and frees it, so each dead slot is recovered by one
 //! process once. Every step is safe to repeat if the recoverer is killed half-way (a word entry
 //! is applied before the log shrinks past it, so a repeat applies it again to the same value;
 //! an alloc entry leaves the log before its block is freed, so a repeat never frees it twice,
-//! at worst leaks it to gc).
+//! at worst leaks it to gc; a held or log block is named by the dead slot's block journal 0
+//! while its record lets go of it, see `Heap::free_for_dead`).
 //!
 //! Steps 1 and 2 (the undo log, the writer word and the sequence) are
 //! [`StoreLock::recover_dead`], the protocol the loom models check; this file adds the other
@@ -92,12 +93,18 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         wake(att, lock_words::WRITER)?;
     }
 
-    // 4. Its held set: the chain's blocks go back; the containers only it held stay on the
-    //    orphan list until the next collection (a change after a proxy is dropped, or gc).
-    let mut b = lock_mem.load(slot_off(slot_words::HELD), Ordering::SeqCst)?;
-    lock_mem.store(slot_off(slot_words::HELD), 0, Ordering::SeqCst)?;
+    // 4. Its held set: the chain's blocks go back, one at a time from the head, each named by
+    //    the dead slot's block journal 0 from before the head moves past it until after it is
+    //    freed (`Heap::free_for_dead`: a gc meanwhile spares it, a repeat never frees it
+    //    twice). The containers only it held are left on the orphan list; the store that ran
+    //    this recovery collects them right after (`Store::recover_dead`).
+    let held_word = slot_off(slot_words::HELD);
     let mut steps = 0;
-    while b != 0 {
+    loop {
+        let b = lock_mem.load(held_word, Ordering::SeqCst)?;
+        if b == 0 {
+            break;
+        }
         let head = mem.load(b, Ordering::Acquire)?;
         if value::head_kind(head) != Some(Kind::Held) {
             return Err(corrupt(
@@ -106,17 +113,21 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
             ));
         }
         let next = mem.load(b + 8, Ordering::Acquire)?;
-        heap.free_uncached(crate::heap::Block::from_word(b))?;
-        b = next;
+        heap.free_for_dead(slot, crate::heap::Block::from_word(b), || {
+            lock_mem.store(held_word, next, Ordering::SeqCst)?;
+            Ok(())
+        })?;
         steps += 1;
         if steps > mem.size() / 512 {
             return Err(corrupt(format!("participant {slot}'s held set loops"), b));
         }
     }
-    // The log block itself.
+    // The log block itself, the same way.
     if log_block != 0 {
-        lock_mem.store(slot_off(slot_words::UNDO), 0, Ordering::SeqCst)?;
-        heap.free_uncached(crate::heap::Block::from_word(log_block))?;
+        heap.free_for_dead(slot, crate::heap::Block::from_word(log_block), || {
+            lock_mem.store(slot_off(slot_words::UNDO), 0, Ordering::SeqCst)?;
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -113,6 +113,8 @@ impl Store {
         // start changing the store before the change is undone.
         recovery::roll_back_orphaned_undo(store.part.attached())?;
         store.ensure_root()?;
+        // Containers that only participants recovered while this one attached held.
+        store.collect_orphans_if_idle()?;
         if opts.durable {
             store.part.sync_directory()?;
             store.flush()?;
@@ -195,9 +197,33 @@ impl Store {
     }
 
     /// Recovers every participant that died while attached: its change or lockExcl section
-    /// rolled back, its locks released, its slot freed. Returns how many.
-    pub fn recover_dead(&self) -> Result<u32> {
-        self.part.attached().recover_dead().map_err(Error::Open)
+    /// rolled back, its locks released, its blocks given back, its slot freed. Returns how
+    /// many. Containers that only a dead participant's held set named wait on the orphan list;
+    /// they are collected right after, if the writer word is free (FORMAT.md §10.7).
+    pub fn recover_dead(&mut self) -> Result<u32> {
+        let n = self.part.attached().recover_dead().map_err(Error::Open)?;
+        if n > 0 {
+            self.collect_orphans_if_idle()?;
+        }
+        Ok(n)
+    }
+
+    /// Collects the orphan list in a change of its own, when this store is writable, holds no
+    /// lock in any thread, the list is not empty and the writer word is free; otherwise leaves
+    /// it to the next collection (a proxy dropped, a recovery, an open, gc). Never waits.
+    pub(super) fn collect_orphans_if_idle(&mut self) -> Result<()> {
+        if self.part.is_readonly() || !self.has_orphans() || !self.locks.none_held() {
+            return Ok(());
+        }
+        match self.begin_op(lock::ME_ANY_THREAD) {
+            Ok(()) => {
+                let r = self.collect_orphans();
+                self.end_op(r.is_ok())?;
+                r.map(|_| ())
+            }
+            Err(Error::Busy(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Shrinks the file of a store that no other process can have open (a copy just written

@@ -410,6 +410,11 @@ impl Store {
     pub fn gc(&mut self, thread: u64) -> Result<GcReport> {
         self.part
             .refuse_if_readonly("gc writes the store: open it without readonly=True")?;
+        // Dead participants' blocks come back through their recovery, which knows which of
+        // them are free (their caches) and which the dead still held (its held set, its log).
+        if self.held_by(thread).is_none() {
+            self.recover_dead()?;
+        }
         self.maintenance(thread, |s| {
             if held::any_pinned(&s.part)? {
                 // A read-only process holds more containers than its slot can name: any of
@@ -427,11 +432,23 @@ impl Store {
             ..Default::default()
         };
         let m = self.mark(false)?;
+        // What attached slots name, read before the walk of allocated blocks: a recovery
+        // running now (it needs no writer word) frees a dead participant's cached, held-set
+        // and log blocks while a slot word names each, so each is named here, or already free
+        // in the walk (`Heap::named_blocks`, FORMAT.md §7.10). A live participant's cache and
+        // journals are spared by the sweep itself as well.
+        let named: HashSet<u64> = self
+            .part
+            .heap()
+            .named_blocks()?
+            .into_iter()
+            .map(|b| b.get())
+            .collect();
         let all = self.allocated()?;
         let garbage: HashSet<u64> = all
             .keys()
             .copied()
-            .filter(|b| !m.blocks.contains_key(b))
+            .filter(|b| !m.blocks.contains_key(b) && !named.contains(b))
             .collect();
         // Dead containers' references to live containers are dropped first.
         let mut work = Vec::new();
