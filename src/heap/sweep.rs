@@ -40,21 +40,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// before the journals, the reverse of the order in which `cache_pop` moves a block from
     /// one to the other, so a block on its way is seen in one place or the other.
     pub fn journaled_blocks(&self) -> Result<Vec<Block>, Error> {
-        let t = self.table();
-        let mut v = Vec::new();
-        for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED || !t.live.is_alive(slot) {
-                continue;
-            }
-            self.push_cached(slot, &mut v, false)?;
-            for j in 0..table::BLOCK_JOURNALS {
-                let b = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
-                if b != 0 {
-                    v.push(b);
-                }
-            }
-        }
-        Ok(v.into_iter().map(Block).collect())
+        self.blocks_named_by_slots(false)
     }
 
     /// Every block that an attached participant's slot names, alive or dead: the entries of its
@@ -64,10 +50,16 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// the allocated blocks, and spares what it names, never frees a block that a recovery
     /// running meanwhile frees too (FORMAT.md §7.10).
     pub fn named_blocks(&self) -> Result<Vec<Block>, Error> {
+        self.blocks_named_by_slots(true)
+    }
+
+    /// The cache entries, then the block journals, of every attached slot (of live ones only,
+    /// unless `dead_too`).
+    fn blocks_named_by_slots(&self, dead_too: bool) -> Result<Vec<Block>, Error> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED {
+            if t.status(slot)? != table::STATUS_ATTACHED || !(dead_too || t.live.is_alive(slot)) {
                 continue;
             }
             self.push_cached(slot, &mut v, false)?;
