@@ -6,7 +6,8 @@
 //! hands its whole array to a new thread, so that many frees are of blocks that another thread
 //! allocated. Here the threads are processes on one store file:
 //!
-//! - P = 1, 2, 4 worker processes (this binary re-executed with `PERSIST_LARSON_ROLE=worker`;
+//! - P = 1, 2, 4 worker processes by default (`--procs 1,2,4,8,16` or
+//!   `PERSIST_LARSON_PROCS_LIST` names others, up to `MAX_PROCS`; this binary re-executed with `PERSIST_LARSON_ROLE=worker`;
 //!   no fork, so every worker attaches as a participant of its own), each with `SLOTS` live
 //!   blocks of 16..=512 bytes (xorshift, fixed seed per process). One *op* is a free of a
 //!   random slot plus an alloc (+ `settle`) into it, and a one-word write into the new block.
@@ -67,8 +68,12 @@ const ROUND_OPS: u64 = 10_000;
 const MIN_SIZE: u64 = 16;
 const MAX_SIZE: u64 = 512;
 const SEED: u64 = 0x5eed_1a25_0123_4567;
-const PROCS: [usize; 3] = [1, 2, 4];
-const MAX_PROCS: u64 = 8;
+/// The worker process counts measured unless `PERSIST_LARSON_PROCS_LIST` or `--procs` says
+/// otherwise (a bigger machine: `cargo bench --bench larson -- --procs 1,2,4,8,16`).
+const DEFAULT_PROCS: [usize; 3] = [1, 2, 4];
+const ENV_PROCS_LIST: &str = "PERSIST_LARSON_PROCS_LIST";
+/// The most worker processes the control block has room for (its state area's size).
+const MAX_PROCS: u64 = 64;
 /// The size of the remote/local free measurement, and its batch.
 const FREE_SIZE: u64 = 64;
 const FREE_BATCH: usize = SLOTS;
@@ -86,18 +91,54 @@ const REMOTE_TARGET: f64 = 2.0;
 /// | 128 | READY: count of workers set up |
 /// | 192 | REQ: remote-free batch number published by the allocating side |
 /// | 256 | ACK: batch number the freeing side has finished |
-/// | 512 + 64 i | mailbox i state: 0 empty, 1 holds an array |
-/// | 1024 + 8 SLOTS i | mailbox i: SLOTS entries `offset \| owner << 56` |
+/// | 512 + 64 i | mailbox i state: 0 empty, 1 holds an array (i < `MAX_PROCS`) |
+/// | `C_ARRAYS` + 8 SLOTS i | mailbox i: SLOTS entries `offset \| owner << 56` |
 const C_GO: u64 = 0;
 const C_STOP: u64 = 64;
 const C_READY: u64 = 128;
 const C_REQ: u64 = 192;
 const C_ACK: u64 = 256;
 const C_STATE: u64 = 512;
-const C_ARRAYS: u64 = 1024;
-const CTL_BYTES: u64 = C_ARRAYS + MAX_PROCS * SLOTS as u64 * 8;
+const C_ARRAYS: u64 = C_STATE + 64 * MAX_PROCS;
 const OWNER_SHIFT: u64 = 56;
 const OFF_MASK: u64 = (1 << OWNER_SHIFT) - 1;
+
+/// The control block's bytes for up to `procs` workers.
+fn ctl_bytes(procs: usize) -> u64 {
+    C_ARRAYS + procs as u64 * SLOTS as u64 * 8
+}
+
+/// The process counts to measure: `--procs 1,2,4` (or `--procs=...`), else
+/// `PERSIST_LARSON_PROCS_LIST`, else `DEFAULT_PROCS`. Sorted, without repeats, each in
+/// 1..=`MAX_PROCS`, and 1 always among them (scaling is measured against it).
+fn procs_list() -> Vec<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--procs=")
+            .map(str::to_string)
+            .or_else(|| (a == "--procs").then(|| args.get(i + 1).cloned().unwrap_or_default()))
+    });
+    let Some(text) = from_args.or_else(|| std::env::var(ENV_PROCS_LIST).ok()) else {
+        return DEFAULT_PROCS.to_vec();
+    };
+    let mut v: Vec<usize> = match text.split(',').map(|x| x.trim().parse()).collect() {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!(
+                "larson: --procs wants a comma-separated list of process counts, got {text:?}"
+            );
+            std::process::exit(2);
+        }
+    };
+    v.push(1);
+    v.sort_unstable();
+    v.dedup();
+    if v[0] == 0 || *v.last().unwrap() as u64 > MAX_PROCS {
+        eprintln!("larson: process counts must lie in 1..={MAX_PROCS}, got {text:?}");
+        std::process::exit(2);
+    }
+    v
+}
 
 fn state_of(i: usize) -> u64 {
     C_STATE + 64 * i as u64
@@ -540,16 +581,17 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(tag: &str) -> Fixture {
+    /// A store with a zeroed control block for up to `procs` workers.
+    fn new(tag: &str, procs: usize) -> Fixture {
         let dir = TempDir::new(tag);
         let path = dir.path().join("larson.db");
         let att = Attached::open(&path).expect("open the store");
         let ctl = {
             let h = att.heap();
-            let ctl = h.alloc(CTL_BYTES).expect("control block").get();
+            let ctl = h.alloc(ctl_bytes(procs)).expect("control block").get();
             h.settle(0).expect("settle");
             let s = att.region().store();
-            for off in (0..CTL_BYTES).step_by(8) {
+            for off in (0..ctl_bytes(procs)).step_by(8) {
                 s.store(ctl + off, 0, Ordering::Relaxed).expect("zero");
             }
             ctl
@@ -602,7 +644,7 @@ struct LarsonRun {
 }
 
 fn larson_run(mode: Mode, procs: usize, secs: f64) -> LarsonRun {
-    let f = Fixture::new("larson");
+    let f = Fixture::new("larson", procs);
     let kids: Vec<Child> = (0..procs)
         .map(|i| {
             let mut envs = f.envs();
@@ -665,7 +707,7 @@ fn larson_run(mode: Mode, procs: usize, secs: f64) -> LarsonRun {
 /// Remote vs local free across processes: (remote ns, local ns) per free, and whether the
 /// two processes were bound to two different CPUs.
 fn remote_free(rounds: u64) -> (f64, f64, bool) {
-    let f = Fixture::new("remote");
+    let f = Fixture::new("remote", 2);
     let mut envs = f.envs();
     envs.push((ENV_ROUNDS, rounds.to_string()));
     let kid = spawn("freer", &envs);
@@ -706,24 +748,40 @@ fn parent() {
     };
     let t_all = Instant::now();
     let load_start = loadavg();
-    // results[mode][P index][run]; par[run] = (2 processes, 4 processes). Each run measures
-    // the machine's parallelism and then every (P, mode) cell, so that a cell is compared
-    // with P = 1 and with the machine as they were at about the same time (the CPU a VM gets
-    // drifts with its neighbours' load).
+    let procs = procs_list();
+    // results[mode][P index][run]; par[run][P index] = the parallelism P busy processes got
+    // (1 for P = 1). Each run measures the machine's parallelism and then every (P, mode)
+    // cell, so that a cell is compared with P = 1 and with the machine as they were at about
+    // the same time (the CPU a VM gets drifts with its neighbours' load).
     let mut results: Vec<Vec<Vec<LarsonRun>>> = MODES
         .iter()
-        .map(|_| PROCS.iter().map(|_| Vec::new()).collect())
+        .map(|_| procs.iter().map(|_| Vec::new()).collect())
         .collect();
-    let mut par = Vec::new();
+    let mut par: Vec<Vec<f64>> = Vec::new();
     for run in 0..runs {
-        let p2 = parallelism(2, spin_secs);
-        let p4 = parallelism(4, spin_secs);
+        let gives: Vec<f64> = procs
+            .iter()
+            .map(|&p| {
+                if p == 1 {
+                    1.0
+                } else {
+                    parallelism(p, spin_secs)
+                }
+            })
+            .collect();
         println!(
-            "run {}/{runs}: CPU parallelism 2 processes {p2:.2}x, 4 processes {p4:.2}x",
-            run + 1
+            "run {}/{runs}: CPU parallelism {}",
+            run + 1,
+            procs
+                .iter()
+                .zip(&gives)
+                .filter(|(&p, _)| p > 1)
+                .map(|(p, g)| format!("{p} processes {g:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        par.push((p2, p4));
-        for (pi, &p) in PROCS.iter().enumerate() {
+        par.push(gives);
+        for (pi, &p) in procs.iter().enumerate() {
             for (mi, &mode) in MODES.iter().enumerate() {
                 let r = larson_run(mode, p, secs);
                 println!(
@@ -756,11 +814,7 @@ fn parent() {
                 .collect(),
         )
     };
-    let machine = |p: usize, r: usize| match p {
-        1 => 1.0,
-        2 => par[r].0,
-        _ => par[r].1,
-    };
+    let machine = |pi: usize, r: usize| par[r][pi];
 
     println!();
     println!("== persist Larson benchmark: processes on one store ==");
@@ -781,15 +835,20 @@ fn parent() {
     );
     println!(
         "CPU parallelism (as ../shared/bench: busy processes for {spin_secs} s, total work / work \
-         of one), per run: 2 processes {}; 4 processes {}",
-        par.iter()
-            .map(|p| format!("{:.2}x", p.0))
+         of one), per run: {}",
+        procs
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p > 1)
+            .map(|(pi, p)| format!(
+                "{p} processes {}",
+                par.iter()
+                    .map(|g| format!("{:.2}x", g[pi]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
             .collect::<Vec<_>>()
-            .join(" "),
-        par.iter()
-            .map(|p| format!("{:.2}x", p.1))
-            .collect::<Vec<_>>()
-            .join(" "),
+            .join("; "),
     );
     println!(
         "vs P=1 and vs machine are medians over runs of per-run ratios (each run against the \
@@ -801,7 +860,7 @@ fn parent() {
          | vs machine | ops per CPU-s | remote frees | hand-offs (fresh, dropped) |"
     );
     println!("|---:|---:|---|---:|---|---:|---:|---:|---:|---|");
-    for (pi, &p) in PROCS.iter().enumerate() {
+    for (pi, &p) in procs.iter().enumerate() {
         let rs = &results[0][pi];
         let all: Vec<String> = rs
             .iter()
@@ -810,9 +869,9 @@ fn parent() {
         let m = med_of(rs.iter().map(ops_s).collect());
         let speedup = paired(0, pi, &|a, b, _| a.ops_per_sec / b.ops_per_sec);
         let vs_machine = paired(0, pi, &|a, b, r| {
-            a.ops_per_sec / b.ops_per_sec / machine(p, r)
+            a.ops_per_sec / b.ops_per_sec / machine(pi, r)
         });
-        let gives = med_of((0..runs).map(|r| machine(p, r)).collect());
+        let gives = med_of((0..runs).map(|r| machine(pi, r)).collect());
         let target = if p == 1 {
             "-"
         } else if speedup >= SCALING_TARGET {
@@ -844,7 +903,7 @@ fn parent() {
          larson/system | larson scaling / system scaling |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (pi, &p) in PROCS.iter().enumerate() {
+    for (pi, &p) in procs.iter().enumerate() {
         let cells: Vec<String> = (0..MODES.len())
             .map(|mi| {
                 let m = med_of(results[mi][pi].iter().map(ops_s).collect());
