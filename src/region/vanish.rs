@@ -73,14 +73,27 @@ impl Slot {
 
     /// Marks the mapping damaged (the handler; tests).
     fn poison(&self) {
-        // SeqCst, flag before size: whoever sees the zeroed size and then reads the flag finds
-        // it set; whoever raises the size afterwards reads the flag after raising (refresh).
+        // SeqCst, the process-wide flag first, then the slot's, then the size: whoever sees
+        // the zeroed size (or the slot's flag) and then reads the process-wide flag finds it
+        // set; whoever raises the size afterwards reads the flag after raising (refresh).
+        ANY_POISONED.store(true, Ordering::SeqCst);
         self.poisoned.store(true, Ordering::SeqCst);
         self.known.store(0, Ordering::SeqCst);
     }
 }
 
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+
+/// Set (for good) once any mapping of this process is poisoned: the per-step check
+/// (`any_poisoned`) is one load of one word while nothing ever vanished, which is always but
+/// for a damaged machine.
+static ANY_POISONED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a mapping of this process was ever poisoned (then look at each: `Mapping::is_poisoned`).
+pub fn any_poisoned() -> bool {
+    // SeqCst: as `Slot::is_poisoned`; `poison` sets this first.
+    ANY_POISONED.load(Ordering::SeqCst)
+}
 
 /// SIGBUS faults this process turned into errors (for tests and messages).
 static CAUGHT: AtomicU64 = AtomicU64::new(0);
