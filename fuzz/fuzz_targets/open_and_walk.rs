@@ -182,12 +182,76 @@ fn make_base() -> Base {
     {
         let mut st = Store::open(&path).unwrap();
         let root = st.root().unwrap();
-        set(&mut st, root, "ints", &V::L(vec![V::Int(0), V::Int(-1), V::Int(1 << 61), V::Big(vec![0, 0, 0, 0, 0, 0, 0, 0, 1])])).unwrap();
-        set(&mut st, root, "strs", &V::L(vec![s(""), s("short"), s("a longer string"), s(&"é".repeat(50)), s(&"x".repeat(700))])).unwrap();
-        set(&mut st, root, "bytes", &V::L(vec![V::B(vec![0, 255]), V::B(vec![7; 300]), V::B(vec![9; 5000])])).unwrap();
-        set(&mut st, root, "tuple", &V::Tup(vec![V::Int(1), s("two"), V::Tup(vec![V::F(3.5), V::None, V::Big(vec![0xff; 12])])])).unwrap();
-        set(&mut st, root, "nested", &V::D(vec![(s("a"), V::D(vec![(s("b"), V::L(vec![V::Int(1), V::L(vec![V::Int(2)])]))])), (V::Tup(vec![V::Int(1), V::Int(2)]), s("tuple key"))])).unwrap();
-        set(&mut st, root, "obj", &V::Obj("fuzz_mod:Person", vec![(s("name"), s("Joe")), (s("age"), V::Int(27))])).unwrap();
+        set(
+            &mut st,
+            root,
+            "ints",
+            &V::L(vec![
+                V::Int(0),
+                V::Int(-1),
+                V::Int(1 << 61),
+                V::Big(vec![0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            ]),
+        )
+        .unwrap();
+        set(
+            &mut st,
+            root,
+            "strs",
+            &V::L(vec![
+                s(""),
+                s("short"),
+                s("a longer string"),
+                s(&"é".repeat(50)),
+                s(&"x".repeat(700)),
+            ]),
+        )
+        .unwrap();
+        set(
+            &mut st,
+            root,
+            "bytes",
+            &V::L(vec![
+                V::B(vec![0, 255]),
+                V::B(vec![7; 300]),
+                V::B(vec![9; 5000]),
+            ]),
+        )
+        .unwrap();
+        set(
+            &mut st,
+            root,
+            "tuple",
+            &V::Tup(vec![
+                V::Int(1),
+                s("two"),
+                V::Tup(vec![V::F(3.5), V::None, V::Big(vec![0xff; 12])]),
+            ]),
+        )
+        .unwrap();
+        set(
+            &mut st,
+            root,
+            "nested",
+            &V::D(vec![
+                (
+                    s("a"),
+                    V::D(vec![(s("b"), V::L(vec![V::Int(1), V::L(vec![V::Int(2)])]))]),
+                ),
+                (V::Tup(vec![V::Int(1), V::Int(2)]), s("tuple key")),
+            ]),
+        )
+        .unwrap();
+        set(
+            &mut st,
+            root,
+            "obj",
+            &V::Obj(
+                "fuzz_mod:Person",
+                vec![(s("name"), s("Joe")), (s("age"), V::Int(27))],
+            ),
+        )
+        .unwrap();
         set(&mut st, root, "big", &V::B(vec![b'L'; 20_000])).unwrap();
         for i in 0..30 {
             set(&mut st, root, &format!("k{i}"), &s(&"v".repeat(i * 17))).unwrap();
@@ -198,16 +262,28 @@ fn make_base() -> Base {
         // A shared reference and a cycle: the dict under "nested" also under "shared", and a
         // list that contains itself.
         let kt = key("nested");
-        let nested = st.dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone()).unwrap().unwrap();
+        let nested = st
+            .dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone())
+            .unwrap()
+            .unwrap();
         let nested = container_of(&st, nested);
         st.begin_op(T).unwrap();
         let w = st.encode(&ref_tree(nested)).unwrap();
         let kt = key("shared");
-        st.dict_set(root, &Key::new(&kt, kt.root).unwrap(), w, &mut NO_HINT.clone()).unwrap();
+        st.dict_set(
+            root,
+            &Key::new(&kt, kt.root).unwrap(),
+            w,
+            &mut NO_HINT.clone(),
+        )
+        .unwrap();
         st.end_op(true).unwrap();
         set(&mut st, root, "cycle", &V::L(vec![V::Int(1)])).unwrap();
         let kt = key("cycle");
-        let cyc = st.dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone()).unwrap().unwrap();
+        let cyc = st
+            .dict_get(root, &Key::new(&kt, kt.root).unwrap(), &mut NO_HINT.clone())
+            .unwrap()
+            .unwrap();
         let cyc = container_of(&st, cyc);
         st.begin_op(T).unwrap();
         let w = st.encode(&ref_tree(cyc)).unwrap();
@@ -431,7 +507,12 @@ fn exercise(path: &Path) {
             &mut st,
             root,
             "new",
-            &V::L(vec![V::Int(1), s(&"n".repeat(300)), V::B(vec![1; 9000]), V::D(vec![(s("q"), V::F(1.5))])]),
+            &V::L(vec![
+                V::Int(1),
+                s(&"n".repeat(300)),
+                V::B(vec![1; 9000]),
+                V::D(vec![(s("q"), V::F(1.5))]),
+            ]),
         );
         if let Some(l) = a_list {
             if st.begin_op(T).is_ok() {
