@@ -355,6 +355,7 @@ impl StoreCore {
         d.set_item("live_bytes", r.live_bytes)?;
         d.set_item("unreachable_blocks", r.unreachable_blocks)?;
         d.set_item("unreachable_bytes", r.unreachable_bytes)?;
+        d.set_item("leaked_references", r.leaked_references)?;
         d.set_item("orphans", r.orphans)?;
         d.set_item("held", r.held)?;
         Ok(d)
