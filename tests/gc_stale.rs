@@ -78,9 +78,7 @@ fn child_leaves_a_stale_list(path: &std::path::Path) -> ! {
         del(&mut st, root, "stale");
         // The cache hands back the last block freed of a class first.
         let a = st.take_block_unlinked(list_header::BYTES, 4).unwrap();
-        let b = st
-            .take_block_unlinked(list_items::bytes(cap), 5)
-            .unwrap();
+        let b = st.take_block_unlinked(list_items::bytes(cap), 5).unwrap();
         assert_eq!((a, b), (stale, items), "the cache gave other blocks back");
         // The stale header still reads as a list of one item: `l`.
         assert_eq!(word(path, items + list_items::FIRST), l.get());
@@ -116,7 +114,10 @@ fn gc_does_not_release_the_references_of_a_freed_block() {
     let mut status = 0;
     // SAFETY: waits for our own child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed"
+    );
 
     let report = st.check(T).unwrap();
     assert!(report.unreachable_blocks >= 2, "{report:?}");
