@@ -1,8 +1,36 @@
 """persist: a persistent object store for Python.
 
 A memory-mapped file holds an object graph whose root is a persistent dict; any number of
-processes and threads use one store at once. The native core is ``persist._persist``; only
-what this package exports (``__all__``) is part of the API.
+processes and threads use one store at once, in place, and a process killed at any instant
+leaves it intact.
+
+    import persist
+    root = persist.root()           # opens (or creates) ./persist.db; its root dict
+    with root.lockExcl():           # compound steps under the store-wide lock
+        root['visits'] = root.get('visits', 0) + 1
+
+The API, in brief:
+
+- ``root(path=None)`` gives the root dict of a store opened once per process;
+  ``open(path, *, create=True, readonly=False, durable=False)`` gives a ``Store`` (root,
+  transaction(), flush(), check(), gc(), stats(), close(); also a context manager).
+- ``Dict`` and ``List`` are the stored dicts and lists: they behave like dict and list (and
+  are registered as MutableMapping and MutableSequence), every single operation is atomic,
+  and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain calls or ``with`` blocks) or
+  ``Store.transaction()`` make several operations one.
+- Values: None, bool, int, float, str, bytes and tuples are stored by value; lists and dicts
+  are copied in and read back as ``List`` and ``Dict``; instances of ``pbase`` subclasses are
+  stored objects whose attributes live in the store (``Object`` when the reader does not have
+  the class). ``copy.deepcopy``, ``to_python()`` and ``json_default`` give plain values.
+- Errors derive from ``Error``: ``FormatError``, ``CorruptionError``, ``StoreFullError``,
+  ``LockTimeout``, ``ClosedError``, ``ReadOnlyError``.
+- ``python -m persist --help``: the command line (info, check, gc, dump, load, compact,
+  bench, demo).
+
+The documentation (a tutorial, the guarantees and the full reference) is the source tree's
+docs/ folder, built with Sphinx as the project's README says; it is made from the docstrings,
+so ``help(persist.Dict)`` and the others are the reference too. The native core is
+``persist._persist``; only what this package exports (``__all__``) is part of the API.
 """
 
 from __future__ import annotations
@@ -70,10 +98,12 @@ class Store:
 
     @property
     def path(self) -> str:
+        """The path the store was opened with (as given, not resolved)."""
         return os.fspath(self._core.path)
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._core.closed
 
     def close(self) -> None:
@@ -133,8 +163,8 @@ def open(  # noqa: A001 - the API's name
     """Opens the store at ``path`` (creating it if missing, unless ``create=False``).
 
     ``durable=True``: every change this process commits is on disk when the call that made
-    it returns (each undo record reaches the disk before the write it covers; see the README's
-    "What survives what"). Slower: several msyncs per change.
+    it returns, even through a power cut (each undo record reaches the disk before the write it
+    covers; the docs' "Crash safety and durability"). Slower: several msyncs per change.
 
     ``readonly=True``: the store file is opened and mapped read-only and never written (an
     existing store only: nothing is created). Reads work and see other processes' changes;

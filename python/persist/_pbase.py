@@ -81,6 +81,7 @@ class Object(pbase):
 
     @property
     def p_class(self) -> str:
+        """The stored class name, ``module:qualname`` (``"app.models:Person"``)."""
         return _core(self)._class_name()
 
     def __repr__(self) -> str:
