@@ -53,7 +53,12 @@ _NO_SIGNATURE = {
 
 
 def _hide_constructor(
-    app: object, what: str, name: str, obj: object, options: object, signature: str | None,
+    app: object,
+    what: str,
+    name: str,
+    obj: object,
+    options: object,
+    signature: str | None,
     return_annotation: str | None,
 ) -> tuple[str, str | None] | None:
     if what in ("class", "exception") and name in _NO_SIGNATURE:

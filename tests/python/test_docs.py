@@ -124,9 +124,7 @@ def test_example_runs(block: Block, tmp_path: Path) -> None:
     script.write_text(block.code, encoding="utf-8")
     out = []
     for run in range(block.runs):
-        r = subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
-        )
+        r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, (
             f"{block.name} (run {run + 1}) exited {r.returncode}\n"
             f"--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
