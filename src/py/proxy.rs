@@ -653,11 +653,12 @@ impl List {
     fn to_python<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("to_python")?.call1((slf,))
     }
-    /// `copy.copy`: a plain shallow copy (a `list`), as `copy()`.
+    /// ``copy.copy(l)``: a plain shallow copy (a :class:`list` whose nested containers stay
+    /// proxies), as :meth:`copy`.
     fn __copy__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.copy(py)
     }
-    /// `copy.deepcopy`: a plain deep copy, as `to_python()` (the store is not copied).
+    /// ``copy.deepcopy(l)``: a plain deep copy, as :meth:`to_python` (the store is not copied).
     fn __deepcopy__<'py>(
         slf: &Bound<'py, Self>,
         _memo: &Bound<'py, PyAny>,
