@@ -91,6 +91,10 @@ step "loom models" loom
 step "Python venv" make_venv
 step "Python package: build and install" install_package
 step "pytest" "$VENV/bin/python" -m pytest
+# The docs site from docs/ and the installed package's docstrings, warnings as errors (-E: a
+# fresh environment, so the reference always shows the package just installed). Its examples
+# ran in the pytest step (tests/python/test_docs.py, with mypy --strict over them).
+step "docs (sphinx -W)" "$VENV/bin/python" -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 # A bounded fuzz run of hostile store files over the committed corpus (needs a nightly
 # toolchain, which rustup has here; the script installs cargo-fuzz if it is missing).
 step "fuzz (60 s)" bash "$ROOT/scripts/fuzz-short.sh" 60
