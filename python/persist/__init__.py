@@ -170,8 +170,10 @@ class Store:
         :param timeout: seconds to wait for the lock at most; ``None`` waits as long as it
             takes.
         :returns: a dict of counts: ``objects``, ``live_blocks``, ``live_bytes``,
-            ``unreachable_blocks``, ``unreachable_bytes``, ``orphans`` (containers kept only
-            by proxies) and ``held`` (containers that open proxies hold).
+            ``unreachable_blocks``, ``unreachable_bytes``, ``leaked_references`` (references
+            that live containers still count from values nothing reaches: :meth:`gc` drops
+            them), ``orphans`` (containers kept only by proxies) and ``held`` (containers that
+            open proxies hold).
         :raises persist.CorruptionError: the store is damaged; the message says what and where.
         :raises persist.LockTimeout: the lock was not granted within ``timeout``.
         """
