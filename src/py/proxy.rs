@@ -8,7 +8,7 @@
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
 
-use super::convert::{inline_word, key_arg, to_py, to_tree, Keep};
+use super::convert::{inline_word, key_arg, to_py, to_tree, unstorable_key, Keep};
 use super::errors;
 use super::store::{Gil, LockGuard, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
@@ -806,7 +806,8 @@ impl Drop for Dict {
 }
 
 fn key_error(k: &Bound<'_, PyAny>) -> PyErr {
-    PyKeyError::new_err(k.clone().unbind())
+    // The key as the one argument (a tuple key must not become the arguments).
+    PyKeyError::new_err((k.clone().unbind(),))
 }
 
 #[pymethods]
@@ -887,13 +888,7 @@ impl Dict {
         let mut keep = Keep::default();
         let kt = match key_arg(k)? {
             Some(t) => t,
-            None => {
-                return Err(PyTypeError::new_err(format!(
-                    "persist cannot store a dict key of type '{}' (keys are None, bool, int, \
-                     float, str, bytes or tuples of these)",
-                    k.get_type().name()?
-                )))
-            }
+            None => return Err(unstorable_key(k)),
         };
         let key = kt.key().map_err(map)?;
         // A small value (the counter's int) is its word: no tree, nothing to allocate or bind.
@@ -1010,10 +1005,7 @@ impl Dict {
     ) -> PyResult<Bound<'py, PyAny>> {
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         let Some(kt) = key_arg(k)? else {
-            return Err(PyTypeError::new_err(format!(
-                "persist cannot store a dict key of type '{}'",
-                k.get_type().name()?
-            )));
+            return Err(unstorable_key(k));
         };
         let mut keep = Keep::default();
         let vt = to_tree(&default, &self.shared, &mut keep)?;
@@ -1041,10 +1033,7 @@ impl Dict {
             let p = p.cast::<PyTuple>()?;
             let k = p.get_item(0)?;
             let Some(kt) = key_arg(&k)? else {
-                return Err(PyTypeError::new_err(format!(
-                    "persist cannot store a dict key of type '{}'",
-                    k.get_type().name()?
-                )));
+                return Err(unstorable_key(&k));
             };
             keys.push(kt);
             flat.append(p.get_item(1)?)?;
@@ -1241,6 +1230,27 @@ impl Dict {
             .getattr("dict_update")?
             .call1((slf, args, kwargs))
     }
+    /// A plain :class:`dict` with every item of ``iterable`` as a key, each mapped to ``value``.
+    ///
+    /// Unlike :meth:`dict.fromkeys`, the result is not of this type: a class method has no store
+    /// to make a :class:`persist.Dict` in. Store it to persist it:
+    /// ``root['seen'] = persist.Dict.fromkeys(names, False)``.
+    #[classmethod]
+    #[pyo3(signature = (iterable, value=None))]
+    fn fromkeys<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        iterable: &Bound<'py, PyAny>,
+        value: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let py = cls.py();
+        let value = value.unwrap_or_else(|| py.None().into_bound(py));
+        let d = pyo3::types::PyDict::new(py);
+        for k in iterable.try_iter()? {
+            d.set_item(k?, &value)?;
+        }
+        Ok(d)
+    }
+
     /// A shallow copy in the same store: a new :class:`persist.Dict`, linked nowhere until it is
     /// stored (nested containers are shared with this dict, as :meth:`dict.copy` shares them).
     ///
