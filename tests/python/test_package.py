@@ -175,3 +175,17 @@ def test_cli_usage_error_exits_2_without_traceback(args: tuple[str, ...]) -> Non
     assert "usage: python -m persist" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_distribution_is_persist_store() -> None:
+    # `persist` on the package index is another project: this one is published as
+    # persist-store, and installing it gives the module `persist`.
+    from importlib import metadata
+
+    dist = metadata.distribution("persist-store")
+    assert dist.metadata["Name"] == "persist-store"
+    assert dist.version == persist.__version__
+    assert dist.metadata["License-Expression"] == "MIT"
+    assert any(f.name == "LICENSE" for f in dist.files or [])
+    assert any(str(f).startswith("persist/") for f in dist.files or [])
+
