@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import collections.abc
+import errno
 import os
 import threading
 import weakref
@@ -25,9 +26,15 @@ from persist._errors import (
     ReadOnlyError,
     StoreFullError,
 )
-from persist._persist import FORMAT_VERSION, Dict, List, StoreCore, __version__
-from persist._persist import _after_fork_in_child
 from persist._pbase import Object, pbase
+from persist._persist import (
+    FORMAT_VERSION,
+    Dict,
+    List,
+    StoreCore,
+    __version__,
+    _after_fork_in_child,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -148,8 +155,13 @@ def open(  # noqa: A001 - the API's name
     user...) raises ``PermissionError`` naming it (FORMAT.md §6.6).
     """
     p = os.fspath(path)
+    if "\0" in p:
+        # As Python's own file functions refuse such a path.
+        raise ValueError(f"embedded null byte in the store path {p!r}")
+    if p == "":
+        raise FileNotFoundError(errno.ENOENT, "No such persist store (the path is empty)", p)
     if (readonly or not create) and not os.path.exists(p):
-        raise FileNotFoundError(2, "No such persist store", p)
+        raise FileNotFoundError(errno.ENOENT, "No such persist store", p)
     store = Store(
         StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create))
     )
