@@ -90,7 +90,12 @@ step "clippy (python extension)" cargo clippy --all-targets --features python --
 step "Rust tests" nextest_or_test
 step "loom models" loom
 step "Python venv" make_venv
+PY_SOURCES=(python/ tests/ build_backend/)
+step "ruff check" "$VENV/bin/ruff" check "${PY_SOURCES[@]}"
+step "ruff format --check" "$VENV/bin/ruff" format --check "${PY_SOURCES[@]}"
 step "Python package: build and install" install_package
+# The stubs (python/persist/_persist.pyi) against the installed native module; no allowlist.
+step "stubtest" "$VENV/bin/python" -m mypy.stubtest persist._persist
 step "pytest" "$VENV/bin/python" -m pytest
 # What is published: the manylinux wheel (zig, glibc 2.17) and the sdist, then the wheel in
 # fresh venvs (demo, metadata) and the sdist refusing to build without cargo.

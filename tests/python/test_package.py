@@ -9,6 +9,7 @@ module built under the wrong name.
 from __future__ import annotations
 
 import ast
+import inspect
 import pickle
 import re
 import subprocess
@@ -189,3 +190,20 @@ def test_distribution_is_persist_store() -> None:
     assert any(f.name == "LICENSE" for f in dist.files or [])
     assert any(str(f).startswith("persist/") for f in dist.files or [])
 
+
+
+def test_list_pop_takes_an_index_as_list_pop_does(tmp_path: Path) -> None:
+    # The stub says pop(i=-1, /), as list.pop; the runtime signature and behaviour agree.
+    assert str(inspect.signature(persist.List.pop)) == "(self, i=-1, /)"
+    with persist.open(str(tmp_path / "s.db")) as store:
+        store.root["l"] = [1, 2, 3]
+        lst = store.root["l"]
+        for args in [(None,), (1, 2), ("0",)]:
+            with pytest.raises(TypeError) as ours:
+                lst.pop(*args)
+            with pytest.raises(TypeError) as theirs:
+                [1, 2, 3].pop(*args)
+            assert str(ours.value) == str(theirs.value)
+        assert lst.pop() == 3
+        assert lst.pop(0) == 1
+        assert list(lst) == [2]
