@@ -200,9 +200,24 @@ def root(path: str | os.PathLike[str] | None = None) -> Dict:
     with _roots_lock:
         store = _roots.get(key)
         if store is None or store.closed:
-            store = open(key)
+            try:
+                store = open(key)
+            except OSError as e:
+                renamed = _named_as_given(e, key, os.fspath(path))
+                if renamed is e:
+                    raise
+                raise renamed from None
             _roots[key] = store
     return store.root
+
+
+def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
+    """``e`` naming the path the caller gave instead of the resolved one that root() opened
+    (the store's, or its lock file's: the same path with ``.lock``)."""
+    name = e.filename
+    if isinstance(name, str) and name in (opened, opened + ".lock"):
+        return type(e)(e.errno, e.strerror, given + name[len(opened) :])
+    return e
 
 
 def json_default(obj: Any) -> Any:

@@ -232,3 +232,18 @@ def test_nul_byte_in_path(tmp_path: Path) -> None:
     assert err["type"] == "ValueError"
     assert "null byte" in str(err["text"])
     assert not any(tmp_path.iterdir())
+
+
+def test_root_names_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # root() opens the resolved path (one store per file, however it is named), but its errors
+    # name the path the caller gave.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        persist.root("adir")
+    assert e.value.filename == "adir"
+    assert str(e.value) == "[Errno 21] cannot open the store: Is a directory: 'adir'"
+    with pytest.raises(FileNotFoundError) as missing:
+        persist.root("nodir/x.db")
+    assert missing.value.filename == "nodir/x.db"
+    assert str(tmp_path) not in str(missing.value)
