@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import collections.abc
+import errno
 import os
 import threading
 import weakref
@@ -53,9 +54,15 @@ from persist._errors import (
     ReadOnlyError,
     StoreFullError,
 )
-from persist._persist import FORMAT_VERSION, Dict, List, StoreCore, __version__
-from persist._persist import _after_fork_in_child
 from persist._pbase import Object, pbase
+from persist._persist import (
+    FORMAT_VERSION,
+    Dict,
+    List,
+    StoreCore,
+    __version__,
+    _after_fork_in_child,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -243,8 +250,13 @@ def open(  # noqa: A001 - the API's name
     user...) raises ``PermissionError`` naming it (FORMAT.md §6.6).
     """
     p = os.fspath(path)
+    if "\0" in p:
+        # As Python's own file functions refuse such a path.
+        raise ValueError(f"embedded null byte in the store path {p!r}")
+    if p == "":
+        raise FileNotFoundError(errno.ENOENT, "No such persist store (the path is empty)", p)
     if (readonly or not create) and not os.path.exists(p):
-        raise FileNotFoundError(2, "No such persist store", p)
+        raise FileNotFoundError(errno.ENOENT, "No such persist store", p)
     store = Store(
         StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create))
     )
@@ -291,9 +303,24 @@ def root(path: str | os.PathLike[str] | None = None) -> Dict:
     with _roots_lock:
         store = _roots.get(key)
         if store is None or store.closed:
-            store = open(key)
+            try:
+                store = open(key)
+            except OSError as e:
+                renamed = _named_as_given(e, key, os.fspath(path))
+                if renamed is e:
+                    raise
+                raise renamed from None
             _roots[key] = store
     return store.root
+
+
+def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
+    """``e`` naming the path the caller gave instead of the resolved one that root() opened
+    (the store's, or its lock file's: the same path with ``.lock``)."""
+    name = e.filename
+    if isinstance(name, str) and name in (opened, opened + ".lock"):
+        return type(e)(e.errno, e.strerror, given + name[len(opened) :])
+    return e
 
 
 def json_default(obj: Any) -> Any:

@@ -389,15 +389,18 @@ impl List {
     /// :returns: the removed value. A removed container comes back as a proxy, which keeps it
     ///     alive in the store until the proxy is dropped (or stored somewhere again).
     /// :raises IndexError: the list is empty or ``i`` is out of range.
-    #[pyo3(signature = (i=None))]
-    fn pop<'py>(
-        &self,
-        py: Python<'py>,
-        i: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let i: isize = match i {
-            Some(i) => ssize_arg(i)?,
-            None => -1,
+    // As list.pop(index=-1, /): positional, and None is not an index (a default of None
+    // would accept it and show the wrong signature).
+    #[pyo3(signature = (*args), text_signature = "($self, i=-1, /)")]
+    fn pop<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        let i: isize = match args.len() {
+            0 => -1,
+            1 => ssize_arg(&args.get_item(0)?)?,
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "pop expected at most 1 argument, got {n}"
+                )))
+            }
         };
         let shared = &self.shared;
         self.shared.write(&Gil(py), |st| {
