@@ -257,9 +257,7 @@ def open(  # noqa: A001 - the API's name
         raise FileNotFoundError(errno.ENOENT, "No such persist store (the path is empty)", p)
     if (readonly or not create) and not os.path.exists(p):
         raise FileNotFoundError(errno.ENOENT, "No such persist store", p)
-    store = Store(
-        StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create))
-    )
+    store = Store(StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create)))
     _open_stores.add(store)
     return store
 

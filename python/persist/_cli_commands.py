@@ -254,9 +254,7 @@ def _write_store(
         try:
             os.link(tmp, dst)
         except FileExistsError:
-            raise CliError(
-                f"{dst} appeared while it was being written: left as it is"
-            ) from None
+            raise CliError(f"{dst} appeared while it was being written: left as it is") from None
     finally:
         remove_store(tmp)
 

@@ -112,9 +112,7 @@ def main(workers: int = 4, increments: int = 2000) -> int:
         )
         _say("   and appends to a shared list without any lock.")
         ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(target=_worker, args=(path, increments, k)) for k in range(workers)
-        ]
+        procs = [ctx.Process(target=_worker, args=(path, increments, k)) for k in range(workers)]
         t0 = time.perf_counter()
         for p in procs:
             p.start()
@@ -140,8 +138,10 @@ def main(workers: int = 4, increments: int = 2000) -> int:
             _say(f"   counter = {count} (expected {expected}), list length = {len(log)}, ")
             _say(f"   distinct entries = {distinct}, in {elapsed:.2f} s.")
             report = store.check()
-            _say(f"   store.check(): consistent ({report['objects']} containers, "
-                 f"{report['live_bytes']} live bytes).")
+            _say(
+                f"   store.check(): consistent ({report['objects']} containers, "
+                f"{report['live_bytes']} live bytes)."
+            )
             ok = count == expected and len(log) == expected and distinct == expected
         _say()
         _say("Nothing lost." if ok else "MISMATCH: something was lost.")

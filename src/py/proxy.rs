@@ -1239,7 +1239,7 @@ impl Dict {
     /// to make a :class:`persist.Dict` in. Store it to persist it:
     /// ``root['seen'] = persist.Dict.fromkeys(names, False)``.
     #[classmethod]
-    #[pyo3(signature = (iterable, value=None))]
+    #[pyo3(signature = (iterable, value=None, /))]
     fn fromkeys<'py>(
         cls: &Bound<'py, pyo3::types::PyType>,
         iterable: &Bound<'py, PyAny>,

@@ -74,8 +74,7 @@ class StoppedWriters:
         self._r, w = os.pipe()
         os.set_blocking(self._r, False)
         self.pids = [
-            fork_child(lambda name=name: _committer(path, name, w, durable, blob))
-            for name in names
+            fork_child(lambda name=name: _committer(path, name, w, durable, blob)) for name in names
         ]
         os.close(w)
 

@@ -614,7 +614,9 @@ def test_transaction_excludes_other_processes(store: Any, store_path: Path, spaw
 # own handler, as an interactive process has, whatever they inherited.
 DEFAULT_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
 
-WAIT_THEN_CTRL_C = DEFAULT_SIGINT + """
+WAIT_THEN_CTRL_C = (
+    DEFAULT_SIGINT
+    + """
 import sys, persist
 s = persist.open(sys.argv[1])
 root = s.root
@@ -639,6 +641,7 @@ except KeyboardInterrupt:
     s.close()
     sys.exit(3)
 """
+)
 
 
 @pytest.mark.parametrize("how", ["lockExcl", "lockShared", "read"])

@@ -394,4 +394,3 @@ def test_copies_taken_while_writers_are_stopped_recover_with_every_commit(
         committed = writers.committed
     print(f"\nsnapshots: {copies} copies opened, recovered and checked; commits {committed}")
     assert all(committed.get(n, 0) > 0 for n in names), committed
-

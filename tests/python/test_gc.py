@@ -88,5 +88,7 @@ def test_gc_frees_killed_writers_leftovers_while_others_append(tmp_path):
         assert sum(f["blocks"] for f in freed) >= leaked
         after = s.check()
         assert after["unreachable_blocks"] == 0, after
-    print(f"\ngc: {leaked} blocks left by 40 killed writers; freed {freed} while "
-          f"{sum(counts.values())} appends went on")
+    print(
+        f"\ngc: {leaked} blocks left by 40 killed writers; freed {freed} while "
+        f"{sum(counts.values())} appends went on"
+    )

@@ -118,8 +118,7 @@ def test_relative_path_is_kept_as_given(tmp_path: Path, monkeypatch: pytest.Monk
     err = open_error("nodir/x.db")
     assert err["filename"] == "nodir/x.db"
     assert err["text"] == (
-        "[Errno 2] cannot open the directory of the store: No such file or directory: "
-        "'nodir/x.db'"
+        "[Errno 2] cannot open the directory of the store: No such file or directory: 'nodir/x.db'"
     )
 
 

@@ -191,7 +191,6 @@ def test_distribution_is_persist_store() -> None:
     assert any(str(f).startswith("persist/") for f in dist.files or [])
 
 
-
 def test_list_pop_takes_an_index_as_list_pop_does(tmp_path: Path) -> None:
     # The stub says pop(i=-1, /), as list.pop; the runtime signature and behaviour agree.
     assert str(inspect.signature(persist.List.pop)) == "(self, i=-1, /)"

@@ -146,18 +146,44 @@ def test_every_mutable_mapping_mixin_behaves_as_dicts(store: Any) -> None:
     root["d"] = {"a": 1, "b": 2}
     proxy, plain = root["d"], {"a": 1, "b": 2}
     mixins = sorted(collections.abc.MutableMapping.__abstractmethods__) + [
-        "__contains__", "keys", "items", "values", "get", "__eq__", "__ne__",
-        "pop", "popitem", "clear", "update", "setdefault",
+        "__contains__",
+        "keys",
+        "items",
+        "values",
+        "get",
+        "__eq__",
+        "__ne__",
+        "pop",
+        "popitem",
+        "clear",
+        "update",
+        "setdefault",
     ]
     for m in mixins:
         assert callable(getattr(proxy, m)), m
-    _run_both(proxy, plain, [
-        ("__contains__", ("a",)), ("get", ("a",)), ("get", ("z", 9)), ("keys", ()),
-        ("__eq__", ({"a": 1, "b": 2},)), ("__ne__", ({},)),
-        ("setdefault", ("c", 3)), ("setdefault", ("a", 7)), ("pop", ("b",)), ("pop", ("b",)),
-        ("pop", ("b", None)), ("update", ({"e": 5},)), ("update", ([("f", 6)],)),
-        ("popitem", ()), ("__len__", ()), ("clear", ()), ("popitem", ()),
-    ])
+    _run_both(
+        proxy,
+        plain,
+        [
+            ("__contains__", ("a",)),
+            ("get", ("a",)),
+            ("get", ("z", 9)),
+            ("keys", ()),
+            ("__eq__", ({"a": 1, "b": 2},)),
+            ("__ne__", ({},)),
+            ("setdefault", ("c", 3)),
+            ("setdefault", ("a", 7)),
+            ("pop", ("b",)),
+            ("pop", ("b",)),
+            ("pop", ("b", None)),
+            ("update", ({"e": 5},)),
+            ("update", ([("f", 6)],)),
+            ("popitem", ()),
+            ("__len__", ()),
+            ("clear", ()),
+            ("popitem", ()),
+        ],
+    )
 
 
 def test_every_mutable_sequence_mixin_behaves_as_lists(store: Any) -> None:
@@ -165,17 +191,43 @@ def test_every_mutable_sequence_mixin_behaves_as_lists(store: Any) -> None:
     root["l"] = [3, 1, 2, 1]
     proxy, plain = root["l"], [3, 1, 2, 1]
     mixins = sorted(collections.abc.MutableSequence.__abstractmethods__) + [
-        "__contains__", "__iter__", "__reversed__", "index", "count", "append", "reverse",
-        "extend", "pop", "remove", "__iadd__",
+        "__contains__",
+        "__iter__",
+        "__reversed__",
+        "index",
+        "count",
+        "append",
+        "reverse",
+        "extend",
+        "pop",
+        "remove",
+        "__iadd__",
     ]
     for m in mixins:
         assert callable(getattr(proxy, m)), m
-    _run_both(proxy, plain, [
-        ("__contains__", (2,)), ("index", (1,)), ("index", (1, 2)), ("index", (9,)),
-        ("count", (1,)), ("append", (4,)), ("insert", (0, 0)), ("reverse", ()),
-        ("extend", ([5, 6],)), ("pop", ()), ("pop", (0,)), ("remove", (1,)), ("remove", (9,)),
-        ("__len__", ()), ("__getitem__", (1,)), ("__setitem__", (1, 8)), ("__delitem__", (0,)),
-    ])
+    _run_both(
+        proxy,
+        plain,
+        [
+            ("__contains__", (2,)),
+            ("index", (1,)),
+            ("index", (1, 2)),
+            ("index", (9,)),
+            ("count", (1,)),
+            ("append", (4,)),
+            ("insert", (0, 0)),
+            ("reverse", ()),
+            ("extend", ([5, 6],)),
+            ("pop", ()),
+            ("pop", (0,)),
+            ("remove", (1,)),
+            ("remove", (9,)),
+            ("__len__", ()),
+            ("__getitem__", (1,)),
+            ("__setitem__", (1, 8)),
+            ("__delitem__", (0,)),
+        ],
+    )
     assert list(reversed(proxy)) == list(reversed(plain))
     proxy += [7]
     plain += [7]
@@ -221,7 +273,10 @@ def test_json_dumps_with_the_default_hook(store: Any) -> None:
         plain, sort_keys=True
     )
     assert json.loads(json.dumps(root["d"]["n"], default=persist.json_default)) == [
-        1, 2.5, None, True,
+        1,
+        2.5,
+        None,
+        True,
     ]
     with pytest.raises(TypeError, match="not JSON serializable"):
         json.dumps({"o": object()}, default=persist.json_default)
