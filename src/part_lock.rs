@@ -306,13 +306,18 @@ impl<'a, W: WordStore> Parts<'a, W> {
         // fence between its store of `seq` or `shared` and its loads of `active`.
         fence(Ordering::SeqCst);
         self.lock_file.step()?;
-        // Relaxed (both): ordered by the fence; a withdrawn change keeps nothing it read.
-        let seq = self.lock.seq_word().load(Ordering::Relaxed);
+        // Acquire (both): an even `seq` or a 0 `shared` stored (Release) by the end of a
+        // section makes what that section did visible to this change. A lockExcl section moves
+        // no part versions, so the CAS on a part would not: without it, a change that passes
+        // the gate right after a section may read the data from before the section and lose
+        // its update (the loom model `the_gate_keeps_a_change_and_a_lockexcl_section_apart`
+        // found this with Relaxed loads here).
+        let seq = self.lock.seq_word().load(Ordering::Acquire);
         let closed = if seq % 2 == 1 {
             Some(Closed::Seq(seq))
         } else {
             self.lock_file.step()?;
-            match self.shared.load(Ordering::Relaxed) {
+            match self.shared.load(Ordering::Acquire) {
                 0 => None,
                 n => Some(Closed::Shared(n)),
             }
@@ -408,6 +413,15 @@ impl<'a, W: WordStore> Parts<'a, W> {
             self.record.clear(h.entry)?;
         }
         Ok(())
+    }
+
+    /// The writer's side of the held-set handshake (module doc): called after taking the part
+    /// that linked a container, before reading the held sets to decide whether to free it.
+    pub fn before_reading_held_sets(&self) {
+        // SeqCst fence: our CAS on the part is ordered before the loads of the held sets.
+        // Pairs with the reader's fence between its held-set store and its re-check of the
+        // part: either the reader sees the part moved, or we see its entry.
+        fence(Ordering::SeqCst);
     }
 
     // ---- a section taker ------------------------------------------------------------------
@@ -601,6 +615,15 @@ impl<'a, W: WordStore> ReadSet<'a, W> {
         }
         // The fence above is the one `read_valid` would issue again: cheap, and its own.
         Ok(self.lock.read_valid(self.token))
+    }
+
+    /// [`ReadSet::valid`], for a reader that has just stored a container it found here in
+    /// its held set: the reader's side of the held-set handshake (module doc).
+    pub fn valid_after_hold(&self) -> Result<bool, AccessError> {
+        // SeqCst fence: the held-set store is ordered before the re-checks. Pairs with the
+        // writer's fence in `Parts::before_reading_held_sets`.
+        fence(Ordering::SeqCst);
+        self.valid()
     }
 
     /// The `seq` token the read began with.
