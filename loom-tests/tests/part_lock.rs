@@ -26,7 +26,7 @@
 //! a part word's values keep that handshake's argument (module doc of `part_lock`).
 #![cfg(loom)]
 
-use loom::sync::{Arc, Mutex};
+use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
 use persist::part_lock::{
@@ -472,6 +472,51 @@ fn one_part_two_writers_one_killed() {
     every_kill_point(scenario);
 }
 
+/// The victim, killed before each of its word accesses, and a live writer race for part P; a
+/// third participant recovers the victim as soon as it is dead, while the live writer may hold
+/// P (a stale entry of the victim's record may name it: written before a CAS that never came or
+/// failed). The live writer's part is never released under it.
+#[test]
+fn a_stale_record_entry_never_frees_a_live_holders_part() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let (_, spent) = as_victim(&world, VICTIM, k, |p| {
+                    p.single_change(P, false, &Cell::new(false), |p| p.add_one([A, B]))
+                });
+                spent
+            })
+        };
+        let live = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let mut live =
+                    Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
+                live.enter().unwrap();
+                let held = live.take(0, P, true).unwrap();
+                live.add_one([A, B]).unwrap();
+                live.commit().unwrap();
+                assert_eq!(
+                    world.word(P),
+                    persist::part_lock::locked(owner(OTHER)),
+                    "a live holder's part was released under it"
+                );
+                live.parts.end(&[held], true, &Spin).unwrap();
+            })
+        };
+        let spent = victim.join().unwrap();
+        if !world.live.is_alive(VICTIM) {
+            recover_live(&world, THIRD, VICTIM);
+        }
+        live.join().unwrap();
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
 // ---- two parts, in parallel ------------------------------------------------------------------
 
 /// A writer of part Q, killed before each of its word accesses, runs beside a reader of part P:
@@ -756,20 +801,109 @@ fn a_held_container_is_never_freed() {
                 kept
             })
         };
+        // The writer unlinks the container and decides, while it still holds the part, whether
+        // to free it (the fence of `end` would otherwise stand in for the handshake's).
         let mut writer = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
-        writer
-            .single_change(P, true, &Cell::new(false), |p| p.put(A, 0))
-            .unwrap();
+        writer.enter().unwrap();
+        let held = writer.take(0, P, false).unwrap();
+        writer.put(A, 0).unwrap();
+        writer.commit().unwrap();
         writer.parts.before_reading_held_sets();
         // Relaxed: ordered by the fence above.
         if world.store.load(HELD, Ordering::Relaxed).unwrap() != CONTAINER {
             world.store.store(FREED, 1, Ordering::Relaxed).unwrap();
         }
+        writer.parts.end(&[held], true, &Spin).unwrap();
         let kept = reader.join().unwrap();
         assert!(
             !(kept && world.word(FREED) == 1),
             "a container a reader kept was freed"
         );
+        world.assert_quiet();
+    });
+}
+
+// ---- sleeping on a part ----------------------------------------------------------------------
+
+/// FUTEX_WAIT and FUTEX_WAKE without timeouts (as in `wake.rs`): the comparison and going to
+/// sleep under the bucket lock, as the kernel does them, so a lost wake-up is a loom deadlock.
+/// One condition variable for every word: the model sleeps on one word only.
+struct Kernel {
+    bucket: Mutex<()>,
+    sleepers: Condvar,
+}
+
+impl Futex for Kernel {
+    fn wait(&self, word: &AtomicU64, expected: u32) {
+        let bucket = self.bucket.lock().unwrap();
+        // Relaxed: the bucket lock orders it after every wake-up that took the lock before.
+        if word.load(Ordering::Relaxed) as u32 != expected {
+            return;
+        }
+        drop(self.sleepers.wait(bucket).unwrap());
+    }
+
+    fn wake(&self, _word: &AtomicU64) {
+        let _bucket = self.bucket.lock().unwrap();
+        self.sleepers.notify_all();
+    }
+}
+
+impl<W: WordStore> Participant<'_, W> {
+    /// Takes `part`, sleeping on its word while another holds it (`StoreLock::sleep`).
+    fn take_sleeping(&self, part: u64, kernel: &Kernel) -> Result<Held, AccessError> {
+        loop {
+            match self.parts.try_take(0, part)? {
+                Ok(h) => return Ok(h),
+                Err(word) if word % 2 == 1 => {
+                    self.lock.sleep(self.store.word(part)?, word, kernel)?
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A holder releases a part while two writers sleep on it; each then takes it, adds 1 and
+/// releases it, waking the other. A sleeper may go to sleep on the word held by the other
+/// writer (a release and a take between its re-read and its sleep: the futex compares the low
+/// 32 bits, 1 for every held value): that writer's release must wake it. No wake-up is lost,
+/// and `waiters` ends at 0.
+#[test]
+fn sleepers_on_a_part_are_woken() {
+    loom_tests::model(|| {
+        let world = Arc::new(World::new());
+        let kernel = Arc::new(Kernel {
+            bucket: Mutex::new(()),
+            sleepers: Condvar::new(),
+        });
+        let mut holder = Participant::new(&world, &world.lock_file, &world.store, VICTIM).unwrap();
+        holder.enter().unwrap();
+        let held = holder.take(0, P, false).unwrap();
+        let sleepers: Vec<_> = [OTHER, THIRD]
+            .into_iter()
+            .map(|slot| {
+                let world = world.clone();
+                let kernel = kernel.clone();
+                thread::spawn(move || {
+                    let mut w =
+                        Participant::new(&world, &world.lock_file, &world.store, slot).unwrap();
+                    w.enter().unwrap();
+                    let held = w.take_sleeping(P, &kernel).unwrap();
+                    w.add_one([A, B]).unwrap();
+                    w.commit().unwrap();
+                    w.parts.end(&[held], true, &*kernel).unwrap();
+                })
+            })
+            .collect();
+        holder.add_one([A, B]).unwrap();
+        holder.commit().unwrap();
+        holder.parts.end(&[held], true, &*kernel).unwrap();
+        for s in sleepers {
+            s.join().unwrap();
+        }
+        assert_eq!([world.word(A), world.word(B)], [OLD + 3, OLD + 3]);
+        assert_eq!(world.lock_word(AT.waiters), 0, "a sleep kept its count");
         world.assert_quiet();
     });
 }
