@@ -26,7 +26,7 @@
 //! | step | word | what |
 //! |---|---|---|
 //! | 1 | `active[me]` | 1, then a SeqCst fence ([`Parts::enter`]) |
-//! | 2 | `seq`, `shared` | read. `seq` odd (a lockExcl section) or `shared` != 0: `active[me]` = 0, wake, report the word in the way (the caller sleeps on it and starts again) |
+//! | 2 | `seq`, `shared` | read (Acquire). `seq` odd (a lockExcl section) or `shared` != 0: `active[me]` = 0, wake, report the word in the way (the caller sleeps on it and starts again) |
 //! | 3 | record entry i | (offset of P's version word, v seen even) ([`Parts::try_take`]) |
 //! | 4 | P's version | CAS v -> locked(me) (AcqRel), then a Release fence. Lost: entry i cleared, report the word seen (sleep on it if odd) |
 //! | 5 | data | changed, each word logged in the undo log first (as today) |
@@ -52,7 +52,11 @@
 //! `shared` and withdraws before it takes any part. So no single change is ever past the gate
 //! while a section is inside, and a section waits only for changes already past it. (SeqCst
 //! accesses alone would do in C++20; loom checks SeqCst fences only, so the fences are
-//! explicit, as in `store_lock`'s sleep.)
+//! explicit, as in `store_lock`'s sleep.) The change's loads are Acquire too: a lockExcl
+//! section moves no part word, so a change that passes the gate right after a section
+//! synchronizes with the section's writes only through the even `seq` it reads (stored with
+//! Release by `end_change`); with Relaxed loads it may read a word from before the section and
+//! write it back, losing the section's update.
 //!
 //! Why the CAS that takes a part is AcqRel and followed by a Release fence. Acquire: the last
 //! holder's changes (its Release v + 2, or a recoverer's store) are seen before ours begin, so
