@@ -149,7 +149,9 @@ pub const fn released(seen: u64) -> u64 {
 /// log that undoes it are found together, and survive together what the store file survives.
 pub mod record {
     /// The record's first byte in an undo log block (after head, len, cap and a free word; the
-    /// log's entries follow the record).
+    /// log's entries follow the record). Not so yet: `store_lock::undo::ENTRIES` is still 32,
+    /// and the wiring moves it to `IN_LOG_BLOCK + BYTES` (FORMAT.md §10.9); until then nothing
+    /// may write a record into a log block.
     pub const IN_LOG_BLOCK: u64 = 32;
     /// Parts one single change may hold. A change that needs more runs store-wide.
     pub const ENTRIES: u64 = 4;
