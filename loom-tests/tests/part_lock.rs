@@ -50,6 +50,10 @@
 //! - `sleepers_on_a_part_are_woken` (two writers sleep on a held part with a futex that never
 //!   times out; each takes it in turn): the part wake-ups removed from `Parts::end`, or its
 //!   `waiters` check made before the release stores (a loom deadlock: a lost wake-up).
+//! - `a_section_taker_sleeping_on_a_change_is_woken` (a lockExcl taker sleeps on a change's
+//!   `active` word; the change ends, or withdraws at the closed gate and comes back): the
+//!   wake-up of `active` removed from `Parts::end` (a loom deadlock), or from the withdrawal in
+//!   `enter` (the branch limit: the change spins for ever on a section that sleeps for ever).
 //!
 //! Not caught: a recovery that releases every part the record names that is held by anyone
 //! passes `recoverer_killed_at_every_point` (no live holder there; the stale-entry model
@@ -57,13 +61,13 @@
 //!
 //! What loom cannot see: as in `store_lock.rs` (a kill is a prefix of the victim's accesses in
 //! program order; SeqCst accesses are checked as AcqRel, so every handshake is fenced). Waiters
-//! spin with `yield_now` except in `sleepers_on_a_part_are_woken`; the recoverer's wake-ups of
+//! spin with `yield_now` except in the last two models; the recoverer's wake-ups of
 //! the words a dead participant's record names are not modelled with a sleeping futex.
 //!
 //! Cost (one core each, release build, LOOM_MAX_PREEMPTIONS=2, measured on the 2-core machine
 //! while other builds ran, in the order above): 23 s (37 kill points), 1.0 s (35), 0.15 s (30),
 //! 38 s (60), 9 s (72), 1.5 s (34 victim kill points, 670 (victim, recoverer) pairs), 0.01 s,
-//! 0.13 s: about 72 s in all.
+//! 0.13 s, 0.02 s: about 72 s in all.
 #![cfg(loom)]
 
 use loom::sync::{Arc, Condvar, Mutex};
@@ -867,23 +871,34 @@ fn a_held_container_is_never_freed() {
 
 /// FUTEX_WAIT and FUTEX_WAKE without timeouts (as in `wake.rs`): the comparison and going to
 /// sleep under the bucket lock, as the kernel does them, so a lost wake-up is a loom deadlock.
-/// The model sleeps on one word only (part P's): a wake-up of any other word wakes nobody.
+/// Each model sleeps on one word only: a wake-up of any other word wakes nobody.
 struct Kernel {
     bucket: Mutex<()>,
     sleepers: Condvar,
-    /// The address of P's word (a futex is keyed by the word's address).
-    part: usize,
+    /// The address of the word slept on (a futex is keyed by the word's address).
+    word: usize,
 }
 
 impl Kernel {
-    fn is_part(&self, word: &AtomicU64) -> bool {
-        word as *const AtomicU64 as usize == self.part
+    fn new(word: &AtomicU64) -> Kernel {
+        Kernel {
+            bucket: Mutex::new(()),
+            sleepers: Condvar::new(),
+            word: word as *const AtomicU64 as usize,
+        }
+    }
+
+    fn is_watched(&self, word: &AtomicU64) -> bool {
+        word as *const AtomicU64 as usize == self.word
     }
 }
 
 impl Futex for Kernel {
     fn wait(&self, word: &AtomicU64, expected: u32) {
-        assert!(self.is_part(word), "a sleep on a word other than P's");
+        assert!(
+            self.is_watched(word),
+            "a sleep on a word the model does not watch"
+        );
         let bucket = self.bucket.lock().unwrap();
         // Relaxed: the bucket lock orders it after every wake-up that took the lock before.
         if word.load(Ordering::Relaxed) as u32 != expected {
@@ -893,7 +908,7 @@ impl Futex for Kernel {
     }
 
     fn wake(&self, word: &AtomicU64) {
-        if !self.is_part(word) {
+        if !self.is_watched(word) {
             return;
         }
         let _bucket = self.bucket.lock().unwrap();
@@ -925,11 +940,7 @@ impl<W: WordStore> Participant<'_, W> {
 fn sleepers_on_a_part_are_woken() {
     loom_tests::model(|| {
         let world = Arc::new(World::new());
-        let kernel = Arc::new(Kernel {
-            bucket: Mutex::new(()),
-            sleepers: Condvar::new(),
-            part: world.store.word(P).unwrap() as *const AtomicU64 as usize,
-        });
+        let kernel = Arc::new(Kernel::new(world.store.word(P).unwrap()));
         let mut holder = Participant::new(&world, &world.lock_file, &world.store, VICTIM).unwrap();
         holder.enter().unwrap();
         let held = holder.take(0, P, false).unwrap();
@@ -956,6 +967,49 @@ fn sleepers_on_a_part_are_woken() {
             s.join().unwrap();
         }
         assert_eq!([world.word(A), world.word(B)], [OLD + 3, OLD + 3]);
+        assert_eq!(world.lock_word(AT.waiters), 0, "a sleep kept its count");
+        world.assert_quiet();
+    });
+}
+
+/// A lockExcl taker sleeps on a single change's `active` word until the change ends (or
+/// withdraws, if it found the gate closed, and comes back after the section); the change's
+/// `end` (or `leave`) wakes it. No wake-up is lost.
+#[test]
+fn a_section_taker_sleeping_on_a_change_is_woken() {
+    loom_tests::model(|| {
+        let world = Arc::new(World::new());
+        let active = world.lock_file.word(GATE.active).unwrap();
+        let kernel = Arc::new(Kernel::new(active));
+        let change = {
+            let world = world.clone();
+            let kernel = kernel.clone();
+            thread::spawn(move || {
+                let mut c =
+                    Participant::new(&world, &world.lock_file, &world.store, VICTIM).unwrap();
+                while c.parts.enter(&*kernel).unwrap().is_err() {
+                    thread::yield_now();
+                }
+                let held = c.take(0, P, false).unwrap();
+                c.add_one([A, B]).unwrap();
+                c.commit().unwrap();
+                c.parts.end(&[held], true, &*kernel).unwrap();
+            })
+        };
+        let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
+        assert_eq!(taker.lock.try_take(owner(OTHER)).unwrap(), Ok(()));
+        taker.lock.begin_change().unwrap();
+        while let Some((s, seen)) = taker.parts.first_active(0).unwrap() {
+            assert_eq!(s, VICTIM);
+            taker.lock.sleep(active, seen, &*kernel).unwrap();
+        }
+        let (a, b) = (world.word(A), world.word(B));
+        assert_eq!(a, b, "the section found a torn pair");
+        taker.add_one([A, B]).unwrap();
+        taker.commit().unwrap();
+        taker.lock.end_change().unwrap();
+        change.join().unwrap();
+        assert_eq!([world.word(A), world.word(B)], [OLD + 2, OLD + 2]);
         assert_eq!(world.lock_word(AT.waiters), 0, "a sleep kept its count");
         world.assert_quiet();
     });
