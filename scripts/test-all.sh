@@ -6,7 +6,8 @@
 # Meant for a fresh Debian machine (as CI runs it, through .ci/run): it needs Rust with
 # cargo (cargo-nextest if present) and CPython >= 3.10 with pip, and installs the rest itself
 # into a virtual environment at .venv-test (maturin, pytest and the other packages of the
-# `test` dependency group in pyproject.toml). The venv is kept between runs.
+# `test` dependency group in pyproject.toml). The venv is kept between runs, as is .venv-build
+# (maturin, ziglang and auditwheel, for the published wheel: scripts/build-wheel.sh).
 #
 # Environment:
 #   PYTHON                 interpreter for the venv (default: python3)
@@ -89,8 +90,21 @@ step "clippy (python extension)" cargo clippy --all-targets --features python --
 step "Rust tests" nextest_or_test
 step "loom models" loom
 step "Python venv" make_venv
+PY_SOURCES=(python/ tests/ build_backend/)
+step "ruff check" "$VENV/bin/ruff" check "${PY_SOURCES[@]}"
+step "ruff format --check" "$VENV/bin/ruff" format --check "${PY_SOURCES[@]}"
 step "Python package: build and install" install_package
+# The stubs (python/persist/_persist.pyi) against the installed native module; no allowlist.
+step "stubtest" "$VENV/bin/python" -m mypy.stubtest persist._persist
 step "pytest" "$VENV/bin/python" -m pytest
+# The docs site from docs/ and the installed package's docstrings, warnings as errors (-E: a
+# fresh environment, so the reference always shows the package just installed). Its examples
+# ran in the pytest step (tests/python/test_docs.py, with mypy --strict over them).
+step "docs (sphinx -W)" "$VENV/bin/python" -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+# What is published: the manylinux wheel (zig, glibc 2.17) and the sdist, then the wheel in
+# fresh venvs (demo, metadata) and the sdist refusing to build without cargo.
+step "wheel and sdist: build" bash "$ROOT/scripts/build-wheel.sh"
+step "wheel and sdist: install and check" bash "$ROOT/scripts/check-wheel.sh"
 # A bounded fuzz run of hostile store files over the committed corpus (needs a nightly
 # toolchain, which rustup has here; the script installs cargo-fuzz if it is missing).
 step "fuzz (60 s)" bash "$ROOT/scripts/fuzz-short.sh" 60

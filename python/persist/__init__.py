@@ -1,14 +1,43 @@
 """persist: a persistent object store for Python.
 
 A memory-mapped file holds an object graph whose root is a persistent dict; any number of
-processes and threads use one store at once. The native core is ``persist._persist``; only
-what this package exports (``__all__``) is part of the API.
+processes and threads use one store at once, in place, and a process killed at any instant
+leaves it intact.
+
+    import persist
+    root = persist.root()           # opens (or creates) ./persist.db; its root dict
+    with root.lockExcl():           # compound steps under the store-wide lock
+        root['visits'] = root.get('visits', 0) + 1
+
+The API, in brief:
+
+- ``root(path=None)`` gives the root dict of a store opened once per process;
+  ``open(path, *, create=True, readonly=False, durable=False)`` gives a ``Store`` (root,
+  transaction(), flush(), check(), gc(), stats(), close(); also a context manager).
+- ``Dict`` and ``List`` are the stored dicts and lists: they behave like dict and list (and
+  are registered as MutableMapping and MutableSequence), every single operation is atomic,
+  and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain calls or ``with`` blocks) or
+  ``Store.transaction()`` make several operations one.
+- Values: None, bool, int, float, str, bytes and tuples are stored by value; lists and dicts
+  are copied in and read back as ``List`` and ``Dict``; instances of ``pbase`` subclasses are
+  stored objects whose attributes live in the store (``Object`` when the reader does not have
+  the class). ``copy.deepcopy``, ``to_python()`` and ``json_default`` give plain values.
+- Errors derive from ``Error``: ``FormatError``, ``CorruptionError``, ``StoreFullError``,
+  ``LockTimeout``, ``ClosedError``, ``ReadOnlyError``.
+- ``python -m persist --help``: the command line (info, check, gc, dump, load, compact,
+  bench, demo).
+
+The documentation (a tutorial, the guarantees and the full reference) is the source tree's
+docs/ folder, built with Sphinx as the project's README says; it is made from the docstrings,
+so ``help(persist.Dict)`` and the others are the reference too. The native core is
+``persist._persist``; only what this package exports (``__all__``) is part of the API.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections.abc
+import errno
 import os
 import threading
 import weakref
@@ -25,9 +54,15 @@ from persist._errors import (
     ReadOnlyError,
     StoreFullError,
 )
-from persist._persist import FORMAT_VERSION, Dict, List, StoreCore, __version__
-from persist._persist import _after_fork_in_child
 from persist._pbase import Object, pbase
+from persist._persist import (
+    FORMAT_VERSION,
+    Dict,
+    List,
+    StoreCore,
+    __version__,
+    _after_fork_in_child,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,7 +91,11 @@ collections.abc.MutableSequence.register(List)
 
 
 class Store:
-    """An open store. Use :func:`persist.open` to get one; also a context manager."""
+    """An open store, from :func:`persist.open`.
+
+    Also a context manager: ``with persist.open(path) as store: ...`` closes the store at the
+    block's end. Its :attr:`root` and every proxy read from it stay valid until :meth:`close`.
+    """
 
     __slots__ = ("_core", "__weakref__")
 
@@ -65,20 +104,29 @@ class Store:
 
     @property
     def root(self) -> Dict:
-        """The root dict."""
+        """The root dict (a :class:`persist.Dict`): every stored value is reached from it.
+
+        :raises persist.ClosedError: the store is closed.
+        """
         return self._core.root()
 
     @property
     def path(self) -> str:
+        """The store file's path, as it was opened (a relative path stays relative)."""
         return os.fspath(self._core.path)
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._core.closed
 
     def close(self) -> None:
-        """Closes the store: an open lockExcl section is rolled back; later use of its proxies
-        raises ClosedError. Closing twice is harmless."""
+        """Closes the store in this process.
+
+        A lockExcl section the process still has open is rolled back, and every later use of
+        the store's proxies (reads, changes, locks) raises :exc:`persist.ClosedError`. Closing
+        twice is harmless; every store still open is closed when the interpreter exits.
+        """
         self._core.close()
         with _roots_lock:
             for k, v in list(_roots.items()):
@@ -92,30 +140,77 @@ class Store:
         self.close()
 
     def transaction(self) -> AbstractContextManager[Store]:
-        """Exclusive lock for the block; if the block raises, every change made in it is
-        rolled back (and the exception re-raised), else committed on exit. Nested blocks are
-        savepoints. A KeyboardInterrupt cannot leave the lock held: when control leaves the
-        block, its changes are committed or rolled back and the lock is released."""
+        """A block under the store's exclusive lock that is rolled back if it raises.
+
+        ``with store.transaction(): ...`` takes lockExcl for the calling thread (waiting as long
+        as it takes) and gives the store as its ``as`` target. If the block raises, every
+        change made in it is rolled back and the exception goes on; otherwise its changes are
+        committed at the block's end. Inside another transaction or lockExcl section of the
+        thread it is a savepoint: raising undoes only the inner block. A KeyboardInterrupt
+        cannot leave the lock held: when control leaves the block, its changes are committed
+        or rolled back and the lock is released. If the process dies inside it, its changes
+        are rolled back.
+
+        :returns: a context manager for one ``with`` block (call ``transaction()`` for each).
+        :raises RuntimeError: the thread holds only lockShared.
+        :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+        """
         return self._core.transaction(self)
 
     def flush(self) -> None:
-        """What is committed reaches the disk before this returns."""
+        """Writes what is committed to the disk (``msync``) before it returns.
+
+        Needed only without ``durable=True``, at the points that must survive an OS crash or
+        a power cut; a killed process loses nothing committed either way.
+
+        :raises OSError: the system call failed (with its errno and the file name).
+        """
         self._core.flush()
 
     def check(self, timeout: float | None = None) -> dict:
-        """Full integrity check of allocator and graph; raises CorruptionError saying what is
-        wrong and where. Returns counts (unreachable blocks are facts, not errors). Waits for
-        the writer lock at most ``timeout`` seconds (LockTimeout), forever by default."""
+        """Checks the allocator and the whole graph, under the writer lock.
+
+        What killed processes left in flight is recovered first and is not damage; blocks
+        that nothing reaches (cycles, leftovers that :meth:`gc` would free) are counted, not
+        errors.
+
+        :param timeout: seconds to wait for the lock at most; ``None`` waits as long as it
+            takes.
+        :returns: a dict of counts: ``objects``, ``live_blocks``, ``live_bytes``,
+            ``unreachable_blocks``, ``unreachable_bytes``, ``leaked_references`` (references
+            that live containers still count from values nothing reaches: :meth:`gc` drops
+            them), ``orphans`` (containers kept only by proxies) and ``held`` (containers that
+            open proxies hold).
+        :raises persist.CorruptionError: the store is damaged; the message says what and where.
+        :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+        """
         return self._core.check(timeout)
 
     def gc(self, timeout: float | None = None) -> dict:
-        """Frees what nothing reaches or holds (cycles, what killed processes left); returns
-        what it freed. Waits for the writer lock at most ``timeout`` seconds."""
+        """Frees what nothing reaches and no proxy holds, under the writer lock.
+
+        That is unreachable cycles and what killed processes left behind. Nothing runs it by
+        itself; other processes' changes wait while it runs. The file keeps its size and
+        reuses the freed pages (``python -m persist compact`` makes a smaller copy).
+
+        :param timeout: seconds to wait for the lock at most; ``None`` waits as long as it
+            takes.
+        :returns: what it freed: ``{"objects": ..., "blocks": ..., "bytes": ...}``.
+        :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+        :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+        """
         return self._core.gc(timeout)
 
     def stats(self, timeout: float | None = None) -> dict:
-        """file_size, pages_used, pages_free, live_bytes, objects (type -> count), processes.
-        Waits for the writer lock at most ``timeout`` seconds."""
+        """Figures about the store, under the writer lock.
+
+        :param timeout: seconds to wait for the lock at most; ``None`` waits as long as it
+            takes.
+        :returns: a dict: ``file_size`` (bytes), ``pages_used`` and ``pages_free`` (4 KiB
+            pages), ``live_bytes`` and ``objects`` (a dict from type name to count) for what is
+            reachable from the root or held by a proxy, and ``processes`` (attached now).
+        :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+        """
         return self._core.stats(timeout)
 
     def __repr__(self) -> str:
@@ -133,8 +228,8 @@ def open(  # noqa: A001 - the API's name
     """Opens the store at ``path`` (creating it if missing, unless ``create=False``).
 
     ``durable=True``: every change this process commits is on disk when the call that made
-    it returns (each undo record reaches the disk before the write it covers; see the README's
-    "What survives what"). Slower: several msyncs per change.
+    it returns, even through a power cut (each undo record reaches the disk before the write it
+    covers; the docs' "Crash safety and durability"). Slower: several msyncs per change.
 
     ``readonly=True``: the store file is opened and mapped read-only and never written (an
     existing store only: nothing is created). Reads work and see other processes' changes;
@@ -142,14 +237,26 @@ def open(  # noqa: A001 - the API's name
     file beside the store must exist and be writable (it is where every process takes part;
     README: read-only users).
 
+    :raises persist.FormatError: the file is not a store, or one of another format version
+        (the file is left as it was).
+    :raises FileNotFoundError: there is no store at ``path`` and ``create=False`` or
+        ``readonly=True``.
+    :raises PermissionError: the store or its lock file may not be used (see below).
+    :raises persist.StoreFullError: the process has no address space left for another store.
+
     A new store file is created ``0666 & ~umask`` and its lock file ``PATH.lock`` follows its
     mode. Neither is opened through a symbolic link, and a lock file that another user could
     use against the store (owned by someone who may not write the store, writable by every
     user...) raises ``PermissionError`` naming it (FORMAT.md §6.6).
     """
     p = os.fspath(path)
+    if "\0" in p:
+        # As Python's own file functions refuse such a path.
+        raise ValueError(f"embedded null byte in the store path {p!r}")
+    if p == "":
+        raise FileNotFoundError(errno.ENOENT, "No such persist store (the path is empty)", p)
     if (readonly or not create) and not os.path.exists(p):
-        raise FileNotFoundError(2, "No such persist store", p)
+        raise FileNotFoundError(errno.ENOENT, "No such persist store", p)
     store = Store(
         StoreCore(p, durable=bool(durable), readonly=bool(readonly), create=bool(create))
     )
@@ -181,22 +288,48 @@ _roots_lock = threading.Lock()
 
 def root(path: str | os.PathLike[str] | None = None) -> Dict:
     """The root dict of the store at ``path``, else ``$PERSIST_PATH``, else ``persist.db`` in
-    the working directory; opened once per process and created if missing."""
+    the working directory; opened once per process and created if missing.
+
+    Every call for one file (by its real path) gives the root of the same open store, until
+    that store is closed; use :func:`open` for the options (``readonly``, ``durable``).
+
+    :returns: the root :class:`persist.Dict`.
+    :raises persist.FormatError: the file exists and is not a store.
+    :raises OSError: the file cannot be opened or created (with the file name).
+    """
     if path is None:
         path = os.environ.get("PERSIST_PATH") or "persist.db"
     key = os.path.realpath(os.fspath(path))
     with _roots_lock:
         store = _roots.get(key)
         if store is None or store.closed:
-            store = open(key)
+            try:
+                store = open(key)
+            except OSError as e:
+                renamed = _named_as_given(e, key, os.fspath(path))
+                if renamed is e:
+                    raise
+                raise renamed from None
             _roots[key] = store
     return store.root
+
+
+def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
+    """``e`` naming the path the caller gave instead of the resolved one that root() opened
+    (the store's, or its lock file's: the same path with ``.lock``)."""
+    name = e.filename
+    if isinstance(name, str) and name in (opened, opened + ".lock"):
+        return type(e)(e.errno, e.strerror, given + name[len(opened) :])
+    return e
 
 
 def json_default(obj: Any) -> Any:
     """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict or persist.List
     becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
-    refused with TypeError, as json's own default does."""
+    refused with TypeError, as json's own default does.
+
+    Stored tuples become JSON arrays and bytes are refused, as json treats the plain values.
+    """
     if isinstance(obj, (Dict, List)):
         return obj.to_python()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -106,6 +106,11 @@ def check(args: argparse.Namespace) -> int:
         f"({size(r['live_bytes'], False)}); {r['unreachable_blocks']:,} unreachable blocks "
         f"({size(r['unreachable_bytes'], False)}) that gc would free; {r['orphans']:,} containers "
         f"kept only by proxies; {r['held']:,} held"
+        + (
+            f"; {r['leaked_references']:,} references from dead values that gc would drop"
+            if r.get("leaked_references")
+            else ""
+        )
     )
     return 0
 

@@ -148,7 +148,9 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
 
     def container(ident: int) -> Any:
         b, i = at[ident]
-        return scratch[b][i]
+        # Never called after `del scratch` below (which lets the scratch list go before its
+        # key is deleted): ruff's F821 cannot see that.
+        return scratch[b][i]  # noqa: F821
 
     def target(ident: int) -> Any:
         return root if ident == root_id else container(ident)

@@ -33,7 +33,7 @@ def _plain(x: Any) -> Any:
         return x._snapshot()[0]
     if isinstance(x, Dict):
         k, v, _ = x._snapshot()
-        return dict(zip(k, v))
+        return dict(zip(k, v, strict=True))
     return x
 
 
@@ -58,12 +58,10 @@ def list_count(lst: List, v: Any) -> int:
 def list_remove(lst: List, v: Any) -> None:
     while True:
         items, version = lst._snapshot()
-        for i, x in enumerate(items):
-            if x is v or x == v:
-                break
-        else:
+        at = next((i for i, x in enumerate(items) if x is v or x == v), None)
+        if at is None:
             raise ValueError("list.remove(x): x not in list")
-        if lst._delete_if(version, i):
+        if lst._delete_if(version, at):
             return
 
 
@@ -224,7 +222,7 @@ class ItemsView(_ItemsView):
 
     def __reversed__(self) -> Any:
         k, v, _ = self._mapping._snapshot()
-        return reversed(list(zip(k, v)))
+        return reversed(list(zip(k, v, strict=True)))
 
     def __repr__(self) -> str:
         return f"persist.Dict_items({list(self)!r})"
@@ -238,7 +236,7 @@ def _pairs(args: tuple, kwargs: dict | None) -> list:
         src = args[0]
         if isinstance(src, Dict):
             k, v, _ = src._snapshot()
-            pairs.extend(zip(k, v))
+            pairs.extend(zip(k, v, strict=True))
         elif hasattr(src, "keys"):
             pairs.extend((k, src[k]) for k in src.keys())
         else:
@@ -269,7 +267,7 @@ def dict_update(d: Dict, args: tuple, kwargs: dict | None) -> None:
 
 def dict_copy(d: Dict) -> dict:
     k, v, _ = d._snapshot()
-    return dict(zip(k, v))
+    return dict(zip(k, v, strict=True))
 
 
 def dict_repr(d: Dict) -> str:
@@ -280,7 +278,7 @@ def dict_repr(d: Dict) -> str:
     active.add(ident)
     try:
         k, v, _ = d._snapshot()
-        return "{" + ", ".join(f"{a!r}: {b!r}" for a, b in zip(k, v)) + "}"
+        return "{" + ", ".join(f"{a!r}: {b!r}" for a, b in zip(k, v, strict=True)) + "}"
     finally:
         active.discard(ident)
 
@@ -372,7 +370,7 @@ def to_python(obj: Any) -> Any:
             out.extend(shell(x)[0] for x in src._snapshot()[0])
         else:
             k, v, _ = src._snapshot()
-            for a, b in zip(k, v):
+            for a, b in zip(k, v, strict=True):
                 key = shell(a)[0]
                 try:
                     out[key] = shell(b)[0]

@@ -22,10 +22,29 @@ def _core(self: Any) -> Any:
 
 
 class pbase:
-    """Base class for objects stored by reference, with persistent attributes."""
+    """Base class of user objects stored by reference, with persistent attributes.
+
+    Subclass it and store an instance (``root['joe'] = Person('Joe', 27)``): the instance
+    becomes *bound*, its attributes move into the store, and setting, reading and deleting
+    them from then on changes the store in place, for every process. Before it is stored, an
+    instance is an ordinary Python object. Attribute values follow the rules of dict values
+    (lists and dicts are copied in and read back as proxies); a missing attribute raises
+    :exc:`AttributeError`. Names that start with ``_p_`` are not stored: they stay on one
+    Python instance.
+
+    Reading a stored object gives an instance of its class made without calling
+    ``__init__``. The class is found by its module and qualified name among the modules the
+    reading process has already imported (never imported on its behalf), and only a
+    ``pbase`` subclass is used; otherwise the reader gets a :class:`persist.Object` with the
+    same attributes. Two names may refer to one stored object; cycles are allowed.
+
+    Unlike ordinary objects, instances cannot be pickled (:exc:`TypeError`), and an
+    attribute value that cannot be stored raises :exc:`TypeError` naming its type.
+    """
 
     def __init__(self) -> None:
-        pass
+        """Nothing to set up: subclasses call it as the 2004 programs do,
+        ``pbase.__init__(self)``."""
 
     def __getattribute__(self, name: str) -> Any:
         if not (name.startswith("__") or name.startswith("_p_")):
@@ -65,7 +84,8 @@ class pbase:
         raise TypeError("persist objects cannot be pickled")
 
     def to_python(self) -> dict[str, Any]:
-        """The attributes as a plain dict (deep copy)."""
+        """The attributes as a plain dict, deep-copied (as :meth:`persist.Dict.to_python`);
+        an instance not yet stored gives a shallow copy of its ``__dict__``."""
         core = _core(self)
         if core is None:
             return dict(object.__getattribute__(self, "__dict__"))
@@ -81,6 +101,7 @@ class Object(pbase):
 
     @property
     def p_class(self) -> str:
+        """The stored class name, ``module:qualname`` (``"app.models:Person"``)."""
         return _core(self)._class_name()
 
     def __repr__(self) -> str:

@@ -57,7 +57,7 @@ mod encode;
 mod error;
 mod held;
 mod key;
-mod layout;
+pub mod layout;
 pub mod list;
 mod lock;
 mod participant;

@@ -190,6 +190,14 @@ impl Store {
         self.locks.writing
     }
 
+    /// Takes a block of `size` bytes as a change's first step does, named by the participant's
+    /// block journal `journal` (0..6; the object layer uses 1 to 3), and goes no further: what a process killed right after
+    /// its allocation leaves behind (tests only; the block stays taken).
+    #[doc(hidden)]
+    pub fn take_block_unlinked(&self, size: u64, journal: u64) -> Result<u64> {
+        Ok(self.part.heap().alloc_into(size, journal)?.get())
+    }
+
     pub fn heap_check(&self) -> Result<heap::HeapStats> {
         Ok(self.part.heap().check()?)
     }

@@ -2,7 +2,6 @@
 //! run holding the writer word (so no change happens meanwhile) without making the sequence
 //! odd (readers keep going: nothing they can reach changes).
 
-use super::encode::Release;
 use super::layout::lock_words;
 use super::value::{self, Kind};
 use super::view::{Child, Value};
@@ -33,6 +32,9 @@ pub struct CheckReport {
     pub unreachable_bytes: u64,
     /// Containers kept only by proxies.
     pub orphans: u64,
+    /// References counted by live containers that come from no live value (a dead cycle's, or
+    /// a release a killed process never ran): `gc` drops them.
+    pub leaked_references: u64,
     pub held: u64,
 }
 
@@ -248,24 +250,31 @@ impl Store {
         Ok(all)
     }
 
-    /// Child words of a block that is not live (lenient: what a damaged dead block lists
-    /// before the damage is kept, the rest skipped).
-    fn dead_children(&self, b: u64) -> Vec<u64> {
+    /// For every live container whose reference count differs from the references the walk
+    /// found to it from live words: the count minus those references. Above 0, references from
+    /// dead blocks (an unreachable cycle, a release a killed process never ran): leaked, and
+    /// gc's to drop. Below 0, damage: the container would be freed while still referred to.
+    fn excess_references(&self, m: &Mark) -> Result<Vec<(u64, i64)>> {
         let mut v = Vec::new();
-        let _lenient = self.value(b).and_then(|dead| {
-            self.for_each_child(dead, |child| {
-                match child {
-                    Child::Word(w) => v.push(w),
-                    Child::Entry { key, value, .. } => {
-                        v.push(key);
-                        v.push(value);
-                    }
-                    Child::Part(_) => {}
-                }
-                Ok(())
-            })
-        });
-        v
+        for (&b, &role) in &m.blocks {
+            if role != Role::Container {
+                continue;
+            }
+            let rc = self.refcount(b)?;
+            let found = m.refs.get(&b).copied().unwrap_or(0);
+            if rc != found {
+                let excess = i64::try_from(rc)
+                    .ok()
+                    .and_then(|rc| rc.checked_sub(i64::try_from(found).ok()?))
+                    .ok_or_else(|| Error::Corrupt {
+                        what: format!("a container has reference count {rc}"),
+                        offset: b,
+                    })?;
+                v.push((b, excess));
+            }
+        }
+        v.sort_unstable();
+        Ok(v)
     }
 
     /// Full integrity check of allocator and graph (Python: `persist.Store.check()`).
@@ -319,34 +328,25 @@ impl Store {
                 r.objects += 1;
             }
         }
-        // References from dead containers still count in live containers' counts.
-        let mut refs = m.refs.clone();
         for (&b, &size) in &all {
-            if m.blocks.contains_key(&b) {
-                continue;
-            }
-            r.unreachable_blocks += 1;
-            r.unreachable_bytes += size;
-            for c in self.dead_children(b) {
-                if let Some(Role::Container) = m.blocks.get(&c) {
-                    *refs.entry(c).or_default() += 1;
-                }
+            if !m.blocks.contains_key(&b) {
+                r.unreachable_blocks += 1;
+                r.unreachable_bytes += size;
             }
         }
-        for (&b, &role) in &m.blocks {
-            if role == Role::Container {
-                let rc = self.get(b + container::REFCNT)?;
-                let found = refs.get(&b).copied().unwrap_or(0);
-                if rc != found {
-                    return Err(Error::Corrupt {
-                        what: format!(
-                            "a {} has reference count {rc} but {found} references",
-                            value::kind_name(self.get(b)?)
-                        ),
-                        offset: b,
-                    });
-                }
+        for (b, excess) in self.excess_references(&m)? {
+            if excess < 0 {
+                return Err(Error::Corrupt {
+                    what: format!(
+                        "a {} has reference count {} but {} references",
+                        value::kind_name(self.get(b)?),
+                        self.refcount(b)?,
+                        m.refs.get(&b).copied().unwrap_or(0)
+                    ),
+                    offset: b,
+                });
             }
+            r.leaked_references += excess as u64;
         }
         Ok(r)
     }
@@ -450,17 +450,27 @@ impl Store {
             .copied()
             .filter(|b| !m.blocks.contains_key(b) && !named.contains(b))
             .collect();
-        // Dead containers' references to live containers are dropped first.
-        let mut work = Vec::new();
+        // The garbage is freed without reading it: an unreachable block may be one a killed
+        // process took from the allocator and never wrote, holding the words of its last owner,
+        // whose references were dropped when it was freed. What the dead containers among the
+        // garbage really held is the excess of the live containers' counts over the references
+        // the walk found: that is dropped instead (a count that falls to 0 leaves a held
+        // container on the orphan list, as any release does).
         for &b in &garbage {
             if let Ok(h) = self.get(b) {
                 if value::head_kind(h).is_some_and(Kind::is_container) {
                     report.objects += 1;
                 }
             }
-            for c in self.dead_children(b) {
-                if let Some(Role::Container) = m.blocks.get(&c) {
-                    work.push(Release::Value(c));
+        }
+        let mut work = Vec::new();
+        for (c, excess) in self.excess_references(&m)? {
+            if excess > 0 {
+                // One store, whatever the excess (a damaged count may be huge).
+                let found = m.refs.get(&c).copied().unwrap_or(0);
+                self.store_now(c + container::REFCNT, found)?;
+                if found == 0 {
+                    self.collect_container(c, &mut work)?;
                 }
             }
         }

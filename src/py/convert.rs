@@ -173,6 +173,29 @@ pub(crate) fn key_tree<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Tree<'py>>
     Ok(Some(t))
 }
 
+/// The TypeError for a key `key_arg` refused: names the value that cannot be stored (an item
+/// of a tuple key, not the tuple), as `TypeError: unhashable type` names the item for a dict.
+pub(crate) fn unstorable_key(k: &Bound<'_, PyAny>) -> PyErr {
+    let mut stack = vec![k.clone()];
+    let mut bad = k.clone();
+    while let Some(x) = stack.pop() {
+        if let Ok(tup) = x.cast::<PyTuple>() {
+            stack.extend(tup.iter().rev());
+        } else if !matches!(scalar_node(&x), Ok(Some(_))) {
+            bad = x;
+            break;
+        }
+    }
+    if bad.hash().is_err() {
+        return PyTypeError::new_err(format!("unhashable type: '{}'", type_name(&bad)));
+    }
+    PyTypeError::new_err(format!(
+        "persist cannot store a dict key of type '{}' (keys are None, bool, int, float, str, \
+         bytes or tuples of these)",
+        type_name(&bad)
+    ))
+}
+
 /// Builds key `o` into `t` (tuples of scalars, iteratively); false if not storable.
 fn key_into<'py>(o: &Bound<'py, PyAny>, t: &mut Tree<'py>) -> PyResult<bool> {
     if o.is_instance_of::<PyTuple>() {

@@ -73,7 +73,10 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
     match e {
         E::Corrupt { .. } => CorruptionError::new_err(msg),
         E::Full(_) | E::TooLarge(_) => StoreFullError::new_err(msg),
-        E::Io { path, source, .. } => os_error(&source, msg, path.as_deref()),
+        E::Io { op, path, source } => {
+            let msg = format!("{op} failed: {}", os_text(&source));
+            os_error(&source, msg, path.as_deref())
+        }
         E::Usage(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
         E::Busy(_) => Error::new_err(msg),
         E::ReadOnly(_) => ReadOnlyError::new_err(msg),
@@ -90,13 +93,28 @@ pub(super) fn map_object(e: crate::object::Error) -> PyErr {
                 why,
                 Some(&path),
             ),
-            R::Io { source, path, .. } => {
+            // The path goes in `filename` (Python prints it after the message), so the message
+            // is what failed and the system's reason, as in Python's own OSErrors.
+            R::Io { source, path, op } => {
+                let msg = format!("cannot {op}: {}", os_text(&source));
                 let path = (!path.as_os_str().is_empty()).then_some(path);
                 os_error(&source, msg, path.as_deref())
             }
             _ => Error::new_err(msg),
         },
         E::Open(OpenError::Heap(_)) => CorruptionError::new_err(msg),
+    }
+}
+
+/// The system's text for a failed call ("No such file or directory"), without the "(os error
+/// N)" that Rust appends: Python shows the errno itself.
+fn os_text(source: &std::io::Error) -> String {
+    let text = source.to_string();
+    match source.raw_os_error() {
+        Some(n) => text
+            .strip_suffix(&format!(" (os error {n})"))
+            .map_or(text.clone(), str::to_owned),
+        None => text,
     }
 }
 

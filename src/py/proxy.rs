@@ -8,7 +8,7 @@
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
 
-use super::convert::{inline_word, key_arg, to_py, to_tree, Keep};
+use super::convert::{inline_word, key_arg, to_py, to_tree, unstorable_key, Keep};
 use super::errors;
 use super::store::{Gil, LockGuard, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
@@ -118,7 +118,29 @@ fn words_to_list<'py>(
 
 // ---- List ---------------------------------------------------------------------------------
 
-/// A list in a store: behaves like `list`, changes go to the store.
+/// A list in a store: behaves like :class:`list`, and every change goes to the store.
+///
+/// Not made directly: storing a :class:`list` (``root['l'] = [1, 2]``) copies it into the
+/// store, and reading it back (``root['l']``) gives a ``persist.List``, a proxy of the stored
+/// list. It has every method and operator of :class:`list`, with the same exceptions, and is a
+/// registered :class:`collections.abc.MutableSequence`.
+///
+/// Where it differs from :class:`list`:
+///
+/// * Values are stored by value: a plain list or dict given to it is copied in, and a later
+///   change to the original does not reach the store. A proxy of the same store (a
+///   ``persist.List``, ``persist.Dict`` or stored object) is stored as a reference instead.
+/// * Every single call is atomic for all threads and processes; several calls that must be
+///   seen together need :meth:`lockExcl` or :meth:`persist.Store.transaction`.
+/// * Reading a container item gives a new proxy each time: compare proxies with ``==``, not
+///   ``is``. Proxies are unhashable and cannot be pickled.
+/// * :meth:`copy`, slices, ``+`` and ``*`` give plain :class:`list` objects, outside the store.
+///
+/// Every method raises :exc:`persist.ClosedError` once the store is closed; every change raises
+/// :exc:`persist.ReadOnlyError` in a store opened with ``readonly=True``,
+/// :exc:`persist.StoreFullError` when the store cannot grow (nothing is changed then) and
+/// :exc:`TypeError` naming the type of a value it cannot store (nothing is changed then
+/// either); a damaged store raises :exc:`persist.CorruptionError`.
 #[pyclass(module = "persist", name = "List", frozen, weakref, sequence)]
 pub(crate) struct List {
     pub shared: Arc<Shared>,
@@ -157,7 +179,7 @@ impl List {
         ))
     }
 
-    /// As list.__init__: replaces the contents with `iterable`'s items, in one change.
+    /// As :meth:`list.__init__`: replaces the contents with ``iterable``'s items, in one change.
     #[pyo3(signature = (iterable=None))]
     fn __init__(&self, py: Python<'_>, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let mut keep = Keep::default();
@@ -306,6 +328,13 @@ impl List {
         })
     }
 
+    /// Appends ``v`` at the end, as :meth:`list.append`; one atomic change.
+    ///
+    /// ``v`` is stored by value (a plain list or dict is copied in, so later changes to the
+    /// original do not reach the store); a proxy of the same store is stored as a reference.
+    ///
+    /// :raises TypeError: ``v`` is not storable (nothing is stored).
+    /// :raises persist.StoreFullError: the store cannot grow.
     fn append(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
@@ -316,6 +345,13 @@ impl List {
         })
     }
 
+    /// Appends every item of ``values``, as :meth:`list.extend`, in one atomic change.
+    ///
+    /// The iterable is read first, with no lock held. If any item anywhere inside it cannot be
+    /// stored, nothing is appended.
+    ///
+    /// :raises TypeError: an item is not storable (the list is unchanged).
+    /// :raises persist.StoreFullError: the store cannot grow (the list is unchanged).
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut keep = Keep::default();
         let t = self.tree_items(py, values, &mut keep)?;
@@ -330,6 +366,10 @@ impl List {
         self.extend(py, values)
     }
 
+    /// Inserts ``v`` before index ``i``, as :meth:`list.insert` (an index past either end inserts
+    /// at that end); one atomic change.
+    ///
+    /// :raises TypeError: ``i`` is not an integer, or ``v`` is not storable.
     fn insert(&self, py: Python<'_>, i: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let i: isize = ssize_arg(i)?;
         let mut keep = Keep::default();
@@ -344,15 +384,23 @@ impl List {
         })
     }
 
-    #[pyo3(signature = (i=None))]
-    fn pop<'py>(
-        &self,
-        py: Python<'py>,
-        i: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let i: isize = match i {
-            Some(i) => ssize_arg(i)?,
-            None => -1,
+    /// Removes and returns the item at index ``i`` (the last by default), as :meth:`list.pop`.
+    ///
+    /// :returns: the removed value. A removed container comes back as a proxy, which keeps it
+    ///     alive in the store until the proxy is dropped (or stored somewhere again).
+    /// :raises IndexError: the list is empty or ``i`` is out of range.
+    // As list.pop(index=-1, /): positional, and None is not an index (a default of None
+    // would accept it and show the wrong signature).
+    #[pyo3(signature = (*args), text_signature = "($self, i=-1, /)")]
+    fn pop<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        let i: isize = match args.len() {
+            0 => -1,
+            1 => ssize_arg(&args.get_item(0)?)?,
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "pop expected at most 1 argument, got {n}"
+                )))
+            }
         };
         let shared = &self.shared;
         self.shared.write(&Gil(py), |st| {
@@ -367,17 +415,22 @@ impl List {
         })
     }
 
+    /// Removes every item, as :meth:`list.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
             .write(&Gil(py), |st| st.list_rebuild(self.off, &[]).map_err(map))
     }
 
+    /// Reverses the list in place, as :meth:`list.reverse`; one atomic change.
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
             .write(&Gil(py), |st| st.list_reverse(self.off).map_err(map))
     }
 
-    /// A plain shallow copy (nested containers stay proxies).
+    /// A plain shallow copy: a :class:`list` whose nested containers are still proxies.
+    ///
+    /// Unlike :meth:`list.copy`, the copy is not of the same type: it is an ordinary Python list,
+    /// outside the store. ``copy.copy(l)`` gives the same; :meth:`to_python` copies deeply.
     fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self._snapshot(py).map(|(l, _)| l.into_any())
     }
@@ -447,6 +500,25 @@ impl List {
         }
     }
 
+    /// Takes the store's exclusive lock for the calling thread and returns a guard.
+    ///
+    /// The lock covers the whole store, not only this container: while a thread holds it, every
+    /// other thread's and process's operations on the store wait, reads included. It is reentrant
+    /// in the holding thread. The changes made under it are committed by the outermost matching
+    /// :meth:`unlock` (or the end of the ``with`` block); if the holder dies, exits or closes the
+    /// store first, they are rolled back.
+    ///
+    /// Use it as a plain call followed by :meth:`unlock`, as the 2004 programs do, or as a context
+    /// manager: ``with root.lockExcl(): ...`` gives the lock back at the block's end.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: a :class:`~persist._persist.LockGuard` (the lock is already held when it returns).
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises RuntimeError: the thread holds only :meth:`lockShared` (there is no silent
+    ///     upgrade).
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is held then).
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
@@ -454,6 +526,20 @@ impl List {
         Ok(LockGuard::taken(&self.shared, "excl"))
     }
 
+    /// Takes the store's shared lock for the calling thread and returns a guard.
+    ///
+    /// Holders of the shared lock read together, in every process, and every change to the store
+    /// (by any other thread or process) waits until they give it back: a consistent view across
+    /// several reads. The holding thread cannot change the store either (:exc:`RuntimeError`).
+    /// Reentrant, and allowed inside the thread's own :meth:`lockExcl`; give it back with
+    /// :meth:`unlock` or use it as ``with root.lockShared(): ...``.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: a :class:`~persist._persist.LockGuard` (the lock is already held when it returns).
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is held then).
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
@@ -461,6 +547,12 @@ impl List {
         Ok(LockGuard::taken(&self.shared, "shared"))
     }
 
+    /// Gives back one level of the calling thread's lock (:meth:`lockExcl` or :meth:`lockShared`).
+    ///
+    /// The outermost ``unlock()`` of a :meth:`lockExcl` section commits its changes and lets the
+    /// other threads and processes in.
+    ///
+    /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
     }
@@ -472,6 +564,15 @@ impl List {
             .call1((slf, v))?
             .extract()
     }
+    /// index(v[, start[, stop]])
+    ///
+    /// The index of the first item equal to ``v``, as :meth:`list.index`, optionally searched
+    /// between ``start`` and ``stop``.
+    ///
+    /// Compares a snapshot of the list taken in one consistent read (comparisons are Python code
+    /// and run with no lock held).
+    ///
+    /// :raises ValueError: no such item.
     #[pyo3(signature = (*args))]
     fn index<'py>(
         slf: &Bound<'py, Self>,
@@ -479,12 +580,29 @@ impl List {
     ) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("list_index")?.call1((slf, args))
     }
+    /// How many items equal ``v``, as :meth:`list.count` (counted on a consistent snapshot).
     fn count<'py>(slf: &Bound<'py, Self>, v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("list_count")?.call1((slf, v))
     }
+    /// Removes the first item equal to ``v``, as :meth:`list.remove`.
+    ///
+    /// The comparisons run on a snapshot with no lock held; the removal is made only if the list
+    /// has not changed meanwhile, else the search starts again, so the item removed is always one
+    /// that was equal to ``v`` at the moment it was removed.
+    ///
+    /// :raises ValueError: no item equals ``v``.
     fn remove<'py>(slf: &Bound<'py, Self>, v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("list_remove")?.call1((slf, v))
     }
+    /// Sorts the list in place, stable, as :meth:`list.sort` (keyword arguments only).
+    ///
+    /// ``key`` and the comparisons run on a snapshot with no lock held; the new order is written in
+    /// one atomic change if the list has not changed since the snapshot, else the sort starts again
+    /// (up to 3 times).
+    ///
+    /// :raises ValueError: the list kept changing during the sort (by the key function itself, or
+    ///     by other threads or processes in all 3 attempts).
+    /// :raises TypeError: items that cannot be compared, as :meth:`list.sort`.
     #[pyo3(signature = (*, key=None, reverse=false))]
     fn sort<'py>(
         slf: &Bound<'py, Self>,
@@ -529,14 +647,21 @@ impl List {
         ops(slf.py())?.getattr("list_imul")?.call1((slf, n))?;
         Ok(())
     }
+    /// A plain deep copy: a :class:`list`, with plain lists and dicts all the way down (stored
+    /// objects become plain dicts of their attributes).
+    ///
+    /// Shared references and cycles are kept, as :func:`copy.deepcopy` keeps them;
+    /// ``copy.deepcopy`` of a proxy gives the same. The store is not changed. Nesting of any
+    /// depth is copied without recursion.
     fn to_python<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("to_python")?.call1((slf,))
     }
-    /// `copy.copy`: a plain shallow copy (a `list`), as `copy()`.
+    /// ``copy.copy(l)``: a plain shallow copy (a :class:`list` whose nested containers stay
+    /// proxies), as :meth:`copy`.
     fn __copy__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.copy(py)
     }
-    /// `copy.deepcopy`: a plain deep copy, as `to_python()` (the store is not copied).
+    /// ``copy.deepcopy(l)``: a plain deep copy, as :meth:`to_python` (the store is not copied).
     fn __deepcopy__<'py>(
         slf: &Bound<'py, Self>,
         _memo: &Bound<'py, PyAny>,
@@ -584,7 +709,8 @@ fn ssize_arg(i: &Bound<'_, PyAny>) -> PyResult<isize> {
     }
 }
 
-/// Iterates a List by index, as list's iterator does.
+/// The iterator of a :class:`persist.List`: walks it by index, as a list's iterator does (items
+/// appended meanwhile are reached; a list that shrinks ends the walk early).
 #[pyclass(module = "persist", frozen)]
 pub(crate) struct ListIter {
     list: Py<List>,
@@ -640,7 +766,33 @@ enum Value<'py> {
     Tree(object::tree::Tree<'py>),
 }
 
-/// A dict in a store: behaves like `dict`, changes go to the store.
+/// A dict in a store: behaves like :class:`dict`, and every change goes to the store.
+///
+/// Not made directly: a store's root is one (:func:`persist.root`, :attr:`persist.Store.root`),
+/// and storing a :class:`dict` (``root['d'] = {'a': 1}``) copies it into the store; reading it
+/// back gives a ``persist.Dict``, a proxy of the stored dict. It has every method and operator
+/// of :class:`dict` (insertion order, live views, ``|`` and ``|=``), with the same exceptions,
+/// and is a registered :class:`collections.abc.MutableMapping`.
+///
+/// Where it differs from :class:`dict`:
+///
+/// * Keys are storable immutable values: None, bool, int, float, str, bytes and tuples of
+///   these (``1``, ``1.0`` and ``True`` are one key, as in Python). Values are stored by value,
+///   as :class:`List` stores them; a proxy of the same store is stored as a reference.
+/// * Every single call is atomic for all threads and processes (:meth:`update` and
+///   :meth:`setdefault` included); several calls that must be seen together need
+///   :meth:`lockExcl` or :meth:`persist.Store.transaction`.
+/// * Iterating raises :exc:`RuntimeError` if the size changes meanwhile, whichever process
+///   changed it.
+/// * :meth:`copy` gives a new ``persist.Dict`` in the same store; ``copy.copy``, ``|`` and
+///   :meth:`to_python` give plain dicts. Proxies are unhashable and cannot be pickled.
+/// * :meth:`has_key` is kept for the 2004 programs.
+///
+/// Every method raises :exc:`persist.ClosedError` once the store is closed; every change raises
+/// :exc:`persist.ReadOnlyError` in a store opened with ``readonly=True``,
+/// :exc:`persist.StoreFullError` when the store cannot grow (nothing is changed then) and
+/// :exc:`TypeError` naming the type of a value it cannot store (nothing is changed then
+/// either); a damaged store raises :exc:`persist.CorruptionError`.
 #[pyclass(module = "persist", name = "Dict", frozen, weakref, mapping)]
 pub(crate) struct Dict {
     pub shared: Arc<Shared>,
@@ -657,7 +809,8 @@ impl Drop for Dict {
 }
 
 fn key_error(k: &Bound<'_, PyAny>) -> PyErr {
-    PyKeyError::new_err(k.clone().unbind())
+    // The key as the one argument (a tuple key must not become the arguments).
+    PyKeyError::new_err((k.clone().unbind(),))
 }
 
 #[pymethods]
@@ -694,6 +847,9 @@ impl Dict {
         }
     }
 
+    /// ``self[k]`` if ``k`` is in the dict, else ``default``, as :meth:`dict.get`.
+    ///
+    /// A key that cannot be stored (a list, a set...) is simply not there: the default is returned.
     #[pyo3(signature = (k, default=None))]
     fn get<'py>(
         &self,
@@ -720,6 +876,8 @@ impl Dict {
         })
     }
 
+    /// ``k in self``: kept from Python 2 for the 2004 programs
+    /// (``if not root.has_key('Joe'): ...``).
     fn has_key(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.__contains__(py, k)
     }
@@ -733,13 +891,7 @@ impl Dict {
         let mut keep = Keep::default();
         let kt = match key_arg(k)? {
             Some(t) => t,
-            None => {
-                return Err(PyTypeError::new_err(format!(
-                    "persist cannot store a dict key of type '{}' (keys are None, bool, int, \
-                     float, str, bytes or tuples of these)",
-                    k.get_type().name()?
-                )))
-            }
+            None => return Err(unstorable_key(k)),
         };
         let key = kt.key().map_err(map)?;
         // A small value (the counter's int) is its word: no tree, nothing to allocate or bind.
@@ -777,6 +929,14 @@ impl Dict {
         })
     }
 
+    /// pop(k[, default])
+    ///
+    /// Removes ``k`` and returns its value, as :meth:`dict.pop`; ``default`` if ``k`` is missing.
+    ///
+    /// A removed container comes back as a proxy, which keeps it alive in the store until the proxy
+    /// is dropped (or stored somewhere again).
+    ///
+    /// :raises KeyError: ``k`` is missing and no default was given.
     #[pyo3(signature = (k, *default))]
     fn pop<'py>(
         &self,
@@ -817,6 +977,9 @@ impl Dict {
         }
     }
 
+    /// Removes and returns the last inserted ``(key, value)`` pair, as :meth:`dict.popitem`.
+    ///
+    /// :raises KeyError: the dict is empty.
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = &self.shared;
         self.shared.write(&Gil(py), |st| {
@@ -831,6 +994,11 @@ impl Dict {
         })
     }
 
+    /// ``self[k]`` if ``k`` is in the dict; else stores ``default`` under ``k`` and returns it, as
+    /// :meth:`dict.setdefault`. The look-up and the store are one atomic change: two processes that
+    /// race on a missing key both get the value that one of them stored.
+    ///
+    /// :raises TypeError: ``k`` or ``default`` is not storable.
     #[pyo3(signature = (k, default=None))]
     fn setdefault<'py>(
         &self,
@@ -840,10 +1008,7 @@ impl Dict {
     ) -> PyResult<Bound<'py, PyAny>> {
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         let Some(kt) = key_arg(k)? else {
-            return Err(PyTypeError::new_err(format!(
-                "persist cannot store a dict key of type '{}'",
-                k.get_type().name()?
-            )));
+            return Err(unstorable_key(k));
         };
         let mut keep = Keep::default();
         let vt = to_tree(&default, &self.shared, &mut keep)?;
@@ -871,10 +1036,7 @@ impl Dict {
             let p = p.cast::<PyTuple>()?;
             let k = p.get_item(0)?;
             let Some(kt) = key_arg(&k)? else {
-                return Err(PyTypeError::new_err(format!(
-                    "persist cannot store a dict key of type '{}'",
-                    k.get_type().name()?
-                )));
+                return Err(unstorable_key(&k));
             };
             keys.push(kt);
             flat.append(p.get_item(1)?)?;
@@ -895,6 +1057,7 @@ impl Dict {
         })
     }
 
+    /// Removes every entry, as :meth:`dict.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
             .write(&Gil(py), |st| st.dict_clear(self.off).map_err(map))
@@ -971,6 +1134,25 @@ impl Dict {
         }
     }
 
+    /// Takes the store's exclusive lock for the calling thread and returns a guard.
+    ///
+    /// The lock covers the whole store, not only this container: while a thread holds it, every
+    /// other thread's and process's operations on the store wait, reads included. It is reentrant
+    /// in the holding thread. The changes made under it are committed by the outermost matching
+    /// :meth:`unlock` (or the end of the ``with`` block); if the holder dies, exits or closes the
+    /// store first, they are rolled back.
+    ///
+    /// Use it as a plain call followed by :meth:`unlock`, as the 2004 programs do, or as a context
+    /// manager: ``with root.lockExcl(): ...`` gives the lock back at the block's end.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: a :class:`~persist._persist.LockGuard` (the lock is already held when it returns).
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises RuntimeError: the thread holds only :meth:`lockShared` (there is no silent
+    ///     upgrade).
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is held then).
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockExcl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
@@ -978,6 +1160,20 @@ impl Dict {
         Ok(LockGuard::taken(&self.shared, "excl"))
     }
 
+    /// Takes the store's shared lock for the calling thread and returns a guard.
+    ///
+    /// Holders of the shared lock read together, in every process, and every change to the store
+    /// (by any other thread or process) waits until they give it back: a consistent view across
+    /// several reads. The holding thread cannot change the store either (:exc:`RuntimeError`).
+    /// Reentrant, and allowed inside the thread's own :meth:`lockExcl`; give it back with
+    /// :meth:`unlock` or use it as ``with root.lockShared(): ...``.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: a :class:`~persist._persist.LockGuard` (the lock is already held when it returns).
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is held then).
     #[pyo3(signature = (timeout=None))]
     #[allow(non_snake_case)]
     fn lockShared(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
@@ -985,6 +1181,12 @@ impl Dict {
         Ok(LockGuard::taken(&self.shared, "shared"))
     }
 
+    /// Gives back one level of the calling thread's lock (:meth:`lockExcl` or :meth:`lockShared`).
+    ///
+    /// The outermost ``unlock()`` of a :meth:`lockExcl` section commits its changes and lets the
+    /// other threads and processes in.
+    ///
+    /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
     }
@@ -995,15 +1197,32 @@ impl Dict {
     fn __reversed__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("dict_reversed")?.call1((slf,))
     }
+    /// A live view of the keys, as :meth:`dict.keys` (a :class:`collections.abc.KeysView`).
+    ///
+    /// Iterating it raises :exc:`RuntimeError` if the dict's size changes meanwhile, by any thread
+    /// or process.
     fn keys<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("KeysView")?.call1((slf,))
     }
+    /// A live view of the values, as :meth:`dict.values` (a :class:`collections.abc.ValuesView`).
     fn values<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("ValuesView")?.call1((slf,))
     }
+    /// A live view of the ``(key, value)`` pairs, as :meth:`dict.items` (a
+    /// :class:`collections.abc.ItemsView`).
     fn items<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("ItemsView")?.call1((slf,))
     }
+    /// update([other], **kwargs)
+    ///
+    /// Sets every pair of ``other`` (a mapping, or an iterable of ``(key, value)`` pairs) and of
+    /// ``kwargs``, as :meth:`dict.update`, in one atomic change.
+    ///
+    /// ``other`` is read first, with no lock held. If any key or value cannot be stored, nothing
+    /// changes.
+    ///
+    /// :raises TypeError: a key or value is not storable, or ``other`` is not a mapping or pairs.
+    /// :raises ValueError: an element of ``other`` is not a pair.
     #[pyo3(signature = (*args, **kwargs))]
     fn update<'py>(
         slf: &Bound<'py, Self>,
@@ -1014,8 +1233,32 @@ impl Dict {
             .getattr("dict_update")?
             .call1((slf, args, kwargs))
     }
-    /// A shallow copy in the same store (a persist.Dict that nothing refers to until it is
-    /// stored somewhere; nested containers are shared, as dict.copy shares them).
+    /// A plain :class:`dict` with every item of ``iterable`` as a key, each mapped to ``value``.
+    ///
+    /// Unlike :meth:`dict.fromkeys`, the result is not of this type: a class method has no store
+    /// to make a :class:`persist.Dict` in. Store it to persist it:
+    /// ``root['seen'] = persist.Dict.fromkeys(names, False)``.
+    #[classmethod]
+    #[pyo3(signature = (iterable, value=None))]
+    fn fromkeys<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        iterable: &Bound<'py, PyAny>,
+        value: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let py = cls.py();
+        let value = value.unwrap_or_else(|| py.None().into_bound(py));
+        let d = pyo3::types::PyDict::new(py);
+        for k in iterable.try_iter()? {
+            d.set_item(k?, &value)?;
+        }
+        Ok(d)
+    }
+
+    /// A shallow copy in the same store: a new :class:`persist.Dict`, linked nowhere until it is
+    /// stored (nested containers are shared with this dict, as :meth:`dict.copy` shares them).
+    ///
+    /// Unlike ``copy.copy(d)``, which gives a plain :class:`dict`, and :meth:`to_python`, which
+    /// gives a plain deep copy.
     fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (ks, vs, _) = self._snapshot(py)?;
         let plain = pyo3::types::PyDict::new(py);
@@ -1058,14 +1301,21 @@ impl Dict {
         ops(slf.py())?.getattr("dict_ior")?.call1((slf, other))?;
         Ok(())
     }
+    /// A plain deep copy: a :class:`dict`, with plain lists and dicts all the way down (stored
+    /// objects become plain dicts of their attributes).
+    ///
+    /// Shared references and cycles are kept, as :func:`copy.deepcopy` keeps them;
+    /// ``copy.deepcopy`` of a proxy gives the same. The store is not changed. Nesting of any
+    /// depth is copied without recursion.
     fn to_python<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("to_python")?.call1((slf,))
     }
-    /// `copy.copy`: a plain shallow copy (a `dict` whose nested containers stay proxies).
+    /// ``copy.copy(d)``: a plain shallow copy (a :class:`dict` whose nested containers stay
+    /// proxies).
     fn __copy__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("dict_copy")?.call1((slf,))
     }
-    /// `copy.deepcopy`: a plain deep copy, as `to_python()` (the store is not copied).
+    /// ``copy.deepcopy(d)``: a plain deep copy, as :meth:`to_python` (the store is not copied).
     fn __deepcopy__<'py>(
         slf: &Bound<'py, Self>,
         _memo: &Bound<'py, PyAny>,

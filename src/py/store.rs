@@ -56,16 +56,20 @@ pub(crate) struct StoreCore {
     pub shared: Arc<Shared>,
 }
 
-/// `Store.transaction()`: a lockExcl section (or, inside one, a savepoint) whose block is rolled
-/// back if it raises and committed if not.
+/// What :meth:`persist.Store.transaction` returns: a context manager for one ``with`` block.
 ///
-/// Native rather than a `contextlib.contextmanager`, so that its exit cannot be cut short: a
-/// KeyboardInterrupt is raised only where Python code checks for signals, and `__exit__` runs
-/// none. It does the rollback (if any) and the unlock in one step of the store, which no other
-/// thread of the process interleaves, and waits without checking for signals. So whatever
-/// lands around the block, when control returns the section is committed or rolled back and
-/// the lock is released. (A signal that arrives after `__enter__` returns is raised inside the
-/// block, whose exit then rolls back.)
+/// Entering takes the thread's :meth:`~persist.Dict.lockExcl` (inside one already held, it
+/// marks a savepoint) and gives the :class:`persist.Store`; leaving rolls back every change made
+/// in the block if it raised, and gives the lock back. Each block needs its own
+/// ``store.transaction()``; it must end in the thread that began it (:exc:`RuntimeError`).
+//
+// Native rather than a `contextlib.contextmanager`, so that its exit cannot be cut short: a
+// KeyboardInterrupt is raised only where Python code checks for signals, and `__exit__` runs
+// none. It does the rollback (if any) and the unlock in one step of the store, which no other
+// thread of the process interleaves, and waits without checking for signals. So whatever
+// lands around the block, when control returns the section is committed or rolled back and
+// the lock is released. (A signal that arrives after `__enter__` returns is raised inside the
+// block, whose exit then rolls back.)
 #[pyclass(module = "persist._persist", name = "Transaction", frozen)]
 pub(crate) struct Transaction {
     shared: Arc<Shared>,
@@ -165,10 +169,16 @@ pub(crate) fn lock_shared(shared: &Shared, py: Python<'_>, timeout: Option<f64>)
     shared.blocking(&Gil(py), timeout_arg(timeout)?, |st| st.lock_shared(tid))
 }
 
-/// What `lockExcl()` and `lockShared()` return: the lock is held already (the call took it, as
-/// a plain call always has); used as a context manager, leaving the block gives one level back,
-/// as `unlock()` would. Native for the same reason as [`Transaction`]: nothing can interrupt
-/// its exit between the block's end and the unlock. Dropping it without `with` does nothing.
+/// What :meth:`~persist.Dict.lockExcl` and :meth:`~persist.Dict.lockShared` return.
+///
+/// The lock is already held when you get it (the call took it, as a plain call always has).
+/// Used as a context manager, ``with root.lockExcl(): ...``, leaving the block gives one level
+/// of the lock back, as :meth:`~persist.Dict.unlock` would, whether the block raised or not;
+/// the block must end in the thread that took the lock (:exc:`RuntimeError`). Dropped without
+/// ``with``, it does nothing: the lock stays held until ``unlock()``.
+//
+// Native for the same reason as [`Transaction`]: nothing can interrupt its exit between the
+// block's end and the unlock.
 #[pyclass(module = "persist._persist", name = "LockGuard", frozen)]
 pub(crate) struct LockGuard {
     shared: Arc<Shared>,
@@ -355,6 +365,7 @@ impl StoreCore {
         d.set_item("live_bytes", r.live_bytes)?;
         d.set_item("unreachable_blocks", r.unreachable_blocks)?;
         d.set_item("unreachable_bytes", r.unreachable_bytes)?;
+        d.set_item("leaked_references", r.leaked_references)?;
         d.set_item("orphans", r.orphans)?;
         d.set_item("held", r.held)?;
         Ok(d)

@@ -275,13 +275,13 @@ impl Region {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(trust::refuse_link(path, &dir.link_target(&name), false))
             }
-            Err(e) => return Err(io_err(path, "open")(e)),
+            Err(e) => return Err(io_err(path, "open the store")(e)),
         };
-        let meta = file.metadata().map_err(io_err(path, "stat"))?;
+        let meta = file.metadata().map_err(io_err(path, "stat the store"))?;
         if meta.is_dir() {
-            return Err(io_err(path, "open")(io::Error::from_raw_os_error(
-                libc::EISDIR,
-            )));
+            return Err(io_err(path, "open the store")(
+                io::Error::from_raw_os_error(libc::EISDIR),
+            ));
         }
         if !meta.is_file() {
             return Err(Error::NotAStore {
@@ -293,10 +293,13 @@ impl Region {
         let mut len = meta.len();
         if len == 0 && create {
             init_empty(path, &file)?;
-            len = file.metadata().map_err(io_err(path, "stat"))?.len();
+            len = file
+                .metadata()
+                .map_err(io_err(path, "stat the store"))?
+                .len();
         }
         let mut first = [0u8; 64];
-        let n = read_prefix(&file, &mut first).map_err(io_err(path, "read"))?;
+        let n = read_prefix(&file, &mut first).map_err(io_err(path, "read the store"))?;
         let header = Header::decode(path, &first[..n])?;
         let geo = header.geometry;
         if len < geo.header_bytes {
@@ -321,7 +324,7 @@ impl Region {
                     reason: e.to_string(),
                 }
             } else {
-                io_err(path, "map")(e)
+                io_err(path, "map the store")(e)
             }
         })?;
         store.set_durable(opts.durable);
@@ -329,14 +332,17 @@ impl Region {
         // the file's length after it: a store reserves space before it publishes a larger
         // size, so a length read second is never smaller than an honest published size.
         let published = store.word(hdr::FILE_SIZE)?.load(Ordering::Acquire);
-        let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_err(path, "stat the store"))?
+            .len();
         if published < geo.header_bytes || published > len || published % geo.page_size != 0 {
             return Err(Error::Corrupt {
                 what: format!("header says the store has {published} bytes but the file has {len}"),
                 offset: Some(hdr::FILE_SIZE),
             });
         }
-        let meta = file.metadata().map_err(io_err(path, "stat"))?;
+        let meta = file.metadata().map_err(io_err(path, "stat the store"))?;
         let lock_name = trust::lock_name(&name);
         let (lock_file, lock) = open_lock_file(&dir, &lock_name, path, &meta, header.store_id)?;
         Ok(Region {
@@ -400,10 +406,12 @@ impl Region {
         let fd = self
             .dir
             .open(&self.lock_name, libc::O_RDWR, 0)
-            .map_err(io_err(&path, "open"))?;
+            .map_err(io_err(&path, "open the lock file"))?;
         let (now, mapped) = (
-            fd.metadata().map_err(io_err(&path, "stat"))?,
-            self.lock_file.metadata().map_err(io_err(&path, "stat"))?,
+            fd.metadata().map_err(io_err(&path, "stat the lock file"))?,
+            self.lock_file
+                .metadata()
+                .map_err(io_err(&path, "stat the lock file"))?,
         );
         if (now.dev(), now.ino()) != (mapped.dev(), mapped.ino()) {
             return Err(Error::Refused {
@@ -416,14 +424,14 @@ impl Region {
         let table = self.table(&NoLiveness);
         for slot in 0..lockfile::SLOTS {
             if ofd::try_lock(fd.as_raw_fd(), lockfile::LIVENESS_BYTE_BASE + slot as u64)
-                .map_err(io_err(&path, "lock"))?
+                .map_err(io_err(&path, "lock the lock file"))?
             {
                 let needs_recovery = table.status(slot)? == table::STATUS_ATTACHED;
                 if needs_recovery && self.readonly {
                     // Recovering the dead occupant writes the store file: leave the slot to a
                     // writable opener.
                     ofd::unlock(fd.as_raw_fd(), lockfile::LIVENESS_BYTE_BASE + slot as u64)
-                        .map_err(io_err(&path, "unlock"))?;
+                        .map_err(io_err(&path, "unlock the lock file"))?;
                     continue;
                 }
                 fork_guard::register(fd.as_raw_fd());
@@ -431,6 +439,7 @@ impl Region {
                     slot,
                     fd,
                     needs_recovery,
+                    path,
                 });
             }
         }
@@ -446,7 +455,9 @@ impl Region {
 
     /// Flushes the store's mapped pages to disk.
     pub fn flush(&self) -> Result<(), Error> {
-        self.store.sync().map_err(io_err(&self.path, "msync"))
+        self.store
+            .sync()
+            .map_err(io_err(&self.path, "msync the store"))
     }
 }
 
@@ -456,6 +467,8 @@ pub struct Attachment {
     pub slot: u32,
     fd: File,
     pub needs_recovery: bool,
+    /// The lock file's path, for the errors of its byte locks.
+    path: PathBuf,
 }
 
 impl Attachment {
@@ -490,8 +503,8 @@ impl Attachment {
             lockfile::LIVENESS_BYTE_BASE + slot as u64,
         )
         .map_err(|source| Error::Io {
-            path: PathBuf::from("<lock file>"),
-            op: "lock",
+            path: self.path.clone(),
+            op: "lock a byte of the lock file",
             source,
         })
     }
@@ -505,8 +518,8 @@ impl Attachment {
             lockfile::LIVENESS_BYTE_BASE + slot as u64,
         )
         .map_err(|source| Error::Io {
-            path: PathBuf::from("<lock file>"),
-            op: "unlock",
+            path: self.path.clone(),
+            op: "unlock a byte of the lock file",
             source,
         })
     }
@@ -516,8 +529,8 @@ impl Attachment {
     pub fn lock_recovery(&self) -> Result<(), Error> {
         ofd::lock_wait(self.fd.as_raw_fd(), lockfile::RECOVERY_LOCK_BYTE).map_err(|source| {
             Error::Io {
-                path: PathBuf::from("<lock file>"),
-                op: "lock",
+                path: self.path.clone(),
+                op: "lock a byte of the lock file",
                 source,
             }
         })
@@ -525,8 +538,8 @@ impl Attachment {
 
     pub fn unlock_recovery(&self) -> Result<(), Error> {
         ofd::unlock(self.fd.as_raw_fd(), lockfile::RECOVERY_LOCK_BYTE).map_err(|source| Error::Io {
-            path: PathBuf::from("<lock file>"),
-            op: "unlock",
+            path: self.path.clone(),
+            op: "unlock a byte of the lock file",
             source,
         })
     }
@@ -667,7 +680,8 @@ fn create_atomically(dir: &Dir, name: &CStr, path: &Path) -> Result<File, Error>
     let image = Header::new_image(Geometry::STANDARD);
     let linked = match dir.open(c".", libc::O_TMPFILE | libc::O_RDWR, 0o666) {
         Ok(tmp) => {
-            tmp.write_all_at(&image, 0).map_err(io_err(path, "write"))?;
+            tmp.write_all_at(&image, 0)
+                .map_err(io_err(path, "write the store"))?;
             let proc_path =
                 CString::new(format!("/proc/self/fd/{}", tmp.as_raw_fd())).expect("no NUL");
             // SAFETY: plain system call with valid descriptors and C strings.
@@ -685,6 +699,9 @@ fn create_atomically(dir: &Dir, name: &CStr, path: &Path) -> Result<File, Error>
             }
             io::Error::last_os_error()
         }
+        // Any other refusal (no write permission, a read-only file system, no space...) would
+        // refuse a named file too: it is reported for the store's own name.
+        Err(e) if !tmpfile_unsupported(&e) => return Err(io_err(path, "create the store")(e)),
         Err(_) => {
             // No O_TMPFILE on this file system: a named temporary, linked, then unlinked.
             let tmp_name = CString::new(format!(
@@ -693,14 +710,14 @@ fn create_atomically(dir: &Dir, name: &CStr, path: &Path) -> Result<File, Error>
                 random_u64()
             ))
             .expect("no NUL");
-            let tmp_path = path.with_file_name(tmp_name.to_string_lossy().as_ref());
+            // A failure names the store, never the temporary: the user knows only the former.
             let tmp = dir
                 .open(
                     &tmp_name,
                     libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
                     0o666,
                 )
-                .map_err(io_err(&tmp_path, "create"))?;
+                .map_err(io_err(path, "create the store"))?;
             let result = tmp
                 .write_all_at(&image, 0)
                 .and_then(|_| dir.link(&tmp_name, name));
@@ -718,21 +735,37 @@ fn create_atomically(dir: &Dir, name: &CStr, path: &Path) -> Result<File, Error>
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 Err(trust::refuse_link(path, &dir.link_target(name), false))
             }
-            Err(e) => Err(io_err(path, "open")(e)),
+            Err(e) => Err(io_err(path, "open the store")(e)),
         };
     }
-    Err(io_err(path, "create")(linked))
+    Err(io_err(path, "create the store")(linked))
+}
+
+/// Whether `open(O_TMPFILE)` failed because the kernel or the file system lacks it (the
+/// errors open(2) lists for that; EISDIR from kernels older than O_TMPFILE, which see only its
+/// O_DIRECTORY bit), rather than refusing this user or this directory.
+fn tmpfile_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
 }
 
 /// An existing empty file becomes a new store. Two processes may find it empty at once: the
 /// OFD lock on its first byte lets one write the header; the other then sees it.
 fn init_empty(path: &Path, file: &File) -> Result<(), Error> {
-    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(path, "lock"))?;
+    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE)
+        .map_err(io_err(path, "lock the store"))?;
     let result = (|| {
-        if file.metadata().map_err(io_err(path, "stat"))?.len() == 0 {
+        if file
+            .metadata()
+            .map_err(io_err(path, "stat the store"))?
+            .len()
+            == 0
+        {
             // One write of one page: a process killed here leaves the file empty or whole.
             file.write_all_at(&Header::new_image(Geometry::STANDARD), 0)
-                .map_err(io_err(path, "write"))?;
+                .map_err(io_err(path, "write the store"))?;
         }
         Ok(())
     })();
@@ -777,14 +810,20 @@ fn open_lock_file(
 ) -> Result<(Arc<File>, Mapping), Error> {
     let path = lock_path(store_path);
     let (file, created) = open_or_create_lock(dir, lock_name, &path, store_path, store)?;
-    let meta = file.metadata().map_err(io_err(&path, "stat"))?;
+    let meta = file
+        .metadata()
+        .map_err(io_err(&path, "stat the lock file"))?;
     trust::check_lock_file(&path, &meta, store_path, store)?;
-    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE).map_err(io_err(&path, "lock"))?;
+    ofd::lock_wait(file.as_raw_fd(), lockfile::INIT_LOCK_BYTE)
+        .map_err(io_err(&path, "lock the lock file"))?;
     let boot = boot_id();
     let result = (|| {
         let mut head = [0u8; lockfile::CHECKED_BYTES];
-        let n = read_prefix(&file, &mut head).map_err(io_err(&path, "read"))?;
-        let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
+        let n = read_prefix(&file, &mut head).map_err(io_err(&path, "read the lock file"))?;
+        let len = file
+            .metadata()
+            .map_err(io_err(&path, "stat the lock file"))?
+            .len();
         let valid = n == lockfile::CHECKED_BYTES
             && head[..8] == lockfile::MAGIC
             && u32::from_le_bytes(head[8..12].try_into().unwrap()) == lockfile::VERSION
@@ -800,7 +839,7 @@ fn open_lock_file(
                     file.as_raw_fd(),
                     lockfile::LIVENESS_BYTE_BASE + slot as u64,
                 )
-                .map_err(io_err(&path, "lock"))?
+                .map_err(io_err(&path, "lock the lock file"))?
                 {
                     return Err(Error::Corrupt {
                         what: format!(
@@ -818,7 +857,8 @@ fn open_lock_file(
             if !created && (links != 1 || !ours) {
                 return Err(trust::refuse_rewrite(&path, store_path, links));
             }
-            file.set_len(0).map_err(io_err(&path, "truncate"))?;
+            file.set_len(0)
+                .map_err(io_err(&path, "truncate the lock file"))?;
             // SAFETY: plain system call on an open descriptor.
             let r = unsafe {
                 libc::posix_fallocate(file.as_raw_fd(), 0, lockfile::FILE_BYTES as libc::off_t)
@@ -832,14 +872,15 @@ fn open_lock_file(
             // The repair-pending word first, the header last: a rebuild cut short leaves a file
             // that is empty or has a zero header, and is rebuilt again.
             file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
-                .map_err(io_err(&path, "write"))?;
+                .map_err(io_err(&path, "write the lock file"))?;
             let mut h = [0u8; lockfile::CHECKED_BYTES];
             h[..8].copy_from_slice(&lockfile::MAGIC);
             h[8..12].copy_from_slice(&lockfile::VERSION.to_le_bytes());
             h[12..16].copy_from_slice(&lockfile::SLOTS.to_le_bytes());
             h[16..24].copy_from_slice(&store_id.to_le_bytes());
             h[24..40].copy_from_slice(&boot);
-            file.write_all_at(&h, 0).map_err(io_err(&path, "write"))?;
+            file.write_all_at(&h, 0)
+                .map_err(io_err(&path, "write the lock file"))?;
         }
         Ok(())
     })();
@@ -854,7 +895,7 @@ fn open_lock_file(
         lockfile::FILE_BYTES,
         true,
     )
-    .map_err(io_err(&path, "map"))?;
+    .map_err(io_err(&path, "map the lock file"))?;
     Ok((file, map))
 }
 
@@ -881,11 +922,12 @@ fn open_or_create_lock(
                 0o600,
             ) {
                 Ok(f) => {
-                    trust::give_store_owner(&f, store).map_err(io_err(path, "chmod"))?;
+                    trust::give_store_owner(&f, store)
+                        .map_err(io_err(path, "chmod the lock file"))?;
                     return Ok((f, true));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(path, "create")(e)),
+                Err(e) => return Err(io_err(path, "create the lock file")(e)),
             }
         }
         match dir.open(lock_name, libc::O_RDWR, 0) {
@@ -913,12 +955,12 @@ fn open_or_create_lock(
                         .into(),
                 ))
             }
-            Err(e) => return Err(io_err(path, "open")(e)),
+            Err(e) => return Err(io_err(path, "open the lock file")(e)),
         }
     }
-    Err(io_err(path, "open")(io::Error::from_raw_os_error(
-        libc::ENOENT,
-    )))
+    Err(io_err(path, "open the lock file")(
+        io::Error::from_raw_os_error(libc::ENOENT),
+    ))
 }
 
 /// Reads a word of the store header (for tools and tests).

@@ -46,11 +46,17 @@ impl Dir {
         let name = match store.file_name() {
             Some(n) => cstring(store, n)?,
             None => {
+                // "" names nothing (as for open(2)); "/", "." or "dir/.." name a directory.
+                let errno = if store.as_os_str().is_empty() {
+                    libc::ENOENT
+                } else {
+                    libc::EISDIR
+                };
                 return Err(Error::Io {
                     path: store.to_path_buf(),
-                    op: "open",
-                    source: io::Error::from_raw_os_error(libc::EISDIR),
-                })
+                    op: "open the store",
+                    source: io::Error::from_raw_os_error(errno),
+                });
             }
         };
         let path = match store.parent() {
@@ -68,7 +74,7 @@ impl Dir {
         if fd < 0 {
             return Err(Error::Io {
                 path: store.to_path_buf(),
-                op: "open",
+                op: "open the directory of the store",
                 source: io::Error::last_os_error(),
             });
         }
@@ -76,8 +82,8 @@ impl Dir {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let dir = Dir { fd, path };
         let meta = dir.stat().map_err(|source| Error::Io {
-            path: dir.path.clone(),
-            op: "stat",
+            path: store.to_path_buf(),
+            op: "stat the directory of the store",
             source,
         })?;
         if meta.mode & 0o002 != 0 && meta.mode & libc::S_ISVTX == 0 {

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import persist
-
 from procs import StoppedWriters, fork_child, kill_child, reap_child
 
 ACCOUNTS = 20
@@ -42,7 +41,7 @@ def _bank_worker(path: str, seed: int, ready_fd: int) -> None:
                 acct[i] -= x
                 acct[j] += x
                 # Allocation and release inside the section too.
-                root["note"] = "moved %d from %d to %d" % (x, i, j) + "." * rng.randrange(64)
+                root["note"] = f"moved {x} from {i} to {j}" + "." * rng.randrange(64)
         elif style == 1:
             root.lockExcl()
             try:
@@ -150,7 +149,7 @@ def test_a_dead_lockExcl_holder_is_taken_over_quickly_and_its_changes_undone(
         root["gone"] = ["still", "here"]
         for _ in range(20):
             r, w = os.pipe()
-            pid = fork_child(lambda: _hold_and_die(path, w))
+            pid = fork_child(lambda w=w: _hold_and_die(path, w))
             os.close(w)
             assert os.read(r, 1) == b"r"
             os.close(r)
@@ -220,7 +219,7 @@ def test_a_large_operation_killed_in_the_middle_is_all_or_nothing(tmp_path: Path
     kills = 0
     for round_ in range(60):
         r, w = os.pipe()
-        pid = fork_child(lambda: _big_ops(path, w, round_))
+        pid = fork_child(lambda w=w, round_=round_: _big_ops(path, w, round_))
         os.close(w)
         assert os.read(r, 1) == b"r"
         os.close(r)

@@ -148,7 +148,7 @@ def test_sigkilled_workers_leave_at_most_their_last_step(tmp_path: Path) -> None
     for _ in range(120):
         r, w = os.pipe()
         seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda: _worker(path, seed, w))
+        pid = fork_child(lambda seed=seed, w=w: _worker(path, seed, w))
         os.close(w)
         assert os.read(r, 1) == b"r", "a worker died before it filled its caches"
         os.close(r)

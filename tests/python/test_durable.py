@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import persist
-
 from procs import StoppedWriters, fork_child, kill_child
 
 

@@ -9,6 +9,7 @@ module built under the wrong name.
 from __future__ import annotations
 
 import ast
+import inspect
 import pickle
 import re
 import subprocess
@@ -175,3 +176,34 @@ def test_cli_usage_error_exits_2_without_traceback(args: tuple[str, ...]) -> Non
     assert "usage: python -m persist" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_distribution_is_persist_store() -> None:
+    # `persist` on the package index is another project: this one is published as
+    # persist-store, and installing it gives the module `persist`.
+    from importlib import metadata
+
+    dist = metadata.distribution("persist-store")
+    assert dist.metadata["Name"] == "persist-store"
+    assert dist.version == persist.__version__
+    assert dist.metadata["License-Expression"] == "MIT"
+    assert any(f.name == "LICENSE" for f in dist.files or [])
+    assert any(str(f).startswith("persist/") for f in dist.files or [])
+
+
+
+def test_list_pop_takes_an_index_as_list_pop_does(tmp_path: Path) -> None:
+    # The stub says pop(i=-1, /), as list.pop; the runtime signature and behaviour agree.
+    assert str(inspect.signature(persist.List.pop)) == "(self, i=-1, /)"
+    with persist.open(str(tmp_path / "s.db")) as store:
+        store.root["l"] = [1, 2, 3]
+        lst = store.root["l"]
+        for args in [(None,), (1, 2), ("0",)]:
+            with pytest.raises(TypeError) as ours:
+                lst.pop(*args)
+            with pytest.raises(TypeError) as theirs:
+                [1, 2, 3].pop(*args)
+            assert str(ours.value) == str(theirs.value)
+        assert lst.pop() == 3
+        assert lst.pop(0) == 1
+        assert list(lst) == [2]

@@ -18,6 +18,7 @@ import collections.abc
 import copy
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,45 @@ def test_json_dumps_with_the_default_hook(store: Any) -> None:
     ]
     with pytest.raises(TypeError, match="not JSON serializable"):
         json.dumps({"o": object()}, default=persist.json_default)
+
+
+# ---- where the proxies differed from the built-ins ------------------------------------------
+
+
+def test_keyerror_carries_a_tuple_key_as_its_one_argument(tmp_path: Path) -> None:
+    """``KeyError(('t', 1))`` has ``args == (('t', 1),)``, as a dict's does."""
+    root = persist.open(str(tmp_path / "s.db")).root
+    root[("t", 2)] = 1
+    for miss in (lambda: root[("t", 1)], lambda: root.pop(("t", 1))):
+        with pytest.raises(KeyError) as e:
+            miss()
+        assert e.value.args == (("t", 1),)
+    with pytest.raises(KeyError) as e:
+        del root[("t", 1)]
+    assert e.value.args == (("t", 1),)
+    with pytest.raises(KeyError) as e:
+        root["plain"]
+    assert e.value.args == ("plain",)
+
+
+def test_an_unstorable_item_of_a_tuple_key_is_named(tmp_path: Path) -> None:
+    root = persist.open(str(tmp_path / "s.db")).root
+    for op in (
+        lambda: root.__setitem__((1, object()), 1),
+        lambda: root.setdefault((1, (2, object())), 1),
+        lambda: root.update([((1, object()), 1)]),
+    ):
+        with pytest.raises(TypeError, match="'object'"):
+            op()
+    with pytest.raises(TypeError, match="unhashable type: 'list'"):
+        root[(1, [2])] = 1
+    assert dict(root) == {}
+
+
+def test_fromkeys_gives_a_plain_dict_to_store(tmp_path: Path) -> None:
+    root = persist.open(str(tmp_path / "s.db")).root
+    assert persist.Dict.fromkeys("ab") == dict.fromkeys("ab")
+    assert persist.Dict.fromkeys(["x", "y"], 0) == {"x": 0, "y": 0}
+    assert type(root.fromkeys([1])) is dict
+    root["seen"] = persist.Dict.fromkeys(("a", "b"), False)
+    assert root["seen"].to_python() == {"a": False, "b": False}

@@ -7,8 +7,9 @@ run ends without it, and a real SIGALRM whose handler raises, at random instants
 over. CPython runs a pending handler only at some bytecodes (its "eval breaker" checks): when a
 call has returned, when a Python function starts, on a backward jump. The tracer raises at those
 points only; raising at any bytecode would model an interpreter that does not exist (one that
-can interrupt between the end of a `with` block and the call of its `__exit__`). After each, the calling thread holds no lock, another thread can
-take lockExcl at once, and the two values the block changes together are equal.
+can interrupt between the end of a `with` block and the call of its `__exit__`). After each,
+the calling thread holds no lock, another thread can take lockExcl at once, and the two values
+the block changes together are equal.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _every_exit_point(
     while True:
         n = root["x"] + 1
 
-        def run() -> None:
+        def run(n: int = n) -> None:
             with transaction():
                 root["x"] = n
                 root["y"] = n
