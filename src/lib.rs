@@ -8,6 +8,8 @@
 //! - [`heap`]: malloc/free of any size inside the store, lock-free.
 //! - [`store_lock`]: the store lock's word protocol (writer word, seqlock, undo of word entries,
 //!   hand-over from a dead owner), the part of the object layer that the loom models check.
+//! - [`part_lock`]: part locks on containers' version words and the gate between single changes
+//!   and lockExcl/lockShared sections (model-checked; the object layer does not use it yet).
 //! - [`object`]: values, lists, dicts, objects, reference counts, the store lock, the undo log.
 //!
 //! The Python module (`py`, feature `python`) builds on these (FORMAT.md is the on-disk layout).
@@ -20,6 +22,7 @@ pub mod heap;
 #[cfg(not(loom))]
 pub mod object;
 pub mod page;
+pub mod part_lock;
 pub mod region;
 pub mod store_lock;
 pub mod sync;

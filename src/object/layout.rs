@@ -27,7 +27,7 @@ pub mod words {
 }
 
 /// Participant slot words of the object layer (word indices inside the slot:
-/// `table::W_OBJECT..W_OBJECT + 4`, and the read-only held entries).
+/// `table::W_OBJECT..W_OBJECT + 5`, and the read-only held entries).
 pub mod slot_words {
     use crate::region::table::W_OBJECT;
     /// The offset of this participant's undo log block in the store file (0: none yet).
@@ -40,6 +40,9 @@ pub mod slot_words {
     /// every container counts as held (writers put released ones on the orphan list, gc frees
     /// none), because the store file has no room it could write their offsets into.
     pub const RO_PINNED: u64 = W_OBJECT + 3;
+    /// 1 while a single change of this participant is past the gate (`part_lock`, FORMAT.md
+    /// §10.9). Not written yet: the object layer does not use part locks so far.
+    pub const ACTIVE: u64 = W_OBJECT + 4;
     /// Words 16..32: a read-only participant's held set, one container offset (or 0) each.
     /// Writable participants' held sets are block chains in the store file (`HELD`).
     pub const RO_HELD: u64 = 16;

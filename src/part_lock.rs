@@ -1,0 +1,819 @@
+//! Part locks and the gate: the word protocol that lets single changes of different containers
+//! run at once in many processes, while lockExcl and lockShared keep their store-wide meaning.
+//! (Model-checked in `loom-tests/tests/part_lock.rs`; the object layer does not use it yet:
+//! FORMAT.md §10.9 and papers/objects.md say what the wiring changes.)
+//!
+//! Problem. Today every change takes the store's one writer word and moves its one sequence
+//! word ([`crate::store_lock`]), so changes never run in parallel and every change invalidates
+//! every unlocked read in flight. A single change (`d[k] = v`, `l.append(x)`) touches one or a
+//! few containers; two that touch different containers need not wait for each other, and a
+//! reader of one container need not retry because another changed. A process may be SIGKILLed
+//! at any instant; whoever notices must undo its change and release what it held.
+//!
+//! Mechanism. Three kinds of word:
+//!
+//! | word | where | values | written by |
+//! |---|---|---|---|
+//! | part word | a container's `version` (store file, container header +16) | even: free, the container's version; odd: held, [`locked`]`(owner) = owner << 32 \| 1` | a taker (CAS even v -> locked(me)); its holder (-> v + 2); the recoverer of a dead holder (locked(dead) -> seen + 2) |
+//! | held-parts record | [`record::ENTRIES`] entries (version word offset, version seen) at the head of the participant's undo log block (store file) | offset 0: empty | its participant; the recoverer of a dead one (-> empty) |
+//! | `active` | the participant's slot word 7 (lock file) | 1 while a single change of this participant is past the gate | its participant; the recoverer of a dead one (-> 0) |
+//!
+//! and the store lock's words (lock file header): `writer` and `seq` (now taken and moved by
+//! lockExcl sections only), `shared`, `waiters`.
+//!
+//! A single change by participant `me` (owner id `me`, from [`crate::store_lock::owner_id`]):
+//!
+//! | step | word | what |
+//! |---|---|---|
+//! | 1 | `active[me]` | 1, then a SeqCst fence ([`Parts::enter`]) |
+//! | 2 | `seq`, `shared` | read (Acquire). `seq` odd (a lockExcl section) or `shared` != 0: `active[me]` = 0, wake, report the word in the way (the caller sleeps on it and starts again) |
+//! | 3 | record entry i | (offset of P's version word, v seen even) ([`Parts::try_take`]) |
+//! | 4 | P's version | CAS v -> locked(me) (AcqRel), then a Release fence. Lost: entry i cleared, report the word seen (sleep on it if odd) |
+//! | 5 | data | changed, each word logged in the undo log first (as today) |
+//! | 6 | undo `len` | 0: the commit point (a failed change rolls its log back to 0 instead) |
+//! | 7 | P's version | v + 2 (Release), for every part held ([`Parts::end`]) |
+//! | 8 | `active[me]` | 0 (Release), or later by [`Parts::leave`] after the deferred releases |
+//! | 9 | (wake) | one SeqCst fence, `waiters` read: if not 0, wake every part word released and `active[me]` |
+//! | 10 | record | every entry cleared |
+//!
+//! A section taker: lockExcl takes the writer word, finds `shared` 0 and makes `seq` odd
+//! ([`crate::store_lock::StoreLock::begin_change`], whose SeqCst fence is the one needed here);
+//! lockShared takes the writer word, adds 1 to `shared`, gives the writer word back. Then both
+//! wait until every other slot's `active` is 0 ([`Parts::first_active`]: a SeqCst fence, then
+//! the loads), sleeping on a slot's word while it is 1 and recovering the slot if its
+//! participant is dead.
+//!
+//! The gate is Dekker's handshake: the change stores `active` and then reads `seq` and
+//! `shared`; the taker stores `seq` (or `shared`) and then reads `active`; a SeqCst fence sits
+//! between the store and the loads on both sides. Of the two fences one comes first. If it is
+//! the change's, the taker's load sees `active` = 1 (or a later 0, stored with Release after
+//! the change ended, which its Acquire load synchronizes with: the section sees the change
+//! whole) and waits. If it is the taker's, the change sees the odd `seq` or the non-zero
+//! `shared` and withdraws before it takes any part. So no single change is ever past the gate
+//! while a section is inside, and a section waits only for changes already past it. (SeqCst
+//! accesses alone would do in C++20; loom checks SeqCst fences only, so the fences are
+//! explicit, as in `store_lock`'s sleep.) The change's loads are Acquire too: a lockExcl
+//! section moves no part word, so a change that passes the gate right after a section
+//! synchronizes with the section's writes only through the even `seq` it reads (stored with
+//! Release by `end_change`); with Relaxed loads it may read a word from before the section and
+//! write it back, losing the section's update.
+//!
+//! Why the CAS that takes a part is AcqRel and followed by a Release fence. Acquire: the last
+//! holder's changes (its Release v + 2, or a recoverer's store) are seen before ours begin, so
+//! two writers of one part are serialized and no update is lost. That is all the writers need;
+//! it is not enough for the others. Readers take no lock: a reader whose Relaxed load sees one
+//! of our data stores must see the part word moved when it re-checks; the Release fence after
+//! the CAS orders the CAS before every data store that follows and pairs with the reader's
+//! Acquire fence (Boehm's seqlock writer side; an Acquire CAS alone does not order later
+//! stores after it). And a waiter that repairs a part word naming nobody
+//! ([`Parts::free_stale_part`]) must see the holder's attach before it decides that the id
+//! names nobody: the CAS's Release side publishes it, as the writer word's `try_take` does.
+//!
+//! The commit point. A change's parts are released only after its undo log is committed (len
+//! 0), so a part word is free only when the words under it hold committed values; a live
+//! change that fails rolls its log back first, then releases. A recoverer of a dead
+//! participant does the same, in the same order, whatever it finds ([`Parts::recover_dead`]):
+//!
+//! | dead in | log len | record | part word | recovery |
+//! |---|---|---|---|---|
+//! | steps 1-2 | 0 | empty | - | `active` = 0, wake |
+//! | step 3 (entry written, no CAS) | 0 | names P | not locked(dead) | entry cleared (stale), wake P's sleepers |
+//! | steps 4-5 | n >= 0 | names P | locked(dead) | log rolled back (as `store_lock`), P = seen + 2, wake, entry cleared, `active` = 0 |
+//! | step 6 done (committed) | 0 | names P | locked(dead) | P = seen + 2 (the change stays), wake, entry cleared, `active` = 0 |
+//! | steps 7-9 | 0 | names P | v + 2 or later, or another's | entry cleared (stale), wake, `active` = 0 |
+//! | step 10 | 0 | empty | - | `active` = 0 |
+//!
+//! Every step is safe to repeat (one recoverer at a time, under the dead slot's recovery lock;
+//! a recoverer killed at any point is followed by another): the rollback is `store_lock`'s; a
+//! part is released only while its word is still locked(dead), and its entry is cleared after
+//! the release and the wake-up, so a repeat finds the word released (stale: cleared) or still
+//! locked (released again, to the same value: seen + 2 from the entry, never from the word).
+//! Versions move by 2 per change, so a released part is never mistaken for a held one and a
+//! reader's version never comes back (no ABA short of 2^63 changes of one container).
+//!
+//! A taker records its part before the CAS, so a taker killed right after the CAS is found by
+//! its record; a record entry names a part only from before its CAS until after its release
+//! (or its failed CAS), and at most one entry names a part, so the `seen` of the entry that
+//! names a part locked by the dead is the version its CAS replaced. A change that needs more
+//! parts than the record holds does not start as a single change: it runs store-wide (as a
+//! lockExcl section does), and so does a change of a durable store (its log is named by the
+//! store header alone, see FORMAT.md §10.8).
+//!
+//! Readers ([`ReadSet`]): the store's `seq` token first (odd: a lockExcl section, wait), then
+//! each part's version as it is reached ([`ReadSet::observe`]: odd, wait on it), then the
+//! reads, then [`ReadSet::valid`]: an Acquire fence, every observed version unchanged and `seq`
+//! unchanged. A change of another part moves neither, so it never invalidates the read. A
+//! reader that keeps a container it found in part P (a held-set entry) stores the entry, fences
+//! (SeqCst) and then validates P; a writer that unlinks it took P (the CAS) and fences (SeqCst)
+//! before it reads the held sets to decide whether to free it: either the reader sees P moved
+//! and drops the entry, or the writer sees the entry.
+//!
+//! Sleeping: a part word is slept on with `store_lock`'s handshake ([`StoreLock::sleep`], the
+//! one `waiters` count). The futex compares the low 32 bits: 1 for every held value, even for
+//! every free one, so a sleeper goes to sleep only while the part is held, and the release
+//! that follows (which makes the low bits even) comes after its count in the fences' order and
+//! wakes it; a release and a new take between its re-read and its sleep leave it asleep on the
+//! new holder, whose release wakes it. No wake-up is lost. The `active` words (0 or 1) are
+//! slept on the same way.
+//!
+//! Deadlock: a single change holding part P that waits for part Q must take its parts in one
+//! global order (increasing offset) or let go of P first; sections take no parts; a change
+//! past the gate never waits for a section. Those rules are the caller's.
+
+use crate::store_lock::{Futex, OtherEntries, StoreLock, UndoLog};
+use crate::sync::{fence, AccessError, AtomicU64, Ordering, WordStore};
+
+/// A held part word's value for owner id `owner` (`store_lock::owner_id`: 32 bits).
+pub const fn locked(owner: u64) -> u64 {
+    (owner << 32) | 1
+}
+
+/// The owner id in a part word, if the part is held.
+pub const fn holder(word: u64) -> Option<u64> {
+    if word & 1 == 1 {
+        Some(word >> 32)
+    } else {
+        None
+    }
+}
+
+/// The version a part is released to, from the version `seen` before it was taken: the next
+/// even value (seen + 2; an odd `seen`, which only a damaged record holds, gives seen + 1).
+pub const fn released(seen: u64) -> u64 {
+    (seen | 1).wrapping_add(1)
+}
+
+/// The held-parts record: [`record::ENTRIES`] entries of two words, each the store offset of a
+/// part word (0: empty) and the version seen before taking it. It sits at the head of the
+/// participant's undo log block (FORMAT.md §10.9), so that the parts a change holds and the
+/// log that undoes it are found together, and survive together what the store file survives.
+pub mod record {
+    /// The record's first byte in an undo log block (after head, len, cap and a free word; the
+    /// log's entries follow the record). Not so yet: `store_lock::undo::ENTRIES` is still 32,
+    /// and the wiring moves it to `IN_LOG_BLOCK + BYTES` (FORMAT.md §10.9); until then nothing
+    /// may write a record into a log block.
+    pub const IN_LOG_BLOCK: u64 = 32;
+    /// Parts one single change may hold. A change that needs more runs store-wide.
+    pub const ENTRIES: u64 = 4;
+    pub const ENTRY_BYTES: u64 = 16;
+    /// The part word's store offset (0: the entry is empty).
+    pub const OFFSET: u64 = 0;
+    /// The version seen (even) before the CAS that took the part.
+    pub const SEEN: u64 = 8;
+    pub const BYTES: u64 = ENTRIES * ENTRY_BYTES;
+}
+
+/// Where the gate's words are in the lock file.
+#[derive(Clone, Copy, Debug)]
+pub struct GateOffsets {
+    /// The lockShared count (lock file header).
+    pub shared: u64,
+    /// Slot 0's `active` word; slot s's is `stride * s` bytes further.
+    pub active: u64,
+    pub stride: u64,
+    /// Slots in the table.
+    pub slots: u32,
+}
+
+/// What keeps a single change from starting, and the value seen (to sleep on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// A lockExcl section is open: `seq` is odd.
+    Seq(u64),
+    /// lockShared holds: `shared` is not 0.
+    Shared(u64),
+}
+
+/// A part taken by [`Parts::try_take`]: its record entry, its word, and the version seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub entry: u64,
+    pub offset: u64,
+    pub seen: u64,
+}
+
+/// One participant's held-parts record in the store file.
+pub struct HeldParts<'a, W: WordStore> {
+    store: &'a W,
+    base: u64,
+}
+
+// A reference and an offset: a copy is the same record.
+impl<W: WordStore> Clone for HeldParts<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<W: WordStore> Copy for HeldParts<'_, W> {}
+
+impl<'a, W: WordStore> HeldParts<'a, W> {
+    /// The record at store offset `base` (checked by each access).
+    pub fn new(store: &'a W, base: u64) -> Self {
+        HeldParts { store, base }
+    }
+
+    fn at(&self, entry: u64) -> u64 {
+        self.base + entry * record::ENTRY_BYTES
+    }
+
+    /// Entry `entry`: (part word offset, version seen); offset 0 when empty.
+    pub fn entry(&self, entry: u64) -> Result<(u64, u64), AccessError> {
+        // Relaxed: read by the participant itself, or by the recoverer of a dead one (whose
+        // death, learnt from the kernel, orders all it did before).
+        let offset = self
+            .store
+            .load(self.at(entry) + record::OFFSET, Ordering::Relaxed)?;
+        if offset == 0 {
+            return Ok((0, 0));
+        }
+        let seen = self
+            .store
+            .load(self.at(entry) + record::SEEN, Ordering::Relaxed)?;
+        Ok((offset, seen))
+    }
+
+    /// Names part word `offset`, seen at version `seen`, in entry `entry`: the version first,
+    /// so that an entry that names a part always carries the version seen for it.
+    fn set(&self, entry: u64, offset: u64, seen: u64) -> Result<(), AccessError> {
+        // Relaxed (both): only a recoverer reads them, after this participant's death; program
+        // order (what a kill leaves) is all that counts.
+        self.store
+            .store(self.at(entry) + record::SEEN, seen, Ordering::Relaxed)?;
+        self.store
+            .store(self.at(entry) + record::OFFSET, offset, Ordering::Relaxed)
+    }
+
+    fn clear(&self, entry: u64) -> Result<(), AccessError> {
+        // Relaxed: as `set`.
+        self.store
+            .store(self.at(entry) + record::OFFSET, 0, Ordering::Relaxed)
+    }
+}
+
+/// The part locks and the gate of one store, as participant `slot` (owner id `me`) uses them.
+/// Store-file and lock-file words through `W` (the mapping, or a loom model's killable words).
+pub struct Parts<'a, W: WordStore> {
+    lock: StoreLock<'a, W>,
+    lock_file: &'a W,
+    store: &'a W,
+    shared: &'a AtomicU64,
+    at: GateOffsets,
+    slot: u32,
+    me: u64,
+    record: HeldParts<'a, W>,
+}
+
+impl<'a, W: WordStore> Parts<'a, W> {
+    /// `lock`: the store lock (its `seq`, `waiters` and sleep); `record`: the store offset of
+    /// this participant's held-parts record.
+    pub fn new(
+        lock: StoreLock<'a, W>,
+        lock_file: &'a W,
+        store: &'a W,
+        at: GateOffsets,
+        slot: u32,
+        me: u64,
+        record: u64,
+    ) -> Result<Self, AccessError> {
+        Ok(Parts {
+            lock,
+            lock_file,
+            store,
+            shared: lock_file.word(at.shared)?,
+            at,
+            slot,
+            me,
+            record: HeldParts::new(store, record),
+        })
+    }
+
+    /// This participant's held-parts record.
+    pub fn record(&self) -> HeldParts<'a, W> {
+        self.record
+    }
+
+    /// The `active` word of `slot` (to sleep on, and to wake).
+    pub fn active_word(&self, slot: u32) -> Result<&'a AtomicU64, AccessError> {
+        self.lock_file
+            .word(self.at.active + slot as u64 * self.at.stride)
+    }
+
+    // ---- a single change -----------------------------------------------------------------
+
+    /// Steps 1 and 2: announces a single change and passes the gate, or withdraws (waking a
+    /// section taker that sleeps on our `active`) and says what is in the way.
+    pub fn enter<F: Futex>(&self, futex: &F) -> Result<Result<(), Closed>, AccessError> {
+        let active = self.active_word(self.slot)?;
+        self.lock_file.step()?;
+        // Relaxed: the fence below orders it before the loads of `seq` and `shared`.
+        active.store(1, Ordering::Relaxed);
+        // SeqCst fence: our side of the gate's handshake (module doc). Pairs with the taker's
+        // fence between its store of `seq` or `shared` and its loads of `active`.
+        fence(Ordering::SeqCst);
+        self.lock_file.step()?;
+        // Acquire (both): an even `seq` or a 0 `shared` stored (Release) by the end of a
+        // section makes what that section did visible to this change. A lockExcl section moves
+        // no part versions, so the CAS on a part would not: without it, a change that passes
+        // the gate right after a section may read the data from before the section and lose
+        // its update (the loom model `the_gate_keeps_a_change_and_a_lockexcl_section_apart`
+        // found this with Relaxed loads here).
+        let seq = self.lock.seq_word().load(Ordering::Acquire);
+        let closed = if seq % 2 == 1 {
+            Some(Closed::Seq(seq))
+        } else {
+            self.lock_file.step()?;
+            match self.shared.load(Ordering::Acquire) {
+                0 => None,
+                n => Some(Closed::Shared(n)),
+            }
+        };
+        match closed {
+            None => Ok(Ok(())),
+            Some(c) => {
+                self.leave(futex)?;
+                Ok(Err(c))
+            }
+        }
+    }
+
+    /// Step 8 on its own: `active` = 0, and the section takers sleeping on it woken.
+    pub fn leave<F: Futex>(&self, futex: &F) -> Result<(), AccessError> {
+        let active = self.active_word(self.slot)?;
+        self.lock_file.step()?;
+        // Release: a section taker that reads 0 (Acquire, `first_active`) sees everything the
+        // change did.
+        active.store(0, Ordering::Release);
+        if self.lock.waiters_present()? {
+            futex.wake(active);
+        }
+        Ok(())
+    }
+
+    /// Steps 3 and 4: takes the part whose version word is at store offset `offset`, naming
+    /// it in record entry `entry` (one not in use: the caller numbers its parts 0, 1, ...).
+    /// `Ok(Err(word))` if the part is held (`word` odd: sleep on it; `holder(word)` may be
+    /// `me`, a part this change holds already, which the caller must not ask for twice) or
+    /// moved under us (`word` even: try again); the entry is then empty again.
+    pub fn try_take(&self, entry: u64, offset: u64) -> Result<Result<Held, u64>, AccessError> {
+        assert!(entry < record::ENTRIES, "record entry {entry} out of range");
+        // Relaxed: only a guess for the CAS, which checks it.
+        let seen = self.store.load(offset, Ordering::Relaxed)?;
+        if seen % 2 == 1 {
+            return Ok(Err(seen));
+        }
+        self.record.set(entry, offset, seen)?;
+        // AcqRel on success, and the Release fence after it: the module doc says why each.
+        // Relaxed on failure: the value is only something to wait on.
+        match self.store.cas(
+            offset,
+            seen,
+            locked(self.me),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )? {
+            Ok(()) => {
+                // Release fence: the CAS is ordered before every data store of the change
+                // (seqlock writer side; pairs with the Acquire fence in `ReadSet::valid`).
+                fence(Ordering::Release);
+                Ok(Ok(Held {
+                    entry,
+                    offset,
+                    seen,
+                }))
+            }
+            Err(now) => {
+                self.record.clear(entry)?;
+                Ok(Err(now))
+            }
+        }
+    }
+
+    /// Steps 7 to 10, after the change committed (undo `len` 0) or rolled back: every part in
+    /// `held` released to its next version, `active` = 0 too if `leave` (else call
+    /// [`Parts::leave`] later), one wake-up check for all, then the record emptied.
+    pub fn end<F: Futex>(&self, held: &[Held], leave: bool, futex: &F) -> Result<(), AccessError> {
+        for h in held {
+            // Release: the change's data stores are visible to the next taker (AcqRel CAS) and
+            // to a reader that sees the new version (Acquire in `observe`).
+            self.store
+                .store(h.offset, released(h.seen), Ordering::Release)?;
+        }
+        let active = self.active_word(self.slot)?;
+        if leave {
+            self.lock_file.step()?;
+            // Release: as in `leave`.
+            active.store(0, Ordering::Release);
+        }
+        // The wake-ups before the record forgets the parts: a participant killed before them
+        // leaves the entries to its recoverer, which wakes every word they name.
+        if self.lock.waiters_present()? {
+            for h in held {
+                futex.wake(self.store.word(h.offset)?);
+            }
+            if leave {
+                futex.wake(active);
+            }
+        }
+        for h in held {
+            self.record.clear(h.entry)?;
+        }
+        Ok(())
+    }
+
+    /// The writer's side of the held-set handshake (module doc): called after taking the part
+    /// that linked a container, before reading the held sets to decide whether to free it.
+    pub fn before_reading_held_sets(&self) {
+        // SeqCst fence: our CAS on the part is ordered before the loads of the held sets.
+        // Pairs with the reader's fence between its held-set store and its re-check of the
+        // part: either the reader sees the part moved, or we see its entry.
+        fence(Ordering::SeqCst);
+    }
+
+    // ---- a section taker ------------------------------------------------------------------
+
+    /// The first slot from `from` on, other than this participant's, whose `active` is not 0,
+    /// and the value seen (to sleep on with `StoreLock::sleep`, or to recover the slot if its
+    /// participant is dead); None when every one is 0. Called by a lockExcl taker after it made
+    /// `seq` odd and by a lockShared taker after it added its hold, until it returns None
+    /// (starting again from the slot it returned: the slots before it stay drained, since a
+    /// change that announces itself after our fence finds the gate closed).
+    pub fn first_active(&self, from: u32) -> Result<Option<(u32, u64)>, AccessError> {
+        // SeqCst fence: the taker's side of the gate's handshake (module doc): its store of
+        // `seq` or `shared` is ordered before the loads below.
+        fence(Ordering::SeqCst);
+        for s in from..self.at.slots {
+            if s == self.slot {
+                continue;
+            }
+            let word = self.active_word(s)?;
+            self.lock_file.step()?;
+            // Acquire: pairs with the Release store of 0 that ended a change (or withdrew it,
+            // or a recoverer's): the section sees that change whole.
+            let a = word.load(Ordering::Acquire);
+            if a != 0 {
+                return Ok(Some((s, a)));
+            }
+        }
+        Ok(None)
+    }
+
+    // ---- a dead participant ---------------------------------------------------------------
+
+    /// Releases what the dead participant in `dead_slot` (owner id `dead`) held as a single
+    /// change: rolls its undo log back (`log`: the log and its published length, checked by the
+    /// caller), then releases every part its record (`dead_record`) names that is still
+    /// locked(dead), wakes each part word the record names, empties the record, and clears
+    /// its `active` (waking). The caller holds the dead slot's recovery lock. Every step is
+    /// safe to repeat (module doc).
+    #[allow(clippy::too_many_arguments)]
+    pub fn recover_dead<O: OtherEntries, F: Futex>(
+        &self,
+        log: Option<(&UndoLog<'_, W>, u64)>,
+        dead_record: HeldParts<'_, W>,
+        dead_slot: u32,
+        dead: u64,
+        other: &mut O,
+        futex: &F,
+    ) -> Result<(), O::Error> {
+        if let Some((log, len)) = log {
+            if len > 0 {
+                // SeqCst fence: the restores are ordered before a reader's re-check, as the
+                // dead writer's own stores were by the fence after its CAS (the part is still
+                // locked(dead) while they happen). As in `StoreLock::recover_dead`.
+                fence(Ordering::SeqCst);
+            }
+            log.roll_back(len, other)?;
+        }
+        for e in 0..record::ENTRIES {
+            let (offset, seen) = dead_record.entry(e)?;
+            if offset == 0 {
+                continue;
+            }
+            // SeqCst (both): one order with the takers' CASes.
+            if self.store.load(offset, Ordering::SeqCst)? == locked(dead) {
+                // A failed CAS: impossible (only the dead owner, now gone, or a recoverer
+                // holding the dead slot's recovery lock changes a word locked(dead)), but a
+                // word that moved is left as it is.
+                let _ = self.store.cas(
+                    offset,
+                    locked(dead),
+                    released(seen),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )?;
+            }
+            // Whether or not we released it: the dead may have released it and died before
+            // its wake-up.
+            if self.lock.waiters_present()? {
+                futex.wake(self.store.word(offset)?);
+            }
+            dead_record.clear(e)?;
+        }
+        let active = self.active_word(dead_slot)?;
+        self.lock_file.step()?;
+        // SeqCst: as the release of the part words; a taker's Acquire load synchronizes.
+        active.store(0, Ordering::SeqCst);
+        if self.lock.waiters_present()? {
+            futex.wake(active);
+        }
+        Ok(())
+    }
+
+    /// Frees part word `offset` if it still holds `seen` (held) and `names_nobody(holder)` says
+    /// the holder's id names no attached participant (a damaged or forged file, or a part held
+    /// when the machine went down and the lock file was rebuilt: no record will release it).
+    /// Returns whether it freed the word (the caller wakes its sleepers). The version is lost
+    /// with the record: the word gets `seen + 1`, even and unlike every value it held while the
+    /// holder's id was in it.
+    pub fn free_stale_part(
+        &self,
+        offset: u64,
+        seen: u64,
+        names_nobody: impl FnOnce(u64) -> Result<bool, AccessError>,
+    ) -> Result<bool, AccessError> {
+        let Some(owner) = holder(seen) else {
+            return Ok(false);
+        };
+        // Acquire: the holder's CAS is a Release, so its attach is visible to `names_nobody`.
+        if self.store.load(offset, Ordering::Acquire)? != seen || !names_nobody(owner)? {
+            return Ok(false);
+        }
+        // SeqCst: one order with the takers' CASes. Only that value is freed.
+        Ok(self
+            .store
+            .cas(
+                offset,
+                seen,
+                seen.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )?
+            .is_ok())
+    }
+}
+
+/// Parts one unlocked read may observe.
+pub const READ_SET: usize = 8;
+
+/// What an unlocked read observed: the store's `seq` token and the version of each part it
+/// read from. Readers make no `step` calls (a reader holds nothing; killing one proves nothing).
+pub struct ReadSet<'a, W: WordStore> {
+    lock: StoreLock<'a, W>,
+    store: &'a W,
+    token: u64,
+    parts: [(u64, u64); READ_SET],
+    n: usize,
+}
+
+/// Why a read cannot go on now: the word in the way and the odd value seen (to sleep on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBusy {
+    /// A lockExcl section: the store's `seq`.
+    Seq(u64),
+    /// A change holds the part whose version word is at this offset.
+    Part { offset: u64, word: u64 },
+}
+
+impl<'a, W: WordStore> ReadSet<'a, W> {
+    /// Begins a read: the `seq` token (Acquire, as `StoreLock::read_begin`).
+    pub fn begin(lock: StoreLock<'a, W>, store: &'a W) -> Result<Self, ReadBusy> {
+        let token = lock.read_begin().map_err(ReadBusy::Seq)?;
+        Ok(ReadSet {
+            lock,
+            store,
+            token,
+            parts: [(0, 0); READ_SET],
+            n: 0,
+        })
+    }
+
+    /// Observes the part whose version word is at `offset`: its even version, kept for
+    /// validation; `ReadBusy::Part` while a change holds it. Panics past [`READ_SET`] parts.
+    pub fn observe(&mut self, offset: u64) -> Result<Result<u64, ReadBusy>, AccessError> {
+        // Acquire: pairs with the Release store that released the part (`Parts::end`, or a
+        // recoverer's): the change's data stores are seen by the reads that follow.
+        let v = self.store.load(offset, Ordering::Acquire)?;
+        if v % 2 == 1 {
+            return Ok(Err(ReadBusy::Part { offset, word: v }));
+        }
+        assert!(
+            self.n < READ_SET,
+            "a read observed more than {READ_SET} parts"
+        );
+        self.parts[self.n] = (offset, v);
+        self.n += 1;
+        Ok(Ok(v))
+    }
+
+    /// Whether everything read since `begin` is a consistent snapshot of the parts observed:
+    /// an Acquire fence, then every observed version and the `seq` token unchanged.
+    pub fn valid(&self) -> Result<bool, AccessError> {
+        // Acquire fence: the data loads before it are ordered before the re-checks below. If
+        // one of them saw a change's store, that change's part CAS (Release fence after it)
+        // or section's odd `seq` (SeqCst fence) is seen by the re-check, or a later value.
+        fence(Ordering::Acquire);
+        for &(offset, v) in &self.parts[..self.n] {
+            // Relaxed: the fence above orders it after the data loads.
+            if self.store.load(offset, Ordering::Relaxed)? != v {
+                return Ok(false);
+            }
+        }
+        // The fence above is the one `read_valid` would issue again: cheap, and its own.
+        Ok(self.lock.read_valid(self.token))
+    }
+
+    /// [`ReadSet::valid`], for a reader that has just stored a container it found here in
+    /// its held set: the reader's side of the held-set handshake (module doc).
+    pub fn valid_after_hold(&self) -> Result<bool, AccessError> {
+        // SeqCst fence: the held-set store is ordered before the re-checks. Pairs with the
+        // writer's fence in `Parts::before_reading_held_sets`.
+        fence(Ordering::SeqCst);
+        self.valid()
+    }
+
+    /// The `seq` token the read began with.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::store_lock::{owner_id, LockOffsets};
+    use crate::sync::MemWords;
+    use std::cell::Cell;
+
+    const AT: LockOffsets = LockOffsets {
+        writer: 0,
+        seq: 8,
+        waiters: 16,
+    };
+    const GATE: GateOffsets = GateOffsets {
+        shared: 24,
+        active: 32,
+        stride: 8,
+        slots: 4,
+    };
+    const PART: u64 = 64;
+    const DATA: u64 = 72;
+    const RECORD: [u64; 2] = [128, 256];
+    const LOG: [u64; 2] = [512, 1024];
+
+    #[derive(Default)]
+    struct Calls {
+        wakes: Cell<u32>,
+    }
+
+    impl Futex for Calls {
+        fn wait(&self, _word: &AtomicU64, _expected: u32) {}
+
+        fn wake(&self, _word: &AtomicU64) {
+            self.wakes.set(self.wakes.get() + 1);
+        }
+    }
+
+    struct WordsOnly;
+
+    impl OtherEntries for WordsOnly {
+        type Error = AccessError;
+
+        fn once_only(&self, _tagged: u64) -> bool {
+            false
+        }
+
+        fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
+            panic!("not a word entry: {tagged:#x}")
+        }
+    }
+
+    fn world() -> (MemWords, MemWords) {
+        (MemWords::new(64, 64), MemWords::new(2048, 2048))
+    }
+
+    fn parts<'a>(lock_file: &'a MemWords, store: &'a MemWords, slot: u32) -> Parts<'a, MemWords> {
+        let lock = StoreLock::new(lock_file, AT).unwrap();
+        Parts::new(
+            lock,
+            lock_file,
+            store,
+            GATE,
+            slot,
+            owner_id(slot, 1),
+            RECORD[slot as usize],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn words_encode_as_documented() {
+        assert_eq!(locked(owner_id(2, 7)), ((7 << 16 | 3) << 32) | 1);
+        assert_eq!(holder(locked(owner_id(2, 7))), Some(owner_id(2, 7)));
+        assert_eq!(holder(6), None);
+        assert_eq!(released(6), 8);
+        assert_eq!(released(7), 8);
+        // The futex sees 1 for every held value, an even number for every free one.
+        assert_eq!(locked(u32::MAX as u64) as u32, 1);
+    }
+
+    #[test]
+    fn a_change_takes_and_releases_and_readers_of_other_parts_stay_valid() {
+        let (lock_file, store) = world();
+        let futex = Calls::default();
+        let a = parts(&lock_file, &store, 0);
+        let b = parts(&lock_file, &store, 1);
+        let other_part = PART + 256;
+        let mut read = ReadSet::begin(StoreLock::new(&lock_file, AT).unwrap(), &store).unwrap();
+        assert_eq!(read.observe(other_part).unwrap(), Ok(0));
+        a.enter(&futex).unwrap().unwrap();
+        let held = a.try_take(0, PART).unwrap().unwrap();
+        assert_eq!(held.seen, 0);
+        assert_eq!(a.record().entry(0).unwrap(), (PART, 0));
+        assert_eq!(b.try_take(0, PART).unwrap(), Err(locked(owner_id(0, 1))));
+        assert_eq!(
+            b.record().entry(0).unwrap(),
+            (0, 0),
+            "a lost take keeps no entry"
+        );
+        store.store(DATA, 5, Ordering::Relaxed).unwrap();
+        assert_eq!(b.first_active(0).unwrap(), Some((0, 1)));
+        a.end(&[held], true, &futex).unwrap();
+        assert_eq!(store.load(PART, Ordering::Relaxed).unwrap(), 2);
+        assert_eq!(a.record().entry(0).unwrap(), (0, 0));
+        assert_eq!(b.first_active(0).unwrap(), None);
+        assert_eq!(futex.wakes.get(), 0, "nobody sleeps: no wake-up call");
+        assert!(
+            read.valid().unwrap(),
+            "a change of another part invalidated a read"
+        );
+        let mut read2 = ReadSet::begin(StoreLock::new(&lock_file, AT).unwrap(), &store).unwrap();
+        assert_eq!(read2.observe(PART).unwrap(), Ok(2));
+    }
+
+    #[test]
+    fn the_gate_turns_changes_away_while_a_section_is_open() {
+        let (lock_file, store) = world();
+        let futex = Calls::default();
+        let a = parts(&lock_file, &store, 0);
+        lock_file.store(AT.seq, 3, Ordering::Relaxed).unwrap();
+        assert_eq!(a.enter(&futex).unwrap(), Err(Closed::Seq(3)));
+        assert_eq!(a.active_word(0).unwrap().load(Ordering::Relaxed), 0);
+        lock_file.store(AT.seq, 4, Ordering::Relaxed).unwrap();
+        lock_file.store(GATE.shared, 2, Ordering::Relaxed).unwrap();
+        assert_eq!(a.enter(&futex).unwrap(), Err(Closed::Shared(2)));
+        lock_file.store(GATE.shared, 0, Ordering::Relaxed).unwrap();
+        assert_eq!(a.enter(&futex).unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn a_dead_holder_is_rolled_back_released_and_recovered_again_harmlessly() {
+        let (lock_file, store) = world();
+        let futex = Calls::default();
+        let dead = parts(&lock_file, &store, 0);
+        dead.enter(&futex).unwrap().unwrap();
+        store.store(PART, 6, Ordering::Relaxed).unwrap();
+        store.store(DATA, 1, Ordering::Relaxed).unwrap();
+        let held = dead.try_take(0, PART).unwrap().unwrap();
+        let log = UndoLog::new(&store, LOG[0]);
+        log.append_word(0, DATA, 1).unwrap();
+        store.store(DATA, 9, Ordering::Relaxed).unwrap();
+        // Entry 1 is stale: it names a part the dead never took.
+        dead.record().set(1, PART + 320, 4).unwrap();
+        store.store(PART + 320, 10, Ordering::Relaxed).unwrap();
+        let _ = held;
+        let rec = parts(&lock_file, &store, 1);
+        for _ in 0..2 {
+            let len = log.published_len().unwrap();
+            rec.recover_dead(
+                Some((&log, len)),
+                HeldParts::new(&store, RECORD[0]),
+                0,
+                owner_id(0, 1),
+                &mut WordsOnly,
+                &futex,
+            )
+            .unwrap();
+            assert_eq!(store.load(DATA, Ordering::Relaxed).unwrap(), 1);
+            assert_eq!(store.load(PART, Ordering::Relaxed).unwrap(), 8);
+            assert_eq!(store.load(PART + 320, Ordering::Relaxed).unwrap(), 10);
+            assert_eq!(dead.record().entry(0).unwrap(), (0, 0));
+            assert_eq!(dead.record().entry(1).unwrap(), (0, 0));
+            assert_eq!(rec.first_active(0).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_part_naming_nobody_is_freed_and_a_live_holders_is_not() {
+        let (lock_file, store) = world();
+        let a = parts(&lock_file, &store, 0);
+        let ghost = locked(owner_id(3, 9));
+        store.store(PART, ghost, Ordering::Relaxed).unwrap();
+        assert!(!a.free_stale_part(PART, ghost, |_| Ok(false)).unwrap());
+        assert!(!a.free_stale_part(PART, ghost + 2, |_| Ok(true)).unwrap());
+        assert!(a.free_stale_part(PART, ghost, |_| Ok(true)).unwrap());
+        let v = store.load(PART, Ordering::Relaxed).unwrap();
+        assert_eq!(v % 2, 0);
+        assert_eq!(a.try_take(0, PART).unwrap().unwrap().seen, v);
+    }
+}
