@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 /// Every model uses the tiny geometry: 256-byte pages, 32-page chunks, one bitmap word a chunk.
 pub const GEO: Geometry = Geometry::TINY;
 
-/// Bytes a store needs to hold its first `chunks` chunks (their meta blocks and data).
+/// Bytes a store needs to hold its first `chunks` chunks (their meta blocks and data), in
+/// whichever areas.
 pub fn capacity_for(chunks: u64) -> u64 {
     assert!(chunks >= 1);
-    GEO.data_of(chunks - 1) + GEO.chunk_bytes()
+    GEO.area_start(chunks)
 }
 
 /// Runs `f` under every interleaving loom explores.
