@@ -44,8 +44,23 @@ pub struct World {
 
 impl World {
     /// A fresh store that can hold `chunks` chunks and no more (growing beyond is `Full`), with
-    /// participants attached and alive in slots `0..slots`.
+    /// participants attached and alive in slots `0..slots`. Its area table already holds one
+    /// area of `chunks` chunks (none is opened yet), so that the models of pages and blocks
+    /// are not also models of the area table (`bare` is, for `tests/areas.rs`).
     pub fn new(chunks: u64, slots: u32) -> World {
+        let w = World::bare(chunks, slots);
+        w.store
+            .store(
+                GEO.area_word(0),
+                chunks,
+                std::sync::atomic::Ordering::SeqCst,
+            )
+            .unwrap();
+        w
+    }
+
+    /// A fresh store as `new` makes it, but with an empty area table, as a real new store has.
+    pub fn bare(chunks: u64, slots: u32) -> World {
         let table_bytes = slots as u64 * SLOT_WORDS * 8;
         let w = World {
             store: MemWords::new(GEO.header_bytes, capacity_for(chunks)),

@@ -250,8 +250,9 @@ fn killed_while_claiming_a_page_run() {
     every_kill_point(scenario);
 }
 
-/// The victim allocates a large block (more than a chunk: a huge run of two chunks in
-/// generation 1) while the survivor claims a page in chunk 0.
+/// The victim allocates a large block (more than a chunk: a huge run of two chunks of the
+/// store's one area) while the survivor claims a page in chunk 0. (`tests/areas.rs` has a
+/// huge claim that creates its area.)
 #[test]
 fn killed_while_claiming_a_huge_run() {
     fn scenario(k: u64) -> u64 {

@@ -127,7 +127,14 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     /// Creates the next area, of at least `need` chunks (`Geometry::new_area_chunks`): CAS its
     /// word from 0 to its end (AcqRel). **Commit.** A loser finds the winner's area when it
     /// looks again, so both outcomes return `Ok`.
-    pub(super) fn create_area(&self, need: u64) -> Result<(), Error> {
+    ///
+    /// `for_run`: the area is for a huge run of `need` chunks at its start, and the file is
+    /// grown to the run's end first. The slow step (reserving the run's bytes on disk) then
+    /// comes before the area exists, and its creation, the count CAS that opens its chunks and
+    /// the claim of their pages follow one another at once: a participant that opens a chunk
+    /// meanwhile takes the area's first chunk only inside that short window (which would send
+    /// the run on to a second area, never break anything).
+    pub(super) fn create_area(&self, need: u64, for_run: bool) -> Result<(), Error> {
         let k = self.areas_made()?;
         let end = match k.checked_sub(1) {
             None => 0,
@@ -141,6 +148,15 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 bytes: need.saturating_mul(self.geo.chunk_bytes()),
             });
         };
+        if for_run {
+            let area = Area {
+                index: k,
+                first: end,
+                end: end + chunks,
+            };
+            self.store
+                .grow_to(self.geo.data_of(area, end + need - 1) + self.geo.chunk_bytes())?;
+        }
         // A persist barrier: what the creator saw is on disk before the area (the count CAS
         // that opens chunks in it has a barrier of its own).
         self.store.barrier()?;
@@ -159,7 +175,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     /// room, creating the area for it first if the last one is full.
     pub(super) fn open_next_chunk(&self, seen: u64) -> Result<(), Error> {
         if self.find_area(seen)?.is_none() {
-            self.create_area(1)?;
+            self.create_area(1, false)?;
         }
         self.open_chunks(seen, 1)
     }

@@ -12,6 +12,7 @@
 
 use super::words::{BitmapWord, ChunkKind, MapEntry, UnknownKind, CHUNK_HUGE_RELEASING};
 use super::{corrupt, Error, PageManager, PageStats, Run, RunStart};
+use crate::region::hdr;
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
@@ -108,6 +109,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     /// the middle of a page step (call it quiescent, or after recovery).
     pub fn check(&self) -> Result<PageStats, Error> {
         let count = self.chunk_count()?;
+        self.check_areas(count)?;
         let mut st = PageStats {
             chunks: count,
             pages_total: count * self.geo.chunk_pages,
@@ -144,6 +146,37 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         }
         st.pages_free = st.pages_total - st.pages_used;
         Ok(st)
+    }
+
+    /// Checks the area table: the words that exist are a prefix and grow (`area_at` checks
+    /// each against the one before), the rest are 0, and the `count` opened chunks lie in
+    /// areas.
+    fn check_areas(&self, count: u64) -> Result<(), Error> {
+        let slots = self.geo.area_slots();
+        let mut end = 0;
+        let mut k = 0;
+        while k < slots {
+            match self.area_at(k)? {
+                Some(a) => end = a.end,
+                None => break,
+            }
+            k += 1;
+        }
+        for j in k..slots {
+            if self.area_at(j)?.is_some() {
+                return corrupt(
+                    format!("area {j} exists after a missing area {k}"),
+                    self.geo.area_word(j),
+                );
+            }
+        }
+        if count > end {
+            return corrupt(
+                format!("{count} chunks are opened but the areas hold {end}"),
+                hdr::CHUNK_COUNT,
+            );
+        }
+        Ok(())
     }
 
     /// Checks the huge run of `chunks` chunks whose head is chunk `c` (of `count` opened):

@@ -90,7 +90,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 Some(a) => s = a.end,
                 // Past the last area: create one (or lose the race to a creator whose area is
                 // found next time round).
-                None => self.create_area(nchunks)?,
+                None => self.create_area(nchunks, true)?,
             }
         };
         self.store
