@@ -48,14 +48,19 @@ impl World {
     /// area of `chunks` chunks (none is opened yet), so that the models of pages and blocks
     /// are not also models of the area table (`bare` is, for `tests/areas.rs`).
     pub fn new(chunks: u64, slots: u32) -> World {
-        let w = World::bare(chunks, slots);
-        w.store
-            .store(
-                GEO.area_word(0),
-                chunks,
-                std::sync::atomic::Ordering::SeqCst,
-            )
-            .unwrap();
+        World::with_areas(&[chunks], slots)
+    }
+
+    /// A fresh store as `new` makes it, with areas ending at `ends` (increasing; the last is
+    /// the store's capacity in chunks).
+    pub fn with_areas(ends: &[u64], slots: u32) -> World {
+        let w = World::bare(*ends.last().expect("at least one area"), slots);
+        for (k, &end) in ends.iter().enumerate() {
+            let word = GEO.area_word(k as u64);
+            w.store
+                .store(word, end, std::sync::atomic::Ordering::SeqCst)
+                .unwrap();
+        }
         w
     }
 
