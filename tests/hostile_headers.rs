@@ -290,6 +290,15 @@ fn cases(real: &[u8]) -> Vec<Case> {
     for (what, off, val) in [
         ("chunk count 2^40", hdr::CHUNK_COUNT, 1u64 << 40),
         ("chunk count beyond the file", hdr::CHUNK_COUNT, 1000),
+        // The area table: chunk 0 in no area, an area of 2^40 chunks.
+        ("area 0 missing", hdr::AREA_TABLE, 0),
+        ("area 0 of 2^40 chunks", hdr::AREA_TABLE, 1 << 40),
+        ("area 1 ends where area 0 does", hdr::AREA_TABLE + 8, 1),
+        (
+            "area 9 exists after a missing area 1",
+            hdr::AREA_TABLE + 72,
+            90,
+        ),
         ("class list head in the header", hdr::CLASS_TABLE, 64),
         (
             "class list head beyond the file",
@@ -304,15 +313,21 @@ fn cases(real: &[u8]) -> Vec<Case> {
     // A chunk's kind word (in its meta block, beyond the header) that claims a huge run of
     // 2^55 chunks: every walk and lookup must bound it.
     let geo = region::Geometry::STANDARD;
+    // A new store's first area is its first chunk alone.
+    let first = region::Area {
+        index: 0,
+        first: 0,
+        end: 1,
+    };
     let mut b = real.to_vec();
-    put64(&mut b, geo.meta_of(0), 1 | (1 << 63));
+    put64(&mut b, geo.meta_of(first, 0), 1 | (1 << 63));
     case(
         "chunk 0 claims to head a huge run of 2^55 chunks".into(),
         b,
         Expect::OkCheckFails,
     );
     let mut b = real.to_vec();
-    put64(&mut b, geo.meta_of(0), 2 | (1 << 63));
+    put64(&mut b, geo.meta_of(first, 0), 2 | (1 << 63));
     case(
         "chunk 0 claims to be the tail of a huge run 2^55 chunks back".into(),
         b,
@@ -321,8 +336,8 @@ fn cases(real: &[u8]) -> Vec<Case> {
     // Random bytes over a chunk's meta block (kind, bitmap, page map), or over the first data
     // page (the segment headers of the first blocks): opening only reads the store header, so
     // these open; what follows must be error values, whatever the bytes say.
-    let meta = geo.meta_of(0) as usize;
-    let data = geo.data_of(0) as usize;
+    let meta = geo.meta_of(first, 0) as usize;
+    let data = geo.data_of(first, 0) as usize;
     for i in 0..6 {
         let mut b = real.to_vec();
         let (at, n) = [(meta, 8192), (meta, 64), (meta + 192, 4096)][i % 3];

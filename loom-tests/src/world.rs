@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 /// Every model uses the tiny geometry: 256-byte pages, 32-page chunks, one bitmap word a chunk.
 pub const GEO: Geometry = Geometry::TINY;
 
-/// Bytes a store needs to hold its first `chunks` chunks (their meta blocks and data).
+/// Bytes a store needs to hold its first `chunks` chunks (their meta blocks and data), in
+/// whichever areas.
 pub fn capacity_for(chunks: u64) -> u64 {
     assert!(chunks >= 1);
-    GEO.data_of(chunks - 1) + GEO.chunk_bytes()
+    GEO.area_start(chunks)
 }
 
 /// Runs `f` under every interleaving loom explores.
@@ -43,8 +44,28 @@ pub struct World {
 
 impl World {
     /// A fresh store that can hold `chunks` chunks and no more (growing beyond is `Full`), with
-    /// participants attached and alive in slots `0..slots`.
+    /// participants attached and alive in slots `0..slots`. Its area table already holds one
+    /// area of `chunks` chunks (none is opened yet), so that the models of pages and blocks
+    /// are not also models of the area table (`bare` is, for `tests/areas.rs`).
     pub fn new(chunks: u64, slots: u32) -> World {
+        World::with_areas(&[chunks], slots)
+    }
+
+    /// A fresh store as `new` makes it, with areas ending at `ends` (increasing; the last is
+    /// the store's capacity in chunks).
+    pub fn with_areas(ends: &[u64], slots: u32) -> World {
+        let w = World::bare(*ends.last().expect("at least one area"), slots);
+        for (k, &end) in ends.iter().enumerate() {
+            let word = GEO.area_word(k as u64);
+            w.store
+                .store(word, end, std::sync::atomic::Ordering::SeqCst)
+                .unwrap();
+        }
+        w
+    }
+
+    /// A fresh store as `new` makes it, but with an empty area table, as a real new store has.
+    pub fn bare(chunks: u64, slots: u32) -> World {
         let table_bytes = slots as u64 * SLOT_WORDS * 8;
         let w = World {
             store: MemWords::new(GEO.header_bytes, capacity_for(chunks)),

@@ -250,12 +250,13 @@ fn killed_while_claiming_a_page_run() {
     every_kill_point(scenario);
 }
 
-/// The victim allocates a large block (more than a chunk: a huge run of two chunks in
-/// generation 1) while the survivor claims a page in chunk 0.
+/// The victim allocates a large block (more than a chunk: a huge run of two chunks, area 1)
+/// while the survivor claims a page in chunk 0 (area 0, one chunk). (`tests/areas.rs` has a
+/// huge claim that creates its area.)
 #[test]
 fn killed_while_claiming_a_huge_run() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(3, 2));
+        let world = Arc::new(World::with_areas(&[1, 3], 2));
         let victim = {
             let world = world.clone();
             thread::spawn(move || {

@@ -196,7 +196,7 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
     h0.pages.free(a).unwrap();
     // Simulate a claim that died after its CAS: set the journal and the bits by hand
     // through the public path: claim, then erase the map entry as if never written.
-    let (c, p) = f.geo.locate(a.get()).unwrap();
+    let (c, p) = h0.pages.locate(a.get()).unwrap().unwrap();
     let jv = (1u64 << 60) | (c << 26) | (p << 13) | 3;
     f.lock
         .store(
@@ -205,7 +205,7 @@ fn recovery_clears_a_dead_claim_and_spares_a_live_one() {
             Ordering::SeqCst,
         )
         .unwrap();
-    let bw = f.geo.meta_of(c) + 8 + 8 * (p / 32);
+    let bw = h0.pages.meta_of(c).unwrap() + 8 + 8 * (p / 32);
     let w = f.store.load(bw, Ordering::SeqCst).unwrap();
     f.store
         .store(bw, w | (0b111 << (p % 32)), Ordering::SeqCst)

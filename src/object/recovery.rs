@@ -55,7 +55,6 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         slots_end: ObjectEntries::slots_end(t.slots),
         slot,
         lock_words: true,
-        geo: att.region().geometry(),
     };
     let log_to_undo = log_to_undo.as_ref().map(|(log, len)| (log, *len));
     if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
@@ -185,7 +184,6 @@ pub(super) fn roll_back_orphaned_undo(att: &Attached) -> Result<(), super::Error
             slots_end: ObjectEntries::slots_end(t.slots),
             slot: att.slot(),
             lock_words: false,
-            geo: att.region().geometry(),
         };
         // A durable change is undone with persist barriers, whatever this opener asked for: a
         // power cut during the rollback must leave a log that a repeat can finish.

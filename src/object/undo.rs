@@ -26,7 +26,7 @@ use super::participant::Participant;
 use super::value::{self, Kind};
 use super::{encode, slot_words, words, Error, Result, Store};
 use crate::heap::{self, Heap};
-use crate::region::{lockfile, AttachLiveness, Geometry, Mapping};
+use crate::region::{lockfile, AttachLiveness, Mapping};
 use crate::store_lock::{OtherEntries, UndoLog};
 use crate::sync::{AccessError, Ordering, WordStore};
 
@@ -109,8 +109,6 @@ pub(super) struct ObjectEntries<'a, 'h> {
     /// Whether lock-file entries are restored (not for a log from before the lock file was
     /// rebuilt: its lock words mean nothing now).
     pub lock_words: bool,
-    /// The store's layout, to refuse word entries outside the words changes log.
-    pub geo: Geometry,
 }
 
 impl ObjectEntries<'_, '_> {
@@ -132,7 +130,7 @@ impl OtherEntries for ObjectEntries<'_, '_> {
         // header's allocator words (the size word above all: a larger one would let accesses
         // run past the file's end) nor meta blocks.
         let object_words = crate::region::hdr::OBJECT_WORDS..crate::region::hdr::OBJECT_WORDS_END;
-        if self.geo.locate(offset).is_some() || object_words.contains(&offset) {
+        if matches!(self.heap.pages.locate(offset), Ok(Some(_))) || object_words.contains(&offset) {
             return Ok(());
         }
         Err(corrupt(
@@ -364,7 +362,6 @@ impl ChangeLog {
             slots_end: ObjectEntries::slots_end(p.table().slots),
             slot: p.slot(),
             lock_words: true,
-            geo: p.attached().region().geometry(),
         };
         self.undo_log(p).roll_back_to(self.len, mark, &mut other)
     }

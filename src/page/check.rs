@@ -12,6 +12,7 @@
 
 use super::words::{BitmapWord, ChunkKind, MapEntry, UnknownKind, CHUNK_HUGE_RELEASING};
 use super::{corrupt, Error, PageManager, PageStats, Run, RunStart};
+use crate::region::hdr;
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
@@ -21,7 +22,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         let count = self.chunk_count()?;
         let mut end = self.geo.header_bytes;
         if count > 0 {
-            end = end.max(self.geo.end_of_meta(count - 1));
+            end = end.max(self.meta_of(count - 1)? + self.geo.meta_bytes());
         }
         let page = self.geo.page_size;
         self.for_each_run(|r| {
@@ -46,10 +47,10 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     if chunks == 0 || c + chunks > count {
                         return corrupt(
                             "huge run extends past the opened chunks",
-                            self.kind_word(c),
+                            self.kind_word(c)?,
                         );
                     }
-                    f(self.huge_run(c, chunks))?;
+                    f(self.huge_run(c, chunks)?)?;
                     c += chunks;
                     continue;
                 }
@@ -61,11 +62,11 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 Ok(ChunkKind::HugeReleasing { .. }) => {
                     return corrupt(
                         format!("unknown chunk kind {CHUNK_HUGE_RELEASING}"),
-                        self.kind_word(c),
+                        self.kind_word(c)?,
                     )
                 }
                 Err(UnknownKind(kind)) => {
-                    return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c))
+                    return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c)?)
                 }
             }
             c += 1;
@@ -82,7 +83,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     ) -> Result<(), Error> {
         let mut p = 0;
         while p < self.geo.chunk_pages {
-            let e = self.store.load(self.entry_word(c, p), Ordering::Acquire)?;
+            let e = self.store.load(self.entry_word(c, p)?, Ordering::Acquire)?;
             match MapEntry::from_word(e) {
                 Some(MapEntry::Start(s))
                     if s.pages > 0
@@ -90,7 +91,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                         && self.page_claimed(c, p)? =>
                 {
                     f(Run {
-                        offset: RunStart(self.page_offset(c, p)),
+                        offset: RunStart(self.page_offset(c, p)?),
                         pages: u64::from(s.pages),
                         kind: s.kind.tag(),
                         user: u64::from(s.user),
@@ -108,6 +109,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     /// the middle of a page step (call it quiescent, or after recovery).
     pub fn check(&self) -> Result<PageStats, Error> {
         let count = self.chunk_count()?;
+        self.check_areas(count)?;
         let mut st = PageStats {
             chunks: count,
             pages_total: count * self.geo.chunk_pages,
@@ -119,7 +121,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 Ok(ChunkKind::HugeReleasing { .. }) => {
                     return corrupt(
                         "a huge run is half released (its releaser died: recover first)",
-                        self.kind_word(c),
+                        self.kind_word(c)?,
                     )
                 }
                 Ok(ChunkKind::HugeHead { chunks }) => {
@@ -133,11 +135,11 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 Ok(ChunkKind::HugeTail { .. }) => {
                     return corrupt(
                         "huge tail chunk without a head before it",
-                        self.kind_word(c),
+                        self.kind_word(c)?,
                     )
                 }
                 Err(UnknownKind(kind)) => {
-                    return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c))
+                    return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c)?)
                 }
             }
             c += 1;
@@ -146,25 +148,61 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         Ok(st)
     }
 
+    /// Checks the area table: the words that exist are a prefix and grow (`area_at` checks
+    /// each against the one before), the rest are 0, and the `count` opened chunks lie in
+    /// areas.
+    fn check_areas(&self, count: u64) -> Result<(), Error> {
+        let slots = self.geo.area_slots();
+        let mut end = 0;
+        let mut k = 0;
+        while k < slots {
+            match self.area_at(k)? {
+                Some(a) => end = a.end,
+                None => break,
+            }
+            k += 1;
+        }
+        for j in k..slots {
+            if self.area_at(j)?.is_some() {
+                return corrupt(
+                    format!("area {j} exists after a missing area {k}"),
+                    self.geo.area_word(j),
+                );
+            }
+        }
+        if count > end {
+            return corrupt(
+                format!("{count} chunks are opened but the areas hold {end}"),
+                hdr::CHUNK_COUNT,
+            );
+        }
+        Ok(())
+    }
+
     /// Checks the huge run of `chunks` chunks whose head is chunk `c` (of `count` opened):
-    /// inside the opened chunks, every tail marked with its distance, every page claimed.
+    /// inside the opened chunks and its area, every tail marked with its distance, every page
+    /// claimed.
     fn check_huge(&self, c: u64, chunks: u64, count: u64) -> Result<(), Error> {
         if chunks == 0 || c + chunks > count {
-            return corrupt("huge run extends past the opened chunks", self.kind_word(c));
+            return corrupt(
+                "huge run extends past the opened chunks",
+                self.kind_word(c)?,
+            );
         }
+        self.huge_run(c, chunks)?;
         for k in 0..chunks {
             if k > 0 && self.load_kind(c + k)? != Ok(ChunkKind::HugeTail { back: k }) {
                 return corrupt(
                     "huge run's tail chunk is not marked as such",
-                    self.kind_word(c + k),
+                    self.kind_word(c + k)?,
                 );
             }
             for i in 0..self.geo.bitmap_words() {
                 let w = self
                     .store
-                    .load(self.bitmap_word(c + k, i), Ordering::Acquire)?;
+                    .load(self.bitmap_word(c + k, i)?, Ordering::Acquire)?;
                 if BitmapWord::claimed_of(w) != u32::MAX {
-                    return corrupt("huge run has unclaimed pages", self.bitmap_word(c + k, i));
+                    return corrupt("huge run has unclaimed pages", self.bitmap_word(c + k, i)?);
                 }
             }
         }
@@ -177,7 +215,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         let mut covered = vec![false; self.geo.chunk_pages as usize];
         let mut p = 0;
         while p < self.geo.chunk_pages {
-            let e = self.store.load(self.entry_word(c, p), Ordering::Acquire)?;
+            let e = self.store.load(self.entry_word(c, p)?, Ordering::Acquire)?;
             match MapEntry::from_word(e) {
                 Some(MapEntry::Start(s)) if self.page_claimed(c, p)? => {
                     let len = u64::from(s.pages);
@@ -193,7 +231,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
             if claimed && !covered[q as usize] {
                 return corrupt(
                     format!("page {q} of chunk {c} is claimed but belongs to no run"),
-                    self.bitmap_word(c, q / 32),
+                    self.bitmap_word(c, q / 32)?,
                 );
             }
             if claimed {
@@ -210,18 +248,18 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         if len == 0 || p + len > self.geo.chunk_pages {
             return corrupt(
                 format!("run of {len} pages at page {p} overflows its chunk"),
-                self.entry_word(c, p),
+                self.entry_word(c, p)?,
             );
         }
         for q in p..p + len {
             if !self.page_claimed(c, q)? {
                 return corrupt(
                     format!("page {q} of a run is not claimed"),
-                    self.bitmap_word(c, q / 32),
+                    self.bitmap_word(c, q / 32)?,
                 );
             }
             if q > p {
-                let ce = self.store.load(self.entry_word(c, q), Ordering::Acquire)?;
+                let ce = self.store.load(self.entry_word(c, q)?, Ordering::Acquire)?;
                 // The whole word: a continuation's unused bits must be zero too.
                 if ce
                     != (MapEntry::Cont {
@@ -231,7 +269,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 {
                     return corrupt(
                         format!("page {q} is inside a run but its map entry is {ce:#x}"),
-                        self.entry_word(c, q),
+                        self.entry_word(c, q)?,
                     );
                 }
             }

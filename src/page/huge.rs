@@ -1,5 +1,11 @@
-//! Huge runs: runs of whole chunks, consecutive within one generation, for requests of more
-//! than a chunk's pages. A huge run uses no map entries; its chunks' kind words describe it.
+//! Huge runs: runs of whole chunks, consecutive within one area, for requests of more than a
+//! chunk's pages. A huge run uses no map entries; its chunks' kind words describe it.
+//!
+//! Placement: the first stretch of enough empty normal chunks in one area (freed huge runs are
+//! empty chunks again, so any later run of any size can use them), else fresh chunks at the
+//! break, in the break's area if the rest of it is long enough, else in a new area of exactly
+//! the run's chunks (or an eighth of the store, if that is more; `Geometry::new_area_chunks`).
+//! So a huge run costs its size rounded up to whole chunks, plus one meta block a chunk.
 //!
 //! Invariants:
 //! - A complete huge run of n chunks has the head `HugeHead { chunks: n }`, chunk k of it
@@ -13,13 +19,13 @@
 
 use super::words::{BitmapWord, ChunkKind, JournalWord};
 use super::{corrupt, Error, PageManager, Run, RunStart};
-use crate::region::{table, MAX_GENERATIONS};
+use crate::region::{table, MAX_CHUNKS};
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
-    /// A huge run of `nchunks` whole chunks of one generation.
+    /// A huge run of `nchunks` whole chunks of one area.
     pub(super) fn alloc_huge(&self, nchunks: u64, handoff: Option<u64>) -> Result<u64, Error> {
-        if nchunks > 1u64 << (MAX_GENERATIONS - 1) {
+        if nchunks > MAX_CHUNKS {
             return Err(Error::TooLarge {
                 bytes: nchunks.saturating_mul(self.geo.chunk_bytes()),
             });
@@ -39,11 +45,13 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         }
     }
 
-    /// The first of `nchunks` consecutive empty normal chunks of one generation among the
-    /// `count` opened chunks, if there are that many.
+    /// The first of `nchunks` consecutive empty normal chunks of one area among the `count`
+    /// opened chunks, if there are that many.
     fn find_empty_chunks(&self, count: u64, nchunks: u64) -> Result<Option<u64>, Error> {
         let mut run_start = 0;
         let mut run_len = 0;
+        // The end of the area of `run_start`: a stretch never crosses it.
+        let mut run_area_end = 0;
         let mut c = 0;
         while c < count {
             let kind = self.load_kind(c)?;
@@ -52,12 +60,11 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 run_len = 0;
                 continue;
             }
-            let same_gen =
-                run_len > 0 && self.geo.gen_of_chunk(c).0 == self.geo.gen_of_chunk(run_start).0;
             if kind == Ok(ChunkKind::Normal) && self.chunk_is_empty(c)? {
-                if !same_gen {
+                if run_len == 0 || c >= run_area_end {
                     run_start = c;
                     run_len = 0;
+                    run_area_end = self.area_of(c)?.end;
                 }
                 run_len += 1;
                 if run_len == nchunks {
@@ -71,24 +78,23 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         Ok(None)
     }
 
-    /// Opens fresh chunks for a huge run of `nchunks`: at the break if the generation has room,
-    /// else at the start of the first generation large enough (skipped chunks stay free).
+    /// Opens fresh chunks for a huge run of `nchunks`: at the break if the rest of its area is
+    /// long enough, else at the start of the next area long enough, which is created if none
+    /// is (chunks skipped at the end of an area are opened too, and stay free).
     /// `Ok(None)`: another opener got there first; search again.
     fn open_huge_chunks(&self, count: u64, nchunks: u64) -> Result<Option<u64>, Error> {
         let mut s = count;
-        let (g, _) = self.geo.gen_of_chunk(s);
-        let mut g = g;
-        while s + nchunks > self.geo.first_chunk(g + 1) {
-            g += 1;
-            s = self.geo.first_chunk(g);
-            if g >= MAX_GENERATIONS {
-                return Err(Error::TooLarge {
-                    bytes: nchunks * self.geo.chunk_bytes(),
-                });
+        let area = loop {
+            match self.find_area(s)? {
+                Some(a) if s + nchunks <= a.end => break a,
+                Some(a) => s = a.end,
+                // Past the last area: create one (or lose the race to a creator whose area is
+                // found next time round).
+                None => self.create_area(nchunks, true)?,
             }
-        }
+        };
         self.store
-            .grow_to(self.geo.data_of(s + nchunks - 1) + self.geo.chunk_bytes())?;
+            .grow_to(self.geo.data_of(area, s + nchunks - 1) + self.geo.chunk_bytes())?;
         self.open_chunks(count, s + nchunks - count)?;
         if self.chunk_count()? < s + nchunks {
             return Ok(None);
@@ -105,7 +111,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         handoff: Option<u64>,
     ) -> Result<Option<u64>, Error> {
         self.store
-            .grow_to(self.geo.data_of(start + nchunks - 1) + self.geo.chunk_bytes())?;
+            .grow_to(self.data_of(start + nchunks - 1)? + self.geo.chunk_bytes())?;
         self.set_journal(JournalWord::HugeClaim {
             head: start,
             chunks: nchunks,
@@ -127,21 +133,21 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
             // Release: pairs with the Acquire in `load_kind`.
             self.store.barrier()?;
             self.store.store(
-                self.kind_word(start + k),
+                self.kind_word(start + k)?,
                 ChunkKind::HugeTail { back: k }.to_word(),
                 Ordering::Release,
             )?;
         }
         // The handoff before the head, as in `finish_claim`: once the run exists, a journal
         // of this participant names it.
-        let offset = self.geo.data_of(start);
+        let offset = self.data_of(start)?;
         if let Some(w) = handoff {
             self.table.store(self.me, w, offset)?;
         }
         // SeqCst: the head's kind is what makes the claim complete in recovery's eyes.
         self.store.barrier()?;
         self.store.store(
-            self.kind_word(start),
+            self.kind_word(start)?,
             ChunkKind::HugeHead { chunks: nchunks }.to_word(),
             Ordering::SeqCst,
         )?;
@@ -151,7 +157,9 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
 
     fn chunk_is_empty(&self, c: u64) -> Result<bool, Error> {
         for i in 0..self.geo.bitmap_words() {
-            let w = self.store.load(self.bitmap_word(c, i), Ordering::Acquire)?;
+            let w = self
+                .store
+                .load(self.bitmap_word(c, i)?, Ordering::Acquire)?;
             if BitmapWord::claimed_of(w) != 0 {
                 return Ok(false);
             }
@@ -160,40 +168,50 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     }
 
     /// The huge run whose head is chunk `c` (`chunks` long, of `count` opened chunks), for
-    /// `run_at`. The length comes from the file: it must stay inside the opened chunks.
+    /// `run_at`. The length comes from the file: it must stay inside the opened chunks and the
+    /// head's area.
     pub(super) fn huge_run_of_head(&self, c: u64, chunks: u64, count: u64) -> Result<Run, Error> {
         if chunks == 0 || chunks > count - c {
             return corrupt(
                 format!("huge run of {chunks} chunks overruns the opened chunks"),
-                self.kind_word(c),
+                self.kind_word(c)?,
             );
         }
-        Ok(self.huge_run(c, chunks))
+        self.huge_run(c, chunks)
     }
 
     /// The huge run that tail chunk `c` (`back` chunks after its head, of `count` opened
     /// chunks) belongs to, for `run_at`. Its head must cover it and stay inside the opened chunks.
     pub(super) fn huge_run_of_tail(&self, c: u64, back: u64, count: u64) -> Result<Run, Error> {
         if back == 0 || back > c {
-            return corrupt("huge tail points before chunk 0", self.kind_word(c));
+            return corrupt("huge tail points before chunk 0", self.kind_word(c)?);
         }
         let head = c - back;
         match self.load_kind(head)? {
             Ok(ChunkKind::HugeHead { chunks }) if chunks > back && chunks <= count - head => {
-                Ok(self.huge_run(head, chunks))
+                self.huge_run(head, chunks)
             }
-            _ => corrupt("huge tail without its head", self.kind_word(c)),
+            _ => corrupt("huge tail without its head", self.kind_word(c)?),
         }
     }
 
-    /// The huge run of `chunks` chunks from chunk `head` on, as `Run` describes it.
-    pub(super) fn huge_run(&self, head: u64, chunks: u64) -> Run {
-        Run {
-            offset: RunStart(self.geo.data_of(head)),
+    /// The huge run of `chunks` chunks from chunk `head` on, as `Run` describes it. A length
+    /// read from the file that crosses the end of the head's area is damage: the run's bytes
+    /// would cover the next area's meta blocks.
+    pub(super) fn huge_run(&self, head: u64, chunks: u64) -> Result<Run, Error> {
+        let area = self.area_of(head)?;
+        if chunks == 0 || chunks > area.end - head {
+            return corrupt(
+                format!("huge run of {chunks} chunks crosses the end of its area"),
+                self.kind_word(head)?,
+            );
+        }
+        Ok(Run {
+            offset: RunStart(self.geo.data_of(area, head)),
             pages: chunks * self.geo.chunk_pages,
             kind: 0,
             user: 0,
-        }
+        })
     }
 
     /// Releases the huge run of `nchunks` chunks whose head is chunk `head` (as `run_at` found
@@ -207,7 +225,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         // head still says so (the chunks cannot change hands before the head is normal).
         self.store.barrier()?;
         self.store.store(
-            self.kind_word(head),
+            self.kind_word(head)?,
             ChunkKind::HugeReleasing { chunks: nchunks }.to_word(),
             Ordering::SeqCst,
         )?;
@@ -222,14 +240,14 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
             // Release: pairs with the Acquire in `load_kind`.
             self.store.barrier()?;
             self.store.store(
-                self.kind_word(head + k),
+                self.kind_word(head + k)?,
                 ChunkKind::Normal.to_word(),
                 Ordering::Release,
             )?;
         }
         self.store.barrier()?;
         self.store.store(
-            self.kind_word(head),
+            self.kind_word(head)?,
             ChunkKind::Normal.to_word(),
             Ordering::SeqCst,
         )?;

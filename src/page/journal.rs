@@ -64,7 +64,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 if self.load_kind(chunk + k)? == Ok(ChunkKind::HugeTail { back: k }) {
                     self.store.barrier()?;
                     self.store.store(
-                        self.kind_word(chunk + k),
+                        self.kind_word(chunk + k)?,
                         ChunkKind::Normal.to_word(),
                         Ordering::SeqCst,
                     )?;
@@ -95,7 +95,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         let mut i = first / 32;
         while i * 32 < first + n {
             'retry: loop {
-                let off = self.bitmap_word(c, i);
+                let off = self.bitmap_word(c, i)?;
                 let cur = self.store.load(off, Ordering::SeqCst)?;
                 let claimed = BitmapWord::claimed_of(cur);
                 let mut candidates = 0u32;
@@ -200,7 +200,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     if chunks == 0 || c + chunks > count {
                         return corrupt(
                             "huge run extends past the opened chunks",
-                            self.kind_word(c),
+                            self.kind_word(c)?,
                         );
                     }
                     if !self.huge_journaled(c, chunks)? {
@@ -213,7 +213,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     if self.orphan_tail(c, back)? {
                         self.store.barrier()?;
                         self.store.store(
-                            self.kind_word(c),
+                            self.kind_word(c)?,
                             ChunkKind::Normal.to_word(),
                             Ordering::SeqCst,
                         )?;

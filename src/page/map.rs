@@ -93,7 +93,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 c += step;
             }
             // Nothing free in the chunks opened so far: open one more and try there first.
-            self.open_chunks(count, 1)?;
+            self.open_next_chunk(count)?;
             self.store
                 .store(hdr::PAGE_CURSOR, count, Ordering::Relaxed)?;
         }
@@ -111,11 +111,11 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         if n <= 32 {
             // A small run lies inside one bitmap word.
             for i in 0..words {
-                let off = self.bitmap_word(c, i);
+                let off = self.bitmap_word(c, i)?;
                 let mut cur = self.store.load(off, Ordering::Acquire)?;
                 while let Some(start) = find_zero_run(BitmapWord::claimed_of(cur), n) {
                     let first = i * 32 + start;
-                    self.store.grow_to(self.page_offset(c, first + n))?;
+                    self.store.grow_to(self.page_offset(c, first + n)?)?;
                     self.set_journal(JournalWord::Claim { chunk: c, first, n })?;
                     // SeqCst: the journal store above must be visible to any sweep that sees
                     // this claim (sweeps read bitmaps first, journals second).
@@ -144,7 +144,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
             for k in 0..need_words {
                 let w = self
                     .store
-                    .load(self.bitmap_word(c, i + k), Ordering::Acquire)?;
+                    .load(self.bitmap_word(c, i + k)?, Ordering::Acquire)?;
                 if BitmapWord::claimed_of(w) != 0 {
                     all_free = false;
                     i += k + 1;
@@ -155,7 +155,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 continue;
             }
             let first = i * 32;
-            self.store.grow_to(self.page_offset(c, first + n))?;
+            self.store.grow_to(self.page_offset(c, first + n)?)?;
             self.set_journal(JournalWord::Claim { chunk: c, first, n })?;
             if self.claim_words(c, i, n)? {
                 return self.finish_claim(c, first, entry, handoff).map(Some);
@@ -172,7 +172,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         let need_words = n.div_ceil(32);
         for k in 0..need_words {
             let take = BitmapWord::mask(0, (n - 32 * k).min(32));
-            let off = self.bitmap_word(c, i + k);
+            let off = self.bitmap_word(c, i + k)?;
             let cur = self.store.load(off, Ordering::Acquire)?;
             let claimed = BitmapWord::claimed_of(cur);
             let ok = claimed & take == 0 && {
@@ -210,7 +210,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         for p in first + 1..first + n {
             // Relaxed: published by the Release store of the start entry below.
             self.store.store(
-                self.entry_word(c, p),
+                self.entry_word(c, p)?,
                 MapEntry::Cont {
                     back: (p - first) as u32,
                 }
@@ -218,7 +218,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 Ordering::Relaxed,
             )?;
         }
-        let offset = self.page_offset(c, first);
+        let offset = self.page_offset(c, first)?;
         // The handoff comes before the start entry: once the run exists, some journal of
         // this participant names it until the caller is done with it. (Recovery of a handoff
         // whose run never got its start entry finds no run there and does nothing.)
@@ -229,7 +229,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         // journal clear below is SeqCst too).
         self.store.barrier()?;
         self.store.store(
-            self.entry_word(c, first),
+            self.entry_word(c, first)?,
             MapEntry::Start(entry).to_word(),
             Ordering::SeqCst,
         )?;
@@ -239,7 +239,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
 
     /// Clears the page bits `m` of bitmap word `i` of chunk `c` (a CAS: tag + 1).
     pub(super) fn clear_bits(&self, c: u64, i: u64, m: u32) -> Result<(), Error> {
-        let off = self.bitmap_word(c, i);
+        let off = self.bitmap_word(c, i)?;
         let mut cur = self.store.load(off, Ordering::Acquire)?;
         loop {
             // SeqCst (Release would do for the pages' last uses, which must happen before
@@ -259,35 +259,12 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         }
     }
 
-    /// Opens `n` more chunks after `seen` (the chunk count this caller saw). Racing openers:
-    /// one CAS wins, the others see the larger count and go on.
-    pub(super) fn open_chunks(&self, seen: u64, n: u64) -> Result<(), Error> {
-        let new = seen + n;
-        if new > self.geo.max_chunks() {
-            return Err(Error::TooLarge {
-                bytes: self.geo.data_of(new.min(self.geo.max_chunks())),
-            });
-        }
-        // The file must hold every opened chunk's meta block before the count is published.
-        self.store.grow_to(self.geo.end_of_meta(new - 1))?;
-        // AcqRel: publishes the growth (pairs with the Acquire in `chunk_count`).
-        self.store.barrier()?;
-        let _ = self.store.cas(
-            hdr::CHUNK_COUNT,
-            seen,
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )?;
-        Ok(())
-    }
-
     // ---- lookup and release ------------------------------------------------------------------
 
     /// The run that holds `offset`, from the page map. Every word is checked: an offset that
     /// points at no run gives an error.
     pub fn run_at(&self, offset: u64) -> Result<Run, Error> {
-        let Some((c, p)) = self.geo.locate(offset) else {
+        let Some((c, p)) = self.locate(offset)? else {
             return Err(Error::BadFree {
                 offset,
                 why: "not inside a data page",
@@ -311,17 +288,17 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
             Ok(ChunkKind::HugeTail { back }) => return self.huge_run_of_tail(c, back, count),
             Ok(ChunkKind::Normal) => {}
             Err(UnknownKind(kind)) => {
-                return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c))
+                return corrupt(format!("unknown chunk kind {kind}"), self.kind_word(c)?)
             }
         }
-        let e = self.store.load(self.entry_word(c, p), Ordering::Acquire)?;
+        let e = self.store.load(self.entry_word(c, p)?, Ordering::Acquire)?;
         let start = match MapEntry::from_word(e) {
             Some(MapEntry::Cont { back }) => {
                 let d = u64::from(back);
                 if d == 0 || d > p {
                     return corrupt(
                         "page map continuation points outside its chunk",
-                        self.entry_word(c, p),
+                        self.entry_word(c, p)?,
                     );
                 }
                 p - d
@@ -336,7 +313,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         };
         let s = self
             .store
-            .load(self.entry_word(c, start), Ordering::Acquire)?;
+            .load(self.entry_word(c, start)?, Ordering::Acquire)?;
         match MapEntry::from_word(s) {
             Some(MapEntry::Start(entry))
                 if entry.pages != 0
@@ -344,7 +321,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                     && p < start + u64::from(entry.pages) =>
             {
                 Ok(Run {
-                    offset: RunStart(self.page_offset(c, start)),
+                    offset: RunStart(self.page_offset(c, start)?),
                     pages: u64::from(entry.pages),
                     kind: entry.kind.tag(),
                     user: u64::from(entry.user),
@@ -368,7 +345,9 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
                 why: "not the start of a run",
             });
         }
-        let (c, first) = self.geo.locate(offset).expect("run_at located it");
+        let Some((c, first)) = self.locate(offset)? else {
+            return corrupt("the area table changed under a free", offset);
+        };
         if run.kind == 0 {
             return self.free_huge(c, run.pages / self.geo.chunk_pages);
         }
@@ -380,7 +359,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         // SeqCst: the run stops being covered before its pages stop being claimed.
         self.store.barrier()?;
         self.store.store(
-            self.entry_word(c, first),
+            self.entry_word(c, first)?,
             MapEntry::NOTHING,
             Ordering::SeqCst,
         )?;
@@ -402,7 +381,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
 
     /// True when page `p` of chunk `c` is covered by a run in the map.
     pub(super) fn covered(&self, c: u64, p: u64) -> Result<bool, Error> {
-        let e = self.store.load(self.entry_word(c, p), Ordering::SeqCst)?;
+        let e = self.store.load(self.entry_word(c, p)?, Ordering::SeqCst)?;
         let start = match MapEntry::from_word(e) {
             Some(MapEntry::Start(_)) => p,
             Some(MapEntry::Cont { back }) => {
@@ -416,7 +395,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
         };
         let s = self
             .store
-            .load(self.entry_word(c, start), Ordering::SeqCst)?;
+            .load(self.entry_word(c, start)?, Ordering::SeqCst)?;
         Ok(matches!(
             MapEntry::from_word(s),
             Some(MapEntry::Start(entry)) if start + u64::from(entry.pages) > p
@@ -427,7 +406,7 @@ impl<W: WordStore, L: Liveness> PageManager<'_, W, L> {
     pub(super) fn page_claimed(&self, c: u64, p: u64) -> Result<bool, Error> {
         let w = self
             .store
-            .load(self.bitmap_word(c, p / 32), Ordering::Acquire)?;
+            .load(self.bitmap_word(c, p / 32)?, Ordering::Acquire)?;
         Ok(BitmapWord::claimed_of(w) & (1 << (p % 32)) != 0)
     }
 }

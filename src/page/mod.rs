@@ -2,16 +2,20 @@
 //!
 //! Terms: a *page* is `geometry.page_size` bytes (4 KiB in every real store); a *chunk* is
 //! `chunk_pages` consecutive data pages (2 MiB) described by one *meta block* that lives apart
-//! from the data (see `region::layout`: metadata never becomes data); a *run* is a sequence of
-//! pages inside one chunk handed out as one unit; a *huge run* is a sequence of whole chunks of
-//! one generation.
+//! from the data (see `region::layout`: metadata never becomes data); an *area* is a group of
+//! chunks laid out together, its meta blocks first, sized when it is created; a *run* is a
+//! sequence of pages inside one chunk handed out as one unit; a *huge run* is a sequence of
+//! whole chunks of one area.
 //!
 //! Mechanism. Each chunk has a bitmap of claimed pages, 32 pages per 64-bit word whose high half
 //! is an ABA tag bumped by every CAS, and a page map with one word per page (run start: kind,
 //! length, owner bits; continuation: distance back to the start). A page is claimed by a CAS on
 //! its bitmap word, so two processes can never claim one page. Chunks are opened by a CAS on
 //! `chunk_count` in the header (the break, in chunks), after the file has been grown to cover
-//! their meta blocks (data pages are grown into just before they are claimed). There are no
+//! their meta blocks (data pages are grown into just before they are claimed). The chunks of
+//! the break lie in areas created before it by a CAS of their word in the area table, 0 to the
+//! area's end (`areas.rs`); areas never change afterwards, so a participant keeps the last one
+//! it looked up. There are no
 //! free lists, so there is no ABA on list heads and no sentinel to wedge on: ownership of a page
 //! changes only by a CAS on a word whose tag changes with every successful CAS; map entries and
 //! chunk kinds are plain atomic stores by the owner of the pages they describe.
@@ -30,11 +34,13 @@
 //!   layouts; nothing else shifts or masks a word.
 //! - `map.rs`: runs in normal chunks: searching, claiming, releasing, and reading the map.
 //! - `huge.rs`: huge runs: claiming and releasing whole chunks through their kind words.
+//! - `areas.rs`: the area table: which area holds a chunk, and creating areas as chunks open.
 //! - `journal.rs`: recovery: a dead participant's page journal, and the sweep for stray claims.
 //! - `check.rs`: walks over every run, and the invariant check.
 //! - this file: errors, the public types (a run's start offset, [`RunStart`], is what crosses
 //!   the boundary to the heap), the manager and the addresses of its words.
 
+mod areas;
 mod check;
 mod huge;
 mod journal;
@@ -45,8 +51,9 @@ pub use words::{
     CHUNK_HUGE_HEAD, CHUNK_HUGE_RELEASING, CHUNK_HUGE_TAIL, CHUNK_NORMAL, RUN_LARGE, RUN_SEGMENT,
 };
 
-use crate::region::{hdr, table, Geometry, Table};
+use crate::region::{hdr, table, Area, Geometry, Table, MAX_CHUNKS};
 use crate::sync::{AccessError, Liveness, Ordering, WordStore};
+use std::cell::Cell;
 use std::fmt;
 use words::{ChunkKind, JournalWord, UnknownKind};
 
@@ -162,14 +169,18 @@ pub struct PageManager<'a, W: WordStore, L: Liveness> {
     pub geo: Geometry,
     pub table: Table<'a, W, L>,
     pub me: u32,
+    /// The area of the last chunk looked up (process-local; areas never change once created).
+    area: Cell<Area>,
 }
 
 impl<W: WordStore, L: Liveness> Clone for PageManager<'_, W, L> {
     fn clone(&self) -> Self {
-        *self
+        PageManager {
+            area: Cell::new(self.area.get()),
+            ..*self
+        }
     }
 }
-impl<W: WordStore, L: Liveness> Copy for PageManager<'_, W, L> {}
 
 impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
     pub fn new(store: &'a W, geo: Geometry, table: Table<'a, W, L>, me: u32) -> Self {
@@ -178,6 +189,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
             geo,
             table,
             me,
+            area: Cell::new(Area::NONE),
         }
     }
 
@@ -185,29 +197,39 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
         // Acquire pairs with the AcqRel CAS in `open_chunks`: the file covers every opened
         // chunk's meta block.
         let n = self.store.load(hdr::CHUNK_COUNT, Ordering::Acquire)?;
-        if n > self.geo.max_chunks() {
+        if n > MAX_CHUNKS {
             return corrupt(
-                format!("chunk count {n} is beyond the last generation"),
+                format!("chunk count {n} is beyond the largest store"),
                 hdr::CHUNK_COUNT,
             );
         }
         Ok(n)
     }
 
-    fn kind_word(&self, c: u64) -> u64 {
-        self.geo.meta_of(c)
+    /// Offset of chunk `c`'s meta block.
+    pub(crate) fn meta_of(&self, c: u64) -> Result<u64, Error> {
+        Ok(self.geo.meta_of(self.area_of(c)?, c))
     }
 
-    fn bitmap_word(&self, c: u64, i: u64) -> u64 {
-        self.geo.meta_of(c) + 8 + 8 * i
+    /// Offset of chunk `c`'s first data page.
+    fn data_of(&self, c: u64) -> Result<u64, Error> {
+        Ok(self.geo.data_of(self.area_of(c)?, c))
     }
 
-    fn entry_word(&self, c: u64, p: u64) -> u64 {
-        self.geo.meta_of(c) + self.geo.map_offset() + 8 * p
+    fn kind_word(&self, c: u64) -> Result<u64, Error> {
+        self.meta_of(c)
     }
 
-    fn page_offset(&self, c: u64, p: u64) -> u64 {
-        self.geo.data_of(c) + p * self.geo.page_size
+    fn bitmap_word(&self, c: u64, i: u64) -> Result<u64, Error> {
+        Ok(self.meta_of(c)? + 8 + 8 * i)
+    }
+
+    fn entry_word(&self, c: u64, p: u64) -> Result<u64, Error> {
+        Ok(self.meta_of(c)? + self.geo.map_offset() + 8 * p)
+    }
+
+    fn page_offset(&self, c: u64, p: u64) -> Result<u64, Error> {
+        Ok(self.data_of(c)? + p * self.geo.page_size)
     }
 
     /// Names the page step this participant is about to take in its page journal.
@@ -225,7 +247,7 @@ impl<'a, W: WordStore, L: Liveness> PageManager<'a, W, L> {
     /// Chunk `c`'s kind, or the unknown kind its kind word holds.
     fn load_kind(&self, c: u64) -> Result<Result<ChunkKind, UnknownKind>, Error> {
         // Acquire pairs with the Release stores of kind words in `claim_huge`/`finish_release`.
-        let k = self.store.load(self.kind_word(c), Ordering::Acquire)?;
+        let k = self.store.load(self.kind_word(c)?, Ordering::Acquire)?;
         Ok(ChunkKind::from_word(k))
     }
 }

@@ -1,19 +1,27 @@
 //! Where everything sits in the store file: the header's fields and the chunk arithmetic.
 //!
 //! FORMAT.md is the byte-by-byte description; this file is its executable form. The address
-//! space after the header is cut into *generations*: generation g holds 2^g chunks, its chunks'
-//! metadata first (one meta block per chunk), then their data pages. So a chunk's metadata never
-//! becomes data and data never becomes metadata (type-stable metadata: a process that stalls
-//! with a stale offset of a meta word can at worst lose a CAS, never scribble on user data), and
-//! the data pages of one generation are contiguous, so a run of whole chunks (a huge block) can
-//! be as large as a generation.
+//! space after the header is cut into *areas*, laid end to end: area k holds `n_k` chunks, its
+//! chunks' metadata first (one meta block per chunk), then their data pages. So a chunk's
+//! metadata never becomes data and data never becomes metadata (type-stable metadata: a
+//! process that stalls with a stale offset of a meta word can at worst lose a CAS, never
+//! scribble on user data), and the data pages of one area are contiguous, so a run of whole
+//! chunks (a huge block) can be as large as an area.
+//!
+//! An area's size is chosen when it is created (a CAS on its word in the header's area table),
+//! so a huge block gets an area of exactly its own chunks when no existing area has room: it
+//! costs what it weighs, rounded to chunks. (Format version 1 had fixed areas of 2^g chunks,
+//! *generations*: a block of 51 chunks needed generation 6 and a file of every generation
+//! before it, 2.3 times its size.)
 
 /// The magic in the first 8 bytes. The whole header page is written by one write when a store
 /// is created, into a file that is not yet linked at its name (or, for an empty file, under the
 /// init lock), so no opener ever sees a store half-written.
 pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// The format version in bytes 8..12. Any other value is refused with both versions named.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: areas sized when created (an area table in header bytes 768..2816); version 1
+/// had fixed generations.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.
@@ -46,6 +54,9 @@ pub mod hdr {
     pub const OBJECT_WORDS_END: u64 = 256;
     /// The heap's size-class table: per class, two words (segment list head, hint).
     pub const CLASS_TABLE: u64 = 256;
+    /// The area table: word k is the end (exclusive, in chunks) of area k, 0 while area k does
+    /// not exist. Areas are created in order, so the words that exist are a prefix and grow.
+    pub const AREA_TABLE: u64 = 768;
 }
 
 /// The shape of a store: fixed per file, recorded in its header. Real stores always use
@@ -58,10 +69,40 @@ pub struct Geometry {
     pub header_bytes: u64,
 }
 
-/// Generations are numbered 0..MAX_GENERATIONS (2^21 - 1 chunks of 2 MiB: about 4 TiB of
-/// address space). A store is limited earlier by its address reservation (1 TiB, see
-/// `mapping`), which ends inside generation 18.
-pub const MAX_GENERATIONS: u32 = 21;
+/// Chunks in a store at most: 2^21 - 1 chunks of 2 MiB, about 4 TiB of data. A store is
+/// limited earlier by its address reservation (1 TiB, see `mapping`).
+pub const MAX_CHUNKS: u64 = (1 << 21) - 1;
+
+/// Words in the area table at most (a tiny geometry's header holds fewer).
+pub const MAX_AREAS: u64 = 256;
+
+/// One area: chunks `first..end`. It starts at byte `header + first * span` (every chunk
+/// before it, in earlier areas, takes one meta block and one chunk of data), holds the meta
+/// blocks of its `end - first` chunks, then their data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Area {
+    /// Its index in the area table.
+    pub index: u64,
+    pub first: u64,
+    pub end: u64,
+}
+
+impl Area {
+    /// The area of no chunk: a cache that holds it never hits.
+    pub const NONE: Area = Area {
+        index: 0,
+        first: 0,
+        end: 0,
+    };
+
+    pub fn holds(&self, c: u64) -> bool {
+        self.first <= c && c < self.end
+    }
+
+    pub fn chunks(&self) -> u64 {
+        self.end - self.first
+    }
+}
 
 impl Geometry {
     pub const STANDARD: Geometry = Geometry {
@@ -107,65 +148,78 @@ impl Geometry {
         (self.map_offset() + 8 * self.chunk_pages + self.page_size - 1) & !(self.page_size - 1)
     }
 
-    /// First byte of generation `g`.
-    pub fn gen_start(&self, g: u32) -> u64 {
-        self.header_bytes + ((1u64 << g) - 1) * (self.meta_bytes() + self.chunk_bytes())
+    /// Bytes one chunk takes in the file: its meta block and its data.
+    pub fn chunk_span(&self) -> u64 {
+        self.meta_bytes() + self.chunk_bytes()
     }
 
-    /// Generation and index within it of chunk number `c`.
-    pub fn gen_of_chunk(&self, c: u64) -> (u32, u64) {
-        let g = 63 - (c + 1).leading_zeros();
-        (g, c + 1 - (1u64 << g))
+    /// Words of the area table this geometry's header holds.
+    pub fn area_slots(&self) -> u64 {
+        ((self.header_bytes - hdr::AREA_TABLE) / 8).min(MAX_AREAS)
     }
 
-    /// First chunk number of generation `g`.
-    pub fn first_chunk(&self, g: u32) -> u64 {
-        (1u64 << g) - 1
+    /// The header word of area `k` (the end of the area, in chunks).
+    pub fn area_word(&self, k: u64) -> u64 {
+        hdr::AREA_TABLE + 8 * k
     }
 
-    /// Offset of chunk `c`'s meta block.
-    pub fn meta_of(&self, c: u64) -> u64 {
-        let (g, i) = self.gen_of_chunk(c);
-        self.gen_start(g) + i * self.meta_bytes()
+    /// First byte of an area whose first chunk is `first`.
+    pub fn area_start(&self, first: u64) -> u64 {
+        self.header_bytes + first * self.chunk_span()
     }
 
-    /// Offset of chunk `c`'s first data page.
-    pub fn data_of(&self, c: u64) -> u64 {
-        let (g, i) = self.gen_of_chunk(c);
-        self.gen_start(g) + (1u64 << g) * self.meta_bytes() + i * self.chunk_bytes()
+    /// Offset of chunk `c`'s meta block; `c` lies in `area`.
+    pub fn meta_of(&self, area: Area, c: u64) -> u64 {
+        debug_assert!(area.holds(c));
+        self.area_start(area.first) + (c - area.first) * self.meta_bytes()
     }
 
-    /// The chunk and page whose data holds `offset`; `None` for the header, a meta block, or
-    /// beyond the last generation.
-    pub fn locate(&self, offset: u64) -> Option<(u64, u64)> {
-        let rel = offset.checked_sub(self.header_bytes)?;
-        // Generation g spans [(2^g - 1) * span, (2^(g+1) - 1) * span) after the header.
-        let span = self.meta_bytes() + self.chunk_bytes();
-        let g = 63 - (rel / span + 1).leading_zeros();
-        if g >= MAX_GENERATIONS {
-            return None;
-        }
-        let data_start = self.gen_start(g) + (1u64 << g) * self.meta_bytes();
-        if offset < data_start {
-            return None;
-        }
-        // Pages and chunks are powers of two: shifts and masks, not divisions (this is on the
-        // free path).
-        let rel = offset - data_start;
-        let page_shift = self.page_size.trailing_zeros();
-        let chunk_shift = page_shift + self.chunk_pages.trailing_zeros();
-        let c = self.first_chunk(g) + (rel >> chunk_shift);
-        Some((c, (rel & ((1 << chunk_shift) - 1)) >> page_shift))
-    }
-
-    /// Chunks in total over all generations.
-    pub fn max_chunks(&self) -> u64 {
-        (1u64 << MAX_GENERATIONS) - 1
+    /// Offset of chunk `c`'s first data page; `c` lies in `area`.
+    pub fn data_of(&self, area: Area, c: u64) -> u64 {
+        debug_assert!(area.holds(c));
+        self.area_start(area.first)
+            + area.chunks() * self.meta_bytes()
+            + (c - area.first) * self.chunk_bytes()
     }
 
     /// Bytes the file must have for chunk `c`'s meta block (and all before it) to exist.
-    pub fn end_of_meta(&self, c: u64) -> u64 {
-        self.meta_of(c) + self.meta_bytes()
+    pub fn end_of_meta(&self, area: Area, c: u64) -> u64 {
+        self.meta_of(area, c) + self.meta_bytes()
+    }
+
+    /// The chunk whose span (in whichever area) holds `offset`: the area that holds that chunk
+    /// holds the offset. `None` for the header and beyond the last chunk.
+    pub fn span_of(&self, offset: u64) -> Option<u64> {
+        let q = offset.checked_sub(self.header_bytes)? / self.chunk_span();
+        (q < MAX_CHUNKS).then_some(q)
+    }
+
+    /// The chunk and page whose data holds `offset`, which lies in `area`'s bytes (see
+    /// `span_of`); `None` for a meta block.
+    pub fn locate_in(&self, area: Area, offset: u64) -> Option<(u64, u64)> {
+        let data_start = self.area_start(area.first) + area.chunks() * self.meta_bytes();
+        let rel = offset.checked_sub(data_start)?;
+        // Pages and chunks are powers of two: shifts and masks, not divisions.
+        let page_shift = self.page_size.trailing_zeros();
+        let chunk_shift = page_shift + self.chunk_pages.trailing_zeros();
+        let c = area.first + (rel >> chunk_shift);
+        if c >= area.end {
+            return None;
+        }
+        Some((c, (rel & ((1 << chunk_shift) - 1)) >> page_shift))
+    }
+
+    /// Chunks for a new area after `end` chunks, area number `k`, that must hold at least
+    /// `need`: `need`, or an eighth of the chunks so far if that is more. So normal growth
+    /// makes few areas (each at least an eighth larger than the store: 256 of them reach far
+    /// beyond `MAX_CHUNKS`), and a huge block placed after a growing area leaves at most an
+    /// eighth of the store's chunks unopened behind it. `None` when `need` chunks do not fit.
+    pub fn new_area_chunks(&self, end: u64, k: u64, need: u64) -> Option<u64> {
+        let left = MAX_CHUNKS.checked_sub(end)?;
+        if need > left || k >= self.area_slots() {
+            return None;
+        }
+        Some(need.max(end >> 3).max(1).min(left))
     }
 
     /// Offset of class `k`'s two words in the header.
@@ -214,28 +268,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generations_tile_the_address_space() {
+    fn areas_tile_the_address_space() {
         for geo in [Geometry::STANDARD, Geometry::TINY] {
             assert!(geo.is_valid());
+            // Areas of 1, 3 and 51 chunks, end to end.
+            let areas = [
+                Area {
+                    index: 0,
+                    first: 0,
+                    end: 1,
+                },
+                Area {
+                    index: 1,
+                    first: 1,
+                    end: 4,
+                },
+                Area {
+                    index: 2,
+                    first: 4,
+                    end: 55,
+                },
+            ];
             let mut prev_end = geo.header_bytes;
-            for c in 0..200u64 {
-                let m = geo.meta_of(c);
-                let d = geo.data_of(c);
-                assert!(m >= geo.header_bytes && d > m);
-                assert_eq!(d % geo.page_size, 0);
-                assert_eq!(geo.locate(d), Some((c, 0)));
-                assert_eq!(
-                    geo.locate(d + geo.chunk_bytes() - 1),
-                    Some((c, geo.chunk_pages - 1))
-                );
-                assert_eq!(geo.locate(m), None);
-                assert!(d + geo.chunk_bytes() > prev_end);
-                prev_end = d + geo.chunk_bytes();
+            for a in areas {
+                assert_eq!(geo.area_start(a.first), prev_end, "areas lie end to end");
+                for c in a.first..a.end {
+                    let m = geo.meta_of(a, c);
+                    let d = geo.data_of(a, c);
+                    assert!(m >= geo.header_bytes && d > m);
+                    assert_eq!(d % geo.page_size, 0);
+                    for off in [m, d, d + geo.chunk_bytes() - 1] {
+                        let q = geo.span_of(off).unwrap();
+                        assert!(a.holds(q), "the span of an offset names its area");
+                    }
+                    assert_eq!(geo.locate_in(a, d), Some((c, 0)));
+                    assert_eq!(
+                        geo.locate_in(a, d + geo.chunk_bytes() - 1),
+                        Some((c, geo.chunk_pages - 1))
+                    );
+                    assert_eq!(geo.locate_in(a, m), None);
+                    if c + 1 < a.end {
+                        // Data of consecutive chunks of one area is contiguous.
+                        assert_eq!(d + geo.chunk_bytes(), geo.data_of(a, c + 1));
+                    }
+                }
+                prev_end = geo.data_of(a, a.end - 1) + geo.chunk_bytes();
             }
-            // Data of consecutive chunks of one generation is contiguous.
-            assert_eq!(geo.data_of(3) + geo.chunk_bytes(), geo.data_of(4));
-            assert_eq!(geo.locate(0), None);
+            assert_eq!(geo.span_of(0), None);
         }
+    }
+
+    #[test]
+    fn new_areas_are_what_they_hold_or_an_eighth() {
+        let geo = Geometry::STANDARD;
+        assert_eq!(geo.new_area_chunks(0, 0, 1), Some(1));
+        assert_eq!(geo.new_area_chunks(1, 1, 51), Some(51));
+        assert_eq!(geo.new_area_chunks(800, 20, 1), Some(100));
+        assert_eq!(geo.new_area_chunks(800, 20, 101), Some(101));
+        assert_eq!(geo.new_area_chunks(800, geo.area_slots(), 1), None);
+        assert_eq!(geo.new_area_chunks(MAX_CHUNKS - 1, 5, 2), None);
+        assert_eq!(Geometry::TINY.area_slots(), 32);
+        assert_eq!(geo.area_slots(), MAX_AREAS);
     }
 
     #[test]

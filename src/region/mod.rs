@@ -22,7 +22,7 @@ compile_error!("persist stores are little-endian; this target is not");
 mod layout;
 pub mod table;
 pub use layout::{
-    fnv1a, hdr, lockfile, Geometry, ENDIAN_MARK, FORMAT_VERSION, MAGIC, MAX_GENERATIONS,
+    fnv1a, hdr, lockfile, Area, Geometry, ENDIAN_MARK, FORMAT_VERSION, MAGIC, MAX_AREAS, MAX_CHUNKS,
 };
 pub use table::Table;
 
