@@ -7,7 +7,7 @@
 //! a killed process would take it along with no record of the blocks it held.
 //!
 //! Mechanism (FORMAT.md §6.5). The cache lives in the participant's slot (`table::W_CACHE`: per
-//! class below `CACHED_CLASSES`, a count and `CACHE_GROUP - 1` = 29 entries). Only the slot's owner
+//! class below `CACHED_CLASSES`, a count and `CACHE_GROUP - 1` = 13 entries). Only the slot's owner
 //! writes it, one thread at a time, so plain stores do: an entry is written, then the count
 //! (Release). A pop writes the block journal before it lowers the count, and a reader in
 //! another process reads a participant's cache before its journals, so a block on its way from

@@ -25,7 +25,7 @@
 //! A segment being created is named in the participant's segment journal until it is on its
 //! class list; recovery finishes the push.
 //!
-//! Each participant also keeps up to 29 freed small blocks per class in its slot (the *block
+//! Each participant also keeps up to 13 freed small blocks per class in its slot (the *block
 //! cache*, `cache.rs`): a free followed by an allocation of the same class then costs no CAS.
 //! A cached block is free, though its segment counts it taken; sweeps and `check` read the
 //! caches of live participants, and recovery gives a dead one's back to their segments, each

@@ -19,15 +19,15 @@
 //! | 9 | segment journal | a segment being created, or being swept (see `heap`) |
 //! | 10..16 | block journals | blocks allocated and not yet linked (see `heap`) |
 //! | 16..32 | reserved | zero |
-//! | 32..512 | block cache | per small size class (16 classes), a count and 29 free blocks (see `heap`) |
+//! | 32..256 | block cache | per small size class (16 classes), a count and 13 free blocks (see `heap`) |
 
 use crate::sync::{AccessError, Liveness, Ordering, WordStore};
 
-/// 4 KiB: a page per slot, most of it the block cache. (Under loom, 768 bytes and a cache of 3
+/// 2 KiB, most of it the block cache. (Under loom, 768 bytes and a cache of 3
 /// blocks a class: every word of a model's memory is a loom atomic, which each step of the model
 /// pays for, and no code depends on the cache's size.)
 #[cfg(not(loom))]
-pub const SLOT_WORDS: u64 = 512;
+pub const SLOT_WORDS: u64 = 256;
 #[cfg(loom)]
 pub const SLOT_WORDS: u64 = 96;
 pub const STATUS_FREE: u64 = 0;
@@ -42,20 +42,21 @@ pub const W_SEGMENT_JOURNAL: u64 = 9;
 pub const W_BLOCK_JOURNAL: u64 = 10;
 pub const BLOCK_JOURNALS: u64 = 6;
 /// The block cache: `CACHED_CLASSES` groups of `CACHE_GROUP` words (a count, then entries).
-/// 29 entries a class: with random sizes (Larson: 16..=512 bytes, one class per free and
+/// 13 entries a class: with random sizes (Larson: 16..=512 bytes, one class per free and
 /// another per allocation), a class's count wanders, and a cache of 3 was full on 23% of frees
-/// and empty on 23% of allocations (each then a CAS on a shared anchor); of 29, about 1%.
+/// and empty on 23% of allocations (each then a CAS on a shared anchor); of 13, 5%. (29, in
+/// 4 KiB slots, gave 1%, but the lock file, reserved on disk whole, grew to 4 MiB a store.)
 pub const W_CACHE: u64 = 32;
 pub const CACHED_CLASSES: u64 = 16;
 #[cfg(not(loom))]
-pub const CACHE_GROUP: u64 = 30;
+pub const CACHE_GROUP: u64 = 14;
 #[cfg(loom)]
 pub const CACHE_GROUP: u64 = 4;
 
 const _: () = assert!(W_CACHE + CACHED_CLASSES * CACHE_GROUP <= SLOT_WORDS);
 
 /// The words of a slot that attaching and releasing zero: all but the block cache's entries,
-/// which mean nothing above their class's count (so attaching writes 45 words, not 509).
+/// which mean nothing above their class's count (so attaching writes 45 words, not 253).
 fn clear_words(w: u64) -> bool {
     w < W_CACHE || (w - W_CACHE) % CACHE_GROUP == 0
 }
