@@ -308,11 +308,17 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Block journal word `jword` of this participant.
+    #[inline]
     fn journal(&self, jword: u64) -> Result<&'a AtomicU64, Error> {
         let j = (jword - table::W_BLOCK_JOURNAL) as usize;
-        if let Some(w) = self.journals[j].get() {
-            return Ok(w);
+        match self.journals[j].get() {
+            Some(w) => Ok(w),
+            None => self.resolve_journal(j, jword),
         }
+    }
+
+    #[cold]
+    fn resolve_journal(&self, j: usize, jword: u64) -> Result<&'a AtomicU64, Error> {
         let t = self.table();
         let w = t.words.word(t.word_offset(self.me(), jword))?;
         self.journals[j].set(Some(w));

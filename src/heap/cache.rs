@@ -7,7 +7,7 @@
 //! a killed process would take it along with no record of the blocks it held.
 //!
 //! Mechanism (FORMAT.md §6.5). The cache lives in the participant's slot (`table::W_CACHE`: per
-//! class below `CACHED_CLASSES`, a count and `CACHE_GROUP - 1` entries). Only the slot's owner
+//! class below `CACHED_CLASSES`, a count and `CACHE_GROUP - 1` = 13 entries). Only the slot's owner
 //! writes it, one thread at a time, so plain stores do: an entry is written, then the count
 //! (Release). A pop writes the block journal before it lowers the count, and a reader in
 //! another process reads a participant's cache before its journals, so a block on its way from
@@ -28,13 +28,22 @@ use crate::sync::{AtomicU64, Liveness, Ordering, WordStore};
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// The cache words of class `k` (< CACHED_CLASSES) of this participant.
+    #[inline]
     fn cache_words(
         &self,
         k: usize,
     ) -> Result<&[&'a AtomicU64; table::CACHE_GROUP as usize], Error> {
-        if let Some(w) = self.cache[k].get() {
-            return Ok(w);
+        match self.cache[k].get() {
+            Some(w) => Ok(w),
+            None => self.resolve_cache_words(k),
         }
+    }
+
+    #[cold]
+    fn resolve_cache_words(
+        &self,
+        k: usize,
+    ) -> Result<&[&'a AtomicU64; table::CACHE_GROUP as usize], Error> {
         let t = self.table();
         let base = table::W_CACHE + k as u64 * table::CACHE_GROUP;
         let mut words =
@@ -51,6 +60,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// reads a participant's cache before its journals: a block moves from the cache to a
     /// journal by writing the journal, then lowering the count). A participant killed with
     /// blocks in its cache has them given back by its recovery (`return_dead_cache`).
+    #[inline]
     pub(super) fn cache_pop(&self, k: usize, journal: &'a AtomicU64) -> Result<Option<u64>, Error> {
         if k as u64 >= table::CACHED_CLASSES {
             return Ok(None);
@@ -79,6 +89,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Puts a freed block of class `k` into this participant's cache; `false` when it is full.
+    #[inline]
     pub(super) fn cache_push(&self, k: usize, block: u64) -> Result<bool, Error> {
         if k as u64 >= table::CACHED_CLASSES {
             return Ok(false);

@@ -7,88 +7,46 @@
 //! segment, or the start of a large run. A page-map lookup on every free would cost more than
 //! the rest of the free, and frees come in runs from one segment.
 //!
-//! Mechanism. The segment of the last free that went through the page map is kept twice: as a
-//! [`Cached`] segment (`last_freed`), and as plain words ([`FreeRange`]) that the fast path
-//! tests with one multiplication. A block in that range goes to the block cache when it has
-//! room; anything else goes through the page map (`free_slow`, `free_to_segment`). A push
-//! writes the block's link word (its first word), then CASes the anchor (Release), so a popper
-//! that acquires the anchor reads the link. If the anchor is frozen, the push goes to the
-//! deferred stack instead, which the sweep drains (`sweep.rs`).
+//! Mechanism. The segments this participant has checked are kept in a process-local index
+//! (`known.rs`) that finds a block's segment from its page number, so a free goes through the
+//! page map only the first time it meets a page (`free_slow`). A block found there goes to the
+//! block cache when it has room, else onto its segment's free stack (`push_free_to`); anything
+//! else goes through the page map (`free_to_segment`). A push writes the block's link word (its
+//! first word), then CASes the anchor (Release), so a popper that acquires the anchor reads the
+//! link. If the anchor is frozen, the push goes to the deferred stack instead, which the sweep
+//! drains (`sweep.rs`).
 //!
 //! API: [`Heap::free`]; [`Heap::free_uncached`] for recovery (never into the cache);
 //! `push_free` for the thaw of a sweep.
 
+use super::known::Found;
 use super::segment::{a_count, a_frozen, a_head, a_tag, anchor, Cached, S_DEFERRED};
-use super::{Block, Error, Heap, SegmentInfo, RUN_SEGMENT, SEG_HEADER};
+use super::{Block, Error, Heap, SegmentInfo, RUN_SEGMENT};
 use crate::sync::{Liveness, Ordering, WordStore};
-
-/// Where the last segment freed into keeps its blocks: `[first, end)`, in blocks of
-/// `block_size` (indexes found through `reciprocal`, as in [`Cached::index_of`]).
-#[derive(Clone, Copy)]
-pub(super) struct FreeRange {
-    first: u64,
-    end: u64,
-    block_size: u64,
-    reciprocal: u64,
-    class: usize,
-}
-
-impl FreeRange {
-    pub(super) const EMPTY: FreeRange = FreeRange {
-        first: 1,
-        end: 0,
-        block_size: 1,
-        reciprocal: 0,
-        class: 0,
-    };
-
-    fn of(c: &Cached<'_>) -> FreeRange {
-        let first = c.info.offset + SEG_HEADER;
-        FreeRange {
-            first,
-            end: first + c.info.nblocks * c.info.block_size,
-            block_size: c.info.block_size,
-            reciprocal: c.reciprocal,
-            class: c.info.class,
-        }
-    }
-
-    fn holds(&self, block: u64) -> bool {
-        if block < self.first || block >= self.end {
-            return false;
-        }
-        let rel = block - self.first;
-        ((rel * self.reciprocal) >> 32) * self.block_size == rel
-    }
-}
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Gives back a block returned by `alloc`. Any participant may free any block.
     pub fn free(&self, block: Block) -> Result<(), Error> {
         let block = block.get();
-        let range = self.freed_range.get();
-        if range.holds(block) {
-            if self.cache_push(range.class, block)? {
-                return Ok(());
-            }
-            return self.free_to_segment(block);
+        match self.known.find(block) {
+            Some(f) => self.free_found(block, f),
+            None => self.free_slow(block),
         }
-        self.free_slow(block)
     }
 
+    /// Frees `block`, found in a checked segment: into the cache, else onto the segment.
+    #[inline]
+    fn free_found(&self, block: u64, f: Found) -> Result<(), Error> {
+        if self.cache_push(f.class, block)? {
+            return Ok(());
+        }
+        self.push_free_to(&self.known.get(f.seg), f.idx)
+    }
+
+    /// A free whose page the index does not know yet: through the page map.
     #[cold]
     fn free_slow(&self, block: u64) -> Result<(), Error> {
-        let run = self.pages.run_at(block)?;
-        if run.kind == RUN_SEGMENT {
-            let seg = self.cache_info(self.segment_of_run(&run)?)?;
-            if seg.index_of(block).is_some() {
-                self.remember_freed(seg);
-                if self.cache_push(seg.info.class, block)? {
-                    return Ok(());
-                }
-            }
-        }
-        self.free_to_segment(block)
+        self.free_through_map(block, true)
     }
 
     /// Frees `block` straight to its segment (or its pages), never into this participant's
@@ -100,33 +58,35 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
     pub(super) fn free_to_segment(&self, block: u64) -> Result<(), Error> {
-        if let Some(seg) = self.last_freed.get() {
-            if let Some(idx) = seg.index_of(block) {
-                return self.push_free_to(&seg, idx);
-            }
+        match self.known.find(block) {
+            Some(f) => self.push_free_to(&self.known.get(f.seg), f.idx),
+            None => self.free_through_map(block, false),
         }
-        let run = self.pages.run_at(block)?;
-        if run.kind != RUN_SEGMENT {
-            if run.offset.get() != block {
-                return Err(Error::BadFree {
-                    offset: block,
-                    why: "not the start of a large block",
-                });
-            }
-            return self.pages.free(run.offset);
-        }
-        let seg = self.cache_info(self.segment_of_run(&run)?)?;
-        let idx = seg.index_of(block).ok_or(Error::BadFree {
-            offset: block,
-            why: "not the start of a block",
-        })?;
-        self.remember_freed(seg);
-        self.push_free_to(&seg, idx)
     }
 
-    fn remember_freed(&self, seg: Cached<'a>) {
-        self.last_freed.set(Some(seg));
-        self.freed_range.set(FreeRange::of(&seg));
+    /// Frees `block` after finding it through the page map: a small block (into the cache if
+    /// `to_cache` and it has room), its segment learnt by the index; or a large block's run.
+    fn free_through_map(&self, block: u64, to_cache: bool) -> Result<(), Error> {
+        let run = self.pages.run_at(block)?;
+        if run.kind == RUN_SEGMENT {
+            let seg = self.cache_info(self.segment_of_run(&run)?)?;
+            let f = self.known.learn(block, seg).ok_or(Error::BadFree {
+                offset: block,
+                why: "not the start of a block",
+            })?;
+            return if to_cache {
+                self.free_found(block, f)
+            } else {
+                self.push_free_to(&seg, f.idx)
+            };
+        }
+        if run.offset.get() != block {
+            return Err(Error::BadFree {
+                offset: block,
+                why: "not the start of a large block",
+            });
+        }
+        self.pages.free(run.offset)
     }
 
     pub(super) fn push_free(&self, info: &SegmentInfo, idx: u64) -> Result<(), Error> {

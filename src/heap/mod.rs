@@ -25,7 +25,7 @@
 //! A segment being created is named in the participant's segment journal until it is on its
 //! class list; recovery finishes the push.
 //!
-//! Each participant also keeps a few freed small blocks per class in its slot (the *block
+//! Each participant also keeps up to 13 freed small blocks per class in its slot (the *block
 //! cache*, `cache.rs`): a free followed by an allocation of the same class then costs no CAS.
 //! A cached block is free, though its segment counts it taken; sweeps and `check` read the
 //! caches of live participants, and recovery gives a dead one's back to their segments, each
@@ -54,7 +54,8 @@
 //! - `alloc.rs`: allocation (block cache, current segment, class hint, list walk, new segment;
 //!   large runs) and the block journals, up to [`Heap::settle`].
 //! - `free.rs`: free, onto a segment's free stack or, while it is frozen, its deferred stack.
-//! - `cache.rs`: the block cache.
+//! - `cache.rs`: the block cache; `known.rs`: the process-local index of checked segments that
+//!   `free` finds a block's segment with.
 //! - `sweep.rs`: freezing, sweeping and thawing segments; sweeping large runs.
 //! - `recovery.rs`: recovery of a dead participant from its journals, and [`Heap::repair`].
 //! - `check.rs`: the consistency check, its counts, and the walk of allocated blocks.
@@ -68,6 +69,7 @@ mod cache;
 mod check;
 pub mod classes;
 mod free;
+mod known;
 mod recovery;
 mod segment;
 mod sweep;
@@ -81,7 +83,7 @@ pub use crate::page::{Error, PageManager, PageStats, Run, RunStart, RUN_LARGE, R
 use crate::region::{table, Geometry, Table};
 use crate::sync::{AtomicU64, Liveness, WordStore};
 use classes::NCLASSES;
-use free::FreeRange;
+use known::KnownSegments;
 use segment::Cached;
 use std::cell::{Cell, OnceCell};
 
@@ -167,11 +169,8 @@ pub struct Heap<'a, W: WordStore, L: Liveness> {
     pub pages: PageManager<'a, W, L>,
     /// This participant's current segment per class: a process-local hint only.
     current: [Cell<Option<Cached<'a>>>; NCLASSES],
-    /// The segment of the last block freed through the page map (frees come in runs).
-    last_freed: Cell<Option<Cached<'a>>>,
-    /// The same segment's block range and arithmetic as plain words, for the free fast path
-    /// (copying the whole `Cached` out of its cell on every free costs more than the rest).
-    freed_range: Cell<FreeRange>,
+    /// The segments this participant has checked, by page: a process-local index for `free`.
+    known: KnownSegments<'a>,
     /// This participant's block journal words, resolved once.
     journals: [Cell<Option<&'a AtomicU64>>; table::BLOCK_JOURNALS as usize],
     /// This participant's block cache words (count, entries) per cached class, resolved once.
@@ -183,8 +182,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Heap {
             pages: PageManager::new(store, geo, table, me),
             current: Default::default(),
-            last_freed: Cell::new(None),
-            freed_range: Cell::new(FreeRange::EMPTY),
+            known: KnownSegments::new(geo.page_size),
             journals: Default::default(),
             cache: Default::default(),
         }

@@ -147,6 +147,48 @@ fn bad_frees_are_errors() {
     h.check().unwrap();
 }
 
+/// A free found through the process-local index (the last segment, or the page table) checks
+/// the offset as the page map does: inside a known segment, an offset that starts no block, or
+/// one past the segment's blocks, is still a bad free; and frees that alternate between many
+/// segments (table entries that collide) still each reach their own segment.
+#[test]
+fn frees_found_through_the_index_are_checked() {
+    let f = Fixture::new(Geometry::STANDARD, 64 << 20);
+    let h = f.heap(0);
+    let raw = |w: u64| Block::from_word(w);
+    // Enough blocks of every small class for several segments each.
+    let mut blocks = Vec::new();
+    for _ in 0..3 {
+        for &size in classes::CLASS_SIZES.iter() {
+            for _ in 0..(1 << 16) / size {
+                blocks.push(h.alloc(size).unwrap());
+                h.settle(0).unwrap();
+            }
+        }
+    }
+    // Each block's segment is now known (the last one, or through the table); an offset 8
+    // bytes in (no class size divides it) is refused either way, and nothing changes.
+    for b in blocks.iter().step_by(97) {
+        h.free(*b).unwrap();
+        assert!(matches!(
+            h.free(raw(b.get() + 8)),
+            Err(Error::BadFree { .. })
+        ));
+    }
+    let freed: std::collections::BTreeSet<Block> = blocks.iter().step_by(97).copied().collect();
+    // The rest, in an order that jumps between segments.
+    let mut rest: Vec<Block> = blocks.into_iter().filter(|b| !freed.contains(b)).collect();
+    let mut seed = 0x0dd_ba11_u64;
+    for i in (1..rest.len()).rev() {
+        rest.swap(i, (next(&mut seed) % (i as u64 + 1)) as usize);
+    }
+    for b in rest {
+        h.free(b).unwrap();
+    }
+    let st = h.check().unwrap();
+    assert_eq!(st.blocks_allocated, 0);
+}
+
 #[test]
 fn sweep_frees_unreachable_blocks_and_spares_journaled_ones() {
     let f = Fixture::new(Geometry::STANDARD, 16 << 20);

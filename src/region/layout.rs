@@ -241,8 +241,9 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// The lock file beside a store (`<store>.lock`): the volatile coordination state. See FORMAT.md.
 pub mod lockfile {
     pub const MAGIC: [u8; 8] = *b"PERSISTL";
-    /// 2: slots of 96 words with a block cache. 3: the boot id in the header.
-    pub const VERSION: u32 = 3;
+    /// 2: slots of 96 words with a block cache. 3: the boot id in the header. 4: slots of 256
+    /// words, a block cache of 13 entries a class.
+    pub const VERSION: u32 = 4;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;

@@ -325,6 +325,7 @@ impl Mapping {
     /// A raw pointer to `len` bytes at `offset`, checked against the published size. The bytes
     /// may change under the caller at any time (other processes): use them only under the
     /// protocol that owns them, and never as a Rust reference that outlives that step.
+    #[inline]
     pub fn bytes(&self, offset: u64, len: u64) -> Result<*mut u8, AccessError> {
         let end = offset
             .checked_add(len)
@@ -394,6 +395,7 @@ impl WordStore for Mapping {
         self.refresh()
     }
 
+    #[inline]
     fn word(&self, offset: u64) -> Result<&AtomicU64, AccessError> {
         if offset % 8 != 0 {
             return Err(AccessError::Misaligned { offset });
