@@ -59,15 +59,26 @@ def test_gc_frees_killed_writers_leftovers_while_others_append(tmp_path):
     with persist.open(path) as s:
         s.root.update(scratch=[], note="", log=[], stop=False)
 
+    # Recovery gives back most of what a killed writer held (its block cache, its journals),
+    # so a round of 40 kills leaves nothing unreachable about a third of the time (measured:
+    # 0 in 3 rounds of 8): kill in rounds until something is left to collect.
     rnd = random.Random(7)
-    for k in range(40):
-        pid = fork_child(lambda k=k: _killable_writer(path, k))
-        time.sleep(rnd.uniform(0.01, 0.04))
-        kill_child(pid)
+    kills = 0
+    leaked = 0
+    for _ in range(10):
+        for _ in range(40):
+            kills += 1
+            pid = fork_child(lambda k=kills: _killable_writer(path, k))
+            time.sleep(rnd.uniform(0.01, 0.04))
+            kill_child(pid)
+        with persist.open(path) as s:
+            leaked = s.check()["unreachable_blocks"]
+        if leaked:
+            break
+    assert leaked > 0, f"{kills} kills left nothing to collect: the test would prove nothing"
 
     with persist.open(path) as s:
-        leaked = s.check()["unreachable_blocks"]
-        assert leaked > 0, "the kills left nothing to collect: the test would prove nothing"
+        assert s.check()["unreachable_blocks"] == leaked
 
         r_fd, w_fd = os.pipe()
         workers = [fork_child(lambda w=w: _appender(path, w, w_fd)) for w in range(2)]
@@ -95,7 +106,7 @@ def test_gc_frees_killed_writers_leftovers_while_others_append(tmp_path):
         after = s.check()
         assert after["unreachable_blocks"] == 0, after
     print(
-        f"\ngc: {leaked} blocks left by 40 killed writers; freed {freed} while "
+        f"\ngc: {leaked} blocks left by {kills} killed writers; freed {freed} while "
         f"{sum(counts.values())} appends went on"
     )
 
