@@ -16,20 +16,14 @@
 
 mod harness;
 
+use harness::users::{self, users, Users, OTHER};
 use harness::{env, TempDir};
 use persist::heap::{Attached, OpenError};
 use persist::region::{self, lock_path, OpenOptionsRegion, Region};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The attacker, and a reader: a user outside every group below.
-const OTHER: &str = "persist-t-other";
-/// A user in the group [`GROUP`] that shares a store.
-const MATE: &str = "persist-t-mate";
-const GROUP: &str = "persist-t-share";
 
 const RW: OpenOptionsRegion = OpenOptionsRegion {
     create: true,
@@ -66,83 +60,6 @@ fn child() {
     }
 }
 
-/// Runs `cmd` until it succeeds; `useradd` and `groupadd` fail while another test process holds
-/// the user database's lock.
-fn retry(what: &str, mut cmd: impl FnMut() -> Command, done: impl Fn() -> bool) {
-    for _ in 0..100 {
-        if done() {
-            return;
-        }
-        let _ = cmd().output();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(
-        done(),
-        "could not {what} (these tests run as root, as CI does)"
-    );
-}
-
-fn id_of(flag: &str, name: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, name]).output().ok()?;
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-}
-
-fn gid_of_group(name: &str) -> Option<u32> {
-    let out = Command::new("getent").args(["group", name]).output().ok()?;
-    String::from_utf8(out.stdout)
-        .ok()?
-        .split(':')
-        .nth(2)?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The test users and group, created if missing (idempotent): (other uid, other gid, mate
-/// uid, share gid).
-fn users() -> (u32, u32, u32, u32) {
-    assert_eq!(
-        unsafe_geteuid(),
-        0,
-        "the trust tests need root (CI runs as root): they create users with useradd"
-    );
-    retry(
-        "create the group",
-        || {
-            let mut c = Command::new("groupadd");
-            c.args(["-f", GROUP]);
-            c
-        },
-        || gid_of_group(GROUP).is_some(),
-    );
-    for (name, extra) in [(OTHER, None), (MATE, Some(GROUP))] {
-        retry(
-            &format!("create the user {name}"),
-            || {
-                let mut c = Command::new("useradd");
-                c.args(["-M", "-s", "/bin/sh", "-U"]);
-                if let Some(g) = extra {
-                    c.args(["-G", g]);
-                }
-                c.arg(name);
-                c
-            },
-            || id_of("-u", name).is_some(),
-        );
-    }
-    (
-        id_of("-u", OTHER).unwrap(),
-        id_of("-g", OTHER).unwrap(),
-        id_of("-u", MATE).unwrap(),
-        gid_of_group(GROUP).unwrap(),
-    )
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
-}
-
 /// A directory like /tmp (world-writable, sticky), where the attacker may plant names.
 fn shared_dir(tag: &str) -> TempDir {
     let d = TempDir::new(tag);
@@ -150,19 +67,10 @@ fn shared_dir(tag: &str) -> TempDir {
     d
 }
 
-/// Runs a shell command as `uid`:`gid` (no supplementary groups): what the attacker does.
+/// Runs a shell command as `uid`:`gid` (its own group only): what the attacker does.
 fn as_user(uid: u32, gid: u32, script: &str) {
-    let out = Command::new("/bin/sh")
-        .args(["-c", script])
-        .uid(uid)
-        .gid(gid)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script:?} as uid {uid} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stderr) = users::sh_as(uid, gid, &[gid], script);
+    assert!(ok, "{script:?} as uid {uid} failed: {stderr}");
 }
 
 /// The reason of an `Error::Refused`, or a failure naming what came instead.
@@ -190,7 +98,11 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn a_symlink_at_the_lock_path_is_refused_and_its_target_left_alone() {
-    let (uid, gid, _, _) = users();
+    let Users {
+        other: uid,
+        other_gid: gid,
+        ..
+    } = users();
     let d = shared_dir("trust-symlink");
     let store = d.join("v.db");
     let lock = lock_path(&store);
@@ -227,7 +139,11 @@ fn a_symlink_at_the_lock_path_is_refused_and_its_target_left_alone() {
 
 #[test]
 fn a_dangling_symlink_at_the_lock_path_creates_nothing() {
-    let (uid, gid, _, _) = users();
+    let Users {
+        other: uid,
+        other_gid: gid,
+        ..
+    } = users();
     let d = shared_dir("trust-dangling");
     let store = d.join("v.db");
     let lock = lock_path(&store);
@@ -270,7 +186,11 @@ fn a_symlinked_store_is_refused_and_nothing_is_created_through_it() {
 
 #[test]
 fn a_lock_file_another_user_made_first_is_refused() {
-    let (uid, gid, _, _) = users();
+    let Users {
+        other: uid,
+        other_gid: gid,
+        ..
+    } = users();
     let d = shared_dir("trust-foreign");
     let store = d.join("v.db");
     let lock = lock_path(&store);
@@ -326,7 +246,12 @@ fn a_lock_file_writable_by_every_user_is_refused_unless_the_store_is() {
 
 #[test]
 fn a_group_shares_a_store_and_an_outsider_cannot_join_it() {
-    let (other, other_gid, mate, share) = users();
+    let Users {
+        other,
+        other_gid,
+        mate,
+        share,
+    } = users();
     let d = shared_dir("trust-group");
     let store = d.join("team.db");
     let lock = lock_path(&store);
@@ -356,7 +281,7 @@ fn a_group_shares_a_store_and_an_outsider_cannot_join_it() {
 
 #[test]
 fn a_new_lock_file_takes_the_store_files_owner_group_and_mode() {
-    let (_, _, mate, share) = users();
+    let Users { mate, share, .. } = users();
     let d = TempDir::new("trust-newlock");
     let store = d.join("v.db");
     make_store(&store);
@@ -425,26 +350,13 @@ fn open_as(d: &TempDir, exe: &Path, ids: (u32, u32, &[u32]), store: &Path, ro: b
     let out = d.join("out");
     fs::write(&out, b"").unwrap();
     std::os::unix::fs::chown(&out, Some(ids.0), None).unwrap();
-    let groups: Vec<libc::gid_t> = ids.2.to_vec();
     let mut cmd = Command::new(exe);
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(harness::ROLE_VAR, "open")
         .env(harness::OUT_VAR, &out)
         .env("STORE", store)
         .env("READONLY", if ro { "1" } else { "0" });
-    let (uid, gid) = (ids.0, ids.1);
-    // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    users::run_as(&mut cmd, ids.0, ids.1, ids.2);
     let st = cmd.output().unwrap();
     assert!(
         st.status.success(),
@@ -456,7 +368,9 @@ fn open_as(d: &TempDir, exe: &Path, ids: (u32, u32, &[u32]), store: &Path, ro: b
 
 #[test]
 fn a_reader_opens_read_only_when_the_owner_lets_it_write_the_lock_file() {
-    let (other, other_gid, _, _) = users();
+    let Users {
+        other, other_gid, ..
+    } = users();
     let d = TempDir::new("trust-reader");
     let exe = runnable_copy(&d);
     let store = d.join("v.db");

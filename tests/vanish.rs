@@ -15,12 +15,13 @@
 
 mod harness;
 
-use harness::{env, fields, read_records, record, TempDir};
+use harness::{env, fields, read_records, record, users, TempDir};
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{Error, Plain, SharedStore, Store};
 use persist::region::OpenOptionsRegion;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -117,9 +118,21 @@ fn use_after_truncation(read_first: bool) {
     record("alive");
 }
 
+/// Who truncates the file under the child (the store's owner, root, runs the child).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By {
+    /// The owner itself (another of its processes).
+    Owner,
+    /// A second user, a member of the group the owner shares the store with (both files in
+    /// that group with group write, as `umask 002` and a group directory give): the only way
+    /// another user may write these files since the lock file's trust checks (FORMAT.md
+    /// §6.6). Run as a separate process under that user's uid (`truncate(1)`).
+    GroupMember,
+}
+
 /// Runs a child in `role`, truncates `victim` ("store" or "lock") to `len` bytes once it is
 /// ready, and checks that it got errors naming the truncation and exited normally.
-fn truncate_under_child(role: &str, victim: &str, len: u64) {
+fn truncate_under_child(role: &str, victim: &str, len: u64, by: By) {
     let dir = TempDir::new("vanish");
     let store = dir.join("s.db");
     let go = dir.join("go");
@@ -153,12 +166,15 @@ fn truncate_under_child(role: &str, victim: &str, len: u64) {
     };
     let before = std::fs::metadata(&target).expect("stat").len();
     assert!(before > len + 8192, "{victim} file is only {before} bytes");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&target)
-        .expect("open victim")
-        .set_len(len)
-        .expect("truncate");
+    match by {
+        By::Owner => std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .expect("open victim")
+            .set_len(len)
+            .expect("truncate"),
+        By::GroupMember => truncate_as_group_member(&dir, &store, &target, len),
+    }
     std::fs::write(&go, b"go").expect("write go");
     let status = harness::wait_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
         panic!(
@@ -192,6 +208,28 @@ fn truncate_under_child(role: &str, victim: &str, len: u64) {
     assert!(records.iter().any(|r| r == "alive"), "{records:?}");
 }
 
+/// Shares the store with the group [`users::GROUP`] (both files in it, mode 0660), checks that
+/// a user outside it may not truncate `target`, and has a member truncate it to `len`.
+fn truncate_as_group_member(dir: &TempDir, store: &Path, target: &Path, len: u64) {
+    let u = users::users();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in [store.to_path_buf(), lock_path(store)] {
+        std::os::unix::fs::chown(&f, None, Some(u.share)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o660)).unwrap();
+    }
+    let before = std::fs::metadata(target).unwrap().len();
+    let script = format!("truncate -s {len} '{}'", target.display());
+    let (ok, stderr) = users::sh_as(u.other, u.other_gid, &[u.other_gid], &script);
+    assert!(
+        !ok && stderr.contains("Permission denied"),
+        "a user outside the group truncated the file (ok {ok}): {stderr}"
+    );
+    assert_eq!(std::fs::metadata(target).unwrap().len(), before);
+    let (ok, stderr) = users::sh_as(u.mate, u.share, &[u.share], &script);
+    assert!(ok, "the group member could not truncate: {stderr}");
+    assert_eq!(std::fs::metadata(target).unwrap().len(), len);
+}
+
 fn lock_path(store: &Path) -> PathBuf {
     let mut s = store.as_os_str().to_owned();
     s.push(".lock");
@@ -200,22 +238,45 @@ fn lock_path(store: &Path) -> PathBuf {
 
 #[test]
 fn store_truncated_to_nothing_under_a_reader() {
-    truncate_under_child("read_first", "store", 0);
+    truncate_under_child("read_first", "store", 0, By::Owner);
 }
 
 #[test]
 fn store_truncated_to_its_header_under_a_writer() {
-    truncate_under_child("write_first", "store", 4096);
+    truncate_under_child("write_first", "store", 4096, By::Owner);
 }
 
 #[test]
 fn lock_file_truncated_to_nothing_under_a_reader() {
-    truncate_under_child("read_first", "lock", 0);
+    truncate_under_child("read_first", "lock", 0, By::Owner);
 }
 
 #[test]
 fn lock_file_truncated_to_nothing_under_a_writer() {
-    truncate_under_child("write_first", "lock", 0);
+    truncate_under_child("write_first", "lock", 0, By::Owner);
+}
+
+// The same attacks by a second user, a member of the store's group (issue 16: each attack
+// made by another user). These need root to create the user, as the trust tests do.
+
+#[test]
+fn store_truncated_by_a_group_member_under_a_reader() {
+    truncate_under_child("read_first", "store", 0, By::GroupMember);
+}
+
+#[test]
+fn store_truncated_by_a_group_member_under_a_writer() {
+    truncate_under_child("write_first", "store", 4096, By::GroupMember);
+}
+
+#[test]
+fn lock_file_truncated_by_a_group_member_under_a_reader() {
+    truncate_under_child("read_first", "lock", 0, By::GroupMember);
+}
+
+#[test]
+fn lock_file_truncated_by_a_group_member_under_a_writer() {
+    truncate_under_child("write_first", "lock", 0, By::GroupMember);
 }
 
 /// Opens a store (installing the handler), then touches a vanished page of a mapping that is

@@ -193,9 +193,16 @@ class Store:
         itself; other processes' changes wait while it runs. The file keeps its size and
         reuses the freed pages (``python -m persist compact`` makes a smaller copy).
 
+        It takes the writer lock itself, so it is called outside a lockExcl section or
+        ``transaction()``: inside one of the calling thread it raises ``RuntimeError`` and
+        changes nothing (what the section removed is freed by its commit, and a rollback
+        brings it back, so gc must not free it first). Another thread's or process's
+        section makes it wait, as any writer does.
+
         :param timeout: seconds to wait for the lock at most; ``None`` waits as long as it
             takes.
         :returns: what it freed: ``{"objects": ..., "blocks": ..., "bytes": ...}``.
+        :raises RuntimeError: the calling thread holds lockExcl (or lockShared).
         :raises persist.LockTimeout: the lock was not granted within ``timeout``.
         :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
         """

@@ -407,9 +407,22 @@ impl Store {
     }
 
     /// Frees every allocated block that nothing reaches or holds (unreachable cycles).
+    ///
+    /// Never inside `thread`'s lockExcl section (`Error::Usage`): the section's undo log names
+    /// blocks the walk does not reach but the section's end still needs (what it unlinked,
+    /// freed at commit; what it allocated, freed by a rollback; what a rollback links again).
+    /// gc would free them, and the commit or the rollback would then free them a second time
+    /// or link them again (FORMAT.md §10.5).
     pub fn gc(&mut self, thread: u64) -> Result<GcReport> {
         self.part
             .refuse_if_readonly("gc writes the store: open it without readonly=True")?;
+        if self.held_by(thread) == Some(super::LockKind::Excl) {
+            return Err(Error::Usage(
+                "gc cannot run inside a lockExcl section or transaction(): its commit or \
+                 rollback still needs blocks that gc would free; call gc after unlock()"
+                    .into(),
+            ));
+        }
         // Dead participants' blocks come back through their recovery, which knows which of
         // them are free (their caches) and which the dead still held (its held set, its log).
         if self.held_by(thread).is_none() {

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod users;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};

@@ -6,6 +6,8 @@
 - ``run_script``: run a program file in a fresh interpreter; returns the CompletedProcess.
 - ``spawn_py``: start a snippet in the background, talk to it line by line over its stdin and
   stdout, and have it killed at teardown if the test did not finish it.
+- ``group_dir``: a fresh directory in /tmp that every user may enter (``tmp_path`` is root's
+  alone), for stores shared with a second user (users.py).
 
 Children get the parent's environment without ``PERSIST_PATH`` (unless a test sets it), so a
 developer's own setting never leaks into a test, and unbuffered output, so handshakes over a
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
@@ -247,3 +251,13 @@ def spawn_py() -> Iterator[Any]:
         for stream in (child.proc.stdin, child.proc.stdout, child.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def group_dir() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="persist-group-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)

@@ -6,8 +6,9 @@ had the store open; the next `root[...]` touched a page past the new end of the 
 kernel sent SIGBUS, and the process died with exit 135. Now persist's SIGBUS handler maps a
 zero page over the vanished page and poisons the mapping (FORMAT.md §8.1): the operation that
 touched it raises `CorruptionError` naming the truncated file, every later operation on that
-store does too, and the process runs on. A SIGBUS that is not about a persist mapping (one sent
-with kill) still kills, as it would without persist.
+store does too, and the process runs on. Each truncation is made once by the owner and once by
+a second user, a member of the group the owner shares the store with (issue 16). A SIGBUS that
+is not about a persist mapping (one sent with kill) still kills, as it would without persist.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import users
+from users import as_user, share_with_group
 
 CHILD = r"""
 import sys
@@ -61,6 +65,29 @@ print("alive", flush=True)
 """
 
 
+def _truncate_as_group_member(path: Path, target: Path, length: int) -> None:
+    """Shares the store with the group (both files in it, mode 0660: since the lock file's
+    trust checks the only way another user may write them), checks that a user outside the
+    group may not truncate ``target``, and has a member truncate it from a process running
+    under the member's uid."""
+    member, share = users.mate()
+    share_with_group(str(path), share)
+    size = target.stat().st_size
+
+    def truncate() -> str:
+        try:
+            os.truncate(target, length)
+        except PermissionError:
+            return "refused"
+        return "truncated"
+
+    assert as_user(users.other(), truncate) == "refused"
+    assert target.stat().st_size == size
+    assert as_user(member, truncate) == "truncated"
+    assert target.stat().st_size == length
+
+
+@pytest.mark.parametrize("by", ["owner", "group-member"])
 @pytest.mark.parametrize(
     ("victim", "length", "first"),
     [
@@ -71,14 +98,27 @@ print("alive", flush=True)
     ],
 )
 def test_truncation_under_a_running_process_raises(
-    tmp_path: Path, spawn_py: Any, victim: str, length: int, first: str
+    tmp_path: Path,
+    group_dir: str,
+    spawn_py: Any,
+    victim: str,
+    length: int,
+    first: str,
+    by: str,
 ) -> None:
-    path = tmp_path / "s.db"
-    child = spawn_py(CHILD, cwd=tmp_path, args=(str(path), first))
+    """The owner's process (a child) fills the store and waits; the file is truncated by the
+    owner (another of its processes) or by a member of the group the store is shared with (a
+    second user, issue 16); the child's next steps must raise, and it must live on."""
+    where = tmp_path if by == "owner" else Path(group_dir)
+    path = where / "s.db"
+    child = spawn_py(CHILD, cwd=where, args=(str(path), first))
     child.expect("ready")
     target = path if victim == "store" else Path(f"{path}.lock")
     assert target.stat().st_size > length + 8192
-    os.truncate(target, length)
+    if by == "owner":
+        os.truncate(target, length)
+    else:
+        _truncate_as_group_member(path, target, length)
     child.send("go")
     rc, out, err = child.wait()
     lines = child.lines + out.splitlines()

@@ -28,42 +28,22 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import persist
 import persist.__main__
 import persist._cli_commands  # noqa: F401 - imported before a child drops its rights
+import users
 from conftest import child_env
-from procs import fork_child, reap_child
-
-OTHER = "persist-t-other"
-
-
-def _uid(name: str) -> int | None:
-    r = subprocess.run(["id", "-u", name], capture_output=True, text=True, check=False)
-    return int(r.stdout) if r.returncode == 0 else None
+from users import OTHER, User, as_user
 
 
 @pytest.fixture(scope="module")
-def other() -> tuple[int, int]:
-    """The second user (uid, gid), created if missing."""
-    assert os.geteuid() == 0, "the trust tests run as root (as CI does): they create a user"
-    for _ in range(100):
-        if _uid(OTHER) is not None:
-            break
-        # Fails while another process holds the user database's lock: try again.
-        subprocess.run(
-            ["useradd", "-M", "-s", "/bin/sh", "-U", OTHER], capture_output=True, check=False
-        )
-        time.sleep(0.05)
-    uid = _uid(OTHER)
-    assert uid is not None, f"could not create the user {OTHER}"
-    gid = int(subprocess.run(["id", "-g", OTHER], capture_output=True, check=True).stdout)
-    return uid, gid
+def other() -> User:
+    """The second user (users.py), created if missing."""
+    return users.other()
 
 
 @pytest.fixture
@@ -75,32 +55,6 @@ def shared() -> Iterator[str]:
         yield d
     finally:
         shutil.rmtree(d)
-
-
-def as_user(ids: tuple[int, int], body: Callable[[], str]) -> str:
-    """Runs ``body`` in a forked child as the user ``ids`` (its own group only); returns what
-    it returned."""
-    r, w = os.pipe()
-
-    def child() -> None:
-        os.close(r)
-        try:
-            os.setgroups([ids[1]])
-            os.setgid(ids[1])
-            os.setuid(ids[0])
-            out = body()
-        except BaseException:  # noqa: BLE001 - the parent shows it
-            out = "CHILD RAISED\n" + traceback.format_exc()
-        os.write(w, out.encode())
-
-    pid = fork_child(child)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    assert reap_child(pid) == 0
-    return b"".join(chunks).decode()
 
 
 def cli_in_process(*args: str) -> str:
@@ -242,8 +196,8 @@ def test_a_group_writable_store_is_shared_by_its_group(other, shared):
         make_store(path)
     finally:
         os.umask(old)
-    os.chown(path, -1, other[1])
-    os.chown(path + ".lock", -1, other[1])
+    os.chown(path, -1, other.gid)
+    os.chown(path + ".lock", -1, other.gid)
 
     def member() -> str:
         with persist.open(path) as s:
@@ -299,7 +253,7 @@ def test_the_read_only_commands_work_for_a_user_who_may_only_read(other, shared)
     out = as_user(other, lambda: cli_in_process("info", path))
     assert out.startswith("EXIT 1") and "may not be written by this user" in out, out
 
-    os.chown(lock, -1, other[1])
+    os.chown(lock, -1, other.gid)
     os.chmod(lock, 0o664)
     info = as_user(other, lambda: cli_in_process("info", "--json", path))
     assert info.startswith("EXIT 0"), info
@@ -313,7 +267,7 @@ def test_the_read_only_commands_work_for_a_user_who_may_only_read(other, shared)
     out = as_user(other, lambda: cli_in_process("compact", path, compacted))
     assert out.startswith("EXIT 0"), out
     # The copy is the reader's: the group it could not give it gets what every user gets.
-    assert os.stat(compacted).st_uid == other[0] and mode(compacted) == 0o644
+    assert os.stat(compacted).st_uid == other.uid and mode(compacted) == 0o644
     # A command that writes fails as the system says.
     out = as_user(other, lambda: cli_in_process("gc", path))
     assert out.startswith("EXIT 1") and "Permission denied" in out, out
