@@ -150,6 +150,11 @@ impl LocalLocks {
     pub(super) fn none_held(&self) -> bool {
         self.excl.is_none() && self.shared.is_empty() && !self.writing
     }
+
+    /// A thread of this store holds the writer word (lockShared holds do not keep it).
+    pub(super) fn writer_held(&self) -> bool {
+        self.excl.is_some() || self.writing
+    }
 }
 
 impl Store {

@@ -42,6 +42,19 @@ impl Store {
     /// nobody owns is `Error::Corrupt` for it, so that its reads fail instead of hanging.
     pub fn repair_stale_lock(&mut self, busy: Busy) -> Result<bool> {
         let lock = self.part.lock();
+        // A writer word naming this participant while none of its threads holds it (all of
+        // them take and give it back under this store's guard, which the caller holds): only a
+        // forged word says so, and no other process would ever free it, since it names a live
+        // participant. Freed here; an odd sequence under it is then repaired as any other.
+        let forged_me = !self.part.is_readonly()
+            && !self.locks.writer_held()
+            && lock.words.writer_word().load(Ordering::SeqCst) == lock.me();
+        if forged_me && lock.words.free_stale_writer(lock.me(), |_| Ok(true))? {
+            lock.wake_if_waiting(lock.words.writer_word());
+            if matches!(busy, Busy::Writer(_)) {
+                return Ok(true);
+            }
+        }
         match busy {
             Busy::Seq(_) => {
                 // A read-only participant only looks: it never repairs the store's words.

@@ -122,6 +122,37 @@ def test_a_writer_word_naming_nobody_is_freed(store: Any, store_path: Path) -> N
     assert _word(store_path, WRITER) == 0
 
 
+def _my_writer_id(store: Any, path: Path) -> int:
+    """The writer word's value while this process holds it (its own participant id)."""
+    store.root.lockExcl()
+    try:
+        me = _word(path, WRITER)
+    finally:
+        store.root.unlock()
+    assert me != 0 and _word(path, WRITER) == 0
+    return me
+
+
+@pytest.mark.parametrize("odd", [False, True], ids=["even", "odd"])
+def test_a_writer_word_forged_to_name_the_reader_itself_is_freed(
+    store: Any, store_path: Path, odd: bool
+) -> None:
+    """The forged id is this very process's, which is attached and alive, so no other process
+    would free it, and this one waited on its own id forever (the CI hang of the group-member
+    hammer test, one run in three): only the process itself knows that none of its threads
+    holds the word."""
+    store.root["x"] = 1
+    me = _my_writer_id(store, store_path)
+    _forge(store_path, WRITER, me)
+    if odd:
+        _forge(store_path, SEQ, _word(store_path, SEQ) | 1)
+    assert _finishes(lambda: store.root["x"]) == 1
+    _finishes(lambda: store.root.__setitem__("x", 2))
+    assert store.root["x"] == 2
+    assert _word(store_path, WRITER) == 0 and _word(store_path, SEQ) % 2 == 0
+    store.check()  # raises CorruptionError if the repair left anything wrong
+
+
 def test_a_shared_count_nobody_holds_is_recounted(store: Any, store_path: Path) -> None:
     store.root["x"] = 1
     _forge(store_path, SHARED, 5)
