@@ -26,6 +26,7 @@
 //! | taken | owner | even | 0 | frees the writer word |
 //! | in flight | owner | odd | n | undoes the n entries newest first, makes the sequence even, frees the word |
 //! | committed | owner | odd | 0 | makes the sequence even, frees the word (the change stays) |
+//! | freeing (cursor `end, done`) | owner | odd | 0 | frees the change's free-block entries from `done` to `end`, then as above |
 //! | ended | owner or 0 | even | 0 | frees the writer word if it is still the dead owner's |
 //!
 //! Invariants: the sequence is odd only while the writer word is held (by a live owner, or by a
@@ -386,8 +387,10 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
     // ---- a dead owner ----------------------------------------------------------------------
 
     /// Hands the lock over from the dead participant in `slot` (of `generation`): rolls its
-    /// undo log back (`log`: the log and its published length, checked by the caller), then,
-    /// if the writer word still names it, makes the sequence even and frees the word. Returns
+    /// undo log back (`log`: the log and its published length, checked by the caller, its
+    /// release cursor too), or, if its change had committed and its frees were under way,
+    /// finishes them ([`UndoLog::finish_frees`], through [`OtherEntries::free_committed`]);
+    /// then, if the writer word still names it, makes the sequence even and frees the word. Returns
     /// whether threads may sleep on the lock words (the caller wakes the writer word's and the
     /// sequence's sleepers): checked whether or not it freed the word, since the dead owner
     /// may have freed it itself and died before its wake-up call.
@@ -402,6 +405,26 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         other: &mut O,
     ) -> Result<bool, O::Error> {
         if let Some((log, len)) = log {
+            let (end, done) = log.frees_cursor()?;
+            if len > 0 && end > 0 {
+                // Killed between the cursor and the commit point: the change is rolled back,
+                // so it frees nothing. The cursor goes first: a rollback that ends at length 0
+                // and is then cut short must not leave the frees looking due.
+                log.clear_frees()?;
+            } else if len == 0 && end > 0 {
+                // Killed after the commit point, freeing: the change stays, and its frees are
+                // finished from the cursor on, while the writer word still names the dead
+                // owner (no other writer, and no gc, runs meanwhile). A cursor under a word
+                // that names someone else is none of this owner's (a damaged file): forgotten,
+                // its blocks left to gc.
+                self.lock_file.step()?;
+                let w = self.writer.load(Ordering::SeqCst);
+                if names_owner(w, slot, generation) {
+                    log.finish_frees(end, done, |entry, block| other.free_committed(entry, block))?;
+                } else {
+                    log.clear_frees()?;
+                }
+            }
             if len > 0 {
                 // SeqCst fence: the restores that follow are ordered before a reader's
                 // re-check, as the dead owner's own stores were by its fence in
@@ -446,13 +469,17 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
 }
 
 /// The undo log block's layout (FORMAT.md §10.3), the one definition every user of the log
-/// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, an unused
-/// word, then `cap` entries of two words (a tagged offset, a value).
+/// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, the
+/// release cursor, then `cap` entries of two words (a tagged offset, a value).
 pub mod undo {
     /// The published length (entries).
     pub const LEN: u64 = 8;
     /// The capacity (entries), also in the head word's length field.
     pub const CAP: u64 = 16;
+    /// The release cursor of a committed change's frees: `end << 32 | done` (0: none). `end`
+    /// is the log's length at the commit; the free-block entries below `done` are freed (or
+    /// being freed), those from `done` to `end` are not yet (`UndoLog::finish_frees`).
+    pub const FREES: u64 = 24;
     /// The first entry.
     pub const ENTRIES: u64 = 32;
     pub const ENTRY_BYTES: u64 = 16;
@@ -532,6 +559,15 @@ pub trait OtherEntries {
     /// Undoes the entry at byte `entry` of the store file: `tagged` (offset and tag), `value`.
     fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Self::Error>;
 
+    /// Frees `block`, named by the free-block entry at byte `entry` of a dead owner's log
+    /// whose change had committed and whose frees were under way
+    /// ([`StoreLock::recover_dead`]; the log's cursor has already moved past the entry). The
+    /// default leaves the block to gc (a log with no heap behind it).
+    fn free_committed(&mut self, entry: u64, block: u64) -> Result<(), Self::Error> {
+        let _ = (entry, block);
+        Ok(())
+    }
+
     /// Refuses a word entry (at byte `entry`) that names a word no change ever logs: a
     /// damaged or hostile log must not restore, say, the header's size word. Every word is
     /// accepted unless the implementation knows the layout.
@@ -603,6 +639,60 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
         // Release: pairs with the Acquire in `published_len`; the same order in memory.
         self.store
             .store(self.block + undo::LEN, n, Ordering::Release)
+    }
+
+    /// The release cursor: `(end, done)`, `(0, 0)` when no committed frees are under way.
+    pub fn frees_cursor(&self) -> Result<(u64, u64), AccessError> {
+        let c = self
+            .store
+            .load(self.block + undo::FREES, Ordering::SeqCst)?;
+        Ok((c >> 32, c & 0xffff_ffff))
+    }
+
+    fn set_frees_cursor(&self, end: u64, done: u64) -> Result<(), AccessError> {
+        debug_assert!(end < 1 << 32 && done <= end);
+        self.store
+            .store(self.block + undo::FREES, end << 32 | done, Ordering::SeqCst)
+    }
+
+    /// Forgets the release cursor: a change that is rolled back frees nothing.
+    pub fn clear_frees(&self) -> Result<(), AccessError> {
+        self.store
+            .store(self.block + undo::FREES, 0, Ordering::SeqCst)
+    }
+
+    /// Commits a change of `len` entries whose log holds free-block entries: the release
+    /// cursor `(len, 0)` first, then the length 0 (the commit point, [`UndoLog::set_len`]).
+    /// A writer killed between the two leaves a non-empty log, which its recoverer rolls back
+    /// after clearing the cursor; one killed after them leaves the frees to
+    /// [`UndoLog::finish_frees`] in its recoverer.
+    pub fn commit_with_frees(&self, len: u64) -> Result<(), AccessError> {
+        self.set_frees_cursor(len, 0)?;
+        self.set_len(0)
+    }
+
+    /// Frees the committed change's free-block entries from index `done` to `end` (the
+    /// cursor), each exactly once: the cursor moves past an entry before `free` runs for it,
+    /// so a process killed in between leaks that one block (to gc) and never frees it twice;
+    /// the process that finishes (the writer itself, or the recoverer of a dead one) starts
+    /// at the cursor. Entries of other kinds are passed over. Ends with the cursor cleared.
+    /// `free(entry, block)`: the entry's byte offset and the block it names.
+    pub fn finish_frees<E: From<AccessError>>(
+        &self,
+        end: u64,
+        done: u64,
+        mut free: impl FnMut(u64, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for i in done..end {
+            let (tagged, _) = self.entry(i)?;
+            if tagged & undo::TAG_MASK != undo::T_FREE_BLOCK {
+                continue;
+            }
+            self.set_frees_cursor(end, i + 1)?;
+            free(self.entry_offset(i), tagged & !undo::TAG_MASK)?;
+        }
+        self.clear_frees()?;
+        Ok(())
     }
 
     /// Undoes entries `len - 1` down to 0, newest first: a dead owner's change, as
