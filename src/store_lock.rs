@@ -839,6 +839,117 @@ mod tests {
         );
     }
 
+    /// Frees recorded, for the committed-frees tests.
+    #[derive(Default)]
+    struct Frees(Vec<u64>);
+
+    impl OtherEntries for Frees {
+        type Error = AccessError;
+
+        fn once_only(&self, _tagged: u64) -> bool {
+            false
+        }
+
+        fn undo(&mut self, _entry: u64, _tagged: u64, _value: u64) -> Result<(), AccessError> {
+            Ok(()) // free-block entries: nothing to undo
+        }
+
+        fn free_committed(&mut self, _entry: u64, block: u64) -> Result<(), AccessError> {
+            self.0.push(block);
+            Ok(())
+        }
+    }
+
+    /// A change that unlinks `DATA` and logs three free-block entries (blocks 0x100, 0x110,
+    /// 0x120), by the owner in slot 2 of generation 9, up to its commit point if `commit`.
+    fn change_with_frees<'a>(
+        lock_file: &'a MemWords,
+        store: &'a MemWords,
+        commit: bool,
+    ) -> (StoreLock<'a, MemWords>, UndoLog<'a, MemWords>) {
+        let lock = StoreLock::new(lock_file, AT).unwrap();
+        let log = UndoLog::new(store, LOG);
+        lock.try_take(owner_id(2, 9)).unwrap().unwrap();
+        lock.begin_change().unwrap();
+        log.append_word(0, DATA, 1).unwrap();
+        store.store(DATA, 2, Ordering::Relaxed).unwrap();
+        for (i, b) in [0x100u64, 0x110, 0x120].into_iter().enumerate() {
+            log.append(1 + i as u64, b | undo::T_FREE_BLOCK, 0).unwrap();
+        }
+        if commit {
+            log.commit_with_frees(4).unwrap();
+        }
+        (lock, log)
+    }
+
+    #[test]
+    fn a_dead_owners_committed_frees_are_finished_from_the_cursor() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, true);
+        assert_eq!(log.frees_cursor().unwrap(), (4, 0));
+        // The owner freed the first block (the cursor past entry 1), then died.
+        let mut owner = Frees::default();
+        let first_only = log.finish_frees(4, 0, |_, b| {
+            owner.0.push(b);
+            Err(AccessError::Misaligned { offset: b }) // dies right after it
+        });
+        assert!(first_only.is_err());
+        assert_eq!(owner.0, [0x100]);
+        assert_eq!(log.frees_cursor().unwrap(), (4, 2));
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert_eq!(
+            rec.0,
+            [0x110, 0x120],
+            "each block freed once, from the cursor on"
+        );
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+        assert_eq!(
+            store.load(DATA, Ordering::Relaxed).unwrap(),
+            2,
+            "the change stays"
+        );
+        assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
+        // A repeat frees nothing.
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert_eq!(rec.0.len(), 2);
+    }
+
+    #[test]
+    fn a_change_killed_before_its_commit_point_frees_nothing() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, false);
+        // Killed between the cursor and the length: the log is not empty.
+        log.set_frees_cursor(4, 0).unwrap();
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 4)), 2, 9, &mut rec).unwrap();
+        assert!(rec.0.is_empty(), "a rolled-back change freed {:?}", rec.0);
+        assert_eq!(
+            store.load(DATA, Ordering::Relaxed).unwrap(),
+            1,
+            "rolled back"
+        );
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_cursor_under_someone_elses_word_frees_nothing() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, true);
+        // The word names another owner (a damaged file): the cursor is forgotten.
+        lock_file
+            .store(AT.writer, owner_id(1, 1), Ordering::Relaxed)
+            .unwrap();
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert!(rec.0.is_empty());
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+        assert_eq!(
+            lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
+            owner_id(1, 1)
+        );
+    }
+
     /// A futex that records its calls and never sleeps.
     #[derive(Default)]
     struct Calls {
