@@ -641,24 +641,38 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
             .store(self.block + undo::LEN, n, Ordering::Release)
     }
 
+    // The cursor's accesses are Relaxed. Only the log's own participant writes the cursor,
+    // and nobody else reads it while that participant lives: its recoverer reads it after the
+    // death, and everything the dead process stored happens before that (the kernel drops the
+    // dead process's liveness lock when it exits, and the recoverer takes that byte's lock and
+    // the recovery lock before it reads). A recoverer killed in turn is followed by the next
+    // the same way. `check()` reads the cursors of live participants under the writer word,
+    // which a participant holds from before it sets its cursor until after it clears it.
+
     /// The release cursor: `(end, done)`, `(0, 0)` when no committed frees are under way.
     pub fn frees_cursor(&self) -> Result<(u64, u64), AccessError> {
+        // Relaxed: see above.
         let c = self
             .store
-            .load(self.block + undo::FREES, Ordering::SeqCst)?;
+            .load(self.block + undo::FREES, Ordering::Relaxed)?;
         Ok((c >> 32, c & 0xffff_ffff))
     }
 
     fn set_frees_cursor(&self, end: u64, done: u64) -> Result<(), AccessError> {
         debug_assert!(end < 1 << 32 && done <= end);
-        self.store
-            .store(self.block + undo::FREES, end << 32 | done, Ordering::SeqCst)
+        // Relaxed: see above.
+        self.store.store(
+            self.block + undo::FREES,
+            end << 32 | done,
+            Ordering::Relaxed,
+        )
     }
 
     /// Forgets the release cursor: a change that is rolled back frees nothing.
     pub fn clear_frees(&self) -> Result<(), AccessError> {
+        // Relaxed: see above.
         self.store
-            .store(self.block + undo::FREES, 0, Ordering::SeqCst)
+            .store(self.block + undo::FREES, 0, Ordering::Relaxed)
     }
 
     /// Commits a change of `len` entries whose log holds free-block entries: the release
@@ -667,6 +681,8 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
     /// after clearing the cursor; one killed after them leaves the frees to
     /// [`UndoLog::finish_frees`] in its recoverer.
     pub fn commit_with_frees(&self, len: u64) -> Result<(), AccessError> {
+        // The Release store of the length (`set_len`) keeps this store before it, in memory,
+        // and its barrier on disk.
         self.set_frees_cursor(len, 0)?;
         self.set_len(0)
     }
@@ -676,7 +692,9 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
     /// so a process killed in between leaks that one block (to gc) and never frees it twice;
     /// the process that finishes (the writer itself, or the recoverer of a dead one) starts
     /// at the cursor. Entries of other kinds are passed over. Ends with the cursor cleared.
-    /// `free(entry, block)`: the entry's byte offset and the block it names.
+    /// `free(entry, block)`: the entry's byte offset and the block it names. The writer may
+    /// start at its first free-block entry instead of `done` = 0 (the entries before it are of
+    /// other kinds).
     pub fn finish_frees<E: From<AccessError>>(
         &self,
         end: u64,
@@ -693,6 +711,17 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
         }
         self.clear_frees()?;
         Ok(())
+    }
+
+    /// Rewrites the first word of entry `i` to `tagged`, in place: an entry that a rollback
+    /// passes over turned into another such (a release into a free block), so that a process
+    /// killed on either side of the store leaves a log that rolls back the same.
+    pub fn retag(&self, i: u64, tagged: u64) -> Result<(), AccessError> {
+        // Relaxed: the entry is read back by this writer, or by a recoverer after its death
+        // (see the cursor's accesses above); the commit's Release store of the length, and its
+        // barrier on disk, come after it.
+        self.store
+            .store(self.entry_offset(i), tagged, Ordering::Relaxed)
     }
 
     /// Undoes entries `len - 1` down to 0, newest first: a dead owner's change, as

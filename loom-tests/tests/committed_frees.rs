@@ -16,18 +16,19 @@
 //! - `writer_killed_at_every_point` (a writer makes a change that frees two blocks, then a
 //!   second change that frees none, killed before its k-th word access for every k; recovered;
 //!   then a gc frees what is unlinked and not yet free): the cursor moved after the free instead
-//!   of before (the recoverer frees the block again); a recovery that finishes frees under a
-//!   non-empty log (a change rolled back, its blocks linked again, freed); a second change's
-//!   recovery that takes the first change's entries, still in the block, for its own.
+//!   of before (the recoverer frees the block again: "a block freed twice"); a recovery that
+//!   finishes the frees under a non-empty log (the change is rolled back, its blocks linked
+//!   again, and freed); a recovery that starts from the first entry instead of the cursor.
 //! - `recoverer_killed_at_every_point` (the writer killed at every point, its first recoverer
-//!   killed at every point of its recovery, a second one finishing): the cursor cleared after
-//!   the rollback instead of before (a rollback cut short at length 0 leaves the frees looking
-//!   due, and the second recoverer frees linked blocks); a recoverer that starts from the first
-//!   entry instead of the cursor.
+//!   killed at every point of its recovery, a second one finishing): the same three, and the
+//!   cursor cleared after the rollback instead of before (a rollback cut short at length 0
+//!   leaves the frees looking due, and the second recoverer frees linked blocks; only this
+//!   model catches it).
 //! - `gc_races_the_recovery` (the writer killed at every point; a gc, which frees unlinked
 //!   blocks that are not free yet, races an opener that recovers the dead, each recovering the
 //!   dead owner when it finds it in the way, one recoverer at a time): a recovery that frees the
-//!   word before it finishes the frees (the gc then frees a block the recovery frees again).
+//!   dead owner's word before its own work (the gc then takes the word and frees blocks the
+//!   recovery frees or links again; only this model catches it).
 //!
 //! What a kill may leave: the one block whose entry the cursor had just passed (a kill between
 //! the cursor and the free), for each process killed; the gc of the object layer frees it,
@@ -35,7 +36,8 @@
 //! accesses; the free itself is one access here (the heap's free is checked by `heap.rs` and
 //! `dead_cache.rs`).
 //!
-//! Cost (one core, release build, LOOM_MAX_PREEMPTIONS=2): see the README's loom figures.
+//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, on the 2-core machine): 0.4 s for the three
+//! (47 victim kill points; 693 (victim, recoverer) pairs).
 #![cfg(loom)]
 
 use loom::sync::{Arc, Mutex};

@@ -283,6 +283,13 @@ impl Store {
         let stop = n + LOGGED_RELEASES_MOST;
         for i in 0..n {
             if let Some(Entry::Release { value }) = self.log.entry(&self.part, i)? {
+                if let Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } =
+                    self.value(value)?
+                {
+                    // A value that owns nothing else: its entry becomes its free.
+                    self.log.release_as_free(&self.part, i, value)?;
+                    continue;
+                }
                 work.push(Release::Value(value));
                 while self.log.len() < stop {
                     let Some(r) = work.pop() else { break };
