@@ -416,6 +416,11 @@ impl ChangeLog {
         self.releases
     }
 
+    /// Whether the change's log holds free-block entries (to free past the commit point).
+    pub fn has_frees(&self) -> bool {
+        self.frees
+    }
+
     /// The log's length (entries).
     pub fn len(&self) -> u64 {
         self.len
@@ -541,7 +546,18 @@ impl Store {
     /// point, the frees, each once (a process killed among them leaves the rest to its
     /// recoverer); then whatever `release_in_change` left for later (a change that frees more
     /// than it logs: killed there, the rest leaks to gc).
+    #[inline]
     pub(super) fn commit_log(&mut self) -> Result<()> {
+        if !self.log.has_releases() && !self.log.has_frees() {
+            // Most changes drop nothing (a counter, an int set, an append into room).
+            self.log.commit(&self.part)?;
+            return Ok(());
+        }
+        self.commit_log_releasing()
+    }
+
+    #[inline(never)]
+    fn commit_log_releasing(&mut self) -> Result<()> {
         let later = match self.release_in_change() {
             Ok(later) => later,
             Err(e) => {
