@@ -40,7 +40,8 @@
 //! The object layer (`object/lock.rs`, `object/recovery.rs`, and the undo log's append, commit
 //! and rollback in `object/undo.rs`) runs this module on the mapped lock and store files;
 //! `loom-tests/tests/store_lock.rs` runs it on loom atomics and kills the writer
-//! and the recoverer between any two of their word accesses. So every access a kill may precede
+//! and the recoverer between any two of their word accesses (`loom-tests/tests/committed_frees.rs`
+//! does the same for a committed change's frees and the release cursor that finishes them). So every access a kill may precede
 //! calls [`WordStore::step`] first (a no-op on the mapping). Readers make no such call: a reader
 //! holds nothing, and killing one proves nothing.
 //!
