@@ -94,6 +94,7 @@ impl Store {
                     word[i]
                 }
                 Node::Tuple(r) => self.new_tuple(t.kids(r), &word)?,
+                Node::FrozenSet(r) => self.new_frozenset(t, t.kids(r), &word)?,
                 scalar => self.encode_scalar(scalar)?,
             };
             word[i] = w;
@@ -164,6 +165,25 @@ impl Store {
         Ok(b)
     }
 
+    /// A frozenset block of the members `kids`, whose words are in `word`: each with its
+    /// stable hash, in ascending order of hash (lookups of a frozenset key match members by
+    /// hash).
+    fn new_frozenset(&mut self, t: &Tree, kids: &[u32], word: &[u64]) -> Result<u64> {
+        let mut members = Vec::with_capacity(kids.len());
+        for &c in kids {
+            members.push((hash_node(t, c)?, word[c as usize]));
+        }
+        members.sort_unstable();
+        let b = self.alloc(owned::set_bytes(members.len() as u64))?;
+        self.init(b, value::block_head(Kind::FrozenSet, members.len() as u64))?;
+        for (k, &(h, w)) in members.iter().enumerate() {
+            let at = owned::set_member(b, k as u64);
+            self.init(at, h)?;
+            self.init(at + 8, w)?;
+        }
+        Ok(b)
+    }
+
     /// Writes container tree `t` as a container that no value refers to: it lives while a
     /// held set names it (the caller holds it in this op), on the orphan list like any
     /// container whose last reference went. For copies that are not linked anywhere yet.
@@ -209,6 +229,7 @@ impl Store {
             }
             Node::Str(s) => self.owned_bytes(Kind::Str, s)?,
             Node::Bytes(b) => self.owned_bytes(Kind::Bytes, b)?,
+            Node::Packed(k, b) => self.owned_bytes(*k, b)?,
             other => {
                 return Err(Error::Usage(format!(
                     "value tree: {other:?} is not a scalar"
@@ -272,12 +293,16 @@ impl Store {
                 | Value::Bool(_)
                 | Value::Int(_)
                 | Value::ShortStr(_) => {}
-                Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
+                Value::Str(_)
+                | Value::Bytes(_)
+                | Value::BigInt(_)
+                | Value::Float { .. }
+                | Value::Packed { .. } => {
                     self.part.heap().free(crate::heap::Block::from_word(w))?
                 }
-                v @ Value::Tuple { .. } => {
+                v @ (Value::Tuple { .. } | Value::FrozenSet { .. }) => {
                     self.for_each_child(v, |child| {
-                        if let Child::Word(item) = child {
+                        if let Child::Word(item) | Child::Member { word: item, .. } = child {
                             work.push(Release::Value(item));
                         }
                         Ok(())
@@ -336,6 +361,7 @@ impl Store {
             match child {
                 Child::Word(w) => work.push(Release::Value(w)),
                 Child::Part(b) => work.push(Release::Block(b)),
+                Child::Member { word, .. } => work.push(Release::Value(word)),
                 Child::Entry { key, value, .. } => {
                     work.push(Release::Value(key));
                     work.push(Release::Value(value));
