@@ -377,9 +377,10 @@ fn dec_eq_float(neg: bool, digits: &[u8], exp: i64, f: f64) -> bool {
     if !f.is_finite() || f.is_sign_negative() != neg || exp >= 0 {
         return false;
     }
-    // f = m * 2^-j (m odd, j > 0 as f is not integral); digits * 10^-k (not a multiple of 10)
-    // equals it exactly when k == j and digits == m * 5^j (see the module doc of FORMAT.md
-    // §10.2: c 2^j = m 5^k 2^k forces both).
+    // f = m * 2^-j (m odd, j > 0 as f is not integral) and d = c * 10^-k (c not a multiple of
+    // 10, k > 0) are equal when c * 2^j = m * 5^k * 2^k. If j > k the left side is even and
+    // the right odd; if j < k then c = m * 5^k * 2^(k-j) is a multiple of 10. So k == j and
+    // c == m * 5^j.
     let (m, e, _) = float_parts(f);
     if e >= 0 || exp != e || digits.len() > 800 {
         return false;

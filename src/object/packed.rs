@@ -316,7 +316,7 @@ pub fn decode(k: Kind, b: &[u8]) -> Result<Packed<'_>, String> {
     })
 }
 
-/// Hash domains of the packed kinds (value.rs `hash`: 1..4 are str, bytes, big int, tuple).
+/// Hash domains of the packed kinds (value.rs `hash` uses 1..5).
 const DOMAIN_DATE: u64 = 16;
 const DOMAIN_DATETIME_NAIVE: u64 = 17;
 const DOMAIN_DATETIME_AWARE: u64 = 18;

@@ -250,8 +250,9 @@ pub mod hash {
 
     pub const DOMAIN_STR: u64 = 1;
     pub const DOMAIN_BYTES: u64 = 2;
-    pub const DOMAIN_BIGINT: u64 = 3;
+    // 3 was big ints' domain before format 3 (numbers now hash by value: number.rs).
     pub const DOMAIN_TUPLE: u64 = 4;
+    pub const DOMAIN_SET: u64 = 5;
 
     /// `bytes` of at most 7 bytes, given as their length and their little-endian word.
     pub fn short_bytes(domain: u64, len: usize, word: u64) -> u64 {
@@ -319,8 +320,6 @@ pub mod hash {
         }
         mix(sum ^ n.wrapping_mul(K) ^ DOMAIN_SET)
     }
-
-    pub const DOMAIN_SET: u64 = 5;
 }
 
 /// A float's key view: integral floats compare and hash as the integer they equal.
