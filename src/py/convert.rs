@@ -102,6 +102,8 @@ struct Types {
     time: Py<PyAny>,
     timedelta: Py<PyAny>,
     timezone: Py<PyAny>,
+    /// `timezone.utc`, the tzinfo of most aware values: written and read without a call.
+    utc: Py<PyAny>,
     decimal: Py<PyAny>,
     uuid: Py<PyAny>,
 }
@@ -118,6 +120,7 @@ fn types(py: Python<'_>) -> PyResult<&'static Types> {
             time: get(&dt, "time")?,
             timedelta: get(&dt, "timedelta")?,
             timezone: get(&dt, "timezone")?,
+            utc: dt.getattr("timezone")?.getattr("utc")?.unbind(),
             decimal: get(&py.import("decimal")?, "Decimal")?,
             uuid: get(&py.import("uuid")?, "UUID")?,
         })
@@ -140,6 +143,8 @@ fn clock_payload(o: &Bound<'_, PyAny>, t: &Types) -> PyResult<Vec<u8>> {
     let mut name = None;
     let offset = if tz.is_none() {
         None
+    } else if tz.is(t.utc.bind(o.py())) {
+        Some(0)
     } else if tz.get_type().is(t.timezone.bind(o.py())) {
         let off = tz.call_method1("utcoffset", (o.py().None(),))?;
         let micros = field(&off, "days")? * 86_400_000_000
@@ -249,6 +254,7 @@ fn packed_to_py<'py>(py: Python<'py>, p: &Packed) -> PyResult<Bound<'py, PyAny>>
     let tz = |c: &Clock| -> PyResult<Bound<'py, PyAny>> {
         Ok(match c.tz {
             None => py.None().into_bound(py),
+            Some((0, None)) => t.utc.bind(py).clone(),
             Some((off, name)) => {
                 let delta = t.timedelta.bind(py).call1((0i64, 0i64, off))?;
                 match name {
@@ -258,10 +264,14 @@ fn packed_to_py<'py>(py: Python<'py>, p: &Packed) -> PyResult<Bound<'py, PyAny>>
             }
         })
     };
-    let fold = |c: &Clock| -> PyResult<Bound<'py, PyDict>> {
+    // fold=1 is a keyword argument; 0 is the default (no dict made).
+    let fold = |c: &Clock| -> PyResult<Option<Bound<'py, PyDict>>> {
+        if !c.fold {
+            return Ok(None);
+        }
         let kw = PyDict::new(py);
-        kw.set_item("fold", c.fold as u8)?;
-        Ok(kw)
+        kw.set_item("fold", 1)?;
+        Ok(Some(kw))
     };
     match p {
         Packed::Date { year, month, day } => t.date.bind(py).call1((*year, *month, *day)),
@@ -281,11 +291,11 @@ fn packed_to_py<'py>(py: Python<'py>, p: &Packed) -> PyResult<Bound<'py, PyAny>>
                 c.micro,
                 tz(c)?,
             ),
-            Some(&fold(c)?),
+            fold(c)?.as_ref(),
         ),
         Packed::Time(c) => t.time.bind(py).call(
             (c.hour, c.minute, c.second, c.micro, tz(c)?),
-            Some(&fold(c)?),
+            fold(c)?.as_ref(),
         ),
         Packed::TimeDelta {
             days,
