@@ -249,12 +249,18 @@ def _build_base(name: str, path: Path) -> None:
         # The everyday value kinds (packed payloads) and frozensets, as values and keys.
         root["when"] = [
             datetime.datetime(2024, 2, 29, 12, 30, 5, 7, fold=1),
-            datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1), "CET")),
+            datetime.datetime(
+                2020, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1), "CET")
+            ),
             datetime.date(2000, 2, 29),
             datetime.time(23, 59, 59, 999999, tzinfo=datetime.timezone.utc),
             datetime.timedelta(days=-5, microseconds=3),
         ]
-        root["money"] = (decimal.Decimal("-1.50"), decimal.Decimal("NaN12"), decimal.Decimal("1E+99"))
+        root["money"] = (
+            decimal.Decimal("-1.50"),
+            decimal.Decimal("NaN12"),
+            decimal.Decimal("1E+99"),
+        )
         root["id"] = uuid.UUID(int=2**127 + 5)
         root["fs"] = frozenset({1, "two", (3, frozenset({4.5}))})
         root[frozenset({decimal.Decimal("2.5"), datetime.date(2020, 1, 1)})] = "frozenset key"

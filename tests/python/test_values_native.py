@@ -112,7 +112,9 @@ EDGES: dict[str, Any] = {
     "uuid_max": uuid.UUID(int=2**128 - 1),
     "uuid4": uuid.UUID("12345678-1234-5678-1234-567812345678"),
     "frozenset_empty": frozenset(),
-    "frozenset_mixed": frozenset({1, "a", b"b", (2, (3.5, None)), Decimal("2.5"), dt.date(2020, 1, 1)}),
+    "frozenset_mixed": frozenset(
+        {1, "a", b"b", (2, (3.5, None)), Decimal("2.5"), dt.date(2020, 1, 1)}
+    ),
     "frozenset_nested": frozenset({frozenset({frozenset({1}), 2}), (frozenset({"x"}),)}),
     "tuple_of_all": (dt.datetime(2020, 1, 1, tzinfo=UTC), Decimal("-0.00"), uuid.UUID(int=7)),
     "in_a_list": [dt.timedelta(days=-3), frozenset({Decimal("NaN")})],
@@ -185,9 +187,7 @@ SCALARS = st.one_of(
 )
 HASHABLE = st.recursive(
     SCALARS.filter(lambda v: not (isinstance(v, Decimal) and v.is_snan())),
-    lambda inner: st.one_of(
-        st.frozensets(inner, max_size=4), st.tuples(inner, inner)
-    ),
+    lambda inner: st.one_of(st.frozensets(inner, max_size=4), st.tuples(inner, inner)),
     max_leaves=8,
 )
 VALUES = st.one_of(SCALARS, HASHABLE)
@@ -307,9 +307,7 @@ def test_drawn_keys_differ_from_a_dict_in_nothing(store: Any, keys: list[Any]) -
     for i, k in enumerate(keys):
         model[k] = i
         d[k] = i
-    assert [(describe(k), v) for k, v in d.items()] == [
-        (describe(k), v) for k, v in model.items()
-    ]
+    assert [(describe(k), v) for k, v in d.items()] == [(describe(k), v) for k, v in model.items()]
     for k in keys:
         assert d[k] == model[k]
 
@@ -430,9 +428,7 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGES))
-def test_damaged_payload_is_corruption_never_a_crash(
-    tmp_path: Path, case: str
-) -> None:
+def test_damaged_payload_is_corruption_never_a_crash(tmp_path: Path, case: str) -> None:
     value, find, replace = DAMAGES[case]
     path = tmp_path / "s.db"
     with persist.open(str(path)) as s:
