@@ -241,9 +241,11 @@ fn decode_decimal(b: &[u8]) -> Result<Dec<'_>, String> {
     }
     let ok = match special {
         Special::Finite => {
+            // The adjusted exponent (of the leading digit) is what libmpdec bounds above.
             (DEC_EXP_MIN..=DEC_EXP_MAX).contains(&exp)
                 && !digits.is_empty()
                 && (digits[0] != b'0' || digits.len() == 1)
+                && exp.saturating_add(digits.len() as i64 - 1) <= DEC_EXP_MAX
         }
         Special::Infinity => exp == 0 && digits.is_empty(),
         // A NaN's payload: no leading zero (Python drops them).
@@ -476,6 +478,13 @@ mod tests {
         assert!(decode(Kind::Decimal, &d).is_err());
         d.truncate(9);
         assert!(decode(Kind::Decimal, &d).is_err());
+        // 12E+999999999999999999: its adjusted exponent is beyond what Python builds.
+        let mut big = vec![0u8];
+        big.extend_from_slice(&DEC_EXP_MAX.to_le_bytes());
+        big.extend_from_slice(b"1");
+        assert!(decode(Kind::Decimal, &big).is_ok());
+        big.extend_from_slice(b"2");
+        assert!(decode(Kind::Decimal, &big).is_err());
         d.push(b'x');
         assert!(decode(Kind::Decimal, &d).is_err());
         assert!(decode(Kind::Uuid, &[0; 15]).is_err());
