@@ -7,7 +7,7 @@ use super::list::corrupt;
 use super::number::{self, Num};
 use super::packed::{self, KeyForm, Packed};
 use super::tree::{Node, Tree};
-use super::value::{self, hash, FloatKey, Kind};
+use super::value::{self, hash, Kind};
 use super::view::Value;
 use super::{Error, Result, Store};
 
@@ -101,11 +101,11 @@ pub(super) fn hash_int_bytes(b: &[u8]) -> u64 {
 }
 
 pub(super) fn hash_float(f: f64) -> u64 {
-    match value::float_key(f) {
-        FloatKey::Int(v) => hash::int(v),
-        FloatKey::Big(b) => hash_int_bytes(&b),
-        FloatKey::Other(f) if f.is_finite() => hash::num(number::residue_float(f)),
-        FloatKey::Other(f) => hash::float_bits(f.to_bits()),
+    if f.is_finite() {
+        // Integral or not: the residue of its exact value, as the equal int's.
+        hash::num(number::residue_float(f))
+    } else {
+        hash::float_bits(f.to_bits())
     }
 }
 

@@ -20,8 +20,26 @@ use super::value::{self, FloatKey};
 /// The modulus of the numeric hash: 2^61 - 1.
 pub const P: u64 = (1 << 61) - 1;
 
+/// `a * b mod P` for `a, b < P`: since 2^61 = 1 (mod P), the high bits fold onto the low.
 fn mulp(a: u64, b: u64) -> u64 {
-    ((a as u128 * b as u128) % P as u128) as u64
+    let x = a as u128 * b as u128; // < 2^122
+    let r = (x as u64 & P) + (x >> 61) as u64; // < 2^62
+    let r = (r & P) + (r >> 61);
+    if r >= P {
+        r - P
+    } else {
+        r
+    }
+}
+
+/// `a + b mod P` for `a, b < P`.
+fn addp(a: u64, b: u64) -> u64 {
+    let r = a + b;
+    if r >= P {
+        r - P
+    } else {
+        r
+    }
 }
 
 fn powp(mut b: u64, mut e: u64) -> u64 {
@@ -69,9 +87,16 @@ fn twos_magnitude(b: &[u8]) -> (Vec<u8>, bool) {
 /// The residue of an int given as two's-complement little-endian bytes.
 pub fn residue_twos(b: &[u8]) -> u64 {
     let (m, neg) = twos_magnitude(b);
+    // Seven bytes at a time, most significant first (the bytes are little-endian): the top
+    // len % 7 bytes, then whole chunks; r = r * 2^56 + chunk.
+    let (low, high) = m.split_at(m.len() - m.len() % 7);
     let mut r = 0u64;
-    for &x in m.iter().rev() {
-        r = ((r as u128 * 256 + x as u128) % P as u128) as u64;
+    for chunk in std::iter::once(high).chain(low.rchunks_exact(7)) {
+        let mut c = 0u64;
+        for &x in chunk.iter().rev() {
+            c = (c << 8) | x as u64;
+        }
+        r = addp(mulp(r, 1 << 56), c);
     }
     negp(r, neg)
 }
@@ -99,12 +124,8 @@ fn float_parts(f: f64) -> (u64, i64, bool) {
 /// The residue of a finite float.
 pub fn residue_float(f: f64) -> u64 {
     let (m, e, neg) = float_parts(f);
-    // 2 * 2^60 = 2^61 = 1 (mod P): 2^60 is the inverse of 2.
-    let scale = if e >= 0 {
-        powp(2, e as u64)
-    } else {
-        powp(1 << 60, e.unsigned_abs())
-    };
+    // 2^61 = 1 (mod P), so 2^e = 2^(e mod 61) for any e, negative ones included.
+    let scale = 1u64 << e.rem_euclid(61);
     negp(mulp(m % P, scale), neg)
 }
 
@@ -129,7 +150,7 @@ pub enum Special {
 pub fn residue_dec(d: &Dec) -> u64 {
     let mut c = 0u64;
     for &x in d.digits {
-        c = ((c as u128 * 10 + (x - b'0') as u128) % P as u128) as u64;
+        c = addp(mulp(c, 10), (x - b'0') as u64);
     }
     let scale = if d.exp >= 0 {
         powp(10, d.exp as u64)
@@ -425,6 +446,28 @@ mod tests {
         assert_eq!(residue_dec(&dec("100", -2)), residue_i64(1));
         assert_eq!(residue_dec(&dec("5", -1)), residue_float(0.5));
         assert_eq!(residue_float(3.0), residue_i64(3));
+        assert_eq!(mulp(P - 1, P - 1), 1);
+        assert_eq!(residue_twos(&[0xff; 40]), P - 1);
+        for f in [
+            1e300,
+            -1.25e300,
+            2f64.powi(63),
+            -(2f64.powi(64)),
+            123456789.0,
+        ] {
+            let b = match value::float_key(f) {
+                FloatKey::Big(b) => b,
+                FloatKey::Int(v) => v.to_le_bytes().to_vec(),
+                FloatKey::Other(_) => unreachable!("integral"),
+            };
+            assert_eq!(residue_float(f), residue_twos(&b), "{f}");
+        }
+        let mut big = vec![0u8; 30];
+        big.push(1);
+        // 2^240 = 2^(240 mod 61) = 2^57.
+        assert_eq!(residue_twos(&big), 1 << 57);
+        assert_eq!(mulp(residue_float(0.25), 4), 1);
+        assert_eq!(residue_float(-0.75), P - mulp(3, powp(1 << 60, 2)));
         assert_eq!(residue_i64(-1), P - 1);
         assert_eq!(residue_twos(&[0xff]), P - 1);
         let big = value::minimal_twos((1u128 << 70).to_le_bytes().to_vec());
