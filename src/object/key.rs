@@ -239,6 +239,13 @@ impl Store {
 
     /// `key_eq` for a key node that is not a tuple.
     fn scalar_key_eq(&self, w: u64, node: &Node) -> Result<bool> {
+        // A float against a stored float: numeric equality is the floats' own (the common
+        // case, without building the exact numbers below).
+        if let (Node::Float(f), true) = (node, value::is_block(w)) {
+            if let Value::Float { block } = self.value(w)? {
+                return Ok(f64::from_bits(self.float_bits(block)?) == *f);
+            }
+        }
         Ok(match node {
             Node::None => w == value::NONE,
             Node::Str(s) => match value::short_str(s) {
