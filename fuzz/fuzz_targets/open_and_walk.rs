@@ -34,6 +34,9 @@ use libfuzzer_sys::fuzz_target;
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
+use persist::object::number::{Dec, Special};
+use persist::object::packed::{self, Clock, Packed};
+use persist::object::value::Kind;
 use persist::object::{value, Container, Store};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,9 @@ enum V {
     L(Vec<V>),
     D(Vec<(V, V)>),
     Obj(&'static str, Vec<(V, V)>),
+    /// A packed value (datetime, date, time, timedelta, Decimal, UUID): its kind and payload.
+    P(Kind, Vec<u8>),
+    Set(Vec<V>),
     None,
 }
 
@@ -85,6 +91,12 @@ fn add(t: &mut Tree<'static>, v: &V) -> u32 {
         V::S(s) => t.push(Node::Str(s.clone().into_bytes().into())),
         V::B(b) => t.push(Node::Bytes(b.clone().into())),
         V::None => t.push(Node::None),
+        V::P(k, b) => t.push(Node::Packed(*k, b.clone())),
+        V::Set(xs) => {
+            let (n, start) = t.push_parent(xs.len() as u32, Node::FrozenSet);
+            kids(t, xs.iter().collect(), start);
+            n
+        }
         V::Tup(xs) | V::L(xs) => {
             let is_list = matches!(v, V::L(_));
             let (n, start) = t.push_parent(xs.len() as u32, |r| {
@@ -253,6 +265,68 @@ fn make_base() -> Base {
         )
         .unwrap();
         set(&mut st, root, "big", &V::B(vec![b'L'; 20_000])).unwrap();
+        // The everyday value kinds (packed payloads) and a frozenset, also as a key.
+        let clock = Clock {
+            hour: 12,
+            minute: 30,
+            second: 5,
+            micro: 7,
+            fold: true,
+            tz: Some((3_600_000_000, Some(&b"CET"[..]))),
+        };
+        let date = Packed::Date {
+            year: 2024,
+            month: 2,
+            day: 29,
+        };
+        let dec = Packed::Decimal(Dec {
+            neg: true,
+            special: Special::Finite,
+            exp: -2,
+            digits: b"150",
+        });
+        let p = |k: Kind, v: &Packed| V::P(k, packed::encode(v));
+        set(
+            &mut st,
+            root,
+            "when",
+            &V::L(vec![
+                p(
+                    Kind::DateTime,
+                    &Packed::DateTime {
+                        year: 2020,
+                        month: 1,
+                        day: 1,
+                        clock,
+                    },
+                ),
+                p(Kind::Date, &date),
+                p(Kind::Time, &Packed::Time(Clock { tz: None, ..clock })),
+                p(
+                    Kind::TimeDelta,
+                    &Packed::TimeDelta {
+                        days: -5,
+                        seconds: 3,
+                        micros: 4,
+                    },
+                ),
+                p(Kind::Decimal, &dec),
+                p(Kind::Uuid, &Packed::Uuid([0xab; 16])),
+                V::Set(vec![V::Int(1), s("two"), V::Tup(vec![p(Kind::Date, &date)])]),
+            ]),
+        )
+        .unwrap();
+        let set_key = build(&V::Set(vec![p(Kind::Decimal, &dec), V::Int(3)]));
+        st.begin_op(T).unwrap();
+        let w = st.encode(&build(&s("frozenset key"))).unwrap();
+        st.dict_set(
+            root,
+            &Key::new(&set_key, set_key.root).unwrap(),
+            w,
+            &mut NO_HINT.clone(),
+        )
+        .unwrap();
+        st.end_op(true).unwrap();
         for i in 0..30 {
             set(&mut st, root, &format!("k{i}"), &s(&"v".repeat(i * 17))).unwrap();
         }
@@ -469,6 +543,12 @@ fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
             Value::Tuple { block, len } => {
                 for i in 0..len {
                     stack.push(st.tuple_item(block, i)?);
+                }
+            }
+            Value::Packed { kind, payload } => st.packed(kind, payload, |_| ())?,
+            Value::FrozenSet { block, len } => {
+                for i in 0..len {
+                    stack.push(st.set_member(block, i)?.1);
                 }
             }
             Value::List(c) => {

@@ -7,11 +7,12 @@ containers it holds by number; scalars are written in place, tagged where JSON a
 lose them. API: :func:`walk` (store -> records, under the caller's lockShared),
 :func:`write_dump` / :func:`read_dump` (records <-> the file), and the ``dump`` command.
 
-The format, version 1 (FORMAT.md §11 has the same text):
+The format, version 2 (FORMAT.md §11 has the same text; version 1 lacked the everyday value
+types, and is read as well):
 
 * UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
   written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header
-  ``{"format":"persist-dump","version":1,"persist":"0.1.0","store_format":1,"root":0}``;
+  ``{"format":"persist-dump","version":2,"persist":"0.1.0","store_format":3,"root":0}``;
   then one record per container; the last line is ``{"end":N}``, N the number of records (a
   dump without it was cut short and is refused).
 * Records: ``{"id":I,"type":"dict","items":[[K,V],...]}``,
@@ -29,7 +30,13 @@ The format, version 1 (FORMAT.md §11 has the same text):
   ``{"float_bits":"7ff0000000000001"}`` (a NaN other than 0x7ff8000000000000, as its 64 bits in
   hex), ``{"bytes":"<base64>"}``, ``{"wtf8":"<base64>"}`` (a str with lone surrogates, as its
   UTF-8 bytes with surrogates encoded like other code points), ``{"tuple":[V,...]}``,
-  ``{"ref":I}`` (the container of record I). Dict keys use the same encoding (never ``ref``).
+  ``{"frozenset":[V,...]}`` (members in the order of their JSON text),
+  ``{"decimal":"-1.20E+5"}`` (``str``), ``{"uuid":"<36 characters>"}``,
+  ``{"timedelta":[days,seconds,microseconds]}``, ``{"date":"2024-02-29"}``,
+  ``{"datetime":"2024-02-29T12:30:45.000001+01:00"}`` and ``{"time":"12:30:45.000001"}``
+  (``isoformat`` with microseconds; these two may add ``"fold":1`` and, for a timezone made
+  with a name, ``"tzname":"CET"``), ``{"ref":I}`` (the container of record I). Dict keys use
+  the same encoding (never ``ref``).
 * Identity: two references to one container carry one id, so shared containers and cycles
   come back as such. Tuples, strs and other values have no identity in a store and none in a
   dump.
@@ -39,10 +46,13 @@ from __future__ import annotations
 
 import base64
 import collections
+import datetime
+import decimal
 import json
 import math
 import re
 import struct
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
@@ -51,12 +61,29 @@ from persist._cli_common import CliError, Progress
 from persist._pbase import _core
 
 FORMAT = "persist-dump"
-VERSION = 1
+VERSION = 2
+# Dump versions this persist reads: 1 has no everyday value types, else the same.
+READS = (1, 2)
 
 # Exactly representable in a double: what other JSON readers keep as an integer.
 _SAFE_INT = 2**53
 _CANONICAL_NAN = 0x7FF8000000000000
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+_PLAIN = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        str,
+        bytes,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+        uuid.UUID,
+    }
+)
 _HEX_INT = re.compile("-?[0-9a-f]+")
 
 
@@ -119,6 +146,8 @@ def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Recor
             return v
         if t is tuple:
             return tuple([value(x) for x in v])
+        if t is frozenset:
+            return v
         if t is persist.List:
             return ref(v, "list")
         if t is persist.Dict:
@@ -181,6 +210,27 @@ def encode_value(v: Any) -> Any:
         return {"bytes": _b64(v)}
     if t is tuple:
         return {"tuple": [encode_value(x) for x in v]}
+    if t is frozenset:
+        members = [encode_value(x) for x in v]
+        members.sort(key=_encode)
+        return {"frozenset": members}
+    if t is decimal.Decimal:
+        return {"decimal": str(v)}
+    if t is uuid.UUID:
+        return {"uuid": str(v)}
+    if t is datetime.timedelta:
+        return {"timedelta": [v.days, v.seconds, v.microseconds]}
+    if t is datetime.date:
+        return {"date": v.isoformat()}
+    if t is datetime.datetime or t is datetime.time:
+        out: dict[str, Any] = {t.__name__: v.isoformat(timespec="microseconds")}
+        if v.fold:
+            out["fold"] = 1
+        if v.tzinfo is not None:
+            args = v.tzinfo.__getinitargs__()  # type: ignore[attr-defined]
+            if len(args) == 2:
+                out["tzname"] = args[1]
+        return out
     if t is Ref:
         return {"ref": v.id}
     raise CliError(f"cannot dump a value of type {t.__name__}")
@@ -253,11 +303,32 @@ def _unb64(s: Any) -> bytes:
     return base64.b64decode(s.encode("ascii"), validate=True)
 
 
+def _clock(x: dict[str, Any]) -> Any:
+    """A datetime or time of the dump: ``isoformat`` text, then ``fold`` and ``tzname``."""
+    ((tag, text),) = [(k, v) for k, v in x.items() if k in ("datetime", "time")]
+    extra = x.keys() - {tag, "fold", "tzname"}
+    if type(text) is not str or extra or x.get("fold", 1) != 1:
+        raise ValueError(f"not a {tag} of the dump format: {json.dumps(x)[:80]}")
+    cls = datetime.datetime if tag == "datetime" else datetime.time
+    v = cls.fromisoformat(text)
+    if "tzname" in x:
+        name = x["tzname"]
+        offset = v.utcoffset()
+        if type(name) is not str or offset is None:
+            raise ValueError(f"a tzname needs a str and an offset: {json.dumps(x)[:80]}")
+        v = v.replace(tzinfo=datetime.timezone(offset, name))
+    if "fold" in x:
+        v = v.replace(fold=1)
+    return v
+
+
 def decode_value(x: Any, key: bool = False) -> Any:
     """The value a JSON value of a dump stands for (``Ref`` for a reference)."""
     t = type(x)
     if x is None or t is bool or t is int or t is float or t is str:
         return x
+    if t is dict and ("datetime" in x or "time" in x):
+        return _clock(x)
     if t is dict and len(x) == 1:
         ((tag, arg),) = x.items()
         if tag == "tuple" and type(arg) is list:
@@ -274,6 +345,24 @@ def decode_value(x: Any, key: bool = False) -> Any:
             return float(arg)
         if tag == "float_bits" and type(arg) is str and len(arg) == 16:
             return struct.unpack("<d", struct.pack("<Q", int(arg, 16)))[0]
+        if tag == "frozenset" and type(arg) is list:
+            return frozenset([decode_value(y, True) for y in arg])
+        if tag == "decimal" and type(arg) is str:
+            try:
+                return decimal.Decimal(arg)
+            except decimal.InvalidOperation:
+                raise ValueError(f"not a Decimal: {arg[:80]!r}") from None
+        if tag == "uuid" and type(arg) is str:
+            return uuid.UUID(arg)
+        if tag == "date" and type(arg) is str:
+            return datetime.date.fromisoformat(arg)
+        if (
+            tag == "timedelta"
+            and type(arg) is list
+            and len(arg) == 3
+            and all(type(n) is int for n in arg)
+        ):
+            return datetime.timedelta(*arg)
     if key and t is dict and x.keys() == {"ref"}:
         raise ValueError("a dict key cannot be a reference to a container")
     raise ValueError(f"not a value of the dump format: {json.dumps(x)[:80]}")
@@ -329,10 +418,10 @@ def read_dump(
         h = None
     if type(h) is not dict or h.get("format") != FORMAT:
         raise DumpError(f"{name} is not a persist dump (its first line is not a dump header)")
-    if h.get("version") != VERSION:
+    if h.get("version") not in READS:
         raise DumpError(
             f"{name} is a persist dump of version {h.get('version')!r}; this persist reads "
-            f"version {VERSION}"
+            f"versions {', '.join(map(str, READS))}"
         )
     root = h.get("root")
     if type(root) is not int:
@@ -358,7 +447,7 @@ def read_dump(
             continue
         try:
             records.append(decode_record(x))
-        except (ValueError, RecursionError) as e:
+        except (ValueError, OverflowError, RecursionError) as e:
             raise DumpError(f"{name}, line {lineno}: {e}") from None
         if progress is not None:
             progress.update(read, size)

@@ -181,7 +181,12 @@ class ListIter(Iterator[Any]):
 
 @final
 class Dict:
-    """A dict in a store: behaves like dict; changes go to the store."""
+    """A dict in a store: behaves like dict; changes go to the store.
+
+    Values: None, bool, int, float, str, bytes, tuple, list, dict, pbase objects, frozenset,
+    datetime.datetime, date, time, timedelta (naive or with a datetime.timezone tzinfo),
+    decimal.Decimal and uuid.UUID. Keys: the immutable ones of these (not list, dict or
+    objects), equal as in a dict (Decimal(1), 1, 1.0 and True are one key)."""
 
     __hash__: None  # type: ignore[assignment]
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Dict:

@@ -263,7 +263,9 @@ impl Store {
         }
         let kw = match (key.inline, key.tree) {
             (Some(w), _) => w,
-            (None, Some((kt, node))) if matches!(kt.node(node), Node::Tuple(_)) => {
+            (None, Some((kt, node)))
+                if matches!(kt.node(node), Node::Tuple(_) | Node::FrozenSet(_)) =>
+            {
                 let sub = Tree {
                     nodes: kt.nodes.clone(),
                     children: kt.children.clone(),

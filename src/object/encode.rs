@@ -95,6 +95,7 @@ impl Store {
                     word[i]
                 }
                 Node::Tuple(r) => self.new_tuple(t.kids(r), &word)?,
+                Node::FrozenSet(r) => self.new_frozenset(t, t.kids(r), &word)?,
                 scalar => self.encode_scalar(scalar)?,
             };
             word[i] = w;
@@ -165,6 +166,25 @@ impl Store {
         Ok(b)
     }
 
+    /// A frozenset block of the members `kids`, whose words are in `word`: each with its
+    /// stable hash, in ascending order of hash (lookups of a frozenset key match members by
+    /// hash).
+    fn new_frozenset(&mut self, t: &Tree, kids: &[u32], word: &[u64]) -> Result<u64> {
+        let mut members = Vec::with_capacity(kids.len());
+        for &c in kids {
+            members.push((hash_node(t, c)?, word[c as usize]));
+        }
+        members.sort_unstable();
+        let b = self.alloc(owned::set_bytes(members.len() as u64))?;
+        self.init(b, value::block_head(Kind::FrozenSet, members.len() as u64))?;
+        for (k, &(h, w)) in members.iter().enumerate() {
+            let at = owned::set_member(b, k as u64);
+            self.init(at, h)?;
+            self.init(at + 8, w)?;
+        }
+        Ok(b)
+    }
+
     /// Writes container tree `t` as a container that no value refers to: it lives while a
     /// held set names it (the caller holds it in this op), on the orphan list like any
     /// container whose last reference went. For copies that are not linked anywhere yet.
@@ -210,6 +230,7 @@ impl Store {
             }
             Node::Str(s) => self.owned_bytes(Kind::Str, s)?,
             Node::Bytes(b) => self.owned_bytes(Kind::Bytes, b)?,
+            Node::Packed(k, b) => self.owned_bytes(*k, b)?,
             other => {
                 return Err(Error::Usage(format!(
                     "value tree: {other:?} is not a scalar"
@@ -283,8 +304,11 @@ impl Store {
         let stop = n + LOGGED_RELEASES_MOST;
         for i in 0..n {
             if let Some(Entry::Release { value }) = self.log.entry(&self.part, i)? {
-                if let Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } =
-                    self.value(value)?
+                if let Value::Str(_)
+                | Value::Bytes(_)
+                | Value::BigInt(_)
+                | Value::Float { .. }
+                | Value::Packed { .. } = self.value(value)?
                 {
                     // A value that owns nothing else: its entry becomes its free.
                     self.log.release_as_free(&self.part, i, value)?;
@@ -319,12 +343,14 @@ impl Store {
         };
         match self.value(w)? {
             Value::Empty | Value::None | Value::Bool(_) | Value::Int(_) | Value::ShortStr(_) => {}
-            Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
-                self.free_block(w, way)?
-            }
-            v @ Value::Tuple { .. } => {
+            Value::Str(_)
+            | Value::Bytes(_)
+            | Value::BigInt(_)
+            | Value::Float { .. }
+            | Value::Packed { .. } => self.free_block(w, way)?,
+            v @ (Value::Tuple { .. } | Value::FrozenSet { .. }) => {
                 self.for_each_child(v, |child| {
-                    if let Child::Word(item) = child {
+                    if let Child::Word(item) | Child::Member { word: item, .. } = child {
                         work.push(Release::Value(item));
                     }
                     Ok(())
@@ -408,6 +434,7 @@ impl Store {
             match child {
                 Child::Word(w) => work.push(Release::Value(w)),
                 Child::Part(b) => work.push(Release::Block(b)),
+                Child::Member { word, .. } => work.push(Release::Value(word)),
                 Child::Entry { key, value, .. } => {
                     work.push(Release::Value(key));
                     work.push(Release::Value(value));

@@ -4,38 +4,25 @@
 
 use super::layout::owned;
 use super::list::corrupt;
+use super::number::{self, Num};
+use super::packed::{self, KeyForm, Packed};
 use super::tree::{Node, Tree};
-use super::value::{self, hash, FloatKey, Kind};
+use super::value::{self, hash, Kind};
 use super::view::Value;
 use super::{Error, Result, Store};
 
-/// A number as keys compare it: 1, 1.0 and True are equal.
-#[derive(PartialEq)]
-enum Num {
-    I(i64),
-    B(Vec<u8>),
-    F(f64),
-}
-
-fn node_num(n: &Node) -> Option<Num> {
-    Some(match n {
+fn node_num(n: &Node) -> Result<Option<Num>> {
+    Ok(Some(match n {
         Node::Bool(b) => Num::I(*b as i64),
         Node::Int(v) => Num::I(*v),
-        Node::BigInt(b) => match value::twos_to_i64(b) {
-            Some(v) => Num::I(v),
-            None => Num::B(value::minimal_twos(b.clone())),
+        Node::BigInt(b) => number::int_bytes_num(b),
+        Node::Float(f) => number::float_num(*f),
+        Node::Packed(Kind::Decimal, b) => match packed::decode(Kind::Decimal, b) {
+            Ok(Packed::Decimal(d)) => number::dec_num(&d),
+            _ => return Err(Error::Usage("value tree: a bad Decimal payload".into())),
         },
-        Node::Float(f) => float_num(*f),
-        _ => return None,
-    })
-}
-
-fn float_num(f: f64) -> Num {
-    match value::float_key(f) {
-        FloatKey::Int(v) => Num::I(v),
-        FloatKey::Big(b) => Num::B(b),
-        FloatKey::Other(f) => Num::F(f),
-    }
+        _ => return Ok(None),
+    }))
 }
 
 /// A dict key as lookups use it: its stable hash, its value word when it is stored inline (a
@@ -68,33 +55,39 @@ impl<'t, 'a> Key<'t, 'a> {
     }
 }
 
-/// The stable hash of tree node `i` (a key). Tuples nest; their depth is bounded by the
-/// tree builder (a key is hashable in Python, so it has no cycles).
+/// The stable hash of tree node `i` (a key). Tuples and frozensets nest; their depth is
+/// bounded by the tree builder (a key is hashable in Python, so it has no cycles).
 pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
-    if !matches!(t.node(i), Node::Tuple(_)) {
+    if !matches!(t.node(i), Node::Tuple(_) | Node::FrozenSet(_)) {
         return hash_scalar(t.node(i));
     }
-    // Iterative: post-order over tuple items.
+    // Iterative: post-order over tuple items and frozenset members.
     enum Step {
         Visit(u32),
-        Combine(usize, usize),
+        Combine(usize, usize, bool),
     }
     let mut out: Vec<u64> = Vec::new();
     let mut stack = vec![Step::Visit(i)];
     while let Some(s) = stack.pop() {
         match s {
             Step::Visit(i) => match t.node(i) {
-                Node::Tuple(r) => {
+                Node::Tuple(r) | Node::FrozenSet(r) => {
                     let kids = t.kids(r);
-                    stack.push(Step::Combine(out.len(), kids.len()));
+                    let set = matches!(t.node(i), Node::FrozenSet(_));
+                    stack.push(Step::Combine(out.len(), kids.len(), set));
                     for &c in kids.iter().rev() {
                         stack.push(Step::Visit(c));
                     }
                 }
                 n => out.push(hash_scalar(n)?),
             },
-            Step::Combine(start, len) => {
-                let h = hash::tuple(out[start..start + len].iter().copied());
+            Step::Combine(start, len, set) => {
+                let items = out[start..start + len].iter().copied();
+                let h = if set {
+                    hash::set(items)
+                } else {
+                    hash::tuple(items)
+                };
                 out.truncate(start);
                 out.push(h);
             }
@@ -104,18 +97,21 @@ pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
 }
 
 pub(super) fn hash_int_bytes(b: &[u8]) -> u64 {
-    match value::twos_to_i64(b) {
-        Some(v) => hash::int(v),
-        None => hash::bytes(hash::DOMAIN_BIGINT, b),
-    }
+    hash::num(number::residue_twos(b))
 }
 
 pub(super) fn hash_float(f: f64) -> u64 {
-    match value::float_key(f) {
-        FloatKey::Int(v) => hash::int(v),
-        FloatKey::Big(b) => hash::bytes(hash::DOMAIN_BIGINT, &b),
-        FloatKey::Other(f) => hash::float_bits(f.to_bits()),
+    if f.is_finite() {
+        // Integral or not: the residue of its exact value, as the equal int's.
+        hash::num(number::residue_float(f))
+    } else {
+        hash::float_bits(f.to_bits())
     }
+}
+
+fn hash_packed(k: Kind, b: &[u8]) -> Result<u64> {
+    let p = packed::decode(k, b).map_err(|e| Error::Usage(format!("value tree: {e}")))?;
+    Ok(packed::key_hash(&p))
 }
 
 fn hash_scalar(n: &Node) -> Result<u64> {
@@ -127,6 +123,7 @@ fn hash_scalar(n: &Node) -> Result<u64> {
         Node::Float(f) => hash_float(*f),
         Node::Str(s) => hash::bytes(hash::DOMAIN_STR, s),
         Node::Bytes(b) => hash::bytes(hash::DOMAIN_BYTES, b),
+        Node::Packed(k, b) => hash_packed(*k, b)?,
         _ => return Err(Error::Usage("value tree: a container used as a key".into())),
     })
 }
@@ -143,7 +140,7 @@ impl Store {
             // Only numbers have other stored forms equal to them (1 == 1.0 == True); a short
             // str and None are always stored as this very word.
             return Ok(match self.word_num(iw)? {
-                Some(n) => self.word_num(kw)? == Some(n),
+                Some(n) => self.word_num(kw)?.is_some_and(|m| number::num_eq(&n, &m)),
                 None => false,
             });
         }
@@ -155,10 +152,10 @@ impl Store {
 
     /// Whether stored key word `kw` equals key node `key` of `t`, with Python's rules: numbers
     /// by value across bool, int and float; str and bytes never equal each other; tuples item
-    /// by item.
+    /// by item; frozensets member by member (`set_eq`).
     fn key_eq(&self, kw: u64, t: &Tree, key: u32) -> Result<bool> {
         // Scalars (nearly every key) compare without the work list.
-        if !matches!(t.node(key), Node::Tuple(_)) {
+        if !matches!(t.node(key), Node::Tuple(_) | Node::FrozenSet(_)) {
             return self.scalar_key_eq(kw, t.node(key));
         }
         let mut stack = vec![(kw, key)];
@@ -182,6 +179,7 @@ impl Store {
                         }
                     }
                 }
+                Node::FrozenSet(r) => self.set_eq(w, t, t.kids(r))?,
                 node => self.scalar_key_eq(w, node)?,
             };
             if !eq {
@@ -191,8 +189,63 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether stored word `w` is a frozenset equal to the members `kids` of `t`: as many
+    /// members, and each of `kids` equal to a stored member of its hash (members are stored
+    /// in ascending order of hash, and are pairwise unequal, so this is set equality). Recurses
+    /// once per level of frozensets nested in the key, a depth the tree builder bounds.
+    fn set_eq(&self, w: u64, t: &Tree, kids: &[u32]) -> Result<bool> {
+        if !value::is_block(w) {
+            return Ok(false);
+        }
+        let head = self.get(w)?;
+        if value::head_kind(head) != Some(Kind::FrozenSet)
+            || value::head_len(head) != kids.len() as u64
+        {
+            return Ok(false);
+        }
+        let Value::FrozenSet { block, len } = self.value(w)? else {
+            return Ok(false);
+        };
+        for &k in kids {
+            let h = hash_node(t, k)?;
+            // The first member whose hash is not below h.
+            let (mut lo, mut hi) = (0, len);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.set_member(block, mid)?.0 < h {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let mut found = false;
+            while lo < len {
+                let (mh, mw) = self.set_member(block, lo)?;
+                if mh != h {
+                    break;
+                }
+                if self.key_eq(mw, t, k)? {
+                    found = true;
+                    break;
+                }
+                lo += 1;
+            }
+            if !found {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// `key_eq` for a key node that is not a tuple.
     fn scalar_key_eq(&self, w: u64, node: &Node) -> Result<bool> {
+        // A float against a stored float: numeric equality is the floats' own (the common
+        // case, without building the exact numbers below).
+        if let (Node::Float(f), true) = (node, value::is_block(w)) {
+            if let Value::Float { block } = self.value(w)? {
+                return Ok(f64::from_bits(self.float_bits(block)?) == *f);
+            }
+        }
         Ok(match node {
             Node::None => w == value::NONE,
             Node::Str(s) => match value::short_str(s) {
@@ -201,8 +254,25 @@ impl Store {
             },
             Node::Bytes(b) => self.block_bytes_eq(w, Kind::Bytes, b)?,
             Node::Int(v) if value::is_small_int(w) => value::small_int_value(w) == *v,
-            n => match (node_num(n), self.word_num(w)?) {
-                (Some(a), Some(b)) => a == b,
+            Node::Packed(k, b) if *k != Kind::Decimal => {
+                let Value::Packed { kind, payload } = self.value(w)? else {
+                    return Ok(false);
+                };
+                if kind != *k {
+                    return Ok(false);
+                }
+                let want =
+                    packed::decode(*k, b).map_err(|e| Error::Usage(format!("value tree: {e}")))?;
+                let want = packed::key_form(&want);
+                self.packed(kind, payload, |have| {
+                    match (packed::key_form(&have), &want) {
+                        (KeyForm::Bytes(d1, b1), KeyForm::Bytes(d2, b2)) => d1 == *d2 && b1 == *b2,
+                        _ => false,
+                    }
+                })?
+            }
+            n => match (node_num(n)?, self.word_num(w)?) {
+                (Some(a), Some(b)) => number::num_eq(&a, &b),
                 _ => false,
             },
         })
@@ -229,7 +299,7 @@ impl Store {
         Ok(Some(match self.value(w)? {
             Value::Bool(b) => Num::I(b as i64),
             Value::Int(v) => Num::I(v),
-            Value::Float { block } => float_num(f64::from_bits(self.float_bits(block)?)),
+            Value::Float { block } => number::float_num(f64::from_bits(self.float_bits(block)?)),
             Value::BigInt(p) => {
                 if p.len == 0 || p.len > 1 << 20 {
                     return Err(corrupt("int of unreasonable size", w));
@@ -240,12 +310,24 @@ impl Store {
                     None => Num::B(b),
                 }
             }
+            Value::Packed {
+                kind: Kind::Decimal,
+                payload,
+            } => {
+                let b = self.payload_bytes(payload)?;
+                match packed::decode(Kind::Decimal, &b) {
+                    Ok(Packed::Decimal(d)) => number::dec_num(&d),
+                    Ok(_) | Err(_) => return Err(corrupt("a damaged Decimal", w)),
+                }
+            }
             Value::Empty
             | Value::None
             | Value::ShortStr(_)
             | Value::Str(_)
             | Value::Bytes(_)
             | Value::Tuple { .. }
+            | Value::Packed { .. }
+            | Value::FrozenSet { .. }
             | Value::List(_)
             | Value::Dict(_)
             | Value::Object(_) => return Ok(None),
@@ -253,11 +335,11 @@ impl Store {
     }
 
     /// The stable hash of a stored key word (for check and rebuilding): as `hash_node` gives
-    /// for the value it stands for. Tuples through a work list (no recursion).
+    /// for the value it stands for. Tuples and frozensets through a work list (no recursion).
     pub fn hash_word(&self, w: u64) -> Result<u64> {
         enum Step {
             Visit(u64),
-            Combine(usize, usize),
+            Combine(usize, usize, bool),
         }
         let mut out = Vec::new();
         let mut stack = vec![Step::Visit(w)];
@@ -268,8 +350,13 @@ impl Store {
                 return Err(corrupt("key nests too deeply", w));
             }
             let w = match s {
-                Step::Combine(start, len) => {
-                    let h = hash::tuple(out[start..start + len].iter().copied());
+                Step::Combine(start, len, set) => {
+                    let items = out[start..start + len].iter().copied();
+                    let h = if set {
+                        hash::set(items)
+                    } else {
+                        hash::tuple(items)
+                    };
                     out.truncate(start);
                     out.push(h);
                     continue;
@@ -289,11 +376,21 @@ impl Store {
                 Value::BigInt(p) => hash_int_bytes(&self.payload_bytes(p)?),
                 Value::Float { block } => hash_float(f64::from_bits(self.float_bits(block)?)),
                 Value::Tuple { block, len } => {
-                    stack.push(Step::Combine(out.len(), len as usize));
+                    stack.push(Step::Combine(out.len(), len as usize, false));
                     for i in (0..len).rev() {
                         stack.push(Step::Visit(self.tuple_item(block, i)?));
                     }
                     continue;
+                }
+                Value::FrozenSet { block, len } => {
+                    stack.push(Step::Combine(out.len(), len as usize, true));
+                    for i in (0..len).rev() {
+                        stack.push(Step::Visit(self.set_member(block, i)?.1));
+                    }
+                    continue;
+                }
+                Value::Packed { kind, payload } => {
+                    self.packed(kind, payload, |p| packed::key_hash(&p))?
                 }
                 v @ (Value::Empty | Value::List(_) | Value::Dict(_) | Value::Object(_)) => {
                     return Err(corrupt(

@@ -126,8 +126,10 @@ pub mod dict_table {
     }
 }
 
-/// Owned values: str, bytes and int hold their bytes after the head (length: bytes); a float
-/// holds its bits in one word; a tuple its item words (length: items).
+/// Owned values: str, bytes, int and the packed values (datetime, date, time, timedelta,
+/// Decimal, UUID: packed.rs) hold their bytes after the head (length: bytes); a float holds its
+/// bits in one word; a tuple its item words (length: items); a frozenset its members, each a
+/// stored hash and a value word, in ascending order of hash (length: members).
 pub mod owned {
     pub const PAYLOAD: u64 = 8;
     pub const FLOAT_BYTES: u64 = 16;
@@ -140,6 +142,16 @@ pub mod owned {
     /// The bytes of a tuple block of `n` items.
     pub const fn tuple_bytes(n: u64) -> u64 {
         PAYLOAD + 8 * n
+    }
+
+    /// The hash word of member `i` of the frozenset block at `block`; its value word follows.
+    pub const fn set_member(block: u64, i: u64) -> u64 {
+        block + PAYLOAD + 16 * i
+    }
+
+    /// The bytes of a frozenset block of `n` members.
+    pub const fn set_bytes(n: u64) -> u64 {
+        PAYLOAD + 16 * n
     }
 }
 

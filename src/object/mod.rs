@@ -2,7 +2,7 @@
 //!
 //! Terms: a *value word* is what a container slot holds (value.rs); a *container* is a list,
 //! dict or object block (shared, reference counted); an *owned* value (str, bytes, big int,
-//! float, tuple) belongs to exactly one value word. An *op* is one change made under the
+//! float, tuple, frozenset, the packed everyday values) belongs to exactly one value word. An *op* is one change made under the
 //! writer lock: a single operation, or everything inside a lockExcl section.
 //!
 //! Concurrency (FORMAT.md §8):
@@ -45,6 +45,7 @@
 //! | `stale_lock.rs` | repairs of lock words no live process left (a damaged lock file) |
 //! | `session.rs` | a store shared by threads: one step at a time, waits, retries, fork |
 //! | `encode.rs`, `key.rs` | writing and releasing values; dict keys, their hash and equality |
+//! | `packed.rs`, `number.rs` | datetime, date, time, timedelta, Decimal and UUID payloads; numbers as keys |
 //! | `list.rs`, `dict.rs` | the containers |
 //! | `held.rs` | held sets and the orphan list's holders |
 //! | `walk.rs` | check, gc, stats |
@@ -60,6 +61,8 @@ mod key;
 pub mod layout;
 pub mod list;
 mod lock;
+pub mod number;
+pub mod packed;
 mod participant;
 mod recovery;
 mod session;

@@ -19,8 +19,13 @@ pub enum Node<'a> {
     /// UTF-8 bytes; lone surrogates are encoded as UTF-8 would encode them ("surrogatepass").
     Str(Cow<'a, [u8]>),
     Bytes(Cow<'a, [u8]>),
+    /// A datetime, date, time, timedelta, Decimal or UUID: its kind and its payload
+    /// (packed.rs, already encoded).
+    Packed(super::value::Kind, Vec<u8>),
     /// Children: `tree.children[range]`.
     Tuple(Range<u32>),
+    /// Members (hashable: scalars, tuples and frozensets of them): `tree.children[range]`.
+    FrozenSet(Range<u32>),
     List(Range<u32>),
     /// Children in pairs: key, value.
     Dict(Range<u32>),

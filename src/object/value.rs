@@ -44,6 +44,14 @@ pub enum Kind {
     BigInt = 3,
     Float = 4,
     Tuple = 5,
+    /// The everyday value types, packed bytes (packed.rs), and frozenset.
+    DateTime = 6,
+    Date = 7,
+    Time = 8,
+    TimeDelta = 9,
+    Decimal = 10,
+    Uuid = 11,
+    FrozenSet = 12,
     /// Containers: shared, reference counted.
     List = 16,
     Dict = 17,
@@ -64,6 +72,13 @@ impl Kind {
             3 => Kind::BigInt,
             4 => Kind::Float,
             5 => Kind::Tuple,
+            6 => Kind::DateTime,
+            7 => Kind::Date,
+            8 => Kind::Time,
+            9 => Kind::TimeDelta,
+            10 => Kind::Decimal,
+            11 => Kind::Uuid,
+            12 => Kind::FrozenSet,
             16 => Kind::List,
             17 => Kind::Dict,
             18 => Kind::Object,
@@ -90,6 +105,13 @@ impl Kind {
             Kind::BigInt => "int",
             Kind::Float => "float",
             Kind::Tuple => "tuple",
+            Kind::DateTime => "datetime",
+            Kind::Date => "date",
+            Kind::Time => "time",
+            Kind::TimeDelta => "timedelta",
+            Kind::Decimal => "Decimal",
+            Kind::Uuid => "UUID",
+            Kind::FrozenSet => "frozenset",
             Kind::List => "list",
             Kind::Dict => "dict",
             Kind::Object => "object",
@@ -211,8 +233,9 @@ pub fn check_word(w: u64) -> Result<(), Error> {
 // ---- the store's own hash ---------------------------------------------------------------
 
 /// The stable hash of dict keys: the same in every process and every run (never Python's
-/// randomized `hash()`). Equal keys hash equal: numbers hash by value (1, 1.0 and True alike),
-/// str and bytes by their bytes in separate domains, tuples by their items.
+/// randomized `hash()`). Equal keys hash equal: numbers hash by value (1, 1.0, True and
+/// Decimal(1) alike: number.rs, modulo 2^61 - 1), str and bytes by their bytes in separate
+/// domains, tuples by their items, frozensets by their items in any order.
 pub mod hash {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -227,8 +250,9 @@ pub mod hash {
 
     pub const DOMAIN_STR: u64 = 1;
     pub const DOMAIN_BYTES: u64 = 2;
-    pub const DOMAIN_BIGINT: u64 = 3;
+    // 3 was big ints' domain before format 3 (numbers now hash by value: number.rs).
     pub const DOMAIN_TUPLE: u64 = 4;
+    pub const DOMAIN_SET: u64 = 5;
 
     /// `bytes` of at most 7 bytes, given as their length and their little-endian word.
     pub fn short_bytes(domain: u64, len: usize, word: u64) -> u64 {
@@ -258,8 +282,13 @@ pub mod hash {
         mix(h)
     }
 
+    /// A finite number, by its residue modulo 2^61 - 1 (number.rs).
+    pub fn num(residue: u64) -> u64 {
+        mix(residue ^ 0x5bd1_e995)
+    }
+
     pub fn int(v: i64) -> u64 {
-        mix(v as u64 ^ 0x5bd1_e995)
+        num(super::super::number::residue_i64(v))
     }
 
     pub fn float_bits(bits: u64) -> u64 {
@@ -279,6 +308,17 @@ pub mod hash {
             n += 1;
         }
         mix(h ^ n)
+    }
+
+    /// Combines member hashes of a frozenset, in any order.
+    pub fn set(items: impl Iterator<Item = u64>) -> u64 {
+        let mut sum = 0u64;
+        let mut n = 0u64;
+        for x in items {
+            sum = sum.wrapping_add(mix(x ^ 0x6a09_e667_f3bc_c908));
+            n += 1;
+        }
+        mix(sum ^ n.wrapping_mul(K) ^ DOMAIN_SET)
     }
 }
 

@@ -90,6 +90,16 @@ pub enum Value {
         block: u64,
         len: u64,
     },
+    /// A datetime, date, time, timedelta, Decimal or UUID (packed.rs): its kind and payload.
+    Packed {
+        kind: Kind,
+        payload: Payload,
+    },
+    /// A frozenset of `len` members.
+    FrozenSet {
+        block: u64,
+        len: u64,
+    },
     List(Container),
     Dict(Container),
     Object(Container),
@@ -110,7 +120,9 @@ impl Value {
         match self {
             Value::Str(p) | Value::Bytes(p) | Value::BigInt(p) => Some(owned::PAYLOAD + p.len),
             Value::Float { .. } => Some(owned::FLOAT_BYTES),
-            Value::Tuple { len, .. } => Some(owned::PAYLOAD + 8 * len),
+            Value::Tuple { len, .. } => Some(owned::tuple_bytes(len)),
+            Value::Packed { payload, .. } => Some(owned::PAYLOAD + payload.len),
+            Value::FrozenSet { len, .. } => Some(owned::set_bytes(len)),
             _ => None,
         }
     }
@@ -126,6 +138,8 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::Float { .. } => "float",
             Value::Tuple { .. } => "tuple",
+            Value::Packed { kind, .. } => kind.name(),
+            Value::FrozenSet { .. } => "frozenset",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
             Value::Object(_) => "object",
@@ -147,6 +161,8 @@ pub enum Child {
     },
     /// An internal block the container owns (its items block or table).
     Part(u64),
+    /// A frozenset member: its stored hash and its value word.
+    Member { hash: u64, word: u64 },
 }
 
 impl Store {
@@ -193,6 +209,21 @@ impl Store {
                 payload(len.checked_mul(8))?;
                 Value::Tuple { block: w, len }
             }
+            Some(
+                kind @ (Kind::DateTime
+                | Kind::Date
+                | Kind::Time
+                | Kind::TimeDelta
+                | Kind::Decimal
+                | Kind::Uuid),
+            ) => Value::Packed {
+                kind,
+                payload: bytes(len)?,
+            },
+            Some(Kind::FrozenSet) => {
+                payload(len.checked_mul(16))?;
+                Value::FrozenSet { block: w, len }
+            }
             Some(Kind::List) => Value::List(Container(w)),
             Some(Kind::Dict) => Value::Dict(Container(w)),
             Some(Kind::Object) => Value::Object(Container(w)),
@@ -235,7 +266,25 @@ impl Store {
         self.get(owned::tuple_item(block, i))
     }
 
-    /// Calls `f` for everything `v` refers to: a tuple's items; a list's items block and items;
+    /// Member `i` of a frozenset (`i` below its length): its stored hash and value word.
+    pub fn set_member(&self, block: u64, i: u64) -> Result<(u64, u64)> {
+        let at = owned::set_member(block, i);
+        Ok((self.get(at)?, self.get(at + 8)?))
+    }
+
+    /// The decoded and checked payload of a packed value (a damaged one is an error).
+    pub fn packed<T>(
+        &self,
+        kind: Kind,
+        p: Payload,
+        f: impl FnOnce(super::packed::Packed) -> T,
+    ) -> Result<T> {
+        let b = self.payload_bytes(p)?;
+        let v = super::packed::decode(kind, &b).map_err(|what| corrupt(&what, p.block))?;
+        Ok(f(v))
+    }
+
+    /// Calls `f` for everything `v` refers to: a tuple's items; a frozenset's members; a list's items block and items;
     /// a dict's table and live entries (checking their count against the dict's); an object's
     /// table, entries and class name. Inline values and str, bytes, int and float refer to
     /// nothing.
@@ -253,10 +302,18 @@ impl Store {
             | Value::Str(_)
             | Value::Bytes(_)
             | Value::BigInt(_)
-            | Value::Float { .. } => Ok(()),
+            | Value::Float { .. }
+            | Value::Packed { .. } => Ok(()),
             Value::Tuple { block, len } => {
                 for i in 0..len {
                     f(Child::Word(self.tuple_item(block, i)?))?;
+                }
+                Ok(())
+            }
+            Value::FrozenSet { block, len } => {
+                for i in 0..len {
+                    let (hash, word) = self.set_member(block, i)?;
+                    f(Child::Member { hash, word })?;
                 }
                 Ok(())
             }

@@ -181,7 +181,9 @@ impl Store {
                 | Value::Bytes(_)
                 | Value::BigInt(_)
                 | Value::Float { .. }
-                | Value::Tuple { .. } => {
+                | Value::Packed { .. }
+                | Value::Tuple { .. }
+                | Value::FrozenSet { .. } => {
                     if m.blocks.insert(w, Role::Owned).is_some() {
                         return Err(Error::Corrupt {
                             what: format!(
@@ -194,12 +196,34 @@ impl Store {
                     m.spans.insert(w, v.owned_span().unwrap_or(0));
                 }
             }
+            if let Value::Packed { kind, payload } = v {
+                // Every field in range: what Python would refuse to build is damage.
+                self.packed(kind, payload, |_| ())?;
+            }
             *m.objects.entry(v.type_name()).or_default() += 1;
             let mut children = Vec::new();
+            let mut last_member_hash = None;
             self.for_each_child(v, |child| {
                 match child {
                     Child::Part(b) => self.mark_part(&mut m, b, w)?,
                     Child::Word(c) => children.push(c),
+                    Child::Member { hash, word } => {
+                        // Members in ascending order of hash (lookups rely on it), none a
+                        // container (a frozenset holds only hashable values).
+                        if last_member_hash.is_some_and(|h| h > hash)
+                            || self.names_container(word)?
+                            || (strict && self.hash_word(word)? != hash)
+                        {
+                            return Err(Error::Corrupt {
+                                what: "a frozenset member is out of order, a container, or has \
+                                       a wrong hash"
+                                    .into(),
+                                offset: w,
+                            });
+                        }
+                        last_member_hash = Some(hash);
+                        children.push(word);
+                    }
                     Child::Entry {
                         index,
                         hash,

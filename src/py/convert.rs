@@ -8,14 +8,17 @@
 use super::store::Shared;
 use super::{errors, proxy};
 use crate::object::dict::Key;
+use crate::object::number::{Dec, Special};
+use crate::object::packed::{self, Clock, Packed};
 use crate::object::tree::{Node, Tree};
-use crate::object::value;
+use crate::object::value::{self, Kind};
 use crate::object::view::{Payload, Value};
 use crate::object::{Container, Store};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyTuple};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,7 +90,248 @@ fn scalar_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Node<'py>>> {
             return Ok(Some(Node::Bytes(Cow::Borrowed(s))));
         }
     }
-    Ok(None)
+    packed_node(o)
+}
+
+// ---- the everyday value types (packed.rs) ------------------------------------------------
+
+/// The classes of the everyday value types, imported once (standard library modules only).
+struct Types {
+    datetime: Py<PyAny>,
+    date: Py<PyAny>,
+    time: Py<PyAny>,
+    timedelta: Py<PyAny>,
+    timezone: Py<PyAny>,
+    /// `timezone.utc`, the tzinfo of most aware values: written and read without a call.
+    utc: Py<PyAny>,
+    decimal: Py<PyAny>,
+    uuid: Py<PyAny>,
+}
+
+static TYPES: PyOnceLock<Types> = PyOnceLock::new();
+
+fn types(py: Python<'_>) -> PyResult<&'static Types> {
+    TYPES.get_or_try_init(py, || {
+        let dt = py.import("datetime")?;
+        let get = |m: &Bound<'_, PyModule>, name: &str| m.getattr(name).map(Bound::unbind);
+        Ok(Types {
+            datetime: get(&dt, "datetime")?,
+            date: get(&dt, "date")?,
+            time: get(&dt, "time")?,
+            timedelta: get(&dt, "timedelta")?,
+            timezone: get(&dt, "timezone")?,
+            utc: dt.getattr("timezone")?.getattr("utc")?.unbind(),
+            decimal: get(&py.import("decimal")?, "Decimal")?,
+            uuid: get(&py.import("uuid")?, "UUID")?,
+        })
+    })
+}
+
+/// How many frozensets may nest in one value (a lookup compares nested frozensets by
+/// recursion, one level per frozenset).
+pub(crate) const MAX_SET_DEPTH: u32 = 32;
+
+/// An int attribute of a datetime-module value (a C getter: no user code runs).
+fn field(o: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    o.getattr(name)?.extract::<i64>()
+}
+
+/// The packed clock of a datetime or time (packed.rs: a time's whole payload, a datetime's
+/// after its date): its fields and its tzinfo (None, or a `datetime.timezone`).
+fn clock_payload(o: &Bound<'_, PyAny>, t: &Types) -> PyResult<Vec<u8>> {
+    let tz = o.getattr("tzinfo")?;
+    let mut name = None;
+    let offset = if tz.is_none() {
+        None
+    } else if tz.is(t.utc.bind(o.py())) {
+        Some(0)
+    } else if tz.get_type().is(t.timezone.bind(o.py())) {
+        let off = tz.call_method1("utcoffset", (o.py().None(),))?;
+        let micros = field(&off, "days")? * 86_400_000_000
+            + field(&off, "seconds")? * 1_000_000
+            + field(&off, "microseconds")?;
+        // (offset,) or (offset, name): whether the timezone was given a name.
+        let args = tz.call_method0("__getinitargs__")?;
+        let args = args.cast::<PyTuple>()?;
+        if args.len() == 2 {
+            name = Some(str_bytes(&args.get_item(1)?)?.into_owned());
+        }
+        Some(micros)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "persist stores a {} with no tzinfo or a datetime.timezone (a fixed offset), not \
+             a tzinfo of type '{}' (convert it first, e.g. with .astimezone(timezone.utc))",
+            type_name(o),
+            type_name(&tz)
+        )));
+    };
+    let clock = Clock {
+        hour: field(o, "hour")? as u8,
+        minute: field(o, "minute")? as u8,
+        second: field(o, "second")? as u8,
+        micro: field(o, "microsecond")? as u32,
+        fold: field(o, "fold")? != 0,
+        tz: offset.map(|off| (off, name.as_deref())),
+    };
+    Ok(packed::encode(&Packed::Time(clock)))
+}
+
+/// The node of a datetime, date, time, timedelta, Decimal or UUID (exact types: a subclass
+/// may carry state of its own that the store would drop), or None for anything else.
+fn packed_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Node<'py>>> {
+    let py = o.py();
+    let t = types(py)?;
+    let ty = o.get_type();
+    let (kind, bytes) = if ty.is(t.datetime.bind(py)) {
+        let mut b = packed::encode(&Packed::Date {
+            year: field(o, "year")? as u16,
+            month: field(o, "month")? as u8,
+            day: field(o, "day")? as u8,
+        });
+        b.extend_from_slice(&clock_payload(o, t)?);
+        (Kind::DateTime, b)
+    } else if ty.is(t.date.bind(py)) {
+        let b = packed::encode(&Packed::Date {
+            year: field(o, "year")? as u16,
+            month: field(o, "month")? as u8,
+            day: field(o, "day")? as u8,
+        });
+        (Kind::Date, b)
+    } else if ty.is(t.time.bind(py)) {
+        (Kind::Time, clock_payload(o, t)?)
+    } else if ty.is(t.timedelta.bind(py)) {
+        let b = packed::encode(&Packed::TimeDelta {
+            days: field(o, "days")? as i32,
+            seconds: field(o, "seconds")? as u32,
+            micros: field(o, "microseconds")? as u32,
+        });
+        (Kind::TimeDelta, b)
+    } else if ty.is(t.decimal.bind(py)) {
+        let s = o.str()?;
+        let s = s.to_str()?;
+        let (neg, special, exp, digits) = crate::object::number::parse_decimal(s.as_bytes())
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!("persist cannot read the Decimal {s:?}"))
+            })?;
+        let b = packed::encode(&Packed::Decimal(Dec {
+            neg,
+            special,
+            exp,
+            digits: &digits,
+        }));
+        (Kind::Decimal, b)
+    } else if ty.is(t.uuid.bind(py)) {
+        let kw = PyDict::new(py);
+        kw.set_item("signed", false)?;
+        let b = o
+            .getattr("int")?
+            .call_method("to_bytes", (16, "big"), Some(&kw))?;
+        (Kind::Uuid, b.cast::<PyBytes>()?.as_bytes().to_vec())
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Node::Packed(kind, bytes)))
+}
+
+/// A TypeError if node `n` cannot be a dict key (or a frozenset member) although Python
+/// stores it: a signaling NaN, which Python refuses to hash.
+fn check_key_node(n: &Node) -> PyResult<()> {
+    if let Node::Packed(Kind::Decimal, b) = n {
+        if let Ok(Packed::Decimal(Dec {
+            special: Special::SNaN,
+            ..
+        })) = packed::decode(Kind::Decimal, b)
+        {
+            return Err(PyTypeError::new_err("Cannot hash a signaling NaN value"));
+        }
+    }
+    Ok(())
+}
+
+/// The Python value of a packed payload.
+fn packed_to_py<'py>(py: Python<'py>, p: &Packed) -> PyResult<Bound<'py, PyAny>> {
+    let t = types(py)?;
+    let tz = |c: &Clock| -> PyResult<Bound<'py, PyAny>> {
+        Ok(match c.tz {
+            None => py.None().into_bound(py),
+            Some((0, None)) => t.utc.bind(py).clone(),
+            Some((off, name)) => {
+                let delta = t.timedelta.bind(py).call1((0i64, 0i64, off))?;
+                match name {
+                    None => t.timezone.bind(py).call1((delta,))?,
+                    Some(n) => t.timezone.bind(py).call1((delta, decode_str(py, n)?))?,
+                }
+            }
+        })
+    };
+    // fold=1 is a keyword argument; 0 is the default (no dict made).
+    let fold = |c: &Clock| -> PyResult<Option<Bound<'py, PyDict>>> {
+        if !c.fold {
+            return Ok(None);
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("fold", 1)?;
+        Ok(Some(kw))
+    };
+    match p {
+        Packed::Date { year, month, day } => t.date.bind(py).call1((*year, *month, *day)),
+        Packed::DateTime {
+            year,
+            month,
+            day,
+            clock: c,
+        } => t.datetime.bind(py).call(
+            (
+                *year,
+                *month,
+                *day,
+                c.hour,
+                c.minute,
+                c.second,
+                c.micro,
+                tz(c)?,
+            ),
+            fold(c)?.as_ref(),
+        ),
+        Packed::Time(c) => t.time.bind(py).call(
+            (c.hour, c.minute, c.second, c.micro, tz(c)?),
+            fold(c)?.as_ref(),
+        ),
+        Packed::TimeDelta {
+            days,
+            seconds,
+            micros,
+        } => t.timedelta.bind(py).call1((*days, *seconds, *micros)),
+        Packed::Decimal(d) => {
+            let mut s = String::with_capacity(d.digits.len() + 24);
+            if d.neg {
+                s.push('-');
+            }
+            let digits = std::str::from_utf8(d.digits).unwrap_or_default();
+            match d.special {
+                Special::Finite => {
+                    s.push_str(digits);
+                    s.push('E');
+                    s.push_str(&d.exp.to_string());
+                }
+                Special::Infinity => s.push_str("Infinity"),
+                Special::NaN => {
+                    s.push_str("NaN");
+                    s.push_str(digits);
+                }
+                Special::SNaN => {
+                    s.push_str("sNaN");
+                    s.push_str(digits);
+                }
+            }
+            t.decimal.bind(py).call1((s,))
+        }
+        Packed::Uuid(b) => {
+            let kw = PyDict::new(py);
+            kw.set_item("bytes", PyBytes::new(py, b))?;
+            t.uuid.bind(py).call((), Some(&kw))
+        }
+    }
 }
 
 /// A dict key from Python: its inline value word when it has one (most str and int keys: no
@@ -160,10 +404,22 @@ pub(crate) fn inline_word(o: &Bound<'_, PyAny>) -> Option<u64> {
     None
 }
 
+/// What a dict key may be, for messages.
+const KEY_TYPES: &str = "keys and frozenset members are None, bool, int, float, str, bytes, \
+                         datetime, date, time, timedelta, Decimal, UUID, or tuples and \
+                         frozensets of these";
+
+fn too_deep() -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(format!(
+        "persist stores frozensets nested at most {MAX_SET_DEPTH} deep"
+    ))
+}
+
 /// The tree of a dict key, or `None` when `o` is hashable but cannot be a stored key (such a
 /// key is never in the store). Unhashable values raise TypeError as dict does.
 pub(crate) fn key_tree<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Tree<'py>>> {
     if let Some(n) = scalar_node(o)? {
+        check_key_node(&n)?;
         return Ok(Some(Tree::scalar(n)));
     }
     let mut t = Tree::default();
@@ -181,6 +437,8 @@ pub(crate) fn unstorable_key(k: &Bound<'_, PyAny>) -> PyErr {
     while let Some(x) = stack.pop() {
         if let Ok(tup) = x.cast::<PyTuple>() {
             stack.extend(tup.iter().rev());
+        } else if let Ok(set) = x.cast::<PyFrozenSet>() {
+            stack.extend(set.iter());
         } else if !matches!(scalar_node(&x), Ok(Some(_))) {
             bad = x;
             break;
@@ -190,24 +448,35 @@ pub(crate) fn unstorable_key(k: &Bound<'_, PyAny>) -> PyErr {
         return PyTypeError::new_err(format!("unhashable type: '{}'", type_name(&bad)));
     }
     PyTypeError::new_err(format!(
-        "persist cannot store a dict key of type '{}' (keys are None, bool, int, float, str, \
-         bytes or tuples of these)",
+        "persist cannot store a dict key of type '{}' ({KEY_TYPES})",
         type_name(&bad)
     ))
 }
 
-/// Builds key `o` into `t` (tuples of scalars, iteratively); false if not storable.
+/// Builds key `o` into `t` (tuples and frozensets of scalars, iteratively); false if not
+/// storable.
 fn key_into<'py>(o: &Bound<'py, PyAny>, t: &mut Tree<'py>) -> PyResult<bool> {
-    if o.is_instance_of::<PyTuple>() {
-        // Visit(obj, slot)
-        let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>)> = vec![(o.clone(), None)];
-        while let Some((x, slot)) = stack.pop() {
+    if o.is_instance_of::<PyTuple>() || o.is_instance_of::<PyFrozenSet>() {
+        // (value, its slot in its parent, frozensets above it)
+        let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>, u32)> = vec![(o.clone(), None, 0)];
+        while let Some((x, slot, sets)) = stack.pop() {
             let idx = if let Some(n) = scalar_node(&x)? {
+                check_key_node(&n)?;
                 t.push(n)
             } else if let Ok(tup) = x.cast::<PyTuple>() {
                 let (i, start) = t.push_parent(tup.len() as u32, Node::Tuple);
                 for (j, item) in tup.iter().enumerate().rev() {
-                    stack.push((item, Some(start as usize + j)));
+                    stack.push((item, Some(start as usize + j), sets));
+                }
+                i
+            } else if let Ok(set) = x.cast::<PyFrozenSet>() {
+                if sets + 1 > MAX_SET_DEPTH {
+                    return Err(too_deep());
+                }
+                let members: Vec<Bound<'py, PyAny>> = set.iter().collect();
+                let (i, start) = t.push_parent(members.len() as u32, Node::FrozenSet);
+                for (j, m) in members.into_iter().enumerate().rev() {
+                    stack.push((m, Some(start as usize + j), sets + 1));
                 }
                 i
             } else {
@@ -227,7 +496,7 @@ fn key_into<'py>(o: &Bound<'py, PyAny>, t: &mut Tree<'py>) -> PyResult<bool> {
         }
         return Ok(true);
     }
-    // Not a scalar, not a tuple: raise as dict would for unhashables.
+    // Not a scalar, not a tuple or frozenset: raise as dict would for unhashables.
     o.hash()?;
     Ok(false)
 }
@@ -291,18 +560,35 @@ pub(crate) fn to_tree<'py>(
     let classes = Classes::get(py)?;
     let mut t = Tree::default();
     let mut memo: HashMap<usize, u32> = HashMap::new();
-    let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>, bool)> = vec![(o.clone(), None, false)];
-    while let Some((x, slot, is_key)) = stack.pop() {
+    // (value, its slot in its parent, context): context 0 is a value; 1 a dict key; k > 1 a
+    // member of k - 1 nested frozensets (keys and members are hashable values only).
+    let mut stack: Vec<(Bound<'py, PyAny>, Option<usize>, u32)> = vec![(o.clone(), None, 0)];
+    while let Some((x, slot, ctx)) = stack.pop() {
         let idx = if let Some(n) = scalar_node(&x)? {
+            if ctx > 0 {
+                check_key_node(&n)?;
+            }
             t.push(n)
         } else if let Ok(tup) = x.cast::<PyTuple>() {
             let (i, start) = t.push_parent(tup.len() as u32, Node::Tuple);
             for (j, item) in tup.iter().enumerate().rev() {
-                stack.push((item, Some(start as usize + j), is_key));
+                stack.push((item, Some(start as usize + j), ctx));
             }
             keep.alive.push(x.clone());
             i
-        } else if is_key {
+        } else if let Ok(set) = x.cast::<PyFrozenSet>() {
+            let inner = ctx.max(1) + 1;
+            if inner - 1 > MAX_SET_DEPTH {
+                return Err(too_deep());
+            }
+            let members: Vec<Bound<'py, PyAny>> = set.iter().collect();
+            let (i, start) = t.push_parent(members.len() as u32, Node::FrozenSet);
+            for (j, m) in members.into_iter().enumerate().rev() {
+                stack.push((m, Some(start as usize + j), inner));
+            }
+            keep.alive.push(x.clone());
+            i
+        } else if ctx > 0 {
             if x.hash().is_err() {
                 return Err(PyTypeError::new_err(format!(
                     "unhashable type: '{}'",
@@ -310,8 +596,12 @@ pub(crate) fn to_tree<'py>(
                 )));
             }
             return Err(PyTypeError::new_err(format!(
-                "persist cannot store a dict key of type '{}' (keys are None, bool, int, float, \
-                 str, bytes or tuples of these)",
+                "persist cannot store a {} of type '{}' ({KEY_TYPES})",
+                if ctx == 1 {
+                    "dict key"
+                } else {
+                    "frozenset member"
+                },
                 type_name(&x)
             )));
         } else if let Some(&seen) = memo.get(&(x.as_ptr() as usize)) {
@@ -323,7 +613,7 @@ pub(crate) fn to_tree<'py>(
                 // A container of another store is copied.
                 let plain = x.call_method0("to_python")?;
                 keep.alive.push(plain.clone());
-                stack.push((plain, slot, false));
+                stack.push((plain, slot, 0));
                 continue;
             }
         } else if let Ok(l) = x.cast::<PyList>() {
@@ -331,7 +621,7 @@ pub(crate) fn to_tree<'py>(
             let (i, start) = t.push_parent(items.len() as u32, Node::List);
             memo.insert(x.as_ptr() as usize, i);
             for (j, item) in items.into_iter().enumerate().rev() {
-                stack.push((item, Some(start as usize + j), false));
+                stack.push((item, Some(start as usize + j), 0));
             }
             keep.alive.push(x.clone());
             i
@@ -361,7 +651,8 @@ pub(crate) fn to_tree<'py>(
         } else {
             return Err(PyTypeError::new_err(format!(
                 "persist cannot store a value of type '{}' (it stores None, bool, int, float, \
-                 str, bytes, tuple, list, dict and pbase objects)",
+                 str, bytes, tuple, list, dict, frozenset, datetime, date, time, timedelta, \
+                 Decimal, UUID and pbase objects)",
                 type_name(&x)
             )));
         };
@@ -376,7 +667,7 @@ pub(crate) fn to_tree<'py>(
 
 fn push_pairs<'py>(
     t: &mut Tree<'py>,
-    stack: &mut Vec<(Bound<'py, PyAny>, Option<usize>, bool)>,
+    stack: &mut Vec<(Bound<'py, PyAny>, Option<usize>, u32)>,
     d: &Bound<'py, PyDict>,
     class: Option<String>,
 ) -> PyResult<u32> {
@@ -386,8 +677,8 @@ fn push_pairs<'py>(
         None => Node::Dict(r),
     });
     for (j, (key, v)) in pairs.into_iter().enumerate().rev() {
-        stack.push((v, Some(start as usize + 2 * j + 1), false));
-        stack.push((key, Some(start as usize + 2 * j), true));
+        stack.push((v, Some(start as usize + 2 * j + 1), 0));
+        stack.push((key, Some(start as usize + 2 * j), 1));
     }
     Ok(i)
 }
@@ -426,7 +717,16 @@ pub(crate) fn to_py<'py>(
             let bits = st.float_bits(block).map_err(e)?;
             Ok(pyo3::types::PyFloat::new(py, f64::from_bits(bits)).into_any())
         }
-        Value::Tuple { .. } => tuple_to_py(py, st, shared, w),
+        Value::Tuple { .. } | Value::FrozenSet { .. } => tuple_to_py(py, st, shared, w),
+        Value::Packed { kind, payload } => st
+            .packed(kind, payload, |p| packed_to_py(py, &p))
+            .map_err(e)?
+            .map_err(|err| {
+                errors::CorruptionError::new_err(format!(
+                    "a stored {} Python refuses ({err}) at {w:#x}",
+                    kind.name()
+                ))
+            }),
         Value::List(c) => proxy::new_list(py, st, shared, c),
         Value::Dict(c) => proxy::new_dict(py, st, shared, c),
         Value::Object(c) => object_to_py(py, st, shared, c),
@@ -471,7 +771,7 @@ fn decode_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
-/// Tuples, iteratively (a 100,000-deep tuple must not overflow the stack).
+/// Tuples and frozensets, iteratively (a 100,000-deep tuple must not overflow the stack).
 fn tuple_to_py<'py>(
     py: Python<'py>,
     st: &mut Store,
@@ -481,25 +781,42 @@ fn tuple_to_py<'py>(
     struct Frame<'py> {
         block: u64,
         n: u64,
+        set: bool,
         items: Vec<Bound<'py, PyAny>>,
     }
     let e = errors::map_object;
-    let frame = |block: u64, n: u64| Frame {
-        block,
-        n,
-        items: Vec::with_capacity(n.min(1 << 16) as usize),
+    let frame = |v: Value| match v {
+        Value::Tuple { block, len } | Value::FrozenSet { block, len } => Some(Frame {
+            block,
+            n: len,
+            set: matches!(v, Value::FrozenSet { .. }),
+            items: Vec::with_capacity(len.min(1 << 16) as usize),
+        }),
+        _ => None,
     };
-    let Value::Tuple { block, len } = st.value(w).map_err(e)? else {
+    let Some(first) = frame(st.value(w).map_err(e)?) else {
         return Err(errors::CorruptionError::new_err(format!(
             "no tuple at {w:#x}"
         )));
     };
-    let mut stack = vec![frame(block, len)];
+    let mut stack = vec![first];
     loop {
         let top = stack.last_mut().expect("non-empty");
         if top.items.len() as u64 == top.n {
             let f = stack.pop().expect("non-empty");
-            let t = PyTuple::new(py, f.items)?.into_any();
+            let t = if f.set {
+                // Members are hashable values (checked as they were read): building the set
+                // fails only on a damaged file (a member Python cannot hash).
+                PyFrozenSet::new(py, f.items.iter())
+                    .map_err(|err| {
+                        errors::CorruptionError::new_err(format!(
+                            "a stored frozenset Python refuses ({err})"
+                        ))
+                    })?
+                    .into_any()
+            } else {
+                PyTuple::new(py, f.items)?.into_any()
+            };
             match stack.last_mut() {
                 Some(parent) => parent.items.push(t),
                 None => return Ok(t),
@@ -507,12 +824,22 @@ fn tuple_to_py<'py>(
             continue;
         }
         let i = top.items.len() as u64;
-        let item = st.tuple_item(top.block, i).map_err(e)?;
-        if let Value::Tuple { block, len } = st.value(item).map_err(e)? {
+        let item = if top.set {
+            let m = st.set_member(top.block, i).map_err(e)?.1;
+            if st.value(m).map_err(e)?.container().is_some() {
+                return Err(errors::CorruptionError::new_err(format!(
+                    "a frozenset member is a container (at {m:#x})"
+                )));
+            }
+            m
+        } else {
+            st.tuple_item(top.block, i).map_err(e)?
+        };
+        if let Some(f) = frame(st.value(item).map_err(e)?) {
             if stack.len() > 1 << 22 {
                 return Err(errors::CorruptionError::new_err("tuples nest too deeply"));
             }
-            stack.push(frame(block, len));
+            stack.push(f);
         } else {
             let o = to_py(py, st, shared, item)?;
             stack.last_mut().expect("non-empty").items.push(o);

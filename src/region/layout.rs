@@ -20,8 +20,11 @@
 pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// The format version in bytes 8..12. Any other value is refused with both versions named.
 /// Version 2: areas sized when created (an area table in header bytes 768..2816); version 1
-/// had fixed generations.
-pub const FORMAT_VERSION: u32 = 2;
+/// had fixed generations. Version 3: the everyday value kinds (datetime, date, time,
+/// timedelta, Decimal, UUID, frozenset: object block kinds 6..12) and the numeric key hash
+/// modulo 2^61 - 1 (numbers of every type hash by value), so a version-2 store's dict tables
+/// would hash number keys differently.
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.

@@ -8,16 +8,21 @@ order) or the type of the exception raised. After every step the whole contents 
 
 Keys are drawn to collide across types: 1, 1.0 and True are one key (the first one inserted
 stays, as in dict); so are 0, 0.0, -0.0 and False, 2**53 and float(2**53), 2**64 and
-float(2**64), (1,) and (1.0,). nan is never a key or value (see test_list_differential.py).
+float(2**64), (1,) and (1.0,); Decimal(1) and 1; Decimal('0.5') and 0.5 (not Decimal('0.1') and
+0.1); two offsets of one instant; frozenset({1}) and frozenset({1.0}). nan is never a key or
+value (see test_list_differential.py).
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -52,6 +57,15 @@ KEY_POOL = [
     0, 1, True, False, 1.0, 0.0, -0.0, 2, 2.0,
     2**53, float(2**53), 2**53 + 1, 2**64, float(2**64), -(2**63), float(-(2**63)),
     "a", "b", "", "\ud800", b"a", b"", (), (1,), (1.0,), (True,), (1, "a"), (1.0, "a"), None,
+    # The everyday value types: Decimals equal to ints and floats, one instant in two
+    # offsets, a naive datetime beside them, frozensets equal across member types.
+    Decimal(1), Decimal("1.00"), Decimal("0.5"), 0.5, Decimal("0.1"), 0.1, Decimal(2**64),
+    Decimal("-0"), Decimal("Infinity"), float("inf"),
+    datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.timezone.utc),
+    datetime.datetime(2020, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1))),
+    datetime.datetime(2020, 1, 1, 12), datetime.date(2020, 1, 1), datetime.timedelta(1),
+    uuid.UUID(int=1), frozenset(), frozenset({1}), frozenset({1.0}), frozenset({(1, "a"), 2}),
+    (frozenset({2.0, (1.0, "a")}), Decimal(1)),
 ]  # fmt: skip
 KEYS = st.one_of(st.sampled_from(KEY_POOL), HASHABLE)
 UNHASHABLE = st.sampled_from([[1], {}, {"a": 1}])
@@ -73,8 +87,10 @@ def same(a: Any, b: Any) -> bool:
     """Equal, with the same types all the way down, dicts in the same order."""
     if type(a) is not type(b):
         return False
-    if type(a) is float:
+    if type(a) in (float, Decimal, datetime.datetime, datetime.time):
         return repr(a) == repr(b)
+    if type(a) is frozenset:
+        return sorted(map(repr, a)) == sorted(map(repr, b))
     if type(a) in (list, tuple):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is dict:

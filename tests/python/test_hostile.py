@@ -20,6 +20,8 @@ XPASS failures once the engine is fixed (then drop the mark).
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import os
 import random
@@ -27,6 +29,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +246,24 @@ def _build_base(name: str, path: Path) -> None:
             del root[f"k{i}"]  # free lists non-empty
         del root["floats"][1]
         root["strs"].pop()
+        # The everyday value kinds (packed payloads) and frozensets, as values and keys.
+        root["when"] = [
+            datetime.datetime(2024, 2, 29, 12, 30, 5, 7, fold=1),
+            datetime.datetime(
+                2020, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1), "CET")
+            ),
+            datetime.date(2000, 2, 29),
+            datetime.time(23, 59, 59, 999999, tzinfo=datetime.timezone.utc),
+            datetime.timedelta(days=-5, microseconds=3),
+        ]
+        root["money"] = (
+            decimal.Decimal("-1.50"),
+            decimal.Decimal("NaN12"),
+            decimal.Decimal("1E+99"),
+        )
+        root["id"] = uuid.UUID(int=2**127 + 5)
+        root["fs"] = frozenset({1, "two", (3, frozenset({4.5}))})
+        root[frozenset({decimal.Decimal("2.5"), datetime.date(2020, 1, 1)})] = "frozenset key"
     elif name == "many":
         for i in range(300):
             root[i] = {"i": i, "s": "x" * (i % 50), "l": list(range(i % 7))}
@@ -292,6 +313,8 @@ HDR_ACTIVE_UNDO = 104
 HDR_CLASSES = 256
 
 K_STR, K_BYTES, K_BIGINT, K_FLOAT, K_TUPLE = 1, 2, 3, 4, 5
+K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID, K_FROZENSET = range(6, 13)
+K_PACKED = (K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID)
 K_LIST, K_DICT, K_OBJECT = 16, 17, 18
 K_ITEMS, K_TABLE, K_UNDO, K_HELD = 32, 33, 34, 35
 
@@ -354,6 +377,10 @@ def parse(b: bytes) -> Graph:
             for i in range(min(n, 10_000)):
                 g.value_slots.append(o + 8 + 8 * i)
                 stack.append(rd(b, o + 8 + 8 * i))
+        elif k == K_FROZENSET:
+            for i in range(min(n, 10_000)):
+                g.value_slots.append(o + 16 + 16 * i)
+                stack.append(rd(b, o + 16 + 16 * i))
         elif k == K_LIST:
             items, ln = rd(b, o + 32), rd(b, o + 40)
             if items:
@@ -665,7 +692,45 @@ def _cases() -> list[Case]:
         return data
 
     add("deep-tuple", deep_tuple)
+
+    # Packed payloads (datetime, date, time, timedelta, Decimal, UUID) and frozensets of the
+    # mixed base, damaged: every field is checked before Python sees it.
+    for kind in (*K_PACKED, K_FROZENSET):
+        for how in ("random-payload", "length-plus", "length-minus", "length-huge", "kind-swap"):
+            cid = f"packed-{kind}-{how}"
+            add(cid, lambda w, cid=cid, kind=kind, how=how: _packed_case(kind, how, cid, w))
+    for how in ("member-container", "member-self", "members-unsorted"):
+        cid = f"frozenset-{how}"
+        add(cid, lambda w, cid=cid, how=how: _packed_case(K_FROZENSET, how, cid, w))
     return cases
+
+
+def _packed_case(kind: int, how: str, cid: str, w: Path) -> bytes:
+    r = _rng(cid)
+    d = base("mixed", w).data
+    b = bytearray(d)
+    g = parse(d)
+    o = r.choice(g.of_kind(kind))
+    head = rd(d, o)
+    n = head >> 8
+    if how == "random-payload":
+        size = 16 * n if kind == K_FROZENSET else n
+        b[o + 8 : o + 8 + size] = r.randbytes(size)
+    elif how == "length-plus":
+        wr(b, o, kind | (n + 1 + r.randrange(16)) << 8)
+    elif how == "length-minus":
+        wr(b, o, kind | max(0, n - 1 - r.randrange(4)) << 8)
+    elif how == "length-huge":
+        wr(b, o, kind | (1 << 50) << 8)
+    elif how == "kind-swap":
+        wr(b, o, r.choice([k for k in (*K_PACKED, K_FROZENSET, K_STR) if k != kind]) | n << 8)
+    elif how == "member-container":
+        wr(b, o + 16, r.choice(g.of_kind(K_LIST, K_DICT)))
+    elif how == "member-self":
+        wr(b, o + 16, o)
+    elif how == "members-unsorted" and n >= 2:
+        wr(b, o + 8, 2**64 - 1)
+    return bytes(b)
 
 
 _LIVE: dict[str, list[int]] = {}

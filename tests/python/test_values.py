@@ -12,9 +12,11 @@ its contents (``to_python()``, described the same way) and every figure of ``sta
 from __future__ import annotations
 
 import collections
+import datetime
 import enum
 import math
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -265,13 +267,19 @@ class Opaque:
     pass
 
 
+class Moment(datetime.datetime):
+    pass
+
+
 def unstorable(tmp_path: Path) -> list[tuple[str, Any, str]]:
     """(case name, value, the type name the message must contain)."""
     handle = open(tmp_path / "f.txt", "w")  # closed by run_rejections
     return [
         ("object", object(), "object"),
         ("set", {1, 2}, "set"),
-        ("frozenset", frozenset({1}), "frozenset"),
+        ("frozenset_of_object", frozenset({1, Opaque()}), "Opaque"),
+        ("zoneinfo", datetime.datetime(2024, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC")), "ZoneInfo"),
+        ("datetime_subclass", Moment(2024, 1, 1), "Moment"),
         ("complex", 1 + 2j, "complex"),
         ("bytearray", bytearray(b"x"), "bytearray"),
         ("function", a_function, "function"),
@@ -285,9 +293,9 @@ def unstorable(tmp_path: Path) -> list[tuple[str, Any, str]]:
         ("set_deep_in_dict", {"a": {"b": [1, (2, 3), {"c": {6}}]}}, "set"),
         ("object_in_tuple", (1, (2, object())), "object"),
         ("complex_in_tuple_in_list", [(1, 2j)], "complex"),
-        ("frozenset_key", {"ok": 1, frozenset({1}): 2}, "frozenset"),
+        ("frozenset_key", {"ok": 1, frozenset({1, Opaque()}): 2}, "Opaque"),
         ("object_key", {(1, Opaque()): 2}, "Opaque"),
-        ("frozenset_key_deep", [{"x": {frozenset(): 1}}], "frozenset"),
+        ("frozenset_key_deep", [{"x": {frozenset({(1, Opaque())}): 1}}], "Opaque"),
     ]
 
 
