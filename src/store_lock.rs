@@ -447,14 +447,17 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
 
 /// The undo log block's layout (FORMAT.md §10.3), the one definition every user of the log
 /// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, an unused
-/// word, then `cap` entries of two words (a tagged offset, a value).
+/// word, the held-parts record of a single change (`part_lock::record`, bytes 32..96), then
+/// `cap` entries of two words (a tagged offset, a value).
 pub mod undo {
     /// The published length (entries).
     pub const LEN: u64 = 8;
     /// The capacity (entries), also in the head word's length field.
     pub const CAP: u64 = 16;
+    /// The held-parts record (`part_lock::record`): 4 entries of two words.
+    pub const RECORD: u64 = 32;
     /// The first entry.
-    pub const ENTRIES: u64 = 32;
+    pub const ENTRIES: u64 = 96;
     pub const ENTRY_BYTES: u64 = 16;
     /// Entry tags are the low bits of the entry's first word (offsets are 8-aligned, blocks
     /// 16-aligned, so the tag never hides an offset bit).

@@ -61,6 +61,7 @@ pub mod layout;
 pub mod list;
 mod lock;
 mod participant;
+mod parts;
 mod recovery;
 mod session;
 mod stale_lock;

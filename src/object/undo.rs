@@ -32,7 +32,7 @@ use crate::sync::{AccessError, Ordering, WordStore};
 
 /// Capacity of a participant's first log block (4,064 bytes: one block of the largest small
 /// size class).
-const INITIAL_CAP: u64 = 252;
+const INITIAL_CAP: u64 = 248;
 
 /// A long log filters repeated words through `logged`; a short one appends duplicates (harmless:
 /// the oldest entry is undone last and wins), which costs less than the lookup.
@@ -245,7 +245,12 @@ impl ChangeLog {
         Ok(())
     }
 
-    fn ensure_block(&mut self, p: &Participant) -> Result<()> {
+    /// The log block (0 before the first change).
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    pub fn ensure_block(&mut self, p: &Participant) -> Result<()> {
         if self.block != 0 {
             return Ok(());
         }
@@ -268,11 +273,13 @@ impl ChangeLog {
         let b = new_log_block(p, cap)?;
         let n = self.len;
         let mem = p.mem();
+        // The held-parts record with the entries: a part change whose log grows keeps its
+        // record in the block the slot word names (FORMAT.md §10.9).
         copy_words(
             mem,
-            self.block + undo::ENTRIES,
-            b + undo::ENTRIES,
-            n * (undo::ENTRY_BYTES / 8),
+            self.block + undo::RECORD,
+            b + undo::RECORD,
+            (undo::ENTRIES - undo::RECORD) / 8 + n * (undo::ENTRY_BYTES / 8),
         )?;
         mem.store(b + undo::LEN, n, Ordering::Release)?;
         if p.is_durable() && mem.load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
@@ -440,6 +447,12 @@ fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
     mem.store(b, value::block_head(Kind::UndoLog, cap), Ordering::Relaxed)?;
     mem.store(b + undo::LEN, 0, Ordering::Relaxed)?;
     mem.store(b + undo::CAP, cap, Ordering::Relaxed)?;
+    let mut w = undo::RECORD;
+    while w < undo::ENTRIES {
+        // Relaxed: as above. An empty held-parts record (a reused block holds old words).
+        mem.store(b + w, 0, Ordering::Relaxed)?;
+        w += 8;
+    }
     Ok(b)
 }
 

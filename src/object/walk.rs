@@ -84,7 +84,23 @@ impl Store {
             ));
         }
         self.take_writer()?;
-        self.as_writer_unsequenced(f)
+        if !self.parts_on() {
+            return self.as_writer_unsequenced(f);
+        }
+        // Single changes may run beside us while the sequence is even: the walk closes the
+        // gate as a section does (readers then wait for it) and lets those in flight end.
+        self.locks.writing = true;
+        self.part.lock().seq_begin()?;
+        let r = self.drain_gate().and_then(|()| f(self));
+        let ended = if r.is_ok() {
+            self.commit_log()
+        } else {
+            self.rollback_to(0)
+        };
+        self.locks.writing = false;
+        self.part.lock().end_change()?;
+        ended?;
+        r
     }
 
     /// The walk's starting points: the root dict, what held sets name, the orphan list; and
@@ -366,7 +382,8 @@ impl Store {
             ));
         }
         let seq = lock.load(lock_words::SEQ, Ordering::SeqCst)?;
-        let in_section = self.locks_excl_open();
+        // While parts are on, the walk itself made the sequence odd to close the gate.
+        let in_section = self.locks_excl_open() || self.parts_on();
         if seq % 2 == 1 && !in_section {
             return Err(bad(
                 format!("the sequence word is odd ({seq}) with no change in flight"),
