@@ -14,13 +14,13 @@
 //! entry kinds, the shared holds and the held set.
 
 use super::layout::{container, lock_words, undo};
-use crate::part_lock::{self, GateOffsets, HeldParts, Parts};
 use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
 use super::value::{self, Kind};
 use super::{slot_words, words};
 use crate::heap::{Attached, Error};
+use crate::part_lock::{self, GateOffsets, HeldParts, Parts};
 use crate::store_lock::{owner_id, StoreLock};
 use crate::sync::{futex, Ordering, WordStore};
 use std::time::Duration;

@@ -108,9 +108,7 @@ impl Store {
                     lock.me(),
                     0,
                 )?
-                .free_stale_part(offset, word, |w| {
-                    Ok(forged_me || !self.names_attached(w)?)
-                })?;
+                .free_stale_part(offset, word, |w| Ok(forged_me || !self.names_attached(w)?))?;
                 if freed {
                     lock.wake_if_waiting(self.part.mem().word(offset)?);
                 }

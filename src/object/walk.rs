@@ -191,6 +191,17 @@ impl Store {
                     if m.blocks.contains_key(&c) {
                         continue;
                     }
+                    // The gate is drained (or parts never came on): no part is held, so an
+                    // odd version is a part that no holder or recoverer released.
+                    let version = self.get(c + container::VERSION)?;
+                    if strict && version % 2 == 1 {
+                        return Err(Error::Corrupt {
+                            what: format!(
+                                "a container's version word is odd ({version:#x}): a part                                  lock left held with no change in flight"
+                            ),
+                            offset: c,
+                        });
+                    }
                     m.blocks.insert(c, Role::Container);
                 }
                 Value::Str(_)
