@@ -203,9 +203,7 @@ fn changer() {
                 let k = rng.gen_range(0..OWN_KEYS);
                 let name = format!("w{me}k{k}");
                 let gone = shared
-                    .write_in(&Plain, d, |st| {
-                        with_key(&name, |key| st.dict_del(d, key))
-                    })
+                    .write_in(&Plain, d, |st| with_key(&name, |key| st.dict_del(d, key)))
                     .unwrap();
                 assert_eq!(
                     gone.map(|(_, w)| int(w)),

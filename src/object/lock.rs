@@ -75,6 +75,8 @@ pub(super) struct LockWords {
     /// Slot 0's `active` word in the lock file, and the distance between two slots' words.
     pub(super) active: u64,
     pub(super) stride: u64,
+    /// The lock file's `slots high` word (`lockfile::SLOTS_HIGH`, read by every change).
+    pub(super) slots_high: &'static AtomicU64,
 }
 
 impl LockWords {
@@ -99,6 +101,7 @@ impl LockWords {
             lock_file: m,
             active,
             stride,
+            slots_high: m.word(crate::region::lockfile::SLOTS_HIGH)?,
         })
     }
 
@@ -237,8 +240,9 @@ impl Store {
         self.take_writer()?;
         self.part.lock().seq_begin()?;
         self.locks.writing = true;
-        // The gate is closed (odd sequence): the single changes already past it end first.
-        if let Err(e) = self.drain_gate() {
+        // The gate is closed (odd sequence, and `begin_change` fenced): the single changes
+        // already past it end first.
+        if let Err(e) = self.drain_gate(true) {
             self.locks.writing = false;
             let _ = self.part.lock().end_change();
             return Err(e);
@@ -340,7 +344,7 @@ impl Store {
         self.locks.shared.insert(thread, 1);
         // The gate is closed (the shared count is not 0): the single changes already past it
         // end first. A failure here gives the hold back, so the caller holds nothing.
-        if let Err(e) = self.drain_gate() {
+        if let Err(e) = self.drain_gate(false) {
             self.locks.shared.remove(&thread);
             let _ = self.release_shared_hold();
             return Err(e);
@@ -478,7 +482,7 @@ impl Store {
     pub fn read_begin(&self, thread: u64) -> Result<ReadToken, Busy> {
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
-                self.reads.borrow_mut().tracking = false;
+                self.read_tracking.set(false);
                 return Ok(ReadToken(TOKEN_OWNER));
             }
             return Err(self.local_busy());
@@ -503,7 +507,7 @@ impl Store {
         }
         let valid = self.part.lock().words.read_valid(token.0) && self.parts_valid();
         // Steps that follow (changes) record nothing.
-        self.reads.borrow_mut().tracking = false;
+        self.read_tracking.set(false);
         valid
     }
 }

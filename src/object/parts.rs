@@ -50,12 +50,8 @@ const TAKE_TRIES: u32 = 64;
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
 #[derive(Debug, Default)]
 pub(super) struct ReadParts {
-    /// Whether this read records versions (parts were on when it began).
-    pub tracking: bool,
     /// (version word offset, version seen) of every container the read reached.
     pub seen: Vec<(u64, u64)>,
-    /// A part found held: the read is invalid and waits on it.
-    pub busy: Option<Busy>,
 }
 
 impl Store {
@@ -70,17 +66,14 @@ impl Store {
         // Relaxed: a hint for a writer (the store-wide path is always correct); a reader
         // re-reads it after its Acquire fence (`parts_valid`), and a section reads it after
         // its SeqCst fence (`drain_gate`).
-        let high = self
-            .lock_mem()
-            .load(lockfile::SLOTS_HIGH, Ordering::Relaxed)
-            .unwrap_or(u64::MAX);
-        high.min(self.part.table().slots as u64) as u32
+        let high = self.part.lock().slots_high.load(Ordering::Relaxed);
+        high.min(lockfile::SLOTS as u64) as u32
     }
 
     /// At attach: `slots high` raised to cover this participant's slot, before it changes or
     /// reads anything (SeqCst: ordered before its `active` store and every part CAS).
     pub(super) fn raise_slots_high(&self) -> Result<()> {
-        let w = self.lock_mem().word(lockfile::SLOTS_HIGH)?;
+        let w = self.part.lock().slots_high;
         w.fetch_max(self.part.slot() as u64 + 1, Ordering::SeqCst);
         Ok(())
     }
@@ -114,10 +107,10 @@ impl Store {
     /// (parts off, a durable or read-only store, a lock held in this process). `Busy`: a
     /// section is open, or another change holds `c`; nothing is held then.
     pub fn begin_part(&mut self, c: Container) -> Result<bool> {
-        if self.part.is_readonly()
+        if !self.parts_on()
+            || self.part.is_readonly()
             || self.part.is_durable()
             || !self.locks.none_held()
-            || !self.parts_on()
         {
             return Ok(false);
         }
@@ -125,8 +118,7 @@ impl Store {
         // The record lives in the log block: it must exist before the part is taken.
         self.log.ensure_block(&self.part)?;
         let offset = c.get() + container::VERSION;
-        let high = self.slots_high();
-        let parts = self.parts(high)?;
+        let parts = self.parts(0)?;
         match parts.enter(&KERNEL)? {
             Ok(()) => {}
             Err(Closed::Seq(v)) => return Err(Error::Busy(Busy::Seq(v))),
@@ -169,13 +161,18 @@ impl Store {
             // dropped, so the part is released and nobody waits for it forever.
             self.log.abandon(&self.part);
         }
+        let releases = match ended {
+            Ok(rel) if !rel.is_empty() => rel,
+            ended => {
+                // Nothing deferred: the part released and the gate left with one wake-up
+                // check.
+                self.parts(0)?.end(&[held], true, &KERNEL)?;
+                return ended.map(|_| ());
+            }
+        };
         self.parts(0)?.end(&[held], false, &KERNEL)?;
         // The deferred frees while still past the gate (a section waits for them).
-        let released = match ended {
-            Ok(rel) if !rel.is_empty() => self.release_all(rel),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
+        let released = self.release_all(releases);
         self.parts(0)?.leave(&KERNEL)?;
         released
     }
@@ -214,12 +211,16 @@ impl Store {
     // ---- sections ---------------------------------------------------------------------------
 
     /// After the gate was closed (odd sequence, or this participant's shared hold counted):
-    /// waits until every other participant's `active` is 0, recovering dead ones.
-    pub(super) fn drain_gate(&mut self) -> Result<()> {
-        // SeqCst fence: the store that closed the gate is ordered before the load of `slots
-        // high` (a participant raises it before it announces a change: either we see it, or
-        // its change sees the gate closed). `first_active` fences again before its loads.
-        fence(Ordering::SeqCst);
+    /// waits until every other participant's `active` is 0, recovering dead ones. `fenced`:
+    /// the caller has issued a SeqCst fence since it closed the gate (`begin_change` does).
+    pub(super) fn drain_gate(&mut self, fenced: bool) -> Result<()> {
+        // SeqCst fence (unless the caller's is the one): the store that closed the gate is
+        // ordered before the load of `slots high` (a participant raises it before it
+        // announces a change: either we see it, or its change sees the gate closed).
+        // `first_active` fences again before its loads.
+        if !fenced {
+            fence(Ordering::SeqCst);
+        }
         let high = self.slots_high();
         if high <= 1 {
             return Ok(()); // no other participant ever attached
@@ -244,10 +245,13 @@ impl Store {
     /// container header a read reaches comes through here). A held part makes the read busy.
     #[inline]
     pub(super) fn observe(&self, c: u64) {
-        let mut r = self.reads.borrow_mut();
-        if !r.tracking || r.busy.is_some() {
+        if !self.read_tracking.get() {
+            return; // no read in progress, or parts off (every change's path)
+        }
+        if self.read_busy.get().is_some() {
             return;
         }
+        let mut r = self.reads.borrow_mut();
         let offset = c + container::VERSION;
         // Acquire: pairs with the Release store that released the part (`Parts::end`, or a
         // recoverer's): what that change wrote is seen by the reads that follow.
@@ -256,7 +260,7 @@ impl Store {
             Err(_) => return, // the access that follows reports the bad offset
         };
         if v % 2 == 1 {
-            r.busy = Some(Busy::Part { offset, word: v });
+            self.read_busy.set(Some(Busy::Part { offset, word: v }));
             return;
         }
         if r.seen.len() < 16 && r.seen.iter().any(|&(o, _)| o == offset) {
@@ -267,29 +271,31 @@ impl Store {
 
     /// Starts recording for a read that begins now.
     pub(super) fn parts_read_begin(&self) {
-        let mut r = self.reads.borrow_mut();
-        r.seen.clear();
-        r.busy = None;
-        r.tracking = self.parts_on();
+        self.read_busy.set(None);
+        let on = self.parts_on();
+        self.read_tracking.set(on);
+        if on {
+            self.reads.borrow_mut().seen.clear();
+        }
     }
 
     /// The part the read found held, if any.
     pub fn read_busy(&self) -> Option<Busy> {
-        self.reads.borrow().busy
+        self.read_busy.get()
     }
 
     /// The read's part side of validation, after the caller's Acquire fence: every version
     /// unchanged, no part found held, and parts not turned on since a read that recorded none.
     pub(super) fn parts_valid(&self) -> bool {
-        let r = self.reads.borrow();
-        if r.busy.is_some() {
+        if self.read_busy.get().is_some() {
             return false;
         }
-        if !r.tracking {
+        if !self.read_tracking.get() {
             // Acquire fence (the caller's) first: a read that saw a part change's write sees
             // `slots high` raised by that participant's attach.
             return !self.parts_on();
         }
+        let r = self.reads.borrow();
         let mem = self.mem();
         r.seen.iter().all(|&(offset, v)| {
             // Relaxed: ordered after the data loads by the caller's Acquire fence.

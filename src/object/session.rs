@@ -315,6 +315,7 @@ impl SharedStore {
         c: super::Container,
         mut f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
+        let tid = thread_id();
         let mut seen = None;
         loop {
             let busy = {
@@ -323,35 +324,42 @@ impl SharedStore {
                 st.check_intact()?;
                 self.drain_pending(st);
                 // Relaxed: a hint (see `run_change`); orphans are collected store-wide.
-                if self.collect.load(Ordering::Relaxed) {
-                    None
+                let on_part = if self.collect.load(Ordering::Relaxed) {
+                    Ok(false)
                 } else {
-                    match st.begin_part(c) {
-                        Ok(false) => None,
-                        Ok(true) => {
-                            let mut r = f(st);
-                            if let Err(e) = st.check_intact() {
-                                r = Err(e.into());
-                            }
-                            if r.is_err() && st.take_part_fallback() {
-                                st.end_part(false)?;
-                                None
-                            } else {
-                                let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
-                                let r = r?;
-                                ended?;
-                                return Ok(r);
-                            }
+                    st.begin_part(c)
+                };
+                match on_part {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let mut r = f(st);
+                        if let Err(e) = st.check_intact() {
+                            r = Err(e.into());
                         }
-                        Err(Error::Busy(b)) => Some(b),
-                        Err(e) => return Err(e.into()),
+                        if !(r.is_err() && st.take_part_fallback()) {
+                            let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
+                            let r = r?;
+                            ended?;
+                            return Ok(r);
+                        }
+                        // `f` needs more than `c`: undone, and run again store-wide.
+                        st.end_part(false)?;
                     }
+                    Err(Error::Busy(b)) => {
+                        drop(g);
+                        self.wait_for(w, b, None, &mut seen)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                // The store-wide path, in the same step (as `write`).
+                match st.begin_op(tid) {
+                    Ok(()) => return self.run_change(st, &mut f),
+                    Err(Error::Busy(b)) => b,
+                    Err(e) => return Err(e.into()),
                 }
             };
-            match busy {
-                Some(b) => self.wait_for(w, b, None, &mut seen)?,
-                None => return self.write(w, f),
-            }
+            self.wait_for(w, busy, None, &mut seen)?;
         }
     }
 

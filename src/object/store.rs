@@ -34,6 +34,10 @@ pub struct Store {
     pub(super) part_fallback: bool,
     /// What the unlocked read in progress observed (parts.rs).
     pub(super) reads: std::cell::RefCell<super::parts::ReadParts>,
+    /// Whether an unlocked read in progress records container versions (parts.rs).
+    pub(super) read_tracking: std::cell::Cell<bool>,
+    /// A part the unlocked read in progress found held (parts.rs).
+    pub(super) read_busy: std::cell::Cell<Option<lock::Busy>>,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -93,6 +97,8 @@ impl Store {
             part_change: None,
             part_fallback: false,
             reads: Default::default(),
+            read_tracking: Default::default(),
+            read_busy: Default::default(),
         };
         // Before anything is read or changed: a second participant turns parts on.
         store.raise_slots_high()?;

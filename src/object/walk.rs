@@ -91,7 +91,7 @@ impl Store {
         // gate as a section does (readers then wait for it) and lets those in flight end.
         self.locks.writing = true;
         self.part.lock().seq_begin()?;
-        let r = self.drain_gate().and_then(|()| f(self));
+        let r = self.drain_gate(true).and_then(|()| f(self));
         let ended = if r.is_ok() {
             self.commit_log()
         } else {
