@@ -6,7 +6,7 @@
 //! | offset | word | meaning |
 //! |---|---|---|
 //! | 64 | writer | 0 = free, else `(generation & 0xffff) << 16 \| (slot + 1)` of the owner |
-//! | 128 | sequence | odd while a writer changes the store (a single change or a lockExcl section) |
+//! | 128 | sequence | odd while a store-wide change is in progress (a single change on the store-wide path, a lockExcl section) |
 //! | 192 | shared | lockShared holds, all participants together |
 //! | 256 | waiters | threads sleeping on one of the words above (so releasers know to wake) |
 //!

@@ -10,7 +10,9 @@
 //! and durable mode's `active undo` word.
 //!
 //! Invariants:
-//! - The log is non-empty only while this participant holds the writer word.
+//! - The log is non-empty only while this participant holds the writer word or the part of
+//!   its single change (parts.rs); the held-parts record (bytes 32..96 of the block) is copied
+//!   with the entries when the log grows.
 //! - `len` here equals the block's published length, except inside [`UndoLog`] calls.
 //! - Every entry at index `>= floor` covers the value its word had at the innermost savepoint,
 //!   so a word logged there needs no second entry (`logged` remembers them in long logs).
