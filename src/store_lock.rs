@@ -26,6 +26,7 @@
 //! | taken | owner | even | 0 | frees the writer word |
 //! | in flight | owner | odd | n | undoes the n entries newest first, makes the sequence even, frees the word |
 //! | committed | owner | odd | 0 | makes the sequence even, frees the word (the change stays) |
+//! | freeing (cursor `end, done`) | owner | odd | 0 | frees the change's free-block entries from `done` to `end`, then as above |
 //! | ended | owner or 0 | even | 0 | frees the writer word if it is still the dead owner's |
 //!
 //! Invariants: the sequence is odd only while the writer word is held (by a live owner, or by a
@@ -39,7 +40,8 @@
 //! The object layer (`object/lock.rs`, `object/recovery.rs`, and the undo log's append, commit
 //! and rollback in `object/undo.rs`) runs this module on the mapped lock and store files;
 //! `loom-tests/tests/store_lock.rs` runs it on loom atomics and kills the writer
-//! and the recoverer between any two of their word accesses. So every access a kill may precede
+//! and the recoverer between any two of their word accesses (`loom-tests/tests/committed_frees.rs`
+//! does the same for a committed change's frees and the release cursor that finishes them). So every access a kill may precede
 //! calls [`WordStore::step`] first (a no-op on the mapping). Readers make no such call: a reader
 //! holds nothing, and killing one proves nothing.
 //!
@@ -386,8 +388,10 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
     // ---- a dead owner ----------------------------------------------------------------------
 
     /// Hands the lock over from the dead participant in `slot` (of `generation`): rolls its
-    /// undo log back (`log`: the log and its published length, checked by the caller), then,
-    /// if the writer word still names it, makes the sequence even and frees the word. Returns
+    /// undo log back (`log`: the log and its published length, checked by the caller, its
+    /// release cursor too), or, if its change had committed and its frees were under way,
+    /// finishes them ([`UndoLog::finish_frees`], through [`OtherEntries::free_committed`]);
+    /// then, if the writer word still names it, makes the sequence even and frees the word. Returns
     /// whether threads may sleep on the lock words (the caller wakes the writer word's and the
     /// sequence's sleepers): checked whether or not it freed the word, since the dead owner
     /// may have freed it itself and died before its wake-up call.
@@ -402,6 +406,26 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
         other: &mut O,
     ) -> Result<bool, O::Error> {
         if let Some((log, len)) = log {
+            let (end, done) = log.frees_cursor()?;
+            if len > 0 && end > 0 {
+                // Killed between the cursor and the commit point: the change is rolled back,
+                // so it frees nothing. The cursor goes first: a rollback that ends at length 0
+                // and is then cut short must not leave the frees looking due.
+                log.clear_frees()?;
+            } else if len == 0 && end > 0 {
+                // Killed after the commit point, freeing: the change stays, and its frees are
+                // finished from the cursor on, while the writer word still names the dead
+                // owner (no other writer, and no gc, runs meanwhile). A cursor under a word
+                // that names someone else is none of this owner's (a damaged file): forgotten,
+                // its blocks left to gc.
+                self.lock_file.step()?;
+                let w = self.writer.load(Ordering::SeqCst);
+                if names_owner(w, slot, generation) {
+                    log.finish_frees(end, done, |entry, block| other.free_committed(entry, block))?;
+                } else {
+                    log.clear_frees()?;
+                }
+            }
             if len > 0 {
                 // SeqCst fence: the restores that follow are ordered before a reader's
                 // re-check, as the dead owner's own stores were by its fence in
@@ -446,14 +470,18 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
 }
 
 /// The undo log block's layout (FORMAT.md §10.3), the one definition every user of the log
-/// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, an unused
-/// word, the held-parts record of a single change (`part_lock::record`, bytes 32..96), then
-/// `cap` entries of two words (a tagged offset, a value).
+/// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, the
+/// release cursor, the held-parts record of a single change (`part_lock::record`, bytes
+/// 32..96), then `cap` entries of two words (a tagged offset, a value).
 pub mod undo {
     /// The published length (entries).
     pub const LEN: u64 = 8;
     /// The capacity (entries), also in the head word's length field.
     pub const CAP: u64 = 16;
+    /// The release cursor of a committed change's frees: `end << 32 | done` (0: none). `end`
+    /// is the log's length at the commit; the free-block entries below `done` are freed (or
+    /// being freed), those from `done` to `end` are not yet (`UndoLog::finish_frees`).
+    pub const FREES: u64 = 24;
     /// The held-parts record (`part_lock::record`): 4 entries of two words.
     pub const RECORD: u64 = 32;
     /// The first entry.
@@ -535,6 +563,15 @@ pub trait OtherEntries {
     /// Undoes the entry at byte `entry` of the store file: `tagged` (offset and tag), `value`.
     fn undo(&mut self, entry: u64, tagged: u64, value: u64) -> Result<(), Self::Error>;
 
+    /// Frees `block`, named by the free-block entry at byte `entry` of a dead owner's log
+    /// whose change had committed and whose frees were under way
+    /// ([`StoreLock::recover_dead`]; the log's cursor has already moved past the entry). The
+    /// default leaves the block to gc (a log with no heap behind it).
+    fn free_committed(&mut self, entry: u64, block: u64) -> Result<(), Self::Error> {
+        let _ = (entry, block);
+        Ok(())
+    }
+
     /// Refuses a word entry (at byte `entry`) that names a word no change ever logs: a
     /// damaged or hostile log must not restore, say, the header's size word. Every word is
     /// accepted unless the implementation knows the layout.
@@ -606,6 +643,89 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
         // Release: pairs with the Acquire in `published_len`; the same order in memory.
         self.store
             .store(self.block + undo::LEN, n, Ordering::Release)
+    }
+
+    // The cursor's accesses are Relaxed. Only the log's own participant writes the cursor,
+    // and nobody else reads it while that participant lives: its recoverer reads it after the
+    // death, and everything the dead process stored happens before that (the kernel drops the
+    // dead process's liveness lock when it exits, and the recoverer takes that byte's lock and
+    // the recovery lock before it reads). A recoverer killed in turn is followed by the next
+    // the same way. `check()` reads the cursors of live participants under the writer word,
+    // which a participant holds from before it sets its cursor until after it clears it.
+
+    /// The release cursor: `(end, done)`, `(0, 0)` when no committed frees are under way.
+    pub fn frees_cursor(&self) -> Result<(u64, u64), AccessError> {
+        // Relaxed: see above.
+        let c = self
+            .store
+            .load(self.block + undo::FREES, Ordering::Relaxed)?;
+        Ok((c >> 32, c & 0xffff_ffff))
+    }
+
+    fn set_frees_cursor(&self, end: u64, done: u64) -> Result<(), AccessError> {
+        debug_assert!(end < 1 << 32 && done <= end);
+        // Relaxed: see above.
+        self.store.store(
+            self.block + undo::FREES,
+            end << 32 | done,
+            Ordering::Relaxed,
+        )
+    }
+
+    /// Forgets the release cursor: a change that is rolled back frees nothing.
+    pub fn clear_frees(&self) -> Result<(), AccessError> {
+        // Relaxed: see above.
+        self.store
+            .store(self.block + undo::FREES, 0, Ordering::Relaxed)
+    }
+
+    /// Commits a change of `len` entries whose log holds free-block entries: the release
+    /// cursor `(len, 0)` first, then the length 0 (the commit point, [`UndoLog::set_len`]).
+    /// A writer killed between the two leaves a non-empty log, which its recoverer rolls back
+    /// after clearing the cursor; one killed after them leaves the frees to
+    /// [`UndoLog::finish_frees`] in its recoverer.
+    pub fn commit_with_frees(&self, len: u64) -> Result<(), AccessError> {
+        // The Release store of the length (`set_len`) keeps this store before it, in memory,
+        // and its barrier on disk.
+        self.set_frees_cursor(len, 0)?;
+        self.set_len(0)
+    }
+
+    /// Frees the committed change's free-block entries from index `done` to `end` (the
+    /// cursor), each exactly once: the cursor moves past an entry before `free` runs for it,
+    /// so a process killed in between leaks that one block (to gc) and never frees it twice;
+    /// the process that finishes (the writer itself, or the recoverer of a dead one) starts
+    /// at the cursor. Entries of other kinds are passed over. Ends with the cursor cleared.
+    /// `free(entry, block)`: the entry's byte offset and the block it names. The writer may
+    /// start at its first free-block entry instead of `done` = 0 (the entries before it are of
+    /// other kinds).
+    pub fn finish_frees<E: From<AccessError>>(
+        &self,
+        end: u64,
+        done: u64,
+        mut free: impl FnMut(u64, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for i in done..end {
+            let (tagged, _) = self.entry(i)?;
+            if tagged & undo::TAG_MASK != undo::T_FREE_BLOCK {
+                continue;
+            }
+            self.set_frees_cursor(end, i + 1)?;
+            free(self.entry_offset(i), tagged & !undo::TAG_MASK)?;
+        }
+        self.clear_frees()?;
+        Ok(())
+    }
+
+    /// Rewrites the first word of entry `i` to `tagged`, in place: an entry that a rollback
+    /// passes over turned into another such (a release into a free block), so that a process
+    /// killed on either side of the store leaves a log that rolls back the same.
+    pub fn retag(&self, i: u64, tagged: u64) -> Result<(), AccessError> {
+        // Relaxed: the entry is read back by this writer, or by a recoverer after its death
+        // (see the cursor's accesses above); the commit's Release store of the length, and its
+        // barrier on disk, come after it.
+        self.store
+            .store(self.entry_offset(i), tagged, Ordering::Relaxed)
     }
 
     /// Undoes entries `len - 1` down to 0, newest first: a dead owner's change, as
@@ -746,6 +866,117 @@ mod tests {
         lock.try_take(owner_id(1, 1)).unwrap().unwrap();
         lock.recover_dead(Some((&log, 0)), 2, 9, &mut WordsOnly)
             .unwrap();
+        assert_eq!(
+            lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
+            owner_id(1, 1)
+        );
+    }
+
+    /// Frees recorded, for the committed-frees tests.
+    #[derive(Default)]
+    struct Frees(Vec<u64>);
+
+    impl OtherEntries for Frees {
+        type Error = AccessError;
+
+        fn once_only(&self, _tagged: u64) -> bool {
+            false
+        }
+
+        fn undo(&mut self, _entry: u64, _tagged: u64, _value: u64) -> Result<(), AccessError> {
+            Ok(()) // free-block entries: nothing to undo
+        }
+
+        fn free_committed(&mut self, _entry: u64, block: u64) -> Result<(), AccessError> {
+            self.0.push(block);
+            Ok(())
+        }
+    }
+
+    /// A change that unlinks `DATA` and logs three free-block entries (blocks 0x100, 0x110,
+    /// 0x120), by the owner in slot 2 of generation 9, up to its commit point if `commit`.
+    fn change_with_frees<'a>(
+        lock_file: &'a MemWords,
+        store: &'a MemWords,
+        commit: bool,
+    ) -> (StoreLock<'a, MemWords>, UndoLog<'a, MemWords>) {
+        let lock = StoreLock::new(lock_file, AT).unwrap();
+        let log = UndoLog::new(store, LOG);
+        lock.try_take(owner_id(2, 9)).unwrap().unwrap();
+        lock.begin_change().unwrap();
+        log.append_word(0, DATA, 1).unwrap();
+        store.store(DATA, 2, Ordering::Relaxed).unwrap();
+        for (i, b) in [0x100u64, 0x110, 0x120].into_iter().enumerate() {
+            log.append(1 + i as u64, b | undo::T_FREE_BLOCK, 0).unwrap();
+        }
+        if commit {
+            log.commit_with_frees(4).unwrap();
+        }
+        (lock, log)
+    }
+
+    #[test]
+    fn a_dead_owners_committed_frees_are_finished_from_the_cursor() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, true);
+        assert_eq!(log.frees_cursor().unwrap(), (4, 0));
+        // The owner freed the first block (the cursor past entry 1), then died.
+        let mut owner = Frees::default();
+        let first_only = log.finish_frees(4, 0, |_, b| {
+            owner.0.push(b);
+            Err(AccessError::Misaligned { offset: b }) // dies right after it
+        });
+        assert!(first_only.is_err());
+        assert_eq!(owner.0, [0x100]);
+        assert_eq!(log.frees_cursor().unwrap(), (4, 2));
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert_eq!(
+            rec.0,
+            [0x110, 0x120],
+            "each block freed once, from the cursor on"
+        );
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+        assert_eq!(
+            store.load(DATA, Ordering::Relaxed).unwrap(),
+            2,
+            "the change stays"
+        );
+        assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
+        // A repeat frees nothing.
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert_eq!(rec.0.len(), 2);
+    }
+
+    #[test]
+    fn a_change_killed_before_its_commit_point_frees_nothing() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, false);
+        // Killed between the cursor and the length: the log is not empty.
+        log.set_frees_cursor(4, 0).unwrap();
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 4)), 2, 9, &mut rec).unwrap();
+        assert!(rec.0.is_empty(), "a rolled-back change freed {:?}", rec.0);
+        assert_eq!(
+            store.load(DATA, Ordering::Relaxed).unwrap(),
+            1,
+            "rolled back"
+        );
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_cursor_under_someone_elses_word_frees_nothing() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, true);
+        // The word names another owner (a damaged file): the cursor is forgotten.
+        lock_file
+            .store(AT.writer, owner_id(1, 1), Ordering::Relaxed)
+            .unwrap();
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        assert!(rec.0.is_empty());
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
         assert_eq!(
             lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
             owner_id(1, 1)

@@ -3,6 +3,7 @@
 //! or holds freed with everything it owns). Both walk without recursion.
 
 use super::key::hash_node;
+use super::layout::undo::Entry;
 use super::layout::{dict_header, list_header, owned};
 use super::tree::{Node, Tree};
 use super::value::{self, Kind};
@@ -256,65 +257,131 @@ impl Store {
 
 // ---- release --------------------------------------------------------------------------------
 
+/// How a release writes: inside the change, before its commit point (reference counts and the
+/// orphan list through the undo log, each block to free as a free-block entry, freed after the
+/// commit point exactly once, by the writer or by the recoverer of a dead one), or at once
+/// (past the commit point, or outside any change: a kill part-way leaks the rest to gc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Way {
+    Logged,
+    Now,
+}
+
+/// The most entries a commit's releases add to its undo log: a larger release (a long list
+/// dropped whole) runs the rest past the commit point, as before (its log block stays small;
+/// a kill there leaks the rest to gc).
+const LOGGED_RELEASES_MOST: u64 = 1024;
+
 impl Store {
-    /// Performs deferred releases (at commit; the op's log is already empty). Freed
-    /// containers release what they own; the walk is a work list, never recursion.
-    pub(super) fn release_all(&mut self, mut work: Vec<Release>) -> Result<()> {
-        while let Some(r) = work.pop() {
-            let w = match r {
-                Release::Block(b) => {
-                    self.part.heap().free(crate::heap::Block::from_word(b))?;
+    /// Runs the change's release entries inside the change, before its commit point
+    /// (`Way::Logged`), until they have added `LOGGED_RELEASES_MOST` entries to the log.
+    /// Returns the work left (to run past the commit point with `release_all`).
+    pub(super) fn release_in_change(&mut self) -> Result<Vec<Release>> {
+        let mut work = Vec::new();
+        if !self.log.has_releases() {
+            return Ok(work);
+        }
+        let n = self.log.len();
+        let stop = n + LOGGED_RELEASES_MOST;
+        for i in 0..n {
+            if let Some(Entry::Release { value }) = self.log.entry(&self.part, i)? {
+                if let Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } =
+                    self.value(value)?
+                {
+                    // A value that owns nothing else: its entry becomes its free.
+                    self.log.release_as_free(&self.part, i, value)?;
                     continue;
                 }
-                Release::Value(w) => w,
-            };
-            match self.value(w)? {
-                Value::Empty
-                | Value::None
-                | Value::Bool(_)
-                | Value::Int(_)
-                | Value::ShortStr(_) => {}
-                Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
-                    self.part.heap().free(crate::heap::Block::from_word(w))?
+                work.push(Release::Value(value));
+                while self.log.len() < stop {
+                    let Some(r) = work.pop() else { break };
+                    self.release_one(r, &mut work, Way::Logged)?;
                 }
-                v @ Value::Tuple { .. } => {
-                    self.for_each_child(v, |child| {
-                        if let Child::Word(item) = child {
-                            work.push(Release::Value(item));
-                        }
-                        Ok(())
-                    })?;
-                    self.part.heap().free(crate::heap::Block::from_word(w))?;
+            }
+        }
+        Ok(work)
+    }
+
+    /// Performs deferred releases at once (past the commit point, or in a change that frees
+    /// unreachable things: orphans, gc). Freed containers release what they own; the walk is
+    /// a work list, never recursion.
+    pub(super) fn release_all(&mut self, mut work: Vec<Release>) -> Result<()> {
+        while let Some(r) = work.pop() {
+            self.release_one(r, &mut work, Way::Now)?;
+        }
+        Ok(())
+    }
+
+    /// One release: frees an owned value or a block, or drops a container reference (and
+    /// collects the container if it was the last), queueing what a freed value owns.
+    fn release_one(&mut self, r: Release, work: &mut Vec<Release>, way: Way) -> Result<()> {
+        let w = match r {
+            Release::Block(b) => return self.free_block(b, way),
+            Release::Value(w) => w,
+        };
+        match self.value(w)? {
+            Value::Empty | Value::None | Value::Bool(_) | Value::Int(_) | Value::ShortStr(_) => {}
+            Value::Str(_) | Value::Bytes(_) | Value::BigInt(_) | Value::Float { .. } => {
+                self.free_block(w, way)?
+            }
+            v @ Value::Tuple { .. } => {
+                self.for_each_child(v, |child| {
+                    if let Child::Word(item) = child {
+                        work.push(Release::Value(item));
+                    }
+                    Ok(())
+                })?;
+                self.free_block(w, way)?;
+            }
+            Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                let c = c.get();
+                let rc = self.refcount(c)?;
+                if rc == 0 {
+                    return Err(Error::Corrupt {
+                        what: "releasing a container whose reference count is 0".into(),
+                        offset: c,
+                    });
                 }
-                Value::List(c) | Value::Dict(c) | Value::Object(c) => {
-                    let c = c.get();
-                    let rc = self.refcount(c)?;
-                    if rc == 0 {
-                        return Err(Error::Corrupt {
-                            what: "releasing a container whose reference count is 0".into(),
-                            offset: c,
-                        });
-                    }
-                    self.store_now(c + container::REFCNT, rc - 1)?;
-                    if rc == 1 {
-                        self.collect_container(c, &mut work)?;
-                    }
+                self.release_store(c + container::REFCNT, rc - 1, way)?;
+                if rc == 1 {
+                    self.collect_container(c, work, way)?;
                 }
             }
         }
         Ok(())
     }
 
+    /// Frees block `b` (`Way::Now`), or logs it to be freed past the commit point.
+    fn free_block(&mut self, b: u64, way: Way) -> Result<()> {
+        match way {
+            Way::Logged => self.free_at_commit(b),
+            Way::Now => Ok(self.part.heap().free(crate::heap::Block::from_word(b))?),
+        }
+    }
+
+    /// A store of a release: logged (`put`) inside the change, else at once (`store_now`).
+    fn release_store(&mut self, off: u64, v: u64, way: Way) -> Result<()> {
+        match way {
+            Way::Logged => self.put(off, v),
+            Way::Now => self.store_now(off, v),
+        }
+    }
+
     /// A container with no references left: freed, unless a held set names it (then it goes
     /// on the orphan list until its last holder lets go).
-    pub(super) fn collect_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
+    pub(super) fn collect_container(
+        &mut self,
+        c: u64,
+        work: &mut Vec<Release>,
+        way: Way,
+    ) -> Result<()> {
         if held::is_held_anywhere(&self.part, c)? {
             let head = self.get(c)?;
             if head & container::ORPHAN_FLAG == 0 {
                 let first = self.get(words::ORPHANS)?;
-                self.store_now(c + container::ORPHAN_NEXT, first)?;
-                self.store_now(c, head | container::ORPHAN_FLAG)?;
-                self.store_now(words::ORPHANS, c)?;
+                self.release_store(c + container::ORPHAN_NEXT, first, way)?;
+                self.release_store(c, head | container::ORPHAN_FLAG, way)?;
+                self.release_store(words::ORPHANS, c, way)?;
             }
             return Ok(());
         }
@@ -322,11 +389,16 @@ impl Store {
             // Still on the orphan list: the list walk frees it.
             return Ok(());
         }
-        self.free_container(c, work)
+        self.free_container(c, work, way)
     }
 
     /// Frees a container's blocks, queueing the values it refers to.
-    pub(super) fn free_container(&mut self, c: u64, work: &mut Vec<Release>) -> Result<()> {
+    pub(super) fn free_container(
+        &mut self,
+        c: u64,
+        work: &mut Vec<Release>,
+        way: Way,
+    ) -> Result<()> {
         let v = self.value(c)?;
         if v.container().map(|k| k.get()) != Some(c) {
             return Err(Error::Corrupt {
@@ -345,8 +417,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.part.heap().free(crate::heap::Block::from_word(c))?;
-        Ok(())
+        self.free_block(c, way)
     }
 
     /// A store outside the undo log (commit-time work: reference counts, the orphan list).
@@ -402,7 +473,7 @@ impl Store {
         let n = free.len() as u64;
         let mut work = Vec::new();
         for c in free {
-            self.free_container(c, &mut work)?;
+            self.free_container(c, &mut work, Way::Now)?;
         }
         self.release_all(work)?;
         Ok(n)

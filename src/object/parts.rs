@@ -146,23 +146,24 @@ impl Store {
     }
 
     /// Ends the single change begun by `begin_part`: commits its log (or rolls it back),
-    /// releases the part, performs the deferred frees, leaves the gate.
+    /// releases the part, performs the deferred frees (the release cursor's, as `commit_log`),
+    /// leaves the gate.
     pub fn end_part(&mut self, commit: bool) -> Result<()> {
         let Some(held) = self.part_change.take() else {
             return Ok(());
         };
         let ended = if commit {
-            self.log.commit(&self.part)
+            self.part_commit()
         } else {
-            self.rollback_to(0).map(|()| Vec::new())
+            self.rollback_to(0).map(|()| (None, Vec::new()))
         };
         if ended.is_err() {
             // A log that can be neither undone nor committed is damage (as in `end_op`): it is
             // dropped, so the part is released and nobody waits for it forever.
             self.log.abandon(&self.part);
         }
-        let releases = match ended {
-            Ok(rel) if !rel.is_empty() => rel,
+        let (frees, later) = match ended {
+            Ok((frees, later)) if frees.is_some() || !later.is_empty() => (frees, later),
             ended => {
                 // Nothing deferred: the part released and the gate left with one wake-up
                 // check.
@@ -171,10 +172,35 @@ impl Store {
             }
         };
         self.parts(0)?.end(&[held], false, &KERNEL)?;
-        // The deferred frees while still past the gate (a section waits for them).
-        let released = self.release_all(releases);
+        // The deferred frees while still past the gate (a section waits for them). A kill
+        // here leaves the release cursor to the recoverer, as after a store-wide commit.
+        let mut released = Ok(());
+        if let Some(end) = frees {
+            released = self.log.finish_frees(&self.part, end);
+        }
+        if released.is_ok() && !later.is_empty() {
+            released = self.release_all(later);
+        }
         self.parts(0)?.leave(&KERNEL)?;
         released
+    }
+
+    /// The commit of a single change on a part, as `commit_log` makes it but stopping at the
+    /// commit point: the log's length for the release cursor's frees (if any), and the
+    /// releases left for after it.
+    fn part_commit(&mut self) -> Result<(Option<u64>, Vec<super::encode::Release>)> {
+        if !self.log.has_releases() && !self.log.has_frees() {
+            return Ok((self.log.commit(&self.part)?, Vec::new()));
+        }
+        let later = match self.release_in_change() {
+            Ok(later) => later,
+            Err(e) => {
+                // Before the commit point: the change is undone, releases and all.
+                let _ = self.rollback_to(0);
+                return Err(e);
+            }
+        };
+        Ok((self.log.commit(&self.part)?, later))
     }
 
     /// Whether the single change in progress asked to run store-wide (`part_refuse`); clears

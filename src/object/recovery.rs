@@ -9,8 +9,9 @@
 //! at worst leaks it to gc; a held or log block is named by the dead slot's block journal 0
 //! while its record lets go of it, see `Heap::free_for_dead`).
 //!
-//! Steps 1 and 2 (the undo log, the writer word and the sequence) are
-//! [`StoreLock::recover_dead`], the protocol the loom models check; this file adds the other
+//! Steps 1 and 2 (the undo log, or the frees of a change it had committed, from the log's
+//! release cursor; the writer word and the sequence) are [`StoreLock::recover_dead`], the
+//! protocol the loom models check (`store_lock.rs`, `committed_frees.rs`); this file adds the other
 //! entry kinds, the shared holds and the held set.
 
 use super::layout::{container, lock_words, undo};

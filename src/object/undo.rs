@@ -26,7 +26,7 @@ use super::layout::lock_words;
 use super::layout::undo::{self, Entry};
 use super::participant::Participant;
 use super::value::{self, Kind};
-use super::{encode, slot_words, words, Error, Result, Store};
+use super::{slot_words, words, Error, Result, Store};
 use crate::heap::{self, Heap};
 use crate::region::{lockfile, AttachLiveness, Mapping};
 use crate::store_lock::{OtherEntries, UndoLog};
@@ -52,8 +52,12 @@ pub(super) struct ChangeLog {
     /// The length at the innermost savepoint or op start: entries below it hold values from
     /// before it, which a rollback to it must not keep, so they do not count as `logged`.
     floor: u64,
-    /// The log holds release or free entries (commit must scan it).
-    deferred: bool,
+    /// The log holds release entries (commit runs them first, `Store::release_in_change`).
+    releases: bool,
+    /// The log holds free-block entries (commit frees them, `UndoLog::finish_frees`).
+    frees: bool,
+    /// The index of the first free-block entry, while `frees`.
+    first_free: u64,
     /// durable=True: the log holds an entry for the store file (commit must flush it).
     unsynced: bool,
 }
@@ -85,6 +89,13 @@ pub(super) fn open_log<'a>(
         });
     }
     mem.bytes(block, undo::block_bytes(cap))?;
+    let (end, done) = log.frees_cursor()?;
+    if end > cap || done > end {
+        return Err(heap::Error::Corrupt {
+            what: format!("{whose} undo log's release cursor is damaged ({end}, {done})"),
+            offset: block + undo::FREES,
+        });
+    }
     Ok((log, len))
 }
 
@@ -186,6 +197,13 @@ impl OtherEntries for ObjectEntries<'_, '_> {
         }
         Ok(())
     }
+
+    fn free_committed(&mut self, _entry: u64, block: u64) -> Result<(), heap::Error> {
+        match self.free_to {
+            FreeTo::Cache => self.heap.free(heap::Block::from_word(block)),
+            FreeTo::Segments => self.heap.free_uncached(heap::Block::from_word(block)),
+        }
+    }
 }
 
 impl ChangeLog {
@@ -221,13 +239,21 @@ impl ChangeLog {
             self.grow(p)?;
         }
         match e {
-            Entry::Release { .. } | Entry::FreeBlock { .. } => self.deferred = true,
+            Entry::Release { .. } => self.releases = true,
+            Entry::FreeBlock { .. } if !self.frees => {
+                self.frees = true;
+                self.first_free = self.len;
+            }
             _ => {}
         }
-        // Lock-file words need no disk order: the lock file does not outlive a reboot.
+        // Lock-file words need no disk order: the lock file does not outlive a reboot. A
+        // free-block entry covers no write (a rollback ignores it, and the commit's barrier
+        // before the length puts it on disk): no flush for it either, so that a release run
+        // inside the change (`Store::release_in_change`) costs no flush per block it frees.
         // `active undo` is Relaxed: only this participant writes it while it is the writer,
         // and what orders it for a reboot is the flush below, not the processor.
-        let durable = p.is_durable() && !matches!(e, Entry::LockWord { .. });
+        let durable =
+            p.is_durable() && !matches!(e, Entry::LockWord { .. } | Entry::FreeBlock { .. });
         if durable && p.mem().load(words::ACTIVE_UNDO, Ordering::Relaxed)? != self.block {
             // The change's first entry: name the log where a reboot finds it (on disk with
             // the entry, below).
@@ -360,6 +386,13 @@ impl ChangeLog {
         }
         self.logged.retain(|_, i| *i < mark);
         self.floor = self.floor.min(mark);
+        if mark == 0 {
+            self.releases = false;
+        }
+        if mark <= self.first_free {
+            // Every free-block entry is gone (none lies below the first).
+            self.frees = false;
+        }
         rolled_back
     }
 
@@ -379,37 +412,72 @@ impl ChangeLog {
     /// neither undone nor committed: a damaged file).
     pub fn abandon(&mut self, p: &Participant) {
         self.len = 0;
+        self.releases = false;
+        self.frees = false;
         if self.block != 0 {
             // Without a barrier: a disk that refuses flushes must not keep the entries alive.
             let _ = p.without_barriers(|| self.undo_log(p).set_len(0));
         }
     }
 
-    /// Commits the op's log: empties it (the commit point). Returns the releases and frees
-    /// it deferred, which the caller performs next.
-    pub fn commit(&mut self, p: &Participant) -> Result<Vec<encode::Release>> {
-        let n = self.len;
-        let mut releases = Vec::new();
-        // Only scan for deferred work if there is some (most changes drop nothing).
-        if std::mem::take(&mut self.deferred) {
-            let log = self.undo_log(p);
-            for i in 0..n {
-                let (tagged, value) = log.entry(i)?;
-                match Entry::from_words(tagged, value) {
-                    Some(Entry::Release { value }) => releases.push(encode::Release::Value(value)),
-                    Some(Entry::FreeBlock { block }) => {
-                        releases.push(encode::Release::Block(block))
-                    }
-                    _ => {}
-                }
-            }
+    /// Whether the change's log holds release entries (to run before the commit point).
+    pub fn has_releases(&self) -> bool {
+        self.releases
+    }
+
+    /// Whether the change's log holds free-block entries (to free past the commit point).
+    pub fn has_frees(&self) -> bool {
+        self.frees
+    }
+
+    /// The log's length (entries).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Turns release entry `i`, of a value that owns no other block (a str, bytes, big int or
+    /// float block), into a free-block entry for that block, in place (`UndoLog::retag`): the
+    /// cheapest way to free it past the commit point exactly once.
+    pub fn release_as_free(&mut self, p: &Participant, i: u64, block: u64) -> Result<()> {
+        debug_assert!(i < self.len);
+        self.undo_log(p)
+            .retag(i, Entry::FreeBlock { block }.to_words().0)?;
+        if !self.frees || i < self.first_free {
+            self.first_free = i;
         }
-        // The log is emptied first: from here on, a crash leaks at worst (found by gc), it
-        // never frees twice. In a durable store, the barrier before the length puts every
-        // write of the change on disk first; the empty log is then the commit point.
+        self.frees = true;
+        Ok(())
+    }
+
+    /// Entry `i` of the log, decoded (None: an unknown kind).
+    pub fn entry(&self, p: &Participant, i: u64) -> Result<Option<Entry>> {
+        debug_assert!(i < self.len);
+        let (tagged, value) = self.undo_log(p).entry(i)?;
+        Ok(Entry::from_words(tagged, value))
+    }
+
+    /// Commits the op's log: empties it (the commit point). If it holds free-block entries,
+    /// the release cursor names them first (`UndoLog::commit_with_frees`), and the log's
+    /// length at the commit is returned: the caller frees them next ([`ChangeLog::finish_frees`]).
+    pub fn commit(&mut self, p: &Participant) -> Result<Option<u64>> {
+        let n = self.len;
+        self.releases = false;
+        let frees = std::mem::take(&mut self.frees) && n > 0;
+        // The log is emptied first: from here on, a crash leaves the frees to the recoverer,
+        // which finishes them from the cursor; it never frees twice. In a durable store, the
+        // barrier before the length puts every write of the change on disk first; the empty
+        // log is then the commit point.
         if n > 0 {
-            if let Err(e) = self.undo_log(p).set_len(0) {
-                // The disk refused the change (its barrier failed): it is undone instead.
+            let log = self.undo_log(p);
+            let committed = if frees {
+                log.commit_with_frees(n)
+            } else {
+                log.set_len(0)
+            };
+            if let Err(e) = committed {
+                // The disk refused the change (its barrier failed): it is undone instead, and
+                // frees nothing.
+                let _ = p.without_barriers(|| log.clear_frees());
                 let _ = self.rollback_to(p, 0);
                 self.abandon(p);
                 let _ = p.without_barriers(|| self.end_durable_change(p));
@@ -419,7 +487,10 @@ impl ChangeLog {
         }
         if let Err(e) = self.end_durable_change(p) {
             // Past the commit point: the change stays, in memory and in the file; the disk did
-            // not confirm it.
+            // not confirm it. Its frees are still due.
+            if frees {
+                let _ = self.finish_frees(p, n);
+            }
             return Err(match e {
                 Error::Io { op, path, source } => Error::Io {
                     op: format!("{op} (the change is made, but the disk did not confirm it)"),
@@ -433,7 +504,23 @@ impl ChangeLog {
             self.logged.clear();
         }
         self.floor = 0;
-        Ok(releases)
+        Ok(frees.then_some(n))
+    }
+
+    /// Frees the free-block entries of the change just committed with `end` entries, each
+    /// once, moving the release cursor past each first (`UndoLog::finish_frees`, the same
+    /// steps the recoverer of a dead participant takes from where the cursor stands).
+    pub fn finish_frees(&self, p: &Participant, end: u64) -> Result<()> {
+        let log = self.undo_log(p);
+        let freed = log.finish_frees(end, self.first_free.min(end), |_, block| {
+            p.heap().free(heap::Block::from_word(block))
+        });
+        if freed.is_err() {
+            // A damaged block: the rest is left to gc, and the cursor must not outlive this
+            // commit (the next change's rollback would otherwise find it).
+            let _ = p.without_barriers(|| log.clear_frees());
+        }
+        Ok(freed?)
     }
 }
 
@@ -449,6 +536,8 @@ fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
     mem.store(b, value::block_head(Kind::UndoLog, cap), Ordering::Relaxed)?;
     mem.store(b + undo::LEN, 0, Ordering::Relaxed)?;
     mem.store(b + undo::CAP, cap, Ordering::Relaxed)?;
+    // The block held something else before: no release cursor from its past.
+    mem.store(b + undo::FREES, 0, Ordering::Relaxed)?;
     let mut w = undo::RECORD;
     while w < undo::ENTRIES {
         // Relaxed: as above. An empty held-parts record (a reused block holds old words).
@@ -467,13 +556,38 @@ impl Store {
         self.log.rollback_to(&self.part, mark)
     }
 
-    /// Commits the change in progress and performs the releases it deferred.
+    /// Commits the change in progress and performs the releases it deferred: first inside the
+    /// change, logged, as free-block entries (`release_in_change`); then, past the commit
+    /// point, the frees, each once (a process killed among them leaves the rest to its
+    /// recoverer); then whatever `release_in_change` left for later (a change that frees more
+    /// than it logs: killed there, the rest leaks to gc).
+    #[inline]
     pub(super) fn commit_log(&mut self) -> Result<()> {
-        let releases = self.log.commit(&self.part)?;
-        if releases.is_empty() {
+        if !self.log.has_releases() && !self.log.has_frees() {
+            // Most changes drop nothing (a counter, an int set, an append into room).
+            self.log.commit(&self.part)?;
             return Ok(());
         }
-        self.release_all(releases)
+        self.commit_log_releasing()
+    }
+
+    #[inline(never)]
+    fn commit_log_releasing(&mut self) -> Result<()> {
+        let later = match self.release_in_change() {
+            Ok(later) => later,
+            Err(e) => {
+                // Before the commit point: the change is undone, releases and all.
+                let _ = self.rollback_to(0);
+                return Err(e);
+            }
+        };
+        if let Some(end) = self.log.commit(&self.part)? {
+            self.log.finish_frees(&self.part, end)?;
+        }
+        if later.is_empty() {
+            return Ok(());
+        }
+        self.release_all(later)
     }
 
     /// Appends one entry to the change in progress's log.

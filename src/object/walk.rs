@@ -511,7 +511,7 @@ impl Store {
                 let found = m.refs.get(&c).copied().unwrap_or(0);
                 self.store_now(c + container::REFCNT, found)?;
                 if found == 0 {
-                    self.collect_container(c, &mut work)?;
+                    self.collect_container(c, &mut work, super::encode::Way::Now)?;
                 }
             }
         }

@@ -244,8 +244,10 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub mod lockfile {
     pub const MAGIC: [u8; 8] = *b"PERSISTL";
     /// 2: slots of 96 words with a block cache. 3: the boot id in the header. 4: slots of 256
-    /// words, a block cache of 13 entries a class. 6: the `parts on` word (5 is another
-    /// build's).
+    /// words, a block cache of 13 entries a class. 5: the recovery of a dead participant reads
+    /// the release cursor of its undo log block (FORMAT.md §10.3), which older builds leave
+    /// unwritten: the two must never share a store. 6: the `slots high` word (parts, FORMAT.md
+    /// §10.9).
     pub const VERSION: u32 = 6;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;

@@ -614,6 +614,39 @@ def _cases() -> list[Case]:
 
         add(cid, make_store, make_lock=make_lock)
 
+    # The dead participant's undo log, crafted with a release cursor (FORMAT.md §10.3): the
+    # dead owner had committed a change and was freeing its blocks when it died, and its
+    # recoverer finishes the frees. Here the log's free-block entries name the root, a random
+    # word and the log itself, with the writer word naming the dead owner (so the frees run)
+    # or not (the cursor is only cleared), and a cursor past the log's capacity (damage).
+    for name in ("mixed", "small"):
+        for what in ("frees-owner", "frees-no-owner", "past-cap", "done-past-end"):
+            cid = f"lock-{name}-dead-undo-cursor-{what}"
+
+            def make_store(w: Path, name: str = name, what: str = what, cid: str = cid) -> bytes:
+                d = base(name, w).data
+                b = bytearray(d)
+                blk = _free_block_of(d)
+                r = _rng(cid)
+                wr(b, blk, K_UNDO | (3 << 8))
+                wr(b, blk + 8, 0)  # len: committed
+                wr(b, blk + 16, 3)
+                end, done = {"past-cap": (1000, 0), "done-past-end": (2, 3)}.get(what, (3, 0))
+                wr(b, blk + 24, end << 32 | done)
+                for i, v in enumerate((rd(d, HDR_ROOT), r.getrandbits(64), blk)):
+                    wr(b, blk + 32 + 16 * i, (v & ~7) | 3)  # a free-block entry
+                return bytes(b)
+
+            def make_lock(w: Path, data: bytes, name: str = name, what: str = what) -> bytes:
+                lk = bytearray(base(name, w).lock or b"")
+                wr(lk, 4096, 1 | (7 << 8))  # slot 0 attached, generation 7, its owner gone
+                wr(lk, 4096 + 8 * 3, _free_block_of(base(name, w).data))
+                if what != "frees-no-owner":
+                    wr(lk, 64, (7 << 16) | 1)  # the writer word names it
+                return bytes(lk)
+
+            add(cid, make_store, make_lock=make_lock)
+
     def deep_tuple(w: Path) -> bytes:
         # A valid store (made through the API) whose value is a 5000-deep tuple chain with a
         # list inside: reading it must not overflow any stack (nesting is walked iteratively).
