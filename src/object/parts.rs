@@ -57,11 +57,13 @@ pub(super) struct ReadParts {
 impl Store {
     /// Whether another participant has attached since the lock file was built (`slots high`
     /// above 1): single changes then take parts, and readers validate versions.
+    #[inline]
     pub(super) fn parts_on(&self) -> bool {
         self.slots_high() > 1
     }
 
     /// The lock file's `slots high` word, clamped to the table (a forged word scans no more).
+    #[inline]
     fn slots_high(&self) -> u32 {
         // Relaxed: a hint for a writer (the store-wide path is always correct); a reader
         // re-reads it after its Acquire fence (`parts_valid`), and a section reads it after
@@ -296,6 +298,7 @@ impl Store {
     }
 
     /// Starts recording for a read that begins now.
+    #[inline]
     pub(super) fn parts_read_begin(&self) {
         self.read_busy.set(None);
         let on = self.parts_on();
@@ -306,12 +309,14 @@ impl Store {
     }
 
     /// The part the read found held, if any.
+    #[inline]
     pub fn read_busy(&self) -> Option<Busy> {
         self.read_busy.get()
     }
 
     /// The read's part side of validation, after the caller's Acquire fence: every version
     /// unchanged, no part found held, and parts not turned on since a read that recorded none.
+    #[inline]
     pub(super) fn parts_valid(&self) -> bool {
         if self.read_busy.get().is_some() {
             return false;
