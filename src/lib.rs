@@ -9,7 +9,8 @@
 //! - [`store_lock`]: the store lock's word protocol (writer word, seqlock, undo of word entries,
 //!   hand-over from a dead owner), the part of the object layer that the loom models check.
 //! - [`part_lock`]: part locks on containers' version words and the gate between single changes
-//!   and lockExcl/lockShared sections (model-checked; the object layer does not use it yet).
+//!   and lockExcl/lockShared sections (model-checked; used by the object layer's single
+//!   changes of one container).
 //! - [`object`]: values, lists, dicts, objects, reference counts, the store lock, the undo log.
 //!
 //! The Python module (`py`, feature `python`) builds on these (FORMAT.md is the on-disk layout).

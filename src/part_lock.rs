@@ -1,7 +1,7 @@
 //! Part locks and the gate: the word protocol that lets single changes of different containers
 //! run at once in many processes, while lockExcl and lockShared keep their store-wide meaning.
-//! (Model-checked in `loom-tests/tests/part_lock.rs`; the object layer does not use it yet:
-//! FORMAT.md §10.9 and papers/objects.md say what the wiring changes.)
+//! (Model-checked in `loom-tests/tests/part_lock.rs`; the object layer's single changes use it
+//! through `object/parts.rs`: FORMAT.md §10.9 and papers/objects.md §11.)
 //!
 //! Problem. Today every change takes the store's one writer word and moves its one sequence
 //! word ([`crate::store_lock`]), so changes never run in parallel and every change invalidates

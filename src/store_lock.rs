@@ -471,7 +471,8 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
 
 /// The undo log block's layout (FORMAT.md §10.3), the one definition every user of the log
 /// reads: a head word (`kind | cap << 8`, written by the object layer), `len`, `cap`, the
-/// release cursor, then `cap` entries of two words (a tagged offset, a value).
+/// release cursor, the held-parts record of a single change (`part_lock::record`, bytes
+/// 32..96), then `cap` entries of two words (a tagged offset, a value).
 pub mod undo {
     /// The published length (entries).
     pub const LEN: u64 = 8;
@@ -481,8 +482,10 @@ pub mod undo {
     /// is the log's length at the commit; the free-block entries below `done` are freed (or
     /// being freed), those from `done` to `end` are not yet (`UndoLog::finish_frees`).
     pub const FREES: u64 = 24;
+    /// The held-parts record (`part_lock::record`): 4 entries of two words.
+    pub const RECORD: u64 = 32;
     /// The first entry.
-    pub const ENTRIES: u64 = 32;
+    pub const ENTRIES: u64 = 96;
     pub const ENTRY_BYTES: u64 = 16;
     /// Entry tags are the low bits of the entry's first word (offsets are 8-aligned, blocks
     /// 16-aligned, so the tag never hides an offset bit).

@@ -43,13 +43,15 @@ impl Store {
 
     /// Writes a data word inside an op, logging its old value first.
     pub(super) fn put(&mut self, off: u64, new: u64) -> Result<()> {
-        debug_assert!(self.locks.writing);
+        debug_assert!(self.locks.writing || self.part_change.is_some());
         let old = self.get(off)?;
         if old == new {
             return Ok(());
         }
         self.log.log_word(&self.part, off, old)?;
-        // Relaxed: readers validate the sequence (Release-stored at the end of the op).
+        // Relaxed: readers validate the sequence (Release-stored at the end of the op), or
+        // the container's version (a part change: ordered after its CAS by the Release fence
+        // that follows it, and before the Release store that releases the part).
         self.mem().store(off, new, Ordering::Relaxed)?;
         Ok(())
     }
@@ -142,13 +144,18 @@ impl Store {
     }
 
     /// Not logged: a version only has to change when the contents do. After a rollback it
-    /// has moved on anyway, which costs a check-then-act caller one retry at most.
+    /// has moved on anyway, which costs a check-then-act caller one retry at most. By 2: the
+    /// version is the container's part word (FORMAT.md §10.9), even while free. A part change
+    /// holds the word (odd) and moves it when it releases the part, so it bumps nothing here.
     pub(super) fn bump_version(&mut self, obj: u64) -> Result<()> {
+        if self.part_change.is_some() {
+            return Ok(());
+        }
         let v = self.get(obj + container::VERSION)?;
         // Relaxed and no persist barrier: any value on disk is as good as another.
         self.mem().store(
             obj + container::VERSION,
-            v.wrapping_add(1),
+            v.wrapping_add(2),
             Ordering::Relaxed,
         )?;
         Ok(())
@@ -179,6 +186,7 @@ impl Store {
     /// Releases a value word at commit: frees an owned value, drops a container reference.
     pub(super) fn release_at_commit(&mut self, w: u64) -> Result<()> {
         if value::is_block(w) {
+            self.part_release_check(w)?;
             self.log_entry(Entry::Release { value: w })?;
         }
         Ok(())

@@ -87,6 +87,7 @@ pub const NO_HINT: u64 = u64::MAX;
 
 impl Store {
     pub(super) fn dict_parts(&self, c: u64) -> Result<DictParts> {
+        self.observe(c);
         const _: () = assert!(
             dict_header::USED == dict_header::TABLE + 8
                 && dict_header::NENTRIES == dict_header::TABLE + 16

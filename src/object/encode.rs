@@ -39,6 +39,8 @@ impl Store {
     }
 
     fn encode_tree(&mut self, t: &Tree, items_only: bool) -> Result<(u64, Vec<u64>)> {
+        // Containers and references touch more than one part: store-wide.
+        self.part_refuse()?;
         self.encoded_objects.clear();
         let n = t.nodes.len();
         let root = t.root as usize;

@@ -41,7 +41,7 @@ pub mod slot_words {
     /// none), because the store file has no room it could write their offsets into.
     pub const RO_PINNED: u64 = W_OBJECT + 3;
     /// 1 while a single change of this participant is past the gate (`part_lock`, FORMAT.md
-    /// §10.9). Not written yet: the object layer does not use part locks so far.
+    /// §10.9; `object/parts.rs`).
     pub const ACTIVE: u64 = W_OBJECT + 4;
     /// Words 16..32: a read-only participant's held set, one container offset (or 0) each.
     /// Writable participants' held sets are block chains in the store file (`HELD`).
@@ -53,7 +53,8 @@ pub mod slot_words {
 pub mod lock_words {
     /// 0 = free, else the owner's id (`store_lock::owner_id`).
     pub const WRITER: u64 = 64;
-    /// Odd while a writer changes the store (a single change or a lockExcl section).
+    /// Odd while a store-wide change is in progress (a single change on the store-wide path,
+    /// a lockExcl section, a walk while parts are on).
     pub const SEQ: u64 = 128;
     /// lockShared holds, all participants together.
     pub const SHARED: u64 = 192;

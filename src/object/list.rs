@@ -24,6 +24,7 @@ impl Store {
     /// (items block, len, cap), checked: the items block is an items block of at least `cap`
     /// words and len <= cap.
     pub(super) fn list_parts(&self, c: u64) -> Result<(u64, u64, u64)> {
+        self.observe(c);
         let items = self.get(c + list_header::ITEMS)?;
         let len = self.get(c + list_header::LEN)?;
         let cap = self.get(c + list_header::CAP)?;

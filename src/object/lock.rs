@@ -6,7 +6,7 @@
 //! | offset | word | meaning |
 //! |---|---|---|
 //! | 64 | writer | 0 = free, else `(generation & 0xffff) << 16 \| (slot + 1)` of the owner |
-//! | 128 | sequence | odd while a writer changes the store (a single change or a lockExcl section) |
+//! | 128 | sequence | odd while a store-wide change is in progress (a single change on the store-wide path, a lockExcl section) |
 //! | 192 | shared | lockShared holds, all participants together |
 //! | 256 | waiters | threads sleeping on one of the words above (so releasers know to wake) |
 //!
@@ -50,6 +50,12 @@ pub enum Busy {
     Shared(u64),
     /// A change is in progress (the sequence word is odd).
     Seq(u64),
+    /// A single change holds the container whose part word (version) is at this store
+    /// offset (FORMAT.md §10.9); `word` is the odd value seen.
+    Part { offset: u64, word: u64 },
+    /// A single change of participant `slot` is past the gate (its `active` word is `word`):
+    /// a section waits for it to end.
+    Active { slot: u32, word: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +69,14 @@ pub(super) struct LockWords {
     pub(super) words: StoreLock<'static, Mapping>,
     pub(super) shared: &'static AtomicU64,
     me: u64,
+    /// The store file and the lock file (part words and `active` words to sleep on).
+    pub(super) store: &'static Mapping,
+    pub(super) lock_file: &'static Mapping,
+    /// Slot 0's `active` word in the lock file, and the distance between two slots' words.
+    pub(super) active: u64,
+    pub(super) stride: u64,
+    /// The lock file's `slots high` word (`lockfile::SLOTS_HIGH`, read by every change).
+    pub(super) slots_high: &'static AtomicU64,
 }
 
 impl LockWords {
@@ -71,11 +85,23 @@ impl LockWords {
         self.me
     }
 
-    pub fn new(m: &'static Mapping, slot: u32, generation: u64) -> Result<LockWords> {
+    pub fn new(
+        m: &'static Mapping,
+        store: &'static Mapping,
+        active: u64,
+        stride: u64,
+        slot: u32,
+        generation: u64,
+    ) -> Result<LockWords> {
         Ok(LockWords {
             words: StoreLock::new(m, LOCK_OFFSETS)?,
             shared: m.word(lock_words::SHARED)?,
             me: owner_id(slot, generation),
+            store,
+            lock_file: m,
+            active,
+            stride,
+            slots_high: m.word(crate::region::lockfile::SLOTS_HIGH)?,
         })
     }
 
@@ -95,7 +121,7 @@ impl LockWords {
     }
 
     /// Makes the sequence odd: a change begins.
-    fn seq_begin(&self) -> Result<()> {
+    pub(super) fn seq_begin(&self) -> Result<()> {
         Ok(self.words.begin_change()?)
     }
 
@@ -120,6 +146,10 @@ impl LockWords {
         Waiter {
             words: self.words,
             shared: self.shared,
+            store: self.store,
+            lock_file: self.lock_file,
+            active: self.active,
+            stride: self.stride,
         }
     }
 
@@ -210,6 +240,13 @@ impl Store {
         self.take_writer()?;
         self.part.lock().seq_begin()?;
         self.locks.writing = true;
+        // The gate is closed (odd sequence, and `begin_change` fenced): the single changes
+        // already past it end first.
+        if let Err(e) = self.drain_gate(true) {
+            self.locks.writing = false;
+            let _ = self.part.lock().end_change();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -305,6 +342,13 @@ impl Store {
         self.part.lock().try_writer()?;
         self.as_writer_unsequenced(|st| st.add_shared(1))?;
         self.locks.shared.insert(thread, 1);
+        // The gate is closed (the shared count is not 0): the single changes already past it
+        // end first. A failure here gives the hold back, so the caller holds nothing.
+        if let Err(e) = self.drain_gate(false) {
+            self.locks.shared.remove(&thread);
+            let _ = self.release_shared_hold();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -432,28 +476,39 @@ impl Store {
 
     // ---- readers -------------------------------------------------------------------------
 
-    /// Begins an unlocked read by `thread`: `Busy` while a change is in progress.
+    /// Begins an unlocked read by `thread`: `Busy` while a change is in progress. While
+    /// parts are on, the read records the version of every container it reaches
+    /// (`Store::observe`, parts.rs).
     pub fn read_begin(&self, thread: u64) -> Result<ReadToken, Busy> {
         if let Some((t, _)) = self.locks.excl {
             if t == thread {
+                self.read_tracking.set(false);
                 return Ok(ReadToken(TOKEN_OWNER));
             }
             return Err(self.local_busy());
         }
-        self.part
+        let token = self
+            .part
             .lock()
             .words
             .read_begin()
             .map(ReadToken)
-            .map_err(Busy::Seq)
+            .map_err(Busy::Seq)?;
+        self.parts_read_begin();
+        Ok(token)
     }
 
-    /// Whether everything read since `read_begin` is a consistent snapshot.
+    /// Whether everything read since `read_begin` is a consistent snapshot: the sequence
+    /// unchanged (`read_valid` fences Acquire first), and then every container version the
+    /// read recorded.
     pub fn read_valid(&self, token: ReadToken) -> bool {
         if token.0 == TOKEN_OWNER {
             return true;
         }
-        self.part.lock().words.read_valid(token.0)
+        let valid = self.part.lock().words.read_valid(token.0) && self.parts_valid();
+        // Steps that follow (changes) record nothing.
+        self.read_tracking.set(false);
+        valid
     }
 }
 
@@ -462,6 +517,10 @@ impl Store {
 pub struct Waiter {
     words: StoreLock<'static, Mapping>,
     shared: &'static AtomicU64,
+    store: &'static Mapping,
+    lock_file: &'static Mapping,
+    active: u64,
+    stride: u64,
 }
 
 impl Waiter {
@@ -472,6 +531,17 @@ impl Waiter {
             Busy::Writer(v) => (self.words.writer_word(), v),
             Busy::Shared(v) => (self.shared, v),
             Busy::Seq(v) => (self.words.seq_word(), v),
+            Busy::Part { offset, word } => match self.store.word(offset) {
+                Ok(w) => (w, word),
+                // An offset no container has (a damaged file): nothing to sleep on.
+                Err(_) => return std::thread::sleep(timeout.min(Duration::from_millis(1))),
+            },
+            Busy::Active { slot, word } => {
+                match self.lock_file.word(self.active + slot as u64 * self.stride) {
+                    Ok(w) => (w, word),
+                    Err(_) => return std::thread::sleep(timeout.min(Duration::from_millis(1))),
+                }
+            }
         };
         // Spin first: lock holders keep the word for a single change (about a microsecond),
         // and a futex sleep and wake-up costs several. Yielding lets a holder that shares
@@ -499,12 +569,12 @@ const SPINS: u32 = 64;
 /// The store lock's sleep and wake-up ([`Futex`]) on the kernel's futex, shared between
 /// processes. Every sleep ends after `timeout` at the latest, so that a waiter can look for a
 /// dead holder (`sync::futex`).
-struct Kernel {
+pub(super) struct Kernel {
     timeout: Duration,
 }
 
 /// What releasers wake with (a wake-up has no timeout).
-const KERNEL: Kernel = Kernel {
+pub(super) const KERNEL: Kernel = Kernel {
     timeout: Duration::ZERO,
 };
 

@@ -5,14 +5,19 @@
 //! float, tuple, frozenset, the packed everyday values) belongs to exactly one value word. An *op* is one change made under the
 //! writer lock: a single operation, or everything inside a lockExcl section.
 //!
-//! Concurrency (FORMAT.md §8):
-//! - Writers are serialized by the *writer word* in the lock file (a robust mutex: the owner's
-//!   slot and generation). A single change takes it briefly; lockExcl keeps it until the
-//!   outermost unlock. lockShared holders are counted under it, and writers wait for the count
-//!   to be zero.
-//! - Readers take no lock: the store *sequence* word is odd while a writer changes anything
-//!   (for a lockExcl section: the whole section), and a reader validates that it was even and
-//!   unchanged around its reads (a seqlock). So a reader sees every change whole, never a
+//! Concurrency (FORMAT.md §10.4, §10.9):
+//! - Store-wide changes are serialized by the *writer word* in the lock file (a robust mutex:
+//!   the owner's slot and generation). A single change on the store-wide path takes it
+//!   briefly; lockExcl keeps it until the outermost unlock. lockShared holders are counted
+//!   under it, and writers wait for the count to be zero.
+//! - Single changes of one container (a scalar set, a delete, an append), once a second
+//!   participant has attached, take that container's *part lock* instead (its version word,
+//!   parts.rs): changes of different containers run in parallel. Sections close a *gate* and
+//!   wait for the part changes in flight.
+//! - Readers take no lock: the store *sequence* word is odd while a store-wide change is in
+//!   progress (for a lockExcl section: the whole section), and a reader validates that it was
+//!   even and unchanged around its reads (a seqlock), and, while parts are on, that the version
+//!   of every container it read is unchanged. So a reader sees every change whole, never a
 //!   change that may still be rolled back, and waits only while a change is in progress.
 //! - Reclamation: a block is freed only by a writer holding the writer word, after the change
 //!   that unlinked it has been committed. Readers that raced with it read memory that stays
@@ -42,6 +47,7 @@
 //! | `access.rs` | checked word access and the allocations of a change |
 //! | `undo.rs` | the participant's undo log: append, commit, rollback (over `store_lock`) |
 //! | `lock.rs` | the store lock: lockExcl, lockShared, single changes, unlocked reads |
+//! | `parts.rs` | single changes on a container's part lock, the gate, reads that validate versions |
 //! | `stale_lock.rs` | repairs of lock words no live process left (a damaged lock file) |
 //! | `session.rs` | a store shared by threads: one step at a time, waits, retries, fork |
 //! | `encode.rs`, `key.rs` | writing and releasing values; dict keys, their hash and equality |
@@ -64,6 +70,7 @@ mod lock;
 pub mod number;
 pub mod packed;
 mod participant;
+mod parts;
 mod recovery;
 mod session;
 mod stale_lock;

@@ -58,7 +58,13 @@ impl Participant {
             .table(&NoLiveness)
             .generation(slot)
             .map_err(Error::from)?;
-        let lock = LockWords::new(lock_words, slot, generation)?;
+        let store: &'static Mapping =
+            // SAFETY: as above: the store file mapping lives inside `attached`.
+            unsafe { &*(attached.region().store() as *const Mapping) };
+        let t = attached.region().table(&NoLiveness);
+        let active = t.word_offset(0, super::slot_words::ACTIVE);
+        let stride = t.word_offset(1, 0) - t.word_offset(0, 0);
+        let lock = LockWords::new(lock_words, store, active, stride, slot, generation)?;
         Ok(Participant {
             heap,
             lock,

@@ -14,13 +14,14 @@
 //! protocol the loom models check (`store_lock.rs`, `committed_frees.rs`); this file adds the other
 //! entry kinds, the shared holds and the held set.
 
-use super::layout::lock_words;
+use super::layout::{container, lock_words, undo};
 use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
 use super::value::{self, Kind};
 use super::{slot_words, words};
 use crate::heap::{Attached, Error};
+use crate::part_lock::{self, GateOffsets, HeldParts, Parts};
 use crate::store_lock::{owner_id, StoreLock};
 use crate::sync::{futex, Ordering, WordStore};
 use std::time::Duration;
@@ -62,6 +63,10 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         wake(att, lock_words::WRITER)?;
         wake(att, lock_words::SEQ)?;
     }
+
+    // 2b. A single change on a part (FORMAT.md §10.9): its log is rolled back above; now the
+    //     parts its record names are released, then its `active` word cleared.
+    recover_parts(att, slot, generation, log_block, &mut other)?;
 
     // A durable change's log is named in the store header too (§10.8): it is undone now.
     if log_block != 0 && mem.load(words::ACTIVE_UNDO, Ordering::SeqCst)? == log_block {
@@ -130,6 +135,80 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         })?;
     }
     Ok(())
+}
+
+/// Releases the parts the dead participant's held-parts record names (after its log was rolled
+/// back) and clears its `active` word (`part_lock::Parts::recover_dead`, the order of FORMAT.md
+/// §10.9's state table). A record entry that names no container's version word (a damaged or
+/// forged log block) is emptied without touching the word it names.
+fn recover_parts(
+    att: &Attached,
+    slot: u32,
+    generation: u64,
+    log_block: u64,
+    other: &mut ObjectEntries<'_, '_>,
+) -> Result<(), Error> {
+    let mem = att.region().store();
+    let lock_mem = att.region().lock_words();
+    let t = att.region().table(&NoLiveness);
+    let lock = StoreLock::new(lock_mem, LOCK_OFFSETS)?;
+    let gate = GateOffsets {
+        shared: lock_words::SHARED,
+        active: t.word_offset(0, slot_words::ACTIVE),
+        stride: t.word_offset(1, 0) - t.word_offset(0, 0),
+        slots: t.slots,
+    };
+    let me = owner_id(att.slot(), t.generation(att.slot())?);
+    let parts = Parts::new(lock, lock_mem, mem, gate, att.slot(), me, 0)?;
+    if log_block == 0 {
+        // No log block: no part was ever taken (the record lives there).
+        lock_mem.store(t.word_offset(slot, slot_words::ACTIVE), 0, Ordering::SeqCst)?;
+        if lock.waiters_present()? {
+            futex::wake(parts.active_word(slot)?, i32::MAX);
+        }
+        return Ok(());
+    }
+    let record = log_block + undo::RECORD;
+    for e in 0..part_lock::record::ENTRIES {
+        let at = record + e * part_lock::record::ENTRY_BYTES;
+        let offset = mem.load(at + part_lock::record::OFFSET, Ordering::SeqCst)?;
+        if offset != 0 && !is_version_word(mem, offset) {
+            mem.store(at + part_lock::record::OFFSET, 0, Ordering::SeqCst)?;
+        }
+    }
+    // The log is already rolled back (step 2): `other` is not called.
+    parts.recover_dead(
+        None,
+        HeldParts::new(mem, record),
+        slot,
+        owner_id(slot, generation),
+        other,
+        &Wake,
+    )?;
+    Ok(())
+}
+
+/// Whether `offset` is the version word of a list, dict or object (checked access only).
+fn is_version_word(mem: &crate::region::Mapping, offset: u64) -> bool {
+    let Some(c) = offset.checked_sub(container::VERSION) else {
+        return false;
+    };
+    c % 16 == 0
+        && matches!(
+            mem.load(c, Ordering::Acquire).map(value::head_kind),
+            Ok(Some(Kind::List | Kind::Dict | Kind::Object))
+        )
+}
+
+/// Wake-ups of a recoverer (it never sleeps here).
+struct Wake;
+
+impl crate::store_lock::Futex for Wake {
+    fn wait(&self, _word: &crate::sync::AtomicU64, _expected: u32) {}
+
+    fn wake(&self, word: &crate::sync::AtomicU64) {
+        futex::wake(word, i32::MAX);
+    }
 }
 
 fn wake(att: &Attached, word: u64) -> Result<(), Error> {

@@ -303,6 +303,66 @@ impl SharedStore {
         }
     }
 
+    /// Runs `f`, a single change of container `c` alone, on `c`'s part lock where it can
+    /// (FORMAT.md §10.9: parts on, a store neither durable nor read-only, no lock held in this
+    /// process, no orphans to collect), so that changes of different containers run in
+    /// parallel across processes; otherwise, or when `f` turns out to need more than `c` (it
+    /// drops a reference to a container, stores a container: `Store::part_refuse`), as
+    /// [`SharedStore::write`] does. `f` may run twice (rolled back in between).
+    pub fn write_in<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        c: super::Container,
+        mut f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tid = thread_id();
+        let mut seen = None;
+        loop {
+            let busy = {
+                let mut g = self.guard(w)?;
+                let st = g.as_mut().ok_or(Error::Closed)?;
+                st.check_intact()?;
+                self.drain_pending(st);
+                // Relaxed: a hint (see `run_change`); orphans are collected store-wide.
+                let on_part = if self.collect.load(Ordering::Relaxed) {
+                    Ok(false)
+                } else {
+                    st.begin_part(c)
+                };
+                match on_part {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let mut r = f(st);
+                        if let Err(e) = st.check_intact() {
+                            r = Err(e.into());
+                        }
+                        if !(r.is_err() && st.take_part_fallback()) {
+                            let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
+                            let r = r?;
+                            ended?;
+                            return Ok(r);
+                        }
+                        // `f` needs more than `c`: undone, and run again store-wide.
+                        st.end_part(false)?;
+                    }
+                    Err(Error::Busy(b)) => {
+                        drop(g);
+                        self.wait_for(w, b, None, &mut seen)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                // The store-wide path, in the same step (as `write`).
+                match st.begin_op(tid) {
+                    Ok(()) => return self.run_change(st, &mut f),
+                    Err(Error::Busy(b)) => b,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            self.wait_for(w, busy, None, &mut seen)?;
+        }
+    }
+
     /// The change begun in `write`: `f`, then orphans collected if some may be waiting, then
     /// the commit (or the rollback, if either failed).
     fn run_change<T, E: From<Error>>(
@@ -356,7 +416,8 @@ impl SharedStore {
                         match st.check_intact() {
                             Err(e) => (Some(r), None, Some(e)),
                             Ok(()) if st.read_valid(token) => return r,
-                            Ok(()) => (Some(r), None, None),
+                            // A part found held: wait for it (and recover a dead holder).
+                            Ok(()) => (Some(r), st.read_busy(), None),
                         }
                     }
                     Err(b) => (None, Some(b), None),

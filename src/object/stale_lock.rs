@@ -88,6 +88,35 @@ impl Store {
                 Ok(freed)
             }
             Busy::Shared(_) if !self.part.is_readonly() => self.repair_shared_count(),
+            // A part word held by an id that names no attached participant (a damaged or
+            // forged file, or a part held when the lock file was rebuilt), or naming this
+            // participant while it holds no part: freed to the held value + 1 (FORMAT.md
+            // §10.9). A read-only participant only waits: it never writes the store.
+            Busy::Part { offset, word } if !self.part.is_readonly() => {
+                let forged_me = self.part_forged_me(word);
+                let freed = crate::part_lock::Parts::new(
+                    lock.words,
+                    self.part.lock_mem(),
+                    self.part.mem(),
+                    crate::part_lock::GateOffsets {
+                        shared: lock_words::SHARED,
+                        active: lock.active,
+                        stride: lock.stride,
+                        slots: 0,
+                    },
+                    self.part.slot(),
+                    lock.me(),
+                    0,
+                )?
+                .free_stale_part(offset, word, |w| Ok(forged_me || !self.names_attached(w)?))?;
+                if freed {
+                    lock.wake_if_waiting(self.part.mem().word(offset)?);
+                }
+                Ok(freed)
+            }
+            // An `active` word of 1 in a slot whose participant is attached and alive but in
+            // no change: only a forged lock file holds it, and the section taker waits
+            // (a known limit, FORMAT.md §10.9); a dead one's is recovered.
             _ => Ok(false),
         }
     }

@@ -28,6 +28,16 @@ pub struct Store {
     /// instances they came from).
     pub(super) encoded_objects: Vec<(u32, u64)>,
     pub(super) closed: bool,
+    /// The part held by the single change in progress (parts.rs), if it runs on one.
+    pub(super) part_change: Option<crate::part_lock::Held>,
+    /// The single change in progress asked to run store-wide instead (parts.rs).
+    pub(super) part_fallback: bool,
+    /// What the unlocked read in progress observed (parts.rs).
+    pub(super) reads: std::cell::RefCell<super::parts::ReadParts>,
+    /// Whether an unlocked read in progress records container versions (parts.rs).
+    pub(super) read_tracking: std::cell::Cell<bool>,
+    /// A part the unlocked read in progress found held (parts.rs).
+    pub(super) read_busy: std::cell::Cell<Option<lock::Busy>>,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -84,7 +94,14 @@ impl Store {
             held,
             encoded_objects: Vec::new(),
             closed: false,
+            part_change: None,
+            part_fallback: false,
+            reads: Default::default(),
+            read_tracking: Default::default(),
+            read_busy: Default::default(),
         };
+        // Before anything is read or changed: a second participant turns parts on.
+        store.raise_slots_high()?;
         if opts.readonly {
             if recovery::orphaned_undo(store.part.attached())?.is_some() {
                 return Err(Error::ReadOnly(

@@ -10,7 +10,9 @@
 //! and durable mode's `active undo` word.
 //!
 //! Invariants:
-//! - The log is non-empty only while this participant holds the writer word.
+//! - The log is non-empty only while this participant holds the writer word or the part of
+//!   its single change (parts.rs); the held-parts record (bytes 32..96 of the block) is copied
+//!   with the entries when the log grows.
 //! - `len` here equals the block's published length, except inside [`UndoLog`] calls.
 //! - Every entry at index `>= floor` covers the value its word had at the innermost savepoint,
 //!   so a word logged there needs no second entry (`logged` remembers them in long logs).
@@ -32,7 +34,7 @@ use crate::sync::{AccessError, Ordering, WordStore};
 
 /// Capacity of a participant's first log block (4,064 bytes: one block of the largest small
 /// size class).
-const INITIAL_CAP: u64 = 252;
+const INITIAL_CAP: u64 = 248;
 
 /// A long log filters repeated words through `logged`; a short one appends duplicates (harmless:
 /// the oldest entry is undone last and wins), which costs less than the lookup.
@@ -271,7 +273,12 @@ impl ChangeLog {
         Ok(())
     }
 
-    fn ensure_block(&mut self, p: &Participant) -> Result<()> {
+    /// The log block (0 before the first change).
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    pub fn ensure_block(&mut self, p: &Participant) -> Result<()> {
         if self.block != 0 {
             return Ok(());
         }
@@ -294,11 +301,13 @@ impl ChangeLog {
         let b = new_log_block(p, cap)?;
         let n = self.len;
         let mem = p.mem();
+        // The held-parts record with the entries: a part change whose log grows keeps its
+        // record in the block the slot word names (FORMAT.md §10.9).
         copy_words(
             mem,
-            self.block + undo::ENTRIES,
-            b + undo::ENTRIES,
-            n * (undo::ENTRY_BYTES / 8),
+            self.block + undo::RECORD,
+            b + undo::RECORD,
+            (undo::ENTRIES - undo::RECORD) / 8 + n * (undo::ENTRY_BYTES / 8),
         )?;
         mem.store(b + undo::LEN, n, Ordering::Release)?;
         if p.is_durable() && mem.load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
@@ -529,6 +538,12 @@ fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
     mem.store(b + undo::CAP, cap, Ordering::Relaxed)?;
     // The block held something else before: no release cursor from its past.
     mem.store(b + undo::FREES, 0, Ordering::Relaxed)?;
+    let mut w = undo::RECORD;
+    while w < undo::ENTRIES {
+        // Relaxed: as above. An empty held-parts record (a reused block holds old words).
+        mem.store(b + w, 0, Ordering::Relaxed)?;
+        w += 8;
+    }
     Ok(b)
 }
 

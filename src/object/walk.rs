@@ -84,7 +84,23 @@ impl Store {
             ));
         }
         self.take_writer()?;
-        self.as_writer_unsequenced(f)
+        if !self.parts_on() {
+            return self.as_writer_unsequenced(f);
+        }
+        // Single changes may run beside us while the sequence is even: the walk closes the
+        // gate as a section does (readers then wait for it) and lets those in flight end.
+        self.locks.writing = true;
+        self.part.lock().seq_begin()?;
+        let r = self.drain_gate(true).and_then(|()| f(self));
+        let ended = if r.is_ok() {
+            self.commit_log()
+        } else {
+            self.rollback_to(0)
+        };
+        self.locks.writing = false;
+        self.part.lock().end_change()?;
+        ended?;
+        r
     }
 
     /// The walk's starting points: the root dict, what held sets name, the orphan list; and
@@ -174,6 +190,17 @@ impl Store {
                     let c = c.get();
                     if m.blocks.contains_key(&c) {
                         continue;
+                    }
+                    // The gate is drained (or parts never came on): no part is held, so an
+                    // odd version is a part that no holder or recoverer released.
+                    let version = self.get(c + container::VERSION)?;
+                    if strict && version % 2 == 1 {
+                        return Err(Error::Corrupt {
+                            what: format!(
+                                "a container's version word is odd ({version:#x}): a part                                  lock left held with no change in flight"
+                            ),
+                            offset: c,
+                        });
                     }
                     m.blocks.insert(c, Role::Container);
                 }
@@ -390,7 +417,8 @@ impl Store {
             ));
         }
         let seq = lock.load(lock_words::SEQ, Ordering::SeqCst)?;
-        let in_section = self.locks_excl_open();
+        // While parts are on, the walk itself made the sequence odd to close the gate.
+        let in_section = self.locks_excl_open() || self.parts_on();
         if seq % 2 == 1 && !in_section {
             return Err(bad(
                 format!("the sequence word is odd ({seq}) with no change in flight"),

@@ -284,13 +284,18 @@ impl List {
         }
         let i: isize = index_arg(i, "list")?;
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        let set = |st: &mut object::Store| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
             let w = st.encode(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.list_set(self.off, j, w).map_err(map)
-        })
+        };
+        // A scalar touches this list alone: a change on its part lock.
+        if t.as_scalar().is_some() {
+            return self.shared.write_in(&Gil(py), self.off, set);
+        }
+        self.shared.write(&Gil(py), set)
     }
 
     fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -338,11 +343,16 @@ impl List {
     fn append(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        let append = |st: &mut object::Store| {
             let w = st.encode(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.list_append(self.off, w).map_err(map)
-        })
+        };
+        // A scalar touches this list alone: a change on its part lock.
+        if t.as_scalar().is_some() {
+            return self.shared.write_in(&Gil(py), self.off, append);
+        }
+        self.shared.write(&Gil(py), append)
     }
 
     /// Appends every item of ``values``, as :meth:`list.extend`, in one atomic change.
@@ -900,7 +910,11 @@ impl Dict {
             None => Value::Tree(to_tree(v, &self.shared, &mut keep)?),
         };
         let mut hint = self.hint.load(Ordering::Relaxed);
-        self.shared.write(&Gil(py), |st| {
+        let scalar = match &value {
+            Value::Word(_) => true,
+            Value::Tree(vt) => vt.as_scalar().is_some(),
+        };
+        let set = |st: &mut object::Store| {
             let w = match &value {
                 Value::Word(w) => *w,
                 Value::Tree(vt) => {
@@ -911,7 +925,14 @@ impl Dict {
             };
             st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
             Ok(())
-        })?;
+        };
+        // A scalar touches this dict alone (unless the old value is a container: then it runs
+        // store-wide after all): a change on its part lock.
+        if scalar {
+            self.shared.write_in(&Gil(py), self.off, set)?;
+        } else {
+            self.shared.write(&Gil(py), set)?;
+        }
         self.hint.store(hint, Ordering::Relaxed);
         Ok(())
     }
@@ -921,7 +942,8 @@ impl Dict {
             return Err(key_error(k));
         };
         let key = kt.key().map_err(map)?;
-        self.shared.write(&Gil(py), |st| {
+        // On the dict's part lock (store-wide if the value is a container).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             match st.dict_del(self.off, &key).map_err(map)? {
                 Some(_) => Ok(()),
                 None => Err(key_error(k)),

@@ -23,8 +23,10 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// had fixed generations. Version 3: the everyday value kinds (datetime, date, time,
 /// timedelta, Decimal, UUID, frozenset: object block kinds 6..12) and the numeric key hash
 /// modulo 2^61 - 1 (numbers of every type hash by value), so a version-2 store's dict tables
-/// would hash number keys differently.
-pub const FORMAT_VERSION: u32 = 3;
+/// would hash number keys differently. Version 4: single changes on part locks (FORMAT.md
+/// §10.9): container versions move by 2 and are odd while a change holds the container, and
+/// the undo log block holds the held-parts record before its entries.
+pub const FORMAT_VERSION: u32 = 4;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.
@@ -247,8 +249,9 @@ pub mod lockfile {
     /// 2: slots of 96 words with a block cache. 3: the boot id in the header. 4: slots of 256
     /// words, a block cache of 13 entries a class. 5: the recovery of a dead participant reads
     /// the release cursor of its undo log block (FORMAT.md §10.3), which older builds leave
-    /// unwritten: the two must never share a store.
-    pub const VERSION: u32 = 5;
+    /// unwritten: the two must never share a store. 6: the `slots high` word (parts, FORMAT.md
+    /// §10.9).
+    pub const VERSION: u32 = 6;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
@@ -267,6 +270,11 @@ pub mod lockfile {
     /// the store's earlier life left in flight (FORMAT.md §6.1); a read-only opener that
     /// rebuilds the file cannot repair, so the next writable one does.
     pub const REPAIR_PENDING: u64 = 320;
+    /// Header word `slots high`: the highest slot ever attached, plus one, since the file was
+    /// built (FORMAT.md §10.9). While it is 1, single changes run store-wide and unlocked
+    /// reads check only the sequence (one participant: no part is ever held); sections scan
+    /// the `active` words of the slots below it.
+    pub const SLOTS_HIGH: u64 = 384;
 }
 
 #[cfg(test)]

@@ -202,7 +202,10 @@ def _whole(store: persist.Store) -> None:
     big = store.root["big"].to_python()
     assert len(big) == BIG and len(set(big)) == 1, (len(big), set(big) if len(big) < 10 else "")
     ext = store.root["ext"].to_python()
-    assert len(ext) % 10_000 == 0 and len(ext) <= 40_000, len(ext)
+    # Whole extends only. No bound on the length: a child killed between its extend and the
+    # replacement that follows leaves 40,000, and the next child's extend makes 50,000 before
+    # it replaces the list (the bound of 40,000 this test once had failed that way).
+    assert len(ext) % 10_000 == 0, len(ext)
     for k in range(0, len(ext), 10_000):
         assert len(set(ext[k : k + 10_000])) == 1
     values = set(store.root["map"].values())

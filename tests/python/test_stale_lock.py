@@ -268,6 +268,14 @@ def _write(s: Any) -> Any:
     return s.root["x"]
 
 
+def _section_write(s: Any) -> Any:
+    # A single change of one container takes the container's part lock, not the writer word,
+    # once another process has attached (FORMAT.md §10.9): a section needs the writer word.
+    with s.root.lockExcl():
+        s.root["x"] = s.root["x"] + 1
+    return s.root["x"]
+
+
 @pytest.mark.parametrize(
     ("word", "forged", "op", "repaired"),
     [
@@ -275,7 +283,7 @@ def _write(s: Any) -> Any:
         (SEQ, lambda v: v + 1, _read, lambda v: v % 2 == 0),
         (SEQ, lambda v: v + 1, _write, lambda v: v % 2 == 0),
         # A writer word naming a participant that is not attached: freed.
-        (WRITER, lambda v: (7 << 16) | 201, _write, lambda v: v == 0),
+        (WRITER, lambda v: (7 << 16) | 201, _section_write, lambda v: v == 0),
         # A shared count nobody holds: recounted.
         (SHARED, lambda v: 5, _write, lambda v: v == 0),
     ],

@@ -1,0 +1,96 @@
+"""Throughput of single changes from P processes at once (issue 12): P=1 against P=2.
+
+    python benches/python/parallel_disjoint.py [--n 200000] [--procs 1,2] [--rounds 3]
+
+Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
+1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
+dict``); then --n ``l.append(i)`` on a list of its own (``appends``). The throughput is all
+the processes' operations over the wall time from the first start to the last end (a barrier
+through a pipe starts them together). The parent closes the store before the workers open it,
+so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
+per workload and P, and each P's ratio to P=1. Say how many cores the machine has when
+quoting it (``os.cpu_count()`` is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+
+import persist
+
+
+def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
+    with persist.open(path) as store:
+        root = store.root
+        if workload == "appends":
+            target = root[f"l{me}"]
+        else:
+            target = root["d0" if workload == "one dict" else f"d{me}"]
+        keys = [random.randrange(1000) for _ in range(n)]
+        os.read(go_r, 1)
+        if workload == "appends":
+            for i in range(n):
+                target.append(i)
+        else:
+            for i, k in enumerate(keys):
+                target[k] = i
+
+
+def run(path: str, procs: int, n: int, workload: str) -> float:
+    with persist.open(path) as store:
+        root = store.root
+        for p in range(procs):
+            root[f"d{p}"] = {k: 0 for k in range(1000)}
+            root[f"l{p}"] = []
+    go_r, go_w = os.pipe()
+    pids = []
+    for p in range(procs):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                worker(path, p, n, workload, go_r)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        pids.append(pid)
+    time.sleep(0.3)  # let every worker open the store and wait at the barrier
+    t = time.perf_counter()
+    os.write(go_w, b"x" * procs)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert status == 0, f"a worker failed ({status})"
+    dt = time.perf_counter() - t
+    os.close(go_r)
+    os.close(go_w)
+    return procs * n / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    procs = [int(p) for p in a.procs.split(",")]
+    print(f"persist {persist.__version__}; {os.cpu_count()} cores; n = {a.n} per process")
+    for workload in ("disjoint", "one dict", "appends"):
+        best: dict[int, float] = {}
+        for _ in range(a.rounds):
+            for p in procs:
+                with tempfile.TemporaryDirectory() as tmp:
+                    r = run(os.path.join(tmp, "s.db"), p, a.n, workload)
+                best[p] = max(best.get(p, 0.0), r)
+        base = best[procs[0]]
+        line = "  ".join(
+            f"P={p}: {best[p] / 1e3:7.0f}k ops/s ({best[p] / base:.2f}x)" for p in procs
+        )
+        print(f"{workload:9} {line}")
+
+
+if __name__ == "__main__":
+    main()

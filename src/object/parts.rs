@@ -1,0 +1,342 @@
+//! Single changes on their container's part lock, the gate that keeps them apart from
+//! lockExcl and lockShared sections, and unlocked reads that validate the containers they read
+//! (FORMAT.md §10.9; the word protocol is `crate::part_lock`, model-checked in
+//! `loom-tests/tests/part_lock.rs`).
+//!
+//! Problem. Every change used to take the store's one writer word and move its one sequence
+//! word: changes never ran in parallel, and every change invalidated every unlocked read in
+//! flight. A single change of one container (`d[k] = 5`, `l.append("x")`) needs only that
+//! container.
+//!
+//! Mechanism.
+//! - A single change of container C ([`Store::begin_part`], [`Store::end_part`]): announce
+//!   (`active` = 1) and pass the gate, name C's version word in the held-parts record (in the
+//!   undo log block) and take it by CAS (even -> odd, naming us); change C, each word logged as
+//!   any change logs it; commit (the log emptied); release C (version + 2); run the deferred
+//!   frees; `active` = 0. What the change must not do under one part (drop a reference to a
+//!   container, store a new container or a reference, anything beyond C) makes it fail with
+//!   the fallback flag set ([`Store::part_refuse`]): the caller rolls it back and runs it
+//!   store-wide, as before.
+//! - Store-wide changes, lockExcl and lockShared close the gate (odd sequence, or a shared
+//!   count) and then wait until no other participant's `active` is 1 ([`Store::drain_gate`]),
+//!   recovering dead ones; check, gc and stats do the same while parts are on.
+//! - Unlocked reads ([`Store::read_begin`] in lock.rs, [`Store::observe`]): while parts are on,
+//!   every container header a read reaches records its version (odd: the read is busy on that
+//!   part); the read is valid if, after an Acquire fence, each recorded version and the
+//!   sequence are unchanged. A change of another container moves neither.
+//! - One process alone: the lock file's `slots high` word (the highest slot ever attached,
+//!   plus one, since the lock file was built) stays 1, parts stay off: every change runs
+//!   store-wide with nothing to drain and reads record nothing. A second participant raises it
+//!   at attach, before it changes anything; a read that began with parts off and finds them on
+//!   at validation is retried (the attach comes before every part change of the attacher in
+//!   its program order, and its part CAS is followed by a Release fence, so a read that saw
+//!   one of its writes sees the word raised).
+//!
+//! Invariants: `part_change` is Some exactly between a successful `begin_part` and its
+//! `end_part`; a part is released only after the log that covers its words is empty; durable
+//! stores never take parts (their log is named by the store header alone, FORMAT.md §10.8).
+
+use super::layout::{container, lock_words, undo};
+use super::lock::{Busy, KERNEL};
+use super::value::{self, Kind};
+use super::{Container, Error, Result, Store};
+use crate::part_lock::{holder, Closed, GateOffsets, Parts};
+use crate::region::{lockfile, Mapping};
+use crate::sync::{fence, Ordering, WordStore};
+
+/// Tries at a part whose version moved between the read and the CAS before reporting it busy.
+const TAKE_TRIES: u32 = 64;
+
+/// What an unlocked read observed while parts are on (process-local; reset by each read).
+#[derive(Debug, Default)]
+pub(super) struct ReadParts {
+    /// (version word offset, version seen) of every container the read reached.
+    pub seen: Vec<(u64, u64)>,
+}
+
+impl Store {
+    /// Whether another participant has attached since the lock file was built (`slots high`
+    /// above 1): single changes then take parts, and readers validate versions.
+    #[inline]
+    pub(super) fn parts_on(&self) -> bool {
+        self.slots_high() > 1
+    }
+
+    /// The lock file's `slots high` word, clamped to the table (a forged word scans no more).
+    #[inline]
+    fn slots_high(&self) -> u32 {
+        // Relaxed: a hint for a writer (the store-wide path is always correct); a reader
+        // re-reads it after its Acquire fence (`parts_valid`), and a section reads it after
+        // its SeqCst fence (`drain_gate`).
+        let high = self.part.lock().slots_high.load(Ordering::Relaxed);
+        high.min(lockfile::SLOTS as u64) as u32
+    }
+
+    /// At attach: `slots high` raised to cover this participant's slot, before it changes or
+    /// reads anything (SeqCst: ordered before its `active` store and every part CAS).
+    pub(super) fn raise_slots_high(&self) -> Result<()> {
+        let w = self.part.lock().slots_high;
+        w.fetch_max(self.part.slot() as u64 + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The part-lock words as this participant uses them; `slots` bounds a section's scan.
+    fn parts(&self, slots: u32) -> Result<Parts<'_, Mapping>> {
+        let lock = self.part.lock();
+        let record = match self.log.block() {
+            0 => 0,
+            b => b + undo::RECORD,
+        };
+        Ok(Parts::new(
+            lock.words,
+            self.lock_mem(),
+            self.mem(),
+            GateOffsets {
+                shared: lock_words::SHARED,
+                active: lock.active,
+                stride: lock.stride,
+                slots,
+            },
+            self.part.slot(),
+            lock.me(),
+            record,
+        )?)
+    }
+
+    // ---- a single change ------------------------------------------------------------------
+
+    /// Begins a single change of `c` on its part lock. `Ok(false)`: it must run store-wide
+    /// (parts off, a durable or read-only store, a lock held in this process). `Busy`: a
+    /// section is open, or another change holds `c`; nothing is held then.
+    pub fn begin_part(&mut self, c: Container) -> Result<bool> {
+        if !self.parts_on()
+            || self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+        {
+            return Ok(false);
+        }
+        debug_assert!(self.part_change.is_none());
+        // The record lives in the log block: it must exist before the part is taken.
+        self.log.ensure_block(&self.part)?;
+        let offset = c.get() + container::VERSION;
+        let parts = self.parts(0)?;
+        match parts.enter(&KERNEL)? {
+            Ok(()) => {}
+            Err(Closed::Seq(v)) => return Err(Error::Busy(Busy::Seq(v))),
+            Err(Closed::Shared(n)) => return Err(Error::Busy(Busy::Shared(n))),
+        }
+        let mut tries = 0;
+        let taken = loop {
+            match parts.try_take(0, offset) {
+                Ok(Ok(held)) => break Ok(held),
+                Ok(Err(word)) if word % 2 == 0 && tries < TAKE_TRIES => tries += 1,
+                Ok(Err(word)) => break Err(Error::Busy(Busy::Part { offset, word })),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        match taken {
+            Ok(held) => {
+                self.part_change = Some(held);
+                Ok(true)
+            }
+            Err(e) => {
+                parts.leave(&KERNEL)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the single change begun by `begin_part`: commits its log (or rolls it back),
+    /// releases the part, performs the deferred frees (the release cursor's, as `commit_log`),
+    /// leaves the gate.
+    pub fn end_part(&mut self, commit: bool) -> Result<()> {
+        let Some(held) = self.part_change.take() else {
+            return Ok(());
+        };
+        let ended = if commit {
+            self.part_commit()
+        } else {
+            self.rollback_to(0).map(|()| (None, Vec::new()))
+        };
+        if ended.is_err() {
+            // A log that can be neither undone nor committed is damage (as in `end_op`): it is
+            // dropped, so the part is released and nobody waits for it forever.
+            self.log.abandon(&self.part);
+        }
+        let (frees, later) = match ended {
+            Ok((frees, later)) if frees.is_some() || !later.is_empty() => (frees, later),
+            ended => {
+                // Nothing deferred: the part released and the gate left with one wake-up
+                // check.
+                self.parts(0)?.end(&[held], true, &KERNEL)?;
+                return ended.map(|_| ());
+            }
+        };
+        self.parts(0)?.end(&[held], false, &KERNEL)?;
+        // The deferred frees while still past the gate (a section waits for them). A kill
+        // here leaves the release cursor to the recoverer, as after a store-wide commit.
+        let mut released = Ok(());
+        if let Some(end) = frees {
+            released = self.log.finish_frees(&self.part, end);
+        }
+        if released.is_ok() && !later.is_empty() {
+            released = self.release_all(later);
+        }
+        self.parts(0)?.leave(&KERNEL)?;
+        released
+    }
+
+    /// The commit of a single change on a part, as `commit_log` makes it but stopping at the
+    /// commit point: the log's length for the release cursor's frees (if any), and the
+    /// releases left for after it.
+    fn part_commit(&mut self) -> Result<(Option<u64>, Vec<super::encode::Release>)> {
+        if !self.log.has_releases() && !self.log.has_frees() {
+            return Ok((self.log.commit(&self.part)?, Vec::new()));
+        }
+        let later = match self.release_in_change() {
+            Ok(later) => later,
+            Err(e) => {
+                // Before the commit point: the change is undone, releases and all.
+                let _ = self.rollback_to(0);
+                return Err(e);
+            }
+        };
+        Ok((self.log.commit(&self.part)?, later))
+    }
+
+    /// Whether the single change in progress asked to run store-wide (`part_refuse`); clears
+    /// the request.
+    pub fn take_part_fallback(&mut self) -> bool {
+        std::mem::take(&mut self.part_fallback)
+    }
+
+    /// Inside a single change on a part: refuses what one part does not cover (the caller
+    /// rolls back and runs the change store-wide). Outside one: Ok.
+    pub(super) fn part_refuse(&mut self) -> Result<()> {
+        if self.part_change.is_none() {
+            return Ok(());
+        }
+        self.part_fallback = true;
+        Err(Error::Usage(
+            "internal: a single change needs the store-wide path".into(),
+        ))
+    }
+
+    /// Inside a single change on a part: refuses releasing `w` unless it is an owned leaf
+    /// (str, bytes, int, float), whose free touches no other container.
+    pub(super) fn part_release_check(&mut self, w: u64) -> Result<()> {
+        if self.part_change.is_none() || !value::is_block(w) {
+            return Ok(());
+        }
+        let head = self.get(w)?;
+        match value::head_kind(head) {
+            Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float) => Ok(()),
+            _ => self.part_refuse(),
+        }
+    }
+
+    // ---- sections ---------------------------------------------------------------------------
+
+    /// After the gate was closed (odd sequence, or this participant's shared hold counted):
+    /// waits until every other participant's `active` is 0, recovering dead ones. `fenced`:
+    /// the caller has issued a SeqCst fence since it closed the gate (`begin_change` does).
+    pub(super) fn drain_gate(&mut self, fenced: bool) -> Result<()> {
+        // SeqCst fence (unless the caller's is the one): the store that closed the gate is
+        // ordered before the load of `slots high` (a participant raises it before it
+        // announces a change: either we see it, or its change sees the gate closed).
+        // `first_active` fences again before its loads.
+        if !fenced {
+            fence(Ordering::SeqCst);
+        }
+        let high = self.slots_high();
+        if high <= 1 {
+            return Ok(()); // no other participant ever attached
+        }
+        let mut from = 0;
+        let mut waits = 0;
+        loop {
+            let first = self.parts(high)?.first_active(from)?;
+            match first {
+                None => return Ok(()),
+                Some((slot, word)) => {
+                    from = slot;
+                    self.wait_internal(Busy::Active { slot, word }, &mut waits)?;
+                }
+            }
+        }
+    }
+
+    // ---- readers ----------------------------------------------------------------------------
+
+    /// Records the version of container `c` for the unlocked read in progress (every
+    /// container header a read reaches comes through here). A held part makes the read busy.
+    #[inline]
+    pub(super) fn observe(&self, c: u64) {
+        if !self.read_tracking.get() {
+            return; // no read in progress, or parts off (every change's path)
+        }
+        if self.read_busy.get().is_some() {
+            return;
+        }
+        let mut r = self.reads.borrow_mut();
+        let offset = c + container::VERSION;
+        // Acquire: pairs with the Release store that released the part (`Parts::end`, or a
+        // recoverer's): what that change wrote is seen by the reads that follow.
+        let v = match self.mem().load(offset, Ordering::Acquire) {
+            Ok(v) => v,
+            Err(_) => return, // the access that follows reports the bad offset
+        };
+        if v % 2 == 1 {
+            self.read_busy.set(Some(Busy::Part { offset, word: v }));
+            return;
+        }
+        if r.seen.len() < 16 && r.seen.iter().any(|&(o, _)| o == offset) {
+            return;
+        }
+        r.seen.push((offset, v));
+    }
+
+    /// Starts recording for a read that begins now.
+    #[inline]
+    pub(super) fn parts_read_begin(&self) {
+        self.read_busy.set(None);
+        let on = self.parts_on();
+        self.read_tracking.set(on);
+        if on {
+            self.reads.borrow_mut().seen.clear();
+        }
+    }
+
+    /// The part the read found held, if any.
+    #[inline]
+    pub fn read_busy(&self) -> Option<Busy> {
+        self.read_busy.get()
+    }
+
+    /// The read's part side of validation, after the caller's Acquire fence: every version
+    /// unchanged, no part found held, and parts not turned on since a read that recorded none.
+    #[inline]
+    pub(super) fn parts_valid(&self) -> bool {
+        if self.read_busy.get().is_some() {
+            return false;
+        }
+        if !self.read_tracking.get() {
+            // Acquire fence (the caller's) first: a read that saw a part change's write sees
+            // `slots high` raised by that participant's attach.
+            return !self.parts_on();
+        }
+        let r = self.reads.borrow();
+        let mem = self.mem();
+        r.seen.iter().all(|&(offset, v)| {
+            // Relaxed: ordered after the data loads by the caller's Acquire fence.
+            mem.load(offset, Ordering::Relaxed).ok() == Some(v)
+        })
+    }
+
+    /// Whether part word value `word` names this participant while it holds no part: only a
+    /// forged word does, and only this process can tell.
+    pub(super) fn part_forged_me(&self, word: u64) -> bool {
+        self.part_change.is_none() && holder(word) == Some(self.part.lock().me())
+    }
+}
