@@ -80,6 +80,13 @@ loom() {
     echo "loom: LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS}, wall time $(seconds_since "$t0") s"
 }
 
+# The code that only exists under --cfg loom (the models, and persist's loom shims) gets the
+# same lints as the rest; the normal clippy runs never compile it.
+clippy_loom() {
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" \
+        cargo clippy -p loom-tests --release --all-targets -- -D warnings
+}
+
 # make_venv, install_package
 # shellcheck source=scripts/venv.sh
 source "$ROOT/scripts/venv.sh"
@@ -88,6 +95,7 @@ step "rustfmt" cargo fmt --all --check
 step "clippy (workspace, no python)" cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (python extension)" cargo clippy --all-targets --features python -- -D warnings
 step "Rust tests" nextest_or_test
+step "clippy (loom models, --cfg loom)" clippy_loom
 step "loom models" loom
 step "Python venv" make_venv
 PY_SOURCES=(python/ tests/ build_backend/)
