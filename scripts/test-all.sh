@@ -96,6 +96,7 @@ step "clippy (workspace, no python)" cargo clippy --workspace --all-targets -- -
 step "clippy (python extension)" cargo clippy --all-targets --features python -- -D warnings
 step "Rust tests" nextest_or_test
 step "clippy (loom models, --cfg loom)" clippy_loom
+step "rustdoc (warnings as errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "loom models" loom
 step "Python venv" make_venv
 PY_SOURCES=(python/ tests/ build_backend/)

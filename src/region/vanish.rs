@@ -1,13 +1,13 @@
 //! Pages that vanish under a running process: the SIGBUS handler and its table of mappings.
 //!
 //! Owns the process-wide SIGBUS handler, the fixed table of the address ranges of this
-//! process's store and lock file mappings ([`Slot`]), and each slot's *poisoned* flag and
+//! process's store and lock file mappings (`Slot`), and each slot's *poisoned* flag and
 //! cached size. FORMAT.md §8.1 gives the reasoning; in short:
 //!
 //! - Another process (or user) that truncates the store or the lock file makes every page of a
 //!   shared mapping beyond the new end fault with SIGBUS when touched. Without a handler that
 //!   kills the process (exit 135).
-//! - The handler looks the faulting address up in [`TABLE`] (lock-free, allocation-free: a
+//! - The handler looks the faulting address up in `TABLE` (lock-free, allocation-free: a
 //!   fixed array read with atomics). Inside a persist mapping it maps an anonymous zero page over
 //!   the faulting page (`mmap` with `MAP_FIXED`: a raw system call; not on POSIX's list of
 //!   async-signal-safe functions, but it takes no user-space lock and is used this way by real
