@@ -23,6 +23,8 @@ import re
 import statistics
 import sys
 
+from larson_report import pyplot  # this folder is on sys.path when run as a script
+
 # Parts of the work, by symbol (first match wins). persist's functions are named by module;
 # what inlines into another function is counted where perf found it.
 PARTS = [
@@ -117,15 +119,8 @@ def main(argv):
             print(f"| {part} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     wholes = " | ".join(f"**{ns:.1f}**" for _, ns in modes.values())
     print(f"| **whole op (CPU time)** | {wholes} |")
-    if plot:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("(no matplotlib: no plot)", file=sys.stderr)
-            return
+    plt = pyplot() if plot else None
+    if plt:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         names = list(modes)
         bottoms = [0.0] * len(names)

@@ -45,6 +45,19 @@ def parse_alloc(text):
     return tuple(float(x) for x in m.groups()) if m else None
 
 
+def pyplot():
+    """matplotlib.pyplot drawing to files, or None (said on stderr) where it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no matplotlib: no plot)", file=sys.stderr)
+        return None
+    return plt
+
+
 def main(argv):
     plot = None
     if "--plot" in argv:
@@ -66,15 +79,8 @@ def main(argv):
             pair = f"{alloc[2]:.2f}x" if alloc and p == min(larson) else ""
             print(f"| {label} | {p} | {l / 1e6:.2f}M | {loc / 1e6:.2f}M | {s / 1e6:.2f}M "
                   f"| {l / s:.2f}x | {scaling:.2f} | {pair} |")
-    if plot:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("(no matplotlib: no plot)", file=sys.stderr)
-            return
+    plt = pyplot() if plot else None
+    if plt:
         fig, ax = plt.subplots()
         for label, larson, _ in builds:
             ps = sorted(larson)

@@ -82,14 +82,7 @@ pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
                 n => out.push(hash_scalar(n)?),
             },
             Step::Combine(start, len, set) => {
-                let items = out[start..start + len].iter().copied();
-                let h = if set {
-                    hash::set(items)
-                } else {
-                    hash::tuple(items)
-                };
-                out.truncate(start);
-                out.push(h);
+                combine(&mut out, start, len, set);
             }
         }
     }
@@ -351,14 +344,7 @@ impl Store {
             }
             let w = match s {
                 Step::Combine(start, len, set) => {
-                    let items = out[start..start + len].iter().copied();
-                    let h = if set {
-                        hash::set(items)
-                    } else {
-                        hash::tuple(items)
-                    };
-                    out.truncate(start);
-                    out.push(h);
+                    combine(&mut out, start, len, set);
                     continue;
                 }
                 Step::Visit(w) => w,
@@ -403,4 +389,17 @@ impl Store {
         }
         Ok(out.pop().unwrap_or(0))
     }
+}
+
+/// Replaces the `len` hashes from `start` on at the end of `out` (a tuple's items or a
+/// frozenset's members, in order) by the hash of the whole.
+fn combine(out: &mut Vec<u64>, start: usize, len: usize, set: bool) {
+    let items = out[start..start + len].iter().copied();
+    let h = if set {
+        hash::set(items)
+    } else {
+        hash::tuple(items)
+    };
+    out.truncate(start);
+    out.push(h);
 }

@@ -283,24 +283,9 @@ impl SharedStore {
     pub fn write<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
-        mut f: impl FnMut(&mut Store) -> Result<T, E>,
+        f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tid = thread_id();
-        let mut seen = None;
-        loop {
-            let busy = {
-                let mut g = self.guard(w)?;
-                let st = g.as_mut().ok_or(Error::Closed)?;
-                st.check_intact()?;
-                self.drain_pending(st);
-                match st.begin_op(tid) {
-                    Ok(()) => return self.run_change(st, &mut f),
-                    Err(Error::Busy(b)) => b,
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            self.wait_for(w, busy, None, &mut seen)?;
-        }
+        self.change(w, None, f)
     }
 
     /// Runs `f`, a single change of container `c` alone, on `c`'s part lock where it can
@@ -313,46 +298,49 @@ impl SharedStore {
         &self,
         w: &impl Waiting<E>,
         c: super::Container,
+        f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.change(w, Some(c), f)
+    }
+
+    /// `write` (`part` None) and `write_in` (`part` the container): each step tries the part
+    /// first, if any, then the store-wide writer lock in the same step.
+    fn change<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        part: Option<super::Container>,
         mut f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let tid = thread_id();
         let mut seen = None;
         loop {
-            let busy = {
+            let busy = 'step: {
                 let mut g = self.guard(w)?;
                 let st = g.as_mut().ok_or(Error::Closed)?;
                 st.check_intact()?;
                 self.drain_pending(st);
                 // Relaxed: a hint (see `run_change`); orphans are collected store-wide.
-                let on_part = if self.collect.load(Ordering::Relaxed) {
-                    Ok(false)
-                } else {
-                    st.begin_part(c)
-                };
-                match on_part {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        let mut r = f(st);
-                        if let Err(e) = st.check_intact() {
-                            r = Err(e.into());
+                if let Some(c) = part.filter(|_| !self.collect.load(Ordering::Relaxed)) {
+                    match st.begin_part(c) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            let mut r = f(st);
+                            if let Err(e) = st.check_intact() {
+                                r = Err(e.into());
+                            }
+                            if !(r.is_err() && st.take_part_fallback()) {
+                                let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
+                                let r = r?;
+                                ended?;
+                                return Ok(r);
+                            }
+                            // `f` needs more than `c`: undone, and run again store-wide.
+                            st.end_part(false)?;
                         }
-                        if !(r.is_err() && st.take_part_fallback()) {
-                            let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
-                            let r = r?;
-                            ended?;
-                            return Ok(r);
-                        }
-                        // `f` needs more than `c`: undone, and run again store-wide.
-                        st.end_part(false)?;
+                        Err(Error::Busy(b)) => break 'step b,
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(Error::Busy(b)) => {
-                        drop(g);
-                        self.wait_for(w, b, None, &mut seen)?;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
                 }
-                // The store-wide path, in the same step (as `write`).
                 match st.begin_op(tid) {
                     Ok(()) => return self.run_change(st, &mut f),
                     Err(Error::Busy(b)) => b,

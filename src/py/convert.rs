@@ -136,6 +136,16 @@ fn field(o: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
     o.getattr(name)?.extract::<i64>()
 }
 
+/// The packed date of a date or datetime (packed.rs: a date's whole payload, a datetime's
+/// first part).
+fn date_payload(o: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    Ok(packed::encode(&Packed::Date {
+        year: field(o, "year")? as u16,
+        month: field(o, "month")? as u8,
+        day: field(o, "day")? as u8,
+    }))
+}
+
 /// The packed clock of a datetime or time (packed.rs: a time's whole payload, a datetime's
 /// after its date): its fields and its tzinfo (None, or a `datetime.timezone`).
 fn clock_payload(o: &Bound<'_, PyAny>, t: &Types) -> PyResult<Vec<u8>> {
@@ -183,20 +193,11 @@ fn packed_node<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Node<'py>>> {
     let t = types(py)?;
     let ty = o.get_type();
     let (kind, bytes) = if ty.is(t.datetime.bind(py)) {
-        let mut b = packed::encode(&Packed::Date {
-            year: field(o, "year")? as u16,
-            month: field(o, "month")? as u8,
-            day: field(o, "day")? as u8,
-        });
+        let mut b = date_payload(o)?;
         b.extend_from_slice(&clock_payload(o, t)?);
         (Kind::DateTime, b)
     } else if ty.is(t.date.bind(py)) {
-        let b = packed::encode(&Packed::Date {
-            year: field(o, "year")? as u16,
-            month: field(o, "month")? as u8,
-            day: field(o, "day")? as u8,
-        });
-        (Kind::Date, b)
+        (Kind::Date, date_payload(o)?)
     } else if ty.is(t.time.bind(py)) {
         (Kind::Time, clock_payload(o, t)?)
     } else if ty.is(t.timedelta.bind(py)) {

@@ -257,8 +257,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
             }
         }
     } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous owner installed this as an SA_SIGINFO handler.
         let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            // SAFETY: the previous owner installed this as an SA_SIGINFO handler.
             unsafe { std::mem::transmute(h) };
         f(sig, info, ctx);
     } else {
