@@ -154,54 +154,15 @@ fn bank_invariant_survives_hundreds_of_kills() {
         st.end_op(true).unwrap();
         st.close().unwrap();
     }
-    let mut rng = StdRng::seed_from_u64(0x6b69_6c6c);
-    let mut n = 0u64;
-    let mut start = |rng: &mut StdRng| {
-        n += 1;
-        let out = dir.join(&format!("w{n}.out"));
-        let log = dir.join(&format!("w{n}.log"));
-        let child = harness::spawn(
-            "child",
-            "bank_worker",
-            &[
-                ("STORE", path.display().to_string()),
-                ("SEED", rng.gen::<u32>().to_string()),
-            ],
-            &out,
-            &log,
-        );
-        (child, out, log)
-    };
-    let mut workers: Vec<_> = (0..WORKERS).map(|_| start(&mut rng)).collect();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    for _ in 0..KILLS {
-        assert!(Instant::now() < deadline, "the kills took too long");
-        let (mut child, out, log) = workers.swap_remove(rng.gen_range(0..workers.len()));
-        // Mostly a worker at work; sometimes one still opening (or recovering others).
-        if rng.gen_range(0..5) != 0 {
-            let since = Instant::now();
-            while harness::read_records(&out).is_empty() {
-                if let Some(st) = child.try_wait().unwrap() {
-                    panic!(
-                        "a worker ended by itself ({}): {}",
-                        harness::describe(&st),
-                        harness::log_tail(&log)
-                    );
-                }
-                assert!(
-                    since.elapsed() < Duration::from_secs(30),
-                    "a worker never got ready"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(rng.gen_range(0..10_000)));
-        }
-        harness::kill_and_reap(&mut child);
-        workers.push(start(&mut rng));
-    }
-    for (mut child, _, _) in workers {
-        harness::kill_and_reap(&mut child);
-    }
+    harness::kill_loop(
+        &dir,
+        &path,
+        "bank_worker",
+        WORKERS,
+        KILLS,
+        0x6b69_6c6c,
+        Duration::from_secs(240),
+    );
 
     let mut st = Store::open(&path).unwrap();
     let acct = lookup(&st, "acct");

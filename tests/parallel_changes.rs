@@ -649,54 +649,15 @@ fn bank_invariant_with_single_changes_and_kills() {
     let dir = TempDir::new("parallel-bank");
     let path = dir.join("s.db");
     create(&path);
-    let mut rng = StdRng::seed_from_u64(0xba4c);
-    let mut n = 0u64;
-    let mut start = |rng: &mut StdRng| {
-        n += 1;
-        let out = dir.join(&format!("b{n}.out"));
-        let log = dir.join(&format!("b{n}.log"));
-        let child = harness::spawn(
-            "child",
-            "bank",
-            &[
-                ("STORE", path.display().to_string()),
-                ("SEED", rng.gen::<u32>().to_string()),
-            ],
-            &out,
-            &log,
-        );
-        (child, out, log)
-    };
-    let mut workers: Vec<_> = (0..WORKERS).map(|_| start(&mut rng)).collect();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    for _ in 0..KILLS {
-        assert!(Instant::now() < deadline, "the kills took too long");
-        let (mut child, out, log) = workers.swap_remove(rng.gen_range(0..workers.len()));
-        if rng.gen_range(0..5) != 0 {
-            let since = Instant::now();
-            while harness::read_records(&out).is_empty() {
-                if let Some(st) = child.try_wait().unwrap() {
-                    panic!(
-                        "a worker ended by itself ({}): {}",
-                        harness::describe(&st),
-                        harness::log_tail(&log)
-                    );
-                }
-                assert!(
-                    since.elapsed() < Duration::from_secs(30),
-                    "a worker never got ready (a part or active word left held?): {}",
-                    harness::log_tail(&log)
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(rng.gen_range(0..10_000)));
-        }
-        harness::kill_and_reap(&mut child);
-        workers.push(start(&mut rng));
-    }
-    for (mut child, _, _) in workers {
-        harness::kill_and_reap(&mut child);
-    }
+    harness::kill_loop(
+        &dir,
+        &path,
+        "bank",
+        WORKERS,
+        KILLS,
+        0xba4c,
+        Duration::from_secs(240),
+    );
 
     let mut st = Store::open(&path).unwrap();
     let t = thread_id();

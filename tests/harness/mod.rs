@@ -126,6 +126,68 @@ pub fn kill_and_reap(child: &mut Child) -> ExitStatus {
     child.wait().expect("wait")
 }
 
+/// The kill loop of the crash tests: keeps `workers` children of `role` (the `#[test]` function
+/// `child` of the calling file) at work on the store at `path`, and `kills` times SIGKILLs a
+/// random one and starts another in its place; at the end kills the rest. Mostly the victim is
+/// at work (it has written its first record) and is killed a random 0..10 ms later; one time
+/// in five it is killed at once, while it may still be opening the store or recovering others.
+/// Each child gets `STORE` and a random `SEED` in its environment. Panics if a child ends by
+/// itself, never gets ready within 30 s, or the whole loop takes longer than `budget`.
+pub fn kill_loop(
+    dir: &TempDir,
+    path: &Path,
+    role: &str,
+    workers: usize,
+    kills: usize,
+    seed: u64,
+    budget: Duration,
+) {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    let mut start = |rng: &mut StdRng| {
+        n += 1;
+        let out = dir.join(&format!("{role}{n}.out"));
+        let log = dir.join(&format!("{role}{n}.log"));
+        let vars = [
+            ("STORE", path.display().to_string()),
+            ("SEED", rng.gen::<u32>().to_string()),
+        ];
+        (spawn("child", role, &vars, &out, &log), out, log)
+    };
+    let mut running: Vec<_> = (0..workers).map(|_| start(&mut rng)).collect();
+    let deadline = Instant::now() + budget;
+    for _ in 0..kills {
+        assert!(Instant::now() < deadline, "the kills took too long");
+        let (mut child, out, log) = running.swap_remove(rng.gen_range(0..running.len()));
+        if rng.gen_range(0..5) != 0 {
+            let since = Instant::now();
+            while read_records(&out).is_empty() {
+                if let Some(st) = child.try_wait().unwrap() {
+                    panic!(
+                        "a worker ended by itself ({}): {}",
+                        describe(&st),
+                        log_tail(&log)
+                    );
+                }
+                assert!(
+                    since.elapsed() < Duration::from_secs(30),
+                    "a worker never got ready (a lock, part or active word left held?): {}",
+                    log_tail(&log)
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..10_000)));
+        }
+        kill_and_reap(&mut child);
+        running.push(start(&mut rng));
+    }
+    for (mut child, _, _) in running {
+        kill_and_reap(&mut child);
+    }
+}
+
 /// "exit code 3", "signal 7 (SIGBUS)", ...
 pub fn describe(st: &ExitStatus) -> String {
     if let Some(code) = st.code() {
