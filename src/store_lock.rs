@@ -611,6 +611,20 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
         ))
     }
 
+    /// Whether the last of the log's `len` entries is the alloc entry of `block`. A change
+    /// logs each block it allocates right after taking it, before it links it or allocates
+    /// another (`Store::alloc`), so for the block a dead participant's journal names as taken,
+    /// this says whether the rollback of its log frees it (yes) or nobody will (no: it was
+    /// never logged, so never linked either). An entry of `block` further down the log is an
+    /// earlier allocation of the same change, which cannot be the block's current one unless
+    /// the block was freed in between, and a change frees nothing before its commit.
+    pub fn ends_with_alloc(&self, len: u64, block: u64) -> Result<bool, AccessError> {
+        if len == 0 || block & undo::TAG_MASK != 0 {
+            return Ok(false);
+        }
+        Ok(self.entry(len - 1)?.0 == block | undo::T_ALLOC)
+    }
+
     fn entry_offset(&self, i: u64) -> u64 {
         self.block + undo::ENTRIES + i * undo::ENTRY_BYTES
     }

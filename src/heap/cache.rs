@@ -81,7 +81,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             });
         }
         self.store().step()?;
-        journal.store(block, Ordering::Relaxed);
+        // Taken at once (FORMAT.md §6.4): the count store below is the step that takes the
+        // block, and until it happens the block is still in the cache, which a recovery
+        // checks before it believes the bit (`Heap::taken_by_dead`). Relaxed: as the entry.
+        journal.store(block | table::JOURNAL_TAKEN, Ordering::Relaxed);
         // Release: the journal store is visible before the block leaves the count.
         self.store().step()?;
         w[0].store(n - 1, Ordering::Release);

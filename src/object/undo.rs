@@ -310,6 +310,11 @@ impl ChangeLog {
             (undo::ENTRIES - undo::RECORD) / 8 + n * (undo::ENTRY_BYTES / 8),
         )?;
         mem.store(b + undo::LEN, n, Ordering::Release)?;
+        // The old block is named as ours before the slot word moves off it: a recovery of this
+        // participant frees it if the slot word no longer names it (FORMAT.md §10.7 step 0),
+        // so a kill between the move and the free below leaks nothing.
+        p.heap()
+            .journal_owned(super::journals::OLD_LOG, heap::Block::from_word(self.block))?;
         if p.is_durable() && mem.load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
             // The copy whole on disk before it becomes the log a reboot looks at; the slot
             // word and `active undo` move together under the recovery lock, so an opener
@@ -328,6 +333,9 @@ impl ChangeLog {
         p.heap().settle(LOG_JOURNAL)?;
         let old = std::mem::replace(&mut self.block, b);
         self.cap = cap;
+        // Settled before the free (a journal naming a freed block as taken would have a
+        // recovery free it again); a kill inside the free leaks the old block to gc.
+        p.heap().settle(super::journals::OLD_LOG)?;
         p.heap().free(heap::Block::from_word(old))?;
         Ok(())
     }
@@ -360,6 +368,9 @@ impl ChangeLog {
             }
         }
         let b = std::mem::take(self).block;
+        // A grow cut short by an error may have left the block named as taken (journal
+        // `OLD_LOG`): settled before the free, so no recovery frees it again.
+        p.heap().settle(super::journals::OLD_LOG)?;
         p.heap().free(heap::Block::from_word(b))?;
         Ok(())
     }
@@ -548,7 +559,7 @@ fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
 }
 
 /// The heap journal the log block is allocated into (the op's own blocks use journal 1).
-const LOG_JOURNAL: u64 = 2;
+const LOG_JOURNAL: u64 = super::journals::LOG;
 
 impl Store {
     /// Undoes the change in progress back to `mark` (see [`ChangeLog::rollback_to`]).
