@@ -63,7 +63,10 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         lock_words: true,
     };
     let log_to_undo = log_to_undo.as_ref().map(|(log, len)| (log, *len));
-    if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
+    // A single change on a part past the gate (FORMAT.md §10.9): its committed frees are due
+    // although it holds no writer word (no gc or section runs until step 2b clears the word).
+    let past_gate = lock_mem.load(slot_off(slot_words::ACTIVE), Ordering::SeqCst)? == 1;
+    if lock.recover_dead(log_to_undo, slot, generation, past_gate, &mut other)? {
         wake(att, lock_words::WRITER)?;
         wake(att, lock_words::SEQ)?;
     }
