@@ -349,6 +349,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// leaks the block to gc; the other order would let a recovery free it a second time).
     pub fn journal_owned(&self, j: u64, block: Block) -> Result<(), Error> {
         assert!(j < table::BLOCK_JOURNALS);
+        self.store().step()?;
         // Relaxed: as in `mark_taken`; the block is allocated, so sweeps spare it anyway.
         self.journal(table::W_BLOCK_JOURNAL + j)?
             .store(block.get() | table::JOURNAL_TAKEN, Ordering::Relaxed);
@@ -358,6 +359,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// Declares block journal `j` settled: the block it named is now linked (or freed).
     pub fn settle(&self, j: u64) -> Result<(), Error> {
         assert!(j < table::BLOCK_JOURNALS);
+        // A kill point (loom): a participant may die between its link and this store.
+        self.store().step()?;
         // Release: the linking stores happen before a sweep can see the block unjournaled.
         self.journal(table::W_BLOCK_JOURNAL + j)?
             .store(0, Ordering::Release);
