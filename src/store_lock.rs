@@ -428,6 +428,16 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
                 self.lock_file.step()?;
                 let w = self.writer.load(Ordering::SeqCst);
                 if past_gate || names_owner(w, slot, generation) {
+                    // The entry the cursor had just passed: its free may have been cut short.
+                    if done > 0 {
+                        let (tagged, _) = log.entry(done - 1)?;
+                        if tagged & undo::TAG_MASK == undo::T_FREE_BLOCK {
+                            other.free_passed(
+                                log.entry_offset(done - 1),
+                                tagged & !undo::TAG_MASK,
+                            )?;
+                        }
+                    }
                     log.finish_frees(end, done, |entry, block| other.free_committed(entry, block))?;
                 } else {
                     log.clear_frees()?;
@@ -575,6 +585,15 @@ pub trait OtherEntries {
     /// ([`StoreLock::recover_dead`]; the log's cursor has already moved past the entry). The
     /// default leaves the block to gc (a log with no heap behind it).
     fn free_committed(&mut self, entry: u64, block: u64) -> Result<(), Self::Error> {
+        let _ = (entry, block);
+        Ok(())
+    }
+
+    /// The free-block entry at byte `entry` of a dead owner's log is the one its release
+    /// cursor had just passed ([`StoreLock::recover_dead`]): the owner may have died inside the
+    /// free of `block`. Frees it if the implementation can tell that free did not happen (and
+    /// frees the same way, so that a repeat can tell again). The default leaves the block to gc.
+    fn free_passed(&mut self, entry: u64, block: u64) -> Result<(), Self::Error> {
         let _ = (entry, block);
         Ok(())
     }

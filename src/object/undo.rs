@@ -117,7 +117,8 @@ pub(super) struct ObjectEntries<'a, 'h> {
     pub free_to: FreeTo,
     /// The end of the participant table: lock words below it may be logged.
     pub slots_end: u64,
-    /// Whose log this is (for messages).
+    /// Whose log this is: for messages, and, in a recovery (`FreeTo::Segments`), the dead
+    /// participant whose block cache its committed frees go to.
     pub slot: u32,
     /// Whether lock-file entries are restored (not for a log from before the lock file was
     /// rebuilt: its lock words mean nothing now).
@@ -201,7 +202,28 @@ impl OtherEntries for ObjectEntries<'_, '_> {
     fn free_committed(&mut self, _entry: u64, block: u64) -> Result<(), heap::Error> {
         match self.free_to {
             FreeTo::Cache => self.heap.free(heap::Block::from_word(block)),
-            FreeTo::Segments => self.heap.free_uncached(heap::Block::from_word(block)),
+            // A dead owner's committed frees (the only caller with `Segments`): into its cache
+            // when there is room, as it would have freed them, so that `free_passed` can tell
+            // after a recoverer killed here whether the free happened (FORMAT.md §10.7).
+            FreeTo::Segments => self
+                .heap
+                .free_into_dead_cache(self.slot, heap::Block::from_word(block)),
+        }
+    }
+
+    fn free_passed(&mut self, _entry: u64, block: u64) -> Result<(), heap::Error> {
+        if self.free_to != FreeTo::Segments {
+            return Ok(());
+        }
+        let b = heap::Block::from_word(block);
+        match self.heap.dead_cache_holds(self.slot, b) {
+            // Its class is cached and the cache had room: a free would have put it there.
+            Ok(Some(false)) => self.heap.free_into_dead_cache(self.slot, b),
+            // Freed, or the cache cannot tell (left to gc, as before).
+            Ok(_) => Ok(()),
+            // A damaged entry: its block is none; the rest of the frees go on.
+            Err(heap::Error::BadFree { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

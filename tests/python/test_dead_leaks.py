@@ -109,22 +109,22 @@ def test_dead_children_are_given_back_by_the_next_process_that_opens(
 
 # ---- SIGKILL ------------------------------------------------------------------------------
 
-# What one kill may leave (FORMAT.md §9, §10.7): one block, of the one step the process was in.
-# A block it had taken (popped, carved, taken off its cache, a large run) and not linked comes
-# back with its recovery (its block journal names it as taken, §6.4, §10.7 step 0), and so do
-# the frees still due of a change it had committed, store-wide or on a part (the release cursor,
-# §10.3). What is left: the block of a free in flight (the cursor past its entry, the block not
-# yet in the cache or on its segment's stack: nothing names it), or a block taken in the instant
-# before its journal's taken bit was stored. Nothing from the dead process's block cache, held
-# set or undo log may remain. (Before the taken bit, an allocation in flight could leave two:
-# an operation's block and the undo log's new block; a part change's frees, all of them.)
+# What one kill may leave (FORMAT.md §9, §10.7): one block at most, of the one step the process
+# was in, and in practice none. A block it had taken (popped, carved, taken off its cache, a
+# large run) and not linked comes back with its recovery (its block journal names it as taken,
+# §6.4, §10.7 step 0), and so do the frees still due of a change it had committed, store-wide or
+# on a part (the release cursor, §10.3), the one it was in included when the dead process's
+# block cache tells that it did not happen. What may still be left: a block taken in the few
+# instructions between the step that took it and the store of its journal's taken bit, or the
+# block of a free cut short whose class is not cached (above 512 bytes) or whose cache was full.
+# Nothing from the dead process's block cache, held set or undo log may remain.
 MOST_LEFT_BY_ONE_KILL = 1
 
-# What 120 kills may leave in all. Measured: 0 to 4 blocks in 12 runs, each a free in flight
-# (the recovery's log of the dead process named the leaked block as the entry its release
-# cursor had just passed). Before the release cursor, a kill among a commit's frees left all of
-# them (139 to 186 blocks per run), which this bound refuses.
-MOST_LEFT_BY_120_KILLS = 12
+# What 120 kills may leave in all. Measured: 0 in each of 9 runs (every block this worker frees
+# is of a cached class). Before the taken bit and the cache's answer, 2 to 4 in 8 runs, each a
+# free in flight or a part change's frees (the recoverer's log named the leaked block); before
+# the release cursor, 139 to 186 (a kill among a commit's frees left all of them).
+MOST_LEFT_BY_120_KILLS = 0
 
 
 def _worker(path: str, seed: int, ready_fd: int) -> None:
@@ -229,13 +229,14 @@ def _part_changer(path: str, seed: int, ready_fd: int) -> None:
 
 
 # What 400 kills of part changers may leave. Their recoverer finishes the frees of a committed
-# part change from its release cursor (its `active` word is 1, FORMAT.md §10.7 step 1), so
-# only a kill inside one free leaves a block. Measured on the shared 2-core machine: 3 to 9
-# blocks per 200 kills (8 runs). Before, the recoverer finished a dead owner's frees only under
-# the writer word, which a part change never holds, and 200 kills left 14 to 23 (6 runs); this
-# bound, for twice as many kills, refuses that.
+# part change from its release cursor (its `active` word is 1, FORMAT.md §10.7 step 1), the one
+# the cursor had just passed included if it did not happen (the dead process's block cache
+# tells: the strings are of cached classes). Measured: 0 in each of 9 runs. Before, the
+# recoverer finished a dead owner's frees only under the writer word, which a part change never
+# holds, and 400 kills left 34 and 47 blocks (200 kills: 14 to 23 in 6 runs); with the frees
+# finished but the passed entry left to gc, 3 to 9 per 200 kills.
 KILLS_OF_PART_CHANGERS = 400
-MOST_LEFT_BY_PART_KILLS = 22
+MOST_LEFT_BY_PART_KILLS = 0
 
 
 def test_sigkilled_part_changers_leave_only_a_free_in_flight(tmp_path: Path) -> None:
