@@ -8,8 +8,10 @@
 //! Mechanism (FORMAT.md §7.10). [`Heap::recover_participant`] reads the dead slot's segment
 //! journal first (a segment being created is pushed if it is not listed yet; one being swept
 //! is thawed unless a live sweeper holds it now), then its page journal (the page manager's
-//! recovery), then clears its block journals (a journaled block may be linked already, or not
-//! taken at all: only the object layer's gc can tell, so it is left to gc), then gives every
+//! recovery), then clears its block journals (the object layer has settled those that named a
+//! block as taken first, [`Heap::taken_by_dead`] and [`Heap::settle_dead`]: only it knows
+//! whether the dead participant had linked the block; what is left is not the dead
+//! participant's to free), then gives every
 //! block of its cache back to its segment (`cache.rs`, `return_dead_cache`). Each step is safe
 //! to repeat after a recoverer is killed (a double failure may leak a block to gc, never free
 //! one twice), and the whole costs time in proportion to the slot's few words, never a scan

@@ -1,4 +1,5 @@
-//! Recovery of a dead participant's object-layer state: its undo log rolled back, the writer
+//! Recovery of a dead participant's object-layer state: the blocks its block journals name as
+//! taken settled (freed unless linked, `settle_journals`), its undo log rolled back, the writer
 //! word and its shared holds released, its held set's and undo log's blocks given back.
 //!
 //! Runs as the heap's [`SlotRecovery`](crate::heap::SlotRecovery) hook: under the recovery
