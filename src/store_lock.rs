@@ -398,11 +398,18 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
     ///
     /// One recoverer at a time (the caller holds the dead slot's recovery lock). Every step is
     /// safe to repeat: a recoverer killed at any point can be followed by another.
+    ///
+    /// `past_gate`: the dead participant's `active` word is 1 (a single change on a part,
+    /// FORMAT.md §10.9, which runs its frees after its commit point and before it leaves the
+    /// gate). No gc and no section runs while that word is 1 (both wait for every `active`
+    /// word, and recover a dead holder first), so its committed frees are finished as under
+    /// the writer word.
     pub fn recover_dead<S: WordStore, O: OtherEntries>(
         &self,
         log: Option<(&UndoLog<'_, S>, u64)>,
         slot: u32,
         generation: u64,
+        past_gate: bool,
         other: &mut O,
     ) -> Result<bool, O::Error> {
         if let Some((log, len)) = log {
@@ -415,12 +422,22 @@ impl<'a, W: WordStore> StoreLock<'a, W> {
             } else if len == 0 && end > 0 {
                 // Killed after the commit point, freeing: the change stays, and its frees are
                 // finished from the cursor on, while the writer word still names the dead
-                // owner (no other writer, and no gc, runs meanwhile). A cursor under a word
-                // that names someone else is none of this owner's (a damaged file): forgotten,
-                // its blocks left to gc.
+                // owner, or its `active` word is 1 (no other writer, and no gc, runs
+                // meanwhile). A cursor under neither is none of this owner's (a damaged file):
+                // forgotten, its blocks left to gc.
                 self.lock_file.step()?;
                 let w = self.writer.load(Ordering::SeqCst);
-                if names_owner(w, slot, generation) {
+                if past_gate || names_owner(w, slot, generation) {
+                    // The entry the cursor had just passed: its free may have been cut short.
+                    if done > 0 {
+                        let (tagged, _) = log.entry(done - 1)?;
+                        if tagged & undo::TAG_MASK == undo::T_FREE_BLOCK {
+                            other.free_passed(
+                                log.entry_offset(done - 1),
+                                tagged & !undo::TAG_MASK,
+                            )?;
+                        }
+                    }
                     log.finish_frees(end, done, |entry, block| other.free_committed(entry, block))?;
                 } else {
                     log.clear_frees()?;
@@ -572,6 +589,15 @@ pub trait OtherEntries {
         Ok(())
     }
 
+    /// The free-block entry at byte `entry` of a dead owner's log is the one its release
+    /// cursor had just passed ([`StoreLock::recover_dead`]): the owner may have died inside the
+    /// free of `block`. Frees it if the implementation can tell that free did not happen (and
+    /// frees the same way, so that a repeat can tell again). The default leaves the block to gc.
+    fn free_passed(&mut self, entry: u64, block: u64) -> Result<(), Self::Error> {
+        let _ = (entry, block);
+        Ok(())
+    }
+
     /// Refuses a word entry (at byte `entry`) that names a word no change ever logs: a
     /// damaged or hostile log must not restore, say, the header's size word. Every word is
     /// accepted unless the implementation knows the layout.
@@ -609,6 +635,20 @@ impl<'a, S: WordStore> UndoLog<'a, S> {
             self.store.load(e, Ordering::Relaxed)?,
             self.store.load(e + 8, Ordering::Relaxed)?,
         ))
+    }
+
+    /// Whether the last of the log's `len` entries is the alloc entry of `block`. A change
+    /// logs each block it allocates right after taking it, before it links it or allocates
+    /// another (`Store::alloc`), so for the block a dead participant's journal names as taken,
+    /// this says whether the rollback of its log frees it (yes) or nobody will (no: it was
+    /// never logged, so never linked either). An entry of `block` further down the log is an
+    /// earlier allocation of the same change, which cannot be the block's current one unless
+    /// the block was freed in between, and a change frees nothing before its commit.
+    pub fn ends_with_alloc(&self, len: u64, block: u64) -> Result<bool, AccessError> {
+        if len == 0 || block & undo::TAG_MASK != 0 {
+            return Ok(false);
+        }
+        Ok(self.entry(len - 1)?.0 == block | undo::T_ALLOC)
     }
 
     fn entry_offset(&self, i: u64) -> u64 {
@@ -856,7 +896,7 @@ mod tests {
         let len = log.published_len().unwrap();
         // Nobody sleeps: nobody to wake.
         assert!(!lock
-            .recover_dead(Some((&log, len)), 2, 9, &mut WordsOnly)
+            .recover_dead(Some((&log, len)), 2, 9, false, &mut WordsOnly)
             .unwrap());
         assert_eq!(store.load(DATA, Ordering::Relaxed).unwrap(), 1);
         assert_eq!(log.published_len().unwrap(), 0);
@@ -864,7 +904,7 @@ mod tests {
         assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
         // A repeat finds nothing to do, and never frees a word a live participant took since.
         lock.try_take(owner_id(1, 1)).unwrap().unwrap();
-        lock.recover_dead(Some((&log, 0)), 2, 9, &mut WordsOnly)
+        lock.recover_dead(Some((&log, 0)), 2, 9, false, &mut WordsOnly)
             .unwrap();
         assert_eq!(
             lock_file.load(AT.writer, Ordering::Relaxed).unwrap(),
@@ -930,7 +970,8 @@ mod tests {
         assert_eq!(owner.0, [0x100]);
         assert_eq!(log.frees_cursor().unwrap(), (4, 2));
         let mut rec = Frees::default();
-        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        lock.recover_dead(Some((&log, 0)), 2, 9, false, &mut rec)
+            .unwrap();
         assert_eq!(
             rec.0,
             [0x110, 0x120],
@@ -944,7 +985,8 @@ mod tests {
         );
         assert_eq!(lock_file.load(AT.writer, Ordering::Relaxed).unwrap(), 0);
         // A repeat frees nothing.
-        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        lock.recover_dead(Some((&log, 0)), 2, 9, false, &mut rec)
+            .unwrap();
         assert_eq!(rec.0.len(), 2);
     }
 
@@ -955,7 +997,8 @@ mod tests {
         // Killed between the cursor and the length: the log is not empty.
         log.set_frees_cursor(4, 0).unwrap();
         let mut rec = Frees::default();
-        lock.recover_dead(Some((&log, 4)), 2, 9, &mut rec).unwrap();
+        lock.recover_dead(Some((&log, 4)), 2, 9, false, &mut rec)
+            .unwrap();
         assert!(rec.0.is_empty(), "a rolled-back change freed {:?}", rec.0);
         assert_eq!(
             store.load(DATA, Ordering::Relaxed).unwrap(),
@@ -963,6 +1006,23 @@ mod tests {
             "rolled back"
         );
         assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_dead_part_changers_committed_frees_are_finished_too() {
+        let (lock_file, store) = world();
+        let (lock, log) = change_with_frees(&lock_file, &store, true);
+        // A single change on a part holds no writer word (here: another owner's, or none);
+        // its `active` word, 1, says its frees are due.
+        lock.release().unwrap();
+        let mut rec = Frees::default();
+        lock.recover_dead(Some((&log, 0)), 2, 9, true, &mut rec)
+            .unwrap();
+        assert_eq!(rec.0, [0x100, 0x110, 0x120]);
+        assert_eq!(log.frees_cursor().unwrap(), (0, 0));
+        lock.recover_dead(Some((&log, 0)), 2, 9, true, &mut rec)
+            .unwrap();
+        assert_eq!(rec.0.len(), 3, "a repeat frees nothing");
     }
 
     #[test]
@@ -974,7 +1034,8 @@ mod tests {
             .store(AT.writer, owner_id(1, 1), Ordering::Relaxed)
             .unwrap();
         let mut rec = Frees::default();
-        lock.recover_dead(Some((&log, 0)), 2, 9, &mut rec).unwrap();
+        lock.recover_dead(Some((&log, 0)), 2, 9, false, &mut rec)
+            .unwrap();
         assert!(rec.0.is_empty());
         assert_eq!(log.frees_cursor().unwrap(), (0, 0));
         assert_eq!(

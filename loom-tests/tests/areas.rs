@@ -100,7 +100,8 @@ fn killed_while_creating_an_area_for_a_huge_run() {
             };
             (got, budget.spent())
         };
-        let journaled = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+        let journaled =
+            world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
         world.kill(VICTIM);
         let big = h.pages.alloc(pages, RUN_LARGE, 0, None).unwrap();
         h.recover_participant(VICTIM).unwrap();

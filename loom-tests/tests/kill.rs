@@ -50,7 +50,7 @@ fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
 /// Kills the victim and recovers it from the survivor's side; returns the block the victim's
 /// journal named (a block it may have popped and not linked).
 fn kill_and_recover(world: &World) -> Option<Block> {
-    let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+    let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
     world.kill(VICTIM);
     world.heap(SURVIVOR).recover_participant(VICTIM).unwrap();
     (j != 0).then_some(Block::from_word(j))
@@ -161,7 +161,8 @@ fn killed_while_creating_a_segment() {
             let v = Victim::new(&world, &budget);
             survived(v.heap(VICTIM).alloc(SIZE), &budget)
         };
-        let journaled = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+        let journaled =
+            world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
         world.kill(VICTIM);
         let survivor = {
             let world = world.clone();
@@ -216,7 +217,8 @@ fn killed_while_claiming_a_page_run() {
         };
         let (got, spent) = victim.join().unwrap();
         let mine = survivor.join().unwrap();
-        let journaled = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+        let journaled =
+            world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
         world.kill(VICTIM);
         let h = world.heap(SURVIVOR);
         h.recover_participant(VICTIM).unwrap();
@@ -278,7 +280,8 @@ fn killed_while_claiming_a_huge_run() {
         };
         let (got, spent) = victim.join().unwrap();
         let mine = survivor.join().unwrap();
-        let journaled = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+        let journaled =
+            world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
         world.kill(VICTIM);
         let h = world.heap(SURVIVOR);
         h.recover_participant(VICTIM).unwrap();

@@ -71,7 +71,7 @@ fn scenario(op: Op, k1: u64, k2: u64) -> (u64, u64) {
             survived(v.heap(VICTIM).pages.alloc(2, RUN_LARGE, 0, Some(jw)), &b1);
         }
     }
-    let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap();
+    let j = world.table().load(VICTIM, table::W_BLOCK_JOURNAL).unwrap() & !table::JOURNAL_TAKEN;
     if j != 0 {
         victims.insert(Block::from_word(j));
     }

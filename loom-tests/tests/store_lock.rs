@@ -284,7 +284,13 @@ fn recover<W: WordStore>(lock_file: &W, store: &W) -> Result<bool, AccessError> 
         len <= LOG_CAP,
         "the log's length {len} exceeds its capacity"
     );
-    lock.recover_dead(Some((&log, len)), VICTIM, VICTIM_GENERATION, &mut WordsOnly)
+    lock.recover_dead(
+        Some((&log, len)),
+        VICTIM,
+        VICTIM_GENERATION,
+        false,
+        &mut WordsOnly,
+    )
 }
 
 /// The victim: takes the free word and changes the data to `VICTIMS`, until its budget runs
@@ -578,7 +584,7 @@ fn an_odd_sequence_nobody_owns_is_repaired() {
             // making the sequence even first.
             let lock = StoreLock::new(&world.lock_file, AT).unwrap();
             let no_log: Option<(&UndoLog<'_, MemWords>, u64)> = None;
-            lock.recover_dead(no_log, VICTIM, VICTIM_GENERATION, &mut WordsOnly)
+            lock.recover_dead(no_log, VICTIM, VICTIM_GENERATION, false, &mut WordsOnly)
                 .unwrap();
         }
         writer.join().unwrap();

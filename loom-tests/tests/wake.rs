@@ -224,7 +224,7 @@ impl OtherEntries for NoEntries {
 fn recover(world: &World) {
     let lock = world.lock();
     if lock
-        .recover_dead::<MemWords, _>(None, OWNER_SLOT, OWNER_GENERATION, &mut NoEntries)
+        .recover_dead::<MemWords, _>(None, OWNER_SLOT, OWNER_GENERATION, false, &mut NoEntries)
         .unwrap()
     {
         for word in [lock.writer_word(), lock.seq_word()] {

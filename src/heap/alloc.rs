@@ -82,6 +82,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return Err(Error::TooLarge { bytes: size });
         }
         let run = self.pages.alloc(pages, RUN_LARGE, 0, Some(jword))?;
+        // The run exists (its start entry or huge head is written): ours.
+        self.mark_taken(self.journal(jword)?, run.get())?;
         self.store().barrier()?;
         Ok(Block::from(run))
     }
@@ -283,7 +285,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 .anchor
                 .compare_exchange_weak(a, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(Some(block)),
+                Ok(_) => return self.mark_taken(journal, block).map(Some),
                 Err(actual) => a = actual,
             }
         }
@@ -300,7 +302,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
                 .carve
                 .compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(Some(block)),
+                Ok(_) => return self.mark_taken(journal, block).map(Some),
                 Err(actual) => c = actual,
             }
         }
@@ -325,9 +327,40 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(w)
     }
 
+    /// After the step that took `block` (a pop or carve CAS that succeeded, a large run's start
+    /// entry): its journal gets the taken bit, so a recovery of this participant knows the
+    /// block is its own (FORMAT.md §6.4). A kill between that step and this store leaves the
+    /// block taken and unmarked: allocated, named by no one once the journal is cleared, a
+    /// leak for gc (never a double free).
+    #[inline]
+    fn mark_taken(&self, journal: &'a AtomicU64, block: u64) -> Result<u64, Error> {
+        self.store().step()?;
+        // Relaxed: only the recoverer of this participant reads the bit, after its death,
+        // which orders every store it made (the kernel drops the liveness lock; the recoverer
+        // takes it). Sweeps mask the bit, and the block's offset was published by the CAS.
+        journal.store(block | table::JOURNAL_TAKEN, Ordering::Relaxed);
+        Ok(block)
+    }
+
+    /// Names `block`, which this participant owns (allocated, and linked only by a word that
+    /// it is about to move off it), as taken in block journal `j` until [`Heap::settle`]`(j)`:
+    /// a recovery of this participant then frees it if that word no longer links it. The
+    /// caller settles the journal before it frees the block (a kill inside that free then
+    /// leaks the block to gc; the other order would let a recovery free it a second time).
+    pub fn journal_owned(&self, j: u64, block: Block) -> Result<(), Error> {
+        assert!(j < table::BLOCK_JOURNALS);
+        self.store().step()?;
+        // Relaxed: as in `mark_taken`; the block is allocated, so sweeps spare it anyway.
+        self.journal(table::W_BLOCK_JOURNAL + j)?
+            .store(block.get() | table::JOURNAL_TAKEN, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Declares block journal `j` settled: the block it named is now linked (or freed).
     pub fn settle(&self, j: u64) -> Result<(), Error> {
         assert!(j < table::BLOCK_JOURNALS);
+        // A kill point (loom): a participant may die between its link and this store.
+        self.store().step()?;
         // Release: the linking stores happen before a sweep can see the block unjournaled.
         self.journal(table::W_BLOCK_JOURNAL + j)?
             .store(0, Ordering::Release);

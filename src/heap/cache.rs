@@ -81,7 +81,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             });
         }
         self.store().step()?;
-        journal.store(block, Ordering::Relaxed);
+        // Taken at once (FORMAT.md §6.4): the count store below is the step that takes the
+        // block, and until it happens the block is still in the cache, which a recovery
+        // checks before it believes the bit (`Heap::taken_by_dead`). Relaxed: as the entry.
+        journal.store(block | table::JOURNAL_TAKEN, Ordering::Relaxed);
         // Release: the journal store is visible before the block leaves the count.
         self.store().step()?;
         w[0].store(n - 1, Ordering::Release);
@@ -180,6 +183,60 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
         }
         Ok(())
+    }
+
+    /// Whether dead participant `slot`'s block cache tells that `block` has been freed
+    /// (FORMAT.md §10.7 step 1, the entry a dead owner's release cursor had just passed):
+    /// `Some(true)` when the cache holds it; `Some(false)` when its class is cached and the
+    /// cache of that class has room but does not hold it, so a free of it by that participant
+    /// (`Heap::free`: into its cache when there is room) or by its recoverer
+    /// ([`Heap::free_into_dead_cache`]) has not happened, the cache's counts only growing
+    /// until the recovery gives the cache back; `None` when the cache cannot tell (a large
+    /// block or an uncached class, a full cache or a count out of range: the free may have gone
+    /// to the segment). The caller holds `slot` exclusively.
+    pub fn dead_cache_holds(&self, slot: u32, block: super::Block) -> Result<Option<bool>, Error> {
+        let Some(k) = self.block_class(block.get())? else {
+            return Ok(None);
+        };
+        if k as u64 >= table::CACHED_CLASSES {
+            return Ok(None);
+        }
+        let t = self.table();
+        let base = table::W_CACHE + k as u64 * table::CACHE_GROUP;
+        let n = t.load(slot, base)?;
+        if n >= table::CACHE_GROUP {
+            return Ok(None);
+        }
+        for i in 1..=n {
+            if t.load(slot, base + i)? == block.get() {
+                return Ok(Some(true));
+            }
+        }
+        // Full: the free may have found it full and gone to the segment.
+        Ok((n + 1 < table::CACHE_GROUP).then_some(false))
+    }
+
+    /// Frees `block` on behalf of dead participant `slot` as it would have freed it itself: into
+    /// its block cache when the block's class is cached and that cache has room (entry, then
+    /// count), else straight to its segment. The recovery gives the cache back afterwards
+    /// (`return_dead_cache`). So [`Heap::dead_cache_holds`] tells whether this free happened as
+    /// it tells for the participant's own. The caller holds `slot` exclusively.
+    pub fn free_into_dead_cache(&self, slot: u32, block: super::Block) -> Result<(), Error> {
+        if let Some(k) = self.block_class(block.get())? {
+            if (k as u64) < table::CACHED_CLASSES {
+                let t = self.table();
+                let base = table::W_CACHE + k as u64 * table::CACHE_GROUP;
+                let n = t.load(slot, base)?;
+                if n + 1 < table::CACHE_GROUP {
+                    // SeqCst (`Table`): a gc in another process reads the count, then the
+                    // entries (`named_blocks`).
+                    t.store(slot, base + n + 1, block.get())?;
+                    t.store(slot, base, n + 1)?;
+                    return Ok(());
+                }
+            }
+        }
+        self.free_to_segment(block.get())
     }
 
     /// The blocks in live participants' caches (free, though their segments count them taken).

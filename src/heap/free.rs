@@ -89,6 +89,30 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.pages.free(run.offset)
     }
 
+    /// The size class of small block `block`, or `None` for a large block (the start of its
+    /// run); `BadFree` for an offset that starts neither.
+    pub(super) fn block_class(&self, block: u64) -> Result<Option<usize>, Error> {
+        if let Some(f) = self.known.find(block) {
+            return Ok(Some(f.class));
+        }
+        let run = self.pages.run_at(block)?;
+        if run.kind == RUN_SEGMENT {
+            let seg = self.cache_info(self.segment_of_run(&run)?)?;
+            let f = self.known.learn(block, seg).ok_or(Error::BadFree {
+                offset: block,
+                why: "not the start of a block",
+            })?;
+            return Ok(Some(f.class));
+        }
+        if run.offset.get() != block {
+            return Err(Error::BadFree {
+                offset: block,
+                why: "not the start of a large block",
+            });
+        }
+        Ok(None)
+    }
+
     pub(super) fn push_free(&self, info: &SegmentInfo, idx: u64) -> Result<(), Error> {
         let seg = self.cache_info(*info)?;
         self.push_free_to(&seg, idx)

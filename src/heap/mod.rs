@@ -20,8 +20,11 @@
 //! *block journals* (slot words in the lock file); the journal keeps the block's offset until
 //! the caller has linked it somewhere and calls [`Heap::settle`]. So a sweep in another process
 //! ([`Heap::sweep_segment`], for the object layer's mark-and-sweep) never frees a block that a
-//! live participant holds unlinked, and after a participant dies its unlinked blocks are found
-//! again: they are allocated, unreachable and no longer journaled, which is what a sweep frees.
+//! live participant holds unlinked. Right after the step that takes the block, the journal gets
+//! a *taken* bit (`table::JOURNAL_TAKEN`), so after a participant dies the layer above can tell
+//! a block it owned from one it never got, and frees those it had not linked
+//! ([`Heap::taken_by_dead`], [`Heap::settle_dead`]); what is left (a block taken an instant
+//! before its bit) is allocated and unreachable, which is what a sweep frees.
 //! A segment being created is named in the participant's segment journal until it is on its
 //! class list; recovery finishes the push.
 //!

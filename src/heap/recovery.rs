@@ -8,8 +8,10 @@
 //! Mechanism (FORMAT.md §7.10). [`Heap::recover_participant`] reads the dead slot's segment
 //! journal first (a segment being created is pushed if it is not listed yet; one being swept
 //! is thawed unless a live sweeper holds it now), then its page journal (the page manager's
-//! recovery), then clears its block journals (a journaled block may be linked already, or not
-//! taken at all: only the object layer's gc can tell, so it is left to gc), then gives every
+//! recovery), then clears its block journals (the object layer has settled those that named a
+//! block as taken first, [`Heap::taken_by_dead`] and [`Heap::settle_dead`]: only it knows
+//! whether the dead participant had linked the block; what is left is not the dead
+//! participant's to free), then gives every
 //! block of its cache back to its segment (`cache.rs`, `return_dead_cache`). Each step is safe
 //! to repeat after a recoverer is killed (a double failure may leak a block to gc, never free
 //! one twice), and the whole costs time in proportion to the slot's few words, never a scan
@@ -61,8 +63,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             self.pages.recover_journal(slot)?;
             t.store(slot, table::W_PAGE_JOURNAL, 0)?;
         }
-        // Block journals need no action: a popped block is allocated and, once the journal is
-        // cleared, unreachable, so a sweep frees it; a block whose pop never happened is free.
+        // Block journals: the layer above has settled those that name a block as taken
+        // (`settle_dead`, FORMAT.md §10.7) before this runs. What is left names a block not
+        // taken yet (free, or another participant's by now), a block freed for the dead by a
+        // recoverer that was killed (journal 0), or, without a layer above, a taken block:
+        // cleared, never freed, so a block is never freed twice; an unlinked one is gc's.
         for j in 0..table::BLOCK_JOURNALS {
             t.store(slot, table::W_BLOCK_JOURNAL + j, 0)?;
         }
@@ -94,6 +99,73 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.free_to_segment(block.get())?;
         t.store(slot, table::W_BLOCK_JOURNAL, 0)?;
         Ok(())
+    }
+
+    /// The block that block journal `j` of dead participant `slot` names as taken (FORMAT.md
+    /// §6.4): the taken bit is set, and the block is not still in that participant's block
+    /// cache (a cache pop writes the bit before the count store that takes the block, so a pop
+    /// cut short leaves the block cached: free, and given back with the cache). `None` for a
+    /// journal that is 0 or names a block without the bit. The caller holds `slot`
+    /// exclusively; the offset is checked by whatever frees it.
+    pub fn taken_by_dead(&self, slot: u32, j: u64) -> Result<Option<super::Block>, Error> {
+        assert!(j < table::BLOCK_JOURNALS);
+        let t = self.table();
+        let v = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
+        if v & table::JOURNAL_TAKEN == 0 {
+            return Ok(None);
+        }
+        let block = v & !table::JOURNAL_TAKEN;
+        for k in 0..table::CACHED_CLASSES {
+            let base = table::W_CACHE + k * table::CACHE_GROUP;
+            let n = t.load(slot, base)?;
+            // A count out of range is damage: `return_dead_cache` gives none of its entries
+            // back, so they do not make the block free.
+            if n >= table::CACHE_GROUP {
+                continue;
+            }
+            for i in 1..=n {
+                if t.load(slot, base + i)? == block {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(super::Block(block)))
+    }
+
+    /// Settles block journal `j` of dead participant `slot`, which names `block` as taken
+    /// ([`Heap::taken_by_dead`]): a block the dead participant had `linked` keeps its place
+    /// and the journal is cleared; any other is freed through [`Heap::free_for_dead`], whose
+    /// `unlink` step is this journal's clearing (for journal 0, the plain offset that
+    /// `free_for_dead` writes over the taken one). Killed after the clearing and before the
+    /// free, the repeat finds journal 0 naming the block without the bit and clears it: a
+    /// leak, never a second free.
+    pub fn settle_dead(
+        &self,
+        slot: u32,
+        j: u64,
+        block: super::Block,
+        linked: bool,
+    ) -> Result<(), Error> {
+        assert!(j < table::BLOCK_JOURNALS);
+        let t = self.table();
+        let word = table::W_BLOCK_JOURNAL + j;
+        if linked {
+            return t.store(slot, word, 0).map_err(Error::from);
+        }
+        match self.free_for_dead(slot, block, || {
+            if j != 0 {
+                t.store(slot, word, 0)?;
+            }
+            Ok(())
+        }) {
+            // A journal that names no block (a damaged or forged lock file): dropped.
+            Err(Error::BadFree { .. }) => {
+                t.store(slot, word, 0)?;
+                t.store(slot, table::W_BLOCK_JOURNAL, 0)?;
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// A segment run that a dead participant was creating: if it is not on its class list yet,

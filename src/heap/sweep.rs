@@ -64,7 +64,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             self.push_cached(slot, &mut v, false)?;
             for j in 0..table::BLOCK_JOURNALS {
-                let b = t.load(slot, table::W_BLOCK_JOURNAL + j)?;
+                // The taken bit is no part of the offset.
+                let b = t.load(slot, table::W_BLOCK_JOURNAL + j)? & !table::JOURNAL_TAKEN;
                 if b != 0 {
                     v.push(b);
                 }

@@ -164,11 +164,17 @@ impl Store {
     // ---- allocation --------------------------------------------------------------------
 
     /// Allocates a block for this op: logged, so a rollback frees it.
+    ///
+    /// The block is logged right after it is taken, before anything else: a recovery of this
+    /// participant tells by the log's last entry whether the journal's block is the
+    /// rollback's to free or its own (FORMAT.md §10.7 step 0).
     pub(super) fn alloc(&mut self, size: u64) -> Result<u64> {
-        const J: u64 = 1;
+        const J: u64 = super::journals::OP;
         let heap = self.part.heap();
         let b = heap.alloc_into(size.max(16), J)?.get();
         let logged = self.log.append(&self.part, Entry::Alloc { block: b });
+        // Settled before the free below: a journal that names a freed block as taken would
+        // have a recovery free it again.
         heap.settle(J)?;
         if let Err(e) = logged {
             // The block is ours and unlinked: give it back before reporting.

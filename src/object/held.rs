@@ -164,7 +164,7 @@ impl HeldSet {
     }
 
     fn grow(&mut self, p: &Participant) -> Result<()> {
-        const J: u64 = 3;
+        const J: u64 = super::journals::HELD;
         let mem = p.mem();
         let b = p.heap().alloc_into(held_block::BYTES, J)?.get();
         // Relaxed: the block is linked nowhere yet; the SeqCst store below links it.

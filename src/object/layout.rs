@@ -49,6 +49,23 @@ pub mod slot_words {
     pub const RO_HELD_ENTRIES: u64 = 16;
 }
 
+/// Which of the participant's block journals (FORMAT.md §6.4) the object layer allocates into,
+/// and how the recovery of a dead participant tells whether the block a journal names as taken
+/// is linked (FORMAT.md §10.7 step 0, `recovery.rs` `settle_journals`). Journals 0 and 5 are
+/// never used for a block the object layer links: journal 0 is the heap recovery's own.
+pub mod journals {
+    /// A change's allocation (`Store::alloc`): linked once its alloc entry ends the undo log.
+    pub const OP: u64 = 1;
+    /// A new undo log block (the first, or a grown copy): linked once the slot word `undo`
+    /// names it.
+    pub const LOG: u64 = 2;
+    /// A new held block: linked once the held chain reaches it.
+    pub const HELD: u64 = 3;
+    /// The old undo log block while the log grows: linked while the slot word `undo` still
+    /// names it; freed by the grower after the slot word moved on.
+    pub const OLD_LOG: u64 = 4;
+}
+
 /// The store lock's words in the lock file header (byte offsets), each on its own cache line.
 pub mod lock_words {
     /// 0 = free, else the owner's id (`store_lock::owner_id`).

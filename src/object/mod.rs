@@ -81,7 +81,7 @@ pub mod value;
 pub mod view;
 mod walk;
 
-pub use layout::{container, lock_words, slot_words, words};
+pub use layout::{container, journals, lock_words, slot_words, words};
 pub use lock::{Busy, LockKind, Waiter};
 pub use session::{thread_id, Plain, SharedStore, Waiting};
 pub use view::Container;

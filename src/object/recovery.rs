@@ -1,4 +1,5 @@
-//! Recovery of a dead participant's object-layer state: its undo log rolled back, the writer
+//! Recovery of a dead participant's object-layer state: the blocks its block journals name as
+//! taken settled (freed unless linked, `settle_journals`), its undo log rolled back, the writer
 //! word and its shared holds released, its held set's and undo log's blocks given back.
 //!
 //! Runs as the heap's [`SlotRecovery`](crate::heap::SlotRecovery) hook: under the recovery
@@ -19,7 +20,7 @@ use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
 use super::value::{self, Kind};
-use super::{slot_words, words};
+use super::{journals, slot_words, words};
 use crate::heap::{Attached, Error};
 use crate::part_lock::{self, GateOffsets, HeldParts, Parts};
 use crate::store_lock::{owner_id, StoreLock};
@@ -37,10 +38,14 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     let t = att.region().table(&NoLiveness);
     let heap = att.heap();
     let slot_off = |w: u64| t.word_offset(slot, w);
+    let whose = format!("participant {slot}'s");
+
+    // 0. Its block journals: a block one names as taken is freed unless it is linked, before
+    //    the rollback below unlinks what the dead change linked (and frees what it logged).
+    settle_journals(att, slot, &whose)?;
 
     // 1. Its undo log, newest entry first.
     let log_block = lock_mem.load(slot_off(slot_words::UNDO), Ordering::SeqCst)?;
-    let whose = format!("participant {slot}'s");
     let log_to_undo = match log_block {
         0 => None,
         b => Some(open_log(mem, b, &whose)?),
@@ -59,7 +64,10 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         lock_words: true,
     };
     let log_to_undo = log_to_undo.as_ref().map(|(log, len)| (log, *len));
-    if lock.recover_dead(log_to_undo, slot, generation, &mut other)? {
+    // A single change on a part past the gate (FORMAT.md §10.9): its committed frees are due
+    // although it holds no writer word (no gc or section runs until step 2b clears the word).
+    let past_gate = lock_mem.load(slot_off(slot_words::ACTIVE), Ordering::SeqCst)? == 1;
+    if lock.recover_dead(log_to_undo, slot, generation, past_gate, &mut other)? {
         wake(att, lock_words::WRITER)?;
         wake(att, lock_words::SEQ)?;
     }
@@ -135,6 +143,76 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         })?;
     }
     Ok(())
+}
+
+/// Step 0 of a dead participant's recovery (FORMAT.md §10.7): every block journal that names a
+/// block as taken (`Heap::taken_by_dead`) is settled, the block freed if the dead participant
+/// had not linked it (`Heap::settle_dead`). Whether it had is read off the one link each
+/// journal's user makes (layout.rs `journals`), as it stands at the death, before any other
+/// step of the recovery changes it:
+///
+/// - `OP`, a change's allocation: linked iff the log's last entry is its alloc entry. Then the
+///   rollback (step 1) frees it, and it is only cleared here, first, so that a repeat of this
+///   step after the rollback cannot take it for an unlogged block and free it again. If the
+///   entry is missing, the dead change never logged it, so never linked it.
+/// - `LOG` (a new log block) and `OLD_LOG` (the block a growing log leaves): linked iff the
+///   slot word `undo` names it.
+/// - `HELD`, a new held block: linked iff the held chain reaches it.
+/// - journals 0 and 5: the object layer links nothing through them; a taken block there is
+///   unlinked.
+///
+/// Journal 0 goes first, since settling any journal writes journal 0 (`free_for_dead`). Each
+/// journal is settled by its last store, so a recoverer killed here is repeated by another
+/// that finds the rest as the dead left them.
+fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> {
+    let mem = att.region().store();
+    let lock_mem = att.region().lock_words();
+    let t = att.region().table(&NoLiveness);
+    let heap = att.heap();
+    let log_block = lock_mem.load(t.word_offset(slot, slot_words::UNDO), Ordering::SeqCst)?;
+    for j in 0..crate::region::table::BLOCK_JOURNALS {
+        let Some(b) = heap.taken_by_dead(slot, j)? else {
+            continue;
+        };
+        let linked = match j {
+            journals::OP if log_block != 0 => {
+                let (log, len) = open_log(mem, log_block, whose)?;
+                log.ends_with_alloc(len, b.get())?
+            }
+            journals::LOG | journals::OLD_LOG => log_block == b.get(),
+            journals::HELD => held_chain_reaches(att, slot, b.get())?,
+            _ => false,
+        };
+        heap.settle_dead(slot, j, b, linked)?;
+    }
+    Ok(())
+}
+
+/// Whether dead participant `slot`'s held chain reaches `block`. A chain that names a block
+/// that is not a held block, or loops, is damage.
+fn held_chain_reaches(att: &Attached, slot: u32, block: u64) -> Result<bool, Error> {
+    let mem = att.region().store();
+    let lock_mem = att.region().lock_words();
+    let t = att.region().table(&NoLiveness);
+    let mut b = lock_mem.load(t.word_offset(slot, slot_words::HELD), Ordering::SeqCst)?;
+    let mut steps = 0;
+    while b != 0 {
+        if b == block {
+            return Ok(true);
+        }
+        if value::head_kind(mem.load(b, Ordering::Acquire)?) != Some(Kind::Held) {
+            return Err(corrupt(
+                format!("participant {slot}'s held set is damaged"),
+                b,
+            ));
+        }
+        b = mem.load(b + 8, Ordering::Acquire)?;
+        steps += 1;
+        if steps > mem.size() / 512 {
+            return Err(corrupt(format!("participant {slot}'s held set loops"), b));
+        }
+    }
+    Ok(false)
 }
 
 /// Releases the parts the dead participant's held-parts record names (after its log was rolled

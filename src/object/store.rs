@@ -208,11 +208,20 @@ impl Store {
     }
 
     /// Takes a block of `size` bytes as a change's first step does, named by the participant's
-    /// block journal `journal` (0..6; the object layer uses 1 to 3), and goes no further: what a process killed right after
-    /// its allocation leaves behind (tests only; the block stays taken).
+    /// block journal `journal` (0..6; the object layer uses 1 to 4) as taken, and goes no
+    /// further: what a process killed right after its allocation leaves behind, which its
+    /// recovery frees (tests only; the block stays taken).
     #[doc(hidden)]
     pub fn take_block_unlinked(&self, size: u64, journal: u64) -> Result<u64> {
         Ok(self.part.heap().alloc_into(size, journal)?.get())
+    }
+
+    /// Clears block journal `journal` without linking what it names: with
+    /// [`Store::take_block_unlinked`], a block allocated and named nowhere, what a process
+    /// killed inside a free leaves behind, which only gc gives back (tests only).
+    #[doc(hidden)]
+    pub fn forget_block_journal(&self, journal: u64) -> Result<()> {
+        Ok(self.part.heap().settle(journal)?)
     }
 
     pub fn heap_check(&self) -> Result<heap::HeapStats> {

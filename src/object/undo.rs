@@ -117,7 +117,8 @@ pub(super) struct ObjectEntries<'a, 'h> {
     pub free_to: FreeTo,
     /// The end of the participant table: lock words below it may be logged.
     pub slots_end: u64,
-    /// Whose log this is (for messages).
+    /// Whose log this is: for messages, and, in a recovery (`FreeTo::Segments`), the dead
+    /// participant whose block cache its committed frees go to.
     pub slot: u32,
     /// Whether lock-file entries are restored (not for a log from before the lock file was
     /// rebuilt: its lock words mean nothing now).
@@ -201,7 +202,28 @@ impl OtherEntries for ObjectEntries<'_, '_> {
     fn free_committed(&mut self, _entry: u64, block: u64) -> Result<(), heap::Error> {
         match self.free_to {
             FreeTo::Cache => self.heap.free(heap::Block::from_word(block)),
-            FreeTo::Segments => self.heap.free_uncached(heap::Block::from_word(block)),
+            // A dead owner's committed frees (the only caller with `Segments`): into its cache
+            // when there is room, as it would have freed them, so that `free_passed` can tell
+            // after a recoverer killed here whether the free happened (FORMAT.md §10.7).
+            FreeTo::Segments => self
+                .heap
+                .free_into_dead_cache(self.slot, heap::Block::from_word(block)),
+        }
+    }
+
+    fn free_passed(&mut self, _entry: u64, block: u64) -> Result<(), heap::Error> {
+        if self.free_to != FreeTo::Segments {
+            return Ok(());
+        }
+        let b = heap::Block::from_word(block);
+        match self.heap.dead_cache_holds(self.slot, b) {
+            // Its class is cached and the cache had room: a free would have put it there.
+            Ok(Some(false)) => self.heap.free_into_dead_cache(self.slot, b),
+            // Freed, or the cache cannot tell (left to gc, as before).
+            Ok(_) => Ok(()),
+            // A damaged entry: its block is none; the rest of the frees go on.
+            Err(heap::Error::BadFree { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -310,6 +332,11 @@ impl ChangeLog {
             (undo::ENTRIES - undo::RECORD) / 8 + n * (undo::ENTRY_BYTES / 8),
         )?;
         mem.store(b + undo::LEN, n, Ordering::Release)?;
+        // The old block is named as ours before the slot word moves off it: a recovery of this
+        // participant frees it if the slot word no longer names it (FORMAT.md §10.7 step 0),
+        // so a kill between the move and the free below leaks nothing.
+        p.heap()
+            .journal_owned(super::journals::OLD_LOG, heap::Block::from_word(self.block))?;
         if p.is_durable() && mem.load(words::ACTIVE_UNDO, Ordering::Relaxed)? == self.block {
             // The copy whole on disk before it becomes the log a reboot looks at; the slot
             // word and `active undo` move together under the recovery lock, so an opener
@@ -328,6 +355,9 @@ impl ChangeLog {
         p.heap().settle(LOG_JOURNAL)?;
         let old = std::mem::replace(&mut self.block, b);
         self.cap = cap;
+        // Settled before the free (a journal naming a freed block as taken would have a
+        // recovery free it again); a kill inside the free leaks the old block to gc.
+        p.heap().settle(super::journals::OLD_LOG)?;
         p.heap().free(heap::Block::from_word(old))?;
         Ok(())
     }
@@ -360,6 +390,9 @@ impl ChangeLog {
             }
         }
         let b = std::mem::take(self).block;
+        // A grow cut short by an error may have left the block named as taken (journal
+        // `OLD_LOG`): settled before the free, so no recovery frees it again.
+        p.heap().settle(super::journals::OLD_LOG)?;
         p.heap().free(heap::Block::from_word(b))?;
         Ok(())
     }
@@ -548,7 +581,7 @@ fn new_log_block(p: &Participant, cap: u64) -> Result<u64> {
 }
 
 /// The heap journal the log block is allocated into (the op's own blocks use journal 1).
-const LOG_JOURNAL: u64 = 2;
+const LOG_JOURNAL: u64 = super::journals::LOG;
 
 impl Store {
     /// Undoes the change in progress back to `mark` (see [`ChangeLog::rollback_to`]).

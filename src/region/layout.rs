@@ -250,8 +250,10 @@ pub mod lockfile {
     /// words, a block cache of 13 entries a class. 5: the recovery of a dead participant reads
     /// the release cursor of its undo log block (FORMAT.md §10.3), which older builds leave
     /// unwritten: the two must never share a store. 6: the `slots high` word (parts, FORMAT.md
-    /// §10.9).
-    pub const VERSION: u32 = 6;
+    /// §10.9). 7: the taken bit of block journals (FORMAT.md §6.4), which an older build's
+    /// sweeps would read as part of the offset (and so free a block a live participant of this
+    /// build holds unlinked).
+    pub const VERSION: u32 = 7;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;

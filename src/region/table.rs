@@ -41,6 +41,11 @@ pub const W_PAGE_JOURNAL: u64 = 8;
 pub const W_SEGMENT_JOURNAL: u64 = 9;
 pub const W_BLOCK_JOURNAL: u64 = 10;
 pub const BLOCK_JOURNALS: u64 = 6;
+/// Bit 0 of a block journal: the participant has taken the block it names (the pop, carve or
+/// cache-pop step is done, or a large run exists), so it owns it until it links it and settles
+/// the journal (FORMAT.md §6.4). Blocks are 16-aligned, so the bit is never part of an offset;
+/// every reader of a journal masks it.
+pub const JOURNAL_TAKEN: u64 = 1;
 /// The block cache: `CACHED_CLASSES` groups of `CACHE_GROUP` words (a count, then entries).
 /// 13 entries a class: with random sizes (Larson: 16..=512 bytes, one class per free and
 /// another per allocation), a class's count wanders, and a cache of 3 was full on 23% of frees
