@@ -1048,6 +1048,47 @@ impl Dict {
         })
     }
 
+    /// Adds ``by`` to the number under ``k`` and returns the new value, in one atomic change:
+    /// ``self[k] = self.get(k, default) + by``, with no update lost between processes and
+    /// without :meth:`lockExcl`. A missing ``k`` is set to ``default + by``.
+    ///
+    /// ``by``, ``default`` and the stored value are numbers: int of any size (a bool counts as
+    /// an int, as in ``True + 1``), float or :class:`decimal.Decimal`, and the result is what
+    /// Python's ``+`` gives (``1 + 0.5`` is ``1.5``; a Decimal rounds to the calling thread's
+    /// context). A small int plus a small int is one word written in place; a process killed
+    /// during the call leaves the old value or the new one, never anything else.
+    ///
+    /// :raises TypeError: ``by``, the stored value or (for a missing ``k``) ``default`` is not a
+    ///     number, or Python's ``+`` refuses the pair (Decimal and float); the dict is unchanged.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    #[pyo3(signature = (k, by=None, default=None))]
+    fn incr<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Option<Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.counter(py, k, by, default, false)
+    }
+
+    /// Subtracts ``by`` from the number under ``k`` and returns the new value, in one atomic
+    /// change: ``self[k] = self.get(k, default) - by`` (``incr(k, -by, default)``), as
+    /// :meth:`incr` in everything else.
+    ///
+    /// :raises TypeError: as :meth:`incr`; the dict is unchanged.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    #[pyo3(signature = (k, by=None, default=None))]
+    fn decr<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Option<Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.counter(py, k, by, default, true)
+    }
+
     /// Sets every (key, value) of `pairs` (a list of 2-tuples) in one change.
     fn _update_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyList>) -> PyResult<()> {
         // As a dict node: keys and values alternate; key equality is checked per pair below.
@@ -1352,6 +1393,35 @@ impl Dict {
 }
 
 impl Dict {
+    /// `incr` (`sub` false) and `decr` (incr.rs).
+    fn counter<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Option<Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+        sub: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let one = 1i64.into_pyobject(py)?.into_any();
+        let zero = 0i64.into_pyobject(py)?.into_any();
+        let by = by.unwrap_or(one);
+        let default = default.unwrap_or(zero);
+        let Some(kt) = key_arg(k)? else {
+            return Err(unstorable_key(k));
+        };
+        let key = kt.key().map_err(map)?;
+        super::incr::step(
+            py,
+            &self.shared,
+            self.off,
+            &self.hint,
+            &key,
+            &by,
+            &default,
+            sub,
+        )
+    }
+
     fn lookup<'py>(
         &self,
         py: Python<'py>,
