@@ -27,6 +27,29 @@ use pyo3::types::{PyFloat, PyInt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// An argument of `incr`/`decr` that may be left out (`by` is then 1, `default` 0): pyo3's
+/// defaults are Rust values, and `Option` would make an explicit None mean "left out" too.
+pub(crate) enum Arg<'py> {
+    Int(i64),
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Arg<'py> {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Arg::Given(obj.to_owned()))
+    }
+}
+
+impl<'py> Arg<'py> {
+    pub(crate) fn bound(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Arg::Int(v) => v.into_pyobject(py)?.into_any(),
+            Arg::Given(o) => o,
+        })
+    }
+}
+
 /// An operand: a small int as a machine integer, or an exact int, float or Decimal object.
 #[derive(Clone)]
 enum Num<'py> {

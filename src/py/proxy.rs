@@ -10,6 +10,7 @@
 
 use super::convert::{inline_word, key_arg, to_py, to_tree, unstorable_key, Keep};
 use super::errors;
+use super::incr::Arg;
 use super::store::{Gil, LockGuard, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
@@ -1061,13 +1062,13 @@ impl Dict {
     /// :raises TypeError: ``by``, the stored value or (for a missing ``k``) ``default`` is not a
     ///     number, or Python's ``+`` refuses the pair (Decimal and float); the dict is unchanged.
     /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
-    #[pyo3(signature = (k, by=None, default=None))]
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)))]
     fn incr<'py>(
         &self,
         py: Python<'py>,
         k: &Bound<'py, PyAny>,
-        by: Option<Bound<'py, PyAny>>,
-        default: Option<Bound<'py, PyAny>>,
+        by: Arg<'py>,
+        default: Arg<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.counter(py, k, by, default, false)
     }
@@ -1078,13 +1079,13 @@ impl Dict {
     ///
     /// :raises TypeError: as :meth:`incr`; the dict is unchanged.
     /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
-    #[pyo3(signature = (k, by=None, default=None))]
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)))]
     fn decr<'py>(
         &self,
         py: Python<'py>,
         k: &Bound<'py, PyAny>,
-        by: Option<Bound<'py, PyAny>>,
-        default: Option<Bound<'py, PyAny>>,
+        by: Arg<'py>,
+        default: Arg<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.counter(py, k, by, default, true)
     }
@@ -1398,14 +1399,12 @@ impl Dict {
         &self,
         py: Python<'py>,
         k: &Bound<'py, PyAny>,
-        by: Option<Bound<'py, PyAny>>,
-        default: Option<Bound<'py, PyAny>>,
+        by: Arg<'py>,
+        default: Arg<'py>,
         sub: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let one = 1i64.into_pyobject(py)?.into_any();
-        let zero = 0i64.into_pyobject(py)?.into_any();
-        let by = by.unwrap_or(one);
-        let default = default.unwrap_or(zero);
+        let by = by.bound(py)?;
+        let default = default.bound(py)?;
         let Some(kt) = key_arg(k)? else {
             return Err(unstorable_key(k));
         };
