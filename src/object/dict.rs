@@ -282,6 +282,33 @@ impl Store {
         Ok(true)
     }
 
+    /// Where `key`'s value word is in dict `c`, and the word, if `key` is there: a
+    /// read-modify-write of one value (`Dict.incr`) with one look-up. The place is good until
+    /// the dict changes: write it with `dict_replace_value` next, in the same change.
+    pub fn dict_value_slot(
+        &self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+    ) -> Result<Option<(u64, u64)>> {
+        let d = self.dict_parts(c.get())?;
+        Ok(match self.find_entry(&d, key, hint)? {
+            Some(e) => {
+                let o = d.entry_off(e) + dict_table::VALUE;
+                Some((o, self.get(o)?))
+            }
+            None => None,
+        })
+    }
+
+    /// Replaces the value word `old` at `slot` (from `dict_value_slot`, nothing changed in
+    /// between) with `w`, as `dict_set` does for a key that is there.
+    pub fn dict_replace_value(&mut self, c: Container, slot: u64, old: u64, w: u64) -> Result<()> {
+        self.put(slot, w)?;
+        self.release_at_commit(old)?;
+        self.bump_version(c.get())
+    }
+
     /// Inserts an entry for a key known to be absent; returns its entry index.
     fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
         let mut d = self.dict_parts(c)?;

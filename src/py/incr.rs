@@ -42,11 +42,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Arg<'py> {
 }
 
 impl<'py> Arg<'py> {
-    pub(crate) fn bound(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match self {
-            Arg::Int(v) => v.into_pyobject(py)?.into_any(),
-            Arg::Given(o) => o,
-        })
+    /// The argument as an operand, if it is a number.
+    fn number(&self) -> PyResult<Option<Num<'py>>> {
+        match self {
+            Arg::Int(v) => Ok(Some(Num::Small(*v))),
+            Arg::Given(o) => number(o),
+        }
     }
 }
 
@@ -137,29 +138,33 @@ pub(crate) fn step<'py>(
     off: Container,
     hint_cell: &AtomicU64,
     key: &Key<'_, 'py>,
-    by: &Bound<'py, PyAny>,
-    default: &Bound<'py, PyAny>,
+    by: &Arg<'py>,
+    default: &Arg<'py>,
     sub: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let what = if sub { "decr" } else { "incr" };
     let op = if sub { '-' } else { '+' };
-    let Some(by_n) = number(by)? else {
+    let name = |o: &Arg<'py>| match o {
+        Arg::Int(_) => "int".to_string(),
+        Arg::Given(o) => type_name(o),
+    };
+    let Some(by_n) = by.number()? else {
         // As Python's `0 + 'x'`: the stored side is not known yet; name the default's type.
-        return Err(not_a_number(what, op, &type_name(default), &type_name(by)));
+        return Err(not_a_number(what, op, &name(default), &name(by)));
     };
     // Checked only when it is used, as `d.get(k, default) + by` does.
-    let default_n = number(default)?;
+    let default_n = default.number()?;
     let mut hint = hint_cell.load(Ordering::Relaxed);
     let result = shared.write_in(&Gil(py), off, |st: &mut Store| {
         let old = st
-            .dict_get(off, key, &mut hint)
+            .dict_value_slot(off, key, &mut hint)
             .map_err(errors::map_object)?;
         let base = match old {
             None => match &default_n {
                 Some(n) => n.clone(),
-                None => return Err(not_a_number(what, op, &type_name(default), &type_name(by))),
+                None => return Err(not_a_number(what, op, &name(default), &name(by))),
             },
-            Some(w) => match st.value(w).map_err(errors::map_object)? {
+            Some((_, w)) => match st.value(w).map_err(errors::map_object)? {
                 Stored::Int(v) => Num::Small(v),
                 Stored::Bool(b) => Num::Small(b as i64),
                 Stored::BigInt(_) | Stored::Float { .. } => Num::Obj(to_py(py, st, shared, w)?),
@@ -167,7 +172,7 @@ pub(crate) fn step<'py>(
                     kind: Kind::Decimal,
                     ..
                 } => Num::Obj(to_py(py, st, shared, w)?),
-                other => return Err(not_a_number(what, op, stored_name(&other), &type_name(by))),
+                other => return Err(not_a_number(what, op, stored_name(&other), &name(by))),
             },
         };
         // The fast path: two small ints whose sum is a small int is one word, no allocation.
@@ -178,8 +183,11 @@ pub(crate) fn step<'py>(
                 *a as i128 + *b as i128
             };
             if let Some(w) = i64::try_from(sum).ok().and_then(value::small_int) {
-                st.dict_set(off, key, w, &mut hint)
-                    .map_err(errors::map_object)?;
+                match old {
+                    Some((slot, was)) => st.dict_replace_value(off, slot, was, w),
+                    None => st.dict_set(off, key, w, &mut hint).map(|_| ()),
+                }
+                .map_err(errors::map_object)?;
                 return Ok(Num::Small(sum as i64));
             }
         }

@@ -1403,8 +1403,6 @@ impl Dict {
         default: Arg<'py>,
         sub: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let by = by.bound(py)?;
-        let default = default.bound(py)?;
         let Some(kt) = key_arg(k)? else {
             return Err(unstorable_key(k));
         };
