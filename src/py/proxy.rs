@@ -1062,7 +1062,7 @@ impl Dict {
     /// :raises TypeError: ``by``, the stored value or (for a missing ``k``) ``default`` is not a
     ///     number, or Python's ``+`` refuses the pair (Decimal and float); the dict is unchanged.
     /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
-    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)))]
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)), text_signature = "($self, k, by=1, default=0)")]
     fn incr<'py>(
         &self,
         py: Python<'py>,
@@ -1079,7 +1079,7 @@ impl Dict {
     ///
     /// :raises TypeError: as :meth:`incr`; the dict is unchanged.
     /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
-    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)))]
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)), text_signature = "($self, k, by=1, default=0)")]
     fn decr<'py>(
         &self,
         py: Python<'py>,
