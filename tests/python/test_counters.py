@@ -319,19 +319,40 @@ def test_8_processes_x_10000_incr_is_exactly_80000(tmp_path: Path, start: int) -
         assert s.check()["unreachable_blocks"] == 0
 
 
-def _killable_counter(path: str, rec_w: int) -> None:
+def _killable_counter(path: str, rec_w: int, mode: str, durable: bool) -> None:
     """Increments root['c']['n'] forever; after each call returns, writes its result to the
-    pipe (one line, under PIPE_BUF: whole or not at all)."""
-    store = persist.open(path)
-    d = store.root["c"]
+    pipe (one line, under PIPE_BUF: whole or not at all). ``mode`` "locked": each increment
+    inside a lockExcl section that also rewrites another key (a dead holder's section is
+    rolled back by whoever recovers it, while the others keep counting)."""
+    store = persist.open(path, durable=durable)
+    root = store.root
+    d = root["c"]
     os.write(rec_w, b"open\n")
+    i = 0
     while True:
-        v = d.incr("n")
+        i += 1
+        if mode == "locked":
+            with root.lockExcl():
+                root["note"] = i
+                v = d.incr("n")
+                root["note"] = -i
+        else:
+            v = d.incr("n")
         os.write(rec_w, f"{v}\n".encode())
 
 
-def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(tmp_path: Path) -> None:
-    """Two processes increment one counter and report each value their call returned; one of
+# plain: incr on the dict's part lock (two processes attached); mixed: one of the two
+# processes increments inside lockExcl sections, store-wide; durable: durable=True stores
+# take no parts, every increment runs under the store-wide writer word.
+@pytest.mark.parametrize(
+    ("modes", "durable", "kills"),
+    [(("plain", "plain"), False, 150), (("plain", "locked"), False, 150), (("plain",), True, 40)],
+    ids=["plain", "mixed-lockExcl", "durable"],
+)
+def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(
+    tmp_path: Path, modes: tuple[str, ...], durable: bool, kills: int
+) -> None:
+    """Processes increment one counter and report each value their call returned; one of
     them is SIGKILLed at a random moment, again and again (replaced by a fresh one).
 
     A killed process's increment in flight is either in the counter (its value taken, perhaps
@@ -346,8 +367,8 @@ def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(tmp_path: Path
     rec_r, rec_w = os.pipe()
     os.set_blocking(rec_r, False)
     buf = bytearray()
-    kills = 0
-    workers: list[int] = []
+    target, kills = kills, 0
+    workers: list[tuple[int, str]] = []
 
     def drain() -> None:
         while True:
@@ -359,23 +380,24 @@ def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(tmp_path: Path
                 return
             buf.extend(chunk)
 
-    def start() -> None:
-        workers.append(fork_child(lambda: _killable_counter(path, rec_w)))
+    def start(mode: str) -> None:
+        workers.append((fork_child(lambda: _killable_counter(path, rec_w, mode, durable)), mode))
 
     deadline = time.monotonic() + 120
     try:
-        for _ in range(2):
-            start()
-        while kills < 150:
+        for mode in modes:
+            start(mode)
+        while kills < target:
             assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
-            time.sleep(rng.uniform(0.001, 0.02))
+            # A durable increment waits for msyncs (about 1 ms): give it time to make some.
+            time.sleep(rng.uniform(0.02, 0.2) if durable else rng.uniform(0.001, 0.02))
             drain()
-            victim = workers.pop(rng.randrange(len(workers)))
+            victim, mode = workers.pop(rng.randrange(len(workers)))
             kill_child(victim)
             kills += 1
-            start()
+            start(mode)
     finally:
-        for p in workers:
+        for p, _ in workers:
             kill_child(p)
     drain()
     os.close(rec_w)
@@ -388,6 +410,8 @@ def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(tmp_path: Path
     assert values, "no increment returned"
     with persist.open(path) as s:
         final = s.root["c"]["n"]
+        # A lockExcl section cut short by the kill was rolled back whole (its note undone).
+        note = s.root.get("note", 0)
         report = s.check()
         # Nobody is left blocked: a fresh process counts at once.
         t0 = time.monotonic()
@@ -397,4 +421,5 @@ def test_sigkilled_counters_leave_each_increment_wholly_in_or_out(tmp_path: Path
     assert max(values) <= final
     assert 0 <= final - len(values) <= kills, (final, len(values), kills)
     assert report["objects"] > 0
-    print(f"\ncounters: {kills} kills, {len(values)} increments reported, final {final}")
+    assert note <= 0, f"a killed section's first change survived: note {note}"
+    print(f"\ncounters {modes} durable={durable}: {kills} kills, {len(values)} returned, {final}")
