@@ -282,31 +282,38 @@ impl Store {
         Ok(true)
     }
 
-    /// Where `key`'s value word is in dict `c`, and the word, if `key` is there: a
-    /// read-modify-write of one value (`Dict.incr`) with one look-up. The place is good until
-    /// the dict changes: write it with `dict_replace_value` next, in the same change.
-    pub fn dict_value_slot(
-        &self,
+    /// Sets `key` in dict `c` to the value word `f` makes of its old one (`None`: `key` is
+    /// missing, and the word is inserted), as `dict_set` does: a read-modify-write of one value
+    /// (`Dict.incr`) that looks the key up once. `f` may encode values (allocate) but not
+    /// change the dict; should the table have moved all the same, the key is looked up again.
+    /// Returns what `f` returned beside the word; nothing is written if `f` fails.
+    pub fn dict_modify<T, E: From<Error>>(
+        &mut self,
         c: Container,
         key: &Key,
         hint: &mut u64,
-    ) -> Result<Option<(u64, u64)>> {
+        f: impl FnOnce(&mut Store, Option<u64>) -> std::result::Result<(u64, T), E>,
+    ) -> std::result::Result<T, E> {
         let d = self.dict_parts(c.get())?;
-        Ok(match self.find_entry(&d, key, hint)? {
+        let found = match self.find_entry(&d, key, hint)? {
             Some(e) => {
                 let o = d.entry_off(e) + dict_table::VALUE;
                 Some((o, self.get(o)?))
             }
             None => None,
-        })
-    }
-
-    /// Replaces the value word `old` at `slot` (from `dict_value_slot`, nothing changed in
-    /// between) with `w`, as `dict_set` does for a key that is there.
-    pub fn dict_replace_value(&mut self, c: Container, slot: u64, old: u64, w: u64) -> Result<()> {
-        self.put(slot, w)?;
-        self.release_at_commit(old)?;
-        self.bump_version(c.get())
+        };
+        let (w, t) = f(self, found.map(|(_, old)| old))?;
+        match found {
+            Some((o, old)) if self.get(c.get() + dict_header::TABLE)? == d.table => {
+                self.put(o, w)?;
+                self.release_at_commit(old)?;
+                self.bump_version(c.get())?;
+            }
+            _ => {
+                self.dict_set(c, key, w, hint)?;
+            }
+        }
+        Ok(t)
     }
 
     /// Inserts an entry for a key known to be absent; returns its entry index.

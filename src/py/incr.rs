@@ -156,55 +156,48 @@ pub(crate) fn step<'py>(
     let default_n = default.number()?;
     let mut hint = hint_cell.load(Ordering::Relaxed);
     let result = shared.write_in(&Gil(py), off, |st: &mut Store| {
-        let old = st
-            .dict_value_slot(off, key, &mut hint)
-            .map_err(errors::map_object)?;
-        let base = match old {
-            None => match &default_n {
-                Some(n) => n.clone(),
-                None => return Err(not_a_number(what, op, &name(default), &name(by))),
-            },
-            Some((_, w)) => match st.value(w).map_err(errors::map_object)? {
-                Stored::Int(v) => Num::Small(v),
-                Stored::Bool(b) => Num::Small(b as i64),
-                Stored::BigInt(_) | Stored::Float { .. } => Num::Obj(to_py(py, st, shared, w)?),
-                Stored::Packed {
-                    kind: Kind::Decimal,
-                    ..
-                } => Num::Obj(to_py(py, st, shared, w)?),
-                other => return Err(not_a_number(what, op, stored_name(&other), &name(by))),
-            },
-        };
-        // The fast path: two small ints whose sum is a small int is one word, no allocation.
-        if let (Num::Small(a), Num::Small(b)) = (&base, &by_n) {
-            let sum = if sub {
-                *a as i128 - *b as i128
-            } else {
-                *a as i128 + *b as i128
+        st.dict_modify(off, key, &mut hint, |st, old| {
+            let base = match old {
+                None => match &default_n {
+                    Some(n) => n.clone(),
+                    None => return Err(not_a_number(what, op, &name(default), &name(by))),
+                },
+                Some(w) => match st.value(w).map_err(errors::map_object)? {
+                    Stored::Int(v) => Num::Small(v),
+                    Stored::Bool(b) => Num::Small(b as i64),
+                    Stored::BigInt(_) | Stored::Float { .. } => Num::Obj(to_py(py, st, shared, w)?),
+                    Stored::Packed {
+                        kind: Kind::Decimal,
+                        ..
+                    } => Num::Obj(to_py(py, st, shared, w)?),
+                    other => return Err(not_a_number(what, op, stored_name(&other), &name(by))),
+                },
             };
-            if let Some(w) = i64::try_from(sum).ok().and_then(value::small_int) {
-                match old {
-                    Some((slot, was)) => st.dict_replace_value(off, slot, was, w),
-                    None => st.dict_set(off, key, w, &mut hint).map(|_| ()),
+            // The fast path: two small ints whose sum is a small int is one word, no
+            // allocation.
+            if let (Num::Small(a), Num::Small(b)) = (&base, &by_n) {
+                let sum = if sub {
+                    *a as i128 - *b as i128
+                } else {
+                    *a as i128 + *b as i128
+                };
+                if let Some(w) = i64::try_from(sum).ok().and_then(value::small_int) {
+                    return Ok((w, Num::Small(sum as i64)));
                 }
-                .map_err(errors::map_object)?;
-                return Ok(Num::Small(sum as i64));
             }
-        }
-        let (a, b) = (base.obj(py)?, by_n.obj(py)?);
-        // Exact int, float and Decimal objects: CPython's C number code, no user code.
-        let new = if sub { a.sub(&b)? } else { a.add(&b)? };
-        let w = match inline_word(&new) {
-            Some(w) => w,
-            None => {
-                let mut keep = Keep::default();
-                let t = to_tree(&new, shared, &mut keep)?;
-                st.encode(&t).map_err(errors::map_object)?
-            }
-        };
-        st.dict_set(off, key, w, &mut hint)
-            .map_err(errors::map_object)?;
-        Ok(Num::Obj(new))
+            let (a, b) = (base.obj(py)?, by_n.obj(py)?);
+            // Exact int, float and Decimal objects: CPython's C number code, no user code.
+            let new = if sub { a.sub(&b)? } else { a.add(&b)? };
+            let w = match inline_word(&new) {
+                Some(w) => w,
+                None => {
+                    let mut keep = Keep::default();
+                    let t = to_tree(&new, shared, &mut keep)?;
+                    st.encode(&t).map_err(errors::map_object)?
+                }
+            };
+            Ok((w, Num::Obj(new)))
+        })
     })?;
     hint_cell.store(hint, Ordering::Relaxed);
     result.obj(py)
