@@ -294,6 +294,23 @@ class DictMachine(RuleBasedStateMachine):
     # --- counters ---
 
     @rule(
+        start=st.sampled_from([True, False, 2**62 - 1, 2**62, -(2**62), -(2**62) - 1, 0.5]),
+        by=st.sampled_from([1, -1, 2, -2, True]),
+        sub=st.booleans(),
+    )
+    def counter_at_an_edge(self, start: Any, by: Any, sub: bool) -> None:
+        # A bool, or a counter that this step takes across the inline int range (or not).
+        def on_model(m: dict[Any, Any]) -> Any:
+            m["counter"] = start
+            return model_incr(m, "counter", by, 0, sub)
+
+        def on_persist(p: Any) -> Any:
+            p["counter"] = start
+            return p.decr("counter", by) if sub else p.incr("counter", by)
+
+        self.both(on_model, on_persist)
+
+    @rule(
         data=st.data(),
         by=st.one_of(NUMBERS, st.sampled_from(["x", None, (1,), b"1"])),
         default=st.one_of(NUMBERS, st.sampled_from(["", None])),
