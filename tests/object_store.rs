@@ -198,3 +198,57 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn dict_modify_reads_and_writes_one_value_in_one_change() {
+    let dir = tempdir();
+    let mut st = Store::open(&dir.join("s.db")).unwrap();
+    let root = st.root().unwrap();
+    let kt = key("n");
+    let plus = |st: &mut Store, by: i64| {
+        st.begin_op(T).unwrap();
+        let r = st.dict_modify(
+            root,
+            &k(&kt),
+            &mut NO_HINT.clone(),
+            |_, old| -> Result<(u64, Option<u64>), persist::object::Error> {
+                let v = old.map_or(0, value::small_int_value) + by;
+                Ok((value::small_int(v).unwrap(), old))
+            },
+        );
+        st.end_op(true).unwrap();
+        r.unwrap()
+    };
+    assert_eq!(plus(&mut st, 5), None); // missing: inserted
+    assert_eq!(plus(&mut st, 2), value::small_int(5));
+    assert_eq!(get(&st, root, "n"), value::small_int(7));
+    // A big value in place of a small one and back: the old block goes at commit.
+    st.begin_op(T).unwrap();
+    st.dict_modify(root, &k(&kt), &mut NO_HINT.clone(), |st, _| {
+        let w = st.encode(&Tree::scalar(Node::Str("x".repeat(100).as_bytes().into())))?;
+        Ok::<_, persist::object::Error>((w, ()))
+    })
+    .unwrap();
+    st.end_op(true).unwrap();
+    let block = get(&st, root, "n").unwrap();
+    assert!(value::is_block(block));
+    st.begin_op(T).unwrap();
+    st.dict_modify(root, &k(&kt), &mut NO_HINT.clone(), |_, old| {
+        assert_eq!(old, Some(block));
+        Ok::<_, persist::object::Error>((value::small_int(1).unwrap(), ()))
+    })
+    .unwrap();
+    st.end_op(true).unwrap();
+    assert_eq!(get(&st, root, "n"), value::small_int(1));
+    // f fails: the change is rolled back, nothing written.
+    st.begin_op(T).unwrap();
+    let r = st.dict_modify(root, &k(&kt), &mut NO_HINT.clone(), |_, _| {
+        Err::<(u64, ()), _>(persist::object::Error::Timeout)
+    });
+    assert!(r.is_err());
+    st.end_op(false).unwrap();
+    assert_eq!(get(&st, root, "n"), value::small_int(1));
+    assert_eq!(st.dict_len(root).unwrap(), 1);
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+}

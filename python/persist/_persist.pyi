@@ -1,6 +1,7 @@
 """Type stubs for the native module ``persist._persist`` (src/py/)."""
 
 from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
 from os import PathLike
 from types import TracebackType
 from typing import Any, Final, SupportsIndex, final, overload
@@ -211,6 +212,20 @@ class Dict:
     def pop(self, k: Any, *default: Any) -> Any: ...
     def popitem(self) -> tuple[Any, Any]: ...
     def setdefault(self, k: Any, default: Any = None) -> Any: ...
+    def incr(
+        self, k: Any, by: int | float | Decimal = 1, default: Any = 0
+    ) -> int | float | Decimal:
+        """self[k] = self.get(k, default) + by in one atomic change, without lockExcl: no
+        update is lost between processes, and a killed process leaves the old value or the
+        new one. Returns the new value. Numbers only: int of any size (bool as int), float,
+        decimal.Decimal, with Python's + deciding the result (a Decimal rounds to the calling
+        thread's context). TypeError (the dict unchanged) if by, the stored value or, for a
+        missing k, default is not a number, or + refuses the pair (Decimal and float);
+        ReadOnlyError in a read-only store."""
+    def decr(
+        self, k: Any, by: int | float | Decimal = 1, default: Any = 0
+    ) -> int | float | Decimal:
+        """self[k] = self.get(k, default) - by in one atomic change; as incr otherwise."""
     def update(self, *args: Any, **kwargs: Any) -> None: ...
     def clear(self) -> None: ...
     def keys(self) -> KeysView: ...

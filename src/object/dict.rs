@@ -282,6 +282,40 @@ impl Store {
         Ok(true)
     }
 
+    /// Sets `key` in dict `c` to the value word `f` makes of its old one (`None`: `key` is
+    /// missing, and the word is inserted), as `dict_set` does: a read-modify-write of one value
+    /// (`Dict.incr`) that looks the key up once. `f` may encode values (allocate) but not
+    /// change the dict; should the table have moved all the same, the key is looked up again.
+    /// Returns what `f` returned beside the word; nothing is written if `f` fails.
+    pub fn dict_modify<T, E: From<Error>>(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        f: impl FnOnce(&mut Store, Option<u64>) -> std::result::Result<(u64, T), E>,
+    ) -> std::result::Result<T, E> {
+        let d = self.dict_parts(c.get())?;
+        let found = match self.find_entry(&d, key, hint)? {
+            Some(e) => {
+                let o = d.entry_off(e) + dict_table::VALUE;
+                Some((o, self.get(o)?))
+            }
+            None => None,
+        };
+        let (w, t) = f(self, found.map(|(_, old)| old))?;
+        match found {
+            Some((o, old)) if self.get(c.get() + dict_header::TABLE)? == d.table => {
+                self.put(o, w)?;
+                self.release_at_commit(old)?;
+                self.bump_version(c.get())?;
+            }
+            _ => {
+                self.dict_set(c, key, w, hint)?;
+            }
+        }
+        Ok(t)
+    }
+
     /// Inserts an entry for a key known to be absent; returns its entry index.
     fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
         let mut d = self.dict_parts(c)?;

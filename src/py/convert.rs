@@ -132,6 +132,11 @@ fn types(py: Python<'_>) -> PyResult<&'static Types> {
 pub(crate) const MAX_SET_DEPTH: u32 = 32;
 
 /// An int attribute of a datetime-module value (a C getter: no user code runs).
+/// The class `decimal.Decimal` (imported once).
+pub(crate) fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    Ok(types(py)?.decimal.bind(py))
+}
+
 fn field(o: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
     o.getattr(name)?.extract::<i64>()
 }

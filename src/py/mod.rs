@@ -14,6 +14,7 @@
 
 mod convert;
 mod errors;
+mod incr;
 mod proxy;
 mod store;
 

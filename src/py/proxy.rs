@@ -10,6 +10,7 @@
 
 use super::convert::{inline_word, key_arg, to_py, to_tree, unstorable_key, Keep};
 use super::errors;
+use super::incr::Arg;
 use super::store::{Gil, LockGuard, Shared, StoreCore};
 use crate::object::dict::NO_HINT;
 use crate::object::list::Item;
@@ -1048,6 +1049,47 @@ impl Dict {
         })
     }
 
+    /// Adds ``by`` to the number under ``k`` and returns the new value, in one atomic change:
+    /// ``self[k] = self.get(k, default) + by``, with no update lost between processes and
+    /// without :meth:`lockExcl`. A missing ``k`` is set to ``default + by``.
+    ///
+    /// ``by``, ``default`` and the stored value are numbers: int of any size (a bool counts as
+    /// an int, as in ``True + 1``), float or :class:`decimal.Decimal`, and the result is what
+    /// Python's ``+`` gives (``1 + 0.5`` is ``1.5``; a Decimal rounds to the calling thread's
+    /// context). A small int plus a small int is one word written in place; a process killed
+    /// during the call leaves the old value or the new one, never anything else.
+    ///
+    /// :raises TypeError: ``by``, the stored value or (for a missing ``k``) ``default`` is not a
+    ///     number, or Python's ``+`` refuses the pair (Decimal and float); the dict is unchanged.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)), text_signature = "($self, k, by=1, default=0)")]
+    fn incr<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Arg<'py>,
+        default: Arg<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.counter(py, k, by, default, false)
+    }
+
+    /// Subtracts ``by`` from the number under ``k`` and returns the new value, in one atomic
+    /// change: ``self[k] = self.get(k, default) - by`` (``incr(k, -by, default)``), as
+    /// :meth:`incr` in everything else.
+    ///
+    /// :raises TypeError: as :meth:`incr`; the dict is unchanged.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    #[pyo3(signature = (k, by=Arg::Int(1), default=Arg::Int(0)), text_signature = "($self, k, by=1, default=0)")]
+    fn decr<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Arg<'py>,
+        default: Arg<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.counter(py, k, by, default, true)
+    }
+
     /// Sets every (key, value) of `pairs` (a list of 2-tuples) in one change.
     fn _update_pairs(&self, py: Python<'_>, pairs: &Bound<'_, PyList>) -> PyResult<()> {
         // As a dict node: keys and values alternate; key equality is checked per pair below.
@@ -1352,6 +1394,31 @@ impl Dict {
 }
 
 impl Dict {
+    /// `incr` (`sub` false) and `decr` (incr.rs).
+    fn counter<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'py, PyAny>,
+        by: Arg<'py>,
+        default: Arg<'py>,
+        sub: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(kt) = key_arg(k)? else {
+            return Err(unstorable_key(k));
+        };
+        let key = kt.key().map_err(map)?;
+        super::incr::step(
+            py,
+            &self.shared,
+            self.off,
+            &self.hint,
+            &key,
+            &by,
+            &default,
+            sub,
+        )
+    }
+
     fn lookup<'py>(
         &self,
         py: Python<'py>,

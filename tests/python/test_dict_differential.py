@@ -71,6 +71,31 @@ KEYS = st.one_of(st.sampled_from(KEY_POOL), HASHABLE)
 UNHASHABLE = st.sampled_from([[1], {}, {"a": 1}])
 
 
+# Counter operands: small and big ints across the 2**62 boundary of the inline word, bools,
+# finite floats, Decimals (inf - inf would store a nan, which no dict compares equal).
+NUMBERS = st.one_of(
+    st.integers(-3, 3),
+    st.booleans(),
+    st.sampled_from([2**62 - 1, 2**62, -(2**62), -(2**62) - 1, 2**63, -(2**64), 10**30]),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([Decimal("0.5"), Decimal(3), Decimal("-1e30")]),
+)
+NUMBER_TYPES = (int, float, Decimal)  # bool is an int
+
+
+def model_incr(m: dict[Any, Any], k: Any, by: Any, default: Any, sub: bool) -> Any:
+    """What Dict.incr (``sub``: decr) is: ``m[k] = m.get(k, default) + by`` on numbers only."""
+    if not isinstance(by, NUMBER_TYPES):
+        raise TypeError(f"not a number: {by!r}")
+    base = m[k] if k in m else default
+    if not isinstance(base, NUMBER_TYPES):
+        raise TypeError(f"not a number: {base!r}")
+    new = base - by if sub else base + by
+    m[k] = new
+    return new
+
+
 def to_plain(x: Any) -> Any:
     if isinstance(x, (persist.List, persist.Dict)):
         return x.to_python()
@@ -265,6 +290,52 @@ class DictMachine(RuleBasedStateMachine):
             self.both(lambda m: m.setdefault(k, self.fresh(v)), lambda p: p.setdefault(k, v))
         else:
             self.both(lambda m: m.setdefault(k), lambda p: p.setdefault(k))
+
+    # --- counters ---
+
+    @rule(
+        start=st.sampled_from([True, False, 2**62 - 1, 2**62, -(2**62), -(2**62) - 1, 0.5]),
+        by=st.sampled_from([1, -1, 2, -2, True]),
+        sub=st.booleans(),
+    )
+    def counter_at_an_edge(self, start: Any, by: Any, sub: bool) -> None:
+        # A bool, or a counter that this step takes across the inline int range (or not).
+        def on_model(m: dict[Any, Any]) -> Any:
+            m["counter"] = start
+            return model_incr(m, "counter", by, 0, sub)
+
+        def on_persist(p: Any) -> Any:
+            p["counter"] = start
+            return p.decr("counter", by) if sub else p.incr("counter", by)
+
+        self.both(on_model, on_persist)
+
+    @rule(
+        data=st.data(),
+        by=st.one_of(NUMBERS, st.sampled_from(["x", None, (1,), b"1"])),
+        default=st.one_of(NUMBERS, st.sampled_from(["", None])),
+        op=st.sampled_from(["incr", "decr", "incr()", "decr()"]),
+    )
+    def incr(self, data: st.DataObject, by: Any, default: Any, op: str) -> None:
+        # Mostly a key that holds a number (or the counters' key), so the sums are tried too.
+        numeric = [k for k, v in self.model.items() if isinstance(v, NUMBER_TYPES)]
+        if numeric and data.draw(st.booleans()):
+            k = data.draw(st.sampled_from(numeric))
+        elif data.draw(st.booleans()):
+            k = "counter"
+        else:
+            k = self.key(data)
+        sub = op.startswith("decr")
+        defaults = op.endswith("()")  # by and default left out: 1 and 0
+
+        def on_model(m: dict[Any, Any]) -> Any:
+            return model_incr(m, k, 1 if defaults else by, 0 if defaults else default, sub)
+
+        def on_persist(p: Any) -> Any:
+            f = p.decr if sub else p.incr
+            return f(k) if defaults else f(k, by, default)
+
+        self.both(on_model, on_persist)
 
     # --- many keys ---
 
