@@ -15,6 +15,7 @@
 mod convert;
 mod errors;
 mod proxy;
+mod set;
 mod store;
 
 use pyo3::prelude::*;
@@ -36,5 +37,6 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<proxy::List>()?;
     m.add_class::<proxy::Dict>()?;
     m.add_class::<proxy::ListIter>()?;
+    m.add_class::<set::Set>()?;
     Ok(())
 }
