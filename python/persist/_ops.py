@@ -502,8 +502,9 @@ def set_symmetric_difference_update(s: Set, other: Any) -> None:
     while True:
         items, version = s._snapshot()
         have = set(items)
-        remove = [x for x in flip if x in have]
-        add = [x for x in flip if x not in have]
+        # Set operations, which reuse the members' hashes, as set's own method does.
+        remove = list(flip & have)
+        add = list(flip - have)
         if (not remove and not add) or s._change_if(version, add, remove):
             return
 

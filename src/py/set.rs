@@ -111,6 +111,35 @@ impl Set {
         ))
     }
 
+    /// As :meth:`set.__init__`: replaces the members with ``iterable``'s, in one change (the
+    /// iterable is read first, with no lock held; nothing changes if a member cannot be stored).
+    #[pyo3(signature = (iterable=None, /))]
+    fn __init__(&self, py: Python<'_>, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let members = match iterable {
+            Some(it) if it.is_instance_of::<Set>() => it.call_method0("_snapshot")?.get_item(0)?,
+            Some(it) => PyList::new(py, it.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any(),
+            None => PyList::empty(py).into_any(),
+        };
+        let mut trees = Vec::new();
+        for k in members.try_iter()? {
+            let k = k?;
+            match key_arg(&k)? {
+                Some(kt) => trees.push(kt),
+                None => return Err(unstorable_member(&k)),
+            }
+        }
+        let keys = trees.iter().map(KeyArg::key).collect::<Result<Vec<_>, _>>();
+        let keys = keys.map_err(map)?;
+        self.shared.write(&Gil(py), |st| {
+            st.set_clear(self.off).map_err(map)?;
+            for key in &keys {
+                st.set_add(self.off, key, &mut NO_HINT.clone())
+                    .map_err(map)?;
+            }
+            Ok(())
+        })
+    }
+
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self
             .shared
