@@ -487,13 +487,23 @@ def set_difference_update(s: Set, others: tuple) -> None:
     s._change_if(None, [], remove)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether two equal members are stored alike (1 and 1.0 are equal but not alike)."""
+    return type(a) is type(b) and repr(a) == repr(b)
+
+
 def set_intersection_update(s: Set, others: tuple) -> None:
-    keep = [set(_iterable(it)) for it in others]
+    # Iterables read once (lists keep their own member objects), sets as they are.
+    args = [a if isinstance(a, (set, frozenset)) else list(a) for a in map(_iterable, others)]
     # Which members go depends on the members: check-then-act on the set's version.
     while True:
         items, version = s._snapshot()
-        remove = [x for x in items if not all(x in k for k in keep)]
-        if not remove or s._change_if(version, [], remove):
+        # set's own intersection, which keeps the member of the smaller operand (so `s &= t`
+        # may replace 1 by 1.0, as set's does).
+        new = {x: x for x in set(items).intersection(*args)}
+        remove = [x for x in items if x not in new or not _same(x, new[x])]
+        add = [new[x] for x in remove if x in new]
+        if not remove or s._change_if(version, add, remove):
             return
 
 
