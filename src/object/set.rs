@@ -6,10 +6,20 @@
 //! code of its own. Members are what a dict key may be; equal members (1, 1.0, True) are one.
 
 use super::dict::Key;
+use super::list::corrupt;
 use super::value::{self, Kind};
 use super::{Container, Result, Store};
 
 impl Store {
+    /// A member word read from a set's table, checked to be one a set may hold: never a
+    /// container (only a damaged file has one; Python could not even hash its proxy).
+    fn member(&self, c: Container, w: u64) -> Result<u64> {
+        if w == value::EMPTY || self.names_container(w)? {
+            return Err(corrupt("a set member is a container or empty", c.get()));
+        }
+        Ok(w)
+    }
+
     /// The number of members of set `c`.
     pub fn set_len(&self, c: Container) -> Result<u64> {
         let c = c.get();
@@ -43,7 +53,10 @@ impl Store {
     /// Removes and returns a member's word (released at commit): the last inserted one.
     pub fn set_pop(&mut self, c: Container) -> Result<Option<u64>> {
         self.check_container(c.get(), Some(Kind::Set))?;
-        Ok(self.dict_popitem(c)?.map(|(kw, _)| kw))
+        match self.dict_popitem(c)? {
+            Some((kw, _)) => Ok(Some(self.member(c, kw)?)),
+            None => Ok(None),
+        }
     }
 
     /// Removes every member (released at commit).
@@ -55,12 +68,16 @@ impl Store {
     /// Every member's word, in table order.
     pub fn set_members(&self, c: Container) -> Result<Vec<u64>> {
         self.check_container(c.get(), Some(Kind::Set))?;
-        Ok(self.dict_items(c)?.into_iter().map(|(k, _)| k).collect())
+        let items = self.dict_items(c)?;
+        items.into_iter().map(|(k, _)| self.member(c, k)).collect()
     }
 
     /// The next member at or after table position `pos`: (its position, its word).
     pub fn set_next(&self, c: Container, pos: u64) -> Result<Option<(u64, u64)>> {
         self.check_container(c.get(), Some(Kind::Set))?;
-        Ok(self.dict_next(c, pos)?.map(|(e, k, _)| (e, k)))
+        match self.dict_next(c, pos)? {
+            Some((e, k, _)) => Ok(Some((e, self.member(c, k)?))),
+            None => Ok(None),
+        }
     }
 }
