@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import fork_child, kill_child, reap_child
 
 import persist
+from procs import fork_child, kill_child, reap_child
 
 
 def test_a_stored_set_is_a_persist_set(store: Any) -> None:
