@@ -319,7 +319,7 @@ def dict_ior(d: Dict, other: Any) -> None:
 
 class SetIter:
     """Iterates a Set's members in table order; raises RuntimeError if the set's size changes
-    meanwhile (in any process), as set's does."""
+    meanwhile (in any process), and again at every later step, as set's does."""
 
     __slots__ = ("_s", "_pos", "_len")
 
@@ -332,19 +332,20 @@ class SetIter:
         return self
 
     def __next__(self) -> Any:
+        # _pos: -1 when done, -2 once the size changed (sticky).
+        if self._pos == -2:
+            raise RuntimeError("Set changed size during iteration")
         if self._pos < 0:
             raise StopIteration
         r = self._s._next(self._pos)
         if r is None:
             changed = len(self._s) != self._len
-            self._pos = -1
-            if changed:
-                raise RuntimeError("Set changed size during iteration")
-            raise StopIteration
+            self._pos = -2 if changed else -1
+            return self.__next__()
         pos, obj, n = r
         if n != self._len:
-            self._pos = -1
-            raise RuntimeError("Set changed size during iteration")
+            self._pos = -2
+            return self.__next__()
         self._pos = pos
         return obj
 

@@ -114,7 +114,9 @@ def test_iterating_while_the_size_changes_raises(store: Any) -> None:
     next(it)
     s.add(100)
     with pytest.raises(RuntimeError, match="changed size during iteration"):
-        list(it)
+        next(it)  # at once, as set's iterator
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        next(it)  # and at every later step
     with pytest.raises(RuntimeError, match="changed size during iteration"):
         for x in s:
             s.discard(x)
@@ -155,6 +157,27 @@ def test_check_and_gc_cover_sets(store: Any) -> None:
     after = store.check()
     assert after["objects"] == 1 and after["unreachable_blocks"] == 0, after
     assert "set" not in store.stats()["objects"]
+
+
+def test_check_refuses_a_set_entry_with_a_value(store_path: Path) -> None:
+    # FORMAT.md §10.2: a set's entries have value word 0; one with a value would hold a
+    # reference that no release drops.
+    from test_hostile import K_SET, parse, rd, wr
+
+    with persist.open(str(store_path)) as st:
+        st.root["s"] = {"a", "b", 7}
+        st.root["x"] = "a str of its own block"
+    data = bytearray(store_path.read_bytes())
+    g = parse(bytes(data))
+    ((c, t),) = [(c, t) for c, t in g.tables if g.blocks.get(c) == K_SET]
+    first_entry = t + 16 + 8 * (rd(data, t) >> 8)
+    assert rd(data, first_entry + 16) == 0
+    wr(data, first_entry + 16, 3)  # the small int 1
+    store_path.write_bytes(bytes(data))
+    with persist.open(str(store_path)) as st:
+        assert st.root["s"] == {"a", "b", 7}  # members read as they are
+        with pytest.raises(persist.CorruptionError, match="set entry 0 has a value word"):
+            st.check()
 
 
 def test_a_read_only_store_refuses_changes(store_path: Path) -> None:
