@@ -270,7 +270,8 @@ impl Set {
         }
         let mut removes = Vec::with_capacity(remove.len());
         for k in remove.iter() {
-            if let Some(kt) = member_arg(&k)? {
+            // Not `member_arg`: set's updates hash their members as they are (a set raises).
+            if let Some(kt) = key_arg(&k)? {
                 removes.push(kt);
             }
         }
