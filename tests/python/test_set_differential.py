@@ -211,11 +211,15 @@ class SetMachine(RuleBasedStateMachine):
 
     @rule(bad=st.sampled_from([42, None, [[1]], [{1}], [1, {2}]]))
     def method_with_a_bad_argument(self, bad: Any) -> None:
-        self.both(lambda m: m.update(bad), lambda p: p.update(bad))
+        # The updates on a copy of the model: set's may change part of the set before they meet
+        # the bad member, persist.Set's change nothing (one change, as persist.Dict.update).
+        self.both(lambda m: set(m).update(bad), lambda p: p.update(bad))
         self.both(lambda m: m.union(bad), lambda p: p.union(bad))
         self.both(lambda m: m.issubset(bad), lambda p: p.issubset(bad))
-        self.both(lambda m: m.intersection_update(bad), lambda p: p.intersection_update(bad))
-        # Members are hashed as they are (a set as a member raises), and nothing changes.
+        self.both(
+            lambda m: set(m).intersection_update(bad), lambda p: p.intersection_update(bad)
+        )
+        # Members are hashed as they are (a set as a member raises).
         self.both(lambda m: set(m).difference_update(bad), lambda p: p.difference_update(bad))
 
     @rule(
