@@ -85,6 +85,7 @@ def fill(root: persist.Dict) -> None:
     """Every kind of value, key and identity a dump must carry."""
     shared = [1, 2, 3]
     shared_dict = {"x": 1}
+    shared_set = {1, "a", (1, (2, b"x")), 2.5, frozenset({3, "f"}), 2**70}
     cyc: list[Any] = ["cycle"]
     cyc.append(cyc)
     joe = Person("Joe", 27)
@@ -138,6 +139,8 @@ def fill(root: persist.Dict) -> None:
             "shared_b": shared,
             "shared_d1": shared_dict,
             "shared_d2": shared_dict,
+            "shared_s1": shared_set,
+            "shared_s2": [shared_set, set(), {None}],
             "in_tuple": (shared, cyc),
             "cyc": cyc,
             "joe": joe,
@@ -166,6 +169,13 @@ def same_graph(a: Any, b: Any) -> None:
         assert type(x) is type(y), (x, y)
         if type(x) is float:
             assert bits(x) == bits(y), (x, y)
+        elif type(x) is set:
+            if id(x) in pairs:
+                assert pairs[id(x)] == id(y)
+                continue
+            assert id(y) not in back
+            pairs[id(x)], back[id(y)] = id(y), id(x)
+            assert x == y, (x, y)
         elif type(x) in (list, dict, tuple):
             if type(x) is not tuple:
                 if id(x) in pairs:

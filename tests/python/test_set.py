@@ -107,6 +107,28 @@ def test_another_process_sees_every_change(tmp_path: Path) -> None:
         assert store.check()["leaked_references"] == 0
 
 
+def _adder(path: str, first: int, n: int) -> None:
+    with persist.open(path) as store:
+        s = store.root["s"]
+        for i in range(first, first + n):
+            s.add(i if i % 3 else ("t", i))  # ints on the part lock, tuples store-wide
+            if i % 5 == 0:
+                s.discard(-1)
+
+
+def test_processes_adding_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["s"] = {-1}
+        n = 2000
+        pids = [fork_child(lambda k=k: _adder(path, k * n, n)) for k in range(3)]
+        assert [reap_child(pid) for pid in pids] == [0, 0, 0]
+        s = store.root["s"]
+        want = {i if i % 3 else ("t", i) for i in range(3 * n)}
+        assert s == want and len(s) == 3 * n
+        assert store.check()["leaked_references"] == 0
+
+
 def test_iterating_while_the_size_changes_raises(store: Any) -> None:
     store.root["s"] = set(range(10))
     s = store.root["s"]
