@@ -202,6 +202,18 @@ def test_check_refuses_a_set_entry_with_a_value(store_path: Path) -> None:
             st.check()
 
 
+def test_a_durable_store_keeps_set_changes(store_path: Path) -> None:
+    with persist.open(str(store_path), durable=True) as st:
+        st.root["s"] = {1}
+        s = st.root["s"]
+        s.add(("two", 2))
+        s.discard(1)
+        s |= {3, "x" * 50}
+    with persist.open(str(store_path), durable=True) as st:
+        assert st.root["s"] == {("two", 2), 3, "x" * 50}
+        assert st.check()["leaked_references"] == 0
+
+
 def test_a_read_only_store_refuses_changes(store_path: Path) -> None:
     with persist.open(str(store_path)) as w:
         w.root["s"] = {1, 2}
