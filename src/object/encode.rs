@@ -452,6 +452,9 @@ impl Store {
                 offset: c,
             });
         }
+        // A set's entries hold no value: a word there is damage (check reports it), never
+        // released, so it cannot drop a reference that is not the set's.
+        let set = matches!(v, Value::Set(_));
         self.for_each_child(v, |child| {
             match child {
                 Child::Word(w) => work.push(Release::Value(w)),
@@ -459,7 +462,9 @@ impl Store {
                 Child::Member { word, .. } => work.push(Release::Value(word)),
                 Child::Entry { key, value, .. } => {
                     work.push(Release::Value(key));
-                    work.push(Release::Value(value));
+                    if !set {
+                        work.push(Release::Value(value));
+                    }
                 }
             }
             Ok(())

@@ -44,24 +44,37 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes `key`; returns its stored word (released at commit), None if it was no member.
-    pub fn set_discard(&mut self, c: Container, key: &Key) -> Result<Option<u64>> {
-        self.check_container(c.get(), Some(Kind::Set))?;
-        Ok(self.dict_del(c, key)?.map(|(kw, _)| kw))
-    }
-
-    /// Removes and returns a member's word (released at commit): the last inserted one.
-    pub fn set_pop(&mut self, c: Container) -> Result<Option<u64>> {
-        self.check_container(c.get(), Some(Kind::Set))?;
-        match self.dict_popitem(c)? {
+    /// A removed entry's words, checked: a value word in a set entry is damage, and its
+    /// release (at commit) would drop a reference nothing holds. The error fails the change,
+    /// whose rollback drops the releases it logged.
+    fn removed(&self, c: Container, entry: Option<(u64, u64)>) -> Result<Option<u64>> {
+        match entry {
+            Some((_, vw)) if vw != value::EMPTY => Err(corrupt("a set entry has a value", c.get())),
             Some((kw, _)) => Ok(Some(self.member(c, kw)?)),
             None => Ok(None),
         }
     }
 
+    /// Removes `key`; returns its stored word (released at commit), None if it was no member.
+    pub fn set_discard(&mut self, c: Container, key: &Key) -> Result<Option<u64>> {
+        self.check_container(c.get(), Some(Kind::Set))?;
+        let entry = self.dict_del(c, key)?;
+        self.removed(c, entry)
+    }
+
+    /// Removes and returns a member's word (released at commit): the last inserted one.
+    pub fn set_pop(&mut self, c: Container) -> Result<Option<u64>> {
+        self.check_container(c.get(), Some(Kind::Set))?;
+        let entry = self.dict_popitem(c)?;
+        self.removed(c, entry)
+    }
+
     /// Removes every member (released at commit).
     pub fn set_clear(&mut self, c: Container) -> Result<()> {
         self.check_container(c.get(), Some(Kind::Set))?;
+        for (kw, vw) in self.dict_items(c)? {
+            self.removed(c, Some((kw, vw)))?;
+        }
         self.dict_clear(c)
     }
 

@@ -200,6 +200,19 @@ def test_check_refuses_a_set_entry_with_a_value(store_path: Path) -> None:
         assert st.root["s"] == {"a", "b", 7}  # members read as they are
         with pytest.raises(persist.CorruptionError, match="set entry 0 has a value word"):
             st.check()
+        # Removing the damaged entry refuses (its release would drop a reference that is not
+        # the set's), and the change is rolled back whole.
+        s = st.root["s"]
+        with pytest.raises(persist.CorruptionError, match="a set entry has a value"):
+            s.clear()
+        assert len(s) == 3
+        refused = 0
+        for m in list(s):
+            try:
+                s.discard(m)
+            except persist.CorruptionError:
+                refused += 1
+        assert refused == 1 and len(s) == 1
 
 
 def test_a_durable_store_keeps_set_changes(store_path: Path) -> None:
