@@ -493,31 +493,46 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and repr(a) == repr(b)
 
 
+def _check_then_act(s: Set, plan: Any) -> None:
+    """Changes ``s`` by ``plan(members) -> (add, remove)``, which depends on the members:
+    check-then-act on the set's version, with no lock held while ``plan`` runs; after
+    _CHANGE_ATTEMPTS changes by others in between, under lockExcl (so it ends)."""
+    for _ in range(_CHANGE_ATTEMPTS):
+        items, version = s._snapshot()
+        add, remove = plan(items)
+        if (not add and not remove) or s._change_if(version, add, remove):
+            return
+    with s.lockExcl():
+        add, remove = plan(s._snapshot()[0])
+        s._change_if(None, add, remove)
+
+
+_CHANGE_ATTEMPTS = 3
+
+
 def set_intersection_update(s: Set, others: tuple) -> None:
     # Iterables read once (lists keep their own member objects), sets as they are.
     args = [a if isinstance(a, (set, frozenset)) else list(a) for a in map(_iterable, others)]
-    # Which members go depends on the members: check-then-act on the set's version.
-    while True:
-        items, version = s._snapshot()
+
+    def plan(items: list) -> tuple[list, list]:
         # set's own intersection, which keeps the member of the smaller operand (so `s &= t`
         # may replace 1 by 1.0, as set's does).
         new = {x: x for x in set(items).intersection(*args)}
         remove = [x for x in items if x not in new or not _same(x, new[x])]
-        add = [new[x] for x in remove if x in new]
-        if not remove or s._change_if(version, add, remove):
-            return
+        return [new[x] for x in remove if x in new], remove
+
+    _check_then_act(s, plan)
 
 
 def set_symmetric_difference_update(s: Set, other: Any) -> None:
     flip = set(_iterable(other))
-    while True:
-        items, version = s._snapshot()
-        have = set(items)
+
+    def plan(items: list) -> tuple[list, list]:
         # Set operations, which reuse the members' hashes, as set's own method does.
-        remove = list(flip & have)
-        add = list(flip - have)
-        if (not remove and not add) or s._change_if(version, add, remove):
-            return
+        have = set(items)
+        return list(flip - have), list(flip & have)
+
+    _check_then_act(s, plan)
 
 
 # ---- deep copies ----------------------------------------------------------------------------

@@ -164,6 +164,52 @@ def test_lockexcl_and_transactions_make_several_changes_one(store: Any) -> None:
     store.check()
 
 
+def test_updates_that_depend_on_the_members_end_under_changes_by_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # intersection_update and symmetric_difference_update compute their change from a
+    # snapshot and apply it if the set did not move meanwhile; after a few tries they take
+    # lockExcl. Another process adds without pause: each still ends, with set's result.
+    from persist import _ops
+
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["s"] = set(range(100))
+        store.root["stop"] = False
+        s = store.root["s"]
+        r, w = os.pipe()
+
+        def churn() -> None:
+            with persist.open(path) as other:
+                t = other.root["s"]
+                os.write(w, b"r")
+                i = 1000
+                while not other.root["stop"]:
+                    t.add(i)
+                    i += 1
+
+        pid = fork_child(churn)
+        try:
+            assert os.read(r, 1) == b"r"
+            for attempts in (3, 0):
+                monkeypatch.setattr(_ops, "_CHANGE_ATTEMPTS", attempts)
+                s.intersection_update(range(50), range(25, 200))
+                assert set(range(25, 50)) <= s and not s & set(range(25))
+                s.symmetric_difference_update(range(40))
+                assert not s & set(range(25, 40)) and set(range(25)) <= s
+                s ^= set(range(25))
+                s &= set(range(40, 50))
+                # The churn's members (>= 1000) may come back at any time.
+                assert {x for x in s if x < 1000} == set(range(40, 50))
+                s |= set(range(100))
+        finally:
+            store.root["stop"] = True
+            assert reap_child(pid) == 0
+            os.close(r)
+            os.close(w)
+        assert store.check()["leaked_references"] == 0
+
+
 def test_check_and_gc_cover_sets(store: Any) -> None:
     store.root["s"] = {(i, str(i) * 9) for i in range(200)}
     report = store.check()
