@@ -200,7 +200,7 @@ def test_updates_that_depend_on_the_members_end_under_changes_by_others(
                 s ^= set(range(25))
                 s &= set(range(40, 50))
                 # The churn's members (>= 1000) may come back at any time.
-                assert {x for x in s if x < 1000} == set(range(40, 50))
+                assert {x for x in s.copy() if x < 1000} == set(range(40, 50))
                 s |= set(range(100))
         finally:
             store.root["stop"] = True
