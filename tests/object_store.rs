@@ -186,6 +186,66 @@ fn a_held_container_outlives_its_last_reference() {
     assert_eq!((r.orphans, r.unreachable_blocks), (0, 0), "{r:?}");
 }
 
+#[test]
+fn a_set_is_a_dict_table_without_values() {
+    let dir = tempdir();
+    let mut st = Store::open(&dir.join("s.db")).unwrap();
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(Node::Set(0..0));
+    set(&mut st, root, "s", &t);
+    let s = get_container(&st, root, "s");
+    assert_eq!(st.set_len(s).unwrap(), 0);
+    // Ints (in the word) and tuples (a block each), through a resize or two.
+    let tuple = |i: i64| {
+        let mut t = Tree::default();
+        t.push(Node::Tuple(0..2));
+        let a = t.push(Node::Int(i));
+        let b = t.push(Node::Str(b"member".as_slice().into()));
+        t.children.extend([a, b]);
+        t
+    };
+    st.begin_op(T).unwrap();
+    for i in 0..100 {
+        let it = Tree::scalar(Node::Int(i));
+        assert!(st.set_add(s, &k(&it), &mut NO_HINT.clone()).unwrap());
+        let tt = tuple(i);
+        assert!(st.set_add(s, &k(&tt), &mut NO_HINT.clone()).unwrap());
+    }
+    st.end_op(true).unwrap();
+    assert_eq!(st.set_len(s).unwrap(), 200);
+    // 1.0 is the member 1: not added again.
+    st.begin_op(T).unwrap();
+    let f = Tree::scalar(Node::Float(1.0));
+    assert!(!st.set_add(s, &k(&f), &mut NO_HINT.clone()).unwrap());
+    assert!(st.set_contains(s, &k(&f), &mut NO_HINT.clone()).unwrap());
+    // Removals roll back whole.
+    for i in 0..50 {
+        assert!(st.set_discard(s, &k(&tuple(i))).unwrap().is_some());
+    }
+    assert!(st.set_pop(s).unwrap().is_some());
+    st.set_clear(s).unwrap();
+    assert_eq!(st.set_len(s).unwrap(), 0);
+    st.end_op(false).unwrap();
+    assert_eq!(st.set_len(s).unwrap(), 200);
+    assert_eq!(st.set_members(s).unwrap().len(), 200);
+    // Every entry's value word is empty; check walks them.
+    let r = st.check(T).unwrap();
+    assert_eq!((r.objects, r.unreachable_blocks), (2, 0), "{r:?}");
+    st.begin_op(T).unwrap();
+    for i in 0..100 {
+        assert!(st.set_discard(s, &k(&tuple(i))).unwrap().is_some());
+        assert!(st.set_discard(s, &k(&tuple(i))).unwrap().is_none());
+    }
+    st.end_op(true).unwrap();
+    assert_eq!(st.set_len(s).unwrap(), 100);
+    let r = st.check(T).unwrap();
+    assert_eq!(r.unreachable_blocks, 0, "{r:?}");
+    // A set is no dict, and a dict no set.
+    assert!(st.dict_len(s).is_err());
+    assert!(st.set_len(root).is_err());
+}
+
 fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "persist-object-{}-{}",

@@ -14,14 +14,15 @@ The API, in brief:
 - ``root(path=None)`` gives the root dict of a store opened once per process;
   ``open(path, *, create=True, readonly=False, durable=False)`` gives a ``Store`` (root,
   transaction(), flush(), check(), gc(), stats(), close(); also a context manager).
-- ``Dict`` and ``List`` are the stored dicts and lists: they behave like dict and list (and
-  are registered as MutableMapping and MutableSequence), every single operation is atomic,
-  and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain calls or ``with`` blocks) or
-  ``Store.transaction()`` make several operations one.
-- Values: None, bool, int, float, str, bytes and tuples are stored by value; lists and dicts
-  are copied in and read back as ``List`` and ``Dict``; instances of ``pbase`` subclasses are
-  stored objects whose attributes live in the store (``Object`` when the reader does not have
-  the class). ``copy.deepcopy``, ``to_python()`` and ``json_default`` give plain values.
+- ``Dict``, ``List`` and ``Set`` are the stored dicts, lists and sets: they behave like dict,
+  list and set (and are registered as MutableMapping, MutableSequence and MutableSet), every
+  single operation is atomic, and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain
+  calls or ``with`` blocks) or ``Store.transaction()`` make several operations one.
+- Values: None, bool, int, float, str, bytes and tuples are stored by value; lists, dicts and
+  sets are copied in and read back as ``List``, ``Dict`` and ``Set``; instances of ``pbase``
+  subclasses are stored objects whose attributes live in the store (``Object`` when the
+  reader does not have the class). ``copy.deepcopy``, ``to_python()`` and ``json_default``
+  give plain values.
 - Errors derive from ``Error``: ``FormatError``, ``CorruptionError``, ``StoreFullError``,
   ``LockTimeout``, ``ClosedError``, ``ReadOnlyError``.
 - ``python -m persist --help``: the command line (info, check, gc, dump, load, compact,
@@ -59,6 +60,7 @@ from persist._persist import (
     FORMAT_VERSION,
     Dict,
     List,
+    Set,
     StoreCore,
     __version__,
     _after_fork_in_child,
@@ -75,6 +77,7 @@ __all__ = [
     "LockTimeout",
     "Object",
     "ReadOnlyError",
+    "Set",
     "Store",
     "StoreFullError",
     "__version__",
@@ -85,9 +88,10 @@ __all__ = [
 ]
 
 # The proxies are the built-in protocols' containers: every mixin method of MutableMapping and
-# MutableSequence is implemented natively, as dict's and list's.
+# MutableSequence (and MutableSet) is implemented natively, as dict's, list's and set's.
 collections.abc.MutableMapping.register(Dict)
 collections.abc.MutableSequence.register(List)
+collections.abc.MutableSet.register(Set)
 
 
 class Store:
@@ -333,7 +337,8 @@ def json_default(obj: Any) -> Any:
     becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
     refused with TypeError, as json's own default does.
 
-    Stored tuples become JSON arrays and bytes are refused, as json treats the plain values.
+    Stored tuples become JSON arrays and bytes are refused, as json treats the plain values;
+    so is a persist.Set, as json refuses a set.
     """
     if isinstance(obj, (Dict, List)):
         return obj.to_python()

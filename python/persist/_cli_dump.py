@@ -2,21 +2,22 @@
 
 Problem: users who leave persist (or cross a format change) need their data in a form any
 language can read, exactly, with no code run on the way back. Mechanism: every container
-(dict, list, user object) reachable from the root becomes one record, on one line, naming the
+(dict, list, set, user object) reachable from the root becomes one record, on one line, naming the
 containers it holds by number; scalars are written in place, tagged where JSON alone would
 lose them. API: :func:`walk` (store -> records, under the caller's lockShared),
 :func:`write_dump` / :func:`read_dump` (records <-> the file), and the ``dump`` command.
 
-The format, version 2 (FORMAT.md §11 has the same text; version 1 lacked the everyday value
-types, and is read as well):
+The format, version 3 (FORMAT.md §11 has the same text; version 2 lacked sets, version 1 the
+everyday value types as well; both are read):
 
 * UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
   written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header
-  ``{"format":"persist-dump","version":2,"persist":"0.1.0","store_format":4,"root":0}``;
+  ``{"format":"persist-dump","version":3,"persist":"0.1.0","store_format":5,"root":0}``;
   then one record per container; the last line is ``{"end":N}``, N the number of records (a
   dump without it was cut short and is refused).
 * Records: ``{"id":I,"type":"dict","items":[[K,V],...]}``,
   ``{"id":I,"type":"list","items":[V,...]}``,
+  ``{"id":I,"type":"set","members":[V,...]}`` (members in the order of their JSON text),
   ``{"id":I,"type":"object","class":"module:qualname","attrs":[[K,V],...]}``. Ids are unique
   non-negative integers; the record whose id is the header's ``root`` is the root dict.
   ``dump`` numbers containers 0, 1, 2... in breadth-first order from the root, items in their
@@ -36,7 +37,7 @@ types, and is read as well):
   ``{"datetime":"2024-02-29T12:30:45.000001+01:00"}`` and ``{"time":"12:30:45.000001"}``
   (``isoformat`` with microseconds; these two may add ``"fold":1`` and, for a timezone made
   with a name, ``"tzname":"CET"``), ``{"ref":I}`` (the container of record I). Dict keys use
-  the same encoding (never ``ref``).
+  the same encoding (never ``ref``), and so do set members.
 * Identity: two references to one container carry one id, so shared containers and cycles
   come back as such. Tuples, strs and other values have no identity in a store and none in a
   dump.
@@ -61,9 +62,10 @@ from persist._cli_common import CliError, Progress
 from persist._pbase import _core
 
 FORMAT = "persist-dump"
-VERSION = 2
-# Dump versions this persist reads: 1 has no everyday value types, else the same.
-READS = (1, 2)
+VERSION = 3
+# Dump versions this persist reads: 2 has no sets, 1 no everyday value types either; else the
+# same.
+READS = (1, 2, 3)
 
 # Exactly representable in a double: what other JSON readers keep as an integer.
 _SAFE_INT = 2**53
@@ -106,11 +108,12 @@ class Ref:
 
 
 class Record(NamedTuple):
-    """One container: ``items`` holds values (``Ref`` for containers) for a list, and
-    (key, value) pairs for a dict or an object; ``cls`` is an object's ``module:qualname``."""
+    """One container: ``items`` holds values (``Ref`` for containers) for a list, members for a
+    set, and (key, value) pairs for a dict or an object; ``cls`` is an object's
+    ``module:qualname``."""
 
     id: int
-    type: str  # "dict", "list" or "object"
+    type: str  # "dict", "list", "set" or "object"
     items: list[Any]
     cls: str | None = None
 
@@ -120,9 +123,9 @@ class Record(NamedTuple):
 
 def count_containers(store: persist.Store) -> int:
     """How many containers a walk will meet (for progress): the store's own count of dicts,
-    lists and objects that something reaches or holds. Call it before taking lockShared."""
+    lists, sets and objects that something reaches or holds. Call it before taking lockShared."""
     objects = store.stats()["objects"]
-    return sum(objects.get(k, 0) for k in ("dict", "list", "object"))
+    return sum(objects.get(k, 0) for k in ("dict", "list", "set", "object"))
 
 
 def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Record]:
@@ -152,6 +155,8 @@ def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Recor
             return ref(v, "list")
         if t is persist.Dict:
             return ref(v, "dict")
+        if t is persist.Set:
+            return ref(v, "set")
         if isinstance(v, persist.pbase):
             return ref(_core(v), "object")
         raise CliError(f"the store returned a value of unexpected type {t.__name__}")
@@ -160,7 +165,7 @@ def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Recor
     while pending:
         n, target, kind = pending.popleft()
         try:
-            if kind == "list":
+            if kind in ("list", "set"):
                 record = Record(n, kind, [value(v) for v in target._snapshot()[0]])
             else:
                 keys, values, _ = target._snapshot()
@@ -239,6 +244,10 @@ def encode_value(v: Any) -> Any:
 def encode_record(r: Record) -> dict[str, Any]:
     if r.type == "list":
         return {"id": r.id, "type": "list", "items": [encode_value(v) for v in r.items]}
+    if r.type == "set":
+        # In the order of their JSON text, as frozenset members: equal sets dump alike.
+        members = sorted((encode_value(v) for v in r.items), key=_encode)
+        return {"id": r.id, "type": "set", "members": members}
     pairs = [[encode_value(k), encode_value(v)] for k, v in r.items]
     if r.type == "dict":
         return {"id": r.id, "type": "dict", "items": pairs}
@@ -387,12 +396,14 @@ def decode_record(x: Any) -> Record:
         return Record(x["id"], kind, [decode_value(v) for v in x["items"]])
     if kind == "dict" and x.keys() == {"id", "type", "items"}:
         return Record(x["id"], kind, _pairs(x["items"]))
+    if kind == "set" and x.keys() == {"id", "type", "members"} and type(x["members"]) is list:
+        return Record(x["id"], kind, [decode_value(v, key=True) for v in x["members"]])
     if kind == "object" and x.keys() == {"id", "type", "class", "attrs"}:
         cls = x["class"]
         if type(cls) is not str or ":" not in cls:
             raise ValueError("an object's class must be a 'module:qualname' string")
         return Record(x["id"], kind, _pairs(x["attrs"]), cls)
-    raise ValueError("not a record of the dump format (type dict, list or object)")
+    raise ValueError("not a record of the dump format (type dict, list, set or object)")
 
 
 def read_dump(

@@ -120,6 +120,8 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
         once, as the source's were), not filled later."""
         if r.type == "list":
             return not any(has_ref(v) for v in r.items)
+        if r.type == "set":
+            return True  # members are never containers
         return r.type == "dict" and not any(has_ref(k) or has_ref(v) for k, v in r.items)
 
     def empty(r: Record) -> Any:
@@ -127,6 +129,8 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
             return list(r.items) if leaf(r) else []
         if r.type == "dict":
             return dict(r.items) if leaf(r) else {}
+        if r.type == "set":
+            return set(r.items)
         assert r.cls is not None
         return object.__new__(new_class(r.cls))
 
@@ -200,6 +204,9 @@ def _build_at_once(root_id: int, records: Sequence[Record], store: persist.Store
             made[r.id] = []
         elif r.type == "dict":
             made[r.id] = {}
+        elif r.type == "set":
+            # Members are never containers: the set is whole at once.
+            made[r.id] = set(r.items)
         else:
             assert r.cls is not None
             made[r.id] = object.__new__(new_class(r.cls))
@@ -216,6 +223,8 @@ def _build_at_once(root_id: int, records: Sequence[Record], store: persist.Store
                 root_pairs = [(k, resolve(v)) for k, v in r.items]
             elif r.type == "list":
                 target.extend([resolve(v) for v in r.items])
+            elif r.type == "set":
+                continue
             else:
                 if r.type == "object":
                     target = object.__getattribute__(target, "__dict__")

@@ -1,8 +1,9 @@
-"""The List and Dict methods that run Python code (comparisons, sort keys, repr, views).
+"""The List, Dict and Set methods that run Python code (comparisons, sort keys, repr, views,
+set algebra).
 
 They work on snapshots taken by the native layer and change the store only through its
-check-then-act primitives (``_permute_if``, ``_delete_if``): no lock is ever held while Python
-code runs, and an operation that raced with a change is retried.
+check-then-act primitives (``_permute_if``, ``_delete_if``, ``_change_if``): no lock is ever
+held while Python code runs, and an operation that raced with a change is retried.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
 from typing import Any
 
-from persist._persist import Dict, List
+from persist._persist import Dict, List, Set
 
 _repr_state = threading.local()
 
@@ -34,6 +35,8 @@ def _plain(x: Any) -> Any:
     if isinstance(x, Dict):
         k, v, _ = x._snapshot()
         return dict(zip(k, v, strict=True))
+    if isinstance(x, Set):
+        return set(x._snapshot()[0])
     return x
 
 
@@ -311,6 +314,227 @@ def dict_ior(d: Dict, other: Any) -> None:
     dict_update(d, (other,), None)
 
 
+# ---- Set ------------------------------------------------------------------------------------
+
+
+class SetIter:
+    """Iterates a Set's members in table order; raises RuntimeError if the set's size changes
+    meanwhile (in any process), and again at every later step, as set's does."""
+
+    __slots__ = ("_s", "_pos", "_len")
+
+    def __init__(self, s: Set) -> None:
+        self._s = s
+        self._pos = 0
+        self._len = len(s)
+
+    def __iter__(self) -> SetIter:
+        return self
+
+    def __next__(self) -> Any:
+        # _pos: -1 when done, -2 once the size changed (sticky).
+        if self._pos == -2:
+            raise RuntimeError("Set changed size during iteration")
+        if self._pos < 0:
+            raise StopIteration
+        r = self._s._next(self._pos)
+        if r is None:
+            changed = len(self._s) != self._len
+            self._pos = -2 if changed else -1
+            return self.__next__()
+        pos, obj, n = r
+        if n != self._len:
+            self._pos = -2
+            return self.__next__()
+        self._pos = pos
+        return obj
+
+    def __length_hint__(self) -> int:
+        return 0 if self._pos < 0 else len(self._s)
+
+
+_SETS = (set, frozenset, Set)
+
+
+def _members(s: Set) -> set:
+    return set(s._snapshot()[0])
+
+
+def _iterable(x: Any) -> Any:
+    """An argument of the named methods (any iterable): a Set as its members."""
+    return _members(x) if isinstance(x, Set) else x
+
+
+def set_repr(s: Set) -> str:
+    # Members are hashable values: a set never holds itself, so no recursion guard.
+    items = s._snapshot()[0]
+    if not items:
+        return "set()"
+    return "{" + ", ".join(repr(x) for x in items) + "}"
+
+
+def set_copy(s: Set) -> set:
+    return _members(s)
+
+
+def set_richcmp(s: Set, other: Any, op: int) -> Any:
+    if not isinstance(other, _SETS):
+        return NotImplemented
+    if isinstance(other, Set) and other._ident == s._ident:
+        return _SELF[op]
+    return _OPS[op](_members(s), _plain(other))
+
+
+def set_or(s: Set, other: Any) -> Any:
+    return _members(s) | _plain(other) if isinstance(other, _SETS) else NotImplemented
+
+
+def set_ror(s: Set, other: Any) -> Any:
+    # `other` on the left keeps its type, as frozenset | set gives a frozenset.
+    return other | _members(s) if isinstance(other, (set, frozenset)) else NotImplemented
+
+
+def set_and(s: Set, other: Any) -> Any:
+    return _members(s) & _plain(other) if isinstance(other, _SETS) else NotImplemented
+
+
+def set_rand(s: Set, other: Any) -> Any:
+    return other & _members(s) if isinstance(other, (set, frozenset)) else NotImplemented
+
+
+def set_sub(s: Set, other: Any) -> Any:
+    return _members(s) - _plain(other) if isinstance(other, _SETS) else NotImplemented
+
+
+def set_rsub(s: Set, other: Any) -> Any:
+    return other - _members(s) if isinstance(other, (set, frozenset)) else NotImplemented
+
+
+def set_xor(s: Set, other: Any) -> Any:
+    return _members(s) ^ _plain(other) if isinstance(other, _SETS) else NotImplemented
+
+
+def set_rxor(s: Set, other: Any) -> Any:
+    return other ^ _members(s) if isinstance(other, (set, frozenset)) else NotImplemented
+
+
+def _inplace(op: str, other: Any) -> None:
+    if not isinstance(other, _SETS):
+        raise TypeError(
+            f"unsupported operand type(s) for {op}: 'persist.Set' and '{type(other).__name__}'"
+        )
+
+
+def set_ior(s: Set, other: Any) -> None:
+    _inplace("|=", other)
+    set_update(s, (other,))
+
+
+def set_iand(s: Set, other: Any) -> None:
+    _inplace("&=", other)
+    set_intersection_update(s, (other,))
+
+
+def set_isub(s: Set, other: Any) -> None:
+    _inplace("-=", other)
+    set_difference_update(s, (other,))
+
+
+def set_ixor(s: Set, other: Any) -> None:
+    _inplace("^=", other)
+    set_symmetric_difference_update(s, other)
+
+
+def set_union(s: Set, others: tuple) -> set:
+    return _members(s).union(*map(_iterable, others))
+
+
+def set_intersection(s: Set, others: tuple) -> set:
+    return _members(s).intersection(*map(_iterable, others))
+
+
+def set_difference(s: Set, others: tuple) -> set:
+    return _members(s).difference(*map(_iterable, others))
+
+
+def set_symmetric_difference(s: Set, other: Any) -> set:
+    return _members(s).symmetric_difference(_iterable(other))
+
+
+def set_issubset(s: Set, other: Any) -> bool:
+    return _members(s).issubset(_iterable(other))
+
+
+def set_issuperset(s: Set, other: Any) -> bool:
+    return _members(s).issuperset(_iterable(other))
+
+
+def set_isdisjoint(s: Set, other: Any) -> bool:
+    return _members(s).isdisjoint(_iterable(other))
+
+
+def set_update(s: Set, others: tuple) -> None:
+    # The iterables are read first, with no lock held; the adds are one change.
+    add: list = []
+    for it in others:
+        add.extend(_iterable(it))
+    s._change_if(None, add, [])
+
+
+def set_difference_update(s: Set, others: tuple) -> None:
+    remove: list = []
+    for it in others:
+        remove.extend(_iterable(it))
+    s._change_if(None, [], remove)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two equal members are stored alike (1 and 1.0 are equal but not alike)."""
+    return type(a) is type(b) and repr(a) == repr(b)
+
+
+def _check_then_act(s: Set, plan: Any) -> None:
+    """Changes ``s`` by ``plan(members) -> (add, remove)``, which depends on the members:
+    check-then-act on the set's version, with no lock held while ``plan`` runs; after
+    _CHANGE_ATTEMPTS changes by others in between, under lockExcl (so it ends)."""
+    for _ in range(_CHANGE_ATTEMPTS):
+        items, version = s._snapshot()
+        add, remove = plan(items)
+        if (not add and not remove) or s._change_if(version, add, remove):
+            return
+    with s.lockExcl():
+        add, remove = plan(s._snapshot()[0])
+        s._change_if(None, add, remove)
+
+
+_CHANGE_ATTEMPTS = 3
+
+
+def set_intersection_update(s: Set, others: tuple) -> None:
+    # Iterables read once (lists keep their own member objects), sets as they are.
+    args = [a if isinstance(a, (set, frozenset)) else list(a) for a in map(_iterable, others)]
+
+    def plan(items: list) -> tuple[list, list]:
+        # set's own intersection, which keeps the member of the smaller operand (so `s &= t`
+        # may replace 1 by 1.0, as set's does).
+        new = {x: x for x in set(items).intersection(*args)}
+        remove = [x for x in items if x not in new or not _same(x, new[x])]
+        return [new[x] for x in remove if x in new], remove
+
+    _check_then_act(s, plan)
+
+
+def set_symmetric_difference_update(s: Set, other: Any) -> None:
+    flip = set(_iterable(other))
+
+    def plan(items: list) -> tuple[list, list]:
+        # Set operations, which reuse the members' hashes, as set's own method does.
+        have = set(items)
+        return list(flip - have), list(flip & have)
+
+    _check_then_act(s, plan)
+
+
 # ---- deep copies ----------------------------------------------------------------------------
 
 
@@ -336,12 +560,18 @@ def to_python(obj: Any) -> Any:
             memo[key] = out = {}
             work.append((x, out))
             return out, True
+        if isinstance(x, Set):
+            # Members are immutable values: the plain set is already deep.
+            key = x._ident
+            if key not in memo:
+                memo[key] = set(x._snapshot()[0])
+            return memo[key], False
         if isinstance(x, pbase):
             core = object.__getattribute__(x, "__dict__").get("_p_core")
             if core is None:
                 return x, False
             return shell(core)[0], False
-        if isinstance(x, tuple) and any(isinstance(i, (List, Dict, pbase, tuple)) for i in x):
+        if isinstance(x, tuple) and any(isinstance(i, (List, Dict, Set, pbase, tuple)) for i in x):
             return tuple_shell(x), False
         return x, False
 

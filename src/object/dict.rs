@@ -16,7 +16,6 @@
 pub use super::key::Key;
 use super::layout::{dict_header, dict_table};
 use super::list::corrupt;
-use super::tree::{Node, Tree};
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
 use crate::sync::{AtomicU64, Ordering};
@@ -262,22 +261,7 @@ impl Store {
             self.bump_version(c)?;
             return Ok(false);
         }
-        let kw = match (key.inline, key.tree) {
-            (Some(w), _) => w,
-            (None, Some((kt, node)))
-                if matches!(kt.node(node), Node::Tuple(_) | Node::FrozenSet(_)) =>
-            {
-                let sub = Tree {
-                    nodes: kt.nodes.clone(),
-                    children: kt.children.clone(),
-                    root: node,
-                    one: None,
-                };
-                self.encode(&sub)?
-            }
-            (None, Some((kt, node))) => self.encode_scalar(kt.node(node))?,
-            (None, None) => unreachable!("a key is inline or has a tree"),
-        };
+        let kw = self.encode_key(key)?;
         *hint = self.dict_insert_new(c, key.hash, kw, w)?;
         Ok(true)
     }
@@ -317,7 +301,7 @@ impl Store {
     }
 
     /// Inserts an entry for a key known to be absent; returns its entry index.
-    fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
+    pub(super) fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
         let mut d = self.dict_parts(c)?;
         if d.table == 0 || d.nentries == d.cap {
             d = self.resize(c, &d, d.used + 1)?;

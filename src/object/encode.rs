@@ -96,6 +96,11 @@ impl Store {
                     refs[i] += 1;
                     word[i]
                 }
+                Node::Set(r) => {
+                    self.fill_set(t, word[i], t.kids(r), &word)?;
+                    refs[i] += 1;
+                    word[i]
+                }
                 Node::Tuple(r) => self.new_tuple(t.kids(r), &word)?,
                 Node::FrozenSet(r) => self.new_frozenset(t, t.kids(r), &word)?,
                 scalar => self.encode_scalar(scalar)?,
@@ -128,6 +133,7 @@ impl Store {
             match node {
                 Node::List(_) => word[i] = self.new_list_header()?,
                 Node::Dict(_) => word[i] = self.new_dict_header(Kind::Dict)?,
+                Node::Set(_) => word[i] = self.new_dict_header(Kind::Set)?,
                 Node::Object(..) => {
                     word[i] = self.new_dict_header(Kind::Object)?;
                     self.encoded_objects.push((i as u32, word[i]));
@@ -155,6 +161,20 @@ impl Store {
             let cw = self.encode_scalar(&Node::Str(class.as_bytes().into()))?;
             self.init(d + dict_header::CLASS, cw)?;
         }
+        Ok(())
+    }
+
+    /// Fills set header `s`, made by pass 1: a dict table of the members `kids` (distinct,
+    /// as Python's set made them), whose words are in `word`, each with an empty value.
+    fn fill_set(&mut self, t: &Tree, s: u64, kids: &[u32], word: &[u64]) -> Result<()> {
+        let mut entries = Vec::with_capacity(kids.len());
+        for &m in kids {
+            entries.push((hash_node(t, m)?, word[m as usize], value::EMPTY));
+        }
+        let table = self.build_table(&entries)?;
+        self.init(s + dict_header::TABLE, table)?;
+        self.init(s + dict_header::USED, entries.len() as u64)?;
+        self.init(s + dict_header::NENTRIES, entries.len() as u64)?;
         Ok(())
     }
 
@@ -359,7 +379,7 @@ impl Store {
                 })?;
                 self.free_block(w, way)?;
             }
-            Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+            Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
                 let c = c.get();
                 let rc = self.refcount(c)?;
                 if rc == 0 {
@@ -432,6 +452,9 @@ impl Store {
                 offset: c,
             });
         }
+        // A set's entries hold no value: a word there is damage (check reports it), never
+        // released, so it cannot drop a reference that is not the set's.
+        let set = matches!(v, Value::Set(_));
         self.for_each_child(v, |child| {
             match child {
                 Child::Word(w) => work.push(Release::Value(w)),
@@ -439,7 +462,9 @@ impl Store {
                 Child::Member { word, .. } => work.push(Release::Value(word)),
                 Child::Entry { key, value, .. } => {
                     work.push(Release::Value(key));
-                    work.push(Release::Value(value));
+                    if !set {
+                        work.push(Release::Value(value));
+                    }
                 }
             }
             Ok(())

@@ -55,6 +55,29 @@ impl<'t, 'a> Key<'t, 'a> {
     }
 }
 
+impl Store {
+    /// Writes a new key (or set member) from its tree and returns its word: a stored key keeps
+    /// this first form, as dict keeps the first key object.
+    pub(super) fn encode_key(&mut self, key: &Key) -> Result<u64> {
+        match (key.inline, key.tree) {
+            (Some(w), _) => Ok(w),
+            (None, Some((kt, node)))
+                if matches!(kt.node(node), Node::Tuple(_) | Node::FrozenSet(_)) =>
+            {
+                let sub = Tree {
+                    nodes: kt.nodes.clone(),
+                    children: kt.children.clone(),
+                    root: node,
+                    one: None,
+                };
+                self.encode(&sub)
+            }
+            (None, Some((kt, node))) => self.encode_scalar(kt.node(node)),
+            (None, None) => unreachable!("a key is inline or has a tree"),
+        }
+    }
+}
+
 /// The stable hash of tree node `i` (a key). Tuples and frozensets nest; their depth is
 /// bounded by the tree builder (a key is hashable in Python, so it has no cycles).
 pub(super) fn hash_node(t: &Tree, i: u32) -> Result<u64> {
@@ -323,7 +346,8 @@ impl Store {
             | Value::FrozenSet { .. }
             | Value::List(_)
             | Value::Dict(_)
-            | Value::Object(_) => return Ok(None),
+            | Value::Object(_)
+            | Value::Set(_) => return Ok(None),
         }))
     }
 
@@ -378,7 +402,11 @@ impl Store {
                 Value::Packed { kind, payload } => {
                     self.packed(kind, payload, |p| packed::key_hash(&p))?
                 }
-                v @ (Value::Empty | Value::List(_) | Value::Dict(_) | Value::Object(_)) => {
+                v @ (Value::Empty
+                | Value::List(_)
+                | Value::Dict(_)
+                | Value::Object(_)
+                | Value::Set(_)) => {
                     return Err(corrupt(
                         &format!("a dict key is a {}, which no key can be", v.type_name()),
                         w,

@@ -101,8 +101,9 @@ pub mod list_header {
     pub const BYTES: u64 = 56;
 }
 
-/// A dict or object block: the container header, then its table, the live entries, the
-/// entries used in the table, and (objects only) the class name's value word.
+/// A dict, object or set block: the container header, then its table, the live entries, the
+/// entries used in the table, and (objects only) the class name's value word. A set's table
+/// is a dict table whose value words are all empty (set.rs).
 pub mod dict_header {
     pub const TABLE: u64 = 32;
     pub const USED: u64 = 40;

@@ -1,7 +1,7 @@
 //! object manager: values, containers, reference counts, the store lock, the undo log.
 //!
 //! Terms: a *value word* is what a container slot holds (value.rs); a *container* is a list,
-//! dict or object block (shared, reference counted); an *owned* value (str, bytes, big int,
+//! dict, object or set block (shared, reference counted); an *owned* value (str, bytes, big int,
 //! float, tuple, frozenset, the packed everyday values) belongs to exactly one value word. An *op* is one change made under the
 //! writer lock: a single operation, or everything inside a lockExcl section.
 //!
@@ -52,7 +52,7 @@
 //! | `session.rs` | a store shared by threads: one step at a time, waits, retries, fork |
 //! | `encode.rs`, `key.rs` | writing and releasing values; dict keys, their hash and equality |
 //! | `packed.rs`, `number.rs` | datetime, date, time, timedelta, Decimal and UUID payloads; numbers as keys |
-//! | `list.rs`, `dict.rs` | the containers |
+//! | `list.rs`, `dict.rs`, `set.rs` | the containers (a set is a dict without values) |
 //! | `held.rs` | held sets and the orphan list's holders |
 //! | `walk.rs` | check, gc, stats |
 //! | `recovery.rs` | a dead participant's object state, an orphaned durable change |
@@ -73,6 +73,7 @@ mod participant;
 mod parts;
 mod recovery;
 mod session;
+mod set;
 mod stale_lock;
 mod store;
 pub mod tree;

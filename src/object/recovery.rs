@@ -266,7 +266,7 @@ fn recover_parts(
     Ok(())
 }
 
-/// Whether `offset` is the version word of a list, dict or object (checked access only).
+/// Whether `offset` is the version word of a list, dict, object or set (checked access only).
 fn is_version_word(mem: &crate::region::Mapping, offset: u64) -> bool {
     let Some(c) = offset.checked_sub(container::VERSION) else {
         return false;
@@ -274,7 +274,7 @@ fn is_version_word(mem: &crate::region::Mapping, offset: u64) -> bool {
     c % 16 == 0
         && matches!(
             mem.load(c, Ordering::Acquire).map(value::head_kind),
-            Ok(Some(Kind::List | Kind::Dict | Kind::Object))
+            Ok(Some(Kind::List | Kind::Dict | Kind::Object | Kind::Set))
         )
 }
 

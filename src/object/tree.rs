@@ -31,6 +31,8 @@ pub enum Node<'a> {
     Dict(Range<u32>),
     /// A user object: its class (`module:qualname`) and attributes in pairs, as `Dict`.
     Object(String, Range<u32>),
+    /// A set: its members (hashable, as frozenset members): `tree.children[range]`.
+    Set(Range<u32>),
     /// A container of this store.
     Ref(super::Container),
     /// Another reference to a container node of this tree.
@@ -39,7 +41,10 @@ pub enum Node<'a> {
 
 impl Node<'_> {
     pub fn is_container(&self) -> bool {
-        matches!(self, Node::List(_) | Node::Dict(_) | Node::Object(..))
+        matches!(
+            self,
+            Node::List(_) | Node::Dict(_) | Node::Object(..) | Node::Set(_)
+        )
     }
 }
 

@@ -56,6 +56,8 @@ pub enum Kind {
     List = 16,
     Dict = 17,
     Object = 18,
+    /// A mutable set: a dict block whose entries have no value (set.rs).
+    Set = 19,
     /// Internal blocks, never named by a value word.
     ListItems = 32,
     DictTable = 33,
@@ -82,6 +84,7 @@ impl Kind {
             16 => Kind::List,
             17 => Kind::Dict,
             18 => Kind::Object,
+            19 => Kind::Set,
             32 => Kind::ListItems,
             33 => Kind::DictTable,
             34 => Kind::UndoLog,
@@ -95,7 +98,7 @@ impl Kind {
     }
 
     pub fn is_container(self) -> bool {
-        matches!(self, Kind::List | Kind::Dict | Kind::Object)
+        matches!(self, Kind::List | Kind::Dict | Kind::Object | Kind::Set)
     }
 
     pub fn name(self) -> &'static str {
@@ -115,6 +118,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Dict => "dict",
             Kind::Object => "object",
+            Kind::Set => "set",
             Kind::ListItems => "list items",
             Kind::DictTable => "dict table",
             Kind::UndoLog => "undo log",

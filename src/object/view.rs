@@ -24,7 +24,7 @@ use super::list::corrupt;
 use super::value::{self, Kind};
 use super::{Result, Store};
 
-/// The offset of a container block (a list, dict or object), as the layer above holds it: in
+/// The offset of a container block (a list, dict, object or set), as the layer above holds it: in
 /// its proxies, in the held set, and in the calls that read or change the container.
 ///
 /// Only the object layer makes one, from an offset it has checked to name a container block
@@ -103,13 +103,15 @@ pub enum Value {
     List(Container),
     Dict(Container),
     Object(Container),
+    /// A set: a dict whose entries' value words are all empty.
+    Set(Container),
 }
 
 impl Value {
     /// The container this value is (shared, reference counted), if it is one.
     pub fn container(self) -> Option<Container> {
         match self {
-            Value::List(c) | Value::Dict(c) | Value::Object(c) => Some(c),
+            Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => Some(c),
             _ => None,
         }
     }
@@ -143,6 +145,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
             Value::Object(_) => "object",
+            Value::Set(_) => "set",
         }
     }
 }
@@ -152,7 +155,7 @@ impl Value {
 pub enum Child {
     /// A value word: a tuple's or list's item, an object's class name.
     Word(u64),
-    /// A live dict entry: the stored hash, the key word and the value word.
+    /// A live dict entry: the stored hash, the key word and the value word (a set's: empty).
     Entry {
         index: u64,
         hash: u64,
@@ -227,6 +230,7 @@ impl Store {
             Some(Kind::List) => Value::List(Container(w)),
             Some(Kind::Dict) => Value::Dict(Container(w)),
             Some(Kind::Object) => Value::Object(Container(w)),
+            Some(Kind::Set) => Value::Set(Container(w)),
             Some(Kind::ListItems | Kind::DictTable | Kind::UndoLog | Kind::Held) | None => {
                 return Err(corrupt(
                     &format!(
@@ -285,7 +289,7 @@ impl Store {
     }
 
     /// Calls `f` for everything `v` refers to: a tuple's items; a frozenset's members; a list's items block and items;
-    /// a dict's table and live entries (checking their count against the dict's); an object's
+    /// a dict's or set's table and live entries (checking their count against the dict's); an object's
     /// table, entries and class name. Inline values and str, bytes, int and float refer to
     /// nothing.
     pub(super) fn for_each_child(
@@ -327,7 +331,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Value::Dict(c) | Value::Object(c) => {
+            Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
                 let c = c.get();
                 let d = self.dict_parts(c)?;
                 if d.table != 0 {

@@ -186,7 +186,7 @@ impl Store {
                 | Value::Bool(_)
                 | Value::Int(_)
                 | Value::ShortStr(_) => continue,
-                Value::List(c) | Value::Dict(c) | Value::Object(c) => {
+                Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
                     let c = c.get();
                     if m.blocks.contains_key(&c) {
                         continue;
@@ -260,6 +260,14 @@ impl Store {
                         if strict && self.hash_word(key)? != hash {
                             return Err(Error::Corrupt {
                                 what: format!("dict entry {index} has a wrong hash"),
+                                offset: w,
+                            });
+                        }
+                        // A set's members have no value: anything else is damage (it would
+                        // hold a reference that no release drops).
+                        if matches!(v, Value::Set(_)) && value != value::EMPTY {
+                            return Err(Error::Corrupt {
+                                what: format!("set entry {index} has a value word"),
                                 offset: w,
                             });
                         }

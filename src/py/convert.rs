@@ -6,7 +6,7 @@
 //! its base value), and classes are found in `sys.modules` by dictionary lookups.
 
 use super::store::Shared;
-use super::{errors, proxy};
+use super::{errors, proxy, set};
 use crate::object::dict::Key;
 use crate::object::number::{Dec, Special};
 use crate::object::packed::{self, Clock, Packed};
@@ -18,7 +18,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PySet, PyTuple};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -411,7 +411,7 @@ pub(crate) fn inline_word(o: &Bound<'_, PyAny>) -> Option<u64> {
 }
 
 /// What a dict key may be, for messages.
-const KEY_TYPES: &str = "keys and frozenset members are None, bool, int, float, str, bytes, \
+const KEY_TYPES: &str = "keys and set members are None, bool, int, float, str, bytes, \
                          datetime, date, time, timedelta, Decimal, UUID, or tuples and \
                          frozensets of these";
 
@@ -438,6 +438,15 @@ pub(crate) fn key_tree<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<Tree<'py>>
 /// The TypeError for a key `key_arg` refused: names the value that cannot be stored (an item
 /// of a tuple key, not the tuple), as `TypeError: unhashable type` names the item for a dict.
 pub(crate) fn unstorable_key(k: &Bound<'_, PyAny>) -> PyErr {
+    unstorable(k, "dict key")
+}
+
+/// `unstorable_key` for a set member.
+pub(crate) fn unstorable_member(k: &Bound<'_, PyAny>) -> PyErr {
+    unstorable(k, "set member")
+}
+
+fn unstorable(k: &Bound<'_, PyAny>, what: &str) -> PyErr {
     let mut stack = vec![k.clone()];
     let mut bad = k.clone();
     while let Some(x) = stack.pop() {
@@ -454,7 +463,7 @@ pub(crate) fn unstorable_key(k: &Bound<'_, PyAny>) -> PyErr {
         return PyTypeError::new_err(format!("unhashable type: '{}'", type_name(&bad)));
     }
     PyTypeError::new_err(format!(
-        "persist cannot store a dict key of type '{}' ({KEY_TYPES})",
+        "persist cannot store a {what} of type '{}' ({KEY_TYPES})",
         type_name(&bad)
     ))
 }
@@ -604,7 +613,7 @@ pub(crate) fn to_tree<'py>(
             return Err(PyTypeError::new_err(format!(
                 "persist cannot store a {} of type '{}' ({KEY_TYPES})",
                 if ctx == 1 {
-                    "dict key"
+                    "dict key or set member"
                 } else {
                     "frozenset member"
                 },
@@ -636,6 +645,16 @@ pub(crate) fn to_tree<'py>(
             memo.insert(x.as_ptr() as usize, i);
             keep.alive.push(x.clone());
             i
+        } else if let Ok(set) = x.cast::<PySet>() {
+            // Members are hashable values, as dict keys (context 1).
+            let members: Vec<Bound<'py, PyAny>> = set.iter().collect();
+            let (i, start) = t.push_parent(members.len() as u32, Node::Set);
+            memo.insert(x.as_ptr() as usize, i);
+            for (j, m) in members.into_iter().enumerate().rev() {
+                stack.push((m, Some(start as usize + j), 1));
+            }
+            keep.alive.push(x.clone());
+            i
         } else if classes
             .pbase
             .as_ref()
@@ -657,8 +676,8 @@ pub(crate) fn to_tree<'py>(
         } else {
             return Err(PyTypeError::new_err(format!(
                 "persist cannot store a value of type '{}' (it stores None, bool, int, float, \
-                 str, bytes, tuple, list, dict, frozenset, datetime, date, time, timedelta, \
-                 Decimal, UUID and pbase objects)",
+                 str, bytes, tuple, list, dict, set, frozenset, datetime, date, time, \
+                 timedelta, Decimal, UUID and pbase objects)",
                 type_name(&x)
             )));
         };
@@ -736,6 +755,7 @@ pub(crate) fn to_py<'py>(
         Value::List(c) => proxy::new_list(py, st, shared, c),
         Value::Dict(c) => proxy::new_dict(py, st, shared, c),
         Value::Object(c) => object_to_py(py, st, shared, c),
+        Value::Set(c) => set::new_set(py, st, shared, c),
         Value::Empty => Err(errors::CorruptionError::new_err(format!(
             "an empty word where a value belongs (at {w:#x})"
         ))),

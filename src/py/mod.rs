@@ -16,6 +16,7 @@ mod convert;
 mod errors;
 mod incr;
 mod proxy;
+mod set;
 mod store;
 
 use pyo3::prelude::*;
@@ -37,5 +38,6 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<proxy::List>()?;
     m.add_class::<proxy::Dict>()?;
     m.add_class::<proxy::ListIter>()?;
+    m.add_class::<set::Set>()?;
     Ok(())
 }

@@ -67,7 +67,7 @@ pub(crate) fn new_dict<'py>(
     .into_any())
 }
 
-/// If `o` is a proxy (List, Dict, or a bound pbase object), its container and whether it
+/// If `o` is a proxy (List, Dict, Set, or a bound pbase object), its container and whether it
 /// belongs to `shared`'s store.
 pub(crate) fn proxy_target(
     o: &Bound<'_, PyAny>,
@@ -80,6 +80,10 @@ pub(crate) fn proxy_target(
     if let Ok(d) = o.cast::<Dict>() {
         let d = d.get();
         return Ok(Some((d.off, Arc::ptr_eq(&d.shared, shared))));
+    }
+    if let Ok(s) = o.cast::<super::set::Set>() {
+        let s = s.get();
+        return Ok(Some((s.off, Arc::ptr_eq(&s.shared, shared))));
     }
     // A bound pbase instance keeps its attribute dict proxy in __dict__['_p_core'].
     if let Ok(dict) = o.getattr("__dict__") {

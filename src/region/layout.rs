@@ -25,8 +25,9 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// modulo 2^61 - 1 (numbers of every type hash by value), so a version-2 store's dict tables
 /// would hash number keys differently. Version 4: single changes on part locks (FORMAT.md
 /// §10.9): container versions move by 2 and are odd while a change holds the container, and
-/// the undo log block holds the held-parts record before its entries.
-pub const FORMAT_VERSION: u32 = 4;
+/// the undo log block holds the held-parts record before its entries. Version 5: the set
+/// container (object block kind 19), which a version-4 reader would call damage.
+pub const FORMAT_VERSION: u32 = 5;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.

@@ -85,6 +85,7 @@ def fill(root: persist.Dict) -> None:
     """Every kind of value, key and identity a dump must carry."""
     shared = [1, 2, 3]
     shared_dict = {"x": 1}
+    shared_set = {1, "a", (1, (2, b"x")), 2.5, frozenset({3, "f"}), 2**70}
     cyc: list[Any] = ["cycle"]
     cyc.append(cyc)
     joe = Person("Joe", 27)
@@ -138,6 +139,8 @@ def fill(root: persist.Dict) -> None:
             "shared_b": shared,
             "shared_d1": shared_dict,
             "shared_d2": shared_dict,
+            "shared_s1": shared_set,
+            "shared_s2": [shared_set, set(), {None}],
             "in_tuple": (shared, cyc),
             "cyc": cyc,
             "joe": joe,
@@ -166,6 +169,13 @@ def same_graph(a: Any, b: Any) -> None:
         assert type(x) is type(y), (x, y)
         if type(x) is float:
             assert bits(x) == bits(y), (x, y)
+        elif type(x) is set:
+            if id(x) in pairs:
+                assert pairs[id(x)] == id(y)
+                continue
+            assert id(y) not in back
+            pairs[id(x)], back[id(y)] = id(y), id(x)
+            assert x == y, (x, y)
         elif type(x) in (list, dict, tuple):
             if type(x) is not tuple:
                 if id(x) in pairs:
@@ -242,7 +252,7 @@ def test_bench_runs_every_workload() -> None:
 def test_dump_is_json_lines_with_a_header_and_an_end(rich: Path) -> None:
     text = ok("dump", rich).stdout
     lines = [json.loads(line) for line in text.splitlines()]
-    assert lines[0]["format"] == "persist-dump" and lines[0]["version"] == 2
+    assert lines[0]["format"] == "persist-dump" and lines[0]["version"] == 3
     assert lines[-1] == {"end": len(lines) - 2}
     records = {r["id"]: r for r in lines[1:-1]}
     root = dict((json.dumps(k), v) for k, v in records[lines[0]["root"]]["items"])

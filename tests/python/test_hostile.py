@@ -72,7 +72,7 @@ CHILD = textwrap.dedent(
 
     path = sys.argv[1]
     bad = 0
-    found = {"list": None, "dict": None, "keys": []}
+    found = {"list": None, "dict": None, "set": None, "keys": []}
 
     def step(name, fn):
         global bad
@@ -116,6 +116,13 @@ CHILD = textwrap.dedent(
                     found["list"] = o
                 len(o)
                 for v in o:
+                    stack.append(v)
+            elif isinstance(o, persist.Set):
+                if found["set"] is None:
+                    found["set"] = o
+                len(o)
+                for v in o:
+                    v in o
                     stack.append(v)
             elif isinstance(o, _pbase.pbase):
                 type(o).__name__
@@ -163,6 +170,14 @@ CHILD = textwrap.dedent(
             if found["dict"] is not None:
                 found["dict"]["__k"] = (1, "two")
                 del found["dict"]["__k"]
+            if found["set"] is not None:
+                s = found["set"]
+                s.add(("added", 1))
+                s.add(7)
+                s.discard(7)
+                s |= {"more", 2.5}
+                if s:
+                    s.pop()
 
         step("append", append_found)
 
@@ -263,6 +278,8 @@ def _build_base(name: str, path: Path) -> None:
         )
         root["id"] = uuid.UUID(int=2**127 + 5)
         root["fs"] = frozenset({1, "two", (3, frozenset({4.5}))})
+        root["set"] = {1, "two", (3, 4.5), frozenset({6}), 10**30, "s" * 40, b"b"}
+        root["sets"] = [set(), {None}, {i * 7 for i in range(30)}]
         root[frozenset({decimal.Decimal("2.5"), datetime.date(2020, 1, 1)})] = "frozenset key"
     elif name == "many":
         for i in range(300):
@@ -315,7 +332,7 @@ HDR_CLASSES = 256
 K_STR, K_BYTES, K_BIGINT, K_FLOAT, K_TUPLE = 1, 2, 3, 4, 5
 K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID, K_FROZENSET = range(6, 13)
 K_PACKED = (K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID)
-K_LIST, K_DICT, K_OBJECT = 16, 17, 18
+K_LIST, K_DICT, K_OBJECT, K_SET = 16, 17, 18, 19
 K_ITEMS, K_TABLE, K_UNDO, K_HELD = 32, 33, 34, 35
 
 
@@ -389,7 +406,7 @@ def parse(b: bytes) -> Graph:
                 for i in range(ln):
                     g.value_slots.append(items + 8 + 8 * i)
                     stack.append(rd(b, items + 8 + 8 * i))
-        elif k in (K_DICT, K_OBJECT):
+        elif k in (K_DICT, K_OBJECT, K_SET):
             t, nent = rd(b, o + 32), rd(b, o + 48)
             if k == K_OBJECT:
                 stack.append(rd(b, o + 56))
@@ -583,7 +600,8 @@ def _cases() -> list[Case]:
 
     # Another format version (1: the fixed generations before areas), checksum fixed so that
     # only the version differs.
-    for v in (0, 1, 7, 0xFFFFFFFF):
+    # 4: the version before sets (block kind 19), whose reader would call a set damage.
+    for v in (0, 1, 4, 7, 0xFFFFFFFF):
         cid = f"version-{v}"
 
         def make(w: Path, v: int = v) -> bytes:
@@ -702,7 +720,69 @@ def _cases() -> list[Case]:
     for how in ("member-container", "member-self", "members-unsorted"):
         cid = f"frozenset-{how}"
         add(cid, lambda w, cid=cid, how=how: _packed_case(K_FROZENSET, how, cid, w))
+    # Sets of the mixed base, damaged (FORMAT.md §10.2: a dict table whose values are 0).
+    for how in _SET_CASES:
+        for i in range(3):
+            cid = f"set-{how}-{i}"
+            add(cid, lambda w, cid=cid, how=how: _set_case(how, cid, w))
     return cases
+
+
+_SET_CASES = [
+    "value-word",  # an entry with a value (an int, a str block, a container)
+    "member-container",  # a member that is a list or dict
+    "member-self",  # a member that is the set itself
+    "member-empty",  # a live entry whose member word is 0, the count kept
+    "kind-dict-to-set",  # a dict's head says set: its entries have values
+    "kind-set-to-dict",  # a set's head says dict: its values are empty words
+    "kind-list-to-set",  # a list's head says set: its items block is no table
+    "kind-set-to-list",
+    "used-plus",  # the count says more members than the table holds
+    "hash-wrong",  # a member's stored hash is not its hash
+    "table-shared",  # two sets name one table
+]
+
+
+def _set_case(how: str, cid: str, w: Path) -> bytes:
+    r = _rng(cid)
+    d = base("mixed", w).data
+    b = bytearray(d)
+    g = parse(d)
+    sets = [(c, t) for c, t in g.tables if g.blocks.get(c) == K_SET]
+    assert sets, "the mixed base holds sets"
+    c, t = r.choice(sets)
+    nb = rd(d, t) >> 8
+    nent = rd(d, c + 48)
+    entry = t + 16 + 8 * nb + 24 * r.randrange(max(nent, 1))
+    head = rd(d, c)
+    if how == "value-word":
+        wr(b, entry + 16, r.choice([3, r.choice(g.of_kind(K_STR)), r.choice(g.of_kind(K_LIST))]))
+    elif how == "member-container":
+        wr(b, entry + 8, r.choice(g.of_kind(K_LIST, K_DICT)))
+    elif how == "member-self":
+        wr(b, entry + 8, c)
+    elif how == "member-empty":
+        wr(b, entry + 8, 0)
+    elif how == "kind-dict-to-set":
+        o = r.choice(g.of_kind(K_DICT))
+        wr(b, o, (rd(d, o) & ~0xFF) | K_SET)
+    elif how == "kind-set-to-dict":
+        wr(b, c, (head & ~0xFF) | K_DICT)
+    elif how == "kind-list-to-set":
+        o = r.choice(g.of_kind(K_LIST))
+        wr(b, o, (rd(d, o) & ~0xFF) | K_SET)
+    elif how == "kind-set-to-list":
+        wr(b, c, (head & ~0xFF) | K_LIST)
+    elif how == "used-plus":
+        wr(b, c + 40, rd(d, c + 40) + 1 + r.randrange(3))
+    elif how == "hash-wrong":
+        wr(b, entry, r.getrandbits(64))
+    elif how == "table-shared":
+        other = [x for x in sets if x[0] != c] or sets
+        wr(b, c + 32, r.choice(other)[1])
+        wr(b, c + 40, rd(d, r.choice(other)[0] + 40))
+        wr(b, c + 48, rd(d, r.choice(other)[0] + 48))
+    return bytes(b)
 
 
 def _packed_case(kind: int, how: str, cid: str, w: Path) -> bytes:

@@ -220,7 +220,7 @@ def test_rejected_operation_leaves_stats_unchanged(store: Any) -> None:
     store.root["l"] = list(range(100))
     before = store.stats()
     with pytest.raises(TypeError):
-        store.root["l"].extend([[1, 2, 3]] * 50 + [{1, 2}])
+        store.root["l"].extend([[1, 2, 3]] * 50 + [{1, 2, 1j}])
     with pytest.raises(TypeError):
         store.root["x"] = {"a": [1] * 1000, "b": object()}
     assert store.stats() == before

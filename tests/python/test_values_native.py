@@ -359,8 +359,8 @@ def test_refusals_name_the_problem_and_change_nothing(store: Any) -> None:
         root[(1, Decimal("-sNaN2"))] = 1
     with pytest.raises(TypeError, match="signaling NaN"):
         root["d"] = {Decimal("sNaN"): 1}
-    with pytest.raises(TypeError, match="'set'"):
-        root["s"] = {1, 2}
+    with pytest.raises(TypeError, match="signaling NaN"):
+        root["s"] = {1, Decimal("sNaN")}
     deep: Any = frozenset()
     for _ in range(33):
         deep = frozenset({deep})
@@ -510,7 +510,7 @@ def test_dump_and_load_keep_every_kind(tmp_path: Path) -> None:
         [*py, "dump", str(dst)], check=True, timeout=120, capture_output=True
     ).stdout
     assert again == dump.read_bytes()
-    assert b'"version":2' in again.split(b"\n")[0]
+    assert b'"version":3' in again.split(b"\n")[0]
 
 
 def test_version_1_dumps_still_load(tmp_path: Path) -> None:
