@@ -23,7 +23,9 @@
 //!   `Busy` stays, each further wait first looks for dead participants and recovers them, so a
 //!   dead holder is found within milliseconds.
 //! - Reads run without the writer lock and are validated; one that fails validation
-//!   [`READ_RETRIES`] times in a row runs as a change instead (writers keep racing it).
+//!   [`READ_RETRIES`] times in a row (whether a change raced it or it found a part held),
+//!   or twice when its tries took [`LONG_READ`], runs as a change instead (writers keep
+//!   racing it).
 //! - Dropped handles: [`SharedStore::release`] only queues the container (it may run inside a
 //!   step, from a garbage collector); the next step gives the holds back, and the next change
 //!   collects orphans that were waiting for them.
@@ -51,6 +53,10 @@ pub const STALE_AFTER: u32 = 5;
 
 /// A read that failed validation this many times runs under the writer lock instead.
 pub const READ_RETRIES: u32 = 64;
+
+/// A read that failed validation twice and has run this long in all runs under the writer lock
+/// instead.
+const LONG_READ: Duration = Duration::from_millis(5);
 
 /// How long a thread sleeps while another thread of this process is inside a step.
 const STEP_BUSY_SLEEP: Duration = Duration::from_micros(20);
@@ -390,6 +396,7 @@ impl SharedStore {
     ) -> Result<T, E> {
         let tid = thread_id();
         let mut tries = 0;
+        let started = Instant::now();
         let mut seen = None;
         loop {
             let (result, busy, vanished) = {
@@ -411,16 +418,22 @@ impl SharedStore {
                     Err(b) => (None, Some(b), None),
                 }
             };
+            // Whether `f` ran and was invalidated (rather than finding a part held at once).
+            let raced = result.is_some();
             drop(result);
             if let Some(e) = vanished {
                 return Err(e.into());
             }
             if let Some(b) = busy {
                 self.wait_for(w, b, None, &mut seen)?;
-                continue;
             }
-            tries += 1;
-            if tries >= READ_RETRIES {
+            // Every invalidated run counts, also one that found a part held: a read longer
+            // than the gaps between one container's part-locked changes would otherwise
+            // wait and run again for ever.
+            tries += u32::from(raced);
+            // A long read raced twice goes to the lock sooner: while it retries, the writers
+            // racing it may make what it reads (and so each try) longer still.
+            if tries >= READ_RETRIES || (tries >= 2 && started.elapsed() >= LONG_READ) {
                 // Writers keep racing with this read: take the writer lock for it.
                 return self.write(w, f);
             }

@@ -711,3 +711,42 @@ def test_fork_child_uses_the_inherited_store(store: Any) -> None:
     assert store.root["child"] == pid
     store.root["l"].append("from the parent")
     assert store.root["l"] == ["from the child", "from the parent"]
+
+
+def test_a_long_read_ends_while_another_process_changes_the_container_without_pause(
+    store: Any,
+) -> None:
+    # An unlocked read that a change keeps invalidating runs again; one that keeps losing
+    # (here: a copy of a set another process adds to all the time, so that every try is
+    # longer than the last, and often finds a change under way) ends under the writer lock,
+    # with a whole state of the set.
+    store.root["s"] = set(range(20_000))
+    store.root["stop"] = False
+    s = store.root["s"]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            mine = store.root["s"]
+            os.write(w, b"r")
+            i = 20_000
+            while not store.root["stop"]:
+                mine.add(i)
+                i += 1
+                store.root["added"] = i
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(r, 1) == b"r"
+        for _ in range(10):
+            members = s.copy()
+            assert members == set(range(len(members)))  # what the child had added by then
+    finally:
+        store.root["stop"] = True
+        _, status = os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(s) > 20_000
