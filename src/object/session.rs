@@ -24,8 +24,8 @@
 //!   dead holder is found within milliseconds.
 //! - Reads run without the writer lock and are validated; one that fails validation
 //!   [`READ_RETRIES`] times in a row (whether a change raced it or it found a part held),
-//!   or twice when its tries took [`LONG_READ`], runs as a change instead (writers keep
-//!   racing it).
+//!   or [`LONG_READ_RETRIES`] times when its tries took [`LONG_READ`], runs as a change
+//!   instead (writers keep racing it).
 //! - Dropped handles: [`SharedStore::release`] only queues the container (it may run inside a
 //!   step, from a garbage collector); the next step gives the holds back, and the next change
 //!   collects orphans that were waiting for them.
@@ -54,9 +54,10 @@ pub const STALE_AFTER: u32 = 5;
 /// A read that failed validation this many times runs under the writer lock instead.
 pub const READ_RETRIES: u32 = 64;
 
-/// A read that failed validation twice and has run this long in all runs under the writer lock
-/// instead.
-const LONG_READ: Duration = Duration::from_millis(5);
+/// A read that failed validation [`LONG_READ_RETRIES`] times and has run this long in all
+/// runs under the writer lock instead.
+const LONG_READ: Duration = Duration::from_millis(50);
+const LONG_READ_RETRIES: u32 = 4;
 
 /// How long a thread sleeps while another thread of this process is inside a step.
 const STEP_BUSY_SLEEP: Duration = Duration::from_micros(20);
@@ -431,9 +432,12 @@ impl SharedStore {
             // than the gaps between one container's part-locked changes would otherwise
             // wait and run again for ever.
             tries += u32::from(raced);
-            // A long read raced twice goes to the lock sooner: while it retries, the writers
-            // racing it may make what it reads (and so each try) longer still.
-            if tries >= READ_RETRIES || (tries >= 2 && started.elapsed() >= LONG_READ) {
+            // A long read goes to the lock sooner: while it retries, the writers racing it may
+            // make what it reads (and so each try) longer still. (Not after one slow try: on
+            // a loaded machine a short read is often descheduled for milliseconds.)
+            if tries >= READ_RETRIES
+                || (tries >= LONG_READ_RETRIES && started.elapsed() >= LONG_READ)
+            {
                 // Writers keep racing with this read: take the writer lock for it.
                 return self.write(w, f);
             }
