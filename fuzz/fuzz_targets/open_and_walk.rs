@@ -512,7 +512,8 @@ fn patch(base: &Base, data: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
 }
 
 /// Reads everything reachable from the root, as the Python layer would: every dict's items,
-/// every list's words, every tuple's items, every owned value's bytes, every object's class.
+/// every set's members, every list's words, every tuple's items, every owned value's bytes,
+/// every object's class.
 fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
     let root = st.root()?;
     let mut seen = HashSet::new();
@@ -549,6 +550,16 @@ fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
             Value::FrozenSet { block, len } => {
                 for i in 0..len {
                     stack.push(st.set_member(block, i)?.1);
+                }
+            }
+            Value::Set(c) => {
+                st.set_len(c)?;
+                for kw in st.set_members(c)? {
+                    stack.push(kw);
+                    // Look every member up again: probing a damaged table must end.
+                    if let Some(key) = Key::inline(kw) {
+                        st.set_contains(c, &key, &mut NO_HINT.clone())?;
+                    }
                 }
             }
             Value::List(c) => {
