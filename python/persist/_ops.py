@@ -8,13 +8,15 @@ held while Python code runs, and an operation that raced with a change is retrie
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from collections.abc import ItemsView as _ItemsView
 from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
 from typing import Any
 
-from persist._persist import Dict, List, Set
+from persist._persist import Dict, List, Set, _CancelFlag
 
 _repr_state = threading.local()
 
@@ -613,3 +615,74 @@ def to_python(obj: Any) -> Any:
                         f"a stored dict has an unhashable key ({type(key).__name__})"
                     ) from None
     return top
+
+
+# ---- asyncio: the awaitable forms of the blocking waits ------------------------------------
+
+#: Worker threads that run the waits of ``pop_async``, ``popleft_async`` and ``move_to_async``
+#: (and ``lockExcl_async``): more waits at once queue for a free thread.
+ASYNC_WAITERS = 32
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _waiters() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=ASYNC_WAITERS, thread_name_prefix="persist-wait"
+            )
+        return _pool
+
+
+def _after_fork() -> None:
+    # The parent's worker threads do not exist in a child: it starts a pool of its own.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+def _put_back(lst: List, i: int, value: Any) -> None:
+    # A value a cancelled wait took goes back where it came from (the front for popleft).
+    if i == 0:
+        lst.insert(0, value)
+    else:
+        lst.append(value)
+
+
+def _settle(lst: List, i: int, moved: bool, f: concurrent.futures.Future[Any]) -> None:
+    # The worker of a cancelled wait finished: what it took (if anything) goes back, in a
+    # worker thread (this callback runs in the event loop, which must not wait for the store).
+    if f.cancelled() or f.exception() is not None:
+        return
+    got = f.result()
+    if got is not None and not moved:
+        _waiters().submit(_put_back, lst, i, got[0])
+
+
+async def list_take_async(
+    lst: List,
+    i: int,
+    dest: List | None,
+    dest_left: bool,
+    block: bool,
+    timeout: float | None,
+) -> Any:
+    """pop_async, popleft_async and move_to_async: the wait runs in a worker thread."""
+    flag = _CancelFlag()
+    worker = _waiters().submit(lst._take_wait, i, dest, dest_left, block, timeout, flag)
+    fut = asyncio.wrap_future(worker)
+    try:
+        got = await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        # The worker is told to stop and woken; whatever it took meanwhile is put back (a
+        # moved item stays in dest, the consumer's in-progress list).
+        flag.set()
+        lst._wake_waiters()
+        worker.add_done_callback(lambda f: _settle(lst, i, dest is not None, f))
+        raise
+    if got is None:
+        raise IndexError("move from empty list" if dest is not None else "pop from empty list")
+    return got[0]
