@@ -396,11 +396,15 @@ impl SharedStore {
     /// returns `Some`: between tries, sleeps until a list gains items in any process
     /// (`list_event`), in slices of [`LIST_SLICE`], checking for interrupts. `Ok(None)` when
     /// `timeout` passes or `cancel` is set first. `f` returns `None` for "nothing to take"
-    /// (its change then commits nothing worth waking anyone for).
+    /// (its change then commits nothing worth waking anyone for). After a wake-up, the list
+    /// `watch` is read first (no lock, no change) and `f` runs only if it has items, so a
+    /// wake-up for another list costs a read.
+    #[allow(clippy::too_many_arguments)]
     pub fn wait_change<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
         part: Option<super::Container>,
+        watch: super::Container,
         timeout: Option<Duration>,
         cancel: Option<&std::sync::atomic::AtomicBool>,
         mut f: impl FnMut(&mut Store) -> Result<Option<T>, E>,
@@ -419,7 +423,7 @@ impl SharedStore {
             }
             *n += 1;
         })?;
-        let r = self.wait_change_loop(w, part, deadline, cancel, &waiter, &mut f);
+        let r = self.wait_change_loop(w, part, watch, deadline, cancel, &waiter, &mut f);
         let _ = self.outside(|| {
             let mut n = lock(&self.list_waiting);
             *n -= 1;
@@ -431,10 +435,12 @@ impl SharedStore {
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn wait_change_loop<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
         part: Option<super::Container>,
+        watch: super::Container,
         deadline: Option<Instant>,
         cancel: Option<&std::sync::atomic::AtomicBool>,
         waiter: &ListWaiter,
@@ -443,8 +449,12 @@ impl SharedStore {
         loop {
             // SAFETY: `outside` runs this only while the store is open.
             let seen = self.outside(|| unsafe { waiter.seen() })?;
-            if let Some(v) = self.change(w, part, &mut *f)? {
-                return Ok(Some(v));
+            // A read after the fence in `seen` sees what a change before the producer's fence
+            // added, as the change would (`list_event`).
+            if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
+                if let Some(v) = self.change(w, part, &mut *f)? {
+                    return Ok(Some(v));
+                }
             }
             // Relaxed: the canceller wakes this thread after setting the flag (the futex
             // orders the two), and a late look costs one more slice at most.

@@ -266,7 +266,7 @@ impl List {
         if block {
             return self
                 .shared
-                .wait_change(&Gil(py), part, timeout, cancel, take);
+                .wait_change(&Gil(py), part, self.off, timeout, cancel, take);
         }
         match part {
             Some(c) => self.shared.write_in(&Gil(py), c, take),
@@ -672,7 +672,8 @@ impl List {
     /// The wait runs in a worker thread of a pool that persist keeps for these waits (32
     /// threads: more waits at once, in one process, queue for a free thread).
     /// Cancelling the awaiting task ends the wait; an item the worker took at that very moment
-    /// is put back at the front of the list, so a cancelled wait loses nothing.
+    /// is put back at the front of the list (by :meth:`pop_async`: at the end), so a cancelled
+    /// wait loses nothing.
     #[pyo3(signature = (*, block=false, timeout=None))]
     fn popleft_async<'py>(
         slf: &Bound<'py, Self>,

@@ -191,6 +191,49 @@ class ListMachine(RuleBasedStateMachine):
     def pop_at(self, i: int) -> None:
         self.both(lambda m: m.pop(i), lambda p: p.pop(i))
 
+    # The queue forms: popleft and pop(0) step the list's start word on instead of moving
+    # items, and an insert at the front steps it back; block=True with a timeout of 0 is a
+    # plain pop on a list with items, IndexError on an empty one.
+
+    @rule(first=st.booleans())
+    def popleft(self, first: bool) -> None:
+        self.both(lambda m: m.pop(0), lambda p: p.popleft() if first else p.pop(0))
+
+    @rule(v=ELEMENTS)
+    def insert_front(self, v: Any) -> None:
+        self.both(lambda m: m.insert(0, self.fresh(v)), lambda p: p.insert(0, v))
+
+    @rule(i=st.sampled_from([0, -1, 1]), left=st.booleans())
+    def pop_blocking_without_wait(self, i: int, left: bool) -> None:
+        if left:
+            self.both(lambda m: m.pop(0), lambda p: p.popleft(block=True, timeout=0))
+        else:
+            self.both(lambda m: m.pop(i), lambda p: p.pop(i, block=True, timeout=0))
+
+    @rule(left=st.booleans(), dest_left=st.booleans(), into_self=st.booleans())
+    def move_to(self, left: bool, dest_left: bool, into_self: bool) -> None:
+        # Into a second list (its model is the root's "other" read back as a plain list),
+        # or into the list itself (a rotation).
+        if "other" not in self.root:
+            self.root["other"] = []
+        other = self.root["other"]
+        before = to_plain(other[:])
+
+        def on_model(m: list[Any]) -> Any:
+            v = m.pop(0 if left else -1)
+            dest = m if into_self else before
+            if dest_left:
+                dest.insert(0, v)
+            else:
+                dest.append(v)
+            return v
+
+        def on_persist(p: Any) -> Any:
+            return p.move_to(p if into_self else other, left=left, dest_left=dest_left)
+
+        if not self.both(on_model, on_persist) and not into_self:
+            assert same(before, to_plain(other[:]))
+
     @rule(data=st.data())
     def remove(self, data: st.DataObject) -> None:
         v = self.draw_element(data)
