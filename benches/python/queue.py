@@ -40,18 +40,25 @@ clients: on a 2-core machine every cell of them shares the cores three ways.
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
-import shutil
-import statistics
-import subprocess
-import tempfile
-import time
-from collections.abc import Callable
-from typing import Any
+import sys
 
-import persist
+# This file's name is the standard library's `queue`, which multiprocessing and
+# concurrent.futures import: its folder leaves the import path before anything imports them.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import persist  # noqa: E402
 
 CTX = multiprocessing.get_context("fork")
 

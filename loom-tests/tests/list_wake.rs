@@ -15,27 +15,25 @@
 //! list is changed under the store lock or its part lock, which only adds ordering), so the
 //! handshake's two fences alone must carry the proof.
 //!
-//! Each model catches (each bug below was put into `list_event.rs` once, and the model failed
-//! with a loom deadlock unless said otherwise):
+//! Each model catches (each bug below was put in once, and the model failed as said):
 //!
-//! - `one_waiter_one_item`, `two_waiters_two_items`: the producer's SeqCst fence missing from
-//!   `notify`; the waiter's fence missing from `seen`; `notify` reading the bits before the
-//!   caller's change (a check made before the item is added); `seen` read after the try
-//!   instead of before it.
+//! - `one_waiter_one_item`, `two_waiters_two_items`, and the two kill models with them: the
+//!   producer's SeqCst fence missing from `ListEvent::notify`, or the waiter's missing from
+//!   `ListEvent::seen` (a loom deadlock: the waiter sleeps through the item).
 //! - `dead_waiter_at_every_point` (a waiter killed before each of its word accesses, then
 //!   its participant recovered as `object/recovery.rs` does: `withdraw` of its bit): a later
-//!   waiter and producer still meet, and every bit ends clear (a recovery that forgot the
-//!   bit fails the last assertion).
+//!   waiter and producer still meet, and every bit ends clear (a recovery without the
+//!   `withdraw` fails the last assertion).
 //! - `dead_producer_at_every_point` (the producer killed after its item is in the list,
 //!   before each access of its `notify`, then recovered: the recoverer's own `notify`): the
-//!   waiter still wakes (the code without the recoverer's `notify` deadlocks here).
+//!   waiter still wakes (without the recoverer's `notify`, a loom deadlock).
 //!
 //! What loom cannot see: it treats SeqCst loads, stores and read-modify-writes as AcqRel and
 //! checks SeqCst fences only, so the models check the handshake fence to fence. A waiter
 //! killed while asleep in the kernel is not modelled past the kernel's own clean-up (it takes
 //! the sleeper off the futex queue); here the victim dies before or after its sleep.
 //!
-//! Cost (one core, release build): well under a second each at LOOM_MAX_PREEMPTIONS=2.
+//! Cost (release build, a loaded 2-core VM): 15 s for the four at LOOM_MAX_PREEMPTIONS=2.
 #![cfg(loom)]
 
 use loom::sync::{Arc, Condvar, Mutex};

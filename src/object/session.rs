@@ -394,7 +394,7 @@ impl SharedStore {
 
     /// Runs `f` as a change (on `part`'s part lock where it can, as `write_in` does) until it
     /// returns `Some`: between tries, sleeps until a list gains items in any process
-    /// (`list_event`), in slices of [`LIST_SLICE`], checking for interrupts. `Ok(None)` when
+    /// (`list_event`), in slices of `LIST_SLICE`, checking for interrupts. `Ok(None)` when
     /// `timeout` passes or `cancel` is set first. `f` returns `None` for "nothing to take"
     /// (its change then commits nothing worth waking anyone for). After a wake-up, the list
     /// `watch` is read first (no lock, no change) and `f` runs only if it has items, so a
