@@ -686,3 +686,58 @@ async def list_take_async(
     if got is None:
         raise IndexError("move from empty list" if dest is not None else "pop from empty list")
     return got[0]
+
+
+def _give_back(proxy: Any, f: concurrent.futures.Future[Any]) -> None:
+    # The worker of a cancelled lock wait took the lock after all: it is given back (by
+    # whichever thread runs this, once the lock is handed to it).
+    if f.cancelled() or f.exception() is not None:
+        return
+    taken, tid = f.result()
+    if taken:
+        proxy._adopt_lock(tid)
+        proxy.unlock()
+
+
+def _lock_in_worker(proxy: Any, excl: bool, timeout: float | None, flag: Any) -> Any:
+    return proxy._lock_wait(excl, timeout, flag), threading.get_ident()
+
+
+class AsyncLock:
+    """What ``lockExcl_async()`` and ``lockShared_async()`` return: awaiting it takes the lock
+    (a LockGuard); ``async with`` takes it and gives it back at the block's end."""
+
+    def __init__(self, proxy: Any, excl: bool, timeout: float | None) -> None:
+        self._proxy = proxy
+        self._excl = excl
+        self._timeout = timeout
+        self._guard: Any = None
+
+    def __await__(self) -> Any:
+        return self._take().__await__()
+
+    async def _take(self) -> Any:
+        p = self._proxy
+        if p._holds_lock():
+            # Reentrant in the loop's thread, as lockExcl is in a thread (a wait in a worker
+            # would wait for this very thread).
+            return p.lockExcl() if self._excl else p.lockShared()
+        flag = _CancelFlag()
+        worker = _waiters().submit(_lock_in_worker, p, self._excl, self._timeout, flag)
+        try:
+            taken, tid = await asyncio.shield(asyncio.wrap_future(worker))
+        except asyncio.CancelledError:
+            flag.set()
+            worker.add_done_callback(lambda f: _give_back(p, f))
+            raise
+        if not taken:  # only a cancel ends the wait without the lock
+            raise asyncio.CancelledError
+        return p._adopt_lock(tid)
+
+    async def __aenter__(self) -> Any:
+        self._guard = await self._take()
+        return self._guard
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        guard, self._guard = self._guard, None
+        return bool(guard.__exit__(exc_type, exc, tb))

@@ -513,6 +513,32 @@ impl Store {
         }
     }
 
+    /// Hands the lock thread `from` holds (lockExcl or lockShared, with its depth) to thread
+    /// `to`, which holds none (the asyncio forms take the lock in a worker thread and hand it
+    /// to the event loop's thread). The lock words do not move: they name the participant,
+    /// and which of its threads holds what is this record.
+    pub fn hand_over(&mut self, from: u64, to: u64) -> Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        if self.held_by(to).is_some() {
+            return Err(Error::Usage(
+                "the thread to hand the lock to already holds one".into(),
+            ));
+        }
+        if let Some((t, d)) = self.locks.excl {
+            if t == from {
+                self.locks.excl = Some((to, d));
+                return Ok(());
+            }
+        }
+        if let Some(d) = self.locks.shared.remove(&from) {
+            self.locks.shared.insert(to, d);
+            return Ok(());
+        }
+        Err(Error::Usage("the thread holds no lock to hand over".into()))
+    }
+
     /// Opens a savepoint in `thread`'s lockExcl section (transaction() nesting).
     pub fn savepoint(&mut self) -> u64 {
         self.log.savepoint()

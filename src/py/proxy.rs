@@ -175,7 +175,7 @@ impl List {
 /// early (the asyncio methods set it when their task is cancelled).
 #[pyclass(module = "persist._persist", name = "_CancelFlag", frozen)]
 pub(crate) struct CancelFlag {
-    flag: std::sync::atomic::AtomicBool,
+    pub(crate) flag: std::sync::atomic::AtomicBool,
 }
 
 #[pymethods]
@@ -851,6 +851,56 @@ impl List {
     /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
+    }
+
+    /// Awaitable :meth:`lockExcl`, as :meth:`persist.Dict.lockExcl_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockExcl_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, true, timeout))
+    }
+
+    /// Awaitable :meth:`lockShared`, as :meth:`persist.Dict.lockShared_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockShared_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, false, timeout))
+    }
+
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        super::store::adopt_lock(&self.shared, py, thread)
+    }
+
+    /// Whether the calling thread holds lockExcl or lockShared on this store.
+    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
+        let tid = super::store::thread_id();
+        self.shared
+            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
     }
 
     // Everything that runs Python code lives in _ops.py.
@@ -1538,6 +1588,71 @@ impl Dict {
     /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
+    }
+
+    /// Awaitable :meth:`lockExcl`: ``guard = await root.lockExcl_async()`` takes the store's
+    /// exclusive lock without blocking the event loop (the wait runs in one of persist's worker
+    /// threads), and ``async with root.lockExcl_async(): ...`` gives it back at the block's end.
+    ///
+    /// The lock then belongs to the event loop's thread, as :meth:`lockExcl` belongs to the
+    /// calling thread: the other tasks of that loop run inside the section too (their changes
+    /// are part of it), and a task of the same loop that awaits the lock again while it is
+    /// held gets it at once (reentrant). Cancelling the awaiting task ends the wait; a lock
+    /// taken at that very moment is given back.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: an awaitable (giving a :class:`~persist._persist.LockGuard`) and async
+    ///     context manager.
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockExcl_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, true, timeout))
+    }
+
+    /// Awaitable :meth:`lockShared`, as :meth:`lockExcl_async` is for :meth:`lockExcl`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockShared_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, false, timeout))
+    }
+
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        super::store::adopt_lock(&self.shared, py, thread)
+    }
+
+    /// Whether the calling thread holds lockExcl or lockShared on this store.
+    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
+        let tid = super::store::thread_id();
+        self.shared
+            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
     }
 
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

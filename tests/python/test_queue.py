@@ -615,3 +615,131 @@ def test_os_fork_child_waits_on_the_parents_store(store: Any) -> None:
     assert reap_child(pid) == 0
     os.close(r)
     os.close(w)
+
+
+# ---- asyncio: the store lock -----------------------------------------------------------------
+
+
+def _times_out(take: Any) -> bool:
+    """Whether ``take(timeout=...)`` in another thread times out (the lock is held here)."""
+    out: list[bool] = []
+
+    def run() -> None:
+        try:
+            take(timeout=0.05)
+        except persist.LockTimeout:
+            out.append(True)
+            return
+        out.append(False)
+        store_unlock()
+
+    store_unlock = take.__self__.unlock
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(SLOW)
+    return out == [True]
+
+
+def test_async_lock_excl_is_the_loops_and_commits(store: Any) -> None:
+    root = store.root
+    root["n"] = 0
+
+    async def main() -> None:
+        async with root.lockExcl_async() as guard:
+            assert guard is not None
+            root["n"] = 1  # the loop's thread holds the lock: a change of its section
+            assert _times_out(root.lockExcl)  # another thread waits
+            # Reentrant in the loop's thread, as lockExcl is in a thread.
+            inner = await root.lockExcl_async()
+            root["n"] += 1
+            inner.__exit__(None, None, None)
+        assert not _times_out(root.lockExcl)  # given back
+        guard = await root.lockShared_async(timeout=5)
+        assert _times_out(root.lockExcl)  # a writer waits for a shared hold
+        root.unlock()
+        assert guard is not None
+
+    asyncio.run(main())
+    assert root["n"] == 2
+
+
+def test_async_lock_wait_does_not_block_the_loop(store: Any) -> None:
+    root = store.root
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with root.lockExcl():
+            root["by"] = "thread"
+            held.set()
+            release.wait(SLOW)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(SLOW)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick = asyncio.ensure_future(ticker())
+        waiting = asyncio.ensure_future(root.lockExcl_async())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        seen = ticks
+        # A short wait with a timeout ends in LockTimeout.
+        with pytest.raises(persist.LockTimeout):
+            await root.lockExcl_async(timeout=0.01)
+        release.set()
+        guard = await waiting
+        with guard:
+            root["by"] = "loop"
+        tick.cancel()
+        return seen
+
+    assert asyncio.run(main()) > 0
+    t.join(SLOW)
+    assert root["by"] == "loop"
+
+
+def test_cancelled_async_lock_wait_leaves_the_lock_free(store: Any) -> None:
+    root = store.root
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with root.lockExcl():
+            held.set()
+            release.wait(SLOW)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(SLOW)
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(root.lockExcl_async()) for _ in range(3)]
+        await asyncio.sleep(0.02)
+        tasks[0].cancel()
+        release.set()  # the others race for it with the cancel
+        await asyncio.sleep(0.01)
+        for task in tasks[1:]:
+            task.cancel()
+        for task in tasks:
+            try:
+                guard = await task
+            except asyncio.CancelledError:
+                continue
+            guard.__exit__(None, None, None)
+
+    asyncio.run(main())
+    t.join(SLOW)
+    # Every lock a cancelled wait took was given back: another thread takes it at once.
+    deadline = time.monotonic() + SLOW
+    while _times_out(root.lockExcl) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _times_out(root.lockExcl)
