@@ -447,6 +447,14 @@ impl SharedStore {
         f: &mut impl FnMut(&mut Store) -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E> {
         loop {
+            // Before each try: a pending signal (Ctrl-C) or a cancel ends the wait with
+            // nothing taken, rather than after an item was taken that the caller then loses.
+            w.check_interrupt()?;
+            // Relaxed: the canceller wakes this thread after setting the flag (the futex
+            // orders the two), and a late look costs one more slice at most.
+            if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Ok(None);
+            }
             // SAFETY: `outside` runs this only while the store is open.
             let seen = self.outside(|| unsafe { waiter.seen() })?;
             // A read after the fence in `seen` sees what a change before the producer's fence
@@ -455,11 +463,6 @@ impl SharedStore {
                 if let Some(v) = self.change(w, part, &mut *f)? {
                     return Ok(Some(v));
                 }
-            }
-            // Relaxed: the canceller wakes this thread after setting the flag (the futex
-            // orders the two), and a late look costs one more slice at most.
-            if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
-                return Ok(None);
             }
             let slice = match deadline {
                 Some(d) => {
@@ -471,7 +474,6 @@ impl SharedStore {
                 }
                 None => LIST_SLICE,
             };
-            w.check_interrupt()?;
             self.waiting.fetch_add(1, Ordering::SeqCst);
             if self.closed.load(Ordering::SeqCst) {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
