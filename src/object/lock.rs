@@ -514,26 +514,28 @@ impl Store {
     }
 
     /// Hands the lock thread `from` holds (lockExcl or lockShared, with its depth) to thread
-    /// `to`, which holds none (the asyncio forms take the lock in a worker thread and hand it
-    /// to the event loop's thread). The lock words do not move: they name the participant,
-    /// and which of its threads holds what is this record.
+    /// `to` (the asyncio forms take the lock in a worker thread and hand it to the event loop's
+    /// thread). `to` may hold lockShared already when `from` holds lockShared (the depths add
+    /// up); it can hold nothing when `from` holds lockExcl, which keeps out every other
+    /// thread. The lock words do not move: they name the participant, and which of its threads
+    /// holds what is this record.
     pub fn hand_over(&mut self, from: u64, to: u64) -> Result<()> {
         if from == to {
             return Ok(());
         }
-        if self.held_by(to).is_some() {
-            return Err(Error::Usage(
-                "the thread to hand the lock to already holds one".into(),
-            ));
-        }
         if let Some((t, d)) = self.locks.excl {
             if t == from {
+                if self.locks.shared.contains_key(&to) {
+                    return Err(Error::Usage(
+                        "the thread to hand lockExcl to holds lockShared".into(),
+                    ));
+                }
                 self.locks.excl = Some((to, d));
                 return Ok(());
             }
         }
         if let Some(d) = self.locks.shared.remove(&from) {
-            self.locks.shared.insert(to, d);
+            *self.locks.shared.entry(to).or_insert(0) += d;
             return Ok(());
         }
         Err(Error::Usage("the thread holds no lock to hand over".into()))
