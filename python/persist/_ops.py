@@ -8,15 +8,19 @@ held while Python code runs, and an operation that raced with a change is retrie
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 from collections.abc import ItemsView as _ItemsView
 from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persist._persist import Dict, List, Set, _CancelFlag
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+# asyncio and concurrent.futures are imported where the asyncio forms run, not here: asyncio
+# alone would triple the time `import persist` takes.
 
 _repr_state = threading.local()
 
@@ -629,6 +633,8 @@ _pool_lock = threading.Lock()
 
 def _waiters() -> concurrent.futures.ThreadPoolExecutor:
     global _pool
+    import concurrent.futures
+
     with _pool_lock:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(
@@ -671,6 +677,8 @@ async def list_take_async(
     timeout: float | None,
 ) -> Any:
     """pop_async, popleft_async and move_to_async: the wait runs in a worker thread."""
+    import asyncio
+
     flag = _CancelFlag()
     worker = _waiters().submit(lst._take_wait, i, dest, dest_left, block, timeout, flag)
     fut = asyncio.wrap_future(worker)
@@ -717,6 +725,8 @@ class AsyncLock:
         return self._take().__await__()
 
     async def _take(self) -> Any:
+        import asyncio
+
         p = self._proxy
         if p._holds_lock():
             # Reentrant in the loop's thread, as lockExcl is in a thread (a wait in a worker
