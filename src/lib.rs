@@ -18,6 +18,7 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 pub mod heap;
+pub mod list_event;
 // The object layer runs on the real mapping only. Its store lock's protocol is `store_lock`,
 // which loom checks; the held-set handshake is argued in FORMAT.md §10.5, not modelled yet.
 #[cfg(not(loom))]

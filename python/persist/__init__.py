@@ -45,6 +45,8 @@ import weakref
 from contextlib import AbstractContextManager
 from typing import Any
 
+from persist import _ops
+
 # The exception classes first: the native module looks them up in persist._errors.
 from persist._errors import (
     ClosedError,
@@ -280,6 +282,7 @@ _open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
 # A forked child becomes a participant of its own in every store it inherited.
 os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_ops._after_fork)
 
 
 @atexit.register

@@ -12,9 +12,15 @@ import threading
 from collections.abc import ItemsView as _ItemsView
 from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from persist._persist import Dict, List, Set
+from persist._persist import Dict, List, Set, _CancelFlag
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+# asyncio and concurrent.futures are imported where the asyncio forms run, not here: asyncio
+# alone would triple the time `import persist` takes.
 
 _repr_state = threading.local()
 
@@ -613,3 +619,135 @@ def to_python(obj: Any) -> Any:
                         f"a stored dict has an unhashable key ({type(key).__name__})"
                     ) from None
     return top
+
+
+# ---- asyncio: the awaitable forms of the blocking waits ------------------------------------
+
+#: Worker threads that run the waits of ``pop_async``, ``popleft_async`` and ``move_to_async``
+#: (and ``lockExcl_async``): more waits at once queue for a free thread.
+ASYNC_WAITERS = 32
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _waiters() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    import concurrent.futures
+
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=ASYNC_WAITERS, thread_name_prefix="persist-wait"
+            )
+        return _pool
+
+
+def _after_fork() -> None:
+    # The parent's worker threads do not exist in a child: it starts a pool of its own.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+def _put_back(lst: List, i: int, value: Any) -> None:
+    # A value a cancelled wait took goes back where it came from (the front for popleft).
+    if i == 0:
+        lst.insert(0, value)
+    else:
+        lst.append(value)
+
+
+def _settle(lst: List, i: int, moved: bool, f: concurrent.futures.Future[Any]) -> None:
+    # The worker of a cancelled wait finished: what it took (if anything) goes back, in a
+    # worker thread (this callback runs in the event loop, which must not wait for the store).
+    if f.cancelled() or f.exception() is not None:
+        return
+    got = f.result()
+    if got is not None and not moved:
+        _waiters().submit(_put_back, lst, i, got[0])
+
+
+async def list_take_async(
+    lst: List,
+    i: int,
+    dest: List | None,
+    dest_left: bool,
+    block: bool,
+    timeout: float | None,
+) -> Any:
+    """pop_async, popleft_async and move_to_async: the wait runs in a worker thread."""
+    import asyncio
+
+    flag = _CancelFlag()
+    worker = _waiters().submit(lst._take_wait, i, dest, dest_left, block, timeout, flag)
+    fut = asyncio.wrap_future(worker)
+    try:
+        got = await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        # The worker is told to stop and woken; whatever it took meanwhile is put back (a
+        # moved item stays in dest, the consumer's in-progress list).
+        flag.set()
+        lst._wake_waiters()
+        worker.add_done_callback(lambda f: _settle(lst, i, dest is not None, f))
+        raise
+    if got is None:
+        raise IndexError("move from empty list" if dest is not None else "pop from empty list")
+    return got[0]
+
+
+def _give_back(proxy: Any, f: concurrent.futures.Future[Any]) -> None:
+    # The worker of a cancelled lock wait took the lock after all: it is given back (by
+    # whichever thread runs this, once the lock is handed to it).
+    if f.cancelled() or f.exception() is not None:
+        return
+    taken, tid = f.result()
+    if taken:
+        proxy._adopt_lock(tid)
+        proxy.unlock()
+
+
+def _lock_in_worker(proxy: Any, excl: bool, timeout: float | None, flag: Any) -> Any:
+    return proxy._lock_wait(excl, timeout, flag), threading.get_ident()
+
+
+class AsyncLock:
+    """What ``lockExcl_async()`` and ``lockShared_async()`` return: awaiting it takes the lock
+    (a LockGuard); ``async with`` takes it and gives it back at the block's end."""
+
+    def __init__(self, proxy: Any, excl: bool, timeout: float | None) -> None:
+        self._proxy = proxy
+        self._excl = excl
+        self._timeout = timeout
+        self._guard: Any = None
+
+    def __await__(self) -> Any:
+        return self._take().__await__()
+
+    async def _take(self) -> Any:
+        import asyncio
+
+        p = self._proxy
+        if p._holds_lock():
+            # Reentrant in the loop's thread, as lockExcl is in a thread (a wait in a worker
+            # would wait for this very thread).
+            return p.lockExcl() if self._excl else p.lockShared()
+        flag = _CancelFlag()
+        worker = _waiters().submit(_lock_in_worker, p, self._excl, self._timeout, flag)
+        try:
+            taken, tid = await asyncio.shield(asyncio.wrap_future(worker))
+        except asyncio.CancelledError:
+            flag.set()
+            worker.add_done_callback(lambda f: _give_back(p, f))
+            raise
+        if not taken:  # only a cancel ends the wait without the lock
+            raise asyncio.CancelledError
+        return p._adopt_lock(tid)
+
+    async def __aenter__(self) -> Any:
+        self._guard = await self._take()
+        return self._guard
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        guard, self._guard = self._guard, None
+        return bool(guard.__exit__(exc_type, exc, tb))

@@ -1,6 +1,6 @@
 """Type stubs for the native module ``persist._persist`` (src/py/)."""
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from os import PathLike
@@ -16,7 +16,7 @@ from persist._errors import FormatError as FormatError
 from persist._errors import LockTimeout as LockTimeout
 from persist._errors import ReadOnlyError as ReadOnlyError
 from persist._errors import StoreFullError as StoreFullError
-from persist._ops import ItemsView, KeysView, ValuesView
+from persist._ops import AsyncLock, ItemsView, KeysView, ValuesView
 
 # PyO3 fills in __all__ as names are added to the module.
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "List",
     "Dict",
     "ListIter",
+    "_CancelFlag",
     "Set",
 ]
 
@@ -53,6 +54,14 @@ def _after_fork_in_child() -> None:
 def _trim_unshared(path: str | PathLike[str]) -> tuple[int, int]:
     """Shrinks a store file that no other process has open to its last used page; returns
     its size before and after (for ``python -m persist compact`` and ``load``)."""
+
+@final
+class _CancelFlag:
+    """Ends a blocking wait of an asyncio method's worker thread early (its task was
+    cancelled)."""
+
+    def __new__(cls) -> _CancelFlag: ...
+    def set(self) -> None: ...
 
 @final
 class StoreCore:
@@ -152,7 +161,40 @@ class List:
     def append(self, v: Any) -> None: ...
     def extend(self, values: Iterable[Any]) -> None: ...
     def insert(self, i: SupportsIndex, v: Any) -> None: ...
-    def pop(self, i: SupportsIndex = -1, /) -> Any: ...
+    def pop(
+        self, i: SupportsIndex = -1, /, *, block: bool = False, timeout: float | None = None
+    ) -> Any:
+        """As list.pop; ``block=True`` waits for an item while the list is empty (IndexError
+        when ``timeout`` passes first)."""
+    def popleft(self, *, block: bool = False, timeout: float | None = None) -> Any:
+        """Removes and returns the first item in O(1) (a FIFO queue with append)."""
+    def move_to(
+        self,
+        dest: List,
+        *,
+        left: bool = True,
+        dest_left: bool = False,
+        block: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Moves the first (or last) item to ``dest`` in one atomic change (as Redis
+        BLMOVE) and returns it."""
+    def pop_async(
+        self, i: SupportsIndex = -1, /, *, block: bool = False, timeout: float | None = None
+    ) -> Awaitable[Any]:
+        """Awaitable pop: the wait runs in a worker thread, never in the event loop."""
+    def popleft_async(self, *, block: bool = False, timeout: float | None = None) -> Awaitable[Any]:
+        """Awaitable popleft."""
+    def move_to_async(
+        self,
+        dest: List,
+        *,
+        left: bool = True,
+        dest_left: bool = False,
+        block: bool = False,
+        timeout: float | None = None,
+    ) -> Awaitable[Any]:
+        """Awaitable move_to."""
     def remove(self, v: Any) -> None: ...
     def index(self, v: Any, start: SupportsIndex = 0, stop: SupportsIndex = ...) -> int: ...
     def count(self, v: Any) -> int: ...
@@ -166,11 +208,28 @@ class List:
     def lockExcl(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def lockShared(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def unlock(self) -> None: ...
+    def lockExcl_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockExcl (``await``, or ``async with``), never blocking the event loop."""
+    def lockShared_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockShared."""
+    def _lock_wait(self, excl: bool, timeout: float | None, cancel: _CancelFlag) -> bool: ...
+    def _adopt_lock(self, thread: int) -> LockGuard: ...
+    def _holds_lock(self) -> bool: ...
     def __copy__(self) -> list[Any]: ...
     def __deepcopy__(self, memo: Any) -> list[Any]: ...
     def _snapshot(self) -> tuple[list[Any], int]: ...
     def _permute_if(self, version: int, perm: list[int]) -> bool: ...
     def _delete_if(self, version: int, i: int) -> bool: ...
+    def _take_wait(
+        self,
+        i: int,
+        dest: List | None,
+        dest_left: bool,
+        block: bool,
+        timeout: float | None,
+        cancel: _CancelFlag,
+    ) -> tuple[Any] | None: ...
+    def _wake_waiters(self) -> None: ...
     @property
     def _ident(self) -> tuple[int, int]: ...
     @property
@@ -244,6 +303,13 @@ class Dict:
     def lockExcl(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def lockShared(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def unlock(self) -> None: ...
+    def lockExcl_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockExcl (``await``, or ``async with``), never blocking the event loop."""
+    def lockShared_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockShared."""
+    def _lock_wait(self, excl: bool, timeout: float | None, cancel: _CancelFlag) -> bool: ...
+    def _adopt_lock(self, thread: int) -> LockGuard: ...
+    def _holds_lock(self) -> bool: ...
     def __copy__(self) -> dict[Any, Any]: ...
     def __deepcopy__(self, memo: Any) -> dict[Any, Any]: ...
     def _snapshot(self) -> tuple[list[Any], list[Any], int]: ...
@@ -313,6 +379,13 @@ class Set:
     def lockExcl(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def lockShared(self, timeout: float | None = None) -> LockGuard: ...  # noqa: N802
     def unlock(self) -> None: ...
+    def lockExcl_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockExcl (``await``, or ``async with``), never blocking the event loop."""
+    def lockShared_async(self, timeout: float | None = None) -> AsyncLock:  # noqa: N802
+        """Awaitable lockShared."""
+    def _lock_wait(self, excl: bool, timeout: float | None, cancel: _CancelFlag) -> bool: ...
+    def _adopt_lock(self, thread: int) -> LockGuard: ...
+    def _holds_lock(self) -> bool: ...
     def __copy__(self) -> set[Any]: ...
     def __deepcopy__(self, memo: Any) -> set[Any]: ...
     def _snapshot(self) -> tuple[list[Any], int]: ...

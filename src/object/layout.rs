@@ -93,12 +93,14 @@ pub mod container {
     pub const ORPHAN_FLAG: u64 = 1 << 8;
 }
 
-/// A list block: the container header, then its items block, length and capacity.
+/// A list block: the container header, then its items block, length, capacity and the index
+/// in the items block of its first item (items taken from the front step it on).
 pub mod list_header {
     pub const ITEMS: u64 = 32;
     pub const LEN: u64 = 40;
     pub const CAP: u64 = 48;
-    pub const BYTES: u64 = 56;
+    pub const START: u64 = 56;
+    pub const BYTES: u64 = 64;
 }
 
 /// A dict, object or set block: the container header, then its table, the live entries, the

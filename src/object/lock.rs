@@ -22,6 +22,8 @@
 
 use super::layout::lock_words;
 use super::{slot_words, Error, ReadToken, Result, Store};
+use crate::list_event::{EventOffsets, ListEvent};
+use crate::region::lockfile;
 use crate::region::Mapping;
 use crate::store_lock::{owner_id, Futex, LockOffsets, StoreLock};
 use crate::sync::{futex, AtomicU64, Ordering, WordStore};
@@ -33,6 +35,13 @@ pub const LOCK_OFFSETS: LockOffsets = LockOffsets {
     writer: lock_words::WRITER,
     seq: lock_words::SEQ,
     waiters: lock_words::WAITERS,
+};
+
+/// Where [`ListEvent`] finds its words in the lock file.
+pub const EVENT_OFFSETS: EventOffsets = EventOffsets {
+    event: lockfile::LIST_EVENT,
+    bits: lockfile::WAITING_BITS,
+    bit_words: lockfile::WAITING_WORDS,
 };
 
 /// The thread id used by internal ops that belong to no Python thread (opening the store).
@@ -77,6 +86,10 @@ pub(super) struct LockWords {
     pub(super) stride: u64,
     /// The lock file's `slots high` word (`lockfile::SLOTS_HIGH`, read by every change).
     pub(super) slots_high: &'static AtomicU64,
+    /// The list event word and the waiting bits (`list_event`).
+    pub(super) event: ListEvent<'static, Mapping>,
+    /// This participant's slot (its waiting bit).
+    pub(super) slot: u32,
 }
 
 impl LockWords {
@@ -102,6 +115,8 @@ impl LockWords {
             active,
             stride,
             slots_high: m.word(crate::region::lockfile::SLOTS_HIGH)?,
+            event: ListEvent::new(m, EVENT_OFFSETS)?,
+            slot,
         })
     }
 
@@ -140,6 +155,24 @@ impl LockWords {
         let woken = self.words.wake_if_waiting(w, &KERNEL);
         // Never refused on the mapping (see `release_writer`).
         debug_assert!(woken.is_ok());
+    }
+
+    /// After a change that added items to a list: wakes the threads waiting for items, in
+    /// every process, if any participant waits (`list_event`).
+    pub(super) fn notify_lists(&self) {
+        // Relaxed: a participant attaching after this load has no waiter yet that could miss
+        // the item (its first try comes after its attach); `notify` fences before the bits.
+        let slots = self.slots_high.load(Ordering::Relaxed);
+        // Refused only when the lock file's pages vanished (FORMAT.md §8.1), which the change
+        // that called this reports itself (`check_intact`); waiters then wake by their slice.
+        let _ = self.event.notify(slots, &KERNEL);
+    }
+
+    fn list_waiter(&self) -> ListWaiter {
+        ListWaiter {
+            event: self.event,
+            slot: self.slot,
+        }
     }
 
     fn waiter(&self) -> Waiter {
@@ -197,6 +230,22 @@ impl Store {
     /// locks released). Valid while the store is open.
     pub fn waiter(&self) -> Waiter {
         self.part.lock().waiter()
+    }
+
+    /// A handle for waiting until a list gains items (`list_event`), as [`Store::waiter`].
+    pub fn list_waiter(&self) -> ListWaiter {
+        self.part.lock().list_waiter()
+    }
+
+    /// Whether a change since the last call added items to a list (the caller then calls
+    /// [`Store::notify_lists`] once the change is committed or its section holds it).
+    pub fn take_list_grew(&mut self) -> bool {
+        std::mem::take(&mut self.list_grew)
+    }
+
+    /// Wakes the threads of every process that wait for a list to gain items, if any waits.
+    pub fn notify_lists(&self) {
+        self.part.lock().notify_lists()
     }
 
     fn local_busy(&self) -> Busy {
@@ -464,6 +513,34 @@ impl Store {
         }
     }
 
+    /// Hands the lock thread `from` holds (lockExcl or lockShared, with its depth) to thread
+    /// `to` (the asyncio forms take the lock in a worker thread and hand it to the event loop's
+    /// thread). `to` may hold lockShared already when `from` holds lockShared (the depths add
+    /// up); it can hold nothing when `from` holds lockExcl, which keeps out every other
+    /// thread. The lock words do not move: they name the participant, and which of its threads
+    /// holds what is this record.
+    pub fn hand_over(&mut self, from: u64, to: u64) -> Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        if let Some((t, d)) = self.locks.excl {
+            if t == from {
+                if self.locks.shared.contains_key(&to) {
+                    return Err(Error::Usage(
+                        "the thread to hand lockExcl to holds lockShared".into(),
+                    ));
+                }
+                self.locks.excl = Some((to, d));
+                return Ok(());
+            }
+        }
+        if let Some(d) = self.locks.shared.remove(&from) {
+            *self.locks.shared.entry(to).or_insert(0) += d;
+            return Ok(());
+        }
+        Err(Error::Usage("the thread holds no lock to hand over".into()))
+    }
+
     /// Opens a savepoint in `thread`'s lockExcl section (transaction() nesting).
     pub fn savepoint(&mut self) -> u64 {
         self.log.savepoint()
@@ -560,6 +637,63 @@ impl Waiter {
         let slept = self.words.sleep(word, seen, &Kernel { timeout });
         // Never refused on the mapping (see `LockWords::release_writer`).
         debug_assert!(slept.is_ok());
+    }
+}
+
+/// The list event's waiting side for one participant, usable outside a step (the layer above
+/// sleeps with its own locks released): `list_event`'s handshake on the mapped lock file.
+#[derive(Clone, Copy)]
+pub struct ListWaiter {
+    event: ListEvent<'static, Mapping>,
+    slot: u32,
+}
+
+impl ListWaiter {
+    /// Sets this participant's waiting bit (its first waiting thread).
+    ///
+    /// # Safety
+    /// The store this waiter came from must still be open (its mappings alive).
+    pub unsafe fn announce(&self) {
+        // Refused only when the lock file's pages vanished (FORMAT.md §8.1): the step that
+        // follows reports that; a bit that could not be set only costs this waiter a slice.
+        let _ = self.event.announce(self.slot);
+    }
+
+    /// Clears this participant's waiting bit (its last waiting thread leaves).
+    ///
+    /// # Safety
+    /// As [`ListWaiter::announce`].
+    pub unsafe fn withdraw(&self) {
+        // As in `announce`: a bit left set only costs producers wake-ups.
+        let _ = self.event.withdraw(self.slot);
+    }
+
+    /// The event value to sleep on, read before a try.
+    ///
+    /// # Safety
+    /// As [`ListWaiter::announce`].
+    pub unsafe fn seen(&self) -> u32 {
+        self.event.seen().unwrap_or(0)
+    }
+
+    /// Sleeps while the event word holds `seen`, `timeout` at most.
+    ///
+    /// # Safety
+    /// As [`ListWaiter::announce`].
+    pub unsafe fn sleep(&self, seen: u32, timeout: Duration) {
+        let _ = self.event.sleep(seen, &Kernel { timeout });
+    }
+
+    /// Wakes this process's own sleepers on the event word (a cancelled wait), and every other
+    /// sleeper with them (they try once and sleep again).
+    ///
+    /// # Safety
+    /// As [`ListWaiter::announce`].
+    pub unsafe fn wake_all(&self) {
+        let w = self.event.event_word();
+        // SeqCst: as `notify`'s increment.
+        w.fetch_add(1, Ordering::SeqCst);
+        futex::wake(w, i32::MAX);
     }
 }
 

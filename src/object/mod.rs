@@ -83,7 +83,7 @@ pub mod view;
 mod walk;
 
 pub use layout::{container, journals, lock_words, slot_words, words};
-pub use lock::{Busy, LockKind, Waiter};
+pub use lock::{Busy, ListWaiter, LockKind, Waiter};
 pub use session::{thread_id, Plain, SharedStore, Waiting};
 pub use view::Container;
 pub use walk::{CheckReport, GcReport, Stats};

@@ -72,6 +72,16 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         wake(att, lock_words::SEQ)?;
     }
 
+    // 2a. Its list waiting bit (FORMAT.md §10.10): it waits no more. And the list waiters of
+    //     every process are woken once: a producer killed between its commit and its
+    //     wake-up took that wake-up with it.
+    let event = crate::list_event::ListEvent::new(lock_mem, super::lock::EVENT_OFFSETS)?;
+    event.withdraw(slot)?;
+    event.notify(
+        lock_mem.load(crate::region::lockfile::SLOTS_HIGH, Ordering::SeqCst)?,
+        &Wake,
+    )?;
+
     // 2b. A single change on a part (FORMAT.md §10.9): its log is rolled back above; now the
     //     parts its record names are released, then its `active` word cleared.
     recover_parts(att, slot, generation, log_block, &mut other)?;

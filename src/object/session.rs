@@ -33,7 +33,7 @@
 //! Invariants: at most one `StepGuard` exists per store; `store` is touched only through it;
 //! `close` unmaps nothing while a thread sleeps on the lock words (`waiting`).
 
-use super::{Busy, Error, Result, Store, Waiter};
+use super::{Busy, Error, ListWaiter, Result, Store, Waiter};
 use crate::region::OpenOptionsRegion;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
@@ -43,6 +43,12 @@ use std::time::{Duration, Instant};
 
 /// The longest single sleep: a waiter wakes this often to check interrupts and its deadline.
 pub const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// The longest single sleep of a thread waiting for a list to gain items: it wakes this often
+/// to check interrupts, its deadline, and whether the store is closing (a producer killed
+/// between its commit and its wake-up delays it by this much at most, until that producer's
+/// recovery wakes it).
+pub const LIST_SLICE: Duration = Duration::from_millis(500);
 
 /// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
 pub const FIRST_SLICE: Duration = Duration::from_millis(1);
@@ -103,6 +109,9 @@ pub struct SharedStore {
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicU64,
+    /// Threads of this process waiting for a list to gain items (`wait_change`): the
+    /// participant's waiting bit is set while it is not 0 (`list_event`).
+    list_waiting: Mutex<u32>,
     /// Containers whose handles were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<super::Container>>,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
@@ -133,6 +142,7 @@ impl SharedStore {
             store: UnsafeCell::new(Some(store)),
             waiter: Mutex::new(waiter),
             waiting: AtomicU64::new(0),
+            list_waiting: Mutex::new(0),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             step_owner: AtomicU64::new(0),
@@ -337,6 +347,7 @@ impl SharedStore {
                             }
                             if !(r.is_err() && st.take_part_fallback()) {
                                 let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
+                                notify_if_grew(st, r.is_ok() && ended.is_ok());
                                 let r = r?;
                                 ended?;
                                 return Ok(r);
@@ -382,8 +393,131 @@ impl SharedStore {
             }
         }
         let ended = st.end_op(r.is_ok()).and_then(|()| st.check_intact());
+        notify_if_grew(st, r.is_ok() && ended.is_ok());
         let r = r?;
         ended?;
+        Ok(r)
+    }
+
+    /// Runs `f` as a change (on `part`'s part lock where it can, as `write_in` does) until it
+    /// returns `Some`: between tries, sleeps until a list gains items in any process
+    /// (`list_event`), in slices of `LIST_SLICE`, checking for interrupts. `Ok(None)` when
+    /// `timeout` passes or `cancel` is set first. `f` returns `None` for "nothing to take"
+    /// (its change then commits nothing worth waking anyone for). After a wake-up, the list
+    /// `watch` is read first (no lock, no change) and `f` runs only if it has items, so a
+    /// wake-up for another list costs a read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wait_change<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        part: Option<super::Container>,
+        watch: super::Container,
+        timeout: Option<Duration>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+        mut f: impl FnMut(&mut Store) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        let deadline = timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)));
+        // The first try announces nothing: an item that is there costs no more than a pop.
+        if let Some(v) = self.change(w, part, &mut f)? {
+            return Ok(Some(v));
+        }
+        let waiter = self.with(w, |st| Ok::<_, E>(st.list_waiter()))?;
+        self.outside(|| {
+            let mut n = lock(&self.list_waiting);
+            if *n == 0 {
+                // SAFETY: `outside` runs this only while the store is open.
+                unsafe { waiter.announce() };
+            }
+            *n += 1;
+        })?;
+        let r = self.wait_change_loop(w, part, watch, deadline, cancel, &waiter, &mut f);
+        let _ = self.outside(|| {
+            let mut n = lock(&self.list_waiting);
+            *n -= 1;
+            if *n == 0 {
+                // SAFETY: as above.
+                unsafe { waiter.withdraw() };
+            }
+        });
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn wait_change_loop<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        part: Option<super::Container>,
+        watch: super::Container,
+        deadline: Option<Instant>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+        waiter: &ListWaiter,
+        f: &mut impl FnMut(&mut Store) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        loop {
+            // Before each try: a pending signal (Ctrl-C) or a cancel ends the wait with
+            // nothing taken, rather than after an item was taken that the caller then loses.
+            w.check_interrupt()?;
+            // Relaxed: the canceller wakes this thread after setting the flag (the futex
+            // orders the two), and a late look costs one more slice at most.
+            if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Ok(None);
+            }
+            // SAFETY: `outside` runs this only while the store is open.
+            let seen = self.outside(|| unsafe { waiter.seen() })?;
+            // A read after the fence in `seen` sees what a change before the producer's fence
+            // added, as the change would (`list_event`).
+            if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
+                if let Some(v) = self.change(w, part, &mut *f)? {
+                    return Ok(Some(v));
+                }
+            }
+            let slice = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    (d - now).min(LIST_SLICE)
+                }
+                None => LIST_SLICE,
+            };
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            if self.closed.load(Ordering::SeqCst) {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::Closed.into());
+            }
+            w.sleep(&mut || {
+                // SAFETY: the store is open (checked above after registering as a waiter),
+                // and `close` waits for `waiting` to drop to zero before it unmaps anything.
+                unsafe { waiter.sleep(seen, slice) };
+            });
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every thread of this process that waits in [`SharedStore::wait_change`] (and,
+    /// with them, those of other processes: each tries once and sleeps again), so that one
+    /// whose `cancel` was set returns now.
+    pub fn wake_list_waiters(&self) {
+        let Ok(waiter) = self.with(&Plain, |st| Ok(st.list_waiter())) else {
+            return;
+        };
+        // SAFETY: `outside` runs this only while the store is open.
+        let _ = self.outside(|| unsafe { waiter.wake_all() });
+    }
+
+    /// Runs `f`, which touches the lock file's words outside a step, while the store is open:
+    /// registered in `waiting`, so `close` unmaps nothing meanwhile (`Error::Closed` once
+    /// closed).
+    fn outside<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        // SeqCst: see `wait`.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Closed);
+        }
+        let r = f();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         Ok(r)
     }
 
@@ -503,6 +637,12 @@ impl SharedStore {
     pub fn close<E: From<Error>>(&self, w: &impl Waiting<E>) -> Result<(), E> {
         let st = self.guard(w)?.take();
         let Some(st) = st else { return Ok(()) };
+        // Threads of this process waiting for a list to gain items wake now, not at the end
+        // of their slice (the store is still open here: this step holds it).
+        if *lock(&self.list_waiting) != 0 {
+            // SAFETY: the store is open (taken out of the step just now, not yet closed).
+            unsafe { st.list_waiter().wake_all() };
+        }
         // SeqCst: see `wait`. Release for `is_closed`'s Acquire.
         self.closed.store(true, Ordering::SeqCst);
         // Waiters registered before the store left the step lock wake within one slice.
@@ -511,6 +651,10 @@ impl SharedStore {
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
+        // No thread waits for a list any more, nor can start to: the bit goes with the
+        // participant (a waiter cut short by the close left it set).
+        // SAFETY: the store is still open (`st.close` below unmaps it).
+        unsafe { st.list_waiter().withdraw() };
         Ok(st.close()?)
     }
 
@@ -542,6 +686,8 @@ impl SharedStore {
             }
         }
         *lock(&self.waiter) = st.waiter();
+        // No thread of the parent waits here (only the forking thread exists in the child).
+        *lock(&self.list_waiting) = 0;
         *g = Some(st);
         Ok(())
     }
@@ -567,6 +713,14 @@ fn open_store(path: &Path, options: OpenOptionsRegion) -> Result<Store> {
             ..options
         },
     )
+}
+
+/// After a change ends: if it added items to a list and committed, wakes the list waiters of
+/// every process (`list_event`); the flag is cleared either way.
+fn notify_if_grew(st: &mut Store, committed: bool) {
+    if st.take_list_grew() && committed {
+        st.notify_lists();
+    }
 }
 
 /// A std mutex whose poisoning is ignored (the data it guards stays consistent: a list, a

@@ -38,6 +38,8 @@ pub struct Store {
     pub(super) read_tracking: std::cell::Cell<bool>,
     /// A part the unlocked read in progress found held (parts.rs).
     pub(super) read_busy: std::cell::Cell<Option<lock::Busy>>,
+    /// A change added items to a list since `take_list_grew` last ran (list.rs).
+    pub(super) list_grew: bool,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -99,9 +101,13 @@ impl Store {
             reads: Default::default(),
             read_tracking: Default::default(),
             read_busy: Default::default(),
+            list_grew: false,
         };
         // Before anything is read or changed: a second participant turns parts on.
         store.raise_slots_high()?;
+        // A participant that died in this slot may have left its list waiting bit set
+        // (FORMAT.md §10.10): this one waits for nothing yet.
+        store.part.lock().event.withdraw(store.part.slot())?;
         if opts.readonly {
             if recovery::orphaned_undo(store.part.attached())?.is_some() {
                 return Err(Error::ReadOnly(

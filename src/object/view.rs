@@ -19,7 +19,7 @@
 //! word, or a container it just created), so the layer above cannot hand a value word, an
 //! owned value's block or a count where a container is meant.
 
-use super::layout::{container, dict_header, list_items, owned};
+use super::layout::{container, dict_header, owned};
 use super::list::corrupt;
 use super::value::{self, Kind};
 use super::{Result, Store};
@@ -322,12 +322,12 @@ impl Store {
                 Ok(())
             }
             Value::List(c) => {
-                let (items, len, _) = self.list_parts(c.get())?;
-                if items != 0 {
-                    f(Child::Part(items))?;
+                let p = self.list_parts(c.get())?;
+                if p.items != 0 {
+                    f(Child::Part(p.items))?;
                 }
-                for i in 0..len {
-                    f(Child::Word(self.get(list_items::item(items, i))?))?;
+                for i in 0..p.len {
+                    f(Child::Word(self.get(p.slot(i))?))?;
                 }
                 Ok(())
             }

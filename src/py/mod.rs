@@ -38,6 +38,7 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<proxy::List>()?;
     m.add_class::<proxy::Dict>()?;
     m.add_class::<proxy::ListIter>()?;
+    m.add_class::<proxy::CancelFlag>()?;
     m.add_class::<set::Set>()?;
     Ok(())
 }

@@ -171,6 +171,110 @@ impl List {
     }
 }
 
+/// A flag that ends a [`SharedStore::wait_change`](crate::object::SharedStore::wait_change)
+/// early (the asyncio methods set it when their task is cancelled).
+#[pyclass(module = "persist._persist", name = "_CancelFlag", frozen)]
+pub(crate) struct CancelFlag {
+    pub(crate) flag: std::sync::atomic::AtomicBool,
+}
+
+#[pymethods]
+impl CancelFlag {
+    #[new]
+    fn py_new() -> CancelFlag {
+        CancelFlag {
+            flag: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Sets the flag (the waiting thread must then be woken: ``List._wake_waiters``).
+    fn set(&self) {
+        // Relaxed: the wake-up that follows orders it for the waiter (see `wait_change`).
+        self.flag.store(true, Ordering::Relaxed);
+    }
+}
+
+impl List {
+    /// `dest` as a list of this store.
+    fn dest_list(&self, dest: &Bound<'_, PyAny>) -> PyResult<Container> {
+        let Ok(d) = dest.cast::<List>() else {
+            return Err(PyTypeError::new_err(format!(
+                "move_to() needs a persist.List as dest, not {}",
+                dest.get_type().name()?
+            )));
+        };
+        let d = d.get();
+        if !Arc::ptr_eq(&d.shared, &self.shared) {
+            return Err(PyValueError::new_err(
+                "move_to() needs a dest list of the same store",
+            ));
+        }
+        Ok(d.off)
+    }
+
+    /// pop, popleft and move_to: takes item `i` (0 or -1 for move_to), moved to `to` (the
+    /// list, and whether to its front) or removed; waits with `block`.
+    #[allow(clippy::too_many_arguments)]
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        i: isize,
+        block: bool,
+        timeout: Option<f64>,
+        to: Option<(Container, bool)>,
+        empty: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = super::store::timeout_arg(timeout)?;
+        match self.take_once(py, i, block, t, to, None)? {
+            Some(o) => Ok(o.into_bound(py)),
+            None => Err(PyIndexError::new_err(empty.to_string())),
+        }
+    }
+
+    fn take_once(
+        &self,
+        py: Python<'_>,
+        i: isize,
+        block: bool,
+        timeout: Option<std::time::Duration>,
+        to: Option<(Container, bool)>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let shared = &self.shared;
+        let take = |st: &mut Store| -> PyResult<Option<Py<PyAny>>> {
+            let len = st.list_len(self.off).map_err(map)?;
+            if len == 0 {
+                return Ok(None);
+            }
+            let j = index(i, len, "pop")?;
+            let Some(w) = st.list_take(self.off, j, to.is_none()).map_err(map)? else {
+                return Ok(None);
+            };
+            if let Some((d, front)) = to {
+                // The same word, moved: no reference is added or dropped.
+                if front {
+                    st.list_splice(d, 0, 0, &[w]).map_err(map)?;
+                } else {
+                    st.list_append(d, w).map_err(map)?;
+                }
+            }
+            // Decode before the op commits (a removed value is released then).
+            Ok(Some(to_py(py, st, shared, w)?.unbind()))
+        };
+        // One list alone (pop, popleft) runs on its part lock where it can; a move changes two.
+        let part = if to.is_none() { Some(self.off) } else { None };
+        if block {
+            return self
+                .shared
+                .wait_change(&Gil(py), part, self.off, timeout, cancel, take);
+        }
+        match part {
+            Some(c) => self.shared.write_in(&Gil(py), c, take),
+            None => self.shared.write(&Gil(py), take),
+        }
+    }
+}
+
 #[pymethods]
 impl List {
     #[new]
@@ -401,13 +505,33 @@ impl List {
 
     /// Removes and returns the item at index ``i`` (the last by default), as :meth:`list.pop`.
     ///
+    /// Taking the last or the first item (``pop()``, ``pop(0)``) moves no other item: O(1),
+    /// so a list is a queue (see :meth:`popleft`).
+    ///
+    /// :param block: with ``True``, an empty list is waited on (the thread sleeps, without the
+    ///     GIL and without polling, until an item is added by any thread or process) instead of
+    ///     raising :exc:`IndexError`; ``i`` is applied once the list has items.
+    /// :param timeout: with ``block=True``, seconds to wait at most (``None``: as long as it
+    ///     takes); ignored without ``block``, as :meth:`queue.Queue.get` does.
     /// :returns: the removed value. A removed container comes back as a proxy, which keeps it
     ///     alive in the store until the proxy is dropped (or stored somewhere again).
-    /// :raises IndexError: the list is empty or ``i`` is out of range.
+    /// :raises IndexError: the list is empty (with ``block=True``: still empty when
+    ///     ``timeout`` passed) or ``i`` is out of range.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is removed then).
     // As list.pop(index=-1, /): positional, and None is not an index (a default of None
     // would accept it and show the wrong signature).
-    #[pyo3(signature = (*args), text_signature = "($self, i=-1, /)")]
-    fn pop<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(
+        signature = (*args, block=false, timeout=None),
+        text_signature = "($self, i=-1, /, *, block=False, timeout=None)"
+    )]
+    fn pop<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let i: isize = match args.len() {
             0 => -1,
             1 => ssize_arg(&args.get_item(0)?)?,
@@ -417,17 +541,174 @@ impl List {
                 )))
             }
         };
-        let shared = &self.shared;
-        self.shared.write(&Gil(py), |st| {
-            let len = st.list_len(self.off).map_err(map)?;
-            if len == 0 {
-                return Err(PyIndexError::new_err("pop from empty list"));
+        self.take(py, i, block, timeout, None, "pop from empty list")
+    }
+
+    /// Removes and returns the first item, as :meth:`collections.deque.popleft`: O(1) (no item
+    /// moves), so a list used with :meth:`append` and ``popleft`` is a FIFO queue shared by
+    /// every thread and process.
+    ///
+    /// :param block: with ``True``, an empty list is waited on, as :meth:`pop` does.
+    /// :param timeout: with ``block=True``, seconds to wait at most (``None``: as long as it
+    ///     takes).
+    /// :returns: the removed value (a container as a proxy, as :meth:`pop`).
+    /// :raises IndexError: the list is empty (with ``block=True``: still empty when
+    ///     ``timeout`` passed).
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is removed then).
+    #[pyo3(signature = (*, block=false, timeout=None))]
+    fn popleft<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.take(py, 0, block, timeout, None, "pop from empty list")
+    }
+
+    /// Moves one item from this list to the list ``dest`` in one atomic change, and returns
+    /// it: a reliable hand-off, as Redis ``BLMOVE``. A consumer that moves each job into a list
+    /// of its own (its in-progress list) and removes it there when done loses no job if it is
+    /// killed at any instant: the job is in exactly one of the two lists, and a recoverer can
+    /// move a dead consumer's jobs back.
+    ///
+    /// :param dest: a ``persist.List`` of the same store (this list itself rotates it).
+    /// :param left: take the first item (``True``, the default: FIFO with :meth:`append`) or
+    ///     the last.
+    /// :param dest_left: put it first in ``dest`` (``True``) or last (the default).
+    /// :param block: with ``True``, an empty list is waited on, as :meth:`pop` does.
+    /// :param timeout: with ``block=True``, seconds to wait at most (``None``: as long as it
+    ///     takes).
+    /// :returns: the moved value (a container as a proxy).
+    /// :raises IndexError: this list is empty (with ``block=True``: still empty when
+    ///     ``timeout`` passed).
+    /// :raises TypeError: ``dest`` is not a ``persist.List``.
+    /// :raises ValueError: ``dest`` belongs to another store, or ``timeout`` is negative or
+    ///     NaN.
+    /// :raises KeyboardInterrupt: Ctrl-C while waiting (nothing is moved then).
+    #[pyo3(signature = (dest, *, left=true, dest_left=false, block=false, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn move_to<'py>(
+        &self,
+        py: Python<'py>,
+        dest: &Bound<'py, PyAny>,
+        left: bool,
+        dest_left: bool,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let d = self.dest_list(dest)?;
+        let to = Some((d, dest_left));
+        let i = if left { 0 } else { -1 };
+        self.take(py, i, block, timeout, to, "move from empty list")
+    }
+
+    /// The blocking forms with a cancel flag (the asyncio methods' worker threads run them):
+    /// ``_take_wait(i, dest, dest_left, block, timeout, cancel)``: ``(value,)``, or ``None``
+    /// when the list was empty (with ``block``: until cancelled or timed out).
+    #[pyo3(signature = (i, dest, dest_left, block, timeout, cancel))]
+    #[allow(clippy::too_many_arguments)]
+    fn _take_wait<'py>(
+        &self,
+        py: Python<'py>,
+        i: isize,
+        dest: Option<&Bound<'py, PyAny>>,
+        dest_left: bool,
+        block: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'py, CancelFlag>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>,)>> {
+        let to = match dest {
+            Some(d) => Some((self.dest_list(d)?, dest_left)),
+            None => None,
+        };
+        let t = super::store::timeout_arg(timeout)?;
+        let flag = &cancel.get().flag;
+        let got = self.take_once(py, i, block, t, to, Some(flag))?;
+        Ok(got.map(|o| (o.into_bound(py),)))
+    }
+
+    /// Wakes this process's threads that wait for a list of this store to gain items (so a
+    /// cancelled asyncio wait ends now).
+    fn _wake_waiters(&self) {
+        self.shared.wake_list_waiters()
+    }
+
+    /// Awaitable :meth:`pop`: ``await lst.pop_async(block=True)`` waits without blocking the
+    /// event loop. See :meth:`popleft_async` for how it waits and what cancelling does.
+    #[pyo3(
+        signature = (*args, block=false, timeout=None),
+        text_signature = "($self, i=-1, /, *, block=False, timeout=None)"
+    )]
+    fn pop_async<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let i: isize = match args.len() {
+            0 => -1,
+            1 => ssize_arg(&args.get_item(0)?)?,
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "pop_async expected at most 1 argument, got {n}"
+                )))
             }
-            let j = index(i, len, "pop")?;
-            let removed = st.list_splice(self.off, j, j + 1, &[]).map_err(map)?;
-            // Decode before the op commits (the value is released then).
-            to_py(py, st, shared, removed[0])
-        })
+        };
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?.getattr("list_take_async")?.call1((
+            slf,
+            i,
+            slf.py().None(),
+            false,
+            block,
+            timeout,
+        ))
+    }
+
+    /// Awaitable :meth:`popleft`: ``await q.popleft_async(block=True)`` waits for an item
+    /// without blocking the event loop.
+    ///
+    /// The wait runs in a worker thread of a pool that persist keeps for these waits (32
+    /// threads: more waits at once, in one process, queue for a free thread).
+    /// Cancelling the awaiting task ends the wait; an item the worker took at that very moment
+    /// is put back at the front of the list (by :meth:`pop_async`: at the end), so a cancelled
+    /// wait loses nothing.
+    #[pyo3(signature = (*, block=false, timeout=None))]
+    fn popleft_async<'py>(
+        slf: &Bound<'py, Self>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?.getattr("list_take_async")?.call1((
+            slf,
+            0,
+            slf.py().None(),
+            false,
+            block,
+            timeout,
+        ))
+    }
+
+    /// Awaitable :meth:`move_to`, waiting as :meth:`popleft_async` does. An item moved at
+    /// the moment the awaiting task was cancelled stays in ``dest`` (where a consumer's
+    /// in-progress list keeps it for its recoverer), and is never lost.
+    #[pyo3(signature = (dest, *, left=true, dest_left=false, block=false, timeout=None))]
+    fn move_to_async<'py>(
+        slf: &Bound<'py, Self>,
+        dest: &Bound<'py, PyAny>,
+        left: bool,
+        dest_left: bool,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.get().dest_list(dest)?;
+        super::store::timeout_arg(timeout)?;
+        let i: isize = if left { 0 } else { -1 };
+        ops(slf.py())?
+            .getattr("list_take_async")?
+            .call1((slf, i, dest, dest_left, block, timeout))
     }
 
     /// Removes every item, as :meth:`list.clear`; one atomic change.
@@ -570,6 +851,56 @@ impl List {
     /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
+    }
+
+    /// Awaitable :meth:`lockExcl`, as :meth:`persist.Dict.lockExcl_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockExcl_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, true, timeout))
+    }
+
+    /// Awaitable :meth:`lockShared`, as :meth:`persist.Dict.lockShared_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockShared_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, false, timeout))
+    }
+
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        super::store::adopt_lock(&self.shared, py, thread)
+    }
+
+    /// Whether the calling thread holds lockExcl or lockShared on this store.
+    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
+        let tid = super::store::thread_id();
+        self.shared
+            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
     }
 
     // Everything that runs Python code lives in _ops.py.
@@ -1257,6 +1588,71 @@ impl Dict {
     /// :raises RuntimeError: the calling thread holds no lock on this store.
     fn unlock(&self, py: Python<'_>) -> PyResult<()> {
         super::store::unlock(&self.shared, py)
+    }
+
+    /// Awaitable :meth:`lockExcl`: ``guard = await root.lockExcl_async()`` takes the store's
+    /// exclusive lock without blocking the event loop (the wait runs in one of persist's worker
+    /// threads), and ``async with root.lockExcl_async(): ...`` gives it back at the block's end.
+    ///
+    /// The lock then belongs to the event loop's thread, as :meth:`lockExcl` belongs to the
+    /// calling thread: the other tasks of that loop run inside the section too (their changes
+    /// are part of it), and a task of the same loop that awaits the lock again while it is
+    /// held gets it at once (reentrant). Cancelling the awaiting task ends the wait; a lock
+    /// taken at that very moment is given back.
+    ///
+    /// :param timeout: seconds to wait at most; ``None`` (the default) waits as long as it takes.
+    /// :returns: an awaitable (giving a :class:`~persist._persist.LockGuard`) and async
+    ///     context manager.
+    /// :raises persist.LockTimeout: the lock was not granted within ``timeout``.
+    /// :raises persist.ReadOnlyError: the store was opened with ``readonly=True``.
+    /// :raises ValueError: ``timeout`` is negative or NaN.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockExcl_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, true, timeout))
+    }
+
+    /// Awaitable :meth:`lockShared`, as :meth:`lockExcl_async` is for :meth:`lockExcl`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockShared_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, false, timeout))
+    }
+
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        super::store::adopt_lock(&self.shared, py, thread)
+    }
+
+    /// Whether the calling thread holds lockExcl or lockShared on this store.
+    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
+        let tid = super::store::thread_id();
+        self.shared
+            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
     }
 
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

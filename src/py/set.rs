@@ -335,6 +335,56 @@ impl Set {
         super::store::unlock(&self.shared, py)
     }
 
+    /// Awaitable :meth:`lockExcl`, as :meth:`persist.Dict.lockExcl_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockExcl_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, true, timeout))
+    }
+
+    /// Awaitable :meth:`lockShared`, as :meth:`persist.Dict.lockShared_async`.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(non_snake_case)]
+    fn lockShared_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        super::store::timeout_arg(timeout)?;
+        ops(slf.py())?
+            .getattr("AsyncLock")?
+            .call1((slf, false, timeout))
+    }
+
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        super::store::adopt_lock(&self.shared, py, thread)
+    }
+
+    /// Whether the calling thread holds lockExcl or lockShared on this store.
+    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
+        let tid = super::store::thread_id();
+        self.shared
+            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
+    }
+
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         ops(slf.py())?.getattr("SetIter")?.call1((slf,))
     }

@@ -169,6 +169,75 @@ pub(crate) fn lock_shared(shared: &Shared, py: Python<'_>, timeout: Option<f64>)
     shared.blocking(&Gil(py), timeout_arg(timeout)?, |st| st.lock_shared(tid))
 }
 
+/// Waiting in a worker thread of the asyncio forms: without the GIL, and ended by a flag
+/// (the awaiting task was cancelled) instead of by signals, which only the main thread gets.
+struct Cancellable<'py, 'a>(Python<'py>, &'a std::sync::atomic::AtomicBool);
+
+impl Waiting<PyErr> for Cancellable<'_, '_> {
+    fn check_interrupt(&self) -> PyResult<()> {
+        // Relaxed: a late look costs one more slice (50 ms) of waiting at most.
+        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(pyo3::exceptions::PyInterruptedError::new_err(
+                "the awaiting task was cancelled",
+            ));
+        }
+        Ok(())
+    }
+
+    fn sleep(&self, sleep: &mut (dyn FnMut() + Send)) {
+        self.0.detach(sleep)
+    }
+}
+
+/// The asyncio forms' wait, in a worker thread: takes lockExcl (`excl`) or lockShared for the
+/// calling thread; `Ok(false)` when `cancel` was set first (nothing held then). A lock taken
+/// after `cancel` was set is given back at once.
+pub(crate) fn lock_wait(
+    shared: &Shared,
+    py: Python<'_>,
+    excl: bool,
+    timeout: Option<f64>,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> PyResult<bool> {
+    let tid = thread_id();
+    let t = timeout_arg(timeout)?;
+    let w = Cancellable(py, cancel);
+    let r = shared.blocking(&w, t, |st| {
+        if excl {
+            st.lock_excl(tid)
+        } else {
+            st.lock_shared(tid)
+        }
+    });
+    match r {
+        Ok(()) if cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+            unlock(shared, py)?;
+            Ok(false)
+        }
+        Ok(()) => Ok(true),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hands the lock worker thread `from` took (`lock_wait`) to the calling thread, and returns
+/// its guard.
+pub(crate) fn adopt_lock(shared: &Arc<Shared>, py: Python<'_>, from: u64) -> PyResult<LockGuard> {
+    let to = thread_id();
+    let kind = shared.with(&Gil(py), |st| {
+        let kind = st.held_by(from);
+        st.hand_over(from, to)?;
+        Ok::<_, PyErr>(kind)
+    })?;
+    Ok(LockGuard::taken(
+        shared,
+        match kind {
+            Some(LockKind::Shared) => "shared",
+            _ => "excl",
+        },
+    ))
+}
+
 /// What :meth:`~persist.Dict.lockExcl` and :meth:`~persist.Dict.lockShared` return.
 ///
 /// The lock is already held when you get it (the call took it, as a plain call always has).

@@ -26,8 +26,10 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// would hash number keys differently. Version 4: single changes on part locks (FORMAT.md
 /// §10.9): container versions move by 2 and are odd while a change holds the container, and
 /// the undo log block holds the held-parts record before its entries. Version 5: the set
-/// container (object block kind 19), which a version-4 reader would call damage.
-pub const FORMAT_VERSION: u32 = 5;
+/// container (object block kind 19), which a version-4 reader would call damage. Version 6:
+/// the list block's `start` word (the index of its first item in its items block), which a
+/// version-5 reader would not know (it would read the items from word 0).
+pub const FORMAT_VERSION: u32 = 6;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.
@@ -253,8 +255,10 @@ pub mod lockfile {
     /// unwritten: the two must never share a store. 6: the `slots high` word (parts, FORMAT.md
     /// §10.9). 7: the taken bit of block journals (FORMAT.md §6.4), which an older build's
     /// sweeps would read as part of the offset (and so free a block a live participant of this
-    /// build holds unlinked).
-    pub const VERSION: u32 = 7;
+    /// build holds unlinked). 8: the list event word and the waiting bits (FORMAT.md §6.1,
+    /// §10.10), which an older build's appends would never move (its producers would leave
+    /// this build's consumers asleep).
+    pub const VERSION: u32 = 8;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
@@ -278,6 +282,14 @@ pub mod lockfile {
     /// reads check only the sequence (one participant: no part is ever held); sections scan
     /// the `active` words of the slots below it.
     pub const SLOTS_HIGH: u64 = 384;
+    /// Header word `list event`: a futex word moved by every change that adds items to a
+    /// list while some participant waits for items (`list_event`, FORMAT.md §10.10).
+    pub const LIST_EVENT: u64 = 448;
+    /// Header words 512..640 `waiting`: bit `s % 64` of word `s / 64` is set while a thread of
+    /// the participant in slot `s` waits for a list to gain items.
+    pub const WAITING_BITS: u64 = 512;
+    pub const WAITING_WORDS: u64 = (SLOTS as u64).div_ceil(64);
+    const _: () = assert!(WAITING_BITS + 8 * WAITING_WORDS <= 640);
 }
 
 #[cfg(test)]

@@ -609,3 +609,36 @@ def test_progress_only_when_asked_or_on_a_terminal(rich: Path, tmp_path: Path) -
     assert "containers copied" in compacted.stderr
     checked = ok("check", "--progress", rich)
     assert "checking" in checked.stderr and checked.stdout.startswith("OK")
+
+
+def test_a_queue_with_items_taken_from_the_front_dumps_loads_and_compacts(
+    tmp_path: Path,
+) -> None:
+    # A list whose first item is not at word 0 of its items block (FORMAT.md §10.2 `start`),
+    # one emptied back to word 0, and one grown after items were taken from its front.
+    src = tmp_path / "q.db"
+    with persist.open(src) as s:
+        s.root["q"] = list(range(50))
+        s.root["e"] = [1, 2]
+        s.root["g"] = ["a", "b", "c", "d"]
+        q, e, g = s.root["q"], s.root["e"], s.root["g"]
+        for _ in range(20):
+            q.popleft()
+        q.insert(0, "front")
+        e.popleft()
+        e.pop(0)
+        g.popleft()
+        g.extend(range(10))
+        want = {"q": list(q), "e": list(e), "g": list(g)}
+    assert want["q"][:2] == ["front", 20] and want["e"] == []
+    ok("check", src)
+    dump = tmp_path / "q.jsonl"
+    ok("dump", src, "-o", dump)
+    dst = tmp_path / "loaded.db"
+    ok("load", dump, dst)
+    small = tmp_path / "compact.db"
+    ok("compact", src, small)
+    for path in (dst, small):
+        ok("check", path)
+        with persist.open(path) as s:
+            assert {k: list(s.root[k]) for k in want} == want

@@ -600,8 +600,9 @@ def _cases() -> list[Case]:
 
     # Another format version (1: the fixed generations before areas), checksum fixed so that
     # only the version differs.
-    # 4: the version before sets (block kind 19), whose reader would call a set damage.
-    for v in (0, 1, 4, 7, 0xFFFFFFFF):
+    # 4: the version before sets (block kind 19), whose reader would call a set damage; 5: the
+    # version before the list's start word.
+    for v in (0, 1, 4, 5, 7, 0xFFFFFFFF):
         cid = f"version-{v}"
 
         def make(w: Path, v: int = v) -> bytes:
@@ -861,6 +862,10 @@ _OFFSET_CASES = [
     "list-len-huge",
     "list-cap-huge",
     "list-len-cap-huge",
+    # the index of a list's first item: beyond its capacity, or with len past the end
+    "list-start-huge",
+    "list-start-past-cap",
+    "list-start-len-past-cap",
     "items-head-huge",
     "dict-used-huge",
     "dict-nentries-huge",
@@ -992,6 +997,15 @@ def _offset_case(name: str, what: str, cid: str, w: Path) -> bytes:
             wr(b, lst + 40, 2**62 + 5)
         if rest in ("cap-huge", "len-cap-huge"):
             wr(b, lst + 48, 2**62 + 5)
+        if rest == "start-huge":
+            wr(b, lst + 56, 2**64 - 1)
+        if rest == "start-past-cap":
+            cap = int.from_bytes(b[lst + 48 : lst + 56], "little")
+            wr(b, lst + 56, cap + 1)
+        if rest == "start-len-past-cap":
+            cap = int.from_bytes(b[lst + 48 : lst + 56], "little")
+            ln = int.from_bytes(b[lst + 40 : lst + 48], "little")
+            wr(b, lst + 56, cap - ln + 1)
     elif kind == "dict":
         wr(b, dct + (40 if rest == "used-huge" else 48), 2**62 + 3)
     elif kind in ("str", "bytes", "bigint", "tuple", "float", "shortstr"):

@@ -192,8 +192,11 @@ def test_distribution_is_persist_store() -> None:
 
 
 def test_list_pop_takes_an_index_as_list_pop_does(tmp_path: Path) -> None:
-    # The stub says pop(i=-1, /), as list.pop; the runtime signature and behaviour agree.
-    assert str(inspect.signature(persist.List.pop)) == "(self, i=-1, /)"
+    # The stub says pop(i=-1, /), as list.pop (and the queue's keywords); the runtime
+    # signature and behaviour agree.
+    assert (
+        str(inspect.signature(persist.List.pop)) == "(self, i=-1, /, *, block=False, timeout=None)"
+    )
     with persist.open(str(tmp_path / "s.db")) as store:
         store.root["l"] = [1, 2, 3]
         lst = store.root["l"]

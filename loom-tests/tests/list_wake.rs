@@ -1,0 +1,266 @@
+//! A thread waiting for a list to gain items is woken by the producer that adds one: no
+//! wake-up is lost, and a waiter or a producer killed at any step breaks no later wait.
+//!
+//! The bug story: a consumer blocked on an empty list (`List.popleft(block=True)`) sets its
+//! participant's waiting bit, reads the list event word (`seen`), tries to take an item, and
+//! sleeps on the event word if the try found none; a producer adds an item, then, if any
+//! waiting bit is set, moves the event word and wakes its sleepers (`persist::list_event`).
+//! If the producer's read of the bits misses the waiter while the waiter's try misses the
+//! item, the waiter sleeps through the append: in the real store until its slice ends (half a
+//! second), here for ever. So the futex is modelled without a timeout (a mutex and a condition
+//! variable, the comparison made under the mutex as the kernel makes it under its hash-bucket
+//! lock), and a lost wake-up shows as a loom deadlock. The waiters and producers run the very
+//! code the object layer runs (`ListEvent::announce`, `seen`, `sleep`, `withdraw`, `notify`);
+//! the list itself is one counter word, taken and added to with Relaxed accesses (the real
+//! list is changed under the store lock or its part lock, which only adds ordering), so the
+//! handshake's two fences alone must carry the proof.
+//!
+//! Each model catches (each bug below was put in once, and the model failed as said):
+//!
+//! - `one_waiter_one_item`, `two_waiters_two_items`, and the two kill models with them: the
+//!   producer's SeqCst fence missing from `ListEvent::notify`, or the waiter's missing from
+//!   `ListEvent::seen` (a loom deadlock: the waiter sleeps through the item).
+//! - `dead_waiter_at_every_point` (a waiter killed before each of its word accesses, then
+//!   its participant recovered as `object/recovery.rs` does: `withdraw` of its bit): a later
+//!   waiter and producer still meet, and every bit ends clear (a recovery without the
+//!   `withdraw` fails the last assertion).
+//! - `dead_producer_at_every_point` (the producer killed after its item is in the list,
+//!   before each access of its `notify`, then recovered: the recoverer's own `notify`): the
+//!   waiter still wakes (without the recoverer's `notify`, a loom deadlock).
+//!
+//! What loom cannot see: it treats SeqCst loads, stores and read-modify-writes as AcqRel and
+//! checks SeqCst fences only, so the models check the handshake fence to fence. A waiter
+//! killed while asleep in the kernel is not modelled past the kernel's own clean-up (it takes
+//! the sleeper off the futex queue); here the victim dies before or after its sleep.
+//!
+//! Cost (release build, a loaded 2-core VM): 15 s for the four at LOOM_MAX_PREEMPTIONS=2.
+#![cfg(loom)]
+
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+use loom_tests::{every_kill_point, model, Budget, KillableWords};
+use persist::list_event::{EventOffsets, ListEvent};
+use persist::store_lock::Futex;
+use persist::sync::{AccessError, AtomicU64, MemWords, Ordering, WordStore};
+
+/// The event word and one word of waiting bits (slots 0..64), in a lock file of their own.
+const AT: EventOffsets = EventOffsets {
+    event: 0,
+    bits: 8,
+    bit_words: 1,
+};
+const FILE_BYTES: u64 = 16;
+/// The `slots high` a producer passes: slots 0..3 may wait.
+const SLOTS: u64 = 3;
+
+/// The lock file, the list (a count of items) and the futex that sleeps on the event word.
+struct World {
+    lock_file: MemWords,
+    items: AtomicU64,
+    /// The kernel's hash-bucket lock: a wait compares the word and goes to sleep under it, a
+    /// wake takes it to wake the sleepers.
+    bucket: Mutex<()>,
+    sleepers: Condvar,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            lock_file: MemWords::new(FILE_BYTES, FILE_BYTES),
+            items: AtomicU64::new(0),
+            bucket: Mutex::new(()),
+            sleepers: Condvar::new(),
+        }
+    }
+
+    fn event(&self) -> ListEvent<'_, MemWords> {
+        ListEvent::new(&self.lock_file, AT).unwrap()
+    }
+
+    fn bits(&self) -> u64 {
+        self.lock_file.load(AT.bits, Ordering::SeqCst).unwrap()
+    }
+
+    /// A try: takes an item if there is one.
+    fn try_take(&self) -> bool {
+        // Relaxed: the handshake's fences order it (module doc).
+        let mut n = self.items.load(Ordering::Relaxed);
+        while n > 0 {
+            match self
+                .items
+                .compare_exchange(n, n - 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+
+    /// A producer's change: one item more.
+    fn add(&self) {
+        // Relaxed: as in `try_take`.
+        self.items.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// FUTEX_WAIT and FUTEX_WAKE without timeouts.
+impl Futex for World {
+    fn wait(&self, word: &AtomicU64, expected: u32) {
+        let bucket = self.bucket.lock().unwrap();
+        // Relaxed: the bucket lock orders it after every wake-up that took the lock before,
+        // and each of those after its producer's increment (the kernel reads the word under
+        // the same lock, with full barriers).
+        if word.load(Ordering::Relaxed) as u32 != expected {
+            return;
+        }
+        drop(self.sleepers.wait(bucket).unwrap());
+    }
+
+    fn wake(&self, _word: &AtomicU64) {
+        let _bucket = self.bucket.lock().unwrap();
+        self.sleepers.notify_all();
+    }
+}
+
+/// A futex whose every wait times out at once (a victim that gives up after one sleep).
+struct TimesOut;
+
+impl Futex for TimesOut {
+    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
+    fn wake(&self, _word: &AtomicU64) {}
+}
+
+/// Waits as `SharedStore::wait_change` does until it takes an item (`rounds`: at most that
+/// many sleeps, then gives up), through `lock_file` (killable for a victim). Returns whether
+/// it took one.
+fn wait_for_item<W: WordStore, F: Futex>(
+    world: &World,
+    lock_file: &W,
+    slot: u32,
+    futex: &F,
+    rounds: u32,
+) -> Result<bool, AccessError> {
+    let event = ListEvent::new(lock_file, AT)?;
+    if world.try_take() {
+        return Ok(true);
+    }
+    event.announce(slot)?;
+    let mut took = false;
+    for _ in 0..rounds {
+        let seen = event.seen()?;
+        if world.try_take() {
+            took = true;
+            break;
+        }
+        event.sleep(seen, futex)?;
+    }
+    event.withdraw(slot)?;
+    Ok(took)
+}
+
+fn waiter(world: &Arc<World>, slot: u32) -> thread::JoinHandle<()> {
+    let world = world.clone();
+    thread::spawn(move || {
+        assert!(wait_for_item(&world, &world.lock_file, slot, &*world, u32::MAX).unwrap());
+    })
+}
+
+fn produce(world: &World) {
+    world.add();
+    world.event().notify(SLOTS, world).unwrap();
+}
+
+#[test]
+fn one_waiter_one_item() {
+    model(|| {
+        let world = Arc::new(World::new());
+        let w = waiter(&world, 1);
+        produce(&world);
+        w.join().unwrap();
+        assert_eq!(world.bits(), 0, "a waiter left its bit set");
+    });
+}
+
+#[test]
+fn two_waiters_two_items() {
+    model(|| {
+        let world = Arc::new(World::new());
+        let a = waiter(&world, 0);
+        let b = waiter(&world, 2);
+        produce(&world);
+        produce(&world);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(world.bits(), 0, "a waiter left its bit set");
+    });
+}
+
+/// A waiter in slot 1 that sleeps once (its futex times out) and is killed before its k-th
+/// word access; its participant is then recovered (its bit withdrawn). A later waiter in the
+/// same slot and a producer must still meet, and every bit must end clear.
+#[test]
+fn dead_waiter_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let budget = Budget::new(k);
+                let lock_file = KillableWords {
+                    inner: &world.lock_file,
+                    budget: &budget,
+                };
+                match wait_for_item(&world, &lock_file, 1, &TimesOut, 1) {
+                    // No item was ever added while it waited.
+                    Ok(took) => assert!(!took),
+                    Err(e) => assert!(budget.killed(), "failed without being killed: {e}"),
+                }
+                budget.spent()
+            })
+        };
+        let other = waiter(&world, 0);
+        let spent = victim.join().unwrap();
+        // The recovery of the dead participant (object/recovery.rs step 2a).
+        world.event().withdraw(1).unwrap();
+        let later = waiter(&world, 1);
+        produce(&world);
+        produce(&world);
+        other.join().unwrap();
+        later.join().unwrap();
+        assert_eq!(world.bits(), 0, "a dead waiter's bit outlived its recovery");
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// The producer adds its item, then is killed before the k-th word access of its `notify`;
+/// its recoverer then notifies (object/recovery.rs step 2a). The waiter must wake.
+#[test]
+fn dead_producer_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let w = waiter(&world, 1);
+        let producer = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let budget = Budget::new(k);
+                let lock_file = KillableWords {
+                    inner: &world.lock_file,
+                    budget: &budget,
+                };
+                world.add();
+                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, &*world));
+                if let Err(e) = r {
+                    assert!(budget.killed(), "failed without being killed: {e}");
+                }
+                budget.spent()
+            })
+        };
+        let spent = producer.join().unwrap();
+        world.event().notify(SLOTS, &*world).unwrap();
+        w.join().unwrap();
+        spent
+    }
+    every_kill_point(scenario);
+}

@@ -1,0 +1,160 @@
+//! Sleeping until a list gains items, across processes: the *list event* word and the
+//! participants' *waiting* bits in the lock file (FORMAT.md §6.1, §10.10).
+//!
+//! Problem. A consumer blocked on an empty list (`List.pop(block=True)`, `popleft`, `move_to`)
+//! must sleep, not poll, and wake when a producer in any process adds an item; a producer must
+//! not pay a system call per append when nobody sleeps; a waiter SIGKILLed at any instant,
+//! asleep or not, must not break any later wait.
+//!
+//! Mechanism. One store-wide *event* word (a futex word: its low 32 bits) and one *waiting* bit
+//! per participant slot (1024 bits in 16 words). The two sides (Dekker's handshake, as the
+//! store lock's sleep and wake in `store_lock.rs`):
+//!
+//! | waiter ([`ListEvent::announce`], [`ListEvent::seen`], [`ListEvent::sleep`]) | producer ([`ListEvent::notify`]) |
+//! |---|---|
+//! | sets its slot's bit (once, while any thread of the participant waits) | adds the item (a change, committed) |
+//! | fence(SeqCst), reads the event word: `seen` | fence(SeqCst) |
+//! | tries to take an item (a change): done if it got one | reads the bits of the attached slots: if any is set, event += 1 and `futex_wake` (all) |
+//! | `futex_wait(event, seen)`, then back to `seen` | |
+//! | clears its bit when its participant's last waiter leaves | |
+//!
+//! Of the two fences one comes first. If the producer's does, the waiter's try (after its own
+//! fence) sees the item. If the waiter's does, the producer sees the bit and moves the event
+//! word; the waiter read `seen` either before that (then the kernel's compare in `futex_wait`
+//! fails, or the wake-up finds it asleep) or after (then, its load having read the SeqCst
+//! increment, its try sees the item added before it). So no wake-up is lost. A wake-up for
+//! nothing (another list gained the item, another waiter took it, the change was rolled back)
+//! costs the waiter one try and it sleeps again. Waiters sleep in slices (the caller's
+//! timeout), so a producer killed between its commit and its wake-up delays a waiter by one
+//! slice at most.
+//!
+//! A waiter killed anywhere leaves at most its bit set: producers then move the event word and
+//! make a wake-up call for nobody, which costs a system call and nothing else, until the dead
+//! participant's recovery (or the next participant to attach in its slot) clears the bit. The
+//! kernel takes a killed sleeper off the futex queue. `loom-tests/tests/list_wake.rs` checks
+//! the handshake (a futex without timeout, so a lost wake-up is a deadlock there) and the kills.
+
+use crate::store_lock::Futex;
+use crate::sync::{fence, AccessError, AtomicU64, Ordering, WordStore};
+
+/// Where the words lie in the lock file.
+#[derive(Clone, Copy, Debug)]
+pub struct EventOffsets {
+    /// The event word (a futex word).
+    pub event: u64,
+    /// The first of the waiting-bit words: bit `s % 64` of word `s / 64` is slot `s`'s.
+    pub bits: u64,
+    /// How many bit words there are (slots / 64, rounded up).
+    pub bit_words: u64,
+}
+
+/// The list event's words, resolved once.
+pub struct ListEvent<'a, W: WordStore> {
+    lock_file: &'a W,
+    event: &'a AtomicU64,
+    at: EventOffsets,
+}
+
+impl<W: WordStore> Clone for ListEvent<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<W: WordStore> Copy for ListEvent<'_, W> {}
+
+impl<'a, W: WordStore> ListEvent<'a, W> {
+    pub fn new(lock_file: &'a W, at: EventOffsets) -> Result<Self, AccessError> {
+        // Every bit word must exist (checked once, so `bit` below can only fail a kill).
+        for k in 0..at.bit_words {
+            lock_file.word(at.bits + 8 * k)?;
+        }
+        Ok(ListEvent {
+            lock_file,
+            event: lock_file.word(at.event)?,
+            at,
+        })
+    }
+
+    /// The event word (to sleep on).
+    pub fn event_word(&self) -> &'a AtomicU64 {
+        self.event
+    }
+
+    fn bit(&self, slot: u32) -> Result<(&'a AtomicU64, u64), AccessError> {
+        let k = slot as u64 / 64;
+        if k >= self.at.bit_words {
+            return Err(AccessError::OutOfBounds {
+                offset: self.at.bits + 8 * k,
+                size: self.at.bits + 8 * self.at.bit_words,
+            });
+        }
+        Ok((self.lock_file.word(self.at.bits + 8 * k)?, 1 << (slot % 64)))
+    }
+
+    /// The waiter's first step: sets `slot`'s waiting bit. The caller calls it once for all
+    /// the threads of its participant that wait at the same time (the bit is the
+    /// participant's), and [`ListEvent::withdraw`] when the last of them leaves.
+    pub fn announce(&self, slot: u32) -> Result<(), AccessError> {
+        let (w, b) = self.bit(slot)?;
+        self.lock_file.step()?;
+        // SeqCst: ordered before the fence in `seen` (the handshake is fence to fence).
+        w.fetch_or(b, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Clears `slot`'s waiting bit: its participant's last waiter leaves, or the recovery of a
+    /// dead participant (or the next to attach in its slot) clears what it left.
+    pub fn withdraw(&self, slot: u32) -> Result<(), AccessError> {
+        let (w, b) = self.bit(slot)?;
+        self.lock_file.step()?;
+        // Relaxed would do (a bit left set only costs wake-ups); SeqCst keeps it simple to
+        // reason about next to `announce`.
+        w.fetch_and(!b, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The waiter, after `announce` and before each try: the event value to sleep on if the
+    /// try finds nothing.
+    pub fn seen(&self) -> Result<u32, AccessError> {
+        // SeqCst fence: the bit set in `announce` is ordered before the tries that follow.
+        // Pairs with the fence in `notify`: if that one comes first, the try sees the item;
+        // if this one does, the producer sees the bit.
+        fence(Ordering::SeqCst);
+        self.lock_file.step()?;
+        // SeqCst (an Acquire would do): a value of `notify`'s increment makes the item it
+        // followed visible to the try.
+        Ok(self.event.load(Ordering::SeqCst) as u32)
+    }
+
+    /// Sleeps while the event word holds `seen` (returns early as [`Futex::wait`] does: the
+    /// caller tries again).
+    pub fn sleep<F: Futex>(&self, seen: u32, futex: &F) -> Result<(), AccessError> {
+        self.lock_file.step()?;
+        futex.wait(self.event, seen);
+        Ok(())
+    }
+
+    /// The producer's side, after a change that added items to a list is committed (or its
+    /// lockExcl section has them): wakes every waiter if any participant below `slots` (the
+    /// `slots high` word) waits. Returns whether it woke.
+    pub fn notify<F: Futex>(&self, slots: u64, futex: &F) -> Result<bool, AccessError> {
+        // SeqCst fence: the change's stores are ordered before the loads of the bits below.
+        // Pairs with the fence in `seen`.
+        fence(Ordering::SeqCst);
+        let words = slots.div_ceil(64).min(self.at.bit_words);
+        for k in 0..words {
+            self.lock_file.step()?;
+            let w = self.lock_file.word(self.at.bits + 8 * k)?;
+            // SeqCst: see the fence above.
+            if w.load(Ordering::SeqCst) != 0 {
+                self.lock_file.step()?;
+                // SeqCst: a waiter that reads the new value sees the change (see `seen`).
+                self.event.fetch_add(1, Ordering::SeqCst);
+                futex.wake(self.event);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
