@@ -566,16 +566,6 @@ fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
                 a_list.get_or_insert(c);
                 stack.extend(st.list_words(c)?);
             }
-            Value::Set(c) => {
-                st.set_len(c)?;
-                for kw in st.set_members(c)? {
-                    stack.push(kw);
-                    // Look every member up again: probing a damaged table must end.
-                    if let Some(key) = Key::inline(kw) {
-                        st.set_contains(c, &key, &mut NO_HINT.clone())?;
-                    }
-                }
-            }
             v @ (Value::Dict(c) | Value::Object(c)) => {
                 st.dict_len(c)?;
                 for (kw, vw) in st.dict_items(c)? {
