@@ -58,6 +58,7 @@ from persist._errors import (
 from persist._pbase import Object, pbase
 from persist._persist import (
     FORMAT_VERSION,
+    Cache,
     Dict,
     List,
     Set,
@@ -68,6 +69,7 @@ from persist._persist import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "Cache",
     "ClosedError",
     "CorruptionError",
     "Dict",
@@ -90,6 +92,7 @@ __all__ = [
 # The proxies are the built-in protocols' containers: every mixin method of MutableMapping and
 # MutableSequence (and MutableSet) is implemented natively, as dict's, list's and set's.
 collections.abc.MutableMapping.register(Dict)
+collections.abc.MutableMapping.register(Cache)
 collections.abc.MutableSequence.register(List)
 collections.abc.MutableSet.register(Set)
 
@@ -333,14 +336,14 @@ def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
 
 
 def json_default(obj: Any) -> Any:
-    """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict or persist.List
-    becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
+    """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict, persist.List
+    or persist.Cache becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
     refused with TypeError, as json's own default does.
 
     Stored tuples become JSON arrays and bytes are refused, as json treats the plain values;
     so is a persist.Set, as json refuses a set.
     """
-    if isinstance(obj, (Dict, List)):
+    if isinstance(obj, (Dict, List, Cache)):
         return obj.to_python()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 

@@ -26,8 +26,9 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// would hash number keys differently. Version 4: single changes on part locks (FORMAT.md
 /// §10.9): container versions move by 2 and are odd while a change holds the container, and
 /// the undo log block holds the held-parts record before its entries. Version 5: the set
-/// container (object block kind 19), which a version-4 reader would call damage.
-pub const FORMAT_VERSION: u32 = 5;
+/// container (object block kind 19), which a version-4 reader would call damage. Version 6: the
+/// cache container (object block kind 20).
+pub const FORMAT_VERSION: u32 = 6;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.
