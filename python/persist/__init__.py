@@ -337,8 +337,8 @@ def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
 
 def json_default(obj: Any) -> Any:
     """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict, persist.List
-    or persist.Cache becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
-    refused with TypeError, as json's own default does.
+    or persist.Cache becomes its plain deep copy (``to_python()``), which json then encodes;
+    anything else is refused with TypeError, as json's own default does.
 
     Stored tuples become JSON arrays and bytes are refused, as json treats the plain values;
     so is a persist.Set, as json refuses a set.

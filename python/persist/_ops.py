@@ -362,7 +362,7 @@ def cache_repr(c: Cache) -> str:
     """A stored cache shows its live entries as a dict does; an unstored description shows
     its options."""
     try:
-        c._ident
+        _ = c._ident
     except TypeError:
         opts = ", ".join(
             f"{name}={getattr(c, name)!r}"
