@@ -16,8 +16,9 @@
 //! key) and by a bounded sweep at every set (`SWEEP_STEPS` entries from the sweep cursor), so
 //! no change ever walks the whole table, and no reader waits for one.
 //!
-//! Recency: the table's insertion order is the recency order. A set, and a read through
-//! [`Store::cache_touch`], moves the entry to the end (`dict_move_last`); eviction removes
+//! Recency: in a cache with a limit, the table's order is the recency order. A set, and a
+//! read through [`Store::cache_touch`], moves the entry to the end (`dict_move_last`); in a
+//! cache without one, the order stays the insertion order, as dict's. Eviction removes
 //! the first live entry, found from the `OLDEST` hint (every entry before it is deleted).
 //! Limits are enforced inside the change that sets an entry, so no change returns with the
 //! cache over its limit.
@@ -62,6 +63,14 @@ pub struct CacheEntry {
     pub expires: u64,
     /// The bytes it counts against the byte limit.
     pub bytes: u64,
+}
+
+impl CacheOpts {
+    /// Whether the cache has a limit: then its table order is the recency order (a set or a
+    /// touch moves the entry to the end); without one, it is the insertion order, as dict's.
+    pub fn limited(&self) -> bool {
+        self.max_entries != 0 || self.max_bytes != 0
+    }
 }
 
 impl CacheEntry {
@@ -336,7 +345,11 @@ impl Store {
                 self.release_at_commit(old)?;
                 self.cache_account(cc, &old_entry, -1)?;
                 self.cache_account(cc, &entry, 1)?;
-                *hint = self.dict_move_last(cc, e)?;
+                *hint = if opts.limited() {
+                    self.dict_move_last(cc, e)?
+                } else {
+                    e
+                };
             }
             None => {
                 *hint = self.dict_insert_new(cc, key.hash, kw, tw)?;
@@ -386,7 +399,9 @@ impl Store {
                 entry = new;
             }
         }
-        e = self.dict_move_last(cc, e)?;
+        if self.cache_opts(c)?.limited() {
+            e = self.dict_move_last(cc, e)?;
+        }
         *hint = e;
         self.cache_table_moved(cc, table)?;
         Ok(Some(entry))
