@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import fork_child, kill_child, reap_child
 
 import persist
+from procs import fork_child, kill_child, reap_child
 
 
 def _cache(store: Any, **opts: Any) -> Any:
