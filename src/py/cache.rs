@@ -64,7 +64,7 @@ fn ttl_ns(ttl: f64) -> PyResult<u64> {
     if ttl.is_infinite() {
         return Ok(0);
     }
-    Ok((ttl * 1e9).ceil().min(SMALL_INT_MAX as f64) as u64)
+    Ok((ttl * 1e9).round().clamp(1.0, SMALL_INT_MAX as f64) as u64)
 }
 
 fn limit(n: Option<i64>, what: &str) -> PyResult<u64> {

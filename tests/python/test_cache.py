@@ -17,6 +17,8 @@ import math
 import os
 import pickle
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -450,3 +452,58 @@ def test_check_and_reads_refuse_a_damaged_cache_entry(tmp_path: Path) -> None:
             c.get("k")
         with pytest.raises(persist.CorruptionError):
             store.check()
+
+
+# ---- dump, load, compact, check --------------------------------------------------------------
+
+
+def test_dump_load_and_compact_keep_caches(tmp_path: Path) -> None:
+    src, dump, dst, compacted = (tmp_path / n for n in ("a.db", "a.jsonl", "b.db", "c.db"))
+    with persist.open(str(src)) as store:
+        shared = [1, 2]
+        store.root.update(
+            {
+                "c": persist.Cache(ttl=3600, max_entries=10, max_bytes=5000),
+                "plain": persist.Cache(),
+                "shared": shared,
+            }
+        )
+        c = store.root["c"]
+        c["a"] = ("t", 1)
+        c.set("b", store.root["shared"], ttl=math.inf)
+        c.set(("k", 2), b"bytes", ttl=7200)
+        c.set("gone", 1, ttl=0.001)
+        c.get("a")  # a is now the most recent
+        store.root["plain"][1] = {"nested": [1]}
+        store.root["again"] = [store.root["c"]]
+        _wait_past(time.time() + 0.002)
+        expiry = {k: c.expires_at(k) for k in c}
+        assert "gone" not in expiry
+    cli = [sys.executable, "-m", "persist"]
+    subprocess.run([*cli, "dump", "-o", str(dump), str(src)], check=True, timeout=120)
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert lines[0]["version"] == 4
+    caches = [r for r in lines[1:-1] if r.get("type") == "cache"]
+    assert len(caches) == 2
+    big = next(r for r in caches if r["max_entries"] == 10)
+    assert (big["ttl"], big["max_bytes"]) == (3600, 5000)
+    assert [e[0] for e in big["entries"]] == ["b", {"tuple": ["k", 2]}, "a"]  # no "gone"
+    assert big["entries"][0][2] is None and all(type(e[2]) is int for e in big["entries"][1:])
+    subprocess.run([*cli, "load", str(dump), str(dst)], check=True, timeout=120)
+    subprocess.run([*cli, "check", str(dst)], check=True, timeout=120, capture_output=True)
+    subprocess.run([*cli, "compact", str(src), str(compacted)], check=True, timeout=120)
+    again = subprocess.run(
+        [*cli, "dump", str(dst)], check=True, timeout=120, capture_output=True, text=True
+    ).stdout
+    assert again == dump.read_text()
+    for path in (dst, compacted):
+        with persist.open(str(path)) as store:
+            c = store.root["c"]
+            assert (c.ttl, c.max_entries, c.max_bytes) == (3600, 10, 5000)
+            assert list(c) == ["b", ("k", 2), "a"]
+            assert c == {"a": ("t", 1), "b": [1, 2], ("k", 2): b"bytes"}
+            assert {k: c.expires_at(k) for k in c} == expiry
+            assert c.peek("b")._ident == store.root["shared"]._ident
+            assert store.root["again"][0]._ident == c._ident
+            assert store.root["plain"] == {1: {"nested": [1]}}
+            assert store.check()["leaked_references"] == 0
