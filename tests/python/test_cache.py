@@ -507,3 +507,36 @@ def test_dump_load_and_compact_keep_caches(tmp_path: Path) -> None:
             assert store.root["again"][0]._ident == c._ident
             assert store.root["plain"] == {1: {"nested": [1]}}
             assert store.check()["leaked_references"] == 0
+
+
+# ---- durable and read-only stores ------------------------------------------------------------
+
+
+def test_a_durable_store_keeps_cache_changes(tmp_path: Path) -> None:
+    path = str(tmp_path / "d.db")
+    with persist.open(path, durable=True) as st:
+        st.root["c"] = persist.Cache(max_entries=2)
+        c = st.root["c"]
+        c["a"], c["b"] = 1, ("two", 2)
+        assert c["a"] == 1
+        c.set("c", "x" * 50, ttl=3600)
+        del c["c"]
+        c["d"] = 4
+    with persist.open(path, durable=True) as st:
+        assert list(st.root["c"].items()) == [("a", 1), ("d", 4)]
+        assert st.check()["leaked_references"] == 0
+
+
+def test_a_read_only_store_reads_a_limited_cache_without_refreshing(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    with persist.open(path) as st:
+        st.root["c"] = persist.Cache(max_entries=3)
+        c = st.root["c"]
+        c["a"], c["b"] = 1, 2
+    with persist.open(path, readonly=True) as st:
+        c = st.root["c"]
+        assert c["a"] == 1 and c.get("b") == 2 and list(c) == ["a", "b"]
+        with pytest.raises(persist.ReadOnlyError):
+            c["x"] = 1
+        with pytest.raises(persist.ReadOnlyError):
+            c.expire()
