@@ -18,6 +18,8 @@ The API, in brief:
   list and set (and are registered as MutableMapping, MutableSequence and MutableSet), every
   single operation is atomic, and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain
   calls or ``with`` blocks) or ``Store.transaction()`` make several operations one.
+- ``Cache(ttl=..., max_entries=..., max_bytes=...)``, stored, is a dict whose entries expire
+  (per key: ``c.set(k, v, ttl=5)``) and that evicts least recently used entries at its limits.
 - Values: None, bool, int, float, str, bytes and tuples are stored by value; lists, dicts and
   sets are copied in and read back as ``List``, ``Dict`` and ``Set``; instances of ``pbase``
   subclasses are stored objects whose attributes live in the store (``Object`` when the
