@@ -145,6 +145,15 @@ impl Store {
         t.entry_at(e)
     }
 
+    /// A live entry's key word, checked not to name a container (no key can be one: only a
+    /// damaged file has one, and Python could not even hash its proxy).
+    fn key_word(&self, c: u64, k: u64) -> Result<u64> {
+        if self.names_container(k)? {
+            return Err(corrupt("a dict key is a container", c));
+        }
+        Ok(k)
+    }
+
     /// The next live entry at or after position `pos`: (its position, key word, value word).
     pub fn dict_next(&self, c: Container, pos: u64) -> Result<Option<(u64, u64, u64)>> {
         let c = c.get();
@@ -153,7 +162,7 @@ impl Store {
         while e < t.nentries {
             let (_, k, v) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                return Ok(Some((e, k, v)));
+                return Ok(Some((e, self.key_word(c, k)?, v)));
             }
             e += 1;
         }
@@ -169,7 +178,7 @@ impl Store {
             e -= 1;
             let (_, k, v) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                return Ok(Some((e, k, v)));
+                return Ok(Some((e, self.key_word(c, k)?, v)));
             }
         }
         Ok(None)
@@ -183,7 +192,7 @@ impl Store {
         for e in 0..t.nentries {
             let (_, k, val) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                v.push((k, val));
+                v.push((self.key_word(c, k)?, val));
             }
         }
         Ok(v)
