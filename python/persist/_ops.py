@@ -286,8 +286,21 @@ def dict_repr(d: Dict) -> str:
         active.discard(ident)
 
 
+def _unstored(x: Any) -> bool:
+    """An unstored persist.Cache(...) description (it has no entries to compare)."""
+    if not isinstance(x, Cache):
+        return False
+    try:
+        _ = x._ident
+    except TypeError:
+        return True
+    return False
+
+
 def dict_richcmp(d: Dict, other: Any, op: int) -> Any:
     if op not in (2, 3) or not isinstance(other, (dict, Dict, Cache)):
+        return NotImplemented
+    if _unstored(d) or _unstored(other):
         return NotImplemented
     if isinstance(other, (Dict, Cache)) and other._ident == d._ident:
         return _SELF[op]
@@ -361,9 +374,7 @@ class CacheItemsView(ItemsView):
 def cache_repr(c: Cache) -> str:
     """A stored cache shows its live entries as a dict does; an unstored description shows
     its options."""
-    try:
-        _ = c._ident
-    except TypeError:
+    if _unstored(c):
         opts = ", ".join(
             f"{name}={getattr(c, name)!r}"
             for name in ("ttl", "max_entries", "max_bytes")

@@ -108,7 +108,9 @@ enum Val<'py> {
 ///   with a limit, that read is a small change of the store); ``in``, iteration and
 ///   :meth:`peek` do not.
 /// * Iteration walks a snapshot of the live entries (least recently used first), so an entry
-///   expiring meanwhile does not raise.
+///   expiring meanwhile does not raise. ``len`` of a cache that holds entries with an expiry
+///   time counts the live ones (a walk of the table); without any, it is one word.
+/// * An unstored description equals only itself.
 /// * Values and keys are what a :class:`persist.Dict` stores.
 #[pyclass(module = "persist", name = "Cache", frozen, weakref, mapping)]
 pub(crate) struct Cache {

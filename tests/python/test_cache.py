@@ -47,6 +47,7 @@ def test_an_unstored_cache_describes_options_and_is_used_once_stored(store: Any)
     d = persist.Cache(ttl=1.5, max_entries=3, max_bytes=1000)
     assert (d.ttl, d.max_entries, d.max_bytes) == (1.5, 3, 1000)
     assert repr(d) == "persist.Cache(ttl=1.5, max_entries=3, max_bytes=1000)"
+    assert d == d and d != {} and d != persist.Cache(ttl=1.5)
     with pytest.raises(TypeError, match="not stored yet"):
         len(d)
     with pytest.raises(TypeError, match="not stored yet"):
