@@ -133,8 +133,10 @@ def test_expired_entries_are_absent_for_every_read(store: Any) -> None:
     t1 = time.time()
     assert t0 + 3600 <= c.expires_at("keep") <= t1 + 3600 + 1e-6
     assert c.expires_at("forever") is None
-    assert len(c) == 4 and "short" in c
-    short_expiry = max(c.expires_at("short"), c.expires_at(("t", 1)))
+    short_expiry = t1 + 0.05
+    if time.time() < t1 + 0.04:  # unless the machine stalled past their expiry
+        assert len(c) == 4 and "short" in c
+        short_expiry = max(c.expires_at("short"), c.expires_at(("t", 1)))
     bytes_before = c.size_bytes
     _wait_past(short_expiry)
     assert "short" not in c and c.get("short") is None and c.peek(("t", 1)) is None
@@ -149,10 +151,11 @@ def test_expired_entries_are_absent_for_every_read(store: Any) -> None:
     assert c.touch(("t", 1)) is False
     assert c.size_bytes < bytes_before and c.expire() == 0
     # touch gives a new expiry; expire() reclaims everything expired at once.
-    c.set("a", 1, ttl=0.05)
+    c.set("a", 1, ttl=60)
     c.set("b", 2, ttl=0.05)
+    b_expiry = time.time() + 0.05
     assert c.touch("a", ttl=3600) is True and c.expires_at("a") > time.time() + 3000
-    _wait_past(c.expires_at("b"))
+    _wait_past(b_expiry)
     assert c.expire() == 1 and set(c) == {"keep", "forever", "a"}
     report = store.check()
     assert report["leaked_references"] == 0 and report["unreachable_blocks"] == 0
@@ -162,13 +165,18 @@ def test_writes_reclaim_expired_entries_without_a_full_sweep(store: Any) -> None
     c = _cache(store)
     for i in range(200):
         c.set(i, "v" * 30, ttl=0.02)
-    full = c.size_bytes
     _wait_past(time.time() + 0.03)
-    assert len(c) == 0
-    # Each set looks at a few entries: 40 sets reclaim most of 200 expired ones.
+    assert len(c) == 0 and c.size_bytes > 0
+    # Each set looks at 8 entries from where the last one stopped: 10 sets reclaim at most 80
+    # of the 200 expired ones, 40 sets (320 looks) all of them.
+    store.root["fresh"] = persist.Cache()
+    fresh = store.root["fresh"]
     for i in range(40):
         c[("new", i)] = i
-    assert c.size_bytes < full / 2
+        fresh[("new", i)] = i
+        if i == 9:
+            assert c.size_bytes > fresh.size_bytes
+    assert c.size_bytes == fresh.size_bytes
     assert len(c) == 40 and store.check()["leaked_references"] == 0
 
 
@@ -185,7 +193,9 @@ def test_expiry_is_seen_by_another_process(tmp_path: Path) -> None:
                 oc = other.root["c"]
                 before = time.time()
                 seen = oc.get("k")
-                os.write(w, json.dumps([before, seen, oc.expires_at("k")]).encode() + b"\n")
+                after = time.time()
+                theirs = oc.expires_at("k") if seen is not None else None
+                os.write(w, json.dumps([before, seen, after, theirs]).encode() + b"\n")
                 _wait_past(expiry)
                 os.write(w, json.dumps([oc.get("k"), "k" in oc, len(oc)]).encode())
 
@@ -194,9 +204,13 @@ def test_expiry_is_seen_by_another_process(tmp_path: Path) -> None:
         assert reap_child(pid) == 0
         lines = os.read(r, 4096).decode().splitlines()
         os.close(r)
-        before, seen, their_expiry = json.loads(lines[0])
-        assert their_expiry == expiry
-        assert (seen == "v") == (before < expiry)
+        before, seen, after, theirs = json.loads(lines[0])
+        # Found only before its expiry (the same expiry time for both processes), missing only
+        # after it, by the child's clock.
+        if seen is not None:
+            assert seen == "v" and before < expiry and theirs == expiry
+        else:
+            assert after >= expiry
         assert json.loads(lines[1]) == [None, False, 0]
 
 
