@@ -108,6 +108,20 @@ impl Store {
         Ok(c)
     }
 
+    /// `cache_check` for a change: also that the block is as long as a cache header, so that
+    /// a damaged head (a dict's block that says cache) never gets words written past it.
+    fn cache_check_mut(&self, c: Container) -> Result<u64> {
+        let cc = self.cache_check(c)?;
+        let size = self
+            .part
+            .heap()
+            .usable_size(crate::heap::Block::from_word(cc))?;
+        if size < cache_header::BYTES {
+            return Err(corrupt("a cache block is shorter than a cache header", cc));
+        }
+        Ok(cc)
+    }
+
     /// The options of cache `c`.
     pub fn cache_opts(&self, c: Container) -> Result<CacheOpts> {
         let c = self.cache_check(c)?;
@@ -325,7 +339,7 @@ impl Store {
         now: u64,
         hint: &mut u64,
     ) -> Result<CacheSet> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         let opts = self.cache_opts(c)?;
         let table = self.get(cc + dict_header::TABLE)?;
         let found = self.dict_find(cc, key, hint)?;
@@ -373,7 +387,7 @@ impl Store {
         now: u64,
         hint: &mut u64,
     ) -> Result<Option<CacheEntry>> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         let table = self.get(cc + dict_header::TABLE)?;
         let Some((e, kw, w)) = self.dict_find(cc, key, hint)? else {
             return Ok(None);
@@ -415,7 +429,7 @@ impl Store {
         key: &Key,
         now: u64,
     ) -> Result<Option<(u64, CacheEntry)>> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         let Some((e, _, _)) = self.dict_find(cc, key, &mut super::dict::NO_HINT.clone())? else {
             return Ok(None);
         };
@@ -426,7 +440,7 @@ impl Store {
     /// Removes and returns the most recent live entry (expired ones met on the way are
     /// removed too).
     pub fn cache_popitem(&mut self, c: Container, now: u64) -> Result<Option<(u64, CacheEntry)>> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         while let Some((e, _, _)) = self.dict_last(c)? {
             let (kw, entry) = self.cache_remove_at(cc, e)?;
             if entry.live(now) {
@@ -438,7 +452,7 @@ impl Store {
 
     /// Removes every entry (released at commit).
     pub fn cache_clear(&mut self, c: Container) -> Result<()> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         self.dict_clear(c)?;
         for at in [
             cache_header::TOTAL_BYTES,
@@ -453,7 +467,7 @@ impl Store {
 
     /// Removes every expired entry now (a whole-table walk, asked for); returns how many.
     pub fn cache_expire(&mut self, c: Container, now: u64) -> Result<u64> {
-        let cc = self.cache_check(c)?;
+        let cc = self.cache_check_mut(c)?;
         let mut n = 0;
         let mut pos = 0;
         while let Some((e, _, w)) = self.dict_next(c, pos)? {
@@ -522,9 +536,10 @@ impl Store {
         self.get(cc + cache_header::TOTAL_BYTES)
     }
 
-    /// For check: the entry words of every table entry of cache `c` agree with its header
-    /// (entries that expire, bytes held).
+    /// For check: cache `c`'s block is long enough, and the entry words of every table entry
+    /// agree with its header (entries that expire, bytes held).
     pub(super) fn cache_check_entries(&self, c: u64) -> Result<()> {
+        self.cache_check_mut(Container::checked(c))?;
         let mut bytes = 0u64;
         let mut expiring = 0u64;
         let mut pos = 0;
