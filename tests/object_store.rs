@@ -312,3 +312,83 @@ fn dict_modify_reads_and_writes_one_value_in_one_change() {
     let report = st.check(T).unwrap();
     assert_eq!(report.unreachable_blocks, 0, "{report:?}");
 }
+
+#[test]
+fn a_cache_expires_by_the_callers_clock_and_evicts_the_least_recent() {
+    use persist::object::cache::{CacheOpts, CacheSet};
+    let dir = tempdir();
+    let mut st = Store::open(&dir.join("s.db")).unwrap();
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(Node::Cache(CacheOpts {
+        ttl: 0,
+        max_entries: 40,
+        max_bytes: 0,
+    }));
+    set(&mut st, root, "c", &t);
+    let c = get_container(&st, root, "c");
+    let now = 1_000_000_000u64;
+    let int = |i: i64| value::small_int(i).unwrap();
+    // Keys 0..50 at times now + i, each expiring 100 ns later; the limit keeps the last 40.
+    st.begin_op(T).unwrap();
+    for i in 0..50u64 {
+        let kt = Tree::scalar(Node::Int(i as i64));
+        let r = st.cache_set(
+            c,
+            &k(&kt),
+            int(i as i64),
+            now + i + 100,
+            now + i,
+            &mut NO_HINT.clone(),
+        );
+        assert_eq!(r.unwrap(), CacheSet::Done);
+    }
+    st.end_op(true).unwrap();
+    let at = |st: &Store, i: i64, when: u64| {
+        let kt = Tree::scalar(Node::Int(i));
+        st.cache_get(c, &k(&kt), when, &mut NO_HINT.clone())
+            .unwrap()
+            .map(|e| e.value)
+    };
+    assert_eq!(at(&st, 9, now), None, "evicted");
+    assert_eq!(at(&st, 10, now), Some(int(10)));
+    // Expired exactly at its expiry time, by the reader's clock.
+    assert_eq!(at(&st, 10, now + 109), Some(int(10)));
+    assert_eq!(at(&st, 10, now + 110), None);
+    assert_eq!(st.cache_len(c, now + 120).unwrap(), 29);
+    assert_eq!(st.cache_len(c, now + 150).unwrap(), 0);
+    // A touch refreshes: 10 becomes the most recent, so the next set evicts 11.
+    st.begin_op(T).unwrap();
+    let ten = Tree::scalar(Node::Int(10));
+    assert!(st
+        .cache_touch(c, &k(&ten), None, now, &mut NO_HINT.clone())
+        .unwrap()
+        .is_some());
+    let kt = Tree::scalar(Node::Int(100));
+    st.cache_set(c, &k(&kt), int(100), 0, now, &mut NO_HINT.clone())
+        .unwrap();
+    st.end_op(true).unwrap();
+    assert_eq!(at(&st, 11, now), None);
+    assert_eq!(at(&st, 10, now), Some(int(10)));
+    // Rolled back: the counts and the entries come back whole.
+    let bytes = st.cache_bytes(c).unwrap();
+    st.begin_op(T).unwrap();
+    assert_eq!(st.cache_expire(c, now + 1000).unwrap(), 39);
+    st.cache_clear(c).unwrap();
+    st.end_op(false).unwrap();
+    assert_eq!(st.cache_bytes(c).unwrap(), bytes);
+    assert_eq!(st.cache_len(c, now).unwrap(), 40);
+    // Long after every expiry, each set reclaims a few expired entries, never the table.
+    st.begin_op(T).unwrap();
+    let kt = Tree::scalar(Node::Int(200));
+    st.cache_set(c, &k(&kt), int(200), 0, now + 1000, &mut NO_HINT.clone())
+        .unwrap();
+    st.end_op(true).unwrap();
+    let left = st.cache_items(c, 0).unwrap().len();
+    assert!((30..40).contains(&left), "{left}");
+    let r = st.check(T).unwrap();
+    assert_eq!(r.unreachable_blocks, 0, "{r:?}");
+    // A cache is no dict, and a dict no cache.
+    assert!(st.dict_len(c).is_err());
+    assert!(st.cache_len(root, now).is_err());
+}

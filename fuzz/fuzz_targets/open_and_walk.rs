@@ -32,11 +32,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use persist::object::dict::{Key, NO_HINT};
-use persist::object::tree::{Node, Tree};
-use persist::object::view::Value;
 use persist::object::number::{Dec, Special};
 use persist::object::packed::{self, Clock, Packed};
+use persist::object::tree::{Node, Tree};
 use persist::object::value::Kind;
+use persist::object::view::Value;
 use persist::object::{value, Container, Store};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -312,7 +312,11 @@ fn make_base() -> Base {
                 ),
                 p(Kind::Decimal, &dec),
                 p(Kind::Uuid, &Packed::Uuid([0xab; 16])),
-                V::Set(vec![V::Int(1), s("two"), V::Tup(vec![p(Kind::Date, &date)])]),
+                V::Set(vec![
+                    V::Int(1),
+                    s("two"),
+                    V::Tup(vec![p(Kind::Date, &date)]),
+                ]),
             ]),
         )
         .unwrap();
@@ -362,6 +366,51 @@ fn make_base() -> Base {
         st.begin_op(T).unwrap();
         let w = st.encode(&ref_tree(cyc)).unwrap();
         st.list_append(cyc, w).unwrap();
+        st.end_op(true).unwrap();
+        // A cache (a dict table whose values are entry tuples) with entries that expire, one
+        // that never does, and a container value.
+        let mut ct = Tree::default();
+        ct.push(Node::Cache(persist::object::cache::CacheOpts {
+            ttl: 1 << 40,
+            max_entries: 20,
+            max_bytes: 0,
+        }));
+        st.begin_op(T).unwrap();
+        let w = st.encode(&ct).unwrap();
+        let kt = key("cache");
+        st.dict_set(
+            root,
+            &Key::new(&kt, kt.root).unwrap(),
+            w,
+            &mut NO_HINT.clone(),
+        )
+        .unwrap();
+        let cache = container_of(&st, w);
+        for i in 0..25i64 {
+            let kt = Tree::scalar(Node::Int(i));
+            let vw = st.encode(&build(&s(&"c".repeat(i as usize * 9)))).unwrap();
+            let expires = if i % 4 == 0 { 0 } else { 1 << 61 };
+            st.cache_set(
+                cache,
+                &Key::new(&kt, kt.root).unwrap(),
+                vw,
+                expires,
+                1,
+                &mut NO_HINT.clone(),
+            )
+            .unwrap();
+        }
+        let kt = key("list value");
+        let lw = st.encode(&ref_tree(cyc)).unwrap();
+        st.cache_set(
+            cache,
+            &Key::new(&kt, kt.root).unwrap(),
+            lw,
+            0,
+            1,
+            &mut NO_HINT.clone(),
+        )
+        .unwrap();
         st.end_op(true).unwrap();
         st.check(T).unwrap();
         st.close().unwrap();
@@ -565,6 +614,17 @@ fn walk(st: &Store) -> persist::object::Result<(Container, Option<Container>)> {
             Value::List(c) => {
                 a_list.get_or_insert(c);
                 stack.extend(st.list_words(c)?);
+            }
+            Value::Cache(c) => {
+                st.cache_opts(c)?;
+                st.cache_len(c, 1 << 60)?;
+                for (kw, e) in st.cache_items(c, 1)? {
+                    stack.push(kw);
+                    stack.push(e.value);
+                    if let Some(key) = Key::inline(kw) {
+                        st.cache_get(c, &key, 1, &mut NO_HINT.clone())?;
+                    }
+                }
             }
             v @ (Value::Dict(c) | Value::Object(c)) => {
                 st.dict_len(c)?;

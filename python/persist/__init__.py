@@ -18,6 +18,8 @@ The API, in brief:
   list and set (and are registered as MutableMapping, MutableSequence and MutableSet), every
   single operation is atomic, and ``lockExcl()``, ``lockShared()`` and ``unlock()`` (plain
   calls or ``with`` blocks) or ``Store.transaction()`` make several operations one.
+- ``Cache(ttl=..., max_entries=..., max_bytes=...)``, stored, is a dict whose entries expire
+  (per key: ``c.set(k, v, ttl=5)``) and that evicts least recently used entries at its limits.
 - Values: None, bool, int, float, str, bytes and tuples are stored by value; lists, dicts and
   sets are copied in and read back as ``List``, ``Dict`` and ``Set``; instances of ``pbase``
   subclasses are stored objects whose attributes live in the store (``Object`` when the
@@ -60,6 +62,7 @@ from persist._errors import (
 from persist._pbase import Object, pbase
 from persist._persist import (
     FORMAT_VERSION,
+    Cache,
     Dict,
     List,
     Set,
@@ -70,6 +73,7 @@ from persist._persist import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "Cache",
     "ClosedError",
     "CorruptionError",
     "Dict",
@@ -92,6 +96,7 @@ __all__ = [
 # The proxies are the built-in protocols' containers: every mixin method of MutableMapping and
 # MutableSequence (and MutableSet) is implemented natively, as dict's, list's and set's.
 collections.abc.MutableMapping.register(Dict)
+collections.abc.MutableMapping.register(Cache)
 collections.abc.MutableSequence.register(List)
 collections.abc.MutableSet.register(Set)
 
@@ -336,14 +341,14 @@ def _named_as_given(e: OSError, opened: str, given: str) -> OSError:
 
 
 def json_default(obj: Any) -> Any:
-    """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict or persist.List
-    becomes its plain deep copy (``to_python()``), which json then encodes; anything else is
-    refused with TypeError, as json's own default does.
+    """For ``json.dumps(value, default=persist.json_default)``: a persist.Dict, persist.List
+    or persist.Cache becomes its plain deep copy (``to_python()``), which json then encodes;
+    anything else is refused with TypeError, as json's own default does.
 
     Stored tuples become JSON arrays and bytes are refused, as json treats the plain values;
     so is a persist.Set, as json refuses a set.
     """
-    if isinstance(obj, (Dict, List)):
+    if isinstance(obj, (Dict, List, Cache)):
         return obj.to_python()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 

@@ -2,22 +2,27 @@
 
 Problem: users who leave persist (or cross a format change) need their data in a form any
 language can read, exactly, with no code run on the way back. Mechanism: every container
-(dict, list, set, user object) reachable from the root becomes one record, on one line, naming the
+(dict, list, set, cache, user object) reachable from the root becomes one record, on one line,
+naming the
 containers it holds by number; scalars are written in place, tagged where JSON alone would
 lose them. API: :func:`walk` (store -> records, under the caller's lockShared),
 :func:`write_dump` / :func:`read_dump` (records <-> the file), and the ``dump`` command.
 
-The format, version 3 (FORMAT.md §11 has the same text; version 2 lacked sets, version 1 the
-everyday value types as well; both are read):
+The format, version 4 (FORMAT.md §11 has the same text; version 3 lacked caches, version 2
+sets as well, version 1 the everyday value types too; all are read):
 
 * UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
   written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header
-  ``{"format":"persist-dump","version":3,"persist":"0.1.0","store_format":6,"root":0}``;
+  ``{"format":"persist-dump","version":4,"persist":"0.1.0","store_format":7,"root":0}``;
   then one record per container; the last line is ``{"end":N}``, N the number of records (a
   dump without it was cut short and is refused).
 * Records: ``{"id":I,"type":"dict","items":[[K,V],...]}``,
   ``{"id":I,"type":"list","items":[V,...]}``,
   ``{"id":I,"type":"set","members":[V,...]}`` (members in the order of their JSON text),
+  ``{"id":I,"type":"cache","ttl":T,"max_entries":N,"max_bytes":N,"entries":[[K,V,E],...]}``
+  (``ttl`` in seconds, a number, or null; the limits integers or null; the live entries at the
+  dump, least recently used first, ``E`` the expiry time in nanoseconds since the Unix epoch
+  on CLOCK_REALTIME, or null for never),
   ``{"id":I,"type":"object","class":"module:qualname","attrs":[[K,V],...]}``. Ids are unique
   non-negative integers; the record whose id is the header's ``root`` is the root dict.
   ``dump`` numbers containers 0, 1, 2... in breadth-first order from the root, items in their
@@ -62,10 +67,10 @@ from persist._cli_common import CliError, Progress
 from persist._pbase import _core
 
 FORMAT = "persist-dump"
-VERSION = 3
-# Dump versions this persist reads: 2 has no sets, 1 no everyday value types either; else the
-# same.
-READS = (1, 2, 3)
+VERSION = 4
+# Dump versions this persist reads: 3 has no caches, 2 no sets either, 1 no everyday value
+# types either; else the same.
+READS = (1, 2, 3, 4)
 
 # Exactly representable in a double: what other JSON readers keep as an integer.
 _SAFE_INT = 2**53
@@ -109,13 +114,15 @@ class Ref:
 
 class Record(NamedTuple):
     """One container: ``items`` holds values (``Ref`` for containers) for a list, members for a
-    set, and (key, value) pairs for a dict or an object; ``cls`` is an object's
-    ``module:qualname``."""
+    set, (key, value) pairs for a dict or an object, and (key, value, expiry ns or None)
+    triples for a cache; ``cls`` is an object's ``module:qualname``; ``opts`` a cache's
+    options (``ttl``, ``max_entries``, ``max_bytes``)."""
 
     id: int
-    type: str  # "dict", "list", "set" or "object"
+    type: str  # "dict", "list", "set", "cache" or "object"
     items: list[Any]
     cls: str | None = None
+    opts: dict[str, Any] | None = None
 
 
 # ---- store -> records -----------------------------------------------------------------------
@@ -125,7 +132,7 @@ def count_containers(store: persist.Store) -> int:
     """How many containers a walk will meet (for progress): the store's own count of dicts,
     lists, sets and objects that something reaches or holds. Call it before taking lockShared."""
     objects = store.stats()["objects"]
-    return sum(objects.get(k, 0) for k in ("dict", "list", "set", "object"))
+    return sum(objects.get(k, 0) for k in ("dict", "list", "set", "cache", "object"))
 
 
 def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Record]:
@@ -157,6 +164,8 @@ def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Recor
             return ref(v, "dict")
         if t is persist.Set:
             return ref(v, "set")
+        if t is persist.Cache:
+            return ref(v, "cache")
         if isinstance(v, persist.pbase):
             return ref(_core(v), "object")
         raise CliError(f"the store returned a value of unexpected type {t.__name__}")
@@ -167,6 +176,10 @@ def walk(root: persist.Dict, progress: Progress | None = None) -> Iterator[Recor
         try:
             if kind in ("list", "set"):
                 record = Record(n, kind, [value(v) for v in target._snapshot()[0]])
+            elif kind == "cache":
+                entries = [(value(k), value(v), e or None) for k, v, e in target._entries()]
+                opts = {a: getattr(target, a) for a in ("ttl", "max_entries", "max_bytes")}
+                record = Record(n, kind, entries, None, opts)
             else:
                 keys, values, _ = target._snapshot()
                 pairs = [(value(k), value(v)) for k, v in zip(keys, values, strict=True)]
@@ -248,6 +261,10 @@ def encode_record(r: Record) -> dict[str, Any]:
         # In the order of their JSON text, as frozenset members: equal sets dump alike.
         members = sorted((encode_value(v) for v in r.items), key=_encode)
         return {"id": r.id, "type": "set", "members": members}
+    if r.type == "cache":
+        assert r.opts is not None
+        entries = [[encode_value(k), encode_value(v), e] for k, v, e in r.items]
+        return {"id": r.id, "type": "cache", **r.opts, "entries": entries}
     pairs = [[encode_value(k), encode_value(v)] for k, v in r.items]
     if r.type == "dict":
         return {"id": r.id, "type": "dict", "items": pairs}
@@ -388,6 +405,31 @@ def _pairs(x: Any) -> list[tuple[Any, Any]]:
     return out
 
 
+def _entries(x: Any) -> list[tuple[Any, Any, int | None]]:
+    if type(x) is not list:
+        raise ValueError("entries must be a list of [key, value, expiry] triples")
+    out = []
+    for p in x:
+        if type(p) is not list or len(p) != 3:
+            raise ValueError("entries must be a list of [key, value, expiry] triples")
+        e = p[2]
+        if e is not None and (type(e) is not int or not 0 < e < 2**62):
+            raise ValueError("an entry's expiry must be null or a positive integer below 2**62")
+        out.append((decode_value(p[0], key=True), decode_value(p[1]), e))
+    return out
+
+
+def _cache_opts(x: dict[str, Any]) -> dict[str, Any]:
+    ttl = x["ttl"]
+    if ttl is not None and (type(ttl) not in (int, float) or not ttl > 0):
+        raise ValueError("a cache's ttl must be null or a positive number")
+    for name in ("max_entries", "max_bytes"):
+        n = x[name]
+        if n is not None and (type(n) is not int or not 1 <= n < 2**63):
+            raise ValueError(f"a cache's {name} must be null or a positive integer")
+    return {"ttl": ttl, "max_entries": x["max_entries"], "max_bytes": x["max_bytes"]}
+
+
 def decode_record(x: Any) -> Record:
     if type(x) is not dict or type(x.get("id")) is not int or x["id"] < 0:
         raise ValueError("a record needs a non-negative integer id")
@@ -398,12 +440,21 @@ def decode_record(x: Any) -> Record:
         return Record(x["id"], kind, _pairs(x["items"]))
     if kind == "set" and x.keys() == {"id", "type", "members"} and type(x["members"]) is list:
         return Record(x["id"], kind, [decode_value(v, key=True) for v in x["members"]])
+    if kind == "cache" and x.keys() == {
+        "id",
+        "type",
+        "ttl",
+        "max_entries",
+        "max_bytes",
+        "entries",
+    }:
+        return Record(x["id"], kind, _entries(x["entries"]), None, _cache_opts(x))
     if kind == "object" and x.keys() == {"id", "type", "class", "attrs"}:
         cls = x["class"]
         if type(cls) is not str or ":" not in cls:
             raise ValueError("an object's class must be a 'module:qualname' string")
         return Record(x["id"], kind, _pairs(x["attrs"]), cls)
-    raise ValueError("not a record of the dump format (type dict, list, set or object)")
+    raise ValueError("not a record of the dump format (type dict, list, set, cache or object)")
 
 
 def read_dump(

@@ -92,7 +92,9 @@ _AT_ONCE = 20_000
 def build(root_id: int, records: Sequence[Record], store: persist.Store) -> int:
     """Stores the graph of ``records`` under ``store``'s root; returns how many containers it
     holds. Records that the root does not reach are not kept."""
-    if len(records) <= _AT_ONCE:
+    # A cache is filled once stored (its entries keep their expiry times): the batched build
+    # does that for every container.
+    if len(records) <= _AT_ONCE and not any(r.type == "cache" for r in records):
         return _build_at_once(root_id, records, store)
     return _build_in_batches(root_id, records, store)
 
@@ -122,6 +124,8 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
             return not any(has_ref(v) for v in r.items)
         if r.type == "set":
             return True  # members are never containers
+        if r.type == "cache":
+            return False  # filled once stored
         return r.type == "dict" and not any(has_ref(k) or has_ref(v) for k, v in r.items)
 
     def empty(r: Record) -> Any:
@@ -131,6 +135,9 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
             return dict(r.items) if leaf(r) else {}
         if r.type == "set":
             return set(r.items)
+        if r.type == "cache":
+            assert r.opts is not None
+            return persist.Cache(**r.opts)
         assert r.cls is not None
         return object.__new__(new_class(r.cls))
 
@@ -177,6 +184,9 @@ def _build_in_batches(root_id: int, records: Sequence[Record], store: persist.St
             elif r.type == "dict":
                 for chunk in _batches(r.items):
                     target.update([(k, resolve(v)) for k, v in chunk])
+            elif r.type == "cache":
+                for chunk in _batches(r.items):
+                    target._load_entries([(k, resolve(v), e or 0) for k, v, e in chunk])
             else:
                 for k, v in r.items:
                     setattr(target, k, resolve(v))

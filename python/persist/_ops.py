@@ -14,7 +14,7 @@ from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
 from typing import TYPE_CHECKING, Any
 
-from persist._persist import Dict, List, Set, _CancelFlag
+from persist._persist import Cache, Dict, List, Set, _CancelFlag
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -38,7 +38,7 @@ def _plain(x: Any) -> Any:
     """A shallow plain view of a proxy (lists and dicts compare by contents)."""
     if isinstance(x, List):
         return x._snapshot()[0]
-    if isinstance(x, Dict):
+    if isinstance(x, (Dict, Cache)):
         k, v, _ = x._snapshot()
         return dict(zip(k, v, strict=True))
     if isinstance(x, Set):
@@ -243,7 +243,7 @@ def _pairs(args: tuple, kwargs: dict | None) -> list:
     pairs: list = []
     if args:
         src = args[0]
-        if isinstance(src, Dict):
+        if isinstance(src, (Dict, Cache)):
             k, v, _ = src._snapshot()
             pairs.extend(zip(k, v, strict=True))
         elif hasattr(src, "keys"):
@@ -292,16 +292,29 @@ def dict_repr(d: Dict) -> str:
         active.discard(ident)
 
 
+def _unstored(x: Any) -> bool:
+    """An unstored persist.Cache(...) description (it has no entries to compare)."""
+    if not isinstance(x, Cache):
+        return False
+    try:
+        _ = x._ident
+    except TypeError:
+        return True
+    return False
+
+
 def dict_richcmp(d: Dict, other: Any, op: int) -> Any:
-    if op not in (2, 3) or not isinstance(other, (dict, Dict)):
+    if op not in (2, 3) or not isinstance(other, (dict, Dict, Cache)):
         return NotImplemented
-    if isinstance(other, Dict) and other._ident == d._ident:
+    if _unstored(d) or _unstored(other):
+        return NotImplemented
+    if isinstance(other, (Dict, Cache)) and other._ident == d._ident:
         return _SELF[op]
     return _OPS[op](dict_copy(d), _plain(other))
 
 
 def dict_or(d: Dict, other: Any) -> Any:
-    if not isinstance(other, (dict, Dict)):
+    if not isinstance(other, (dict, Dict, Cache)):
         return NotImplemented
     r = dict_copy(d)
     r.update(_plain(other))
@@ -318,6 +331,63 @@ def dict_ror(d: Dict, other: Any) -> Any:
 
 def dict_ior(d: Dict, other: Any) -> None:
     dict_update(d, (other,), None)
+
+
+# ---- Cache ----------------------------------------------------------------------------------
+
+
+def cache_iter(c: Cache, want: int = 0) -> Any:
+    """Iterates a snapshot of a Cache's live keys (want 0), values (1) or items (2), least
+    recently used first: entries that expire meanwhile do not make it raise."""
+    k, v, _ = c._snapshot()
+    if want == 0:
+        return iter(k)
+    if want == 1:
+        return iter(v)
+    return iter(list(zip(k, v, strict=True)))
+
+
+class CacheKeysView(KeysView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return cache_iter(self._mapping, 0)
+
+    def __repr__(self) -> str:
+        return f"persist.Cache_keys({list(self)!r})"
+
+
+class CacheValuesView(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return cache_iter(self._mapping, 1)
+
+    def __repr__(self) -> str:
+        return f"persist.Cache_values({list(self)!r})"
+
+
+class CacheItemsView(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return cache_iter(self._mapping, 2)
+
+    def __repr__(self) -> str:
+        return f"persist.Cache_items({list(self)!r})"
+
+
+def cache_repr(c: Cache) -> str:
+    """A stored cache shows its live entries as a dict does; an unstored description shows
+    its options."""
+    if _unstored(c):
+        opts = ", ".join(
+            f"{name}={getattr(c, name)!r}"
+            for name in ("ttl", "max_entries", "max_bytes")
+            if getattr(c, name) is not None
+        )
+        return f"persist.Cache({opts})"
+    return dict_repr(c)
 
 
 # ---- Set ------------------------------------------------------------------------------------
@@ -559,7 +629,7 @@ def to_python(obj: Any) -> Any:
             memo[key] = out = []
             work.append((x, out))
             return out, True
-        if isinstance(x, Dict):
+        if isinstance(x, (Dict, Cache)):
             key = x._ident
             if key in memo:
                 return memo[key], False
@@ -577,7 +647,9 @@ def to_python(obj: Any) -> Any:
             if core is None:
                 return x, False
             return shell(core)[0], False
-        if isinstance(x, tuple) and any(isinstance(i, (List, Dict, Set, pbase, tuple)) for i in x):
+        if isinstance(x, tuple) and any(
+            isinstance(i, (List, Dict, Set, Cache, pbase, tuple)) for i in x
+        ):
             return tuple_shell(x), False
         return x, False
 

@@ -145,6 +145,15 @@ impl Store {
         t.entry_at(e)
     }
 
+    /// A live entry's key word, checked not to name a container (no key can be one: only a
+    /// damaged file has one, and Python could not even hash its proxy).
+    fn key_word(&self, c: u64, k: u64) -> Result<u64> {
+        if self.names_container(k)? {
+            return Err(corrupt("a dict key is a container", c));
+        }
+        Ok(k)
+    }
+
     /// The next live entry at or after position `pos`: (its position, key word, value word).
     pub fn dict_next(&self, c: Container, pos: u64) -> Result<Option<(u64, u64, u64)>> {
         let c = c.get();
@@ -153,7 +162,7 @@ impl Store {
         while e < t.nentries {
             let (_, k, v) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                return Ok(Some((e, k, v)));
+                return Ok(Some((e, self.key_word(c, k)?, v)));
             }
             e += 1;
         }
@@ -169,7 +178,7 @@ impl Store {
             e -= 1;
             let (_, k, v) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                return Ok(Some((e, k, v)));
+                return Ok(Some((e, self.key_word(c, k)?, v)));
             }
         }
         Ok(None)
@@ -183,7 +192,7 @@ impl Store {
         for e in 0..t.nentries {
             let (_, k, val) = self.entry(&t, e)?;
             if k != value::EMPTY {
-                v.push((k, val));
+                v.push((self.key_word(c, k)?, val));
             }
         }
         Ok(v)
@@ -429,24 +438,92 @@ impl Store {
 
     /// Removes and returns the last entry's (key, value) words (released at commit).
     pub fn dict_popitem(&mut self, c: Container) -> Result<Option<(u64, u64)>> {
-        let c = c.get();
-        let d = self.dict_parts(c)?;
-        let Some((e, _, _)) = self.dict_last(Container::checked(c))? else {
+        let Some((e, _, _)) = self.dict_last(c)? else {
             return Ok(None);
         };
-        let (h, _, _) = self.entry(&d, e)?;
-        // Find its bucket by walking the probe sequence to the bucket naming `e`.
+        Ok(Some(self.dict_delete_at(c.get(), e)?))
+    }
+
+    /// The bucket naming live entry `e`, found by walking its probe sequence.
+    fn bucket_of(&self, c: u64, d: &DictParts, e: u64) -> Result<u64> {
+        let (h, _, _) = self.entry(d, e)?;
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
         for _ in 0..probe_limit(d.nbuckets) {
             if self.get(d.bucket(i))? == e + 1 {
-                return Ok(Some(self.delete_entry(c, &d, i, e)?));
+                return Ok(i);
             }
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
         }
         Err(corrupt("dict entry not reachable from its bucket", c))
+    }
+
+    /// Deletes live entry `e` of dict `c`; returns its (key, value) words, released at commit.
+    pub(super) fn dict_delete_at(&mut self, c: u64, e: u64) -> Result<(u64, u64)> {
+        let d = self.dict_parts(c)?;
+        if e >= d.nentries || self.entry(&d, e)?.1 == value::EMPTY {
+            return Err(corrupt("deleting a dict entry that is not live", c));
+        }
+        let b = self.bucket_of(c, &d, e)?;
+        self.delete_entry(c, &d, b, e)
+    }
+
+    /// The entry of `key` in dict `c`: (entry index, key word, value word); `hint` as for
+    /// `find_entry`.
+    pub(super) fn dict_find(
+        &self,
+        c: u64,
+        key: &Key,
+        hint: &mut u64,
+    ) -> Result<Option<(u64, u64, u64)>> {
+        let d = self.dict_parts(c)?;
+        match self.find_entry(&d, key, hint)? {
+            Some(e) => {
+                let (_, k, v) = d.entry_at(e)?;
+                Ok(Some((e, k, v)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Entry `e` of dict `c` if it is live: (e, key word, value word).
+    pub(super) fn dict_entry_at(&self, c: u64, e: u64) -> Result<Option<(u64, u64, u64)>> {
+        let d = self.dict_parts(c)?;
+        if e >= d.nentries {
+            return Ok(None);
+        }
+        let (_, k, v) = d.entry_at(e)?;
+        Ok((k != value::EMPTY).then_some((e, k, v)))
+    }
+
+    /// Writes the value word of live entry `e` of dict `c` (the old word is the caller's to
+    /// release or keep).
+    pub(super) fn dict_put_value(&mut self, c: u64, e: u64, w: u64) -> Result<()> {
+        let d = self.dict_parts(c)?;
+        if e >= d.nentries {
+            return Err(corrupt("dict entry out of range", c));
+        }
+        self.put(d.entry_off(e) + dict_table::VALUE, w)?;
+        self.bump_version(c)
+    }
+
+    /// Moves live entry `e` of dict `c` to the end of the insertion order (its words kept,
+    /// nothing released: the table may be rebuilt); returns its new index.
+    pub(super) fn dict_move_last(&mut self, c: u64, e: u64) -> Result<u64> {
+        let d = self.dict_parts(c)?;
+        if e + 1 == d.nentries {
+            return Ok(e);
+        }
+        let b = self.bucket_of(c, &d, e)?;
+        let (h, kw, vw) = self.entry(&d, e)?;
+        let o = d.entry_off(e);
+        self.put(d.bucket(b), dict_table::DUMMY)?;
+        self.put(o + dict_table::KEY, value::EMPTY)?;
+        self.put(o + dict_table::VALUE, value::EMPTY)?;
+        self.put(c + dict_header::USED, d.used - 1)?;
+        self.dict_insert_new(c, h, kw, vw)
     }
 
     /// Removes every entry (released at commit).

@@ -101,6 +101,10 @@ impl Store {
                     refs[i] += 1;
                     word[i]
                 }
+                Node::Cache(_) => {
+                    refs[i] += 1;
+                    word[i]
+                }
                 Node::Tuple(r) => self.new_tuple(t.kids(r), &word)?,
                 Node::FrozenSet(r) => self.new_frozenset(t, t.kids(r), &word)?,
                 scalar => self.encode_scalar(scalar)?,
@@ -134,6 +138,7 @@ impl Store {
                 Node::List(_) => word[i] = self.new_list_header()?,
                 Node::Dict(_) => word[i] = self.new_dict_header(Kind::Dict)?,
                 Node::Set(_) => word[i] = self.new_dict_header(Kind::Set)?,
+                Node::Cache(o) => word[i] = self.new_cache_header(o)?,
                 Node::Object(..) => {
                     word[i] = self.new_dict_header(Kind::Object)?;
                     self.encoded_objects.push((i as u32, word[i]));
@@ -379,7 +384,11 @@ impl Store {
                 })?;
                 self.free_block(w, way)?;
             }
-            Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
+            Value::List(c)
+            | Value::Dict(c)
+            | Value::Object(c)
+            | Value::Set(c)
+            | Value::Cache(c) => {
                 let c = c.get();
                 let rc = self.refcount(c)?;
                 if rc == 0 {

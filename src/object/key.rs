@@ -347,7 +347,8 @@ impl Store {
             | Value::List(_)
             | Value::Dict(_)
             | Value::Object(_)
-            | Value::Set(_) => return Ok(None),
+            | Value::Set(_)
+            | Value::Cache(_) => return Ok(None),
         }))
     }
 
@@ -406,7 +407,8 @@ impl Store {
                 | Value::List(_)
                 | Value::Dict(_)
                 | Value::Object(_)
-                | Value::Set(_)) => {
+                | Value::Set(_)
+                | Value::Cache(_)) => {
                     return Err(corrupt(
                         &format!("a dict key is a {}, which no key can be", v.type_name()),
                         w,

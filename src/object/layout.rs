@@ -114,6 +114,29 @@ pub mod dict_header {
     pub const BYTES: u64 = 72;
 }
 
+/// A cache block: the dict block's words (`dict_header`; its class word unused, 0), then the
+/// cache's options and bookkeeping (cache.rs). Each entry's value word names a cache entry: a
+/// tuple block of three words (the value, the expiry time, the entry's bytes).
+pub mod cache_header {
+    /// Default time to live of a new entry in nanoseconds (0: entries never expire unless
+    /// set with a time to live).
+    pub const TTL: u64 = 72;
+    /// The most live and expired entries the table holds after a change (0: no limit).
+    pub const MAX_ENTRIES: u64 = 80;
+    /// The most entry bytes (`TOTAL_BYTES`) after a change (0: no limit).
+    pub const MAX_BYTES: u64 = 88;
+    /// The sum of the entries' bytes.
+    pub const TOTAL_BYTES: u64 = 96;
+    /// How many entries have an expiry time (0: no entry can expire; `len` is `used`).
+    pub const EXPIRING: u64 = 104;
+    /// A table position before which every entry is deleted (where eviction looks first;
+    /// 0 after the table is rebuilt).
+    pub const OLDEST: u64 = 112;
+    /// The table position the next bounded sweep starts at.
+    pub const SWEEP: u64 = 120;
+    pub const BYTES: u64 = 128;
+}
+
 /// A list's items block: the head (capacity in its length field), then the item words.
 pub mod list_items {
     pub const FIRST: u64 = 8;

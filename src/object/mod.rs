@@ -59,6 +59,7 @@
 //! | `error.rs` | the layer's errors |
 
 mod access;
+pub mod cache;
 pub mod dict;
 mod encode;
 mod error;

@@ -232,6 +232,25 @@ impl Store {
         let head = self.get(w)?;
         match value::head_kind(head) {
             Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float) => Ok(()),
+            // A tuple of inline words and leaves (a cache entry of a scalar value, cache.rs):
+            // its release frees blocks only.
+            Some(Kind::Tuple) => {
+                if let super::view::Value::Tuple { block, len } = self.value(w)? {
+                    for i in 0..len {
+                        let item = self.tuple_item(block, i)?;
+                        if value::is_block(item)
+                            && !matches!(
+                                value::head_kind(self.get(item)?),
+                                Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float)
+                            )
+                        {
+                            return self.part_refuse();
+                        }
+                    }
+                    return Ok(());
+                }
+                self.part_refuse()
+            }
             _ => self.part_refuse(),
         }
     }

@@ -284,7 +284,9 @@ fn is_version_word(mem: &crate::region::Mapping, offset: u64) -> bool {
     c % 16 == 0
         && matches!(
             mem.load(c, Ordering::Acquire).map(value::head_kind),
-            Ok(Some(Kind::List | Kind::Dict | Kind::Object | Kind::Set))
+            Ok(Some(
+                Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache
+            ))
         )
 }
 

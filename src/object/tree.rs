@@ -33,6 +33,8 @@ pub enum Node<'a> {
     Object(String, Range<u32>),
     /// A set: its members (hashable, as frozenset members): `tree.children[range]`.
     Set(Range<u32>),
+    /// An empty cache with these options (cache.rs).
+    Cache(super::cache::CacheOpts),
     /// A container of this store.
     Ref(super::Container),
     /// Another reference to a container node of this tree.
@@ -43,7 +45,7 @@ impl Node<'_> {
     pub fn is_container(&self) -> bool {
         matches!(
             self,
-            Node::List(_) | Node::Dict(_) | Node::Object(..) | Node::Set(_)
+            Node::List(_) | Node::Dict(_) | Node::Object(..) | Node::Set(_) | Node::Cache(_)
         )
     }
 }

@@ -58,6 +58,8 @@ pub enum Kind {
     Object = 18,
     /// A mutable set: a dict block whose entries have no value (set.rs).
     Set = 19,
+    /// A cache: a dict block with expiry and size limits (cache.rs).
+    Cache = 20,
     /// Internal blocks, never named by a value word.
     ListItems = 32,
     DictTable = 33,
@@ -85,6 +87,7 @@ impl Kind {
             17 => Kind::Dict,
             18 => Kind::Object,
             19 => Kind::Set,
+            20 => Kind::Cache,
             32 => Kind::ListItems,
             33 => Kind::DictTable,
             34 => Kind::UndoLog,
@@ -98,7 +101,10 @@ impl Kind {
     }
 
     pub fn is_container(self) -> bool {
-        matches!(self, Kind::List | Kind::Dict | Kind::Object | Kind::Set)
+        matches!(
+            self,
+            Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -119,6 +125,7 @@ impl Kind {
             Kind::Dict => "dict",
             Kind::Object => "object",
             Kind::Set => "set",
+            Kind::Cache => "cache",
             Kind::ListItems => "list items",
             Kind::DictTable => "dict table",
             Kind::UndoLog => "undo log",

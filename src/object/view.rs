@@ -105,13 +105,19 @@ pub enum Value {
     Object(Container),
     /// A set: a dict whose entries' value words are all empty.
     Set(Container),
+    /// A cache: a dict whose entries' values are cache entries (cache.rs).
+    Cache(Container),
 }
 
 impl Value {
     /// The container this value is (shared, reference counted), if it is one.
     pub fn container(self) -> Option<Container> {
         match self {
-            Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => Some(c),
+            Value::List(c)
+            | Value::Dict(c)
+            | Value::Object(c)
+            | Value::Set(c)
+            | Value::Cache(c) => Some(c),
             _ => None,
         }
     }
@@ -146,6 +152,7 @@ impl Value {
             Value::Dict(_) => "dict",
             Value::Object(_) => "object",
             Value::Set(_) => "set",
+            Value::Cache(_) => "cache",
         }
     }
 }
@@ -231,6 +238,7 @@ impl Store {
             Some(Kind::Dict) => Value::Dict(Container(w)),
             Some(Kind::Object) => Value::Object(Container(w)),
             Some(Kind::Set) => Value::Set(Container(w)),
+            Some(Kind::Cache) => Value::Cache(Container(w)),
             Some(Kind::ListItems | Kind::DictTable | Kind::UndoLog | Kind::Held) | None => {
                 return Err(corrupt(
                     &format!(
@@ -331,7 +339,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
+            Value::Dict(c) | Value::Object(c) | Value::Set(c) | Value::Cache(c) => {
                 let c = c.get();
                 let d = self.dict_parts(c)?;
                 if d.table != 0 {

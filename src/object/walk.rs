@@ -186,7 +186,11 @@ impl Store {
                 | Value::Bool(_)
                 | Value::Int(_)
                 | Value::ShortStr(_) => continue,
-                Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
+                Value::List(c)
+                | Value::Dict(c)
+                | Value::Object(c)
+                | Value::Set(c)
+                | Value::Cache(c) => {
                     let c = c.get();
                     if m.blocks.contains_key(&c) {
                         continue;
@@ -203,6 +207,11 @@ impl Store {
                         });
                     }
                     m.blocks.insert(c, Role::Container);
+                    if let Value::Cache(_) = v {
+                        // Every entry a cache entry block, the counts its header keeps right.
+                        self.cache_opts(super::Container::checked(c))?;
+                        self.cache_check_entries(c)?;
+                    }
                 }
                 Value::Str(_)
                 | Value::Bytes(_)

@@ -621,6 +621,12 @@ pub(crate) fn to_tree<'py>(
             )));
         } else if let Some(&seen) = memo.get(&(x.as_ptr() as usize)) {
             t.push(Node::Shared(seen))
+        } else if let Some(n) = super::cache::unstored_node(&x) {
+            // An unstored persist.Cache(...): a new empty cache.
+            let i = t.push(n);
+            memo.insert(x.as_ptr() as usize, i);
+            keep.alive.push(x.clone());
+            i
         } else if let Some((off, same)) = proxy::proxy_target(&x, shared)? {
             if same {
                 t.push(Node::Ref(off))
@@ -756,6 +762,7 @@ pub(crate) fn to_py<'py>(
         Value::Dict(c) => proxy::new_dict(py, st, shared, c),
         Value::Object(c) => object_to_py(py, st, shared, c),
         Value::Set(c) => set::new_set(py, st, shared, c),
+        Value::Cache(c) => super::cache::new_cache(py, st, shared, c),
         Value::Empty => Err(errors::CorruptionError::new_err(format!(
             "an empty word where a value belongs (at {w:#x})"
         ))),

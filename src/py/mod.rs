@@ -12,6 +12,7 @@
 //!
 //! The exception classes are defined in Python and only looked up here: see errors.rs.
 
+mod cache;
 mod convert;
 mod errors;
 mod incr;
@@ -40,5 +41,6 @@ fn _persist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<proxy::ListIter>()?;
     m.add_class::<proxy::CancelFlag>()?;
     m.add_class::<set::Set>()?;
+    m.add_class::<cache::Cache>()?;
     Ok(())
 }

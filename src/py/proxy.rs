@@ -85,6 +85,12 @@ pub(crate) fn proxy_target(
         let s = s.get();
         return Ok(Some((s.off, Arc::ptr_eq(&s.shared, shared))));
     }
+    if let Ok(s) = o.cast::<super::cache::Cache>() {
+        // An unstored description is no proxy (the tree builder makes it a new cache).
+        if let Some((s, c)) = &s.get().at {
+            return Ok(Some((*c, Arc::ptr_eq(s, shared))));
+        }
+    }
     // A bound pbase instance keeps its attribute dict proxy in __dict__['_p_core'].
     if let Ok(dict) = o.getattr("__dict__") {
         if let Ok(dict) = dict.cast::<pyo3::types::PyDict>() {

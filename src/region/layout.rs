@@ -28,8 +28,9 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// the undo log block holds the held-parts record before its entries. Version 5: the set
 /// container (object block kind 19), which a version-4 reader would call damage. Version 6:
 /// the list block's `start` word (the index of its first item in its items block), which a
-/// version-5 reader would not know (it would read the items from word 0).
-pub const FORMAT_VERSION: u32 = 6;
+/// version-5 reader would not know (it would read the items from word 0). Version 7: the
+/// cache container (object block kind 20).
+pub const FORMAT_VERSION: u32 = 7;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.

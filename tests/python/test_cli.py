@@ -252,7 +252,7 @@ def test_bench_runs_every_workload() -> None:
 def test_dump_is_json_lines_with_a_header_and_an_end(rich: Path) -> None:
     text = ok("dump", rich).stdout
     lines = [json.loads(line) for line in text.splitlines()]
-    assert lines[0]["format"] == "persist-dump" and lines[0]["version"] == 3
+    assert lines[0]["format"] == "persist-dump" and lines[0]["version"] == 4
     assert lines[-1] == {"end": len(lines) - 2}
     records = {r["id"]: r for r in lines[1:-1]}
     root = dict((json.dumps(k), v) for k, v in records[lines[0]["root"]]["items"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import math
 import os
 import random
 import signal
@@ -72,7 +73,7 @@ CHILD = textwrap.dedent(
 
     path = sys.argv[1]
     bad = 0
-    found = {"list": None, "dict": None, "set": None, "keys": []}
+    found = {"list": None, "dict": None, "set": None, "cache": None, "keys": []}
 
     def step(name, fn):
         global bad
@@ -123,6 +124,16 @@ CHILD = textwrap.dedent(
                 len(o)
                 for v in o:
                     v in o
+                    stack.append(v)
+            elif isinstance(o, persist.Cache):
+                if found["cache"] is None:
+                    found["cache"] = o
+                len(o)
+                o.size_bytes
+                for k, v in o.items():
+                    o.peek(k)
+                    o.expires_at(k) if k in o else None
+                    stack.append(k)
                     stack.append(v)
             elif isinstance(o, _pbase.pbase):
                 type(o).__name__
@@ -178,6 +189,16 @@ CHILD = textwrap.dedent(
                 s |= {"more", 2.5}
                 if s:
                     s.pop()
+            if found["cache"] is not None:
+                c = found["cache"]
+                c["__c"] = "cached"
+                c.set(("t", 1), [1, 2], ttl=60)
+                c.get("__c")
+                c.touch("__c", ttl=30)
+                c.pop("__c", None)
+                c.expire()
+                if c:
+                    c.popitem()
 
         step("append", append_found)
 
@@ -281,6 +302,17 @@ def _build_base(name: str, path: Path) -> None:
         root["set"] = {1, "two", (3, 4.5), frozenset({6}), 10**30, "s" * 40, b"b"}
         root["sets"] = [set(), {None}, {i * 7 for i in range(30)}]
         root[frozenset({decimal.Decimal("2.5"), datetime.date(2020, 1, 1)})] = "frozenset key"
+        # Caches (FORMAT.md §10.2: a dict table whose values are (value, expiry, bytes) tuples).
+        root["cache"] = persist.Cache(ttl=3600, max_entries=50, max_bytes=100_000)
+        c = root["cache"]
+        for i in range(30):
+            c[i] = "c" * (i * 5)
+        c.set("forever", [1, {"x": 2}], ttl=math.inf)
+        c.set(("t", 2), (1, b"b" * 100), ttl=7200)
+        c.get(3)
+        del c[7]
+        root["caches"] = [persist.Cache(), persist.Cache(max_bytes=5000)]
+        root["caches"][0]["k"] = root["cycle"]  # a shared container as a cache value
     elif name == "many":
         for i in range(300):
             root[i] = {"i": i, "s": "x" * (i % 50), "l": list(range(i % 7))}
@@ -332,7 +364,7 @@ HDR_CLASSES = 256
 K_STR, K_BYTES, K_BIGINT, K_FLOAT, K_TUPLE = 1, 2, 3, 4, 5
 K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID, K_FROZENSET = range(6, 13)
 K_PACKED = (K_DATETIME, K_DATE, K_TIME, K_TIMEDELTA, K_DECIMAL, K_UUID)
-K_LIST, K_DICT, K_OBJECT, K_SET = 16, 17, 18, 19
+K_LIST, K_DICT, K_OBJECT, K_SET, K_CACHE = 16, 17, 18, 19, 20
 K_ITEMS, K_TABLE, K_UNDO, K_HELD = 32, 33, 34, 35
 
 
@@ -406,7 +438,7 @@ def parse(b: bytes) -> Graph:
                 for i in range(ln):
                     g.value_slots.append(items + 8 + 8 * i)
                     stack.append(rd(b, items + 8 + 8 * i))
-        elif k in (K_DICT, K_OBJECT, K_SET):
+        elif k in (K_DICT, K_OBJECT, K_SET, K_CACHE):
             t, nent = rd(b, o + 32), rd(b, o + 48)
             if k == K_OBJECT:
                 stack.append(rd(b, o + 56))
@@ -601,8 +633,8 @@ def _cases() -> list[Case]:
     # Another format version (1: the fixed generations before areas), checksum fixed so that
     # only the version differs.
     # 4: the version before sets (block kind 19), whose reader would call a set damage; 5: the
-    # version before the list's start word.
-    for v in (0, 1, 4, 5, 7, 0xFFFFFFFF):
+    # version before the list's start word; 6: the version before caches (kind 20).
+    for v in (0, 1, 4, 5, 6, 8, 0xFFFFFFFF):
         cid = f"version-{v}"
 
         def make(w: Path, v: int = v) -> bytes:
@@ -726,7 +758,78 @@ def _cases() -> list[Case]:
         for i in range(3):
             cid = f"set-{how}-{i}"
             add(cid, lambda w, cid=cid, how=how: _set_case(how, cid, w))
+    # Caches of the mixed base, damaged (FORMAT.md §10.2).
+    for how in _CACHE_CASES:
+        for i in range(3):
+            cid = f"cache-{how}-{i}"
+            add(cid, lambda w, cid=cid, how=how: _cache_case(how, cid, w))
     return cases
+
+
+_CACHE_CASES = [
+    "entry-not-tuple",  # an entry's value word is an int, a str block or a container
+    "entry-length",  # the entry tuple's length is not 3
+    "entry-expiry",  # the expiry word is a block, a negative int or a huge one
+    "entry-bytes",  # the byte count is a block or negative
+    "entry-value-empty",  # the value word is 0
+    "entry-shared",  # two entries name one entry tuple
+    "count-bytes",  # the header's byte total is wrong
+    "count-expiring",  # the header's expiring count is wrong
+    "hints",  # oldest and sweep far out of the table
+    "ttl-huge",  # a default ttl beyond the small-int range
+    "limits",  # max entries 1, max bytes 1
+    "kind-dict-to-cache",  # a dict's head says cache: its block is shorter, its values no tuples
+    "kind-cache-to-dict",  # a cache's head says dict: its values are entry tuples
+    "used-plus",
+]
+
+
+def _cache_case(how: str, cid: str, w: Path) -> bytes:
+    r = _rng(cid)
+    d = base("mixed", w).data
+    b = bytearray(d)
+    g = parse(d)
+    caches = [(c, t) for c, t in g.tables if g.blocks.get(c) == K_CACHE]
+    assert caches, "the mixed base holds caches"
+    c, t = r.choice(caches)
+    nb = rd(d, t) >> 8
+    nent = rd(d, c + 48)
+    live = [t + 16 + 8 * nb + 24 * e for e in range(nent) if rd(d, t + 16 + 8 * nb + 24 * e + 8)]
+    entry = r.choice(live)
+    tup = rd(d, entry + 16)
+    small = lambda n: (n << 1) | 1  # noqa: E731 - a small int's word
+    if how == "entry-not-tuple":
+        wr(b, entry + 16, r.choice([3, r.choice(g.of_kind(K_STR)), r.choice(g.of_kind(K_LIST))]))
+    elif how == "entry-length":
+        wr(b, tup, (r.choice([0, 2, 4, 1 << 40]) << 8) | K_TUPLE)
+    elif how == "entry-expiry":
+        wr(b, tup + 16, r.choice([r.choice(g.of_kind(K_STR)), small(-5) & (2**64 - 1), 2**64 - 1]))
+    elif how == "entry-bytes":
+        wr(b, tup + 24, r.choice([r.choice(g.of_kind(K_STR)), small(-1) & (2**64 - 1)]))
+    elif how == "entry-value-empty":
+        wr(b, tup + 8, 0)
+    elif how == "entry-shared":
+        wr(b, entry + 16, rd(d, r.choice(live) + 16))
+    elif how == "count-bytes":
+        wr(b, c + 96, r.choice([0, rd(d, c + 96) + 1, 2**64 - 1]))
+    elif how == "count-expiring":
+        wr(b, c + 104, r.choice([0, rd(d, c + 104) + 1, 2**63]))
+    elif how == "hints":
+        wr(b, c + 112, r.getrandbits(64))
+        wr(b, c + 120, r.getrandbits(64))
+    elif how == "ttl-huge":
+        wr(b, c + 72, 2**63 + r.randrange(1000))
+    elif how == "limits":
+        wr(b, c + 80, 1)
+        wr(b, c + 88, 1)
+    elif how == "kind-dict-to-cache":
+        o = r.choice(g.of_kind(K_DICT))
+        wr(b, o, (rd(d, o) & ~0xFF) | K_CACHE)
+    elif how == "kind-cache-to-dict":
+        wr(b, c, (rd(d, c) & ~0xFF) | K_DICT)
+    elif how == "used-plus":
+        wr(b, c + 40, rd(d, c + 40) + 1 + r.randrange(3))
+    return bytes(b)
 
 
 _SET_CASES = [

@@ -298,7 +298,7 @@ def test_dump_and_load_carry_sets(tmp_path: Path) -> None:
     py = [sys.executable, "-m", "persist"]
     subprocess.run([*py, "dump", "-o", str(dump), str(src)], check=True, timeout=120)
     lines = dump.read_text().splitlines()
-    assert json.loads(lines[0])["version"] == 3
+    assert json.loads(lines[0])["version"] == 4
     assert any('"type":"set"' in line for line in lines)
     subprocess.run([*py, "load", str(dump), str(dst)], check=True, timeout=120)
     with persist.open(str(dst)) as store:

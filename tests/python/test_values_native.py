@@ -510,7 +510,7 @@ def test_dump_and_load_keep_every_kind(tmp_path: Path) -> None:
         [*py, "dump", str(dst)], check=True, timeout=120, capture_output=True
     ).stdout
     assert again == dump.read_bytes()
-    assert b'"version":3' in again.split(b"\n")[0]
+    assert b'"version":4' in again.split(b"\n")[0]
 
 
 def test_version_1_dumps_still_load(tmp_path: Path) -> None:
