@@ -17,6 +17,11 @@ import re
 import sys
 
 
+def _num(cell):
+    """A table cell such as "1.23M" or "0.98x" as a number."""
+    return float(cell.rstrip("Mx")) * (1e6 if cell.endswith("M") else 1)
+
+
 def parse_larson(text):
     """Rows of the baselines table: {P: (larson, local, system, scaling)} in ops/s."""
     rows = {}
@@ -33,9 +38,8 @@ def parse_larson(text):
             cells = [c.strip() for c in line.strip("|").split("|")]
             if not cells[0].isdigit():
                 continue
-            num = lambda s: float(s.rstrip("Mx")) * (1e6 if s.endswith("M") else 1)
             p = int(cells[0])
-            rows[p] = (num(cells[1]), num(cells[3]), num(cells[5]), float(cells[8]))
+            rows[p] = (_num(cells[1]), _num(cells[3]), _num(cells[5]), float(cells[8]))
     return rows
 
 
@@ -71,14 +75,18 @@ def main(argv):
         larson = parse_larson(open(paths[0]).read())
         alloc = parse_alloc(open(paths[1]).read()) if len(paths) > 1 else None
         builds.append((label, larson, alloc))
-    print("| build | P | persist larson ops/s | persist local ops/s | system ops/s "
-          "| larson / system | scaling / system's | 64 B pair / system |")
+    print(
+        "| build | P | persist larson ops/s | persist local ops/s | system ops/s "
+        "| larson / system | scaling / system's | 64 B pair / system |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, larson, alloc in builds:
-        for p, (l, loc, s, scaling) in sorted(larson.items()):
+        for p, (lar, loc, s, scaling) in sorted(larson.items()):
             pair = f"{alloc[2]:.2f}x" if alloc and p == min(larson) else ""
-            print(f"| {label} | {p} | {l / 1e6:.2f}M | {loc / 1e6:.2f}M | {s / 1e6:.2f}M "
-                  f"| {l / s:.2f}x | {scaling:.2f} | {pair} |")
+            print(
+                f"| {label} | {p} | {lar / 1e6:.2f}M | {loc / 1e6:.2f}M | {s / 1e6:.2f}M "
+                f"| {lar / s:.2f}x | {scaling:.2f} | {pair} |"
+            )
     plt = pyplot() if plot else None
     if plt:
         fig, ax = plt.subplots()

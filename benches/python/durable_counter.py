@@ -5,8 +5,8 @@
 Runs `lockExcl(); root['x'] += 1; unlock()` (or, with --workload append, `root['l'].append(s)`
 of a 100-byte string: an allocation per call, so the allocator's persist barriers are paid
 too) on a fresh store opened with the defaults and on one opened with durable=True, in the
-same run, three times each, and prints the rates and their ratio. The store lives in --dir (a directory on a real disk: on tmpfs an msync costs
-nothing and the ratio means nothing).
+same run, three times each, and prints the rates and their ratio. The store lives in --dir (a
+directory on a real disk: on tmpfs an msync costs nothing and the ratio means nothing).
 """
 
 from __future__ import annotations

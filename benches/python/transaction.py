@@ -77,7 +77,8 @@ def main() -> None:
                     rates[s.__name__].append(rate(store, s, args.threads, args.n))
     med = {k: statistics.median(v) for k, v in rates.items()}
     for k, v in med.items():
-        print(f"{k:12s} {v / 1e3:8.0f}k increments/s  ({', '.join(f'{x / 1e3:.0f}k' for x in rates[k])})")
+        runs = ", ".join(f"{x / 1e3:.0f}k" for x in rates[k])
+        print(f"{k:12s} {v / 1e3:8.0f}k increments/s  ({runs})")
     print(f"transaction() / lockExcl: {med['transaction'] / med['plain']:.2f}x the rate")
     print(f"with lockExcl() / lockExcl: {med['guard'] / med['plain']:.2f}x the rate")
 
