@@ -99,7 +99,7 @@ step "clippy (loom models, --cfg loom)" clippy_loom
 step "rustdoc (warnings as errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "loom models" loom
 step "Python venv" make_venv
-PY_SOURCES=(python/ tests/ build_backend/)
+PY_SOURCES=(python/ tests/ build_backend/ benches/ examples/)
 step "ruff check" "$VENV/bin/ruff" check "${PY_SOURCES[@]}"
 step "ruff format --check" "$VENV/bin/ruff" format --check "${PY_SOURCES[@]}"
 step "Python package: build and install" install_package
