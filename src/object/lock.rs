@@ -157,11 +157,11 @@ impl LockWords {
         debug_assert!(woken.is_ok());
     }
 
-    /// After a change that added items to a list: wakes the threads waiting for items, in
-    /// every process, if any participant waits (`list_event`).
-    pub(super) fn notify_lists(&self) {
+    /// After a change of a container: wakes the threads waiting for a list to gain items or
+    /// for a container to change, in every process, if any participant waits (`list_event`).
+    pub(super) fn notify_waiters(&self) {
         // Relaxed: a participant attaching after this load has no waiter yet that could miss
-        // the item (its first try comes after its attach); `notify` fences before the bits.
+        // the change (its first try comes after its attach); `notify` fences before the bits.
         let slots = self.slots_high.load(Ordering::Relaxed);
         // Refused only when the lock file's pages vanished (FORMAT.md §8.1), which the change
         // that called this reports itself (`check_intact`); waiters then wake by their slice.
@@ -237,15 +237,16 @@ impl Store {
         self.part.lock().list_waiter()
     }
 
-    /// Whether a change since the last call added items to a list (the caller then calls
-    /// [`Store::notify_lists`] once the change is committed or its section holds it).
-    pub fn take_list_grew(&mut self) -> bool {
-        std::mem::take(&mut self.list_grew)
+    /// Whether a change since the last call changed a container (the caller then calls
+    /// [`Store::notify_waiters`] once the change is committed or its section holds it).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
-    /// Wakes the threads of every process that wait for a list to gain items, if any waits.
-    pub fn notify_lists(&self) {
-        self.part.lock().notify_lists()
+    /// Wakes the threads of every process that wait for a list to gain items or for a
+    /// container to change, if any waits (`list_event`).
+    pub fn notify_waiters(&self) {
+        self.part.lock().notify_waiters()
     }
 
     fn local_busy(&self) -> Busy {

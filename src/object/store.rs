@@ -38,8 +38,9 @@ pub struct Store {
     pub(super) read_tracking: std::cell::Cell<bool>,
     /// A part the unlocked read in progress found held (parts.rs).
     pub(super) read_busy: std::cell::Cell<Option<lock::Busy>>,
-    /// A change added items to a list since `take_list_grew` last ran (list.rs).
-    pub(super) list_grew: bool,
+    /// A change moved a container's version since `take_changed` last ran (`bump_version`):
+    /// its commit wakes the waiters of every process (`list_event`).
+    pub(super) changed: bool,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -101,7 +102,7 @@ impl Store {
             reads: Default::default(),
             read_tracking: Default::default(),
             read_busy: Default::default(),
-            list_grew: false,
+            changed: false,
         };
         // Before anything is read or changed: a second participant turns parts on.
         store.raise_slots_high()?;
