@@ -258,8 +258,10 @@ pub mod lockfile {
     /// sweeps would read as part of the offset (and so free a block a live participant of this
     /// build holds unlinked). 8: the list event word and the waiting bits (FORMAT.md §6.1,
     /// §10.10), which an older build's appends would never move (its producers would leave
-    /// this build's consumers asleep).
-    pub const VERSION: u32 = 8;
+    /// this build's consumers asleep). 9: every committed change of a container moves the list
+    /// event word while a participant waits (`Store.wait`, FORMAT.md §10.10), where an older
+    /// build moves it only when a list gains items.
+    pub const VERSION: u32 = 9;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
