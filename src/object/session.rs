@@ -401,7 +401,7 @@ impl SharedStore {
 
     /// Runs `f` as a change (on `part`'s part lock where it can, as `write_in` does) until it
     /// returns `Some`: between tries, sleeps until a container changes in any process
-    /// (`list_event`), as [`SharedStore::wait_event`] does. `Ok(None)` when `timeout` passes or
+    /// (`list_event`), as `SharedStore::wait_event` does. `Ok(None)` when `timeout` passes or
     /// `cancel` is set first. `f` returns `None` for "nothing to take" (its change then commits
     /// nothing worth waking anyone for). After a wake-up, the list `watch` is read first (no
     /// lock, no change) and `f` runs only if it has items, so a wake-up for another container
