@@ -50,17 +50,19 @@
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use loom_tests::{every_kill_point, model, Budget, KillableWords};
-use persist::list_event::{EventOffsets, ListEvent};
+use persist::list_event::{EventOffsets, ListEvent, Wait};
 use persist::store_lock::Futex;
 use persist::sync::{AccessError, AtomicU64, MemWords, Ordering, WordStore};
 
-/// The event word and one word of waiting bits (slots 0..64), in a lock file of their own.
+/// The event word and one word of each kind of waiting bits (slots 0..64), in a lock file of
+/// their own.
 const AT: EventOffsets = EventOffsets {
     event: 0,
     bits: 8,
+    change_bits: 16,
     bit_words: 1,
 };
-const FILE_BYTES: u64 = 16;
+const FILE_BYTES: u64 = 24;
 /// The `slots high` a producer passes: slots 0..3 may wait.
 const SLOTS: u64 = 3;
 
@@ -93,6 +95,10 @@ impl World {
 
     fn bits(&self) -> u64 {
         self.lock_file.load(AT.bits, Ordering::SeqCst).unwrap()
+            | self
+                .lock_file
+                .load(AT.change_bits, Ordering::SeqCst)
+                .unwrap()
     }
 
     /// A try: takes an item if there is one.
@@ -172,7 +178,7 @@ fn wait_for_item<W: WordStore, F: Futex>(
     if world.try_take() {
         return Ok(true);
     }
-    event.announce(slot)?;
+    event.announce(slot, Wait::Items)?;
     let mut took = false;
     for _ in 0..rounds {
         let seen = event.seen()?;
@@ -182,7 +188,7 @@ fn wait_for_item<W: WordStore, F: Futex>(
         }
         event.sleep(seen, futex)?;
     }
-    event.withdraw(slot)?;
+    event.withdraw(slot, Wait::Items)?;
     Ok(took)
 }
 
@@ -195,7 +201,7 @@ fn waiter(world: &Arc<World>, slot: u32) -> thread::JoinHandle<()> {
 
 fn produce(world: &World) {
     world.add();
-    world.event().notify(SLOTS, world).unwrap();
+    world.event().notify(SLOTS, true, world).unwrap();
 }
 
 #[test]
@@ -249,7 +255,7 @@ fn dead_waiter_at_every_point() {
         let other = waiter(&world, 0);
         let spent = victim.join().unwrap();
         // The recovery of the dead participant (object/recovery.rs step 2a).
-        world.event().withdraw(1).unwrap();
+        world.event().withdraw_all(1).unwrap();
         let later = waiter(&world, 1);
         produce(&world);
         produce(&world);
@@ -277,7 +283,7 @@ fn dead_producer_at_every_point() {
                     budget: &budget,
                 };
                 world.add();
-                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, &*world));
+                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, true, &*world));
                 if let Err(e) = r {
                     assert!(budget.killed(), "failed without being killed: {e}");
                 }
@@ -285,7 +291,7 @@ fn dead_producer_at_every_point() {
             })
         };
         let spent = producer.join().unwrap();
-        world.event().notify(SLOTS, &*world).unwrap();
+        world.event().notify(SLOTS, true, &*world).unwrap();
         w.join().unwrap();
         spent
     }
@@ -309,7 +315,7 @@ fn wait_for_change<W: WordStore, F: Futex>(
     if world.version(c) != since {
         return Ok(Some(world.version(c)));
     }
-    event.announce(slot)?;
+    event.announce(slot, Wait::Change)?;
     let mut got = None;
     for _ in 0..rounds {
         let seen = event.seen()?;
@@ -320,7 +326,7 @@ fn wait_for_change<W: WordStore, F: Futex>(
         }
         event.sleep(seen, futex)?;
     }
-    event.withdraw(slot)?;
+    event.withdraw(slot, Wait::Change)?;
     Ok(got)
 }
 
@@ -342,9 +348,10 @@ fn change_waiter(world: &Arc<World>, slot: u32, c: usize, target: u64) -> thread
     })
 }
 
+/// A change that adds no list item (a dict's, or a pop): it reads only the change bits.
 fn change_and_notify(world: &World, c: usize) {
     world.change(c);
-    world.event().notify(SLOTS, world).unwrap();
+    world.event().notify(SLOTS, false, world).unwrap();
 }
 
 #[test]
@@ -400,7 +407,7 @@ fn dead_change_waiter_at_every_point() {
         };
         let spent = victim.join().unwrap();
         // The recovery of the dead participant (object/recovery.rs step 2a).
-        world.event().withdraw(1).unwrap();
+        world.event().withdraw_all(1).unwrap();
         let later = change_waiter(&world, 1, 0, 2);
         change_and_notify(&world, 0);
         later.join().unwrap();
@@ -426,7 +433,8 @@ fn dead_changer_at_every_point() {
                     budget: &budget,
                 };
                 world.change(0);
-                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, &*world));
+                let r =
+                    ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, false, &*world));
                 if let Err(e) = r {
                     assert!(budget.killed(), "failed without being killed: {e}");
                 }
@@ -434,7 +442,7 @@ fn dead_changer_at_every_point() {
             })
         };
         let spent = changer.join().unwrap();
-        world.event().notify(SLOTS, &*world).unwrap();
+        world.event().notify(SLOTS, true, &*world).unwrap();
         w.join().unwrap();
         spent
     }

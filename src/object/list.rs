@@ -190,6 +190,7 @@ impl Store {
             }
         }
         self.put(c + list_header::LEN, need)?;
+        self.list_grew = true;
         self.bump_version(c)
     }
 
@@ -242,6 +243,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let removed = self.list_splice_inner(c, p, start, stop, ws)?;
+        if !ws.is_empty() {
+            self.list_grew = true;
+        }
         for &w in &removed {
             self.release_at_commit(w)?;
         }
@@ -323,6 +327,9 @@ impl Store {
             }
         }
         self.rebuild_unchecked(c, p, plan)?;
+        if plan.iter().any(|it| matches!(it, Item::New(_))) {
+            self.list_grew = true;
+        }
         self.bump_version(c)
     }
 

@@ -34,6 +34,7 @@
 //! `close` unmaps nothing while a thread sleeps on the lock words (`waiting`).
 
 use super::{Busy, Error, ListWaiter, Result, Store, Waiter};
+use crate::list_event::Wait;
 use crate::region::OpenOptionsRegion;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
@@ -109,9 +110,10 @@ pub struct SharedStore {
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicU64,
-    /// Threads of this process waiting for a list to gain items (`wait_change`): the
-    /// participant's waiting bit is set while it is not 0 (`list_event`).
-    list_waiting: Mutex<u32>,
+    /// Threads of this process waiting for a list to gain items (`wait_change`), and for a
+    /// change (`wait_versions`): the participant's waiting bit of each kind is set while its
+    /// count is not 0 (`list_event`).
+    list_waiting: Mutex<[u32; 2]>,
     /// Containers whose handles were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<super::Container>>,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
@@ -142,7 +144,7 @@ impl SharedStore {
             store: UnsafeCell::new(Some(store)),
             waiter: Mutex::new(waiter),
             waiting: AtomicU64::new(0),
-            list_waiting: Mutex::new(0),
+            list_waiting: Mutex::new([0; 2]),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             step_owner: AtomicU64::new(0),
@@ -421,7 +423,7 @@ impl SharedStore {
         if let Some(v) = self.change(w, part, &mut f)? {
             return Ok(Some(v));
         }
-        self.wait_event(w, deadline, cancel, || {
+        self.wait_event(w, Wait::Items, deadline, cancel, || {
             // A read after the fence in `seen` sees what a change before the producer's fence
             // added, as the change would (`list_event`).
             if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
@@ -461,7 +463,7 @@ impl SharedStore {
         if let Some(v) = changed(now()?) {
             return Ok(Some(v));
         }
-        self.wait_event(w, deadline, cancel, || Ok(changed(now()?)))
+        self.wait_event(w, Wait::Change, deadline, cancel, || Ok(changed(now()?)))
     }
 
     /// The waiting side of `list_event` for one thread: announces this participant's waiting
@@ -473,26 +475,28 @@ impl SharedStore {
     fn wait_event<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
+        kind: Wait,
         deadline: Option<Instant>,
         cancel: Option<&std::sync::atomic::AtomicBool>,
         ready: impl FnMut() -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E> {
         let waiter = self.with(w, |st| Ok::<_, E>(st.list_waiter()))?;
+        let i = kind as usize;
         self.outside(|| {
             let mut n = lock(&self.list_waiting);
-            if *n == 0 {
+            if n[i] == 0 {
                 // SAFETY: `outside` runs this only while the store is open.
-                unsafe { waiter.announce() };
+                unsafe { waiter.announce(kind) };
             }
-            *n += 1;
+            n[i] += 1;
         })?;
         let r = self.wait_event_loop(w, deadline, cancel, &waiter, ready);
         let _ = self.outside(|| {
             let mut n = lock(&self.list_waiting);
-            *n -= 1;
-            if *n == 0 {
+            n[i] -= 1;
+            if n[i] == 0 {
                 // SAFETY: as above.
-                unsafe { waiter.withdraw() };
+                unsafe { waiter.withdraw(kind) };
             }
         });
         r
@@ -688,7 +692,7 @@ impl SharedStore {
         let Some(st) = st else { return Ok(()) };
         // Threads of this process waiting for a list to gain items wake now, not at the end
         // of their slice (the store is still open here: this step holds it).
-        if *lock(&self.list_waiting) != 0 {
+        if *lock(&self.list_waiting) != [0; 2] {
             // SAFETY: the store is open (taken out of the step just now, not yet closed).
             unsafe { st.list_waiter().wake_all() };
         }
@@ -703,7 +707,7 @@ impl SharedStore {
         // No thread waits for a list any more, nor can start to: the bit goes with the
         // participant (a waiter cut short by the close left it set).
         // SAFETY: the store is still open (`st.close` below unmaps it).
-        unsafe { st.list_waiter().withdraw() };
+        unsafe { st.list_waiter().withdraw_all() };
         Ok(st.close()?)
     }
 
@@ -736,7 +740,7 @@ impl SharedStore {
         }
         *lock(&self.waiter) = st.waiter();
         // No thread of the parent waits here (only the forking thread exists in the child).
-        *lock(&self.list_waiting) = 0;
+        *lock(&self.list_waiting) = [0; 2];
         *g = Some(st);
         Ok(())
     }
@@ -774,8 +778,9 @@ fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
 /// is cleared either way. A change that changed nothing (a pop that found the list empty)
 /// wakes nobody, so two waiters' empty tries never wake each other in turn.
 fn notify_if_changed(st: &mut Store, committed: bool) {
-    if st.take_changed() && committed {
-        st.notify_waiters();
+    let (changed, grew) = st.take_changed();
+    if changed && committed {
+        st.notify_waiters(grew);
     }
 }
 
