@@ -32,11 +32,10 @@
 //! - `change_waiter_token_before_change`, `change_waiter_wakes_for_its_own_container` (the
 //!   general wait, `SharedStore::wait_versions`: the user takes the token, a container's
 //!   version, reads, and waits with the token; the producer moves that version and then
-//!   notifies, as every committed change does): the same two fences missing (a loom
-//!   deadlock); a waiter that compared its look with the version it saw at `announce` instead
-//!   of the caller's token (a deadlock when the change lands between the token and the wait);
-//!   a waiter woken by another container's change that returned instead of looking again (an
-//!   assertion). `dead_change_waiter_at_every_point` and
+//!   notifies reading only the change bits, as a change that adds no list item does): the
+//!   waiter's SeqCst fence removed from `ListEvent::seen` (a loom deadlock in the first model;
+//!   checked). The second model also asserts that a wake-up for another container's change
+//!   never ends the wait. `dead_change_waiter_at_every_point` and
 //!   `dead_changer_at_every_point`: the kill models above, for this wait.
 //!
 //! What loom cannot see: it treats SeqCst loads, stores and read-modify-writes as AcqRel and
