@@ -1,20 +1,31 @@
-//! Sleeping until a list gains items, across processes: the *list event* word and the
-//! participants' *waiting* bits in the lock file (FORMAT.md §6.1, §10.10).
+//! Sleeping until a container changes, across processes: the *event* word and the
+//! participants' *waiting* bits in the lock file (FORMAT.md §6.1, §10.10). (Named for its
+//! first use, lists gaining items; every wait for a change uses it.)
 //!
 //! Problem. A consumer blocked on an empty list (`List.pop(block=True)`, `popleft`, `move_to`)
-//! must sleep, not poll, and wake when a producer in any process adds an item; a producer must
-//! not pay a system call per append when nobody sleeps; a waiter SIGKILLed at any instant,
-//! asleep or not, must not break any later wait.
+//! and a thread in `Store.wait` (until a container's version differs from a token) must sleep,
+//! not poll, and wake when a change in any process could end their wait; a change must not pay
+//! a system call when nobody sleeps; a waiter SIGKILLed at any instant, asleep or not, must not
+//! break any later wait.
 //!
-//! Mechanism. One store-wide *event* word (a futex word: its low 32 bits) and one *waiting* bit
-//! per participant slot (1024 bits in 16 words). The two sides (Dekker's handshake, as the
+//! Producers: every committed change that moved a container's version (`bump_version`, so
+//! every change of contents: list items added or taken, a dict's, set's or cache's change),
+//! after its commit, or when made inside a lockExcl section (`notify_if_changed` in
+//! `object/session.rs`). A waiter's *try* below is a pop's change, or `Store.wait`'s read of
+//! the versions it compares with its token (`SharedStore::wait_versions`).
+//!
+//! Mechanism. One store-wide *event* word (a futex word: its low 32 bits) and two *waiting*
+//! bits per participant slot (two sets of 1024 bits in 16 words each): the *items* bit while a
+//! thread of it waits for a list to gain items, the *change* bit while one waits for any
+//! change ([`Wait`]). A change that adds no list item reads only the change bits, so
+//! consumers' pops never wake other consumers. The two sides (Dekker's handshake, as the
 //! store lock's sleep and wake in `store_lock.rs`):
 //!
 //! | waiter ([`ListEvent::announce`], [`ListEvent::seen`], [`ListEvent::sleep`]) | producer ([`ListEvent::notify`]) |
 //! |---|---|
-//! | sets its slot's bit (once, while any thread of the participant waits) | adds the item (a change, committed) |
+//! | sets its slot's bit of its kind (once, while any thread of the participant waits so) | makes its change (committed) |
 //! | fence(SeqCst), reads the event word: `seen` | fence(SeqCst) |
-//! | tries to take an item (a change): done if it got one | reads the bits of the attached slots: if any is set, event += 1 and `futex_wake` (all) |
+//! | tries (takes an item, or reads the versions): done if it got one, or a version moved | reads the change bits of the attached slots (and the items bits, if it added list items): if any is set, event += 1 and `futex_wake` (all) |
 //! | `futex_wait(event, seen)`, then back to `seen` | |
 //! | clears its bit when its participant's last waiter leaves | |
 //!
@@ -42,10 +53,24 @@ use crate::sync::{fence, AccessError, AtomicU64, Ordering, WordStore};
 pub struct EventOffsets {
     /// The event word (a futex word).
     pub event: u64,
-    /// The first of the waiting-bit words: bit `s % 64` of word `s / 64` is slot `s`'s.
+    /// The first of the *items* waiting-bit words (blocked pops): bit `s % 64` of word `s / 64`
+    /// is slot `s`'s.
     pub bits: u64,
-    /// How many bit words there are (slots / 64, rounded up).
+    /// The first of the *change* waiting-bit words (`Store.wait`), laid out as `bits`.
+    pub change_bits: u64,
+    /// How many bit words each set has (slots / 64, rounded up).
     pub bit_words: u64,
+}
+
+/// What a waiter waits for, and so which of its participant's two bits it sets: a blocked pop
+/// cares only for lists that gain items, so the changes that add none (a pop, a dict's
+/// change) need not wake it, and two consumers' pops do not wake each other's processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A list to gain items.
+    Items,
+    /// Any change of a container.
+    Change,
 }
 
 /// The list event's words, resolved once.
@@ -68,6 +93,7 @@ impl<'a, W: WordStore> ListEvent<'a, W> {
         // Every bit word must exist (checked once, so `bit` below can only fail a kill).
         for k in 0..at.bit_words {
             lock_file.word(at.bits + 8 * k)?;
+            lock_file.word(at.change_bits + 8 * k)?;
         }
         Ok(ListEvent {
             lock_file,
@@ -81,22 +107,30 @@ impl<'a, W: WordStore> ListEvent<'a, W> {
         self.event
     }
 
-    fn bit(&self, slot: u32) -> Result<(&'a AtomicU64, u64), AccessError> {
+    fn set_of(&self, wait: Wait) -> u64 {
+        match wait {
+            Wait::Items => self.at.bits,
+            Wait::Change => self.at.change_bits,
+        }
+    }
+
+    fn bit(&self, slot: u32, wait: Wait) -> Result<(&'a AtomicU64, u64), AccessError> {
         let k = slot as u64 / 64;
+        let set = self.set_of(wait);
         if k >= self.at.bit_words {
             return Err(AccessError::OutOfBounds {
-                offset: self.at.bits + 8 * k,
-                size: self.at.bits + 8 * self.at.bit_words,
+                offset: set + 8 * k,
+                size: set + 8 * self.at.bit_words,
             });
         }
-        Ok((self.lock_file.word(self.at.bits + 8 * k)?, 1 << (slot % 64)))
+        Ok((self.lock_file.word(set + 8 * k)?, 1 << (slot % 64)))
     }
 
     /// The waiter's first step: sets `slot`'s waiting bit. The caller calls it once for all
     /// the threads of its participant that wait at the same time (the bit is the
     /// participant's), and [`ListEvent::withdraw`] when the last of them leaves.
-    pub fn announce(&self, slot: u32) -> Result<(), AccessError> {
-        let (w, b) = self.bit(slot)?;
+    pub fn announce(&self, slot: u32, wait: Wait) -> Result<(), AccessError> {
+        let (w, b) = self.bit(slot, wait)?;
         self.lock_file.step()?;
         // SeqCst: ordered before the fence in `seen` (the handshake is fence to fence).
         w.fetch_or(b, Ordering::SeqCst);
@@ -105,8 +139,8 @@ impl<'a, W: WordStore> ListEvent<'a, W> {
 
     /// Clears `slot`'s waiting bit: its participant's last waiter leaves, or the recovery of a
     /// dead participant (or the next to attach in its slot) clears what it left.
-    pub fn withdraw(&self, slot: u32) -> Result<(), AccessError> {
-        let (w, b) = self.bit(slot)?;
+    pub fn withdraw(&self, slot: u32, wait: Wait) -> Result<(), AccessError> {
+        let (w, b) = self.bit(slot, wait)?;
         self.lock_file.step()?;
         // Relaxed would do (a bit left set only costs wake-ups); SeqCst keeps it simple to
         // reason about next to `announce`.
@@ -135,19 +169,32 @@ impl<'a, W: WordStore> ListEvent<'a, W> {
         Ok(())
     }
 
-    /// The producer's side, after a change that added items to a list is committed (or its
-    /// lockExcl section has them): wakes every waiter if any participant below `slots` (the
-    /// `slots high` word) waits. Returns whether it woke.
-    pub fn notify<F: Futex>(&self, slots: u64, futex: &F) -> Result<bool, AccessError> {
+    /// Clears both of `slot`'s bits (the recovery of a dead participant, an attach).
+    pub fn withdraw_all(&self, slot: u32) -> Result<(), AccessError> {
+        self.withdraw(slot, Wait::Items)?;
+        self.withdraw(slot, Wait::Change)
+    }
+
+    /// The producer's side, after a change of a container is committed (or its lockExcl
+    /// section has it): wakes every waiter if any participant below `slots` (the `slots high`
+    /// word) waits for a change, or, when the change added list items (`grew`), for items.
+    /// Returns whether it woke.
+    pub fn notify<F: Futex>(&self, slots: u64, grew: bool, futex: &F) -> Result<bool, AccessError> {
         // SeqCst fence: the change's stores are ordered before the loads of the bits below.
         // Pairs with the fence in `seen`.
         fence(Ordering::SeqCst);
         let words = slots.div_ceil(64).min(self.at.bit_words);
         for k in 0..words {
-            self.lock_file.step()?;
-            let w = self.lock_file.word(self.at.bits + 8 * k)?;
-            // SeqCst: see the fence above.
-            if w.load(Ordering::SeqCst) != 0 {
+            let mut any = false;
+            for set in [self.at.change_bits, self.at.bits]
+                .into_iter()
+                .take(1 + grew as usize)
+            {
+                self.lock_file.step()?;
+                // SeqCst: see the fence above.
+                any |= self.lock_file.word(set + 8 * k)?.load(Ordering::SeqCst) != 0;
+            }
+            if any {
                 self.lock_file.step()?;
                 // SeqCst: a waiter that reads the new value sees the change (see `seen`).
                 self.event.fetch_add(1, Ordering::SeqCst);

@@ -1,5 +1,6 @@
-//! A thread waiting for a list to gain items is woken by the producer that adds one: no
-//! wake-up is lost, and a waiter or a producer killed at any step breaks no later wait.
+//! A thread waiting for a list to gain items is woken by the producer that adds one, and a
+//! thread waiting for a container to change (`Store.wait`) by the change: no wake-up is lost,
+//! and a waiter or a producer killed at any step breaks no later wait.
 //!
 //! The bug story: a consumer blocked on an empty list (`List.popleft(block=True)`) sets its
 //! participant's waiting bit, reads the list event word (`seen`), tries to take an item, and
@@ -28,35 +29,48 @@
 //!   before each access of its `notify`, then recovered: the recoverer's own `notify`): the
 //!   waiter still wakes (without the recoverer's `notify`, a loom deadlock).
 //!
+//! - `change_waiter_token_before_change`, `change_waiter_wakes_for_its_own_container` (the
+//!   general wait, `SharedStore::wait_versions`: the user takes the token, a container's
+//!   version, reads, and waits with the token; the producer moves that version and then
+//!   notifies reading only the change bits, as a change that adds no list item does): the
+//!   waiter's SeqCst fence removed from `ListEvent::seen` (a loom deadlock in the first model;
+//!   checked). The second model also asserts that a wake-up for another container's change
+//!   never ends the wait. `dead_change_waiter_at_every_point` and
+//!   `dead_changer_at_every_point`: the kill models above, for this wait.
+//!
 //! What loom cannot see: it treats SeqCst loads, stores and read-modify-writes as AcqRel and
 //! checks SeqCst fences only, so the models check the handshake fence to fence. A waiter
 //! killed while asleep in the kernel is not modelled past the kernel's own clean-up (it takes
 //! the sleeper off the futex queue); here the victim dies before or after its sleep.
 //!
-//! Cost (release build, a loaded 2-core VM): 15 s for the four at LOOM_MAX_PREEMPTIONS=2.
+//! Cost (release build, a loaded 2-core VM): 15 s for the first four at LOOM_MAX_PREEMPTIONS=2.
 #![cfg(loom)]
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use loom_tests::{every_kill_point, model, Budget, KillableWords};
-use persist::list_event::{EventOffsets, ListEvent};
+use persist::list_event::{EventOffsets, ListEvent, Wait};
 use persist::store_lock::Futex;
 use persist::sync::{AccessError, AtomicU64, MemWords, Ordering, WordStore};
 
-/// The event word and one word of waiting bits (slots 0..64), in a lock file of their own.
+/// The event word and one word of each kind of waiting bits (slots 0..64), in a lock file of
+/// their own.
 const AT: EventOffsets = EventOffsets {
     event: 0,
     bits: 8,
+    change_bits: 16,
     bit_words: 1,
 };
-const FILE_BYTES: u64 = 16;
+const FILE_BYTES: u64 = 24;
 /// The `slots high` a producer passes: slots 0..3 may wait.
 const SLOTS: u64 = 3;
 
-/// The lock file, the list (a count of items) and the futex that sleeps on the event word.
+/// The lock file, the list (a count of items), two containers' version words and the futex
+/// that sleeps on the event word.
 struct World {
     lock_file: MemWords,
     items: AtomicU64,
+    versions: [AtomicU64; 2],
     /// The kernel's hash-bucket lock: a wait compares the word and goes to sleep under it, a
     /// wake takes it to wake the sleepers.
     bucket: Mutex<()>,
@@ -68,6 +82,7 @@ impl World {
         World {
             lock_file: MemWords::new(FILE_BYTES, FILE_BYTES),
             items: AtomicU64::new(0),
+            versions: [AtomicU64::new(0), AtomicU64::new(0)],
             bucket: Mutex::new(()),
             sleepers: Condvar::new(),
         }
@@ -79,6 +94,10 @@ impl World {
 
     fn bits(&self) -> u64 {
         self.lock_file.load(AT.bits, Ordering::SeqCst).unwrap()
+            | self
+                .lock_file
+                .load(AT.change_bits, Ordering::SeqCst)
+                .unwrap()
     }
 
     /// A try: takes an item if there is one.
@@ -95,6 +114,19 @@ impl World {
             }
         }
         false
+    }
+
+    /// Container `c`'s version (what `Store.change_token` reads).
+    fn version(&self, c: usize) -> u64 {
+        // Relaxed: as in `try_take` (the real read is a validated unlocked read).
+        self.versions[c].load(Ordering::Relaxed)
+    }
+
+    /// A change of container `c`: its version moves by 2 (the real one at the commit, under
+    /// the container's part or the writer word; the notify follows the commit).
+    fn change(&self, c: usize) {
+        // Relaxed: as in `try_take`.
+        self.versions[c].fetch_add(2, Ordering::Relaxed);
     }
 
     /// A producer's change: one item more.
@@ -145,7 +177,7 @@ fn wait_for_item<W: WordStore, F: Futex>(
     if world.try_take() {
         return Ok(true);
     }
-    event.announce(slot)?;
+    event.announce(slot, Wait::Items)?;
     let mut took = false;
     for _ in 0..rounds {
         let seen = event.seen()?;
@@ -155,7 +187,7 @@ fn wait_for_item<W: WordStore, F: Futex>(
         }
         event.sleep(seen, futex)?;
     }
-    event.withdraw(slot)?;
+    event.withdraw(slot, Wait::Items)?;
     Ok(took)
 }
 
@@ -168,7 +200,7 @@ fn waiter(world: &Arc<World>, slot: u32) -> thread::JoinHandle<()> {
 
 fn produce(world: &World) {
     world.add();
-    world.event().notify(SLOTS, world).unwrap();
+    world.event().notify(SLOTS, true, world).unwrap();
 }
 
 #[test]
@@ -222,7 +254,7 @@ fn dead_waiter_at_every_point() {
         let other = waiter(&world, 0);
         let spent = victim.join().unwrap();
         // The recovery of the dead participant (object/recovery.rs step 2a).
-        world.event().withdraw(1).unwrap();
+        world.event().withdraw_all(1).unwrap();
         let later = waiter(&world, 1);
         produce(&world);
         produce(&world);
@@ -250,7 +282,7 @@ fn dead_producer_at_every_point() {
                     budget: &budget,
                 };
                 world.add();
-                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, &*world));
+                let r = ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, true, &*world));
                 if let Err(e) = r {
                     assert!(budget.killed(), "failed without being killed: {e}");
                 }
@@ -258,7 +290,158 @@ fn dead_producer_at_every_point() {
             })
         };
         let spent = producer.join().unwrap();
-        world.event().notify(SLOTS, &*world).unwrap();
+        world.event().notify(SLOTS, true, &*world).unwrap();
+        w.join().unwrap();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// Waits as `SharedStore::wait_versions` does until container `c`'s version differs from
+/// `since` (`rounds`: at most that many sleeps, then gives up), through `lock_file`. Returns
+/// the version it saw differ, if any.
+fn wait_for_change<W: WordStore, F: Futex>(
+    world: &World,
+    lock_file: &W,
+    slot: u32,
+    futex: &F,
+    c: usize,
+    since: u64,
+    rounds: u32,
+) -> Result<Option<u64>, AccessError> {
+    let event = ListEvent::new(lock_file, AT)?;
+    // The first look announces nothing.
+    if world.version(c) != since {
+        return Ok(Some(world.version(c)));
+    }
+    event.announce(slot, Wait::Change)?;
+    let mut got = None;
+    for _ in 0..rounds {
+        let seen = event.seen()?;
+        let v = world.version(c);
+        if v != since {
+            got = Some(v);
+            break;
+        }
+        event.sleep(seen, futex)?;
+    }
+    event.withdraw(slot, Wait::Change)?;
+    Ok(got)
+}
+
+/// A user in `slot` waiting until container `c` has changed `target / 2` times, as the API
+/// says to wait: take the token, read (here the contents are the version itself), and wait
+/// with the token only if what it read is not there yet. Its token is read in its own thread,
+/// racing the changes (a change before the token is seen by the read, one after it by the
+/// wait).
+fn change_waiter(world: &Arc<World>, slot: u32, c: usize, target: u64) -> thread::JoinHandle<u64> {
+    let world = world.clone();
+    thread::spawn(move || loop {
+        let since = world.version(c);
+        if since >= target {
+            return since;
+        }
+        let got = wait_for_change(&world, &world.lock_file, slot, &*world, c, since, u32::MAX);
+        let v = got.unwrap().expect("woke without a change");
+        assert_ne!(v, since, "returned with the token unchanged");
+    })
+}
+
+/// A change that adds no list item (a dict's, or a pop): it reads only the change bits.
+fn change_and_notify(world: &World, c: usize) {
+    world.change(c);
+    world.event().notify(SLOTS, false, world).unwrap();
+}
+
+#[test]
+fn change_waiter_token_before_change() {
+    model(|| {
+        let world = Arc::new(World::new());
+        let w = change_waiter(&world, 1, 0, 2);
+        change_and_notify(&world, 0);
+        assert_eq!(w.join().unwrap(), 2);
+        assert_eq!(world.bits(), 0, "a waiter left its bit set");
+    });
+}
+
+/// A change of another container wakes the waiter for nothing: it looks again and sleeps
+/// until its own container changes.
+#[test]
+fn change_waiter_wakes_for_its_own_container() {
+    model(|| {
+        let world = Arc::new(World::new());
+        let w = change_waiter(&world, 2, 0, 2);
+        change_and_notify(&world, 1);
+        change_and_notify(&world, 0);
+        assert_eq!(
+            w.join().unwrap(),
+            2,
+            "returned for another container's change"
+        );
+        assert_eq!(world.bits(), 0, "a waiter left its bit set");
+    });
+}
+
+/// A change waiter in slot 1 that sleeps once and is killed before its k-th word access, then
+/// recovered; a later waiter in the same slot and a change must still meet.
+#[test]
+fn dead_change_waiter_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let budget = Budget::new(k);
+                let lock_file = KillableWords {
+                    inner: &world.lock_file,
+                    budget: &budget,
+                };
+                match wait_for_change(&world, &lock_file, 1, &TimesOut, 0, 0, 1) {
+                    // The only change comes after the victim is gone, so none was seen.
+                    Ok(got) => assert_eq!(got, None),
+                    Err(e) => assert!(budget.killed(), "failed without being killed: {e}"),
+                }
+                budget.spent()
+            })
+        };
+        let spent = victim.join().unwrap();
+        // The recovery of the dead participant (object/recovery.rs step 2a).
+        world.event().withdraw_all(1).unwrap();
+        let later = change_waiter(&world, 1, 0, 2);
+        change_and_notify(&world, 0);
+        later.join().unwrap();
+        assert_eq!(world.bits(), 0, "a dead waiter's bit outlived its recovery");
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+/// The changer moves the version, then is killed before the k-th word access of its
+/// `notify`; its recoverer then notifies. The waiter must wake.
+#[test]
+fn dead_changer_at_every_point() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let w = change_waiter(&world, 1, 0, 2);
+        let changer = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let budget = Budget::new(k);
+                let lock_file = KillableWords {
+                    inner: &world.lock_file,
+                    budget: &budget,
+                };
+                world.change(0);
+                let r =
+                    ListEvent::new(&lock_file, AT).and_then(|e| e.notify(SLOTS, false, &*world));
+                if let Err(e) = r {
+                    assert!(budget.killed(), "failed without being killed: {e}");
+                }
+                budget.spent()
+            })
+        };
+        let spent = changer.join().unwrap();
+        world.event().notify(SLOTS, true, &*world).unwrap();
         w.join().unwrap();
         spent
     }

@@ -178,6 +178,75 @@ class Store:
         """
         self._core.flush()
 
+    def change_token(self, *containers: Dict | List | Set | Cache) -> tuple[int, ...]:
+        """A token for the present state of ``containers``, for :meth:`wait`.
+
+        Take it before reading what a wait is about, then wait with ``since=token``: a change
+        made after the token was taken, in any process, ends the wait at once, so none is lost
+        between the read and the wait. The token is a tuple of the containers' versions (every
+        committed change moves a container's version); compare tokens only for equality.
+
+        :param containers: one or more stored ``persist.Dict``, ``List``, ``Set`` or ``Cache``
+            objects of this store.
+        :raises TypeError: no container, or an object of another kind.
+        :raises ValueError: a container of another store, or a Cache not stored yet.
+        :raises persist.ClosedError: the store is closed.
+        """
+        return tuple(self._core._versions(list(containers)))
+
+    def wait(
+        self,
+        *containers: Dict | List | Set | Cache,
+        since: tuple[int, ...] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, ...] | None:
+        """Sleeps until one of ``containers`` has changed since ``since``, in any process.
+
+        ``since`` is what :meth:`change_token` gave for the same containers; if one of them has
+        changed since, it returns at once. ``since=None`` waits for the next change from now
+        (a change made between an earlier read and this call is then missed: pass a token to
+        rule that out). The thread sleeps on a futex with the GIL released; every committed
+        change of a container wakes it (a change inside a lockExcl section or transaction is
+        seen once the section ends), and so may changes of other containers, after which it
+        checks and sleeps again. It never polls.
+
+        Every committed change moves the token, including a change that leaves the contents
+        equal (setting a key to its value) and a read of a limited Cache that moves an entry
+        in its recency order; an entry that expires moves nothing.
+
+        :returns: the new token (a non-empty tuple, true), or ``None`` when ``timeout`` passed
+            first (false, as :meth:`threading.Condition.wait` returns ``False``).
+        :raises KeyboardInterrupt: Ctrl-C (a signal handler's exception) while it sleeps.
+        :raises ValueError: ``since`` is not a token of the same number of containers, or a
+            negative ``timeout``.
+        :raises persist.ClosedError: the store is closed (or closes while it waits).
+        """
+        core = self._core
+        cs = list(containers)
+        if since is None:
+            since = tuple(core._versions(cs))
+        got = core._wait(cs, list(since), timeout)
+        return None if got is None else tuple(got)
+
+    async def wait_async(
+        self,
+        *containers: Dict | List | Set | Cache,
+        since: tuple[int, ...] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, ...] | None:
+        """Awaitable :meth:`wait`: ``await store.wait_async(d, since=token)``.
+
+        The wait runs in a worker thread (as ``List.pop_async`` does), so the event loop never
+        blocks; cancelling the awaiting task ends the wait and its thread at once.
+
+        :returns: as :meth:`wait`: the new token, or ``None`` after ``timeout``.
+        """
+        core = self._core
+        cs = list(containers)
+        if since is None:
+            since = tuple(core._versions(cs))
+        return await _ops.store_wait_async(core, cs, since, timeout)
+
     def check(self, timeout: float | None = None) -> dict:
         """Checks the allocator and the whole graph, under the writer lock.
 

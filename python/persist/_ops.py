@@ -768,6 +768,23 @@ async def list_take_async(
     return got[0]
 
 
+async def store_wait_async(
+    core: Any, containers: list[Any], since: tuple[int, ...], timeout: float | None
+) -> tuple[int, ...] | None:
+    """Store.wait_async: the wait runs in a worker thread; a cancel stops and wakes it."""
+    import asyncio
+
+    flag = _CancelFlag()
+    worker = _waiters().submit(core._wait, containers, list(since), timeout, flag)
+    try:
+        got = await asyncio.shield(asyncio.wrap_future(worker))
+    except asyncio.CancelledError:
+        flag.set()
+        core._wake_waiters()
+        raise
+    return None if got is None else tuple(got)
+
+
 def _give_back(proxy: Any, f: concurrent.futures.Future[Any]) -> None:
     # The worker of a cancelled lock wait took the lock after all: it is given back (by
     # whichever thread runs this, once the lock is handed to it).

@@ -103,6 +103,19 @@ class StoreCore:
     def check(self, timeout: float | None = None) -> dict[str, int]: ...
     def gc(self, timeout: float | None = None) -> dict[str, int]: ...
     def stats(self, timeout: float | None = None) -> dict[str, Any]: ...
+    def _versions(self, containers: list[Dict | List | Set | Cache]) -> list[int]:
+        """The versions of the containers now (Store.change_token)."""
+    def _wait(
+        self,
+        containers: list[Dict | List | Set | Cache],
+        since: list[int],
+        timeout: float | None = None,
+        cancel: _CancelFlag | None = None,
+    ) -> list[int] | None:
+        """Store.wait: the new versions once one differs from since; None after timeout or
+        a cancel. KeyboardInterrupt on Ctrl-C, ClosedError once the store is closed."""
+    def _wake_waiters(self) -> None:
+        """Wakes this process's threads that wait on the store (a cancelled wait_async)."""
 
 @final
 class Transaction:

@@ -143,11 +143,22 @@ impl Store {
         self.get(obj.get() + container::VERSION)
     }
 
+    /// A container's version for an unlocked read (`SharedStore::read`): recorded as a read of
+    /// its header, so a version found odd (a single change holds the container) makes the read
+    /// wait for that change and start again, and the value returned is always even.
+    pub fn read_version(&self, obj: super::Container) -> Result<u64> {
+        self.observe(obj.get());
+        self.version(obj)
+    }
+
     /// Not logged: a version only has to change when the contents do. After a rollback it
     /// has moved on anyway, which costs a check-then-act caller one retry at most. By 2: the
     /// version is the container's part word (FORMAT.md §10.9), even while free. A part change
     /// holds the word (odd) and moves it when it releases the part, so it bumps nothing here.
+    /// Every change of a container's contents comes through here, so it also marks the change
+    /// as one whose commit wakes the waiters (`list_event`, `SharedStore::wait_versions`).
     pub(super) fn bump_version(&mut self, obj: u64) -> Result<()> {
+        self.changed = true;
         if self.part_change.is_some() {
             return Ok(());
         }

@@ -22,7 +22,7 @@
 
 use super::layout::lock_words;
 use super::{slot_words, Error, ReadToken, Result, Store};
-use crate::list_event::{EventOffsets, ListEvent};
+use crate::list_event::{EventOffsets, ListEvent, Wait};
 use crate::region::lockfile;
 use crate::region::Mapping;
 use crate::store_lock::{owner_id, Futex, LockOffsets, StoreLock};
@@ -41,6 +41,7 @@ pub const LOCK_OFFSETS: LockOffsets = LockOffsets {
 pub const EVENT_OFFSETS: EventOffsets = EventOffsets {
     event: lockfile::LIST_EVENT,
     bits: lockfile::WAITING_BITS,
+    change_bits: lockfile::CHANGE_WAITING_BITS,
     bit_words: lockfile::WAITING_WORDS,
 };
 
@@ -157,15 +158,15 @@ impl LockWords {
         debug_assert!(woken.is_ok());
     }
 
-    /// After a change that added items to a list: wakes the threads waiting for items, in
-    /// every process, if any participant waits (`list_event`).
-    pub(super) fn notify_lists(&self) {
+    /// After a change of a container: wakes the threads waiting for a list to gain items or
+    /// for a container to change, in every process, if any participant waits (`list_event`).
+    pub(super) fn notify_waiters(&self, grew: bool) {
         // Relaxed: a participant attaching after this load has no waiter yet that could miss
-        // the item (its first try comes after its attach); `notify` fences before the bits.
+        // the change (its first try comes after its attach); `notify` fences before the bits.
         let slots = self.slots_high.load(Ordering::Relaxed);
         // Refused only when the lock file's pages vanished (FORMAT.md §8.1), which the change
         // that called this reports itself (`check_intact`); waiters then wake by their slice.
-        let _ = self.event.notify(slots, &KERNEL);
+        let _ = self.event.notify(slots, grew, &KERNEL);
     }
 
     fn list_waiter(&self) -> ListWaiter {
@@ -237,15 +238,20 @@ impl Store {
         self.part.lock().list_waiter()
     }
 
-    /// Whether a change since the last call added items to a list (the caller then calls
-    /// [`Store::notify_lists`] once the change is committed or its section holds it).
-    pub fn take_list_grew(&mut self) -> bool {
-        std::mem::take(&mut self.list_grew)
+    /// Whether a change since the last call changed a container, and whether it added items
+    /// to a list (the caller then calls [`Store::notify_waiters`] once the change is committed
+    /// or its section holds it).
+    pub fn take_changed(&mut self) -> (bool, bool) {
+        (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.list_grew),
+        )
     }
 
-    /// Wakes the threads of every process that wait for a list to gain items, if any waits.
-    pub fn notify_lists(&self) {
-        self.part.lock().notify_lists()
+    /// Wakes the threads of every process that wait for a container to change, or, if the
+    /// change added list items (`grew`), for a list to gain items, if any waits (`list_event`).
+    pub fn notify_waiters(&self, grew: bool) {
+        self.part.lock().notify_waiters(grew)
     }
 
     fn local_busy(&self) -> Busy {
@@ -649,23 +655,32 @@ pub struct ListWaiter {
 }
 
 impl ListWaiter {
-    /// Sets this participant's waiting bit (its first waiting thread).
+    /// Sets this participant's waiting bit of kind `wait` (its first thread waiting so).
     ///
     /// # Safety
     /// The store this waiter came from must still be open (its mappings alive).
-    pub unsafe fn announce(&self) {
+    pub unsafe fn announce(&self, wait: Wait) {
         // Refused only when the lock file's pages vanished (FORMAT.md §8.1): the step that
         // follows reports that; a bit that could not be set only costs this waiter a slice.
-        let _ = self.event.announce(self.slot);
+        let _ = self.event.announce(self.slot, wait);
     }
 
-    /// Clears this participant's waiting bit (its last waiting thread leaves).
+    /// Clears this participant's waiting bit of kind `wait` (its last thread waiting so
+    /// leaves).
     ///
     /// # Safety
     /// As [`ListWaiter::announce`].
-    pub unsafe fn withdraw(&self) {
+    pub unsafe fn withdraw(&self, wait: Wait) {
         // As in `announce`: a bit left set only costs producers wake-ups.
-        let _ = self.event.withdraw(self.slot);
+        let _ = self.event.withdraw(self.slot, wait);
+    }
+
+    /// Clears both of this participant's waiting bits (a closing store).
+    ///
+    /// # Safety
+    /// As [`ListWaiter::announce`].
+    pub unsafe fn withdraw_all(&self) {
+        let _ = self.event.withdraw_all(self.slot);
     }
 
     /// The event value to sleep on, read before a try.

@@ -72,13 +72,14 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         wake(att, lock_words::SEQ)?;
     }
 
-    // 2a. Its list waiting bit (FORMAT.md §10.10): it waits no more. And the list waiters of
-    //     every process are woken once: a producer killed between its commit and its
-    //     wake-up took that wake-up with it.
+    // 2a. Its waiting bit (FORMAT.md §10.10): it waits no more. And the waiters of every
+    //     process (blocked pops, `Store.wait`) are woken once: a producer killed between its
+    //     commit and its wake-up took that wake-up with it.
     let event = crate::list_event::ListEvent::new(lock_mem, super::lock::EVENT_OFFSETS)?;
-    event.withdraw(slot)?;
+    event.withdraw_all(slot)?;
     event.notify(
         lock_mem.load(crate::region::lockfile::SLOTS_HIGH, Ordering::SeqCst)?,
+        true,
         &Wake,
     )?;
 

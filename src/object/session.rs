@@ -34,6 +34,7 @@
 //! `close` unmaps nothing while a thread sleeps on the lock words (`waiting`).
 
 use super::{Busy, Error, ListWaiter, Result, Store, Waiter};
+use crate::list_event::Wait;
 use crate::region::OpenOptionsRegion;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
@@ -109,9 +110,10 @@ pub struct SharedStore {
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicU64,
-    /// Threads of this process waiting for a list to gain items (`wait_change`): the
-    /// participant's waiting bit is set while it is not 0 (`list_event`).
-    list_waiting: Mutex<u32>,
+    /// Threads of this process waiting for a list to gain items (`wait_change`), and for a
+    /// change (`wait_versions`): the participant's waiting bit of each kind is set while its
+    /// count is not 0 (`list_event`).
+    list_waiting: Mutex<[u32; 2]>,
     /// Containers whose handles were dropped (their holds are given back at the next step).
     pending: Mutex<Vec<super::Container>>,
     /// Whether `pending` may be non-empty (checked without its mutex on every step).
@@ -142,7 +144,7 @@ impl SharedStore {
             store: UnsafeCell::new(Some(store)),
             waiter: Mutex::new(waiter),
             waiting: AtomicU64::new(0),
-            list_waiting: Mutex::new(0),
+            list_waiting: Mutex::new([0; 2]),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             step_owner: AtomicU64::new(0),
@@ -347,7 +349,7 @@ impl SharedStore {
                             }
                             if !(r.is_err() && st.take_part_fallback()) {
                                 let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
-                                notify_if_grew(st, r.is_ok() && ended.is_ok());
+                                notify_if_changed(st, r.is_ok() && ended.is_ok());
                                 let r = r?;
                                 ended?;
                                 return Ok(r);
@@ -393,19 +395,19 @@ impl SharedStore {
             }
         }
         let ended = st.end_op(r.is_ok()).and_then(|()| st.check_intact());
-        notify_if_grew(st, r.is_ok() && ended.is_ok());
+        notify_if_changed(st, r.is_ok() && ended.is_ok());
         let r = r?;
         ended?;
         Ok(r)
     }
 
     /// Runs `f` as a change (on `part`'s part lock where it can, as `write_in` does) until it
-    /// returns `Some`: between tries, sleeps until a list gains items in any process
-    /// (`list_event`), in slices of `LIST_SLICE`, checking for interrupts. `Ok(None)` when
-    /// `timeout` passes or `cancel` is set first. `f` returns `None` for "nothing to take"
-    /// (its change then commits nothing worth waking anyone for). After a wake-up, the list
-    /// `watch` is read first (no lock, no change) and `f` runs only if it has items, so a
-    /// wake-up for another list costs a read.
+    /// returns `Some`: between tries, sleeps until a container changes in any process
+    /// (`list_event`), as `SharedStore::wait_event` does. `Ok(None)` when `timeout` passes or
+    /// `cancel` is set first. `f` returns `None` for "nothing to take" (its change then commits
+    /// nothing worth waking anyone for). After a wake-up, the list `watch` is read first (no
+    /// lock, no change) and `f` runs only if it has items, so a wake-up for another container
+    /// costs a read.
     #[allow(clippy::too_many_arguments)]
     pub fn wait_change<T, E: From<Error>>(
         &self,
@@ -416,42 +418,97 @@ impl SharedStore {
         cancel: Option<&std::sync::atomic::AtomicBool>,
         mut f: impl FnMut(&mut Store) -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E> {
-        let deadline = timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)));
+        let deadline = deadline_of(timeout);
         // The first try announces nothing: an item that is there costs no more than a pop.
         if let Some(v) = self.change(w, part, &mut f)? {
             return Ok(Some(v));
         }
+        self.wait_event(w, Wait::Items, deadline, cancel, || {
+            // A read after the fence in `seen` sees what a change before the producer's fence
+            // added, as the change would (`list_event`).
+            if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
+                return self.change(w, part, &mut f);
+            }
+            Ok(None)
+        })
+    }
+
+    /// Sleeps until the version of one of `cs` differs from `since` (one version per
+    /// container, as this returns them), in any process: `Ok(Some(versions now))`, or
+    /// `Ok(None)` when `timeout` passes or `cancel` is set first. With `since` None, returns
+    /// the versions now at once. Every committed change of a container moves its version
+    /// (FORMAT.md §10.9) and then wakes the waiters (`notify_if_changed`), so a change made
+    /// after the caller read `since` is never slept through (`list_event`).
+    pub fn wait_versions<E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        cs: &[super::Container],
+        since: Option<&[u64]>,
+        timeout: Option<Duration>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<Vec<u64>>, E> {
+        let deadline = deadline_of(timeout);
+        let now = || {
+            self.read(w, |st| {
+                cs.iter()
+                    .map(|&c| st.read_version(c).map_err(E::from))
+                    .collect::<Result<Vec<u64>, E>>()
+            })
+        };
+        let changed = |v: Vec<u64>| match since {
+            Some(s) if s == v.as_slice() => None,
+            _ => Some(v),
+        };
+        // The first look announces nothing: a change already made costs one read.
+        if let Some(v) = changed(now()?) {
+            return Ok(Some(v));
+        }
+        self.wait_event(w, Wait::Change, deadline, cancel, || Ok(changed(now()?)))
+    }
+
+    /// The waiting side of `list_event` for one thread: announces this participant's waiting
+    /// bit (its first waiting thread), then, until `ready` gives `Some`, the deadline passes
+    /// or `cancel` is set: reads the event word (`seen`, after a SeqCst fence), runs `ready`,
+    /// and sleeps while the event word holds `seen`, in slices of `LIST_SLICE`, checking for
+    /// interrupts (Ctrl-C) before each look. Withdraws the bit when its participant's last
+    /// waiting thread leaves.
+    fn wait_event<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        kind: Wait,
+        deadline: Option<Instant>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+        ready: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
         let waiter = self.with(w, |st| Ok::<_, E>(st.list_waiter()))?;
+        let i = kind as usize;
         self.outside(|| {
             let mut n = lock(&self.list_waiting);
-            if *n == 0 {
+            if n[i] == 0 {
                 // SAFETY: `outside` runs this only while the store is open.
-                unsafe { waiter.announce() };
+                unsafe { waiter.announce(kind) };
             }
-            *n += 1;
+            n[i] += 1;
         })?;
-        let r = self.wait_change_loop(w, part, watch, deadline, cancel, &waiter, &mut f);
+        let r = self.wait_event_loop(w, deadline, cancel, &waiter, ready);
         let _ = self.outside(|| {
             let mut n = lock(&self.list_waiting);
-            *n -= 1;
-            if *n == 0 {
+            n[i] -= 1;
+            if n[i] == 0 {
                 // SAFETY: as above.
-                unsafe { waiter.withdraw() };
+                unsafe { waiter.withdraw(kind) };
             }
         });
         r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn wait_change_loop<T, E: From<Error>>(
+    fn wait_event_loop<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
-        part: Option<super::Container>,
-        watch: super::Container,
         deadline: Option<Instant>,
         cancel: Option<&std::sync::atomic::AtomicBool>,
         waiter: &ListWaiter,
-        f: &mut impl FnMut(&mut Store) -> Result<Option<T>, E>,
+        mut ready: impl FnMut() -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E> {
         loop {
             // Before each try: a pending signal (Ctrl-C) or a cancel ends the wait with
@@ -464,12 +521,8 @@ impl SharedStore {
             }
             // SAFETY: `outside` runs this only while the store is open.
             let seen = self.outside(|| unsafe { waiter.seen() })?;
-            // A read after the fence in `seen` sees what a change before the producer's fence
-            // added, as the change would (`list_event`).
-            if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
-                if let Some(v) = self.change(w, part, &mut *f)? {
-                    return Ok(Some(v));
-                }
+            if let Some(v) = ready()? {
+                return Ok(Some(v));
             }
             let slice = match deadline {
                 Some(d) => {
@@ -639,7 +692,7 @@ impl SharedStore {
         let Some(st) = st else { return Ok(()) };
         // Threads of this process waiting for a list to gain items wake now, not at the end
         // of their slice (the store is still open here: this step holds it).
-        if *lock(&self.list_waiting) != 0 {
+        if *lock(&self.list_waiting) != [0; 2] {
             // SAFETY: the store is open (taken out of the step just now, not yet closed).
             unsafe { st.list_waiter().wake_all() };
         }
@@ -654,7 +707,7 @@ impl SharedStore {
         // No thread waits for a list any more, nor can start to: the bit goes with the
         // participant (a waiter cut short by the close left it set).
         // SAFETY: the store is still open (`st.close` below unmaps it).
-        unsafe { st.list_waiter().withdraw() };
+        unsafe { st.list_waiter().withdraw_all() };
         Ok(st.close()?)
     }
 
@@ -687,7 +740,7 @@ impl SharedStore {
         }
         *lock(&self.waiter) = st.waiter();
         // No thread of the parent waits here (only the forking thread exists in the child).
-        *lock(&self.list_waiting) = 0;
+        *lock(&self.list_waiting) = [0; 2];
         *g = Some(st);
         Ok(())
     }
@@ -715,11 +768,19 @@ fn open_store(path: &Path, options: OpenOptionsRegion) -> Result<Store> {
     )
 }
 
-/// After a change ends: if it added items to a list and committed, wakes the list waiters of
-/// every process (`list_event`); the flag is cleared either way.
-fn notify_if_grew(st: &mut Store, committed: bool) {
-    if st.take_list_grew() && committed {
-        st.notify_lists();
+/// When a wait of `timeout` that starts now ends (None: never).
+fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)))
+}
+
+/// After a change ends: if it changed a container and committed, wakes the waiters of every
+/// process (`list_event`: a fence and a load of the waiting bits when nobody waits); the flag
+/// is cleared either way. A change that changed nothing (a pop that found the list empty)
+/// wakes nobody, so two waiters' empty tries never wake each other in turn.
+fn notify_if_changed(st: &mut Store, committed: bool) {
+    let (changed, grew) = st.take_changed();
+    if changed && committed {
+        st.notify_waiters(grew);
     }
 }
 

@@ -38,7 +38,11 @@ pub struct Store {
     pub(super) read_tracking: std::cell::Cell<bool>,
     /// A part the unlocked read in progress found held (parts.rs).
     pub(super) read_busy: std::cell::Cell<Option<lock::Busy>>,
-    /// A change added items to a list since `take_list_grew` last ran (list.rs).
+    /// A change moved a container's version since `take_changed` last ran (`bump_version`):
+    /// its commit wakes the waiters of every process (`list_event`).
+    pub(super) changed: bool,
+    /// A change added items to a list since `take_changed` last ran (list.rs): its commit
+    /// also wakes the threads waiting for items.
     pub(super) list_grew: bool,
 }
 
@@ -101,13 +105,14 @@ impl Store {
             reads: Default::default(),
             read_tracking: Default::default(),
             read_busy: Default::default(),
+            changed: false,
             list_grew: false,
         };
         // Before anything is read or changed: a second participant turns parts on.
         store.raise_slots_high()?;
-        // A participant that died in this slot may have left its list waiting bit set
+        // A participant that died in this slot may have left its waiting bits set
         // (FORMAT.md §10.10): this one waits for nothing yet.
-        store.part.lock().event.withdraw(store.part.slot())?;
+        store.part.lock().event.withdraw_all(store.part.slot())?;
         if opts.readonly {
             if recovery::orphaned_undo(store.part.attached())?.is_some() {
                 return Err(Error::ReadOnly(

@@ -310,6 +310,46 @@ pub(crate) fn unlock(shared: &Shared, py: Python<'_>) -> PyResult<()> {
     shared.with(&Gil(py), |st| Ok(st.unlock(tid)?))
 }
 
+impl StoreCore {
+    /// The containers behind the proxies `objs` (Dict, List, Set, Cache), each of this store.
+    fn containers(&self, objs: &[Bound<'_, PyAny>]) -> PyResult<Vec<crate::object::Container>> {
+        if objs.is_empty() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "wait() and change_token() need at least one container",
+            ));
+        }
+        objs.iter()
+            .map(|o| {
+                let at = if let Ok(d) = o.cast::<super::proxy::Dict>() {
+                    Some((d.get().shared.clone(), d.get().off))
+                } else if let Ok(l) = o.cast::<super::proxy::List>() {
+                    Some((l.get().shared.clone(), l.get().off))
+                } else if let Ok(x) = o.cast::<super::set::Set>() {
+                    Some((x.get().shared.clone(), x.get().off))
+                } else if let Ok(c) = o.cast::<super::cache::Cache>() {
+                    c.get().at.clone()
+                } else {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "wait() and change_token() take persist.Dict, List, Set or Cache \
+                         objects, not {}",
+                        o.get_type().name()?
+                    )));
+                };
+                match at {
+                    Some((s, c)) if Arc::ptr_eq(&s, &self.shared) => Ok(c),
+                    Some(_) => Err(pyo3::exceptions::PyValueError::new_err(
+                        "wait() and change_token() take containers of this store only",
+                    )),
+                    None => Err(pyo3::exceptions::PyValueError::new_err(
+                        "this persist.Cache is not stored yet: store it, then wait on what \
+                         the store gives back",
+                    )),
+                }
+            })
+            .collect()
+    }
+}
+
 #[pymethods]
 impl StoreCore {
     #[new]
@@ -411,6 +451,45 @@ impl StoreCore {
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         self.shared.with(&Gil(py), |st| Ok(st.flush()?))
+    }
+
+    /// The versions of `containers` now (`Store.change_token`).
+    fn _versions(&self, py: Python<'_>, containers: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<u64>> {
+        let cs = self.containers(&containers)?;
+        let got = self.shared.wait_versions(&Gil(py), &cs, None, None, None)?;
+        Ok(got.unwrap_or_default())
+    }
+
+    /// `Store.wait`: sleeps until a version of `containers` differs from `since`; the new
+    /// versions, or None when `timeout` passed (or `cancel` was set) first.
+    #[pyo3(signature = (containers, since, timeout=None, cancel=None))]
+    fn _wait(
+        &self,
+        py: Python<'_>,
+        containers: Vec<Bound<'_, PyAny>>,
+        since: Vec<u64>,
+        timeout: Option<f64>,
+        cancel: Option<&Bound<'_, super::proxy::CancelFlag>>,
+    ) -> PyResult<Option<Vec<u64>>> {
+        let cs = self.containers(&containers)?;
+        if since.len() != cs.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "since holds {} versions for {} containers: pass what change_token() gave for \
+                 the same containers",
+                since.len(),
+                cs.len()
+            )));
+        }
+        let t = timeout_arg(timeout)?;
+        let flag = cancel.map(|c| &c.get().flag);
+        self.shared
+            .wait_versions(&Gil(py), &cs, Some(&since), t, flag)
+    }
+
+    /// Wakes this process's threads that wait in `Store.wait` (and list pops) on this store,
+    /// so a cancelled asyncio wait ends now.
+    fn _wake_waiters(&self) {
+        self.shared.wake_list_waiters()
     }
 
     /// A `transaction()` block of the calling thread; `store` is what `with ... as` gives.

@@ -258,8 +258,10 @@ pub mod lockfile {
     /// sweeps would read as part of the offset (and so free a block a live participant of this
     /// build holds unlinked). 8: the list event word and the waiting bits (FORMAT.md §6.1,
     /// §10.10), which an older build's appends would never move (its producers would leave
-    /// this build's consumers asleep).
-    pub const VERSION: u32 = 8;
+    /// this build's consumers asleep). 9: the change waiting bits (words 640..768), and every
+    /// committed change of a container moves the event word while one is set (`Store.wait`,
+    /// FORMAT.md §10.10), where an older build moves it only when a list gains items.
+    pub const VERSION: u32 = 9;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;
@@ -283,14 +285,18 @@ pub mod lockfile {
     /// reads check only the sequence (one participant: no part is ever held); sections scan
     /// the `active` words of the slots below it.
     pub const SLOTS_HIGH: u64 = 384;
-    /// Header word `list event`: a futex word moved by every change that adds items to a
-    /// list while some participant waits for items (`list_event`, FORMAT.md §10.10).
+    /// Header word `event`: a futex word moved by a committed change while some participant
+    /// waits for it (`list_event`, FORMAT.md §10.10).
     pub const LIST_EVENT: u64 = 448;
     /// Header words 512..640 `waiting`: bit `s % 64` of word `s / 64` is set while a thread of
     /// the participant in slot `s` waits for a list to gain items.
     pub const WAITING_BITS: u64 = 512;
     pub const WAITING_WORDS: u64 = (SLOTS as u64).div_ceil(64);
     const _: () = assert!(WAITING_BITS + 8 * WAITING_WORDS <= 640);
+    /// Header words 640..768 `change waiting`: as `waiting`, set while a thread of the
+    /// participant waits for any change of a container (`Store.wait`).
+    pub const CHANGE_WAITING_BITS: u64 = 640;
+    const _: () = assert!(CHANGE_WAITING_BITS + 8 * WAITING_WORDS <= 768);
 }
 
 #[cfg(test)]
