@@ -785,19 +785,19 @@ async def store_wait_async(
     return None if got is None else tuple(got)
 
 
-def _give_back(proxy: Any, f: concurrent.futures.Future[Any]) -> None:
+def _give_back(core: Any, f: concurrent.futures.Future[Any]) -> None:
     # The worker of a cancelled lock wait took the lock after all: it is given back (by
     # whichever thread runs this, once the lock is handed to it).
     if f.cancelled() or f.exception() is not None:
         return
     taken, tid = f.result()
     if taken:
-        proxy._adopt_lock(tid)
-        proxy.unlock()
+        core._adopt_lock(tid)
+        core.unlock()
 
 
-def _lock_in_worker(proxy: Any, excl: bool, timeout: float | None, flag: Any) -> Any:
-    return proxy._lock_wait(excl, timeout, flag), threading.get_ident()
+def _lock_in_worker(core: Any, excl: bool, timeout: float | None, flag: Any) -> Any:
+    return core._lock_wait(excl, timeout, flag), threading.get_ident()
 
 
 class AsyncLock:
@@ -817,21 +817,22 @@ class AsyncLock:
         import asyncio
 
         p = self._proxy
-        if p._holds_lock():
+        core = p._store
+        if core.held() is not None:
             # Reentrant in the loop's thread, as lockExcl is in a thread (a wait in a worker
             # would wait for this very thread).
             return p.lockExcl() if self._excl else p.lockShared()
         flag = _CancelFlag()
-        worker = _waiters().submit(_lock_in_worker, p, self._excl, self._timeout, flag)
+        worker = _waiters().submit(_lock_in_worker, core, self._excl, self._timeout, flag)
         try:
             taken, tid = await asyncio.shield(asyncio.wrap_future(worker))
         except asyncio.CancelledError:
             flag.set()
-            worker.add_done_callback(lambda f: _give_back(p, f))
+            worker.add_done_callback(lambda f: _give_back(core, f))
             raise
         if not taken:  # only a cancel ends the wait without the lock
             raise asyncio.CancelledError
-        return p._adopt_lock(tid)
+        return core._adopt_lock(tid)
 
     async def __aenter__(self) -> Any:
         self._guard = await self._take()

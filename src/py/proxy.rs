@@ -885,30 +885,6 @@ impl List {
             .call1((slf, false, timeout))
     }
 
-    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
-    /// cancelled first).
-    fn _lock_wait(
-        &self,
-        py: Python<'_>,
-        excl: bool,
-        timeout: Option<f64>,
-        cancel: &Bound<'_, super::proxy::CancelFlag>,
-    ) -> PyResult<bool> {
-        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
-    }
-
-    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
-    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
-        super::store::adopt_lock(&self.shared, py, thread)
-    }
-
-    /// Whether the calling thread holds lockExcl or lockShared on this store.
-    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
-        let tid = super::store::thread_id();
-        self.shared
-            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
-    }
-
     // Everything that runs Python code lives in _ops.py.
     fn __contains__(slf: &Bound<'_, Self>, v: &Bound<'_, PyAny>) -> PyResult<bool> {
         ops(slf.py())?
@@ -1635,30 +1611,6 @@ impl Dict {
         ops(slf.py())?
             .getattr("AsyncLock")?
             .call1((slf, false, timeout))
-    }
-
-    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
-    /// cancelled first).
-    fn _lock_wait(
-        &self,
-        py: Python<'_>,
-        excl: bool,
-        timeout: Option<f64>,
-        cancel: &Bound<'_, super::proxy::CancelFlag>,
-    ) -> PyResult<bool> {
-        super::store::lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
-    }
-
-    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
-    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
-        super::store::adopt_lock(&self.shared, py, thread)
-    }
-
-    /// Whether the calling thread holds lockExcl or lockShared on this store.
-    fn _holds_lock(&self, py: Python<'_>) -> PyResult<bool> {
-        let tid = super::store::thread_id();
-        self.shared
-            .with(&Gil(py), |st| Ok::<_, PyErr>(st.held_by(tid).is_some()))
     }
 
     fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

@@ -413,6 +413,23 @@ impl StoreCore {
         unlock(&self.shared, py)
     }
 
+    /// The asyncio lock forms' wait, in a worker thread: whether it took the lock (``False``:
+    /// cancelled first).
+    fn _lock_wait(
+        &self,
+        py: Python<'_>,
+        excl: bool,
+        timeout: Option<f64>,
+        cancel: &Bound<'_, super::proxy::CancelFlag>,
+    ) -> PyResult<bool> {
+        lock_wait(&self.shared, py, excl, timeout, &cancel.get().flag)
+    }
+
+    /// Hands the lock worker thread ``thread`` took to the calling thread; returns its guard.
+    fn _adopt_lock(&self, py: Python<'_>, thread: u64) -> PyResult<LockGuard> {
+        adopt_lock(&self.shared, py, thread)
+    }
+
     /// "excl", "shared" or None: what the calling thread holds.
     fn held(&self, py: Python<'_>) -> PyResult<Option<&'static str>> {
         let tid = thread_id();
