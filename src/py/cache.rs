@@ -162,6 +162,57 @@ impl Cache {
         })
     }
 
+    /// The error of an entry of `n` bytes, more than max_bytes allows (nothing was changed).
+    fn too_large(&self, n: u64) -> PyErr {
+        PyValueError::new_err(format!(
+            "the entry takes {n} bytes, more than the cache's max_bytes ({})",
+            self.opts.max_bytes
+        ))
+    }
+
+    /// Sets every (key, value) of `pairs` (a list of 2-tuples) in one change, the i-th to
+    /// expire at `expiry(i, now)` (ns since the epoch, 0: never).
+    fn set_pairs(
+        &self,
+        py: Python<'_>,
+        pairs: &Bound<'_, PyList>,
+        expiry: impl Fn(usize, u64) -> PyResult<u64>,
+    ) -> PyResult<()> {
+        let (shared, c) = self.at()?;
+        let mut keep = Keep::default();
+        let mut keys = Vec::with_capacity(pairs.len());
+        let flat = PyList::empty(py);
+        for p in pairs.iter() {
+            let p = p.cast::<PyTuple>()?;
+            let k = p.get_item(0)?;
+            let Some(kt) = Self::key(&k)? else {
+                return Err(unstorable_key(&k));
+            };
+            keys.push(kt);
+            flat.append(p.get_item(1)?)?;
+        }
+        let hashed = keys
+            .iter()
+            .map(|kt| kt.key().map_err(map))
+            .collect::<PyResult<Vec<_>>>()?;
+        let vt = to_tree(flat.as_any(), shared, &mut keep)?;
+        shared.write(&Gil(py), |st| {
+            let ws = st.encode_items(&vt).map_err(map)?;
+            keep.bind(py, st, shared)?;
+            let now = now_ns();
+            for (i, (key, w)) in hashed.iter().zip(ws).enumerate() {
+                let x = expiry(i, now)?;
+                if let CacheSet::TooLarge(n) = st
+                    .cache_set(c, key, w, x, now, &mut NO_HINT.clone())
+                    .map_err(map)?
+                {
+                    return Err(self.too_large(n));
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn key<'py>(k: &Bound<'py, PyAny>) -> PyResult<Option<super::convert::KeyArg<'py>>> {
         key_arg(k)
     }
@@ -207,10 +258,7 @@ impl Cache {
                 .map_err(map)?
             {
                 CacheSet::Done => Ok(()),
-                CacheSet::TooLarge(n) => Err(PyValueError::new_err(format!(
-                    "the entry takes {n} bytes, more than the cache's max_bytes ({})",
-                    self.opts.max_bytes
-                ))),
+                CacheSet::TooLarge(n) => Err(self.too_large(n)),
             }
         };
         if scalar {
@@ -551,10 +599,7 @@ impl Cache {
             let x = self.expires(None, now)?;
             match st.cache_set(c, &key, w, x, now, &mut hint).map_err(map)? {
                 CacheSet::Done => to_py(py, st, shared, w),
-                CacheSet::TooLarge(n) => Err(PyValueError::new_err(format!(
-                    "the entry takes {n} bytes, more than the cache's max_bytes ({})",
-                    self.opts.max_bytes
-                ))),
+                CacheSet::TooLarge(n) => Err(self.too_large(n)),
             }
         })
     }
@@ -568,43 +613,8 @@ impl Cache {
         pairs: &Bound<'_, PyList>,
         ttl: Option<f64>,
     ) -> PyResult<()> {
-        let (shared, c) = self.at()?;
-        let mut keep = Keep::default();
-        let mut keys = Vec::with_capacity(pairs.len());
-        let flat = PyList::empty(py);
-        for p in pairs.iter() {
-            let p = p.cast::<PyTuple>()?;
-            let k = p.get_item(0)?;
-            let Some(kt) = Self::key(&k)? else {
-                return Err(unstorable_key(&k));
-            };
-            keys.push(kt);
-            flat.append(p.get_item(1)?)?;
-        }
-        let mut hashed = Vec::with_capacity(keys.len());
-        for kt in &keys {
-            hashed.push(kt.key().map_err(map)?);
-        }
-        self.expires(ttl, 0)?;
-        let vt = to_tree(flat.as_any(), shared, &mut keep)?;
-        shared.write(&Gil(py), |st| {
-            let ws = st.encode_items(&vt).map_err(map)?;
-            keep.bind(py, st, shared)?;
-            let now = now_ns();
-            let x = self.expires(ttl, now)?;
-            for (key, w) in hashed.iter().zip(ws) {
-                if let CacheSet::TooLarge(n) = st
-                    .cache_set(c, key, w, x, now, &mut NO_HINT.clone())
-                    .map_err(map)?
-                {
-                    return Err(PyValueError::new_err(format!(
-                        "the entry takes {n} bytes, more than the cache's max_bytes ({})",
-                        self.opts.max_bytes
-                    )));
-                }
-            }
-            Ok(())
-        })
+        self.expires(ttl, 0)?; // a bad ttl fails before anything is converted
+        self.set_pairs(py, pairs, |_, now| self.expires(ttl, now))
     }
 
     /// Sets the entries of `entries`, a list of (key, value, expiry time in ns since the
@@ -617,40 +627,7 @@ impl Cache {
             pairs.append((k, v))?;
             times.push(x.min(SMALL_INT_MAX as u64));
         }
-        let (shared, c) = self.at()?;
-        let mut keep = Keep::default();
-        let mut keys = Vec::new();
-        let flat = PyList::empty(py);
-        for p in pairs.iter() {
-            let p = p.cast::<PyTuple>()?;
-            let k = p.get_item(0)?;
-            let Some(kt) = Self::key(&k)? else {
-                return Err(unstorable_key(&k));
-            };
-            keys.push(kt);
-            flat.append(p.get_item(1)?)?;
-        }
-        let mut hashed = Vec::with_capacity(keys.len());
-        for kt in &keys {
-            hashed.push(kt.key().map_err(map)?);
-        }
-        let vt = to_tree(flat.as_any(), shared, &mut keep)?;
-        shared.write(&Gil(py), |st| {
-            let ws = st.encode_items(&vt).map_err(map)?;
-            keep.bind(py, st, shared)?;
-            let now = now_ns();
-            for ((key, w), x) in hashed.iter().zip(ws).zip(&times) {
-                if let CacheSet::TooLarge(n) = st
-                    .cache_set(c, key, w, *x, now, &mut NO_HINT.clone())
-                    .map_err(map)?
-                {
-                    return Err(PyValueError::new_err(format!(
-                        "the entry takes {n} bytes, more than the cache's max_bytes"
-                    )));
-                }
-            }
-            Ok(())
-        })
+        self.set_pairs(py, &pairs, |i, _| Ok(times[i]))
     }
 
     /// Removes every entry, as :meth:`dict.clear`; one atomic change.
