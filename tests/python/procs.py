@@ -5,8 +5,10 @@ whose files are copied while they are stopped."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import time
 from collections.abc import Callable
 
 import persist
@@ -42,6 +44,49 @@ def kill_child(pid: int) -> None:
     except ProcessLookupError:
         pass
     reap_child(pid)
+
+
+def kill_loop(
+    worker: Callable[[int, int], None],
+    *,
+    rng: random.Random,
+    workers: int,
+    kills: int,
+    seconds: float,
+) -> None:
+    """Keeps ``workers`` forked ``worker(seed, ready_fd)`` running (each writes b"r" to
+    ready_fd once it has opened the store) and SIGKILLs one at random, ``kills`` times within
+    ``seconds``, starting a new one after each kill: mostly a worker at work, sometimes one
+    still opening or recovering. Every worker is killed and reaped at the end."""
+    running: dict[int, int] = {}  # pid -> read end of its ready pipe
+    deadline = time.monotonic() + seconds
+
+    def start() -> None:
+        r, w = os.pipe()
+        seed = rng.randrange(1 << 30)
+        pid = fork_child(lambda: worker(seed, w))
+        os.close(w)
+        running[pid] = r
+
+    done = 0
+    try:
+        for _ in range(workers):
+            start()
+        while done < kills:
+            assert time.monotonic() < deadline, f"only {done} kills in the time allowed"
+            pid = rng.choice(list(running))
+            r = running.pop(pid)
+            if rng.random() < 0.8:
+                assert os.read(r, 1) == b"r", "a worker died before it opened the store"
+                time.sleep(rng.uniform(0, 0.015))
+            os.close(r)
+            kill_child(pid)
+            done += 1
+            start()
+    finally:
+        for pid, r in running.items():
+            os.close(r)
+            kill_child(pid)
 
 
 def _committer(path: str, name: str, report_fd: int, durable: bool, blob: bool) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import persist
-from procs import fork_child, kill_child, reap_child
+from procs import fork_child, kill_loop, reap_child
 
 
 def _cache(store: Any, **opts: Any) -> Any:
@@ -403,35 +403,13 @@ def test_caches_survive_kills_in_the_middle_of_their_changes(tmp_path: Path) -> 
         store.root["c"] = persist.Cache(ttl=1, max_entries=30, max_bytes=3000)
         store.root["t"] = persist.Cache()
     rng = random.Random(20261206)
-    kills, target = 0, 80
-    workers: dict[int, int] = {}
-    deadline = time.monotonic() + 120
-
-    def start() -> None:
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda: _changer(path, seed, w))
-        os.close(w)
-        workers[pid] = r
-
-    try:
-        for _ in range(2):
-            start()
-        while kills < target:
-            assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
-            pid = rng.choice(list(workers))
-            r = workers.pop(pid)
-            if rng.random() < 0.8:
-                assert os.read(r, 1) == b"r", "a worker died before it opened the store"
-                time.sleep(rng.uniform(0, 0.015))
-            os.close(r)
-            kill_child(pid)
-            kills += 1
-            start()
-    finally:
-        for pid, r in workers.items():
-            os.close(r)
-            kill_child(pid)
+    kill_loop(
+        lambda seed, w: _changer(path, seed, w),
+        rng=rng,
+        workers=2,
+        kills=80,
+        seconds=120,
+    )
     with persist.open(path) as store:
         c = store.root["c"]
         # check() verifies every entry block and the counts each cache header keeps.

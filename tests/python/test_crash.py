@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import persist
-from procs import StoppedWriters, fork_child, kill_child, reap_child
+from procs import StoppedWriters, fork_child, kill_child, kill_loop, reap_child
 
 ACCOUNTS = 20
 START_BALANCE = 100
@@ -70,37 +70,14 @@ def test_bank_invariant_survives_hundreds_of_kills(tmp_path: Path) -> None:
         store.root["hist"] = []
         store.root["note"] = ""
     rng = random.Random(20261125)
-    kills = 0
-    target = 600
-    workers: dict[int, int] = {}  # pid -> read end of its ready pipe
-    deadline = time.monotonic() + 240
-
-    def start() -> None:
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda: _bank_worker(path, seed, w))
-        os.close(w)
-        workers[pid] = r
-
-    try:
-        for _ in range(3):
-            start()
-        while kills < target:
-            assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
-            pid = rng.choice(list(workers))
-            r = workers.pop(pid)
-            # Mostly kill a worker that is at work; sometimes one still opening or recovering.
-            if rng.random() < 0.8:
-                assert os.read(r, 1) == b"r", "a worker died before it opened the store"
-                time.sleep(rng.uniform(0, 0.015))
-            os.close(r)
-            kill_child(pid)
-            kills += 1
-            start()
-    finally:
-        for pid, r in workers.items():
-            os.close(r)
-            kill_child(pid)
+    kills = 600
+    kill_loop(
+        lambda seed, w: _bank_worker(path, seed, w),
+        rng=rng,
+        workers=3,
+        kills=kills,
+        seconds=240,
+    )
     with persist.open(path) as store:
         acct = store.root["acct"].to_python()
         report = store.check()

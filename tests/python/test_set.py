@@ -15,14 +15,13 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import persist
-from procs import fork_child, kill_child, reap_child
+from procs import fork_child, kill_loop, reap_child
 
 
 def test_a_stored_set_is_a_persist_set(store: Any) -> None:
@@ -392,35 +391,13 @@ def test_sets_survive_kills_in_the_middle_of_their_changes(tmp_path: Path) -> No
         store.root["c"] = set()
         store.root["note"] = ""
     rng = random.Random(20261206)
-    kills, target = 0, 150
-    workers: dict[int, int] = {}
-    deadline = time.monotonic() + 180
-
-    def start() -> None:
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda: _mover(path, seed, w))
-        os.close(w)
-        workers[pid] = r
-
-    try:
-        for _ in range(3):
-            start()
-        while kills < target:
-            assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
-            pid = rng.choice(list(workers))
-            r = workers.pop(pid)
-            if rng.random() < 0.8:
-                assert os.read(r, 1) == b"r", "a worker died before it opened the store"
-                time.sleep(rng.uniform(0, 0.015))
-            os.close(r)
-            kill_child(pid)
-            kills += 1
-            start()
-    finally:
-        for pid, r in workers.items():
-            os.close(r)
-            kill_child(pid)
+    kill_loop(
+        lambda seed, w: _mover(path, seed, w),
+        rng=rng,
+        workers=3,
+        kills=150,
+        seconds=180,
+    )
     with persist.open(path) as store:
         a, b = store.root["a"].to_python(), store.root["b"].to_python()
         c = store.root["c"]
