@@ -24,7 +24,7 @@
 //!   dead holder is found within milliseconds.
 //! - Reads run without the writer lock and are validated; one that fails validation
 //!   [`READ_RETRIES`] times in a row (whether a change raced it or it found a part held),
-//!   or [`LONG_READ_RETRIES`] times when its tries took [`LONG_READ`], runs as a change
+//!   or [`LONG_READ_RETRIES`] times with [`LONG_READ`] since the first, runs as a change
 //!   instead (writers keep racing it).
 //! - Dropped handles: [`SharedStore::release`] only queues the container (it may run inside a
 //!   step, from a garbage collector); the next step gives the holds back, and the next change
@@ -61,8 +61,8 @@ pub const STALE_AFTER: u32 = 5;
 /// A read that failed validation this many times runs under the writer lock instead.
 pub const READ_RETRIES: u32 = 64;
 
-/// A read that failed validation [`LONG_READ_RETRIES`] times and has run this long in all
-/// runs under the writer lock instead.
+/// A read that failed validation [`LONG_READ_RETRIES`] times, and has been retried this long
+/// since the first failure, runs under the writer lock instead.
 const LONG_READ: Duration = Duration::from_millis(50);
 const LONG_READ_RETRIES: u32 = 4;
 
@@ -584,7 +584,9 @@ impl SharedStore {
     ) -> Result<T, E> {
         let tid = thread_id();
         let mut tries = 0;
-        let started = Instant::now();
+        // When the first try failed: taken then, not before, so a read that succeeds at once
+        // (nearly all of them) reads no clock.
+        let mut failing_since = None;
         let mut seen = None;
         loop {
             let (result, busy, vanished) = {
@@ -619,11 +621,12 @@ impl SharedStore {
             // than the gaps between one container's part-locked changes would otherwise
             // wait and run again for ever.
             tries += u32::from(raced);
+            let failing_since = *failing_since.get_or_insert_with(Instant::now);
             // A long read goes to the lock sooner: while it retries, the writers racing it may
             // make what it reads (and so each try) longer still. (Not after one slow try: on
             // a loaded machine a short read is often descheduled for milliseconds.)
             if tries >= READ_RETRIES
-                || (tries >= LONG_READ_RETRIES && started.elapsed() >= LONG_READ)
+                || (tries >= LONG_READ_RETRIES && failing_since.elapsed() >= LONG_READ)
             {
                 // Writers keep racing with this read: take the writer lock for it.
                 return self.write(w, f);
