@@ -137,6 +137,23 @@ pub const fn holder(word: u64) -> Option<u64> {
     }
 }
 
+/// The `active` value of a participant that is publishing one value word under the part whose
+/// version word is at store offset `version` (a *publication*, module doc): the offset (16-aligned,
+/// never 0) with bit 0 set. A single change on parts stores plain 1.
+pub const fn publishing(version: u64) -> u64 {
+    version | 1
+}
+
+/// The part a publication names, from an `active` value (None for 0, and for 1: a single
+/// change on parts).
+pub const fn published_part(active: u64) -> Option<u64> {
+    if active & 1 == 1 && active != 1 {
+        Some(active & !1)
+    } else {
+        None
+    }
+}
+
 /// The version a part is released to, from the version `seen` before it was taken: the next
 /// even value (seen + 2; an odd `seen`, which only a damaged record holds, gives seen + 1).
 pub const fn released(seen: u64) -> u64 {
@@ -182,6 +199,15 @@ pub enum Closed {
     Seq(u64),
     /// lockShared holds: `shared` is not 0.
     Shared(u64),
+}
+
+/// Why a publication cannot run now (the caller takes the single-change path, which waits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoPublish {
+    /// The gate is closed (a section).
+    Closed(Closed),
+    /// A single change holds the part: its word (odd).
+    Held(u64),
 }
 
 /// A part taken by [`Parts::try_take`]: its record entry, its word, and the version seen.
@@ -419,6 +445,133 @@ impl<'a, W: WordStore> Parts<'a, W> {
             self.record.clear(h.entry)?;
         }
         Ok(())
+    }
+
+    // ---- a publication: one value word, no part taken ---------------------------------------
+
+    /// Publication step 1: announces a publication under the part whose version word is at
+    /// `version` and checks the gate and the part. `Ok(v)`: past the gate, the part free at
+    /// version `v` (even): until [`Parts::end_publish`] no change takes the part without waiting
+    /// for us. `NoPublish`: withdrawn (`active` = 0, a sleeper woken).
+    pub fn enter_publish<F: Futex>(
+        &self,
+        version: u64,
+        futex: &F,
+    ) -> Result<Result<u64, NoPublish>, AccessError> {
+        let active = self.active_word(self.slot)?;
+        self.lock_file.step()?;
+        // Relaxed: the fence below orders it before the loads of `seq`, `shared` and the part.
+        active.store(publishing(version), Ordering::Relaxed);
+        // SeqCst fence: our side of two handshakes. The gate's (as `enter`), and the part's:
+        // a taker CASes the part word and fences before it loads the `active` words
+        // (`publisher_of`), so either it sees us or we see its odd word below.
+        fence(Ordering::SeqCst);
+        self.lock_file.step()?;
+        // Acquire (all three): as in `enter`; and an even part word stored (Release) by the
+        // last holder's release makes the table we are about to read visible.
+        let seq = self.lock.seq_word().load(Ordering::Acquire);
+        let no = if seq % 2 == 1 {
+            Some(NoPublish::Closed(Closed::Seq(seq)))
+        } else {
+            self.lock_file.step()?;
+            match self.shared.load(Ordering::Acquire) {
+                0 => {
+                    let v = self.store.load(version, Ordering::Acquire)?;
+                    if v % 2 == 1 {
+                        Some(NoPublish::Held(v))
+                    } else {
+                        return Ok(Ok(v));
+                    }
+                }
+                n => Some(NoPublish::Closed(Closed::Shared(n))),
+            }
+        };
+        self.leave(futex)?;
+        Ok(Err(no.expect("every other case returned")))
+    }
+
+    /// Publication step 2: replaces value word `old` at store offset `at` with `new` by CAS.
+    /// `Ok(Err(now))`: the word was `now` (another publication won): compute again from it.
+    pub fn publish(&self, at: u64, old: u64, new: u64) -> Result<Result<(), u64>, AccessError> {
+        // Release: a reader whose load sees `new` and then fences Acquire sees our `active`
+        // store (and, if it sees `active` back at 0, our version bump): it cannot keep the
+        // new word without noticing the publication (`publisher_of`, `ReadSet::valid`).
+        // Relaxed on failure: the value is only the next guess.
+        self.store
+            .cas(at, old, new, Ordering::Release, Ordering::Relaxed)
+    }
+
+    /// Publication step 3: moves the part's version by 2 (if a change holds the part now, its
+    /// release moves it), then `active` = 0 and the sleepers on it woken. `changed`: false when
+    /// nothing was published (the version stays).
+    pub fn end_publish<F: Futex>(
+        &self,
+        version: u64,
+        changed: bool,
+        futex: &F,
+    ) -> Result<(), AccessError> {
+        if changed {
+            self.bump_version(version)?;
+        }
+        self.leave(futex)
+    }
+
+    /// The version of the part at `version` moved by 2 after a publication under it, unless a
+    /// change holds it (odd: that change waits for the publisher and its release moves the
+    /// version). Also run by the recoverer of a dead publisher: safe to repeat (a version that
+    /// moves once more only makes readers retry).
+    pub fn bump_version(&self, version: u64) -> Result<(), AccessError> {
+        // Relaxed: a guess for the CAS.
+        let mut v = self.store.load(version, Ordering::Relaxed)?;
+        while v % 2 == 0 {
+            self.lock_file.step()?;
+            // Release: a reader that sees the new version (Acquire fence, then its re-check)
+            // sees the value word published before it. Relaxed on failure: a guess again.
+            match self.store.cas(
+                version,
+                v,
+                v.wrapping_add(2),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )? {
+                Ok(()) => break,
+                Err(now) => v = now,
+            }
+        }
+        Ok(())
+    }
+
+    /// After taking the part at `version` ([`Parts::try_take`]): the first other slot whose
+    /// `active` names a publication under it, and the value seen (to wait on: a taker may
+    /// change the part's words only once none does). Publications that start after our CAS
+    /// see the part held and withdraw.
+    pub fn publisher_of(&self, version: u64) -> Result<Option<(u32, u64)>, AccessError> {
+        // SeqCst fence: the taker's side of the part's handshake (`enter_publish`).
+        fence(Ordering::SeqCst);
+        self.publisher_in(|p| p == version)
+    }
+
+    /// The first other slot whose `active` names a publication under a part (its version
+    /// word's offset) that `observed` accepts: a reader's check before it keeps what it read
+    /// (`ReadSet::valid_beside`; the caller has fenced).
+    pub fn publisher_in(
+        &self,
+        observed: impl Fn(u64) -> bool,
+    ) -> Result<Option<(u32, u64)>, AccessError> {
+        for s in 0..self.at.slots {
+            if s == self.slot {
+                continue;
+            }
+            // Acquire: a publication that ended (0, Release) is seen whole, its version bump
+            // included.
+            let a = self.active_word(s)?.load(Ordering::Acquire);
+            if let Some(p) = published_part(a) {
+                if observed(p) {
+                    return Ok(Some((s, a)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The writer's side of the held-set handshake (module doc): called after taking the part

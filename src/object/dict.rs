@@ -255,6 +255,15 @@ impl Store {
         })
     }
 
+    /// The store offset of the value word of `key` in dict `c`, if present (`hint` as for
+    /// `find_entry`): where a publication writes (parts.rs).
+    pub(super) fn dict_value_at(&self, c: u64, key: &Key, hint: &mut u64) -> Result<Option<u64>> {
+        let d = self.dict_parts(c)?;
+        Ok(self
+            .find_entry(&d, key, hint)?
+            .map(|e| d.entry_off(e) + dict_table::VALUE))
+    }
+
     /// Sets `key` to value word `w` (already encoded). A new key is encoded from its tree;
     /// an existing key keeps its stored form (as dict keeps the first key object). The old
     /// value is released at commit. Returns whether the key was new. `hint` as for

@@ -40,12 +40,16 @@ use super::layout::{container, lock_words, undo};
 use super::lock::{Busy, KERNEL};
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
+use super::key::Key;
 use crate::part_lock::{holder, Closed, GateOffsets, Parts};
 use crate::region::{lockfile, Mapping};
 use crate::sync::{fence, Ordering, WordStore};
 
 /// Tries at a part whose version moved between the read and the CAS before reporting it busy.
 const TAKE_TRIES: u32 = 64;
+
+/// Spins on a part held by another live change before reporting it busy (a few microseconds).
+const HELD_SPINS: u32 = 4096;
 
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
 #[derive(Debug, Default)]
@@ -127,13 +131,36 @@ impl Store {
             Err(Closed::Shared(n)) => return Err(Error::Busy(Busy::Shared(n))),
         }
         let mut tries = 0;
+        let mut spins = 0;
         let taken = loop {
             match parts.try_take(0, offset) {
                 Ok(Ok(held)) => break Ok(held),
                 Ok(Err(word)) if word % 2 == 0 && tries < TAKE_TRIES => tries += 1,
+                Ok(Err(word)) if spins < HELD_SPINS && holder(word) != Some(self.part.lock().me()) => {
+                    // Held by another change, which holds a part for about a microsecond:
+                    // wait here, past the gate, rather than leave it and sleep (a sleep and
+                    // a wake-up cost more than the change). Bounded, so a dead or stalled
+                    // holder is left to the waiting path, which recovers it.
+                    while spins < HELD_SPINS && self.mem().load(offset, Ordering::Relaxed)? == word {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    }
+                }
                 Ok(Err(word)) => break Err(Error::Busy(Busy::Part { offset, word })),
                 Err(e) => break Err(e.into()),
             }
+        };
+        let taken = match taken {
+            // No publication under the part may still be running: wait for the last ones (a
+            // publication is a few loads and a CAS), or let go and wait outside the step.
+            Ok(held) => match self.wait_publishers(offset)? {
+                None => Ok(held),
+                Some((slot, word)) => {
+                    parts.end(&[held], false, &KERNEL)?;
+                    Err(Error::Busy(Busy::Active { slot, word }))
+                }
+            },
+            Err(e) => Err(e),
         };
         match taken {
             Ok(held) => {
@@ -143,6 +170,84 @@ impl Store {
             Err(e) => {
                 parts.leave(&KERNEL)?;
                 Err(e)
+            }
+        }
+    }
+
+    // ---- a publication: one value word by CAS, no part taken -------------------------------
+
+    /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
+    /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: parts on, a
+    /// store neither durable nor read-only, no lock held in this process, the key present, and
+    /// the old and new values inline words (no block to free, none to allocate). `f` makes the
+    /// new word from the old one (None: not inline, or not this path's to do). `Ok(None)`:
+    /// nothing was changed; the caller runs the change on the dict's part (which waits for
+    /// whatever was in the way here).
+    pub fn publish_dict_value<T>(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        mut f: impl FnMut(u64) -> Option<(u64, T)>,
+    ) -> Result<Option<T>> {
+        if !self.parts_on()
+            || self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+            || self.part_change.is_some()
+        {
+            return Ok(None);
+        }
+        let version = c.get() + container::VERSION;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(None);
+        }
+        let published = (|| {
+            let Some(at) = self.dict_value_at(c.get(), key, hint)? else {
+                return Ok(None);
+            };
+            let mut old = self.get(at)?;
+            loop {
+                if old == value::EMPTY || value::is_block(old) {
+                    return Ok(None);
+                }
+                let Some((new, t)) = f(old) else {
+                    return Ok(None);
+                };
+                debug_assert!(new != value::EMPTY && !value::is_block(new));
+                match parts.publish(at, old, new)? {
+                    Ok(()) => return Ok(Some(t)),
+                    Err(now) => old = now,
+                }
+            }
+        })();
+        let changed = matches!(published, Ok(Some(_)));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+        }
+        published
+    }
+
+    /// After taking the part whose version word is at `offset`: waits (spinning, bounded)
+    /// until no other participant publishes under it. The slot still publishing, if any.
+    fn wait_publishers(&self, offset: u64) -> Result<Option<(u32, u64)>> {
+        let high = self.slots_high();
+        let parts = self.parts(high)?;
+        let mut spins = 0;
+        loop {
+            let Some((slot, word)) = parts.publisher_of(offset)? else {
+                return Ok(None);
+            };
+            let active = parts.active_word(slot)?;
+            // Relaxed: a hint; `publisher_of` fences and re-reads.
+            while spins < HELD_SPINS && active.load(Ordering::Relaxed) == word {
+                spins += 1;
+                std::hint::spin_loop();
+            }
+            if spins >= HELD_SPINS {
+                return Ok(Some((slot, word)));
             }
         }
     }
@@ -346,6 +451,23 @@ impl Store {
             return !self.parts_on();
         }
         let r = self.reads.borrow();
+        // A publication under a part the read observed may have written what it read without
+        // having moved the version yet: the read waits for it (the scan comes before the
+        // version loads: a publication seen ended has its version bump seen too).
+        if !r.seen.is_empty() {
+            let observed = |p: u64| r.seen.iter().any(|&(o, _)| o == p);
+            match self
+                .parts(self.slots_high())
+                .and_then(|p| Ok(p.publisher_in(observed)?))
+            {
+                Ok(None) => {}
+                Ok(Some((slot, word))) => {
+                    self.read_busy.set(Some(Busy::Active { slot, word }));
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        }
         let mem = self.mem();
         r.seen.iter().all(|&(offset, v)| {
             // Relaxed: ordered after the data loads by the caller's Acquire fence.

@@ -322,6 +322,27 @@ impl SharedStore {
         self.change(w, Some(c), f)
     }
 
+    /// Runs `f`, a publication (`Store::publish_dict_value`: one value word replaced by CAS,
+    /// nothing held), in one step; wakes `Store.wait` sleepers if it changed something.
+    /// `Ok(None)`: it did not apply, nothing changed; the caller runs the change with
+    /// `write_in`.
+    pub fn publish<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        f: impl FnOnce(&mut Store) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        let mut g = self.guard(w)?;
+        let st = g.as_mut().ok_or(Error::Closed)?;
+        st.check_intact()?;
+        self.drain_pending(st);
+        let r = f(st);
+        // A publication that touched a vanished page fails with that cause.
+        let intact = st.check_intact();
+        notify_if_changed(st, matches!(r, Ok(Some(_))) && intact.is_ok());
+        intact?;
+        r
+    }
+
     /// `write` (`part` None) and `write_in` (`part` the container): each step tries the part
     /// first, if any, then the store-wide writer lock in the same step.
     fn change<T, E: From<Error>>(

@@ -1228,6 +1228,17 @@ impl Dict {
             None => Value::Tree(to_tree(v, &self.shared, &mut keep)?),
         };
         let mut hint = self.hint.load(Ordering::Relaxed);
+        if let Value::Word(w) = value {
+            // A new inline value for an existing key whose value is inline too: one CAS.
+            let published = self.shared.publish(&Gil(py), |st| {
+                st.publish_dict_value(self.off, &key, &mut hint, |_| Some((w, ())))
+                    .map_err(map)
+            })?;
+            if published.is_some() {
+                self.hint.store(hint, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
         let scalar = match &value {
             Value::Word(_) => true,
             Value::Tree(vt) => vt.as_scalar().is_some(),
