@@ -456,13 +456,26 @@ impl Store {
         // version loads: a publication seen ended has its version bump seen too).
         if !r.seen.is_empty() {
             let observed = |p: u64| r.seen.iter().any(|&(o, _)| o == p);
-            match self
-                .parts(self.slots_high())
-                .and_then(|p| Ok(p.publisher_in(observed)?))
-            {
+            let Ok(parts) = self.parts(self.slots_high()) else {
+                return false;
+            };
+            match parts.publisher_in(observed) {
                 Ok(None) => {}
                 Ok(Some((slot, word))) => {
-                    self.read_busy.set(Some(Busy::Active { slot, word }));
+                    // A publication takes a few loads and a CAS: wait for it here, and try
+                    // the read again (its version has moved by then). One that does not end
+                    // (a publisher stopped or killed) is waited for outside the step, which
+                    // recovers a dead one.
+                    let ended = parts.active_word(slot).is_ok_and(|a| {
+                        (0..HELD_SPINS).any(|_| {
+                            std::hint::spin_loop();
+                            // Relaxed: a hint; the read is retried either way.
+                            a.load(Ordering::Relaxed) != word
+                        })
+                    });
+                    if !ended {
+                        self.read_busy.set(Some(Busy::Active { slot, word }));
+                    }
                     return false;
                 }
                 Err(_) => return false,

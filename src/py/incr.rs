@@ -1,9 +1,12 @@
 //! `Dict.incr` and `Dict.decr`: an atomic counter step, one change of the dict.
 //!
 //! The step is `d[k] = d.get(k, default) + by` (`- by` for `decr`) with the look-up, the
-//! arithmetic and the store done in one change on the dict's part lock (or store-wide under
-//! the writer word: `SharedStore::write_in`), so it is atomic across processes and a SIGKILL
-//! leaves the old value or the new one (the undo log of the change, as for `d[k] = v`).
+//! arithmetic and the store done in one change, so it is atomic across processes and a SIGKILL
+//! leaves the old value or the new one. A small int stored plus a small int `by` giving a small
+//! int is one CAS on the value word while other processes are attached (a publication:
+//! `Store::publish_dict_value`); everything else is a change on the dict's part lock (or
+//! store-wide under the writer word: `SharedStore::write_in`), with its undo log as for
+//! `d[k] = v`.
 //!
 //! Only numbers take part: int (any size; bool counts as int, as in Python), float and
 //! Decimal, with Python's `+` and `-` deciding the result's type and value (int + float is a
@@ -155,6 +158,32 @@ pub(crate) fn step<'py>(
     // Checked only when it is used, as `d.get(k, default) + by` does.
     let default_n = default.number()?;
     let mut hint = hint_cell.load(Ordering::Relaxed);
+    if let Num::Small(b) = by_n {
+        // A small int stored, a small int result: one CAS on the value word, no lock (a
+        // publication, `Store::publish_dict_value`).
+        let published = shared.publish(&Gil(py), |st: &mut Store| {
+            st.publish_dict_value(off, key, &mut hint, |old| {
+                let a = match old {
+                    value::FALSE => 0,
+                    value::TRUE => 1,
+                    w if value::is_small_int(w) => value::small_int_value(w),
+                    _ => return None,
+                };
+                let sum = if sub {
+                    a as i128 - b as i128
+                } else {
+                    a as i128 + b as i128
+                };
+                let sum = i64::try_from(sum).ok()?;
+                Some((value::small_int(sum)?, sum))
+            })
+            .map_err(errors::map_object)
+        })?;
+        if let Some(v) = published {
+            hint_cell.store(hint, Ordering::Relaxed);
+            return Ok(v.into_pyobject(py)?.into_any());
+        }
+    }
     let result = shared.write_in(&Gil(py), off, |st: &mut Store| {
         st.dict_modify(off, key, &mut hint, |st, old| {
             let base = match old {
