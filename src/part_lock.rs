@@ -116,6 +116,22 @@
 //! new holder, whose release wakes it. No wake-up is lost. The `active` words (0 or 1) are
 //! slept on the same way.
 //!
+//! Publications ([`Parts::enter_publish`], [`Parts::publish`], [`Parts::end_publish`]): a
+//! change that is one value word under P (a new inline value for an existing key) takes no
+//! part. The publisher stores `active` = [`publishing`]`(P)`, fences (SeqCst), checks the gate
+//! and that P is even, CASes the value word (Release), moves P by 2 by CAS unless P is held
+//! then, and stores `active` = 0 (Release). A taker of P, right after its CAS on P, fences
+//! (SeqCst) and waits while some other slot's `active` names P ([`Parts::publisher_of`]): the
+//! gate's handshake again, on P, so a change under P never runs beside a publication and never
+//! copies or restores a value word under it stale. A reader, after its Acquire fence, first
+//! checks that no `active` names a part it read ([`Parts::publisher_in`]), then the versions:
+//! a reader that saw a published word sees its publisher's `active` (the Release CAS orders the
+//! store before it) or, once that is 0 again (Release, after the version moved), the moved
+//! version; so it never keeps a word whose publication has not moved the version it checks,
+//! and two publications in flight at once cannot be seen in opposite orders by two readers.
+//! A dead publisher's recoverer moves P by 2 ([`Parts::bump_version`]) before it clears
+//! `active`: the CAS happened whole or not at all, and nothing is logged.
+//!
 //! Deadlock: a single change holding part P that waits for part Q must take its parts in one
 //! global order (increasing offset) or let go of P first; sections take no parts; a change
 //! past the gate never waits for a section. Those rules are the caller's.

@@ -36,11 +36,11 @@
 //! `end_part`; a part is released only after the log that covers its words is empty; durable
 //! stores never take parts (their log is named by the store header alone, FORMAT.md §10.8).
 
+use super::key::Key;
 use super::layout::{container, lock_words, undo};
 use super::lock::{Busy, KERNEL};
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
-use super::key::Key;
 use crate::part_lock::{holder, Closed, GateOffsets, Parts};
 use crate::region::{lockfile, Mapping};
 use crate::sync::{fence, Ordering, WordStore};
@@ -136,12 +136,15 @@ impl Store {
             match parts.try_take(0, offset) {
                 Ok(Ok(held)) => break Ok(held),
                 Ok(Err(word)) if word % 2 == 0 && tries < TAKE_TRIES => tries += 1,
-                Ok(Err(word)) if spins < HELD_SPINS && holder(word) != Some(self.part.lock().me()) => {
+                Ok(Err(word))
+                    if spins < HELD_SPINS && holder(word) != Some(self.part.lock().me()) =>
+                {
                     // Held by another change, which holds a part for about a microsecond:
                     // wait here, past the gate, rather than leave it and sleep (a sleep and
                     // a wake-up cost more than the change). Bounded, so a dead or stalled
                     // holder is left to the waiting path, which recovers it.
-                    while spins < HELD_SPINS && self.mem().load(offset, Ordering::Relaxed)? == word {
+                    while spins < HELD_SPINS && self.mem().load(offset, Ordering::Relaxed)? == word
+                    {
                         spins += 1;
                         std::hint::spin_loop();
                     }
