@@ -193,8 +193,10 @@ impl Store {
         hint: &mut u64,
         mut f: impl FnMut(u64) -> Option<(u64, T)>,
     ) -> Result<Option<T>> {
-        if !self.parts_on()
-            || self.part.is_readonly()
+        // Parts need not be on: with one process alone its steps are serialized anyway, and a
+        // process that attaches meanwhile raises `slots high` before it reads or changes
+        // anything, so it scans the `active` words (readers, takers, sections) and finds us.
+        if self.part.is_readonly()
             || self.part.is_durable()
             || !self.locks.none_held()
             || self.part_change.is_some()
