@@ -153,21 +153,16 @@ impl Store {
                 Err(e) => break Err(e.into()),
             }
         };
-        let taken = match taken {
-            // No publication under the part may still be running: wait for the last ones (a
-            // publication is a few loads and a CAS), or let go and wait outside the step.
-            Ok(held) => match self.wait_publishers(offset)? {
-                None => Ok(held),
-                Some((slot, word)) => {
-                    parts.end(&[held], false, &KERNEL)?;
-                    Err(Error::Busy(Busy::Active { slot, word }))
-                }
-            },
-            Err(e) => Err(e),
-        };
         match taken {
             Ok(held) => {
                 self.part_change = Some(held);
+                // No publication under the part may still be running: wait for the last
+                // ones (a publication is a few loads and a CAS). On a failure the part is
+                // released again (nothing was changed under it) and the gate left.
+                if let Err(e) = self.wait_publishers(offset) {
+                    let _ = self.end_part(false);
+                    return Err(e);
+                }
                 Ok(true)
             }
             Err(e) => {
@@ -235,24 +230,34 @@ impl Store {
         published
     }
 
-    /// After taking the part whose version word is at `offset`: waits (spinning, bounded)
-    /// until no other participant publishes under it. The slot still publishing, if any.
-    fn wait_publishers(&self, offset: u64) -> Result<Option<(u32, u64)>> {
-        let high = self.slots_high();
-        let parts = self.parts(high)?;
+    /// After taking the part whose version word is at `offset`: waits until no other
+    /// participant publishes under it, holding the part (spinning first; then sleeping on the
+    /// publisher's `active` word inside the step, which recovers a dead publisher every few
+    /// waits). Letting go of the part instead would release its version before the
+    /// publication's value, whose own version bump gave up on the held word (the loom model
+    /// `a_version_names_one_state` caught that): a reader could then keep the old value with
+    /// the final version.
+    fn wait_publishers(&mut self, offset: u64) -> Result<()> {
+        let mut waits = 0;
         let mut spins = 0;
         loop {
+            // SeqCst fence before `slots high` (as `drain_gate`): a participant that attached
+            // and published with its fence before ours raised it before, and the scan covers
+            // its slot (`publisher_of` fences again for the handshake on the part word).
+            fence(Ordering::SeqCst);
+            let high = self.slots_high();
+            let parts = self.parts(high)?;
             let Some((slot, word)) = parts.publisher_of(offset)? else {
-                return Ok(None);
+                return Ok(());
             };
             let active = parts.active_word(slot)?;
-            // Relaxed: a hint; `publisher_of` fences and re-reads.
+            // Relaxed: a hint; `publisher_of` fences and loads again.
             while spins < HELD_SPINS && active.load(Ordering::Relaxed) == word {
                 spins += 1;
                 std::hint::spin_loop();
             }
             if spins >= HELD_SPINS {
-                return Ok(Some((slot, word)));
+                self.wait_internal(Busy::Active { slot, word }, &mut waits)?;
             }
         }
     }
