@@ -400,11 +400,13 @@ impl<'a, W: WordStore> Participant<'a, W> {
     /// holder's changes), `f(old)` CASed in until it holds or `f` gives up, the version moved
     /// if it changed, `active` cleared. `wrote` is set right after the CAS that wrote (before
     /// any other access: a victim killed later keeps it). A publisher turned away at the gate
-    /// gives up (returns false).
+    /// gives up (returns false). `guess`: the value the first CAS expects, instead of a load of
+    /// the word (the same protocol: the load only makes the first guess; see the IRIW model).
     fn publish(
         &self,
         part: u64,
         at: Option<u64>,
+        guess: Option<u64>,
         f: impl Fn(u64) -> Option<u64>,
         wrote: &Cell<Option<(u64, u64)>>,
     ) -> Result<bool, AccessError> {
@@ -416,8 +418,11 @@ impl<'a, W: WordStore> Participant<'a, W> {
             Some(at) => at,
             None => self.store.load(LOC, Ordering::Relaxed)?,
         };
-        // Relaxed: a guess for the CAS.
-        let mut old = self.store.load(at, Ordering::Relaxed)?;
+        let mut old = match guess {
+            Some(g) => g,
+            // Relaxed: a guess for the CAS.
+            None => self.store.load(at, Ordering::Relaxed)?,
+        };
         let mut changed = false;
         while let Some(new) = f(old) {
             match self.parts.publish(at, old, new)? {
@@ -474,6 +479,11 @@ fn as_victim(
 /// then `publisher_in` (nobody publishes under P), then P's version unchanged. The pair if the
 /// read validates. `slot`: the reader's own (`publisher_in` skips it).
 fn read(world: &World, slot: u32, pair: [u64; 2]) -> Option<[u64; 2]> {
+    read_at(world, slot, pair).map(|(_, seen)| seen)
+}
+
+/// [`read`], with the version the read validated against.
+fn read_at(world: &World, slot: u32, pair: [u64; 2]) -> Option<(u64, [u64; 2])> {
     let lock = StoreLock::new(&world.lock_file, AT).unwrap();
     let parts = Parts::new(
         lock,
@@ -497,7 +507,7 @@ fn read(world: &World, slot: u32, pair: [u64; 2]) -> Option<[u64; 2]> {
         return None;
     }
     // Relaxed: ordered after the data loads by `read_valid`'s fence.
-    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some(seen)
+    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
 }
 
 /// A publisher in slot VICTIM, killed after `k` accesses, adding 1 to the word `at` (through
@@ -511,7 +521,7 @@ fn spawn_victim_publisher(
     thread::spawn(move || {
         let wrote = Cell::new(None);
         let (_, spent) = as_victim(&world, VICTIM, k, |p| {
-            p.publish(P, at, add_one, &wrote).map(|_| ())
+            p.publish(P, at, Some(OLD), add_one, &wrote).map(|_| ())
         });
         (wrote.get(), spent)
     })
@@ -601,7 +611,9 @@ fn a_rolled_back_part_change_never_undoes_a_publication() {
         };
         let publisher = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
         let wrote = Cell::new(None);
-        publisher.publish(P, Some(A), add_one, &wrote).unwrap();
+        publisher
+            .publish(P, Some(A), Some(OLD), add_one, &wrote)
+            .unwrap();
         let spent = taker.join().unwrap();
         if !world.live.is_alive(VICTIM) {
             recover_live(&world, OTHER, VICTIM);
@@ -634,8 +646,9 @@ fn a_reader_never_keeps_two_publications_out_of_order() {
         };
         let (_, spent) = as_victim(&world, VICTIM, k, |p| {
             let wrote = Cell::new(None);
-            p.publish(P, Some(A), add_one, &wrote)?;
-            p.publish(P, Some(B), add_one, &wrote).map(|_| ())
+            p.publish(P, Some(A), Some(OLD), add_one, &wrote)?;
+            p.publish(P, Some(B), Some(OLD), add_one, &wrote)
+                .map(|_| ())
         });
         if !world.live.is_alive(VICTIM) {
             recover_live(&world, OTHER, VICTIM);
@@ -673,7 +686,8 @@ fn two_readers_agree_on_the_order_of_two_publications() {
                 let world = world.clone();
                 thread::spawn(move || {
                     let p = Participant::new(&world, &world.lock_file, &world.store, slot).unwrap();
-                    p.publish(P, Some(at), add_one, &Cell::new(None)).unwrap();
+                    p.publish(P, Some(at), Some(OLD), add_one, &Cell::new(None))
+                        .unwrap();
                 })
             })
             .collect();
@@ -777,6 +791,49 @@ fn the_gate_keeps_a_publication_and_a_lockexcl_section_apart() {
         }
         let expected = OLD + 1 + wrote.is_some() as u64;
         assert_eq!(world.word(A), expected, "an update was lost ({wrote:?})");
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+// ---- a version names one state ------------------------------------------------------------------
+
+/// A publisher (victim, killed before each of its accesses) adds 1 to A while a part taker takes
+/// P, waits for publishers under it (recovering a dead one), changes nothing and releases P; a
+/// reader reads (A, B). A version names one state: a read that validated against the version P
+/// ends with holds what A ends with. (A taker that lets go of P while the publication is in
+/// flight breaks this: the publication's own bump gave up on the held word, and the release is
+/// not ordered after the publication's CAS, so the final version is also one a reader validated
+/// with the old value against.)
+#[test]
+fn a_version_names_one_state() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new());
+        let publisher = spawn_victim_publisher(&world, k, Some(A));
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read_at(&world, THIRD, [A, B]))
+        };
+        let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
+        taker.enter().unwrap();
+        let held = taker.take(P, true).unwrap();
+        taker.commit().unwrap();
+        taker.parts.end(&[held], true, &Spin).unwrap();
+        let (_, spent) = publisher.join().unwrap();
+        if !world.live.is_alive(VICTIM) {
+            recover_live(&world, OTHER, VICTIM);
+        }
+        if let Some((v, [a, _])) = reader.join().unwrap() {
+            if v == world.word(P) {
+                assert_eq!(
+                    a,
+                    world.word(A),
+                    "version {v} names A = {a} for one reader and A = {} at the end",
+                    world.word(A)
+                );
+            }
+        }
         world.assert_quiet();
         spent
     }
