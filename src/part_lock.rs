@@ -560,7 +560,10 @@ impl<'a, W: WordStore> Parts<'a, W> {
     /// After taking the part at `version` ([`Parts::try_take`]): the first other slot whose
     /// `active` names a publication under it, and the value seen (to wait on: a taker may
     /// change the part's words only once none does). Publications that start after our CAS
-    /// see the part held and withdraw.
+    /// see the part held and withdraw. The caller reads the bound of the scan (`slots high`)
+    /// after a SeqCst fence of its own, and waits holding the part: a release while a
+    /// publication is named would move the version before the publication's value (whose own
+    /// version move gives up on the held word).
     pub fn publisher_of(&self, version: u64) -> Result<Option<(u32, u64)>, AccessError> {
         // SeqCst fence: the taker's side of the part's handshake (`enter_publish`).
         fence(Ordering::SeqCst);

@@ -58,14 +58,15 @@
 //!   after, or the bump's CAS made Relaxed (neither is caught by the IRIW model above at these
 //!   bounds, though both allow that anomaly); no bump; `active` cleared before the bump; the
 //!   fences of `enter_publish` or `publisher_of` removed. Also a part taker that lets go of P
-//!   while a publication under it is in flight (the object layer's `Busy::Active` path in
-//!   `begin_part`, put into this model's taker): the publication's own bump gave up on the
-//!   held word, and the release is not ordered after its CAS.
+//!   while a publication under it is in flight (the object layer's `begin_part` did so once,
+//!   after a bounded spin; put into this model's taker): the publication's own bump gave up on
+//!   the held word, and the release is not ordered after its CAS. The object layer now waits
+//!   holding P (`wait_publishers`).
 //! - `a_publisher_that_just_attached_is_seen_by_a_part_taker` (a participant raises `slots
 //!   high` and publishes at once; a part taker scans only the slots below `slots high`): the
 //!   taker reading `slots high` before the SeqCst fence of `publisher_of` instead of after it,
-//!   as `object/parts.rs` `wait_publishers` does now (it misses the newcomer and moves the word
-//!   from under its publication).
+//!   as `object/parts.rs` `wait_publishers` did at first (it missed the newcomer and moved the
+//!   word from under its publication; it now fences first).
 //!
 //! Not caught: the publishing CAS made Relaxed. Nothing needs its Release: the SeqCst fence in
 //! `enter_publish` comes after the `active` store (and after every earlier publication's bump),
