@@ -116,19 +116,18 @@ fn set(st: &mut Store, d: Container, name: &str, node: Node) -> Result<(), Error
 /// the dict's part. Returns whether it was published.
 fn put_int(shared: &SharedStore, d: Container, name: &str, v: i64) -> bool {
     let w = value::small_int(v).unwrap();
-    let published = shared
-        .publish(&Plain, |st| {
-            with_key(name, |k| {
-                st.publish_dict_value(d, k, &mut NO_HINT.clone(), |_| Some((w, ())))
-            })
-        })
-        .unwrap();
-    if published.is_none() {
-        shared
-            .write_in(&Plain, d, |st| set(st, d, name, Node::Int(v)))
-            .unwrap();
-    }
-    published.is_some()
+    shared
+        .publish_or_write_in(
+            &Plain,
+            d,
+            |st| {
+                with_key(name, |k| {
+                    st.publish_dict_value(d, k, &mut NO_HINT.clone(), |_| Some((w, true)))
+                })
+            },
+            |st| set(st, d, name, Node::Int(v)).map(|()| false),
+        )
+        .unwrap()
 }
 
 fn int(w: u64) -> i64 {

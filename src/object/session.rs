@@ -51,6 +51,14 @@ pub const WAIT_SLICE: Duration = Duration::from_millis(50);
 /// recovery wakes it).
 pub const LIST_SLICE: Duration = Duration::from_millis(500);
 
+/// A publication tried before a change (`SharedStore::publish_or_write_in`): `Ok(None)` when
+/// it did not apply.
+type Publication<'a, T, E> = dyn FnMut(&mut Store) -> Result<Option<T>, E> + 'a;
+
+/// How often, at most, the waiters of one process look for dead participants (a dead holder
+/// is found within about this much more).
+pub const DEAD_LOOK_EVERY: Duration = Duration::from_millis(2);
+
 /// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
 pub const FIRST_SLICE: Duration = Duration::from_millis(1);
 
@@ -110,6 +118,8 @@ pub struct SharedStore {
     waiter: Mutex<Waiter>,
     /// Threads sleeping on the waiter's words (close waits for them to leave).
     waiting: AtomicU64,
+    /// When a waiter of this process last looked for dead participants (`wait_for`).
+    dead_look: Mutex<Option<Instant>>,
     /// Threads of this process waiting for a list to gain items (`wait_change`), and for a
     /// change (`wait_versions`): the participant's waiting bit of each kind is set while its
     /// count is not 0 (`list_event`).
@@ -144,6 +154,7 @@ impl SharedStore {
             store: UnsafeCell::new(Some(store)),
             waiter: Mutex::new(waiter),
             waiting: AtomicU64::new(0),
+            dead_look: Mutex::new(None),
             list_waiting: Mutex::new([0; 2]),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
@@ -234,6 +245,11 @@ impl SharedStore {
         seen: &mut Option<(Busy, u32)>,
     ) -> Result<(), E> {
         let rounds = match seen {
+            // The same word and value again, but this process looked for dead participants
+            // less than `DEAD_LOOK_EVERY` ago: a lock taken in turn by the same live process
+            // shows the same value at every wait, and a look costs a liveness check of every
+            // slot.
+            Some((b, n)) if *b == busy && !self.dead_look_due() => *n,
             Some((b, n)) if *b == busy => {
                 let recovered = self.with(w, |st| Ok::<_, E>(st.recover_dead()?))?;
                 if recovered > 0 {
@@ -258,6 +274,18 @@ impl SharedStore {
         };
         let slice = (FIRST_SLICE * (1 << rounds.min(8))).min(WAIT_SLICE);
         self.wait(w, busy, deadline, slice)
+    }
+
+    /// Whether a waiter of this process may look for dead participants now (at most once per
+    /// `DEAD_LOOK_EVERY`); if so, the time is taken as the last look.
+    fn dead_look_due(&self) -> bool {
+        let now = Instant::now();
+        let mut last = lock(&self.dead_look);
+        if last.is_some_and(|t| now.duration_since(t) < DEAD_LOOK_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Sleeps at most `slice` until `busy` may have cleared, outside any step.
@@ -304,7 +332,7 @@ impl SharedStore {
         w: &impl Waiting<E>,
         f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.change(w, None, f)
+        self.change_or_publish(w, None, None, f)
     }
 
     /// Runs `f`, a single change of container `c` alone, on `c`'s part lock where it can
@@ -319,36 +347,31 @@ impl SharedStore {
         c: super::Container,
         f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.change(w, Some(c), f)
+        self.change_or_publish(w, Some(c), None, f)
     }
 
-    /// Runs `f`, a publication (`Store::publish_dict_value`: one value word replaced by CAS,
-    /// nothing held), in one step; wakes `Store.wait` sleepers if it changed something.
-    /// `Ok(None)`: it did not apply, nothing changed; the caller runs the change with
-    /// `write_in`.
-    pub fn publish<T, E: From<Error>>(
+    /// Runs `publish`, a publication (`Store::publish_dict_value`: one value word replaced by
+    /// CAS, nothing held), and if it did not apply (`Ok(None)`: nothing changed), `f` as
+    /// `write_in(c, f)` does, in the same step. Wakes `Store.wait` sleepers either way if
+    /// something changed.
+    pub fn publish_or_write_in<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
-        f: impl FnOnce(&mut Store) -> Result<Option<T>, E>,
-    ) -> Result<Option<T>, E> {
-        let mut g = self.guard(w)?;
-        let st = g.as_mut().ok_or(Error::Closed)?;
-        st.check_intact()?;
-        self.drain_pending(st);
-        let r = f(st);
-        // A publication that touched a vanished page fails with that cause.
-        let intact = st.check_intact();
-        notify_if_changed(st, matches!(r, Ok(Some(_))) && intact.is_ok());
-        intact?;
-        r
+        c: super::Container,
+        mut publish: impl FnMut(&mut Store) -> Result<Option<T>, E>,
+        f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.change_or_publish(w, Some(c), Some(&mut publish), f)
     }
 
-    /// `write` (`part` None) and `write_in` (`part` the container): each step tries the part
-    /// first, if any, then the store-wide writer lock in the same step.
-    fn change<T, E: From<Error>>(
+    /// `write` (`part` None), `write_in` (`part` the container) and `publish_or_write_in`
+    /// (`publish` tried once, first, in the first step): each step tries the part first, if
+    /// any, then the store-wide writer lock in the same step.
+    fn change_or_publish<T, E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
         part: Option<super::Container>,
+        mut publish: Option<&mut Publication<'_, T, E>>,
         mut f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let tid = thread_id();
@@ -359,6 +382,17 @@ impl SharedStore {
                 let st = g.as_mut().ok_or(Error::Closed)?;
                 st.check_intact()?;
                 self.drain_pending(st);
+                if let Some(p) = publish.take() {
+                    let r = p(st);
+                    // A publication that touched a vanished page fails with that cause.
+                    let intact = st.check_intact();
+                    let published = matches!(r, Ok(Some(_))) && intact.is_ok();
+                    notify_if_changed(st, published);
+                    intact?;
+                    if let Some(v) = r? {
+                        return Ok(v);
+                    }
+                }
                 // Relaxed: a hint (see `run_change`); orphans are collected store-wide.
                 if let Some(c) = part.filter(|_| !self.collect.load(Ordering::Relaxed)) {
                     match st.begin_part(c) {
@@ -441,14 +475,14 @@ impl SharedStore {
     ) -> Result<Option<T>, E> {
         let deadline = deadline_of(timeout);
         // The first try announces nothing: an item that is there costs no more than a pop.
-        if let Some(v) = self.change(w, part, &mut f)? {
+        if let Some(v) = self.change_or_publish(w, part, None, &mut f)? {
             return Ok(Some(v));
         }
         self.wait_event(w, Wait::Items, deadline, cancel, || {
             // A read after the fence in `seen` sees what a change before the producer's fence
             // added, as the change would (`list_event`).
             if self.read(w, |st| Ok::<_, E>(st.list_len(watch)? > 0))? {
-                return self.change(w, part, &mut f);
+                return self.change_or_publish(w, part, None, &mut f);
             }
             Ok(None)
         })

@@ -157,35 +157,36 @@ pub(crate) fn step<'py>(
     };
     // Checked only when it is used, as `d.get(k, default) + by` does.
     let default_n = default.number()?;
-    let mut hint = hint_cell.load(Ordering::Relaxed);
-    if let Num::Small(b) = by_n {
-        // A small int stored, a small int result: one CAS on the value word, no lock (a
-        // publication, `Store::publish_dict_value`).
-        let published = shared.publish(&Gil(py), |st: &mut Store| {
-            st.publish_dict_value(off, key, &mut hint, |old| {
-                let a = match old {
-                    value::FALSE => 0,
-                    value::TRUE => 1,
-                    w if value::is_small_int(w) => value::small_int_value(w),
-                    _ => return None,
-                };
-                let sum = if sub {
-                    a as i128 - b as i128
-                } else {
-                    a as i128 + b as i128
-                };
-                let sum = i64::try_from(sum).ok()?;
-                Some((value::small_int(sum)?, sum))
-            })
-            .map_err(errors::map_object)
-        })?;
-        if let Some(v) = published {
-            hint_cell.store(hint, Ordering::Relaxed);
-            return Ok(v.into_pyobject(py)?.into_any());
-        }
-    }
-    let result = shared.write_in(&Gil(py), off, |st: &mut Store| {
-        st.dict_modify(off, key, &mut hint, |st, old| {
+    // The entry index last found (both closures below look the key up).
+    let hint = std::cell::Cell::new(hint_cell.load(Ordering::Relaxed));
+    // A small int stored, a small int result: one CAS on the value word, no lock (a
+    // publication, `Store::publish_dict_value`); else the change below.
+    let publish = |st: &mut Store| -> PyResult<Option<Num<'py>>> {
+        let Num::Small(b) = by_n else {
+            return Ok(None);
+        };
+        let mut h = hint.get();
+        let r = st.publish_dict_value(off, key, &mut h, |old| {
+            let a = match old {
+                value::FALSE => 0,
+                value::TRUE => 1,
+                w if value::is_small_int(w) => value::small_int_value(w),
+                _ => return None,
+            };
+            let sum = if sub {
+                a as i128 - b as i128
+            } else {
+                a as i128 + b as i128
+            };
+            let sum = i64::try_from(sum).ok()?;
+            Some((value::small_int(sum)?, Num::Small(sum)))
+        });
+        hint.set(h);
+        r.map_err(errors::map_object)
+    };
+    let result = shared.publish_or_write_in(&Gil(py), off, publish, |st: &mut Store| {
+        let mut h = hint.get();
+        let r = st.dict_modify(off, key, &mut h, |st, old| {
             let base = match old {
                 None => match &default_n {
                     Some(n) => n.clone(),
@@ -226,9 +227,11 @@ pub(crate) fn step<'py>(
                 }
             };
             Ok((w, Num::Obj(new)))
-        })
+        });
+        hint.set(h);
+        r
     })?;
-    hint_cell.store(hint, Ordering::Relaxed);
+    hint_cell.store(hint.get(), Ordering::Relaxed);
     result.obj(py)
 }
 

@@ -1227,18 +1227,8 @@ impl Dict {
             Some(w) => Value::Word(w),
             None => Value::Tree(to_tree(v, &self.shared, &mut keep)?),
         };
-        let mut hint = self.hint.load(Ordering::Relaxed);
-        if let Value::Word(w) = value {
-            // A new inline value for an existing key whose value is inline too: one CAS.
-            let published = self.shared.publish(&Gil(py), |st| {
-                st.publish_dict_value(self.off, &key, &mut hint, |_| Some((w, ())))
-                    .map_err(map)
-            })?;
-            if published.is_some() {
-                self.hint.store(hint, Ordering::Relaxed);
-                return Ok(());
-            }
-        }
+        // The entry index last found (both closures below look the key up).
+        let hint = std::cell::Cell::new(self.hint.load(Ordering::Relaxed));
         let scalar = match &value {
             Value::Word(_) => true,
             Value::Tree(vt) => vt.as_scalar().is_some(),
@@ -1252,17 +1242,31 @@ impl Dict {
                     w
                 }
             };
-            st.dict_set(self.off, &key, w, &mut hint).map_err(map)?;
+            let mut h = hint.get();
+            st.dict_set(self.off, &key, w, &mut h).map_err(map)?;
+            hint.set(h);
             Ok(())
         };
-        // A scalar touches this dict alone (unless the old value is a container: then it runs
-        // store-wide after all): a change on its part lock.
-        if scalar {
+        if let Value::Word(w) = value {
+            // A new inline value for an existing key whose value is inline too: one CAS (a
+            // publication); else a change on the dict's part (store-wide if the old value is a
+            // container).
+            let publish = |st: &mut object::Store| {
+                let mut h = hint.get();
+                let r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
+                hint.set(h);
+                r.map_err(map)
+            };
+            self.shared
+                .publish_or_write_in(&Gil(py), self.off, publish, set)?;
+        } else if scalar {
+            // A scalar touches this dict alone (unless the old value is a container: then it
+            // runs store-wide after all): a change on its part lock.
             self.shared.write_in(&Gil(py), self.off, set)?;
         } else {
             self.shared.write(&Gil(py), set)?;
         }
-        self.hint.store(hint, Ordering::Relaxed);
+        self.hint.store(hint.get(), Ordering::Relaxed);
         Ok(())
     }
 
