@@ -1,7 +1,7 @@
 """Blocking queues (issue 14): a persist list used as a queue against multiprocessing.Queue, a
 Manager queue and Redis BLPOP, in one run, as ratios.
 
-    python benches/python/queue.py [--items 50000] [--trips 5000] [--rounds 3]
+    python benches/python/queues.py [--items 50000] [--trips 5000] [--rounds 3]
                                    [--backends persist,persist-move,mpqueue,manager,redis]
 
 Two workloads, each cell in fresh forked processes:
@@ -40,25 +40,18 @@ clients: on a 2-core machine every cell of them shares the cores three ways.
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import os
-import sys
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
 
-# This file's name is the standard library's `queue`, which multiprocessing and
-# concurrent.futures import: its folder leaves the import path before anything imports them.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import persist  # noqa: E402
+import persist
 
 CTX = multiprocessing.get_context("fork")
 
