@@ -175,9 +175,9 @@ impl Store {
     // ---- a publication: one value word by CAS, no part taken -------------------------------
 
     /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
-    /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: parts on, a
-    /// store neither durable nor read-only, no lock held in this process, the key present, and
-    /// the old and new values inline words (no block to free, none to allocate). `f` makes the
+    /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: a store
+    /// neither durable nor read-only, no lock held in this process, the key present, and the
+    /// old and new values inline words (no block to free, none to allocate). `f` makes the
     /// new word from the old one (None: not inline, or not this path's to do). `Ok(None)`:
     /// nothing was changed; the caller runs the change on the dict's part (which waits for
     /// whatever was in the way here).
