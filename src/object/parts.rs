@@ -157,9 +157,16 @@ impl Store {
             Ok(held) => {
                 self.part_change = Some(held);
                 // No publication under the part may still be running: wait for the last
-                // ones (a publication is a few loads and a CAS). On a failure the part is
+                // ones (a publication is a few loads and a CAS). Only dicts and objects have
+                // publications (`publish_dict_value`): the scan of the other slots' `active`
+                // words is skipped for lists, sets and caches. On a failure the part is
                 // released again (nothing was changed under it) and the gate left.
-                if let Err(e) = self.wait_publishers(offset) {
+                let waited = match self.block_kind(c) {
+                    Ok(Some(Kind::Dict | Kind::Object)) => self.wait_publishers(offset),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = waited {
                     let _ = self.end_part(false);
                     return Err(e);
                 }
@@ -196,6 +203,11 @@ impl Store {
             || !self.locks.none_held()
             || self.part_change.is_some()
         {
+            return Ok(None);
+        }
+        // Only a dict or an object: a part change of any other kind does not wait for
+        // publications (`begin_part`).
+        if !matches!(self.block_kind(c)?, Some(Kind::Dict | Kind::Object)) {
             return Ok(None);
         }
         let version = c.get() + container::VERSION;
