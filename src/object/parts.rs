@@ -210,6 +210,19 @@ impl Store {
         if !matches!(self.block_kind(c)?, Some(Kind::Dict | Kind::Object)) {
             return Ok(None);
         }
+        // A look before the announcement: a key that is missing, or whose value is a block, is
+        // not published (the change path inserts it, or frees the block), and pays neither the
+        // announcement's fence nor a second full lookup. Without the announcement a part change
+        // of another process may be moving the table under this look, so it only decides
+        // whether to try; the look after the announcement is the one that counts (and starts
+        // at the entry found here).
+        match self.dict_value_at(c.get(), key, hint) {
+            Ok(None) => return Ok(None),
+            Ok(Some(at)) if self.get(at).is_ok_and(|w| w == value::EMPTY || value::is_block(w)) => {
+                return Ok(None);
+            }
+            _ => {}
+        }
         let version = c.get() + container::VERSION;
         let parts = self.parts(0)?;
         if parts.enter_publish(version, &KERNEL)?.is_err() {
