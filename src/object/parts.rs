@@ -218,7 +218,11 @@ impl Store {
         // at the entry found here).
         match self.dict_value_at(c.get(), key, hint) {
             Ok(None) => return Ok(None),
-            Ok(Some(at)) if self.get(at).is_ok_and(|w| w == value::EMPTY || value::is_block(w)) => {
+            Ok(Some(at))
+                if self
+                    .get(at)
+                    .is_ok_and(|w| w == value::EMPTY || value::is_block(w)) =>
+            {
                 return Ok(None);
             }
             _ => {}
