@@ -216,7 +216,9 @@ class SetMachine(RuleBasedStateMachine):
         self.both(lambda m: set(m).update(bad), lambda p: p.update(bad))
         self.both(lambda m: m.union(bad), lambda p: p.union(bad))
         self.both(lambda m: m.issubset(bad), lambda p: p.issubset(bad))
-        self.both(lambda m: set(m).intersection_update(bad), lambda p: p.intersection_update(bad))
+        # set's intersection_update builds the result first and may not meet the bad member at
+        # all ({Decimal(1)} & [1, {2}] stops once it has found every member): on the model.
+        self.both(lambda m: m.intersection_update(bad), lambda p: p.intersection_update(bad))
         # Members are hashed as they are (a set as a member raises).
         self.both(lambda m: set(m).difference_update(bad), lambda p: p.difference_update(bad))
 
