@@ -129,7 +129,7 @@
 //! store before it) or, once that is 0 again (Release, after the version moved), the moved
 //! version; so it never keeps a word whose publication has not moved the version it checks,
 //! and two publications in flight at once cannot be seen in opposite orders by two readers.
-//! A dead publisher's recoverer moves P by 2 ([`Parts::bump_version`]) before it clears
+//! A dead publisher's recoverer moves P by 2 ([`bump_version`]) before it clears
 //! `active`: the CAS happened whole or not at all, and nothing is logged.
 //!
 //! Deadlock: a single change holding part P that waits for part Q must take its parts in one
@@ -215,6 +215,31 @@ pub enum Closed {
     Seq(u64),
     /// lockShared holds: `shared` is not 0.
     Shared(u64),
+}
+
+/// The version of the part at store offset `version` moved by 2 after a publication under it,
+/// unless a change holds it (odd: that change waits for the publisher and its release moves the
+/// version). Also run by the recoverer of a dead publisher: safe to repeat (a version that
+/// moves once more only makes readers retry).
+pub fn bump_version<W: WordStore>(store: &W, version: u64) -> Result<(), AccessError> {
+    // Relaxed: a guess for the CAS.
+    let mut v = store.load(version, Ordering::Relaxed)?;
+    while v % 2 == 0 {
+        store.step()?;
+        // Release: a reader that sees the new version (Acquire fence, then its re-check) sees
+        // the value word published before it. Relaxed on failure: a guess again.
+        match store.cas(
+            version,
+            v,
+            v.wrapping_add(2),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )? {
+            Ok(()) => break,
+            Err(now) => v = now,
+        }
+    }
+    Ok(())
 }
 
 /// Why a publication cannot run now (the caller takes the single-change path, which waits).
@@ -487,23 +512,19 @@ impl<'a, W: WordStore> Parts<'a, W> {
         // last holder's release makes the table we are about to read visible.
         let seq = self.lock.seq_word().load(Ordering::Acquire);
         let no = if seq % 2 == 1 {
-            Some(NoPublish::Closed(Closed::Seq(seq)))
+            NoPublish::Closed(Closed::Seq(seq))
         } else {
             self.lock_file.step()?;
             match self.shared.load(Ordering::Acquire) {
-                0 => {
-                    let v = self.store.load(version, Ordering::Acquire)?;
-                    if v % 2 == 1 {
-                        Some(NoPublish::Held(v))
-                    } else {
-                        return Ok(Ok(v));
-                    }
-                }
-                n => Some(NoPublish::Closed(Closed::Shared(n))),
+                0 => match self.store.load(version, Ordering::Acquire)? {
+                    v if v % 2 == 0 => return Ok(Ok(v)),
+                    held => NoPublish::Held(held),
+                },
+                n => NoPublish::Closed(Closed::Shared(n)),
             }
         };
         self.leave(futex)?;
-        Ok(Err(no.expect("every other case returned")))
+        Ok(Err(no))
     }
 
     /// Publication step 2: replaces value word `old` at store offset `at` with `new` by CAS.
@@ -511,7 +532,7 @@ impl<'a, W: WordStore> Parts<'a, W> {
     pub fn publish(&self, at: u64, old: u64, new: u64) -> Result<Result<(), u64>, AccessError> {
         // Release: a reader whose load sees `new` and then fences Acquire sees our `active`
         // store (and, if it sees `active` back at 0, our version bump): it cannot keep the
-        // new word without noticing the publication (`publisher_of`, `ReadSet::valid`).
+        // new word without noticing the publication (`publisher_in`).
         // Relaxed on failure: the value is only the next guess.
         self.store
             .cas(at, old, new, Ordering::Release, Ordering::Relaxed)
@@ -527,34 +548,9 @@ impl<'a, W: WordStore> Parts<'a, W> {
         futex: &F,
     ) -> Result<(), AccessError> {
         if changed {
-            self.bump_version(version)?;
+            bump_version(self.store, version)?;
         }
         self.leave(futex)
-    }
-
-    /// The version of the part at `version` moved by 2 after a publication under it, unless a
-    /// change holds it (odd: that change waits for the publisher and its release moves the
-    /// version). Also run by the recoverer of a dead publisher: safe to repeat (a version that
-    /// moves once more only makes readers retry).
-    pub fn bump_version(&self, version: u64) -> Result<(), AccessError> {
-        // Relaxed: a guess for the CAS.
-        let mut v = self.store.load(version, Ordering::Relaxed)?;
-        while v % 2 == 0 {
-            self.lock_file.step()?;
-            // Release: a reader that sees the new version (Acquire fence, then its re-check)
-            // sees the value word published before it. Relaxed on failure: a guess again.
-            match self.store.cas(
-                version,
-                v,
-                v.wrapping_add(2),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )? {
-                Ok(()) => break,
-                Err(now) => v = now,
-            }
-        }
-        Ok(())
     }
 
     /// After taking the part at `version` ([`Parts::try_take`]): the first other slot whose
@@ -571,8 +567,8 @@ impl<'a, W: WordStore> Parts<'a, W> {
     }
 
     /// The first other slot whose `active` names a publication under a part (its version
-    /// word's offset) that `observed` accepts: a reader's check before it keeps what it read
-    /// (`ReadSet::valid_beside`; the caller has fenced).
+    /// word's offset) that `observed` accepts: a reader's check before it keeps what it read,
+    /// ahead of its version re-checks (the caller has fenced Acquire).
     pub fn publisher_in(
         &self,
         observed: impl Fn(u64) -> bool,

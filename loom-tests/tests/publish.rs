@@ -92,7 +92,7 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 use loom_tests::{every_kill_point, Budget, KillableWords};
 use persist::part_lock::{
-    holder, published_part, record, Closed, GateOffsets, Held, HeldParts, Parts,
+    bump_version, holder, published_part, record, Closed, GateOffsets, Held, HeldParts, Parts,
 };
 use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
 use persist::sync::{
@@ -297,7 +297,7 @@ fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result
             part, P,
             "a publication under a part that is not a container's"
         );
-        parts.bump_version(part)?;
+        bump_version(store, part)?;
     }
     let log = UndoLog::new(store, log_of(dead));
     let len = log.published_len()?;

@@ -43,13 +43,27 @@ use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
 use crate::part_lock::{holder, Closed, GateOffsets, Parts};
 use crate::region::{lockfile, Mapping};
-use crate::sync::{fence, Ordering, WordStore};
+use crate::sync::{fence, AtomicU64, Ordering, WordStore};
 
 /// Tries at a part whose version moved between the read and the CAS before reporting it busy.
 const TAKE_TRIES: u32 = 64;
 
 /// Spins on a part held by another live change before reporting it busy (a few microseconds).
 const HELD_SPINS: u32 = 4096;
+
+/// Spins while `word` still holds `seen`, counting in `spins` up to [`HELD_SPINS`]; whether it
+/// changed (a part released, a publication ended) before the count ran out.
+fn spin_until_changed(word: &AtomicU64, seen: u64, spins: &mut u32) -> bool {
+    while *spins < HELD_SPINS {
+        // Relaxed: a hint; the caller loads the word again with the ordering it needs.
+        if word.load(Ordering::Relaxed) != seen {
+            return true;
+        }
+        *spins += 1;
+        std::hint::spin_loop();
+    }
+    false
+}
 
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
 #[derive(Debug, Default)]
@@ -143,11 +157,7 @@ impl Store {
                     // wait here, past the gate, rather than leave it and sleep (a sleep and
                     // a wake-up cost more than the change). Bounded, so a dead or stalled
                     // holder is left to the waiting path, which recovers it.
-                    while spins < HELD_SPINS && self.mem().load(offset, Ordering::Relaxed)? == word
-                    {
-                        spins += 1;
-                        std::hint::spin_loop();
-                    }
+                    spin_until_changed(self.mem().word(offset)?, word, &mut spins);
                 }
                 Ok(Err(word)) => break Err(Error::Busy(Busy::Part { offset, word })),
                 Err(e) => break Err(e.into()),
@@ -279,13 +289,8 @@ impl Store {
             let Some((slot, word)) = parts.publisher_of(offset)? else {
                 return Ok(());
             };
-            let active = parts.active_word(slot)?;
-            // Relaxed: a hint; `publisher_of` fences and loads again.
-            while spins < HELD_SPINS && active.load(Ordering::Relaxed) == word {
-                spins += 1;
-                std::hint::spin_loop();
-            }
-            if spins >= HELD_SPINS {
+            // `publisher_of` fences and loads again after the spin.
+            if !spin_until_changed(parts.active_word(slot)?, word, &mut spins) {
                 self.wait_internal(Busy::Active { slot, word }, &mut waits)?;
             }
         }
@@ -505,13 +510,9 @@ impl Store {
                     // the read again (its version has moved by then). One that does not end
                     // (a publisher stopped or killed) is waited for outside the step, which
                     // recovers a dead one.
-                    let ended = parts.active_word(slot).is_ok_and(|a| {
-                        (0..HELD_SPINS).any(|_| {
-                            std::hint::spin_loop();
-                            // Relaxed: a hint; the read is retried either way.
-                            a.load(Ordering::Relaxed) != word
-                        })
-                    });
+                    let ended = parts
+                        .active_word(slot)
+                        .is_ok_and(|a| spin_until_changed(a, word, &mut 0));
                     if !ended {
                         self.read_busy.set(Some(Busy::Active { slot, word }));
                     }

@@ -72,14 +72,14 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
         wake(att, lock_words::SEQ)?;
     }
 
-    // 2, continued. A publication in flight (FORMAT.md §10.9): its CAS took effect whole or not at all;
-    //    the container's version is moved (before the wake-up below) so that readers and
-    //    `Store.wait` see that it may have changed. Only a container's version word is
-    //    touched: a forged `active` word names nothing else we would write.
+    // 2, continued. A publication in flight (FORMAT.md §10.9): its CAS took effect whole or
+    //    not at all; the container's version is moved (before the wake-up below) so that
+    //    readers and `Store.wait` see that it may have changed. Only a container's version
+    //    word is touched: a forged `active` word names nothing else we would write.
     let active = lock_mem.load(slot_off(slot_words::ACTIVE), Ordering::SeqCst)?;
     if let Some(p) = crate::part_lock::published_part(active) {
         if is_version_word(mem, p) {
-            bump_published(lock, lock_mem, mem, p)?;
+            crate::part_lock::bump_version(mem, p)?;
         }
     }
 
@@ -285,24 +285,6 @@ fn recover_parts(
         other,
         &Wake,
     )?;
-    Ok(())
-}
-
-/// Moves the version of the part a dead publisher named (`part_lock::Parts::bump_version`).
-fn bump_published(
-    lock: StoreLock<'_, crate::region::Mapping>,
-    lock_mem: &crate::region::Mapping,
-    mem: &crate::region::Mapping,
-    version: u64,
-) -> Result<(), Error> {
-    // The gate's offsets are not used by the bump.
-    let gate = GateOffsets {
-        shared: lock_words::SHARED,
-        active: 0,
-        stride: 0,
-        slots: 0,
-    };
-    Parts::new(lock, lock_mem, mem, gate, 0, 0, 0)?.bump_version(version)?;
     Ok(())
 }
 

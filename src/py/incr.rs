@@ -3,8 +3,8 @@
 //! The step is `d[k] = d.get(k, default) + by` (`- by` for `decr`) with the look-up, the
 //! arithmetic and the store done in one change, so it is atomic across processes and a SIGKILL
 //! leaves the old value or the new one. A small int stored plus a small int `by` giving a small
-//! int is one CAS on the value word while other processes are attached (a publication:
-//! `Store::publish_dict_value`); everything else is a change on the dict's part lock (or
+//! int is one CAS on the value word (a publication: `Store::publish_dict_value`); everything
+//! else is a change on the dict's part lock (or
 //! store-wide under the writer word: `SharedStore::write_in`), with its undo log as for
 //! `d[k] = v`.
 //!
@@ -173,13 +173,7 @@ pub(crate) fn step<'py>(
                 w if value::is_small_int(w) => value::small_int_value(w),
                 _ => return None,
             };
-            let sum = if sub {
-                a as i128 - b as i128
-            } else {
-                a as i128 + b as i128
-            };
-            let sum = i64::try_from(sum).ok()?;
-            Some((value::small_int(sum)?, Num::Small(sum)))
+            small_step(a, b, sub).map(|(w, sum)| (w, Num::Small(sum)))
         });
         hint.set(h);
         r.map_err(errors::map_object)
@@ -206,13 +200,8 @@ pub(crate) fn step<'py>(
             // The fast path: two small ints whose sum is a small int is one word, no
             // allocation.
             if let (Num::Small(a), Num::Small(b)) = (&base, &by_n) {
-                let sum = if sub {
-                    *a as i128 - *b as i128
-                } else {
-                    *a as i128 + *b as i128
-                };
-                if let Some(w) = i64::try_from(sum).ok().and_then(value::small_int) {
-                    return Ok((w, Num::Small(sum as i64)));
+                if let Some((w, sum)) = small_step(*a, *b, sub) {
+                    return Ok((w, Num::Small(sum)));
                 }
             }
             let (a, b) = (base.obj(py)?, by_n.obj(py)?);
@@ -233,6 +222,18 @@ pub(crate) fn step<'py>(
     })?;
     hint_cell.store(hint.get(), Ordering::Relaxed);
     result.obj(py)
+}
+
+/// `a + b` (`a - b` if `sub`) as a small int's value word and value, if the result is one: the
+/// step with no allocation (i128, so it never overflows).
+fn small_step(a: i64, b: i64, sub: bool) -> Option<(u64, i64)> {
+    let sum = if sub {
+        a as i128 - b as i128
+    } else {
+        a as i128 + b as i128
+    };
+    let sum = i64::try_from(sum).ok()?;
+    Some((value::small_int(sum)?, sum))
 }
 
 /// The Python type name of a stored value that is not a number, for the TypeError.
