@@ -242,6 +242,62 @@ pub fn bump_version<W: WordStore>(store: &W, version: u64) -> Result<(), AccessE
     Ok(())
 }
 
+/// A list's `len` word while an append publication owns the list's tail (FORMAT.md §10.9,
+/// "Appends"): bit 63 set, the claimant's slot in bits 48..63, the length in bits 0..48. The
+/// length is the list's length (the claimed item is not in it yet).
+pub const TAIL_CLAIMED: u64 = 1 << 63;
+const TAIL_SLOT_SHIFT: u32 = 48;
+const TAIL_LEN: u64 = (1 << TAIL_SLOT_SHIFT) - 1;
+
+/// The `len` word of a list of length `len` whose tail the participant in `slot` claims.
+pub const fn tail_claim(slot: u32, len: u64) -> u64 {
+    TAIL_CLAIMED | ((slot as u64) << TAIL_SLOT_SHIFT) | (len & TAIL_LEN)
+}
+
+/// The length a list's `len` word gives, claimed or not.
+pub const fn tail_len(word: u64) -> u64 {
+    if word & TAIL_CLAIMED != 0 {
+        word & TAIL_LEN
+    } else {
+        word
+    }
+}
+
+/// The slot that claims a list's tail, from its `len` word (None: not claimed).
+pub const fn tail_claimant(word: u64) -> Option<u32> {
+    if word & TAIL_CLAIMED != 0 {
+        Some(((word & !TAIL_CLAIMED) >> TAIL_SLOT_SHIFT) as u32)
+    } else {
+        None
+    }
+}
+
+/// Recovery of a dead appender in `dead_slot` that published under the list whose `len` word
+/// is at `len_at`: a claim it left is dropped (the list keeps its length; the item it may have
+/// written lies past the end, where nothing reads it). A claim of another slot, or none, is
+/// left alone. Safe to repeat.
+pub fn drop_tail_claim<W: WordStore>(
+    store: &W,
+    len_at: u64,
+    dead_slot: u32,
+) -> Result<(), AccessError> {
+    // Relaxed: the CAS below decides; nothing is read through the word.
+    let word = store.load(len_at, Ordering::Relaxed)?;
+    if tail_claimant(word) == Some(dead_slot) {
+        store.step()?;
+        // Release: an appender that claims the tail next (Acquire CAS) sees the list as we
+        // left it. Relaxed on failure: the word is no longer the dead slot's.
+        let _ = store.cas(
+            len_at,
+            word,
+            tail_len(word),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )?;
+    }
+    Ok(())
+}
+
 /// Why a publication cannot run now (the caller takes the single-change path, which waits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoPublish {
@@ -551,6 +607,50 @@ impl<'a, W: WordStore> Parts<'a, W> {
             bump_version(self.store, version)?;
         }
         self.leave(futex)
+    }
+
+    /// Append step 1, inside a publication under the list's part: claims the list's tail by
+    /// CAS on its `len` word at `len_at`, from `seen` (an unclaimed length) to
+    /// [`tail_claim`]`(me, seen)`. `Ok(Err(now))`: the word was `now` (another append moved it,
+    /// or claims it now).
+    pub fn claim_tail(&self, len_at: u64, seen: u64) -> Result<Result<(), u64>, AccessError> {
+        debug_assert!(tail_claimant(seen).is_none());
+        self.store.step()?;
+        // Acquire: the last appender's item (stored before its Release `len`) is seen before
+        // we write past it. Relaxed on failure: the value is only the next guess.
+        self.store.cas(
+            len_at,
+            seen,
+            tail_claim(self.slot, seen),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+    }
+
+    /// Append step 2: with the tail claimed at length `len`, stores `item` in the item word at
+    /// `item_at` (the word right after the last item) and then `len + 1` in the `len` word,
+    /// which ends the claim.
+    pub fn fill_tail(
+        &self,
+        len_at: u64,
+        len: u64,
+        item_at: u64,
+        item: u64,
+    ) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Relaxed: the Release store of the length below orders it before; nobody reads the
+        // word while it lies past the end.
+        self.store.store(item_at, item, Ordering::Relaxed)?;
+        self.store.step()?;
+        // Release: a reader that sees the new length (then fences Acquire) sees the item, and
+        // our `active` word naming the list (stored before the claim), as the value CAS of a
+        // dict publication orders it.
+        self.store.store(len_at, len + 1, Ordering::Release)
+    }
+
+    /// A claim this participant made and cannot fill (an access failed): dropped again.
+    pub fn unclaim_tail(&self, len_at: u64) -> Result<(), AccessError> {
+        drop_tail_claim(self.store, len_at, self.slot)
     }
 
     /// After taking the part at `version` ([`Parts::try_take`]): the first other slot whose
