@@ -47,7 +47,9 @@ impl Store {
     pub(super) fn list_parts(&self, c: u64) -> Result<Parts> {
         self.observe(c);
         let items = self.get(c + list_header::ITEMS)?;
-        let len = self.get(c + list_header::LEN)?;
+        // An append in flight may claim the tail (FORMAT.md §10.9, "Appends"): the length
+        // is the word's low bits then, and the claimed item is not in the list yet.
+        let len = crate::part_lock::tail_len(self.get(c + list_header::LEN)?);
         let cap = self.get(c + list_header::CAP)?;
         let start = self.get(c + list_header::START)?;
         if items == 0 {

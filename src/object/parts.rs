@@ -37,11 +37,11 @@
 //! stores never take parts (their log is named by the store header alone, FORMAT.md §10.8).
 
 use super::key::Key;
-use super::layout::{container, lock_words, undo};
+use super::layout::{container, list_header, lock_words, undo};
 use super::lock::{Busy, KERNEL};
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
-use crate::part_lock::{holder, Closed, GateOffsets, Parts};
+use crate::part_lock::{holder, tail_claimant, Closed, GateOffsets, Parts};
 use crate::region::{lockfile, Mapping};
 use crate::sync::{fence, AtomicU64, Ordering, WordStore};
 
@@ -167,12 +167,14 @@ impl Store {
             Ok(held) => {
                 self.part_change = Some(held);
                 // No publication under the part may still be running: wait for the last
-                // ones (a publication is a few loads and a CAS). Only dicts and objects have
-                // publications (`publish_dict_value`): the scan of the other slots' `active`
-                // words is skipped for lists, sets and caches. On a failure the part is
+                // ones (a publication is a few loads and a CAS). Only dicts, objects
+                // (`publish_dict_value`) and lists (`publish_list_append`) have publications:
+                // the scan of the other slots' `active` words is skipped for sets and caches. On a failure the part is
                 // released again (nothing was changed under it) and the gate left.
                 let waited = match self.block_kind(c) {
-                    Ok(Some(Kind::Dict | Kind::Object)) => self.wait_publishers(offset),
+                    Ok(Some(Kind::Dict | Kind::Object | Kind::List)) => {
+                        self.wait_publishers(offset)
+                    }
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 };
@@ -267,6 +269,83 @@ impl Store {
             self.changed = true;
         }
         published
+    }
+
+    /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a
+    /// publication under the list's part that claims the list's tail by CAS on its `len` word,
+    /// stores the item after the last one and moves `len` on. Only where that is the whole
+    /// change: a store neither durable nor read-only, no lock held in this process, an inline
+    /// item (nothing to allocate) and room in the items block after the last item (a growth
+    /// replaces the block: a part change). `Ok(false)`: nothing was changed; the caller runs the
+    /// append on the list's part (which waits for whatever was in the way here).
+    pub fn publish_list_append(&mut self, c: Container, w: u64) -> Result<bool> {
+        if self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+            || self.part_change.is_some()
+            || w == value::EMPTY
+            || value::is_block(w)
+        {
+            return Ok(false);
+        }
+        // A part change of a container of another kind does not wait for publications.
+        if self.block_kind(c)? != Some(Kind::List) {
+            return Ok(false);
+        }
+        let cg = c.get();
+        // A look before the announcement, which only decides whether to try (a part change of
+        // another process may be replacing the items block under it): a list without room
+        // after its last item grows on its part, and pays no announcement first.
+        match self.list_parts(cg) {
+            Ok(p) if p.items != 0 && p.start + p.len < p.cap => {}
+            _ => return Ok(false),
+        }
+        let version = cg + container::VERSION;
+        let len_at = cg + list_header::LEN;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(false);
+        }
+        let appended = (|| -> Result<bool> {
+            let mut spins = 0;
+            loop {
+                // The items block, `start` and `cap` cannot move now: a part taker waits for
+                // us before it reads or writes under the part.
+                let p = self.list_parts(cg)?;
+                let word = self.get(len_at)?;
+                if tail_claimant(word).is_some() {
+                    // Another appender owns the tail for a store or two: wait for it a little
+                    // (it may be stalled or dead: then the part path, which waits for it and
+                    // recovers it).
+                    if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
+                        continue;
+                    }
+                    return Ok(false);
+                }
+                if p.items == 0 || word != p.len || p.start + p.len >= p.cap {
+                    if word != p.len {
+                        continue; // moved between the two loads
+                    }
+                    return Ok(false);
+                }
+                if parts.claim_tail(len_at, word)?.is_err() {
+                    continue;
+                }
+                let filled = parts.fill_tail(len_at, word, p.slot(word), w);
+                if let Err(e) = filled {
+                    let _ = parts.unclaim_tail(len_at);
+                    return Err(e.into());
+                }
+                return Ok(true);
+            }
+        })();
+        let changed = matches!(appended, Ok(true));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+            self.list_grew = true;
+        }
+        appended
     }
 
     /// After taking the part whose version word is at `offset`: waits until no other

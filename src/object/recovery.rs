@@ -15,7 +15,7 @@
 //! protocol the loom models check (`store_lock.rs`, `committed_frees.rs`); this file adds the other
 //! entry kinds, the shared holds and the held set.
 
-use super::layout::{container, lock_words, undo};
+use super::layout::{container, list_header, lock_words, undo};
 use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
@@ -75,10 +75,17 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     // 2, continued. A publication in flight (FORMAT.md §10.9): its CAS took effect whole or
     //    not at all; the container's version is moved (before the wake-up below) so that
     //    readers and `Store.wait` see that it may have changed. Only a container's version
-    //    word is touched: a forged `active` word names nothing else we would write.
+    //    word is touched: a forged `active` word names nothing else we would write. An
+    //    append to a list may have claimed the list's tail: the claim is dropped first (the
+    //    append is absent: the item it may have stored lies past the end), so that readers who
+    //    see the version moved see the list unclaimed, and the next appender finds it free.
     let active = lock_mem.load(slot_off(slot_words::ACTIVE), Ordering::SeqCst)?;
     if let Some(p) = crate::part_lock::published_part(active) {
-        if is_version_word(mem, p) {
+        if let Some(kind) = version_word_kind(mem, p) {
+            if kind == Kind::List {
+                let len_at = p - container::VERSION + list_header::LEN;
+                part_lock::drop_tail_claim(mem, len_at, slot)?;
+            }
             crate::part_lock::bump_version(mem, p)?;
         }
     }
@@ -272,7 +279,7 @@ fn recover_parts(
     for e in 0..part_lock::record::ENTRIES {
         let at = record + e * part_lock::record::ENTRY_BYTES;
         let offset = mem.load(at + part_lock::record::OFFSET, Ordering::SeqCst)?;
-        if offset != 0 && !is_version_word(mem, offset) {
+        if offset != 0 && version_word_kind(mem, offset).is_none() {
             mem.store(at + part_lock::record::OFFSET, 0, Ordering::SeqCst)?;
         }
     }
@@ -288,18 +295,17 @@ fn recover_parts(
     Ok(())
 }
 
-/// Whether `offset` is the version word of a list, dict, object or set (checked access only).
-fn is_version_word(mem: &crate::region::Mapping, offset: u64) -> bool {
-    let Some(c) = offset.checked_sub(container::VERSION) else {
-        return false;
-    };
-    c % 16 == 0
-        && matches!(
-            mem.load(c, Ordering::Acquire).map(value::head_kind),
-            Ok(Some(
-                Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache
-            ))
-        )
+/// The kind of the container whose version word is at `offset`, if it is one of a list, dict,
+/// object, set or cache (checked access only).
+fn version_word_kind(mem: &crate::region::Mapping, offset: u64) -> Option<Kind> {
+    let c = offset.checked_sub(container::VERSION)?;
+    if c % 16 != 0 {
+        return None;
+    }
+    match mem.load(c, Ordering::Acquire).map(value::head_kind) {
+        Ok(Some(k @ (Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache))) => Some(k),
+        _ => None,
+    }
 }
 
 /// Wake-ups of a recoverer (it never sleeps here).

@@ -456,6 +456,20 @@ impl List {
     /// :raises TypeError: ``v`` is not storable (nothing is stored).
     /// :raises persist.StoreFullError: the store cannot grow.
     fn append(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(w) = inline_word(v) {
+            // A small value is its word: appended by a claim on the list's tail (a publication,
+            // no lock) where the items block has room; else a change on the list's part.
+            let publish = |st: &mut object::Store| {
+                Ok(st
+                    .publish_list_append(self.off, w)
+                    .map_err(map)?
+                    .then_some(()))
+            };
+            let append = |st: &mut object::Store| st.list_append(self.off, w).map_err(map);
+            return self
+                .shared
+                .publish_or_write_in(&Gil(py), self.off, publish, append);
+        }
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
         let append = |st: &mut object::Store| {

@@ -29,8 +29,10 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// container (object block kind 19), which a version-4 reader would call damage. Version 6:
 /// the list block's `start` word (the index of its first item in its items block), which a
 /// version-5 reader would not know (it would read the items from word 0). Version 7: the
-/// cache container (object block kind 20).
-pub const FORMAT_VERSION: u32 = 7;
+/// cache container (object block kind 20). Version 8: a list's `len` word may hold a claim on
+/// its tail (bit 63, an append in flight, FORMAT.md §10.9), which a version-7 reader would take
+/// for damage.
+pub const FORMAT_VERSION: u32 = 8;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.

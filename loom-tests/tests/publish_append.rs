@@ -1,0 +1,1014 @@
+//! Append publications (`persist::part_lock`: `claim_tail`, `fill_tail`, `drop_tail_claim`): an
+//! append of an inline item to a list that holds no part lock, beside other appenders, part
+//! takers (a growth that moves the items), lockExcl sections, readers, and the recoverer of an
+//! appender killed anywhere (itself killed anywhere, and repeated).
+//!
+//! The protocol: the appender announces a publication under the list's version word P
+//! (`enter_publish`: `active` = P | 1, SeqCst fence, `seq` even, `shared` 0, P even; else it
+//! withdraws and the append runs as a single change on the part). It reads the items block and
+//! its capacity, then the list's `len` word: claimed by another (`tail_claimant`), it waits
+//! while the claimant lives and gives up when it is dead (the part path then recovers it); no
+//! room, it gives up; else it claims the tail (`claim_tail`: CAS len -> `tail_claim(me, len)`,
+//! Acquire; lost, again from the word seen), fills it (`fill_tail`: the item at index len,
+//! Relaxed, then len + 1, Release, which ends the claim) and ends the publication
+//! (`end_publish`: P moved by 2 unless held, `active` = 0). A part taker waits after its CAS on
+//! P while an `active` names P (`publisher_of`), recovering a dead appender, and only then
+//! reads `len`; it writes it clean and releases P by 2. A reader observes P, reads `len`
+//! (`tail_len` masks a claim) and the items below it, fences (Acquire), finds no publisher
+//! under P (`publisher_in`) and P unchanged. The recoverer of a dead appender drops a claim
+//! that names it (`drop_tail_claim`: len back to the unclaimed length; the item past the end
+//! is ignored), then moves P by 2 (`bump_version`), then clears its `active` (`recover_dead`).
+//!
+//! The scaffolding (the world, `Participant`, `recover`, `as_victim`, the reader) is copied
+//! from `publish.rs` and extended (items, claims, a set of slots inside instead of one flag),
+//! not shared through `src/lib.rs`, so that `publish.rs` stays as it is.
+//!
+//! Broken variants. `src/part_lock.rs` is not edited to break things: the steps that are
+//! broken have a local copy here, used instead of the real one only when the environment
+//! variable `PUBLISH_APPEND_BROKEN` names the variant (unset: every step is `part_lock.rs`'s
+//! own, or the recovery order its docs give). For example `PUBLISH_APPEND_BROKEN=skip-drop
+//! RUSTFLAGS="--cfg loom" ... cargo test -p loom-tests --release --test publish_append` must
+//! fail. The variants, and the models that catch each (every one was run; "-" marks a model
+//! that passes with it):
+//!
+//! | variant | what it breaks | caught by |
+//! |---|---|---|
+//! | `len-before-item` | `fill_tail` stores `len + 1` before the item | 1, 2, 3, 4, 5 |
+//! | `fill-relaxed` | `fill_tail`'s store of `len + 1` Relaxed | 3 |
+//! | `claim-relaxed` | `claim_tail`'s CAS Relaxed | - (see below) |
+//! | `no-bump` | an append that landed leaves P unmoved (`end_publish(P, false)`) | 1, 3 |
+//! | `skip-drop` | the recovery never drops the dead's claim | 1, 2, 3, 4, 5 |
+//! | `bump-before-drop` | the recovery moves P before it drops the claim | - (see below) |
+//! | `clear-before-drop` | the recovery clears `active` before it drops the claim | 2, 5 |
+//! | `recovery-no-bump` | the recovery drops the claim but leaves P unmoved | 3, 5 |
+//! | `taker-skips-wait` | a part taker does not wait for publishers (`publisher_of`) | 1, 2 |
+//! | `reader-skips-publisher-in` | a reader keeps without `publisher_in` | 3 |
+//!
+//! The models (each appender marked "killed" is killed before each of its word accesses, as
+//! `publish.rs` does with the killable word store, and also runs to its end):
+//!
+//! 1. `two_appenders_land_at_distinct_indexes` (two appenders on a list with room for both,
+//!    the first killed, the second live; the live one that finds the tail claimed by the dead
+//!    one gives up and appends on the part, recovering it; then the recovery): the live append
+//!    always lands, the dead one whole or absent, no index twice, `len` unclaimed, P moved by 2
+//!    per append.
+//! 2. `an_append_racing_a_growth_lands_in_the_new_block_or_not_at_all` (the appender, killed,
+//!    then recovered by a third participant at once; a live part taker that waits for
+//!    publishers, recovering a dead one, copies the items to a new block, points ITEMS there,
+//!    writes `len` clean, and zeroes the old block): the taker never finds the tail claimed;
+//!    the append is in the new block (at the end) or absent, and never in the old block after
+//!    the copy.
+//! 3. `a_reader_keeps_only_whole_appends` (the appender, killed; a reader; then the recovery):
+//!    a kept read is one of the two states (len and its last item agree), the first version
+//!    names the first state, and the final version the final state.
+//! 4. `an_append_never_lands_inside_a_lockexcl_section` (the appender, killed; a lockExcl
+//!    section that drains the `active` words, recovering a dead appender, reads the list twice
+//!    and appends an item of its own): the section finds no claim, the list whole and
+//!    unchanged, and both appends land at distinct indexes.
+//! 5. `a_recoverer_killed_anywhere_leaves_no_claim_behind` (the appender alone, killed; its
+//!    first recoverer killed at every point; a second recoverer; then a live append): a claim
+//!    naming the dead slot exists only while its `active` still names the list (else nobody
+//!    would ever drop it), a dead append that landed has P moved once `active` is clear, and
+//!    the live append lands right after it.
+//!
+//! Not caught, and why:
+//!
+//! - `claim-relaxed`: the claim's Acquire orders the last appender's item before our writes;
+//!   our writes do not depend on it (an item word past the end), and whoever reads our item
+//!   (a reader, a taker) synchronizes with its writer's Release `len` store, its `active`
+//!   store of 0, or P's release. It would matter to a reader of two appends by different
+//!   appenders that synchronizes with the second only; a two-appender reader model is too
+//!   costly here, and `fill_tail`'s Release store is not a release sequence that carries the
+//!   first appender's item in C++ either, so the Acquire on the claim does not help such a
+//!   reader. The reader's guard is `publisher_in` and P, which both appenders move.
+//! - `bump-before-drop`: the drop changes no length a reader or taker can use (`tail_len` of
+//!   the claim is the length it drops to), and readers and takers do not go on while the dead
+//!   slot's `active` names P, which the recovery clears last in both orders. The order the
+//!   module doc gives stays the safe one (nothing depends on the bump seeing the claim
+//!   dropped), but these models find no interleaving in which the other order breaks an
+//!   invariant.
+//!
+//! What loom cannot see: as in `publish.rs` (a kill is a prefix of the victim's accesses in
+//! program order; SeqCst accesses are checked as AcqRel, so every handshake is fenced). Waiters
+//! spin with `yield_now`; an appender that finds a live claimant spins on `len` without bound
+//! (the object layer's spin is bounded, after which it takes the part path that model 1 runs
+//! when the claimant is dead). `claim_tail` and `fill_tail` call `step` before accesses that
+//! already count a kill point through `word`, so those kill points come twice (the same state).
+//!
+//! Cost (one core, release build, LOOM_MAX_PREEMPTIONS=2, on the shared 2-core machine, in the
+//! order above): see the report; filled in below once measured.
+#![cfg(loom)]
+
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
+use persist::part_lock::{
+    bump_version, drop_tail_claim, holder, published_part, publishing, record, tail_claim,
+    tail_claimant, tail_len, Closed, GateOffsets, Held, HeldParts, Parts,
+};
+use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
+use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use std::cell::Cell;
+
+// ---- broken variants ------------------------------------------------------------------------
+
+const BROKEN_VARIANTS: [&str; 10] = [
+    "len-before-item",
+    "fill-relaxed",
+    "claim-relaxed",
+    "no-bump",
+    "skip-drop",
+    "bump-before-drop",
+    "clear-before-drop",
+    "recovery-no-bump",
+    "taker-skips-wait",
+    "reader-skips-publisher-in",
+];
+
+/// Whether `PUBLISH_APPEND_BROKEN` names `variant` (module doc).
+fn broken(variant: &str) -> bool {
+    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let chosen = CHOSEN.get_or_init(|| {
+        let v = std::env::var("PUBLISH_APPEND_BROKEN").unwrap_or_default();
+        assert!(
+            v.is_empty() || BROKEN_VARIANTS.contains(&v.as_str()),
+            "PUBLISH_APPEND_BROKEN={v}: not one of {BROKEN_VARIANTS:?}"
+        );
+        v
+    });
+    debug_assert!(BROKEN_VARIANTS.contains(&variant));
+    chosen == variant
+}
+
+// ---- the world ------------------------------------------------------------------------------
+
+/// The lock words, then the gate's: `shared`, and one `active` word per slot.
+const AT: LockOffsets = loom_tests::LOCK_AT;
+const SLOTS: u32 = 3;
+const GATE: GateOffsets = GateOffsets {
+    shared: 24,
+    active: 32,
+    stride: 8,
+    slots: SLOTS,
+};
+const LOCK_FILE_BYTES: u64 = 32 + 8 * SLOTS as u64;
+
+/// Store file: the list's version word P (its part word), its `len` word, ITEMS (where its
+/// items block is: OLD_BLOCK, or NEW_BLOCK after a growth), CAP (the block's capacity), the
+/// two blocks, then per slot its held-parts record and its undo log block. (Offset 0 stays
+/// unused: a record entry naming offset 0 is an empty one.)
+const P: u64 = 16;
+const LEN: u64 = 24;
+const ITEMS: u64 = 32;
+const CAP: u64 = 40;
+const OLD_BLOCK: u64 = 48;
+const OLD_WORDS: u64 = 3;
+const NEW_BLOCK: u64 = OLD_BLOCK + 8 * OLD_WORDS;
+const NEW_CAP: u64 = 4;
+const LOG_CAP: u64 = 4;
+const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
+const SLOT_AREA: u64 = record::BYTES + LOG_BYTES;
+const RECORDS: u64 = 128;
+const STORE_BYTES: u64 = RECORDS + SLOTS as u64 * SLOT_AREA;
+const _: () = assert!(NEW_BLOCK + 8 * NEW_CAP <= RECORDS);
+
+fn record_of(slot: u32) -> u64 {
+    RECORDS + slot as u64 * SLOT_AREA
+}
+
+fn log_of(slot: u32) -> u64 {
+    record_of(slot) + record::BYTES
+}
+
+const GENERATION: u64 = 1;
+
+fn owner(slot: u32) -> u64 {
+    owner_id(slot, GENERATION)
+}
+
+/// The slot an owner id names.
+fn slot_of(owner: u64) -> u32 {
+    (owner & 0xffff) as u32 - 1
+}
+
+/// The item at index `i` of a list created with items (FIRST_ITEM + i), and the items the
+/// participants append (never 0, which an item word of a fresh or freed block holds).
+const FIRST_ITEM: u64 = 100;
+const X: u64 = 201;
+const Y: u64 = 202;
+const Z: u64 = 203;
+
+const VICTIM: u32 = 0;
+const OTHER: u32 = 1;
+const THIRD: u32 = 2;
+
+/// Which participants are inside (a publication past the gate, or a section): kept outside
+/// loom (a plain mutex; loom runs one thread at a time, so it adds no interleavings). Several
+/// appenders may be inside at once: a set of slots.
+#[derive(Default)]
+struct Inside {
+    changes: std::sync::Mutex<u32>,
+    section: std::sync::Mutex<bool>,
+}
+
+impl Inside {
+    fn enter_change(&self, slot: u32) {
+        assert!(
+            !*self.section.lock().unwrap(),
+            "an append passed the gate while a section is inside"
+        );
+        *self.changes.lock().unwrap() |= 1 << slot;
+    }
+
+    fn leave_change(&self, slot: u32) {
+        *self.changes.lock().unwrap() &= !(1 << slot);
+    }
+
+    /// Whether a slot other than `slot` is inside a publication.
+    fn other_change(&self, slot: u32) -> bool {
+        *self.changes.lock().unwrap() & !(1 << slot) != 0
+    }
+
+    fn enter_section(&self) {
+        assert_eq!(
+            *self.changes.lock().unwrap(),
+            0,
+            "a section went inside while an append is past the gate"
+        );
+        *self.section.lock().unwrap() = true;
+    }
+
+    fn leave_section(&self) {
+        *self.section.lock().unwrap() = false;
+    }
+}
+
+struct World {
+    lock_file: MemWords,
+    store: MemWords,
+    live: MemLiveness,
+    /// The kernel's lock on a dead slot: one recoverer at a time.
+    recovery: Mutex<()>,
+    inside: Inside,
+}
+
+impl World {
+    /// A list of `len` items (FIRST_ITEM, FIRST_ITEM + 1, ...) in OLD_BLOCK of capacity `cap`.
+    fn new(len: u64, cap: u64) -> World {
+        assert!(len <= cap && cap <= OLD_WORDS);
+        let w = World {
+            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
+            store: MemWords::new(STORE_BYTES, STORE_BYTES),
+            live: MemLiveness::new(SLOTS as usize),
+            recovery: Mutex::new(()),
+            inside: Inside::default(),
+        };
+        for s in 0..SLOTS {
+            w.live.set_alive(s, true);
+        }
+        w.store.store(LEN, len, Ordering::Relaxed).unwrap();
+        w.store.store(ITEMS, OLD_BLOCK, Ordering::Relaxed).unwrap();
+        w.store.store(CAP, cap, Ordering::Relaxed).unwrap();
+        for i in 0..len {
+            w.store
+                .store(OLD_BLOCK + 8 * i, FIRST_ITEM + i, Ordering::Relaxed)
+                .unwrap();
+        }
+        w
+    }
+
+    fn word(&self, at: u64) -> u64 {
+        self.store.load(at, Ordering::Relaxed).unwrap()
+    }
+
+    fn lock_word(&self, at: u64) -> u64 {
+        self.lock_file.load(at, Ordering::Relaxed).unwrap()
+    }
+
+    fn active(&self, slot: u32) -> u64 {
+        self.lock_word(GATE.active + 8 * slot as u64)
+    }
+
+    /// The list once nothing is in flight: its `len` word unclaimed, and its items.
+    fn list(&self) -> Vec<u64> {
+        let word = self.word(LEN);
+        assert_eq!(
+            tail_claimant(word),
+            None,
+            "the tail is left claimed: {word:#x}"
+        );
+        let (items, cap) = (self.word(ITEMS), self.word(CAP));
+        assert!(word <= cap, "length {word} past capacity {cap}");
+        (0..word).map(|i| self.word(items + 8 * i)).collect()
+    }
+
+    /// What must hold once nothing is in flight and the dead are recovered: the part free,
+    /// every record, log and `active` empty, the store lock free, the tail unclaimed.
+    fn assert_quiet(&self) {
+        assert_eq!(
+            self.word(P) % 2,
+            0,
+            "the part is left held: {:#x}",
+            self.word(P)
+        );
+        self.list();
+        for s in 0..SLOTS {
+            let rec = HeldParts::new(&self.store, record_of(s));
+            for e in 0..record::ENTRIES {
+                assert_eq!(
+                    rec.entry(e).unwrap().0,
+                    0,
+                    "slot {s}'s record keeps entry {e}"
+                );
+            }
+            let len = UndoLog::new(&self.store, log_of(s))
+                .published_len()
+                .unwrap();
+            assert_eq!(len, 0, "slot {s}'s undo log keeps entries");
+            assert_eq!(self.active(s), 0, "slot {s} is left active");
+        }
+        assert_eq!(self.lock_word(AT.writer), 0, "the writer word is left held");
+        assert_eq!(self.lock_word(AT.seq) % 2, 0, "the sequence is left odd");
+        assert_eq!(self.lock_word(GATE.shared), 0, "a shared hold is left");
+    }
+}
+
+/// No thread sleeps in these models (waiters spin): nothing to wait on or wake.
+struct Spin;
+
+impl Futex for Spin {
+    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
+
+    fn wake(&self, _word: &AtomicU64) {}
+}
+
+/// Undo log entries other than data words: the models make none.
+struct WordsOnly;
+
+impl OtherEntries for WordsOnly {
+    type Error = AccessError;
+
+    fn once_only(&self, _tagged: u64) -> bool {
+        false
+    }
+
+    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
+        panic!("the models log data words only, found entry {tagged:#x}")
+    }
+}
+
+// ---- the recovery ---------------------------------------------------------------------------
+
+/// The list whose version word is at `part`: its `len` word (the object layer finds it in the
+/// container's header, beside the version).
+fn len_word_of(part: u64) -> u64 {
+    assert_eq!(part, P, "a publication under a part that is not the list's");
+    LEN
+}
+
+/// Recovers dead slot `dead` as slot `by` would: an append its `active` names first (its claim
+/// dropped, then the version it may have left unmoved moved), then `Parts::recover_dead` (its
+/// log rolled back, its parts released, its `active` cleared). Safe to repeat.
+fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result<(), AccessError> {
+    let lock = StoreLock::new(lock_file, AT)?;
+    let parts = Parts::new(lock, lock_file, store, GATE, by, owner(by), record_of(by))?;
+    // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
+    let active = parts.active_word(dead)?.load(Ordering::Relaxed);
+    let part = published_part(active);
+    let log = UndoLog::new(store, log_of(dead));
+    let recover_dead = || {
+        let len = log.published_len()?;
+        assert!(
+            len <= LOG_CAP,
+            "the log's length {len} exceeds its capacity"
+        );
+        parts.recover_dead(
+            Some((&log, len)),
+            HeldParts::new(store, record_of(dead)),
+            dead,
+            owner(dead),
+            &mut WordsOnly,
+            &Spin,
+        )
+    };
+    let Some(part) = part else {
+        return recover_dead();
+    };
+    let len_at = len_word_of(part);
+    if broken("clear-before-drop") {
+        bump_version(store, part)?;
+        recover_dead()?;
+        return drop_tail_claim(store, len_at, dead);
+    }
+    if broken("bump-before-drop") {
+        bump_version(store, part)?;
+        drop_tail_claim(store, len_at, dead)?;
+    } else {
+        if !broken("skip-drop") {
+            drop_tail_claim(store, len_at, dead)?;
+        }
+        if !broken("recovery-no-bump") {
+            bump_version(store, part)?;
+        }
+    }
+    recover_dead()
+}
+
+/// A live participant recovers dead slot `dead`, one recoverer at a time. (The dead is no
+/// longer inside from its death on: it writes nothing more.)
+fn recover_live(world: &World, by: u32, dead: u32) {
+    world.inside.leave_change(dead);
+    let _one_at_a_time = world.recovery.lock().unwrap();
+    recover(&world.lock_file, &world.store, by, dead).unwrap();
+}
+
+// ---- participants -------------------------------------------------------------------------
+
+/// A participant's view through `W` (killable for a victim).
+struct Participant<'a, W: WordStore> {
+    world: &'a World,
+    parts: Parts<'a, W>,
+    lock: StoreLock<'a, W>,
+    log: UndoLog<'a, W>,
+    store: &'a W,
+    slot: u32,
+    len: u64,
+}
+
+impl<'a, W: WordStore> Participant<'a, W> {
+    fn new(
+        world: &'a World,
+        lock_file: &'a W,
+        store: &'a W,
+        slot: u32,
+    ) -> Result<Self, AccessError> {
+        let lock = StoreLock::new(lock_file, AT)?;
+        Ok(Participant {
+            world,
+            parts: Parts::new(
+                lock,
+                lock_file,
+                store,
+                GATE,
+                slot,
+                owner(slot),
+                record_of(slot),
+            )?,
+            lock,
+            log: UndoLog::new(store, log_of(slot)),
+            store,
+            slot,
+            len: 0,
+        })
+    }
+
+    /// The old value logged first, then the word changed (as `object/access.rs` `put`).
+    fn put(&mut self, at: u64, new: u64) -> Result<(), AccessError> {
+        let old = self.store.load(at, Ordering::Relaxed)?;
+        assert!(self.len < LOG_CAP);
+        self.log.append_word(self.len, at, old)?;
+        self.len += 1;
+        // Relaxed: readers validate the part's version.
+        self.store.store(at, new, Ordering::Relaxed)
+    }
+
+    fn commit(&mut self) -> Result<(), AccessError> {
+        self.log.set_len(0)?;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Passes the gate, waiting (spinning) while a section holds it closed.
+    fn enter(&self) -> Result<(), AccessError> {
+        loop {
+            match self.parts.enter(&Spin)? {
+                Ok(()) => return Ok(()),
+                Err(Closed::Seq(_)) | Err(Closed::Shared(_)) => thread::yield_now(),
+            }
+        }
+    }
+
+    /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
+    /// publication under it is in flight (`publisher_of`), recovering a dead publisher (and a
+    /// dead holder).
+    fn take(&self, part: u64) -> Result<Held, AccessError> {
+        let held = loop {
+            match self.parts.try_take(0, part)? {
+                Ok(h) => break h,
+                Err(word) => match holder(word) {
+                    Some(h) if !self.world.live.is_alive(slot_of(h)) => {
+                        recover_live(self.world, self.slot, slot_of(h));
+                    }
+                    Some(h) => {
+                        assert_ne!(h, owner(self.slot), "a part taken twice by its holder");
+                        thread::yield_now();
+                    }
+                    // Moved under us: try again at once.
+                    None => {}
+                },
+            }
+        };
+        if !broken("taker-skips-wait") {
+            while let Some((s, seen)) = self.parts.publisher_of(part)? {
+                assert_eq!(published_part(seen), Some(part));
+                if self.world.live.is_alive(s) {
+                    thread::yield_now();
+                } else {
+                    recover_live(self.world, self.slot, s);
+                }
+            }
+            assert!(
+                !self.world.inside.other_change(self.slot),
+                "a part taker went on beside an append"
+            );
+        }
+        Ok(held)
+    }
+
+    /// The list's length as a part taker (or a section) reads it, after waiting for the
+    /// publications under P: `tail_len`, as the object layer reads it, but a claim is a bug
+    /// here (an append in flight beside us, or a dead one's claim left behind by its recovery).
+    fn list_len(&self) -> Result<u64, AccessError> {
+        let word = self.store.load(LEN, Ordering::Relaxed)?;
+        assert_eq!(
+            tail_claimant(word),
+            None,
+            "a part taker or section found the tail claimed: {word:#x}"
+        );
+        Ok(tail_len(word))
+    }
+
+    /// `Parts::claim_tail`, or its broken copy.
+    fn claim_tail(&self, seen: u64) -> Result<Result<(), u64>, AccessError> {
+        if !broken("claim-relaxed") {
+            return self.parts.claim_tail(LEN, seen);
+        }
+        self.store.step()?;
+        self.store.cas(
+            LEN,
+            seen,
+            tail_claim(self.slot, seen),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+    }
+
+    /// `Parts::fill_tail`, or its broken copies.
+    fn fill_tail(&self, len: u64, item_at: u64, item: u64) -> Result<(), AccessError> {
+        if broken("len-before-item") {
+            self.store.step()?;
+            self.store.store(LEN, len + 1, Ordering::Release)?;
+            self.store.step()?;
+            return self.store.store(item_at, item, Ordering::Relaxed);
+        }
+        if broken("fill-relaxed") {
+            self.store.step()?;
+            self.store.store(item_at, item, Ordering::Relaxed)?;
+            self.store.step()?;
+            return self.store.store(LEN, len + 1, Ordering::Relaxed);
+        }
+        self.parts.fill_tail(LEN, len, item_at, item)
+    }
+
+    /// An append as a publication (as the object layer's append of an inline item): through
+    /// the gate, the items block and its capacity read, the tail claimed and filled. `landed`
+    /// is set to the item's index right after the access that made it part of the list
+    /// (before any other access: a victim killed later keeps it). Returns false when it gave
+    /// up (turned away at the gate, no room, or the tail claimed by a dead appender).
+    fn publish_append(&self, item: u64, landed: &Cell<Option<u64>>) -> Result<bool, AccessError> {
+        if self.parts.enter_publish(P, &Spin)?.is_err() {
+            return Ok(false);
+        }
+        self.world.inside.enter_change(self.slot);
+        // Relaxed (all three): the Acquire load of P in `enter_publish` orders them after the
+        // last holder's changes, and no holder changes them until we end (it waits for us).
+        // The `len` word is only a guess for the CAS.
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        let mut word = self.store.load(LEN, Ordering::Relaxed)?;
+        let changed = loop {
+            if let Some(c) = tail_claimant(word) {
+                assert_ne!(c, self.slot, "a claim of our own in our way");
+                if !self.world.live.is_alive(c) {
+                    break false;
+                }
+                thread::yield_now();
+                word = self.store.load(LEN, Ordering::Relaxed)?;
+                continue;
+            }
+            if word >= cap {
+                break false;
+            }
+            match self.claim_tail(word)? {
+                Ok(()) => {
+                    self.fill_tail(word, items + 8 * word, item)?;
+                    landed.set(Some(word));
+                    break true;
+                }
+                Err(now) => word = now,
+            }
+        };
+        self.world.inside.leave_change(self.slot);
+        self.parts
+            .end_publish(P, changed && !broken("no-bump"), &Spin)?;
+        Ok(changed)
+    }
+
+    /// An append as a single change on the part (the path a publication that gives up takes):
+    /// the part taken (waiting for publishers, recovering dead ones), the item and `len` logged
+    /// and written, committed, the part released.
+    fn append_on_part(&mut self, item: u64, landed: &Cell<Option<u64>>) -> Result<(), AccessError> {
+        self.enter()?;
+        let held = self.take(P)?;
+        let n = self.list_len()?;
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        assert!(n < cap, "no room: the models leave room for every append");
+        self.put(items + 8 * n, item)?;
+        self.put(LEN, n + 1)?;
+        self.commit()?;
+        landed.set(Some(n));
+        self.parts.end(&[held], true, &Spin)
+    }
+
+    /// An append: as a publication, or on the part if the publication gives up.
+    fn append(&mut self, item: u64, landed: &Cell<Option<u64>>) -> Result<(), AccessError> {
+        if self.publish_append(item, landed)? {
+            return Ok(());
+        }
+        assert_eq!(landed.get(), None);
+        self.append_on_part(item, landed)
+    }
+}
+
+/// Runs `f` as victim slot `slot` through killable words with budget `k`; a victim that is
+/// killed dies (its liveness flag drops, as the kernel's lock does). Returns whether it was
+/// killed and the accesses it made.
+fn as_victim(
+    world: &World,
+    slot: u32,
+    k: u64,
+    f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<(), AccessError>,
+) -> (bool, u64) {
+    let budget = Budget::new(k);
+    let lock_file = KillableWords {
+        inner: &world.lock_file,
+        budget: &budget,
+    };
+    let store = KillableWords {
+        inner: &world.store,
+        budget: &budget,
+    };
+    let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
+    if let Err(e) = r {
+        assert!(
+            budget.killed(),
+            "the victim failed without being killed: {e}"
+        );
+        world.live.set_alive(slot, false);
+    }
+    (budget.killed(), budget.spent())
+}
+
+/// The victim appending `item`, killed after `k` accesses: where it landed, if it did, and
+/// its accesses.
+fn victim_append(world: &World, k: u64, item: u64) -> (Option<u64>, u64) {
+    let landed = Cell::new(None);
+    let (_, spent) = as_victim(world, VICTIM, k, |p| p.append(item, &landed));
+    (landed.get(), spent)
+}
+
+/// A live participant in `slot` appends `item`; returns where it landed.
+fn live_append(world: &World, slot: u32, item: u64) -> u64 {
+    let mut p = Participant::new(world, &world.lock_file, &world.store, slot).unwrap();
+    let landed = Cell::new(None);
+    p.append(item, &landed).unwrap();
+    landed.get().expect("a live append gave up")
+}
+
+/// One unlocked read of the list under P as the object layer validates it: the `seq` token
+/// and P's version observed, `len` (a claim masked) and the items below it read, then
+/// `read_valid` (Acquire fence, `seq`), then `publisher_in` (nobody publishes under P), then
+/// P's version unchanged. The version and the items, if the read validates.
+fn read_list(world: &World, slot: u32) -> Option<(u64, Vec<u64>)> {
+    let lock = StoreLock::new(&world.lock_file, AT).unwrap();
+    let parts = Parts::new(
+        lock,
+        &world.lock_file,
+        &world.store,
+        GATE,
+        slot,
+        owner(slot),
+        record_of(slot),
+    )
+    .unwrap();
+    let token = lock.read_begin().ok()?;
+    // Acquire: as `ReadSet::observe`.
+    let v = world.store.load(P, Ordering::Acquire).unwrap();
+    if v % 2 == 1 {
+        return None;
+    }
+    // Relaxed (all): validated below.
+    let n = tail_len(world.word(LEN));
+    let (items, cap) = (world.word(ITEMS), world.word(CAP));
+    assert!(n <= cap, "a reader read length {n} past capacity {cap}");
+    let seen: Vec<u64> = (0..n).map(|i| world.word(items + 8 * i)).collect();
+    if !lock.read_valid(token) {
+        return None;
+    }
+    if !broken("reader-skips-publisher-in") && parts.publisher_in(|p| p == P).unwrap().is_some() {
+        return None;
+    }
+    // Relaxed: ordered after the data loads by `read_valid`'s fence.
+    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
+}
+
+/// The list a set of appends to a list of `before` items explains: FIRST_ITEM.. below
+/// `before`, then each append's item at the index it landed at (distinct, and together the
+/// indexes `before..` with no gap).
+fn explained(before: u64, appends: &[(u64, Option<u64>)]) -> Vec<u64> {
+    let mut list: Vec<u64> = (0..before).map(|i| FIRST_ITEM + i).collect();
+    let mut landed: Vec<(u64, u64)> = appends
+        .iter()
+        .filter_map(|&(item, at)| at.map(|at| (at, item)))
+        .collect();
+    landed.sort();
+    for (at, item) in landed {
+        assert_eq!(
+            at,
+            list.len() as u64,
+            "an append landed at {at} with {} items before it ({appends:?})",
+            list.len()
+        );
+        list.push(item);
+    }
+    list
+}
+
+// ---- 1. two appenders ------------------------------------------------------------------------
+
+/// Two appenders on a list of no items with room for two: the victim (killed before each of
+/// its accesses) appends X, a live one Y (giving up on a dead claimant's tail and appending on
+/// the part, which recovers it); then the dead victim is recovered (again). The list holds Y,
+/// and X if its append landed, each at the index its append took; P moved by 2 per append.
+#[test]
+fn two_appenders_land_at_distinct_indexes() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new(0, 2));
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || victim_append(&world, k, X))
+        };
+        let y = live_append(&world, OTHER, Y);
+        let (x, spent) = victim.join().unwrap();
+        if !world.live.is_alive(VICTIM) {
+            recover_live(&world, OTHER, VICTIM);
+        }
+        let appends = [(X, x), (Y, Some(y))];
+        assert_eq!(
+            world.list(),
+            explained(0, &appends),
+            "the list is not what its appends made it ({appends:?})"
+        );
+        let n = world.list().len() as u64;
+        assert!(
+            world.word(P) >= 2 * n,
+            "{n} appends moved the version to {} only",
+            world.word(P)
+        );
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+// ---- 2. an append racing a growth --------------------------------------------------------------
+
+/// The victim (killed before each of its accesses, then recovered at once by a third
+/// participant) appends X to a list of one item with room for two; a live part taker grows
+/// the list: takes P, waits for publishers (recovering a dead one), copies the items to
+/// NEW_BLOCK, points ITEMS there with the new capacity, writes `len` clean, commits, zeroes the
+/// old block (as a freed block is reused) and releases P. The append is in the new block, at
+/// the end, or absent; the old block is never written after the copy.
+#[test]
+fn an_append_racing_a_growth_lands_in_the_new_block_or_not_at_all() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new(1, 2));
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || {
+                let out = victim_append(&world, k, X);
+                if !world.live.is_alive(VICTIM) {
+                    recover_live(&world, THIRD, VICTIM);
+                }
+                out
+            })
+        };
+        let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
+        taker.enter().unwrap();
+        let held = taker.take(P).unwrap();
+        let n = taker.list_len().unwrap();
+        let (items, cap) = (world.word(ITEMS), world.word(CAP));
+        assert_eq!((items, cap), (OLD_BLOCK, 2));
+        // The new block is unreachable until ITEMS names it: its words are not logged.
+        for i in 0..n {
+            let item = world.word(items + 8 * i);
+            world
+                .store
+                .store(NEW_BLOCK + 8 * i, item, Ordering::Relaxed)
+                .unwrap();
+        }
+        taker.put(ITEMS, NEW_BLOCK).unwrap();
+        taker.put(CAP, NEW_CAP).unwrap();
+        taker.put(LEN, n).unwrap();
+        taker.commit().unwrap();
+        for i in 0..cap {
+            world
+                .store
+                .store(items + 8 * i, 0, Ordering::Relaxed)
+                .unwrap();
+        }
+        taker.parts.end(&[held], true, &Spin).unwrap();
+        let (x, spent) = victim.join().unwrap();
+        assert_eq!((world.word(ITEMS), world.word(CAP)), (NEW_BLOCK, NEW_CAP));
+        assert_eq!(
+            world.list(),
+            explained(1, &[(X, x)]),
+            "the grown list lost or garbled the append ({x:?})"
+        );
+        for i in 0..OLD_WORDS {
+            assert_eq!(
+                world.word(OLD_BLOCK + 8 * i),
+                0,
+                "the append wrote the old block after the growth ({x:?})"
+            );
+        }
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+// ---- 3. a reader ----------------------------------------------------------------------------------
+
+/// The victim (killed before each of its accesses) appends X to a list of one item with room
+/// for two, while a reader reads the list; then the victim is recovered. A kept read is [first]
+/// or [first, X]; one that validated against the first version is [first]; one that validated
+/// against the final version is the final list.
+#[test]
+fn a_reader_keeps_only_whole_appends() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new(1, 2));
+        let reader = {
+            let world = world.clone();
+            thread::spawn(move || read_list(&world, THIRD))
+        };
+        let (x, spent) = victim_append(&world, k, X);
+        if !world.live.is_alive(VICTIM) {
+            recover_live(&world, OTHER, VICTIM);
+        }
+        let list = world.list();
+        assert_eq!(list, explained(1, &[(X, x)]));
+        if let Some((v, seen)) = reader.join().unwrap() {
+            assert!(
+                seen == [FIRST_ITEM] || seen == [FIRST_ITEM, X],
+                "a reader kept {seen:?}"
+            );
+            if v == 0 {
+                assert_eq!(seen, [FIRST_ITEM], "the first version names the first list");
+            }
+            if v == world.word(P) {
+                assert_eq!(
+                    seen, list,
+                    "version {v} names {seen:?} for a reader and {list:?} at the end"
+                );
+            }
+        }
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+// ---- 4. a lockExcl section ------------------------------------------------------------------------
+
+/// The victim (killed before each of its accesses) appends X to a list of one item with room
+/// for three while a lockExcl section (the main thread) drains the gate, recovering the victim
+/// if it died past it, reads the list, reads it again, and appends Z. The section finds the
+/// tail unclaimed and the list whole and unchanged; both appends land, at distinct indexes.
+#[test]
+fn an_append_never_lands_inside_a_lockexcl_section() {
+    fn scenario(k: u64) -> u64 {
+        let world = Arc::new(World::new(1, 3));
+        let victim = {
+            let world = world.clone();
+            thread::spawn(move || victim_append(&world, k, X))
+        };
+        let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
+        // lockExcl: the writer word (nobody else takes it here), `shared` 0, `seq` odd.
+        assert_eq!(taker.lock.try_take(owner(OTHER)).unwrap(), Ok(()));
+        taker.lock.begin_change().unwrap();
+        let mut from = 0;
+        while let Some((s, _)) = taker.parts.first_active(from).unwrap() {
+            from = s;
+            if world.live.is_alive(s) {
+                thread::yield_now();
+            } else {
+                recover_live(&world, OTHER, s);
+            }
+        }
+        world.inside.enter_section();
+        let read = |taker: &Participant<'_, MemWords>| {
+            let n = taker.list_len().unwrap();
+            let items = world.word(ITEMS);
+            (0..n)
+                .map(|i| world.word(items + 8 * i))
+                .collect::<Vec<_>>()
+        };
+        let first = read(&taker);
+        assert!(
+            first == [FIRST_ITEM] || first == [FIRST_ITEM, X],
+            "a section found the list {first:?}"
+        );
+        thread::yield_now();
+        assert_eq!(read(&taker), first, "the list changed under lockExcl");
+        let n = first.len() as u64;
+        taker.put(OLD_BLOCK + 8 * n, Z).unwrap();
+        taker.put(LEN, n + 1).unwrap();
+        taker.commit().unwrap();
+        world.inside.leave_section();
+        taker.lock.end_change().unwrap();
+        let (x, spent) = victim.join().unwrap();
+        if !world.live.is_alive(VICTIM) {
+            recover_live(&world, OTHER, VICTIM);
+        }
+        let appends = [(X, x), (Z, Some(n))];
+        assert_eq!(
+            world.list(),
+            explained(1, &appends),
+            "an append was lost or garbled ({appends:?})"
+        );
+        world.assert_quiet();
+        spent
+    }
+    every_kill_point(scenario);
+}
+
+// ---- 5. a recoverer killed anywhere ----------------------------------------------------------------
+
+/// The victim (killed before each of its accesses) appends X to a list of one item with room
+/// for three; its first recoverer is killed before each of its accesses, a second one
+/// finishes; then a live participant appends Y. Sequential (one interleaving per pair of kill
+/// points): what is checked is the state each kill leaves. After the first recoverer's death,
+/// a claim naming the victim exists only while the victim's `active` still names the list (so
+/// that the next recoverer finds it), and a landed append whose `active` is clear has moved
+/// P. At the end, the list is X if it landed, then Y.
+#[test]
+fn a_recoverer_killed_anywhere_leaves_no_claim_behind() {
+    fn scenario(k1: u64, k2: u64) -> (u64, u64) {
+        let world = World::new(1, 3);
+        let (x, spent) = victim_append(&world, k1, X);
+        let mut recoverer_spent = 0;
+        if !world.live.is_alive(VICTIM) {
+            let budget = Budget::new(k2);
+            let lock_file = KillableWords {
+                inner: &world.lock_file,
+                budget: &budget,
+            };
+            let store = KillableWords {
+                inner: &world.store,
+                budget: &budget,
+            };
+            if let Err(e) = recover(&lock_file, &store, THIRD, VICTIM) {
+                assert!(budget.killed(), "the recoverer failed unkilled: {e}");
+            }
+            recoverer_spent = budget.spent();
+            let active = world.active(VICTIM);
+            if tail_claimant(world.word(LEN)) == Some(VICTIM) {
+                assert_eq!(
+                    active,
+                    publishing(P),
+                    "the dead appender's claim outlived the active word that leads to it"
+                );
+            }
+            if active == 0 && x.is_some() {
+                assert_ne!(
+                    world.word(P),
+                    0,
+                    "a recovered append left the version unmoved"
+                );
+            }
+            recover_live(&world, OTHER, VICTIM);
+        }
+        let y = live_append(&world, OTHER, Y);
+        let appends = [(X, x), (Y, Some(y))];
+        assert_eq!(
+            world.list(),
+            explained(1, &appends),
+            "the list is not what its appends made it ({appends:?})"
+        );
+        world.assert_quiet();
+        (spent, recoverer_spent)
+    }
+    every_kill_pair(scenario);
+}
