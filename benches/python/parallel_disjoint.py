@@ -4,7 +4,8 @@
 
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
-dict``); then --n ``l.append(i)`` on a list of its own (``appends``). The throughput is all
+dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
+(``one list``). The throughput is all
 the processes' operations over the wall time from the first start to the last end (a barrier
 through a pipe starts them together). The parent closes the store before the workers open it,
 so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
@@ -28,11 +29,13 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         root = store.root
         if workload == "appends":
             target = root[f"l{me}"]
+        elif workload == "one list":
+            target = root["l0"]
         else:
             target = root["d0" if workload == "one dict" else f"d{me}"]
         keys = [random.randrange(1000) for _ in range(n)]
         os.read(go_r, 1)
-        if workload == "appends":
+        if workload in ("appends", "one list"):
             for i in range(n):
                 target.append(i)
         else:
@@ -75,10 +78,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--procs", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--workloads", default="disjoint,one dict,appends,one list", help="comma-separated"
+    )
     a = ap.parse_args()
     procs = [int(p) for p in a.procs.split(",")]
     print(f"persist {persist.__version__}; {os.cpu_count()} cores; n = {a.n} per process")
-    for workload in ("disjoint", "one dict", "appends"):
+    for workload in a.workloads.split(","):
         best: dict[int, float] = {}
         for _ in range(a.rounds):
             for p in procs:
