@@ -633,8 +633,9 @@ def _cases() -> list[Case]:
     # Another format version (1: the fixed generations before areas), checksum fixed so that
     # only the version differs.
     # 4: the version before sets (block kind 19), whose reader would call a set damage; 5: the
-    # version before the list's start word; 6: the version before caches (kind 20).
-    for v in (0, 1, 4, 5, 6, 8, 0xFFFFFFFF):
+    # version before the list's start word; 6: the version before caches (kind 20); 7: the
+    # version before claims on a list's tail; 9: a version after this one.
+    for v in (0, 1, 4, 5, 6, 7, 9, 0xFFFFFFFF):
         cid = f"version-{v}"
 
         def make(w: Path, v: int = v) -> bytes:
