@@ -1,0 +1,139 @@
+//! A claim on a list's tail (an append without a lock in flight, FORMAT.md §10.9 "Appends")
+//! found in a store file when no appender is at work: the claimant died and its lock file is
+//! gone, or the file is hostile. Nothing reads the claim as a length: every read of the list
+//! sees the length in its low bits; an append without a lock leaves the list to the append on
+//! the list's part, which writes a plain length over the claim; a claim whose length breaks the
+//! list's bounds is damage, reported and never followed.
+
+use persist::object::dict::{Key, NO_HINT};
+use persist::object::layout::list_header;
+use persist::object::tree::{Node, Tree};
+use persist::object::{value, Container, Error, Store};
+use persist::part_lock::{tail_claim, tail_claimant};
+use std::os::unix::fs::FileExt;
+
+const T: u64 = 1;
+
+fn word(path: &std::path::Path, off: u64) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, off).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Writes a word of the store file through the file (the mapping is shared: every process,
+/// this one's open store included, sees it at once), as another process or a hostile user would.
+fn forge(path: &std::path::Path, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&v.to_le_bytes(), off).unwrap();
+}
+
+fn int(v: i64) -> u64 {
+    value::small_int(v).unwrap()
+}
+
+/// A store whose root holds `'l'`: a list of 1, 2, 3 with room after its last item.
+fn store_with_a_list(name: &str) -> (std::path::PathBuf, Store, Container) {
+    let dir = std::env::temp_dir().join(format!("persist-tail-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.db");
+    let mut st = Store::open(&path).unwrap();
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(Node::List(0..0));
+    let kt = Tree::scalar(Node::Str(b"l".as_slice().into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    let w = st.encode(&t).unwrap();
+    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
+    st.end_op(true).unwrap();
+    let lw = st
+        .dict_get(root, &key, &mut NO_HINT.clone())
+        .unwrap()
+        .unwrap();
+    let l = st.value(lw).unwrap().container().unwrap();
+    for i in 1..=3 {
+        st.begin_op(T).unwrap();
+        st.list_append(l, int(i)).unwrap();
+        st.end_op(true).unwrap();
+    }
+    let items = word(&path, l.get() + list_header::ITEMS);
+    assert!(
+        word(&path, l.get() + list_header::CAP) > 3,
+        "no room after the last item"
+    );
+    assert_ne!(items, 0);
+    (path, st, l)
+}
+
+#[test]
+fn a_claim_left_behind_changes_no_read_and_the_next_append_writes_over_it() {
+    let (path, mut st, l) = store_with_a_list("stale");
+    let len_at = l.get() + list_header::LEN;
+    // A claim of slot 7 at length 3, with an item stored past the end (what an appender killed
+    // after its item store leaves, once its lock file is gone).
+    forge(&path, len_at, tail_claim(7, 3));
+    assert_eq!(tail_claimant(word(&path, len_at)), Some(7));
+    assert_eq!(st.list_len(l).unwrap(), 3);
+    assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2), int(3)]);
+    assert_eq!(st.list_get(l, 3).unwrap(), None);
+
+    // An append without a lock does not take the claimed tail (it waits a little for the
+    // claim to end, then leaves the append to the list's part) ...
+    assert!(!st.publish_list_append(l, int(4)).unwrap());
+    assert_eq!(
+        word(&path, len_at),
+        tail_claim(7, 3),
+        "the claim was taken over"
+    );
+    // ... whose append writes a plain length over it.
+    st.begin_op(T).unwrap();
+    st.list_append(l, int(4)).unwrap();
+    st.end_op(true).unwrap();
+    assert_eq!(word(&path, len_at), 4);
+    assert_eq!(
+        st.list_words(l).unwrap(),
+        vec![int(1), int(2), int(3), int(4)]
+    );
+
+    // With the claim gone, appends without a lock run again where there is room (the items
+    // block is full now: this append grows it, on the part).
+    assert!(!st.publish_list_append(l, int(5)).unwrap());
+    st.begin_op(T).unwrap();
+    st.list_append(l, int(5)).unwrap();
+    st.end_op(true).unwrap();
+    assert!(st.publish_list_append(l, int(6)).unwrap());
+    assert_eq!(word(&path, len_at), 6);
+    assert_eq!(
+        st.list_words(l).unwrap(),
+        (1..=6).map(int).collect::<Vec<_>>()
+    );
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    assert_eq!(report.leaked_references, 0, "{report:?}");
+}
+
+#[test]
+fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
+    let (path, mut st, l) = store_with_a_list("hostile");
+    let len_at = l.get() + list_header::LEN;
+    let cap = word(&path, l.get() + list_header::CAP);
+    for forged in [tail_claim(3, cap + 1), tail_claim(1023, (1 << 48) - 1)] {
+        forge(&path, len_at, forged);
+        assert!(
+            matches!(st.list_len(l), Err(Error::Corrupt { .. })),
+            "{forged:#x}"
+        );
+        assert!(matches!(st.list_words(l), Err(Error::Corrupt { .. })));
+        // An append neither follows it nor writes anything.
+        assert!(matches!(
+            st.publish_list_append(l, int(9)),
+            Ok(false) | Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(word(&path, len_at), forged);
+    }
+    // A claim at a length the list can hold reads as that length.
+    forge(&path, len_at, tail_claim(3, 2));
+    assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2)]);
+}
