@@ -8,7 +8,7 @@
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::list_header;
 use persist::object::tree::{Node, Tree};
-use persist::object::{value, Container, Error, Store};
+use persist::object::{value, AppendDeath, Container, Error, Store};
 use persist::part_lock::{tail_claim, tail_claimant};
 use std::os::unix::fs::FileExt;
 
@@ -136,4 +136,65 @@ fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
     // A claim at a length the list can hold reads as that length.
     forge(&path, len_at, tail_claim(3, 2));
     assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2)]);
+}
+
+/// An appender of a str (a block) that dies at `at` inside its append, in a child process;
+/// the parent recovers it. Whole or absent, as the point says, and no block left behind.
+fn appender_dies_at(at: AppendDeath, appended: bool) {
+    let (path, mut st, l) = store_with_a_list(&format!("{at:?}"));
+    let value = Node::Str(b"a str longer than seven bytes".as_slice().into());
+    // SAFETY: the child only runs the append below and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = std::panic::catch_unwind(|| {
+            let mut child = Store::open(&path).unwrap();
+            child.die_inside_appends(Some(at));
+            let _ = child.publish_list_append_scalar(l, &value);
+            // Not dead: the append did not reach the point.
+            2
+        })
+        .unwrap_or(1);
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child did not die at {at:?} (status {status:#x})"
+    );
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    let len_at = l.get() + list_header::LEN;
+    assert_eq!(tail_claimant(word(&path, len_at)), None, "{at:?}");
+    let words = st.list_words(l).unwrap();
+    assert_eq!(words.len(), if appended { 4 } else { 3 }, "{at:?}");
+    if appended {
+        // The str's block: linked, so its recovery kept it (check below finds it allocated).
+        assert!(value::is_block(words[3]), "{at:?}");
+    }
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    assert_eq!(report.leaked_references, 0, "{at:?}: {report:?}");
+    // The list takes appends again, with no lock or on its part.
+    st.begin_op(T).unwrap();
+    st.list_append(l, int(9)).unwrap();
+    st.end_op(true).unwrap();
+    assert_eq!(st.list_len(l).unwrap(), if appended { 5 } else { 4 });
+}
+
+#[test]
+fn an_appender_killed_after_taking_its_block_leaves_nothing() {
+    appender_dies_at(AppendDeath::Taken, false);
+}
+
+#[test]
+fn an_appender_killed_holding_the_claim_leaves_nothing() {
+    appender_dies_at(AppendDeath::Claimed, false);
+}
+
+#[test]
+fn an_appender_killed_after_linking_its_item_leaves_it_whole() {
+    appender_dies_at(AppendDeath::Linked, true);
 }

@@ -182,6 +182,16 @@ impl Store {
     pub(super) fn alloc(&mut self, size: u64) -> Result<u64> {
         const J: u64 = super::journals::OP;
         let heap = self.part.heap();
+        if let Some(taken) = self.unlogged_alloc {
+            // A publication's one block: named by the journal alone until it is linked (the
+            // recovery of a dead publisher finds it linked, or frees it: FORMAT.md §10.9).
+            if taken != 0 {
+                return Err(Error::Usage("a publication allocates one block".into()));
+            }
+            let b = heap.alloc_into(size.max(16), J)?.get();
+            self.unlogged_alloc = Some(b);
+            return Ok(b);
+        }
         let b = heap.alloc_into(size.max(16), J)?.get();
         let logged = self.log.append(&self.part, Entry::Alloc { block: b });
         // Settled before the free below: a journal that names a freed block as taken would

@@ -90,4 +90,4 @@ pub use view::Container;
 pub use walk::{CheckReport, GcReport, Stats};
 
 pub use error::{Error, Result};
-pub use store::{ReadToken, Store};
+pub use store::{AppendDeath, ReadToken, Store};

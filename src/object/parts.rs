@@ -39,6 +39,8 @@
 use super::key::Key;
 use super::layout::{container, list_header, lock_words, undo};
 use super::lock::{Busy, KERNEL};
+use super::store::AppendDeath;
+use super::tree::Node;
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
 use crate::part_lock::{holder, tail_claimant, Closed, GateOffsets, Parts};
@@ -63,6 +65,12 @@ fn spin_until_changed(word: &AtomicU64, seen: u64, spins: &mut u32) -> bool {
         std::hint::spin_loop();
     }
     false
+}
+
+/// What an append publishes: an inline word, or a scalar whose block it allocates.
+enum Appended<'n, 'a> {
+    Word(u64),
+    Scalar(&'n Node<'a>),
 }
 
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
@@ -274,17 +282,34 @@ impl Store {
     /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a
     /// publication under the list's part that claims the list's tail by CAS on its `len` word,
     /// stores the item after the last one and moves `len` on. Only where that is the whole
-    /// change: a store neither durable nor read-only, no lock held in this process, an inline
-    /// item (nothing to allocate) and room in the items block after the last item (a growth
-    /// replaces the block: a part change). `Ok(false)`: nothing was changed; the caller runs the
-    /// append on the list's part (which waits for whatever was in the way here).
+    /// change: a store neither durable nor read-only, no lock held in this process, and room
+    /// in the items block after the last item (a growth replaces the block: a part change).
+    /// `Ok(false)`: nothing was changed; the caller runs the append on the list's part (which
+    /// waits for whatever was in the way here).
     pub fn publish_list_append(&mut self, c: Container, w: u64) -> Result<bool> {
+        if w == value::EMPTY || value::is_block(w) {
+            return Ok(false);
+        }
+        self.append_published(c, Appended::Word(w))
+    }
+
+    /// As [`Store::publish_list_append`], for a scalar that is not an inline word (a str of
+    /// more than 7 bytes, bytes, a float, a big int, a datetime...): its one block is
+    /// allocated and written inside the publication, named by the `OP` journal alone until the
+    /// item links it (a dead appender's recovery frees it unless its list holds it).
+    pub fn publish_list_append_scalar(&mut self, c: Container, node: &Node) -> Result<bool> {
+        match value::inline_word(node) {
+            Some(w) => self.publish_list_append(c, w),
+            None => self.append_published(c, Appended::Scalar(node)),
+        }
+    }
+
+    fn append_published(&mut self, c: Container, item: Appended<'_, '_>) -> Result<bool> {
         if self.part.is_readonly()
             || self.part.is_durable()
             || !self.locks.none_held()
             || self.part_change.is_some()
-            || w == value::EMPTY
-            || value::is_block(w)
+            || self.unlogged_alloc.is_some()
         {
             return Ok(false);
         }
@@ -301,44 +326,38 @@ impl Store {
             _ => return Ok(false),
         }
         let version = cg + container::VERSION;
-        let len_at = cg + list_header::LEN;
-        let parts = self.parts(0)?;
-        if parts.enter_publish(version, &KERNEL)?.is_err() {
+        if self.parts(0)?.enter_publish(version, &KERNEL)?.is_err() {
             return Ok(false);
         }
-        let appended = (|| -> Result<bool> {
-            let mut spins = 0;
-            loop {
-                // The items block, `start` and `cap` cannot move now: a part taker waits for
-                // us before it reads or writes under the part.
-                let p = self.list_parts(cg)?;
-                let word = self.get(len_at)?;
-                if tail_claimant(word).is_some() {
-                    // Another appender owns the tail for a store or two: wait for it a little
-                    // (it may be stalled or dead: then the part path, which waits for it and
-                    // recovers it).
-                    if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
-                        continue;
-                    }
-                    return Ok(false);
-                }
-                if p.items == 0 || word != p.len || p.start + p.len >= p.cap {
-                    if word != p.len {
-                        continue; // moved between the two loads
-                    }
-                    return Ok(false);
-                }
-                if parts.claim_tail(len_at, word)?.is_err() {
-                    continue;
-                }
-                let filled = parts.fill_tail(len_at, word, p.slot(word), w);
-                if let Err(e) = filled {
-                    let _ = parts.unclaim_tail(len_at);
-                    return Err(e.into());
-                }
-                return Ok(true);
+        // A block is taken while `active` names the list: the recovery rule for a journal that
+        // names it holds only then.
+        let (w, block) = match item {
+            Appended::Word(w) => (Ok(w), 0),
+            Appended::Scalar(node) => {
+                self.unlogged_alloc = Some(0);
+                let w = self.encode_scalar(node);
+                (w, self.unlogged_alloc.take().unwrap_or(0))
             }
-        })();
+        };
+        if block != 0 {
+            self.maybe_die(AppendDeath::Taken);
+        }
+        let parts = self.parts(0)?;
+        let appended = w.and_then(|w| self.claim_and_fill(&parts, cg, w));
+        if matches!(appended, Ok(true)) {
+            self.maybe_die(AppendDeath::Linked);
+        }
+        let heap = self.part.heap();
+        if block != 0 {
+            // Settled first: a journal that names a freed block as taken would have a
+            // recovery free it again. Linked: the list holds it now. Not appended: ours to
+            // give back (a kill between the two leaves it to gc).
+            let settled = heap.settle(super::journals::OP);
+            if !matches!(appended, Ok(true)) && settled.is_ok() {
+                let _ = heap.free(crate::heap::Block::from_word(block));
+            }
+            settled?;
+        }
         let changed = matches!(appended, Ok(true));
         parts.end_publish(version, changed, &KERNEL)?;
         if changed {
@@ -346,6 +365,44 @@ impl Store {
             self.list_grew = true;
         }
         appended
+    }
+
+    /// Append steps 3 to 6 (FORMAT.md §10.9, "Appends"), announced under list `c`'s part:
+    /// claims the tail, stores `w` after the last item, moves `len` on. `Ok(false)`: no room,
+    /// or another appender kept the tail claimed longer than a spin.
+    fn claim_and_fill(&self, parts: &Parts<'_, Mapping>, c: u64, w: u64) -> Result<bool> {
+        let len_at = c + list_header::LEN;
+        let mut spins = 0;
+        loop {
+            // The items block, `start` and `cap` cannot move now: a part taker waits for us
+            // before it reads or writes under the part.
+            let p = self.list_parts(c)?;
+            let word = self.get(len_at)?;
+            if tail_claimant(word).is_some() {
+                // Another appender owns the tail for a store or two: wait for it a little (it
+                // may be stalled or dead: then the part path, which waits for it or recovers
+                // it).
+                if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
+                    continue;
+                }
+                return Ok(false);
+            }
+            if word != p.len {
+                continue; // moved between the two loads
+            }
+            if p.items == 0 || p.start + p.len >= p.cap {
+                return Ok(false);
+            }
+            if parts.claim_tail(len_at, word)?.is_err() {
+                continue;
+            }
+            self.maybe_die(AppendDeath::Claimed);
+            if let Err(e) = parts.fill_tail(len_at, word, p.slot(word), w) {
+                let _ = parts.unclaim_tail(len_at);
+                return Err(e.into());
+            }
+            return Ok(true);
+        }
     }
 
     /// After taking the part whose version word is at `offset`: waits until no other

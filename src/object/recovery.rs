@@ -15,7 +15,7 @@
 //! protocol the loom models check (`store_lock.rs`, `committed_frees.rs`); this file adds the other
 //! entry kinds, the shared holds and the held set.
 
-use super::layout::{container, list_header, lock_words, undo};
+use super::layout::{container, list_header, list_items, lock_words, undo};
 use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
@@ -204,9 +204,16 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
             continue;
         };
         let linked = match j {
-            journals::OP if log_block != 0 => {
-                let (log, len) = open_log(mem, log_block, whose)?;
-                log.ends_with_alloc(len, b.get())?
+            journals::OP => {
+                let by_log = if log_block != 0 {
+                    let (log, len) = open_log(mem, log_block, whose)?;
+                    log.ends_with_alloc(len, b.get())?
+                } else {
+                    false
+                };
+                // An append publication's block (FORMAT.md §10.9, "Appends") has no log entry:
+                // linked once its list holds it.
+                by_log || appended_by_dead(att, slot, b.get())?
             }
             journals::LOG | journals::OLD_LOG => log_block == b.get(),
             journals::HELD => held_chain_reaches(att, slot, b.get())?,
@@ -215,6 +222,51 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
         heap.settle_dead(slot, j, b, linked)?;
     }
     Ok(())
+}
+
+/// Whether dead participant `slot`, killed inside an append publication (its `active` names a
+/// list's version word), had linked `block`: whether the list's items hold it. Its list cannot
+/// shrink or move meanwhile (part takers and sections wait for the dead `active`, or run this
+/// recovery themselves), and other appenders only add items after the end, so an item it linked
+/// is among the items seen. A claim of the dead on the tail means its item is past the end: not
+/// linked.
+fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error> {
+    let mem = att.region().store();
+    let lock_mem = att.region().lock_words();
+    let t = att.region().table(&NoLiveness);
+    let active = lock_mem.load(t.word_offset(slot, slot_words::ACTIVE), Ordering::SeqCst)?;
+    let Some(p) = part_lock::published_part(active) else {
+        return Ok(false);
+    };
+    if version_word_kind(mem, p) != Some(Kind::List) {
+        return Ok(false);
+    }
+    let c = p - container::VERSION;
+    let items = mem.load(c + list_header::ITEMS, Ordering::Acquire)?;
+    let len = part_lock::tail_len(mem.load(c + list_header::LEN, Ordering::Acquire)?);
+    let cap = mem.load(c + list_header::CAP, Ordering::Acquire)?;
+    let start = mem.load(c + list_header::START, Ordering::Acquire)?;
+    if items == 0 {
+        return Ok(false);
+    }
+    let head = mem.load(items, Ordering::Acquire)?;
+    if value::head_kind(head) != Some(Kind::ListItems)
+        || value::head_len(head) < cap
+        || start > cap
+        || len > cap - start
+    {
+        return Err(corrupt(
+            format!("participant {slot}'s list items block does not match its list"),
+            c,
+        ));
+    }
+    // From the end: an item appended last is near it.
+    for i in (start..start + len).rev() {
+        if mem.load(list_items::item(items, i), Ordering::Acquire)? == block {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether dead participant `slot`'s held chain reaches `block`. A chain that names a block

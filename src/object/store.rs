@@ -44,6 +44,25 @@ pub struct Store {
     /// A change added items to a list since `take_changed` last ran (list.rs): its commit
     /// also wakes the threads waiting for items.
     pub(super) list_grew: bool,
+    /// While a publication encodes its value (`parts.rs` `publish_list_append`): `Some(0)`,
+    /// and `alloc` takes its one block unlogged, named only by journal `OP`, and records it
+    /// here (the publication links it, then settles the journal).
+    pub(super) unlogged_alloc: Option<u64>,
+    /// A test's crash point inside append publications ([`Store::die_inside_appends`]).
+    pub(super) append_death: Option<AppendDeath>,
+}
+
+/// Where a test's child process dies inside an append publication (`_exit`, stopped as a
+/// SIGKILL would stop it), so that its recovery can be checked at each point a kill may hit.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendDeath {
+    /// The value's block taken (journal `OP` names it), nothing claimed.
+    Taken,
+    /// The tail claimed, the item not stored.
+    Claimed,
+    /// The item linked (`len` moved on), the journal not settled, the version not moved.
+    Linked,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -107,6 +126,8 @@ impl Store {
             read_busy: Default::default(),
             changed: false,
             list_grew: false,
+            unlogged_alloc: None,
+            append_death: None,
         };
         // Before anything is read or changed: a second participant turns parts on.
         store.raise_slots_high()?;
@@ -225,6 +246,21 @@ impl Store {
     #[doc(hidden)]
     pub fn take_block_unlinked(&self, size: u64, journal: u64) -> Result<u64> {
         Ok(self.part.heap().alloc_into(size, journal)?.get())
+    }
+
+    /// Makes this process die at `at` inside its next append publications (tests only).
+    #[doc(hidden)]
+    pub fn die_inside_appends(&mut self, at: Option<AppendDeath>) {
+        self.append_death = at;
+    }
+
+    /// Ends the process at once if a test asked to die at `here` (`die_inside_appends`).
+    pub(super) fn maybe_die(&self, here: AppendDeath) {
+        if self.append_death == Some(here) {
+            // SAFETY: _exit ends the process at once, with no destructor and no detach: what
+            // a SIGKILL at this point leaves.
+            unsafe { libc::_exit(0) }
+        }
     }
 
     /// Clears block journal `journal` without linking what it names: with

@@ -477,9 +477,19 @@ impl List {
             keep.bind(py, st, &self.shared)?;
             st.list_append(self.off, w).map_err(map)
         };
-        // A scalar touches this list alone: a change on its part lock.
-        if t.as_scalar().is_some() {
-            return self.shared.write_in(&Gil(py), self.off, append);
+        // A scalar touches this list alone: its one block (a str, a float...) is written and
+        // appended with no lock where there is room, as an inline word is; else a change on
+        // the list's part lock.
+        if let Some(node) = t.as_scalar() {
+            let publish = |st: &mut object::Store| {
+                Ok(st
+                    .publish_list_append_scalar(self.off, node)
+                    .map_err(map)?
+                    .then_some(()))
+            };
+            return self
+                .shared
+                .publish_or_write_in(&Gil(py), self.off, publish, append);
         }
         self.shared.write(&Gil(py), append)
     }
