@@ -616,8 +616,12 @@ impl<'a, W: WordStore> Parts<'a, W> {
     pub fn claim_tail(&self, len_at: u64, seen: u64) -> Result<Result<(), u64>, AccessError> {
         debug_assert!(tail_claimant(seen).is_none());
         self.store.step()?;
-        // Acquire: the last appender's item (stored before its Release `len`) is seen before
-        // we write past it. Relaxed on failure: the value is only the next guess.
+        // Acquire: pairs with the Release that ended the last claim, a recoverer's drop of a
+        // dead appender's claim included (`drop_tail_claim`): the dead appender's item store
+        // into the word we are about to write comes before ours, so ours is the one that
+        // stays (with Relaxed the loom model `appenders_land_at_distinct_indexes` keeps the
+        // dead item and loses a live append). Relaxed on failure: the value is only the next
+        // guess.
         self.store.cas(
             len_at,
             seen,
