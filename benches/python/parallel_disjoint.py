@@ -5,7 +5,8 @@
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
-(``one list``). The throughput is all
+(``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
+str``). The throughput is all
 the processes' operations over the wall time from the first start to the last end (a barrier
 through a pipe starts them together). The parent closes the store before the workers open it,
 so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
@@ -29,7 +30,7 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         root = store.root
         if workload == "appends":
             target = root[f"l{me}"]
-        elif workload == "one list":
+        elif workload.startswith("one list"):
             target = root["l0"]
         else:
             target = root["d0" if workload == "one dict" else f"d{me}"]
@@ -38,6 +39,9 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         if workload in ("appends", "one list"):
             for i in range(n):
                 target.append(i)
+        elif workload == "one list str":
+            for i in range(n):
+                target.append(f"item {i:09d}")
         else:
             for i, k in enumerate(keys):
                 target[k] = i
@@ -79,7 +83,9 @@ def main() -> None:
     ap.add_argument("--procs", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
-        "--workloads", default="disjoint,one dict,appends,one list", help="comma-separated"
+        "--workloads",
+        default="disjoint,one dict,appends,one list,one list str",
+        help="comma-separated",
     )
     a = ap.parse_args()
     procs = [int(p) for p in a.procs.split(",")]

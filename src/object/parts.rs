@@ -325,38 +325,54 @@ impl Store {
             Ok(p) if p.items != 0 && p.start + p.len < p.cap => {}
             _ => return Ok(false),
         }
-        let version = cg + container::VERSION;
-        if self.parts(0)?.enter_publish(version, &KERNEL)?.is_err() {
-            return Ok(false);
-        }
-        // A block is taken while `active` names the list: the recovery rule for a journal that
-        // names it holds only then.
+        // A block is taken and written before the announcement (a kill meanwhile leaves it
+        // named by journal `OP` alone, with no `active` naming a list: its recovery frees it),
+        // so that the announcement, which part takers of the list wait for, lasts only the
+        // claim and two stores.
         let (w, block) = match item {
-            Appended::Word(w) => (Ok(w), 0),
+            Appended::Word(w) => (w, 0),
             Appended::Scalar(node) => {
                 self.unlogged_alloc = Some(0);
                 let w = self.encode_scalar(node);
-                (w, self.unlogged_alloc.take().unwrap_or(0))
+                let block = self.unlogged_alloc.take().unwrap_or(0);
+                match w {
+                    Ok(w) => (w, block),
+                    Err(e) => {
+                        self.give_back_unlinked(block);
+                        return Err(e);
+                    }
+                }
             }
         };
         if block != 0 {
             self.maybe_die(AppendDeath::Taken);
         }
-        let parts = self.parts(0)?;
-        let appended = w.and_then(|w| self.claim_and_fill(&parts, cg, w));
-        if matches!(appended, Ok(true)) {
-            self.maybe_die(AppendDeath::Linked);
-        }
-        let heap = self.part.heap();
-        if block != 0 {
-            // Settled first: a journal that names a freed block as taken would have a
-            // recovery free it again. Linked: the list holds it now. Not appended: ours to
-            // give back (a kill between the two leaves it to gc).
-            let settled = heap.settle(super::journals::OP);
-            if !matches!(appended, Ok(true)) && settled.is_ok() {
-                let _ = heap.free(crate::heap::Block::from_word(block));
+        let version = cg + container::VERSION;
+        let parts = match self.parts(0) {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.give_back_unlinked(block);
+                return Err(e);
             }
-            settled?;
+        };
+        let appended = match parts.enter_publish(version, &KERNEL)? {
+            Ok(_) => self.claim_and_fill(&parts, cg, w),
+            Err(_) => {
+                self.give_back_unlinked(block);
+                return Ok(false);
+            }
+        };
+        if block != 0 {
+            if matches!(appended, Ok(true)) {
+                self.maybe_die(AppendDeath::Linked);
+                // Linked: the list holds it now.
+                if let Err(e) = self.part.heap().settle(super::journals::OP) {
+                    let _ = parts.end_publish(version, true, &KERNEL);
+                    return Err(e.into());
+                }
+            } else {
+                self.give_back_unlinked(block);
+            }
         }
         let changed = matches!(appended, Ok(true));
         parts.end_publish(version, changed, &KERNEL)?;
@@ -365,6 +381,19 @@ impl Store {
             self.list_grew = true;
         }
         appended
+    }
+
+    /// Gives back a block taken for a publication that did not link it (0: none): the journal
+    /// settled first (a journal that names a freed block as taken would have a recovery free
+    /// it again), then the block freed (a kill between the two leaves it to gc).
+    fn give_back_unlinked(&self, block: u64) {
+        if block == 0 {
+            return;
+        }
+        let heap = self.part.heap();
+        if heap.settle(super::journals::OP).is_ok() {
+            let _ = heap.free(crate::heap::Block::from_word(block));
+        }
     }
 
     /// Append steps 3 to 6 (FORMAT.md §10.9, "Appends"), announced under list `c`'s part:

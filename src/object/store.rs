@@ -57,7 +57,7 @@ pub struct Store {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendDeath {
-    /// The value's block taken (journal `OP` names it), nothing claimed.
+    /// The value's block taken and written (journal `OP` names it), not yet announced.
     Taken,
     /// The tail claimed, the item not stored.
     Claimed,
