@@ -641,15 +641,31 @@ impl<'a, W: WordStore> Parts<'a, W> {
         item_at: u64,
         item: u64,
     ) -> Result<(), AccessError> {
+        self.fill_tail_with(len_at, len, item_at, &[item])
+    }
+
+    /// [`Parts::fill_tail`] for several items (an extend): stored from `first_at` on, one
+    /// word each, then `len + items.len()` in the `len` word.
+    pub fn fill_tail_with(
+        &self,
+        len_at: u64,
+        len: u64,
+        first_at: u64,
+        items: &[u64],
+    ) -> Result<(), AccessError> {
+        for (k, &item) in items.iter().enumerate() {
+            self.store.step()?;
+            // Relaxed: the Release store of the length below orders it before; nobody reads
+            // the word while it lies past the end.
+            self.store
+                .store(first_at + 8 * k as u64, item, Ordering::Relaxed)?;
+        }
         self.store.step()?;
-        // Relaxed: the Release store of the length below orders it before; nobody reads the
-        // word while it lies past the end.
-        self.store.store(item_at, item, Ordering::Relaxed)?;
-        self.store.step()?;
-        // Release: a reader that sees the new length (then fences Acquire) sees the item, and
+        // Release: a reader that sees the new length (then fences Acquire) sees the items, and
         // our `active` word naming the list (stored before the claim), as the value CAS of a
         // dict publication orders it.
-        self.store.store(len_at, len + 1, Ordering::Release)
+        self.store
+            .store(len_at, len + items.len() as u64, Ordering::Release)
     }
 
     /// A claim this participant made and cannot fill (an access failed): dropped again.

@@ -67,9 +67,10 @@ fn spin_until_changed(word: &AtomicU64, seen: u64, spins: &mut u32) -> bool {
     false
 }
 
-/// What an append publishes: an inline word, or a scalar whose block it allocates.
+/// What an append publishes: inline words, or a scalar whose block it allocates.
+#[derive(Clone, Copy)]
 enum Appended<'n, 'a> {
-    Word(u64),
+    Words(&'n [u64]),
     Scalar(&'n Node<'a>),
 }
 
@@ -287,10 +288,16 @@ impl Store {
     /// `Ok(false)`: nothing was changed; the caller runs the append on the list's part (which
     /// waits for whatever was in the way here).
     pub fn publish_list_append(&mut self, c: Container, w: u64) -> Result<bool> {
-        if w == value::EMPTY || value::is_block(w) {
+        self.publish_list_extend(c, &[w])
+    }
+
+    /// As [`Store::publish_list_append`], for several inline words at once (`l.extend(ws)`):
+    /// one claim, the items stored in order, one move of `len`; all or nothing.
+    pub fn publish_list_extend(&mut self, c: Container, ws: &[u64]) -> Result<bool> {
+        if ws.is_empty() || ws.iter().any(|&w| w == value::EMPTY || value::is_block(w)) {
             return Ok(false);
         }
-        self.append_published(c, Appended::Word(w))
+        self.append_published(c, Appended::Words(ws))
     }
 
     /// As [`Store::publish_list_append`], for a scalar that is not an inline word (a str of
@@ -321,22 +328,30 @@ impl Store {
         // A look before the announcement, which only decides whether to try (a part change of
         // another process may be replacing the items block under it): a list without room
         // after its last item grows on its part, and pays no announcement first.
+        let need = match item {
+            Appended::Words(ws) => ws.len() as u64,
+            Appended::Scalar(_) => 1,
+        };
         match self.list_parts(cg) {
-            Ok(p) if p.items != 0 && p.start + p.len < p.cap => {}
+            Ok(p) if p.items != 0 && need <= p.cap - p.start - p.len => {}
             _ => return Ok(false),
         }
         // A block is taken and written before the announcement (a kill meanwhile leaves it
         // named by journal `OP` alone, with no `active` naming a list: its recovery frees it),
         // so that the announcement, which part takers of the list wait for, lasts only the
         // claim and two stores.
-        let (w, block) = match item {
-            Appended::Word(w) => (w, 0),
+        let mut one = [0];
+        let (ws, block): (&[u64], u64) = match item {
+            Appended::Words(ws) => (ws, 0),
             Appended::Scalar(node) => {
                 self.unlogged_alloc = Some(0);
                 let w = self.encode_scalar(node);
                 let block = self.unlogged_alloc.take().unwrap_or(0);
                 match w {
-                    Ok(w) => (w, block),
+                    Ok(w) => {
+                        one[0] = w;
+                        (&one, block)
+                    }
                     Err(e) => {
                         self.give_back_unlinked(block);
                         return Err(e);
@@ -356,7 +371,7 @@ impl Store {
             }
         };
         let appended = match parts.enter_publish(version, &KERNEL)? {
-            Ok(_) => self.claim_and_fill(&parts, cg, w),
+            Ok(_) => self.claim_and_fill(&parts, cg, ws),
             Err(_) => {
                 self.give_back_unlinked(block);
                 return Ok(false);
@@ -397,15 +412,13 @@ impl Store {
     }
 
     /// Append steps 3 to 6 (FORMAT.md §10.9, "Appends"), announced under list `c`'s part:
-    /// claims the tail, stores `w` after the last item, moves `len` on. `Ok(false)`: no room,
+    /// claims the tail, stores `ws` after the last item, moves `len` on. `Ok(false)`: no room,
     /// or another appender kept the tail claimed longer than a spin.
-    fn claim_and_fill(&self, parts: &Parts<'_, Mapping>, c: u64, w: u64) -> Result<bool> {
+    fn claim_and_fill(&self, parts: &Parts<'_, Mapping>, c: u64, ws: &[u64]) -> Result<bool> {
         let len_at = c + list_header::LEN;
+        let n = ws.len() as u64;
         let mut spins = 0;
         loop {
-            // The items block, `start` and `cap` cannot move now: a part taker waits for us
-            // before it reads or writes under the part.
-            let p = self.list_parts(c)?;
             let word = self.get(len_at)?;
             if tail_claimant(word).is_some() {
                 // Another appender owns the tail for a store or two: wait for it a little (it
@@ -416,17 +429,26 @@ impl Store {
                 }
                 return Ok(false);
             }
-            if word != p.len {
-                continue; // moved between the two loads
-            }
-            if p.items == 0 || p.start + p.len >= p.cap {
-                return Ok(false);
-            }
             if parts.claim_tail(len_at, word)?.is_err() {
                 continue;
             }
             self.maybe_die(AppendDeath::Claimed);
-            if let Err(e) = parts.fill_tail(len_at, word, p.slot(word), w) {
+            // Read under the claim: the items block, `start` and `cap` cannot move now (a part
+            // taker waits for us before it reads or writes under the part, and every other
+            // change of the list's words is a claimant's or a part holder's).
+            let room = match self.list_parts(c) {
+                Ok(p) if p.items != 0 && p.len == word && n <= p.cap - p.start - p.len => Ok(p),
+                Ok(_) => Err(None),
+                Err(e) => Err(Some(e)),
+            };
+            let p = match room {
+                Ok(p) => p,
+                Err(e) => {
+                    parts.unclaim_tail(len_at)?;
+                    return e.map_or(Ok(false), Err);
+                }
+            };
+            if let Err(e) = parts.fill_tail_with(len_at, word, p.slot(word), ws) {
                 let _ = parts.unclaim_tail(len_at);
                 return Err(e.into());
             }

@@ -502,8 +502,26 @@ impl List {
     /// :raises TypeError: an item is not storable (the list is unchanged).
     /// :raises persist.StoreFullError: the store cannot grow (the list is unchanged).
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        // Materialized first (runs the iterable's Python code with no lock held).
+        let l = PyList::new(py, values.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        let words: Option<Vec<u64>> = l.iter().map(|v| inline_word(&v)).collect();
+        if let Some(ws) = words.filter(|ws| !ws.is_empty()) {
+            // Small values only, each its word: appended by one claim on the list's tail (a
+            // publication, no lock) where the items block has room; else a change on the
+            // list's part.
+            let publish = |st: &mut object::Store| {
+                Ok(st
+                    .publish_list_extend(self.off, &ws)
+                    .map_err(map)?
+                    .then_some(()))
+            };
+            let extend = |st: &mut object::Store| st.list_extend(self.off, &ws).map_err(map);
+            return self
+                .shared
+                .publish_or_write_in(&Gil(py), self.off, publish, extend);
+        }
         let mut keep = Keep::default();
-        let t = self.tree_items(py, values, &mut keep)?;
+        let t = to_tree(l.as_any(), &self.shared, &mut keep)?;
         self.shared.write(&Gil(py), |st| {
             let ws = st.encode_items(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;

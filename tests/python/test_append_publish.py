@@ -293,3 +293,34 @@ def test_killed_appenders_of_values_with_blocks_leave_no_block_behind(tmp_path: 
         assert report["leaked_references"] == 0, report
         lst.append("and one more, after them all")
         assert lst[-1] == "and one more, after them all"
+
+
+def test_extends_of_small_values_from_several_processes_are_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    # Each extend of small ints is one claim: its items stay together, in order, all or none.
+    path = str(tmp_path / "s.db")
+    batches = 3_000
+    with persist.open(path) as store:
+        store.root["l"] = []
+    go_r, go_w = os.pipe()
+
+    def extender(a: int) -> None:
+        with persist.open(path) as store:
+            lst = store.root["l"]
+            os.read(go_r, 1)
+            for b in range(batches):
+                lst.extend([a * STRIDE + b * 4 + k for k in range(4)])
+
+    pids = [fork_child(lambda a=a: extender(a)) for a in (1, 2)]
+    os.write(go_w, b"x" * len(pids))
+    assert [reap_child(p) for p in pids] == [0, 0]
+    with persist.open(path) as store:
+        items = store.root["l"].to_python()
+        assert len(items) == 2 * 4 * batches
+        for at in range(0, len(items), 4):
+            run = items[at : at + 4]
+            assert run == list(range(run[0], run[0] + 4)) and run[0] % 4 == 0, run
+        by = split(items)
+        for a in (1, 2):
+            assert by[a] == list(range(4 * batches))
