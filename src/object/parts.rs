@@ -370,11 +370,15 @@ impl Store {
                 return Err(e);
             }
         };
-        let appended = match parts.enter_publish(version, &KERNEL)? {
-            Ok(_) => self.claim_and_fill(&parts, cg, ws),
-            Err(_) => {
+        let appended = match parts.enter_publish(version, &KERNEL) {
+            Ok(Ok(_)) => self.claim_and_fill(&parts, cg, ws),
+            Ok(Err(_)) => {
                 self.give_back_unlinked(block);
                 return Ok(false);
+            }
+            Err(e) => {
+                self.give_back_unlinked(block);
+                return Err(e.into());
             }
         };
         if block != 0 {
