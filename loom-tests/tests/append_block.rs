@@ -132,11 +132,13 @@
 //! prefix of the victim's accesses; SeqCst accesses are checked as AcqRel; the allocator's
 //! steps on a word reference it resolved earlier count through `step`).
 //!
-//! The scaffolding (the object world's words, `Participant`, `recover`, `as_victim`,
-//! `explained`, the part path of an inline append) is copied from `publish_append.rs` and
-//! cut down or extended (a heap beside it, the block journal's recovery rule), and the
-//! allocator's set-up and end checks follow `taken_journal.rs`; nothing was moved into
-//! `loom-tests/src`.
+//! The scaffolding shared with `publish.rs` and `publish_append.rs` is in
+//! `loom_tests::publication` (the object world's lock file and store words, a participant's
+//! view with `put`, `commit` and `enter`, the recovery's last step, the list's words,
+//! `explained`); what is this file's own is here (a heap beside the object world, the block
+//! journal's recovery rule and the recovery's order, the part taker's wait, the appender, the
+//! part path of an inline append, a pop), and the allocator's set-up and end checks follow
+//! `taken_journal.rs`.
 //!
 //! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a
 //! time; kill points for the cache class, then the segment class): 4.5 s (43, 93), 8.8 s
@@ -146,101 +148,59 @@
 //! 15 and 14 s (model 2 is sequential); all pass.
 #![cfg(loom)]
 
-use loom::sync::{Arc, Mutex};
+use loom::sync::Arc;
 use loom::thread;
+use loom_tests::publication::{
+    self, gate, log_of, owner, slot_of, Objects, Spin, View, CAP, GATE_END, ITEMS, LEN, OTHER, P,
+    RECORDS, THIRD, VICTIM,
+};
 use loom_tests::{
     allocated_blocks, check, conserve_sized, every_kill_pair, every_kill_point, Budget,
-    KillableWords, Victim, BLOCKS_PER_SEGMENT, CACHED_PER_SEGMENT, CACHED_SIZE, SIZE,
+    KillableWords, Planted, Victim, BLOCKS_PER_SEGMENT, CACHED_PER_SEGMENT, CACHED_SIZE, SIZE,
 };
 use persist::heap::{Block, Error, Heap};
 use persist::part_lock::{
-    bump_version, drop_tail_claim, holder, published_part, publishing, record, tail_claimant,
-    tail_len, Closed, GateOffsets, Held, HeldParts, Parts,
+    bump_version, drop_tail_claim, holder, published_part, publishing, tail_claimant, tail_len,
+    Held, Parts,
 };
 use persist::region::table;
-use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
-use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use persist::store_lock::UndoLog;
+use persist::sync::{Liveness, MemLiveness, Ordering, WordStore};
 use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::ops::{Deref, DerefMut};
 
 // ---- broken variants ----------------------------------------------------------------------------
 
-const BROKEN_VARIANTS: [&str; 10] = [
-    "take-after-announce",
-    "never-linked",
-    "always-linked",
-    "stale-len",
-    "settle-last",
-    "free-before-clear",
-    "settle-before-link",
-    "link-after-clear",
-    "free-before-settle",
-    "taker-skips-wait",
-];
+static BROKEN: Planted = Planted::new(
+    "APPEND_BLOCK_BROKEN",
+    &[
+        "take-after-announce",
+        "never-linked",
+        "always-linked",
+        "stale-len",
+        "settle-last",
+        "free-before-clear",
+        "settle-before-link",
+        "link-after-clear",
+        "free-before-settle",
+        "taker-skips-wait",
+    ],
+);
 
 /// Whether `APPEND_BLOCK_BROKEN` names `variant` (module doc).
 fn broken(variant: &str) -> bool {
-    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let chosen = CHOSEN.get_or_init(|| {
-        let v = std::env::var("APPEND_BLOCK_BROKEN").unwrap_or_default();
-        assert!(
-            v.is_empty() || BROKEN_VARIANTS.contains(&v.as_str()),
-            "APPEND_BLOCK_BROKEN={v}: not one of {BROKEN_VARIANTS:?}"
-        );
-        v
-    });
-    debug_assert!(BROKEN_VARIANTS.contains(&variant));
-    chosen == variant
+    BROKEN.is(variant)
 }
 
 // ---- the world ----------------------------------------------------------------------------------
 
-/// The lock words, then the gate's: `shared`, and one `active` word per slot.
-const AT: LockOffsets = loom_tests::LOCK_AT;
-const SLOTS: u32 = 3;
-const GATE: GateOffsets = GateOffsets {
-    shared: 24,
-    active: 32,
-    stride: 8,
-    slots: SLOTS,
-};
-const LOCK_FILE_BYTES: u64 = 32 + 8 * SLOTS as u64;
-
-/// The object store's words: the list's version word P (its part word), its `len` word, ITEMS
-/// (where its items block is), CAP (the block's capacity), the items block, then per slot its
-/// held-parts record and its undo log block. (Offset 0 stays unused: a record entry naming
-/// offset 0 is an empty one.)
-const P: u64 = 16;
-const LEN: u64 = 24;
-const ITEMS: u64 = 32;
-const CAP: u64 = 40;
+/// The object store's words (`loom_tests::publication`): the list's version word P (its part
+/// word), its `len` word, ITEMS (where its items block is), CAP (the block's capacity), the
+/// items block, then per slot its held-parts record and its undo log block.
 const ITEMS_BLOCK: u64 = 48;
 const ITEMS_WORDS: u64 = 3;
-const LOG_CAP: u64 = 4;
-const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
-const SLOT_AREA: u64 = record::BYTES + LOG_BYTES;
-const RECORDS: u64 = 128;
-const STORE_BYTES: u64 = RECORDS + SLOTS as u64 * SLOT_AREA;
 const _: () = assert!(ITEMS_BLOCK + 8 * ITEMS_WORDS <= RECORDS);
-
-fn record_of(slot: u32) -> u64 {
-    RECORDS + slot as u64 * SLOT_AREA
-}
-
-fn log_of(slot: u32) -> u64 {
-    record_of(slot) + record::BYTES
-}
-
-const GENERATION: u64 = 1;
-
-fn owner(slot: u32) -> u64 {
-    owner_id(slot, GENERATION)
-}
-
-/// The slot an owner id names.
-fn slot_of(owner: u64) -> u32 {
-    (owner & 0xffff) as u32 - 1
-}
 
 /// Inline items are odd (never a block's offset, which is 16-aligned): the list's first item,
 /// and the live appender's.
@@ -249,7 +209,7 @@ const Y: u64 = 203;
 
 /// An item word that names a block (the heap's offsets are 16-aligned and never 0).
 fn is_block(w: u64) -> bool {
-    w != 0 && w % 16 == 0
+    w != 0 && w.is_multiple_of(16)
 }
 
 /// What the appender writes into its block (its first word) before it links it.
@@ -263,9 +223,6 @@ const OP: u64 = 1;
 /// publication (the object layer's bounded `spin_until_changed`).
 const SPIN_LOOKS: u32 = 1;
 
-const VICTIM: u32 = 0;
-const OTHER: u32 = 1;
-const THIRD: u32 = 2;
 /// A heap participant that only checks the heap at the end.
 const CHECKER: u32 = 3;
 const HEAP_SLOTS: u32 = 4;
@@ -320,14 +277,10 @@ impl Inside {
     }
 }
 
+/// The object world's words (`Objects`, which a `World` derefs to: the lock file's store lock
+/// and gate, the object layer's list, records and logs), who is inside, and the heap.
 struct World {
-    /// The lock file's words of the store lock and the gate.
-    lock_file: MemWords,
-    /// The object layer's words: the list, records, logs.
-    store: MemWords,
-    live: MemLiveness,
-    /// The kernel's lock on a dead slot: one recoverer at a time.
-    recovery: Mutex<()>,
+    objects: Objects,
     inside: Inside,
     /// The allocator's world (its own store and participant table, with the block journals
     /// and block caches): the real heap runs on it.
@@ -335,23 +288,25 @@ struct World {
     from: Source,
 }
 
+impl Deref for World {
+    type Target = Objects;
+
+    fn deref(&self) -> &Objects {
+        &self.objects
+    }
+}
+
 impl World {
     /// A list of one inline item in an items block of capacity `cap`, and a heap with one free
     /// block of the class `from` names where the victim's allocation finds it.
     fn new(cap: u64, from: Source) -> World {
-        assert!(1 <= cap && cap <= ITEMS_WORDS);
+        assert!((1..=ITEMS_WORDS).contains(&cap));
         let w = World {
-            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
-            store: MemWords::new(STORE_BYTES, STORE_BYTES),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
+            objects: Objects::new(GATE_END),
             inside: Inside::default(),
             heap: loom_tests::World::new(1, HEAP_SLOTS),
             from,
         };
-        for s in 0..SLOTS {
-            w.live.set_alive(s, true);
-        }
         w.store.store(LEN, 1, Ordering::Relaxed).unwrap();
         w.store
             .store(ITEMS, ITEMS_BLOCK, Ordering::Relaxed)
@@ -380,18 +335,6 @@ impl World {
         w
     }
 
-    fn word(&self, at: u64) -> u64 {
-        self.store.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn lock_word(&self, at: u64) -> u64 {
-        self.lock_file.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn active(&self, slot: u32) -> u64 {
-        self.lock_word(GATE.active + 8 * slot as u64)
-    }
-
     /// The participant in `slot` dies: its lock file's lock drops (both worlds see it).
     fn kill(&self, slot: u32) {
         self.live.set_alive(slot, false);
@@ -410,47 +353,12 @@ impl World {
             .unwrap()
     }
 
-    /// The list once nothing is in flight: its `len` word unclaimed, and its items.
-    fn list(&self) -> Vec<u64> {
-        let word = self.word(LEN);
-        assert_eq!(
-            tail_claimant(word),
-            None,
-            "the tail is left claimed: {word:#x}"
-        );
-        let (items, cap) = (self.word(ITEMS), self.word(CAP));
-        assert!(word <= cap, "length {word} past capacity {cap}");
-        (0..word).map(|i| self.word(items + 8 * i)).collect()
-    }
-
-    /// What must hold once nothing is in flight and the dead are recovered: the part free,
-    /// every record, log and `active` empty, the store lock free, the tail unclaimed.
+    /// What must hold once nothing is in flight and the dead are recovered: the tail
+    /// unclaimed (`list`), and `Objects::assert_quiet` (the part free, every record, log and
+    /// `active` empty, the store lock free).
     fn assert_quiet(&self) {
-        assert_eq!(
-            self.word(P) % 2,
-            0,
-            "the part is left held: {:#x}",
-            self.word(P)
-        );
         self.list();
-        for s in 0..SLOTS {
-            let rec = HeldParts::new(&self.store, record_of(s));
-            for e in 0..record::ENTRIES {
-                assert_eq!(
-                    rec.entry(e).unwrap().0,
-                    0,
-                    "slot {s}'s record keeps entry {e}"
-                );
-            }
-            let len = UndoLog::new(&self.store, log_of(s))
-                .published_len()
-                .unwrap();
-            assert_eq!(len, 0, "slot {s}'s undo log keeps entries");
-            assert_eq!(self.active(s), 0, "slot {s} is left active");
-        }
-        assert_eq!(self.lock_word(AT.writer), 0, "the writer word is left held");
-        assert_eq!(self.lock_word(AT.seq) % 2, 0, "the sequence is left odd");
-        assert_eq!(self.lock_word(GATE.shared), 0, "a shared hold is left");
+        self.objects.assert_quiet();
     }
 
     /// The block accounting at the end, with every participant done or recovered: each
@@ -494,30 +402,6 @@ impl World {
             &held,
             &left,
         );
-    }
-}
-
-/// No thread sleeps in these models (waiters spin): nothing to wait on or wake.
-struct Spin;
-
-impl Futex for Spin {
-    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
-
-    fn wake(&self, _word: &AtomicU64) {}
-}
-
-/// Undo log entries other than data words: the models make none.
-struct WordsOnly;
-
-impl OtherEntries for WordsOnly {
-    type Error = AccessError;
-
-    fn once_only(&self, _tagged: u64) -> bool {
-        false
-    }
-
-    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
-        panic!("the models log data words only, found entry {tagged:#x}")
     }
 }
 
@@ -625,8 +509,7 @@ fn recover<W: WordStore, HW: WordStore>(
     dead: u32,
     unlinked: &Cell<bool>,
 ) -> Result<(), Error> {
-    let lock = StoreLock::new(lock_file, AT)?;
-    let parts = Parts::new(lock, lock_file, store, GATE, by, owner(by), record_of(by))?;
+    let (_, parts) = gate(lock_file, store, by)?;
     if !broken("settle-last") {
         settle_journals(&parts, store, heap, dead, unlinked)?;
     }
@@ -636,20 +519,7 @@ fn recover<W: WordStore, HW: WordStore>(
         drop_tail_claim(store, len_word_of(part), dead)?;
         bump_version(store, part)?;
     }
-    let log = UndoLog::new(store, log_of(dead));
-    let len = log.published_len()?;
-    assert!(
-        len <= LOG_CAP,
-        "the log's length {len} exceeds its capacity"
-    );
-    parts.recover_dead(
-        Some((&log, len)),
-        HeldParts::new(store, record_of(dead)),
-        dead,
-        owner(dead),
-        &mut WordsOnly,
-        &Spin,
-    )?;
+    publication::recover_dead(&parts, store, dead)?;
     if broken("settle-last") {
         settle_journals(&parts, store, heap, dead, unlinked)?;
     }
@@ -689,17 +559,28 @@ struct Appended {
 }
 
 /// A participant's view through `W` and `HW` (killable for a victim): the object layer's
-/// words, and the heap.
+/// words (`View`, which it derefs to: its parts, store lock and undo log; `put`, `commit`,
+/// `enter`), and the heap.
 struct Participant<'a, W: WordStore, HW: WordStore> {
     world: &'a World,
-    parts: Parts<'a, W>,
-    log: UndoLog<'a, W>,
-    store: &'a W,
+    view: View<'a, W>,
     heap: Heap<'a, HW, MemLiveness>,
     /// The heap's store (the block's words).
     blocks: &'a HW,
-    slot: u32,
-    len: u64,
+}
+
+impl<'a, W: WordStore, HW: WordStore> Deref for Participant<'a, W, HW> {
+    type Target = View<'a, W>;
+
+    fn deref(&self) -> &View<'a, W> {
+        &self.view
+    }
+}
+
+impl<W: WordStore, HW: WordStore> DerefMut for Participant<'_, W, HW> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.view
+    }
 }
 
 impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
@@ -711,51 +592,12 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         blocks: &'a HW,
         slot: u32,
     ) -> Result<Self, Error> {
-        let lock = StoreLock::new(lock_file, AT)?;
         Ok(Participant {
             world,
-            parts: Parts::new(
-                lock,
-                lock_file,
-                store,
-                GATE,
-                slot,
-                owner(slot),
-                record_of(slot),
-            )?,
-            log: UndoLog::new(store, log_of(slot)),
-            store,
+            view: View::new(lock_file, store, slot)?,
             heap,
             blocks,
-            slot,
-            len: 0,
         })
-    }
-
-    /// The old value logged first, then the word changed (as `object/access.rs` `put`).
-    fn put(&mut self, at: u64, new: u64) -> Result<(), Error> {
-        let old = self.store.load(at, Ordering::Relaxed)?;
-        assert!(self.len < LOG_CAP);
-        self.log.append_word(self.len, at, old)?;
-        self.len += 1;
-        // Relaxed: readers validate the part's version.
-        Ok(self.store.store(at, new, Ordering::Relaxed)?)
-    }
-
-    fn commit(&mut self) -> Result<(), Error> {
-        self.log.set_len(0)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Passes the gate, waiting (spinning) while a section holds it closed.
-    fn enter(&self) -> Result<(), Error> {
-        loop {
-            match self.parts.enter(&Spin)? {
-                Ok(()) => return Ok(()),
-                Err(Closed::Seq(_)) | Err(Closed::Shared(_)) => thread::yield_now(),
-            }
-        }
     }
 
     /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
@@ -888,7 +730,7 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
             Ok(b)
         };
         let early = if after { None } else { Some(take()?) };
-        if !self.parts.enter_publish(P, &Spin)?.is_ok() {
+        if self.parts.enter_publish(P, &Spin)?.is_err() {
             if let Some(b) = early {
                 self.give_back(b, out)?;
             }
@@ -924,7 +766,7 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
 
     /// An inline append as a publication (`publish_list_append`). False: it gave up.
     fn publish_append(&self, item: u64, landed: &Cell<Option<u64>>) -> Result<bool, Error> {
-        if !self.room_at_a_look()? || !self.parts.enter_publish(P, &Spin)?.is_ok() {
+        if !self.room_at_a_look()? || self.parts.enter_publish(P, &Spin)?.is_err() {
             return Ok(false);
         }
         self.world.inside.enter_change(self.slot);
@@ -989,14 +831,7 @@ fn as_victim(
     f: impl FnOnce(&mut Participant<'_, KillableWords<'_>, KillableWords<'_>>) -> Result<(), Error>,
 ) -> (bool, u64) {
     let budget = Budget::new(k);
-    let lock_file = KillableWords {
-        inner: &world.lock_file,
-        budget: &budget,
-    };
-    let store = KillableWords {
-        inner: &world.store,
-        budget: &budget,
-    };
+    let (lock_file, store) = world.killable(&budget);
     let v = Victim::new(&world.heap, &budget);
     let heap = v.heap(slot);
     let r = Participant::new(world, &lock_file, &store, heap, &v.store, slot)
@@ -1043,22 +878,7 @@ fn live_append(world: &World, slot: u32, item: u64) -> u64 {
 /// The list a set of appends to a list of [FIRST_ITEM] explains: each append's item at the
 /// index it landed at (distinct, and together the indexes `1..` with no gap).
 fn explained(appends: &[(u64, Option<u64>)]) -> Vec<u64> {
-    let mut list = vec![FIRST_ITEM];
-    let mut landed: Vec<(u64, u64)> = appends
-        .iter()
-        .filter_map(|&(item, at)| at.map(|at| (at, item)))
-        .collect();
-    landed.sort();
-    for (at, item) in landed {
-        assert_eq!(
-            at,
-            list.len() as u64,
-            "an append landed at {at} with {} items before it ({appends:?})",
-            list.len()
-        );
-        list.push(item);
-    }
-    list
+    publication::explained(vec![FIRST_ITEM], appends)
 }
 
 /// The leftover the victim may leave to gc: killed between the allocator's take and the
@@ -1137,14 +957,7 @@ fn scenario_recoverer(k1: u64, k2: u64, from: Source) -> (u64, u64) {
     let mut recoverer_killed = false;
     if !world.is_alive(VICTIM) {
         let budget = Budget::new(k2);
-        let lock_file = KillableWords {
-            inner: &world.lock_file,
-            budget: &budget,
-        };
-        let store = KillableWords {
-            inner: &world.store,
-            budget: &budget,
-        };
+        let (lock_file, store) = world.killable(&budget);
         let v = Victim::new(&world.heap, &budget);
         let h = v.heap(THIRD);
         let unlinked = Cell::new(false);

@@ -38,7 +38,8 @@
 //!   a recovery that does not bump (this file's `recover`).
 //! - `two_readers_agree_on_the_order_of_two_publications` (two publishers, of A and of B, and
 //!   two readers reading them in opposite orders: independent reads of independent writes):
-//!   a reader that skips `publisher_in` (this file's `read`), or `publisher_in` finding nobody
+//!   a reader that skips `publisher_in` (this file's `read_at` passing false to
+//!   `loom_tests::publication::read_validated`), or `publisher_in` finding nobody
 //!   (each reader keeps one publication without the other); no version bump; `active` cleared
 //!   before the bump.
 //! - `a_dead_publisher_never_keeps_a_taker_waiting` (a publisher killed before each of its word
@@ -88,73 +89,37 @@
 //! for `a_version_names_one_state`, under 1 s each for the others.
 #![cfg(loom)]
 
-use loom::sync::{Arc, Mutex};
+use loom::sync::Arc;
 use loom::thread;
+use loom_tests::publication::{
+    gate, owner, read_validated, record_of, recover_dead, slot_of, Objects, Spin, View, AT, GATE,
+    GATE_END, OTHER, P, THIRD, VICTIM,
+};
 use loom_tests::{every_kill_point, Budget, KillableWords};
-use persist::part_lock::{
-    bump_version, holder, published_part, record, Closed, GateOffsets, Held, HeldParts, Parts,
-};
-use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
-use persist::sync::{
-    fence, AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore,
-};
+use persist::part_lock::{bump_version, holder, published_part, GateOffsets, Held, Parts};
+use persist::store_lock::StoreLock;
+use persist::sync::{fence, AccessError, Liveness, Ordering, WordStore};
 use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
 
-/// The lock words, then the gate's: `shared`, and one `active` word per slot.
-const AT: LockOffsets = loom_tests::LOCK_AT;
-const SLOTS: u32 = 3;
-const GATE: GateOffsets = GateOffsets {
-    shared: 24,
-    active: 32,
-    stride: 8,
-    slots: SLOTS,
-};
-/// The lock file's `slots high` word (after the table): the slots a scan covers.
-const HIGH: u64 = 32 + 8 * SLOTS as u64;
+/// The lock file: the lock words and the gate's (`loom_tests::publication`), then its `slots
+/// high` word (after the table): the slots a scan covers.
+const HIGH: u64 = GATE_END;
 const LOCK_FILE_BYTES: u64 = HIGH + 8;
 
-/// Store file: one part word (a container's version), its value words A and B, C (where a
-/// resize moves A), LOC (where the container's value word is: A, or C after a resize), then per
-/// slot its held-parts record and its undo log block. (Offset 0 stays unused: a record entry
-/// naming offset 0 is an empty one.)
-const P: u64 = 16;
+/// Store file (`loom_tests::publication`): one part word P (a container's version), its value
+/// words A and B, C (where a resize moves A), LOC (where the container's value word is: A, or
+/// C after a resize), then per slot its held-parts record and its undo log block.
 const A: u64 = 24;
 const B: u64 = 32;
 const C: u64 = 40;
 const LOC: u64 = 48;
-const LOG_CAP: u64 = 4;
-const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
-const SLOT_AREA: u64 = record::BYTES + LOG_BYTES;
-const STORE_BYTES: u64 = 128 + SLOTS as u64 * SLOT_AREA;
-
-fn record_of(slot: u32) -> u64 {
-    128 + slot as u64 * SLOT_AREA
-}
-
-fn log_of(slot: u32) -> u64 {
-    record_of(slot) + record::BYTES
-}
-
-const GENERATION: u64 = 1;
-
-fn owner(slot: u32) -> u64 {
-    owner_id(slot, GENERATION)
-}
-
-/// The slot an owner id names.
-fn slot_of(owner: u64) -> u32 {
-    (owner & 0xffff) as u32 - 1
-}
 
 /// Every value word's first value, and what a publication makes of it.
 const OLD: u64 = 10;
 const NEW: u64 = OLD + 1;
 /// A value word that holds no inline value (a dict's EMPTY): a publication gives up on it.
 const EMPTY: u64 = 0;
-
-const VICTIM: u32 = 0;
-const OTHER: u32 = 1;
-const THIRD: u32 = 2;
 
 /// Which participants are inside (a publication past the gate, or a section): kept outside
 /// loom (a plain mutex; loom runs one thread at a time, so it adds no interleavings).
@@ -190,97 +155,31 @@ impl Inside {
     }
 }
 
+/// The words (`Objects`, which a `World` derefs to), and who is inside.
 struct World {
-    lock_file: MemWords,
-    store: MemWords,
-    live: MemLiveness,
-    /// The kernel's lock on a dead slot: one recoverer at a time.
-    recovery: Mutex<()>,
+    objects: Objects,
     inside: Inside,
+}
+
+impl Deref for World {
+    type Target = Objects;
+
+    fn deref(&self) -> &Objects {
+        &self.objects
+    }
 }
 
 impl World {
     fn new() -> World {
         let w = World {
-            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
-            store: MemWords::new(STORE_BYTES, STORE_BYTES),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
+            objects: Objects::new(LOCK_FILE_BYTES),
             inside: Inside::default(),
         };
-        for s in 0..SLOTS {
-            w.live.set_alive(s, true);
-        }
         for at in [A, B, C] {
             w.store.store(at, OLD, Ordering::Relaxed).unwrap();
         }
         w.store.store(LOC, A, Ordering::Relaxed).unwrap();
         w
-    }
-
-    fn word(&self, at: u64) -> u64 {
-        self.store.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn lock_word(&self, at: u64) -> u64 {
-        self.lock_file.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    /// What must hold once nothing is in flight and the dead are recovered: the part free,
-    /// every record, log and `active` empty, the store lock free.
-    fn assert_quiet(&self) {
-        assert_eq!(
-            self.word(P) % 2,
-            0,
-            "the part is left held: {:#x}",
-            self.word(P)
-        );
-        for s in 0..SLOTS {
-            let rec = HeldParts::new(&self.store, record_of(s));
-            for e in 0..record::ENTRIES {
-                assert_eq!(
-                    rec.entry(e).unwrap().0,
-                    0,
-                    "slot {s}'s record keeps entry {e}"
-                );
-            }
-            let len = UndoLog::new(&self.store, log_of(s))
-                .published_len()
-                .unwrap();
-            assert_eq!(len, 0, "slot {s}'s undo log keeps entries");
-            assert_eq!(
-                self.lock_word(GATE.active + 8 * s as u64),
-                0,
-                "slot {s} is left active"
-            );
-        }
-        assert_eq!(self.lock_word(AT.writer), 0, "the writer word is left held");
-        assert_eq!(self.lock_word(AT.seq) % 2, 0, "the sequence is left odd");
-        assert_eq!(self.lock_word(GATE.shared), 0, "a shared hold is left");
-    }
-}
-
-/// No thread sleeps in these models (waiters spin): nothing to wait on or wake.
-struct Spin;
-
-impl Futex for Spin {
-    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
-
-    fn wake(&self, _word: &AtomicU64) {}
-}
-
-/// Undo log entries other than data words: the models make none.
-struct WordsOnly;
-
-impl OtherEntries for WordsOnly {
-    type Error = AccessError;
-
-    fn once_only(&self, _tagged: u64) -> bool {
-        false
-    }
-
-    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
-        panic!("the models log data words only, found entry {tagged:#x}")
     }
 }
 
@@ -288,8 +187,7 @@ impl OtherEntries for WordsOnly {
 /// version it may have left unmoved is moved), then `Parts::recover_dead` (its log rolled
 /// back, its parts released, its `active` cleared).
 fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result<(), AccessError> {
-    let lock = StoreLock::new(lock_file, AT)?;
-    let parts = Parts::new(lock, lock_file, store, GATE, by, owner(by), record_of(by))?;
+    let (_, parts) = gate(lock_file, store, by)?;
     // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
     let active = parts.active_word(dead)?.load(Ordering::Relaxed);
     if let Some(part) = published_part(active) {
@@ -299,20 +197,7 @@ fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result
         );
         bump_version(store, part)?;
     }
-    let log = UndoLog::new(store, log_of(dead));
-    let len = log.published_len()?;
-    assert!(
-        len <= LOG_CAP,
-        "the log's length {len} exceeds its capacity"
-    );
-    parts.recover_dead(
-        Some((&log, len)),
-        HeldParts::new(store, record_of(dead)),
-        dead,
-        owner(dead),
-        &mut WordsOnly,
-        &Spin,
-    )
+    recover_dead(&parts, store, dead)
 }
 
 /// A live participant recovers dead slot `dead`, one recoverer at a time. (The dead is no
@@ -323,15 +208,25 @@ fn recover_live(world: &World, by: u32, dead: u32) {
     recover(&world.lock_file, &world.store, by, dead).unwrap();
 }
 
-/// A participant's view through `W` (killable for a victim).
+/// A participant's view through `W` (killable for a victim): its parts, store lock and undo
+/// log (`View`, which it derefs to: `put`, `commit`, `roll_back`, `enter`), and the world.
 struct Participant<'a, W: WordStore> {
     world: &'a World,
-    parts: Parts<'a, W>,
-    lock: StoreLock<'a, W>,
-    log: UndoLog<'a, W>,
-    store: &'a W,
-    slot: u32,
-    len: u64,
+    view: View<'a, W>,
+}
+
+impl<'a, W: WordStore> Deref for Participant<'a, W> {
+    type Target = View<'a, W>;
+
+    fn deref(&self) -> &View<'a, W> {
+        &self.view
+    }
+}
+
+impl<W: WordStore> DerefMut for Participant<'_, W> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.view
+    }
 }
 
 impl<'a, W: WordStore> Participant<'a, W> {
@@ -341,57 +236,10 @@ impl<'a, W: WordStore> Participant<'a, W> {
         store: &'a W,
         slot: u32,
     ) -> Result<Self, AccessError> {
-        let lock = StoreLock::new(lock_file, AT)?;
         Ok(Participant {
             world,
-            parts: Parts::new(
-                lock,
-                lock_file,
-                store,
-                GATE,
-                slot,
-                owner(slot),
-                record_of(slot),
-            )?,
-            lock,
-            log: UndoLog::new(store, log_of(slot)),
-            store,
-            slot,
-            len: 0,
+            view: View::new(lock_file, store, slot)?,
         })
-    }
-
-    /// The old value logged first, then the word changed (as `object/access.rs` `put`).
-    fn put(&mut self, at: u64, new: u64) -> Result<(), AccessError> {
-        let old = self.store.load(at, Ordering::Relaxed)?;
-        assert!(self.len < LOG_CAP);
-        self.log.append_word(self.len, at, old)?;
-        self.len += 1;
-        // Relaxed: readers validate the part's version.
-        self.store.store(at, new, Ordering::Relaxed)
-    }
-
-    fn commit(&mut self) -> Result<(), AccessError> {
-        self.log.set_len(0)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// A failed change: its log rolled back (the words as they were before it).
-    fn roll_back(&mut self) -> Result<(), AccessError> {
-        self.log.roll_back(self.len, &mut WordsOnly)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Passes the gate, waiting (spinning) while a section holds it closed.
-    fn enter(&self) -> Result<(), AccessError> {
-        loop {
-            match self.parts.enter(&Spin)? {
-                Ok(()) => return Ok(()),
-                Err(Closed::Seq(_)) | Err(Closed::Shared(_)) => thread::yield_now(),
-            }
-        }
     }
 
     /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
@@ -490,14 +338,7 @@ fn as_victim(
     f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<(), AccessError>,
 ) -> (bool, u64) {
     let budget = Budget::new(k);
-    let lock_file = KillableWords {
-        inner: &world.lock_file,
-        budget: &budget,
-    };
-    let store = KillableWords {
-        inner: &world.store,
-        budget: &budget,
-    };
+    let (lock_file, store) = world.killable(&budget);
     let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
     if let Err(e) = r {
         assert!(
@@ -509,40 +350,21 @@ fn as_victim(
     (budget.killed(), budget.spent())
 }
 
-/// One unlocked read of two value words under P as the object layer validates it: the `seq`
-/// token and P's version observed, the words read, then `read_valid` (Acquire fence, `seq`),
-/// then `publisher_in` (nobody publishes under P), then P's version unchanged. The pair if the
-/// read validates. `slot`: the reader's own (`publisher_in` skips it).
+/// One unlocked read of two value words under P as the object layer validates it
+/// (`read_validated`): the `seq` token and P's version observed, the words read, then
+/// `read_valid` (Acquire fence, `seq`), then `publisher_in` (nobody publishes under P), then
+/// P's version unchanged. The pair if the read validates. `slot`: the reader's own
+/// (`publisher_in` skips it).
 fn read(world: &World, slot: u32, pair: [u64; 2]) -> Option<[u64; 2]> {
     read_at(world, slot, pair).map(|(_, seen)| seen)
 }
 
 /// [`read`], with the version the read validated against.
 fn read_at(world: &World, slot: u32, pair: [u64; 2]) -> Option<(u64, [u64; 2])> {
-    let lock = StoreLock::new(&world.lock_file, AT).unwrap();
-    let parts = Parts::new(
-        lock,
-        &world.lock_file,
-        &world.store,
-        GATE,
-        slot,
-        owner(slot),
-        record_of(slot),
-    )
-    .unwrap();
-    let token = lock.read_begin().ok()?;
-    // Acquire: as `ReadSet::observe`.
-    let v = world.store.load(P, Ordering::Acquire).unwrap();
-    if v % 2 == 1 {
-        return None;
-    }
-    // Relaxed: validated below.
-    let seen = [world.word(pair[0]), world.word(pair[1])];
-    if !lock.read_valid(token) || parts.publisher_in(|p| p == P).unwrap().is_some() {
-        return None;
-    }
-    // Relaxed: ordered after the data loads by `read_valid`'s fence.
-    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
+    // Relaxed: validated after.
+    read_validated(world, slot, true, || {
+        [world.word(pair[0]), world.word(pair[1])]
+    })
 }
 
 /// A publisher in slot VICTIM, killed after `k` accesses, adding 1 to the word `at` (through

@@ -21,9 +21,11 @@
 //! is ignored), then moves P by 2 (`bump_version`), then clears its `active` (`recover_dead`),
 //! as `object/recovery.rs` does.
 //!
-//! The scaffolding (the world, `Participant`, `recover`, `as_victim`, the reader) is copied
-//! from `publish.rs` and extended (an items block, claims, a set of slots inside instead of
-//! one flag), not moved into `src/lib.rs`, so that `publish.rs` stays as it is.
+//! The scaffolding shared with `publish.rs` and `append_block.rs` is in
+//! `loom_tests::publication` (the lock file and store words, a participant's view, the
+//! recovery's last step, the validated read, the list's words); what is this file's own is
+//! here (an items block, claims, a set of slots inside instead of one flag, the recovery's
+//! order and its broken copies, the part taker's wait).
 //!
 //! The models (an appender marked "killed" is killed before each of its word accesses through
 //! the killable word store, as in `publish.rs`, and also runs to its end):
@@ -139,100 +141,58 @@
 //! model 4, under 1 s each for the others; and at 4, all but model 4: 5 s together.
 #![cfg(loom)]
 
-use loom::sync::{Arc, Mutex};
+use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
-use persist::part_lock::{
-    bump_version, drop_tail_claim, holder, published_part, publishing, record, tail_claim,
-    tail_claimant, tail_len, Closed, GateOffsets, Held, HeldParts, Parts,
+use loom_tests::publication::{
+    self, gate, owner, read_validated, slot_of, Objects, Spin, View, AT, CAP, GATE, GATE_END,
+    ITEMS, LEN, OTHER, P, RECORDS, THIRD, VICTIM,
 };
-use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
-use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, Planted};
+use persist::part_lock::{
+    bump_version, drop_tail_claim, holder, published_part, publishing, tail_claim, tail_claimant,
+    tail_len, Held,
+};
+use persist::sync::{AccessError, Liveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
 
 // ---- broken variants ----------------------------------------------------------------------------
 
-const BROKEN_VARIANTS: [&str; 13] = [
-    "enter-publish-no-fence",
-    "len-before-item",
-    "fill-relaxed",
-    "claim-relaxed",
-    "no-bump",
-    "skip-drop",
-    "bump-before-drop",
-    "clear-before-drop",
-    "recovery-no-bump",
-    "drop-any-claim",
-    "taker-skips-wait",
-    "reader-skips-publisher-in",
-    "reader-raw-len",
-];
+static BROKEN: Planted = Planted::new(
+    "PUBLISH_APPEND_BROKEN",
+    &[
+        "enter-publish-no-fence",
+        "len-before-item",
+        "fill-relaxed",
+        "claim-relaxed",
+        "no-bump",
+        "skip-drop",
+        "bump-before-drop",
+        "clear-before-drop",
+        "recovery-no-bump",
+        "drop-any-claim",
+        "taker-skips-wait",
+        "reader-skips-publisher-in",
+        "reader-raw-len",
+    ],
+);
 
 /// Whether `PUBLISH_APPEND_BROKEN` names `variant` (module doc).
 fn broken(variant: &str) -> bool {
-    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let chosen = CHOSEN.get_or_init(|| {
-        let v = std::env::var("PUBLISH_APPEND_BROKEN").unwrap_or_default();
-        assert!(
-            v.is_empty() || BROKEN_VARIANTS.contains(&v.as_str()),
-            "PUBLISH_APPEND_BROKEN={v}: not one of {BROKEN_VARIANTS:?}"
-        );
-        v
-    });
-    debug_assert!(BROKEN_VARIANTS.contains(&variant));
-    chosen == variant
+    BROKEN.is(variant)
 }
 
 // ---- the world ----------------------------------------------------------------------------------
 
-/// The lock words, then the gate's: `shared`, and one `active` word per slot.
-const AT: LockOffsets = loom_tests::LOCK_AT;
-const SLOTS: u32 = 3;
-const GATE: GateOffsets = GateOffsets {
-    shared: 24,
-    active: 32,
-    stride: 8,
-    slots: SLOTS,
-};
-const LOCK_FILE_BYTES: u64 = 32 + 8 * SLOTS as u64;
-
-/// Store file: the list's version word P (its part word), its `len` word, ITEMS (where its
-/// items block is: OLD_BLOCK, or NEW_BLOCK after a growth), CAP (the block's capacity), the
-/// two blocks, then per slot its held-parts record and its undo log block. (Offset 0 stays
-/// unused: a record entry naming offset 0 is an empty one.)
-const P: u64 = 16;
-const LEN: u64 = 24;
-const ITEMS: u64 = 32;
-const CAP: u64 = 40;
+/// Store file (`loom_tests::publication`): the list's version word P (its part word), its `len`
+/// word, ITEMS (where its items block is: OLD_BLOCK, or NEW_BLOCK after a growth), CAP (the
+/// block's capacity), the two blocks, then per slot its held-parts record and its undo log
+/// block.
 const OLD_BLOCK: u64 = 48;
 const OLD_WORDS: u64 = 3;
 const NEW_BLOCK: u64 = OLD_BLOCK + 8 * OLD_WORDS;
 const NEW_CAP: u64 = 4;
-const LOG_CAP: u64 = 4;
-const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
-const SLOT_AREA: u64 = record::BYTES + LOG_BYTES;
-const RECORDS: u64 = 128;
-const STORE_BYTES: u64 = RECORDS + SLOTS as u64 * SLOT_AREA;
 const _: () = assert!(NEW_BLOCK + 8 * NEW_CAP <= RECORDS);
-
-fn record_of(slot: u32) -> u64 {
-    RECORDS + slot as u64 * SLOT_AREA
-}
-
-fn log_of(slot: u32) -> u64 {
-    record_of(slot) + record::BYTES
-}
-
-const GENERATION: u64 = 1;
-
-fn owner(slot: u32) -> u64 {
-    owner_id(slot, GENERATION)
-}
-
-/// The slot an owner id names.
-fn slot_of(owner: u64) -> u32 {
-    (owner & 0xffff) as u32 - 1
-}
 
 /// The item at index `i` of a list created with items (FIRST_ITEM + i), and the items the
 /// participants append (never 0, which an item word of a fresh or freed block holds).
@@ -244,10 +204,6 @@ const Z: u64 = 203;
 /// How many more times an appender looks at a claimed `len` word before it gives up on the
 /// publication (the object layer's bounded `spin_until_changed`; then the part path).
 const SPIN_LOOKS: u32 = 1;
-
-const VICTIM: u32 = 0;
-const OTHER: u32 = 1;
-const THIRD: u32 = 2;
 
 /// Which participants are inside (a publication past the gate, or a section): kept outside
 /// loom (a plain mutex; loom runs one thread at a time, so it adds no interleavings). Several
@@ -290,13 +246,18 @@ impl Inside {
     }
 }
 
+/// The words (`Objects`, which a `World` derefs to), and who is inside.
 struct World {
-    lock_file: MemWords,
-    store: MemWords,
-    live: MemLiveness,
-    /// The kernel's lock on a dead slot: one recoverer at a time.
-    recovery: Mutex<()>,
+    objects: Objects,
     inside: Inside,
+}
+
+impl Deref for World {
+    type Target = Objects;
+
+    fn deref(&self) -> &Objects {
+        &self.objects
+    }
 }
 
 impl World {
@@ -304,15 +265,9 @@ impl World {
     fn new(len: u64, cap: u64) -> World {
         assert!(len <= cap && cap <= OLD_WORDS);
         let w = World {
-            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
-            store: MemWords::new(STORE_BYTES, STORE_BYTES),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
+            objects: Objects::new(GATE_END),
             inside: Inside::default(),
         };
-        for s in 0..SLOTS {
-            w.live.set_alive(s, true);
-        }
         w.store.store(LEN, len, Ordering::Relaxed).unwrap();
         w.store.store(ITEMS, OLD_BLOCK, Ordering::Relaxed).unwrap();
         w.store.store(CAP, cap, Ordering::Relaxed).unwrap();
@@ -324,83 +279,12 @@ impl World {
         w
     }
 
-    fn word(&self, at: u64) -> u64 {
-        self.store.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn lock_word(&self, at: u64) -> u64 {
-        self.lock_file.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn active(&self, slot: u32) -> u64 {
-        self.lock_word(GATE.active + 8 * slot as u64)
-    }
-
-    /// The list once nothing is in flight: its `len` word unclaimed, and its items.
-    fn list(&self) -> Vec<u64> {
-        let word = self.word(LEN);
-        assert_eq!(
-            tail_claimant(word),
-            None,
-            "the tail is left claimed: {word:#x}"
-        );
-        let (items, cap) = (self.word(ITEMS), self.word(CAP));
-        assert!(word <= cap, "length {word} past capacity {cap}");
-        (0..word).map(|i| self.word(items + 8 * i)).collect()
-    }
-
-    /// What must hold once nothing is in flight and the dead are recovered: the part free,
-    /// every record, log and `active` empty, the store lock free, the tail unclaimed.
+    /// What must hold once nothing is in flight and the dead are recovered: the tail
+    /// unclaimed (`list`), and `Objects::assert_quiet` (the part free, every record, log and
+    /// `active` empty, the store lock free).
     fn assert_quiet(&self) {
-        assert_eq!(
-            self.word(P) % 2,
-            0,
-            "the part is left held: {:#x}",
-            self.word(P)
-        );
         self.list();
-        for s in 0..SLOTS {
-            let rec = HeldParts::new(&self.store, record_of(s));
-            for e in 0..record::ENTRIES {
-                assert_eq!(
-                    rec.entry(e).unwrap().0,
-                    0,
-                    "slot {s}'s record keeps entry {e}"
-                );
-            }
-            let len = UndoLog::new(&self.store, log_of(s))
-                .published_len()
-                .unwrap();
-            assert_eq!(len, 0, "slot {s}'s undo log keeps entries");
-            assert_eq!(self.active(s), 0, "slot {s} is left active");
-        }
-        assert_eq!(self.lock_word(AT.writer), 0, "the writer word is left held");
-        assert_eq!(self.lock_word(AT.seq) % 2, 0, "the sequence is left odd");
-        assert_eq!(self.lock_word(GATE.shared), 0, "a shared hold is left");
-    }
-}
-
-/// No thread sleeps in these models (waiters spin): nothing to wait on or wake.
-struct Spin;
-
-impl Futex for Spin {
-    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
-
-    fn wake(&self, _word: &AtomicU64) {}
-}
-
-/// Undo log entries other than data words: the models make none.
-struct WordsOnly;
-
-impl OtherEntries for WordsOnly {
-    type Error = AccessError;
-
-    fn once_only(&self, _tagged: u64) -> bool {
-        false
-    }
-
-    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
-        panic!("the models log data words only, found entry {tagged:#x}")
+        self.objects.assert_quiet();
     }
 }
 
@@ -436,27 +320,11 @@ fn drop_claim<W: WordStore>(store: &W, len_at: u64, dead: u32) -> Result<(), Acc
 /// dropped, then the version it may have left unmoved moved), then `Parts::recover_dead` (its
 /// log rolled back, its parts released, its `active` cleared). Safe to repeat.
 fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result<(), AccessError> {
-    let lock = StoreLock::new(lock_file, AT)?;
-    let parts = Parts::new(lock, lock_file, store, GATE, by, owner(by), record_of(by))?;
+    let (_, parts) = gate(lock_file, store, by)?;
     // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
     let active = parts.active_word(dead)?.load(Ordering::Relaxed);
     let part = published_part(active);
-    let log = UndoLog::new(store, log_of(dead));
-    let recover_dead = || {
-        let len = log.published_len()?;
-        assert!(
-            len <= LOG_CAP,
-            "the log's length {len} exceeds its capacity"
-        );
-        parts.recover_dead(
-            Some((&log, len)),
-            HeldParts::new(store, record_of(dead)),
-            dead,
-            owner(dead),
-            &mut WordsOnly,
-            &Spin,
-        )
-    };
+    let recover_dead = || publication::recover_dead(&parts, store, dead);
     let Some(part) = part else {
         return recover_dead();
     };
@@ -490,16 +358,25 @@ fn recover_live(world: &World, by: u32, dead: u32) {
 
 // ---- participants -------------------------------------------------------------------------------
 
-/// A participant's view through `W` (killable for a victim).
+/// A participant's view through `W` (killable for a victim): its parts, store lock and undo
+/// log (`View`, which it derefs to: `put`, `commit`, `enter`), and the world.
 struct Participant<'a, W: WordStore> {
     world: &'a World,
-    parts: Parts<'a, W>,
-    lock: StoreLock<'a, W>,
-    log: UndoLog<'a, W>,
-    lock_file: &'a W,
-    store: &'a W,
-    slot: u32,
-    len: u64,
+    view: View<'a, W>,
+}
+
+impl<'a, W: WordStore> Deref for Participant<'a, W> {
+    type Target = View<'a, W>;
+
+    fn deref(&self) -> &View<'a, W> {
+        &self.view
+    }
+}
+
+impl<W: WordStore> DerefMut for Participant<'_, W> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.view
+    }
 }
 
 impl<'a, W: WordStore> Participant<'a, W> {
@@ -509,51 +386,10 @@ impl<'a, W: WordStore> Participant<'a, W> {
         store: &'a W,
         slot: u32,
     ) -> Result<Self, AccessError> {
-        let lock = StoreLock::new(lock_file, AT)?;
         Ok(Participant {
             world,
-            parts: Parts::new(
-                lock,
-                lock_file,
-                store,
-                GATE,
-                slot,
-                owner(slot),
-                record_of(slot),
-            )?,
-            lock,
-            log: UndoLog::new(store, log_of(slot)),
-            lock_file,
-            store,
-            slot,
-            len: 0,
+            view: View::new(lock_file, store, slot)?,
         })
-    }
-
-    /// The old value logged first, then the word changed (as `object/access.rs` `put`).
-    fn put(&mut self, at: u64, new: u64) -> Result<(), AccessError> {
-        let old = self.store.load(at, Ordering::Relaxed)?;
-        assert!(self.len < LOG_CAP);
-        self.log.append_word(self.len, at, old)?;
-        self.len += 1;
-        // Relaxed: readers validate the part's version.
-        self.store.store(at, new, Ordering::Relaxed)
-    }
-
-    fn commit(&mut self) -> Result<(), AccessError> {
-        self.log.set_len(0)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Passes the gate, waiting (spinning) while a section holds it closed.
-    fn enter(&self) -> Result<(), AccessError> {
-        loop {
-            match self.parts.enter(&Spin)? {
-                Ok(()) => return Ok(()),
-                Err(Closed::Seq(_)) | Err(Closed::Shared(_)) => thread::yield_now(),
-            }
-        }
     }
 
     /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
@@ -743,14 +579,7 @@ fn as_victim(
     f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<(), AccessError>,
 ) -> (bool, u64) {
     let budget = Budget::new(k);
-    let lock_file = KillableWords {
-        inner: &world.lock_file,
-        budget: &budget,
-    };
-    let store = KillableWords {
-        inner: &world.store,
-        budget: &budget,
-    };
+    let (lock_file, store) = world.killable(&budget);
     let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
     if let Err(e) = r {
         assert!(
@@ -779,69 +608,31 @@ fn live_append(world: &World, slot: u32, item: u64) -> (u64, bool) {
     (landed.get().expect("a live append gave up"), on_part)
 }
 
-/// One unlocked read of the list under P as the object layer validates it: the `seq` token
-/// and P's version observed, `len` (a claim masked) and the items below it read, then
-/// `read_valid` (Acquire fence, `seq`), then `publisher_in` (nobody publishes under P), then
-/// P's version unchanged. The version and the items, if the read validates.
+/// One unlocked read of the list under P as the object layer validates it (`read_validated`):
+/// the `seq` token and P's version observed, `len` (a claim masked) and the items below it
+/// read, then `read_valid` (Acquire fence, `seq`), then `publisher_in` (nobody publishes under
+/// P), then P's version unchanged. The version and the items, if the read validates.
 fn read_list(world: &World, slot: u32) -> Option<(u64, Vec<u64>)> {
-    let lock = StoreLock::new(&world.lock_file, AT).unwrap();
-    let parts = Parts::new(
-        lock,
-        &world.lock_file,
-        &world.store,
-        GATE,
-        slot,
-        owner(slot),
-        record_of(slot),
-    )
-    .unwrap();
-    let token = lock.read_begin().ok()?;
-    // Acquire: as `ReadSet::observe`.
-    let v = world.store.load(P, Ordering::Acquire).unwrap();
-    if v % 2 == 1 {
-        return None;
-    }
-    // Relaxed (all): validated below.
-    let word = world.word(LEN);
-    let n = if broken("reader-raw-len") {
-        word
-    } else {
-        tail_len(word)
-    };
-    let (items, cap) = (world.word(ITEMS), world.word(CAP));
-    // The object layer takes this for damage (`CorruptionError`), not for a race.
-    assert!(n <= cap, "a reader read length {n} past capacity {cap}");
-    let seen: Vec<u64> = (0..n).map(|i| world.word(items + 8 * i)).collect();
-    if !lock.read_valid(token) {
-        return None;
-    }
-    if !broken("reader-skips-publisher-in") && parts.publisher_in(|p| p == P).unwrap().is_some() {
-        return None;
-    }
-    // Relaxed: ordered after the data loads by `read_valid`'s fence.
-    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
+    read_validated(world, slot, !broken("reader-skips-publisher-in"), || {
+        // Relaxed (all): validated after.
+        let word = world.word(LEN);
+        let n = if broken("reader-raw-len") {
+            word
+        } else {
+            tail_len(word)
+        };
+        let (items, cap) = (world.word(ITEMS), world.word(CAP));
+        // The object layer takes this for damage (`CorruptionError`), not for a race.
+        assert!(n <= cap, "a reader read length {n} past capacity {cap}");
+        (0..n).map(|i| world.word(items + 8 * i)).collect()
+    })
 }
 
 /// The list a set of appends to a list of `before` items explains: FIRST_ITEM.. below
 /// `before`, then each append's item at the index it landed at (distinct, and together the
 /// indexes `before..` with no gap).
 fn explained(before: u64, appends: &[(u64, Option<u64>)]) -> Vec<u64> {
-    let mut list: Vec<u64> = (0..before).map(|i| FIRST_ITEM + i).collect();
-    let mut landed: Vec<(u64, u64)> = appends
-        .iter()
-        .filter_map(|&(item, at)| at.map(|at| (at, item)))
-        .collect();
-    landed.sort();
-    for (at, item) in landed {
-        assert_eq!(
-            at,
-            list.len() as u64,
-            "an append landed at {at} with {} items before it ({appends:?})",
-            list.len()
-        );
-        list.push(item);
-    }
-    list
+    publication::explained((0..before).map(|i| FIRST_ITEM + i).collect(), appends)
 }
 
 // ---- 1. appenders -------------------------------------------------------------------------------
