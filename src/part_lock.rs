@@ -242,19 +242,29 @@ pub fn bump_version<W: WordStore>(store: &W, version: u64) -> Result<(), AccessE
     Ok(())
 }
 
-/// A list's `len` word while an append publication owns the list's tail (FORMAT.md §10.9,
-/// "Appends"): bit 63 set, the claimant's slot in bits 48..63, the length in bits 0..48. The
-/// length is the list's length (the claimed item is not in it yet).
+/// A list's `len` word while an append or pop publication owns the list's tail (FORMAT.md
+/// §10.9, "Appends" and "Pops"): bit 63 set, [`TAIL_POPPED`] in bit 62 once a front pop has
+/// committed, the claimant's slot in bits 48..58, a length in bits 0..48: the list's length
+/// when the claim was made, or (popped) the length after the pop.
 pub const TAIL_CLAIMED: u64 = 1 << 63;
+/// Set in a claim whose front pop has committed: its length is the length after the pop.
+pub const TAIL_POPPED: u64 = 1 << 62;
 const TAIL_SLOT_SHIFT: u32 = 48;
+const TAIL_SLOT: u64 = 0x3ff;
 const TAIL_LEN: u64 = (1 << TAIL_SLOT_SHIFT) - 1;
 
 /// The `len` word of a list of length `len` whose tail the participant in `slot` claims.
 pub const fn tail_claim(slot: u32, len: u64) -> u64 {
-    TAIL_CLAIMED | ((slot as u64) << TAIL_SLOT_SHIFT) | (len & TAIL_LEN)
+    TAIL_CLAIMED | (((slot as u64) & TAIL_SLOT) << TAIL_SLOT_SHIFT) | (len & TAIL_LEN)
 }
 
-/// The length a list's `len` word gives, claimed or not.
+/// The claim of `slot` once its front pop has committed, the list's length now `len`.
+pub const fn tail_claim_popped(slot: u32, len: u64) -> u64 {
+    tail_claim(slot, len) | TAIL_POPPED
+}
+
+/// The length held in a list's `len` word, claimed or not (for a claim, see
+/// [`effective_list`]: the list a reader sees also depends on its first item).
 pub const fn tail_len(word: u64) -> u64 {
     if word & TAIL_CLAIMED != 0 {
         word & TAIL_LEN
@@ -266,16 +276,74 @@ pub const fn tail_len(word: u64) -> u64 {
 /// The slot that claims a list's tail, from its `len` word (None: not claimed).
 pub const fn tail_claimant(word: u64) -> Option<u32> {
     if word & TAIL_CLAIMED != 0 {
-        Some(((word & !TAIL_CLAIMED) >> TAIL_SLOT_SHIFT) as u32)
+        Some(((word >> TAIL_SLOT_SHIFT) & TAIL_SLOT) as u32)
     } else {
         None
+    }
+}
+
+/// The list a `len` word, the stored `start` and the item word at `start` (`first`: read only
+/// when the word's length is at least 1; else anything) stand for: (start, length). Every
+/// state a claim passes through stands for the list before the change or after it, never a mix
+/// (FORMAT.md §10.9, "Pops"), so a reader, a recoverer and a part holder that finds a claim
+/// its claimant left all see one list: an append's claim, the list without the item; a front
+/// pop's, the list with its first item until the pop commits (the first item word emptied),
+/// and without it from then on, whether or not `start` has moved yet.
+pub const fn effective_list(word: u64, start: u64, first: u64) -> (u64, u64) {
+    if word & TAIL_CLAIMED == 0 {
+        return (start, word);
+    }
+    let n = word & TAIL_LEN;
+    let popped = word & TAIL_POPPED != 0;
+    if popped {
+        // The length is the one after the pop; `start` may not have moved yet (then the
+        // emptied item word is still at `start`).
+        if n == 0 {
+            (0, 0)
+        } else if first == EMPTY_ITEM {
+            (start + 1, n)
+        } else {
+            (start, n)
+        }
+    } else if n >= 1 && first == EMPTY_ITEM {
+        // A front pop committed (its item word emptied) before it marked the claim popped.
+        if n == 1 {
+            (0, 0)
+        } else {
+            (start + 1, n - 1)
+        }
+    } else {
+        (start, n)
+    }
+}
+
+/// An item word a front pop has taken: the empty value word, which no live item holds.
+pub const EMPTY_ITEM: u64 = 0;
+
+/// Where a list's words are, for the steps of a pop and for the recovery of a claimant.
+#[derive(Clone, Copy, Debug)]
+pub struct ListWords {
+    /// The `len` word.
+    pub len: u64,
+    /// The `start` word.
+    pub start: u64,
+    /// Item word 0 of the items block (item i is `8 * i` bytes further).
+    pub item0: u64,
+    /// The items block's capacity (a `start` at or past it has no item word).
+    pub cap: u64,
+}
+
+impl ListWords {
+    fn item(&self, i: u64) -> u64 {
+        self.item0 + 8 * i
     }
 }
 
 /// Recovery of a dead appender in `dead_slot` that published under the list whose `len` word
 /// is at `len_at`: a claim it left is dropped (the list keeps its length; the item it may have
 /// written lies past the end, where nothing reads it). A claim of another slot, or none, is
-/// left alone. Safe to repeat.
+/// left alone. Safe to repeat. Only for a claim that no pop made: [`settle_dead_claim`] takes
+/// every claim.
 pub fn drop_tail_claim<W: WordStore>(
     store: &W,
     len_at: u64,
@@ -295,6 +363,61 @@ pub fn drop_tail_claim<W: WordStore>(
             Ordering::Relaxed,
         )?;
     }
+    Ok(())
+}
+
+/// Recovery of a dead claimant in `dead_slot` of the list at `at` (its `active` still names the
+/// list, so nobody else changes the list's words meanwhile): the list is left as
+/// [`effective_list`] says its claim stands for, with a plain `len`. An append's or an
+/// uncommitted pop's claim is dropped; a committed front pop is finished (marked popped
+/// first, so that a recoverer killed after moving `start` leaves a claim that still says so).
+/// A claim of another slot, or none, is left alone. Safe to repeat.
+pub fn settle_dead_claim<W: WordStore>(
+    store: &W,
+    at: ListWords,
+    dead_slot: u32,
+) -> Result<(), AccessError> {
+    // Acquire: the dead claimant's stores before its claim moved (an emptied item word before
+    // a popped claim, stored with Release) are seen.
+    let mut word = store.load(at.len, Ordering::Acquire)?;
+    if tail_claimant(word) != Some(dead_slot) {
+        return Ok(());
+    }
+    let start = store.load(at.start, Ordering::Relaxed)?;
+    let n = tail_len(word);
+    let first = |start: u64| -> Result<u64, AccessError> {
+        if start < at.cap {
+            store.load(at.item(start), Ordering::Relaxed)
+        } else {
+            Ok(!EMPTY_ITEM)
+        }
+    };
+    if word & TAIL_POPPED == 0 {
+        if n == 0 || first(start)? != EMPTY_ITEM {
+            return drop_tail_claim(store, at.len, dead_slot);
+        }
+        // A front pop that committed: marked popped, as the popper does next.
+        let popped = tail_claim_popped(dead_slot, n - 1);
+        store.step()?;
+        // Relaxed on success and failure: only we change the word now (the dead claimant's
+        // recovery lock); the stores that follow are ordered by the final Release.
+        if store
+            .cas(at.len, word, popped, Ordering::Relaxed, Ordering::Relaxed)?
+            .is_err()
+        {
+            return Ok(());
+        }
+        word = popped;
+    }
+    let (new_start, len) = effective_list(word, start, first(start)?);
+    if new_start != start {
+        store.step()?;
+        // Relaxed: ordered by the Release below.
+        store.store(at.start, new_start, Ordering::Relaxed)?;
+    }
+    store.step()?;
+    // Release: a reader or claimant that sees the plain length sees `start` moved.
+    let _ = store.cas(at.len, word, len, Ordering::Release, Ordering::Relaxed)?;
     Ok(())
 }
 
@@ -666,6 +789,48 @@ impl<'a, W: WordStore> Parts<'a, W> {
         // dict publication orders it.
         self.store
             .store(len_at, len + items.len() as u64, Ordering::Release)
+    }
+
+    /// Pop from the back, with the tail claimed at length `len` (>= 1): `len - 1` stored
+    /// plain, which both commits the pop and ends the claim (the item word stays past the end).
+    pub fn pop_back(&self, len_at: u64, len: u64) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Release: as `fill_tail`'s store of the length.
+        self.store.store(len_at, len - 1, Ordering::Release)
+    }
+
+    /// Pop from the front, step 1 of 3, with the tail claimed at length `len` (>= 1) and
+    /// `start` read under the claim: the first item word emptied. The commit point: from here
+    /// every state of the claim stands for the list without that item ([`effective_list`]).
+    pub fn pop_front_commit(&self, at: ListWords, start: u64) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Relaxed: the Release store of the popped claim (step 2) orders it before.
+        self.store
+            .store(at.item(start), EMPTY_ITEM, Ordering::Relaxed)
+    }
+
+    /// Pop from the front, step 2: the claim marked popped, with the length after the pop.
+    pub fn pop_front_mark(&self, at: ListWords, len: u64) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Release: a recoverer or reader that loads the popped claim (Acquire) sees the
+        // emptied item word.
+        self.store.store(
+            at.len,
+            tail_claim_popped(self.slot, len - 1),
+            Ordering::Release,
+        )
+    }
+
+    /// Pop from the front, step 3: `start` moved on (to 0 when the list is now empty), then
+    /// the plain length stored, which ends the claim.
+    pub fn pop_front_finish(&self, at: ListWords, len: u64, start: u64) -> Result<(), AccessError> {
+        let new_start = if len == 1 { 0 } else { start + 1 };
+        self.store.step()?;
+        // Relaxed: ordered by the Release below.
+        self.store.store(at.start, new_start, Ordering::Relaxed)?;
+        self.store.step()?;
+        // Release: a reader that sees the plain length (then fences Acquire) sees `start`.
+        self.store.store(at.len, len - 1, Ordering::Release)
     }
 
     /// A claim this participant made and cannot fill (an access failed): dropped again.

@@ -23,7 +23,7 @@ fn word(path: &std::path::Path, off: u64) -> u64 {
 
 /// Writes a word of the store file through the file (the mapping is shared: every process,
 /// this one's open store included, sees it at once), as another process or a hostile user would.
-fn forge(path: &std::path::Path, off: u64, v: u64) {
+fn forge_word(path: &std::path::Path, off: u64, v: u64) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(&v.to_le_bytes(), off).unwrap();
 }
@@ -73,7 +73,7 @@ fn a_claim_left_behind_changes_no_read_and_the_next_append_writes_over_it() {
     let len_at = l.get() + list_header::LEN;
     // A claim of slot 7 at length 3, with an item stored past the end (what an appender killed
     // after its item store leaves, once its lock file is gone).
-    forge(&path, len_at, tail_claim(7, 3));
+    forge_word(&path, len_at, tail_claim(7, 3));
     assert_eq!(tail_claimant(word(&path, len_at)), Some(7));
     assert_eq!(st.list_len(l).unwrap(), 3);
     assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2), int(3)]);
@@ -120,7 +120,7 @@ fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
     let len_at = l.get() + list_header::LEN;
     let cap = word(&path, l.get() + list_header::CAP);
     for forged in [tail_claim(3, cap + 1), tail_claim(1023, (1 << 48) - 1)] {
-        forge(&path, len_at, forged);
+        forge_word(&path, len_at, forged);
         assert!(
             matches!(st.list_len(l), Err(Error::Corrupt { .. })),
             "{forged:#x}"
@@ -134,7 +134,7 @@ fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
         assert_eq!(word(&path, len_at), forged);
     }
     // A claim at a length the list can hold reads as that length.
-    forge(&path, len_at, tail_claim(3, 2));
+    forge_word(&path, len_at, tail_claim(3, 2));
     assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2)]);
 }
 
@@ -197,4 +197,133 @@ fn an_appender_killed_holding_the_claim_leaves_nothing() {
 #[test]
 fn an_appender_killed_after_linking_its_item_leaves_it_whole() {
     appender_dies_at(AppendDeath::Linked, true);
+}
+
+/// Every state a front pop passes through, as a popper killed there leaves it (claim of slot
+/// 7, lock file gone): each stands for the list before the pop or after it, never a mix, for
+/// readers and for the next change, which writes that list out plain.
+#[test]
+fn each_state_of_a_front_pop_left_behind_reads_as_the_list_before_or_after_it() {
+    use persist::object::layout::list_items;
+    use persist::part_lock::tail_claim_popped;
+    // (what the state is, the words to forge, whether the pop committed)
+    type Forge = fn(u64, u64) -> Vec<(u64, u64)>;
+    let states: [(&str, Forge, bool); 4] = [
+        ("claimed", |_s, _i| vec![], false),
+        ("item emptied", |s, i| vec![(i + 8 * s, 0)], true),
+        ("claim marked popped", |s, i| vec![(i + 8 * s, 0)], true),
+        ("start moved", |s, i| vec![(i + 8 * s, 0)], true),
+    ];
+    for (k, (what, forge, popped)) in states.into_iter().enumerate() {
+        let (path, mut st, l) = store_with_a_list(&format!("pop{k}"));
+        let c = l.get();
+        let items = word(&path, c + list_header::ITEMS);
+        let item0 = list_items::item(items, 0);
+        let s = word(&path, c + list_header::START);
+        for (at, v) in forge(s, item0) {
+            forge_word(&path, at, v);
+        }
+        let len_word = match k {
+            0 | 1 => tail_claim(7, 3),
+            _ => tail_claim_popped(7, 2),
+        };
+        forge_word(&path, c + list_header::LEN, len_word);
+        if k == 3 {
+            forge_word(&path, c + list_header::START, s + 1);
+        }
+        let want: Vec<u64> = if popped {
+            vec![int(2), int(3)]
+        } else {
+            vec![int(1), int(2), int(3)]
+        };
+        assert_eq!(st.list_words(l).unwrap(), want, "{what}");
+        assert_eq!(st.list_len(l).unwrap(), want.len() as u64, "{what}");
+        // The next change writes the list out plain, then changes it.
+        st.begin_op(T).unwrap();
+        st.list_append(l, int(4)).unwrap();
+        st.end_op(true).unwrap();
+        assert_eq!(
+            tail_claimant(word(&path, c + list_header::LEN)),
+            None,
+            "{what}"
+        );
+        let mut after = want.clone();
+        after.push(int(4));
+        assert_eq!(st.list_words(l).unwrap(), after, "{what}");
+        let report = st.check(T).unwrap();
+        assert_eq!(report.unreachable_blocks, 0, "{what}: {report:?}");
+    }
+}
+
+/// A popper that dies at `at` inside a front pop, in a child process; the parent recovers it.
+fn popper_dies_at(at: AppendDeath, popped: bool) {
+    let (path, mut st, l) = store_with_a_list(&format!("{at:?}-pop"));
+    // SAFETY: the child only runs the pop below and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = std::panic::catch_unwind(|| {
+            let mut child = Store::open(&path).unwrap();
+            child.die_inside_appends(Some(at));
+            let _ = child.publish_list_pop(l, true);
+            2
+        })
+        .unwrap_or(1);
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child did not die at {at:?} (status {status:#x})"
+    );
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    let c = l.get();
+    assert_eq!(
+        tail_claimant(word(&path, c + list_header::LEN)),
+        None,
+        "{at:?}"
+    );
+    let want: Vec<u64> = if popped {
+        vec![int(2), int(3)]
+    } else {
+        vec![int(1), int(2), int(3)]
+    };
+    assert_eq!(st.list_words(l).unwrap(), want, "{at:?}");
+    // Written out plain by the recovery: `len` and `start` alone say the list.
+    assert_eq!(
+        word(&path, c + list_header::LEN),
+        want.len() as u64,
+        "{at:?}"
+    );
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    // Pops without a lock run again.
+    assert_eq!(
+        st.publish_list_pop(l, true).unwrap(),
+        Some(want[0]),
+        "{at:?}"
+    );
+    assert_eq!(
+        st.publish_list_pop(l, false).unwrap(),
+        Some(int(3)),
+        "{at:?}"
+    );
+}
+
+#[test]
+fn a_popper_killed_holding_the_claim_leaves_the_list_whole() {
+    popper_dies_at(AppendDeath::Claimed, false);
+}
+
+#[test]
+fn a_popper_killed_after_its_commit_point_is_finished_by_its_recovery() {
+    popper_dies_at(AppendDeath::PopCommitted, true);
+}
+
+#[test]
+fn a_popper_killed_after_marking_its_claim_is_finished_by_its_recovery() {
+    popper_dies_at(AppendDeath::PopMarked, true);
 }

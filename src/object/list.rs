@@ -12,6 +12,7 @@
 use super::layout::{list_header, list_items};
 use super::value::{self, Kind};
 use super::{Container, Error, Result, Store};
+use crate::part_lock::{effective_list, tail_claimant, tail_len};
 
 /// Above this many words to move, a change copies into a new items block instead.
 const IN_PLACE_MOVES: u64 = 32;
@@ -43,13 +44,15 @@ impl Parts {
 
 impl Store {
     /// The list's words, checked: the items block is an items block of at least `cap` words
-    /// and `start + len <= cap` (a hostile `start` or `len` is refused, never followed).
+    /// and `start + len <= cap` (a hostile `start` or `len` is refused, never followed). A
+    /// claim on the list's tail in its `len` word (an append or a pop in flight, or left by a
+    /// dead claimant: FORMAT.md §10.9, "Appends" and "Pops") gives the list it stands for
+    /// (`part_lock::effective_list`): `start` and `len` here are that list's.
     pub(super) fn list_parts(&self, c: u64) -> Result<Parts> {
         self.observe(c);
         let items = self.get(c + list_header::ITEMS)?;
-        // An append in flight may claim the tail (FORMAT.md §10.9, "Appends"): the length
-        // is the word's low bits then, and the claimed item is not in the list yet.
-        let len = crate::part_lock::tail_len(self.get(c + list_header::LEN)?);
+        let word = self.get(c + list_header::LEN)?;
+        let len = tail_len(word);
         let cap = self.get(c + list_header::CAP)?;
         let start = self.get(c + list_header::START)?;
         if items == 0 {
@@ -73,12 +76,42 @@ impl Store {
             return Err(corrupt("list items block does not match its list", c));
         }
         self.check_span(items, list_items::bytes(cap))?;
+        let (start, len) = if tail_claimant(word).is_some() {
+            // `start < cap` whenever the claim's length is at least 1 (checked above).
+            let first = if len >= 1 {
+                self.get(list_items::item(items, start))?
+            } else {
+                value::EMPTY
+            };
+            let (s, l) = effective_list(word, start, first);
+            if s > cap || l > cap - s {
+                return Err(corrupt("list items block does not match its list", c));
+            }
+            (s, l)
+        } else {
+            (start, len)
+        };
         Ok(Parts {
             items,
             start,
             len,
             cap,
         })
+    }
+
+    /// [`Store::list_parts`] for a change of the list (on its part, or store-wide): a claim on
+    /// the list's tail found now is no claimant's in flight (part takers wait for publications,
+    /// sections drain them), so the list it stands for is written out first, logged: a plain
+    /// `len` and the `start` that goes with it.
+    fn list_parts_mut(&mut self, c: u64) -> Result<Parts> {
+        let p = self.list_parts(c)?;
+        if tail_claimant(self.get(c + list_header::LEN)?).is_some() {
+            if self.get(c + list_header::START)? != p.start {
+                self.put(c + list_header::START, p.start)?;
+            }
+            self.put(c + list_header::LEN, p.len)?;
+        }
+        Ok(p)
     }
 
     pub fn list_len(&self, c: Container) -> Result<u64> {
@@ -138,7 +171,7 @@ impl Store {
     /// Replaces item `i` with `w` (already encoded); the old value is released at commit.
     pub fn list_set(&mut self, c: Container, i: u64, w: u64) -> Result<()> {
         let c = c.get();
-        let p = self.list_parts(c)?;
+        let p = self.list_parts_mut(c)?;
         if i >= p.len {
             return Err(corrupt("list index out of range in list_set", c));
         }
@@ -163,7 +196,7 @@ impl Store {
         if ws.is_empty() {
             return Ok(());
         }
-        let p = self.list_parts(c)?;
+        let p = self.list_parts_mut(c)?;
         let len = p.len;
         let n = ws.len() as u64;
         let need = len
@@ -202,7 +235,7 @@ impl Store {
     /// stores the word elsewhere in the same change: `move_to`). `None` when out of range.
     pub fn list_take(&mut self, c: Container, i: u64, release: bool) -> Result<Option<u64>> {
         let cg = c.get();
-        let p = self.list_parts(cg)?;
+        let p = self.list_parts_mut(cg)?;
         if i >= p.len {
             return Ok(None);
         }
@@ -236,7 +269,7 @@ impl Store {
         ws: &[u64],
     ) -> Result<Vec<u64>> {
         let c = c.get();
-        let p = self.list_parts(c)?;
+        let p = self.list_parts_mut(c)?;
         let len = p.len;
         let stop = stop.min(len);
         let start = start.min(stop);
@@ -310,7 +343,7 @@ impl Store {
     /// are released at commit) and new words. One new items block, swapped in.
     pub fn list_rebuild(&mut self, c: Container, plan: &[Item]) -> Result<()> {
         let c = c.get();
-        let p = self.list_parts(c)?;
+        let p = self.list_parts_mut(c)?;
         let len = p.len;
         let mut used = vec![false; len as usize];
         for it in plan {

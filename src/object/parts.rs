@@ -402,6 +402,111 @@ impl Store {
         appended
     }
 
+    /// Takes the first item (`front`) or the last of list `c` with no part taken (FORMAT.md
+    /// §10.9, "Pops"): a publication under the list's part that claims the list's tail, as an
+    /// append does, and commits the pop under the claim. Only where that is the whole change:
+    /// a store neither durable nor read-only, no lock held in this process, and the item an
+    /// inline word (nothing to free). `Ok(Some(w))`: the item taken; `Ok(None)`: nothing was
+    /// changed (an empty list, an item with a block, a claim held too long, a section): the
+    /// caller runs the pop on the list's part.
+    pub fn publish_list_pop(&mut self, c: Container, front: bool) -> Result<Option<u64>> {
+        if self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+            || self.part_change.is_some()
+        {
+            return Ok(None);
+        }
+        if self.block_kind(c)? != Some(Kind::List) {
+            return Ok(None);
+        }
+        let cg = c.get();
+        // A look before the announcement: an empty list, or an item that is a block, is not
+        // published (the part path raises, waits, or frees the block).
+        match self.list_parts(cg) {
+            Ok(p) if p.len >= 1 => {
+                let w = self.get(p.slot(if front { 0 } else { p.len - 1 }))?;
+                if w == value::EMPTY || value::is_block(w) {
+                    return Ok(None);
+                }
+            }
+            _ => return Ok(None),
+        }
+        let version = cg + container::VERSION;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(None);
+        }
+        let taken = self.claim_and_pop(&parts, cg, front);
+        let changed = matches!(taken, Ok(Some(_)));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+        }
+        taken
+    }
+
+    /// Pop steps under the announcement (FORMAT.md §10.9, "Pops"): the tail claimed, the list
+    /// read under the claim, the item checked, the pop committed.
+    fn claim_and_pop(
+        &self,
+        parts: &Parts<'_, Mapping>,
+        c: u64,
+        front: bool,
+    ) -> Result<Option<u64>> {
+        let len_at = c + list_header::LEN;
+        let mut spins = 0;
+        loop {
+            let word = self.get(len_at)?;
+            if tail_claimant(word).is_some() {
+                if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
+                    continue;
+                }
+                return Ok(None);
+            }
+            if word == 0 {
+                return Ok(None);
+            }
+            if parts.claim_tail(len_at, word)?.is_err() {
+                continue;
+            }
+            self.maybe_die(AppendDeath::Claimed);
+            let p = match self.list_parts(c) {
+                Ok(p) if p.items != 0 && p.len == word => p,
+                Ok(_) => {
+                    parts.unclaim_tail(len_at)?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    parts.unclaim_tail(len_at)?;
+                    return Err(e);
+                }
+            };
+            let at = p.slot(if front { 0 } else { p.len - 1 });
+            let w = self.get(at)?;
+            if w == value::EMPTY || value::is_block(w) {
+                parts.unclaim_tail(len_at)?;
+                return Ok(None);
+            }
+            if front {
+                let words = crate::part_lock::ListWords {
+                    len: len_at,
+                    start: c + list_header::START,
+                    item0: super::layout::list_items::item(p.items, 0),
+                    cap: p.cap,
+                };
+                parts.pop_front_commit(words, p.start)?;
+                self.maybe_die(AppendDeath::PopCommitted);
+                parts.pop_front_mark(words, word)?;
+                self.maybe_die(AppendDeath::PopMarked);
+                parts.pop_front_finish(words, word, p.start)?;
+            } else {
+                parts.pop_back(len_at, word)?;
+            }
+            return Ok(Some(w));
+        }
+    }
+
     /// Gives back a block taken for a publication that did not link it (0: none): the journal
     /// settled first (a journal that names a freed block as taken would have a recovery free
     /// it again), then the block freed (a kill between the two leaves it to gc).

@@ -83,8 +83,10 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
     if let Some(p) = crate::part_lock::published_part(active) {
         if let Some(kind) = version_word_kind(mem, p) {
             if kind == Kind::List {
-                let len_at = p - container::VERSION + list_header::LEN;
-                part_lock::drop_tail_claim(mem, len_at, slot)?;
+                // An append's claim is dropped; a front pop that committed is finished.
+                if let Some((at, _)) = list_words(mem, p - container::VERSION, slot)? {
+                    part_lock::settle_dead_claim(mem, at, slot)?;
+                }
             }
             crate::part_lock::bump_version(mem, p)?;
         }
@@ -242,23 +244,20 @@ fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error
         return Ok(false);
     }
     let c = p - container::VERSION;
-    let items = mem.load(c + list_header::ITEMS, Ordering::Acquire)?;
-    let len = part_lock::tail_len(mem.load(c + list_header::LEN, Ordering::Acquire)?);
-    let cap = mem.load(c + list_header::CAP, Ordering::Acquire)?;
-    let start = mem.load(c + list_header::START, Ordering::Acquire)?;
-    if items == 0 {
+    let Some((at, items)) = list_words(mem, c, slot)? else {
         return Ok(false);
-    }
-    let head = mem.load(items, Ordering::Acquire)?;
-    if value::head_kind(head) != Some(Kind::ListItems)
-        || value::head_len(head) < cap
-        || start > cap
-        || len > cap - start
-    {
-        return Err(corrupt(
-            format!("participant {slot}'s list items block does not match its list"),
-            c,
-        ));
+    };
+    // The list the claim (if any) stands for: a popped first item is not in it.
+    let word = mem.load(at.len, Ordering::Acquire)?;
+    let start = mem.load(at.start, Ordering::Acquire)?;
+    let first = if part_lock::tail_len(word) >= 1 {
+        mem.load(list_items::item(items, start), Ordering::Acquire)?
+    } else {
+        value::EMPTY
+    };
+    let (start, len) = part_lock::effective_list(word, start, first);
+    if start > at.cap || len > at.cap - start {
+        return Err(damaged_list(slot, c));
     }
     // From the end: an item appended last is near it.
     for i in (start..start + len).rev() {
@@ -267,6 +266,51 @@ fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error
         }
     }
     Ok(false)
+}
+
+/// The words of list `c` for a recoverer (`part_lock::ListWords`) and its items block, checked
+/// as `Store::list_parts` checks them (`start` and the length at most `cap`, the items block of
+/// that capacity); None for a list without an items block.
+fn list_words(
+    mem: &crate::region::Mapping,
+    c: u64,
+    slot: u32,
+) -> Result<Option<(part_lock::ListWords, u64)>, Error> {
+    let items = mem.load(c + list_header::ITEMS, Ordering::Acquire)?;
+    if items == 0 {
+        return Ok(None);
+    }
+    let len = part_lock::tail_len(mem.load(c + list_header::LEN, Ordering::Acquire)?);
+    let cap = mem.load(c + list_header::CAP, Ordering::Acquire)?;
+    let start = mem.load(c + list_header::START, Ordering::Acquire)?;
+    let head = mem.load(items, Ordering::Acquire)?;
+    if value::head_kind(head) != Some(Kind::ListItems)
+        || value::head_len(head) < cap
+        || start > cap
+        || len > cap - start
+        || items % 16 != 0
+        || items
+            .checked_add(list_items::bytes(cap))
+            .is_none_or(|end| end > mem.size())
+    {
+        return Err(damaged_list(slot, c));
+    }
+    Ok(Some((
+        part_lock::ListWords {
+            len: c + list_header::LEN,
+            start: c + list_header::START,
+            item0: list_items::item(items, 0),
+            cap,
+        },
+        items,
+    )))
+}
+
+fn damaged_list(slot: u32, c: u64) -> Error {
+    corrupt(
+        format!("participant {slot}'s list items block does not match its list"),
+        c,
+    )
 }
 
 /// Whether dead participant `slot`'s held chain reaches `block`. A chain that names a block

@@ -52,8 +52,8 @@ pub struct Store {
     pub(super) append_death: Option<AppendDeath>,
 }
 
-/// Where a test's child process dies inside an append publication (`_exit`, stopped as a
-/// SIGKILL would stop it), so that its recovery can be checked at each point a kill may hit.
+/// Where a test's child process dies inside an append or pop publication (`_exit`, stopped as
+/// a SIGKILL would stop it), so that its recovery can be checked at each point a kill may hit.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendDeath {
@@ -63,6 +63,10 @@ pub enum AppendDeath {
     Claimed,
     /// The item linked (`len` moved on), the journal not settled, the version not moved.
     Linked,
+    /// A front pop (`publish_list_pop`): the first item word emptied (the commit point).
+    PopCommitted,
+    /// A front pop: the claim marked popped, `start` not moved.
+    PopMarked,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -248,7 +252,7 @@ impl Store {
         Ok(self.part.heap().alloc_into(size, journal)?.get())
     }
 
-    /// Makes this process die at `at` inside its next append publications (tests only).
+    /// Makes this process die at `at` inside its next append or pop publications (tests only).
     #[doc(hidden)]
     pub fn die_inside_appends(&mut self, at: Option<AppendDeath>) {
         self.append_death = at;

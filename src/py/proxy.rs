@@ -267,6 +267,26 @@ impl List {
             // Decode before the op commits (a removed value is released then).
             Ok(Some(to_py(py, st, shared, w)?.unbind()))
         };
+        // The first or the last item, a small value (its word), taken with no lock: a claim on
+        // the list's tail (a publication); else, and for an empty list (which raises or
+        // waits), the change below.
+        if to.is_none() && (i == 0 || i == -1) {
+            let publish = |st: &mut Store| -> PyResult<Option<Option<Py<PyAny>>>> {
+                match st.publish_list_pop(self.off, i == 0).map_err(map)? {
+                    Some(w) => Ok(Some(Some(to_py(py, st, shared, w)?.unbind()))),
+                    None => Ok(None),
+                }
+            };
+            if let Some(o) = self
+                .shared
+                .publish_or_write_in(&Gil(py), self.off, publish, take)?
+            {
+                return Ok(Some(o));
+            }
+            if !block {
+                return Ok(None);
+            }
+        }
         // One list alone (pop, popleft) runs on its part lock where it can; a move changes two.
         let part = if to.is_none() { Some(self.off) } else { None };
         if block {

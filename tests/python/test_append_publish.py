@@ -324,3 +324,88 @@ def test_extends_of_small_values_from_several_processes_are_whole_and_in_order(
         by = split(items)
         for a in (1, 2):
             assert by[a] == list(range(4 * batches))
+
+
+def test_pops_from_several_processes_take_each_item_once(tmp_path: Path) -> None:
+    # Two consumers take from the front, one from the back, while a producer appends: every
+    # item is taken once (popleft and pop of a small value take no lock).
+    path = str(tmp_path / "s.db")
+    n = 20_000
+    with persist.open(path) as store:
+        store.root["l"] = list(range(n))
+    go_r, go_w = os.pipe()
+
+    def consumer(me: int, front: bool) -> None:
+        got = []
+        with persist.open(path) as store:
+            lst = store.root["l"]
+            os.read(go_r, 1)
+            while True:
+                try:
+                    v = lst.popleft() if front else lst.pop()
+                except IndexError:
+                    break
+                got.append(v)
+        (tmp_path / f"got{me}").write_text(",".join(map(str, got)))
+
+    def producer() -> None:
+        with persist.open(path) as store:
+            lst = store.root["l"]
+            os.read(go_r, 1)
+            for i in range(n, n + 5_000):
+                lst.append(i)
+
+    pids = [fork_child(producer)]
+    pids += [fork_child(lambda m=m, f=f: consumer(m, f)) for m, f in enumerate((True, True, False))]
+    os.write(go_w, b"x" * len(pids))
+    assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
+    taken = [
+        int(v) for m in range(3) for v in (tmp_path / f"got{m}").read_text().split(",") if v
+    ]
+    with persist.open(path) as store:
+        left = store.root["l"].to_python()
+        assert sorted(taken + left) == list(range(n + 5_000))
+        assert store.check()["leaked_references"] == 0
+
+
+def test_killed_poppers_take_each_item_at_most_once_and_block_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    n = 400_000
+    with persist.open(path) as store:
+        store.root["l"] = list(range(n))
+        store.root["taken"] = []
+
+    def worker(seed: int, ready: int) -> None:
+        # Each taken item is recorded in another list right after: a kill between the two
+        # loses it (the pop was whole), never duplicates it.
+        with persist.open(path) as store:
+            lst = store.root["l"]
+            taken = store.root["taken"]
+            os.write(ready, b"r")
+            front = seed % 2 == 0
+            while True:
+                taken.append(lst.popleft() if front else lst.pop())
+
+    kill_loop(worker, rng=random.Random(13), workers=3, kills=60, seconds=120)
+    with persist.open(path) as store:
+        left = store.root["l"].to_python()
+        taken = store.root["taken"].to_python()
+        # The list is still a run of the original order with its ends taken.
+        assert left == list(range(left[0], left[0] + len(left))) if left else True
+        seen = set(taken)
+        assert len(seen) == len(taken), "an item was taken twice"
+        assert not seen & set(left), "a taken item is still in the list"
+        assert len(taken) + len(left) <= n
+        # The items lost with a kill are one per kill at most.
+        assert n - len(taken) - len(left) <= 60
+        report = store.check(timeout=10)
+        assert report["leaked_references"] == 0
+        lst = store.root["l"]
+        lst.lockExcl(timeout=10)
+        try:
+            lst.append(-1)
+        finally:
+            lst.unlock()
+        assert lst.pop() == -1
+        if left:
+            assert lst.popleft() == left[0]
