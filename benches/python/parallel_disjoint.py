@@ -6,7 +6,8 @@ Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (rand
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
-str``). The throughput is all
+str``); and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one
+list pops``). The throughput is all
 the processes' operations over the wall time from the first start to the last end (a barrier
 through a pipe starts them together). The parent closes the store before the workers open it,
 so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
@@ -42,6 +43,9 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one list str":
             for i in range(n):
                 target.append(f"item {i:09d}")
+        elif workload == "one list pops":
+            for _ in range(n):
+                target.popleft()
         else:
             for i, k in enumerate(keys):
                 target[k] = i
@@ -53,6 +57,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         for p in range(procs):
             root[f"d{p}"] = {k: 0 for k in range(1000)}
             root[f"l{p}"] = []
+        if workload == "one list pops":
+            root["l0"] = list(range(procs * n))
     go_r, go_w = os.pipe()
     pids = []
     for p in range(procs):
@@ -84,7 +90,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
         "--workloads",
-        default="disjoint,one dict,appends,one list,one list str",
+        default="disjoint,one dict,appends,one list,one list str,one list pops",
         help="comma-separated",
     )
     a = ap.parse_args()

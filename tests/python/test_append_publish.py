@@ -359,9 +359,7 @@ def test_pops_from_several_processes_take_each_item_once(tmp_path: Path) -> None
     pids += [fork_child(lambda m=m, f=f: consumer(m, f)) for m, f in enumerate((True, True, False))]
     os.write(go_w, b"x" * len(pids))
     assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
-    taken = [
-        int(v) for m in range(3) for v in (tmp_path / f"got{m}").read_text().split(",") if v
-    ]
+    taken = [int(v) for m in range(3) for v in (tmp_path / f"got{m}").read_text().split(",") if v]
     with persist.open(path) as store:
         left = store.root["l"].to_python()
         assert sorted(taken + left) == list(range(n + 5_000))
