@@ -138,22 +138,19 @@ fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
     assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2)]);
 }
 
-/// An appender of a str (a block) that dies at `at` inside its append, in a child process;
-/// the parent recovers it. Whole or absent, as the point says, and no block left behind.
-fn appender_dies_at(at: AppendDeath, appended: bool) {
-    let (path, mut st, l) = store_with_a_list(&format!("{at:?}"));
-    let value = Node::Str(b"a str longer than seven bytes".as_slice().into());
-    // SAFETY: the child only runs the append below and leaves through _exit.
+/// Runs `op` on a store of its own in a forked child that is to die at `at` inside it (exit
+/// status 0 from the hook; 2 if `op` returned without reaching the point), and waits for it.
+fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut Store)) {
+    // SAFETY: the child only runs `op` and leaves through _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let code = std::panic::catch_unwind(|| {
-            let mut child = Store::open(&path).unwrap();
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut child = Store::open(path).unwrap();
             child.die_inside_appends(Some(at));
-            let _ = child.publish_list_append_scalar(l, &value);
-            // Not dead: the append did not reach the point.
+            op(&mut child);
             2
-        })
+        }))
         .unwrap_or(1);
         // SAFETY: _exit ends the child at once.
         unsafe { libc::_exit(code) }
@@ -165,6 +162,16 @@ fn appender_dies_at(at: AppendDeath, appended: bool) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the child did not die at {at:?} (status {status:#x})"
     );
+}
+
+/// An appender of a str (a block) that dies at `at` inside its append, in a child process;
+/// the parent recovers it. Whole or absent, as the point says, and no block left behind.
+fn appender_dies_at(at: AppendDeath, appended: bool) {
+    let (path, mut st, l) = store_with_a_list(&format!("{at:?}"));
+    let value = Node::Str(b"a str longer than seven bytes".as_slice().into());
+    child_dies_at(&path, at, |child| {
+        let _ = child.publish_list_append_scalar(l, &value);
+    });
     assert_eq!(st.recover_dead().unwrap(), 1);
     let len_at = l.get() + list_header::LEN;
     assert_eq!(tail_claimant(word(&path, len_at)), None, "{at:?}");
@@ -258,27 +265,9 @@ fn each_state_of_a_front_pop_left_behind_reads_as_the_list_before_or_after_it() 
 /// A popper that dies at `at` inside a front pop, in a child process; the parent recovers it.
 fn popper_dies_at(at: AppendDeath, popped: bool) {
     let (path, mut st, l) = store_with_a_list(&format!("{at:?}-pop"));
-    // SAFETY: the child only runs the pop below and leaves through _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = std::panic::catch_unwind(|| {
-            let mut child = Store::open(&path).unwrap();
-            child.die_inside_appends(Some(at));
-            let _ = child.publish_list_pop(l, true);
-            2
-        })
-        .unwrap_or(1);
-        // SAFETY: _exit ends the child at once.
-        unsafe { libc::_exit(code) }
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child did not die at {at:?} (status {status:#x})"
-    );
+    child_dies_at(&path, at, |child| {
+        let _ = child.publish_list_pop(l, true);
+    });
     assert_eq!(st.recover_dead().unwrap(), 1);
     let c = l.get();
     assert_eq!(
