@@ -132,6 +132,14 @@
 //! A dead publisher's recoverer moves P by 2 ([`bump_version`]) before it clears
 //! `active`: the CAS happened whole or not at all, and nothing is logged.
 //!
+//! Appends and pops of a list are publications too, but change two words or more (an item and
+//! `len`; a front pop also `start`). Their publishers order themselves by a claim in the list's
+//! `len` word ([`Parts::claim_tail`]: CAS n -> [`tail_claim`]`(me, n)`), held for a few stores,
+//! and every state a claim passes through stands for one whole list, the one before the change
+//! or the one after ([`effective_list`]), for readers, recoverers and the next part holder
+//! alike. A dead claimant's recoverer settles its claim ([`settle_dead_claim`]: dropped, or a
+//! committed front pop finished) before it moves P. FORMAT.md §10.9, "Appends" and "Pops".
+//!
 //! Deadlock: a single change holding part P that waits for part Q must take its parts in one
 //! global order (increasing offset) or let go of P first; sections take no parts; a change
 //! past the gate never waits for a section. Those rules are the caller's.
