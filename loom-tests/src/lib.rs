@@ -68,13 +68,13 @@ impl Planted {
 }
 
 /// The scaffolding of the publication models (`tests/publish.rs`, `tests/publish_append.rs`,
-/// `tests/append_block.rs`): the object layer's words beside the lock file's store lock and
-/// gate ([`Objects`](publication::Objects)), a participant's view of them
+/// `tests/append_block.rs`, `tests/publish_pop.rs`): the object layer's words beside the lock
+/// file's store lock and gate ([`Objects`](publication::Objects)), a participant's view of them
 /// ([`View`](publication::View): its parts, store lock and undo log), the recovery's last step
 /// ([`recover_dead`](publication::recover_dead)), an unlocked read as the object layer
 /// validates it ([`read_validated`](publication::read_validated)), and a list's words for the
-/// append models. What each model adds (its own words, who is inside, the recovery before the
-/// last step, a part taker's wait, the publications themselves) stays in its file.
+/// append and pop models. What each model adds (its own words, who is inside, the recovery
+/// before the last step, a part taker's wait, the publications themselves) stays in its file.
 #[cfg(loom)]
 pub mod publication {
     use crate::{Budget, KillableWords};
@@ -380,10 +380,11 @@ pub mod publication {
         (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
     }
 
-    // ---- a list (the append models) -----------------------------------------------------------
+    // ---- a list (the append and pop models) ---------------------------------------------------
 
     /// A list's words, after P (its version word): its `len` word, ITEMS (where its items
-    /// block is) and CAP (the block's capacity). Items blocks lie from 48 up to RECORDS.
+    /// block is) and CAP (the block's capacity). A model's items blocks (and its other list
+    /// words: `publish_pop.rs`'s `start`) lie from 48 up to RECORDS.
     pub const LEN: u64 = 24;
     pub const ITEMS: u64 = 32;
     pub const CAP: u64 = 40;

@@ -24,14 +24,15 @@
 //! pop finished: marked popped, then `start`, then the plain length), moves P
 //! (`bump_version`), then clears `active` (`recover_dead`), as `object/recovery.rs` does.
 //!
-//! The scaffolding (`World`, `Participant`, `recover`, `as_victim`, the reader, `Spin`,
-//! `WordsOnly`, `Inside`) is copied from `publish_append.rs` and changed: a `start` word, one
-//! items block that never moves, no lockExcl section, `settle_dead_claim` in place of
-//! `drop_tail_claim`, pops (publication and part path) beside appends, and a reader that
-//! computes the effective list and keeps a failed check as an error (as the session would, if
-//! the read validated). A waiter that spins `SPIN_LIMIT` times panics with every participant's
-//! phase (`spun`), so that a model that never ends says where instead of hitting loom's branch
-//! limit.
+//! The scaffolding shared with `publish_append.rs` and `append_block.rs` is in
+//! `loom_tests::publication` (the lock file and store words, the list's `len`, ITEMS and CAP
+//! words, a participant's view, the recovery's last step, the validated read); what is this
+//! file's own is here: a `start` word, one items block that never moves, no lockExcl section,
+//! `settle_dead_claim` in place of `drop_tail_claim`, pops (publication and part path) beside
+//! appends, and a reader that computes the effective list and keeps a failed check as an error
+//! (as the session would, if the read validated). A waiter that spins `SPIN_LIMIT` times
+//! panics with every participant's phase (`spun`), so that a model that never ends says where
+//! instead of hitting loom's branch limit.
 //!
 //! The models (the victim is killed before each of its word accesses through the killable
 //! word store, as in `publish_append.rs`, and also runs to its end; every popper and appender
@@ -156,99 +157,56 @@
 //! 0.91, 1.63, 3.63 and 0.45 s.
 #![cfg(loom)]
 
-use loom::sync::{Arc, Mutex};
+use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords};
-use persist::part_lock::{
-    drop_tail_claim, effective_list, holder, published_part, publishing, record, settle_dead_claim,
-    tail_claim_popped, tail_claimant, tail_len, Closed, GateOffsets, Held, HeldParts, ListWords,
-    Parts, EMPTY_ITEM, TAIL_POPPED,
+use loom_tests::publication::{
+    self, gate, owner, read_validated, slot_of, Objects, Spin, View, CAP, GATE_END, ITEMS, LEN,
+    OTHER, P, RECORDS, THIRD, VICTIM,
 };
-use persist::store_lock::{owner_id, Futex, LockOffsets, OtherEntries, StoreLock, UndoLog};
-use persist::sync::{AccessError, AtomicU64, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, Planted};
+use persist::part_lock::{
+    drop_tail_claim, effective_list, holder, published_part, publishing, settle_dead_claim,
+    tail_claim_popped, tail_claimant, tail_len, Held, ListWords, EMPTY_ITEM, TAIL_POPPED,
+};
+use persist::sync::{AccessError, Liveness, Ordering, WordStore};
 use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
 
 // ---- broken variants ----------------------------------------------------------------------------
 
-const BROKEN_VARIANTS: [&str; 12] = [
-    "recovery-drops-every-claim",
-    "recovery-start-before-mark",
-    "pop-start-before-empty",
-    "pop-mark-before-empty",
-    "pop-len-before-start",
-    "pop-mark-relaxed",
-    "pop-finish-relaxed",
-    "reader-ignores-claim",
-    "effective-ignores-popped",
-    "back-pop-no-claim",
-    "taker-skips-wait",
-    "taker-ignores-claim",
-];
+static BROKEN: Planted = Planted::new(
+    "PUBLISH_POP_BROKEN",
+    &[
+        "recovery-drops-every-claim",
+        "recovery-start-before-mark",
+        "pop-start-before-empty",
+        "pop-mark-before-empty",
+        "pop-len-before-start",
+        "pop-mark-relaxed",
+        "pop-finish-relaxed",
+        "reader-ignores-claim",
+        "effective-ignores-popped",
+        "back-pop-no-claim",
+        "taker-skips-wait",
+        "taker-ignores-claim",
+    ],
+);
 
 /// Whether `PUBLISH_POP_BROKEN` names `variant` (module doc).
 fn broken(variant: &str) -> bool {
-    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let chosen = CHOSEN.get_or_init(|| {
-        let v = std::env::var("PUBLISH_POP_BROKEN").unwrap_or_default();
-        assert!(
-            v.is_empty() || BROKEN_VARIANTS.contains(&v.as_str()),
-            "PUBLISH_POP_BROKEN={v}: not one of {BROKEN_VARIANTS:?}"
-        );
-        v
-    });
-    debug_assert!(BROKEN_VARIANTS.contains(&variant));
-    chosen == variant
+    BROKEN.is(variant)
 }
 
 // ---- the world ----------------------------------------------------------------------------------
 
-/// The lock words, then the gate's: `shared`, and one `active` word per slot.
-const AT: LockOffsets = loom_tests::LOCK_AT;
-const SLOTS: u32 = 3;
-const GATE: GateOffsets = GateOffsets {
-    shared: 24,
-    active: 32,
-    stride: 8,
-    slots: SLOTS,
-};
-const LOCK_FILE_BYTES: u64 = 32 + 8 * SLOTS as u64;
-
-/// Store file: the list's version word P (its part word), its `len` word, ITEMS (where its
-/// items block is; it never moves here), CAP (the block's capacity), START (the index of the
-/// first live item), the block, then per slot its held-parts record and its undo log block.
-/// (Offset 0 stays unused: a record entry naming offset 0 is an empty one.)
-const P: u64 = 16;
-const LEN: u64 = 24;
-const ITEMS: u64 = 32;
-const CAP: u64 = 40;
+/// Store file (`loom_tests::publication`): the list's version word P (its part word), its
+/// `len` word, ITEMS (where its items block is: BLOCK, which never moves here), CAP (the
+/// block's capacity), then this file's own START (the index of the first live item) and the
+/// block, then per slot its held-parts record and its undo log block.
 const START: u64 = 48;
 const BLOCK: u64 = 56;
 const BLOCK_WORDS: u64 = 4;
-const LOG_CAP: u64 = 4;
-const LOG_BYTES: u64 = persist::store_lock::undo::ENTRIES + LOG_CAP * 16;
-const SLOT_AREA: u64 = record::BYTES + LOG_BYTES;
-const RECORDS: u64 = 128;
-const STORE_BYTES: u64 = RECORDS + SLOTS as u64 * SLOT_AREA;
 const _: () = assert!(BLOCK + 8 * BLOCK_WORDS <= RECORDS);
-
-fn record_of(slot: u32) -> u64 {
-    RECORDS + slot as u64 * SLOT_AREA
-}
-
-fn log_of(slot: u32) -> u64 {
-    record_of(slot) + record::BYTES
-}
-
-const GENERATION: u64 = 1;
-
-fn owner(slot: u32) -> u64 {
-    owner_id(slot, GENERATION)
-}
-
-/// The slot an owner id names.
-fn slot_of(owner: u64) -> u32 {
-    (owner & 0xffff) as u32 - 1
-}
 
 /// Items (never EMPTY_ITEM, 0, which no live item holds): the list's first items, and the
 /// one the appenders append.
@@ -264,10 +222,6 @@ const SPIN_LOOKS: u32 = 1;
 /// A waiter that spins this many times on one wait panics with every participant's phase
 /// (a diagnosis of a model that never ends, instead of loom's branch limit).
 const SPIN_LIMIT: u32 = 200;
-
-const VICTIM: u32 = 0;
-const OTHER: u32 = 1;
-const THIRD: u32 = 2;
 
 /// Which slots are inside a publication past the gate: kept outside loom (a plain mutex; loom
 /// runs one thread at a time, so it adds no interleavings).
@@ -291,14 +245,20 @@ impl Inside {
     }
 }
 
+/// The words (`Objects`, which a `World` derefs to), who is inside, and each participant's
+/// phase (for `spun`).
 struct World {
-    lock_file: MemWords,
-    store: MemWords,
-    live: MemLiveness,
-    /// The kernel's lock on a dead slot: one recoverer at a time.
-    recovery: Mutex<()>,
+    objects: Objects,
     inside: Inside,
     phase: std::sync::Mutex<[&'static str; 3]>,
+}
+
+impl Deref for World {
+    type Target = Objects;
+
+    fn deref(&self) -> &Objects {
+        &self.objects
+    }
 }
 
 impl World {
@@ -310,16 +270,10 @@ impl World {
     fn new(items: &[u64], cap: u64) -> World {
         assert!(items.len() as u64 <= cap && cap <= BLOCK_WORDS);
         let w = World {
-            lock_file: MemWords::new(LOCK_FILE_BYTES, LOCK_FILE_BYTES),
-            store: MemWords::new(STORE_BYTES, STORE_BYTES),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
+            objects: Objects::new(GATE_END),
             inside: Inside::default(),
             phase: std::sync::Mutex::new([""; 3]),
         };
-        for s in 0..SLOTS {
-            w.live.set_alive(s, true);
-        }
         w.store
             .store(LEN, items.len() as u64, Ordering::Relaxed)
             .unwrap();
@@ -332,18 +286,6 @@ impl World {
                 .unwrap();
         }
         w
-    }
-
-    fn word(&self, at: u64) -> u64 {
-        self.store.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn lock_word(&self, at: u64) -> u64 {
-        self.lock_file.load(at, Ordering::Relaxed).unwrap()
-    }
-
-    fn active(&self, slot: u32) -> u64 {
-        self.lock_word(GATE.active + 8 * slot as u64)
     }
 
     /// The list once nothing is in flight: its `len` word unclaimed, `start + len` within the
@@ -391,58 +333,12 @@ impl World {
         (s..s + l).map(|i| self.word(BLOCK + 8 * i)).collect()
     }
 
-    /// What must hold once nothing is in flight and the dead are recovered: the part free,
-    /// every record, log and `active` empty, the store lock free, the tail unclaimed.
+    /// What must hold once nothing is in flight and the dead are recovered: the tail
+    /// unclaimed (`list`), and `Objects::assert_quiet` (the part free, every record, log and
+    /// `active` empty, the store lock free).
     fn assert_quiet(&self) {
-        assert_eq!(
-            self.word(P) % 2,
-            0,
-            "the part is left held: {:#x}",
-            self.word(P)
-        );
         self.list();
-        for s in 0..SLOTS {
-            let rec = HeldParts::new(&self.store, record_of(s));
-            for e in 0..record::ENTRIES {
-                assert_eq!(
-                    rec.entry(e).unwrap().0,
-                    0,
-                    "slot {s}'s record keeps entry {e}"
-                );
-            }
-            let len = UndoLog::new(&self.store, log_of(s))
-                .published_len()
-                .unwrap();
-            assert_eq!(len, 0, "slot {s}'s undo log keeps entries");
-            assert_eq!(self.active(s), 0, "slot {s} is left active");
-        }
-        assert_eq!(self.lock_word(AT.writer), 0, "the writer word is left held");
-        assert_eq!(self.lock_word(AT.seq) % 2, 0, "the sequence is left odd");
-        assert_eq!(self.lock_word(GATE.shared), 0, "a shared hold is left");
-    }
-}
-
-/// No thread sleeps in these models (waiters spin): nothing to wait on or wake.
-struct Spin;
-
-impl Futex for Spin {
-    fn wait(&self, _word: &AtomicU64, _expected: u32) {}
-
-    fn wake(&self, _word: &AtomicU64) {}
-}
-
-/// Undo log entries other than data words: the models make none.
-struct WordsOnly;
-
-impl OtherEntries for WordsOnly {
-    type Error = AccessError;
-
-    fn once_only(&self, _tagged: u64) -> bool {
-        false
-    }
-
-    fn undo(&mut self, _entry: u64, tagged: u64, _value: u64) -> Result<(), AccessError> {
-        panic!("the models log data words only, found entry {tagged:#x}")
+        self.objects.assert_quiet();
     }
 }
 
@@ -532,14 +428,12 @@ fn settle<W: WordStore>(store: &W, at: ListWords, dead: u32) -> Result<(), Acces
 
 /// Recovers dead slot `dead` as slot `by` would (`object/recovery.rs` `recover_slot`): a
 /// publication its `active` names first (the list's claim settled, then the version moved),
-/// then `Parts::recover_dead` (its log rolled back, its parts released, its `active`
-/// cleared). Safe to repeat.
+/// then `Parts::recover_dead` (`publication::recover_dead`: its log rolled back, its parts
+/// released, its `active` cleared). Safe to repeat.
 fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result<(), AccessError> {
-    let lock = StoreLock::new(lock_file, AT)?;
-    let parts = Parts::new(lock, lock_file, store, GATE, by, owner(by), record_of(by))?;
+    let (_, parts) = gate(lock_file, store, by)?;
     // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
     let active = parts.active_word(dead)?.load(Ordering::Relaxed);
-    let log = UndoLog::new(store, log_of(dead));
     if let Some(part) = published_part(active) {
         assert_eq!(part, P, "a publication under a part that is not the list's");
         // As `recovery.rs` `list_words`: the items block and its capacity read first.
@@ -549,19 +443,7 @@ fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result
         settle(store, list_words(cap), dead)?;
         persist::part_lock::bump_version(store, part)?;
     }
-    let len = log.published_len()?;
-    assert!(
-        len <= LOG_CAP,
-        "the log's length {len} exceeds its capacity"
-    );
-    parts.recover_dead(
-        Some((&log, len)),
-        HeldParts::new(store, record_of(dead)),
-        dead,
-        owner(dead),
-        &mut WordsOnly,
-        &Spin,
-    )
+    publication::recover_dead(&parts, store, dead)
 }
 
 /// A live participant recovers dead slot `dead`, one recoverer at a time. (The dead is no
@@ -574,14 +456,25 @@ fn recover_live(world: &World, by: u32, dead: u32) {
 
 // ---- participants -------------------------------------------------------------------------------
 
-/// A participant's view through `W` (killable for a victim).
+/// A participant's view through `W` (killable for a victim): its parts, store lock and undo
+/// log (`View`, which it derefs to: `put`, `commit`, `enter`), and the world.
 struct Participant<'a, W: WordStore> {
     world: &'a World,
-    parts: Parts<'a, W>,
-    log: UndoLog<'a, W>,
-    store: &'a W,
-    slot: u32,
-    len: u64,
+    view: View<'a, W>,
+}
+
+impl<'a, W: WordStore> Deref for Participant<'a, W> {
+    type Target = View<'a, W>;
+
+    fn deref(&self) -> &View<'a, W> {
+        &self.view
+    }
+}
+
+impl<W: WordStore> DerefMut for Participant<'_, W> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.view
+    }
 }
 
 impl<'a, W: WordStore> Participant<'a, W> {
@@ -591,54 +484,15 @@ impl<'a, W: WordStore> Participant<'a, W> {
         store: &'a W,
         slot: u32,
     ) -> Result<Self, AccessError> {
-        let lock = StoreLock::new(lock_file, AT)?;
         Ok(Participant {
             world,
-            parts: Parts::new(
-                lock,
-                lock_file,
-                store,
-                GATE,
-                slot,
-                owner(slot),
-                record_of(slot),
-            )?,
-            log: UndoLog::new(store, log_of(slot)),
-            store,
-            slot,
-            len: 0,
+            view: View::new(lock_file, store, slot)?,
         })
     }
 
     fn load(&self, at: u64) -> Result<u64, AccessError> {
         // Relaxed: under a claim or the part, or validated (as `Store::get`).
         self.store.load(at, Ordering::Relaxed)
-    }
-
-    /// The old value logged first, then the word changed (as `object/access.rs` `put`).
-    fn put(&mut self, at: u64, new: u64) -> Result<(), AccessError> {
-        let old = self.load(at)?;
-        assert!(self.len < LOG_CAP);
-        self.log.append_word(self.len, at, old)?;
-        self.len += 1;
-        // Relaxed: readers validate the part's version.
-        self.store.store(at, new, Ordering::Relaxed)
-    }
-
-    fn commit(&mut self) -> Result<(), AccessError> {
-        self.log.set_len(0)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Passes the gate, waiting (spinning) while a section holds it closed.
-    fn enter(&self) -> Result<(), AccessError> {
-        loop {
-            match self.parts.enter(&Spin)? {
-                Ok(()) => return Ok(()),
-                Err(Closed::Seq(_)) | Err(Closed::Shared(_)) => thread::yield_now(),
-            }
-        }
     }
 
     /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
@@ -1008,14 +862,7 @@ fn as_victim(
     f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<(), AccessError>,
 ) -> u64 {
     let budget = Budget::new(k);
-    let lock_file = KillableWords {
-        inner: &world.lock_file,
-        budget: &budget,
-    };
-    let store = KillableWords {
-        inner: &world.store,
-        budget: &budget,
-    };
+    let (lock_file, store) = world.killable(&budget);
     let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
     if let Err(e) = r {
         assert!(
@@ -1056,34 +903,17 @@ fn live_append(world: &World, slot: u32, item: u64) {
     assert!(landed.get(), "a live append did not land");
 }
 
-/// One unlocked read of the list under P as the object layer validates it: the `seq` token and
-/// P's version observed, then `Store::list_parts` (the `len` word, the capacity, `start`,
-/// checked against each other, the first item, `effective_list`, checked again) and the items;
-/// then `read_valid` (Acquire fence, `seq`), `publisher_in` (nobody publishes under P), and P
-/// unchanged. A read that fails a check (`CorruptionError` in the object layer) is returned
-/// only if it validates (the session keeps the error then). The version and the read, if it
-/// validates.
+/// One unlocked read of the list under P as the object layer validates it
+/// (`read_validated`): the `seq` token and P's version observed, then `Store::list_parts` (the
+/// `len` word, the capacity, `start`, checked against each other, the first item,
+/// `effective_list`, checked again) and the items; then `read_valid` (Acquire fence, `seq`),
+/// `publisher_in` (nobody publishes under P), and P unchanged. A read that fails a check
+/// (`CorruptionError` in the object layer) is returned only if it validates (the session keeps
+/// the error then). The version and the read, if it validates.
 #[allow(clippy::type_complexity)]
 fn read_list(world: &World, slot: u32) -> Option<(u64, Result<Vec<u64>, String>)> {
-    let lock = StoreLock::new(&world.lock_file, AT).unwrap();
-    let parts = Parts::new(
-        lock,
-        &world.lock_file,
-        &world.store,
-        GATE,
-        slot,
-        owner(slot),
-        record_of(slot),
-    )
-    .unwrap();
-    let token = lock.read_begin().ok()?;
-    // Acquire: as `ReadSet::observe`.
-    let v = world.store.load(P, Ordering::Acquire).unwrap();
-    if v % 2 == 1 {
-        return None;
-    }
-    // Relaxed (all): validated below.
-    let read = || -> Result<Vec<u64>, String> {
+    // Relaxed (all): validated by `read_validated`.
+    read_validated(world, slot, true, || -> Result<Vec<u64>, String> {
         let word = world.word(LEN);
         let n = tail_len(word);
         let cap = world.word(CAP);
@@ -1105,16 +935,7 @@ fn read_list(world: &World, slot: u32) -> Option<(u64, Result<Vec<u64>, String>)
             return Err(format!("effective start {s}, length {l}, capacity {cap}"));
         }
         Ok((s..s + l).map(|i| world.word(BLOCK + 8 * i)).collect())
-    };
-    let seen = read();
-    if !lock.read_valid(token) {
-        return None;
-    }
-    if parts.publisher_in(|p| p == P).unwrap().is_some() {
-        return None;
-    }
-    // Relaxed: ordered after the data loads by `read_valid`'s fence.
-    (world.store.load(P, Ordering::Relaxed).unwrap() == v).then_some((v, seen))
+    })
 }
 
 // ---- 1. a front pop and an append ---------------------------------------------------------------
@@ -1199,14 +1020,7 @@ fn recoverer_killed(items: &[u64], k1: u64, k2: u64) -> (u64, u64) {
             "the dead popper's words stand for a mixed list (taken {taken:?})"
         );
         let budget = Budget::new(k2);
-        let lock_file = KillableWords {
-            inner: &world.lock_file,
-            budget: &budget,
-        };
-        let store = KillableWords {
-            inner: &world.store,
-            budget: &budget,
-        };
+        let (lock_file, store) = world.killable(&budget);
         if let Err(e) = recover(&lock_file, &store, THIRD, VICTIM) {
             assert!(budget.killed(), "the recoverer failed unkilled: {e}");
         }
