@@ -282,15 +282,24 @@ def test_killed_appenders_of_values_with_blocks_leave_no_block_behind(tmp_path: 
     with persist.open(path) as store:
         lst = store.root["l"]
         by: dict[str, list[int]] = {}
-        for v in lst.to_python():
+        items = lst.to_python()
+        for v in items:
             _, seed, _, i = v.split()
             by.setdefault(seed, []).append(int(i))
         for seed, seq in by.items():
             assert seq == list(range(len(seq))), (seed, seq[:20])
-        # Every block an appender took is in the list or was given back by its recovery.
+        # Every block an appender took is in the list or was given back by its recovery,
+        # but for the windows that every allocation and free has (FORMAT.md §10.7 step 0): a
+        # kill between the allocator's take and the journal's taken bit, or, for an append
+        # that gave its block back, between the journal's settling and the free. Those few
+        # are left to gc, which frees exactly them (one run in CI left one in 60 kills).
         report = store.check(timeout=10)
-        assert report["unreachable_blocks"] == 0, report
+        assert report["unreachable_blocks"] <= 3, report
         assert report["leaked_references"] == 0, report
+        freed = store.gc()
+        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        assert store.check(timeout=10)["unreachable_blocks"] == 0
+        assert lst.to_python() == items  # gc freed nothing the list holds
         lst.append("and one more, after them all")
         assert lst[-1] == "and one more, after them all"
 
