@@ -202,6 +202,22 @@ impl Store {
 
     // ---- a publication: one value word by CAS, no part taken -------------------------------
 
+    /// Whether this participant may publish under container `c` now: a store neither durable
+    /// nor read-only, no lock held in this process, no single change or publication of its own
+    /// in progress, and `c` of a kind `kind` accepts (only kinds whose part takers wait for
+    /// publications, `begin_part`).
+    fn may_publish(&self, c: Container, kind: impl Fn(Kind) -> bool) -> Result<bool> {
+        if self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+            || self.part_change.is_some()
+            || self.unlogged_alloc.is_some()
+        {
+            return Ok(false);
+        }
+        Ok(self.block_kind(c)?.is_some_and(kind))
+    }
+
     /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
     /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: a store
     /// neither durable nor read-only, no lock held in this process, the key present, and the
@@ -219,16 +235,9 @@ impl Store {
         // Parts need not be on: with one process alone its steps are serialized anyway, and a
         // process that attaches meanwhile raises `slots high` before it reads or changes
         // anything, so it scans the `active` words (readers, takers, sections) and finds us.
-        if self.part.is_readonly()
-            || self.part.is_durable()
-            || !self.locks.none_held()
-            || self.part_change.is_some()
-        {
-            return Ok(None);
-        }
         // Only a dict or an object: a part change of any other kind does not wait for
         // publications (`begin_part`).
-        if !matches!(self.block_kind(c)?, Some(Kind::Dict | Kind::Object)) {
+        if !self.may_publish(c, |k| matches!(k, Kind::Dict | Kind::Object))? {
             return Ok(None);
         }
         // A look before the announcement: a key that is missing, or whose value is a block, is
@@ -312,16 +321,7 @@ impl Store {
     }
 
     fn append_published(&mut self, c: Container, item: Appended<'_, '_>) -> Result<bool> {
-        if self.part.is_readonly()
-            || self.part.is_durable()
-            || !self.locks.none_held()
-            || self.part_change.is_some()
-            || self.unlogged_alloc.is_some()
-        {
-            return Ok(false);
-        }
-        // A part change of a container of another kind does not wait for publications.
-        if self.block_kind(c)? != Some(Kind::List) {
+        if !self.may_publish(c, |k| k == Kind::List)? {
             return Ok(false);
         }
         let cg = c.get();
@@ -410,14 +410,7 @@ impl Store {
     /// changed (an empty list, an item with a block, a claim held too long, a section): the
     /// caller runs the pop on the list's part.
     pub fn publish_list_pop(&mut self, c: Container, front: bool) -> Result<Option<u64>> {
-        if self.part.is_readonly()
-            || self.part.is_durable()
-            || !self.locks.none_held()
-            || self.part_change.is_some()
-        {
-            return Ok(None);
-        }
-        if self.block_kind(c)? != Some(Kind::List) {
+        if !self.may_publish(c, |k| k == Kind::List)? {
             return Ok(None);
         }
         let cg = c.get();
@@ -455,56 +448,43 @@ impl Store {
         front: bool,
     ) -> Result<Option<u64>> {
         let len_at = c + list_header::LEN;
-        let mut spins = 0;
-        loop {
-            let word = self.get(len_at)?;
-            if tail_claimant(word).is_some() {
-                if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
-                    continue;
-                }
-                return Ok(None);
-            }
-            if word == 0 {
-                return Ok(None);
-            }
-            if parts.claim_tail(len_at, word)?.is_err() {
-                continue;
-            }
-            self.maybe_die(AppendDeath::Claimed);
-            let p = match self.list_parts(c) {
-                Ok(p) if p.items != 0 && p.len == word => p,
-                Ok(_) => {
-                    parts.unclaim_tail(len_at)?;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    parts.unclaim_tail(len_at)?;
-                    return Err(e);
-                }
-            };
-            let at = p.slot(if front { 0 } else { p.len - 1 });
-            let w = self.get(at)?;
-            if w == value::EMPTY || value::is_block(w) {
+        // An empty list is not claimed: the part path raises or waits.
+        let Some(word) = self.claim_list_tail(parts, len_at, |len| len > 0)? else {
+            return Ok(None);
+        };
+        let p = match self.list_parts(c) {
+            Ok(p) if p.items != 0 && p.len == word => p,
+            Ok(_) => {
                 parts.unclaim_tail(len_at)?;
                 return Ok(None);
             }
-            if front {
-                let words = crate::part_lock::ListWords {
-                    len: len_at,
-                    start: c + list_header::START,
-                    item0: super::layout::list_items::item(p.items, 0),
-                    cap: p.cap,
-                };
-                parts.pop_front_commit(words, p.start)?;
-                self.maybe_die(AppendDeath::PopCommitted);
-                parts.pop_front_mark(words, word)?;
-                self.maybe_die(AppendDeath::PopMarked);
-                parts.pop_front_finish(words, word, p.start)?;
-            } else {
-                parts.pop_back(len_at, word)?;
+            Err(e) => {
+                parts.unclaim_tail(len_at)?;
+                return Err(e);
             }
-            return Ok(Some(w));
+        };
+        let at = p.slot(if front { 0 } else { p.len - 1 });
+        let w = self.get(at)?;
+        if w == value::EMPTY || value::is_block(w) {
+            parts.unclaim_tail(len_at)?;
+            return Ok(None);
         }
+        if front {
+            let words = crate::part_lock::ListWords {
+                len: len_at,
+                start: c + list_header::START,
+                item0: super::layout::list_items::item(p.items, 0),
+                cap: p.cap,
+            };
+            parts.pop_front_commit(words, p.start)?;
+            self.maybe_die(AppendDeath::PopCommitted);
+            parts.pop_front_mark(words, word)?;
+            self.maybe_die(AppendDeath::PopMarked);
+            parts.pop_front_finish(words, word, p.start)?;
+        } else {
+            parts.pop_back(len_at, word)?;
+        }
+        Ok(Some(w))
     }
 
     /// Gives back a block taken for a publication that did not link it (0: none): the journal
@@ -520,49 +500,65 @@ impl Store {
         }
     }
 
+    /// Claims the tail of the list whose `len` word is at `len_at` (FORMAT.md §10.9, "Appends"
+    /// steps 3 and 4), announced under its part: `Some(n)`, the length claimed. `None`: the
+    /// length seen is not one `wanted` accepts, or another claimant kept the tail longer than
+    /// a spin (it may be stalled or dead: then the part path, which waits for it or recovers
+    /// it).
+    fn claim_list_tail(
+        &self,
+        parts: &Parts<'_, Mapping>,
+        len_at: u64,
+        wanted: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>> {
+        let mut spins = 0;
+        loop {
+            let word = self.get(len_at)?;
+            if tail_claimant(word).is_some() {
+                if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
+                    continue;
+                }
+                return Ok(None);
+            }
+            if !wanted(word) {
+                return Ok(None);
+            }
+            if parts.claim_tail(len_at, word)?.is_ok() {
+                self.maybe_die(AppendDeath::Claimed);
+                return Ok(Some(word));
+            }
+        }
+    }
+
     /// Append steps 3 to 6 (FORMAT.md §10.9, "Appends"), announced under list `c`'s part:
     /// claims the tail, stores `ws` after the last item, moves `len` on. `Ok(false)`: no room,
     /// or another appender kept the tail claimed longer than a spin.
     fn claim_and_fill(&self, parts: &Parts<'_, Mapping>, c: u64, ws: &[u64]) -> Result<bool> {
         let len_at = c + list_header::LEN;
         let n = ws.len() as u64;
-        let mut spins = 0;
-        loop {
-            let word = self.get(len_at)?;
-            if tail_claimant(word).is_some() {
-                // Another appender owns the tail for a store or two: wait for it a little (it
-                // may be stalled or dead: then the part path, which waits for it or recovers
-                // it).
-                if spin_until_changed(self.mem().word(len_at)?, word, &mut spins) {
-                    continue;
-                }
-                return Ok(false);
+        let Some(word) = self.claim_list_tail(parts, len_at, |_| true)? else {
+            return Ok(false);
+        };
+        // Read under the claim: the items block, `start` and `cap` cannot move now (a part
+        // taker waits for us before it reads or writes under the part, and every other
+        // change of the list's words is a claimant's or a part holder's).
+        let room = match self.list_parts(c) {
+            Ok(p) if p.items != 0 && p.len == word && n <= p.cap - p.start - p.len => Ok(p),
+            Ok(_) => Err(None),
+            Err(e) => Err(Some(e)),
+        };
+        let p = match room {
+            Ok(p) => p,
+            Err(e) => {
+                parts.unclaim_tail(len_at)?;
+                return e.map_or(Ok(false), Err);
             }
-            if parts.claim_tail(len_at, word)?.is_err() {
-                continue;
-            }
-            self.maybe_die(AppendDeath::Claimed);
-            // Read under the claim: the items block, `start` and `cap` cannot move now (a part
-            // taker waits for us before it reads or writes under the part, and every other
-            // change of the list's words is a claimant's or a part holder's).
-            let room = match self.list_parts(c) {
-                Ok(p) if p.items != 0 && p.len == word && n <= p.cap - p.start - p.len => Ok(p),
-                Ok(_) => Err(None),
-                Err(e) => Err(Some(e)),
-            };
-            let p = match room {
-                Ok(p) => p,
-                Err(e) => {
-                    parts.unclaim_tail(len_at)?;
-                    return e.map_or(Ok(false), Err);
-                }
-            };
-            if let Err(e) = parts.fill_tail_with(len_at, word, p.slot(word), ws) {
-                let _ = parts.unclaim_tail(len_at);
-                return Err(e.into());
-            }
-            return Ok(true);
+        };
+        if let Err(e) = parts.fill_tail_with(len_at, word, p.slot(word), ws) {
+            let _ = parts.unclaim_tail(len_at);
+            return Err(e.into());
         }
+        Ok(true)
     }
 
     /// After taking the part whose version word is at `offset`: waits until no other
