@@ -799,6 +799,35 @@ impl<'a, W: WordStore> Parts<'a, W> {
             .store(len_at, len + items.len() as u64, Ordering::Release)
     }
 
+    /// [`Parts::fill_tail_with`] that keeps the claim: the items stored, then the claim at the
+    /// new length, `tail_claim(me, len + items.len())`, which stands for the list with them
+    /// (§10.2), and which [`Parts::unclaim_tail`] ends. An append of a block item ends its
+    /// claim only after settling the block's journal, so that no pop without a lock takes the
+    /// item (and frees its block) while a recovery of the appender could take the block for
+    /// unlinked (FORMAT.md §10.9, "Appends").
+    pub fn fill_tail_held(
+        &self,
+        len_at: u64,
+        len: u64,
+        first_at: u64,
+        items: &[u64],
+    ) -> Result<(), AccessError> {
+        for (k, &item) in items.iter().enumerate() {
+            self.store.step()?;
+            // Relaxed: as in `fill_tail_with`.
+            self.store
+                .store(first_at + 8 * k as u64, item, Ordering::Relaxed)?;
+        }
+        self.store.step()?;
+        // Release: as `fill_tail_with`'s store of the length (a reader takes the length from
+        // the claim's low bits).
+        self.store.store(
+            len_at,
+            tail_claim(self.slot, len + items.len() as u64),
+            Ordering::Release,
+        )
+    }
+
     /// Pop from the back, with the tail claimed at length `len` (>= 1): `len - 1` stored
     /// plain, which both commits the pop and ends the claim (the item word stays past the end).
     pub fn pop_back(&self, len_at: u64, len: u64) -> Result<(), AccessError> {

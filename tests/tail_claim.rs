@@ -8,6 +8,7 @@
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::list_header;
 use persist::object::tree::{Node, Tree};
+use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Error, Store};
 use persist::part_lock::{tail_claim, tail_claimant};
 use std::os::unix::fs::FileExt;
@@ -266,7 +267,7 @@ fn each_state_of_a_front_pop_left_behind_reads_as_the_list_before_or_after_it() 
 fn popper_dies_at(at: AppendDeath, popped: bool) {
     let (path, mut st, l) = store_with_a_list(&format!("{at:?}-pop"));
     child_dies_at(&path, at, |child| {
-        let _ = child.publish_list_pop(l, true);
+        let _ = child.publish_list_pop(l, true, |_, w| w);
     });
     assert_eq!(st.recover_dead().unwrap(), 1);
     let c = l.get();
@@ -291,12 +292,12 @@ fn popper_dies_at(at: AppendDeath, popped: bool) {
     assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
     // Pops without a lock run again.
     assert_eq!(
-        st.publish_list_pop(l, true).unwrap(),
+        st.publish_list_pop(l, true, |_, w| w).unwrap(),
         Some(want[0]),
         "{at:?}"
     );
     assert_eq!(
-        st.publish_list_pop(l, false).unwrap(),
+        st.publish_list_pop(l, false, |_, w| w).unwrap(),
         Some(int(3)),
         "{at:?}"
     );
@@ -315,4 +316,134 @@ fn a_popper_killed_after_its_commit_point_is_finished_by_its_recovery() {
 #[test]
 fn a_popper_killed_after_marking_its_claim_is_finished_by_its_recovery() {
     popper_dies_at(AppendDeath::PopMarked, true);
+}
+
+/// The strs a block popper's list holds (each more than 7 bytes: a block).
+const STRS: [&str; 3] = ["first str item", "second str item", "third str item"];
+
+/// A store whose root holds `'l'`: a list of the three `STRS`, with room after its last item.
+fn store_with_a_list_of_strs(name: &str) -> (std::path::PathBuf, Store, Container) {
+    let (path, mut st, l) = store_with_a_list(name);
+    st.begin_op(T).unwrap();
+    st.list_splice(l, 0, 3, &[]).unwrap();
+    for s in STRS {
+        let w = st
+            .encode(&Tree::scalar(Node::Str(s.as_bytes().into())))
+            .unwrap();
+        st.list_append(l, w).unwrap();
+    }
+    st.end_op(true).unwrap();
+    (path, st, l)
+}
+
+/// The str item word `w` stands for.
+fn str_of(st: &mut Store, w: u64) -> String {
+    match st.value(w).unwrap() {
+        Value::Str(p) => String::from_utf8(st.payload_bytes(p).unwrap()).unwrap(),
+        v => panic!("not a str: {v:?}"),
+    }
+}
+
+fn strs_of(st: &mut Store, l: Container) -> Vec<String> {
+    let words = st.list_words(l).unwrap();
+    words.into_iter().map(|w| str_of(st, w)).collect()
+}
+
+/// A popper of a str (a block item) that dies at `at` inside a pop publication from the
+/// `front` or the back, in a child process; the parent recovers it. The list is whole or
+/// popped, as the point says; the popped block is freed by the recovery, a kept one is not
+/// (check finds neither a block left behind nor damage), and pops without a lock run again.
+fn block_popper_dies_at(at: AppendDeath, front: bool, popped: bool) {
+    let (path, mut st, l) = store_with_a_list_of_strs(&format!("{at:?}-{front}-bpop"));
+    child_dies_at(&path, at, |child| {
+        let _ = child.publish_list_pop(l, front, |_, w| w);
+    });
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    let len_at = l.get() + list_header::LEN;
+    assert_eq!(tail_claimant(word(&path, len_at)), None, "{at:?}");
+    let mut want: Vec<String> = STRS.iter().map(|s| s.to_string()).collect();
+    if popped {
+        if front {
+            want.remove(0);
+        } else {
+            want.pop();
+        }
+    }
+    assert_eq!(strs_of(&mut st, l), want, "{at:?} front={front}");
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    // Pops without a lock run again, and give the strs back whole.
+    let first = st.publish_list_pop(l, true, str_of).unwrap();
+    assert_eq!(first.as_deref(), Some(want[0].as_str()), "{at:?}");
+    let last = st.publish_list_pop(l, false, str_of).unwrap();
+    assert_eq!(last.as_deref(), want.last().map(|s| s.as_str()), "{at:?}");
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+}
+
+#[test]
+fn a_block_popper_killed_before_its_journal_leaves_the_list_whole() {
+    block_popper_dies_at(AppendDeath::Claimed, true, false);
+    block_popper_dies_at(AppendDeath::Claimed, false, false);
+}
+
+#[test]
+fn a_block_popper_killed_after_naming_its_block_leaves_the_list_whole_and_the_block_kept() {
+    block_popper_dies_at(AppendDeath::PopJournaled, true, false);
+    block_popper_dies_at(AppendDeath::PopJournaled, false, false);
+}
+
+#[test]
+fn a_block_popper_killed_past_its_commit_point_has_its_block_freed_by_the_recovery() {
+    block_popper_dies_at(AppendDeath::PopCommitted, true, true);
+    block_popper_dies_at(AppendDeath::PopMarked, true, true);
+}
+
+#[test]
+fn a_block_popper_killed_after_its_publication_ended_has_its_block_freed_by_the_recovery() {
+    block_popper_dies_at(AppendDeath::PopEnded, true, true);
+    block_popper_dies_at(AppendDeath::PopEnded, false, true);
+}
+
+#[test]
+fn pops_without_a_lock_take_str_items_and_free_their_blocks() {
+    let (_path, mut st, l) = store_with_a_list_of_strs("bpops");
+    let words = st.list_words(l).unwrap();
+    assert!(words.iter().all(|&w| value::is_block(w)));
+    let before = st.check(T).unwrap().live_blocks;
+    let got = st.publish_list_pop(l, false, str_of).unwrap();
+    assert_eq!(got.as_deref(), Some(STRS[2]));
+    let got = st.publish_list_pop(l, true, str_of).unwrap();
+    assert_eq!(got.as_deref(), Some(STRS[0]));
+    assert_eq!(strs_of(&mut st, l), vec![STRS[1].to_string()]);
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    // Both popped blocks were freed.
+    assert_eq!(report.live_blocks, before - 2, "{report:?}");
+}
+
+/// An appender of a str killed right after linking it, before settling its journal: its claim
+/// still stands (for the list with the item), so a pop without a lock does not take the item
+/// (and free its block) before the appender's recovery has settled that journal. Taken first,
+/// the block would be freed twice: by the pop, then by the recovery, which finds the journal
+/// naming it and the list without it.
+#[test]
+fn a_str_appended_by_a_killed_appender_is_not_popped_without_a_lock_before_its_recovery() {
+    let (path, mut st, l) = store_with_a_list("linked-then-popped");
+    let value = Node::Str(b"a str longer than seven bytes".as_slice().into());
+    child_dies_at(&path, AppendDeath::Linked, |child| {
+        let _ = child.publish_list_append_scalar(l, &value);
+    });
+    // No recovery yet: the dead appender's claim keeps pops without a lock away.
+    assert_eq!(st.publish_list_pop(l, false, str_of).unwrap(), None);
+    assert_eq!(st.list_len(l).unwrap(), 4);
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    assert_eq!(tail_claimant(word(&path, l.get() + list_header::LEN)), None);
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    let got = st.publish_list_pop(l, false, str_of).unwrap();
+    assert_eq!(got.as_deref(), Some("a str longer than seven bytes"));
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2), int(3)]);
 }

@@ -7,7 +7,7 @@ Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (rand
 dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
 str``); and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one
-list pops``). The throughput is all
+list pops``) or with as many 14-character strs (``one list str pops``). The throughput is all
 the processes' operations over the wall time from the first start to the last end (a barrier
 through a pipe starts them together). The parent closes the store before the workers open it,
 so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
@@ -43,7 +43,7 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one list str":
             for i in range(n):
                 target.append(f"item {i:09d}")
-        elif workload == "one list pops":
+        elif workload in ("one list pops", "one list str pops"):
             for _ in range(n):
                 target.popleft()
         else:
@@ -59,6 +59,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
             root[f"l{p}"] = []
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))
+        elif workload == "one list str pops":
+            root["l0"] = [f"item {i:09d}" for i in range(procs * n)]
     go_r, go_w = os.pipe()
     pids = []
     for p in range(procs):
@@ -90,7 +92,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
         "--workloads",
-        default="disjoint,one dict,appends,one list,one list str,one list pops",
+        default="disjoint,one dict,appends,one list,one list str,one list pops,one list str pops",
         help="comma-separated",
     )
     a = ap.parse_args()

@@ -55,7 +55,8 @@ pub mod slot_words {
 /// never used for a block the object layer links: journal 0 is the heap recovery's own.
 pub mod journals {
     /// A change's allocation (`Store::alloc`): linked once its alloc entry ends the undo log.
-    /// Also an append publication's block (`parts.rs`), which has no log entry: linked once
+    /// Also an append publication's block, and a pop publication's block item from before
+    /// its commit point until it is freed (`parts.rs`), which have no log entry: linked while
     /// the list its `active` word names holds it.
     pub const OP: u64 = 1;
     /// A new undo log block (the first, or a grown copy): linked once the slot word `undo`

@@ -371,7 +371,7 @@ impl Store {
             }
         };
         let appended = match parts.enter_publish(version, &KERNEL) {
-            Ok(Ok(_)) => self.claim_and_fill(&parts, cg, ws),
+            Ok(Ok(_)) => self.claim_and_fill(&parts, cg, ws, block != 0),
             Ok(Err(_)) => {
                 self.give_back_unlinked(block);
                 return Ok(false);
@@ -384,8 +384,17 @@ impl Store {
         if block != 0 {
             if matches!(appended, Ok(true)) {
                 self.maybe_die(AppendDeath::Linked);
-                // Linked: the list holds it now.
-                if let Err(e) = self.part.heap().settle(super::journals::OP) {
+                // Linked: the list holds it now. The claim, which still stands (for the list
+                // with the item), ends only after the journal is settled: a pop without a
+                // lock could otherwise take the item and free its block while a recovery of
+                // ours, finding the journal and the list without the block, frees it again.
+                let settled = self.part.heap().settle(super::journals::OP);
+                let unclaimed = parts.unclaim_tail(cg + list_header::LEN);
+                if let Err(e) = settled {
+                    let _ = parts.end_publish(version, true, &KERNEL);
+                    return Err(e.into());
+                }
+                if let Err(e) = unclaimed {
                     let _ = parts.end_publish(version, true, &KERNEL);
                     return Err(e.into());
                 }
@@ -406,20 +415,28 @@ impl Store {
     /// §10.9, "Pops"): a publication under the list's part that claims the list's tail, as an
     /// append does, and commits the pop under the claim. Only where that is the whole change:
     /// a store neither durable nor read-only, no lock held in this process, and the item an
-    /// inline word (nothing to free). `Ok(Some(w))`: the item taken; `Ok(None)`: nothing was
-    /// changed (an empty list, an item with a block, a claim held too long, a section): the
-    /// caller runs the pop on the list's part.
-    pub fn publish_list_pop(&mut self, c: Container, front: bool) -> Result<Option<u64>> {
+    /// inline word or a scalar's one block (a str of more than 7 bytes, bytes, a float, a big
+    /// int: freeing it is the whole release). `decode` reads the item once it is this
+    /// participant's own (for a block: after the publication ended, before the block is
+    /// freed). `Ok(Some(_))`: the item taken and decoded; `Ok(None)`: nothing was changed (an
+    /// empty list, an item with references, a claim held too long, a section): the caller
+    /// runs the pop on the list's part.
+    pub fn publish_list_pop<R>(
+        &mut self,
+        c: Container,
+        front: bool,
+        decode: impl FnOnce(&mut Store, u64) -> R,
+    ) -> Result<Option<R>> {
         if !self.may_publish(c, |k| k == Kind::List)? {
             return Ok(None);
         }
         let cg = c.get();
-        // A look before the announcement: an empty list, or an item that is a block, is not
-        // published (the part path raises, waits, or frees the block).
+        // A look before the announcement: an empty list, or an item with references, is not
+        // published (the part path raises, waits, or releases them).
         match self.list_parts(cg) {
             Ok(p) if p.len >= 1 => {
                 let w = self.get(p.slot(if front { 0 } else { p.len - 1 }))?;
-                if w == value::EMPTY || value::is_block(w) {
+                if !self.poppable(w)? {
                     return Ok(None);
                 }
             }
@@ -432,15 +449,43 @@ impl Store {
         }
         let taken = self.claim_and_pop(&parts, cg, front);
         let changed = matches!(taken, Ok(Some(_)));
-        parts.end_publish(version, changed, &KERNEL)?;
+        let ended = parts.end_publish(version, changed, &KERNEL);
         if changed {
             self.changed = true;
         }
-        taken
+        let Some(w) = taken? else {
+            ended?;
+            return Ok(None);
+        };
+        // The item is this participant's now: a block is named by journal `OP` alone (its
+        // recovery frees it, `active` being clear), read here, then given back.
+        self.maybe_die(AppendDeath::PopEnded);
+        let r = ended.map(|()| decode(self, w));
+        if value::is_block(w) {
+            self.give_back_unlinked(w);
+        }
+        r.map(Some).map_err(Error::from)
+    }
+
+    /// Whether a pop publication may take item `w`: an inline word, or a block that is a
+    /// scalar's whole value (freed, not released). Empty item words and blocks with
+    /// references (tuples, containers) go to the part path.
+    fn poppable(&self, w: u64) -> Result<bool> {
+        if w == value::EMPTY {
+            return Ok(false);
+        }
+        if !value::is_block(w) {
+            return Ok(true);
+        }
+        Ok(matches!(
+            value::head_kind(self.get(w)?),
+            Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float)
+        ))
     }
 
     /// Pop steps under the announcement (FORMAT.md §10.9, "Pops"): the tail claimed, the list
-    /// read under the claim, the item checked, the pop committed.
+    /// read under the claim, the item checked (a block named by journal `OP`, before the
+    /// commit point), the pop committed.
     fn claim_and_pop(
         &self,
         parts: &Parts<'_, Mapping>,
@@ -464,25 +509,58 @@ impl Store {
             }
         };
         let at = p.slot(if front { 0 } else { p.len - 1 });
-        let w = self.get(at)?;
-        if w == value::EMPTY || value::is_block(w) {
-            parts.unclaim_tail(len_at)?;
-            return Ok(None);
+        let w = match self.get(at).and_then(|w| Ok((w, self.poppable(w)?))) {
+            Ok((w, true)) => w,
+            Ok((_, false)) => {
+                parts.unclaim_tail(len_at)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                parts.unclaim_tail(len_at)?;
+                return Err(e);
+            }
+        };
+        let block = value::is_block(w);
+        if block {
+            // Named before the commit point: a recovery then frees it iff the list no longer
+            // holds it (the journal rule of appends, recovery.rs `appended_by_dead`).
+            let heap = self.part.heap();
+            if let Err(e) =
+                heap.journal_owned(super::journals::OP, crate::heap::Block::from_word(w))
+            {
+                parts.unclaim_tail(len_at)?;
+                return Err(e.into());
+            }
+            self.maybe_die(AppendDeath::PopJournaled);
         }
+        let words = crate::part_lock::ListWords {
+            len: len_at,
+            start: c + list_header::START,
+            item0: super::layout::list_items::item(p.items, 0),
+            cap: p.cap,
+        };
+        let committed = if front {
+            parts.pop_front_commit(words, p.start)
+        } else {
+            parts.pop_back(len_at, word)
+        };
+        if let Err(e) = committed {
+            // Not committed: the journal is settled while `active` still names the list (a
+            // recovery would otherwise take the block the list holds for unlinked).
+            if block {
+                self.part.heap().settle(super::journals::OP)?;
+            }
+            parts.unclaim_tail(len_at)?;
+            return Err(e.into());
+        }
+        // Past the commit point the item is taken; a step that fails here (a vanished page)
+        // leaves the rest to a recoverer of this participant or to the next change
+        // (`list_parts_mut`), and a block to gc.
         if front {
-            let words = crate::part_lock::ListWords {
-                len: len_at,
-                start: c + list_header::START,
-                item0: super::layout::list_items::item(p.items, 0),
-                cap: p.cap,
-            };
-            parts.pop_front_commit(words, p.start)?;
             self.maybe_die(AppendDeath::PopCommitted);
             parts.pop_front_mark(words, word)?;
             self.maybe_die(AppendDeath::PopMarked);
             parts.pop_front_finish(words, word, p.start)?;
-        } else {
-            parts.pop_back(len_at, word)?;
         }
         Ok(Some(w))
     }
@@ -533,7 +611,13 @@ impl Store {
     /// Append steps 3 to 6 (FORMAT.md §10.9, "Appends"), announced under list `c`'s part:
     /// claims the tail, stores `ws` after the last item, moves `len` on. `Ok(false)`: no room,
     /// or another appender kept the tail claimed longer than a spin.
-    fn claim_and_fill(&self, parts: &Parts<'_, Mapping>, c: u64, ws: &[u64]) -> Result<bool> {
+    fn claim_and_fill(
+        &self,
+        parts: &Parts<'_, Mapping>,
+        c: u64,
+        ws: &[u64],
+        keep_claim: bool,
+    ) -> Result<bool> {
         let len_at = c + list_header::LEN;
         let n = ws.len() as u64;
         let Some(word) = self.claim_list_tail(parts, len_at, |_| true)? else {
@@ -554,7 +638,12 @@ impl Store {
                 return e.map_or(Ok(false), Err);
             }
         };
-        if let Err(e) = parts.fill_tail_with(len_at, word, p.slot(word), ws) {
+        let filled = if keep_claim {
+            parts.fill_tail_held(len_at, word, p.slot(word), ws)
+        } else {
+            parts.fill_tail_with(len_at, word, p.slot(word), ws)
+        };
+        if let Err(e) = filled {
             let _ = parts.unclaim_tail(len_at);
             return Err(e.into());
         }

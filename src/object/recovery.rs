@@ -213,8 +213,8 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
                 } else {
                     false
                 };
-                // An append publication's block (FORMAT.md §10.9, "Appends") has no log entry:
-                // linked once its list holds it.
+                // An append or pop publication's block (FORMAT.md §10.9, "Appends", "Pops")
+                // has no log entry: linked while its list holds it.
                 by_log || appended_by_dead(att, slot, b.get())?
             }
             journals::LOG | journals::OLD_LOG => log_block == b.get(),
@@ -226,12 +226,14 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
     Ok(())
 }
 
-/// Whether dead participant `slot`, killed inside an append publication (its `active` names a
-/// list's version word), had linked `block`: whether the list's items hold it. Its list cannot
-/// shrink or move meanwhile (part takers and sections wait for the dead `active`, or run this
-/// recovery themselves), and other appenders only add items after the end, so an item it linked
-/// is among the items seen. A claim of the dead on the tail means its item is past the end: not
-/// linked.
+/// Whether dead participant `slot`, killed inside an append or pop publication (its `active`
+/// names a list's version word), had linked `block`: whether the list's items, as its `len`
+/// word stands for them (a claim included), hold it. An appender of a block keeps its claim,
+/// at the length with the item, until its journal is settled, so neither part takers and
+/// sections (they wait for the dead `active`, or run this recovery) nor pops without a lock
+/// take the item out meanwhile. A claim of the dead at the length before its item means the
+/// item is past the end: not linked. A popper's block is linked iff its pop did not commit;
+/// with `active` clear (a pop ended, its block not yet freed) nothing is linked.
 fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error> {
     let mem = att.region().store();
     let lock_mem = att.region().lock_words();

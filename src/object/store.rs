@@ -61,12 +61,19 @@ pub enum AppendDeath {
     Taken,
     /// The tail claimed, the item not stored.
     Claimed,
-    /// The item linked (`len` moved on), the journal not settled, the version not moved.
+    /// The item linked (`len` claimed at the new length), the journal not settled, the claim
+    /// not ended, the version not moved.
     Linked,
+    /// A pop (`publish_list_pop`) of a block item: the block named by journal `OP`, the pop
+    /// not committed.
+    PopJournaled,
     /// A front pop (`publish_list_pop`): the first item word emptied (the commit point).
     PopCommitted,
     /// A front pop: the claim marked popped, `start` not moved.
     PopMarked,
+    /// A pop publication ended (`active` clear), its item not yet decoded, a block item not
+    /// yet given back (journal `OP` names it).
+    PopEnded,
 }
 
 /// A snapshot of the sequence word taken by a reader.

@@ -272,8 +272,9 @@ impl List {
         // waits), the change below.
         if to.is_none() && (i == 0 || i == -1) {
             let publish = |st: &mut Store| -> PyResult<Option<Option<Py<PyAny>>>> {
-                match st.publish_list_pop(self.off, i == 0).map_err(map)? {
-                    Some(w) => Ok(Some(Some(to_py(py, st, shared, w)?.unbind()))),
+                let decode = |st: &mut Store, w| to_py(py, st, shared, w).map(Bound::unbind);
+                match st.publish_list_pop(self.off, i == 0, decode).map_err(map)? {
+                    Some(v) => Ok(Some(Some(v?))),
                     None => Ok(None),
                 }
             };
