@@ -477,10 +477,7 @@ impl Store {
         if !value::is_block(w) {
             return Ok(true);
         }
-        Ok(matches!(
-            value::head_kind(self.get(w)?),
-            Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float)
-        ))
+        Ok(value::head_kind(self.get(w)?).is_some_and(is_one_block))
     }
 
     /// Pop steps under the announcement (FORMAT.md §10.9, "Pops"): the tail claimed, the list
@@ -761,7 +758,7 @@ impl Store {
         }
         let head = self.get(w)?;
         match value::head_kind(head) {
-            Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float) => Ok(()),
+            Some(k) if is_one_block(k) => Ok(()),
             // A tuple of inline words and leaves (a cache entry of a scalar value, cache.rs):
             // its release frees blocks only.
             Some(Kind::Tuple) => {
@@ -769,10 +766,7 @@ impl Store {
                     for i in 0..len {
                         let item = self.tuple_item(block, i)?;
                         if value::is_block(item)
-                            && !matches!(
-                                value::head_kind(self.get(item)?),
-                                Some(Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float)
-                            )
+                            && !value::head_kind(self.get(item)?).is_some_and(is_one_block)
                         {
                             return self.part_refuse();
                         }
@@ -914,4 +908,11 @@ impl Store {
     pub(super) fn part_forged_me(&self, word: u64) -> bool {
         self.part_change.is_none() && holder(word) == Some(self.part.lock().me())
     }
+}
+
+/// Whether a value of kind `k` is one block with no references (a str, bytes, a big int, a
+/// float, a packed value: datetime, date, time, timedelta, Decimal, UUID), so that freeing
+/// that block is its whole release.
+fn is_one_block(k: Kind) -> bool {
+    matches!(k, Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float) || super::packed::is_packed(k)
 }

@@ -13,9 +13,12 @@ behind (an appended value's block is freed at recovery unless the list holds it)
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import os
 import random
 import time
+import uuid
 from pathlib import Path
 
 import persist
@@ -505,3 +508,51 @@ def test_killed_str_poppers_take_each_item_at_most_once_and_leave_no_block_behin
         assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
         assert store.root["l"].to_python() == left
         assert store.root["taken"].to_python() == taken
+
+
+def test_pops_of_floats_big_ints_bytes_and_packed_values_free_their_blocks(
+    tmp_path: Path,
+) -> None:
+    # Every value that is one block with no references (a float, a big int, bytes, a datetime,
+    # a Decimal, a UUID...) is popped without a lock and its block freed; a tuple is popped on
+    # the list's part, as before.
+    path = str(tmp_path / "s.db")
+    base = datetime.datetime(2026, 12, 7, 4, 0, 0)
+    values: list[object] = []
+    for i in range(600):
+        values += [
+            i + 0.5,
+            2**70 + i,
+            b"bytes %08d" % i,
+            base + datetime.timedelta(seconds=i),
+            decimal.Decimal(i) / 7,
+            uuid.UUID(int=i),
+            (i, f"tuple item {i:08d}"),
+        ]
+    with persist.open(path) as store:
+        store.root["l"] = values
+    go_r, go_w = os.pipe()
+
+    def consumer(me: int) -> None:
+        got = []
+        with persist.open(path) as store:
+            lst = store.root["l"]
+            os.read(go_r, 1)
+            while True:
+                try:
+                    got.append(lst.popleft() if me == 0 else lst.pop())
+                except IndexError:
+                    break
+        with persist.open(path) as store:
+            store.root[f"got{me}"] = got
+
+    pids = [fork_child(lambda m=m: consumer(m)) for m in (0, 1)]
+    os.write(go_w, b"xx")
+    assert [reap_child(p) for p in pids] == [0, 0]
+    with persist.open(path) as store:
+        got0 = store.root["got0"].to_python()
+        got1 = store.root["got1"].to_python()
+        assert got0 + got1[::-1] == values
+        report = store.check()
+        assert report["unreachable_blocks"] == 0, report
+        assert report["leaked_references"] == 0, report
