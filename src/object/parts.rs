@@ -153,6 +153,7 @@ impl Store {
             Err(Closed::Seq(v)) => return Err(Error::Busy(Busy::Seq(v))),
             Err(Closed::Shared(n)) => return Err(Error::Busy(Busy::Shared(n))),
         }
+        self.give_back_pending();
         let mut tries = 0;
         let mut spins = 0;
         let taken = loop {
@@ -212,6 +213,7 @@ impl Store {
             || !self.locks.none_held()
             || self.part_change.is_some()
             || self.unlogged_alloc.is_some()
+            || self.give_back_later.get().is_some()
         {
             return Ok(false);
         }
@@ -353,7 +355,7 @@ impl Store {
                         (&one, block)
                     }
                     Err(e) => {
-                        self.give_back_unlinked(block);
+                        self.give_back_past_the_gate(block);
                         return Err(e);
                     }
                 }
@@ -366,18 +368,20 @@ impl Store {
         let parts = match self.parts(0) {
             Ok(parts) => parts,
             Err(e) => {
-                self.give_back_unlinked(block);
+                self.give_back_past_the_gate(block);
                 return Err(e);
             }
         };
         let appended = match parts.enter_publish(version, &KERNEL) {
             Ok(Ok(_)) => self.claim_and_fill(&parts, cg, ws, block != 0),
+            // Turned away (a section, maybe a gc, or a part taker): the block is given back
+            // at the next entry past the gate, the part path's.
             Ok(Err(_)) => {
-                self.give_back_unlinked(block);
+                self.give_back_past_the_gate(block);
                 return Ok(false);
             }
             Err(e) => {
-                self.give_back_unlinked(block);
+                self.give_back_past_the_gate(block);
                 return Err(e.into());
             }
         };
@@ -448,23 +452,33 @@ impl Store {
             return Ok(None);
         }
         let taken = self.claim_and_pop(&parts, cg, front);
-        let changed = matches!(taken, Ok(Some(_)));
-        let ended = parts.end_publish(version, changed, &KERNEL);
-        if changed {
-            self.changed = true;
-        }
-        let Some(w) = taken? else {
-            ended?;
-            return Ok(None);
+        let w = match taken {
+            Ok(Some(w)) => w,
+            Ok(None) => {
+                parts.end_publish(version, false, &KERNEL)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = parts.end_publish(version, false, &KERNEL);
+                return Err(e);
+            }
         };
-        // The item is this participant's now: a block is named by journal `OP` alone (its
-        // recovery frees it, `active` being clear), read here, then given back.
-        self.maybe_die(AppendDeath::PopEnded);
-        let r = ended.map(|()| decode(self, w));
-        if value::is_block(w) {
-            self.give_back_unlinked(w);
+        if !value::is_block(w) {
+            parts.end_publish(version, true, &KERNEL)?;
+            self.changed = true;
+            return Ok(Some(decode(self, w)));
         }
-        r.map(Some).map_err(Error::from)
+        // A block item is this participant's now, named by journal `OP` (a recovery of ours
+        // frees it, the list no longer holding it). It is read and given back before the
+        // publication ends: gc, a section, waits for publications, and could otherwise sweep
+        // the block between the journal's settling and the free, which would then free it a
+        // second time.
+        self.maybe_die(AppendDeath::PopTaken);
+        let r = decode(self, w);
+        self.give_back_unlinked(w);
+        self.parts(0)?.end_publish(version, true, &KERNEL)?;
+        self.changed = true;
+        Ok(Some(r))
     }
 
     /// Whether a pop publication may take item `w`: an inline word, or a block that is a
@@ -572,6 +586,28 @@ impl Store {
         let heap = self.part.heap();
         if heap.settle(super::journals::OP).is_ok() {
             let _ = heap.free(crate::heap::Block::from_word(block));
+        }
+    }
+
+    /// [`Store::give_back_unlinked`] for a block taken outside the gate (0: none), later:
+    /// between the settling and the free the block is named nowhere, and a gc sweeping then
+    /// would free it as garbage before this free. So the block stays named by journal `OP`
+    /// (gc spares it; a recovery of ours frees it, no `active` naming a list) until this
+    /// participant is past the gate again ([`Store::give_back_pending`]); no publication
+    /// takes a block meanwhile (`may_publish`), so nothing else writes that journal.
+    fn give_back_past_the_gate(&self, block: u64) {
+        if block != 0 {
+            debug_assert!(self.give_back_later.get().is_none());
+            self.give_back_later.set(Some(block));
+        }
+    }
+
+    /// Gives back the block [`Store::give_back_past_the_gate`] left, if any. Called only past
+    /// the gate (a part change entered, or the writer word and an odd sequence held), where no
+    /// section, gc included, runs.
+    pub(super) fn give_back_pending(&self) {
+        if let Some(block) = self.give_back_later.take() {
+            self.give_back_unlinked(block);
         }
     }
 

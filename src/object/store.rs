@@ -48,6 +48,11 @@ pub struct Store {
     /// and `alloc` takes its one block unlogged, named only by journal `OP`, and records it
     /// here (the publication links it, then settles the journal).
     pub(super) unlogged_alloc: Option<u64>,
+    /// A block an append publication took and could not link, turned away before it was
+    /// announced: still named by journal `OP` as taken, and given back (the journal settled,
+    /// the block freed) at this participant's next entry past the gate (`parts.rs`
+    /// `give_back_pending`), where no gc can sweep it between the settling and the free.
+    pub(super) give_back_later: std::cell::Cell<Option<u64>>,
     /// A test's crash point inside append publications ([`Store::die_inside_appends`]).
     pub(super) append_death: Option<AppendDeath>,
 }
@@ -71,9 +76,9 @@ pub enum AppendDeath {
     PopCommitted,
     /// A front pop: the claim marked popped, `start` not moved.
     PopMarked,
-    /// A pop publication ended (`active` clear), its item not yet decoded, a block item not
-    /// yet given back (journal `OP` names it).
-    PopEnded,
+    /// A pop publication committed and finished, its item not yet decoded, a block item not
+    /// yet given back (journal `OP` names it), the publication not ended.
+    PopTaken,
 }
 
 /// A snapshot of the sequence word taken by a reader.
@@ -138,6 +143,7 @@ impl Store {
             changed: false,
             list_grew: false,
             unlogged_alloc: None,
+            give_back_later: std::cell::Cell::new(None),
             append_death: None,
         };
         // Before anything is read or changed: a second participant turns parts on.
