@@ -160,8 +160,8 @@ use loom_tests::{
 };
 use persist::heap::{Block, Error, Heap};
 use persist::part_lock::{
-    bump_version, drop_tail_claim, holder, published_part, publishing, tail_claimant, tail_len,
-    Held, Parts,
+    bump_version, effective_list, holder, published_part, publishing, settle_dead_claim,
+    tail_claimant, tail_len, Held, ListWords, Parts, EMPTY_ITEM,
 };
 use persist::region::table;
 use persist::store_lock::UndoLog;
@@ -185,6 +185,12 @@ static BROKEN: Planted = Planted::new(
         "link-after-clear",
         "free-before-settle",
         "taker-skips-wait",
+        "pop-free-before-end",
+        "pop-journal-after-commit",
+        "pop-settle-before-end",
+        "pop-free-before-settle",
+        "pop-giveup-settle-late",
+        "pop-giveup-settle-after-unclaim",
     ],
 );
 
@@ -200,7 +206,10 @@ fn broken(variant: &str) -> bool {
 /// items block, then per slot its held-parts record and its undo log block.
 const ITEMS_BLOCK: u64 = 48;
 const ITEMS_WORDS: u64 = 3;
-const _: () = assert!(ITEMS_BLOCK + 8 * ITEMS_WORDS <= RECORDS);
+/// The list's `start` (the index of its first item): 0 but for the front pops of the pop
+/// models.
+const START: u64 = ITEMS_BLOCK + 8 * ITEMS_WORDS;
+const _: () = assert!(START + 8 <= RECORDS);
 
 /// Inline items are odd (never a block's offset, which is 16-aligned): the list's first item,
 /// and the live appender's.
@@ -353,6 +362,42 @@ impl World {
             .unwrap()
     }
 
+    /// The list once nothing is in flight: its `len` word unclaimed, `start + len` within the
+    /// capacity, and its items `[start, start + len)` (none of them EMPTY_ITEM).
+    fn list(&self) -> Vec<u64> {
+        let word = self.word(LEN);
+        assert_eq!(
+            tail_claimant(word),
+            None,
+            "the tail is left claimed: {word:#x}"
+        );
+        let list = self.effective();
+        assert!(
+            !list.contains(&EMPTY_ITEM),
+            "the list holds an emptied item word: {list:?}"
+        );
+        list
+    }
+
+    /// The items the list's words stand for now, claimed or not (`effective_list`), with
+    /// nobody changing them.
+    fn effective(&self) -> Vec<u64> {
+        let word = self.word(LEN);
+        let (items, start, cap) = (self.word(ITEMS), self.word(START), self.word(CAP));
+        let n = tail_len(word);
+        assert!(
+            start <= cap && n <= cap - start,
+            "start {start} and length {n} past capacity {cap} ({word:#x})"
+        );
+        let first = if n >= 1 {
+            self.word(items + 8 * start)
+        } else {
+            EMPTY_ITEM
+        };
+        let (s, l) = effective_list(word, start, first);
+        (s..s + l).map(|i| self.word(items + 8 * i)).collect()
+    }
+
     /// What must hold once nothing is in flight and the dead are recovered: the tail
     /// unclaimed (`list`), and `Objects::assert_quiet` (the part free, every record, log and
     /// `active` empty, the store lock free).
@@ -415,8 +460,24 @@ fn len_word_of(part: u64) -> u64 {
     LEN
 }
 
-/// `object/recovery.rs` `appended_by_dead`: whether the dead appender had linked `block`, read
-/// off its `active` word and the list's items `[0, len)` (`start` is 0 here), from the end.
+/// The list's words for the recovery and the pops (`object/recovery.rs` `list_words`): the
+/// items block and its capacity read first.
+fn list_words_of<W: WordStore>(store: &W, part: u64) -> Result<ListWords, Error> {
+    let len = len_word_of(part);
+    let items = store.load(ITEMS, Ordering::Acquire)?;
+    let cap = store.load(CAP, Ordering::Acquire)?;
+    Ok(ListWords {
+        len,
+        start: START,
+        item0: items,
+        cap,
+    })
+}
+
+/// `object/recovery.rs` `appended_by_dead`: whether the dead appender had linked `block` (or a
+/// dead popper had not yet taken it), read off its `active` word and the items the list's
+/// words stand for (`effective_list`: `[start, start + len)`, a committed front pop's item
+/// left out), from the end.
 fn appended_by_dead<W: WordStore>(
     parts: &Parts<'_, W>,
     store: &W,
@@ -433,13 +494,19 @@ fn appended_by_dead<W: WordStore>(
     let Some(p) = published_part(active) else {
         return Ok(false);
     };
-    let len_at = len_word_of(p);
-    let items = store.load(ITEMS, Ordering::Acquire)?;
-    let len = tail_len(store.load(len_at, Ordering::Acquire)?);
-    let cap = store.load(CAP, Ordering::Acquire)?;
+    let at = list_words_of(store, p)?;
+    let word = store.load(at.len, Ordering::Acquire)?;
+    let start = store.load(at.start, Ordering::Acquire)?;
+    let first = if tail_len(word) >= 1 {
+        store.load(at.item0 + 8 * start, Ordering::Acquire)?
+    } else {
+        EMPTY_ITEM
+    };
+    let (start, len) = effective_list(word, start, first);
     assert!(
-        len <= cap,
-        "the recovery read length {len} past capacity {cap}"
+        start <= at.cap && len <= at.cap - start,
+        "the recovery read start {start} and length {len} past capacity {}",
+        at.cap
     );
     // The broken copy scans below a length one append stale (as a length read before the
     // dead's step 6 would be).
@@ -448,8 +515,8 @@ fn appended_by_dead<W: WordStore>(
     } else {
         len
     };
-    for i in (0..end).rev() {
-        if store.load(items + 8 * i, Ordering::Acquire)? == block {
+    for i in (start..start + end).rev() {
+        if store.load(at.item0 + 8 * i, Ordering::Acquire)? == block {
             return Ok(true);
         }
     }
@@ -516,7 +583,8 @@ fn recover<W: WordStore, HW: WordStore>(
     // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
     let active = parts.active_word(dead)?.load(Ordering::Relaxed);
     if let Some(part) = published_part(active) {
-        drop_tail_claim(store, len_word_of(part), dead)?;
+        // An append's or an uncommitted pop's claim dropped, a committed front pop finished.
+        settle_dead_claim(store, list_words_of(store, part)?, dead)?;
         bump_version(store, part)?;
     }
     publication::recover_dead(&parts, store, dead)?;
@@ -1181,4 +1249,400 @@ fn scenario_no_room(k: u64, source: Source) -> u64 {
 fn a_block_append_that_loses_the_last_slot_frees_its_block_once() {
     every_kill_point(|k| scenario_no_room(k, Source::Cache));
     every_kill_point(|k| scenario_no_room(k, Source::Segment));
+}
+
+// ---- pop publications of a block ----------------------------------------------------------------
+
+impl World {
+    /// A list of two items with room for three (the victim's block pop and a live append
+    /// both fit, `start` moved or not): block W (MARK in its first word, allocated, linked by
+    /// the list alone) and FIRST_ITEM, W first if `block_first`. The heap as `World::new`
+    /// sets it up, W taken from it: the cache class from the victim's cache (its free goes back
+    /// there), the segment class from a segment's free stack (its free goes back there).
+    /// Returns the world and W's item word.
+    fn with_block(from: Source, block_first: bool) -> (World, u64) {
+        let w = World::new(ITEMS_WORDS, from);
+        let by = match from {
+            Source::Cache => VICTIM,
+            Source::Segment => CHECKER,
+        };
+        let h = w.heap.heap(by);
+        let b = h.alloc(from.size()).unwrap().get();
+        h.settle(0).unwrap();
+        w.heap.store.store(b, MARK, Ordering::Relaxed).unwrap();
+        let items = if block_first {
+            [b, FIRST_ITEM]
+        } else {
+            [FIRST_ITEM, b]
+        };
+        for (i, &item) in items.iter().enumerate() {
+            w.store
+                .store(ITEMS_BLOCK + 8 * i as u64, item, Ordering::Relaxed)
+                .unwrap();
+        }
+        w.store.store(LEN, 2, Ordering::Relaxed).unwrap();
+        (w, b)
+    }
+}
+
+/// What a popper did, as far as it got.
+#[derive(Default)]
+struct Popped {
+    /// The item it read under its claim.
+    item: Cell<Option<u64>>,
+    /// The item, set right after the access that committed the pop.
+    taken: Cell<Option<u64>>,
+    /// It read the popped block and found MARK there.
+    decoded: Cell<bool>,
+    /// It settled journal `OP` and was freeing the popped block (a kill here leaves the block
+    /// to gc: the documented window).
+    freeing: Cell<bool>,
+    /// It gave up after it named the block in its journal (the pop not committed).
+    gave_up: Cell<bool>,
+}
+
+impl<W: WordStore, HW: WordStore> Participant<'_, W, HW> {
+    /// The look before the announcement (`publish_list_pop`): the list not empty, the item at
+    /// the popped end not an emptied word (every block here is a scalar's). Read without a
+    /// claim, the words may be another's change half done: only a hint, which the claim checks.
+    fn poppable_at_a_look(&self, front: bool) -> Result<bool, Error> {
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let n = tail_len(self.store.load(LEN, Ordering::Relaxed)?);
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        if items == 0 || n == 0 || start > cap || n > cap - start {
+            return Ok(false);
+        }
+        let at = if front { start } else { start + n - 1 };
+        Ok(self.store.load(items + 8 * at, Ordering::Relaxed)? != EMPTY_ITEM)
+    }
+
+    /// Pop steps 3 to 6 under the announcement (`claim_and_pop`): the `len` word read (claimed
+    /// by another: looked at `SPIN_LOOKS` more times, then given up; 0: given up), the tail
+    /// claimed, the list read under the claim (items block, capacity, `start`) and the item
+    /// at the popped end; a block named by journal `OP` (`journal_owned`) before the commit
+    /// point; then the commit (front: `pop_front_commit`, the commit point, `pop_front_mark`,
+    /// `pop_front_finish`; back: `pop_back`, commit point and end of the claim). With
+    /// `give_up` (an access error between the journal and the commit, in the object layer),
+    /// the journal settled, then the claim dropped. The item popped, or None.
+    fn claim_and_pop(
+        &self,
+        front: bool,
+        give_up: bool,
+        out: &Popped,
+    ) -> Result<Option<u64>, Error> {
+        let mut looks = 0;
+        let n = loop {
+            let word = self.store.load(LEN, Ordering::Relaxed)?;
+            if let Some(c) = tail_claimant(word) {
+                assert_ne!(c, self.slot, "a claim of our own in our way");
+                if looks == SPIN_LOOKS {
+                    return Ok(None);
+                }
+                looks += 1;
+                thread::yield_now();
+                continue;
+            }
+            if word == 0 {
+                return Ok(None);
+            }
+            if self.parts.claim_tail(LEN, word)?.is_ok() {
+                break word;
+            }
+        };
+        // Relaxed (all): under the claim, and announced, nobody else moves them (a part taker
+        // waits for us; another claimant waits for our claim's end, whose Release its Acquire
+        // claim pairs with).
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        assert!(
+            start <= cap && n <= cap - start,
+            "start {start} and length {n} past capacity {cap} under a claim"
+        );
+        let at = if front { start } else { start + n - 1 };
+        let w = self.store.load(items + 8 * at, Ordering::Relaxed)?;
+        out.item.set(Some(w));
+        if w == EMPTY_ITEM {
+            self.parts.unclaim_tail(LEN)?;
+            return Ok(None);
+        }
+        let block = is_block(w).then(|| Block::from_word(w));
+        if let Some(b) = block {
+            if !broken("pop-journal-after-commit") {
+                self.heap.journal_owned(OP, b)?;
+            }
+        }
+        if give_up {
+            // Not committed: the journal settled while the claim and `active` still make the
+            // recovery's rule say linked, then the claim dropped (the broken copies: after
+            // the claim's drop, or after `end_publish`, in `publish_pop`).
+            if block.is_some()
+                && !broken("pop-giveup-settle-late")
+                && !broken("pop-giveup-settle-after-unclaim")
+            {
+                self.heap.settle(OP)?;
+            }
+            self.parts.unclaim_tail(LEN)?;
+            if block.is_some() && broken("pop-giveup-settle-after-unclaim") {
+                self.heap.settle(OP)?;
+            }
+            out.gave_up.set(true);
+            return Ok(None);
+        }
+        if front {
+            let words = ListWords {
+                len: LEN,
+                start: START,
+                item0: items,
+                cap,
+            };
+            self.parts.pop_front_commit(words, start)?;
+            out.taken.set(Some(w));
+            self.parts.pop_front_mark(words, n)?;
+            self.parts.pop_front_finish(words, n, start)?;
+        } else {
+            self.parts.pop_back(LEN, n)?;
+            out.taken.set(Some(w));
+        }
+        if let Some(b) = block {
+            if broken("pop-journal-after-commit") {
+                self.heap.journal_owned(OP, b)?;
+            }
+            if broken("pop-settle-before-end") {
+                self.heap.settle(OP)?;
+            }
+        }
+        Ok(Some(w))
+    }
+
+    /// Pop steps 8 and 9 for a popped block: read (its first word must still be MARK: a
+    /// freed block's is its free-stack link), then journal `OP` settled and the block freed
+    /// (a kill between the two leaves it to gc; the broken copy frees first).
+    fn decode_and_free(&self, w: u64, out: &Popped) -> Result<(), Error> {
+        let first = self.blocks.load(w, Ordering::Relaxed)?;
+        assert_eq!(
+            first, MARK,
+            "slot {} popped block {w:#x}, which is free (its first word is {first:#x})",
+            self.slot
+        );
+        out.decoded.set(true);
+        let b = Block::from_word(w);
+        if broken("pop-free-before-settle") {
+            self.heap.free(b)?;
+            return self.heap.settle(OP);
+        }
+        if !broken("pop-settle-before-end") {
+            self.heap.settle(OP)?;
+        }
+        out.freeing.set(true);
+        self.heap.free(b)
+    }
+
+    /// `publish_list_pop` of the item at the front or back, in the order of the protocol under
+    /// test: the look (1); the announcement under P (2, `enter_publish`; turned away: given
+    /// up); steps 3 to 6 (`claim_and_pop`); P moved if it popped and `active` cleared (7,
+    /// `end_publish`); then a popped block read (8) and given back (9: journal settled, block
+    /// freed). With `pop-free-before-end` (not a broken variant: the order a single change
+    /// has, its frees before `active` is cleared), steps 8 and 9 come before step 7. Whether
+    /// it popped. (A pop that gives up goes to the part path in the object layer: for a live
+    /// popper, `live_pop` does.)
+    fn publish_pop(&self, front: bool, give_up: bool, out: &Popped) -> Result<bool, Error> {
+        if !self.poppable_at_a_look(front)? || self.parts.enter_publish(P, &Spin)?.is_err() {
+            return Ok(false);
+        }
+        self.world.inside.enter_change(self.slot);
+        let popped = self.claim_and_pop(front, give_up, out)?;
+        let inside = broken("pop-free-before-end");
+        if let Some(w) = popped.filter(|&w| inside && is_block(w)) {
+            self.decode_and_free(w, out)?;
+        }
+        self.world.inside.leave_change(self.slot);
+        self.parts.end_publish(P, popped.is_some(), &Spin)?;
+        if out.gave_up.get() && is_block(out.item.get().unwrap_or(0)) {
+            if broken("pop-giveup-settle-late") {
+                self.heap.settle(OP)?;
+            }
+            return Ok(false);
+        }
+        if let Some(w) = popped.filter(|&w| !inside && is_block(w)) {
+            self.decode_and_free(w, out)?;
+        }
+        Ok(popped.is_some())
+    }
+
+    /// A pop as a single change on the part (`list_take`, the path a pop publication that
+    /// gives up takes): the part taken (waiting for publishers under P, recovering a dead
+    /// one), the list read (no claim is left: the publishers are done or recovered), `start`
+    /// (front) and `len` logged and written, committed, the part released; then a popped
+    /// block read (MARK) and freed. The item popped.
+    fn take_on_part(&mut self, front: bool) -> Result<u64, Error> {
+        self.enter()?;
+        let held = self.take(P)?;
+        let n = self.list_len()?;
+        assert!(n > 0, "the models never pop an empty list");
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        let at = if front { start } else { start + n - 1 };
+        let item = self.store.load(items + 8 * at, Ordering::Relaxed)?;
+        assert_ne!(item, EMPTY_ITEM, "a part taker found an emptied item word");
+        if front {
+            self.put(START, if n == 1 { 0 } else { start + 1 })?;
+        }
+        self.put(LEN, n - 1)?;
+        self.commit()?;
+        self.parts.end(&[held], true, &Spin)?;
+        if is_block(item) {
+            let first = self.blocks.load(item, Ordering::Relaxed)?;
+            assert_eq!(
+                first, MARK,
+                "the part taker popped block {item:#x}, which is free (its first word is \
+                 {first:#x})"
+            );
+            self.heap.free(Block::from_word(item))?;
+        }
+        Ok(item)
+    }
+}
+
+/// The victim popping the front or back, killed after `k` accesses (with `give_up`, it gives
+/// up after journaling a block): what it did, whether it was killed, and its accesses.
+fn victim_pop(world: &World, k: u64, front: bool, give_up: bool) -> (Popped, bool, u64) {
+    let out = Popped::default();
+    let (killed, spent) = as_victim(world, VICTIM, k, |p| {
+        p.publish_pop(front, give_up, &out).map(|_| ())
+    });
+    (out, killed, spent)
+}
+
+/// A live participant in `slot` pops the front or back (as a publication, or on the part if
+/// that gives up); returns the item.
+fn live_pop(world: &World, slot: u32, front: bool) -> u64 {
+    let h = world.heap.heap(slot);
+    let mut p = Participant::new(
+        world,
+        &world.lock_file,
+        &world.store,
+        h,
+        &world.heap.store,
+        slot,
+    )
+    .unwrap();
+    let out = Popped::default();
+    if p.publish_pop(front, false, &out).unwrap() {
+        return out.taken.get().expect("popped without an item");
+    }
+    assert_eq!(out.taken.get(), None);
+    p.take_on_part(front).unwrap()
+}
+
+/// The leftover a block popper may leave to gc: killed between the settle and the end of the
+/// free of the block it popped.
+fn pop_window(out: &Popped, killed: bool) -> usize {
+    usize::from(killed && out.freeing.get())
+}
+
+/// Checks what a victim that ran to its end did: a block it popped, it read before it freed.
+fn assert_finished(out: &Popped, killed: bool) {
+    if !killed && out.taken.get().is_some_and(is_block) {
+        assert!(
+            out.decoded.get(),
+            "the popper ended without reading its block"
+        );
+    }
+}
+
+// ---- 5. a block pop beside another pop ---------------------------------------------------------
+
+/// The list `[FIRST_ITEM, b]` (or `[b, FIRST_ITEM]` if `block_first`) after the pops that
+/// took `taken` (each from its end): what is left, checked to be what a serial order of those
+/// pops leaves (each took the item at its end of the list the pops before it left).
+fn after_pops(b: u64, block_first: bool, front: &[u64], back: &[u64]) -> Vec<u64> {
+    let mut list = if block_first {
+        vec![b, FIRST_ITEM]
+    } else {
+        vec![FIRST_ITEM, b]
+    };
+    assert!(
+        front.len() + back.len() <= list.len(),
+        "more pops than items: front {front:?}, back {back:?}"
+    );
+    let rest = list.split_off(front.len());
+    assert_eq!(list, front, "the front pops took {front:?}");
+    let mut list = rest;
+    let gone = list.split_off(list.len() - back.len());
+    let mut want = back.to_vec();
+    want.reverse();
+    assert_eq!(gone, want, "the back pops took {back:?}");
+    list
+}
+
+/// The victim (killed before each of its accesses; with `give_up`, giving up after it named
+/// a block in its journal) pops one end of a list of two items, block W at that end (the
+/// front of `[W, FIRST_ITEM]`, the back of `[FIRST_ITEM, W]`), and, once dead, is recovered
+/// at once by a third participant. A live participant pops meanwhile (as a publication, or
+/// on the part after a bounded spin on the victim's claim: the part path waits for the victim,
+/// recovering it if dead): the other end after a front pop; the same end after a back pop (a
+/// cheaper model than a front pop racing it, and one where the live pop takes W when the
+/// victim's pop does not commit, or it goes first: then the victim pops FIRST_ITEM). Then the
+/// victim is recovered again. The items popped and the list left are what the two pops in
+/// some order leave; W is in the list and allocated, or freed once; a victim that ran to its
+/// end read W before it freed it (a live popper of W checks the same).
+fn scenario_pop(k: u64, from: Source, front: bool, give_up: bool) -> u64 {
+    let (world, b) = World::with_block(from, front);
+    let world = Arc::new(world);
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_pop(&world, k, front, give_up);
+            if !world.is_alive(VICTIM) {
+                recover_live(&world, THIRD, VICTIM);
+            }
+            (out, killed, spent)
+        })
+    };
+    let got = live_pop(&world, OTHER, false);
+    let (out, killed, spent) = victim.join().unwrap();
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let list = world.list();
+    let taken: Vec<u64> = out.taken.get().into_iter().collect();
+    let want = if front {
+        after_pops(b, true, &taken, &[got])
+    } else {
+        // Two back pops: the first took W, the second FIRST_ITEM.
+        let mut back = vec![got];
+        back.extend(&taken);
+        back.sort_by_key(|&i| i == FIRST_ITEM);
+        after_pops(b, false, &[], &back)
+    };
+    assert_eq!(
+        list, want,
+        "the victim popped {taken:?}, the live pop {got:#x}"
+    );
+    assert_finished(&out, killed);
+    world.assert_quiet();
+    let why = format!(
+        "victim killed: {killed}, popped {taken:?}, gave up: {}, the live pop took {got:#x}",
+        out.gave_up.get()
+    );
+    world.account(&list, pop_window(&out, killed), &why);
+    spent
+}
+
+#[test]
+fn a_block_pop_is_kept_or_freed_once() {
+    every_kill_point(|k| scenario_pop(k, Source::Cache, true, false));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, true, false));
+    every_kill_point(|k| scenario_pop(k, Source::Cache, false, false));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, false, false));
+}
+
+#[test]
+fn a_block_pop_that_gives_up_keeps_the_block() {
+    every_kill_point(|k| scenario_pop(k, Source::Cache, true, true));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, true, true));
+    every_kill_point(|k| scenario_pop(k, Source::Cache, false, true));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, false, true));
 }
