@@ -651,6 +651,8 @@ struct Appended {
     landed: Cell<Option<u64>>,
     /// It settled its journal and was freeing the block (an append that withdrew).
     freeing: Cell<bool>,
+    /// Its free of the block (withdrawn) returned.
+    freed: Cell<bool>,
 }
 
 /// A participant's view through `W` and `HW` (killable for a victim): the object layer's
@@ -798,7 +800,9 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         }
         self.heap.settle(OP)?;
         out.freeing.set(true);
-        self.heap.free(b)
+        self.heap.free(b)?;
+        out.freed.set(true);
+        Ok(())
     }
 
     /// `append_published` of a block (`Appended::Scalar`), in the order of the tree: the look
@@ -1921,4 +1925,54 @@ fn scenario_pop_gc(k: u64, from: Source) -> u64 {
 fn a_gc_racing_a_block_pop_frees_the_block_once() {
     every_kill_point(|k| scenario_pop_gc(k, Source::Cache));
     every_kill_point(|k| scenario_pop_gc(k, Source::Segment));
+}
+
+/// The victim (killed before each of its accesses) appends a block to a list of one item with
+/// room for two more while a gc runs (it waits for the victim's publication, recovering it if
+/// dead). Then the victim is recovered. The list is what the append made it; the block is in
+/// the list and allocated, or freed once (by the victim's give-back, its recovery or the gc).
+fn scenario_append_gc(k: u64, from: Source) -> u64 {
+    let world = Arc::new(World::new(3, from));
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_append(&world, k);
+            let raw = world.journal(VICTIM);
+            (out, killed, spent, raw)
+        })
+    };
+    let collected = gc(&world);
+    let (out, killed, spent, raw) = victim.join().unwrap();
+    if let Some(b) = out.got.get().filter(|b| collected.contains(b)) {
+        assert!(
+            !out.freed.get(),
+            "the gc freed block {:#x}, which the appender (killed: {killed}) gave back too: \
+             turned away at the gate, it settled its journal, then the gc ran, then it freed \
+             the block",
+            b.get()
+        );
+    }
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let x = block_item(&out);
+    let list = world.list();
+    let appends = [(x.unwrap_or(0), out.landed.get())];
+    assert_eq!(
+        list,
+        explained(&appends),
+        "the list is not what its append made it ({appends:?})"
+    );
+    world.assert_quiet();
+    let why = format!("victim killed: {killed}, took {:?}", out.got.get());
+    world.account(&list, victim_window(&out, killed, raw), &why);
+    spent
+}
+
+#[test]
+#[ignore = "fails with the tree's append (module doc: a gc between the settle and the free of \
+            a block given back after the gate turned the appender away)"]
+fn a_gc_racing_a_block_append_frees_the_block_once() {
+    every_kill_point(|k| scenario_append_gc(k, Source::Cache));
+    every_kill_point(|k| scenario_append_gc(k, Source::Segment));
 }
