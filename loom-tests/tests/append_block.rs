@@ -1,8 +1,10 @@
-//! Append publications of a *block* item (a str of more than 7 bytes, a float, ...): a
-//! participant killed at any step of such an append, and its recoverer killed at any step of
-//! the recovery, neither leak the block (beyond the documented windows below) nor free it
-//! twice, nor free a block the list holds; a part taker racing the dead appender's recovery
-//! never pops a freed block and frees it once.
+//! Append and pop publications of a *block* item (a str of more than 7 bytes, bytes, a
+//! float, a big int): a participant killed at any step of such an append or pop, and its
+//! recoverer killed at any step of the recovery, neither leak the block (beyond the documented
+//! windows below) nor free it twice, nor free a block the list holds; a part taker racing the
+//! dead appender's or popper's recovery never pops a freed block and frees it once. Two
+//! models of a gc racing these publications (8 and 8b, ignored) fail: see "What the models
+//! found" below.
 //!
 //! The protocol (`object/parts.rs` `append_published`, `claim_and_fill`,
 //! `give_back_unlinked`; FORMAT.md §10.9, "Appends", and the paragraph on items that are not
@@ -25,25 +27,54 @@
 //! slot (`Heap::recover_participant`: journals cleared, the dead's block cache given back).
 //! (When this file was begun, FORMAT.md and the code took the block right after the
 //! announcement instead; that order is kept as the variant `take-after-announce`, which is
-//! not a broken one: every model passes with it too.)
+//! not a broken one: every model passes with it too.) The recovery's step 0 reads the list as
+//! `appended_by_dead` does now: the items `[start, start + len)` that the `len` word stands
+//! for (`effective_list`: a committed front pop's emptied item left out), and step 2's claim
+//! is settled with `settle_dead_claim` (an append's or an uncommitted pop's claim dropped, a
+//! committed front pop finished), as `recover_slot` does.
+//!
+//! The pop of a block under test (models 5 to 8), as specified for `object/parts.rs`
+//! `publish_list_pop` and `claim_and_pop` (FORMAT.md §10.9, "Pops", extended to an item that
+//! is a scalar's block, which one `free` gives back): (1) a look: the list not empty, the item
+//! at the popped end not emptied; (2) `enter_publish`; (3) the tail claimed (`claim_tail`;
+//! claimed by another: looked at `SPIN_LOOKS` more times, then given up; empty: given up);
+//! (4) the list read under the claim (items block, capacity, `start`) and the item `w` at the
+//! front (`start`) or the back (`start + len - 1`); (5) a block named by journal 1
+//! (`Heap::journal_owned`: w | taken bit), before the commit point; (6) the commit: front,
+//! `pop_front_commit` (the commit point), `pop_front_mark`, `pop_front_finish`; back,
+//! `pop_back` (commit point and end of claim); (7) `end_publish`; (8) the block read (its
+//! first word must still be MARK); (9) journal 1 settled, then the block freed. A pop that
+//! gives up after step 5 (in the object layer only on an access error; the models'
+//! `give_up`) settles journal 1 first, then drops its claim (`unclaim_tail`), then
+//! `end_publish`. The recovery is the appends' own: killed between 5 and the commit point, the
+//! list still holds w (the claim stands for the list with it), so it is linked and stays;
+//! killed after the commit point, the list no longer holds it and it is freed (a front pop's
+//! claim then finished by `settle_dead_claim`); killed after 7, `active` is clear and it is
+//! freed. With the variant `pop-free-before-end` (not a broken one; the fix proposed below),
+//! steps 8 and 9 come before step 7.
 //!
 //! What runs for real and what is written out here. The allocator is persist's own heap
 //! (`loom_tests::World`, with its block journals, taken bits and block caches): `alloc_into`,
 //! `settle`, `free`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
-//! and at the end `check`, `for_each_allocated` and `loom_tests::conserve_sized` (allocate
-//! until full, sweep, allocate again: no held block handed out, none twice, nothing lost).
-//! The list's words, the gate and the parts are `persist::part_lock` (`enter_publish`,
-//! `claim_tail`, `fill_tail`, `unclaim_tail`, `end_publish`, `drop_tail_claim`,
-//! `bump_version`, `try_take`, `publisher_of`, `end`, `recover_dead`) with the real undo log
-//! (`UndoLog`: `append_word`, `set_len`, `published_len`, `ends_with_alloc`). Written out
-//! here, as the object layer has them: the appender's control flow (above), the recovery
-//! rule (`settle_journals`, `appended_by_dead`) and the recovery's order, the part taker's
-//! wait for publishers (spinning, recovering a dead one: `wait_publishers`), and the part
-//! paths (an inline append, a pop). Abstracted: the object store and the heap are two word
+//! `journal_owned`, `named_blocks` (the gc's), and at the end `check`, `for_each_allocated`
+//! and `loom_tests::conserve_sized` (allocate until full, sweep, allocate again: no held
+//! block handed out, none twice, nothing lost). The list's words, the gate and the parts are
+//! `persist::part_lock` (`enter_publish`, `claim_tail`, `fill_tail`, `unclaim_tail`,
+//! `pop_front_commit`, `pop_front_mark`, `pop_front_finish`, `pop_back`, `end_publish`,
+//! `effective_list`, `settle_dead_claim`, `bump_version`, `try_take`, `publisher_of`,
+//! `first_active`, `end`, `recover_dead`), the store lock's `try_take`, `begin_change` and
+//! `end_change` (the gc's), with the real undo log (`UndoLog`: `append_word`, `set_len`,
+//! `published_len`, `ends_with_alloc`). Written out here, as the object layer has them (or,
+//! for the pop, as specified): the appender's and the popper's control flow (above), the
+//! recovery rule (`settle_journals`, `appended_by_dead`) and the recovery's order, the part
+//! taker's wait for publishers (spinning, recovering a dead one: `wait_publishers`), the part
+//! paths (an inline append, a pop), and a gc (`Store::gc`: the gate closed and drained, the
+//! walk, what the slots name, the rest of the allocated blocks freed). Abstracted: the object store and the heap are two word
 //! stores (two `MemWords`, each with its own liveness flags, set together on a death): an
 //! item word naming a block is the block's offset in the heap's store, as a value word is
-//! (16-aligned); inline items are odd words. The list has no `start` (0) and P is its only
-//! container (`version_word_kind` becomes an assertion). The block's contents are one word
+//! (16-aligned); inline items are odd words. The list's `start` is 0 but after a front pop
+//! (the append models never pop from the front: their appender stores at `len`), and P is
+//! its only container (`version_word_kind` becomes an assertion). The block's contents are one word
 //! (MARK, in its first word, where a free writes its free-stack link). A pop frees the popped
 //! block right after the part's release, not from the release cursor of its log. An append
 //! that gives up ends there (the object layer then appends on the part: a logged change of
@@ -59,7 +90,8 @@
 //!
 //! What a kill may leave allocated, nobody's, for gc (each checked to be at most that): the
 //! victim killed between the allocator's take and the taken bit (the segment class only);
-//! killed between the settle and the end of the free of a block it gives back; a recoverer
+//! killed between the settle and the end of the free of a block it gives back or popped
+//! (step 9 of a pop); a recoverer
 //! killed inside a free it makes for the dead (an unlinked block in step 0, after its
 //! journal's clearing: journal 0 names it without the bit; or a block of the dead's cache in
 //! the heap's step). Nothing else, and never a block freed twice or a block both in the list
@@ -94,6 +126,71 @@
 //!    publishes (it gives up rather than take the part path); the loser of the slot gives up
 //!    (for the victim: no room under its claim, the claim dropped, the block given back).
 //!    Same accounting.
+//!
+//! The pop models: the list is `[W, FIRST_ITEM]` for a front pop, `[FIRST_ITEM, W]` for a back
+//! pop (W a block holding MARK, allocated from the cache class or the segment class: every
+//! model runs with both, but 6 runs its give-up path with the segment class only), room for
+//! three. "Same accounting" is 1's: W in the list and allocated, or freed once; nothing else
+//! left allocated beyond the windows above; the heap whole. And the list is what the pops,
+//! in some serial order, leave (each took the item at its end of the list the pops before it
+//! left), `len` unclaimed, no emptied item word inside.
+//!
+//! 5. `a_block_pop_is_kept_or_freed_once`: the victim pops W (front, then back) and, once
+//!    dead, is recovered at once by a third participant; a live participant pops the back
+//!    meanwhile (as a publication, or on the part after a bounded spin on a claimed tail: the
+//!    part path waits for the victim and recovers it if dead): the other end after a front
+//!    pop, the same end after a back pop (then the live pop takes W when it goes first or the
+//!    victim's pop never commits, and the victim pops FIRST_ITEM). A front pop racing the
+//!    back pop was 2.5 times dearer and adds no step of the block's. Then the victim is
+//!    recovered again. Same accounting; a victim that ran to its end read MARK from W before
+//!    it freed it (a live popper of W checks the same). 5b.
+//!    `a_block_pop_that_gives_up_keeps_the_block`: the same with the victim giving up after
+//!    it named W in journal 1 (journal settled, claim dropped, `end_publish`).
+//! 6. `a_recoverer_killed_anywhere_after_a_block_pop`: the victim alone pops W (front, then
+//!    back; then both giving up, segment class); its first recoverer is killed before each of
+//!    its accesses, a second one finishes; then a live participant pops the same end (W, read
+//!    and freed, if the victim's pop did not commit). Sequential, every pair of kill points.
+//!    After the victim's death and after the first recoverer's: the words stand
+//!    (`effective_list`) for the list with W, or without it once the pop committed; a claim
+//!    naming the victim, and a journal naming as taken a block the list holds, come with the
+//!    victim's `active` naming the list (else the next recoverer frees W while the list holds
+//!    it). Same accounting.
+//! 7. `a_part_taker_racing_a_block_pop_frees_the_block_once`: the victim pops W (front, then
+//!    back), recovered at once by a third participant once dead; a live part taker pops the
+//!    same end on the part (taking P, waiting for publishers, recovering a dead one), reads a
+//!    popped block (MARK) and frees it. The two pops took W, then FIRST_ITEM; the taker never
+//!    pops a freed block; same accounting.
+//! 8. `a_gc_racing_a_block_pop_frees_the_block_once` (ignored: it fails, see below): the
+//!    victim pops W off the back while a gc runs as `Store::gc` does (the writer word, the
+//!    sequence odd, the `active` words drained, recovering a dead publisher; the walk, here the
+//!    list's blocks; then `named_blocks`; every other allocated block freed). Same
+//!    accounting, and first: a block the gc freed was not freed by the popper too. 8b.
+//!    `a_gc_racing_a_block_append_frees_the_block_once` (ignored: it fails): the same with the
+//!    victim appending a block (the append of model 1, no one else appending).
+//!
+//! What the models found. The pop as specified frees a block twice when a gc runs between its
+//! steps 9a and 9b: once `end_publish` (step 7) has cleared `active`, nothing keeps a gc
+//! out (it waits only for `active` words); the popper settles journal 1 (9a), so nothing
+//! names W any more and the list no longer holds it; the gc, reading the slots' names now,
+//! finds W allocated, unreachable and unnamed, and frees it; the popper then frees it (9b)
+//! again. No kill is needed: model 8 fails on its first run, with the victim running to its
+//! end: "the gc freed block 0x640, which the popper (killed: false) freed too: it settled its
+//! journal, then the gc ran, then it freed the block". With `pop-free-before-end` (steps 8 and
+//! 9 before step 7, as a single change runs its frees before it clears `active`) every model
+//! passes, 8 included: a kill between 9a and 9b still leaks W to gc (the window above), one
+//! after 9b leaves nothing. (Another fix: free with the journal naming W without its taken
+//! bit until the free returns, as the recovery frees through journal 0: `named_blocks` then
+//! spares W, and `taken_by_dead` ignores it; that needs a heap call that does not exist.) The
+//! tree's append has the same hole where it gives its block back after `enter_publish`
+//! turned it away (the gate closed, possibly by that very gc): model 8b fails on its first
+//! run too, "the gc freed block 0x640, which the appender (killed: false) gave back too:
+//! turned away at the gate, it settled its journal, then the gc ran, then it freed the
+//! block". (Its give-backs under the announcement, for want of room, are safe: the gc waits
+//! for them.) The give-up order of step 6 is right, and the reason is stronger than the one
+//! given for it: the journal must be settled before the claim is dropped, not only before
+//! `active` is cleared. Once the claim is dropped another popper may pop W, free it, and
+//! then a recovery of the popper that gave up, killed before its settle, finds W journaled
+//! as taken and out of the list, and frees it again (`pop-giveup-settle-after-unclaim`).
 //!
 //! Broken variants. Nothing in `src/` was edited: each broken step has a local copy here,
 //! used instead of the modelled one only when the environment variable
@@ -1635,12 +1732,12 @@ fn scenario_pop(k: u64, from: Source, front: bool, give_up: bool) -> u64 {
     };
     assert_eq!(
         list, want,
-        "the victim popped {taken:?}, the live pop {got:#x}"
+        "the victim popped {taken:x?}, the live pop {got:#x}"
     );
     assert_finished(&out, killed);
     world.assert_quiet();
     let why = format!(
-        "victim killed: {killed}, popped {taken:?}, gave up: {}, the live pop took {got:#x}",
+        "victim killed: {killed}, popped {taken:x?}, gave up: {}, the live pop took {got:#x}",
         out.gave_up.get()
     );
     world.account(&list, pop_window(&out, killed), &why);
@@ -1657,9 +1754,8 @@ fn a_block_pop_is_kept_or_freed_once() {
 
 #[test]
 fn a_block_pop_that_gives_up_keeps_the_block() {
+    // Each class once, each end once (the cost: module doc).
     every_kill_point(|k| scenario_pop(k, Source::Cache, true, true));
-    every_kill_point(|k| scenario_pop(k, Source::Segment, true, true));
-    every_kill_point(|k| scenario_pop(k, Source::Cache, false, true));
     every_kill_point(|k| scenario_pop(k, Source::Segment, false, true));
 }
 
@@ -1703,7 +1799,7 @@ fn scenario_pop_recoverer(
         assert_eq!(
             world.effective(),
             want,
-            "the dead popper's words stand for another list (popped {:?})",
+            "the dead popper's words stand for another list (popped {:x?})",
             out.taken.get()
         );
         let budget = Budget::new(k2);
@@ -1721,7 +1817,7 @@ fn scenario_pop_recoverer(
         assert_eq!(
             world.effective(),
             want,
-            "a killed recoverer left the words standing for another list (popped {:?})",
+            "a killed recoverer left the words standing for another list (popped {:x?})",
             out.taken.get()
         );
         world.assert_recoverable("popper");
@@ -1741,13 +1837,13 @@ fn scenario_pop_recoverer(
     assert_eq!(
         list,
         same_end(b, front, pops),
-        "the victim popped {:?}, the live pop {got:#x}",
+        "the victim popped {:x?}, the live pop {got:#x}",
         out.taken.get()
     );
     assert_finished(&out, killed);
     world.assert_quiet();
     let why = format!(
-        "victim killed: {killed}, popped {:?}, gave up: {}, recoverer killed: \
+        "victim killed: {killed}, popped {:x?}, gave up: {}, recoverer killed: \
          {recoverer_killed}",
         out.taken.get(),
         out.gave_up.get()
@@ -1759,11 +1855,9 @@ fn scenario_pop_recoverer(
 
 #[test]
 fn a_recoverer_killed_anywhere_after_a_block_pop() {
+    // Each class once, each end once, and the give-up path (the cost: module doc).
     every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Cache, true, false));
-    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, true, false));
-    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Cache, false, false));
     every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, false, false));
-    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, true, true));
     every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, false, true));
 }
 
@@ -1811,13 +1905,13 @@ fn scenario_pop_taker(k: u64, from: Source, front: bool) -> u64 {
     assert_eq!(
         list,
         same_end(b, front, pops),
-        "the victim popped {:?}, the part taker {got:#x}",
+        "the victim popped {:x?}, the part taker {got:#x}",
         out.taken.get()
     );
     assert_finished(&out, killed);
     world.assert_quiet();
     let why = format!(
-        "victim killed: {killed}, popped {:?}, the part taker {got:#x}",
+        "victim killed: {killed}, popped {:x?}, the part taker {got:#x}",
         out.taken.get()
     );
     world.account(&list, pop_window(&out, killed), &why);
@@ -1826,9 +1920,8 @@ fn scenario_pop_taker(k: u64, from: Source, front: bool) -> u64 {
 
 #[test]
 fn a_part_taker_racing_a_block_pop_frees_the_block_once() {
+    // Each class once, each end once (the cost: module doc).
     every_kill_point(|k| scenario_pop_taker(k, Source::Cache, true));
-    every_kill_point(|k| scenario_pop_taker(k, Source::Segment, true));
-    every_kill_point(|k| scenario_pop_taker(k, Source::Cache, false));
     every_kill_point(|k| scenario_pop_taker(k, Source::Segment, false));
 }
 
@@ -1909,12 +2002,12 @@ fn scenario_pop_gc(k: u64, from: Source) -> u64 {
     assert_eq!(
         list,
         same_end(b, false, out.taken.get().into_iter().collect()),
-        "the victim popped {:?}",
+        "the victim popped {:x?}",
         out.taken.get()
     );
     assert_finished(&out, killed);
     world.assert_quiet();
-    let why = format!("victim killed: {killed}, popped {:?}", out.taken.get());
+    let why = format!("victim killed: {killed}, popped {:x?}", out.taken.get());
     world.account(&list, pop_window(&out, killed), &why);
     spent
 }
