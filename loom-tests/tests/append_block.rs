@@ -266,18 +266,18 @@
 //! popper, the part path of an inline append, a pop, a gc), and the allocator's set-up and end
 //! checks follow `taken_journal.rs`.
 //!
-//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a
-//! time; kill points for the cache class, then the segment class): 4.5 s (43, 93), 8.8 s
-//! (38 and 88 victim kill points, 2643 and 4606 (victim, recoverer) pairs), 2.9 s (38, 88,
-//! twice: the taker after, then racing), 4.8 s (50, 99): 14.4 s under `cargo test` (two test
-//! threads). At LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 take 7.5, 5.2 and 7.0 s; at 4, 15,
-//! 15 and 14 s (model 2 is sequential); all pass. With the pop models (and the recovery
-//! reading `start` and the first item: model 2's pairs are now 2723 and 4686), measured the
-//! same way: 1: 5.7 s; 2: 10.0 s; 3: 3.7 s; 4: 4.8 s; 5: 12.2 s (front 60 and 57 kill
-//! points, back 51 and 48); 5b: 3.1 s (front, cache class: 34; back, segment class: 31);
-//! 6: 10.9 s (front, cache: 55 victim kill points, 3243 pairs; back, segment: 46, 2531;
-//! back giving up: 30, 1504); 7: 4.3 s (55, 46); 8 with `pop-free-before-end`: 1.7 s (49,
-//! 46). 45 s under `cargo test` (two test threads; 51 s with cargo's start).
+//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a time; kill
+//! points for the cache class, then the segment class): 4.5 s (43, 93), 8.8 s (38 and 88 victim
+//! kill points, 2643 and 4606 (victim, recoverer) pairs), 2.9 s (38, 88, twice: the taker after,
+//! then racing), 4.8 s (50, 99): 14.4 s under `cargo test` (two test threads). At
+//! LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 take 7.5, 5.2 and 7.0 s; at 4, 15, 15 and 14 s (model
+//! 2 is sequential); all pass. With the pop models (and the recovery reading `start` and the first
+//! item: model 2's pairs are now 2723 and 4686), measured the same way: 1: 5.7 s; 2: 10.0 s; 3: 3.7
+//! s; 4: 4.8 s; 5: 12.2 s (front 60 and 57 kill points, back 51 and 48); 5b: 3.1 s (front, cache
+//! class: 34; back, segment class: 31); 6: 10.9 s (front, cache: 55 victim kill points, 3243 pairs;
+//! back, segment: 46, 2531; back giving up: 30, 1504); 7: 4.3 s (55, 46); 8 with
+//! `pop-free-before-end`: 1.7 s (49, 46). 26 to 51 s under `cargo test` (two test threads), as the
+//! other engineer's load on the machine varied.
 #![cfg(loom)]
 
 use loom::sync::Arc;
