@@ -1,8 +1,10 @@
-//! Append publications of a *block* item (a str of more than 7 bytes, a float, ...): a
-//! participant killed at any step of such an append, and its recoverer killed at any step of
-//! the recovery, neither leak the block (beyond the documented windows below) nor free it
-//! twice, nor free a block the list holds; a part taker racing the dead appender's recovery
-//! never pops a freed block and frees it once.
+//! Append and pop publications of a *block* item (a str of more than 7 bytes, bytes, a
+//! float, a big int): a participant killed at any step of such an append or pop, and its
+//! recoverer killed at any step of the recovery, neither leak the block (beyond the documented
+//! windows below) nor free it twice, nor free a block the list holds; a part taker racing the
+//! dead appender's or popper's recovery never pops a freed block and frees it once. Two
+//! models of a gc racing these publications (8 and 8b, ignored) fail: see "What the models
+//! found" below.
 //!
 //! The protocol (`object/parts.rs` `append_published`, `claim_and_fill`,
 //! `give_back_unlinked`; FORMAT.md §10.9, "Appends", and the paragraph on items that are not
@@ -18,48 +20,78 @@
 //! `recover_slot`), in its order: step 0 (`settle_journals`), each journal naming a block as
 //! taken (`Heap::taken_by_dead`) settled (`Heap::settle_dead`): journal 1 is linked iff the
 //! dead's undo log ends with its alloc entry or (`appended_by_dead`) the dead `active` names
-//! a list and an item in `[start, start + len)` (`len` from the low bits of the word) is the
-//! block; else the block is freed; then step "2, continued": a claim of the dead on the tail
-//! dropped (`drop_tail_claim`), P moved (`bump_version`); then step 2b (`Parts::recover_dead`:
+//! a list and an item of the list its words stand for is the block; else the block is freed;
+//! then step "2, continued": a claim of the dead on the tail settled (`settle_dead_claim`),
+//! P moved (`bump_version`); then step 2b (`Parts::recover_dead`:
 //! the log rolled back, parts released, `active` cleared); then the heap's recovery of the
 //! slot (`Heap::recover_participant`: journals cleared, the dead's block cache given back).
 //! (When this file was begun, FORMAT.md and the code took the block right after the
 //! announcement instead; that order is kept as the variant `take-after-announce`, which is
-//! not a broken one: every model passes with it too.)
+//! not a broken one: every model passes with it too.) The recovery's step 0 reads the list as
+//! `appended_by_dead` does now: the items `[start, start + len)` that the `len` word stands
+//! for (`effective_list`: a committed front pop's emptied item left out), and step 2's claim
+//! is settled with `settle_dead_claim` (an append's or an uncommitted pop's claim dropped, a
+//! committed front pop finished), as `recover_slot` does.
+//!
+//! The pop of a block under test (models 5 to 8), as specified for `object/parts.rs`
+//! `publish_list_pop` and `claim_and_pop` (FORMAT.md §10.9, "Pops", extended to an item that
+//! is a scalar's block, which one `free` gives back): (1) a look: the list not empty, the item
+//! at the popped end not emptied; (2) `enter_publish`; (3) the tail claimed (`claim_tail`;
+//! claimed by another: looked at `SPIN_LOOKS` more times, then given up; empty: given up);
+//! (4) the list read under the claim (items block, capacity, `start`) and the item `w` at the
+//! front (`start`) or the back (`start + len - 1`); (5) a block named by journal 1
+//! (`Heap::journal_owned`: w | taken bit), before the commit point; (6) the commit: front,
+//! `pop_front_commit` (the commit point), `pop_front_mark`, `pop_front_finish`; back,
+//! `pop_back` (commit point and end of claim); (7) `end_publish`; (8) the block read (its
+//! first word must still be MARK); (9) journal 1 settled, then the block freed. A pop that
+//! gives up after step 5 (in the object layer only on an access error; the models'
+//! `give_up`) settles journal 1 first, then drops its claim (`unclaim_tail`), then
+//! `end_publish`. The recovery is the appends' own: killed between 5 and the commit point, the
+//! list still holds w (the claim stands for the list with it), so it is linked and stays;
+//! killed after the commit point, the list no longer holds it and it is freed (a front pop's
+//! claim then finished by `settle_dead_claim`); killed after 7, `active` is clear and it is
+//! freed. With the variant `pop-free-before-end` (not a broken one; the fix proposed below),
+//! steps 8 and 9 come before step 7.
 //!
 //! What runs for real and what is written out here. The allocator is persist's own heap
 //! (`loom_tests::World`, with its block journals, taken bits and block caches): `alloc_into`,
 //! `settle`, `free`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
-//! and at the end `check`, `for_each_allocated` and `loom_tests::conserve_sized` (allocate
-//! until full, sweep, allocate again: no held block handed out, none twice, nothing lost).
-//! The list's words, the gate and the parts are `persist::part_lock` (`enter_publish`,
-//! `claim_tail`, `fill_tail`, `unclaim_tail`, `end_publish`, `drop_tail_claim`,
-//! `bump_version`, `try_take`, `publisher_of`, `end`, `recover_dead`) with the real undo log
-//! (`UndoLog`: `append_word`, `set_len`, `published_len`, `ends_with_alloc`). Written out
-//! here, as the object layer has them: the appender's control flow (above), the recovery
-//! rule (`settle_journals`, `appended_by_dead`) and the recovery's order, the part taker's
-//! wait for publishers (spinning, recovering a dead one: `wait_publishers`), and the part
-//! paths (an inline append, a pop). Abstracted: the object store and the heap are two word
-//! stores (two `MemWords`, each with its own liveness flags, set together on a death): an
-//! item word naming a block is the block's offset in the heap's store, as a value word is
-//! (16-aligned); inline items are odd words. The list has no `start` (0) and P is its only
-//! container (`version_word_kind` becomes an assertion). The block's contents are one word
-//! (MARK, in its first word, where a free writes its free-stack link). A pop frees the popped
-//! block right after the part's release, not from the release cursor of its log. An append
-//! that gives up ends there (the object layer then appends on the part: a logged change of
-//! its own, with its own allocation, which `taken_journal.rs` models). An appender looks at a
-//! claimed `len` word once more (`SPIN_LOOKS`) before it gives up; nobody sleeps (waiters
-//! spin with `yield_now`). The block comes either from the victim's block cache (a cached
-//! class, `CACHED_SIZE`: one block there; the pop writes the taken bit before the count
-//! store that takes it, and a free goes back into the cache) or from a segment's free stack
-//! (`SIZE`, an uncached class: the take, then the taken bit; a free goes to the segment).
-//! Every model runs with both. A kill is a prefix of the victim's word accesses in program
-//! order (`loom_tests::KillableWords`: its object words, its lock file, the heap's store and
-//! its participant table all count against one budget), as in the other kill models.
+//! `journal_owned`, `named_blocks` (the gc's), and at the end `check`, `for_each_allocated` and
+//! `loom_tests::conserve_sized` (allocate until full, sweep, allocate again: no held block handed
+//! out, none twice, nothing lost). The list's words, the gate and the parts are
+//! `persist::part_lock` (`enter_publish`, `claim_tail`, `fill_tail`, `unclaim_tail`,
+//! `pop_front_commit`, `pop_front_mark`, `pop_front_finish`, `pop_back`, `end_publish`,
+//! `effective_list`, `settle_dead_claim`, `bump_version`, `try_take`, `publisher_of`,
+//! `first_active`, `end`, `recover_dead`), the store lock's `try_take`, `begin_change` and
+//! `end_change` (the gc's), with the real undo log (`UndoLog`: `append_word`, `set_len`,
+//! `published_len`, `ends_with_alloc`). Written out here, as the object layer has them (or, for the
+//! pop, as specified): the appender's and the popper's control flow (above), the recovery rule
+//! (`settle_journals`, `appended_by_dead`) and the recovery's order, the part taker's wait for
+//! publishers (spinning, recovering a dead one: `wait_publishers`), the part paths (an inline
+//! append, a pop), and a gc (`Store::gc`: the gate closed and drained, the walk, what the slots
+//! name, the rest of the allocated blocks freed). Abstracted: the object store and the heap are two
+//! word stores (two `MemWords`, each with its own liveness flags, set together on a death): an item
+//! word naming a block is the block's offset in the heap's store, as a value word is (16-aligned);
+//! inline items are odd words. The list's `start` is 0 but after a front pop (the append models
+//! never pop from the front: their appender stores at `len`), and P is its only container
+//! (`version_word_kind` becomes an assertion). The block's contents are one word (MARK, in its
+//! first word, where a free writes its free-stack link). A pop on the part frees the popped block
+//! right after the part's release, not from the release cursor of its log. An append that gives up
+//! ends there (the object layer then appends on the part: a logged change of its own, with its own
+//! allocation, which `taken_journal.rs` models). An appender looks at a claimed `len` word once
+//! more (`SPIN_LOOKS`) before it gives up; nobody sleeps (waiters spin with `yield_now`). The block
+//! comes either from the victim's block cache (a cached class, `CACHED_SIZE`: one block there; the
+//! pop writes the taken bit before the count store that takes it, and a free goes back into the
+//! cache) or from a segment's free stack (`SIZE`, an uncached class: the take, then the taken bit;
+//! a free goes to the segment). The append models run with both (the pop models: below). A kill is
+//! a prefix of the victim's word accesses in program order (`loom_tests::KillableWords`: its object
+//! words, its lock file, the heap's store and its participant table all count against one budget),
+//! as in the other kill models.
 //!
 //! What a kill may leave allocated, nobody's, for gc (each checked to be at most that): the
 //! victim killed between the allocator's take and the taken bit (the segment class only);
-//! killed between the settle and the end of the free of a block it gives back; a recoverer
+//! killed between the settle and the end of the free of a block it gives back or popped
+//! (step 9 of a pop); a recoverer
 //! killed inside a free it makes for the dead (an unlinked block in step 0, after its
 //! journal's clearing: journal 0 names it without the bit; or a block of the dead's cache in
 //! the heap's step). Nothing else, and never a block freed twice or a block both in the list
@@ -95,6 +127,77 @@
 //!    (for the victim: no room under its claim, the claim dropped, the block given back).
 //!    Same accounting.
 //!
+//! The pop models: the list is `[W, FIRST_ITEM]` for a front pop, `[FIRST_ITEM, W]` for a back pop
+//! (W a block holding MARK, allocated from the cache class or the segment class), room for three.
+//! Model 5 runs each end with both classes; 5b, 6 and 7 run the front pop with the cache class and
+//! the back pop with the segment class (each class and each end once: the other two pairings add a
+//! third to the file's time and caught nothing more), 6 also the back pop that gives up. "Same
+//! accounting" is 1's: W in the list and allocated, or freed once; nothing else left allocated
+//! beyond the windows above; the heap whole. And the list is what the pops, in some serial order,
+//! leave (each took the item at its end of the list the pops before it left), `len` unclaimed, no
+//! emptied item word inside.
+//!
+//! 5. `a_block_pop_is_kept_or_freed_once`: the victim pops W (front, then back) and, once
+//!    dead, is recovered at once by a third participant; a live participant pops the back
+//!    meanwhile (as a publication, or on the part after a bounded spin on a claimed tail: the
+//!    part path waits for the victim and recovers it if dead): the other end after a front
+//!    pop, the same end after a back pop (then the live pop takes W when it goes first or the
+//!    victim's pop never commits, and the victim pops FIRST_ITEM). A front pop racing the
+//!    back pop was 2.5 times dearer and adds no step of the block's. Then the victim is
+//!    recovered again. Same accounting; a victim that ran to its end read MARK from W before
+//!    it freed it (a live popper of W checks the same). 5b.
+//!    `a_block_pop_that_gives_up_keeps_the_block`: the same with the victim giving up after
+//!    it named W in journal 1 (journal settled, claim dropped, `end_publish`).
+//! 6. `a_recoverer_killed_anywhere_after_a_block_pop`: the victim alone pops W (front, back,
+//!    then back giving up); its first recoverer is killed before each of
+//!    its accesses, a second one finishes; then a live participant pops the same end (W, read
+//!    and freed, if the victim's pop did not commit). Sequential, every pair of kill points.
+//!    After the victim's death and after the first recoverer's: the words stand
+//!    (`effective_list`) for the list with W, or without it once the pop committed; a claim
+//!    naming the victim, and a journal naming as taken a block the list holds, come with the
+//!    victim's `active` naming the list (else the next recoverer frees W while the list holds
+//!    it). Same accounting.
+//! 7. `a_part_taker_racing_a_block_pop_frees_the_block_once`: the victim pops W (front, then
+//!    back), recovered at once by a third participant once dead; a live part taker pops the
+//!    same end on the part (taking P, waiting for publishers, recovering a dead one), reads a
+//!    popped block (MARK) and frees it. The two pops took W, then FIRST_ITEM; the taker never
+//!    pops a freed block; same accounting.
+//! 8. `a_gc_racing_a_block_pop_frees_the_block_once` (ignored: it fails, see below): the
+//!    victim pops W off the back while a gc runs as `Store::gc` does (the writer word, the
+//!    sequence odd, the `active` words drained, recovering a dead publisher; the walk, here the
+//!    list's blocks; then `named_blocks`; every other allocated block freed). Same
+//!    accounting, and first: a block the gc freed was not freed by the popper too. 8b.
+//!    `a_gc_racing_a_block_append_frees_the_block_once` (ignored: it fails): the same with the
+//!    victim appending a block (the append of model 1, no one else appending).
+//!
+//! What the models found. The pop as specified frees a block twice when a gc runs between its steps
+//! 9a and 9b: once `end_publish` (step 7) has cleared `active`, nothing keeps a gc out (it waits
+//! only for `active` words); the popper settles journal 1 (9a), so nothing names W any more and the
+//! list no longer holds it; the gc, reading the slots' names now, finds W allocated, unreachable
+//! and unnamed, and frees it; the popper then frees it (9b) again. No kill is needed: model 8 fails
+//! on its first run, with the victim running to its end: "the gc freed block 0x640, which the
+//! popper (killed: false) freed too: it settled its journal, then the gc ran, then it freed the
+//! block". With `pop-free-before-end` (steps 8 and 9 before step 7, as a single change runs its
+//! frees before it clears `active`) every model passes, 8 included: a kill between 9a and 9b still
+//! leaks W to gc (the window above), one after 9b leaves nothing. (In the object layer step 8
+//! builds a Python object; moved before `end_publish`, it had better copy the block's bytes there
+//! and build the object after, so that no Python code, a finalizer that changes the store included,
+//! runs while `active` names the list: not modelled here.) (Another fix: free with the journal
+//! naming W without its taken bit until the free returns, as the recovery frees through journal 0:
+//! `named_blocks` then spares W, and `taken_by_dead` ignores it; that needs a heap call that does
+//! not exist.) The tree's append has the same hole where it gives its block back after
+//! `enter_publish` turned it away (the gate closed, possibly by that very gc): model 8b fails on
+//! its first run too, "the gc freed block 0x640, which the appender (killed: false) gave back too:
+//! turned away at the gate, it settled its journal, then the gc ran, then it freed the block". (Its
+//! give-backs under the announcement, for want of room, are safe: the gc waits for them.) With
+//! `take-after-announce` 8b passes (38 and 88 kill points, 2.0 s): an appender turned away has
+//! taken nothing, and every give-back runs under the announcement. The give-up order of step 6 is
+//! right, and the reason is stronger than the one given for it: the journal must be settled before
+//! the claim is dropped, not only before `active` is cleared. Once the claim is dropped another
+//! popper may pop W, free it, and then a recovery of the popper that gave up, killed before its
+//! settle, finds W journaled as taken and out of the list, and frees it again
+//! (`pop-giveup-settle-after-unclaim`).
+//!
 //! Broken variants. Nothing in `src/` was edited: each broken step has a local copy here,
 //! used instead of the modelled one only when the environment variable
 //! `APPEND_BLOCK_BROKEN` names the variant, e.g. `APPEND_BLOCK_BROKEN=never-linked
@@ -112,7 +215,25 @@
 //! | `settle-before-link` | the appender settles its journal right after writing the block, before linking it | 1, 2, 3, 4 | "left allocated" (killed between the settle and the link) |
 //! | `link-after-clear` | the appender clears `active` (`end_publish`) before it claims and fills | 1, 2, 3, 4 | 1, 4: "the tail is left claimed"; 2: "the dead appender's claim outlived the active word that leads to it"; 3: "a part taker found the tail claimed" |
 //! | `free-before-settle` | an appender giving its block back frees it, then settles | 3, 4 | killed between, the recovery frees it again: "heap check failed: .. free stack is damaged" (the segment class only: a block freed into the victim's cache is not taken in `taken_by_dead`'s eyes, so the bug is harmless there) |
-//! | `taker-skips-wait` | the part taker does not wait for publishers under P | 3 | it pops while the append is in flight: "the pop of 0x65 and the append .. left [101, ..]" |
+//! | `taker-skips-wait` | the part taker does not wait for publishers under P | 3, 7 | 3: it pops while the append is in flight: "the pop of 0x65 and the append .. left [101, ..]"; 7: "the front pops took [1600, 1600]" (W popped twice) |
+//! | `pop-journal-after-commit` | the popper names the block in journal 1 after the commit point | 5, 6, 7 | "left allocated: {Block(0x640)}, 0 allowed" (killed between the commit and the journal: nobody names W) |
+//! | `pop-settle-before-end` | the popper settles journal 1 right after the commit, before `end_publish` (and frees after step 8) | 5, 6, 7 | as `pop-journal-after-commit` (killed between the settle and the free) |
+//! | `pop-free-before-settle` | the popper frees the block, then settles journal 1 | 5, 6, 7 | killed between, the recovery frees it again: "heap check failed: .. segment free stack is damaged" (the segment class only, as `free-before-settle`) |
+//! | `pop-giveup-settle-late` | a pop that gives up settles journal 1 after `end_publish` | 5b, 6 | 5b: "block 0x640 is in the list and free" (killed between: the recovery, `active` clear, frees W); 6: "slot 1 popped block 0x640, which is free" (the live pop after the recovery) |
+//! | `pop-giveup-settle-after-unclaim` | a pop that gives up settles journal 1 after its claim's drop (before `end_publish`) | 5b | "heap check failed: .. segment free stack is damaged": the live back pop took W once the claim was dropped and freed it; the victim, killed before its settle, is recovered: W journaled as taken, no longer in the list, freed again |
+//! | `pop-free-before-end` | not broken: a pop reads and frees its block before `end_publish` (the proposed fix) | none (8 passes) | - |
+//!
+//! The recovery variants, which the pop models use too: `never-linked`, `stale-len` and
+//! `settle-last` fail 5, 5b, 6 and 7 as well (5, 5b: "block 0x640 is in the list and free",
+//! killed between its journal and the commit point; 6: "slot 1 popped block 0x640, which is
+//! free"; 7: "the part taker popped block 0x640, which is free", or with `settle-last` the
+//! damaged free stack); `always-linked` fails 5, 6 and 7 ("left allocated": killed after the
+//! commit point; a pop that gives up keeps W, so 5b passes); `free-before-clear` fails 6 ("..
+//! segment free stack is damaged"). The append variants (`settle-before-link`,
+//! `link-after-clear`, `free-before-settle`) change no pop. 8 and 8b fail with every variant
+//! (8 passes with `pop-free-before-end` alone) and are left out of the table. (In the
+//! messages, an item word is 1600 in decimal and 640 in the `popped` lists, which print hex:
+//! W at 0x640.)
 //!
 //! With `link-after-clear`, the claim checks fail first (the recovery, finding `active`
 //! clear, leaves the dead's claim); with them taken out (a scratch copy outside the tree),
@@ -120,13 +241,18 @@
 //! recovery takes the linked block for unlinked, as expected.
 //!
 //! Not caught, and why: `free-before-clear` needs a killed recoverer (model 2 only).
-//! `free-before-settle` needs an append that gives its block back, killed between: models 1
-//! and 2 never give up after the take (in 1 the live appender goes to the part path only
-//! behind the victim's claim, so the victim is never turned away, and a look after a
-//! `yield_now` no longer finds the live claim; also at LOOM_MAX_PREEMPTIONS=3), models 3
-//! (turned away at the gate by the taker's held P) and 4 (no room) do. `taker-skips-wait`
-//! needs a taker (3). The first three recovery variants could be caught by the sequential
-//! model 2 alone; the concurrent models add the races with the live appender and the taker.
+//! `free-before-settle` needs an append that gives its block back, killed between: models 1 and 2
+//! never give up after the take (in 1 the live appender goes to the part path only behind the
+//! victim's claim, so the victim is never turned away, and a look after a `yield_now` no longer
+//! finds the live claim; also at LOOM_MAX_PREEMPTIONS=3), models 3 (turned away at the gate by the
+//! taker's held P) and 4 (no room) do. `taker-skips-wait` needs a taker (3, 7; 5, whose live pop
+//! takes the part only after two looks at the victim's claim, each after a `yield_now`, passes with
+//! it: I did not find out why no interleaving within the bound gets it there beside the claim). The
+//! first three recovery variants could be caught by the sequential model 2 alone; the concurrent
+//! models add the races with the live appender and the taker. `pop-giveup-settle-after-unclaim`
+//! needs a second popper of the same end between the drop and the settle (5b, back pop; 6 pops
+//! after the recovery only). `pop-free-before-settle` harms the segment class only (as
+//! `free-before-settle`).
 //!
 //! What loom cannot see: as in `publish_append.rs` and `taken_journal.rs` (a kill is a
 //! prefix of the victim's accesses; SeqCst accesses are checked as AcqRel; the allocator's
@@ -137,15 +263,21 @@
 //! view with `put`, `commit` and `enter`, the recovery's last step, the list's words,
 //! `explained`); what is this file's own is here (a heap beside the object world, the block
 //! journal's recovery rule and the recovery's order, the part taker's wait, the appender, the
-//! part path of an inline append, a pop), and the allocator's set-up and end checks follow
-//! `taken_journal.rs`.
+//! popper, the part path of an inline append, a pop, a gc), and the allocator's set-up and end
+//! checks follow `taken_journal.rs`.
 //!
-//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a
-//! time; kill points for the cache class, then the segment class): 4.5 s (43, 93), 8.8 s
-//! (38 and 88 victim kill points, 2643 and 4606 (victim, recoverer) pairs), 2.9 s (38, 88,
-//! twice: the taker after, then racing), 4.8 s (50, 99): 14.4 s under `cargo test` (two test
-//! threads). At LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 take 7.5, 5.2 and 7.0 s; at 4, 15,
-//! 15 and 14 s (model 2 is sequential); all pass.
+//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a time; kill
+//! points for the cache class, then the segment class): 4.5 s (43, 93), 8.8 s (38 and 88 victim
+//! kill points, 2643 and 4606 (victim, recoverer) pairs), 2.9 s (38, 88, twice: the taker after,
+//! then racing), 4.8 s (50, 99): 14.4 s under `cargo test` (two test threads). At
+//! LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 take 7.5, 5.2 and 7.0 s; at 4, 15, 15 and 14 s (model
+//! 2 is sequential); all pass. With the pop models (and the recovery reading `start` and the first
+//! item: model 2's pairs are now 2723 and 4686), measured the same way: 1: 5.7 s; 2: 10.0 s; 3: 3.7
+//! s; 4: 4.8 s; 5: 12.2 s (front 60 and 57 kill points, back 51 and 48); 5b: 3.1 s (front, cache
+//! class: 34; back, segment class: 31); 6: 10.9 s (front, cache: 55 victim kill points, 3243 pairs;
+//! back, segment: 46, 2531; back giving up: 30, 1504); 7: 4.3 s (55, 46); 8 with
+//! `pop-free-before-end`: 1.7 s (49, 46). 26 to 51 s under `cargo test` (two test threads), as the
+//! other engineer's load on the machine varied.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -160,8 +292,8 @@ use loom_tests::{
 };
 use persist::heap::{Block, Error, Heap};
 use persist::part_lock::{
-    bump_version, drop_tail_claim, holder, published_part, publishing, tail_claimant, tail_len,
-    Held, Parts,
+    bump_version, effective_list, holder, published_part, publishing, settle_dead_claim,
+    tail_claimant, tail_len, Held, ListWords, Parts, EMPTY_ITEM,
 };
 use persist::region::table;
 use persist::store_lock::UndoLog;
@@ -185,6 +317,12 @@ static BROKEN: Planted = Planted::new(
         "link-after-clear",
         "free-before-settle",
         "taker-skips-wait",
+        "pop-free-before-end",
+        "pop-journal-after-commit",
+        "pop-settle-before-end",
+        "pop-free-before-settle",
+        "pop-giveup-settle-late",
+        "pop-giveup-settle-after-unclaim",
     ],
 );
 
@@ -200,7 +338,10 @@ fn broken(variant: &str) -> bool {
 /// items block, then per slot its held-parts record and its undo log block.
 const ITEMS_BLOCK: u64 = 48;
 const ITEMS_WORDS: u64 = 3;
-const _: () = assert!(ITEMS_BLOCK + 8 * ITEMS_WORDS <= RECORDS);
+/// The list's `start` (the index of its first item): 0 but for the front pops of the pop
+/// models.
+const START: u64 = ITEMS_BLOCK + 8 * ITEMS_WORDS;
+const _: () = assert!(START + 8 <= RECORDS);
 
 /// Inline items are odd (never a block's offset, which is 16-aligned): the list's first item,
 /// and the live appender's.
@@ -353,6 +494,69 @@ impl World {
             .unwrap()
     }
 
+    /// The list once nothing is in flight: its `len` word unclaimed, `start + len` within the
+    /// capacity, and its items `[start, start + len)` (none of them EMPTY_ITEM).
+    fn list(&self) -> Vec<u64> {
+        let word = self.word(LEN);
+        assert_eq!(
+            tail_claimant(word),
+            None,
+            "the tail is left claimed: {word:#x}"
+        );
+        let list = self.effective();
+        assert!(
+            !list.contains(&EMPTY_ITEM),
+            "the list holds an emptied item word: {list:?}"
+        );
+        list
+    }
+
+    /// The items the list's words stand for now, claimed or not (`effective_list`), with
+    /// nobody changing them.
+    fn effective(&self) -> Vec<u64> {
+        let word = self.word(LEN);
+        let (items, start, cap) = (self.word(ITEMS), self.word(START), self.word(CAP));
+        let n = tail_len(word);
+        assert!(
+            start <= cap && n <= cap - start,
+            "start {start} and length {n} past capacity {cap} ({word:#x})"
+        );
+        let first = if n >= 1 {
+            self.word(items + 8 * start)
+        } else {
+            EMPTY_ITEM
+        };
+        let (s, l) = effective_list(word, start, first);
+        (s..s + l).map(|i| self.word(items + 8 * i)).collect()
+    }
+
+    /// What must hold after a recoverer of the dead victim died (`whose`: the victim's
+    /// change, for the messages): a claim naming the victim comes with its `active` naming
+    /// the list, and so does a journal still naming as taken a block the list holds (else the
+    /// next recoverer's rule says "not linked" and frees it).
+    fn assert_recoverable(&self, whose: &str) {
+        let active = self.active(VICTIM);
+        if tail_claimant(self.word(LEN)) == Some(VICTIM) {
+            assert_eq!(
+                active,
+                publishing(P),
+                "the dead {whose}'s claim outlived the active word that leads to it"
+            );
+        }
+        let j = self.journal(VICTIM);
+        if j & table::JOURNAL_TAKEN != 0 {
+            let b = j & !table::JOURNAL_TAKEN;
+            if self.effective().contains(&b) {
+                assert_eq!(
+                    active,
+                    publishing(P),
+                    "the list holds block {b:#x}, still journaled as taken, and the dead \
+                     `active` no longer names the list: the next recoverer frees it"
+                );
+            }
+        }
+    }
+
     /// What must hold once nothing is in flight and the dead are recovered: the tail
     /// unclaimed (`list`), and `Objects::assert_quiet` (the part free, every record, log and
     /// `active` empty, the store lock free).
@@ -415,8 +619,24 @@ fn len_word_of(part: u64) -> u64 {
     LEN
 }
 
-/// `object/recovery.rs` `appended_by_dead`: whether the dead appender had linked `block`, read
-/// off its `active` word and the list's items `[0, len)` (`start` is 0 here), from the end.
+/// The list's words for the recovery and the pops (`object/recovery.rs` `list_words`): the
+/// items block and its capacity read first.
+fn list_words_of<W: WordStore>(store: &W, part: u64) -> Result<ListWords, Error> {
+    let len = len_word_of(part);
+    let items = store.load(ITEMS, Ordering::Acquire)?;
+    let cap = store.load(CAP, Ordering::Acquire)?;
+    Ok(ListWords {
+        len,
+        start: START,
+        item0: items,
+        cap,
+    })
+}
+
+/// `object/recovery.rs` `appended_by_dead`: whether the dead appender had linked `block` (or a
+/// dead popper had not yet taken it), read off its `active` word and the items the list's
+/// words stand for (`effective_list`: `[start, start + len)`, a committed front pop's item
+/// left out), from the end.
 fn appended_by_dead<W: WordStore>(
     parts: &Parts<'_, W>,
     store: &W,
@@ -433,13 +653,19 @@ fn appended_by_dead<W: WordStore>(
     let Some(p) = published_part(active) else {
         return Ok(false);
     };
-    let len_at = len_word_of(p);
-    let items = store.load(ITEMS, Ordering::Acquire)?;
-    let len = tail_len(store.load(len_at, Ordering::Acquire)?);
-    let cap = store.load(CAP, Ordering::Acquire)?;
+    let at = list_words_of(store, p)?;
+    let word = store.load(at.len, Ordering::Acquire)?;
+    let start = store.load(at.start, Ordering::Acquire)?;
+    let first = if tail_len(word) >= 1 {
+        store.load(at.item0 + 8 * start, Ordering::Acquire)?
+    } else {
+        EMPTY_ITEM
+    };
+    let (start, len) = effective_list(word, start, first);
     assert!(
-        len <= cap,
-        "the recovery read length {len} past capacity {cap}"
+        start <= at.cap && len <= at.cap - start,
+        "the recovery read start {start} and length {len} past capacity {}",
+        at.cap
     );
     // The broken copy scans below a length one append stale (as a length read before the
     // dead's step 6 would be).
@@ -448,8 +674,8 @@ fn appended_by_dead<W: WordStore>(
     } else {
         len
     };
-    for i in (0..end).rev() {
-        if store.load(items + 8 * i, Ordering::Acquire)? == block {
+    for i in (start..start + end).rev() {
+        if store.load(at.item0 + 8 * i, Ordering::Acquire)? == block {
             return Ok(true);
         }
     }
@@ -494,7 +720,7 @@ fn settle_journals<W: WordStore, HW: WordStore>(
 }
 
 /// Recovers dead slot `dead` as slot `by` would, in `object/recovery.rs`'s order: its block
-/// journals settled (step 0), then the append its `active` names (its claim dropped, then
+/// journals settled (step 0), then the append or pop its `active` names (its claim settled, then
 /// the version moved; step 2, continued), then `Parts::recover_dead` (its log rolled back, its
 /// parts released, its `active` cleared; step 2b), then the heap's recovery of the slot (its
 /// journals cleared, its block cache given back; §7.10). Safe to repeat. `unlinked` is set
@@ -516,7 +742,8 @@ fn recover<W: WordStore, HW: WordStore>(
     // Relaxed: the death (learnt from the liveness flag, SeqCst) orders all the dead did.
     let active = parts.active_word(dead)?.load(Ordering::Relaxed);
     if let Some(part) = published_part(active) {
-        drop_tail_claim(store, len_word_of(part), dead)?;
+        // An append's or an uncommitted pop's claim dropped, a committed front pop finished.
+        settle_dead_claim(store, list_words_of(store, part)?, dead)?;
         bump_version(store, part)?;
     }
     publication::recover_dead(&parts, store, dead)?;
@@ -556,6 +783,8 @@ struct Appended {
     landed: Cell<Option<u64>>,
     /// It settled its journal and was freeing the block (an append that withdrew).
     freeing: Cell<bool>,
+    /// Its free of the block (withdrawn) returned.
+    freed: Cell<bool>,
 }
 
 /// A participant's view through `W` and `HW` (killable for a victim): the object layer's
@@ -703,7 +932,9 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         }
         self.heap.settle(OP)?;
         out.freeing.set(true);
-        self.heap.free(b)
+        self.heap.free(b)?;
+        out.freed.set(true);
+        Ok(())
     }
 
     /// `append_published` of a block (`Appended::Scalar`), in the order of the tree: the look
@@ -971,27 +1202,7 @@ fn scenario_recoverer(k1: u64, k2: u64, from: Source) -> (u64, u64) {
         // inside the heap's return of the dead's block cache (`return_dead_cache`, through
         // journal 0 the same way: FORMAT.md §7.10).
         recoverer_window = recoverer_killed && unlinked.get();
-        let active = world.active(VICTIM);
-        if tail_claimant(world.word(LEN)) == Some(VICTIM) {
-            assert_eq!(
-                active,
-                publishing(P),
-                "the dead appender's claim outlived the active word that leads to it"
-            );
-        }
-        let j = world.journal(VICTIM);
-        if j & table::JOURNAL_TAKEN != 0 {
-            let b = j & !table::JOURNAL_TAKEN;
-            let len = tail_len(world.word(LEN));
-            if (0..len).any(|i| world.word(ITEMS_BLOCK + 8 * i) == b) {
-                assert_eq!(
-                    active,
-                    publishing(P),
-                    "the list holds block {b:#x}, still journaled as taken, and the dead \
-                     `active` no longer names the list: the next recoverer frees it"
-                );
-            }
-        }
+        world.assert_recoverable("appender");
         if recoverer_killed {
             world.kill(THIRD);
         }
@@ -1181,4 +1392,716 @@ fn scenario_no_room(k: u64, source: Source) -> u64 {
 fn a_block_append_that_loses_the_last_slot_frees_its_block_once() {
     every_kill_point(|k| scenario_no_room(k, Source::Cache));
     every_kill_point(|k| scenario_no_room(k, Source::Segment));
+}
+
+// ---- pop publications of a block ----------------------------------------------------------------
+
+impl World {
+    /// A list of two items with room for three (the victim's block pop and a live append
+    /// both fit, `start` moved or not): block W (MARK in its first word, allocated, linked by
+    /// the list alone) and FIRST_ITEM, W first if `block_first`. The heap as `World::new`
+    /// sets it up, W taken from it: the cache class from the victim's cache (its free goes back
+    /// there), the segment class from a segment's free stack (its free goes back there).
+    /// Returns the world and W's item word.
+    fn with_block(from: Source, block_first: bool) -> (World, u64) {
+        let w = World::new(ITEMS_WORDS, from);
+        let by = match from {
+            Source::Cache => VICTIM,
+            Source::Segment => CHECKER,
+        };
+        let h = w.heap.heap(by);
+        let b = h.alloc(from.size()).unwrap().get();
+        h.settle(0).unwrap();
+        w.heap.store.store(b, MARK, Ordering::Relaxed).unwrap();
+        let items = if block_first {
+            [b, FIRST_ITEM]
+        } else {
+            [FIRST_ITEM, b]
+        };
+        for (i, &item) in items.iter().enumerate() {
+            w.store
+                .store(ITEMS_BLOCK + 8 * i as u64, item, Ordering::Relaxed)
+                .unwrap();
+        }
+        w.store.store(LEN, 2, Ordering::Relaxed).unwrap();
+        (w, b)
+    }
+}
+
+/// What a popper did, as far as it got.
+#[derive(Default)]
+struct Popped {
+    /// The item it read under its claim.
+    item: Cell<Option<u64>>,
+    /// The item, set right after the access that committed the pop.
+    taken: Cell<Option<u64>>,
+    /// It read the popped block and found MARK there.
+    decoded: Cell<bool>,
+    /// It settled journal `OP` and was freeing the popped block (a kill here leaves the block
+    /// to gc: the documented window).
+    freeing: Cell<bool>,
+    /// Its free of the popped block returned.
+    freed: Cell<bool>,
+    /// It gave up after it named the block in its journal (the pop not committed).
+    gave_up: Cell<bool>,
+}
+
+impl<W: WordStore, HW: WordStore> Participant<'_, W, HW> {
+    /// The look before the announcement (`publish_list_pop`): the list not empty, the item at
+    /// the popped end not an emptied word (every block here is a scalar's). Read without a
+    /// claim, the words may be another's change half done: only a hint, which the claim checks.
+    fn poppable_at_a_look(&self, front: bool) -> Result<bool, Error> {
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let n = tail_len(self.store.load(LEN, Ordering::Relaxed)?);
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        if items == 0 || n == 0 || start > cap || n > cap - start {
+            return Ok(false);
+        }
+        let at = if front { start } else { start + n - 1 };
+        Ok(self.store.load(items + 8 * at, Ordering::Relaxed)? != EMPTY_ITEM)
+    }
+
+    /// Pop steps 3 to 6 under the announcement (`claim_and_pop`): the `len` word read (claimed
+    /// by another: looked at `SPIN_LOOKS` more times, then given up; 0: given up), the tail
+    /// claimed, the list read under the claim (items block, capacity, `start`) and the item
+    /// at the popped end; a block named by journal `OP` (`journal_owned`) before the commit
+    /// point; then the commit (front: `pop_front_commit`, the commit point, `pop_front_mark`,
+    /// `pop_front_finish`; back: `pop_back`, commit point and end of the claim). With
+    /// `give_up` (an access error between the journal and the commit, in the object layer),
+    /// the journal settled, then the claim dropped. The item popped, or None.
+    fn claim_and_pop(
+        &self,
+        front: bool,
+        give_up: bool,
+        out: &Popped,
+    ) -> Result<Option<u64>, Error> {
+        let mut looks = 0;
+        let n = loop {
+            let word = self.store.load(LEN, Ordering::Relaxed)?;
+            if let Some(c) = tail_claimant(word) {
+                assert_ne!(c, self.slot, "a claim of our own in our way");
+                if looks == SPIN_LOOKS {
+                    return Ok(None);
+                }
+                looks += 1;
+                thread::yield_now();
+                continue;
+            }
+            if word == 0 {
+                return Ok(None);
+            }
+            if self.parts.claim_tail(LEN, word)?.is_ok() {
+                break word;
+            }
+        };
+        // Relaxed (all): under the claim, and announced, nobody else moves them (a part taker
+        // waits for us; another claimant waits for our claim's end, whose Release its Acquire
+        // claim pairs with).
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let cap = self.store.load(CAP, Ordering::Relaxed)?;
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        assert!(
+            start <= cap && n <= cap - start,
+            "start {start} and length {n} past capacity {cap} under a claim"
+        );
+        let at = if front { start } else { start + n - 1 };
+        let w = self.store.load(items + 8 * at, Ordering::Relaxed)?;
+        out.item.set(Some(w));
+        if w == EMPTY_ITEM {
+            self.parts.unclaim_tail(LEN)?;
+            return Ok(None);
+        }
+        let block = is_block(w).then(|| Block::from_word(w));
+        if let Some(b) = block {
+            if !broken("pop-journal-after-commit") {
+                self.heap.journal_owned(OP, b)?;
+            }
+        }
+        if give_up {
+            // Not committed: the journal settled while the claim and `active` still make the
+            // recovery's rule say linked, then the claim dropped (the broken copies: after
+            // the claim's drop, or after `end_publish`, in `publish_pop`).
+            if block.is_some()
+                && !broken("pop-giveup-settle-late")
+                && !broken("pop-giveup-settle-after-unclaim")
+            {
+                self.heap.settle(OP)?;
+            }
+            self.parts.unclaim_tail(LEN)?;
+            if block.is_some() && broken("pop-giveup-settle-after-unclaim") {
+                self.heap.settle(OP)?;
+            }
+            out.gave_up.set(true);
+            return Ok(None);
+        }
+        if front {
+            let words = ListWords {
+                len: LEN,
+                start: START,
+                item0: items,
+                cap,
+            };
+            self.parts.pop_front_commit(words, start)?;
+            out.taken.set(Some(w));
+            self.parts.pop_front_mark(words, n)?;
+            self.parts.pop_front_finish(words, n, start)?;
+        } else {
+            self.parts.pop_back(LEN, n)?;
+            out.taken.set(Some(w));
+        }
+        if let Some(b) = block {
+            if broken("pop-journal-after-commit") {
+                self.heap.journal_owned(OP, b)?;
+            }
+            if broken("pop-settle-before-end") {
+                self.heap.settle(OP)?;
+            }
+        }
+        Ok(Some(w))
+    }
+
+    /// Pop steps 8 and 9 for a popped block: read (its first word must still be MARK: a
+    /// freed block's is its free-stack link), then journal `OP` settled and the block freed
+    /// (a kill between the two leaves it to gc; the broken copy frees first).
+    fn decode_and_free(&self, w: u64, out: &Popped) -> Result<(), Error> {
+        let first = self.blocks.load(w, Ordering::Relaxed)?;
+        assert_eq!(
+            first, MARK,
+            "slot {} popped block {w:#x}, which is free (its first word is {first:#x})",
+            self.slot
+        );
+        out.decoded.set(true);
+        let b = Block::from_word(w);
+        if broken("pop-free-before-settle") {
+            self.heap.free(b)?;
+            out.freed.set(true);
+            return self.heap.settle(OP);
+        }
+        if !broken("pop-settle-before-end") {
+            self.heap.settle(OP)?;
+        }
+        out.freeing.set(true);
+        self.heap.free(b)?;
+        out.freed.set(true);
+        Ok(())
+    }
+
+    /// `publish_list_pop` of the item at the front or back, in the order of the protocol under
+    /// test: the look (1); the announcement under P (2, `enter_publish`; turned away: given
+    /// up); steps 3 to 6 (`claim_and_pop`); P moved if it popped and `active` cleared (7,
+    /// `end_publish`); then a popped block read (8) and given back (9: journal settled, block
+    /// freed). With `pop-free-before-end` (not a broken variant: the order a single change
+    /// has, its frees before `active` is cleared), steps 8 and 9 come before step 7. Whether
+    /// it popped. (A pop that gives up goes to the part path in the object layer: for a live
+    /// popper, `live_pop` does.)
+    fn publish_pop(&self, front: bool, give_up: bool, out: &Popped) -> Result<bool, Error> {
+        if !self.poppable_at_a_look(front)? || self.parts.enter_publish(P, &Spin)?.is_err() {
+            return Ok(false);
+        }
+        self.world.inside.enter_change(self.slot);
+        let popped = self.claim_and_pop(front, give_up, out)?;
+        let inside = broken("pop-free-before-end");
+        if let Some(w) = popped.filter(|&w| inside && is_block(w)) {
+            self.decode_and_free(w, out)?;
+        }
+        self.world.inside.leave_change(self.slot);
+        self.parts.end_publish(P, popped.is_some(), &Spin)?;
+        if out.gave_up.get() && is_block(out.item.get().unwrap_or(0)) {
+            if broken("pop-giveup-settle-late") {
+                self.heap.settle(OP)?;
+            }
+            return Ok(false);
+        }
+        if let Some(w) = popped.filter(|&w| !inside && is_block(w)) {
+            self.decode_and_free(w, out)?;
+        }
+        Ok(popped.is_some())
+    }
+
+    /// A pop as a single change on the part (`list_take`, the path a pop publication that
+    /// gives up takes): the part taken (waiting for publishers under P, recovering a dead
+    /// one), the list read (no claim is left: the publishers are done or recovered), `start`
+    /// (front) and `len` logged and written, committed, the part released; then a popped
+    /// block read (MARK) and freed. The item popped.
+    fn take_on_part(&mut self, front: bool) -> Result<u64, Error> {
+        self.enter()?;
+        let held = self.take(P)?;
+        let n = self.list_len()?;
+        assert!(n > 0, "the models never pop an empty list");
+        let items = self.store.load(ITEMS, Ordering::Relaxed)?;
+        let start = self.store.load(START, Ordering::Relaxed)?;
+        let at = if front { start } else { start + n - 1 };
+        let item = self.store.load(items + 8 * at, Ordering::Relaxed)?;
+        assert_ne!(item, EMPTY_ITEM, "a part taker found an emptied item word");
+        if front {
+            self.put(START, if n == 1 { 0 } else { start + 1 })?;
+        }
+        self.put(LEN, n - 1)?;
+        self.commit()?;
+        self.parts.end(&[held], true, &Spin)?;
+        if is_block(item) {
+            let first = self.blocks.load(item, Ordering::Relaxed)?;
+            assert_eq!(
+                first, MARK,
+                "the part taker popped block {item:#x}, which is free (its first word is \
+                 {first:#x})"
+            );
+            self.heap.free(Block::from_word(item))?;
+        }
+        Ok(item)
+    }
+}
+
+/// The victim popping the front or back, killed after `k` accesses (with `give_up`, it gives
+/// up after journaling a block): what it did, whether it was killed, and its accesses.
+fn victim_pop(world: &World, k: u64, front: bool, give_up: bool) -> (Popped, bool, u64) {
+    let out = Popped::default();
+    let (killed, spent) = as_victim(world, VICTIM, k, |p| {
+        p.publish_pop(front, give_up, &out).map(|_| ())
+    });
+    (out, killed, spent)
+}
+
+/// A live participant in `slot` pops the front or back (as a publication, or on the part if
+/// that gives up); returns the item.
+fn live_pop(world: &World, slot: u32, front: bool) -> u64 {
+    let h = world.heap.heap(slot);
+    let mut p = Participant::new(
+        world,
+        &world.lock_file,
+        &world.store,
+        h,
+        &world.heap.store,
+        slot,
+    )
+    .unwrap();
+    let out = Popped::default();
+    if p.publish_pop(front, false, &out).unwrap() {
+        return out.taken.get().expect("popped without an item");
+    }
+    assert_eq!(out.taken.get(), None);
+    p.take_on_part(front).unwrap()
+}
+
+/// The leftover a block popper may leave to gc: killed between the settle and the end of the
+/// free of the block it popped.
+fn pop_window(out: &Popped, killed: bool) -> usize {
+    usize::from(killed && out.freeing.get())
+}
+
+/// Checks what a victim that ran to its end did: a block it popped, it read before it freed.
+fn assert_finished(out: &Popped, killed: bool) {
+    if !killed && out.taken.get().is_some_and(is_block) {
+        assert!(
+            out.decoded.get(),
+            "the popper ended without reading its block"
+        );
+    }
+}
+
+// ---- 5. a block pop beside another pop ---------------------------------------------------------
+
+/// The list `[FIRST_ITEM, b]` (or `[b, FIRST_ITEM]` if `block_first`) after the pops that
+/// took `taken` (each from its end): what is left, checked to be what a serial order of those
+/// pops leaves (each took the item at its end of the list the pops before it left).
+fn after_pops(b: u64, block_first: bool, front: &[u64], back: &[u64]) -> Vec<u64> {
+    let mut list = if block_first {
+        vec![b, FIRST_ITEM]
+    } else {
+        vec![FIRST_ITEM, b]
+    };
+    assert!(
+        front.len() + back.len() <= list.len(),
+        "more pops than items: front {front:?}, back {back:?}"
+    );
+    let rest = list.split_off(front.len());
+    assert_eq!(list, front, "the front pops took {front:?}");
+    let mut list = rest;
+    let gone = list.split_off(list.len() - back.len());
+    let mut want = back.to_vec();
+    want.reverse();
+    assert_eq!(gone, want, "the back pops took {back:?}");
+    list
+}
+
+/// The victim (killed before each of its accesses; with `give_up`, giving up after it named
+/// a block in its journal) pops one end of a list of two items, block W at that end (the
+/// front of `[W, FIRST_ITEM]`, the back of `[FIRST_ITEM, W]`), and, once dead, is recovered
+/// at once by a third participant. A live participant pops meanwhile (as a publication, or
+/// on the part after a bounded spin on the victim's claim: the part path waits for the victim,
+/// recovering it if dead): the other end after a front pop; the same end after a back pop (a
+/// cheaper model than a front pop racing it, and one where the live pop takes W when the
+/// victim's pop does not commit, or it goes first: then the victim pops FIRST_ITEM). Then the
+/// victim is recovered again. The items popped and the list left are what the two pops in
+/// some order leave; W is in the list and allocated, or freed once; a victim that ran to its
+/// end read W before it freed it (a live popper of W checks the same).
+fn scenario_pop(k: u64, from: Source, front: bool, give_up: bool) -> u64 {
+    let (world, b) = World::with_block(from, front);
+    let world = Arc::new(world);
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_pop(&world, k, front, give_up);
+            if !world.is_alive(VICTIM) {
+                recover_live(&world, THIRD, VICTIM);
+            }
+            (out, killed, spent)
+        })
+    };
+    let got = live_pop(&world, OTHER, false);
+    let (out, killed, spent) = victim.join().unwrap();
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let list = world.list();
+    let taken: Vec<u64> = out.taken.get().into_iter().collect();
+    let want = if front {
+        after_pops(b, true, &taken, &[got])
+    } else {
+        // Two back pops: the first took W, the second FIRST_ITEM.
+        let mut back = vec![got];
+        back.extend(&taken);
+        back.sort_by_key(|&i| i == FIRST_ITEM);
+        after_pops(b, false, &[], &back)
+    };
+    assert_eq!(
+        list, want,
+        "the victim popped {taken:x?}, the live pop {got:#x}"
+    );
+    assert_finished(&out, killed);
+    world.assert_quiet();
+    let why = format!(
+        "victim killed: {killed}, popped {taken:x?}, gave up: {}, the live pop took {got:#x}",
+        out.gave_up.get()
+    );
+    world.account(&list, pop_window(&out, killed), &why);
+    spent
+}
+
+#[test]
+fn a_block_pop_is_kept_or_freed_once() {
+    every_kill_point(|k| scenario_pop(k, Source::Cache, true, false));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, true, false));
+    every_kill_point(|k| scenario_pop(k, Source::Cache, false, false));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, false, false));
+}
+
+#[test]
+fn a_block_pop_that_gives_up_keeps_the_block() {
+    // Each class once, each end once (the cost: module doc).
+    every_kill_point(|k| scenario_pop(k, Source::Cache, true, true));
+    every_kill_point(|k| scenario_pop(k, Source::Segment, false, true));
+}
+
+// ---- 6. a recoverer killed anywhere after a block pop ------------------------------------------
+
+/// The items popped from the front and the back, `[W, FIRST_ITEM]` if `front` (the block's
+/// end), else `[FIRST_ITEM, W]`: pops from the block's end in the order they took the items
+/// (W first, then FIRST_ITEM).
+fn same_end(b: u64, front: bool, mut pops: Vec<u64>) -> Vec<u64> {
+    pops.sort_by_key(|&i| i == FIRST_ITEM);
+    if front {
+        after_pops(b, true, &pops, &[])
+    } else {
+        after_pops(b, false, &[], &pops)
+    }
+}
+
+/// The victim (killed before each of its accesses; with `give_up`, giving up after it named
+/// the block in its journal) pops block W off one end of a list of two items (the front of
+/// `[W, FIRST_ITEM]`, the back of `[FIRST_ITEM, W]`); its first recoverer is killed before
+/// each of its accesses, a second one finishes; then a live participant pops the same end
+/// (W, read and freed, if the victim's pop did not commit). Sequential (one interleaving per
+/// pair of kill points). After the victim's death and after the first recoverer's, the words
+/// stand for the list with W, or without it once the pop committed; a claim naming the victim
+/// comes with its `active` naming the list, and so does a journal naming as taken a block the
+/// list holds. At the end the same accounting as 5.
+fn scenario_pop_recoverer(
+    k1: u64,
+    k2: u64,
+    from: Source,
+    front: bool,
+    give_up: bool,
+) -> (u64, u64) {
+    let (world, b) = World::with_block(from, front);
+    let (out, killed, spent) = victim_pop(&world, k1, front, give_up);
+    let want = same_end(b, front, out.taken.get().into_iter().collect());
+    let mut recoverer_spent = 0;
+    let mut recoverer_window = false;
+    let mut recoverer_killed = false;
+    if !world.is_alive(VICTIM) {
+        assert_eq!(
+            world.effective(),
+            want,
+            "the dead popper's words stand for another list (popped {:x?})",
+            out.taken.get()
+        );
+        let budget = Budget::new(k2);
+        let (lock_file, store) = world.killable(&budget);
+        let v = Victim::new(&world.heap, &budget);
+        let h = v.heap(THIRD);
+        let unlinked = Cell::new(false);
+        if let Err(e) = recover(&lock_file, &store, &h, THIRD, VICTIM, &unlinked) {
+            assert!(budget.killed(), "the recoverer failed unkilled: {e}");
+        }
+        recoverer_spent = budget.spent();
+        recoverer_killed = budget.killed();
+        // Killed inside a free it makes for the dead (`scenario_recoverer`): to gc.
+        recoverer_window = recoverer_killed && unlinked.get();
+        assert_eq!(
+            world.effective(),
+            want,
+            "a killed recoverer left the words standing for another list (popped {:x?})",
+            out.taken.get()
+        );
+        world.assert_recoverable("popper");
+        if recoverer_killed {
+            world.kill(THIRD);
+        }
+        recover_live(&world, OTHER, VICTIM);
+        if recoverer_killed {
+            // The killed recoverer's own heap slot (it holds nothing of the object layer).
+            world.heap.heap(OTHER).recover_participant(THIRD).unwrap();
+        }
+    }
+    let got = live_pop(&world, OTHER, front);
+    let mut pops: Vec<u64> = out.taken.get().into_iter().collect();
+    pops.push(got);
+    let list = world.list();
+    assert_eq!(
+        list,
+        same_end(b, front, pops),
+        "the victim popped {:x?}, the live pop {got:#x}",
+        out.taken.get()
+    );
+    assert_finished(&out, killed);
+    world.assert_quiet();
+    let why = format!(
+        "victim killed: {killed}, popped {:x?}, gave up: {}, recoverer killed: \
+         {recoverer_killed}",
+        out.taken.get(),
+        out.gave_up.get()
+    );
+    let may = pop_window(&out, killed) + usize::from(recoverer_window);
+    world.account(&list, may, &why);
+    (spent, recoverer_spent)
+}
+
+#[test]
+fn a_recoverer_killed_anywhere_after_a_block_pop() {
+    // Each class once, each end once, and the give-up path (the cost: module doc).
+    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Cache, true, false));
+    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, false, false));
+    every_kill_pair(|k1, k2| scenario_pop_recoverer(k1, k2, Source::Segment, false, true));
+}
+
+// ---- 7. a part taker racing a block pop's recovery ---------------------------------------------
+
+/// The victim (killed before each of its accesses, then recovered at once by a third
+/// participant) pops block W off one end of a list of two items (the front of
+/// `[W, FIRST_ITEM]`, the back of `[FIRST_ITEM, W]`); a live part taker pops the same end on
+/// the part (taking P, waiting for publishers under P, recovering a dead one), reads a popped
+/// block (MARK) and frees it. Then the victim is recovered again. The two pops took the items
+/// in some order (W first); the taker never pops a freed block; W is freed once.
+fn scenario_pop_taker(k: u64, from: Source, front: bool) -> u64 {
+    let (world, b) = World::with_block(from, front);
+    let world = Arc::new(world);
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_pop(&world, k, front, false);
+            if !world.is_alive(VICTIM) {
+                recover_live(&world, THIRD, VICTIM);
+            }
+            (out, killed, spent)
+        })
+    };
+    let got = {
+        let h = world.heap.heap(OTHER);
+        let mut p = Participant::new(
+            &world,
+            &world.lock_file,
+            &world.store,
+            h,
+            &world.heap.store,
+            OTHER,
+        )
+        .unwrap();
+        p.take_on_part(front).unwrap()
+    };
+    let (out, killed, spent) = victim.join().unwrap();
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let mut pops: Vec<u64> = out.taken.get().into_iter().collect();
+    pops.push(got);
+    let list = world.list();
+    assert_eq!(
+        list,
+        same_end(b, front, pops),
+        "the victim popped {:x?}, the part taker {got:#x}",
+        out.taken.get()
+    );
+    assert_finished(&out, killed);
+    world.assert_quiet();
+    let why = format!(
+        "victim killed: {killed}, popped {:x?}, the part taker {got:#x}",
+        out.taken.get()
+    );
+    world.account(&list, pop_window(&out, killed), &why);
+    spent
+}
+
+#[test]
+fn a_part_taker_racing_a_block_pop_frees_the_block_once() {
+    // Each class once, each end once (the cost: module doc).
+    every_kill_point(|k| scenario_pop_taker(k, Source::Cache, true));
+    every_kill_point(|k| scenario_pop_taker(k, Source::Segment, false));
+}
+
+// ---- 8. a gc racing a block pop ----------------------------------------------------------------
+
+/// What the object layer's gc does (`Store::gc`: `maintenance`, `gc_locked`), by slot THIRD,
+/// for this world's blocks: the writer word taken and the sequence made odd (the gate
+/// closed), the `active` words drained (a dead publisher recovered), then the walk (the
+/// blocks the list holds), then what the attached slots name (`Heap::named_blocks`: caches
+/// and journals, the dead's included), then every allocated block that neither names freed.
+/// The blocks it freed.
+fn gc(world: &World) -> BTreeSet<Block> {
+    let h = world.heap.heap(THIRD);
+    let p = Participant::new(
+        world,
+        &world.lock_file,
+        &world.store,
+        h,
+        &world.heap.store,
+        THIRD,
+    )
+    .unwrap();
+    assert_eq!(p.lock.try_take(owner(THIRD)).unwrap(), Ok(()));
+    p.lock.begin_change().unwrap();
+    let mut from = 0;
+    while let Some((s, _)) = p.parts.first_active(from).unwrap() {
+        from = s;
+        if world.is_alive(s) {
+            thread::yield_now();
+        } else {
+            recover_live(world, THIRD, s);
+        }
+    }
+    let reached: BTreeSet<Block> = world
+        .list()
+        .into_iter()
+        .filter(|&w| is_block(w))
+        .map(Block::from_word)
+        .collect();
+    let named: BTreeSet<Block> = p.heap.named_blocks().unwrap().into_iter().collect();
+    let garbage: BTreeSet<Block> = allocated_blocks(&p.heap)
+        .difference(&reached)
+        .filter(|b| !named.contains(b))
+        .copied()
+        .collect();
+    for &b in &garbage {
+        p.heap.free_uncached(b).unwrap();
+    }
+    p.lock.end_change().unwrap();
+    garbage
+}
+
+/// The victim (killed before each of its accesses) pops block W off the back of
+/// `[FIRST_ITEM, W]` while a gc runs (it waits for the victim's publication, recovering it if
+/// dead). Then the victim is recovered. The list is `[FIRST_ITEM]` if the pop committed, else
+/// `[FIRST_ITEM, W]`; W is in the list and allocated, or freed once (by the victim, its
+/// recovery or the gc); a victim that ran to its end read W before it freed it.
+fn scenario_pop_gc(k: u64, from: Source) -> u64 {
+    let (world, b) = World::with_block(from, false);
+    let world = Arc::new(world);
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || victim_pop(&world, k, false, false))
+    };
+    let collected = gc(&world);
+    let (out, killed, spent) = victim.join().unwrap();
+    if collected.contains(&Block::from_word(b)) {
+        assert!(
+            !out.freed.get(),
+            "the gc freed block {b:#x}, which the popper (killed: {killed}) freed too: it \
+             settled its journal, then the gc ran, then it freed the block"
+        );
+    }
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let list = world.list();
+    assert_eq!(
+        list,
+        same_end(b, false, out.taken.get().into_iter().collect()),
+        "the victim popped {:x?}",
+        out.taken.get()
+    );
+    assert_finished(&out, killed);
+    world.assert_quiet();
+    let why = format!("victim killed: {killed}, popped {:x?}", out.taken.get());
+    world.account(&list, pop_window(&out, killed), &why);
+    spent
+}
+
+#[test]
+#[ignore = "fails with the protocol as specified (module doc: a gc between the popper's settle \
+            and its free); passes with APPEND_BLOCK_BROKEN=pop-free-before-end"]
+fn a_gc_racing_a_block_pop_frees_the_block_once() {
+    every_kill_point(|k| scenario_pop_gc(k, Source::Cache));
+    every_kill_point(|k| scenario_pop_gc(k, Source::Segment));
+}
+
+/// The victim (killed before each of its accesses) appends a block to a list of one item with
+/// room for two more while a gc runs (it waits for the victim's publication, recovering it if
+/// dead). Then the victim is recovered. The list is what the append made it; the block is in
+/// the list and allocated, or freed once (by the victim's give-back, its recovery or the gc).
+fn scenario_append_gc(k: u64, from: Source) -> u64 {
+    let world = Arc::new(World::new(3, from));
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_append(&world, k);
+            let raw = world.journal(VICTIM);
+            (out, killed, spent, raw)
+        })
+    };
+    let collected = gc(&world);
+    let (out, killed, spent, raw) = victim.join().unwrap();
+    if let Some(b) = out.got.get().filter(|b| collected.contains(b)) {
+        assert!(
+            !out.freed.get(),
+            "the gc freed block {:#x}, which the appender (killed: {killed}) gave back too: \
+             turned away at the gate, it settled its journal, then the gc ran, then it freed \
+             the block",
+            b.get()
+        );
+    }
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let x = block_item(&out);
+    let list = world.list();
+    let appends = [(x.unwrap_or(0), out.landed.get())];
+    assert_eq!(
+        list,
+        explained(&appends),
+        "the list is not what its append made it ({appends:?})"
+    );
+    world.assert_quiet();
+    let why = format!("victim killed: {killed}, took {:?}", out.got.get());
+    world.account(&list, victim_window(&out, killed, raw), &why);
+    spent
+}
+
+#[test]
+#[ignore = "fails with the tree's append (module doc: a gc between the settle and the free of \
+            a block given back after the gate turned the appender away); passes with \
+            APPEND_BLOCK_BROKEN=take-after-announce"]
+fn a_gc_racing_a_block_append_frees_the_block_once() {
+    every_kill_point(|k| scenario_append_gc(k, Source::Cache));
+    every_kill_point(|k| scenario_append_gc(k, Source::Segment));
 }
