@@ -317,7 +317,9 @@ static BROKEN: Planted = Planted::new(
         "link-after-clear",
         "free-before-settle",
         "taker-skips-wait",
-        "pop-free-before-end",
+        "append-give-back-outside-gate",
+        "append-unclaim-before-settle",
+        "pop-free-after-end",
         "pop-journal-after-commit",
         "pop-settle-before-end",
         "pop-free-before-settle",
@@ -781,6 +783,8 @@ struct Appended {
     got: Cell<Option<Block>>,
     /// The index its item landed at (set right after the store that made it part of the list).
     landed: Cell<Option<u64>>,
+    /// Turned away at the gate, it kept the block to give it back past the gate.
+    kept: Cell<bool>,
     /// It settled its journal and was freeing the block (an append that withdrew).
     freeing: Cell<bool>,
     /// Its free of the block (withdrawn) returned.
@@ -893,7 +897,12 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
     /// `unclaim_tail`, and given up), the item stored and `len` moved on (`fill_tail`).
     /// `landed` is set right after the store that made the item part of the list. False: no
     /// room, or the tail stayed claimed.
-    fn claim_and_fill(&self, item: u64, landed: &Cell<Option<u64>>) -> Result<bool, Error> {
+    fn claim_and_fill(
+        &self,
+        item: u64,
+        landed: &Cell<Option<u64>>,
+        held: bool,
+    ) -> Result<bool, Error> {
         let mut looks = 0;
         loop {
             let word = self.store.load(LEN, Ordering::Relaxed)?;
@@ -917,7 +926,12 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
                 self.parts.unclaim_tail(LEN)?;
                 return Ok(false);
             }
-            self.parts.fill_tail(LEN, word, items + 8 * word, item)?;
+            if held {
+                self.parts
+                    .fill_tail_held(LEN, word, items + 8 * word, &[item])?;
+            } else {
+                self.parts.fill_tail(LEN, word, items + 8 * word, item)?;
+            }
             landed.set(Some(word));
             return Ok(true);
         }
@@ -935,6 +949,20 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         self.heap.free(b)?;
         out.freed.set(true);
         Ok(())
+    }
+
+    /// A block kept by an append that the gate turned away (`give_back_past_the_gate`), still
+    /// named by journal `OP` as taken (a gc spares it; a recovery of ours frees it, no `active`
+    /// naming a list), given back at this participant's next entry past the gate: as the part
+    /// path that follows in the object layer (`begin_part`: `Parts::enter` succeeded, then
+    /// `give_back_pending`), the gate passed (waiting while a section holds it closed), the
+    /// block given back (`give_back`), and here the gate left again (the part path's own
+    /// append, a logged change with its own allocation, is `taken_journal.rs`'s).
+    fn give_back_past_the_gate(&self, b: Block, out: &Appended) -> Result<(), Error> {
+        out.kept.set(true);
+        self.enter()?;
+        self.give_back(b, out)?;
+        Ok(self.parts.leave(&Spin)?)
     }
 
     /// `append_published` of a block (`Appended::Scalar`), in the order of the tree: the look
@@ -963,7 +991,11 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         let early = if after { None } else { Some(take()?) };
         if self.parts.enter_publish(P, &Spin)?.is_err() {
             if let Some(b) = early {
-                self.give_back(b, out)?;
+                if broken("append-give-back-outside-gate") {
+                    self.give_back(b, out)?;
+                } else {
+                    self.give_back_past_the_gate(b, out)?;
+                }
             }
             return Ok(false);
         }
@@ -972,23 +1004,34 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
             Some(b) => b,
             None => take()?,
         };
+        // The claim kept past the item's store until the journal is settled (the broken copy:
+        // the plain length stored, then the journal settled).
+        let held = !broken("append-unclaim-before-settle");
         if broken("link-after-clear") {
             // The broken copy ends the publication (`active` cleared) before it links.
             self.world.inside.leave_change(self.slot);
             self.parts.end_publish(P, false, &Spin)?;
-            let appended = self.claim_and_fill(b.get(), &out.landed)?;
+            let appended = self.claim_and_fill(b.get(), &out.landed, held)?;
             if appended {
                 self.heap.settle(OP)?;
+                if held {
+                    self.parts.unclaim_tail(LEN)?;
+                }
             } else {
                 self.give_back(b, out)?;
             }
             return Ok(appended);
         }
-        let appended = self.claim_and_fill(b.get(), &out.landed)?;
+        let appended = self.claim_and_fill(b.get(), &out.landed, held)?;
         if !appended {
             self.give_back(b, out)?;
-        } else if !broken("settle-before-link") {
-            self.heap.settle(OP)?;
+        } else {
+            if !broken("settle-before-link") {
+                self.heap.settle(OP)?;
+            }
+            if held {
+                self.parts.unclaim_tail(LEN)?;
+            }
         }
         self.world.inside.leave_change(self.slot);
         self.parts.end_publish(P, appended, &Spin)?;
@@ -1001,7 +1044,7 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
             return Ok(false);
         }
         self.world.inside.enter_change(self.slot);
-        let changed = self.claim_and_fill(item, landed)?;
+        let changed = self.claim_and_fill(item, landed, false)?;
         self.world.inside.leave_change(self.slot);
         self.parts.end_publish(P, changed, &Spin)?;
         Ok(changed)
@@ -1601,7 +1644,7 @@ impl<W: WordStore, HW: WordStore> Participant<'_, W, HW> {
         }
         self.world.inside.enter_change(self.slot);
         let popped = self.claim_and_pop(front, give_up, out)?;
-        let inside = broken("pop-free-before-end");
+        let inside = !broken("pop-free-after-end");
         if let Some(w) = popped.filter(|&w| inside && is_block(w)) {
             self.decode_and_free(w, out)?;
         }
@@ -2048,8 +2091,6 @@ fn scenario_pop_gc(k: u64, from: Source) -> u64 {
 }
 
 #[test]
-#[ignore = "fails with the protocol as specified (module doc: a gc between the popper's settle \
-            and its free); passes with APPEND_BLOCK_BROKEN=pop-free-before-end"]
 fn a_gc_racing_a_block_pop_frees_the_block_once() {
     every_kill_point(|k| scenario_pop_gc(k, Source::Cache));
     every_kill_point(|k| scenario_pop_gc(k, Source::Segment));
@@ -2092,16 +2133,96 @@ fn scenario_append_gc(k: u64, from: Source) -> u64 {
         "the list is not what its append made it ({appends:?})"
     );
     world.assert_quiet();
-    let why = format!("victim killed: {killed}, took {:?}", out.got.get());
+    let why = format!(
+        "victim killed: {killed}, took {:?}, turned away: {}",
+        out.got.get(),
+        out.kept.get()
+    );
     world.account(&list, victim_window(&out, killed, raw), &why);
     spent
 }
 
 #[test]
-#[ignore = "fails with the tree's append (module doc: a gc between the settle and the free of \
-            a block given back after the gate turned the appender away); passes with \
-            APPEND_BLOCK_BROKEN=take-after-announce"]
 fn a_gc_racing_a_block_append_frees_the_block_once() {
+    // The cache class only: with the segment class the gc's walk fails first (the next test).
     every_kill_point(|k| scenario_append_gc(k, Source::Cache));
+}
+
+#[test]
+#[ignore = "fails on its first run: the gc's walk of the allocated blocks (`for_each_allocated`, \
+            quiescent use only, as `Store::gc`'s `allocated`) races the appender's take from a \
+            segment's free stack outside the gate: \"segment free stack is damaged\" (module doc)"]
+fn a_gc_racing_a_block_append_from_a_segment() {
     every_kill_point(|k| scenario_append_gc(k, Source::Segment));
+}
+
+// ---- 9. a block pop racing a block append -------------------------------------------------------
+
+/// The victim (killed before each of its accesses, then recovered at once by a third
+/// participant) appends block W to a list of one item with room for two more; a live
+/// participant pops the back meanwhile, as a publication (a block it pops: journal `OP`, the
+/// commit, MARK read, the journal settled, W freed, `end_publish`), or on the part after a
+/// bounded spin on a claimed tail (the part path waits for the victim and recovers it if
+/// dead). Then the victim is recovered again. The pop took the last item of the list as it
+/// stood (FIRST_ITEM before the append, W after it); a popped W was not free (its reader
+/// finds MARK), and W is in the list and allocated, or freed once (by the popper, the
+/// victim's give-back, or the recovery: never by the popper and then by the recovery of an
+/// appender whose journal still named it, the heap's check).
+fn scenario_append_pop(k: u64, from: Source) -> u64 {
+    let world = Arc::new(World::new(3, from));
+    let victim = {
+        let world = world.clone();
+        thread::spawn(move || {
+            let (out, killed, spent) = victim_append(&world, k);
+            let raw = world.journal(VICTIM);
+            if !world.is_alive(VICTIM) {
+                recover_live(&world, THIRD, VICTIM);
+            }
+            (out, killed, spent, raw)
+        })
+    };
+    let popped = live_pop(&world, OTHER, false);
+    let (out, killed, spent, raw) = victim.join().unwrap();
+    if !world.is_alive(VICTIM) {
+        recover_live(&world, OTHER, VICTIM);
+    }
+    let x = block_item(&out);
+    let list = world.list();
+    // Popped before the append (the first item; the append landing at 0 if at all), or after
+    // it (the block, the last item of the list the append made).
+    if out.landed.get() == Some(0) || list.is_empty() {
+        assert_eq!(
+            popped, FIRST_ITEM,
+            "the pop took {popped:#x}, not the list's only item"
+        );
+        assert_eq!(
+            list,
+            x.into_iter().collect::<Vec<_>>(),
+            "the pop of the first item"
+        );
+    } else {
+        let mut after = list.clone();
+        after.push(popped);
+        let full = explained(&[(x.unwrap_or(0), out.landed.get())]);
+        assert_eq!(
+            after,
+            full,
+            "the pop of {popped:#x} and the append ({x:?} at {:?}) left {list:?}",
+            out.landed.get()
+        );
+    }
+    world.assert_quiet();
+    let why = format!(
+        "victim killed: {killed}, took {:?}, landed at {:?}, popped {popped:#x}",
+        out.got.get(),
+        out.landed.get()
+    );
+    world.account(&list, victim_window(&out, killed, raw), &why);
+    spent
+}
+
+#[test]
+fn a_block_pop_racing_a_block_append_frees_the_block_once() {
+    every_kill_point(|k| scenario_append_pop(k, Source::Cache));
+    every_kill_point(|k| scenario_append_pop(k, Source::Segment));
 }
