@@ -10,8 +10,10 @@
 //! (`SJ_SWEEP`), then *freezes* it: a CAS sets the anchor's frozen bit, after which pops skip
 //! the segment and pushes go to its deferred stack, so its free stack holds still. It takes the
 //! deferred stack onto a private copy of the free stack, reads the carve counter, then every
-//! live participant's cache and journals ([`Heap::journaled_blocks`]), and adds to its copy
-//! each carved block on neither stack, held by no live participant, and called garbage. One
+//! attached participant's cache and journals, a dead one's too ([`Heap::named_blocks`]), and
+//! adds to its copy each carved block on neither stack, named by no slot, and called garbage.
+//! A dead participant's named blocks are its recovery's to give back: a participant that took
+//! a block after the caller's own read of the names and died before linking it is covered. One
 //! CAS from the frozen anchor (`thaw`) publishes the copy and unfreezes; frees deferred
 //! meanwhile are pushed after it. A freeze whose sweeper died (no live journal names it) is
 //! thawed by whoever finds it: the next sweeper, recovery or `repair`.
@@ -75,8 +77,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Sweeps one segment while others keep allocating and freeing: freezes it, frees every
-    /// carved block that is not on its free stack, not journaled by a live participant, and for
-    /// which `is_garbage` says yes, then unfreezes it. Returns the number of blocks freed.
+    /// carved block that is not on its free stack, not named by an attached participant's
+    /// cache or journals (a dead one's included), and for which `is_garbage` says yes, then
+    /// unfreezes it. Returns the number of blocks freed.
     ///
     /// Contract for `is_garbage`: it answers yes only for a block that nobody can reach and
     /// nobody will free, and that cannot become reachable during the sweep (the object layer
@@ -114,7 +117,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         let carve = store
             .load(seg + S_CARVE, Ordering::SeqCst)?
             .min(info.nblocks);
-        let mut journaled = self.journaled_blocks()?;
+        // Every attached slot's, a dead one's too: a participant that took a block after the
+        // caller read `named_blocks` and then died holds it named only by its own journal,
+        // and its recovery frees it (a block taken outside the gate: a held-set block grown
+        // by a read, an undo log's first block).
+        let mut journaled = self.named_blocks()?;
         journaled.sort_unstable();
         let mut freed = 0;
         for i in 0..carve {
@@ -240,8 +247,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(())
     }
 
-    /// Frees every large or huge run that no live participant journals and for which
-    /// `is_garbage` says yes (same contract as [`Heap::sweep_segment`]). Returns the count.
+    /// Frees every large or huge run that no attached participant journals (a dead one's
+    /// included) and for which `is_garbage` says yes (same contract as
+    /// [`Heap::sweep_segment`]). Returns the count.
     pub fn sweep_large(&self, mut is_garbage: impl FnMut(Block) -> bool) -> Result<u64, Error> {
         // Runs first, journals second: an allocator names its run in a journal before the run
         // exists in the map, so a run seen here unjournaled was not being handed out.
@@ -252,7 +260,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
             Ok(())
         })?;
-        let mut journaled = self.journaled_blocks()?;
+        // As in `sweep_segment`: a dead participant's journals are spared too.
+        let mut journaled = self.named_blocks()?;
         journaled.sort_unstable();
         let victims: Vec<_> = candidates
             .into_iter()

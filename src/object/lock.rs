@@ -302,9 +302,6 @@ impl Store {
             let _ = self.part.lock().end_change();
             return Err(e);
         }
-        // No other section can run now (a gc included): a block an append left to give back
-        // is freed here.
-        self.give_back_pending();
         Ok(())
     }
 

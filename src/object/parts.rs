@@ -153,7 +153,6 @@ impl Store {
             Err(Closed::Seq(v)) => return Err(Error::Busy(Busy::Seq(v))),
             Err(Closed::Shared(n)) => return Err(Error::Busy(Busy::Shared(n))),
         }
-        self.give_back_pending();
         let mut tries = 0;
         let mut spins = 0;
         let taken = loop {
@@ -213,7 +212,6 @@ impl Store {
             || !self.locks.none_held()
             || self.part_change.is_some()
             || self.unlogged_alloc.is_some()
-            || self.give_back_later.get().is_some()
         {
             return Ok(false);
         }
@@ -338,10 +336,15 @@ impl Store {
             Ok(p) if p.items != 0 && need <= p.cap - p.start - p.len => {}
             _ => return Ok(false),
         }
-        // A block is taken and written before the announcement (a kill meanwhile leaves it
-        // named by journal `OP` alone, with no `active` naming a list: its recovery frees it),
-        // so that the announcement, which part takers of the list wait for, lasts only the
-        // claim and two stores.
+        let version = cg + container::VERSION;
+        match self.parts(0)?.enter_publish(version, &KERNEL)? {
+            Ok(_) => {}
+            Err(_) => return Ok(false),
+        }
+        // A block is taken and written only now, past the gate: a gc (a section) waits for
+        // this publication, so it never walks the allocator while we take the block, nor
+        // sweeps a block of ours that a recovery frees too. A kill from here on leaves the
+        // block named by journal `OP`, linked iff the list holds it.
         let mut one = [0];
         let (ws, block): (&[u64], u64) = match item {
             Appended::Words(ws) => (ws, 0),
@@ -355,7 +358,8 @@ impl Store {
                         (&one, block)
                     }
                     Err(e) => {
-                        self.give_back_past_the_gate(block);
+                        self.give_back_unlinked(block);
+                        self.parts(0)?.end_publish(version, false, &KERNEL)?;
                         return Err(e);
                     }
                 }
@@ -364,27 +368,8 @@ impl Store {
         if block != 0 {
             self.maybe_die(AppendDeath::Taken);
         }
-        let version = cg + container::VERSION;
-        let parts = match self.parts(0) {
-            Ok(parts) => parts,
-            Err(e) => {
-                self.give_back_past_the_gate(block);
-                return Err(e);
-            }
-        };
-        let appended = match parts.enter_publish(version, &KERNEL) {
-            Ok(Ok(_)) => self.claim_and_fill(&parts, cg, ws, block != 0),
-            // Turned away (a section, maybe a gc, or a part taker): the block is given back
-            // at the next entry past the gate, the part path's.
-            Ok(Err(_)) => {
-                self.give_back_past_the_gate(block);
-                return Ok(false);
-            }
-            Err(e) => {
-                self.give_back_past_the_gate(block);
-                return Err(e.into());
-            }
-        };
+        let parts = self.parts(0)?;
+        let appended = self.claim_and_fill(&parts, cg, ws, block != 0);
         if block != 0 {
             if matches!(appended, Ok(true)) {
                 self.maybe_die(AppendDeath::Linked);
@@ -586,28 +571,6 @@ impl Store {
         let heap = self.part.heap();
         if heap.settle(super::journals::OP).is_ok() {
             let _ = heap.free(crate::heap::Block::from_word(block));
-        }
-    }
-
-    /// [`Store::give_back_unlinked`] for a block taken outside the gate (0: none), later:
-    /// between the settling and the free the block is named nowhere, and a gc sweeping then
-    /// would free it as garbage before this free. So the block stays named by journal `OP`
-    /// (gc spares it; a recovery of ours frees it, no `active` naming a list) until this
-    /// participant is past the gate again ([`Store::give_back_pending`]); no publication
-    /// takes a block meanwhile (`may_publish`), so nothing else writes that journal.
-    fn give_back_past_the_gate(&self, block: u64) {
-        if block != 0 {
-            debug_assert!(self.give_back_later.get().is_none());
-            self.give_back_later.set(Some(block));
-        }
-    }
-
-    /// Gives back the block [`Store::give_back_past_the_gate`] left, if any. Called only past
-    /// the gate (a part change entered, or the writer word and an odd sequence held), where no
-    /// section, gc included, runs.
-    pub(super) fn give_back_pending(&self) {
-        if let Some(block) = self.give_back_later.take() {
-            self.give_back_unlinked(block);
         }
     }
 

@@ -48,11 +48,6 @@ pub struct Store {
     /// and `alloc` takes its one block unlogged, named only by journal `OP`, and records it
     /// here (the publication links it, then settles the journal).
     pub(super) unlogged_alloc: Option<u64>,
-    /// A block an append publication took and could not link, turned away before it was
-    /// announced: still named by journal `OP` as taken, and given back (the journal settled,
-    /// the block freed) at this participant's next entry past the gate (`parts.rs`
-    /// `give_back_pending`), where no gc can sweep it between the settling and the free.
-    pub(super) give_back_later: std::cell::Cell<Option<u64>>,
     /// A test's crash point inside append publications ([`Store::die_inside_appends`]).
     pub(super) append_death: Option<AppendDeath>,
 }
@@ -62,7 +57,8 @@ pub struct Store {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendDeath {
-    /// The value's block taken and written (journal `OP` names it), not yet announced.
+    /// Announced, the value's block taken and written (journal `OP` names it), the tail not
+    /// claimed.
     Taken,
     /// The tail claimed, the item not stored.
     Claimed,
@@ -143,7 +139,6 @@ impl Store {
             changed: false,
             list_grew: false,
             unlogged_alloc: None,
-            give_back_later: std::cell::Cell::new(None),
             append_death: None,
         };
         // Before anything is read or changed: a second participant turns parts on.
