@@ -4,55 +4,49 @@
 //! windows below) nor free it twice, nor free a block the list holds; a part taker racing the
 //! dead appender's or popper's recovery never pops a freed block and frees it once; a gc racing
 //! them frees nothing twice; a pop without a lock racing a block append never frees the block
-//! twice. One model is ignored: a gc racing a block append whose block comes from a segment's
-//! free stack fails on its first run, its walk of the allocated blocks racing the take (see
-//! "What the models found" below).
+//! twice. No model is ignored.
 //!
 //! The protocol (`object/parts.rs` `append_published`, `claim_and_fill`,
-//! `give_back_unlinked`, `give_back_past_the_gate`, `give_back_pending`; `part_lock.rs`
-//! `fill_tail_held`; FORMAT.md §10.9, "Appends", and the paragraph on items that are not
-//! inline words), as the tree has it (main at 0fc2a86): a look (no room: nothing taken); the
-//! block taken with block journal 1 (`OP`) naming it, with its taken bit (`Heap::alloc_into`),
-//! and written; the announcement under the list's version word P (`enter_publish`: `active` =
-//! P | 1); the tail claimed in `len` (`claim_tail`), the items block and capacity read under the
-//! claim (no room: the claim dropped again, `unclaim_tail`, and the block given back), the item
-//! stored and the claim moved to the length with it (`fill_tail_held`: `len` = `tail_claim(me,
-//! n + 1)`, Release, which stands for the list with the item: readers and `effective_list` see
-//! n + 1); linked: journal 1 settled (`Heap::settle`), then the claim dropped (`unclaim_tail`:
-//! n + 1, Release); then P moved (`end_publish`) and `active` cleared. (The claim is kept until
-//! the journal is settled because pops without a lock take block items: with the plain n + 1
-//! stored first, a popper could pop the item and free its block between the store and the
-//! settle, and a recovery of the appender killed there, finding journal 1 naming the block and
-//! the list without it, would free it again: the planted bug `append-unclaim-before-settle`.)
-//! Given back: the journal settled, then the block freed (a kill between the two leaves it to
-//! gc). Turned away at `enter_publish` (the gate closed by a section, maybe a gc, or the part
-//! held): the block is kept, named by journal 1 as taken (a gc spares it; a recovery meanwhile
-//! finds `active` clear, "not linked", and frees it: the list never held it), and given back at
-//! the participant's next entry past the gate: in the object layer the part path that follows
-//! (`begin_part` once `Parts::enter` succeeded, or `start_writing` with the writer word and an
-//! odd sequence), here `Parts::enter` (waiting while the gate is closed), the give-back, then the
-//! gate left (the part path's own append, a logged change with its own allocation, is
-//! `taken_journal.rs`'s). Given back at once instead, a gc that closed the gate could sweep the
-//! block between the settle and the free, which then frees it again: the planted bug
-//! `append-give-back-outside-gate`. The recovery (`object/recovery.rs`
-//! `recover_slot`), in its order: step 0 (`settle_journals`), each journal naming a block as
-//! taken (`Heap::taken_by_dead`) settled (`Heap::settle_dead`): journal 1 is linked iff the
-//! dead's undo log ends with its alloc entry or (`appended_by_dead`) the dead `active` names
-//! a list and an item of the list its words stand for is the block; else the block is freed;
-//! then step "2, continued": a claim of the dead on the tail settled (`settle_dead_claim`),
-//! P moved (`bump_version`); then step 2b (`Parts::recover_dead`:
-//! the log rolled back, parts released, `active` cleared); then the heap's recovery of the
-//! slot (`Heap::recover_participant`: journals cleared, the dead's block cache given back).
-//! (When this file was begun, FORMAT.md and the code took the block right after the
-//! announcement instead; that order is kept as the variant `take-after-announce`, which is
-//! not a broken one: every model passes with it too, the ignored one included.) The recovery's
-//! step 0 reads the list as
-//! `appended_by_dead` does now: the items `[start, start + len)` that the `len` word stands
-//! for (`effective_list`: a committed front pop's emptied item left out), and step 2's claim
-//! is settled with `settle_dead_claim` (an append's or an uncommitted pop's claim dropped, a
-//! committed front pop finished), as `recover_slot` does: a dead appender that left its claim
-//! at n + 1 has its block linked (the claim stands for the list with it), and its claim is
-//! dropped to the plain n + 1 (the item stays).
+//! `give_back_unlinked`; `part_lock.rs` `fill_tail_held`; FORMAT.md §10.9, "Appends", and the
+//! paragraph on items that are not inline words), as the tree has it (main at 7654b9c): a look
+//! (no room: nothing taken); the announcement under the list's version word P
+//! (`enter_publish`: `active` = P | 1; turned away, the gate closed by a section, maybe a gc,
+//! or the part held: nothing taken, the append given up); the block taken, past the gate, with
+//! block journal 1 (`OP`) naming it, with its taken bit (`Heap::alloc_into`), and written (a gc
+//! waits for this publication, so it neither walks the allocator while the take moves a free
+//! stack nor sweeps the block; a kill from here on leaves it named by journal 1, linked iff the
+//! list holds it); the tail claimed in `len` (`claim_tail`), the items block and capacity read
+//! under the claim (no room: the claim dropped again, `unclaim_tail`, and the block given back),
+//! the item stored and the claim moved to the length with it (`fill_tail_held`: `len` =
+//! `tail_claim(me, n + 1)`, Release, which stands for the list with the item: readers and
+//! `effective_list` see n + 1); linked: journal 1 settled (`Heap::settle`), then the claim
+//! dropped (`unclaim_tail`: n + 1, Release); then P moved (`end_publish`) and `active` cleared.
+//! (The claim is kept until the journal is settled because pops without a lock take block
+//! items: with the plain n + 1 stored first, a popper could pop the item and free its block
+//! between the store and the settle, and a recovery of the appender killed there, finding
+//! journal 1 naming the block and the list without it, would free it again: the planted bug
+//! `append-unclaim-before-settle`.) Given back (no room; in the object layer also an encode
+//! that fails after the take, not modelled): the journal settled, then the block freed (a kill
+//! between the two leaves it to gc), both before `end_publish`, so a gc, which waits for the
+//! publication, cannot sweep the block between the two. (Up to 7654b9c the block was taken
+//! before the announcement, outside the gate, and an append turned away kept it, journaled,
+//! until its next entry past the gate; the take before the announcement, with the turned-away
+//! append giving its block back at once, is the planted bug `take-before-announce`.) The
+//! recovery (`object/recovery.rs` `recover_slot`), in its order: step 0 (`settle_journals`),
+//! each journal naming a block as taken (`Heap::taken_by_dead`) settled (`Heap::settle_dead`):
+//! journal 1 is linked iff the dead's undo log ends with its alloc entry or
+//! (`appended_by_dead`) the dead `active` names a list and an item of the list its words stand
+//! for is the block; else the block is freed; then step "2, continued": a claim of the dead on
+//! the tail settled (`settle_dead_claim`), P moved (`bump_version`); then step 2b
+//! (`Parts::recover_dead`: the log rolled back, parts released, `active` cleared); then the
+//! heap's recovery of the slot (`Heap::recover_participant`: journals cleared, the dead's block
+//! cache given back). The recovery's step 0 reads the list as `appended_by_dead` does now: the
+//! items `[start, start + len)` that the `len` word stands for (`effective_list`: a committed
+//! front pop's emptied item left out), and step 2's claim is settled with `settle_dead_claim`
+//! (an append's or an uncommitted pop's claim dropped, a committed front pop finished), as
+//! `recover_slot` does: a dead appender that left its claim at n + 1 has its block linked (the
+//! claim stands for the list with it), and its claim is dropped to the plain n + 1 (the item
+//! stays).
 //!
 //! The pop of a block (models 5 to 9), as `object/parts.rs` `publish_list_pop` and
 //! `claim_and_pop` have it (FORMAT.md §10.9, "Pops", an item that is a scalar's block, which one
@@ -80,21 +74,24 @@
 //! What runs for real and what is written out here. The allocator is persist's own heap
 //! (`loom_tests::World`, with its block journals, taken bits and block caches): `alloc_into`,
 //! `settle`, `free`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
-//! `journal_owned`, `named_blocks` (the gc's), and at the end `check`, `for_each_allocated` and
+//! `journal_owned`, and the gc's `named_blocks`, `for_each_allocated` and `sweep`
+//! (`sweep_segment`, which spares every block an attached slot names, a dead one's included,
+//! and `sweep_large`), and at the end `check`, `for_each_allocated` and
 //! `loom_tests::conserve_sized` (allocate until full, sweep, allocate again: no held block handed
 //! out, none twice, nothing lost). The list's words, the gate and the parts are
 //! `persist::part_lock` (`enter_publish`, `claim_tail`, `fill_tail`, `fill_tail_held`,
 //! `unclaim_tail`,
 //! `pop_front_commit`, `pop_front_mark`, `pop_front_finish`, `pop_back`, `end_publish`,
 //! `effective_list`, `settle_dead_claim`, `bump_version`, `try_take`, `publisher_of`,
-//! `first_active`, `enter`, `leave`, `end`, `recover_dead`), the store lock's `try_take`, `begin_change` and
+//! `first_active`, `enter`, `end`, `recover_dead`), the store lock's `try_take`, `begin_change` and
 //! `end_change` (the gc's), with the real undo log (`UndoLog`: `append_word`, `set_len`,
 //! `published_len`, `ends_with_alloc`). Written out here, as the object layer has them: the
 //! appender's and the popper's control flow (above), the recovery rule
 //! (`settle_journals`, `appended_by_dead`) and the recovery's order, the part taker's wait for
 //! publishers (spinning, recovering a dead one: `wait_publishers`), the part paths (an inline
-//! append, a pop, the entry past the gate that gives back a kept block), and a gc (`Store::gc`: the gate closed and drained, the walk, what the slots
-//! name, the rest of the allocated blocks freed). Abstracted: the object store and the heap are two
+//! append, a pop), and a gc (`Store::gc`, `gc_locked`: the gate closed and drained, the walk,
+//! what the slots name, the allocated blocks walked, the rest freed by the real
+//! `Heap::sweep`). Abstracted: the object store and the heap are two
 //! word stores (two `MemWords`, each with its own liveness flags, set together on a death): an item
 //! word naming a block is the block's offset in the heap's store, as a value word is (16-aligned);
 //! inline items are odd words. The list's `start` is 0 but after a front pop (the append models
@@ -116,7 +113,7 @@
 //! What a kill may leave allocated, nobody's, for gc (each checked to be at most that): the
 //! victim killed between the allocator's take and the taken bit (the segment class only);
 //! killed between the settle and the end of the free of a block it gives back (under the
-//! announcement, or past the gate) or popped (step 8 of a pop); a recoverer killed inside a free it makes for the dead (an unlinked block in step 0, after its
+//! announcement; with `take-before-announce`, turned away, outside the gate) or popped (step 8 of a pop); a recoverer killed inside a free it makes for the dead (an unlinked block in step 0, after its
 //! journal's clearing: journal 0 names it without the bit; or a block of the dead's cache in
 //! the heap's step). Nothing else, and never a block freed twice or a block both in the list
 //! and free.
@@ -145,8 +142,7 @@
 //!    a freed block's is its free-stack link) and frees it. The pop took the last item of
 //!    the list as it stood; the block is in the list, or freed once (by the taker, or the
 //!    appender's give-back, or the recovery). An appender turned away by the taker's held P
-//!    keeps its block and gives it back past the gate (`Parts::enter`, which the held part does
-//!    not close).
+//!    has taken nothing.
 //! 4. `a_block_append_that_loses_the_last_slot_frees_its_block_once`: the victim appends a
 //!    block to a list with room for one more, racing a live appender of inline Y that only
 //!    publishes (it gives up rather than take the part path); the loser of the slot gives up
@@ -191,13 +187,13 @@
 //! 8. `a_gc_racing_a_block_pop_frees_the_block_once`: the victim pops W off the back while a
 //!    gc runs as `Store::gc` does (the writer word, the sequence odd, the `active` words
 //!    drained, recovering a dead publisher; the walk, here the list's blocks; then
-//!    `named_blocks`; every other allocated block, `for_each_allocated`, freed). Same
+//!    `named_blocks`; then `for_each_allocated`; every other allocated block freed by the real
+//!    `Heap::sweep`, which spares what the slots name once it froze the segment). Same
 //!    accounting, and first: a block the gc freed was not freed by the popper too. 8b.
 //!    `a_gc_racing_a_block_append_frees_the_block_once`: the same with the victim appending a
 //!    block (the append of model 1, no one else appending; turned away by the gc's closed gate,
-//!    it keeps its block and waits at `Parts::enter` to give it back), the cache class only;
-//!    with the segment class, `a_gc_racing_a_block_append_from_a_segment` (ignored: it fails, see
-//!    below).
+//!    it takes nothing), the cache class; with the segment class,
+//!    `a_gc_racing_a_block_append_from_a_segment` (ignored until 7654b9c: see below).
 //! 9. `a_block_pop_racing_a_block_append_frees_the_block_once`: the victim appends block W to
 //!    a list of one item with room for two more and, once dead, is recovered at once by a third
 //!    participant; a live participant pops the back meanwhile (as a publication: W, if it pops
@@ -217,8 +213,9 @@
 //! unreachable and unnamed, and frees it; the popper then frees it again. No kill is needed:
 //! model 8 fails on its first run, with the victim running to its end (`pop-free-after-end`
 //! now). The append had the same hole where it gave its block back after `enter_publish` turned
-//! it away (the gate closed, possibly by that very gc): model 8b fails on its first run too
-//! (`append-give-back-outside-gate` now). (Its give-backs under the announcement, for want of
+//! it away (the gate closed, possibly by that very gc): model 8b failed on its first run too
+//! (then fixed by keeping the block until the next entry past the gate; now gone with the take
+//! under the announcement, and part of `take-before-announce`). (Its give-backs under the announcement, for want of
 //! room, are safe: the gc waits for them.) The give-up order of a pop is right, and the reason
 //! is stronger than the one given for it: the journal must be settled before the claim is
 //! dropped, not only before `active` is cleared. Once the claim is dropped another popper may
@@ -228,40 +225,63 @@
 //! now that pops take block items: its claim must outlive its settle (model 9 and
 //! `append-unclaim-before-settle`).
 //!
-//! With the tree at 0fc2a86 (the pop frees before `end_publish`; a turned-away append keeps
-//! its block until it is past the gate; a block append keeps its claim until its journal is
-//! settled) every model passes but one: a gc racing a block append whose block comes from a
-//! segment's free stack (`a_gc_racing_a_block_append_from_a_segment`, ignored) fails on its
-//! first run, with the victim running to its end, in the gc's walk of the allocated blocks:
-//! "segment free stack is damaged (out of range, looped or longer than its count)". The gc walks
-//! the segments' free stacks with `Heap::for_each_allocated` (quiescent use only; `Store::gc`'s
-//! `allocated` does the same) while the appender, which takes its block before the announcement
-//! and so outside the gate, pops W off the free stack that the walk is reading and writes MARK
-//! over W's link: the walk follows MARK. Nothing is freed twice there (the gc fails first), and
-//! the object layer's sweep (`Heap::sweep`, segment by segment under a freeze) is not what
-//! fails, but a gc of the tree racing such an append can fail with a spurious corruption error
-//! (or, if the block's new first word happens to look like a block offset of the segment, walk a
-//! wrong stack: a block counted free that is taken is spared, one counted taken that is free is
-//! left to the sweep's own check of the stack). With `take-after-announce` (the block taken under
-//! the announcement, which the gc's drain waits for) the model passes. The cache class passes (the
-//! take from a cache touches no free stack, and `named_blocks` names a cached block; a take that
-//! refills the cache from a segment would race the walk the same way: not modelled).
+//! With the tree at 0fc2a86 (the pop freeing before `end_publish`; a block append taking its
+//! block before the announcement, outside the gate, and, turned away, keeping it until its next
+//! entry past the gate; a block append keeping its claim until its journal is settled) every
+//! model passed but one: a gc racing a block append whose block comes from a segment's free
+//! stack (`a_gc_racing_a_block_append_from_a_segment`, then ignored) failed on its first run,
+//! with the victim running to its end, in the gc's walk of the allocated blocks: "segment free
+//! stack is damaged (out of range, looped or longer than its count)". The gc walks the segments'
+//! free stacks with `Heap::for_each_allocated` (quiescent use only; `Store::gc`'s `allocated`
+//! does the same) while the appender popped W off the free stack that the walk was reading and
+//! wrote MARK over W's link: the walk followed MARK (a spurious corruption error; or, had the
+//! new first word looked like a block offset of the segment, a walk of a wrong stack). Behind
+//! that error (a scratch copy: the walk retried while it reports damage, the live participants'
+//! journaled blocks spared as the sweep then did) W was freed twice: the gc read `named_blocks`
+//! (W free, named by nobody); the victim took W outside the gate and was killed before
+//! `enter_publish`; the gc's walk found W allocated, unreachable, unnamed, and journaled by a
+//! dead participant only, which the sweep then did not spare (`journaled_blocks`: the live
+//! ones'): the gc freed W, and the victim's recovery, finding journal 1 naming W as taken and
+//! `active` clear, freed it again. `gc_locked`'s reasoning ("a recovery running now ... frees a
+//! dead participant's ... blocks while a slot word names each, so each is named here") assumed
+//! no block is taken after the `named_blocks` read, which a take outside the gate breaks.
 //!
-//! Worse, behind that error (a scratch copy, not kept: the gc made to follow `gc_locked` more
-//! closely, the walk retried while it reports damage, the live participants' journaled blocks
-//! (`journaled_blocks`) taken out of the allocated ones after the walk, and a block still
-//! journaled by a live participant spared at the free, as `sweep_segment` does), the segment-class
-//! model frees W twice, "heap check failed: .. segment free stack is damaged": the gc reads
-//! `named_blocks` (W free, named by nobody); the victim takes W from the free stack outside the
-//! gate (journal 1 naming it as taken) and is killed before `enter_publish`; the gc walks (W
-//! allocated, unreachable), and W is journaled by a dead participant only, which neither
-//! `journaled_blocks` nor the sweep spares: the gc frees it; then the victim's recovery, finding
-//! journal 1 naming W as taken and `active` clear, frees it again. `gc_locked`'s reasoning ("a
-//! recovery running now ... frees a dead participant's ... blocks while a slot word names each,
-//! so each is named here") assumes no block is taken after the `named_blocks` read, which a
-//! block append's take outside the gate breaks. Taking the block where the gc's drain waits for
-//! it (under the announcement, `take-after-announce`, with which the model passes) closes both
-//! holes.
+//! The tree at 7654b9c closes both: a block append takes its block past the gate, under the
+//! announcement that the gc's drain waits for (so no take moves a free stack while the gc walks
+//! it, and no appender killed holding a block is unknown to the gc: the drain recovers it), and
+//! `sweep_segment` and `sweep_large` spare every block an attached slot names, a dead one's
+//! included (`named_blocks` read after the freeze). The model's gc now frees through the real
+//! `Heap::sweep` (it freed with `free_uncached` before), and every model passes, 8b with the
+//! segment class included. What the take before the announcement (`take-before-announce`: taken
+//! outside the gate, given back at once when turned away) still breaks, with the real sweep: only
+//! the gc models of an append, 8b with both classes. The cache class: "the gc freed block 0x640,
+//! which the appender (killed: false) gave back too: turned away at the gate, it settled its
+//! journal, then the gc ran, then it freed the block" (the give-back outside the gate: after the
+//! settle nothing names W, and the gc, which does not wait for an append that is not announced,
+//! sweeps it between the settle and the free; the double free that
+//! `append-give-back-outside-gate` planted before). The segment class: first "the victim failed
+//! without being killed: the store cannot grow to 10240 bytes: simulated store is full" (the
+//! take ran while the sweep held the only segment of the class frozen: a pop skips a frozen
+//! segment, and the allocator asks for a new one, which the model's store has no room for; a
+//! real store grows); with the take made to wait out the freeze (a scratch copy, not kept), the
+//! gc's walk: "the gc's walk of the allocated blocks failed: allocator state is damaged at
+//! 0x600: segment free stack is damaged (out of range, looped or longer than its count)" (as
+//! above); with the walk retried too, the cache class's double free. With the turned-away
+//! append's give-back moved past the gate as well (the tree before 7654b9c, in the same scratch
+//! copy), the segment-class 8b passes: the dead appender's block taken after the gc's
+//! `named_blocks` is now spared by the sweep, which reads the names again once the segment is
+//! frozen, and freed once, by the recovery. So the sweep's change alone closes the double free
+//! behind the walk error; the walk error itself (and the spurious growth) needs the take under
+//! the announcement. Every model without a gc passes with `take-before-announce` (in 3 the
+//! turned-away appender gives its block back at once, but a part taker frees only what it
+//! popped).
+//!
+//! Not modelled, and worth a look in the tree: the object layer still takes some blocks outside
+//! the gate (the commit 7654b9c names them: a held-set block grown by a read, an undo log's first
+//! block). The sweep's change covers their double free, but `Store::gc`'s `allocated` walks the
+//! free stacks with `for_each_allocated` (quiescent use only) while such a take may pop one: by
+//! the mechanism above, a gc racing such a take can still fail with a spurious "segment free
+//! stack is damaged" (or walk a wrong stack).
 //!
 //! Broken variants. Nothing in `src/` was edited: each broken step has a local copy here,
 //! used instead of the modelled one only when the environment variable
@@ -272,15 +292,14 @@
 //!
 //! | variant | what it breaks | fails | first failure reported |
 //! |---|---|---|---|
-//! | `never-linked` | the recovery's rule never says linked (ignores the list) | 1, 2, 3, 4, 5, 5b, 6, 7, 8, 8b, 9 | 1, 2, 4, 5, 5b, 8, 8b, 9: "block 0x640 is in the list and free" (the victim killed after its `len` store, or between its journal and its commit point); 3, 7: "the part taker popped block 0x640, which is free"; 6: "slot 1 popped block 0x640, which is free" |
+//! | `never-linked` | the recovery's rule never says linked (ignores the list) | all (1, 2, 3, 4, 5, 5b, 6, 7, 8, 8b with both classes, 9) | 1, 2, 4, 5, 5b, 8, 8b, 9: "block 0x640 is in the list and free" (the victim killed after its `len` store, or between its journal and its commit point); 3, 7: "the part taker popped block 0x640, which is free"; 6: "slot 1 popped block 0x640, which is free" |
 //! | `always-linked` | the rule always says linked | all but 5b | "left allocated: {Block(0x640)}, 0 allowed" (killed before the item landed, or after the commit point; a pop that gives up keeps W) |
 //! | `stale-len` | the rule scans one item short (a length from before the last append) | as `never-linked` | as `never-linked` |
 //! | `settle-last` | the recovery settles the journals after it cleared `active` (step 0 moved after 2b) | as `never-linked` | as `never-linked`, but 7: "heap check failed: .. segment free stack is damaged" |
 //! | `free-before-clear` | the recovery frees an unlinked block, then clears its journal | 2, 6 | a recoverer killed between: the second frees it again, "heap check failed: .. segment free stack is damaged" |
-//! | `settle-before-link` | the appender settles its journal right after writing the block, before linking it | 1, 2, 3, 4, 8b, 9 | "left allocated" (killed between the settle and the link); 8b: "the gc freed block 0x640, which the appender (killed: false) gave back too: .." (the gc swept the block its journal no longer named) |
-//! | `link-after-clear` | the appender clears `active` (`end_publish`) before it claims and fills | 1, 2, 3, 4, 8b, 9 | 1, 3, 9: "a part taker found the tail claimed"; 4: "the tail is left claimed"; 2: "the dead appender's claim outlived the active word that leads to it"; 8b: "block 0x640 is in the list and free" (unkilled: the gc swept W between the `end_publish` and the link) |
-//! | `free-before-settle` | an appender giving its block back frees it, then settles | 3, 4 | killed between, the recovery frees it again: "heap check failed: .. free stack is damaged" (the segment class only: a block freed into the victim's cache is not taken in `taken_by_dead`'s eyes, so the bug is harmless there) |
-//! | `append-give-back-outside-gate` | an append turned away at the gate gives its block back at once (the order before 0fc2a86) | 8b | "the gc freed block 0x640, which the appender (killed: false) gave back too: turned away at the gate, it settled its journal, then the gc ran, then it freed the block" |
+//! | `settle-before-link` | the appender settles its journal right after writing the block, before linking it | 1, 2, 3, 4, 8b (both classes), 9 | "left allocated: {Block(0x640)}, 0 allowed" (killed between the settle and the link; in 8b the gc, which waits for the publication, no longer sweeps the unkilled appender's settled block: before 7654b9c its first failure there was the gc's free of it) |
+//! | `link-after-clear` | the appender clears `active` (`end_publish`) before it claims and fills | 1, 2, 3, 4, 8b (both classes), 9 | 1, 3, 9: "a part taker found the tail claimed"; 4: "the tail is left claimed"; 2: "the dead appender's claim outlived the active word that leads to it"; 8b: "block 0x640 is in the list and free" (unkilled: the gc swept W between the `end_publish` and the link) |
+//! | `free-before-settle` | an appender giving its block back frees it, then settles | 4 | killed between, the recovery frees it again: "heap check failed: allocator state is damaged at 0x600: segment free stack is damaged (..)" (the segment class only: a block freed into the victim's cache is not taken in `taken_by_dead`'s eyes, so the bug is harmless there; 3 caught it too before 7654b9c, when a turned-away append gave its block back) |
 //! | `append-unclaim-before-settle` | a block append stores the plain length (`fill_tail`), then settles its journal (the order before 0fc2a86) | 9 | "heap check failed: allocator state is damaged at 0x600: segment free stack is damaged (..)": the victim killed between its `len` store and its settle, the live pop took W and freed it, the recovery (journal 1 naming W, `active` naming the list, the list without W) freed it again |
 //! | `taker-skips-wait` | the part taker does not wait for publishers under P | 3, 7 | 3: it pops while the append is in flight: "the pop of 0x65 and the append (Some(1600) at Some(1)) left [101, 1600]"; 7: "the front pops took [1600, 1600]" (W popped twice) |
 //! | `pop-free-after-end` | a pop reads and frees its block after `end_publish` (the order before 0fc2a86) | 8 | "the gc freed block 0x640, which the popper (killed: false) freed too: it settled its journal, then the gc ran, then it freed the block" |
@@ -289,7 +308,7 @@
 //! | `pop-free-before-settle` | the popper frees the block, then settles journal 1 | 5, 6, 7, 8 | killed between, the recovery frees it again: "heap check failed: .. segment free stack is damaged" (the segment class only, as `free-before-settle`) |
 //! | `pop-giveup-settle-late` | a pop that gives up settles journal 1 after `end_publish` | 5b, 6 | 5b: "block 0x640 is in the list and free" (killed between: the recovery, `active` clear, frees W); 6: "slot 1 popped block 0x640, which is free" (the live pop after the recovery) |
 //! | `pop-giveup-settle-after-unclaim` | a pop that gives up settles journal 1 after its claim's drop (before `end_publish`) | 5b | "heap check failed: .. segment free stack is damaged": the live back pop took W once the claim was dropped and freed it; the victim, killed before its settle, is recovered: W journaled as taken, no longer in the list, freed again |
-//! | `take-after-announce` | not broken: the block taken right after the announcement (the order FORMAT.md had when this file was begun) | none (and the ignored segment-class 8b passes) | - |
+//! | `take-before-announce` | an append takes and writes its block before the announcement, outside the gate, and, turned away, gives it back at once (settle, free); the order before 7654b9c but for its give-back past the gate | 8b (both classes) | cache: "the gc freed block 0x640, which the appender (killed: false) gave back too: turned away at the gate, it settled its journal, then the gc ran, then it freed the block"; segment: "the victim failed without being killed: the store cannot grow to 10240 bytes: simulated store is full" (the take while the gc's sweep held the class's one segment frozen); behind it, the gc's walk: "segment free stack is damaged" ("What the models found") |
 //!
 //! (In the messages, an item word is 1600 in decimal and 640 in the `popped` lists, which print
 //! hex: W at 0x640.)
@@ -303,9 +322,9 @@
 //! `free-before-settle` needs an append that gives its block back, killed between: models 1 and 2
 //! never give up after the take (in 1 the live appender goes to the part path only behind the
 //! victim's claim, so the victim is never turned away, and a look after a `yield_now` no longer
-//! finds the live claim; also at LOOM_MAX_PREEMPTIONS=3), models 3 (turned away at the gate by the
-//! taker's held P, the block given back past the gate) and 4 (no room) do; 8b's victim, turned
-//! away by the gc, gives back only once the gc is done, and 9's has room. `taker-skips-wait` needs
+//! finds the live claim; also at LOOM_MAX_PREEMPTIONS=3), model 4 (no room) does; 3's victim,
+//! turned away by the taker's held P, has taken nothing, as has 8b's, turned away by the gc, and
+//! 9's has room. `taker-skips-wait` needs
 //! a taker (3, 7; 5 and 9, whose live pop takes the part only after two looks at the victim's
 //! claim, each after a `yield_now`, pass with it: I did not find out why no interleaving within
 //! the bound gets it there beside the claim). The first three recovery variants could be caught by
@@ -313,8 +332,8 @@
 //! appender, the popper, the taker and the gc. `pop-giveup-settle-after-unclaim` needs a second
 //! popper of the same end between the drop and the settle (5b, back pop; 6 pops after the recovery
 //! only). `pop-free-before-settle` harms the segment class only (as `free-before-settle`).
-//! `pop-free-after-end` and `append-give-back-outside-gate` need a gc (8, 8b): in 3 the taker's
-//! held P turns the appender away, but a part taker frees nothing it did not pop.
+//! `pop-free-after-end` and `take-before-announce` need a gc (8, 8b): in 3 the taker's held P
+//! turns the appender away, but a part taker frees nothing it did not pop.
 //! `append-unclaim-before-settle` needs a pop without a lock of the appended item between the
 //! appender's `len` store and its settle (9 only: the part takers of 3 wait for the publication,
 //! and in 1 and 4 nobody pops).
@@ -331,19 +350,21 @@
 //! popper, the part path of an inline append, a pop, a gc), and the allocator's set-up and end
 //! checks follow `taken_journal.rs`.
 //!
-//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine, one test at a time;
-//! victim kill points for the cache class, then the segment class; the tree at 0fc2a86, where a
-//! block append keeps its claim until its settle, one more word access, and a turned-away one
-//! passes the gate to give its block back): 1: 5.1 s (46, 96); 2: 9.6 s (41 and 91 victim kill
-//! points, 2893 and 4856 (victim, recoverer) pairs); 3: 4.4 s (the taker after: 41, 91; racing:
-//! 45, 94); 4: 5.0 s (50, 99); 5: 11.7 s (front 60 and 57, back 51 and 48); 5b: 2.7 s (front,
-//! cache class: 34; back, segment class: 31); 6: 8.8 s (front, cache: 55 victim kill points, 3237
-//! pairs; back, segment: 46, 2399; back giving up: 30, 1504); 7: 3.8 s (55, 46); 8: 1.3 s (49,
-//! 46); 8b: 3.7 s (cache class: 67); 9: 5.1 s (46, 96). 35 s under `cargo test` (two test
-//! threads). Earlier measurements, before 0fc2a86 (model 1 at 43 and 93 kill points): at
-//! LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 took 7.5, 5.2 and 7.0 s; at 4, 15, 15 and 14 s
-//! (model 2 is sequential); all passed. Each planted variant, the whole file at
-//! LOOM_MAX_PREEMPTIONS=2 one test at a time: 12 to 91 s.
+//! Cost (release build, LOOM_MAX_PREEMPTIONS=2, the shared 2-core machine (load about 1.6 from
+//! others), one test at a time, each time with `cargo test`'s start; victim kill points for the
+//! cache class, then the segment class; the tree at 7654b9c: the block taken after the
+//! announcement, a turned-away append takes nothing, the gc frees through `Heap::sweep`): 1: 9.2
+//! s (46, 96); 2: 10.0 s (41 and 91 victim kill points, 2861 and 5046 (victim, recoverer) pairs);
+//! 3: 7.5 s (the taker after: 41, 91; racing: 41, 91); 4: 8.4 s (50, 99); 5: 15.1 s (front 60
+//! and 57, back 51 and 48); 5b: 3.1 s (front, cache class: 34; back, segment class: 31); 6: 9.0
+//! s (front, cache: 55 victim kill points, 3237 pairs; back, segment: 46, 2399; back giving up:
+//! 30, 1504); 7: 4.0 s (55, 46); 8: 1.7 s (49, 46); 8b: 0.8 s (cache class: 41) and 1.8 s
+//! (segment class: 91); 9: 10.2 s (46, 96). 43 s under `cargo test` (two test threads). (At
+//! 0fc2a86, on a less loaded machine: 1 took 5.1 s, 8b 3.7 s with 67 kill points, the turned-away
+//! append then passing the gate to give its block back; 35 s in all. Earlier, model 1 at 43 and
+//! 93 kill points: at LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 took 7.5, 5.2 and 7.0 s; at 4, 15,
+//! 15 and 14 s (model 2 is sequential); all passed.) Each planted variant, the whole file at
+//! LOOM_MAX_PREEMPTIONS=2 under `cargo test` (each fails): 7 to 50 s.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -373,7 +394,7 @@ use std::ops::{Deref, DerefMut};
 static BROKEN: Planted = Planted::new(
     "APPEND_BLOCK_BROKEN",
     &[
-        "take-after-announce",
+        "take-before-announce",
         "never-linked",
         "always-linked",
         "stale-len",
@@ -383,7 +404,6 @@ static BROKEN: Planted = Planted::new(
         "link-after-clear",
         "free-before-settle",
         "taker-skips-wait",
-        "append-give-back-outside-gate",
         "append-unclaim-before-settle",
         "pop-free-after-end",
         "pop-journal-after-commit",
@@ -849,8 +869,8 @@ struct Appended {
     got: Cell<Option<Block>>,
     /// The index its item landed at (set right after the store that made it part of the list).
     landed: Cell<Option<u64>>,
-    /// Turned away at the gate, it kept the block to give it back past the gate.
-    kept: Cell<bool>,
+    /// Turned away at the gate (`enter_publish` failed).
+    turned_away: Cell<bool>,
     /// It settled its journal and was freeing the block (an append that withdrew).
     freeing: Cell<bool>,
     /// Its free of the block (withdrawn) returned.
@@ -1019,38 +1039,25 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         Ok(())
     }
 
-    /// A block kept by an append that the gate turned away (`give_back_past_the_gate`), still
-    /// named by journal `OP` as taken (a gc spares it; a recovery of ours frees it, no `active`
-    /// naming a list), given back at this participant's next entry past the gate: as the part
-    /// path that follows in the object layer (`begin_part`: `Parts::enter` succeeded, then
-    /// `give_back_pending`), the gate passed (waiting while a section holds it closed), the
-    /// block given back (`give_back`), and here the gate left again (the part path's own
-    /// append, a logged change with its own allocation, is `taken_journal.rs`'s).
-    fn give_back_past_the_gate(&self, b: Block, out: &Appended) -> Result<(), Error> {
-        out.kept.set(true);
-        self.enter()?;
-        self.give_back(b, out)?;
-        Ok(self.parts.leave(&Spin)?)
-    }
-
     /// `append_published` of a block (`Appended::Scalar`), in the order of the tree: the look
-    /// (no room: nothing taken); the block taken into journal `OP` (`alloc_into`) and written;
-    /// the announcement under P (`enter_publish`; turned away: the block kept and given back
-    /// past the gate, `give_back_past_the_gate`); the item linked (`claim_and_fill`, keeping
-    /// the claim: `fill_tail_held`); linked, the journal settled, then the claim dropped
-    /// (`unclaim_tail`), else the block given back; then P moved if it landed and `active`
-    /// cleared (`end_publish`). The broken copies: `append-give-back-outside-gate` gives the
-    /// block back at once when turned away; `append-unclaim-before-settle` stores the plain
-    /// length (`fill_tail`) and then settles. With the variant
-    /// `take-after-announce` (not a broken one: the order FORMAT.md had before), the block is
-    /// taken and written right after the announcement instead. Whether it landed. (An
-    /// append that gives up goes to the part path in the object layer: a logged change, which
-    /// `taken_journal.rs` models; not modelled here.)
+    /// (no room: nothing taken); the announcement under P (`enter_publish`; turned away:
+    /// nothing taken, given up); the block taken into journal `OP` (`alloc_into`) and written,
+    /// past the gate (a gc waits for this publication); the item linked (`claim_and_fill`,
+    /// keeping the claim: `fill_tail_held`); linked, the journal settled, then the claim
+    /// dropped (`unclaim_tail`), else the block given back (`give_back`); then P moved if it
+    /// landed and `active` cleared (`end_publish`). The broken copies: `take-before-announce`
+    /// takes and writes the block before the announcement (the order before 7654b9c) and,
+    /// turned away, gives it back at once (settle, free) outside the gate;
+    /// `append-unclaim-before-settle` stores the plain length (`fill_tail`) and then settles.
+    /// Whether it landed. (An append that gives up goes to the part path in the object layer:
+    /// a logged change, which `taken_journal.rs` models; not modelled here. Nor is an encode
+    /// that fails after the take: the block is given back, as for want of room, before
+    /// `end_publish`.)
     fn append_block(&self, out: &Appended) -> Result<bool, Error> {
         if !self.room_at_a_look()? {
             return Ok(false);
         }
-        let after = broken("take-after-announce");
+        let before = broken("take-before-announce");
         let take = || -> Result<Block, Error> {
             let b = self.heap.alloc_into(self.world.from.size(), OP)?;
             out.got.set(Some(b));
@@ -1060,14 +1067,12 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
             }
             Ok(b)
         };
-        let early = if after { None } else { Some(take()?) };
+        let early = if before { Some(take()?) } else { None };
         if self.parts.enter_publish(P, &Spin)?.is_err() {
+            out.turned_away.set(true);
             if let Some(b) = early {
-                if broken("append-give-back-outside-gate") {
-                    self.give_back(b, out)?;
-                } else {
-                    self.give_back_past_the_gate(b, out)?;
-                }
+                // The broken copy, turned away: the block given back at once, outside the gate.
+                self.give_back(b, out)?;
             }
             return Ok(false);
         }
@@ -2081,8 +2086,11 @@ fn a_part_taker_racing_a_block_pop_frees_the_block_once() {
 /// for this world's blocks: the writer word taken and the sequence made odd (the gate
 /// closed), the `active` words drained (a dead publisher recovered), then the walk (the
 /// blocks the list holds), then what the attached slots name (`Heap::named_blocks`: caches
-/// and journals, the dead's included), then every allocated block that neither names freed.
-/// The blocks it freed.
+/// and journals, the dead's included), then the walk of the allocated blocks
+/// (`Heap::for_each_allocated`, as `allocated`), and every allocated block that neither the
+/// walk reached nor a slot named is garbage, freed by the real sweep (`Heap::sweep`:
+/// `sweep_segment` per segment, which freezes the segment and spares every block an attached
+/// slot names then, a dead one's included, and `sweep_large`). The blocks it freed.
 fn gc(world: &World) -> BTreeSet<Block> {
     let h = world.heap.heap(THIRD);
     let p = Participant::new(
@@ -2112,16 +2120,29 @@ fn gc(world: &World) -> BTreeSet<Block> {
         .map(Block::from_word)
         .collect();
     let named: BTreeSet<Block> = p.heap.named_blocks().unwrap().into_iter().collect();
-    let garbage: BTreeSet<Block> = allocated_blocks(&p.heap)
+    let mut all = BTreeSet::new();
+    if let Err(e) = p.heap.for_each_allocated(|b, _| {
+        all.insert(b);
+    }) {
+        panic!("the gc's walk of the allocated blocks failed: {e}");
+    }
+    let garbage: BTreeSet<Block> = all
         .difference(&reached)
         .filter(|b| !named.contains(b))
         .copied()
         .collect();
-    for &b in &garbage {
-        p.heap.free_uncached(b).unwrap();
-    }
+    let mut freed = BTreeSet::new();
+    p.heap
+        .sweep(|b| {
+            let g = garbage.contains(&b);
+            if g {
+                freed.insert(b);
+            }
+            g
+        })
+        .unwrap();
     p.lock.end_change().unwrap();
-    garbage
+    freed
 }
 
 /// The victim (killed before each of its accesses) pops block W off the back of
@@ -2208,7 +2229,7 @@ fn scenario_append_gc(k: u64, from: Source) -> u64 {
     let why = format!(
         "victim killed: {killed}, took {:?}, turned away: {}",
         out.got.get(),
-        out.kept.get()
+        out.turned_away.get()
     );
     world.account(&list, victim_window(&out, killed, raw), &why);
     spent
@@ -2216,16 +2237,10 @@ fn scenario_append_gc(k: u64, from: Source) -> u64 {
 
 #[test]
 fn a_gc_racing_a_block_append_frees_the_block_once() {
-    // The cache class only: with the segment class the gc's walk fails first (the next test).
     every_kill_point(|k| scenario_append_gc(k, Source::Cache));
 }
 
 #[test]
-#[ignore = "fails on its first run: the gc's walk of the allocated blocks (`for_each_allocated`, \
-            quiescent use only, as `Store::gc`'s `allocated`) races the appender's take from a \
-            segment's free stack outside the gate: \"segment free stack is damaged\"; behind it, a \
-            double free of a block taken after the gc's `named_blocks` by an appender killed then \
-            (module doc)"]
 fn a_gc_racing_a_block_append_from_a_segment() {
     every_kill_point(|k| scenario_append_gc(k, Source::Segment));
 }
