@@ -31,8 +31,11 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// version-5 reader would not know (it would read the items from word 0). Version 7: the
 /// cache container (object block kind 20). Version 8: a list's `len` word may hold a claim on
 /// its tail (bit 63, an append in flight, FORMAT.md §10.9), which a version-7 reader would take
-/// for damage.
-pub const FORMAT_VERSION: u32 = 8;
+/// for damage. Version 9: an appender of a block item holds its claim at the length with the
+/// item until its journal is settled, and pops without a lock take block items (FORMAT.md
+/// §10.9); a version-8 appender ends its claim first, which a version-9 popper could race into
+/// freeing the block twice, so the two must not share a store.
+pub const FORMAT_VERSION: u32 = 9;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.
