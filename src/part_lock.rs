@@ -784,19 +784,7 @@ impl<'a, W: WordStore> Parts<'a, W> {
         first_at: u64,
         items: &[u64],
     ) -> Result<(), AccessError> {
-        for (k, &item) in items.iter().enumerate() {
-            self.store.step()?;
-            // Relaxed: the Release store of the length below orders it before; nobody reads
-            // the word while it lies past the end.
-            self.store
-                .store(first_at + 8 * k as u64, item, Ordering::Relaxed)?;
-        }
-        self.store.step()?;
-        // Release: a reader that sees the new length (then fences Acquire) sees the items, and
-        // our `active` word naming the list (stored before the claim), as the value CAS of a
-        // dict publication orders it.
-        self.store
-            .store(len_at, len + items.len() as u64, Ordering::Release)
+        self.fill_items(len_at, first_at, items, len + items.len() as u64)
     }
 
     /// [`Parts::fill_tail_with`] that keeps the claim: the items stored, then the claim at the
@@ -812,20 +800,31 @@ impl<'a, W: WordStore> Parts<'a, W> {
         first_at: u64,
         items: &[u64],
     ) -> Result<(), AccessError> {
+        let held = tail_claim(self.slot, len + items.len() as u64);
+        self.fill_items(len_at, first_at, items, held)
+    }
+
+    /// The items stored from `first_at` on, one word each, then `len_word` (a plain length,
+    /// or a claim at it) in the `len` word.
+    fn fill_items(
+        &self,
+        len_at: u64,
+        first_at: u64,
+        items: &[u64],
+        len_word: u64,
+    ) -> Result<(), AccessError> {
         for (k, &item) in items.iter().enumerate() {
             self.store.step()?;
-            // Relaxed: as in `fill_tail_with`.
+            // Relaxed: the Release store of the length below orders it before; nobody reads
+            // the word while it lies past the end.
             self.store
                 .store(first_at + 8 * k as u64, item, Ordering::Relaxed)?;
         }
         self.store.step()?;
-        // Release: as `fill_tail_with`'s store of the length (a reader takes the length from
-        // the claim's low bits).
-        self.store.store(
-            len_at,
-            tail_claim(self.slot, len + items.len() as u64),
-            Ordering::Release,
-        )
+        // Release: a reader that sees the new length (then fences Acquire; from a claim it
+        // takes the low bits) sees the items, and our `active` word naming the list (stored
+        // before the claim), as the value CAS of a dict publication orders it.
+        self.store.store(len_at, len_word, Ordering::Release)
     }
 
     /// Pop from the back, with the tail claimed at length `len` (>= 1): `len - 1` stored

@@ -1366,7 +1366,35 @@ fn a_recoverer_killed_anywhere_neither_leaks_nor_frees_twice() {
 /// item of the list as it stood; a popped block was not free, and is freed once. With
 /// `after`, the taker starts only once the victim and its recovery are done.
 fn scenario_taker(k: u64, from: Source, after: bool) -> u64 {
-    let world = Arc::new(World::new(2, from));
+    append_beside_a_pop(k, from, 2, after, |world| {
+        let h = world.heap.heap(OTHER);
+        let mut p = Participant::new(
+            world,
+            &world.lock_file,
+            &world.store,
+            h,
+            &world.heap.store,
+            OTHER,
+        )
+        .unwrap();
+        p.pop_on_part().unwrap()
+    })
+}
+
+/// Models 3 and 9: the victim appends a block to a list of one item in an items block of
+/// capacity `cap` (killed at `k`, recovered at once by THIRD once dead), while `pop` takes the
+/// list's last item (as OTHER) beside it, or, with `after`, once the victim and its recovery
+/// are done. Then the victim is recovered again. The pop took the last item of the list as it
+/// stood: the first item, if it ran before the append (the append then landing at 0, if at
+/// all), else the last item of the list the append made; and the usual accounting.
+fn append_beside_a_pop(
+    k: u64,
+    from: Source,
+    cap: u64,
+    after: bool,
+    pop: impl FnOnce(&World) -> u64,
+) -> u64 {
+    let world = Arc::new(World::new(cap, from));
     let victim = {
         let world = world.clone();
         thread::spawn(move || {
@@ -1378,26 +1406,13 @@ fn scenario_taker(k: u64, from: Source, after: bool) -> u64 {
             (out, killed, spent, raw)
         })
     };
-    // `after`: the taker starts once the victim and its recovery are done.
     let mut victim = Some(victim);
     let joined = if after {
         victim.take().map(|v| v.join().unwrap())
     } else {
         None
     };
-    let popped = {
-        let h = world.heap.heap(OTHER);
-        let mut p = Participant::new(
-            &world,
-            &world.lock_file,
-            &world.store,
-            h,
-            &world.heap.store,
-            OTHER,
-        )
-        .unwrap();
-        p.pop_on_part().unwrap()
-    };
+    let popped = pop(&world);
     let (out, killed, spent, raw) = match (joined, victim) {
         (Some(j), _) => j,
         (None, Some(v)) => v.join().unwrap(),
@@ -1408,8 +1423,6 @@ fn scenario_taker(k: u64, from: Source, after: bool) -> u64 {
     }
     let x = block_item(&out);
     let list = world.list();
-    // Popped before the append (the first item; the append landing at 0 if at all), or after
-    // it (the last item of the list the append made, if it landed).
     if out.landed.get() == Some(0) || list.is_empty() {
         assert_eq!(
             popped, FIRST_ITEM,
@@ -1433,8 +1446,9 @@ fn scenario_taker(k: u64, from: Source, after: bool) -> u64 {
     }
     world.assert_quiet();
     let why = format!(
-        "victim killed: {killed}, took {:?}, popped {popped:#x}",
-        out.got.get()
+        "victim killed: {killed}, took {:?}, landed at {:?}, popped {popped:#x}",
+        out.got.get(),
+        out.landed.get()
     );
     world.account(&list, victim_window(&out, killed, raw), &why);
     spent
@@ -2258,56 +2272,7 @@ fn a_gc_racing_a_block_append_from_a_segment() {
 /// victim's give-back, or the recovery: never by the popper and then by the recovery of an
 /// appender whose journal still named it, the heap's check).
 fn scenario_append_pop(k: u64, from: Source) -> u64 {
-    let world = Arc::new(World::new(3, from));
-    let victim = {
-        let world = world.clone();
-        thread::spawn(move || {
-            let (out, killed, spent) = victim_append(&world, k);
-            let raw = world.journal(VICTIM);
-            if !world.is_alive(VICTIM) {
-                recover_live(&world, THIRD, VICTIM);
-            }
-            (out, killed, spent, raw)
-        })
-    };
-    let popped = live_pop(&world, OTHER, false);
-    let (out, killed, spent, raw) = victim.join().unwrap();
-    if !world.is_alive(VICTIM) {
-        recover_live(&world, OTHER, VICTIM);
-    }
-    let x = block_item(&out);
-    let list = world.list();
-    // Popped before the append (the first item; the append landing at 0 if at all), or after
-    // it (the block, the last item of the list the append made).
-    if out.landed.get() == Some(0) || list.is_empty() {
-        assert_eq!(
-            popped, FIRST_ITEM,
-            "the pop took {popped:#x}, not the list's only item"
-        );
-        assert_eq!(
-            list,
-            x.into_iter().collect::<Vec<_>>(),
-            "the pop of the first item"
-        );
-    } else {
-        let mut after = list.clone();
-        after.push(popped);
-        let full = explained(&[(x.unwrap_or(0), out.landed.get())]);
-        assert_eq!(
-            after,
-            full,
-            "the pop of {popped:#x} and the append ({x:?} at {:?}) left {list:?}",
-            out.landed.get()
-        );
-    }
-    world.assert_quiet();
-    let why = format!(
-        "victim killed: {killed}, took {:?}, landed at {:?}, popped {popped:#x}",
-        out.got.get(),
-        out.landed.get()
-    );
-    world.account(&list, victim_window(&out, killed, raw), &why);
-    spent
+    append_beside_a_pop(k, from, 3, false, |world| live_pop(world, OTHER, false))
 }
 
 #[test]

@@ -337,17 +337,18 @@ impl Store {
             _ => return Ok(false),
         }
         let version = cg + container::VERSION;
-        match self.parts(0)?.enter_publish(version, &KERNEL)? {
-            Ok(_) => {}
-            Err(_) => return Ok(false),
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(false);
         }
         // A block is taken and written only now, past the gate: a gc (a section) waits for
         // this publication, so it never walks the allocator while we take the block, nor
         // sweeps a block of ours that a recovery frees too. A kill from here on leaves the
         // block named by journal `OP`, linked iff the list holds it.
         let mut one = [0];
-        let (ws, block): (&[u64], u64) = match item {
-            Appended::Words(ws) => (ws, 0),
+        let (ws, block, parts): (&[u64], u64, _) = match item {
+            Appended::Words(ws) => (ws, 0, parts),
+            // Encoding changes this store: the parts are made again after it.
             Appended::Scalar(node) => {
                 self.unlogged_alloc = Some(0);
                 let w = self.encode_scalar(node);
@@ -355,7 +356,7 @@ impl Store {
                 match w {
                     Ok(w) => {
                         one[0] = w;
-                        (&one, block)
+                        (&one, block, self.parts(0)?)
                     }
                     Err(e) => {
                         self.give_back_unlinked(block);
@@ -368,7 +369,6 @@ impl Store {
         if block != 0 {
             self.maybe_die(AppendDeath::Taken);
         }
-        let parts = self.parts(0)?;
         let appended = self.claim_and_fill(&parts, cg, ws, block != 0);
         if block != 0 {
             if matches!(appended, Ok(true)) {
@@ -405,9 +405,9 @@ impl Store {
     /// append does, and commits the pop under the claim. Only where that is the whole change:
     /// a store neither durable nor read-only, no lock held in this process, and the item an
     /// inline word or a scalar's one block (a str of more than 7 bytes, bytes, a float, a big
-    /// int: freeing it is the whole release). `decode` reads the item once it is this
-    /// participant's own (for a block: after the publication ended, before the block is
-    /// freed). `Ok(Some(_))`: the item taken and decoded; `Ok(None)`: nothing was changed (an
+    /// int, a packed value: freeing it is the whole release). `decode` reads the item once it is
+    /// this participant's own (for a block: before the block is freed, and the publication
+    /// ended after that). `Ok(Some(_))`: the item taken and decoded; `Ok(None)`: nothing was changed (an
     /// empty list, an item with references, a claim held too long, a section): the caller
     /// runs the pop on the list's part.
     pub fn publish_list_pop<R>(

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import persist
 from procs import fork_child, kill_child, kill_loop, reap_child
@@ -338,13 +341,15 @@ def test_extends_of_small_values_from_several_processes_are_whole_and_in_order(
             assert by[a] == list(range(4 * batches))
 
 
-def test_pops_from_several_processes_take_each_item_once(tmp_path: Path) -> None:
-    # Two consumers take from the front, one from the back, while a producer appends: every
-    # item is taken once (popleft and pop of a small value take no lock).
+def consume_beside_a_producer(
+    tmp_path: Path, make: Callable[[int], Any], n: int
+) -> tuple[str, list[Any], list[Any]]:
+    """Two consumers take from the front and one from the back of a list of ``make(i)`` for i
+    below n, while a producer appends 5,000 more: (the store's path, what they took, what is
+    left)."""
     path = str(tmp_path / "s.db")
-    n = 20_000
     with persist.open(path) as store:
-        store.root["l"] = list(range(n))
+        store.root["l"] = [make(i) for i in range(n)]
     go_r, go_w = os.pipe()
 
     def consumer(me: int, front: bool) -> None:
@@ -358,31 +363,41 @@ def test_pops_from_several_processes_take_each_item_once(tmp_path: Path) -> None
                 except IndexError:
                     break
                 got.append(v)
-        (tmp_path / f"got{me}").write_text(",".join(map(str, got)))
+        (tmp_path / f"got{me}").write_text(json.dumps(got))
 
     def producer() -> None:
         with persist.open(path) as store:
             lst = store.root["l"]
             os.read(go_r, 1)
             for i in range(n, n + 5_000):
-                lst.append(i)
+                lst.append(make(i))
 
     pids = [fork_child(producer)]
     pids += [fork_child(lambda m=m, f=f: consumer(m, f)) for m, f in enumerate((True, True, False))]
     os.write(go_w, b"x" * len(pids))
     assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
-    taken = [int(v) for m in range(3) for v in (tmp_path / f"got{m}").read_text().split(",") if v]
+    taken = [v for m in range(3) for v in json.loads((tmp_path / f"got{m}").read_text())]
     with persist.open(path) as store:
         left = store.root["l"].to_python()
+    return path, taken, left
+
+
+def test_pops_from_several_processes_take_each_item_once(tmp_path: Path) -> None:
+    # Every item is taken once (popleft and pop of a small value take no lock).
+    n = 20_000
+    path, taken, left = consume_beside_a_producer(tmp_path, lambda i: i, n)
+    with persist.open(path) as store:
         assert sorted(taken + left) == list(range(n + 5_000))
         assert store.check()["leaked_references"] == 0
 
 
-def test_killed_poppers_take_each_item_at_most_once_and_block_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "s.db")
-    n = 400_000
+def kill_poppers(path: str, items: list[Any], seed: int) -> tuple[list[Any], list[Any]]:
+    """Three workers pop from the two ends of a list of ``items`` and record each item in a
+    second list, SIGKILLed 60 times: (what is left, what was recorded); no item taken twice,
+    none both taken and left, at most one lost per kill."""
+    n = len(items)
     with persist.open(path) as store:
-        store.root["l"] = list(range(n))
+        store.root["l"] = items
         store.root["taken"] = []
 
     def worker(seed: int, ready: int) -> None:
@@ -396,18 +411,25 @@ def test_killed_poppers_take_each_item_at_most_once_and_block_nothing(tmp_path: 
             while True:
                 taken.append(lst.popleft() if front else lst.pop())
 
-    kill_loop(worker, rng=random.Random(13), workers=3, kills=60, seconds=120)
+    kill_loop(worker, rng=random.Random(seed), workers=3, kills=60, seconds=120)
     with persist.open(path) as store:
         left = store.root["l"].to_python()
         taken = store.root["taken"].to_python()
+    seen = set(taken)
+    assert len(seen) == len(taken), "an item was taken twice"
+    assert not seen & set(left), "a taken item is still in the list"
+    assert len(taken) + len(left) <= n
+    # The items lost with a kill are one per kill at most.
+    assert n - len(taken) - len(left) <= 60
+    return left, taken
+
+
+def test_killed_poppers_take_each_item_at_most_once_and_block_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    left, taken = kill_poppers(path, list(range(400_000)), seed=13)
+    with persist.open(path) as store:
         # The list is still a run of the original order with its ends taken.
         assert left == list(range(left[0], left[0] + len(left))) if left else True
-        seen = set(taken)
-        assert len(seen) == len(taken), "an item was taken twice"
-        assert not seen & set(left), "a taken item is still in the list"
-        assert len(taken) + len(left) <= n
-        # The items lost with a kill are one per kill at most.
-        assert n - len(taken) - len(left) <= 60
         report = store.check(timeout=10)
         assert report["leaked_references"] == 0
         lst = store.root["l"]
@@ -426,39 +448,9 @@ def test_str_pops_from_several_processes_take_each_item_once_and_free_its_block(
 ) -> None:
     # As above with strs of more than 7 bytes (each item a block): popleft and pop take them
     # with no lock too, and free each taken item's block.
-    path = str(tmp_path / "s.db")
     n = 20_000
+    path, taken, left = consume_beside_a_producer(tmp_path, lambda i: f"item {i:08d}", n)
     with persist.open(path) as store:
-        store.root["l"] = [f"item {i:08d}" for i in range(n)]
-    go_r, go_w = os.pipe()
-
-    def consumer(me: int, front: bool) -> None:
-        got = []
-        with persist.open(path) as store:
-            lst = store.root["l"]
-            os.read(go_r, 1)
-            while True:
-                try:
-                    v = lst.popleft() if front else lst.pop()
-                except IndexError:
-                    break
-                got.append(v)
-        (tmp_path / f"got{me}").write_text(",".join(got))
-
-    def producer() -> None:
-        with persist.open(path) as store:
-            lst = store.root["l"]
-            os.read(go_r, 1)
-            for i in range(n, n + 5_000):
-                lst.append(f"item {i:08d}")
-
-    pids = [fork_child(producer)]
-    pids += [fork_child(lambda m=m, f=f: consumer(m, f)) for m, f in enumerate((True, True, False))]
-    os.write(go_w, b"x" * len(pids))
-    assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
-    taken = [v for m in range(3) for v in (tmp_path / f"got{m}").read_text().split(",") if v]
-    with persist.open(path) as store:
-        left = store.root["l"].to_python()
         assert sorted(taken + left) == [f"item {i:08d}" for i in range(n + 5_000)]
         report = store.check()
         # Every taken item's block was freed: none is left allocated and unreachable.
@@ -470,32 +462,10 @@ def test_killed_str_poppers_take_each_item_at_most_once_and_leave_no_block_behin
     tmp_path: Path,
 ) -> None:
     path = str(tmp_path / "s.db")
-    n = 200_000
+    left, taken = kill_poppers(path, [f"item {i:08d}" for i in range(200_000)], seed=17)
+    numbers = [int(v.split()[1]) for v in left]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
     with persist.open(path) as store:
-        store.root["l"] = [f"item {i:08d}" for i in range(n)]
-        store.root["taken"] = []
-
-    def worker(seed: int, ready: int) -> None:
-        # As in the test of int poppers: a kill between the pop and the record loses the
-        # item (the pop was whole), never duplicates it.
-        with persist.open(path) as store:
-            lst = store.root["l"]
-            taken = store.root["taken"]
-            os.write(ready, b"r")
-            front = seed % 2 == 0
-            while True:
-                taken.append(lst.popleft() if front else lst.pop())
-
-    kill_loop(worker, rng=random.Random(17), workers=3, kills=60, seconds=120)
-    with persist.open(path) as store:
-        left = store.root["l"].to_python()
-        taken = store.root["taken"].to_python()
-        numbers = [int(v.split()[1]) for v in left]
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
-        seen = set(taken)
-        assert len(seen) == len(taken), "an item was taken twice"
-        assert not seen & set(left), "a taken item is still in the list"
-        assert n - len(taken) - len(left) <= 60
         # A popped block is freed by its popper, or by the popper's recovery once the pop
         # committed; one the list still holds is kept. What may be left to gc are the
         # windows every allocation and free has (FORMAT.md §10.7 step 0): here a kill
