@@ -384,7 +384,7 @@ use persist::part_lock::{
 };
 use persist::region::table;
 use persist::store_lock::UndoLog;
-use persist::sync::{Liveness, MemLiveness, Ordering, WordStore};
+use persist::sync::{Liveness, MemLiveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
@@ -526,6 +526,19 @@ impl Deref for World {
 }
 
 impl World {
+    /// A live participant in `slot` on this world's own words (nobody kills it).
+    fn live(&self, slot: u32) -> Participant<'_, MemWords, MemWords> {
+        Participant::new(
+            self,
+            &self.lock_file,
+            &self.store,
+            self.heap.heap(slot),
+            &self.heap.store,
+            slot,
+        )
+        .unwrap()
+    }
+
     /// A list of one inline item in an items block of capacity `cap`, and a heap with one free
     /// block of the class `from` names where the victim's allocation finds it.
     fn new(cap: u64, from: Source) -> World {
@@ -1208,16 +1221,7 @@ fn victim_append(world: &World, k: u64) -> (Appended, bool, u64) {
 /// A live participant in `slot` appends inline `item` (as a publication, or on the part if
 /// that gives up); returns where it landed.
 fn live_append(world: &World, slot: u32, item: u64) -> u64 {
-    let h = world.heap.heap(slot);
-    let mut p = Participant::new(
-        world,
-        &world.lock_file,
-        &world.store,
-        h,
-        &world.heap.store,
-        slot,
-    )
-    .unwrap();
+    let mut p = world.live(slot);
     let landed = Cell::new(None);
     if !p.publish_append(item, &landed).unwrap() {
         assert_eq!(landed.get(), None);
@@ -1367,16 +1371,7 @@ fn a_recoverer_killed_anywhere_neither_leaks_nor_frees_twice() {
 /// `after`, the taker starts only once the victim and its recovery are done.
 fn scenario_taker(k: u64, from: Source, after: bool) -> u64 {
     append_beside_a_pop(k, from, 2, after, |world| {
-        let h = world.heap.heap(OTHER);
-        let mut p = Participant::new(
-            world,
-            &world.lock_file,
-            &world.store,
-            h,
-            &world.heap.store,
-            OTHER,
-        )
-        .unwrap();
+        let mut p = world.live(OTHER);
         p.pop_on_part().unwrap()
     })
 }
@@ -1486,16 +1481,7 @@ fn scenario_no_room(k: u64, source: Source) -> u64 {
         })
     };
     let y = {
-        let h = world.heap.heap(OTHER);
-        let p = Participant::new(
-            &world,
-            &world.lock_file,
-            &world.store,
-            h,
-            &world.heap.store,
-            OTHER,
-        )
-        .unwrap();
+        let p = world.live(OTHER);
         let landed = Cell::new(None);
         p.publish_append(Y, &landed).unwrap();
         landed.get()
@@ -1800,16 +1786,7 @@ fn victim_pop(world: &World, k: u64, front: bool, give_up: bool) -> (Popped, boo
 /// A live participant in `slot` pops the front or back (as a publication, or on the part if
 /// that gives up); returns the item.
 fn live_pop(world: &World, slot: u32, front: bool) -> u64 {
-    let h = world.heap.heap(slot);
-    let mut p = Participant::new(
-        world,
-        &world.lock_file,
-        &world.store,
-        h,
-        &world.heap.store,
-        slot,
-    )
-    .unwrap();
+    let mut p = world.live(slot);
     let out = Popped::default();
     if p.publish_pop(front, false, &out).unwrap() {
         return out.taken.get().expect("popped without an item");
@@ -2052,16 +2029,7 @@ fn scenario_pop_taker(k: u64, from: Source, front: bool) -> u64 {
         })
     };
     let got = {
-        let h = world.heap.heap(OTHER);
-        let mut p = Participant::new(
-            &world,
-            &world.lock_file,
-            &world.store,
-            h,
-            &world.heap.store,
-            OTHER,
-        )
-        .unwrap();
+        let mut p = world.live(OTHER);
         p.take_on_part(front).unwrap()
     };
     let (out, killed, spent) = victim.join().unwrap();
@@ -2106,16 +2074,7 @@ fn a_part_taker_racing_a_block_pop_frees_the_block_once() {
 /// `sweep_segment` per segment, which freezes the segment and spares every block an attached
 /// slot names then, a dead one's included, and `sweep_large`). The blocks it freed.
 fn gc(world: &World) -> BTreeSet<Block> {
-    let h = world.heap.heap(THIRD);
-    let p = Participant::new(
-        world,
-        &world.lock_file,
-        &world.store,
-        h,
-        &world.heap.store,
-        THIRD,
-    )
-    .unwrap();
+    let p = world.live(THIRD);
     assert_eq!(p.lock.try_take(owner(THIRD)).unwrap(), Ok(()));
     p.lock.begin_change().unwrap();
     let mut from = 0;
