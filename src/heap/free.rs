@@ -16,7 +16,8 @@
 //! link. If the anchor is frozen, the push goes to the deferred stack instead, which the sweep
 //! drains (`sweep.rs`).
 //!
-//! API: [`Heap::free`]; [`Heap::free_uncached`] for recovery (never into the cache);
+//! API: [`Heap::free`]; [`Heap::free_journaled`] for a block a block journal names (kill-safe
+//! where the cache takes it); [`Heap::free_uncached`] for recovery (never into the cache);
 //! `push_free` for the thaw of a sweep.
 
 use super::known::Found;
@@ -54,6 +55,26 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// its dead occupant is recovered, and a block freed into it would be lost to a sweep.
     pub fn free_uncached(&self, block: Block) -> Result<(), Error> {
         self.free_to_segment(block.get())
+    }
+
+    /// Frees `block`, which block journal `j` names as taken (an allocation into `j`, or
+    /// [`Heap::journal_owned`]) and which nothing links any more, and settles `j`.
+    ///
+    /// A block this participant's cache takes goes there while the journal still names it: a
+    /// recovery believes the cache over the taken bit ([`Heap::taken_by_dead`]) and gives the
+    /// block back with the cache, so a kill anywhere in this free leaks nothing. Any other
+    /// block (a full cache, an uncached class, a large run, a page this process has not met)
+    /// is settled first and freed after: a kill between the two leaks it to gc, where the
+    /// other order would let a recovery free it a second time (FORMAT.md §10.7).
+    pub fn free_journaled(&self, j: u64, block: Block) -> Result<(), Error> {
+        let b = block.get();
+        if let Some(f) = self.known.find(b) {
+            if self.cache_push(f.class, b)? {
+                return self.settle(j);
+            }
+        }
+        self.settle(j)?;
+        self.free(block)
     }
 
     /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).

@@ -208,10 +208,20 @@ impl HeldSet {
             blocks.push(b);
             Ok(())
         })?;
-        p.slot_word(slot_words::HELD)?.store(0, Ordering::SeqCst);
         *self = HeldSet::default();
-        for b in blocks {
-            p.heap().free(crate::heap::Block::from_word(b))?;
+        // One block at a time from the head, each named as ours in journal `HELD` before the
+        // slot word moves past it and freed with the journal still naming it: a recovery of
+        // a participant killed here frees (or gives back with the cache) the block the chain
+        // no longer reaches, and the rest as its held chain (FORMAT.md §10.7 step 0). Held
+        // blocks are of a cached class, so a kill here leaves nothing to gc unless the cache
+        // is full.
+        let head = p.slot_word(slot_words::HELD)?;
+        const J: u64 = super::journals::HELD;
+        for (i, &b) in blocks.iter().enumerate() {
+            let block = crate::heap::Block::from_word(b);
+            p.heap().journal_owned(J, block)?;
+            head.store(blocks.get(i + 1).copied().unwrap_or(0), Ordering::SeqCst);
+            p.heap().free_journaled(J, block)?;
         }
         Ok(had_any)
     }

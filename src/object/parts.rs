@@ -561,17 +561,15 @@ impl Store {
         Ok(Some(w))
     }
 
-    /// Gives back a block taken for a publication that did not link it (0: none): the journal
-    /// settled first (a journal that names a freed block as taken would have a recovery free
-    /// it again), then the block freed (a kill between the two leaves it to gc).
+    /// Gives back a block that journal `OP` names as taken and no word links (0: none), and
+    /// settles the journal (`Heap::free_journaled`: a kill in between leaks nothing when the
+    /// block goes to the cache, and at most the block to gc otherwise).
     fn give_back_unlinked(&self, block: u64) {
         if block == 0 {
             return;
         }
         let heap = self.part.heap();
-        if heap.settle(super::journals::OP).is_ok() {
-            let _ = heap.free(crate::heap::Block::from_word(block));
-        }
+        let _ = heap.free_journaled(super::journals::OP, crate::heap::Block::from_word(block));
     }
 
     /// Claims the tail of the list whose `len` word is at `len_at` (FORMAT.md §10.9, "Appends"

@@ -355,10 +355,11 @@ impl ChangeLog {
         p.heap().settle(LOG_JOURNAL)?;
         let old = std::mem::replace(&mut self.block, b);
         self.cap = cap;
-        // Settled before the free (a journal naming a freed block as taken would have a
-        // recovery free it again); a kill inside the free leaks the old block to gc.
-        p.heap().settle(super::journals::OLD_LOG)?;
-        p.heap().free(heap::Block::from_word(old))?;
+        // A log block is too large for the block cache: settled before the free (a journal
+        // naming a freed block as taken would have a recovery free it again), so a kill
+        // inside the free leaks the old block to gc.
+        p.heap()
+            .free_journaled(super::journals::OLD_LOG, heap::Block::from_word(old))?;
         Ok(())
     }
 
