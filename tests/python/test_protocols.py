@@ -26,13 +26,20 @@ import pytest
 import persist
 
 
-def _other_thread_reads(store: Any, timeout: float) -> list[Any]:
-    """What another thread reads of root['x'] within ``timeout`` seconds (nothing if it waits
-    for a lock all that time)."""
+def _start_reading(store: Any) -> tuple[list[Any], threading.Thread]:
+    """Another thread reading root['x'] into the list returned."""
     got: list[Any] = []
     t = threading.Thread(target=lambda: got.append(store.root["x"]), daemon=True)
     t.start()
+    return got, t
+
+
+def _other_thread_reads(store: Any, timeout: float) -> list[Any]:
+    """What another thread reads of root['x'] within ``timeout`` seconds; the read must end
+    by then (a thread still reading when the test closes the store fails in a later test)."""
+    got, t = _start_reading(store)
     t.join(timeout)
+    assert not t.is_alive(), f"the other thread's read did not end within {timeout} s"
     return got
 
 
@@ -43,8 +50,13 @@ def test_lock_excl_as_a_context_manager(store: Any) -> None:
         assert store._core.held() == "excl"
         assert "excl" in repr(guard)
         root["x"] = 1
-        assert _other_thread_reads(store, 0.2) == []  # readers wait for the section
+        got, waiting = _start_reading(store)
+        waiting.join(0.2)
+        assert got == []  # readers wait for the section
     assert store._core.held() is None
+    # The waiting reader ends once the section does (joined before the store closes).
+    waiting.join(10)
+    assert got == [1]
     assert _other_thread_reads(store, 10) == [1]
 
 
