@@ -272,15 +272,13 @@ impl Attached {
     }
 
     /// Detaches cleanly: the slot is marked free (any blocks still journaled become garbage
-    /// for the next sweep).
+    /// for the next sweep). Its block cache stays in the slot for the next participant that
+    /// attaches to it (FORMAT.md §6.5): a close moves no block, so a kill inside it loses none.
     pub fn close(mut self) -> Result<(), Error> {
         self.detach()
     }
 
     fn detach(&mut self) -> Result<(), Error> {
-        if self.attachment.as_ref().is_some_and(|a| !a.is_inherited()) {
-            self.heap().flush_cache()?;
-        }
         if let Some(att) = self.attachment.take() {
             if !att.is_inherited() {
                 att.detach(&self.region.table(&self.live))?;

@@ -15,12 +15,17 @@
 //! it taken (it is on none of the segment's stacks): sweeps spare it and `check` counts it
 //! free. A count out of range is never trusted.
 //!
-//! A dead participant's cache is given back by its recovery (`return_dead_cache`): each block
-//! moves from the cache to a block journal of the dead slot, then to its segment, then leaves
-//! the journal, so that at every instant it is named somewhere a gc looks, or free.
+//! The cache belongs to the slot, not to the process: a clean detach leaves it there, and the
+//! next participant that attaches to the slot takes it over, so a close moves no block (a block
+//! on its way from a cache to a segment is named nowhere, and a kill there would lose it).
+//! Sweeps and `check` read free slots' caches as they read live participants'. A dead
+//! participant's cache is given back by its recovery (`return_dead_cache`): each block moves
+//! from the cache to a block journal of the dead slot, then to its segment, then leaves the
+//! journal, so that at every instant it is named somewhere a gc looks, or free.
 //!
-//! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::flush_cache`] (a clean detach),
-//! `return_dead_cache` (recovery), `cached_blocks` and `push_cached` (for sweeps and `check`).
+//! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::flush_cache`] (empties this
+//! participant's cache onto the segments), `return_dead_cache` (recovery), `cached_blocks` and
+//! `push_cached` (for sweeps and `check`).
 
 use super::{Error, Heap};
 use crate::region::table;
@@ -111,8 +116,10 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         Ok(true)
     }
 
-    /// Gives every block in this participant's cache back to its segment (a clean detach does
-    /// this; a dead participant's cache is given back by its recovery, `return_dead_cache`).
+    /// Gives every block in this participant's cache back to its segment (for tests and
+    /// models that need the cache empty: a clean detach leaves the cache to the slot, and a
+    /// dead participant's is given back by its recovery, `return_dead_cache`). A kill between
+    /// a block's count store and its push leaks that block to gc.
     pub fn flush_cache(&self) -> Result<(), Error> {
         for k in 0..table::CACHED_CLASSES as usize {
             let w = self.cache_words(k)?;
@@ -239,12 +246,14 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.free_to_segment(block.get())
     }
 
-    /// The blocks in live participants' caches (free, though their segments count them taken).
+    /// The blocks in the caches of live participants and of free slots (free, though their
+    /// segments count them taken). A dead participant's cache is its recovery's: it is being
+    /// given back to the segments, and counted there.
     pub(super) fn cached_blocks(&self) -> Result<Vec<u64>, Error> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
-            if t.status(slot)? == table::STATUS_ATTACHED && t.live.is_alive(slot) {
+            if t.status(slot)? != table::STATUS_ATTACHED || t.live.is_alive(slot) {
                 self.push_cached(slot, &mut v, true)?;
             }
         }

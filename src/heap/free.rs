@@ -22,7 +22,7 @@
 
 use super::known::Found;
 use super::segment::{a_count, a_frozen, a_head, a_tag, anchor, Cached, S_DEFERRED};
-use super::{Block, Error, Heap, SegmentInfo, RUN_SEGMENT};
+use super::{Block, Error, Heap, Run, SegmentInfo, RUN_SEGMENT};
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
@@ -63,18 +63,37 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// A block this participant's cache takes goes there while the journal still names it: a
     /// recovery believes the cache over the taken bit ([`Heap::taken_by_dead`]) and gives the
     /// block back with the cache, so a kill anywhere in this free leaks nothing. Any other
-    /// block (a full cache, an uncached class, a large run, a page this process has not met)
-    /// is settled first and freed after: a kill between the two leaks it to gc, where the
+    /// block (a full cache, an uncached class, a large run) is settled first and freed after: a kill between the two leaks it to gc, where the
     /// other order would let a recovery free it a second time (FORMAT.md §10.7).
     pub fn free_journaled(&self, j: u64, block: Block) -> Result<(), Error> {
         let b = block.get();
-        if let Some(f) = self.known.find(b) {
+        // The segment found through the page map if this process has not met it yet (a block
+        // taken from a cache that a closed participant left in the slot, §6.5, is one).
+        let found = match self.known.find(b) {
+            Some(f) => Some(f),
+            None => self.learn_small(b, &self.pages.run_at(b)?)?,
+        };
+        if let Some(f) = found {
             if self.cache_push(f.class, b)? {
                 return self.settle(j);
             }
         }
         self.settle(j)?;
         self.free(block)
+    }
+
+    /// The segment and index of small block `block` in `run`, the run the page map gives for
+    /// it (kept in the index); `None` when the run is a large one.
+    fn learn_small(&self, block: u64, run: &Run) -> Result<Option<Found>, Error> {
+        if run.kind != RUN_SEGMENT {
+            return Ok(None);
+        }
+        let seg = self.cache_info(self.segment_of_run(run)?)?;
+        let f = self.known.learn(block, seg).ok_or(Error::BadFree {
+            offset: block,
+            why: "not the start of a block",
+        })?;
+        Ok(Some(f))
     }
 
     /// Frees `block` straight to its segment's free stack (or, for a large block, its pages).
@@ -89,16 +108,11 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// `to_cache` and it has room), its segment learnt by the index; or a large block's run.
     fn free_through_map(&self, block: u64, to_cache: bool) -> Result<(), Error> {
         let run = self.pages.run_at(block)?;
-        if run.kind == RUN_SEGMENT {
-            let seg = self.cache_info(self.segment_of_run(&run)?)?;
-            let f = self.known.learn(block, seg).ok_or(Error::BadFree {
-                offset: block,
-                why: "not the start of a block",
-            })?;
+        if let Some(f) = self.learn_small(block, &run)? {
             return if to_cache {
                 self.free_found(block, f)
             } else {
-                self.push_free_to(&seg, f.idx)
+                self.push_free_to(&self.known.get(f.seg), f.idx)
             };
         }
         if run.offset.get() != block {

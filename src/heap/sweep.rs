@@ -56,12 +56,17 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// The cache entries, then the block journals, of every attached slot (of live ones only,
-    /// unless `dead_too`).
+    /// unless `dead_too`), and the cache entries of every free slot (a clean detach leaves its
+    /// cache to the slot's next participant, FORMAT.md §6.5; a free slot's journals are 0).
     fn blocks_named_by_slots(&self, dead_too: bool) -> Result<Vec<Block>, Error> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED || !(dead_too || t.live.is_alive(slot)) {
+            if t.status(slot)? != table::STATUS_ATTACHED {
+                self.push_cached(slot, &mut v, false)?;
+                continue;
+            }
+            if !(dead_too || t.live.is_alive(slot)) {
                 continue;
             }
             self.push_cached(slot, &mut v, false)?;

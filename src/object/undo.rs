@@ -378,11 +378,16 @@ impl ChangeLog {
     }
 
     /// Gives the undo log block back (a clean close): the slot stops naming it first, so a
-    /// recoverer of this slot never sees a freed log.
+    /// recoverer of this slot never sees a freed log. Before that it is named as ours in
+    /// journal `OLD_LOG` (a grow cut short by an error may have left it named there already),
+    /// so a recovery of a participant killed once the slot word is cleared frees it
+    /// (FORMAT.md §10.7 step 0); only a kill inside the free itself leaks it to gc.
     pub fn release(&mut self, p: &Participant) -> Result<()> {
         if self.block == 0 {
             return Ok(());
         }
+        p.heap()
+            .journal_owned(super::journals::OLD_LOG, heap::Block::from_word(self.block))?;
         p.slot_word(slot_words::UNDO)?.store(0, Ordering::SeqCst);
         if p.mem().load(words::ACTIVE_UNDO, Ordering::SeqCst)? == self.block {
             p.mem().store(words::ACTIVE_UNDO, 0, Ordering::SeqCst)?;
@@ -391,10 +396,9 @@ impl ChangeLog {
             }
         }
         let b = std::mem::take(self).block;
-        // A grow cut short by an error may have left the block named as taken (journal
-        // `OLD_LOG`): settled before the free, so no recovery frees it again.
-        p.heap().settle(super::journals::OLD_LOG)?;
-        p.heap().free(heap::Block::from_word(b))?;
+        // Too large for the block cache: settled before the free, so no recovery frees it again.
+        p.heap()
+            .free_journaled(super::journals::OLD_LOG, heap::Block::from_word(b))?;
         Ok(())
     }
 

@@ -265,8 +265,11 @@ pub mod lockfile {
     /// §10.10), which an older build's appends would never move (its producers would leave
     /// this build's consumers asleep). 9: the change waiting bits (words 640..768), and every
     /// committed change of a container moves the event word while one is set (`Store.wait`,
-    /// FORMAT.md §10.10), where an older build moves it only when a list gains items.
-    pub const VERSION: u32 = 9;
+    /// FORMAT.md §10.10), where an older build moves it only when a list gains items. 10: a
+    /// free slot keeps the block cache its last participant left (FORMAT.md §6.5), which an
+    /// older build's gc would free as garbage and this build's next attacher would hand out
+    /// again.
+    pub const VERSION: u32 = 10;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;

@@ -60,10 +60,11 @@ pub const CACHE_GROUP: u64 = 4;
 
 const _: () = assert!(W_CACHE + CACHED_CLASSES * CACHE_GROUP <= SLOT_WORDS);
 
-/// The words of a slot that attaching and releasing zero: all but the block cache's entries,
-/// which mean nothing above their class's count (so attaching writes 45 words, not 253).
+/// The words of a slot that attaching and releasing zero: all below the block cache. The cache
+/// stays with the slot: a clean detach leaves its blocks there, and the next participant to
+/// attach to the slot takes them over (FORMAT.md §6.5), so no block moves at a close.
 fn clear_words(w: u64) -> bool {
-    w < W_CACHE || (w - W_CACHE) % CACHE_GROUP == 0
+    w < W_CACHE
 }
 
 /// A view of the participant table in some word store (the lock file's mapping, or a loom
@@ -136,6 +137,14 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
     pub fn activate(&self, slot: u32, pid: u64, start: u64) -> Result<(), AccessError> {
         for w in (3..SLOT_WORDS).filter(|&w| clear_words(w)) {
             self.store(slot, w, 0)?;
+        }
+        // The cache left by the slot's last participant is this one's now. A count out of
+        // range (damage) empties its class: whatever its entries named is garbage for gc.
+        for k in 0..CACHED_CLASSES {
+            let count = W_CACHE + k * CACHE_GROUP;
+            if self.load(slot, count)? >= CACHE_GROUP {
+                self.store(slot, count, 0)?;
+            }
         }
         self.store(slot, W_PID, pid)?;
         self.store(slot, W_START, start)?;

@@ -220,3 +220,41 @@ def _in_thread(f):
     if kind == "err":
         raise value
     return value
+
+
+# ---- a closed process's block cache --------------------------------------------------------
+#
+# A clean close leaves the process's block cache (freed blocks of up to 512 bytes, kept in its
+# slot of the lock file) to the slot's next participant, instead of pushing the blocks back onto
+# their segments, where a kill between a block's removal from the cache and its push lost it
+# (FORMAT.md §6.5). The blocks are free, though their segments count them taken: gc must spare
+# them, or the slot's next participant would hand out blocks that gc had freed, twice.
+
+
+def test_gc_spares_the_cache_a_closed_process_left_in_its_slot(tmp_path):
+    path = str(tmp_path / "s.db")
+    keeper = persist.open(path)  # slot 0, open throughout: the closer gets slot 1
+    keeper.root["l"] = []
+
+    def closer(tag: str) -> None:
+        with persist.open(path) as s:
+            r = s.root
+            # Strings of ten cached classes, made and dropped: freed into this slot's cache.
+            for n in (10, 30, 50, 70, 100, 150, 200, 300, 400, 450):
+                r["tmp"] = [tag * n for _ in range(8)]
+                del r["tmp"]
+            r["l"].append(tag)
+
+    assert reap_child(fork_child(lambda: closer("a"))) == 0
+    report = keeper.check()
+    assert report["unreachable_blocks"] == 0, report  # cached in a free slot: free, not garbage
+    assert keeper.gc() == {"objects": 0, "blocks": 0, "bytes": 0}
+    # The next participant of that slot allocates from the cache it takes over: had gc freed
+    # those blocks, they would now be on their segments' free stacks and handed out again.
+    assert reap_child(fork_child(lambda: closer("b"))) == 0
+    keeper.root["strings"] = ["s" * (8 + i % 440) for i in range(300)]
+    report = keeper.check()
+    assert report["unreachable_blocks"] == 0, report
+    assert keeper.root["l"].to_python() == ["a", "b"]
+    assert all(s == "s" * (8 + i % 440) for i, s in enumerate(keeper.root["strings"]))
+    keeper.close()
