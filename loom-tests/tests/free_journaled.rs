@@ -12,7 +12,8 @@
 //! fill it, only a free or a class lookup does), which `free_journaled` treats as "the cache
 //! may not take it": settle first, free after. In the first three cases the victim's process
 //! has met the segment (a read-only class lookup of a kept block of that segment,
-//! `Heap::dead_cache_holds`, learns it through the page map as a free would). The victim is
+//! `Heap::dead_cache_holds`, learns it through the page map as a free would, its accesses not
+//! counted as kill points: `Budget::uncounted`). The victim is
 //! killed before each of its word accesses; a first recoverer runs the recovery as the object
 //! layer orders it (`object/recovery.rs`: step 0, `settle_journals`, with every journal's
 //! block taken as not linked, since nothing links it here, then the heap's
@@ -164,11 +165,13 @@ fn victim(
     let h = v.heap(DEAD);
     let got = Cell::new(taken);
     let giving_back = Cell::new(false);
+    if case != Case::UnknownSegment {
+        // The process has met the segment before: a read-only lookup learns it through the
+        // page map as a free would. Not the operation under test: its accesses are no kill
+        // points.
+        budget.uncounted(|| h.dead_cache_holds(DEAD, a)).unwrap();
+    }
     let r = (|| -> Result<(), Error> {
-        if case != Case::UnknownSegment {
-            // The process has met the segment: the lookup learns it as a free would.
-            h.dead_cache_holds(DEAD, a)?;
-        }
         let b = match taken {
             Some(b) => b,
             None => {
