@@ -273,6 +273,19 @@ impl Budget {
         self.refused.get()
     }
 
+    /// Runs `f` without counting or refusing its accesses: what the participant's process did
+    /// before the operation under test (a lookup that fills a process-local index, say), so
+    /// that the kill points are the operation's own. `f` must not be what the model kills.
+    pub fn uncounted<T>(&self, f: impl FnOnce() -> T) -> T {
+        let (left, spent) = (self.left.get(), self.spent.get());
+        assert!(!self.refused.get(), "uncounted after the kill");
+        self.left.set(u64::MAX);
+        let r = f();
+        self.left.set(left);
+        self.spent.set(spent);
+        r
+    }
+
     fn take(&self) -> Result<(), AccessError> {
         if self.left.get() == 0 {
             self.refused.set(true);

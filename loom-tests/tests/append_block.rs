@@ -8,7 +8,7 @@
 //!
 //! The protocol (`object/parts.rs` `append_published`, `claim_and_fill`,
 //! `give_back_unlinked`; `part_lock.rs` `fill_tail_held`; FORMAT.md §10.9, "Appends", and the
-//! paragraph on items that are not inline words), as the tree has it (main at 7654b9c): a look
+//! paragraph on items that are not inline words), as the tree has it (main at 7654b9c; its give-backs as at 7d7ab2a): a look
 //! (no room: nothing taken); the announcement under the list's version word P
 //! (`enter_publish`: `active` = P | 1; turned away, the gate closed by a section, maybe a gc,
 //! or the part held: nothing taken, the append given up); the block taken, past the gate, with
@@ -26,8 +26,12 @@
 //! between the store and the settle, and a recovery of the appender killed there, finding
 //! journal 1 naming the block and the list without it, would free it again: the planted bug
 //! `append-unclaim-before-settle`.) Given back (no room; in the object layer also an encode
-//! that fails after the take, not modelled): the journal settled, then the block freed (a kill
-//! between the two leaves it to gc), both before `end_publish`, so a gc, which waits for the
+//! that fails after the take, not modelled) with `Heap::free_journaled(OP, block)` (main at
+//! 7d7ab2a): where the victim's block cache takes the block, it goes there while journal 1
+//! still names it and the journal is settled after (a recovery believes the cache over the
+//! taken bit and gives the block back with the cache: a kill anywhere in the free leaves
+//! nothing); else the journal is settled, then the block freed (a kill between the two leaves it
+//! to gc); before `end_publish`, so a gc, which waits for the
 //! publication, cannot sweep the block between the two. (Up to 7654b9c the block was taken
 //! before the announcement, outside the gate, and an append turned away kept it, journaled,
 //! until its next entry past the gate; the take before the announcement, with the turned-away
@@ -58,7 +62,8 @@
 //! (`Heap::journal_owned`: w | taken bit), before the commit point; (6) the commit: front,
 //! `pop_front_commit` (the commit point), `pop_front_mark`, `pop_front_finish`; back,
 //! `pop_back` (commit point and end of claim); (7) the block read (its first word must still be
-//! MARK); (8) journal 1 settled, then the block freed; (9) `end_publish`. (The block is freed
+//! MARK); (8) the block given back with `free_journaled` (into the cache, then journal 1
+//! settled; or, where the cache does not take it, settled, then freed); (9) `end_publish`. (The block is freed
 //! before the publication ends: a gc waits for publications, and with the free after
 //! `end_publish` it could sweep the block between the settle and the free, which then frees it
 //! again: the planted bug `pop-free-after-end`, steps 7 and 8 after 9.) A pop that
@@ -67,13 +72,13 @@
 //! `end_publish`. The recovery is the appends' own: killed between 5 and the commit point, the
 //! list still holds w (the claim stands for the list with it), so it is linked and stays;
 //! killed after the commit point, the list no longer holds it and it is freed (a front pop's
-//! claim then finished by `settle_dead_claim`), and so it is killed after the settle and before
-//! or inside the free (left to gc: the settle cleared the journal) and after the free (nothing
-//! left).
+//! claim then finished by `settle_dead_claim`), and so it is killed inside the free (the cache
+//! class: the block in the dead's cache or not, nothing left either way; the segment class,
+//! after the settle: left to gc) and after the free (nothing left).
 //!
 //! What runs for real and what is written out here. The allocator is persist's own heap
 //! (`loom_tests::World`, with its block journals, taken bits and block caches): `alloc_into`,
-//! `settle`, `free`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
+//! `settle`, `free`, `free_journaled`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
 //! `journal_owned`, and the gc's `named_blocks`, `for_each_allocated` and `sweep`
 //! (`sweep_segment`, which spares every block an attached slot names, a dead one's included,
 //! and `sweep_large`), and at the end `check`, `for_each_allocated` and
@@ -104,7 +109,8 @@
 //! more (`SPIN_LOOKS`) before it gives up; nobody sleeps (waiters spin with `yield_now`). The block
 //! comes either from the victim's block cache (a cached class, `CACHED_SIZE`: one block there; the
 //! pop writes the taken bit before the count store that takes it, and a free goes back into the
-//! cache) or from a segment's free stack (`SIZE`, an uncached class: the take, then the taken bit;
+//! cache; the victim's process has met that segment before, `World::met`, so `free_journaled`
+//! finds the class without the page map and takes the cache path) or from a segment's free stack (`SIZE`, an uncached class: the take, then the taken bit;
 //! a free goes to the segment). The append models run with both (the pop models: below). A kill is
 //! a prefix of the victim's word accesses in program order (`loom_tests::KillableWords`: its object
 //! words, its lock file, the heap's store and its participant table all count against one budget),
@@ -113,7 +119,8 @@
 //! What a kill may leave allocated, nobody's, for gc (each checked to be at most that): the
 //! victim killed between the allocator's take and the taken bit (the segment class only);
 //! killed between the settle and the end of the free of a block it gives back (under the
-//! announcement; with `take-before-announce`, turned away, outside the gate) or popped (step 8 of a pop); a recoverer killed inside a free it makes for the dead (an unlinked block in step 0, after its
+//! announcement; with `take-before-announce`, turned away, outside the gate) or popped (step 8
+//! of a pop), the segment class only (before 7d7ab2a the cache class too: settle, then `free`); a recoverer killed inside a free it makes for the dead (an unlinked block in step 0, after its
 //! journal's clearing: journal 0 names it without the bit; or a block of the dead's cache in
 //! the heap's step). Nothing else, and never a block freed twice or a block both in the list
 //! and free.
@@ -299,16 +306,16 @@
 //! | `free-before-clear` | the recovery frees an unlinked block, then clears its journal | 2, 6 | a recoverer killed between: the second frees it again, "heap check failed: .. segment free stack is damaged" |
 //! | `settle-before-link` | the appender settles its journal right after writing the block, before linking it | 1, 2, 3, 4, 8b (both classes), 9 | "left allocated: {Block(0x640)}, 0 allowed" (killed between the settle and the link; in 8b the gc, which waits for the publication, no longer sweeps the unkilled appender's settled block: before 7654b9c its first failure there was the gc's free of it) |
 //! | `link-after-clear` | the appender clears `active` (`end_publish`) before it claims and fills | 1, 2, 3, 4, 8b (both classes), 9 | 1, 3, 9: "a part taker found the tail claimed"; 4: "the tail is left claimed"; 2: "the dead appender's claim outlived the active word that leads to it"; 8b: "block 0x640 is in the list and free" (unkilled: the gc swept W between the `end_publish` and the link) |
-//! | `free-before-settle` | an appender giving its block back frees it, then settles | 4 | killed between, the recovery frees it again: "heap check failed: allocator state is damaged at 0x600: segment free stack is damaged (..)" (the segment class only: a block freed into the victim's cache is not taken in `taken_by_dead`'s eyes, so the bug is harmless there; 3 caught it too before 7654b9c, when a turned-away append gave its block back) |
+//! | `free-before-settle` | an appender giving its block back frees it straight to its segment (`free_uncached`, a free the cache does not take), then settles | 4 | killed between, the recovery frees it again: "heap check failed: allocator state is damaged at 0x600: segment free stack is damaged (..)", the cache class first (before 7d7ab2a the variant freed with `free`, into the cache for that class, which `taken_by_dead` believes over the bit: harmless there, and only the segment class failed; 3 caught it too before 7654b9c, when a turned-away append gave its block back) |
 //! | `append-unclaim-before-settle` | a block append stores the plain length (`fill_tail`), then settles its journal (the order before 0fc2a86) | 9 | "heap check failed: allocator state is damaged at 0x600: segment free stack is damaged (..)": the victim killed between its `len` store and its settle, the live pop took W and freed it, the recovery (journal 1 naming W, `active` naming the list, the list without W) freed it again |
 //! | `taker-skips-wait` | the part taker does not wait for publishers under P | 3, 7 | 3: it pops while the append is in flight: "the pop of 0x65 and the append (Some(1600) at Some(1)) left [101, 1600]"; 7: "the front pops took [1600, 1600]" (W popped twice) |
 //! | `pop-free-after-end` | a pop reads and frees its block after `end_publish` (the order before 0fc2a86) | 8 | "the gc freed block 0x640, which the popper (killed: false) freed too: it settled its journal, then the gc ran, then it freed the block" |
 //! | `pop-journal-after-commit` | the popper names the block in journal 1 after the commit point | 5, 6, 7, 8 | "left allocated: {Block(0x640)}, 0 allowed" (killed between the commit and the journal: nobody names W) |
-//! | `pop-settle-before-end` | the popper settles journal 1 right after the commit (and frees after the read) | 5, 6, 7, 8 | as `pop-journal-after-commit` (killed between the settle and the free) |
-//! | `pop-free-before-settle` | the popper frees the block, then settles journal 1 | 5, 6, 7, 8 | killed between, the recovery frees it again: "heap check failed: .. segment free stack is damaged" (the segment class only, as `free-before-settle`) |
+//! | `pop-settle-before-end` | the popper settles journal 1 right after the commit (and frees after the read, with a plain `free`) | 5, 6, 7, 8 | as `pop-journal-after-commit` (killed between the settle and the free) |
+//! | `pop-free-before-settle` | the popper frees the block straight to its segment (`free_uncached`), then settles journal 1 | 5, 6, 7, 8 | killed between, the recovery frees it again: "heap check failed: .. segment free stack is damaged" (the cache class first, as `free-before-settle`) |
 //! | `pop-giveup-settle-late` | a pop that gives up settles journal 1 after `end_publish` | 5b, 6 | 5b: "block 0x640 is in the list and free" (killed between: the recovery, `active` clear, frees W); 6: "slot 1 popped block 0x640, which is free" (the live pop after the recovery) |
 //! | `pop-giveup-settle-after-unclaim` | a pop that gives up settles journal 1 after its claim's drop (before `end_publish`) | 5b | "heap check failed: .. segment free stack is damaged": the live back pop took W once the claim was dropped and freed it; the victim, killed before its settle, is recovered: W journaled as taken, no longer in the list, freed again |
-//! | `take-before-announce` | an append takes and writes its block before the announcement, outside the gate, and, turned away, gives it back at once (settle, free); the order before 7654b9c but for its give-back past the gate | 8b (both classes) | cache: "the gc freed block 0x640, which the appender (killed: false) gave back too: turned away at the gate, it settled its journal, then the gc ran, then it freed the block"; segment: "the victim failed without being killed: the store cannot grow to 10240 bytes: simulated store is full" (the take while the gc's sweep held the class's one segment frozen); behind it, the gc's walk: "segment free stack is damaged" ("What the models found") |
+//! | `take-before-announce` | an append takes and writes its block before the announcement, outside the gate, and, turned away, gives it back at once (`free_journaled`); the order before 7654b9c but for its give-back past the gate | 8b, the segment class only (since 7d7ab2a: the cache class's give-back puts the block into the cache while journal 1 names it, so a gc between the two spares it; before, with settle then free, the cache class failed with "the gc freed block 0x640, which the appender (killed: false) gave back too: turned away at the gate, it settled its journal, then the gc ran, then it freed the block") | segment: "the victim failed without being killed: the store cannot grow to 10240 bytes: simulated store is full" (the take while the gc's sweep held the class's one segment frozen); behind it, the gc's walk: "segment free stack is damaged" ("What the models found") |
 //!
 //! (In the messages, an item word is 1600 in decimal and 640 in the `popped` lists, which print
 //! hex: W at 0x640.)
@@ -332,7 +339,8 @@
 //! appender, the popper, the taker and the gc. `pop-giveup-settle-after-unclaim` needs a second
 //! popper of the same end between the drop and the settle (5b, back pop; 6 pops after the recovery
 //! only). `pop-free-before-settle` harms the segment class only (as `free-before-settle`).
-//! `pop-free-after-end` and `take-before-announce` need a gc (8, 8b): in 3 the taker's held P
+//! `pop-free-after-end` and `take-before-announce` need a gc (8, 8b), and, since 7d7ab2a, a free
+//! that the cache does not take (`take-before-announce` passes 8b with the cache class): in 3 the taker's held P
 //! turns the appender away, but a part taker frees nothing it did not pop.
 //! `append-unclaim-before-settle` needs a pop without a lock of the appended item between the
 //! appender's `len` store and its settle (9 only: the part takers of 3 wait for the publication,
@@ -364,7 +372,10 @@
 //! append then passing the gate to give its block back; 35 s in all. Earlier, model 1 at 43 and
 //! 93 kill points: at LOOM_MAX_PREEMPTIONS=3, models 1, 3 and 4 took 7.5, 5.2 and 7.0 s; at 4, 15,
 //! 15 and 14 s (model 2 is sequential); all passed.) Each planted variant, the whole file at
-//! LOOM_MAX_PREEMPTIONS=2 under `cargo test` (each fails): 7 to 50 s.
+//! LOOM_MAX_PREEMPTIONS=2 under `cargo test` (each fails): 7 to 50 s. At 7d7ab2a (the give-backs
+//! through `free_journaled`; the cache-class victim has met its segment; the machine shared):
+//! 61 s for the file under `cargo test`; every planted variant failed as the table says, 7 to 67
+//! s each.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -470,6 +481,14 @@ enum Source {
 }
 
 impl Source {
+    /// Whether `Heap::free_journaled` pushes the victim's block into its cache before it
+    /// settles (the cached class, whose segment the victim has met, with room in the cache):
+    /// a kill inside that free then leaves nothing to gc. Else it settles first and frees
+    /// after, and a kill between the two leaves the block to gc.
+    fn cache_first(self) -> bool {
+        matches!(self, Source::Cache)
+    }
+
     fn size(self) -> u64 {
         match self {
             Source::Cache => CACHED_SIZE,
@@ -515,6 +534,10 @@ struct World {
     /// and block caches): the real heap runs on it.
     heap: loom_tests::World,
     from: Source,
+    /// A block of the cache class's segment (`Source::Cache`): the victim's process has met
+    /// that segment (`as_victim`), so its `free_journaled` finds the block's class without the
+    /// page map and pushes it into the cache before it settles.
+    met: Option<Block>,
 }
 
 impl Deref for World {
@@ -543,11 +566,12 @@ impl World {
     /// block of the class `from` names where the victim's allocation finds it.
     fn new(cap: u64, from: Source) -> World {
         assert!((1..=ITEMS_WORDS).contains(&cap));
-        let w = World {
+        let mut w = World {
             objects: Objects::new(GATE_END),
             inside: Inside::default(),
             heap: loom_tests::World::new(1, HEAP_SLOTS),
             from,
+            met: None,
         };
         w.store.store(LEN, 1, Ordering::Relaxed).unwrap();
         w.store
@@ -564,6 +588,7 @@ impl World {
                 let b = h.alloc(CACHED_SIZE).unwrap();
                 h.settle(0).unwrap();
                 h.free(b).unwrap();
+                w.met = Some(b);
             }
             Source::Segment => {
                 // A segment of the class with its blocks free (the victim's allocation finds
@@ -884,7 +909,8 @@ struct Appended {
     landed: Cell<Option<u64>>,
     /// Turned away at the gate (`enter_publish` failed).
     turned_away: Cell<bool>,
-    /// It settled its journal and was freeing the block (an append that withdrew).
+    /// It was giving its block back (an append that withdrew) where `free_journaled` settles
+    /// before it frees (the segment class): a kill then may leave the block to gc.
     freeing: Cell<bool>,
     /// Its free of the block (withdrawn) returned.
     freed: Cell<bool>,
@@ -1038,16 +1064,18 @@ impl<'a, W: WordStore, HW: WordStore> Participant<'a, W, HW> {
         }
     }
 
-    /// A block taken for an append that did not link it, given back (`give_back_unlinked`):
-    /// the journal settled, then the block freed (a kill between the two leaves it to gc).
+    /// A block taken for an append that did not link it, given back (`give_back_unlinked`:
+    /// `Heap::free_journaled`, the block into the cache before the journal settles where the
+    /// cache takes it, else the journal settled first and the block freed after: a kill
+    /// between the two leaves it to gc). The broken copy frees it straight to its segment
+    /// (`free_uncached`, as a free that the cache does not take), then settles.
     fn give_back(&self, b: Block, out: &Appended) -> Result<(), Error> {
         if broken("free-before-settle") {
-            self.heap.free(b)?;
+            self.heap.free_uncached(b)?;
             return self.heap.settle(OP);
         }
-        self.heap.settle(OP)?;
-        out.freeing.set(true);
-        self.heap.free(b)?;
+        out.freeing.set(!self.world.from.cache_first());
+        self.heap.free_journaled(OP, b)?;
         out.freed.set(true);
         Ok(())
     }
@@ -1198,6 +1226,12 @@ fn as_victim(
     let (lock_file, store) = world.killable(&budget);
     let v = Victim::new(&world.heap, &budget);
     let heap = v.heap(slot);
+    if let Some(b) = world.met {
+        // The victim's process has met the cache class's segment before (a live process has
+        // freed there): a read-only lookup learns it through the page map as a free would. Not
+        // the operation under test: its accesses are no kill points.
+        budget.uncounted(|| heap.dead_cache_holds(slot, b)).unwrap();
+    }
     let r = Participant::new(world, &lock_file, &store, heap, &v.store, slot)
         .and_then(|mut p| f(&mut p));
     if let Err(e) = r {
@@ -1238,7 +1272,8 @@ fn explained(appends: &[(u64, Option<u64>)]) -> Vec<u64> {
 
 /// The leftover the victim may leave to gc: killed between the allocator's take and the
 /// taken bit (its journal names a block without the bit, and it never got the block), or
-/// between the settle and the end of the free of a withdrawn append's block.
+/// between the settle and the end of the free of a withdrawn append's block (the segment
+/// class: the cache class's `free_journaled` leaves nothing).
 fn victim_window(out: &Appended, killed: bool, raw: u64) -> usize {
     let in_take = out.got.get().is_none() && raw != 0 && raw & table::JOURNAL_TAKEN == 0;
     usize::from(in_take) + usize::from(killed && out.freeing.get())
@@ -1557,7 +1592,9 @@ struct Popped {
     taken: Cell<Option<u64>>,
     /// It read the popped block and found MARK there.
     decoded: Cell<bool>,
-    /// It settled journal `OP` and was freeing the popped block (a kill here leaves the block
+    /// It was giving the popped block back where `free_journaled` settles journal `OP` before
+    /// it frees (the segment class), or, with `pop-settle-before-end`, freeing it after an
+    /// early settle (a kill here leaves the block
     /// to gc: the documented window).
     freeing: Cell<bool>,
     /// Its free of the popped block returned.
@@ -1682,8 +1719,9 @@ impl<W: WordStore, HW: WordStore> Participant<'_, W, HW> {
     }
 
     /// Pop steps 7 and 8 for a popped block: read (its first word must still be MARK: a
-    /// freed block's is its free-stack link), then journal `OP` settled and the block freed
-    /// (a kill between the two leaves it to gc; the broken copy frees first).
+    /// freed block's is its free-stack link), then given back with `free_journaled(OP, ..)`
+    /// (the broken copies: `free_uncached` before the settle; a plain free after an early
+    /// settle).
     fn decode_and_free(&self, w: u64, out: &Popped) -> Result<(), Error> {
         let first = self.blocks.load(w, Ordering::Relaxed)?;
         assert_eq!(
@@ -1694,15 +1732,18 @@ impl<W: WordStore, HW: WordStore> Participant<'_, W, HW> {
         out.decoded.set(true);
         let b = Block::from_word(w);
         if broken("pop-free-before-settle") {
-            self.heap.free(b)?;
+            self.heap.free_uncached(b)?;
             out.freed.set(true);
             return self.heap.settle(OP);
         }
-        if !broken("pop-settle-before-end") {
-            self.heap.settle(OP)?;
+        if broken("pop-settle-before-end") {
+            // Settled right after the commit: a plain free.
+            out.freeing.set(true);
+            self.heap.free(b)?;
+        } else {
+            out.freeing.set(!self.world.from.cache_first());
+            self.heap.free_journaled(OP, b)?;
         }
-        out.freeing.set(true);
-        self.heap.free(b)?;
         out.freed.set(true);
         Ok(())
     }
@@ -1796,7 +1837,7 @@ fn live_pop(world: &World, slot: u32, front: bool) -> u64 {
 }
 
 /// The leftover a block popper may leave to gc: killed between the settle and the end of the
-/// free of the block it popped.
+/// free of the block it popped (the segment class, or an early settle).
 fn pop_window(out: &Popped, killed: bool) -> usize {
     usize::from(killed && out.freeing.get())
 }
