@@ -71,6 +71,10 @@ pub mod hdr {
     /// The area table: word k is the end (exclusive, in chunks) of area k, 0 while area k does
     /// not exist. Areas are created in order, so the words that exist are a prefix and grow.
     pub const AREA_TABLE: u64 = 768;
+    /// The lock epoch: a random word that every writable open sets anew, in the store and in
+    /// its lock file, so that a lock file whose epoch the store does not hold describes
+    /// another state of the store (an earlier copy put back) and is rebuilt (FORMAT.md §6.1).
+    pub const LOCK_EPOCH: u64 = 2816;
 }
 
 /// The shape of a store: fixed per file, recorded in its header. Real stores always use
@@ -305,6 +309,12 @@ pub mod lockfile {
     /// participant waits for any change of a container (`Store.wait`).
     pub const CHANGE_WAITING_BITS: u64 = 640;
     const _: () = assert!(CHANGE_WAITING_BITS + 8 * WAITING_WORDS <= 768);
+    /// Header words `epoch` (768) and `next epoch` (776): the store's lock epoch
+    /// (`hdr::LOCK_EPOCH`) that this file's caches and journals belong to, and the one a
+    /// writable opener is setting (written first: a kill between the store's word and
+    /// `epoch` leaves the store holding `next epoch`). Read and written under the init lock.
+    pub const EPOCH: u64 = 768;
+    pub const NEXT_EPOCH: u64 = 776;
 }
 
 #[cfg(test)]

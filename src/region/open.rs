@@ -344,7 +344,15 @@ impl Region {
         }
         let meta = file.metadata().map_err(io_err(path, "stat the store"))?;
         let lock_name = trust::lock_name(&name);
-        let (lock_file, lock) = open_lock_file(&dir, &lock_name, path, &meta, header.store_id)?;
+        let (lock_file, lock) = open_lock_file(
+            &dir,
+            &lock_name,
+            path,
+            &meta,
+            header.store_id,
+            &store,
+            !opts.readonly,
+        )?;
         Ok(Region {
             path: path.to_path_buf(),
             header,
@@ -660,6 +668,14 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The little-endian word at `offset` of `file` (0 past its end).
+fn read_u64_at(file: &File, offset: u64) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    let n = file.read_at(&mut b, offset)?;
+    b[n..].fill(0);
+    Ok(u64::from_le_bytes(b))
+}
+
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -800,13 +816,18 @@ fn boot_id() -> [u8; 16] {
 /// be recovered from it (their journals and undo logs are gone), and the next writable opener
 /// repairs what they may have left in the store file. An invalid lock file is rebuilt only if
 /// it is provably persist's: one name, and empty, or a persist lock file (its magic), or a
-/// rebuild cut short (a zero header).
+/// rebuild cut short (a zero header). A lock file of another state of the store (its epoch is
+/// not the store's, FORMAT.md §6.1: an earlier copy of the store file was put back) is invalid
+/// too: its free slots' block caches name blocks that this state may use. A `writable` opener
+/// then sets a new epoch in both files.
 fn open_lock_file(
     dir: &Dir,
     lock_name: &CStr,
     store_path: &Path,
     store: &std::fs::Metadata,
     store_id: u64,
+    store_words: &Mapping,
+    writable: bool,
 ) -> Result<(Arc<File>, Mapping), Error> {
     let path = lock_path(store_path);
     let (file, created) = open_or_create_lock(dir, lock_name, &path, store_path, store)?;
@@ -831,7 +852,16 @@ fn open_lock_file(
             && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
             && head[24..40] == boot
             && len == lockfile::FILE_BYTES;
-        if !valid {
+        let store_epoch = store_words.load(hdr::LOCK_EPOCH, Ordering::SeqCst)?;
+        let same_state = !valid || {
+            let (epoch, next) = (
+                read_u64_at(&file, lockfile::EPOCH).map_err(io_err(&path, "read the lock file"))?,
+                read_u64_at(&file, lockfile::NEXT_EPOCH)
+                    .map_err(io_err(&path, "read the lock file"))?,
+            );
+            store_epoch == epoch || (next != 0 && store_epoch == next)
+        };
+        if !valid || !same_state {
             // A new, damaged or foreign lock file: rebuild it, unless a live process still uses
             // it (then it is that process's, and we refuse rather than pull it from under it).
             for slot in 0..lockfile::SLOTS {
@@ -841,13 +871,20 @@ fn open_lock_file(
                 )
                 .map_err(io_err(&path, "lock the lock file"))?
                 {
-                    return Err(Error::Corrupt {
-                        what: format!(
+                    let what = if valid {
+                        format!(
+                            "the store file holds another state than its lock file {}, which is \
+                             in use (was an earlier copy of the store put back while processes \
+                             had it open?)",
+                            path.display()
+                        )
+                    } else {
+                        format!(
                             "lock file {} does not belong to this store but is in use",
                             path.display()
-                        ),
-                        offset: None,
-                    });
+                        )
+                    };
+                    return Err(Error::Corrupt { what, offset: None });
                 }
             }
             // Only persist's own files are rewritten (whatever else sits at this name stays).
@@ -873,6 +910,8 @@ fn open_lock_file(
             // that is empty or has a zero header, and is rebuilt again.
             file.write_all_at(&1u64.to_le_bytes(), lockfile::REPAIR_PENDING)
                 .map_err(io_err(&path, "write the lock file"))?;
+            file.write_all_at(&store_epoch.to_le_bytes(), lockfile::EPOCH)
+                .map_err(io_err(&path, "write the lock file"))?;
             let mut h = [0u8; lockfile::CHECKED_BYTES];
             h[..8].copy_from_slice(&lockfile::MAGIC);
             h[8..12].copy_from_slice(&lockfile::VERSION.to_le_bytes());
@@ -880,6 +919,22 @@ fn open_lock_file(
             h[16..24].copy_from_slice(&store_id.to_le_bytes());
             h[24..40].copy_from_slice(&boot);
             file.write_all_at(&h, 0)
+                .map_err(io_err(&path, "write the lock file"))?;
+        }
+        if writable {
+            // A new epoch, so that a copy of the store file taken before this open and put back
+            // after it no longer matches the lock file (whose caches this open may change).
+            // `next epoch` first: killed before `epoch` is written, the store holds `next`.
+            let new = loop {
+                let e = random_u64();
+                if e != 0 && e != store_epoch {
+                    break e;
+                }
+            };
+            file.write_all_at(&new.to_le_bytes(), lockfile::NEXT_EPOCH)
+                .map_err(io_err(&path, "write the lock file"))?;
+            store_words.store(hdr::LOCK_EPOCH, new, Ordering::SeqCst)?;
+            file.write_all_at(&new.to_le_bytes(), lockfile::EPOCH)
                 .map_err(io_err(&path, "write the lock file"))?;
         }
         Ok(())

@@ -137,3 +137,108 @@ def test_store_file_copies_of_stopped_durable_writers_open_whole(tmp_path: Path)
         committed = writers.committed
     print(f"\ndurable snapshots: {copies} store-file copies recovered; commits {committed}")
     assert all(committed.get(n, 0) > 0 for n in names), committed
+
+
+# ---- an earlier copy of the store file put back ---------------------------------------------
+#
+# A clean close leaves the process's block cache in its slot of the lock file, for the next
+# process to open in that slot: blocks that the store file counts as taken. An earlier copy of
+# the store file put back (a backup restored with cp) does not match those caches: the blocks
+# they name may be in use there. Every writable open sets a new random epoch in the store header
+# (byte 2816) and in the lock file (byte 768, and 776 for the one being set); a lock file whose
+# epoch the store does not hold is rebuilt, and its caches are lost to gc.
+
+STORE_EPOCH = 2816
+LOCK_EPOCH, LOCK_NEXT_EPOCH = 768, 776
+
+
+def _word(path: Path, offset: int) -> int:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return int.from_bytes(f.read(8), "little")
+
+
+def _put_word(path: Path, offset: int, value: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(value.to_bytes(8, "little"))
+
+
+def _strings(tag: str, n: int) -> list[str]:
+    return [f"{tag}{i}" * (1 + i % 30) for i in range(n)]
+
+
+def _churn(path: Path) -> None:
+    """Opens, frees small blocks into this process's cache, closes (leaving it to the slot)."""
+    with persist.open(path) as store:
+        for _ in range(30):
+            store.root["tmp"] = _strings("t", 100)
+            del store.root["tmp"]
+        store.root["more"] = _strings("m", 100)
+
+
+def test_an_earlier_copy_put_back_gets_a_new_lock_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with persist.open(path) as store:
+        store.root["keep"] = _strings("k", 200)
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(path, backup)
+    _churn(path)
+    shutil.copyfile(backup, path)  # put back in place, the lock file left as it was
+    with persist.open(path) as store:
+        # Without the epoch, the cache left by the churn was taken over here: blocks the copy
+        # uses or never carved, handed out again (check: "a cached block is not a carved,
+        # taken block of its segment", or values overwritten).
+        store.root["new"] = _strings("n", 300)
+        store.check()
+        assert store.root["keep"].to_python() == _strings("k", 200)
+        assert store.root["new"].to_python() == _strings("n", 300)
+        assert "more" not in store.root
+        # What the copy's own caches held went with the old lock file: gc's, no more.
+        store.gc()
+        assert store.check()["unreachable_blocks"] == 0
+
+
+def test_an_earlier_copy_put_back_under_a_running_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with persist.open(path) as store:
+        store.root["k"] = 1
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(path, backup)
+    with persist.open(path) as running:
+        running.root["k"] = 2
+        shutil.copyfile(backup, path)
+        try:
+            persist.open(path).close()
+        except persist.CorruptionError as e:
+            assert "earlier copy of the store put back" in str(e), e
+        else:
+            raise AssertionError("an open of a store put back under a running process worked")
+
+
+def test_an_open_killed_while_setting_the_epoch_keeps_the_lock_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    lock = Path(str(path) + ".lock")
+    with persist.open(path) as store:
+        store.root["k"] = _strings("k", 50)
+    _churn(path)
+    epoch = _word(path, STORE_EPOCH)
+    assert epoch != 0 and _word(lock, LOCK_EPOCH) == epoch
+    # Killed after the store took the new epoch, before the lock file's `epoch` did: the lock
+    # file names it as `next epoch` and is kept, with the cache the churn left in its slot.
+    _put_word(lock, LOCK_NEXT_EPOCH, epoch)
+    _put_word(lock, LOCK_EPOCH, epoch ^ 0x5A5A)
+    with persist.open(path) as store:
+        assert store.check()["unreachable_blocks"] == 0
+        assert store.root["k"].to_python() == _strings("k", 50)
+        assert _word(path, STORE_EPOCH) not in (0, epoch)  # a new one, in both files
+        assert _word(lock, LOCK_EPOCH) == _word(path, STORE_EPOCH)
+    _churn(path)
+    # An epoch in neither word: the lock file is rebuilt, and the cache left in it is garbage.
+    _put_word(lock, LOCK_NEXT_EPOCH, 0)
+    _put_word(lock, LOCK_EPOCH, _word(path, STORE_EPOCH) ^ 0x5A5A)
+    with persist.open(path) as store:
+        assert store.check()["unreachable_blocks"] > 0
+        store.gc()
+        assert store.check()["unreachable_blocks"] == 0
+        assert store.root["k"].to_python() == _strings("k", 50)
