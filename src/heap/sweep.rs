@@ -55,18 +55,18 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
         self.blocks_named_by_slots(true)
     }
 
-    /// The cache entries, then the block journals, of every attached slot (of live ones only,
-    /// unless `dead_too`), and the cache entries of every free slot (a clean detach leaves its
-    /// cache to the slot's next participant, FORMAT.md §6.5; a free slot's journals are 0).
+    /// The cache entries, then the block journals, of every slot: free ones (a clean detach
+    /// leaves its cache to the slot's next participant, FORMAT.md §6.5) and attached ones (live
+    /// ones only, unless `dead_too`). A free slot's journals are read too, though they are 0
+    /// while it is free: a participant may attach to it after its status was read here and pop
+    /// a block from the cache it takes over, and that block leaves the count only once the
+    /// journal names it, so a read of the cache, then of the journals, sees it in one or the
+    /// other.
     fn blocks_named_by_slots(&self, dead_too: bool) -> Result<Vec<Block>, Error> {
         let t = self.table();
         let mut v = Vec::new();
         for slot in 0..t.slots {
-            if t.status(slot)? != table::STATUS_ATTACHED {
-                self.push_cached(slot, &mut v, false)?;
-                continue;
-            }
-            if !(dead_too || t.live.is_alive(slot)) {
+            if t.status(slot)? == table::STATUS_ATTACHED && !(dead_too || t.live.is_alive(slot)) {
                 continue;
             }
             self.push_cached(slot, &mut v, false)?;
