@@ -81,7 +81,7 @@
 //! `settle`, `free`, `free_journaled`, `free_uncached`, `taken_by_dead`, `settle_dead`, `recover_participant`,
 //! `journal_owned`, and the gc's `named_blocks`, `for_each_allocated` and `sweep`
 //! (`sweep_segment`, which spares every block an attached slot names, a dead one's included,
-//! and `sweep_large`), and at the end `check`, `for_each_allocated` and
+//! and every block a free slot's cache names, and `sweep_large`), and at the end `check`, `for_each_allocated` and
 //! `loom_tests::conserve_sized` (allocate until full, sweep, allocate again: no held block handed
 //! out, none twice, nothing lost). The list's words, the gate and the parts are
 //! `persist::part_lock` (`enter_publish`, `claim_tail`, `fill_tail`, `fill_tail_held`,
@@ -482,7 +482,8 @@ enum Source {
 
 impl Source {
     /// Whether `Heap::free_journaled` pushes the victim's block into its cache before it
-    /// settles (the cached class, whose segment the victim has met, with room in the cache):
+    /// settles (the cached class, with room in the cache; since 802ee5a, whether or not the
+    /// victim's process has met the block's segment, which it learns through the page map):
     /// a kill inside that free then leaves nothing to gc. Else it settles first and frees
     /// after, and a kill between the two leaves the block to gc.
     fn cache_first(self) -> bool {
@@ -2109,7 +2110,7 @@ fn a_part_taker_racing_a_block_pop_frees_the_block_once() {
 /// for this world's blocks: the writer word taken and the sequence made odd (the gate
 /// closed), the `active` words drained (a dead publisher recovered), then the walk (the
 /// blocks the list holds), then what the attached slots name (`Heap::named_blocks`: caches
-/// and journals, the dead's included), then the walk of the allocated blocks
+/// and journals, the dead's included, and free slots' caches), then the walk of the allocated blocks
 /// (`Heap::for_each_allocated`, as `allocated`), and every allocated block that neither the
 /// walk reached nor a slot named is garbage, freed by the real sweep (`Heap::sweep`:
 /// `sweep_segment` per segment, which freezes the segment and spares every block an attached

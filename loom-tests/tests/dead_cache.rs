@@ -11,7 +11,9 @@
 //! blocks and swept (gc needs the writer word, recovery does not) would free it too, and the
 //! recoverer's push would free it a second time. The recovery moves each block from the cache to
 //! a block journal of the dead slot, pushes it, then clears the journal; a gc reads every
-//! attached slot's cache and journals before it decides what is garbage (`Heap::named_blocks`).
+//! attached slot's cache and journals (and every free slot's cache, which a clean close leaves
+//! to the slot's next participant since 802ee5a: `closed_cache.rs`) before it decides what is
+//! garbage (`Heap::named_blocks`).
 //!
 //! 1. For every kill point of the dead participant while it fills its cache, and every kill
 //!    point of a first recoverer (each pair its own model), a second recoverer finishes: the
