@@ -30,13 +30,12 @@
 //!    written out, `Paused`): the sweep (after its freeze) reads slot 0's status, free; the
 //!    next participant attaches there and pops a block of the cache it took over into journal
 //!    1; the sweep reads the slot's cache, one block fewer, and, the slot being free for it,
-//!    not its journals (`blocks_named_by_slots`, src/heap/sweep.rs). FAILS on 802ee5a: the
-//!    sweep frees the popped block (Block(0xa40), "1 freed"), which the attacher holds, and
-//!    the next allocation hands it out a second time. A bug in src, reported, not fixed here:
-//!    ignored until src reads a free slot's journals after its cache as it does an attached
-//!    slot's (a cache pop writes the journal before it lowers the count, so a block on its
-//!    way is then seen in one place or the other; with that change in a scratch copy of the
-//!    tree, all three models pass). Run it with `--ignored`.
+//!    not its journals (`blocks_named_by_slots`, src/heap/sweep.rs). It failed on 802ee5a: the
+//!    sweep freed the popped block (Block(0xa40), "1 freed"), which the attacher holds, and
+//!    the next allocation handed it out a second time. Fixed in d7373fb: a sweep reads a free
+//!    slot's journals after its cache, as it reads an attached slot's (a cache pop writes the
+//!    journal before it lowers the count, so a block on its way is seen in one place or the
+//!    other); the model passes since.
 //!
 //! Planted bug (`CLOSED_CACHE_BROKEN=<variant>`; run, and failed as said):
 //! - `zero-at-attach`: the attach as it was before 802ee5a (the counts zeroed, as `clear_words`
@@ -237,8 +236,6 @@ impl WordStore for Paused<'_> {
 /// Model 3 (module doc): the sweep reads the slot free, the next attacher pops a block of the
 /// cache it took over into a journal, the sweep reads the cache.
 #[test]
-#[ignore = "fails on 802ee5a: a sweep that read a free slot's status misses the journal of a \
-            participant attaching there meanwhile (a src bug, reported); run with --ignored"]
 fn a_sweep_that_read_the_slot_free_spares_what_the_next_attacher_popped() {
     model(|| {
         let world = World::new(1, 2);

@@ -63,8 +63,9 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     /// A block this participant's cache takes goes there while the journal still names it: a
     /// recovery believes the cache over the taken bit ([`Heap::taken_by_dead`]) and gives the
     /// block back with the cache, so a kill anywhere in this free leaks nothing. Any other
-    /// block (a full cache, an uncached class, a large run) is settled first and freed after: a kill between the two leaks it to gc, where the
-    /// other order would let a recovery free it a second time (FORMAT.md §10.7).
+    /// block (a full cache, an uncached class, a large run) is settled first and freed after:
+    /// a kill between the two leaks it to gc, where the other order would let a recovery free
+    /// it a second time (FORMAT.md §10.7).
     pub fn free_journaled(&self, j: u64, block: Block) -> Result<(), Error> {
         let b = block.get();
         // The segment found through the page map if this process has not met it yet (a block

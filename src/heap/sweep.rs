@@ -10,8 +10,10 @@
 //! (`SJ_SWEEP`), then *freezes* it: a CAS sets the anchor's frozen bit, after which pops skip
 //! the segment and pushes go to its deferred stack, so its free stack holds still. It takes the
 //! deferred stack onto a private copy of the free stack, reads the carve counter, then every
-//! attached participant's cache and journals, a dead one's too ([`Heap::named_blocks`]), and
-//! adds to its copy each carved block on neither stack, named by no slot, and called garbage.
+//! slot's cache and journals: an attached participant's, a dead one's too, and a free slot's,
+//! whose cache a clean close left for the slot's next participant ([`Heap::named_blocks`]),
+//! and adds to its copy each carved block on neither stack, named by no slot, and called
+//! garbage.
 //! A dead participant's named blocks are its recovery's to give back: a participant that took
 //! a block after the caller's own read of the names and died before linking it is covered. One
 //! CAS from the frozen anchor (`thaw`) publishes the copy and unfreezes; frees deferred
@@ -37,20 +39,21 @@ use crate::region::table;
 use crate::sync::{Liveness, Ordering, WordStore};
 
 impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
-    /// The blocks that live participants hold without having linked them: those in their
-    /// caches and those named by their block journals. For each participant the cache is read
-    /// before the journals, the reverse of the order in which `cache_pop` moves a block from
-    /// one to the other, so a block on its way is seen in one place or the other.
+    /// The blocks that live participants hold without having linked them, and those that free
+    /// slots keep for their next participant: those in their caches and those named by their
+    /// block journals. For each slot the cache is read before the journals, the reverse of the
+    /// order in which `cache_pop` moves a block from one to the other, so a block on its way is
+    /// seen in one place or the other.
     pub fn journaled_blocks(&self) -> Result<Vec<Block>, Error> {
         self.blocks_named_by_slots(false)
     }
 
-    /// Every block that an attached participant's slot names, alive or dead: the entries of its
-    /// block cache, then its block journals (the order of [`Heap::journaled_blocks`]). A dead
-    /// participant's slot names them until its recovery has given them back
-    /// (`return_dead_cache`, [`Heap::free_for_dead`]), so a gc that reads this before it walks
-    /// the allocated blocks, and spares what it names, never frees a block that a recovery
-    /// running meanwhile frees too (FORMAT.md §7.10).
+    /// Every block that a slot names, its participant alive or dead, or the slot free: the
+    /// entries of its block cache, then its block journals (the order of
+    /// [`Heap::journaled_blocks`]). A dead participant's slot names them until its recovery has
+    /// given them back (`return_dead_cache`, [`Heap::free_for_dead`]), so a gc that reads this
+    /// before it walks the allocated blocks, and spares what it names, never frees a block that
+    /// a recovery running meanwhile frees too (FORMAT.md §7.10).
     pub fn named_blocks(&self) -> Result<Vec<Block>, Error> {
         self.blocks_named_by_slots(true)
     }
@@ -82,8 +85,8 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
     }
 
     /// Sweeps one segment while others keep allocating and freeing: freezes it, frees every
-    /// carved block that is not on its free stack, not named by an attached participant's
-    /// cache or journals (a dead one's included), and for which `is_garbage` says yes, then
+    /// carved block that is not on its free stack, not named by a slot's cache or journals
+    /// ([`Heap::named_blocks`]), and for which `is_garbage` says yes, then
     /// unfreezes it. Returns the number of blocks freed.
     ///
     /// Contract for `is_garbage`: it answers yes only for a block that nobody can reach and
