@@ -322,6 +322,18 @@ pub fn every_kill_point(scenario: fn(u64) -> u64) {
     }
 }
 
+/// The value of an operation that a victim ran under `budget`, or `None` where the budget
+/// killed it; an error without a kill fails the model.
+pub fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            assert!(budget.killed(), "failed without being killed: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `scenario(k1, k2)` as a loom model for every kill point k1 of a victim (including none:
 /// its operation completes) and every kill point k2 of the first recoverer that follows it.
 /// `scenario` returns the accesses the victim and the first recoverer made.

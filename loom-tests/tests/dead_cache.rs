@@ -27,25 +27,15 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{
-    allocated_blocks, check, conserve_sized, every_kill_pair, model, Budget, Victim, World,
-    CACHED_PER_SEGMENT, CACHED_SIZE,
+    allocated_blocks, check, conserve_sized, every_kill_pair, model, survived, Budget, Victim,
+    World, CACHED_PER_SEGMENT, CACHED_SIZE,
 };
-use persist::heap::{Block, Error};
+use persist::heap::Block;
 use std::collections::BTreeSet;
 
 const DEAD: u32 = 0;
 const FIRST: u32 = 1;
 const SECOND: u32 = 2;
-
-fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            assert!(budget.killed(), "failed without being killed: {e}");
-            None
-        }
-    }
-}
 
 /// Three blocks of a cached class: the dead participant frees the first two (into its cache)
 /// and keeps the third linked.

@@ -66,8 +66,8 @@
 #![cfg(loom)]
 
 use loom_tests::{
-    allocated_blocks, check, conserve_sized, every_kill_pair, Budget, Planted, Victim, World,
-    CACHED_PER_SEGMENT, CACHED_SIZE,
+    allocated_blocks, check, conserve_sized, every_kill_pair, survived, Budget, Planted, Victim,
+    World, CACHED_PER_SEGMENT, CACHED_SIZE,
 };
 use persist::heap::{Block, Error, Heap};
 use persist::region::table;
@@ -96,16 +96,6 @@ static BROKEN: Planted = Planted::new(
     "HELD_JOURNAL_BROKEN",
     &["free-before-unlink", "old-release", "settle-then-free"],
 );
-
-fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            assert!(budget.killed(), "failed without being killed: {e}");
-            None
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Case {

@@ -13,8 +13,8 @@
 //! drain of `conserve` must account for every block.
 #![cfg(loom)]
 
-use loom_tests::{check, conserve, every_kill_pair, Budget, Victim, World, SIZE};
-use persist::heap::{Block, Error, RUN_LARGE};
+use loom_tests::{check, conserve, every_kill_pair, survived, Budget, Victim, World, SIZE};
+use persist::heap::{Block, RUN_LARGE};
 use persist::region::table;
 use std::collections::BTreeSet;
 
@@ -110,16 +110,6 @@ fn scenario(op: Op, k1: u64, k2: u64) -> (u64, u64) {
         _ => conserve(&world, SECOND, &held, &victims),
     }
     (b1.spent(), b2.spent())
-}
-
-fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            assert!(budget.killed(), "failed without being killed: {e}");
-            None
-        }
-    }
 }
 
 /// Runs `scenario(op, k1, k2)` for every victim kill point k1 (including none: the operation

@@ -38,8 +38,8 @@
 #![cfg(loom)]
 
 use loom_tests::{
-    allocated_blocks, check, conserve, conserve_sized, every_kill_pair, Budget, KillableWords,
-    Victim, World, CACHED_PER_SEGMENT, CACHED_SIZE, SIZE,
+    allocated_blocks, check, conserve, conserve_sized, every_kill_pair, survived, Budget,
+    KillableWords, Victim, World, CACHED_PER_SEGMENT, CACHED_SIZE, SIZE,
 };
 use persist::heap::{Block, Error, Heap};
 use persist::region::table;
@@ -66,16 +66,6 @@ const LINK: u64 = 0;
 const LOG_AT: u64 = 8;
 const LOG_CAP: u64 = 3;
 const LOG_BYTES: u64 = LOG_AT + undo::ENTRIES + LOG_CAP * undo::ENTRY_BYTES;
-
-fn survived<T>(r: Result<T, Error>, budget: &Budget) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            assert!(budget.killed(), "failed without being killed: {e}");
-            None
-        }
-    }
-}
 
 /// The object layer's undo of alloc entries in a recovery (`ObjectEntries`): freed straight to
 /// the segment, once (the entry leaves the log first).
