@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import persist
@@ -144,6 +145,21 @@ def _worker(path: str, seed: int, ready_fd: int) -> None:
         del r["t"]
 
 
+def _kill_when_started(
+    worker: Callable[[str, int, int], None], path: str, rng: random.Random, at_most: float
+) -> None:
+    """Forks `worker(path, seed, ready_fd)`, waits for its ready byte, SIGKILLs it a random
+    time of up to `at_most` seconds later, and reaps it."""
+    r, w = os.pipe()
+    seed = rng.randrange(1 << 30)
+    pid = fork_child(lambda: worker(path, seed, w))
+    os.close(w)
+    assert os.read(r, 1) == b"r", "a worker died before it was ready"
+    os.close(r)
+    time.sleep(rng.uniform(0, at_most))
+    kill_child(pid)
+
+
 def test_sigkilled_workers_leave_at_most_their_last_step(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     store = persist.open(path)
@@ -156,14 +172,7 @@ def test_sigkilled_workers_leave_at_most_their_last_step(tmp_path: Path) -> None
     before = store.check()["unreachable_blocks"]
     assert before == 0
     for _ in range(120):
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda seed=seed, w=w: _worker(path, seed, w))
-        os.close(w)
-        assert os.read(r, 1) == b"r", "a worker died before it filled its caches"
-        os.close(r)
-        time.sleep(rng.uniform(0, 0.005))
-        kill_child(pid)
+        _kill_when_started(_worker, path, rng, 0.005)
         kills += 1
         now = store.check()["unreachable_blocks"]
         left = now - before
@@ -248,14 +257,7 @@ def test_sigkilled_part_changers_leave_only_a_free_in_flight(tmp_path: Path) -> 
     before = store.check()["unreachable_blocks"]
     assert before == 0
     for _ in range(KILLS_OF_PART_CHANGERS):
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda seed=seed, w=w: _part_changer(path, seed, w))
-        os.close(w)
-        assert os.read(r, 1) == b"r", "a worker died before it started"
-        os.close(r)
-        time.sleep(rng.uniform(0, 0.005))
-        kill_child(pid)
+        _kill_when_started(_part_changer, path, rng, 0.005)
         now = store.check()["unreachable_blocks"]
         assert 0 <= now - before <= MOST_LEFT_BY_ONE_KILL, (now, before)
         leaked += now - before
@@ -308,14 +310,7 @@ def test_sigkilled_poppers_and_closers_leave_nothing(tmp_path: Path) -> None:
     before = store.check()["unreachable_blocks"]
     assert before == 0
     for _ in range(KILLS_OF_POPPERS_AND_CLOSERS):
-        r, w = os.pipe()
-        seed = rng.randrange(1 << 30)
-        pid = fork_child(lambda seed=seed, w=w: _popper_and_closer(path, seed, w))
-        os.close(w)
-        assert os.read(r, 1) == b"r", "a worker died before it started"
-        os.close(r)
-        time.sleep(rng.uniform(0, 0.01))
-        kill_child(pid)
+        _kill_when_started(_popper_and_closer, path, rng, 0.01)
     report = store.check()
     assert report["unreachable_blocks"] == 0, report
     assert report["orphans"] == 0, report
