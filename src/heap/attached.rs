@@ -134,6 +134,7 @@ impl Attached {
             result?;
         }
         att.activate(&this.region.table(&this.live))?;
+        this.heap().vet_cache()?;
         this.recover_dead()?;
         Ok(this)
     }

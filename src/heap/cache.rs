@@ -17,15 +17,16 @@
 //!
 //! The cache belongs to the slot, not to the process: a clean detach leaves it there, and the
 //! next participant that attaches to the slot takes it over, so a close moves no block (a block
-//! on its way from a cache to a segment is named nowhere, and a kill there would lose it).
+//! on its way from a cache to a segment is named nowhere, and a kill there would lose it). The
+//! attacher checks what it takes over first ([`Heap::vet_cache`]).
 //! Sweeps and `check` read free slots' caches as they read live participants'. A dead
 //! participant's cache is given back by its recovery (`return_dead_cache`): each block moves
 //! from the cache to a block journal of the dead slot, then to its segment, then leaves the
 //! journal, so that at every instant it is named somewhere a gc looks, or free.
 //!
-//! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::flush_cache`] (empties this
-//! participant's cache onto the segments), `return_dead_cache` (recovery), `cached_blocks` and
-//! `push_cached` (for sweeps and `check`).
+//! API: `cache_pop` (allocation), `cache_push` (free), [`Heap::vet_cache`] (at attach),
+//! [`Heap::flush_cache`] (empties this participant's cache onto the segments),
+//! `return_dead_cache` (recovery), `cached_blocks` and `push_cached` (for sweeps and `check`).
 
 use super::{Error, Heap};
 use crate::region::table;
@@ -244,6 +245,46 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             }
         }
         self.free_to_segment(block.get())
+    }
+
+    /// Checks the cache this participant took over with its slot (a clean close leaves it
+    /// there, FORMAT.md §6.5) before it hands out any of it: every entry must start a block of
+    /// a segment of its class, and no block may be named twice. A class that fails is emptied
+    /// and its blocks left to gc: a damaged lock file must not make this process hand out a
+    /// block of the wrong size, or one block twice. Returns how many classes were emptied.
+    pub fn vet_cache(&self) -> Result<u32, Error> {
+        let mut seen = Vec::new();
+        let mut emptied = 0;
+        for k in 0..table::CACHED_CLASSES as usize {
+            let w = self.cache_words(k)?;
+            // Relaxed: our own slot, not yet used by this participant.
+            let n = w[0].load(Ordering::Relaxed);
+            let mut sound = n < table::CACHE_GROUP;
+            for entry in w.iter().take(n as usize + 1).skip(1) {
+                if !sound {
+                    break;
+                }
+                let b = entry.load(Ordering::Relaxed);
+                sound = !seen.contains(&b) && self.starts_block_of_class(b, k);
+                seen.push(b);
+            }
+            if !sound {
+                w[0].store(0, Ordering::Release);
+                emptied += 1;
+            }
+        }
+        Ok(emptied)
+    }
+
+    /// Whether `b` is the start of a block of a segment of size class `k` (any error: no).
+    fn starts_block_of_class(&self, b: u64, k: usize) -> bool {
+        if b % 16 != 0 || b < self.geo().header_bytes || self.store().word(b).is_err() {
+            return false;
+        }
+        let Ok(run) = self.pages.run_at(b) else {
+            return false;
+        };
+        matches!(self.learn_small(b, &run), Ok(Some(f)) if f.class == k)
     }
 
     /// The blocks in the caches of live participants and of free slots (free, though their

@@ -85,7 +85,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// The segment and index of small block `block` in `run`, the run the page map gives for
     /// it (kept in the index); `None` when the run is a large one.
-    fn learn_small(&self, block: u64, run: &Run) -> Result<Option<Found>, Error> {
+    pub(super) fn learn_small(&self, block: u64, run: &Run) -> Result<Option<Found>, Error> {
         if run.kind != RUN_SEGMENT {
             return Ok(None);
         }

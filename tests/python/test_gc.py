@@ -258,3 +258,50 @@ def test_gc_spares_the_cache_a_closed_process_left_in_its_slot(tmp_path):
     assert keeper.root["l"].to_python() == ["a", "b"]
     assert all(s == "s" * (8 + i % 440) for i, s in enumerate(keeper.root["strings"]))
     keeper.close()
+
+
+# The cache left in a slot is read back from the lock file by the slot's next participant, so
+# it is checked first: an entry that does not start a block of its class, or a block named
+# twice, empties that class (its blocks are gc's), rather than be handed out.
+
+SLOT_0_CACHE = 4096 + 32 * 8  # lock file: slot 0's block cache, 16 classes of 14 words
+CACHE_GROUP_BYTES = 14 * 8
+CLASS_SIZES = [16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512]
+
+
+def _damage_cached_class(lock: str, how: str) -> int:
+    """Damages the entry that slot 0's cache hands out first, in a class holding two blocks
+    or more; returns the class."""
+    with open(lock, "r+b") as f:
+        for k in range(16):
+            at = SLOT_0_CACHE + k * CACHE_GROUP_BYTES
+            f.seek(at)
+            count = int.from_bytes(f.read(8), "little")
+            if 2 <= count <= 13:
+                f.seek(at + 8 * (count - 1))
+                below, top = (int.from_bytes(f.read(8), "little") for _ in range(2))
+                bad = below if how == "twice" else top + 8  # inside its block
+                f.seek(at + 8 * count)
+                f.write(bad.to_bytes(8, "little"))
+                return k
+    raise AssertionError("no class of slot 0's cache holds two blocks")
+
+
+@pytest.mark.parametrize("how", ["twice", "misaligned"])
+def test_a_damaged_cache_left_in_a_slot_is_not_handed_out(tmp_path, how):
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as s:
+        s.root["keep"] = ["k" * (8 + i % 440) for i in range(100)]
+        for n in (8, 24, 40, 56, 72, 88, 104, 120, 150, 180, 210, 240, 300, 370, 430, 500):
+            s.root["tmp"] = ["t" * n for _ in range(8)]
+            del s.root["tmp"]
+    k = _damage_cached_class(path + ".lock", how)
+    # Strs whose blocks are of class k (8 bytes of header, then the bytes).
+    new = [f"{i:08}" + "n" * (CLASS_SIZES[k] - 16) for i in range(20)]
+    with persist.open(path) as s:  # slot 0 again: it takes the damaged cache over
+        s.root["new"] = new
+        assert s.root["new"].to_python() == new
+        assert s.root["keep"].to_python() == ["k" * (8 + i % 440) for i in range(100)]
+        s.gc()  # the emptied class's blocks
+        report = s.check()
+        assert report["unreachable_blocks"] == 0, report
