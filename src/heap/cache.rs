@@ -80,7 +80,7 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             return Ok(None);
         }
         let block = w[n as usize].load(Ordering::Relaxed);
-        if block % 16 != 0 || block < self.geo().header_bytes || self.store().word(block).is_err() {
+        if !self.is_block_offset(block) {
             return Err(Error::Corrupt {
                 what: format!("block cache of class {k} names offset {block:#x}"),
                 offset: block,
@@ -259,15 +259,13 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
             let w = self.cache_words(k)?;
             // Relaxed: our own slot, not yet used by this participant.
             let n = w[0].load(Ordering::Relaxed);
-            let mut sound = n < table::CACHE_GROUP;
-            for entry in w.iter().take(n as usize + 1).skip(1) {
-                if !sound {
-                    break;
-                }
-                let b = entry.load(Ordering::Relaxed);
-                sound = !seen.contains(&b) && self.starts_block_of_class(b, k);
-                seen.push(b);
-            }
+            let sound = n < table::CACHE_GROUP
+                && w[1..=n as usize].iter().all(|entry| {
+                    let b = entry.load(Ordering::Relaxed);
+                    let fresh = !seen.contains(&b);
+                    seen.push(b);
+                    fresh && self.starts_block_of_class(b, k)
+                });
             if !sound {
                 w[0].store(0, Ordering::Release);
                 emptied += 1;
@@ -278,13 +276,19 @@ impl<'a, W: WordStore, L: Liveness> Heap<'a, W, L> {
 
     /// Whether `b` is the start of a block of a segment of size class `k` (any error: no).
     fn starts_block_of_class(&self, b: u64, k: usize) -> bool {
-        if b % 16 != 0 || b < self.geo().header_bytes || self.store().word(b).is_err() {
+        if !self.is_block_offset(b) {
             return false;
         }
         let Ok(run) = self.pages.run_at(b) else {
             return false;
         };
         matches!(self.learn_small(b, &run), Ok(Some(f)) if f.class == k)
+    }
+
+    /// Whether a cache entry `b` may name a block at all: 16-aligned, past the header, inside
+    /// the store.
+    fn is_block_offset(&self, b: u64) -> bool {
+        b % 16 == 0 && b >= self.geo().header_bytes && self.store().word(b).is_ok()
     }
 
     /// The blocks in the caches of live participants and of free slots (free, though their

@@ -315,6 +315,7 @@ pub mod lockfile {
     /// `epoch` leaves the store holding `next epoch`). Read and written under the init lock.
     pub const EPOCH: u64 = 768;
     pub const NEXT_EPOCH: u64 = 776;
+    const _: () = assert!(NEXT_EPOCH == EPOCH + 8); // read together, one pread
 }
 
 #[cfg(test)]

@@ -668,14 +668,6 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The little-endian word at `offset` of `file` (0 past its end).
-fn read_u64_at(file: &File, offset: u64) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    let n = file.read_at(&mut b, offset)?;
-    b[n..].fill(0);
-    Ok(u64::from_le_bytes(b))
-}
-
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -853,15 +845,16 @@ fn open_lock_file(
             && head[24..40] == boot
             && len == lockfile::FILE_BYTES;
         let store_epoch = store_words.load(hdr::LOCK_EPOCH, Ordering::SeqCst)?;
-        let same_state = !valid || {
-            let (epoch, next) = (
-                read_u64_at(&file, lockfile::EPOCH).map_err(io_err(&path, "read the lock file"))?,
-                read_u64_at(&file, lockfile::NEXT_EPOCH)
-                    .map_err(io_err(&path, "read the lock file"))?,
-            );
-            store_epoch == epoch || (next != 0 && store_epoch == next)
+        // A lock file of this store, but of another state of it.
+        let other_state = valid && {
+            let mut w = [0u8; 16];
+            file.read_exact_at(&mut w, lockfile::EPOCH)
+                .map_err(io_err(&path, "read the lock file"))?;
+            let epoch = u64::from_le_bytes(w[..8].try_into().unwrap());
+            let next = u64::from_le_bytes(w[8..].try_into().unwrap());
+            store_epoch != epoch && (next == 0 || store_epoch != next)
         };
-        if !valid || !same_state {
+        if !valid || other_state {
             // A new, damaged or foreign lock file: rebuild it, unless a live process still uses
             // it (then it is that process's, and we refuse rather than pull it from under it).
             for slot in 0..lockfile::SLOTS {
@@ -871,7 +864,7 @@ fn open_lock_file(
                 )
                 .map_err(io_err(&path, "lock the lock file"))?
                 {
-                    let what = if valid {
+                    let what = if other_state {
                         format!(
                             "the store file holds another state than its lock file {}, which is \
                              in use (was an earlier copy of the store put back while processes \

@@ -60,12 +60,10 @@ pub const CACHE_GROUP: u64 = 4;
 
 const _: () = assert!(W_CACHE + CACHED_CLASSES * CACHE_GROUP <= SLOT_WORDS);
 
-/// The words of a slot that attaching and releasing zero: all below the block cache. The cache
-/// stays with the slot: a clean detach leaves its blocks there, and the next participant to
+/// The words of a slot that attaching and releasing zero end at the block cache: the cache
+/// stays with the slot, a clean detach leaves its blocks there, and the next participant to
 /// attach to the slot takes them over (FORMAT.md §6.5), so no block moves at a close.
-fn clear_words(w: u64) -> bool {
-    w < W_CACHE
-}
+const CLEARED_END: u64 = W_CACHE;
 
 /// A view of the participant table in some word store (the lock file's mapping, or a loom
 /// model's memory), with the liveness oracle that goes with it.
@@ -135,16 +133,10 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
 
     /// Marks `slot` attached by a new participant: a new generation, with cleared journals.
     pub fn activate(&self, slot: u32, pid: u64, start: u64) -> Result<(), AccessError> {
-        for w in (3..SLOT_WORDS).filter(|&w| clear_words(w)) {
+        // The cache left by the slot's last participant is this one's now (`Heap::vet_cache`
+        // checks it before any of it is handed out).
+        for w in 3..CLEARED_END {
             self.store(slot, w, 0)?;
-        }
-        // The cache left by the slot's last participant is this one's now. A count out of
-        // range (damage) empties its class: whatever its entries named is garbage for gc.
-        for k in 0..CACHED_CLASSES {
-            let count = W_CACHE + k * CACHE_GROUP;
-            if self.load(slot, count)? >= CACHE_GROUP {
-                self.store(slot, count, 0)?;
-            }
         }
         self.store(slot, W_PID, pid)?;
         self.store(slot, W_START, start)?;
@@ -155,7 +147,7 @@ impl<'a, W: WordStore, L: Liveness> Table<'a, W, L> {
     /// Marks `slot` free (after a clean detach, or after recovery of a dead participant).
     pub fn release(&self, slot: u32) -> Result<(), AccessError> {
         let gen = self.generation(slot)?;
-        for w in (W_OBJECT..SLOT_WORDS).filter(|&w| clear_words(w)) {
+        for w in W_OBJECT..CLEARED_END {
             self.store(slot, w, 0)?;
         }
         self.store(slot, W_STATE, (gen << 8) | STATUS_FREE)
