@@ -165,22 +165,42 @@ fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut S
     );
 }
 
+/// The item words of the tuple (1, None, "short") (inline words: one block with no references).
+fn flat_tuple() -> [u64; 3] {
+    [int(1), value::NONE, value::short_str(b"short").unwrap()]
+}
+
 /// An appender of a str (a block) that dies at `at` inside its append, in a child process;
 /// the parent recovers it. Whole or absent, as the point says, and no block left behind.
 fn appender_dies_at(at: AppendDeath, appended: bool) {
-    let (path, mut st, l) = store_with_a_list(&format!("{at:?}"));
     let value = Node::Str(b"a str longer than seven bytes".as_slice().into());
-    child_dies_at(&path, at, |child| {
+    one_block_appender_dies_at(at, appended, "str", |child, l| {
         let _ = child.publish_list_append_scalar(l, &value);
     });
+    // The same for a tuple of inline words: one block, appended the same way.
+    one_block_appender_dies_at(at, appended, "tuple", |child, l| {
+        let _ = child.publish_list_append_tuple(l, &flat_tuple());
+    });
+}
+
+/// An appender of one block (`append`) that dies at `at` inside its append, as
+/// [`appender_dies_at`] says.
+fn one_block_appender_dies_at(
+    at: AppendDeath,
+    appended: bool,
+    name: &str,
+    append: impl FnOnce(&mut Store, Container),
+) {
+    let (path, mut st, l) = store_with_a_list(&format!("{at:?}-{name}"));
+    child_dies_at(&path, at, |child| append(child, l));
     assert_eq!(st.recover_dead().unwrap(), 1);
     let len_at = l.get() + list_header::LEN;
     assert_eq!(tail_claimant(word(&path, len_at)), None, "{at:?}");
     let words = st.list_words(l).unwrap();
-    assert_eq!(words.len(), if appended { 4 } else { 3 }, "{at:?}");
+    assert_eq!(words.len(), if appended { 4 } else { 3 }, "{at:?} {name}");
     if appended {
-        // The str's block: linked, so its recovery kept it (check below finds it allocated).
-        assert!(value::is_block(words[3]), "{at:?}");
+        // The value's block: linked, so its recovery kept it (check below finds it allocated).
+        assert!(value::is_block(words[3]), "{at:?} {name}");
     }
     let report = st.check(T).unwrap();
     assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
@@ -321,25 +341,49 @@ fn a_popper_killed_after_marking_its_claim_is_finished_by_its_recovery() {
 /// The strs a block popper's list holds (each more than 7 bytes: a block).
 const STRS: [&str; 3] = ["first str item", "second str item", "third str item"];
 
-/// A store whose root holds `'l'`: a list of the three `STRS`, with room after its last item.
-fn store_with_a_list_of_strs(name: &str) -> (std::path::PathBuf, Store, Container) {
+/// A store whose root holds `'l'`: a list of three one-block items with room after the last:
+/// the three `STRS`, or (`tuples`) the tuples (i, None, "short") of inline words for i = 1..3.
+fn store_with_a_list_of_blocks(name: &str, tuples: bool) -> (std::path::PathBuf, Store, Container) {
     let (path, mut st, l) = store_with_a_list(name);
     st.begin_op(T).unwrap();
     st.list_splice(l, 0, 3, &[]).unwrap();
-    for s in STRS {
-        let w = st
-            .encode(&Tree::scalar(Node::Str(s.as_bytes().into())))
-            .unwrap();
+    for (i, s) in STRS.iter().enumerate() {
+        let w = if tuples {
+            let mut items = flat_tuple();
+            items[0] = int(i as i64 + 1);
+            st.encode_tuple_of(&items).unwrap()
+        } else {
+            st.encode(&Tree::scalar(Node::Str(s.as_bytes().into())))
+                .unwrap()
+        };
         st.list_append(l, w).unwrap();
     }
     st.end_op(true).unwrap();
     (path, st, l)
 }
 
-/// The str item word `w` stands for.
+/// What the items of `store_with_a_list_of_blocks` read as: the str, or the tuple's first item.
+fn expected_items(tuples: bool) -> Vec<String> {
+    (0..STRS.len())
+        .map(|i| match tuples {
+            true => format!("tuple {}", i + 1),
+            false => STRS[i].to_string(),
+        })
+        .collect()
+}
+
+/// The str item word `w` stands for, or for a tuple "tuple N", N its first item.
 fn str_of(st: &mut Store, w: u64) -> String {
     match st.value(w).unwrap() {
         Value::Str(p) => String::from_utf8(st.payload_bytes(p).unwrap()).unwrap(),
+        Value::Tuple { block, len: 3 } => {
+            let first = st.tuple_item(block, 0).unwrap();
+            assert_eq!(st.tuple_item(block, 1).unwrap(), value::NONE);
+            let n = (1..=3)
+                .find(|&n| int(n) == first)
+                .expect("a tuple's first item");
+            format!("tuple {n}")
+        }
         v => panic!("not a str: {v:?}"),
     }
 }
@@ -353,15 +397,23 @@ fn strs_of(st: &mut Store, l: Container) -> Vec<String> {
 /// `front` or the back, in a child process; the parent recovers it. The list is whole or
 /// popped, as the point says; the popped block is freed by the recovery, a kept one is not
 /// (check finds neither a block left behind nor damage), and pops without a lock run again.
+/// The same for a tuple of inline words, which is one block too.
 fn block_popper_dies_at(at: AppendDeath, front: bool, popped: bool) {
-    let (path, mut st, l) = store_with_a_list_of_strs(&format!("{at:?}-{front}-bpop"));
+    for tuples in [false, true] {
+        one_block_popper_dies_at(at, front, popped, tuples);
+    }
+}
+
+fn one_block_popper_dies_at(at: AppendDeath, front: bool, popped: bool, tuples: bool) {
+    let name = format!("{at:?}-{front}-{tuples}-bpop");
+    let (path, mut st, l) = store_with_a_list_of_blocks(&name, tuples);
     child_dies_at(&path, at, |child| {
         let _ = child.publish_list_pop(l, front, |_, w| w);
     });
     assert_eq!(st.recover_dead().unwrap(), 1);
     let len_at = l.get() + list_header::LEN;
     assert_eq!(tail_claimant(word(&path, len_at)), None, "{at:?}");
-    let mut want: Vec<String> = STRS.iter().map(|s| s.to_string()).collect();
+    let mut want = expected_items(tuples);
     if popped {
         if front {
             want.remove(0);
@@ -372,7 +424,7 @@ fn block_popper_dies_at(at: AppendDeath, front: bool, popped: bool) {
     assert_eq!(strs_of(&mut st, l), want, "{at:?} front={front}");
     let report = st.check(T).unwrap();
     assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
-    // Pops without a lock run again, and give the strs back whole.
+    // Pops without a lock run again, and give the items back whole.
     let first = st.publish_list_pop(l, true, str_of).unwrap();
     assert_eq!(first.as_deref(), Some(want[0].as_str()), "{at:?}");
     let last = st.publish_list_pop(l, false, str_of).unwrap();
@@ -407,15 +459,25 @@ fn a_block_popper_killed_before_freeing_its_block_has_it_freed_by_the_recovery()
 
 #[test]
 fn pops_without_a_lock_take_str_items_and_free_their_blocks() {
-    let (_path, mut st, l) = store_with_a_list_of_strs("bpops");
+    pops_without_a_lock_take_one_block_items(false);
+}
+
+#[test]
+fn pops_without_a_lock_take_tuples_of_inline_words_and_free_their_blocks() {
+    pops_without_a_lock_take_one_block_items(true);
+}
+
+fn pops_without_a_lock_take_one_block_items(tuples: bool) {
+    let (_path, mut st, l) = store_with_a_list_of_blocks(&format!("bpops-{tuples}"), tuples);
+    let want = expected_items(tuples);
     let words = st.list_words(l).unwrap();
     assert!(words.iter().all(|&w| value::is_block(w)));
     let before = st.check(T).unwrap().live_blocks;
     let got = st.publish_list_pop(l, false, str_of).unwrap();
-    assert_eq!(got.as_deref(), Some(STRS[2]));
+    assert_eq!(got.as_ref(), Some(&want[2]));
     let got = st.publish_list_pop(l, true, str_of).unwrap();
-    assert_eq!(got.as_deref(), Some(STRS[0]));
-    assert_eq!(strs_of(&mut st, l), vec![STRS[1].to_string()]);
+    assert_eq!(got.as_ref(), Some(&want[0]));
+    assert_eq!(strs_of(&mut st, l), vec![want[1].clone()]);
     let report = st.check(T).unwrap();
     assert_eq!(report.unreachable_blocks, 0, "{report:?}");
     // Both popped blocks were freed.

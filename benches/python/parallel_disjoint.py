@@ -6,8 +6,10 @@ Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (rand
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
-str``); and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one
-list pops``) or with as many 14-character strs (``one list str pops``). The throughput is all
+str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
+and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one list
+pops``), with as many 14-character strs (``one list str pops``) or with as many tuples of
+small values (``one list tuple pops``). The throughput is all
 the processes' operations over the wall time from the first start to the last end (a barrier
 through a pipe starts them together). The parent closes the store before the workers open it,
 so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
@@ -43,7 +45,10 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one list str":
             for i in range(n):
                 target.append(f"item {i:09d}")
-        elif workload in ("one list pops", "one list str pops"):
+        elif workload == "one list tuple":
+            for i in range(n):
+                target.append((i, me, None))
+        elif workload in ("one list pops", "one list str pops", "one list tuple pops"):
             for _ in range(n):
                 target.popleft()
         else:
@@ -61,6 +66,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
             root["l0"] = list(range(procs * n))
         elif workload == "one list str pops":
             root["l0"] = [f"item {i:09d}" for i in range(procs * n)]
+        elif workload == "one list tuple pops":
+            root["l0"] = [(i, 0, None) for i in range(procs * n)]
     go_r, go_w = os.pipe()
     pids = []
     for p in range(procs):
@@ -92,7 +99,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
         "--workloads",
-        default="disjoint,one dict,appends,one list,one list str,one list pops,one list str pops",
+        default=(
+            "disjoint,one dict,appends,one list,one list str,one list tuple,"
+            "one list pops,one list str pops,one list tuple pops"
+        ),
         help="comma-separated",
     )
     a = ap.parse_args()
@@ -109,7 +119,7 @@ def main() -> None:
         line = "  ".join(
             f"P={p}: {best[p] / 1e3:7.0f}k ops/s ({best[p] / base:.2f}x)" for p in procs
         )
-        print(f"{workload:9} {line}")
+        print(f"{workload:19} {line}")
 
 
 if __name__ == "__main__":

@@ -185,10 +185,28 @@ impl Store {
 
     /// A tuple block of the items `kids`, whose words are in `word`.
     fn new_tuple(&mut self, kids: &[u32], word: &[u64]) -> Result<u64> {
-        let b = self.alloc(owned::tuple_bytes(kids.len() as u64))?;
-        self.init(b, value::block_head(Kind::Tuple, kids.len() as u64))?;
-        for (k, &c) in kids.iter().enumerate() {
-            self.init(owned::tuple_item(b, k as u64), word[c as usize])?;
+        self.tuple_block(kids.iter().map(|&c| word[c as usize]))
+    }
+
+    /// A new tuple of the inline words `items` (None, bools, small ints, short strs): one
+    /// block with no references, which a change of one list may append on the list's part
+    /// alone, or a publication without a lock (parts.rs).
+    pub fn encode_tuple_of(&mut self, items: &[u64]) -> Result<u64> {
+        if items
+            .iter()
+            .any(|&w| w == value::EMPTY || value::is_block(w))
+        {
+            return Err(Error::Usage("a tuple of inline words only".into()));
+        }
+        self.tuple_block(items.iter().copied())
+    }
+
+    fn tuple_block(&mut self, items: impl ExactSizeIterator<Item = u64>) -> Result<u64> {
+        let n = items.len() as u64;
+        let b = self.alloc(owned::tuple_bytes(n))?;
+        self.init(b, value::block_head(Kind::Tuple, n))?;
+        for (k, w) in items.enumerate() {
+            self.init(owned::tuple_item(b, k as u64), w)?;
         }
         Ok(b)
     }

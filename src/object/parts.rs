@@ -67,12 +67,24 @@ fn spin_until_changed(word: &AtomicU64, seen: u64, spins: &mut u32) -> bool {
     false
 }
 
-/// What an append publishes: inline words, or a scalar whose block it allocates.
+/// What an append publishes: inline words, or an item that is one block it allocates.
 #[derive(Clone, Copy)]
 enum Appended<'n, 'a> {
     Words(&'n [u64]),
-    Scalar(&'n Node<'a>),
+    Block(OneBlock<'n, 'a>),
 }
+
+/// A value that is one block with no references: a scalar's (a str, a float...), or a tuple's
+/// whose items are inline words.
+#[derive(Clone, Copy)]
+enum OneBlock<'n, 'a> {
+    Scalar(&'n Node<'a>),
+    Tuple(&'n [u64]),
+}
+
+/// The most items a tuple appended or popped without a lock has (a longer one, even of inline
+/// words, runs on the list's part): its items are read under the list's claim.
+pub const FLAT_TUPLE_MAX: u64 = 32;
 
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
 #[derive(Debug, Default)]
@@ -316,8 +328,21 @@ impl Store {
     pub fn publish_list_append_scalar(&mut self, c: Container, node: &Node) -> Result<bool> {
         match value::inline_word(node) {
             Some(w) => self.publish_list_append(c, w),
-            None => self.append_published(c, Appended::Scalar(node)),
+            None => self.append_published(c, Appended::Block(OneBlock::Scalar(node))),
         }
+    }
+
+    /// As [`Store::publish_list_append_scalar`], for a tuple whose items are the inline words
+    /// `items` (at most [`FLAT_TUPLE_MAX`]): one block with no references, as a str's is.
+    pub fn publish_list_append_tuple(&mut self, c: Container, items: &[u64]) -> Result<bool> {
+        if items.len() as u64 > FLAT_TUPLE_MAX
+            || items
+                .iter()
+                .any(|&w| w == value::EMPTY || value::is_block(w))
+        {
+            return Ok(false);
+        }
+        self.append_published(c, Appended::Block(OneBlock::Tuple(items)))
     }
 
     fn append_published(&mut self, c: Container, item: Appended<'_, '_>) -> Result<bool> {
@@ -330,7 +355,7 @@ impl Store {
         // after its last item grows on its part, and pays no announcement first.
         let need = match item {
             Appended::Words(ws) => ws.len() as u64,
-            Appended::Scalar(_) => 1,
+            Appended::Block(_) => 1,
         };
         match self.list_parts(cg) {
             Ok(p) if p.items != 0 && need <= p.cap - p.start - p.len => {}
@@ -349,9 +374,12 @@ impl Store {
         let (ws, block, parts): (&[u64], u64, _) = match item {
             Appended::Words(ws) => (ws, 0, parts),
             // Encoding changes this store: the parts are made again after it.
-            Appended::Scalar(node) => {
+            Appended::Block(fresh) => {
                 self.unlogged_alloc = Some(0);
-                let w = self.encode_scalar(node);
+                let w = match fresh {
+                    OneBlock::Scalar(node) => self.encode_scalar(node),
+                    OneBlock::Tuple(items) => self.encode_tuple_of(items),
+                };
                 let block = self.unlogged_alloc.take().unwrap_or(0);
                 match w {
                     Ok(w) => {
@@ -421,15 +449,19 @@ impl Store {
         }
         let cg = c.get();
         // A look before the announcement: an empty list, or an item with references, is not
-        // published (the part path raises, waits, or releases them).
-        match self.list_parts(cg) {
-            Ok(p) if p.len >= 1 => {
-                let w = self.get(p.slot(if front { 0 } else { p.len - 1 }))?;
-                if !self.poppable(w)? {
-                    return Ok(None);
-                }
+        // published (the part path raises, waits, or releases them). A part change of another
+        // process may be changing the list under it, and a pop freeing the item it reads, so it
+        // only decides whether to try: what it cannot read sends the pop to the part path,
+        // which reports real damage.
+        let look = self.list_parts(cg).and_then(|p| {
+            if p.len == 0 {
+                return Ok(false);
             }
-            _ => return Ok(None),
+            let w = self.get(p.slot(if front { 0 } else { p.len - 1 }))?;
+            self.poppable(w)
+        });
+        if !matches!(look, Ok(true)) {
+            return Ok(None);
         }
         let version = cg + container::VERSION;
         let parts = self.parts(0)?;
@@ -467,8 +499,8 @@ impl Store {
     }
 
     /// Whether a pop publication may take item `w`: an inline word, or a block that is a
-    /// scalar's whole value (freed, not released). Empty item words and blocks with
-    /// references (tuples, containers) go to the part path.
+    /// value's whole (a scalar's, or a tuple's of inline words: freed, not released). Empty
+    /// item words and blocks with references (other tuples, containers) go to the part path.
     fn poppable(&self, w: u64) -> Result<bool> {
         if w == value::EMPTY {
             return Ok(false);
@@ -476,7 +508,29 @@ impl Store {
         if !value::is_block(w) {
             return Ok(true);
         }
-        Ok(value::head_kind(self.get(w)?).is_some_and(is_one_block))
+        match value::head_kind(self.get(w)?) {
+            Some(k) if is_one_block(k) => Ok(true),
+            Some(Kind::Tuple) => self.is_flat_tuple(w),
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether block `w` (a tuple) holds at most [`FLAT_TUPLE_MAX`] items, all inline words:
+    /// then it is one block with no references, freed whole.
+    fn is_flat_tuple(&self, w: u64) -> Result<bool> {
+        let super::view::Value::Tuple { block, len } = self.value(w)? else {
+            return Ok(false);
+        };
+        if len > FLAT_TUPLE_MAX {
+            return Ok(false);
+        }
+        for i in 0..len {
+            let item = self.tuple_item(block, i)?;
+            if item == value::EMPTY || value::is_block(item) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Pop steps under the announcement (FORMAT.md §10.9, "Pops"): the tail claimed, the list

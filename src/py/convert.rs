@@ -370,6 +370,16 @@ pub(crate) fn key_arg<'py>(o: &Bound<'py, PyAny>) -> PyResult<Option<KeyArg<'py>
 /// The inline value word of `o` if it is None, a bool, an int that fits a small int, or an
 /// exact str of up to 7 UTF-8 bytes: the values stored in the word itself. `None` for
 /// everything else (which takes the tree path, subclasses included).
+/// The item words of `o` if it is a tuple of at most `FLAT_TUPLE_MAX` items that are each an
+/// inline word: one block with no references, which an append may publish without a lock.
+pub(crate) fn flat_tuple_words(o: &Bound<'_, PyAny>) -> Option<Vec<u64>> {
+    let tup = o.cast::<PyTuple>().ok()?;
+    if tup.len() as u64 > crate::object::FLAT_TUPLE_MAX {
+        return None;
+    }
+    tup.iter().map(|item| inline_word(&item)).collect()
+}
+
 pub(crate) fn inline_word(o: &Bound<'_, PyAny>) -> Option<u64> {
     let p = o.as_ptr();
     // SAFETY: type checks and C-API reads of a live object; errors are cleared.

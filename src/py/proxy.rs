@@ -8,7 +8,9 @@
 //! primitives below, and call back in with check-then-act primitives (`_*_if(version, ...)`),
 //! so no lock is held while Python code runs.
 
-use super::convert::{inline_word, key_arg, to_py, to_tree, unstorable_key, Keep};
+use super::convert::{
+    flat_tuple_words, inline_word, key_arg, to_py, to_tree, unstorable_key, Keep,
+};
 use super::errors;
 use super::incr::Arg;
 use super::store::{Gil, LockGuard, Shared, StoreCore};
@@ -487,6 +489,23 @@ impl List {
                     .then_some(()))
             };
             let append = |st: &mut object::Store| st.list_append(self.off, w).map_err(map);
+            return self
+                .shared
+                .publish_or_write_in(&Gil(py), self.off, publish, append);
+        }
+        if let Some(items) = flat_tuple_words(v) {
+            // A tuple of small values is one block with no references, as a str is: appended
+            // with no lock where there is room; else on the list's part.
+            let publish = |st: &mut object::Store| {
+                Ok(st
+                    .publish_list_append_tuple(self.off, &items)
+                    .map_err(map)?
+                    .then_some(()))
+            };
+            let append = |st: &mut object::Store| {
+                let w = st.encode_tuple_of(&items).map_err(map)?;
+                st.list_append(self.off, w).map_err(map)
+            };
             return self
                 .shared
                 .publish_or_write_in(&Gil(py), self.off, publish, append);
