@@ -429,6 +429,113 @@ pub fn settle_dead_claim<W: WordStore>(
     Ok(())
 }
 
+/// A dict's insert claim word (bytes 64..72 of its block) while an insert publication owns the
+/// dict's entries (FORMAT.md §10.9, "Inserts"): bit 63 set, the claimant's slot in bits 48..58;
+/// 0 when nobody inserts.
+pub const INSERT_CLAIMED: u64 = 1 << 63;
+
+/// The insert claim word of the participant in `slot`.
+pub const fn insert_claim(slot: u32) -> u64 {
+    INSERT_CLAIMED | (((slot as u64) & TAIL_SLOT) << TAIL_SLOT_SHIFT)
+}
+
+/// The slot that holds a dict's insert claim, from the word (None: not claimed, or not a
+/// claim at all: a damaged word, which the next insert on the dict's part clears).
+pub const fn insert_claimant(word: u64) -> Option<u32> {
+    if word & INSERT_CLAIMED != 0 {
+        Some(((word >> TAIL_SLOT_SHIFT) & TAIL_SLOT) as u32)
+    } else {
+        None
+    }
+}
+
+/// A bucket of a dict table that once named an entry since deleted (`dict_table::DUMMY`).
+pub const BUCKET_DELETED: u64 = u64::MAX;
+/// The bytes of one entry of a dict table: hash, key word, value word.
+pub const ENTRY_BYTES: u64 = 24;
+const ENTRY_KEY: u64 = 8;
+const ENTRY_VALUE: u64 = 16;
+
+/// Where a dict's words are, for an insert publication and for the settling of a claim its
+/// claimant left (checked by the caller: the table's buckets and `cap` entries lie in the
+/// store).
+#[derive(Clone, Copy, Debug)]
+pub struct DictWords {
+    /// The insert claim word.
+    pub claim: u64,
+    /// The `used` word (live entries).
+    pub used: u64,
+    /// The `nentries` word (entries written, deleted ones included).
+    pub nentries: u64,
+    /// Bucket 0 of the table (bucket i is `8 * i` bytes further).
+    pub bucket0: u64,
+    /// The number of buckets (a power of two).
+    pub nbuckets: u64,
+    /// Entry 0 of the table (entry e is `ENTRY_BYTES * e` bytes further).
+    pub entry0: u64,
+    /// The entries the table has room for.
+    pub cap: u64,
+}
+
+impl DictWords {
+    fn bucket(&self, i: u64) -> u64 {
+        self.bucket0 + 8 * i
+    }
+
+    fn entry(&self, e: u64) -> u64 {
+        self.entry0 + ENTRY_BYTES * e
+    }
+}
+
+/// Settles the insert claim of a dict whose claimant is gone (its recoverer, with `claimant`
+/// its slot: only that slot's claim; or a change of the dict that finds a claim nobody can
+/// hold any more, `None`: any claim), with nobody else changing the dict's entries meanwhile.
+/// The insert's commit point is the store of the entry's key word (FORMAT.md §10.9,
+/// "Inserts"), so every state it leaves is a dict with the entry or without it, but for two
+/// words: an entry counted in `nentries` whose key was not stored yet (a deleted entry, whose
+/// bucket, if stored, is marked deleted here and its value word emptied), and `used`, which is
+/// counted again from the entries. Then the claim is cleared. Safe to repeat.
+pub fn settle_insert_claim<W: WordStore>(
+    store: &W,
+    at: DictWords,
+    claimant: Option<u32>,
+) -> Result<(), AccessError> {
+    // Acquire: the claimant's stores before it died (or before the lock file that named it
+    // was lost) are seen.
+    let word = store.load(at.claim, Ordering::Acquire)?;
+    if word == 0 || (claimant.is_some() && insert_claimant(word) != claimant) {
+        return Ok(());
+    }
+    // Relaxed: nobody else changes these words now (the caller's recovery lock, part or
+    // section); the final Release orders them for the next claimant.
+    let n = store.load(at.nentries, Ordering::Relaxed)?.min(at.cap);
+    if n >= 1 {
+        let last = at.entry(n - 1);
+        if store.load(last + ENTRY_KEY, Ordering::Relaxed)? == 0 {
+            for i in 0..at.nbuckets {
+                if store.load(at.bucket(i), Ordering::Relaxed)? == n {
+                    store.step()?;
+                    store.store(at.bucket(i), BUCKET_DELETED, Ordering::Relaxed)?;
+                }
+            }
+            store.step()?;
+            store.store(last + ENTRY_VALUE, 0, Ordering::Relaxed)?;
+        }
+    }
+    let mut live = 0;
+    for e in 0..n {
+        if store.load(at.entry(e) + ENTRY_KEY, Ordering::Relaxed)? != 0 {
+            live += 1;
+        }
+    }
+    store.step()?;
+    store.store(at.used, live, Ordering::Relaxed)?;
+    store.step()?;
+    // Release: the next claimant (Acquire CAS) sees the dict as settled.
+    let _ = store.cas(at.claim, word, 0, Ordering::Release, Ordering::Relaxed)?;
+    Ok(())
+}
+
 /// Why a publication cannot run now (the caller takes the single-change path, which waits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoPublish {
@@ -872,6 +979,92 @@ impl<'a, W: WordStore> Parts<'a, W> {
     /// A claim this participant made and cannot fill (an access failed): dropped again.
     pub fn unclaim_tail(&self, len_at: u64) -> Result<(), AccessError> {
         drop_tail_claim(self.store, len_at, self.slot)
+    }
+
+    /// Insert step 1, inside a publication under the dict's part: claims the dict's entries by
+    /// CAS on its insert claim word at `claim_at`, from 0 to [`insert_claim`]`(me)`.
+    /// `Ok(Err(now))`: the word was `now` (another insert holds it, or one left it).
+    pub fn claim_insert(&self, claim_at: u64) -> Result<Result<(), u64>, AccessError> {
+        self.store.step()?;
+        // Acquire: pairs with the Release that ended the last claim (an insert's, or a
+        // settling's): the entries, buckets and counts it wrote are seen before we read them.
+        // Relaxed on failure: the value is only waited on.
+        self.store.cas(
+            claim_at,
+            0,
+            insert_claim(self.slot),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+    }
+
+    /// Insert step 2, with the claim held, the key looked up and found missing: entry `n`
+    /// (= `nentries`) written as a deleted entry (hash, value, empty key), counted in
+    /// `nentries`, and named by bucket `bucket` (empty or deleted, the first such on the key's
+    /// probe sequence). Every state up to here is the dict without the entry (FORMAT.md
+    /// §10.9, "Inserts").
+    pub fn insert_entry_stage(
+        &self,
+        at: DictWords,
+        n: u64,
+        bucket: u64,
+        hash: u64,
+        value: u64,
+    ) -> Result<(), AccessError> {
+        debug_assert!(n < at.cap && bucket < at.nbuckets);
+        let e = at.entry(n);
+        self.store.step()?;
+        // Relaxed: the Release stores below order these before them.
+        self.store.store(e, hash, Ordering::Relaxed)?;
+        self.store.step()?;
+        self.store
+            .store(e + ENTRY_VALUE, value, Ordering::Relaxed)?;
+        self.store.step()?;
+        self.store.store(e + ENTRY_KEY, 0, Ordering::Relaxed)?;
+        self.store.step()?;
+        // Release: a reader that sees the entry counted sees its empty key (a deleted entry).
+        self.store.store(at.nentries, n + 1, Ordering::Release)?;
+        self.store.step()?;
+        // Release: a reader that follows the bucket finds the entry counted (`nentries` at
+        // least n + 1), so never an entry beyond the table.
+        self.store
+            .store(at.bucket(bucket), n + 1, Ordering::Release)
+    }
+
+    /// Insert step 3, the commit point: the key of entry `n` stored. From here every state is
+    /// the dict with the entry, but for `used` until step 4.
+    pub fn insert_entry_commit(&self, at: DictWords, n: u64, key: u64) -> Result<(), AccessError> {
+        debug_assert!(key != 0);
+        self.store.step()?;
+        // Release: a reader that sees the key sees the hash and value; and (as a dict value's
+        // publication) our `active` naming the dict, or the version moved.
+        self.store
+            .store(at.entry(n) + ENTRY_KEY, key, Ordering::Release)
+    }
+
+    /// Insert step 4: `used` moved from `used` to `used + 1`, and the claim ended.
+    pub fn insert_entry_finish(&self, at: DictWords, used: u64) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Relaxed: ordered by the Release below.
+        self.store.store(at.used, used + 1, Ordering::Relaxed)?;
+        self.store.step()?;
+        // Release: the next claimant (Acquire CAS) sees all of the above.
+        self.store.store(at.claim, 0, Ordering::Release)
+    }
+
+    /// A claim this participant made and leaves before writing anything: cleared.
+    pub fn unclaim_insert(&self, claim_at: u64) -> Result<(), AccessError> {
+        self.store.step()?;
+        // Release: pairs with the next claimant's Acquire CAS. Relaxed on failure: the word
+        // is not ours (nothing to do).
+        let _ = self.store.cas(
+            claim_at,
+            insert_claim(self.slot),
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )?;
+        Ok(())
     }
 
     /// After taking the part at `version` ([`Parts::try_take`]): the first other slot whose

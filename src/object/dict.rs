@@ -76,6 +76,20 @@ impl DictParts {
     fn bucket(&self, i: u64) -> u64 {
         self.table + dict_table::BUCKETS + 8 * i
     }
+
+    /// The words an insert publication and the settling of its claim write, for dict `c`
+    /// (with a table).
+    pub(super) fn words(&self, c: u64) -> crate::part_lock::DictWords {
+        crate::part_lock::DictWords {
+            claim: c + dict_header::INSERT_CLAIM,
+            used: c + dict_header::USED,
+            nentries: c + dict_header::NENTRIES,
+            bucket0: self.bucket(0),
+            nbuckets: self.nbuckets,
+            entry0: self.entry_off(0),
+            cap: self.cap,
+        }
+    }
     fn entry_off(&self, e: u64) -> u64 {
         self.table + dict_table::BUCKETS + 8 * self.nbuckets + dict_table::ENTRY_BYTES * e
     }
@@ -199,7 +213,7 @@ impl Store {
     }
 
     /// Finds `key`: (bucket index, entry index).
-    fn find(&self, d: &DictParts, key: &Key) -> Result<Option<(u64, u64)>> {
+    pub(super) fn find(&self, d: &DictParts, key: &Key) -> Result<Option<(u64, u64)>> {
         if d.table == 0 {
             return Ok(None);
         }
@@ -321,6 +335,16 @@ impl Store {
     /// Inserts an entry for a key known to be absent; returns its entry index.
     pub(super) fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
         let mut d = self.dict_parts(c)?;
+        if self.get(c + dict_header::INSERT_CLAIM)? != 0 {
+            // An insert publication's claim that nobody holds any more (publications under
+            // the dict have all ended: our part waited for them, or the gate is closed): its
+            // claimant died and its lock file is gone. The dict is settled first.
+            if d.table != 0 {
+                crate::part_lock::settle_insert_claim(self.mem(), d.words(c), None)?;
+            }
+            self.put(c + dict_header::INSERT_CLAIM, 0)?;
+            d = self.dict_parts(c)?;
+        }
         if d.table == 0 || d.nentries == d.cap {
             d = self.resize(c, &d, d.used + 1)?;
         }
@@ -329,14 +353,25 @@ impl Store {
         self.put(o, h)?;
         self.put(o + dict_table::KEY, kw)?;
         self.put(o + dict_table::VALUE, w)?;
+        let i = self.free_bucket(&d, h)?;
+        self.put(d.bucket(i), e + 1)?;
+        self.put(c + dict_header::NENTRIES, e + 1)?;
+        self.put(c + dict_header::USED, d.used + 1)?;
+        self.bump_version(c)?;
+        Ok(e)
+    }
+
+    /// The first bucket on the probe sequence of hash `h` that names no live entry (empty, or
+    /// deleted): where a new entry goes.
+    pub(super) fn free_bucket(&self, d: &DictParts, h: u64) -> Result<u64> {
         let mask = d.nbuckets - 1;
         let mut i = h & mask;
         let mut perturb = h;
         let mut probes = 0;
         loop {
-            let b = self.get(d.bucket(i))?;
+            let b = d.bucket_at(i)?;
             if b == 0 || b == dict_table::DUMMY {
-                break;
+                return Ok(i);
             }
             probes += 1;
             if probes >= probe_limit(d.nbuckets) {
@@ -345,11 +380,6 @@ impl Store {
             perturb >>= PERTURB_SHIFT;
             i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
         }
-        self.put(d.bucket(i), e + 1)?;
-        self.put(c + dict_header::NENTRIES, e + 1)?;
-        self.put(c + dict_header::USED, d.used + 1)?;
-        self.bump_version(c)?;
-        Ok(e)
     }
 
     /// A new table sized for `want` live entries, holding the live entries of `d` in order.

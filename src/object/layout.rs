@@ -114,6 +114,9 @@ pub mod dict_header {
     pub const USED: u64 = 40;
     pub const NENTRIES: u64 = 48;
     pub const CLASS: u64 = 56;
+    /// The insert claim (`part_lock::insert_claim`): 0, or the slot of the participant whose
+    /// insert publication owns the dict's entries (FORMAT.md §10.9, "Inserts").
+    pub const INSERT_CLAIM: u64 = 64;
     pub const BYTES: u64 = 72;
 }
 
@@ -171,6 +174,14 @@ pub mod dict_table {
     pub const fn bytes(nbuckets: u64, cap: u64) -> u64 {
         BUCKETS + 8 * nbuckets + ENTRY_BYTES * cap
     }
+
+    // The insert publication's word steps (`part_lock`) write entries and buckets themselves.
+    const _: () = assert!(
+        DUMMY == crate::part_lock::BUCKET_DELETED
+            && ENTRY_BYTES == crate::part_lock::ENTRY_BYTES
+            && KEY == 8
+            && VALUE == 16
+    );
 }
 
 /// Owned values: str, bytes, int and the packed values (datetime, date, time, timedelta,

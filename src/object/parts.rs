@@ -37,7 +37,7 @@
 //! stores never take parts (their log is named by the store header alone, FORMAT.md §10.8).
 
 use super::key::Key;
-use super::layout::{container, list_header, lock_words, undo};
+use super::layout::{container, dict_header, list_header, lock_words, undo};
 use super::lock::{Busy, KERNEL};
 use super::store::AppendDeath;
 use super::tree::Node;
@@ -299,6 +299,117 @@ impl Store {
             self.changed = true;
         }
         published
+    }
+
+    /// Inserts missing key `key` with value `w` into dict `c` with no part taken (FORMAT.md
+    /// §10.9, "Inserts"): a publication under the dict's part that claims the dict's entries
+    /// by CAS on its insert claim word, writes the entry after the last one and names it in a
+    /// free bucket; the store of its key commits it. Only where that is the whole change: a
+    /// store neither durable nor read-only, no lock held in this process, a plain dict (not an
+    /// object, set or cache), the key and the value inline words (nothing to allocate), and
+    /// room in the table (a growth replaces it: a part change). `Ok(false)`: nothing was
+    /// changed (the key is there after all, no room, a claim held too long, a section): the
+    /// caller runs the change on the dict's part. `hint` becomes the new entry's index.
+    pub fn publish_dict_insert(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        w: u64,
+    ) -> Result<bool> {
+        let Some(kw) = key.inline else {
+            return Ok(false);
+        };
+        if w == value::EMPTY || value::is_block(w) || !self.may_publish(c, |k| k == Kind::Dict)? {
+            return Ok(false);
+        }
+        let cg = c.get();
+        // A look before the announcement, which only decides whether to try (a part change of
+        // another process may be replacing the table under it): a dict without room grows on
+        // its part, and one whose claim is taken is left to that path after a few tries.
+        match self.dict_parts(cg) {
+            Ok(d) if d.table != 0 && d.nentries < d.cap => {}
+            _ => return Ok(false),
+        }
+        let version = cg + container::VERSION;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(false);
+        }
+        let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint);
+        let changed = matches!(inserted, Ok(true));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+        }
+        inserted
+    }
+
+    /// Insert steps under the announcement (FORMAT.md §10.9, "Inserts"): the dict's entries
+    /// claimed, the key looked up (the table cannot move: part takers wait for us, and other
+    /// inserters for the claim), the entry written and committed, the claim ended.
+    fn claim_and_insert(
+        &self,
+        parts: &Parts<'_, Mapping>,
+        c: u64,
+        key: &Key,
+        kw: u64,
+        w: u64,
+        hint: &mut u64,
+    ) -> Result<bool> {
+        let claim_at = c + dict_header::INSERT_CLAIM;
+        let mut spins = 0;
+        loop {
+            match parts.claim_insert(claim_at)? {
+                Ok(()) => break,
+                // Another insert holds the claim for a few stores: wait for it, bounded (a
+                // dead claimant, or a claim left with its lock file, is the part path's).
+                Err(now) => {
+                    if !spin_until_changed(self.mem().word(claim_at)?, now, &mut spins) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let found = (|| {
+            let d = self.dict_parts(c)?;
+            if d.table == 0 || d.nentries >= d.cap || self.find(&d, key)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some((d, self.free_bucket(&d, key.hash)?)))
+        })();
+        let (d, bucket) = match found {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                parts.unclaim_insert(claim_at)?;
+                return Ok(false);
+            }
+            Err(e) => {
+                parts.unclaim_insert(claim_at)?;
+                return Err(e);
+            }
+        };
+        self.maybe_die(AppendDeath::Claimed);
+        let words = d.words(c);
+        let n = d.nentries;
+        let written = parts
+            .insert_entry_stage(words, n, bucket, key.hash, w)
+            .and_then(|()| {
+                self.maybe_die(AppendDeath::InsertStaged);
+                parts.insert_entry_commit(words, n, kw)
+            })
+            .and_then(|()| {
+                self.maybe_die(AppendDeath::InsertCommitted);
+                parts.insert_entry_finish(words, d.used)
+            });
+        if let Err(e) = written {
+            // A vanished page: whatever was written is settled (the claim is ours).
+            let _ =
+                crate::part_lock::settle_insert_claim(self.mem(), words, Some(self.part.slot()));
+            return Err(e.into());
+        }
+        *hint = d.nentries;
+        Ok(true)
     }
 
     /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a

@@ -15,7 +15,9 @@
 //! protocol the loom models check (`store_lock.rs`, `committed_frees.rs`); this file adds the other
 //! entry kinds, the shared holds and the held set.
 
-use super::layout::{container, list_header, list_items, lock_words, undo};
+use super::layout::{
+    container, dict_header, dict_table, list_header, list_items, lock_words, undo,
+};
 use super::lock::LOCK_OFFSETS;
 use super::participant::NoLiveness;
 use super::undo::{open_log, FreeTo, ObjectEntries};
@@ -86,6 +88,18 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
                 // An append's claim is dropped; a front pop that committed is finished.
                 if let Some((at, _)) = list_words(mem, p - container::VERSION, slot)? {
                     part_lock::settle_dead_claim(mem, at, slot)?;
+                }
+            }
+            if kind == Kind::Dict {
+                // An insert's claim: the entry is in the dict iff its key was stored, and
+                // `used` is counted again (FORMAT.md §10.9, "Inserts").
+                let c = p - container::VERSION;
+                let claim = mem.load(c + dict_header::INSERT_CLAIM, Ordering::Acquire)?;
+                if part_lock::insert_claimant(claim) == Some(slot) {
+                    match dict_words(mem, c) {
+                        Some(at) => part_lock::settle_insert_claim(mem, at, Some(slot))?,
+                        None => return Err(damaged_dict(slot, c)),
+                    }
                 }
             }
             crate::part_lock::bump_version(mem, p)?;
@@ -306,6 +320,49 @@ fn list_words(
         },
         items,
     )))
+}
+
+/// The words of dict `c` for the settling of a dead inserter's claim, checked as
+/// `Store::dict_parts` checks them (a table of its kind, its buckets a power of two, its
+/// entries within the block, `nentries` at most `cap`); None for a dict without a table (no
+/// insert publication runs on one) or one that fails a check.
+fn dict_words(mem: &crate::region::Mapping, c: u64) -> Option<part_lock::DictWords> {
+    let load = |at: u64| mem.load(at, Ordering::Acquire).ok();
+    let table = load(c + dict_header::TABLE)?;
+    let nentries = load(c + dict_header::NENTRIES)?;
+    if table == 0 || table % 16 != 0 {
+        return None;
+    }
+    let head = load(table)?;
+    let cap = load(table + dict_table::CAP)?;
+    let nbuckets = value::head_len(head);
+    let bytes = dict_table::BUCKETS
+        .checked_add(nbuckets.checked_mul(8)?)?
+        .checked_add(cap.checked_mul(dict_table::ENTRY_BYTES)?)?;
+    if value::head_kind(head) != Some(Kind::DictTable)
+        || !nbuckets.is_power_of_two()
+        || cap >= nbuckets
+        || nentries > cap
+        || table.checked_add(bytes)? > mem.size()
+    {
+        return None;
+    }
+    Some(part_lock::DictWords {
+        claim: c + dict_header::INSERT_CLAIM,
+        used: c + dict_header::USED,
+        nentries: c + dict_header::NENTRIES,
+        bucket0: table + dict_table::BUCKETS,
+        nbuckets,
+        entry0: table + dict_table::BUCKETS + 8 * nbuckets,
+        cap,
+    })
+}
+
+fn damaged_dict(slot: u32, c: u64) -> Error {
+    corrupt(
+        format!("participant {slot}'s insert claim names a dict whose table is damaged"),
+        c,
+    )
 }
 
 fn damaged_list(slot: u32, c: u64) -> Error {

@@ -60,7 +60,8 @@ pub enum AppendDeath {
     /// Announced, the value's block taken and written (journal `OP` names it), the tail not
     /// claimed.
     Taken,
-    /// The tail claimed, the item not stored.
+    /// The tail claimed, the item not stored; or (`publish_dict_insert`) a dict's insert claim
+    /// taken and the key found missing, nothing written.
     Claimed,
     /// The item linked (`len` claimed at the new length), the journal not settled, the claim
     /// not ended, the version not moved.
@@ -75,6 +76,11 @@ pub enum AppendDeath {
     /// A pop publication committed and finished, its item not yet decoded, a block item not
     /// yet given back (journal `OP` names it), the publication not ended.
     PopTaken,
+    /// An insert publication (`publish_dict_insert`): the entry written, counted and named by
+    /// its bucket, its key not stored (the commit point).
+    InsertStaged,
+    /// An insert publication: the key stored (committed), `used` not moved, the claim held.
+    InsertCommitted,
 }
 
 /// A snapshot of the sequence word taken by a reader.

@@ -1331,11 +1331,17 @@ impl Dict {
         };
         if let Value::Word(w) = value {
             // A new inline value for an existing key whose value is inline too: one CAS (a
-            // publication); else a change on the dict's part (store-wide if the old value is a
-            // container).
+            // publication); for a missing inline key, an insert under the dict's insert claim
+            // (a publication too); else a change on the dict's part (store-wide if the old
+            // value is a container).
             let publish = |st: &mut object::Store| {
                 let mut h = hint.get();
-                let r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
+                let mut r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
+                if matches!(r, Ok(None)) {
+                    r = st
+                        .publish_dict_insert(self.off, &key, &mut h, w)
+                        .map(|inserted| inserted.then_some(()));
+                }
                 hint.set(h);
                 r.map_err(map)
             };

@@ -1,0 +1,287 @@
+//! Inserts of a missing key into a dict without a lock (FORMAT.md §10.9, "Inserts"): a claim on
+//! the dict's entries, the entry written, counted and named by a bucket, then its key stored
+//! (the commit point), `used` moved and the claim ended. An inserter killed at each point is
+//! recovered to the dict without the key (before the commit) or with it (after), `used` right
+//! either way, and `check` finds nothing wrong; a claim left behind in the file with no
+//! participant to recover it (its lock file gone, or a hostile file) is settled by the next
+//! insert on the dict's part.
+
+use persist::object::dict::{Key, NO_HINT};
+use persist::object::layout::dict_header;
+use persist::object::tree::{Node, Tree};
+use persist::object::{value, AppendDeath, Container, Store};
+use persist::part_lock::{insert_claim, insert_claimant};
+use std::os::unix::fs::FileExt;
+
+const T: u64 = 1;
+
+fn word(path: &std::path::Path, off: u64) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, off).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Writes a word of the store file through the file, as a hostile user (or a claimant whose
+/// lock file is gone) would leave it.
+fn forge_word(path: &std::path::Path, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&v.to_le_bytes(), off).unwrap();
+}
+
+fn int(v: i64) -> u64 {
+    value::small_int(v).unwrap()
+}
+
+fn int_key(v: i64) -> Tree<'static> {
+    Tree::scalar(Node::Int(v))
+}
+
+/// A store whose root holds `'d'`: a dict of the int keys 1..=3 (each to itself), with room in
+/// its table for at least 5 more entries.
+fn store_with_a_dict(name: &str) -> (std::path::PathBuf, Store, Container) {
+    let dir = std::env::temp_dir().join(format!("persist-insert-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.db");
+    let mut st = Store::open(&path).unwrap();
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(Node::Dict(0..0));
+    let kt = Tree::scalar(Node::Str(b"d".as_slice().into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    let w = st.encode(&t).unwrap();
+    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
+    st.end_op(true).unwrap();
+    let dw = st
+        .dict_get(root, &key, &mut NO_HINT.clone())
+        .unwrap()
+        .unwrap();
+    let d = st.value(dw).unwrap().container().unwrap();
+    // Keys 100..=110 too, deleted again: the table grows to room for more entries than
+    // the tests insert.
+    for i in (1..=3).chain(100..=110) {
+        let kt = int_key(i);
+        let key = Key::new(&kt, kt.root).unwrap();
+        st.begin_op(T).unwrap();
+        st.dict_set(d, &key, int(i), &mut NO_HINT.clone()).unwrap();
+        st.end_op(true).unwrap();
+    }
+    for i in 100..=110 {
+        let kt = int_key(i);
+        let key = Key::new(&kt, kt.root).unwrap();
+        st.begin_op(T).unwrap();
+        st.dict_del(d, &key).unwrap().unwrap();
+        st.end_op(true).unwrap();
+    }
+    (path, st, d)
+}
+
+/// The dict's (key, value) words, in order.
+fn items(st: &Store, d: Container) -> Vec<(u64, u64)> {
+    st.dict_items(d).unwrap()
+}
+
+fn get(st: &Store, d: Container, k: i64) -> Option<u64> {
+    let kt = int_key(k);
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.dict_get(d, &key, &mut NO_HINT.clone()).unwrap()
+}
+
+/// Runs `op` on a store of its own in a forked child that is to die at `at` inside it (exit
+/// status 0 from the hook; 2 if `op` returned without reaching the point), and waits for it.
+fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut Store)) {
+    // SAFETY: the child only runs `op` and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut child = Store::open(path).unwrap();
+            child.die_inside_appends(Some(at));
+            op(&mut child);
+            2
+        }))
+        .unwrap_or(1);
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child did not die at {at:?} (status {status:#x})"
+    );
+}
+
+/// An inserter of key 7 that dies at `at` inside its insert publication, in a child process;
+/// the parent recovers it. The key is in the dict iff `inserted`, the count says so, the claim
+/// is gone, and the next inserts (without a lock, and on the dict's part) run.
+fn inserter_dies_at(at: AppendDeath, inserted: bool) {
+    let (path, mut st, d) = store_with_a_dict(&format!("{at:?}"));
+    child_dies_at(&path, at, |child| {
+        let kt = int_key(7);
+        let key = Key::new(&kt, kt.root).unwrap();
+        let _ = child.publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(70));
+    });
+    // Not yet recovered: the claim is the dead child's.
+    let claim_at = d.get() + dict_header::INSERT_CLAIM;
+    assert!(insert_claimant(word(&path, claim_at)).is_some(), "{at:?}");
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    assert_eq!(word(&path, claim_at), 0, "{at:?}: the claim is left");
+    let mut want = vec![(int(1), int(1)), (int(2), int(2)), (int(3), int(3))];
+    if inserted {
+        want.push((int(7), int(70)));
+    }
+    assert_eq!(items(&st, d), want, "{at:?}");
+    assert_eq!(st.dict_len(d).unwrap(), want.len() as u64, "{at:?}");
+    assert_eq!(get(&st, d, 7), inserted.then(|| int(70)), "{at:?}");
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    // An insert without a lock runs again, and so does one on the dict's part.
+    let kt = int_key(8);
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert!(st
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(80))
+        .unwrap());
+    let kt = int_key(9);
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    assert!(st.dict_set(d, &key, int(90), &mut NO_HINT.clone()).unwrap());
+    st.end_op(true).unwrap();
+    assert_eq!(st.dict_len(d).unwrap(), want.len() as u64 + 2, "{at:?}");
+    assert_eq!(get(&st, d, 8), Some(int(80)));
+    assert_eq!(get(&st, d, 9), Some(int(90)));
+    st.check(T).unwrap();
+}
+
+#[test]
+fn an_inserter_killed_holding_the_claim_leaves_the_dict_without_its_key() {
+    inserter_dies_at(AppendDeath::Claimed, false);
+}
+
+#[test]
+fn an_inserter_killed_before_storing_its_key_leaves_the_dict_without_it() {
+    inserter_dies_at(AppendDeath::InsertStaged, false);
+}
+
+#[test]
+fn an_inserter_killed_after_storing_its_key_leaves_the_key_in_and_counted() {
+    inserter_dies_at(AppendDeath::InsertCommitted, true);
+}
+
+#[test]
+fn inserts_without_a_lock_are_read_back_and_counted() {
+    let (path, mut st, d) = store_with_a_dict("plain");
+    for k in 10..14 {
+        let kt = int_key(k);
+        let key = Key::new(&kt, kt.root).unwrap();
+        assert!(st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(k * 10))
+            .unwrap());
+    }
+    // Until the table has no room: then the insert is left to the dict's part, which grows it.
+    let mut k = 14;
+    loop {
+        let kt = int_key(k);
+        let key = Key::new(&kt, kt.root).unwrap();
+        let nentries = word(&path, d.get() + dict_header::NENTRIES);
+        let table = word(&path, d.get() + dict_header::TABLE);
+        let room = nentries < word(&path, table + 8);
+        let published = st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(k * 10))
+            .unwrap();
+        assert_eq!(published, room, "key {k}");
+        if !published {
+            st.begin_op(T).unwrap();
+            st.dict_set(d, &key, int(k * 10), &mut NO_HINT.clone())
+                .unwrap();
+            st.end_op(true).unwrap();
+            break;
+        }
+        k += 1;
+    }
+    assert_ne!(word(&path, d.get() + dict_header::TABLE), 0);
+    for j in 14..=k {
+        assert_eq!(get(&st, d, j), Some(int(j * 10)));
+    }
+    let kt = int_key(k + 1);
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert!(st
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(1))
+        .unwrap());
+    assert_eq!(st.dict_len(d).unwrap(), 3 + 4 + (k - 14 + 1) as u64 + 1);
+    st.check(T).unwrap();
+    // A key that is there is not inserted again.
+    let kt = int_key(2);
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert!(!st
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(5))
+        .unwrap());
+    assert_eq!(get(&st, d, 2), Some(int(2)));
+    for k in 10..14 {
+        assert_eq!(get(&st, d, k), Some(int(k * 10)));
+    }
+}
+
+/// A claim found with nobody to recover it (the claimant's lock file is gone), in each state an
+/// insert passes through: the next insert waits for it a moment, then runs on the dict's part,
+/// which settles the dict first: the half-written entry is not in it, a committed one is, and
+/// `used` agrees with the entries.
+#[test]
+fn a_claim_left_behind_is_settled_by_the_next_insert_on_the_dict_part() {
+    for committed in [false, true] {
+        let (path, mut st, d) = store_with_a_dict(&format!("left-{committed}"));
+        // Leave an insert of key 7 half done: the entry written, counted and named by its
+        // bucket (and, if `committed`, its key stored), `used` not moved, the claim standing
+        // for slot 9, which nobody holds.
+        let kt = int_key(7);
+        let key = Key::new(&kt, kt.root).unwrap();
+        assert!(st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(70))
+            .unwrap());
+        let used_at = d.get() + dict_header::USED;
+        forge_word(&path, used_at, word(&path, used_at) - 1);
+        forge_word(&path, d.get() + dict_header::INSERT_CLAIM, insert_claim(9));
+        if !committed {
+            // The key word of the last entry back to empty: the insert had not committed.
+            let key_at = last_entry_key(&path, d);
+            forge_word(&path, key_at, 0);
+        }
+        // An insert without a lock finds the claim and leaves the key to the part path.
+        let kt = int_key(8);
+        let key = Key::new(&kt, kt.root).unwrap();
+        assert!(!st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(80))
+            .unwrap());
+        st.begin_op(T).unwrap();
+        assert!(st.dict_set(d, &key, int(80), &mut NO_HINT.clone()).unwrap());
+        st.end_op(true).unwrap();
+        assert_eq!(word(&path, d.get() + dict_header::INSERT_CLAIM), 0);
+        let mut want = vec![(int(1), int(1)), (int(2), int(2)), (int(3), int(3))];
+        if committed {
+            want.push((int(7), int(70)));
+        }
+        want.push((int(8), int(80)));
+        assert_eq!(items(&st, d), want, "committed={committed}");
+        assert_eq!(st.dict_len(d).unwrap(), want.len() as u64);
+        assert_eq!(get(&st, d, 7), committed.then(|| int(70)));
+        let report = st.check(T).unwrap();
+        assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+        // And inserts without a lock run again.
+        let kt = int_key(11);
+        let key = Key::new(&kt, kt.root).unwrap();
+        assert!(st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(110))
+            .unwrap());
+    }
+}
+
+/// The store offset of the key word of dict `d`'s last entry.
+fn last_entry_key(path: &std::path::Path, d: Container) -> u64 {
+    let table = word(path, d.get() + dict_header::TABLE);
+    let nbuckets = value::head_len(word(path, table));
+    let n = word(path, d.get() + dict_header::NENTRIES);
+    table + 16 + 8 * nbuckets + 24 * (n - 1) + 8
+}
