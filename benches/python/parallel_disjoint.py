@@ -4,7 +4,8 @@
 
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
-dict``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
+dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
+dict inserts``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
 str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
 and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one list
@@ -36,7 +37,7 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload.startswith("one list"):
             target = root["l0"]
         else:
-            target = root["d0" if workload == "one dict" else f"d{me}"]
+            target = root["d0" if workload.startswith("one dict") else f"d{me}"]
         keys = [random.randrange(1000) for _ in range(n)]
         os.read(go_r, 1)
         if workload in ("appends", "one list"):
@@ -48,6 +49,10 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one list tuple":
             for i in range(n):
                 target.append((i, me, None))
+        elif workload == "one dict inserts":
+            base = me * 100_000_000
+            for i in range(n):
+                target[base + i] = i
         elif workload in ("one list pops", "one list str pops", "one list tuple pops"):
             for _ in range(n):
                 target.popleft()
@@ -62,6 +67,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         for p in range(procs):
             root[f"d{p}"] = {k: 0 for k in range(1000)}
             root[f"l{p}"] = []
+        if workload == "one dict inserts":
+            root["d0"] = {}
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))
         elif workload == "one list str pops":
@@ -100,7 +107,7 @@ def main() -> None:
     ap.add_argument(
         "--workloads",
         default=(
-            "disjoint,one dict,appends,one list,one list str,one list tuple,"
+            "disjoint,one dict,one dict inserts,appends,one list,one list str,one list tuple,"
             "one list pops,one list str pops,one list tuple pops"
         ),
         help="comma-separated",
