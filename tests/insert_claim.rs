@@ -9,7 +9,8 @@
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::dict_header;
 use persist::object::tree::{Node, Tree};
-use persist::object::{value, AppendDeath, Container, Store};
+use persist::object::view::Value;
+use persist::object::{value, AppendDeath, Container, Inserted, Store};
 use persist::part_lock::{insert_claim, insert_claimant};
 use std::os::unix::fs::FileExt;
 
@@ -115,60 +116,120 @@ fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut S
     );
 }
 
-/// An inserter of key 7 that dies at `at` inside its insert publication, in a child process;
-/// the parent recovers it. The key is in the dict iff `inserted`, the count says so, the claim
-/// is gone, and the next inserts (without a lock, and on the dict's part) run.
-fn inserter_dies_at(at: AppendDeath, inserted: bool) {
-    let (path, mut st, d) = store_with_a_dict(&format!("{at:?}"));
-    child_dies_at(&path, at, |child| {
-        let kt = int_key(7);
+/// What an inserter inserts: small ints only, or a str key (a block), or a str value (a
+/// block) under an int key.
+#[derive(Clone, Copy, Debug)]
+enum Insert {
+    Ints,
+    StrKey,
+    StrValue,
+}
+
+const LONG_KEY: &[u8] = b"a key longer than seven bytes";
+const LONG_VALUE: &[u8] = b"a value longer than seven bytes";
+
+impl Insert {
+    fn key(self) -> Tree<'static> {
+        match self {
+            Insert::StrKey => Tree::scalar(Node::Str(LONG_KEY.into())),
+            _ => int_key(7),
+        }
+    }
+
+    /// Runs the insert publication; whether it inserted.
+    fn publish(self, st: &mut Store, d: Container) -> bool {
+        let kt = self.key();
         let key = Key::new(&kt, kt.root).unwrap();
-        let _ = child.publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(70));
+        let long = Node::Str(LONG_VALUE.into());
+        let value = match self {
+            Insert::StrValue => Inserted::Scalar(&long),
+            _ => Inserted::Word(int(70)),
+        };
+        st.publish_dict_insert(d, &key, &mut NO_HINT.clone(), value)
+            .unwrap()
+    }
+
+    /// Whether the dict holds the key, with the value inserted.
+    fn present(self, st: &Store, d: Container) -> bool {
+        let kt = self.key();
+        let key = Key::new(&kt, kt.root).unwrap();
+        let Some(w) = st.dict_get(d, &key, &mut NO_HINT.clone()).unwrap() else {
+            return false;
+        };
+        match self {
+            Insert::StrValue => match st.value(w).unwrap() {
+                Value::Str(p) => st.payload_bytes(p).unwrap() == LONG_VALUE,
+                v => panic!("not the str inserted: {v:?}"),
+            },
+            _ => w == int(70),
+        }
+    }
+}
+
+/// An inserter that dies at `at` inside its insert publication (`what`), in a child process;
+/// the parent recovers it. The key is in the dict iff `inserted`, the count says so, the claim
+/// is gone, a block taken for the key or value is in the dict or freed (`check` finds none
+/// left), and the next inserts (without a lock, and on the dict's part) run.
+fn inserter_dies_at(at: AppendDeath, inserted: bool, what: Insert) {
+    let (path, mut st, d) = store_with_a_dict(&format!("{at:?}-{what:?}"));
+    child_dies_at(&path, at, |child| {
+        what.publish(child, d);
     });
-    // Not yet recovered: the claim is the dead child's.
+    // Not yet recovered: the claim is the dead child's (unless it died before claiming).
     let claim_at = d.get() + dict_header::INSERT_CLAIM;
-    assert!(insert_claimant(word(&path, claim_at)).is_some(), "{at:?}");
+    if at != AppendDeath::Taken {
+        assert!(insert_claimant(word(&path, claim_at)).is_some(), "{at:?}");
+    }
     assert_eq!(st.recover_dead().unwrap(), 1);
     assert_eq!(word(&path, claim_at), 0, "{at:?}: the claim is left");
-    let mut want = vec![(int(1), int(1)), (int(2), int(2)), (int(3), int(3))];
-    if inserted {
-        want.push((int(7), int(70)));
-    }
-    assert_eq!(items(&st, d), want, "{at:?}");
-    assert_eq!(st.dict_len(d).unwrap(), want.len() as u64, "{at:?}");
-    assert_eq!(get(&st, d, 7), inserted.then(|| int(70)), "{at:?}");
+    let n = items(&st, d).len();
+    assert_eq!(n, if inserted { 4 } else { 3 }, "{at:?} {what:?}");
+    assert_eq!(st.dict_len(d).unwrap(), n as u64, "{at:?} {what:?}");
+    assert_eq!(what.present(&st, d), inserted, "{at:?} {what:?}");
     let report = st.check(T).unwrap();
-    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    assert_eq!(report.unreachable_blocks, 0, "{at:?} {what:?}: {report:?}");
     // An insert without a lock runs again, and so does one on the dict's part.
     let kt = int_key(8);
     let key = Key::new(&kt, kt.root).unwrap();
     assert!(st
-        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(80))
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(80)))
         .unwrap());
     let kt = int_key(9);
     let key = Key::new(&kt, kt.root).unwrap();
     st.begin_op(T).unwrap();
     assert!(st.dict_set(d, &key, int(90), &mut NO_HINT.clone()).unwrap());
     st.end_op(true).unwrap();
-    assert_eq!(st.dict_len(d).unwrap(), want.len() as u64 + 2, "{at:?}");
+    assert_eq!(st.dict_len(d).unwrap(), n as u64 + 2, "{at:?}");
     assert_eq!(get(&st, d, 8), Some(int(80)));
     assert_eq!(get(&st, d, 9), Some(int(90)));
     st.check(T).unwrap();
 }
 
 #[test]
+fn an_inserter_killed_after_taking_its_block_leaves_nothing() {
+    inserter_dies_at(AppendDeath::Taken, false, Insert::StrKey);
+    inserter_dies_at(AppendDeath::Taken, false, Insert::StrValue);
+}
+
+#[test]
 fn an_inserter_killed_holding_the_claim_leaves_the_dict_without_its_key() {
-    inserter_dies_at(AppendDeath::Claimed, false);
+    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+        inserter_dies_at(AppendDeath::Claimed, false, what);
+    }
 }
 
 #[test]
 fn an_inserter_killed_before_storing_its_key_leaves_the_dict_without_it() {
-    inserter_dies_at(AppendDeath::InsertStaged, false);
+    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+        inserter_dies_at(AppendDeath::InsertStaged, false, what);
+    }
 }
 
 #[test]
 fn an_inserter_killed_after_storing_its_key_leaves_the_key_in_and_counted() {
-    inserter_dies_at(AppendDeath::InsertCommitted, true);
+    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+        inserter_dies_at(AppendDeath::InsertCommitted, true, what);
+    }
 }
 
 #[test]
@@ -178,7 +239,7 @@ fn inserts_without_a_lock_are_read_back_and_counted() {
         let kt = int_key(k);
         let key = Key::new(&kt, kt.root).unwrap();
         assert!(st
-            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(k * 10))
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(k * 10)))
             .unwrap());
     }
     // Until the table has no room: then the insert is left to the dict's part, which grows it.
@@ -190,7 +251,7 @@ fn inserts_without_a_lock_are_read_back_and_counted() {
         let table = word(&path, d.get() + dict_header::TABLE);
         let room = nentries < word(&path, table + 8);
         let published = st
-            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(k * 10))
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(k * 10)))
             .unwrap();
         assert_eq!(published, room, "key {k}");
         if !published {
@@ -209,7 +270,7 @@ fn inserts_without_a_lock_are_read_back_and_counted() {
     let kt = int_key(k + 1);
     let key = Key::new(&kt, kt.root).unwrap();
     assert!(st
-        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(1))
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(1)))
         .unwrap());
     assert_eq!(st.dict_len(d).unwrap(), 3 + 4 + (k - 14 + 1) as u64 + 1);
     st.check(T).unwrap();
@@ -217,7 +278,7 @@ fn inserts_without_a_lock_are_read_back_and_counted() {
     let kt = int_key(2);
     let key = Key::new(&kt, kt.root).unwrap();
     assert!(!st
-        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(5))
+        .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(5)))
         .unwrap());
     assert_eq!(get(&st, d, 2), Some(int(2)));
     for k in 10..14 {
@@ -239,7 +300,7 @@ fn a_claim_left_behind_is_settled_by_the_next_insert_on_the_dict_part() {
         let kt = int_key(7);
         let key = Key::new(&kt, kt.root).unwrap();
         assert!(st
-            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(70))
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(70)))
             .unwrap());
         let used_at = d.get() + dict_header::USED;
         forge_word(&path, used_at, word(&path, used_at) - 1);
@@ -253,7 +314,7 @@ fn a_claim_left_behind_is_settled_by_the_next_insert_on_the_dict_part() {
         let kt = int_key(8);
         let key = Key::new(&kt, kt.root).unwrap();
         assert!(!st
-            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(80))
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(80)))
             .unwrap());
         st.begin_op(T).unwrap();
         assert!(st.dict_set(d, &key, int(80), &mut NO_HINT.clone()).unwrap());
@@ -273,7 +334,7 @@ fn a_claim_left_behind_is_settled_by_the_next_insert_on_the_dict_part() {
         let kt = int_key(11);
         let key = Key::new(&kt, kt.root).unwrap();
         assert!(st
-            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), int(110))
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(110)))
             .unwrap());
     }
 }

@@ -90,5 +90,5 @@ pub use view::Container;
 pub use walk::{CheckReport, GcReport, Stats};
 
 pub use error::{Error, Result};
-pub use parts::FLAT_TUPLE_MAX;
+pub use parts::{Inserted, FLAT_TUPLE_MAX};
 pub use store::{AppendDeath, ReadToken, Store};

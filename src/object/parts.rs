@@ -86,6 +86,14 @@ enum OneBlock<'n, 'a> {
 /// words, runs on the list's part): its items are read under the list's claim.
 pub const FLAT_TUPLE_MAX: u64 = 32;
 
+/// The value an insert without a lock stores: an inline word, or a scalar whose one block it
+/// allocates.
+#[derive(Clone, Copy)]
+pub enum Inserted<'n, 'a> {
+    Word(u64),
+    Scalar(&'n Node<'a>),
+}
+
 /// What an unlocked read observed while parts are on (process-local; reset by each read).
 #[derive(Debug, Default)]
 pub(super) struct ReadParts {
@@ -301,13 +309,15 @@ impl Store {
         published
     }
 
-    /// Inserts missing key `key` with value `w` into dict `c` with no part taken (FORMAT.md
-    /// §10.9, "Inserts"): a publication under the dict's part that claims the dict's entries
-    /// by CAS on its insert claim word, writes the entry after the last one and names it in a
-    /// free bucket; the store of its key commits it. Only where that is the whole change: a
-    /// store neither durable nor read-only, no lock held in this process, a plain dict (not an
-    /// object, set or cache), the key and the value inline words (nothing to allocate), and
-    /// room in the table (a growth replaces it: a part change). `Ok(false)`: nothing was
+    /// Inserts missing key `key` with value `value` into dict `c` with no part taken
+    /// (FORMAT.md §10.9, "Inserts"): a publication under the dict's part that claims the dict's
+    /// entries by CAS on its insert claim word, writes the entry after the last one and names
+    /// it in a free bucket; the store of its key commits it. Only where that is the whole
+    /// change: a store neither durable nor read-only, no lock held in this process, a plain
+    /// dict (not an object, set or cache), the key and the value scalars of which at most one
+    /// is a block (a str of more than 7 bytes, bytes, a float, a big int, a packed value: it
+    /// is allocated inside the publication, named by journal `OP` until the entry commits),
+    /// and room in the table (a growth replaces it: a part change). `Ok(false)`: nothing was
     /// changed (the key is there after all, no room, a claim held too long, a section): the
     /// caller runs the change on the dict's part. `hint` becomes the new entry's index.
     pub fn publish_dict_insert(
@@ -315,28 +325,78 @@ impl Store {
         c: Container,
         key: &Key,
         hint: &mut u64,
-        w: u64,
+        value: Inserted<'_, '_>,
     ) -> Result<bool> {
-        let Some(kw) = key.inline else {
-            return Ok(false);
+        // A key that is not inline must be a scalar's one block (not a tuple or frozenset).
+        let key_block = match (key.inline, key.tree) {
+            (Some(_), _) => false,
+            (None, Some((kt, node)))
+                if !matches!(kt.node(node), Node::Tuple(_) | Node::FrozenSet(_)) =>
+            {
+                true
+            }
+            _ => return Ok(false),
         };
-        if w == value::EMPTY || value::is_block(w) || !self.may_publish(c, |k| k == Kind::Dict)? {
+        let value_block = match value {
+            Inserted::Word(w) => {
+                if w == value::EMPTY || value::is_block(w) {
+                    return Ok(false);
+                }
+                false
+            }
+            Inserted::Scalar(node) => value::inline_word(node).is_none(),
+        };
+        // One journal names one block: a publication allocates at most one.
+        if (key_block && value_block) || !self.may_publish(c, |k| k == Kind::Dict)? {
             return Ok(false);
         }
         let cg = c.get();
         // A look before the announcement, which only decides whether to try (a part change of
-        // another process may be replacing the table under it): a dict without room grows on
-        // its part, and one whose claim is taken is left to that path after a few tries.
-        match self.dict_parts(cg) {
-            Ok(d) if d.table != 0 && d.nentries < d.cap => {}
-            _ => return Ok(false),
+        // another process may be replacing the table under it): a key that is there is the
+        // change path's to replace (and a block value is not allocated twice), and a dict
+        // without room grows on its part.
+        let look = self
+            .dict_parts(cg)
+            .and_then(|d| Ok(d.table != 0 && d.nentries < d.cap && self.find(&d, key)?.is_none()));
+        if !matches!(look, Ok(true)) {
+            return Ok(false);
         }
         let version = cg + container::VERSION;
         let parts = self.parts(0)?;
         if parts.enter_publish(version, &KERNEL)?.is_err() {
             return Ok(false);
         }
-        let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint);
+        // A block is taken and written only now, past the gate, as an append's (a gc waits for
+        // this publication). A kill from here on leaves it named by journal `OP`, linked iff a
+        // live entry of the dict holds it.
+        self.unlogged_alloc = Some(0);
+        let words = self.encode_key(key).and_then(|kw| {
+            Ok((
+                kw,
+                match value {
+                    Inserted::Word(w) => w,
+                    Inserted::Scalar(node) => self.encode_scalar(node)?,
+                },
+            ))
+        });
+        let block = self.unlogged_alloc.take().unwrap_or(0);
+        // Encoding changed this store: the parts are made again.
+        let parts = self.parts(0)?;
+        let (kw, w) = match words {
+            Ok(words) => words,
+            Err(e) => {
+                self.give_back_unlinked(block);
+                parts.end_publish(version, false, &KERNEL)?;
+                return Err(e);
+            }
+        };
+        if block != 0 {
+            self.maybe_die(AppendDeath::Taken);
+        }
+        let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint, block != 0);
+        if !matches!(inserted, Ok(true)) {
+            self.give_back_unlinked(block);
+        }
         let changed = matches!(inserted, Ok(true));
         parts.end_publish(version, changed, &KERNEL)?;
         if changed {
@@ -348,6 +408,7 @@ impl Store {
     /// Insert steps under the announcement (FORMAT.md §10.9, "Inserts"): the dict's entries
     /// claimed, the key looked up (the table cannot move: part takers wait for us, and other
     /// inserters for the claim), the entry written and committed, the claim ended.
+    #[allow(clippy::too_many_arguments)]
     fn claim_and_insert(
         &self,
         parts: &Parts<'_, Mapping>,
@@ -356,6 +417,7 @@ impl Store {
         kw: u64,
         w: u64,
         hint: &mut u64,
+        journaled: bool,
     ) -> Result<bool> {
         let claim_at = c + dict_header::INSERT_CLAIM;
         let mut spins = 0;
@@ -392,23 +454,29 @@ impl Store {
         self.maybe_die(AppendDeath::Claimed);
         let words = d.words(c);
         let n = d.nentries;
-        let written = parts
+        let me = Some(self.part.slot());
+        let committed = parts
             .insert_entry_stage(words, n, bucket, key.hash, w)
             .and_then(|()| {
                 self.maybe_die(AppendDeath::InsertStaged);
                 parts.insert_entry_commit(words, n, kw)
-            })
-            .and_then(|()| {
-                self.maybe_die(AppendDeath::InsertCommitted);
-                parts.insert_entry_finish(words, d.used)
             });
-        if let Err(e) = written {
-            // A vanished page: whatever was written is settled (the claim is ours).
-            let _ =
-                crate::part_lock::settle_insert_claim(self.mem(), words, Some(self.part.slot()));
+        if let Err(e) = committed {
+            // A vanished page before the commit: the entry is not in the dict; what was written
+            // is settled (the claim is ours), and the caller gives a block back.
+            let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
             return Err(e.into());
         }
-        *hint = d.nentries;
+        self.maybe_die(AppendDeath::InsertCommitted);
+        *hint = n;
+        // Committed: the entry holds the block now, and nothing below gives it back. Its
+        // journal is settled (a recovery of ours would find it linked all the same: a live
+        // entry holds it). A failure past the commit leaves the claim settled; the page that
+        // vanished is reported by the next access that needs it.
+        let settled = !journaled || self.part.heap().settle(super::journals::OP).is_ok();
+        if !settled || parts.insert_entry_finish(words, d.used).is_err() {
+            let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
+        }
         Ok(true)
     }
 

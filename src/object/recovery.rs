@@ -247,7 +247,8 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
 /// sections (they wait for the dead `active`, or run this recovery) nor pops without a lock
 /// take the item out meanwhile. A claim of the dead at the length before its item means the
 /// item is past the end: not linked. A popper's block is linked iff its pop did not commit;
-/// with `active` clear (a pop ended, its block not yet freed) nothing is linked.
+/// with `active` clear (a pop ended, its block not yet freed) nothing is linked. An inserter's
+/// (its `active` names a dict's version word): [`inserted_by_dead`].
 fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error> {
     let mem = att.region().store();
     let lock_mem = att.region().lock_words();
@@ -256,10 +257,12 @@ fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error
     let Some(p) = part_lock::published_part(active) else {
         return Ok(false);
     };
-    if version_word_kind(mem, p) != Some(Kind::List) {
-        return Ok(false);
-    }
     let c = p - container::VERSION;
+    match version_word_kind(mem, p) {
+        Some(Kind::List) => {}
+        Some(Kind::Dict) => return Ok(inserted_by_dead(mem, c, block)),
+        _ => return Ok(false),
+    }
     let Some((at, items)) = list_words(mem, c, slot)? else {
         return Ok(false);
     };
@@ -320,6 +323,31 @@ fn list_words(
         },
         items,
     )))
+}
+
+/// Whether a dead inserter into dict `c` (FORMAT.md §10.9, "Inserts") had linked `block`, its
+/// key's or its value's: whether a live entry (its key stored: the commit point) holds it. A
+/// staged entry's value word may name the block before the commit; its key is 0 then, so it
+/// does not count. Nobody else frees a block the dict holds meanwhile: deletes run on the
+/// dict's part, whose taker waits for the dead inserter's `active` (or runs this recovery), and
+/// value publications replace inline words only. A dict that fails the checks holds nothing.
+fn inserted_by_dead(mem: &crate::region::Mapping, c: u64, block: u64) -> bool {
+    let Some(at) = dict_words(mem, c) else {
+        return false;
+    };
+    let Ok(n) = mem.load(at.nentries, Ordering::Acquire) else {
+        return false;
+    };
+    // From the end: the entry inserted last is near it.
+    (0..n.min(at.cap)).rev().any(|e| {
+        let entry = at.entry0 + dict_table::ENTRY_BYTES * e;
+        let key = mem
+            .load(entry + dict_table::KEY, Ordering::Acquire)
+            .unwrap_or(0);
+        key != value::EMPTY
+            && (key == block
+                || mem.load(entry + dict_table::VALUE, Ordering::Acquire).ok() == Some(block))
+    })
 }
 
 /// The words of dict `c` for the settling of a dead inserter's claim, checked as

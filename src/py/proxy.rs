@@ -1311,10 +1311,6 @@ impl Dict {
         };
         // The entry index last found (both closures below look the key up).
         let hint = std::cell::Cell::new(self.hint.load(Ordering::Relaxed));
-        let scalar = match &value {
-            Value::Word(_) => true,
-            Value::Tree(vt) => vt.as_scalar().is_some(),
-        };
         let set = |st: &mut object::Store| {
             let w = match &value {
                 Value::Word(w) => *w,
@@ -1329,30 +1325,48 @@ impl Dict {
             hint.set(h);
             Ok(())
         };
-        if let Value::Word(w) = value {
-            // A new inline value for an existing key whose value is inline too: one CAS (a
-            // publication); for a missing inline key, an insert under the dict's insert claim
-            // (a publication too); else a change on the dict's part (store-wide if the old
-            // value is a container).
-            let publish = |st: &mut object::Store| {
-                let mut h = hint.get();
-                let mut r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
-                if matches!(r, Ok(None)) {
-                    r = st
-                        .publish_dict_insert(self.off, &key, &mut h, w)
-                        .map(|inserted| inserted.then_some(()));
-                }
-                hint.set(h);
-                r.map_err(map)
-            };
-            self.shared
-                .publish_or_write_in(&Gil(py), self.off, publish, set)?;
-        } else if scalar {
+        match &value {
+            Value::Word(w) => {
+                let w = *w;
+                // A new inline value for an existing key whose value is inline too: one CAS (a
+                // publication); for a missing key, an insert under the dict's insert claim (a
+                // publication too); else a change on the dict's part (store-wide if the old
+                // value is a container).
+                let publish = |st: &mut object::Store| {
+                    let mut h = hint.get();
+                    let mut r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
+                    if matches!(r, Ok(None)) {
+                        r = st
+                            .publish_dict_insert(self.off, &key, &mut h, object::Inserted::Word(w))
+                            .map(|inserted| inserted.then_some(()));
+                    }
+                    hint.set(h);
+                    r.map_err(map)
+                };
+                self.shared
+                    .publish_or_write_in(&Gil(py), self.off, publish, set)?;
+            }
             // A scalar touches this dict alone (unless the old value is a container: then it
-            // runs store-wide after all): a change on its part lock.
-            self.shared.write_in(&Gil(py), self.off, set)?;
-        } else {
-            self.shared.write(&Gil(py), set)?;
+            // runs store-wide after all): for a missing key whose key needs no block of its
+            // own, an insert without a lock; else a change on the dict's part.
+            Value::Tree(vt) => match vt.as_scalar() {
+                Some(node) => {
+                    let publish = |st: &mut object::Store| {
+                        let mut h = hint.get();
+                        let r = st.publish_dict_insert(
+                            self.off,
+                            &key,
+                            &mut h,
+                            object::Inserted::Scalar(node),
+                        );
+                        hint.set(h);
+                        r.map(|inserted| inserted.then_some(())).map_err(map)
+                    };
+                    self.shared
+                        .publish_or_write_in(&Gil(py), self.off, publish, set)?;
+                }
+                None => self.shared.write(&Gil(py), set)?,
+            },
         }
         self.hint.store(hint.get(), Ordering::Relaxed);
         Ok(())

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import persist
 from procs import fork_child, kill_loop, reap_child
@@ -24,7 +28,7 @@ from procs import fork_child, kill_loop, reap_child
 STRIDE = 1_000_000
 
 
-def run_together(path: str, workers: list, go_r: int, go_w: int) -> None:
+def run_together(workers: list, go_r: int, go_w: int) -> None:
     pids = [fork_child(w) for w in workers]
     os.write(go_w, b"x" * len(pids))
     assert [reap_child(p) for p in pids] == [0] * len(pids)
@@ -57,11 +61,20 @@ def test_inserts_from_several_processes_are_each_kept_once(tmp_path: Path) -> No
                 d["x"] = i
                 assert len(d) >= 1
 
-    workers = [lambda w=w: inserter(w) for w in (1, 2, 3)] + [updater]
-    run_together(path, workers, go_r, go_w)
+    def str_inserter() -> None:
+        # Keys of more than 7 bytes: each insert allocates the key's block.
+        with persist.open(path) as store:
+            d = store.root["d"]
+            os.read(go_r, 1)
+            for i in range(n):
+                d[f"key {i:08d}"] = i
+
+    workers = [lambda w=w: inserter(w) for w in (1, 2, 3)] + [updater, str_inserter]
+    run_together(workers, go_r, go_w)
     with persist.open(path) as store:
         d = store.root["d"].to_python()
-        want = {"x": n - 1}
+        want: dict[object, int] = {"x": n - 1}
+        want.update({f"key {i:08d}": i for i in range(n)})
         for w in (1, 2, 3):
             for i in range(n):
                 if i % 11 != 0:
@@ -89,7 +102,7 @@ def test_inserts_of_the_same_keys_from_two_processes_leave_each_key_once(tmp_pat
             for i in order:
                 d[i] = w
 
-    run_together(path, [lambda w=w: inserter(w) for w in (1, 2)], go_r, go_w)
+    run_together([lambda w=w: inserter(w) for w in (1, 2)], go_r, go_w)
     with persist.open(path) as store:
         d = store.root["d"]
         items = list(d.items())
@@ -99,8 +112,31 @@ def test_inserts_of_the_same_keys_from_two_processes_leave_each_key_once(tmp_pat
         assert store.check()["leaked_references"] == 0
 
 
-def test_killed_inserters_leave_each_insert_whole_or_absent(tmp_path: Path) -> None:
+# What a killed inserter inserts, and how (worker, item) is read back: small ints (nothing to
+# allocate), a str key of more than 7 bytes (its block allocated inside the insert), or a str
+# value of more than 7 bytes.
+INSERTS: dict[
+    str, tuple[Callable[[int, int], tuple[Any, Any]], Callable[[Any, Any], tuple[int, int]]]
+] = {
+    "ints": (
+        lambda seed, i: (seed * STRIDE + i, i),
+        lambda k, v: (k // STRIDE, v if k % STRIDE == v else -1),
+    ),
+    "str key": (
+        lambda seed, i: (f"worker {seed} key {i}", i),
+        lambda k, v: (int(k.split()[1]), v if int(k.split()[3]) == v else -1),
+    ),
+    "str value": (
+        lambda seed, i: (seed * STRIDE + i, f"value {i:08d}"),
+        lambda k, v: (k // STRIDE, int(v.split()[1]) if k % STRIDE == int(v.split()[1]) else -1),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INSERTS))
+def test_killed_inserters_leave_each_insert_whole_or_absent(tmp_path: Path, kind: str) -> None:
     path = str(tmp_path / "s.db")
+    make, parse = INSERTS[kind]
     with persist.open(path) as store:
         store.root["d"] = {}
 
@@ -110,7 +146,8 @@ def test_killed_inserters_leave_each_insert_whole_or_absent(tmp_path: Path) -> N
             os.write(ready, b"r")
             i = 0
             while True:
-                d[seed * STRIDE + i] = i
+                k, v = make(seed, i)
+                d[k] = v
                 i += 1
 
     kill_loop(worker, rng=random.Random(23), workers=3, kills=60, seconds=120)
@@ -119,8 +156,9 @@ def test_killed_inserters_leave_each_insert_whole_or_absent(tmp_path: Path) -> N
         items = list(d.items())
         by: dict[int, list[int]] = {}
         for k, v in items:
-            assert k % STRIDE == v, (k, v)
-            by.setdefault(k // STRIDE, []).append(v)
+            seed, i = parse(k, v)
+            assert i >= 0, (k, v)
+            by.setdefault(seed, []).append(i)
         for seed, got in by.items():
             # A worker inserts its keys one after another: what is there is a prefix.
             assert sorted(got) == list(range(len(got))), (seed, sorted(got)[:20])

@@ -147,10 +147,11 @@ def test_a_writer_word_forged_to_name_the_reader_itself_is_freed(
     if odd:
         _forge(store_path, SEQ, _word(store_path, SEQ) | 1)
     assert _finishes(lambda: store.root["x"]) == 1
-    # A new key: a change that takes the writer word (a new value for an existing key may be
-    # published without it, and then leaves the word to the next change that does).
-    _finishes(lambda: store.root.__setitem__("y", 2))
-    assert store.root["y"] == 2
+    # A change that takes the writer word: a tuple holding a block is never published (a new
+    # value for an existing key, or a new key with a scalar value, may be published without
+    # it, and then leaves the word to the next change that does).
+    _finishes(lambda: store.root.__setitem__("y", (2, "a str of more than 7 bytes")))
+    assert store.root["y"] == (2, "a str of more than 7 bytes")
     assert _word(store_path, WRITER) == 0 and _word(store_path, SEQ) % 2 == 0
     store.check()  # raises CorruptionError if the repair left anything wrong
 
