@@ -1025,8 +1025,9 @@ impl<'a, W: WordStore> Parts<'a, W> {
         // Release: a reader that sees the entry counted sees its empty key (a deleted entry).
         self.store.store(at.nentries, n + 1, Ordering::Release)?;
         self.store.step()?;
-        // Release: a reader that follows the bucket finds the entry counted (`nentries` at
-        // least n + 1), so never an entry beyond the table.
+        // Release: a lookup that reads `nentries` after the bucket finds the entry counted.
+        // One that read the count before it (a look without the part) reads it again before
+        // taking the bucket for damage (`Store::find`).
         self.store
             .store(at.bucket(bucket), n + 1, Ordering::Release)
     }

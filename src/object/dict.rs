@@ -40,6 +40,8 @@ pub struct DictParts {
     pub cap: u64,
     pub used: u64,
     pub nentries: u64,
+    /// The store offset of the dict's `nentries` word (read again by `find`).
+    nentries_at: u64,
     /// The table's words in the mapping (null for no table), `nwords` of them.
     words: *const AtomicU64,
     nwords: u64,
@@ -116,6 +118,7 @@ impl Store {
                 cap: 0,
                 used: 0,
                 nentries: 0,
+                nentries_at: c + dict_header::NENTRIES,
                 words: std::ptr::null(),
                 nwords: 0,
             });
@@ -143,6 +146,7 @@ impl Store {
             cap,
             used,
             nentries,
+            nentries_at: c + dict_header::NENTRIES,
             words,
             nwords: bytes / 8,
         })
@@ -228,7 +232,11 @@ impl Store {
             }
             if b != dict_table::DUMMY {
                 let e = b - 1;
-                if e >= d.nentries {
+                // An insert publication counts its entry before it names it from a bucket
+                // (FORMAT.md §10.9, "Inserts"), but a look without the dict's part (a value
+                // publication's, an unlocked read's) may have read `nentries` before the count
+                // and the bucket after it: `nentries` is read again before this is damage.
+                if e >= d.nentries && e >= self.get(d.nentries_at)?.min(d.cap) {
                     return Err(corrupt(
                         "dict bucket names an entry beyond the table",
                         d.table,
@@ -428,6 +436,8 @@ impl Store {
             cap,
             used: entries.len() as u64,
             nentries: entries.len() as u64,
+            // No dict names the table yet: only its buckets are written through these parts.
+            nentries_at: 0,
             words: self.bytes_ptr(t, bytes)? as *const AtomicU64,
             nwords: bytes / 8,
         };
