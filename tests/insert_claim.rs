@@ -6,33 +6,17 @@
 //! participant to recover it (its lock file gone, or a hostile file) is settled by the next
 //! insert on the dict's part.
 
+mod harness;
+
+use harness::dying::{child_dies_at, forge_word, int, word};
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::dict_header;
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Inserted, Store};
 use persist::part_lock::{insert_claim, insert_claimant};
-use std::os::unix::fs::FileExt;
 
 const T: u64 = 1;
-
-fn word(path: &std::path::Path, off: u64) -> u64 {
-    let f = std::fs::File::open(path).unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, off).unwrap();
-    u64::from_le_bytes(b)
-}
-
-/// Writes a word of the store file through the file, as a hostile user (or a claimant whose
-/// lock file is gone) would leave it.
-fn forge_word(path: &std::path::Path, off: u64, v: u64) {
-    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(&v.to_le_bytes(), off).unwrap();
-}
-
-fn int(v: i64) -> u64 {
-    value::small_int(v).unwrap()
-}
 
 fn int_key(v: i64) -> Tree<'static> {
     Tree::scalar(Node::Int(v))
@@ -88,32 +72,6 @@ fn get(st: &Store, d: Container, k: i64) -> Option<u64> {
     let kt = int_key(k);
     let key = Key::new(&kt, kt.root).unwrap();
     st.dict_get(d, &key, &mut NO_HINT.clone()).unwrap()
-}
-
-/// Runs `op` on a store of its own in a forked child that is to die at `at` inside it (exit
-/// status 0 from the hook; 2 if `op` returned without reaching the point), and waits for it.
-fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut Store)) {
-    // SAFETY: the child only runs `op` and leaves through _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut child = Store::open(path).unwrap();
-            child.die_inside_appends(Some(at));
-            op(&mut child);
-            2
-        }))
-        .unwrap_or(1);
-        // SAFETY: _exit ends the child at once.
-        unsafe { libc::_exit(code) }
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child did not die at {at:?} (status {status:#x})"
-    );
 }
 
 /// What an inserter inserts: small ints only, or a str key (a block), or a str value (a

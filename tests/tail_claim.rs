@@ -5,33 +5,17 @@
 //! the list's part, which writes a plain length over the claim; a claim whose length breaks the
 //! list's bounds is damage, reported and never followed.
 
+mod harness;
+
+use harness::dying::{child_dies_at, forge_word, int, word};
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::list_header;
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Error, Store};
 use persist::part_lock::{tail_claim, tail_claimant};
-use std::os::unix::fs::FileExt;
 
 const T: u64 = 1;
-
-fn word(path: &std::path::Path, off: u64) -> u64 {
-    let f = std::fs::File::open(path).unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, off).unwrap();
-    u64::from_le_bytes(b)
-}
-
-/// Writes a word of the store file through the file (the mapping is shared: every process,
-/// this one's open store included, sees it at once), as another process or a hostile user would.
-fn forge_word(path: &std::path::Path, off: u64, v: u64) {
-    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(&v.to_le_bytes(), off).unwrap();
-}
-
-fn int(v: i64) -> u64 {
-    value::small_int(v).unwrap()
-}
 
 /// A store whose root holds `'l'`: a list of 1, 2, 3 with room after its last item.
 fn store_with_a_list(name: &str) -> (std::path::PathBuf, Store, Container) {
@@ -137,32 +121,6 @@ fn a_claim_beyond_the_items_block_is_damage_and_never_followed() {
     // A claim at a length the list can hold reads as that length.
     forge_word(&path, len_at, tail_claim(3, 2));
     assert_eq!(st.list_words(l).unwrap(), vec![int(1), int(2)]);
-}
-
-/// Runs `op` on a store of its own in a forked child that is to die at `at` inside it (exit
-/// status 0 from the hook; 2 if `op` returned without reaching the point), and waits for it.
-fn child_dies_at(path: &std::path::Path, at: AppendDeath, op: impl FnOnce(&mut Store)) {
-    // SAFETY: the child only runs `op` and leaves through _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut child = Store::open(path).unwrap();
-            child.die_inside_appends(Some(at));
-            op(&mut child);
-            2
-        }))
-        .unwrap_or(1);
-        // SAFETY: _exit ends the child at once.
-        unsafe { libc::_exit(code) }
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child did not die at {at:?} (status {status:#x})"
-    );
 }
 
 /// The item words of the tuple (1, None, "short") (inline words: one block with no references).

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod dying;
 pub mod users;
 
 use std::fs::{File, OpenOptions};

@@ -475,28 +475,6 @@ def test_str_pops_from_several_processes_take_each_item_once_and_free_its_block(
         assert report["leaked_references"] == 0, report
 
 
-def test_killed_str_poppers_take_each_item_at_most_once_and_leave_no_block_behind(
-    tmp_path: Path,
-) -> None:
-    path = str(tmp_path / "s.db")
-    left, taken = kill_poppers(path, [f"item {i:08d}" for i in range(200_000)], seed=17)
-    numbers = [int(v.split()[1]) for v in left]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
-    with persist.open(path) as store:
-        # A popped block is freed by its popper, or by the popper's recovery once the pop
-        # committed; one the list still holds is kept. What may be left to gc are the
-        # windows every allocation and free has (FORMAT.md §10.7 step 0): here a kill
-        # between a popper's settling of its journal and its free, and the recording
-        # appends' own; gc frees exactly those and nothing the lists hold.
-        report = store.check(timeout=10)
-        assert report["unreachable_blocks"] <= 3, report
-        assert report["leaked_references"] == 0, report
-        freed = store.gc()
-        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
-        assert store.root["l"].to_python() == left
-        assert store.root["taken"].to_python() == taken
-
-
 def test_tuples_of_small_values_are_appended_and_popped_each_once_and_freed(
     tmp_path: Path,
 ) -> None:
@@ -513,15 +491,29 @@ def test_tuples_of_small_values_are_appended_and_popped_each_once_and_freed(
         assert report["leaked_references"] == 0, report
 
 
-def test_killed_tuple_poppers_take_each_item_at_most_once_and_leave_no_block_behind(
-    tmp_path: Path,
+# Items that are one block each (a str of more than 7 bytes; a tuple of small values), the
+# number each stands for, and the seed of the kills.
+BLOCK_ITEMS: dict[str, tuple[Callable[[int], Any], Callable[[Any], int], int]] = {
+    "str": (lambda i: f"item {i:08d}", lambda v: int(v.split()[1]), 17),
+    "tuple": (lambda i: (i, "t"), lambda v: v[0], 19),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCK_ITEMS))
+def test_killed_block_poppers_take_each_item_at_most_once_and_leave_no_block_behind(
+    tmp_path: Path, kind: str
 ) -> None:
+    make, number, seed = BLOCK_ITEMS[kind]
     path = str(tmp_path / "s.db")
-    left, taken = kill_poppers(path, [(i, "t") for i in range(200_000)], seed=19)
-    numbers = [v[0] for v in left]
+    left, taken = kill_poppers(path, [make(i) for i in range(200_000)], seed=seed)
+    numbers = [number(v) for v in left]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
     with persist.open(path) as store:
-        # As for strs: only the windows every allocation and free has are left to gc.
+        # A popped block is freed by its popper, or by the popper's recovery once the pop
+        # committed; one the list still holds is kept. What may be left to gc are the
+        # windows every allocation and free has (FORMAT.md §10.7 step 0): here a kill
+        # between a popper's settling of its journal and its free, and the recording
+        # appends' own; gc frees exactly those and nothing the lists hold.
         report = store.check(timeout=10)
         assert report["unreachable_blocks"] <= 3, report
         assert report["leaked_references"] == 0, report

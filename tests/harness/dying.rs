@@ -1,0 +1,53 @@
+//! Children that die at a named point inside a publication (`Store::die_inside_appends`), and
+//! the store file's words read and forged through the file, for the tests of claims left
+//! behind (`tail_claim.rs`, `insert_claim.rs`).
+
+use persist::object::{value, AppendDeath, Store};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The store file's word at `off`, read through the file.
+pub fn word(path: &Path, off: u64) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, off).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Writes a word of the store file through the file (the mapping is shared: every process,
+/// this one's open store included, sees it at once), as another process or a hostile user would.
+pub fn forge_word(path: &Path, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&v.to_le_bytes(), off).unwrap();
+}
+
+/// The value word of the small int `v`.
+pub fn int(v: i64) -> u64 {
+    value::small_int(v).unwrap()
+}
+
+/// Runs `op` on a store of its own in a forked child that is to die at `at` inside it (exit
+/// status 0 from the hook; 2 if `op` returned without reaching the point), and waits for it.
+pub fn child_dies_at(path: &Path, at: AppendDeath, op: impl FnOnce(&mut Store)) {
+    // SAFETY: the child only runs `op` and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut child = Store::open(path).unwrap();
+            child.die_inside_appends(Some(at));
+            op(&mut child);
+            2
+        }))
+        .unwrap_or(1);
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child did not die at {at:?} (status {status:#x})"
+    );
+}
