@@ -304,3 +304,111 @@ fn last_entry_key(path: &std::path::Path, d: Container) -> u64 {
     let n = word(path, d.get() + dict_header::NENTRIES);
     table + 16 + 8 * nbuckets + 24 * (n - 1) + 8
 }
+
+/// A store whose root holds `'s'`: a set of the int members 1..=3, with room in its table for
+/// more (as `store_with_a_dict`).
+fn store_with_a_set(name: &str) -> (std::path::PathBuf, Store, Container) {
+    let (path, mut st, d) = store_with_a_dict(&format!("set-{name}"));
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(Node::Set(0..0));
+    let kt = Tree::scalar(Node::Str(b"s".as_slice().into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    let w = st.encode(&t).unwrap();
+    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
+    st.end_op(true).unwrap();
+    let sw = st
+        .dict_get(root, &key, &mut NO_HINT.clone())
+        .unwrap()
+        .unwrap();
+    let s = st.value(sw).unwrap().container().unwrap();
+    let _ = d;
+    for i in (1..=3).chain(100..=110) {
+        let kt = int_key(i);
+        let key = Key::new(&kt, kt.root).unwrap();
+        st.begin_op(T).unwrap();
+        assert!(st.set_add(s, &key, &mut NO_HINT.clone()).unwrap());
+        st.end_op(true).unwrap();
+    }
+    for i in 100..=110 {
+        let kt = int_key(i);
+        let key = Key::new(&kt, kt.root).unwrap();
+        st.begin_op(T).unwrap();
+        st.set_discard(s, &key).unwrap().unwrap();
+        st.end_op(true).unwrap();
+    }
+    (path, st, s)
+}
+
+/// A set's add is an insert publication with an empty value: an adder of member `member`
+/// killed at `at` is recovered to the set without it (before the commit) or with it (after),
+/// its length right, nothing left for `check`; adds without a lock run again.
+fn adder_dies_at(at: AppendDeath, added: bool, member: &Tree<'static>) {
+    let (path, mut st, s) = store_with_a_set(&format!("{at:?}-{}", member.nodes.len()));
+    child_dies_at(&path, at, |child| {
+        let key = Key::new(member, member.root).unwrap();
+        let _ = child.publish_set_add(s, &key, &mut NO_HINT.clone());
+    });
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    assert_eq!(
+        word(&path, s.get() + dict_header::INSERT_CLAIM),
+        0,
+        "{at:?}"
+    );
+    let key = Key::new(member, member.root).unwrap();
+    assert_eq!(
+        st.set_contains(s, &key, &mut NO_HINT.clone()).unwrap(),
+        added,
+        "{at:?}"
+    );
+    let n = if added { 4 } else { 3 };
+    assert_eq!(st.set_len(s).unwrap(), n, "{at:?}");
+    assert_eq!(st.set_members(s).unwrap().len() as u64, n, "{at:?}");
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+    // Adds without a lock run again; a member already there is reported so.
+    let kt = int_key(8);
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert_eq!(
+        st.publish_set_add(s, &key, &mut NO_HINT.clone()).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        st.publish_set_add(s, &key, &mut NO_HINT.clone()).unwrap(),
+        Some(false)
+    );
+    assert_eq!(st.set_len(s).unwrap(), n + 1);
+    // A str member (a block): added, then found there without a block taken for it.
+    let kt = Tree::scalar(Node::Str(LONG_VALUE.into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert_eq!(
+        st.publish_set_add(s, &key, &mut NO_HINT.clone()).unwrap(),
+        Some(true)
+    );
+    let blocks = st.check(T).unwrap().live_blocks;
+    assert_eq!(
+        st.publish_set_add(s, &key, &mut NO_HINT.clone()).unwrap(),
+        Some(false)
+    );
+    let report = st.check(T).unwrap();
+    assert_eq!(report.live_blocks, blocks, "{report:?}");
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    assert_eq!(st.set_len(s).unwrap(), n + 2);
+}
+
+#[test]
+fn a_set_adder_killed_anywhere_leaves_the_member_whole_or_absent() {
+    let long = Tree::scalar(Node::Str(LONG_KEY.into()));
+    for member in [int_key(7), long] {
+        if member
+            .as_scalar()
+            .is_some_and(|n| matches!(n, Node::Str(_)))
+        {
+            adder_dies_at(AppendDeath::Taken, false, &member);
+        }
+        adder_dies_at(AppendDeath::Claimed, false, &member);
+        adder_dies_at(AppendDeath::InsertStaged, false, &member);
+        adder_dies_at(AppendDeath::InsertCommitted, true, &member);
+    }
+}

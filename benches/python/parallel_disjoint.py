@@ -5,7 +5,9 @@
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
-dict inserts``); then --n ``l.append(i)`` on a list of its own (``appends``) or all on one list
+dict inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own range
+(``one set adds``) or members already there (``one set adds present``); then --n
+``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
 str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
 and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one list
@@ -36,6 +38,8 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
             target = root[f"l{me}"]
         elif workload.startswith("one list"):
             target = root["l0"]
+        elif workload.startswith("one set"):
+            target = root["s0"]
         else:
             target = root["d0" if workload.startswith("one dict") else f"d{me}"]
         keys = [random.randrange(1000) for _ in range(n)]
@@ -53,6 +57,13 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
             base = me * 100_000_000
             for i in range(n):
                 target[base + i] = i
+        elif workload == "one set adds":
+            base = (me + 1) * 100_000_000
+            for i in range(n):
+                target.add(base + i)
+        elif workload == "one set adds present":
+            for k in keys:
+                target.add(k)
         elif workload in ("one list pops", "one list str pops", "one list tuple pops"):
             for _ in range(n):
                 target.popleft()
@@ -69,6 +80,7 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
             root[f"l{p}"] = []
         if workload == "one dict inserts":
             root["d0"] = {}
+        root["s0"] = set(range(1000))
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))
         elif workload == "one list str pops":
@@ -107,8 +119,9 @@ def main() -> None:
     ap.add_argument(
         "--workloads",
         default=(
-            "disjoint,one dict,one dict inserts,appends,one list,one list str,one list tuple,"
-            "one list pops,one list str pops,one list tuple pops"
+            "disjoint,one dict,one dict inserts,one set adds,one set adds present,appends,"
+            "one list,one list str,one list tuple,one list pops,one list str pops,"
+            "one list tuple pops"
         ),
         help="comma-separated",
     )

@@ -82,6 +82,10 @@ enum OneBlock<'n, 'a> {
     Tuple(&'n [u64]),
 }
 
+/// The key word `claim_and_insert` is given to look the key up under the claim and insert
+/// nothing: the empty word, which no key is.
+const ONLY_LOOK: u64 = value::EMPTY;
+
 /// The most items a tuple appended or popped without a lock has (a longer one, even of inline
 /// words, runs on the list's part): its items are read under the list's claim.
 pub const FLAT_TUPLE_MAX: u64 = 32;
@@ -197,11 +201,12 @@ impl Store {
                 self.part_change = Some(held);
                 // No publication under the part may still be running: wait for the last
                 // ones (a publication is a few loads and a CAS). Only dicts, objects
-                // (`publish_dict_value`) and lists (`publish_list_append`) have publications:
-                // the scan of the other slots' `active` words is skipped for sets and caches. On a failure the part is
+                // (`publish_dict_value`, `publish_dict_insert`), sets (`publish_set_add`) and
+                // lists (`publish_list_append`) have publications: the scan of the other
+                // slots' `active` words is skipped for caches. On a failure the part is
                 // released again (nothing was changed under it) and the gate left.
                 let waited = match self.block_kind(c) {
-                    Ok(Some(Kind::Dict | Kind::Object | Kind::List)) => {
+                    Ok(Some(Kind::Dict | Kind::Object | Kind::Set | Kind::List)) => {
                         self.wait_publishers(offset)
                     }
                     Ok(_) => Ok(()),
@@ -327,6 +332,38 @@ impl Store {
         hint: &mut u64,
         value: Inserted<'_, '_>,
     ) -> Result<bool> {
+        if matches!(value, Inserted::Word(w) if w == value::EMPTY) {
+            return Ok(false);
+        }
+        Ok(self.publish_insert(c, Kind::Dict, key, hint, value)? == Some(true))
+    }
+
+    /// Adds member `key` to set `c` with no part taken (FORMAT.md §10.9, "Inserts"): the insert
+    /// of [`Store::publish_dict_insert`] with an empty value word, where the member is an
+    /// inline word or a scalar's one block. `Ok(Some(added))`: done (`false`: it was a member
+    /// already, as a look under the claim found: nothing changed); `Ok(None)`: nothing was
+    /// changed, and the caller runs the add on the set's part.
+    pub fn publish_set_add(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+    ) -> Result<Option<bool>> {
+        self.publish_insert(c, Kind::Set, key, hint, Inserted::Word(value::EMPTY))
+    }
+
+    /// The insert publication of a dict's key (`kind` Dict) or a set's member (`kind` Set, its
+    /// value the empty word). `Ok(Some(true))`: inserted; `Ok(Some(false))`: the key is there,
+    /// as the look under the claim found (only a set's add reports it: nothing to change);
+    /// `Ok(None)`: not published.
+    fn publish_insert(
+        &mut self,
+        c: Container,
+        kind: Kind,
+        key: &Key,
+        hint: &mut u64,
+        value: Inserted<'_, '_>,
+    ) -> Result<Option<bool>> {
         // A key that is not inline must be a scalar's one block (not a tuple or frozenset).
         let key_block = match (key.inline, key.tree) {
             (Some(_), _) => false,
@@ -335,36 +372,52 @@ impl Store {
             {
                 true
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
         };
         let value_block = match value {
             Inserted::Word(w) => {
-                if w == value::EMPTY || value::is_block(w) {
-                    return Ok(false);
+                if value::is_block(w) {
+                    return Ok(None);
                 }
                 false
             }
             Inserted::Scalar(node) => value::inline_word(node).is_none(),
         };
         // One journal names one block: a publication allocates at most one.
-        if (key_block && value_block) || !self.may_publish(c, |k| k == Kind::Dict)? {
-            return Ok(false);
+        if (key_block && value_block) || !self.may_publish(c, |k| k == kind)? {
+            return Ok(None);
         }
         let cg = c.get();
         // A look before the announcement, which only decides whether to try (a part change of
-        // another process may be replacing the table under it): a key that is there is the
-        // change path's to replace (and a block value is not allocated twice), and a dict
-        // without room grows on its part.
-        let look = self
-            .dict_parts(cg)
-            .and_then(|d| Ok(d.table != 0 && d.nentries < d.cap && self.find(&d, key)?.is_none()));
-        if !matches!(look, Ok(true)) {
-            return Ok(false);
-        }
+        // another process may be replacing the table under it): a dict's key that is there is
+        // the change path's to replace (and a block value is not allocated twice), and a table
+        // without room grows on its part. A set's member that is there is looked at again under
+        // the claim, where the answer holds (an add that changes nothing).
+        // Ok(Some(seen)): try, the key seen there or not.
+        let look = self.dict_parts(cg).and_then(|d| {
+            if d.table == 0 {
+                return Ok(None);
+            }
+            Ok(match self.find(&d, key)? {
+                Some(_) => (kind == Kind::Set).then_some(true),
+                None => (d.nentries < d.cap).then_some(false),
+            })
+        });
+        let Ok(Some(seen)) = look else {
+            return Ok(None);
+        };
         let version = cg + container::VERSION;
         let parts = self.parts(0)?;
         if parts.enter_publish(version, &KERNEL)?.is_err() {
-            return Ok(false);
+            return Ok(None);
+        }
+        // A set's member seen there is only looked at again: its block (if it needs one) is
+        // not taken, and the look under the claim finds it there, or leaves the add to the
+        // part path (`ONLY_LOOK`).
+        if seen && key_block {
+            let found = self.claim_and_insert(&parts, cg, key, ONLY_LOOK, 0, hint, false);
+            parts.end_publish(version, false, &KERNEL)?;
+            return found;
         }
         // A block is taken and written only now, past the gate, as an append's (a gc waits for
         // this publication). A kill from here on leaves it named by journal `OP`, linked iff a
@@ -394,20 +447,26 @@ impl Store {
             self.maybe_die(AppendDeath::Taken);
         }
         let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint, block != 0);
-        if !matches!(inserted, Ok(true)) {
+        let changed = matches!(inserted, Ok(Some(true)));
+        if !changed {
             self.give_back_unlinked(block);
         }
-        let changed = matches!(inserted, Ok(true));
         parts.end_publish(version, changed, &KERNEL)?;
         if changed {
             self.changed = true;
         }
-        inserted
+        match inserted {
+            // Only a set's add reports a member found there (a dict's key is the change path's
+            // to replace).
+            Ok(Some(false)) if kind != Kind::Set => Ok(None),
+            r => r,
+        }
     }
 
     /// Insert steps under the announcement (FORMAT.md §10.9, "Inserts"): the dict's entries
     /// claimed, the key looked up (the table cannot move: part takers wait for us, and other
-    /// inserters for the claim), the entry written and committed, the claim ended.
+    /// inserters for the claim), the entry written and committed, the claim ended. With `kw`
+    /// [`ONLY_LOOK`], only the look: `Some(false)` if the key is there, else `None`.
     #[allow(clippy::too_many_arguments)]
     fn claim_and_insert(
         &self,
@@ -418,7 +477,7 @@ impl Store {
         w: u64,
         hint: &mut u64,
         journaled: bool,
-    ) -> Result<bool> {
+    ) -> Result<Option<bool>> {
         let claim_at = c + dict_header::INSERT_CLAIM;
         let mut spins = 0;
         loop {
@@ -428,23 +487,31 @@ impl Store {
                 // dead claimant, or a claim left with its lock file, is the part path's).
                 Err(now) => {
                     if !spin_until_changed(self.mem().word(claim_at)?, now, &mut spins) {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
             }
         }
+        // Ok(Err(present)): no insert (the key is there, or no room).
         let found = (|| {
             let d = self.dict_parts(c)?;
-            if d.table == 0 || d.nentries >= d.cap || self.find(&d, key)?.is_some() {
-                return Ok(None);
+            if d.table == 0 {
+                return Ok(Err(false));
             }
-            Ok(Some((d, self.free_bucket(&d, key.hash)?)))
+            if let Some((_, e)) = self.find(&d, key)? {
+                *hint = e;
+                return Ok(Err(true));
+            }
+            if d.nentries >= d.cap || kw == ONLY_LOOK {
+                return Ok(Err(false));
+            }
+            Ok(Ok((d, self.free_bucket(&d, key.hash)?)))
         })();
         let (d, bucket) = match found {
-            Ok(Some(f)) => f,
-            Ok(None) => {
+            Ok(Ok(f)) => f,
+            Ok(Err(present)) => {
                 parts.unclaim_insert(claim_at)?;
-                return Ok(false);
+                return Ok(present.then_some(false));
             }
             Err(e) => {
                 parts.unclaim_insert(claim_at)?;
@@ -477,7 +544,7 @@ impl Store {
         if !settled || parts.insert_entry_finish(words, d.used).is_err() {
             let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
         }
-        Ok(true)
+        Ok(Some(true))
     }
 
     /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a

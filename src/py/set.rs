@@ -172,12 +172,36 @@ impl Set {
             return Err(unstorable_member(elem));
         };
         let key = kt.key().map_err(map)?;
-        let mut hint = self.hint.load(Ordering::Relaxed);
-        // On the set's part lock (store-wide if the member needs a block that is not a scalar).
-        self.shared.write_in(&Gil(py), self.off, |st| {
-            st.set_add(self.off, &key, &mut hint).map_err(map)
+        let hint = std::cell::Cell::new(self.hint.load(Ordering::Relaxed));
+        // A member already there: the add changes nothing, and a validated read says so (as
+        // `in` does, with no lock and nothing written).
+        let mut h = hint.get();
+        let there = self.shared.read(&Gil(py), |st| {
+            st.set_contains(self.off, &key, &mut h).map_err(map)
         })?;
-        self.hint.store(hint, Ordering::Relaxed);
+        hint.set(h);
+        if there {
+            self.hint.store(h, Ordering::Relaxed);
+            return Ok(());
+        }
+        // A member that is an inline word or a scalar's one block: an insert without a lock
+        // where the table has room; else on the set's part lock (store-wide if the member needs
+        // a block that is not a scalar).
+        let publish = |st: &mut object::Store| {
+            let mut h = hint.get();
+            let r = st.publish_set_add(self.off, &key, &mut h);
+            hint.set(h);
+            r.map(|added| added.map(|_| ())).map_err(map)
+        };
+        let add = |st: &mut object::Store| {
+            let mut h = hint.get();
+            st.set_add(self.off, &key, &mut h).map_err(map)?;
+            hint.set(h);
+            Ok(())
+        };
+        self.shared
+            .publish_or_write_in(&Gil(py), self.off, publish, add)?;
+        self.hint.store(hint.get(), Ordering::Relaxed);
         Ok(())
     }
 
