@@ -482,7 +482,8 @@ impl DictWords {
         self.bucket0 + 8 * i
     }
 
-    fn entry(&self, e: u64) -> u64 {
+    /// The offset of entry `e` (its hash word; the key and value follow).
+    pub fn entry(&self, e: u64) -> u64 {
         self.entry0 + ENTRY_BYTES * e
     }
 }

@@ -8,15 +8,13 @@
 
 mod harness;
 
-use harness::dying::{child_dies_at, forge_word, int, word};
+use harness::dying::{child_dies_at, forge_word, int, store_with_empty, word, T};
 use persist::object::dict::{Key, NO_HINT};
 use persist::object::layout::dict_header;
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Inserted, Store};
 use persist::part_lock::{insert_claim, insert_claimant};
-
-const T: u64 = 1;
 
 fn int_key(v: i64) -> Tree<'static> {
     Tree::scalar(Node::Int(v))
@@ -25,25 +23,7 @@ fn int_key(v: i64) -> Tree<'static> {
 /// A store whose root holds `'d'`: a dict of the int keys 1..=3 (each to itself), with room in
 /// its table for at least 5 more entries.
 fn store_with_a_dict(name: &str) -> (std::path::PathBuf, Store, Container) {
-    let dir = std::env::temp_dir().join(format!("persist-insert-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("s.db");
-    let mut st = Store::open(&path).unwrap();
-    let root = st.root().unwrap();
-    let mut t = Tree::default();
-    t.push(Node::Dict(0..0));
-    let kt = Tree::scalar(Node::Str(b"d".as_slice().into()));
-    let key = Key::new(&kt, kt.root).unwrap();
-    st.begin_op(T).unwrap();
-    let w = st.encode(&t).unwrap();
-    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
-    st.end_op(true).unwrap();
-    let dw = st
-        .dict_get(root, &key, &mut NO_HINT.clone())
-        .unwrap()
-        .unwrap();
-    let d = st.value(dw).unwrap().container().unwrap();
+    let (path, mut st, d) = store_with_empty(&format!("insert-{name}"), "d", Node::Dict(0..0));
     // Keys 100..=110 too, deleted again: the table grows to room for more entries than
     // the tests insert.
     for i in (1..=3).chain(100..=110) {
@@ -308,22 +288,7 @@ fn last_entry_key(path: &std::path::Path, d: Container) -> u64 {
 /// A store whose root holds `'s'`: a set of the int members 1..=3, with room in its table for
 /// more (as `store_with_a_dict`).
 fn store_with_a_set(name: &str) -> (std::path::PathBuf, Store, Container) {
-    let (path, mut st, d) = store_with_a_dict(&format!("set-{name}"));
-    let root = st.root().unwrap();
-    let mut t = Tree::default();
-    t.push(Node::Set(0..0));
-    let kt = Tree::scalar(Node::Str(b"s".as_slice().into()));
-    let key = Key::new(&kt, kt.root).unwrap();
-    st.begin_op(T).unwrap();
-    let w = st.encode(&t).unwrap();
-    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
-    st.end_op(true).unwrap();
-    let sw = st
-        .dict_get(root, &key, &mut NO_HINT.clone())
-        .unwrap()
-        .unwrap();
-    let s = st.value(sw).unwrap().container().unwrap();
-    let _ = d;
+    let (path, mut st, s) = store_with_empty(&format!("insert-set-{name}"), "s", Node::Set(0..0));
     for i in (1..=3).chain(100..=110) {
         let kt = int_key(i);
         let key = Key::new(&kt, kt.root).unwrap();

@@ -7,37 +7,16 @@
 
 mod harness;
 
-use harness::dying::{child_dies_at, forge_word, int, word};
-use persist::object::dict::{Key, NO_HINT};
+use harness::dying::{child_dies_at, forge_word, int, store_with_empty, word, T};
 use persist::object::layout::list_header;
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Error, Store};
 use persist::part_lock::{tail_claim, tail_claimant};
 
-const T: u64 = 1;
-
 /// A store whose root holds `'l'`: a list of 1, 2, 3 with room after its last item.
 fn store_with_a_list(name: &str) -> (std::path::PathBuf, Store, Container) {
-    let dir = std::env::temp_dir().join(format!("persist-tail-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("s.db");
-    let mut st = Store::open(&path).unwrap();
-    let root = st.root().unwrap();
-    let mut t = Tree::default();
-    t.push(Node::List(0..0));
-    let kt = Tree::scalar(Node::Str(b"l".as_slice().into()));
-    let key = Key::new(&kt, kt.root).unwrap();
-    st.begin_op(T).unwrap();
-    let w = st.encode(&t).unwrap();
-    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
-    st.end_op(true).unwrap();
-    let lw = st
-        .dict_get(root, &key, &mut NO_HINT.clone())
-        .unwrap()
-        .unwrap();
-    let l = st.value(lw).unwrap().container().unwrap();
+    let (path, mut st, l) = store_with_empty(&format!("tail-{name}"), "l", Node::List(0..0));
     for i in 1..=3 {
         st.begin_op(T).unwrap();
         st.list_append(l, int(i)).unwrap();

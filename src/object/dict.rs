@@ -349,9 +349,11 @@ impl Store {
             // claimant died and its lock file is gone. The dict is settled first.
             if d.table != 0 {
                 crate::part_lock::settle_insert_claim(self.mem(), d.words(c), None)?;
+                d = self.dict_parts(c)?;
+            } else {
+                // No table, no entry: only the word.
+                self.put(c + dict_header::INSERT_CLAIM, 0)?;
             }
-            self.put(c + dict_header::INSERT_CLAIM, 0)?;
-            d = self.dict_parts(c)?;
         }
         if d.table == 0 || d.nentries == d.cap {
             d = self.resize(c, &d, d.used + 1)?;

@@ -192,10 +192,7 @@ impl Store {
     /// block with no references, which a change of one list may append on the list's part
     /// alone, or a publication without a lock (parts.rs).
     pub fn encode_tuple_of(&mut self, items: &[u64]) -> Result<u64> {
-        if items
-            .iter()
-            .any(|&w| w == value::EMPTY || value::is_block(w))
-        {
+        if !items.iter().all(|&w| value::is_inline(w)) {
             return Err(Error::Usage("a tuple of inline words only".into()));
         }
         self.tuple_block(items.iter().copied())

@@ -273,11 +273,7 @@ impl Store {
         // at the entry found here).
         match self.dict_value_at(c.get(), key, hint) {
             Ok(None) => return Ok(None),
-            Ok(Some(at))
-                if self
-                    .get(at)
-                    .is_ok_and(|w| w == value::EMPTY || value::is_block(w)) =>
-            {
+            Ok(Some(at)) if self.get(at).is_ok_and(|w| !value::is_inline(w)) => {
                 return Ok(None);
             }
             _ => {}
@@ -293,13 +289,13 @@ impl Store {
             };
             let mut old = self.get(at)?;
             loop {
-                if old == value::EMPTY || value::is_block(old) {
+                if !value::is_inline(old) {
                     return Ok(None);
                 }
                 let Some((new, t)) = f(old) else {
                     return Ok(None);
                 };
-                debug_assert!(new != value::EMPTY && !value::is_block(new));
+                debug_assert!(value::is_inline(new));
                 match parts.publish(at, old, new)? {
                     Ok(()) => return Ok(Some(t)),
                     Err(now) => old = now,
@@ -561,7 +557,7 @@ impl Store {
     /// As [`Store::publish_list_append`], for several inline words at once (`l.extend(ws)`):
     /// one claim, the items stored in order, one move of `len`; all or nothing.
     pub fn publish_list_extend(&mut self, c: Container, ws: &[u64]) -> Result<bool> {
-        if ws.is_empty() || ws.iter().any(|&w| w == value::EMPTY || value::is_block(w)) {
+        if ws.is_empty() || !ws.iter().all(|&w| value::is_inline(w)) {
             return Ok(false);
         }
         self.append_published(c, Appended::Words(ws))
@@ -581,11 +577,7 @@ impl Store {
     /// As [`Store::publish_list_append_scalar`], for a tuple whose items are the inline words
     /// `items` (at most [`FLAT_TUPLE_MAX`]): one block with no references, as a str's is.
     pub fn publish_list_append_tuple(&mut self, c: Container, items: &[u64]) -> Result<bool> {
-        if items.len() as u64 > FLAT_TUPLE_MAX
-            || items
-                .iter()
-                .any(|&w| w == value::EMPTY || value::is_block(w))
-        {
+        if items.len() as u64 > FLAT_TUPLE_MAX || !items.iter().all(|&w| value::is_inline(w)) {
             return Ok(false);
         }
         self.append_published(c, Appended::Block(OneBlock::Tuple(items)))
@@ -772,7 +764,7 @@ impl Store {
         }
         for i in 0..len {
             let item = self.tuple_item(block, i)?;
-            if item == value::EMPTY || value::is_block(item) {
+            if !value::is_inline(item) {
                 return Ok(false);
             }
         }

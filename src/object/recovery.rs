@@ -341,7 +341,7 @@ fn inserted_by_dead(mem: &crate::region::Mapping, c: u64, block: u64) -> bool {
     };
     // From the end: the entry inserted last is near it.
     (0..n.min(at.cap)).rev().any(|e| {
-        let entry = at.entry0 + dict_table::ENTRY_BYTES * e;
+        let entry = at.entry(e);
         let key = mem
             .load(entry + dict_table::KEY, Ordering::Acquire)
             .unwrap_or(0);

@@ -227,6 +227,12 @@ pub fn is_block(w: u64) -> bool {
     w != EMPTY && w & 0xf == 0
 }
 
+/// Whether `w` is an inline value (None, a bool, a small int, a short str): neither the empty
+/// word nor a block. What a publication may store or take without allocating or freeing.
+pub fn is_inline(w: u64) -> bool {
+    w != EMPTY && !is_block(w)
+}
+
 /// Checks a word read from the store: a known tag, or a 16-aligned offset.
 pub fn check_word(w: u64) -> Result<(), Error> {
     if w == EMPTY || is_small_int(w) || is_block(w) || matches!(w, NONE | FALSE | TRUE) {

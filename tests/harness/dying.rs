@@ -2,9 +2,11 @@
 //! the store file's words read and forged through the file, for the tests of claims left
 //! behind (`tail_claim.rs`, `insert_claim.rs`).
 
-use persist::object::{value, AppendDeath, Store};
+use persist::object::dict::{Key, NO_HINT};
+use persist::object::tree::{Node, Tree};
+use persist::object::{value, AppendDeath, Container, Store};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The store file's word at `off`, read through the file.
 pub fn word(path: &Path, off: u64) -> u64 {
@@ -51,3 +53,31 @@ pub fn child_dies_at(path: &Path, at: AppendDeath, op: impl FnOnce(&mut Store)) 
         "the child did not die at {at:?} (status {status:#x})"
     );
 }
+
+/// A new store, in a temporary directory of its own named by `tag`, whose root holds the empty
+/// container `node` (a list, dict or set node with no children) under the str key `name`.
+pub fn store_with_empty(tag: &str, name: &str, node: Node<'static>) -> (PathBuf, Store, Container) {
+    let dir = std::env::temp_dir().join(format!("persist-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.db");
+    let mut st = Store::open(&path).unwrap();
+    let root = st.root().unwrap();
+    let mut t = Tree::default();
+    t.push(node);
+    let kt = Tree::scalar(Node::Str(name.as_bytes().into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    let w = st.encode(&t).unwrap();
+    st.dict_set(root, &key, w, &mut NO_HINT.clone()).unwrap();
+    st.end_op(true).unwrap();
+    let cw = st
+        .dict_get(root, &key, &mut NO_HINT.clone())
+        .unwrap()
+        .unwrap();
+    let c = st.value(cw).unwrap().container().unwrap();
+    (path, st, c)
+}
+
+/// The thread id the tests' changes run under.
+pub const T: u64 = 1;

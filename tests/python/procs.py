@@ -158,3 +158,15 @@ class StoppedWriters:
         for pid in self.pids:
             os.kill(pid, signal.SIGCONT)
         return expect
+
+
+def gc_takes_what_kills_left(store: persist.Store, at_most: int = 3) -> None:
+    """After SIGKILLed workers: ``check()`` finds at most ``at_most`` unreachable blocks (the
+    windows every allocation and free has, FORMAT.md §10.7 step 0: a kill between the
+    allocator's take and the journal's taken bit, or between a settling and its free) and no
+    leaked reference, and ``gc()`` frees exactly those blocks."""
+    report = store.check(timeout=10)
+    assert report["unreachable_blocks"] <= at_most, report
+    assert report["leaked_references"] == 0, report
+    freed = store.gc()
+    assert freed["blocks"] == report["unreachable_blocks"], (freed, report)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import persist
-from procs import fork_child, kill_child, kill_loop, reap_child
+from procs import fork_child, gc_takes_what_kills_left, kill_child, kill_loop, reap_child
 
 # Item i of appender a is the int a * STRIDE + i (small ints: inline words).
 STRIDE = 10_000_000
@@ -316,11 +316,7 @@ def test_killed_appenders_of_values_with_blocks_leave_no_block_behind(
         # kill between the allocator's take and the journal's taken bit, or, for an append
         # that gave its block back, between the journal's settling and the free. Those few
         # are left to gc, which frees exactly them (one run in CI left one in 60 kills).
-        report = store.check(timeout=10)
-        assert report["unreachable_blocks"] <= 3, report
-        assert report["leaked_references"] == 0, report
-        freed = store.gc()
-        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        gc_takes_what_kills_left(store)
         assert store.check(timeout=10)["unreachable_blocks"] == 0
         assert lst.to_python() == items  # gc freed nothing the list holds
         lst.append("and one more, after them all")
@@ -514,11 +510,7 @@ def test_killed_block_poppers_take_each_item_at_most_once_and_leave_no_block_beh
         # windows every allocation and free has (FORMAT.md §10.7 step 0): here a kill
         # between a popper's settling of its journal and its free, and the recording
         # appends' own; gc frees exactly those and nothing the lists hold.
-        report = store.check(timeout=10)
-        assert report["unreachable_blocks"] <= 3, report
-        assert report["leaked_references"] == 0, report
-        freed = store.gc()
-        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        gc_takes_what_kills_left(store)
         assert store.root["l"].to_python() == left
         assert store.root["taken"].to_python() == taken
 

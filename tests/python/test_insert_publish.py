@@ -22,10 +22,17 @@ from typing import Any
 import pytest
 
 import persist
-from procs import fork_child, kill_loop, reap_child
+from procs import fork_child, gc_takes_what_kills_left, kill_loop, reap_child
 
 # Key i of worker w is the int w * STRIDE + i (small ints: inline words).
 STRIDE = 1_000_000
+
+
+def assert_prefixes(by: dict[int, list[int]]) -> None:
+    """Each killed worker inserted (or added) its items 0, 1, 2... one after another, so what
+    is there of each is a prefix of them."""
+    for seed, got in by.items():
+        assert sorted(got) == list(range(len(got))), (seed, sorted(got)[:20])
 
 
 def run_together(workers: list, go_r: int, go_w: int) -> None:
@@ -159,20 +166,12 @@ def test_killed_inserters_leave_each_insert_whole_or_absent(tmp_path: Path, kind
             seed, i = parse(k, v)
             assert i >= 0, (k, v)
             by.setdefault(seed, []).append(i)
-        for seed, got in by.items():
-            # A worker inserts its keys one after another: what is there is a prefix.
-            assert sorted(got) == list(range(len(got))), (seed, sorted(got)[:20])
+        assert_prefixes(by)
         assert len(d) == len(items)
-        # An insert without a lock allocates nothing. The table's growths (on the dict's part:
-        # a new table, the old one freed after the commit) have the windows every allocation
-        # and free has (FORMAT.md §10.7 step 0): a kill between the allocator's take and the
-        # journal's taken bit, or between a large free's settling and the free. Those few
-        # blocks are left to gc, which frees exactly them and nothing the dict holds.
-        report = store.check(timeout=10)
-        assert report["unreachable_blocks"] <= 3, report
-        assert report["leaked_references"] == 0, report
-        freed = store.gc()
-        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        # An insert without a lock allocates nothing (but a key's or value's block, named by its
+        # journal): what gc may find comes from the table's growths on the dict's part (a new
+        # table, the old one freed after the commit).
+        gc_takes_what_kills_left(store)
         assert list(d.items()) == items
         # No claim was left behind: inserts still run, and are counted.
         before = len(d)
@@ -234,16 +233,10 @@ def test_killed_set_adders_leave_each_member_whole_or_absent(tmp_path: Path) -> 
                 by.setdefault(int(seed), []).append(int(i))
             else:
                 by.setdefault(m // STRIDE, []).append(m % STRIDE)
-        for seed, got in by.items():
-            # A worker adds its members one after another: what is there is a prefix.
-            assert sorted(got) == list(range(len(got))), (seed, sorted(got)[:20])
+        assert_prefixes(by)
         assert len(s) == len(members)
         # As for dicts: only the table growths' allocation windows are left to gc.
-        report = store.check(timeout=10)
-        assert report["unreachable_blocks"] <= 3, report
-        assert report["leaked_references"] == 0, report
-        freed = store.gc()
-        assert freed["blocks"] == report["unreachable_blocks"], (freed, report)
+        gc_takes_what_kills_left(store)
         assert sorted(map(str, s)) == sorted(map(str, members))
         s.add("one more")
         assert "one more" in s and len(s) == len(members) + 1
