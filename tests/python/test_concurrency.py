@@ -80,6 +80,21 @@ def increment_worker(target: Any, wid: int, n: int) -> None:
         store.close()
 
 
+def lockExcl_looper(path: str, started: Any, stop: Any) -> None:
+    """Takes lockExcl again as soon as it frees it, until `stop` is set."""
+    store = persist.open(path)
+    root = store.root
+    started.set()
+    while not stop.is_set():
+        for _ in range(200):
+            root.lockExcl()
+            try:
+                root["n"] += 1
+            finally:
+                root.unlock()
+    store.close()
+
+
 def shared_reader(path: str, barrier: Any) -> None:
     store = persist.open(path)
     root = store.root
@@ -154,6 +169,44 @@ def test_increments_under_lockExcl(store: Any, store_path: Path, method: str, ho
     target = worker_target(store, store_path, how)
     run_workers(method, increment_worker, [(target, w, 1000) for w in range(WORKERS)])
     assert store.root["n"] == WORKERS * 1000
+
+
+@fork_ok
+def test_lockExcl_taken_back_in_a_loop_does_not_shut_a_waiter_out(
+    store: Any, store_path: Path
+) -> None:
+    """Processes that free lockExcl and take it back at once, in a loop, leave gaps of a
+    fraction of a microsecond. A waiter lets a releaser have the word for a short grace before
+    it tries (fewer hand-offs between cores), but still tries then: every take here must come
+    well within its timeout."""
+    store.root["n"] = 0
+    store.root["mine"] = 0
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    starts = [ctx.Event() for _ in range(2)]
+    loopers = [ctx.Process(target=lockExcl_looper, args=(str(store_path), e, stop)) for e in starts]
+    for p in loopers:
+        p.start()
+    try:
+        for e in starts:
+            assert e.wait(60)
+        root = store.root
+        before = root["n"]
+        for _ in range(200):
+            # LockTimeout (a failure) if the loopers keep the word from this process.
+            root.lockExcl(timeout=10)
+            try:
+                root["mine"] += 1
+            finally:
+                root.unlock()
+        # The loopers ran meanwhile: this process got the word between their sections.
+        assert root["n"] > before
+    finally:
+        stop.set()
+        for p in loopers:
+            p.join(JOIN_TIMEOUT)
+    assert [p.exitcode for p in loopers] == [0, 0]
+    assert store.root["mine"] == 200
 
 
 # --- lockShared -----------------------------------------------------------------------------
