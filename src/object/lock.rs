@@ -191,7 +191,7 @@ impl LockWords {
     pub fn wait(&self, busy: Busy, timeout: Duration) {
         // SAFETY: these words belong to the store that owns `self`, which is open while
         // `self` exists.
-        unsafe { self.waiter().wait(busy, timeout) }
+        unsafe { self.waiter().wait(busy, timeout, false) };
     }
 }
 
@@ -607,9 +607,13 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Whether it saw the writer word freed while it spun. If `retaken` (its owner takes it
+    /// straight back after freeing it), it then lets the word be for a moment
+    /// (`RELEASER_GRACE`) before it returns for the try.
+    ///
     /// # Safety
     /// The store this waiter came from must still be open (its mappings alive).
-    pub unsafe fn wait(&self, busy: Busy, timeout: Duration) {
+    pub unsafe fn wait(&self, busy: Busy, timeout: Duration, retaken: bool) -> bool {
         let (word, seen) = match busy {
             Busy::Writer(v) => (self.words.writer_word(), v),
             Busy::Shared(v) => (self.shared, v),
@@ -617,12 +621,18 @@ impl Waiter {
             Busy::Part { offset, word } => match self.store.word(offset) {
                 Ok(w) => (w, word),
                 // An offset no container has (a damaged file): nothing to sleep on.
-                Err(_) => return std::thread::sleep(timeout.min(Duration::from_millis(1))),
+                Err(_) => {
+                    std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                    return false;
+                }
             },
             Busy::Active { slot, word } => {
                 match self.lock_file.word(self.active + slot as u64 * self.stride) {
                     Ok(w) => (w, word),
-                    Err(_) => return std::thread::sleep(timeout.min(Duration::from_millis(1))),
+                    Err(_) => {
+                        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                        return false;
+                    }
                 }
             }
         };
@@ -633,10 +643,11 @@ impl Waiter {
             // Relaxed: a hint only; `sleep` re-reads the word in its handshake.
             let now = word.load(Ordering::Relaxed);
             if now != seen {
-                if now == 0 && matches!(busy, Busy::Writer(_)) {
+                let freed = now == 0 && matches!(busy, Busy::Writer(_));
+                if freed && retaken {
                     leave_to_releaser();
                 }
-                return;
+                return freed;
             }
             if i % 16 == 15 {
                 std::thread::yield_now();
@@ -647,6 +658,7 @@ impl Waiter {
         let slept = self.words.sleep(word, seen, &Kernel { timeout });
         // Never refused on the mapping (see `LockWords::release_writer`).
         debug_assert!(slept.is_ok());
+        false
     }
 }
 
@@ -719,7 +731,8 @@ impl ListWaiter {
 /// Checks of the lock word before a waiter sleeps in the kernel.
 const SPINS: u32 = 64;
 
-/// How long a spinning waiter that saw the writer word freed lets it be before it tries.
+/// How long a spinning waiter lets the writer word be after seeing it freed, when its owner
+/// takes it straight back after freeing it.
 const RELEASER_GRACE: Duration = Duration::from_micros(3);
 
 /// Waits [`RELEASER_GRACE`] after seeing the writer word freed, then returns for the try.
@@ -727,18 +740,21 @@ const RELEASER_GRACE: Duration = Duration::from_micros(3);
 /// Why: a process that changes the store in a loop (`lockExcl; root['x'] += 1; unlock`) takes
 /// the word again a fraction of a microsecond after it frees it. A waiter on another core that
 /// wins that race moves the lock's and the change's cache lines to its core, and the loser
-/// becomes a waiter in turn. Measured with 4 such processes on 2 cores: the word changed hands
-/// at about one section in ten, and at about one in fifty with the grace, which made the 4
-/// processes about a fifth faster together.
+/// becomes a waiter in turn, so the processes together make fewer changes than one alone.
+/// Only a waiter whose try right after a release lost to the same owner waits so
+/// (`SharedStore::wait_for`): an owner with work of its own between its sections is not back
+/// that soon, and a waiter that let it be would leave the word idle while it could be doing
+/// its own section. Measured on 2 cores (`benches/python/lock_handoff.py`, builds alternated):
+/// with 4 processes in such a loop the word changed hands at 22% to 25% of the sections, and at
+/// 5% to 8% with the grace; with `--work 60` (about a microsecond of Python between sections)
+/// nothing changed. A grace for every waiter cut the hand-offs further but cost a third of the
+/// throughput with `--work 60`.
 ///
 /// The waiter still tries once the grace is over, whether or not the word was taken again, so
 /// it is never shut out: its try wins whenever it falls between two of the releaser's
 /// sections. (A waiter that instead went back to waiting whenever the releaser came back would
-/// never get the word from a process that frees it for less than the grace.) The grace is
-/// short because it is the waiter's loss when the releaser does not come back: processes with
-/// a microsecond of work of their own between sections lost about 6% with it, and lost 15%
-/// with a grace of 10 µs. A waiter that slept in the kernel tries as soon as it wakes: it has
-/// waited long already.
+/// never get the word from a process that frees it for less than the grace.) A waiter that
+/// slept in the kernel tries as soon as it wakes: it has waited long already.
 fn leave_to_releaser() {
     let seen_free = Instant::now();
     while seen_free.elapsed() < RELEASER_GRACE {

@@ -62,6 +62,15 @@ pub const DEAD_LOOK_EVERY: Duration = Duration::from_millis(2);
 /// The first sleep on a lock word (then doubling up to `WAIT_SLICE`).
 pub const FIRST_SLICE: Duration = Duration::from_millis(1);
 
+/// What a waiting step remembers between its waits ([`SharedStore::wait_for`]).
+#[derive(Default)]
+struct WaitState {
+    /// The busy value of the last wait, and how many waits in a row met it.
+    last: Option<(Busy, u32)>,
+    /// The last wait saw the writer word freed (and returned for the try).
+    saw_freed: bool,
+}
+
 /// Waits on one lock word and value, with no dead holder found, after which the word is looked
 /// at for a state no live process leaves (`Store::repair_stale_lock`): about 30 ms in.
 pub const STALE_AFTER: u32 = 5;
@@ -242,8 +251,15 @@ impl SharedStore {
         w: &impl Waiting<E>,
         busy: Busy,
         deadline: Option<Instant>,
-        seen: &mut Option<(Busy, u32)>,
+        state: &mut WaitState,
     ) -> Result<(), E> {
+        // The last wait saw the writer word freed, and the try after it found the word taken
+        // again by the same owner: that owner takes it straight back after freeing it, in a
+        // loop, and is left the word for a moment when it frees it next.
+        let retaken = matches!(busy, Busy::Writer(_))
+            && state.saw_freed
+            && matches!(state.last, Some((b, _)) if b == busy);
+        let seen = &mut state.last;
         let rounds = match seen {
             // The same word and value again, but this process looked for dead participants
             // less than `DEAD_LOOK_EVERY` ago: a lock taken in turn by the same live process
@@ -273,7 +289,8 @@ impl SharedStore {
             }
         };
         let slice = (FIRST_SLICE * (1 << rounds.min(8))).min(WAIT_SLICE);
-        self.wait(w, busy, deadline, slice)
+        state.saw_freed = self.wait(w, busy, deadline, slice, retaken)?;
+        Ok(())
     }
 
     /// Whether a waiter of this process may look for dead participants now (at most once per
@@ -288,14 +305,16 @@ impl SharedStore {
         true
     }
 
-    /// Sleeps at most `slice` until `busy` may have cleared, outside any step.
+    /// Sleeps at most `slice` until `busy` may have cleared, outside any step; whether it saw
+    /// the writer word freed ([`Waiter::wait`], which lets it be for a moment if `retaken`).
     fn wait<E: From<Error>>(
         &self,
         w: &impl Waiting<E>,
         busy: Busy,
         deadline: Option<Instant>,
         slice: Duration,
-    ) -> Result<(), E> {
+        retaken: bool,
+    ) -> Result<bool, E> {
         w.check_interrupt()?;
         let slice = match deadline {
             Some(d) => {
@@ -316,13 +335,14 @@ impl SharedStore {
             return Err(Error::Closed.into());
         }
         let waiter = *lock(&self.waiter);
+        let mut saw_freed = false;
         w.sleep(&mut || {
             // SAFETY: the store is open (checked above after registering as a waiter), and
             // `close` waits for `waiting` to drop to zero before it unmaps anything.
-            unsafe { waiter.wait(busy, slice) };
+            saw_freed = unsafe { waiter.wait(busy, slice, retaken) };
         });
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        Ok(())
+        Ok(saw_freed)
     }
 
     /// Runs `f` as one change: takes the writer lock (waiting as needed), commits if `f`
@@ -375,7 +395,7 @@ impl SharedStore {
         mut f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let tid = thread_id();
-        let mut seen = None;
+        let mut seen = WaitState::default();
         loop {
             let busy = 'step: {
                 let mut g = self.guard(w)?;
@@ -642,7 +662,7 @@ impl SharedStore {
         // When the first try failed: taken then, not before, so a read that succeeds at once
         // (nearly all of them) reads no clock.
         let mut failing_since = None;
-        let mut seen = None;
+        let mut seen = WaitState::default();
         loop {
             let (result, busy, vanished) = {
                 let mut g = self.guard(w)?;
@@ -698,7 +718,7 @@ impl SharedStore {
         mut f: impl FnMut(&mut Store) -> Result<T>,
     ) -> Result<T, E> {
         let deadline = timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)));
-        let mut seen = None;
+        let mut seen = WaitState::default();
         loop {
             let busy = {
                 let mut g = self.guard(w)?;

@@ -176,9 +176,9 @@ def test_lockExcl_taken_back_in_a_loop_does_not_shut_a_waiter_out(
     store: Any, store_path: Path
 ) -> None:
     """Processes that free lockExcl and take it back at once, in a loop, leave gaps of a
-    fraction of a microsecond. A waiter lets a releaser have the word for a short grace before
-    it tries (fewer hand-offs between cores), but still tries then: every take here must come
-    well within its timeout."""
+    fraction of a microsecond. A waiter that lost to such a releaser lets it have the word for
+    a short grace before it tries (fewer hand-offs between cores), but still tries then: every
+    take here must come well within its timeout."""
     store.root["n"] = 0
     store.root["mine"] = 0
     ctx = multiprocessing.get_context("fork")
