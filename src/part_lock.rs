@@ -491,11 +491,12 @@ impl DictWords {
 /// Settles the insert claim of a dict whose claimant is gone (its recoverer, with `claimant`
 /// its slot: only that slot's claim; or a change of the dict that finds a claim nobody can
 /// hold any more, `None`: any claim), with nobody else changing the dict's entries meanwhile.
-/// The insert's commit point is the store of the entry's key word (FORMAT.md §10.9,
-/// "Inserts"), so every state it leaves is a dict with the entry or without it, but for two
-/// words: an entry counted in `nentries` whose key was not stored yet (a deleted entry, whose
-/// bucket, if stored, is marked deleted here and its value word emptied), and `used`, which is
-/// counted again from the entries. Then the claim is cleared. Safe to repeat.
+/// An insert's commit point is the store of the entry's key word, and a delete's the store of
+/// 0 there (FORMAT.md §10.9, "Inserts", "Deletes"), so every state they leave is a dict with
+/// the entry or without it, but for words no lookup goes by: an entry whose key word is 0 (an
+/// insert's staged entry, or a committed delete's) may still be named by a bucket, which is
+/// marked deleted here, and keep a value word, emptied here; and `used`, which is counted
+/// again from the entries. Then the claim is cleared. Safe to repeat.
 pub fn settle_insert_claim<W: WordStore>(
     store: &W,
     at: DictWords,
@@ -510,23 +511,21 @@ pub fn settle_insert_claim<W: WordStore>(
     // Relaxed: nobody else changes these words now (the caller's recovery lock, part or
     // section); the final Release orders them for the next claimant.
     let n = store.load(at.nentries, Ordering::Relaxed)?.min(at.cap);
-    if n >= 1 {
-        let last = at.entry(n - 1);
-        if store.load(last + ENTRY_KEY, Ordering::Relaxed)? == 0 {
-            for i in 0..at.nbuckets {
-                if store.load(at.bucket(i), Ordering::Relaxed)? == n {
-                    store.step()?;
-                    store.store(at.bucket(i), BUCKET_DELETED, Ordering::Relaxed)?;
-                }
-            }
+    for i in 0..at.nbuckets {
+        let b = store.load(at.bucket(i), Ordering::Relaxed)?;
+        if (1..=n).contains(&b) && store.load(at.entry(b - 1) + ENTRY_KEY, Ordering::Relaxed)? == 0
+        {
             store.step()?;
-            store.store(last + ENTRY_VALUE, 0, Ordering::Relaxed)?;
+            store.store(at.bucket(i), BUCKET_DELETED, Ordering::Relaxed)?;
         }
     }
     let mut live = 0;
     for e in 0..n {
         if store.load(at.entry(e) + ENTRY_KEY, Ordering::Relaxed)? != 0 {
             live += 1;
+        } else if store.load(at.entry(e) + ENTRY_VALUE, Ordering::Relaxed)? != 0 {
+            store.step()?;
+            store.store(at.entry(e) + ENTRY_VALUE, 0, Ordering::Relaxed)?;
         }
     }
     store.step()?;
@@ -1049,6 +1048,43 @@ impl<'a, W: WordStore> Parts<'a, W> {
         self.store.step()?;
         // Relaxed: ordered by the Release below.
         self.store.store(at.used, used + 1, Ordering::Relaxed)?;
+        self.store.step()?;
+        // Release: the next claimant (Acquire CAS) sees all of the above.
+        self.store.store(at.claim, 0, Ordering::Release)
+    }
+
+    /// Delete step 1, with the claim held and the key found in live entry `e`: the commit
+    /// point, entry `e`'s key word emptied. From here every state is the dict without the key,
+    /// but for its bucket, value word and `used` until step 2 (FORMAT.md §10.9, "Deletes").
+    pub fn delete_entry_commit(&self, at: DictWords, e: u64) -> Result<(), AccessError> {
+        debug_assert!(e < at.cap);
+        self.store.step()?;
+        // Release: a reader that sees the key gone sees it gone with everything this
+        // participant stored before (a set's delete stores nothing before).
+        self.store
+            .store(at.entry(e) + ENTRY_KEY, 0, Ordering::Release)
+    }
+
+    /// Delete step 2: bucket `bucket` (which named entry `e`) marked deleted, the entry's
+    /// value word emptied, `used` moved from `used` to `used - 1`, and the claim ended.
+    pub fn delete_entry_finish(
+        &self,
+        at: DictWords,
+        bucket: u64,
+        e: u64,
+        used: u64,
+    ) -> Result<(), AccessError> {
+        debug_assert!(bucket < at.nbuckets && e < at.cap);
+        self.store.step()?;
+        // Relaxed (these three): ordered by the Release below.
+        self.store
+            .store(at.bucket(bucket), BUCKET_DELETED, Ordering::Relaxed)?;
+        self.store.step()?;
+        self.store
+            .store(at.entry(e) + ENTRY_VALUE, 0, Ordering::Relaxed)?;
+        self.store.step()?;
+        self.store
+            .store(at.used, used.saturating_sub(1), Ordering::Relaxed)?;
         self.store.step()?;
         // Release: the next claimant (Acquire CAS) sees all of the above.
         self.store.store(at.claim, 0, Ordering::Release)

@@ -382,3 +382,50 @@ fn a_set_adder_killed_anywhere_leaves_the_member_whole_or_absent() {
         adder_dies_at(AppendDeath::InsertCommitted, true, &member);
     }
 }
+
+/// A set's discard of an inline member is a delete publication: a discarder of member 2 killed
+/// holding the claim is recovered to the set with the member, and one killed after emptying
+/// its key word (the commit point) to the set without it, its bucket marked deleted and its
+/// length right; nothing is left for `check`, and discards without a lock run again.
+#[test]
+fn a_set_discarder_killed_anywhere_leaves_the_member_whole_or_absent() {
+    for (at, removed) in [
+        (AppendDeath::Claimed, false),
+        (AppendDeath::DeleteCommitted, true),
+    ] {
+        let (path, mut st, s) = store_with_a_set(&format!("discard-{at:?}"));
+        let kt = int_key(2);
+        child_dies_at(&path, at, |child| {
+            let key = Key::new(&kt, kt.root).unwrap();
+            let _ = child.publish_set_discard(s, &key);
+        });
+        assert_ne!(word(&path, s.get() + dict_header::INSERT_CLAIM), 0);
+        assert_eq!(st.recover_dead().unwrap(), 1);
+        assert_eq!(word(&path, s.get() + dict_header::INSERT_CLAIM), 0);
+        let key = Key::new(&kt, kt.root).unwrap();
+        assert_eq!(
+            st.set_contains(s, &key, &mut NO_HINT.clone()).unwrap(),
+            !removed,
+            "{at:?}"
+        );
+        let n = if removed { 2 } else { 3 };
+        assert_eq!(st.set_len(s).unwrap(), n, "{at:?}");
+        assert_eq!(st.set_members(s).unwrap().len() as u64, n, "{at:?}");
+        let report = st.check(T).unwrap();
+        assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+        // Discards without a lock run again, and add the member back without a lock too.
+        assert_eq!(st.publish_set_discard(s, &key).unwrap(), Some(!removed));
+        assert_eq!(st.publish_set_discard(s, &key).unwrap(), Some(false));
+        assert_eq!(st.set_len(s).unwrap(), 2);
+        assert_eq!(
+            st.publish_set_add(s, &key, &mut NO_HINT.clone()).unwrap(),
+            Some(true)
+        );
+        assert_eq!(st.set_len(s).unwrap(), 3);
+        // A member that is a block is the part path's.
+        let long = Tree::scalar(Node::Str(LONG_KEY.into()));
+        let key = Key::new(&long, long.root).unwrap();
+        assert_eq!(st.publish_set_discard(s, &key).unwrap(), None);
+        st.check(T).unwrap();
+    }
+}

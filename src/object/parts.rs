@@ -475,18 +475,8 @@ impl Store {
         journaled: bool,
     ) -> Result<Option<bool>> {
         let claim_at = c + dict_header::INSERT_CLAIM;
-        let mut spins = 0;
-        loop {
-            match parts.claim_insert(claim_at)? {
-                Ok(()) => break,
-                // Another insert holds the claim for a few stores: wait for it, bounded (a
-                // dead claimant, or a claim left with its lock file, is the part path's).
-                Err(now) => {
-                    if !spin_until_changed(self.mem().word(claim_at)?, now, &mut spins) {
-                        return Ok(None);
-                    }
-                }
-            }
+        if !self.claim_entries(parts, claim_at)? {
+            return Ok(None);
         }
         // Ok(Err(present)): no insert (the key is there, or no room).
         let found = (|| {
@@ -538,6 +528,96 @@ impl Store {
         // vanished is reported by the next access that needs it.
         let settled = !journaled || self.part.heap().settle(super::journals::OP).is_ok();
         if !settled || parts.insert_entry_finish(words, d.used).is_err() {
+            let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
+        }
+        Ok(Some(true))
+    }
+
+    /// Takes dict `c`'s insert claim at `claim_at`, waiting a bounded time while another
+    /// insert or delete holds it for its few stores; `false`: not taken (a dead claimant, or a
+    /// claim left with its lock file, is the part path's).
+    fn claim_entries(&self, parts: &Parts<'_, Mapping>, claim_at: u64) -> Result<bool> {
+        let mut spins = 0;
+        loop {
+            match parts.claim_insert(claim_at)? {
+                Ok(()) => return Ok(true),
+                Err(now) => {
+                    if !spin_until_changed(self.mem().word(claim_at)?, now, &mut spins) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes member `key` from set `c` with no part taken (FORMAT.md §10.9, "Deletes"): a
+    /// publication under the set's part that takes its insert claim, looks the member up, and
+    /// empties its entry's key word (the commit point), then marks the entry's bucket deleted
+    /// and counts it out of `used`. Only where that is the whole change: a store neither
+    /// durable nor read-only, no lock held in this process, and a member that is an inline
+    /// word (a small int, None, a bool, a str of up to 7 bytes), whose removal frees nothing.
+    /// `Ok(Some(removed))`: done (`false`: no member, as the look under the claim found);
+    /// `Ok(None)`: nothing was changed, and the caller runs the removal on the set's part.
+    pub fn publish_set_discard(&mut self, c: Container, key: &Key) -> Result<Option<bool>> {
+        if key.inline.is_none() || !self.may_publish(c, |k| k == Kind::Set)? {
+            return Ok(None);
+        }
+        let cg = c.get();
+        let version = cg + container::VERSION;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(None);
+        }
+        let removed = self.claim_and_delete(&parts, cg, key);
+        let changed = matches!(removed, Ok(Some(true)));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+        }
+        removed
+    }
+
+    /// Delete steps under the announcement (FORMAT.md §10.9, "Deletes"): the entries claimed,
+    /// the key looked up (the table cannot move: part takers wait for us, and inserters and
+    /// other deleters for the claim), its key word emptied (the commit point), its bucket
+    /// marked deleted, `used` moved, the claim ended. The key is an inline word: nothing to
+    /// free.
+    fn claim_and_delete(
+        &self,
+        parts: &Parts<'_, Mapping>,
+        c: u64,
+        key: &Key,
+    ) -> Result<Option<bool>> {
+        let claim_at = c + dict_header::INSERT_CLAIM;
+        if !self.claim_entries(parts, claim_at)? {
+            return Ok(None);
+        }
+        // Ok(None): no member; Ok(Some(..)): its bucket and entry.
+        let found = (|| {
+            let d = self.dict_parts(c)?;
+            Ok(self.find(&d, key)?.map(|(b, e)| (d, b, e)))
+        })();
+        let (d, b, e) = match found {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                parts.unclaim_insert(claim_at)?;
+                return Ok(Some(false));
+            }
+            Err(e) => {
+                parts.unclaim_insert(claim_at)?;
+                return Err(e);
+            }
+        };
+        self.maybe_die(AppendDeath::Claimed);
+        let words = d.words(c);
+        let me = Some(self.part.slot());
+        if let Err(e) = parts.delete_entry_commit(words, e) {
+            // A vanished page: settled as a dead deleter's would be (the claim is ours).
+            let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
+            return Err(e.into());
+        }
+        self.maybe_die(AppendDeath::DeleteCommitted);
+        if parts.delete_entry_finish(words, b, e, d.used).is_err() {
             let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
         }
         Ok(Some(true))

@@ -81,6 +81,9 @@ pub enum AppendDeath {
     InsertStaged,
     /// An insert publication: the key stored (committed), `used` not moved, the claim held.
     InsertCommitted,
+    /// A delete publication (`publish_set_discard`): the key word emptied (committed), the
+    /// bucket, value word and `used` not moved, the claim held.
+    DeleteCommitted,
 }
 
 /// A snapshot of the sequence word taken by a reader.

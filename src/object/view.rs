@@ -358,11 +358,12 @@ impl Store {
                         })?;
                     }
                 }
-                // An insert claim left standing after the inserter's lock file went (nobody
-                // to recover it: the next insert on the dict settles it) may stand between the
-                // insert's commit, its key store, and `used` + 1 (FORMAT.md §10.9, "Inserts").
+                // An insert claim left standing after its claimant's lock file went (nobody
+                // to recover it: the next insert on the dict settles it) may stand between an
+                // insert's or a delete's commit, the store of its key word, and the move of
+                // `used` (FORMAT.md §10.9, "Inserts", "Deletes").
                 let claimed = self.get(c + dict_header::INSERT_CLAIM)? != 0;
-                if live != d.used && !(claimed && live == d.used + 1) {
+                if live != d.used && !(claimed && (live == d.used + 1 || live + 1 == d.used)) {
                     return Err(corrupt(
                         &format!(
                             "dict says it holds {} entries, its table holds {live}",
