@@ -429,3 +429,29 @@ fn a_set_discarder_killed_anywhere_leaves_the_member_whole_or_absent() {
         st.check(T).unwrap();
     }
 }
+
+/// A delete's claim left behind after its commit point (its lock file gone: nobody recovers
+/// it), with `used` one more than the members: `check` takes the set for that state, and the
+/// next removal on the set's part settles it first, so `len` is right again.
+#[test]
+fn a_delete_claim_left_behind_is_settled_by_the_next_removal_on_the_set_part() {
+    let (path, mut st, s) = store_with_a_set("delete-left");
+    let kt = int_key(2);
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert_eq!(st.publish_set_discard(s, &key).unwrap(), Some(true));
+    let used_at = s.get() + dict_header::USED;
+    forge_word(&path, used_at, word(&path, used_at) + 1);
+    forge_word(&path, s.get() + dict_header::INSERT_CLAIM, insert_claim(9));
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    assert_eq!(st.set_len(s).unwrap(), 3, "used as the words say");
+    let kt = int_key(3);
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    assert!(st.set_discard(s, &key).unwrap().is_some());
+    st.end_op(true).unwrap();
+    assert_eq!(word(&path, s.get() + dict_header::INSERT_CLAIM), 0);
+    assert_eq!(st.set_len(s).unwrap(), 1);
+    assert_eq!(st.set_members(s).unwrap().len(), 1);
+    st.check(T).unwrap();
+}

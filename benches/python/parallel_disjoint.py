@@ -6,7 +6,9 @@ Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (rand
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
 dict inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own range
-(``one set adds``) or members already there (``one set adds present``); then --n
+(``one set adds``) or members already there (``one set adds present``), or --n
+``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted
+as one operation each); then --n
 ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
 str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
@@ -64,6 +66,12 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one set adds present":
             for k in keys:
                 target.add(k)
+        elif workload == "one set discards":
+            mine = [(me + 1) * 100_000_000 + j for j in range(100)]
+            for i in range(n):
+                m = mine[i % 100]
+                target.discard(m)
+                target.add(m)
         elif workload in ("one list pops", "one list str pops", "one list tuple pops"):
             for _ in range(n):
                 target.popleft()
@@ -81,6 +89,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         if workload == "one dict inserts":
             root["d0"] = {}
         root["s0"] = set(range(1000))
+        if workload == "one set discards":
+            root["s0"].update((p + 1) * 100_000_000 + j for p in range(procs) for j in range(100))
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))
         elif workload == "one list str pops":
@@ -119,7 +129,8 @@ def main() -> None:
     ap.add_argument(
         "--workloads",
         default=(
-            "disjoint,one dict,one dict inserts,one set adds,one set adds present,appends,"
+            "disjoint,one dict,one dict inserts,one set adds,one set adds present,"
+            "one set discards,appends,"
             "one list,one list str,one list tuple,one list pops,one list str pops,"
             "one list tuple pops"
         ),

@@ -555,14 +555,24 @@ impl Store {
     /// empties its entry's key word (the commit point), then marks the entry's bucket deleted
     /// and counts it out of `used`. Only where that is the whole change: a store neither
     /// durable nor read-only, no lock held in this process, and a member that is an inline
-    /// word (a small int, None, a bool, a str of up to 7 bytes), whose removal frees nothing.
-    /// `Ok(Some(removed))`: done (`false`: no member, as the look under the claim found);
-    /// `Ok(None)`: nothing was changed, and the caller runs the removal on the set's part.
+    /// word (a small int, None, a bool, a str of up to 7 bytes), whose removal frees nothing,
+    /// and that a look before the announcement finds in the set. `Ok(Some(removed))`: done
+    /// (`false`: no member, as the look under the claim found); `Ok(None)`: nothing was
+    /// changed, and the caller runs the removal on the set's part.
     pub fn publish_set_discard(&mut self, c: Container, key: &Key) -> Result<Option<bool>> {
         if key.inline.is_none() || !self.may_publish(c, |k| k == Kind::Set)? {
             return Ok(None);
         }
         let cg = c.get();
+        // A look before the announcement, which only decides whether to try (a part change of
+        // another process may be moving the table under it): a member not seen there is left
+        // to the part path, which answers for sure at what a removal of nothing cost before.
+        let seen = self
+            .dict_parts(cg)
+            .and_then(|d| Ok(d.table != 0 && self.find(&d, key)?.is_some()));
+        if !matches!(seen, Ok(true)) {
+            return Ok(None);
+        }
         let version = cg + container::VERSION;
         let parts = self.parts(0)?;
         if parts.enter_publish(version, &KERNEL)?.is_err() {

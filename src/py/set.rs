@@ -634,17 +634,8 @@ impl Set {
             return Ok(false);
         };
         let key = kt.key().map_err(map)?;
-        // No member: nothing to change, and a validated read says so (as `in` does, with no
-        // lock and nothing written).
-        let mut h = self.hint.load(Ordering::Relaxed);
-        let there = self.shared.read(&Gil(py), |st| {
-            st.set_contains(self.off, &key, &mut h).map_err(map)
-        })?;
-        if !there {
-            return Ok(false);
-        }
-        // A member that is an inline word: a delete without a lock; else on the set's part
-        // lock (store-wide if the member owns a tuple or frozenset).
+        // A member that is an inline word: a delete without a lock; else (and for no member)
+        // on the set's part lock (store-wide if the member owns a tuple or frozenset).
         let publish = |st: &mut object::Store| st.publish_set_discard(self.off, &key).map_err(map);
         let discard =
             |st: &mut object::Store| Ok(st.set_discard(self.off, &key).map_err(map)?.is_some());
