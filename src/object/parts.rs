@@ -602,16 +602,27 @@ impl Store {
         if !self.claim_entries(parts, claim_at)? {
             return Ok(None);
         }
-        // Ok(None): no member; Ok(Some(..)): its bucket and entry.
+        // Ok(Ok(None)): no member; Ok(Ok(Some(..))): its bucket and entry; Ok(Err(())): an
+        // entry with a value word (damage), left to the part path, which refuses it.
         let found = (|| {
             let d = self.dict_parts(c)?;
-            Ok(self.find(&d, key)?.map(|(b, e)| (d, b, e)))
+            let Some((b, e)) = self.find(&d, key)? else {
+                return Ok(Ok(None));
+            };
+            if self.entry(&d, e)?.2 != value::EMPTY {
+                return Ok(Err(()));
+            }
+            Ok(Ok(Some((d, b, e))))
         })();
         let (d, b, e) = match found {
-            Ok(Some(f)) => f,
-            Ok(None) => {
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => {
                 parts.unclaim_insert(claim_at)?;
                 return Ok(Some(false));
+            }
+            Ok(Err(())) => {
+                parts.unclaim_insert(claim_at)?;
+                return Ok(None);
             }
             Err(e) => {
                 parts.unclaim_insert(claim_at)?;
