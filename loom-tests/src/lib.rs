@@ -6,7 +6,9 @@
 //! through which a participant is "SIGKILLed" between any two of its steps, and the runners
 //! that kill it at every such step ([`every_kill_point`], [`every_kill_pair`]). The models of
 //! publications (`persist::part_lock`'s gate, beside part takers and recoverers) share the
-//! scaffolding in [`publication`]; a file with planted bugs names them with [`Planted`].
+//! scaffolding in [`publication`]; the models of publications into a dict's or a set's
+//! entries (`tests/dict_insert.rs`, `tests/set_delete.rs`) also share the table on it, in
+//! [`dict_table`]; a file with planted bugs names them with [`Planted`].
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom cargo test
 //! -p loom-tests --release` (scripts/test-all.sh does, and records the time). With
@@ -20,6 +22,9 @@
 mod world;
 #[cfg(loom)]
 pub use world::*;
+
+#[cfg(loom)]
+pub mod dict_table;
 
 /// The store lock's words, in a lock file of their own (the store-lock and wake models).
 #[cfg(loom)]

@@ -30,16 +30,21 @@
 //! `nentries` and claim words and its version word P. Keys are small inline words whose hash
 //! is the key itself, all on bucket 1 (probe sequence 1, 6, 7, 4, ...: every insert after the
 //! first probes on). The probe is `object/dict.rs`'s rule (`find`, `free_bucket`), written
-//! again here. Every word step of an insert and of a settling is `part_lock.rs`'s own; the
-//! control flow around them (`claim_and_insert`, `publish_dict_insert`, the part path, the
-//! recovery) is copied here, as the other publication models copy theirs. The scaffolding
-//! (`loom_tests::publication`: the store and lock file, a participant's view, the recovery's
-//! last step, the validated read) is shared; the table lies past the scaffolding's words, in
-//! a store longer than `Objects::new` makes.
+//! again in `loom_tests::dict_table`. Every word step of an insert and of a settling is
+//! `part_lock.rs`'s own; the control flow around them is copied: the bounded claim, the
+//! lookup under the claim or the part, the part taken with its wait for publishers and a
+//! publication under P are shared with `set_delete.rs` (`loom_tests::dict_table::
+//! Participant`), and what this file plants bugs in stays here (`claim_and_insert`,
+//! `publish_dict_insert`, the part path, the recovery), as the other publication models copy
+//! theirs. The scaffolding (`loom_tests::publication`: the store and lock file, a
+//! participant's view, the recovery's last step, the validated read) is shared, and so is the
+//! table on it (`loom_tests::dict_table`: its layout, the probe, the snapshot and its checker,
+//! the world and who is inside, the victim's thread and the killed recoverer of model 3); the
+//! table lies past the scaffolding's words, in a store longer than `Objects::new` makes.
 //!
 //! The models (an inserter marked "killed" is killed before each of its word accesses
 //! through the killable word store, as in `publish_append.rs`, and also runs to its end; a
-//! check "the dict is consistent" is `Dict::live`: `nentries` within the table, every live
+//! check "the dict is consistent" is `Table::live` (`Kind::Dict`): `nentries` within the table, every live
 //! entry of its key's hash and found by a lookup along its probe sequence, no key twice, every
 //! deleted entry with its value emptied, `used` the number of live entries, every bucket
 //! empty, deleted or naming a live entry below `nentries`, no entry named twice):
@@ -149,27 +154,26 @@
 //! layer (journal `OP`) are not modelled.
 //!
 //! Cost (one core, release build, LOOM_MAX_PREEMPTIONS=2, in the order above): 0.30 s (66
-//! kill points), 0.11 s (38), 0.11 s (38 victim kill points, 833 pairs), 0.25 s (61), 1.9 s
+//! kill points), 0.11 s (38), 0.11 s (38 victim kill points, 963 pairs), 0.25 s (61), 1.9 s
 //! (41): under 3 s in all. At LOOM_MAX_PREEMPTIONS=3, all passing: 0.5 s, 0.2 s, 0.1 s, 0.8
 //! s, 4.3 s.
 #![cfg(loom)]
 
 use loom::sync::Arc;
-use loom::sync::Mutex;
 use loom::thread;
-use loom_tests::publication::{
-    self, gate, owner, read_validated, slot_of, Objects, Spin, View, GATE_END, OTHER, P, RECORDS,
-    SLOTS, STORE_BYTES, THIRD, VICTIM,
+use loom_tests::dict_table::{
+    as_victim, bucket, entry, hash, probe, spawn_victim, Kind, Lookup, Outcome, Participant, Table,
+    World, A, CAP, CLAIM, KEY, NBUCKETS, NENTRIES, USED, VALUE, WORDS, X, Y,
 };
-use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, Planted};
+use loom_tests::publication::{self, gate, read_validated, Spin, OTHER, P, THIRD, VICTIM};
+use loom_tests::{every_kill_pair, every_kill_point, Planted};
 use persist::part_lock::{
-    bump_version, holder, insert_claim, insert_claimant, published_part, publishing,
-    settle_insert_claim, DictWords, Held, BUCKET_DELETED, ENTRY_BYTES,
+    bump_version, insert_claim, insert_claimant, published_part, settle_insert_claim,
+    BUCKET_DELETED,
 };
-use persist::sync::{AccessError, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use persist::sync::{AccessError, Liveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::ops::{Deref, DerefMut};
 
 // ---- broken variants ----------------------------------------------------------------------------
 
@@ -200,300 +204,24 @@ fn broken(variant: &str) -> bool {
 
 // ---- the dict -----------------------------------------------------------------------------------
 
-/// Store file (`loom_tests::publication`): the dict's version word P (its part word), then its
-/// insert claim, `used` and `nentries` words; per slot its held-parts record and its undo log
-/// block; then, past the scaffolding's words (a store longer than `Objects::new` makes), the
-/// dict's table: NBUCKETS buckets and CAP entries of three words (hash, key, value).
-const CLAIM: u64 = 24;
-const USED: u64 = 32;
-const NENTRIES: u64 = 40;
-const _: () = assert!(NENTRIES + 8 <= RECORDS);
-const BUCKET0: u64 = STORE_BYTES.next_multiple_of(8);
-const NBUCKETS: u64 = 8;
-const ENTRY0: u64 = BUCKET0 + 8 * NBUCKETS;
-const CAP: u64 = 5;
-const TABLE_END: u64 = ENTRY0 + ENTRY_BYTES * CAP;
-const _: () = assert!(CAP < NBUCKETS);
-/// An entry's key and value words (`dict_table::KEY`, `dict_table::VALUE`).
-const KEY: u64 = 8;
-const VALUE: u64 = 16;
-
-const WORDS: DictWords = DictWords {
-    claim: CLAIM,
-    used: USED,
-    nentries: NENTRIES,
-    bucket0: BUCKET0,
-    nbuckets: NBUCKETS,
-    entry0: ENTRY0,
-    cap: CAP,
-};
-
-fn bucket(i: u64) -> u64 {
-    BUCKET0 + 8 * i
-}
-
-fn entry(e: u64) -> u64 {
-    ENTRY0 + ENTRY_BYTES * e
-}
-
-/// The keys (inline words, never 0: an empty key word is a deleted entry). Their hashes are
-/// the keys themselves, all on bucket 1 (and below 32: the perturbation is 0 after the first
-/// probe, and the sequence is 1, 6, 7, 4, 5, 2, 3, 0): every key after the first probes on.
-const A: u64 = 9;
-const X: u64 = 17;
-const Y: u64 = 25;
-
-fn hash(key: u64) -> u64 {
-    key
-}
-
 /// The value a key is inserted with (never 0: a deleted entry's value word is emptied).
 fn value_of(key: u64) -> u64 {
     100 + key
 }
 
-/// The probe sequence of hash `h`, as `object/dict.rs` walks it (`find`, `free_bucket`):
-/// `h & mask`, then CPython's perturbation, for `probe_limit` buckets.
-fn probe(h: u64) -> impl Iterator<Item = u64> {
-    const PERTURB_SHIFT: u32 = 5;
-    let limit = NBUCKETS + u64::from(64 / PERTURB_SHIFT) + 1;
-    let mask = NBUCKETS - 1;
-    let mut i = h & mask;
-    let mut perturb = h;
-    (0..limit).map(move |_| {
-        let at = i;
-        perturb >>= PERTURB_SHIFT;
-        i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
-        at
-    })
+/// A dict (`loom_tests::dict_table`'s table) holding `keys`, in entries 0.. in that order,
+/// each in the first free bucket of its probe sequence, with its value (`value_of`);
+/// recovered by `recover` below.
+fn dict_of(keys: &[u64]) -> World {
+    dict_with_deleted(keys, &[])
 }
 
-/// How many more times an inserter looks at a claim word held by another before it gives up
-/// on the publication (the object layer's bounded `spin_until_changed`; then the part path).
-const SPIN_LOOKS: u32 = 1;
-
-/// A dict's words as one read saw them: `nentries`, `used`, the entries below `nentries` (at
-/// most CAP) and the buckets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Dict {
-    nentries: u64,
-    used: u64,
-    entries: Vec<[u64; 3]>,
-    buckets: Vec<u64>,
-}
-
-impl Dict {
-    /// The words through `load`, in the order an unlocked read takes them (`dict_parts`:
-    /// `used` and `nentries`; then the entries and buckets a lookup visits).
-    fn read(load: impl Fn(u64) -> u64) -> Dict {
-        let used = load(USED);
-        let nentries = load(NENTRIES);
-        let entries = (0..nentries.min(CAP))
-            .map(|e| [load(entry(e)), load(entry(e) + KEY), load(entry(e) + VALUE)])
-            .collect();
-        let buckets = (0..NBUCKETS).map(|i| load(bucket(i))).collect();
-        Dict {
-            nentries,
-            used,
-            entries,
-            buckets,
-        }
-    }
-
-    /// The live entries, key -> (entry index, value word), if the words are a consistent
-    /// dict: `nentries` within the table; each live entry of its key's hash, its key found
-    /// once, by a lookup along its probe sequence; each deleted entry (key 0) with its value
-    /// word emptied; `used` the number of live entries; every bucket empty, deleted, or naming
-    /// a live entry below `nentries`, and no entry named twice.
-    fn live(&self) -> Result<BTreeMap<u64, (u64, u64)>, String> {
-        if self.nentries > CAP {
-            return Err(format!("nentries {} past the table's {CAP}", self.nentries));
-        }
-        let mut live = BTreeMap::new();
-        for (e, &[h, k, v]) in self.entries.iter().enumerate() {
-            if k == 0 {
-                if v != 0 {
-                    return Err(format!("deleted entry {e} keeps value {v} ({self:?})"));
-                }
-                continue;
-            }
-            if h != hash(k) {
-                return Err(format!("entry {e}: key {k} with hash {h} ({self:?})"));
-            }
-            if live.insert(k, (e as u64, v)).is_some() {
-                return Err(format!("key {k} in two live entries ({self:?})"));
-            }
-        }
-        if self.used != live.len() as u64 {
-            return Err(format!(
-                "used {} with {} live entries ({self:?})",
-                self.used,
-                live.len()
-            ));
-        }
-        let mut named = vec![false; self.entries.len()];
-        for (i, &b) in self.buckets.iter().enumerate() {
-            if b == 0 || b == BUCKET_DELETED {
-                continue;
-            }
-            let e = b - 1;
-            if e >= self.nentries {
-                return Err(format!(
-                    "bucket {i} names entry {e}, past nentries {} ({self:?})",
-                    self.nentries
-                ));
-            }
-            if self.entries[e as usize][1] == 0 {
-                return Err(format!("bucket {i} names deleted entry {e} ({self:?})"));
-            }
-            if std::mem::replace(&mut named[e as usize], true) {
-                return Err(format!("entry {e} named by two buckets ({self:?})"));
-            }
-        }
-        for (&k, &(e, _)) in &live {
-            if self.find(k) != Some(e) {
-                return Err(format!(
-                    "key {k} (entry {e}) is not found by a lookup ({self:?})"
-                ));
-            }
-        }
-        Ok(live)
-    }
-
-    /// A lookup of `key` (`dict.rs`'s `find`): the entry it finds.
-    fn find(&self, key: u64) -> Option<u64> {
-        for i in probe(hash(key)) {
-            let b = self.buckets[i as usize];
-            if b == 0 {
-                return None;
-            }
-            if b != BUCKET_DELETED {
-                let e = (b - 1) as usize;
-                if e < self.entries.len() && self.entries[e][1] == key {
-                    return Some(e as u64);
-                }
-            }
-        }
-        None
-    }
-}
-
-// ---- the world ----------------------------------------------------------------------------------
-
-/// Which participants are inside a publication: kept outside loom (a plain mutex; loom runs
-/// one thread at a time, so it adds no interleavings).
-#[derive(Default)]
-struct Inside {
-    changes: std::sync::Mutex<u32>,
-}
-
-impl Inside {
-    fn enter_change(&self, slot: u32) {
-        *self.changes.lock().unwrap() |= 1 << slot;
-    }
-
-    fn leave_change(&self, slot: u32) {
-        *self.changes.lock().unwrap() &= !(1 << slot);
-    }
-
-    /// Whether a slot other than `slot` is inside a publication.
-    fn other_change(&self, slot: u32) -> bool {
-        *self.changes.lock().unwrap() & !(1 << slot) != 0
-    }
-}
-
-/// The words (`Objects`, which a `World` derefs to), and who is inside.
-struct World {
-    objects: Objects,
-    inside: Inside,
-}
-
-impl Deref for World {
-    type Target = Objects;
-
-    fn deref(&self) -> &Objects {
-        &self.objects
-    }
-}
-
-impl World {
-    /// A dict holding `keys`, in entries 0.. in that order, each in the first free bucket of
-    /// its probe sequence, with its value (`value_of`).
-    fn new(keys: &[u64]) -> World {
-        World::with_deleted(keys, &[])
-    }
-
-    /// A dict that held `keys` (as `new` makes it), of which `deleted` were deleted since
-    /// (as `dict.rs`'s `delete_entry`: the bucket deleted, the key and value words emptied,
-    /// `used` one less; the entry keeps its place).
-    fn with_deleted(keys: &[u64], deleted: &[u64]) -> World {
-        assert!(keys.len() as u64 <= CAP);
-        // `Objects::new`, with room for the table past the scaffolding's words.
-        let objects = Objects {
-            lock_file: MemWords::new(GATE_END, GATE_END),
-            store: MemWords::new(TABLE_END, TABLE_END),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
-        };
-        for s in 0..SLOTS {
-            objects.live.set_alive(s, true);
-        }
-        let w = World {
-            objects,
-            inside: Inside::default(),
-        };
-        let put = |at: u64, v: u64| w.store.store(at, v, Ordering::Relaxed).unwrap();
-        for (e, &k) in keys.iter().enumerate() {
-            let e = e as u64;
-            put(entry(e), hash(k));
-            put(entry(e) + KEY, k);
-            put(entry(e) + VALUE, value_of(k));
-            let i = probe(hash(k))
-                .find(|&i| w.word(bucket(i)) == 0)
-                .expect("a free bucket");
-            put(bucket(i), e + 1);
-        }
-        put(NENTRIES, keys.len() as u64);
-        put(USED, keys.len() as u64);
-        for &k in deleted {
-            let e = keys
-                .iter()
-                .position(|&x| x == k)
-                .expect("a key of the dict") as u64;
-            let i = probe(hash(k))
-                .find(|&i| w.word(bucket(i)) == e + 1)
-                .expect("its bucket");
-            put(bucket(i), BUCKET_DELETED);
-            put(entry(e) + KEY, 0);
-            put(entry(e) + VALUE, 0);
-            put(USED, w.word(USED) - 1);
-        }
-        w
-    }
-
-    /// The dict as its words are now.
-    fn dict(&self) -> Dict {
-        Dict::read(|at| self.word(at))
-    }
-
-    /// The live entries once nothing is in flight, the dict checked (`Dict::live`).
-    fn live(&self) -> BTreeMap<u64, (u64, u64)> {
-        self.dict().live().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// What must hold once nothing is in flight and the dead are recovered: the dict
-    /// consistent and unclaimed, and `Objects::assert_quiet` (the part free, every record, log
-    /// and `active` empty, the store lock free).
-    fn assert_quiet(&self) {
-        self.live();
-        assert_eq!(
-            self.word(CLAIM),
-            0,
-            "the dict is left claimed: {:#x}",
-            self.word(CLAIM)
-        );
-        self.objects.assert_quiet();
-    }
+/// A dict that held `keys` (as `dict_of` makes it), of which `deleted` were deleted since
+/// (as `dict.rs`'s `delete_entry`: the bucket deleted, the key and value words emptied,
+/// `used` one less; the entry keeps its place).
+fn dict_with_deleted(keys: &[u64], deleted: &[u64]) -> World {
+    let entries: Vec<(u64, u64)> = keys.iter().map(|&k| (k, value_of(k))).collect();
+    World::new(Kind::Dict, recover::<MemWords>, &entries, deleted)
 }
 
 // ---- the recovery -------------------------------------------------------------------------------
@@ -581,400 +309,190 @@ fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result
     recover_dead()
 }
 
-/// A live participant recovers dead slot `dead`, one recoverer at a time. (The dead is no
-/// longer inside from its death on: it writes nothing more.)
-fn recover_live(world: &World, by: u32, dead: u32) {
-    world.inside.leave_change(dead);
-    let _one_at_a_time = world.recovery.lock().unwrap();
-    recover(&world.lock_file, &world.store, by, dead).unwrap();
+// ---- participants (`loom_tests::dict_table::Participant`) ---------------------------------------
+
+/// Whether a part taker waits for the publications under the part (broken,
+/// `taker-skips-wait`: not).
+fn taker_waits() -> bool {
+    !broken("taker-skips-wait")
 }
 
-// ---- participants -------------------------------------------------------------------------------
-
-/// What an insert did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// The key was missing and is now in the dict.
-    Inserted,
-    /// The key was there already: nothing changed.
-    Present,
+/// `Parts::claim_insert`, or its broken copy (`claim-relaxed`).
+fn claim_insert<W: WordStore>(p: &Participant<'_, W>) -> Result<Result<(), u64>, AccessError> {
+    if !broken("claim-relaxed") {
+        return p.parts.claim_insert(CLAIM);
+    }
+    p.store.step()?;
+    p.store.cas(
+        CLAIM,
+        0,
+        insert_claim(p.slot),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    )
 }
 
-/// What a lookup found, under the claim or the part: `nentries`, `used`, the key's entry, and
-/// (the key missing and the table with room) the first free bucket on its probe sequence.
-struct Lookup {
-    n: u64,
-    used: u64,
-    found: Option<u64>,
-    free: Option<u64>,
-}
-
-/// A participant's view through `W` (killable for a victim): its parts, store lock and undo
-/// log (`View`, which it derefs to: `put`, `commit`, `enter`), and the world.
-struct Participant<'a, W: WordStore> {
-    world: &'a World,
-    view: View<'a, W>,
-}
-
-impl<'a, W: WordStore> Deref for Participant<'a, W> {
-    type Target = View<'a, W>;
-
-    fn deref(&self) -> &View<'a, W> {
-        &self.view
-    }
-}
-
-impl<W: WordStore> DerefMut for Participant<'_, W> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.view
-    }
-}
-
-impl<'a, W: WordStore> Participant<'a, W> {
-    fn new(
-        world: &'a World,
-        lock_file: &'a W,
-        store: &'a W,
-        slot: u32,
-    ) -> Result<Self, AccessError> {
-        Ok(Participant {
-            world,
-            view: View::new(lock_file, store, slot)?,
-        })
-    }
-
-    fn load(&self, at: u64) -> Result<u64, AccessError> {
-        // Relaxed: under the claim (its Acquire CAS) or the part (its AcqRel CAS), nobody
-        // else changes the dict's words.
-        self.store.load(at, Ordering::Relaxed)
-    }
-
-    /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
-    /// publication under it is in flight (`publisher_of`), recovering a dead publisher (and a
-    /// dead holder).
-    fn take(&self, part: u64) -> Result<Held, AccessError> {
-        let held = loop {
-            match self.parts.try_take(0, part)? {
-                Ok(h) => break h,
-                Err(word) => match holder(word) {
-                    Some(h) if !self.world.live.is_alive(slot_of(h)) => {
-                        recover_live(self.world, self.slot, slot_of(h));
-                    }
-                    Some(h) => {
-                        assert_ne!(h, owner(self.slot), "a part taken twice by its holder");
-                        thread::yield_now();
-                    }
-                    // Moved under us: try again at once.
-                    None => {}
-                },
-            }
-        };
-        if !broken("taker-skips-wait") {
-            while let Some((s, seen)) = self.parts.publisher_of(part)? {
-                assert_eq!(published_part(seen), Some(part));
-                if self.world.live.is_alive(s) {
-                    thread::yield_now();
-                } else {
-                    recover_live(self.world, self.slot, s);
-                }
-            }
-            assert!(
-                !self.world.inside.other_change(self.slot),
-                "a part taker went on beside an insert"
-            );
-        }
-        Ok(held)
-    }
-
-    /// The dict read as an inserter (or a part change) reads it, nobody else changing it:
-    /// `nentries` and `used` (`dict_parts`); the key looked up (`find`; an inserter skips it
-    /// in a table without room, `full_stops`) and, missing in a table with room, the first
-    /// free bucket (empty or deleted) on its probe sequence (`free_bucket`). A bucket past
-    /// `nentries` is damage here (`find` raises).
-    fn lookup(&self, key: u64, full_stops: bool) -> Result<Lookup, AccessError> {
-        let used = self.load(USED)?;
-        let n = self.load(NENTRIES)?;
-        assert!(
-            n <= CAP && used <= n,
-            "an inserter read used {used}, nentries {n}"
-        );
-        let mut l = Lookup {
-            n,
-            used,
-            found: None,
-            free: None,
-        };
-        if n >= CAP && full_stops {
-            return Ok(l);
-        }
-        let h = hash(key);
-        for i in probe(h) {
-            let b = self.load(bucket(i))?;
-            if b == 0 {
-                break;
-            }
-            if b != BUCKET_DELETED {
-                let e = b - 1;
-                assert!(
-                    e < n,
-                    "slot {} found bucket {i} naming entry {e} past nentries {n} under its claim \
-                     or part",
-                    self.slot
-                );
-                if self.load(entry(e))? == h && self.load(entry(e) + KEY)? == key {
-                    l.found = Some(e);
-                    return Ok(l);
-                }
-            }
-        }
-        if n >= CAP {
-            return Ok(l);
-        }
-        for i in probe(h) {
-            let b = self.load(bucket(i))?;
-            if b == 0 || b == BUCKET_DELETED {
-                l.free = Some(i);
-                return Ok(l);
-            }
-        }
-        panic!("a table with room has no free bucket");
-    }
-
-    /// `Parts::claim_insert`, or its broken copy (`claim-relaxed`).
-    fn claim_insert(&self) -> Result<Result<(), u64>, AccessError> {
-        if !broken("claim-relaxed") {
-            return self.parts.claim_insert(CLAIM);
-        }
-        self.store.step()?;
-        self.store.cas(
-            CLAIM,
-            0,
-            insert_claim(self.slot),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        )
-    }
-
-    /// One word stored as the insert steps store them (a `step`, then the store).
-    fn set(&self, at: u64, w: u64, o: Ordering) -> Result<(), AccessError> {
-        self.store.step()?;
-        self.store.store(at, w, o)
-    }
-
-    /// Insert steps 2 to 4 (`insert_entry_stage`, `insert_entry_commit`, `insert_entry_finish`)
-    /// of `key` at entry `n` and bucket `b`, `used` read under the claim, or their broken
-    /// copies. `landed` is set right after the store of the key (the commit point).
-    fn write_entry(
-        &self,
-        l: &Lookup,
-        b: u64,
-        key: u64,
-        value: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<(), AccessError> {
-        let (n, e) = (l.n, entry(l.n));
-        let relaxed = Ordering::Relaxed;
-        let release = Ordering::Release;
-        if broken("key-before-bucket") {
-            self.set(e, hash(key), relaxed)?;
-            self.set(e + VALUE, value, relaxed)?;
-            self.set(e + KEY, 0, relaxed)?;
-            self.set(NENTRIES, n + 1, release)?;
-            self.set(e + KEY, key, release)?;
-            landed.set(Some(n));
-            self.set(bucket(b), n + 1, release)?;
-            return self.finish(l.used);
-        }
-        if broken("commit-then-stage") {
-            self.set(e, hash(key), relaxed)?;
-            self.set(e + VALUE, value, relaxed)?;
-            self.set(e + KEY, key, release)?;
-            landed.set(Some(n));
-            self.set(NENTRIES, n + 1, release)?;
-            self.set(bucket(b), n + 1, release)?;
-            return self.finish(l.used);
-        }
-        if broken("bucket-before-count") {
-            self.set(e, hash(key), relaxed)?;
-            self.set(e + VALUE, value, relaxed)?;
-            self.set(e + KEY, 0, relaxed)?;
-            self.set(bucket(b), n + 1, release)?;
-            self.set(NENTRIES, n + 1, release)?;
-        } else {
-            self.parts
-                .insert_entry_stage(WORDS, n, b, hash(key), value)?;
-        }
-        self.parts.insert_entry_commit(WORDS, n, key)?;
+/// Insert steps 2 to 4 (`insert_entry_stage`, `insert_entry_commit`, `insert_entry_finish`)
+/// of `key` at entry `n` and bucket `b`, `used` read under the claim, or their broken
+/// copies. `landed` is set right after the store of the key (the commit point).
+fn write_entry<W: WordStore>(
+    p: &Participant<'_, W>,
+    l: &Lookup,
+    b: u64,
+    key: u64,
+    value: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<(), AccessError> {
+    let (n, e) = (l.n, entry(l.n));
+    let relaxed = Ordering::Relaxed;
+    let release = Ordering::Release;
+    if broken("key-before-bucket") {
+        p.set(e, hash(key), relaxed)?;
+        p.set(e + VALUE, value, relaxed)?;
+        p.set(e + KEY, 0, relaxed)?;
+        p.set(NENTRIES, n + 1, release)?;
+        p.set(e + KEY, key, release)?;
         landed.set(Some(n));
-        self.finish(l.used)
+        p.set(bucket(b), n + 1, release)?;
+        return finish(p, l.used);
     }
-
-    /// `Parts::insert_entry_finish`, or its broken copy (`finish-relaxed`: the claim ended
-    /// with a Relaxed store).
-    fn finish(&self, used: u64) -> Result<(), AccessError> {
-        if !broken("finish-relaxed") {
-            return self.parts.insert_entry_finish(WORDS, used);
-        }
-        self.set(USED, used + 1, Ordering::Relaxed)?;
-        self.set(CLAIM, 0, Ordering::Relaxed)
+    if broken("commit-then-stage") {
+        p.set(e, hash(key), relaxed)?;
+        p.set(e + VALUE, value, relaxed)?;
+        p.set(e + KEY, key, release)?;
+        landed.set(Some(n));
+        p.set(NENTRIES, n + 1, release)?;
+        p.set(bucket(b), n + 1, release)?;
+        return finish(p, l.used);
     }
+    if broken("bucket-before-count") {
+        p.set(e, hash(key), relaxed)?;
+        p.set(e + VALUE, value, relaxed)?;
+        p.set(e + KEY, 0, relaxed)?;
+        p.set(bucket(b), n + 1, release)?;
+        p.set(NENTRIES, n + 1, release)?;
+    } else {
+        p.parts.insert_entry_stage(WORDS, n, b, hash(key), value)?;
+    }
+    p.parts.insert_entry_commit(WORDS, n, key)?;
+    landed.set(Some(n));
+    finish(p, l.used)
+}
 
-    /// `Store::claim_and_insert`: the claim taken (CAS; held by another, `SPIN_LOOKS` more
-    /// looks, then give up), the key looked up (present: the claim dropped, `Present`; no
-    /// room: dropped, give up), the entry staged, committed and finished. None: gave up.
-    fn claim_and_insert(
-        &self,
-        key: u64,
-        value: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Option<Outcome>, AccessError> {
-        let mut looks = 0;
-        loop {
-            match self.claim_insert()? {
-                Ok(()) => break,
-                Err(now) => {
-                    assert_ne!(
-                        insert_claimant(now),
-                        Some(self.slot),
-                        "a claim of our own in our way"
-                    );
-                    // `spin_until_changed`, bounded.
-                    loop {
-                        if looks == SPIN_LOOKS {
-                            return Ok(None);
-                        }
-                        looks += 1;
-                        thread::yield_now();
-                        if self.load(CLAIM)? != now {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let l = match self.lookup(key, true) {
-            Ok(l) => l,
-            Err(e) => {
-                self.parts.unclaim_insert(CLAIM)?;
-                return Err(e);
-            }
-        };
-        let Some(b) = l.free else {
-            if !broken("keep-claim") {
-                self.parts.unclaim_insert(CLAIM)?;
-            }
-            return Ok(l.found.map(|_| Outcome::Present));
-        };
-        if let Err(e) = self.write_entry(&l, b, key, value, landed) {
-            // A vanished page: whatever was written is settled (the claim is ours). (Killed,
-            // this fails at once.)
-            let _ = settle(self.store, Some(self.slot));
+/// `Parts::insert_entry_finish`, or its broken copy (`finish-relaxed`: the claim ended
+/// with a Relaxed store).
+fn finish<W: WordStore>(p: &Participant<'_, W>, used: u64) -> Result<(), AccessError> {
+    if !broken("finish-relaxed") {
+        return p.parts.insert_entry_finish(WORDS, used);
+    }
+    p.set(USED, used + 1, Ordering::Relaxed)?;
+    p.set(CLAIM, 0, Ordering::Relaxed)
+}
+
+/// `Store::claim_and_insert`: the claim taken (`claim_insert`; held by another,
+/// `SPIN_LOOKS` more looks, then give up), the key looked up (present: the claim dropped,
+/// `Present`; no room: dropped, give up), the entry staged, committed and finished. None:
+/// gave up.
+fn claim_and_insert<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    value: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Option<Outcome>, AccessError> {
+    if !p.claim_entries(|| claim_insert(p))? {
+        return Ok(None);
+    }
+    let l = match p.lookup(key, true) {
+        Ok(l) => l,
+        Err(e) => {
+            p.parts.unclaim_insert(CLAIM)?;
             return Err(e);
         }
-        Ok(Some(Outcome::Inserted))
+    };
+    let Some(b) = l.free else {
+        if !broken("keep-claim") {
+            p.parts.unclaim_insert(CLAIM)?;
+        }
+        return Ok(l.found.map(|_| Outcome::Present));
+    };
+    if let Err(e) = write_entry(p, &l, b, key, value, landed) {
+        // A vanished page: whatever was written is settled (the claim is ours). (Killed,
+        // this fails at once.)
+        let _ = settle(p.store, Some(p.slot));
+        return Err(e);
     }
-
-    /// `Store::publish_dict_insert`: a look before the announcement (room in the table), then
-    /// the publication under P (`enter_publish`), `claim_and_insert`, and its end (P moved by 2
-    /// if the key was inserted). None: nothing was changed, the part path's turn.
-    fn publish_insert(
-        &self,
-        key: u64,
-        value: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Option<Outcome>, AccessError> {
-        if self.load(NENTRIES)? >= CAP {
-            return Ok(None);
-        }
-        if self.parts.enter_publish(P, &Spin)?.is_err() {
-            return Ok(None);
-        }
-        self.world.inside.enter_change(self.slot);
-        let out = self.claim_and_insert(key, value, landed)?;
-        self.world.inside.leave_change(self.slot);
-        let changed = out == Some(Outcome::Inserted) && !broken("no-bump");
-        self.parts.end_publish(P, changed, &Spin)?;
-        Ok(out)
-    }
-
-    /// An insert as a single change on the part (`dict_set` then `dict_insert_new`): the part
-    /// taken (waiting for publishers, recovering dead ones), the key looked up (present:
-    /// nothing changed), a claim found settled (`settle_insert_claim(None)`, then the claim
-    /// word put 0), the entry written past the end (unlogged here: nothing reads it until
-    /// `nentries` counts it, and the next insert writes it whole), its bucket, `nentries` and
-    /// `used` logged and written, committed, the part released.
-    fn insert_on_part(
-        &mut self,
-        key: u64,
-        value: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Outcome, AccessError> {
-        self.enter()?;
-        let held = self.take(P)?;
-        if self.lookup(key, false)?.found.is_some() {
-            self.parts.end(&[held], true, &Spin)?;
-            return Ok(Outcome::Present);
-        }
-        if self.load(CLAIM)? != 0 {
-            settle(self.store, None)?;
-            self.put(CLAIM, 0)?;
-        }
-        let l = self.lookup(key, false)?;
-        let b = l
-            .free
-            .expect("no room: the models leave room for every insert");
-        let e = entry(l.n);
-        self.store.store(e, hash(key), Ordering::Relaxed)?;
-        self.store.store(e + KEY, key, Ordering::Relaxed)?;
-        self.store.store(e + VALUE, value, Ordering::Relaxed)?;
-        self.put(bucket(b), l.n + 1)?;
-        self.put(NENTRIES, l.n + 1)?;
-        self.put(USED, l.used + 1)?;
-        self.commit()?;
-        landed.set(Some(l.n));
-        self.parts.end(&[held], true, &Spin)?;
-        Ok(Outcome::Inserted)
-    }
-
-    /// An insert: as a publication, or on the part if the publication gives up.
-    fn insert(
-        &mut self,
-        key: u64,
-        value: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Outcome, AccessError> {
-        if let Some(out) = self.publish_insert(key, value, landed)? {
-            return Ok(out);
-        }
-        assert_eq!(landed.get(), None);
-        self.insert_on_part(key, value, landed)
-    }
+    Ok(Some(Outcome::Inserted))
 }
 
-/// Runs `f` as victim slot `slot` through killable words with budget `k`; a victim that is
-/// killed dies (its liveness flag drops, as the kernel's lock does). Returns the accesses it
-/// made.
-fn as_victim<T>(
-    world: &World,
-    slot: u32,
-    k: u64,
-    f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<T, AccessError>,
-) -> (Option<T>, u64) {
-    let budget = Budget::new(k);
-    let (lock_file, store) = world.killable(&budget);
-    let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
-    let out = match r {
-        Ok(out) => Some(out),
-        Err(e) => {
-            assert!(
-                budget.killed(),
-                "the victim failed without being killed: {e}"
-            );
-            world.live.set_alive(slot, false);
-            None
-        }
-    };
-    (out, budget.spent())
+/// `Store::publish_dict_insert`: a look before the announcement (room in the table), then
+/// the publication under P (`enter_publish`), `claim_and_insert`, and its end (P moved by 2
+/// if the key was inserted). None: nothing was changed, the part path's turn.
+fn publish_insert<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    value: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Option<Outcome>, AccessError> {
+    if p.load(NENTRIES)? >= CAP {
+        return Ok(None);
+    }
+    p.publish(
+        || claim_and_insert(p, key, value, landed),
+        |out| *out == Some(Outcome::Inserted) && !broken("no-bump"),
+    )
+}
+
+/// An insert as a single change on the part (`dict_set` then `dict_insert_new`): the part
+/// taken (waiting for publishers, recovering dead ones), the key looked up (present:
+/// nothing changed), a claim found settled (`settle_insert_claim(None)`, then the claim
+/// word put 0), the entry written past the end (unlogged here: nothing reads it until
+/// `nentries` counts it, and the next insert writes it whole), its bucket, `nentries` and
+/// `used` logged and written, committed, the part released.
+fn insert_on_part<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    value: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Outcome, AccessError> {
+    p.enter()?;
+    let held = p.take(P, taker_waits())?;
+    if p.lookup(key, false)?.found.is_some() {
+        p.parts.end(&[held], true, &Spin)?;
+        return Ok(Outcome::Present);
+    }
+    if p.load(CLAIM)? != 0 {
+        settle(p.store, None)?;
+        p.put(CLAIM, 0)?;
+    }
+    let l = p.lookup(key, false)?;
+    let b = l
+        .free
+        .expect("no room: the models leave room for every insert");
+    let e = entry(l.n);
+    p.store.store(e, hash(key), Ordering::Relaxed)?;
+    p.store.store(e + KEY, key, Ordering::Relaxed)?;
+    p.store.store(e + VALUE, value, Ordering::Relaxed)?;
+    p.put(bucket(b), l.n + 1)?;
+    p.put(NENTRIES, l.n + 1)?;
+    p.put(USED, l.used + 1)?;
+    p.commit()?;
+    landed.set(Some(l.n));
+    p.parts.end(&[held], true, &Spin)?;
+    Ok(Outcome::Inserted)
+}
+
+/// An insert: as a publication, or on the part if the publication gives up.
+fn insert<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    value: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Outcome, AccessError> {
+    if let Some(out) = publish_insert(p, key, value, landed)? {
+        return Ok(out);
+    }
+    assert_eq!(landed.get(), None);
+    insert_on_part(p, key, value, landed)
 }
 
 /// What an insert did, and the entry it landed at (set at its commit point, so that a victim
@@ -987,7 +505,7 @@ struct Inserted {
 /// The victim inserting `key` with `value`, killed after `k` accesses; and its accesses.
 fn victim_insert(world: &World, k: u64, key: u64, value: u64) -> (Inserted, u64) {
     let landed = Cell::new(None);
-    let (out, spent) = as_victim(world, VICTIM, k, |p| p.insert(key, value, &landed));
+    let (out, spent) = as_victim(world, VICTIM, k, |p| insert(p, key, value, &landed));
     let at = landed.get();
     if out == Some(Outcome::Inserted) {
         assert!(at.is_some());
@@ -999,12 +517,29 @@ fn victim_insert(world: &World, k: u64, key: u64, value: u64) -> (Inserted, u64)
 fn live_insert(world: &World, slot: u32, key: u64, value: u64) -> Inserted {
     let mut p = Participant::new(world, &world.lock_file, &world.store, slot).unwrap();
     let landed = Cell::new(None);
-    let out = p.insert(key, value, &landed).unwrap();
+    let out = insert(&mut p, key, value, &landed).unwrap();
     assert_eq!(out == Outcome::Inserted, landed.get().is_some());
     Inserted {
         out: Some(out),
         at: landed.get(),
     }
+}
+
+/// Into an empty dict, the victim (killed after `k` accesses, then recovered at once by a
+/// third participant) inserts X with `value` while `other` runs in this thread (a live
+/// participant); then the victim's recovery is repeated. The dict, what the victim did (and
+/// its accesses), and what `other` returned.
+fn beside_victim_insert<T>(
+    k: u64,
+    value: u64,
+    other: impl FnOnce(&World) -> T,
+) -> (Arc<World>, (Inserted, u64), T) {
+    let world = Arc::new(dict_of(&[]));
+    let victim = spawn_victim(&world, move |world| victim_insert(world, k, X, value));
+    let t = other(&world);
+    let x = victim.join().unwrap();
+    world.recover_again();
+    (world, x, t)
 }
 
 /// The key's entry and value, if the dict holds it.
@@ -1023,22 +558,9 @@ fn entry_of(live: &BTreeMap<u64, (u64, u64)>, key: u64) -> Option<(u64, u64)> {
 #[test]
 fn two_inserters_of_different_keys_both_land() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_insert(&world, k, X, value_of(X));
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
-        let y = live_insert(&world, OTHER, Y, value_of(Y));
-        let (x, spent) = victim.join().unwrap();
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
+        let (world, (x, spent), y) = beside_victim_insert(k, value_of(X), |world| {
+            live_insert(world, OTHER, Y, value_of(Y))
+        });
         let live = world.live();
         assert_eq!(y.out, Some(Outcome::Inserted));
         assert_eq!(entry_of(&live, Y), Some((y.at.unwrap(), value_of(Y))));
@@ -1064,22 +586,8 @@ fn two_inserters_of_one_key_insert_it_once() {
     fn scenario(k: u64) -> u64 {
         const VICTIMS: u64 = 301;
         const OTHERS: u64 = 302;
-        let world = Arc::new(World::new(&[]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_insert(&world, k, X, VICTIMS);
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
-        let other = live_insert(&world, OTHER, X, OTHERS);
-        let (x, spent) = victim.join().unwrap();
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
+        let (world, (x, spent), other) =
+            beside_victim_insert(k, VICTIMS, |world| live_insert(world, OTHER, X, OTHERS));
         let live = world.live();
         assert_eq!(live.len(), 1, "X is in the dict once: {live:?}");
         let got = entry_of(&live, X);
@@ -1115,36 +623,12 @@ fn two_inserters_of_one_key_insert_it_once() {
 #[test]
 fn a_recoverer_killed_anywhere_settles_the_insert() {
     fn scenario(k1: u64, k2: u64) -> (u64, u64) {
-        let world = World::new(&[]);
+        let world = dict_of(&[]);
         let (x, spent) = victim_insert(&world, k1, X, value_of(X));
         let mut recoverer_spent = 0;
         if !world.live.is_alive(VICTIM) {
-            let budget = Budget::new(k2);
-            let (lock_file, store) = world.killable(&budget);
-            if let Err(e) = recover(&lock_file, &store, THIRD, VICTIM) {
-                assert!(budget.killed(), "the recoverer failed unkilled: {e}");
-            }
-            recoverer_spent = budget.spent();
-            let active = world.active(VICTIM);
-            if insert_claimant(world.word(CLAIM)) == Some(VICTIM) {
-                assert_eq!(
-                    active,
-                    publishing(P),
-                    "the dead inserter's claim outlived the active word that leads to it"
-                );
-            }
-            if active == 0 {
-                assert_eq!(world.word(CLAIM), 0, "a recovered insert left its claim");
-                world.live();
-                if x.at.is_some() {
-                    assert_ne!(
-                        world.word(P),
-                        0,
-                        "a recovered insert left the version unmoved"
-                    );
-                }
-            }
-            recover_live(&world, OTHER, VICTIM);
+            let landed = x.at.is_some();
+            recoverer_spent = world.recover_killed(k2, |l, s, by, d| recover(l, s, by, d), landed);
         }
         let live = world.live();
         assert_eq!(
@@ -1154,7 +638,7 @@ fn a_recoverer_killed_anywhere_settles_the_insert() {
         );
         assert_eq!(live.len(), x.at.is_some() as usize);
         if x.at.is_none() && world.word(NENTRIES) == 1 {
-            let d = world.dict();
+            let d = world.table();
             assert_eq!(
                 d.entries[0][1..],
                 [0, 0],
@@ -1189,20 +673,11 @@ fn a_recoverer_killed_anywhere_settles_the_insert() {
 #[test]
 fn an_insert_racing_a_part_taker_is_not_lost() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[A]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_insert(&world, k, X, value_of(X));
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
+        let world = Arc::new(dict_of(&[A]));
+        let victim = spawn_victim(&world, move |world| victim_insert(world, k, X, value_of(X)));
         let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
         taker.enter().unwrap();
-        let held = taker.take(P).unwrap();
+        let held = taker.take(P, taker_waits()).unwrap();
         let claim = world.word(CLAIM);
         if claim != 0 {
             settle(&world.store, None).unwrap();
@@ -1212,7 +687,7 @@ fn an_insert_racing_a_part_taker_is_not_lost() {
             "a part taker found the dict claimed after its wait: {claim:#x}"
         );
         let l = taker.lookup(A, false).unwrap();
-        let e = l.found.expect("A is in the dict");
+        let (_, e) = l.found.expect("A is in the dict");
         let b = probe(hash(A))
             .find(|&i| world.word(bucket(i)) == e + 1)
             .expect("A's bucket");
@@ -1241,10 +716,10 @@ fn an_insert_racing_a_part_taker_is_not_lost() {
 
 /// One unlocked read of the dict under P as the object layer validates it (`read_validated`):
 /// the words read in `dict_parts`'s order, then validated (`publisher_in`, P unchanged).
-fn read_dict(world: &World, slot: u32) -> Option<(u64, Dict)> {
+fn read_dict(world: &World, slot: u32) -> Option<(u64, Table)> {
     read_validated(world, slot, !broken("reader-skips-publisher-in"), || {
         // Relaxed (all): validated after.
-        Dict::read(|at| {
+        Table::read(|at| {
             let w = world.word(at);
             if at == NENTRIES {
                 // A scheduling point only (as in `look`).
@@ -1263,16 +738,14 @@ fn read_dict(world: &World, slot: u32) -> Option<(u64, Dict)> {
 #[test]
 fn a_reader_keeps_only_whole_dicts() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[A]));
+        let world = Arc::new(dict_of(&[A]));
         let first = world.live();
         let reader = {
             let world = world.clone();
             thread::spawn(move || read_dict(&world, THIRD))
         };
         let (x, spent) = victim_insert(&world, k, X, value_of(X));
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
+        world.recover_again();
         let last = world.live();
         assert_eq!(entry_of(&last, X), x.at.map(|e| (e, value_of(X))));
         if x.at.is_some() {
@@ -1280,7 +753,7 @@ fn a_reader_keeps_only_whole_dicts() {
         }
         if let Some((v, seen)) = reader.join().unwrap() {
             let kept = seen
-                .live()
+                .live(Kind::Dict)
                 .unwrap_or_else(|e| panic!("a reader kept an inconsistent dict: {e}"));
             let keys: Vec<u64> = kept.keys().copied().collect();
             assert!(
@@ -1403,7 +876,7 @@ fn publish_value(
 #[test]
 fn a_value_publication_beside_an_insert_reads_no_damage() {
     loom_tests::model(|| {
-        let world = Arc::new(World::with_deleted(&[X, A], &[X]));
+        let world = Arc::new(dict_with_deleted(&[X, A], &[X]));
         let inserter = {
             let world = world.clone();
             thread::spawn(move || live_insert(&world, OTHER, X, value_of(X)))
@@ -1429,7 +902,7 @@ fn a_value_publication_beside_an_insert_reads_no_damage() {
 #[test]
 fn a_value_publication_beside_two_inserts_reads_no_damage() {
     loom_tests::model(|| {
-        let world = Arc::new(World::with_deleted(&[X, Y, A], &[X, Y]));
+        let world = Arc::new(dict_with_deleted(&[X, Y, A], &[X, Y]));
         let inserter = {
             let world = world.clone();
             thread::spawn(move || {

@@ -3,7 +3,8 @@
 //! `discard`/`remove` of an inline member from a set that takes no part lock, beside adds
 //! (insert publications), another deleter, part takers, readers, and the recoverer of a
 //! deleter killed anywhere (itself killed anywhere, and repeated). The companion of
-//! `dict_insert.rs`, whose scaffolding, checker and control-flow copies this file repeats.
+//! `dict_insert.rs`, with which it shares the table, its checker and the control flow both
+//! copy alike (`loom_tests::dict_table`).
 //!
 //! The protocol (`Store::publish_set_discard` and `claim_and_delete`; FORMAT.md §10.9,
 //! "Deletes"): a set's table is a dict table whose value words are 0. The deleter announces a
@@ -15,8 +16,10 @@
 //! unmoved, "absent"); found at bucket b, entry e, it empties e's key word
 //! (`delete_entry_commit`, Release: THE COMMIT POINT), then finishes (`delete_entry_finish`:
 //! bucket b deleted, e's value word 0, `used` - 1, claim 0 Release) and ends the publication
-//! (`end_publish`: P moved by 2 unless held, `active` 0). The adds are `dict_insert.rs`'s
-//! inserts with value word 0 (`publish_set_add`: a look at `nentries`, the announcement, the
+//! (`end_publish`: P moved by 2 unless held, `active` 0). Not modelled: the look without the
+//! claim before the announcement (a member it does not see is left to the part path), and the
+//! withdrawal under the claim from an entry with a value word (damage). The adds are
+//! `dict_insert.rs`'s inserts with value word 0 (`publish_set_add`: a look at `nentries`, the announcement, the
 //! same claim, `insert_entry_stage`/`_commit`/`_finish`; on the part: `dict_insert_new`,
 //! which settles a claim it finds with `settle_insert_claim(None)`). The part path of a
 //! delete (`set_discard`, `dict_del`, `delete_entry`): the part taken, a wait while an
@@ -33,16 +36,20 @@
 //! entries, buckets) and validates (`read_valid`, no `active` naming P | 1, P unchanged).
 //!
 //! The set: 8 buckets, room for 5 entries of three words (hash, key, value 0), its `used`,
-//! `nentries` and claim words and its version word P, laid out as in `dict_insert.rs`.
-//! Members are small inline words whose hash is the member itself, all on bucket 1 (probe
-//! sequence 1, 6, 7, 4, ...). The probe is `object/dict.rs`'s rule (`find`: a key-0 entry
-//! matches nothing; `free_bucket`: the first empty or deleted bucket), written again here.
-//! Every word step of a delete, an add and a settling is `part_lock.rs`'s own; the control
-//! flow around them is copied here.
+//! `nentries` and claim words and its version word P: `loom_tests::dict_table`'s table, as
+//! in `dict_insert.rs`. Members are small inline words whose hash is the member itself, all
+//! on bucket 1 (probe sequence 1, 6, 7, 4, ...). The probe is `object/dict.rs`'s rule
+//! (`find`: a key-0 entry matches nothing; `free_bucket`: the first empty or deleted
+//! bucket), written again in `loom_tests::dict_table`. Every word step of a delete, an add
+//! and a settling is `part_lock.rs`'s own; the control flow around them is copied: the
+//! bounded claim, the lookup under the claim or the part, the part taken with its wait for
+//! publishers, a publication under P, the victim's thread and the killed recoverer of model 3
+//! are shared (`loom_tests::dict_table`), the rest (the add, the delete, the settling and the
+//! recovery, with the bugs planted in them) is here.
 //!
 //! The models (a deleter marked "killed" is killed before each of its word accesses through
 //! the killable word store, and also runs to its end; "committed" means it reached the store
-//! of the empty key; "the set is consistent" is `Set::live`: `nentries` within the table,
+//! of the empty key; "the set is consistent" is `Table::live` (`Kind::Set`): `nentries` within the table,
 //! every value word 0 (a deleted entry's included), every live entry of its member's hash and
 //! found by a lookup along its probe sequence, no member twice, `used` the number of live
 //! entries, every bucket empty, deleted or naming a live entry below `nentries` (never a
@@ -142,21 +149,19 @@
 #![cfg(loom)]
 
 use loom::sync::Arc;
-use loom::sync::Mutex;
 use loom::thread;
-use loom_tests::publication::{
-    self, gate, owner, read_validated, slot_of, Objects, Spin, View, GATE_END, OTHER, P, RECORDS,
-    SLOTS, STORE_BYTES, THIRD, VICTIM,
+use loom_tests::dict_table::{
+    as_victim, bucket, entry, hash, spawn_victim, Kind, Outcome, Participant, Table, World, A, B,
+    BUCKET0, CAP, CLAIM, ENTRY0, KEY, NBUCKETS, NENTRIES, USED, VALUE, WORDS, X, Y,
 };
-use loom_tests::{every_kill_pair, every_kill_point, Budget, KillableWords, Planted};
+use loom_tests::publication::{self, gate, read_validated, Spin, OTHER, P, THIRD, VICTIM};
+use loom_tests::{every_kill_pair, every_kill_point, Planted};
 use persist::part_lock::{
-    bump_version, holder, insert_claimant, published_part, publishing, settle_insert_claim,
-    DictWords, Held, BUCKET_DELETED, ENTRY_BYTES,
+    bump_version, insert_claimant, published_part, settle_insert_claim, BUCKET_DELETED,
 };
-use persist::sync::{AccessError, Liveness, MemLiveness, MemWords, Ordering, WordStore};
+use persist::sync::{AccessError, Liveness, MemWords, Ordering, WordStore};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::ops::{Deref, DerefMut};
 
 // ---- broken variants ----------------------------------------------------------------------------
 
@@ -180,278 +185,22 @@ fn broken(variant: &str) -> bool {
 
 // ---- the set ------------------------------------------------------------------------------------
 
-/// Store file (`loom_tests::publication`): the set's version word P (its part word), then its
-/// insert claim, `used` and `nentries` words; per slot its held-parts record and its undo log
-/// block; then, past the scaffolding's words (a store longer than `Objects::new` makes), the
-/// set's table: NBUCKETS buckets and CAP entries of three words (hash, key, value: always 0
-/// in a set).
-const CLAIM: u64 = 24;
-const USED: u64 = 32;
-const NENTRIES: u64 = 40;
-const _: () = assert!(NENTRIES + 8 <= RECORDS);
-const BUCKET0: u64 = STORE_BYTES.next_multiple_of(8);
-const NBUCKETS: u64 = 8;
-const ENTRY0: u64 = BUCKET0 + 8 * NBUCKETS;
-const CAP: u64 = 5;
-const TABLE_END: u64 = ENTRY0 + ENTRY_BYTES * CAP;
-const _: () = assert!(CAP < NBUCKETS);
-/// An entry's key and value words (`dict_table::KEY`, `dict_table::VALUE`).
-const KEY: u64 = 8;
-const VALUE: u64 = 16;
-
-const WORDS: DictWords = DictWords {
-    claim: CLAIM,
-    used: USED,
-    nentries: NENTRIES,
-    bucket0: BUCKET0,
-    nbuckets: NBUCKETS,
-    entry0: ENTRY0,
-    cap: CAP,
-};
-
-fn bucket(i: u64) -> u64 {
-    BUCKET0 + 8 * i
+/// A set holding `members` (`loom_tests::dict_table`'s table, every value word 0), in entries
+/// 0.. in that order, each in the first free bucket of its probe sequence; recovered by
+/// `recover` below.
+fn set_of(members: &[u64]) -> World {
+    let entries: Vec<(u64, u64)> = members.iter().map(|&m| (m, 0)).collect();
+    World::new(Kind::Set, recover::<MemWords>, &entries, &[])
 }
 
-fn entry(e: u64) -> u64 {
-    ENTRY0 + ENTRY_BYTES * e
+/// The live entries as member -> entry index (a set's value words are all 0).
+fn entries_only(live: BTreeMap<u64, (u64, u64)>) -> BTreeMap<u64, u64> {
+    live.into_iter().map(|(k, (e, _))| (k, e)).collect()
 }
 
-/// The members (inline words, never 0: an empty key word is a deleted entry). Their hashes
-/// are the members themselves, all on bucket 1 (and below 32: the perturbation is 0 after the
-/// first probe, and the sequence is 1, 6, 7, 4, 5, 2, 3, 0): every member after the first
-/// probes on.
-const B: u64 = 1;
-const A: u64 = 9;
-const X: u64 = 17;
-const Y: u64 = 25;
-
-fn hash(key: u64) -> u64 {
-    key
-}
-
-/// The probe sequence of hash `h`, as `object/dict.rs` walks it (`find`, `free_bucket`):
-/// `h & mask`, then CPython's perturbation, for `probe_limit` buckets.
-fn probe(h: u64) -> impl Iterator<Item = u64> {
-    const PERTURB_SHIFT: u32 = 5;
-    let limit = NBUCKETS + u64::from(64 / PERTURB_SHIFT) + 1;
-    let mask = NBUCKETS - 1;
-    let mut i = h & mask;
-    let mut perturb = h;
-    (0..limit).map(move |_| {
-        let at = i;
-        perturb >>= PERTURB_SHIFT;
-        i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
-        at
-    })
-}
-
-/// How many more times a publisher looks at a claim word held by another before it gives up
-/// on the publication (the object layer's bounded `spin_until_changed`; then the part path).
-const SPIN_LOOKS: u32 = 1;
-
-/// A set's words as one read saw them: `nentries`, `used`, the entries below `nentries` (at
-/// most CAP) and the buckets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Set {
-    nentries: u64,
-    used: u64,
-    entries: Vec<[u64; 3]>,
-    buckets: Vec<u64>,
-}
-
-impl Set {
-    /// The words through `load`, in the order an unlocked read takes them (`dict_parts`:
-    /// `used` and `nentries`; then the entries, then the buckets).
-    fn read(load: impl Fn(u64) -> u64) -> Set {
-        let used = load(USED);
-        let nentries = load(NENTRIES);
-        let entries = (0..nentries.min(CAP))
-            .map(|e| [load(entry(e)), load(entry(e) + KEY), load(entry(e) + VALUE)])
-            .collect();
-        let buckets = (0..NBUCKETS).map(|i| load(bucket(i))).collect();
-        Set {
-            nentries,
-            used,
-            entries,
-            buckets,
-        }
-    }
-
-    /// The members, member -> entry index, if the words are a consistent set: `nentries`
-    /// within the table; every value word 0 (a set's; so a deleted entry's too); each live
-    /// entry of its member's hash, its member found once, by a lookup along its probe
-    /// sequence; `used` the number of live entries; every bucket empty, deleted, or naming a
-    /// live entry below `nentries` (never a key-0 one), and no entry named twice.
-    fn live(&self) -> Result<BTreeMap<u64, u64>, String> {
-        if self.nentries > CAP {
-            return Err(format!("nentries {} past the table's {CAP}", self.nentries));
-        }
-        let mut live = BTreeMap::new();
-        for (e, &[h, k, v]) in self.entries.iter().enumerate() {
-            if v != 0 {
-                return Err(format!("entry {e} has value {v} ({self:?})"));
-            }
-            if k == 0 {
-                continue;
-            }
-            if h != hash(k) {
-                return Err(format!("entry {e}: member {k} with hash {h} ({self:?})"));
-            }
-            if live.insert(k, e as u64).is_some() {
-                return Err(format!("member {k} in two live entries ({self:?})"));
-            }
-        }
-        if self.used != live.len() as u64 {
-            return Err(format!(
-                "used {} with {} live entries ({self:?})",
-                self.used,
-                live.len()
-            ));
-        }
-        let mut named = vec![false; self.entries.len()];
-        for (i, &b) in self.buckets.iter().enumerate() {
-            if b == 0 || b == BUCKET_DELETED {
-                continue;
-            }
-            let e = b - 1;
-            if e >= self.nentries {
-                return Err(format!(
-                    "bucket {i} names entry {e}, past nentries {} ({self:?})",
-                    self.nentries
-                ));
-            }
-            if self.entries[e as usize][1] == 0 {
-                return Err(format!("bucket {i} names deleted entry {e} ({self:?})"));
-            }
-            if std::mem::replace(&mut named[e as usize], true) {
-                return Err(format!("entry {e} named by two buckets ({self:?})"));
-            }
-        }
-        for (&k, &e) in &live {
-            if self.find(k) != Some(e) {
-                return Err(format!(
-                    "member {k} (entry {e}) is not found by a lookup ({self:?})"
-                ));
-            }
-        }
-        Ok(live)
-    }
-
-    /// A lookup of `key` (`dict.rs`'s `find`: a key-0 entry matches nothing): the entry it
-    /// finds.
-    fn find(&self, key: u64) -> Option<u64> {
-        for i in probe(hash(key)) {
-            let b = self.buckets[i as usize];
-            if b == 0 {
-                return None;
-            }
-            if b != BUCKET_DELETED {
-                let e = (b - 1) as usize;
-                if e < self.entries.len() && self.entries[e][1] == key {
-                    return Some(e as u64);
-                }
-            }
-        }
-        None
-    }
-}
-
-// ---- the world ----------------------------------------------------------------------------------
-
-/// Which participants are inside a publication: kept outside loom (a plain mutex; loom runs
-/// one thread at a time, so it adds no interleavings).
-#[derive(Default)]
-struct Inside {
-    changes: std::sync::Mutex<u32>,
-}
-
-impl Inside {
-    fn enter_change(&self, slot: u32) {
-        *self.changes.lock().unwrap() |= 1 << slot;
-    }
-
-    fn leave_change(&self, slot: u32) {
-        *self.changes.lock().unwrap() &= !(1 << slot);
-    }
-
-    /// Whether a slot other than `slot` is inside a publication.
-    fn other_change(&self, slot: u32) -> bool {
-        *self.changes.lock().unwrap() & !(1 << slot) != 0
-    }
-}
-
-/// The words (`Objects`, which a `World` derefs to), and who is inside.
-struct World {
-    objects: Objects,
-    inside: Inside,
-}
-
-impl Deref for World {
-    type Target = Objects;
-
-    fn deref(&self) -> &Objects {
-        &self.objects
-    }
-}
-
-impl World {
-    /// A set holding `members`, in entries 0.. in that order, each in the first free bucket of
-    /// its probe sequence.
-    fn new(members: &[u64]) -> World {
-        assert!(members.len() as u64 <= CAP);
-        // `Objects::new`, with room for the table past the scaffolding's words.
-        let objects = Objects {
-            lock_file: MemWords::new(GATE_END, GATE_END),
-            store: MemWords::new(TABLE_END, TABLE_END),
-            live: MemLiveness::new(SLOTS as usize),
-            recovery: Mutex::new(()),
-        };
-        for s in 0..SLOTS {
-            objects.live.set_alive(s, true);
-        }
-        let w = World {
-            objects,
-            inside: Inside::default(),
-        };
-        let put = |at: u64, v: u64| w.store.store(at, v, Ordering::Relaxed).unwrap();
-        for (e, &k) in members.iter().enumerate() {
-            let e = e as u64;
-            put(entry(e), hash(k));
-            put(entry(e) + KEY, k);
-            let i = probe(hash(k))
-                .find(|&i| w.word(bucket(i)) == 0)
-                .expect("a free bucket");
-            put(bucket(i), e + 1);
-        }
-        put(NENTRIES, members.len() as u64);
-        put(USED, members.len() as u64);
-        w
-    }
-
-    /// The set as its words are now.
-    fn set(&self) -> Set {
-        Set::read(|at| self.word(at))
-    }
-
-    /// The members once nothing is in flight, the set checked (`Set::live`).
-    fn live(&self) -> BTreeMap<u64, u64> {
-        self.set().live().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// What must hold once nothing is in flight and the dead are recovered: the set
-    /// consistent and unclaimed, and `Objects::assert_quiet` (the part free, every record, log
-    /// and `active` empty, the store lock free).
-    fn assert_quiet(&self) {
-        self.live();
-        assert_eq!(
-            self.word(CLAIM),
-            0,
-            "the set is left claimed: {:#x}",
-            self.word(CLAIM)
-        );
-        self.objects.assert_quiet();
-    }
+/// The members once nothing is in flight, the set checked (`Table::live`, `Kind::Set`).
+fn members(world: &World) -> BTreeMap<u64, u64> {
+    entries_only(world.live())
 }
 
 // ---- the recovery -------------------------------------------------------------------------------
@@ -515,465 +264,248 @@ fn recover<W: WordStore>(lock_file: &W, store: &W, by: u32, dead: u32) -> Result
     recover_dead()
 }
 
-/// A live participant recovers dead slot `dead`, one recoverer at a time. (The dead is no
-/// longer inside from its death on: it writes nothing more.)
-fn recover_live(world: &World, by: u32, dead: u32) {
-    world.inside.leave_change(dead);
-    let _one_at_a_time = world.recovery.lock().unwrap();
-    recover(&world.lock_file, &world.store, by, dead).unwrap();
-}
+// ---- participants (`loom_tests::dict_table::Participant`) ---------------------------------------
 
-// ---- participants -------------------------------------------------------------------------------
+// ---- the add (an insert publication with value 0) ----
 
-/// What an insert (a set's add) did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// The member was missing and is now in the set.
-    Inserted,
-    /// The member was there already: nothing changed.
-    Present,
-}
-
-/// What a lookup found, under the claim or the part: `nentries`, `used`, the member's bucket
-/// and entry, and (the member missing and the table with room) the first free bucket on its
-/// probe sequence.
-struct Lookup {
-    n: u64,
-    used: u64,
-    found: Option<(u64, u64)>,
-    free: Option<u64>,
-}
-
-/// A participant's view through `W` (killable for a victim): its parts, store lock and undo
-/// log (`View`, which it derefs to: `put`, `commit`, `enter`), and the world.
-struct Participant<'a, W: WordStore> {
-    world: &'a World,
-    view: View<'a, W>,
-}
-
-impl<'a, W: WordStore> Deref for Participant<'a, W> {
-    type Target = View<'a, W>;
-
-    fn deref(&self) -> &View<'a, W> {
-        &self.view
+/// `Store::claim_and_insert` for a set's member: the claim taken, the member looked up
+/// (present: the claim dropped, `Present`; no room: dropped, give up), the entry staged,
+/// committed and finished (`part_lock.rs`'s own steps). None: gave up.
+fn claim_and_insert<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Option<Outcome>, AccessError> {
+    if !p.claim_entries(|| p.parts.claim_insert(CLAIM))? {
+        return Ok(None);
     }
-}
-
-impl<W: WordStore> DerefMut for Participant<'_, W> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.view
-    }
-}
-
-impl<'a, W: WordStore> Participant<'a, W> {
-    fn new(
-        world: &'a World,
-        lock_file: &'a W,
-        store: &'a W,
-        slot: u32,
-    ) -> Result<Self, AccessError> {
-        Ok(Participant {
-            world,
-            view: View::new(lock_file, store, slot)?,
-        })
-    }
-
-    fn load(&self, at: u64) -> Result<u64, AccessError> {
-        // Relaxed: under the claim (its Acquire CAS) or the part (its AcqRel CAS), nobody
-        // else changes the set's words.
-        self.store.load(at, Ordering::Relaxed)
-    }
-
-    /// One word stored as the part_lock steps store them (a `step`, then the store).
-    fn set(&self, at: u64, w: u64, o: Ordering) -> Result<(), AccessError> {
-        self.store.step()?;
-        self.store.store(at, w, o)
-    }
-
-    /// Takes `part` in record entry 0, waiting while another holds it; then waits until no
-    /// publication under it is in flight (`publisher_of`), recovering a dead publisher (and a
-    /// dead holder).
-    fn take(&self, part: u64) -> Result<Held, AccessError> {
-        let held = loop {
-            match self.parts.try_take(0, part)? {
-                Ok(h) => break h,
-                Err(word) => match holder(word) {
-                    Some(h) if !self.world.live.is_alive(slot_of(h)) => {
-                        recover_live(self.world, self.slot, slot_of(h));
-                    }
-                    Some(h) => {
-                        assert_ne!(h, owner(self.slot), "a part taken twice by its holder");
-                        thread::yield_now();
-                    }
-                    // Moved under us: try again at once.
-                    None => {}
-                },
-            }
-        };
-        while let Some((s, seen)) = self.parts.publisher_of(part)? {
-            assert_eq!(published_part(seen), Some(part));
-            if self.world.live.is_alive(s) {
-                thread::yield_now();
-            } else {
-                recover_live(self.world, self.slot, s);
-            }
-        }
-        assert!(
-            !self.world.inside.other_change(self.slot),
-            "a part taker went on beside a publication"
-        );
-        Ok(held)
-    }
-
-    /// The set read as a claimant (or a part change) reads it, nobody else changing it:
-    /// `used` and `nentries` (`dict_parts`); the member looked up (`find`: its bucket and
-    /// entry; an inserter skips it in a table without room, `full_stops`) and, missing in a
-    /// table with room, the first free bucket (empty or deleted) on its probe sequence
-    /// (`free_bucket`). A bucket past `nentries` is damage here (`find` raises).
-    fn lookup(&self, key: u64, full_stops: bool) -> Result<Lookup, AccessError> {
-        let used = self.load(USED)?;
-        let n = self.load(NENTRIES)?;
-        assert!(
-            n <= CAP && used <= n,
-            "slot {} read used {used}, nentries {n}",
-            self.slot
-        );
-        let mut l = Lookup {
-            n,
-            used,
-            found: None,
-            free: None,
-        };
-        if n >= CAP && full_stops {
-            return Ok(l);
-        }
-        let h = hash(key);
-        for i in probe(h) {
-            let b = self.load(bucket(i))?;
-            if b == 0 {
-                break;
-            }
-            if b != BUCKET_DELETED {
-                let e = b - 1;
-                assert!(
-                    e < n,
-                    "slot {} found bucket {i} naming entry {e} past nentries {n} under its claim \
-                     or part",
-                    self.slot
-                );
-                if self.load(entry(e))? == h && self.load(entry(e) + KEY)? == key {
-                    l.found = Some((i, e));
-                    return Ok(l);
-                }
-            }
-        }
-        if n >= CAP {
-            return Ok(l);
-        }
-        for i in probe(h) {
-            let b = self.load(bucket(i))?;
-            if b == 0 || b == BUCKET_DELETED {
-                l.free = Some(i);
-                return Ok(l);
-            }
-        }
-        panic!("a table with room has no free bucket");
-    }
-
-    /// `Store::claim_entries`: the claim taken (`Parts::claim_insert`, a CAS; held by another,
-    /// `SPIN_LOOKS` more looks at it, then give up). False: not taken.
-    fn claim_entries(&self) -> Result<bool, AccessError> {
-        let mut looks = 0;
-        loop {
-            match self.parts.claim_insert(CLAIM)? {
-                Ok(()) => return Ok(true),
-                Err(now) => {
-                    assert_ne!(
-                        insert_claimant(now),
-                        Some(self.slot),
-                        "a claim of our own in our way"
-                    );
-                    // `spin_until_changed`, bounded.
-                    loop {
-                        if looks == SPIN_LOOKS {
-                            return Ok(false);
-                        }
-                        looks += 1;
-                        thread::yield_now();
-                        if self.load(CLAIM)? != now {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // ---- the add (an insert publication with value 0) ----
-
-    /// `Store::claim_and_insert` for a set's member: the claim taken, the member looked up
-    /// (present: the claim dropped, `Present`; no room: dropped, give up), the entry staged,
-    /// committed and finished (`part_lock.rs`'s own steps). None: gave up.
-    fn claim_and_insert(
-        &self,
-        key: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Option<Outcome>, AccessError> {
-        if !self.claim_entries()? {
-            return Ok(None);
-        }
-        let l = match self.lookup(key, true) {
-            Ok(l) => l,
-            Err(e) => {
-                self.parts.unclaim_insert(CLAIM)?;
-                return Err(e);
-            }
-        };
-        let Some(b) = l.free else {
-            self.parts.unclaim_insert(CLAIM)?;
-            return Ok(l.found.map(|_| Outcome::Present));
-        };
-        let written = self
-            .parts
-            .insert_entry_stage(WORDS, l.n, b, hash(key), 0)
-            .and_then(|()| self.parts.insert_entry_commit(WORDS, l.n, key))
-            .and_then(|()| {
-                landed.set(Some(l.n));
-                self.parts.insert_entry_finish(WORDS, l.used)
-            });
-        if let Err(e) = written {
-            // A vanished page: settled (the claim is ours). (Killed, this fails at once.)
-            let _ = settle(self.store, Some(self.slot));
+    let l = match p.lookup(key, true) {
+        Ok(l) => l,
+        Err(e) => {
+            p.parts.unclaim_insert(CLAIM)?;
             return Err(e);
         }
-        Ok(Some(Outcome::Inserted))
+    };
+    let Some(b) = l.free else {
+        p.parts.unclaim_insert(CLAIM)?;
+        return Ok(l.found.map(|_| Outcome::Present));
+    };
+    let written = p
+        .parts
+        .insert_entry_stage(WORDS, l.n, b, hash(key), 0)
+        .and_then(|()| p.parts.insert_entry_commit(WORDS, l.n, key))
+        .and_then(|()| {
+            landed.set(Some(l.n));
+            p.parts.insert_entry_finish(WORDS, l.used)
+        });
+    if let Err(e) = written {
+        // A vanished page: settled (the claim is ours). (Killed, this fails at once.)
+        let _ = settle(p.store, Some(p.slot));
+        return Err(e);
     }
-
-    /// `Store::publish_set_add`: a look before the announcement (room in the table), then the
-    /// publication under P, `claim_and_insert`, and its end (P moved by 2 if inserted). None:
-    /// nothing was changed, the part path's turn.
-    fn publish_insert(
-        &self,
-        key: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Option<Outcome>, AccessError> {
-        if self.load(NENTRIES)? >= CAP {
-            return Ok(None);
-        }
-        if self.parts.enter_publish(P, &Spin)?.is_err() {
-            return Ok(None);
-        }
-        self.world.inside.enter_change(self.slot);
-        let out = self.claim_and_insert(key, landed)?;
-        self.world.inside.leave_change(self.slot);
-        self.parts
-            .end_publish(P, out == Some(Outcome::Inserted), &Spin)?;
-        Ok(out)
-    }
-
-    /// An insert with the part held (`dict_insert_new`): the member looked up (present:
-    /// nothing changed), a claim found settled (`settle_insert_claim(None)`), the entry
-    /// written past the end (unlogged here: nothing reads it until `nentries` counts it), its
-    /// bucket, `nentries` and `used` logged and written, committed.
-    fn insert_held(
-        &mut self,
-        key: u64,
-        landed: &Cell<Option<u64>>,
-    ) -> Result<Outcome, AccessError> {
-        if self.lookup(key, false)?.found.is_some() {
-            return Ok(Outcome::Present);
-        }
-        if self.load(CLAIM)? != 0 {
-            settle(self.store, None)?;
-        }
-        let l = self.lookup(key, false)?;
-        let b = l
-            .free
-            .expect("no room: the models leave room for every insert");
-        let e = entry(l.n);
-        self.store.store(e, hash(key), Ordering::Relaxed)?;
-        self.store.store(e + KEY, key, Ordering::Relaxed)?;
-        self.store.store(e + VALUE, 0, Ordering::Relaxed)?;
-        self.put(bucket(b), l.n + 1)?;
-        self.put(NENTRIES, l.n + 1)?;
-        self.put(USED, l.used + 1)?;
-        self.commit()?;
-        landed.set(Some(l.n));
-        Ok(Outcome::Inserted)
-    }
-
-    /// An add: as a publication, or on the part (taken, waiting for publishers) if the
-    /// publication gives up.
-    fn insert(&mut self, key: u64, landed: &Cell<Option<u64>>) -> Result<Outcome, AccessError> {
-        if let Some(out) = self.publish_insert(key, landed)? {
-            return Ok(out);
-        }
-        assert_eq!(landed.get(), None);
-        self.enter()?;
-        let held = self.take(P)?;
-        let out = self.insert_held(key, landed)?;
-        self.parts.end(&[held], true, &Spin)?;
-        Ok(out)
-    }
-
-    // ---- the delete ----
-
-    /// Delete steps 1 and 2 (`delete_entry_commit`, `delete_entry_finish`) of the member in
-    /// entry `e` named by bucket `b`, `used` read under the claim, or their broken copies.
-    /// `committed` is set right after the store of the empty key (the commit point).
-    fn delete_steps(
-        &self,
-        b: u64,
-        e: u64,
-        used: u64,
-        committed: &Cell<bool>,
-    ) -> Result<(), AccessError> {
-        let relaxed = Ordering::Relaxed;
-        let release = Ordering::Release;
-        if broken("finish-before-commit") {
-            self.set(bucket(b), BUCKET_DELETED, relaxed)?;
-            self.set(entry(e) + VALUE, 0, relaxed)?;
-            self.set(USED, used - 1, relaxed)?;
-            self.set(entry(e) + KEY, 0, release)?;
-            committed.set(true);
-            return self.set(CLAIM, 0, release);
-        }
-        self.parts.delete_entry_commit(WORDS, e)?;
-        committed.set(true);
-        if broken("release-early") {
-            self.set(bucket(b), BUCKET_DELETED, relaxed)?;
-            self.set(entry(e) + VALUE, 0, relaxed)?;
-            self.set(CLAIM, 0, release)?;
-            return self.set(USED, used - 1, relaxed);
-        }
-        if broken("no-claim") {
-            // No claim of ours to end.
-            self.set(bucket(b), BUCKET_DELETED, relaxed)?;
-            self.set(entry(e) + VALUE, 0, relaxed)?;
-            return self.set(USED, used - 1, relaxed);
-        }
-        self.parts.delete_entry_finish(WORDS, b, e, used)
-    }
-
-    /// `Store::claim_and_delete`: the claim taken (held by another, `SPIN_LOOKS` more looks,
-    /// then give up: None), the member looked up (missing: the claim dropped, `Some(false)`),
-    /// its key emptied (the commit point), the rest finished (`Some(true)`). A failed step
-    /// settles the claim as a dead deleter's would be settled. (Broken, `no-claim`: no claim.)
-    fn claim_and_delete(
-        &self,
-        key: u64,
-        committed: &Cell<bool>,
-    ) -> Result<Option<bool>, AccessError> {
-        let claimed = !broken("no-claim");
-        if claimed && !self.claim_entries()? {
-            return Ok(None);
-        }
-        let l = match self.lookup(key, false) {
-            Ok(l) => l,
-            Err(e) => {
-                if claimed {
-                    self.parts.unclaim_insert(CLAIM)?;
-                }
-                return Err(e);
-            }
-        };
-        let Some((b, e)) = l.found else {
-            if claimed {
-                self.parts.unclaim_insert(CLAIM)?;
-            }
-            return Ok(Some(false));
-        };
-        if let Err(err) = self.delete_steps(b, e, l.used, committed) {
-            // A vanished page: settled (the claim is ours). (Killed, this fails at once.)
-            let _ = settle(self.store, Some(self.slot));
-            return Err(err);
-        }
-        Ok(Some(true))
-    }
-
-    /// `Store::publish_set_discard`: the publication under P (`enter_publish`; withdrawn:
-    /// None), `claim_and_delete`, and its end (P moved by 2 if removed; broken, `no-bump`:
-    /// never). None: nothing was changed, the part path's turn.
-    fn publish_delete(
-        &self,
-        key: u64,
-        committed: &Cell<bool>,
-    ) -> Result<Option<bool>, AccessError> {
-        if self.parts.enter_publish(P, &Spin)?.is_err() {
-            return Ok(None);
-        }
-        self.world.inside.enter_change(self.slot);
-        let out = self.claim_and_delete(key, committed)?;
-        self.world.inside.leave_change(self.slot);
-        let changed = out == Some(true) && !broken("no-bump");
-        self.parts.end_publish(P, changed, &Spin)?;
-        Ok(out)
-    }
-
-    /// A discard on the part (`set_discard`, `dict_del`, `delete_entry`): the part taken
-    /// (waiting for publishers, recovering dead ones), the claim found clear (every claim
-    /// belongs to a publication the wait outlived, and a dead one's is settled before its
-    /// `active` is cleared; `dict_del` settles only one left without its lock file, which
-    /// this model has none of), the member looked up (missing: nothing
-    /// changed), its bucket deleted, key and value emptied, `used` one less (logged),
-    /// committed, the part released.
-    fn delete_on_part(&mut self, key: u64, committed: &Cell<bool>) -> Result<bool, AccessError> {
-        self.enter()?;
-        let held = self.take(P)?;
-        let claim = self.load(CLAIM)?;
-        assert_eq!(
-            claim, 0,
-            "a part change found the set claimed after its wait: {claim:#x}"
-        );
-        let l = self.lookup(key, false)?;
-        let Some((b, e)) = l.found else {
-            self.parts.end(&[held], true, &Spin)?;
-            return Ok(false);
-        };
-        self.put(bucket(b), BUCKET_DELETED)?;
-        self.put(entry(e) + KEY, 0)?;
-        self.put(entry(e) + VALUE, 0)?;
-        self.put(USED, l.used - 1)?;
-        self.commit()?;
-        committed.set(true);
-        self.parts.end(&[held], true, &Spin)?;
-        Ok(true)
-    }
-
-    /// A discard: as a publication, or on the part if the publication gives up.
-    fn delete(&mut self, key: u64, committed: &Cell<bool>) -> Result<bool, AccessError> {
-        if let Some(out) = self.publish_delete(key, committed)? {
-            return Ok(out);
-        }
-        assert!(!committed.get());
-        self.delete_on_part(key, committed)
-    }
+    Ok(Some(Outcome::Inserted))
 }
 
-/// Runs `f` as victim slot `slot` through killable words with budget `k`; a victim that is
-/// killed dies (its liveness flag drops, as the kernel's lock does). Returns the accesses it
-/// made.
-fn as_victim<T>(
-    world: &World,
-    slot: u32,
-    k: u64,
-    f: impl FnOnce(&mut Participant<'_, KillableWords<'_>>) -> Result<T, AccessError>,
-) -> (Option<T>, u64) {
-    let budget = Budget::new(k);
-    let (lock_file, store) = world.killable(&budget);
-    let r = Participant::new(world, &lock_file, &store, slot).and_then(|mut p| f(&mut p));
-    let out = match r {
-        Ok(out) => Some(out),
+/// `Store::publish_set_add`: a look before the announcement (room in the table), then the
+/// publication under P, `claim_and_insert`, and its end (P moved by 2 if inserted). None:
+/// nothing was changed, the part path's turn.
+fn publish_insert<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Option<Outcome>, AccessError> {
+    if p.load(NENTRIES)? >= CAP {
+        return Ok(None);
+    }
+    p.publish(
+        || claim_and_insert(p, key, landed),
+        |out| *out == Some(Outcome::Inserted),
+    )
+}
+
+/// An insert with the part held (`dict_insert_new`): the member looked up (present:
+/// nothing changed), a claim found settled (`settle_insert_claim(None)`), the entry
+/// written past the end (unlogged here: nothing reads it until `nentries` counts it), its
+/// bucket, `nentries` and `used` logged and written, committed.
+fn insert_held<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Outcome, AccessError> {
+    if p.lookup(key, false)?.found.is_some() {
+        return Ok(Outcome::Present);
+    }
+    if p.load(CLAIM)? != 0 {
+        settle(p.store, None)?;
+    }
+    let l = p.lookup(key, false)?;
+    let b = l
+        .free
+        .expect("no room: the models leave room for every insert");
+    let e = entry(l.n);
+    p.store.store(e, hash(key), Ordering::Relaxed)?;
+    p.store.store(e + KEY, key, Ordering::Relaxed)?;
+    p.store.store(e + VALUE, 0, Ordering::Relaxed)?;
+    p.put(bucket(b), l.n + 1)?;
+    p.put(NENTRIES, l.n + 1)?;
+    p.put(USED, l.used + 1)?;
+    p.commit()?;
+    landed.set(Some(l.n));
+    Ok(Outcome::Inserted)
+}
+
+/// An add: as a publication, or on the part (taken, waiting for publishers) if the
+/// publication gives up.
+fn insert<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    landed: &Cell<Option<u64>>,
+) -> Result<Outcome, AccessError> {
+    if let Some(out) = publish_insert(p, key, landed)? {
+        return Ok(out);
+    }
+    assert_eq!(landed.get(), None);
+    p.enter()?;
+    let held = p.take(P, true)?;
+    let out = insert_held(p, key, landed)?;
+    p.parts.end(&[held], true, &Spin)?;
+    Ok(out)
+}
+
+// ---- the delete ----
+
+/// Delete steps 1 and 2 (`delete_entry_commit`, `delete_entry_finish`) of the member in
+/// entry `e` named by bucket `b`, `used` read under the claim, or their broken copies.
+/// `committed` is set right after the store of the empty key (the commit point).
+fn delete_steps<W: WordStore>(
+    p: &Participant<'_, W>,
+    b: u64,
+    e: u64,
+    used: u64,
+    committed: &Cell<bool>,
+) -> Result<(), AccessError> {
+    let relaxed = Ordering::Relaxed;
+    let release = Ordering::Release;
+    if broken("finish-before-commit") {
+        p.set(bucket(b), BUCKET_DELETED, relaxed)?;
+        p.set(entry(e) + VALUE, 0, relaxed)?;
+        p.set(USED, used - 1, relaxed)?;
+        p.set(entry(e) + KEY, 0, release)?;
+        committed.set(true);
+        return p.set(CLAIM, 0, release);
+    }
+    p.parts.delete_entry_commit(WORDS, e)?;
+    committed.set(true);
+    if broken("release-early") {
+        p.set(bucket(b), BUCKET_DELETED, relaxed)?;
+        p.set(entry(e) + VALUE, 0, relaxed)?;
+        p.set(CLAIM, 0, release)?;
+        return p.set(USED, used - 1, relaxed);
+    }
+    if broken("no-claim") {
+        // No claim of ours to end.
+        p.set(bucket(b), BUCKET_DELETED, relaxed)?;
+        p.set(entry(e) + VALUE, 0, relaxed)?;
+        return p.set(USED, used - 1, relaxed);
+    }
+    p.parts.delete_entry_finish(WORDS, b, e, used)
+}
+
+/// `Store::claim_and_delete`: the claim taken (held by another, `SPIN_LOOKS` more looks,
+/// then give up: None), the member looked up (missing: the claim dropped, `Some(false)`),
+/// its key emptied (the commit point), the rest finished (`Some(true)`). A failed step
+/// settles the claim as a dead deleter's would be settled. (Broken, `no-claim`: no claim.)
+fn claim_and_delete<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    committed: &Cell<bool>,
+) -> Result<Option<bool>, AccessError> {
+    let claimed = !broken("no-claim");
+    if claimed && !p.claim_entries(|| p.parts.claim_insert(CLAIM))? {
+        return Ok(None);
+    }
+    let l = match p.lookup(key, false) {
+        Ok(l) => l,
         Err(e) => {
-            assert!(
-                budget.killed(),
-                "the victim failed without being killed: {e}"
-            );
-            world.live.set_alive(slot, false);
-            None
+            if claimed {
+                p.parts.unclaim_insert(CLAIM)?;
+            }
+            return Err(e);
         }
     };
-    (out, budget.spent())
+    let Some((b, e)) = l.found else {
+        if claimed {
+            p.parts.unclaim_insert(CLAIM)?;
+        }
+        return Ok(Some(false));
+    };
+    if let Err(err) = delete_steps(p, b, e, l.used, committed) {
+        // A vanished page: settled (the claim is ours). (Killed, this fails at once.)
+        let _ = settle(p.store, Some(p.slot));
+        return Err(err);
+    }
+    Ok(Some(true))
+}
+
+/// `Store::publish_set_discard`: the publication under P (`enter_publish`; withdrawn:
+/// None), `claim_and_delete`, and its end (P moved by 2 if removed; broken, `no-bump`:
+/// never). None: nothing was changed, the part path's turn.
+fn publish_delete<W: WordStore>(
+    p: &Participant<'_, W>,
+    key: u64,
+    committed: &Cell<bool>,
+) -> Result<Option<bool>, AccessError> {
+    p.publish(
+        || claim_and_delete(p, key, committed),
+        |out| *out == Some(true) && !broken("no-bump"),
+    )
+}
+
+/// A discard on the part (`set_discard`, `dict_del`, `delete_entry`): the part taken
+/// (waiting for publishers, recovering dead ones), the claim found clear (every claim
+/// belongs to a publication the wait outlived, and a dead one's is settled before its
+/// `active` is cleared; `dict_del` settles only one left without its lock file, which
+/// this model has none of), the member looked up (missing: nothing
+/// changed), its bucket deleted, key and value emptied, `used` one less (logged),
+/// committed, the part released.
+fn delete_on_part<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    committed: &Cell<bool>,
+) -> Result<bool, AccessError> {
+    p.enter()?;
+    let held = p.take(P, true)?;
+    let claim = p.load(CLAIM)?;
+    assert_eq!(
+        claim, 0,
+        "a part change found the set claimed after its wait: {claim:#x}"
+    );
+    let l = p.lookup(key, false)?;
+    let Some((b, e)) = l.found else {
+        p.parts.end(&[held], true, &Spin)?;
+        return Ok(false);
+    };
+    p.put(bucket(b), BUCKET_DELETED)?;
+    p.put(entry(e) + KEY, 0)?;
+    p.put(entry(e) + VALUE, 0)?;
+    p.put(USED, l.used - 1)?;
+    p.commit()?;
+    committed.set(true);
+    p.parts.end(&[held], true, &Spin)?;
+    Ok(true)
+}
+
+/// A discard: as a publication, or on the part if the publication gives up.
+fn delete<W: WordStore>(
+    p: &mut Participant<'_, W>,
+    key: u64,
+    committed: &Cell<bool>,
+) -> Result<bool, AccessError> {
+    if let Some(out) = publish_delete(p, key, committed)? {
+        return Ok(out);
+    }
+    assert!(!committed.get());
+    delete_on_part(p, key, committed)
 }
 
 /// What a discard did (None: killed first), and whether it reached its commit point (set
@@ -986,7 +518,7 @@ struct Deleted {
 /// The victim discarding `key`, killed after `k` accesses; and its accesses.
 fn victim_delete(world: &World, k: u64, key: u64) -> (Deleted, u64) {
     let committed = Cell::new(false);
-    let (out, spent) = as_victim(world, VICTIM, k, |p| p.delete(key, &committed));
+    let (out, spent) = as_victim(world, VICTIM, k, |p| delete(p, key, &committed));
     if let Some(removed) = out {
         assert_eq!(removed, committed.get());
     }
@@ -999,11 +531,28 @@ fn victim_delete(world: &World, k: u64, key: u64) -> (Deleted, u64) {
     )
 }
 
+/// From a set holding `members`, the victim (killed after `k` accesses, then recovered at
+/// once by a third participant) discards X while `other` runs in this thread (a live
+/// participant); then the victim's recovery is repeated. The set, what the victim did (and its
+/// accesses), and what `other` returned.
+fn beside_victim_delete<T>(
+    members: &[u64],
+    k: u64,
+    other: impl FnOnce(&World) -> T,
+) -> (Arc<World>, (Deleted, u64), T) {
+    let world = Arc::new(set_of(members));
+    let victim = spawn_victim(&world, move |world| victim_delete(world, k, X));
+    let t = other(&world);
+    let x = victim.join().unwrap();
+    world.recover_again();
+    (world, x, t)
+}
+
 /// A live participant in `slot` discards `key`: whether it removed it.
 fn live_delete(world: &World, slot: u32, key: u64) -> bool {
     let mut p = Participant::new(world, &world.lock_file, &world.store, slot).unwrap();
     let committed = Cell::new(false);
-    let removed = p.delete(key, &committed).unwrap();
+    let removed = delete(&mut p, key, &committed).unwrap();
     assert_eq!(removed, committed.get());
     removed
 }
@@ -1018,7 +567,7 @@ struct Inserted {
 fn live_insert(world: &World, slot: u32, key: u64) -> Inserted {
     let mut p = Participant::new(world, &world.lock_file, &world.store, slot).unwrap();
     let landed = Cell::new(None);
-    let out = p.insert(key, &landed).unwrap();
+    let out = insert(&mut p, key, &landed).unwrap();
     assert_eq!(out == Outcome::Inserted, landed.get().is_some());
     Inserted {
         out,
@@ -1037,23 +586,9 @@ fn live_insert(world: &World, slot: u32, key: u64) -> Inserted {
 #[test]
 fn a_delete_beside_an_insert_loses_neither() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[X]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_delete(&world, k, X);
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
-        let y = live_insert(&world, OTHER, Y);
-        let (x, spent) = victim.join().unwrap();
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
-        let live = world.live();
+        let (world, (x, spent), y) =
+            beside_victim_delete(&[X], k, |world| live_insert(world, OTHER, Y));
+        let live = members(&world);
         assert_eq!(y.out, Outcome::Inserted);
         assert_eq!(live.get(&Y).copied(), y.at, "Y where it landed ({live:?})");
         assert_eq!(
@@ -1082,23 +617,9 @@ fn a_delete_beside_an_insert_loses_neither() {
 #[test]
 fn two_deleters_of_one_member_remove_it_once() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[X]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_delete(&world, k, X);
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
-        let other = live_delete(&world, OTHER, X);
-        let (x, spent) = victim.join().unwrap();
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
-        let live = world.live();
+        let (world, (x, spent), other) =
+            beside_victim_delete(&[X], k, |world| live_delete(world, OTHER, X));
+        let live = members(&world);
         assert!(live.is_empty(), "X is left in the set: {live:?}");
         assert_eq!(
             other, !x.committed,
@@ -1124,38 +645,14 @@ fn two_deleters_of_one_member_remove_it_once() {
 #[test]
 fn a_recoverer_killed_anywhere_settles_the_delete() {
     fn scenario(k1: u64, k2: u64) -> (u64, u64) {
-        let world = World::new(&[X, A]);
+        let world = set_of(&[X, A]);
         let (x, spent) = victim_delete(&world, k1, X);
         let mut recoverer_spent = 0;
         if !world.live.is_alive(VICTIM) {
-            let budget = Budget::new(k2);
-            let (lock_file, store) = world.killable(&budget);
-            if let Err(e) = recover(&lock_file, &store, THIRD, VICTIM) {
-                assert!(budget.killed(), "the recoverer failed unkilled: {e}");
-            }
-            recoverer_spent = budget.spent();
-            let active = world.active(VICTIM);
-            if insert_claimant(world.word(CLAIM)) == Some(VICTIM) {
-                assert_eq!(
-                    active,
-                    publishing(P),
-                    "the dead deleter's claim outlived the active word that leads to it"
-                );
-            }
-            if active == 0 {
-                assert_eq!(world.word(CLAIM), 0, "a recovered delete left its claim");
-                world.live();
-                if x.committed {
-                    assert_ne!(
-                        world.word(P),
-                        0,
-                        "a recovered delete left the version unmoved"
-                    );
-                }
-            }
-            recover_live(&world, OTHER, VICTIM);
+            recoverer_spent =
+                world.recover_killed(k2, |l, s, by, d| recover(l, s, by, d), x.committed);
         }
-        let live = world.live();
+        let live = members(&world);
         assert_eq!(
             live.contains_key(&X),
             !x.committed,
@@ -1164,7 +661,7 @@ fn a_recoverer_killed_anywhere_settles_the_delete() {
         assert_eq!(live.get(&A), Some(&1));
         assert_eq!(live.len(), 2 - x.committed as usize);
         if x.committed {
-            let s = world.set();
+            let s = world.table();
             assert_eq!(s.entries[0][1..], [0, 0], "X's entry is not a deleted one");
             assert_eq!(
                 s.buckets[1], BUCKET_DELETED,
@@ -1175,7 +672,7 @@ fn a_recoverer_killed_anywhere_settles_the_delete() {
         world.assert_quiet();
         let y = live_insert(&world, OTHER, Y);
         assert_eq!(y.out, Outcome::Inserted);
-        let live = world.live();
+        let live = members(&world);
         assert_eq!(live.get(&Y).copied(), y.at);
         assert_eq!(live.contains_key(&X), !x.committed);
         if x.committed {
@@ -1199,11 +696,11 @@ fn a_recoverer_killed_anywhere_settles_the_delete() {
 /// the load of word `yield_before`: loom explored no switch between two Relaxed loads of one
 /// thread without one (module doc), and a `yield_now` there forces a switch that only a
 /// preemption undoes, so each read yields at one place (the models run one place each).
-fn read_set(world: &World, slot: u32, yield_before: u64) -> Option<(u64, Set)> {
+fn read_set(world: &World, slot: u32, yield_before: u64) -> Option<(u64, Table)> {
     let publisher_in = !broken("reader-skips-publisher-in");
     read_validated(world, slot, publisher_in, || {
         // Relaxed (all): validated after.
-        Set::read(|at| {
+        Table::read(|at| {
             if at == yield_before {
                 thread::yield_now();
             }
@@ -1218,24 +715,23 @@ fn read_set(world: &World, slot: u32, yield_before: u64) -> Option<(u64, Set)> {
 /// validated against the first version is the first set, one that validated against the
 /// final version the final one.
 fn reader_scenario<const YIELD_BEFORE: u64>(k: u64) -> u64 {
-    let world = Arc::new(World::new(&[X, A]));
-    let first = world.live();
+    let world = Arc::new(set_of(&[X, A]));
+    let first = members(&world);
     let reader = {
         let world = world.clone();
         thread::spawn(move || read_set(&world, THIRD, YIELD_BEFORE))
     };
     let (x, spent) = victim_delete(&world, k, X);
-    if !world.live.is_alive(VICTIM) {
-        recover_live(&world, OTHER, VICTIM);
-    }
-    let last = world.live();
+    world.recover_again();
+    let last = members(&world);
     assert_eq!(last.contains_key(&X), !x.committed);
     if x.committed {
         assert_ne!(world.word(P), 0, "a delete left the version unmoved");
     }
     if let Some((v, seen)) = reader.join().unwrap() {
         let kept = seen
-            .live()
+            .live(Kind::Set)
+            .map(entries_only)
             .unwrap_or_else(|e| panic!("a reader kept an inconsistent set: {e}"));
         let keys: Vec<u64> = kept.keys().copied().collect();
         assert!(
@@ -1280,31 +776,22 @@ fn a_reader_keeps_only_whole_sets_yield_before_buckets() {
 #[test]
 fn a_delete_racing_a_part_taker_is_not_lost() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[X, A]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_delete(&world, k, X);
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
+        let world = Arc::new(set_of(&[X, A]));
+        let victim = spawn_victim(&world, move |world| victim_delete(world, k, X));
         let mut taker = Participant::new(&world, &world.lock_file, &world.store, OTHER).unwrap();
         taker.enter().unwrap();
-        let held = taker.take(P).unwrap();
+        let held = taker.take(P, true).unwrap();
         let claim = world.word(CLAIM);
         assert_eq!(
             claim, 0,
             "a part taker found the set claimed after its wait: {claim:#x}"
         );
         let landed = Cell::new(None);
-        let out = taker.insert_held(B, &landed).unwrap();
+        let out = insert_held(&mut taker, B, &landed).unwrap();
         taker.parts.end(&[held], true, &Spin).unwrap();
         assert_eq!(out, Outcome::Inserted);
         let (x, spent) = victim.join().unwrap();
-        let live = world.live();
+        let live = members(&world);
         assert_eq!(live.get(&B).copied(), landed.get(), "B was lost ({live:?})");
         assert_eq!(live.get(&A), Some(&1), "A was lost ({live:?})");
         assert_eq!(
@@ -1328,23 +815,9 @@ fn a_delete_racing_a_part_taker_is_not_lost() {
 #[test]
 fn a_delete_and_an_add_of_one_member_agree() {
     fn scenario(k: u64) -> u64 {
-        let world = Arc::new(World::new(&[X]));
-        let victim = {
-            let world = world.clone();
-            thread::spawn(move || {
-                let out = victim_delete(&world, k, X);
-                if !world.live.is_alive(VICTIM) {
-                    recover_live(&world, THIRD, VICTIM);
-                }
-                out
-            })
-        };
-        let add = live_insert(&world, OTHER, X);
-        let (x, spent) = victim.join().unwrap();
-        if !world.live.is_alive(VICTIM) {
-            recover_live(&world, OTHER, VICTIM);
-        }
-        let live = world.live();
+        let (world, (x, spent), add) =
+            beside_victim_delete(&[X], k, |world| live_insert(world, OTHER, X));
+        let live = members(&world);
         if add.out == Outcome::Inserted {
             assert!(x.committed, "X added while it was in the set");
             assert_eq!(
