@@ -340,11 +340,12 @@ impl Store {
         Ok(t)
     }
 
-    /// Settles dict `c`'s insert claim if one is left (its parts `d`, read again if so): an
-    /// insert's or a delete's claim that nobody holds any more (publications under the dict
-    /// have all ended: our part waited for them, or the gate is closed), because its claimant
-    /// died and its lock file is gone.
-    fn settle_left_claim(&mut self, c: u64, d: DictParts) -> Result<DictParts> {
+    /// Dict `c`'s parts, after settling its insert claim if one is left: an insert's or a
+    /// delete's claim that nobody holds any more (publications under the dict have all ended:
+    /// our part waited for them, or the gate is closed), because its claimant died and its
+    /// lock file is gone.
+    fn dict_parts_settled(&mut self, c: u64) -> Result<DictParts> {
+        let d = self.dict_parts(c)?;
         if self.get(c + dict_header::INSERT_CLAIM)? == 0 {
             return Ok(d);
         }
@@ -359,8 +360,7 @@ impl Store {
 
     /// Inserts an entry for a key known to be absent; returns its entry index.
     pub(super) fn dict_insert_new(&mut self, c: u64, h: u64, kw: u64, w: u64) -> Result<u64> {
-        let d = self.dict_parts(c)?;
-        let mut d = self.settle_left_claim(c, d)?;
+        let mut d = self.dict_parts_settled(c)?;
         if d.table == 0 || d.nentries == d.cap {
             d = self.resize(c, &d, d.used + 1)?;
         }
@@ -472,8 +472,7 @@ impl Store {
     /// Deletes key node `key`; returns the (key, value) words, released at commit.
     pub fn dict_del(&mut self, c: Container, key: &Key) -> Result<Option<(u64, u64)>> {
         let c = c.get();
-        let d = self.dict_parts(c)?;
-        let d = self.settle_left_claim(c, d)?;
+        let d = self.dict_parts_settled(c)?;
         let Some((b, e)) = self.find(&d, key)? else {
             return Ok(None);
         };
@@ -520,8 +519,7 @@ impl Store {
 
     /// Deletes live entry `e` of dict `c`; returns its (key, value) words, released at commit.
     pub(super) fn dict_delete_at(&mut self, c: u64, e: u64) -> Result<(u64, u64)> {
-        let d = self.dict_parts(c)?;
-        let d = self.settle_left_claim(c, d)?;
+        let d = self.dict_parts_settled(c)?;
         if e >= d.nentries || self.entry(&d, e)?.1 == value::EMPTY {
             return Err(corrupt("deleting a dict entry that is not live", c));
         }

@@ -242,8 +242,9 @@ impl SharedStore {
         self.has_pending.store(true, Ordering::Relaxed);
     }
 
-    /// Sleeps until `busy` may have cleared. `seen` counts the waits on this same `busy` in a
-    /// row: while it stays, its holder may be dead, so dead participants are looked for before
+    /// Sleeps until `busy` may have cleared. `state` counts the waits on this same `busy` in a
+    /// row (and whether the last one saw the writer word freed): while it stays, its holder may
+    /// be dead, so dead participants are looked for before
     /// each further wait (a lock query per attached participant: cheap) and recovered. The
     /// sleeps grow from `FIRST_SLICE` to `WAIT_SLICE`.
     fn wait_for<E: From<Error>>(
@@ -395,7 +396,7 @@ impl SharedStore {
         mut f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let tid = thread_id();
-        let mut seen = WaitState::default();
+        let mut waits = WaitState::default();
         loop {
             let busy = 'step: {
                 let mut g = self.guard(w)?;
@@ -442,7 +443,7 @@ impl SharedStore {
                     Err(e) => return Err(e.into()),
                 }
             };
-            self.wait_for(w, busy, None, &mut seen)?;
+            self.wait_for(w, busy, None, &mut waits)?;
         }
     }
 
@@ -662,7 +663,7 @@ impl SharedStore {
         // When the first try failed: taken then, not before, so a read that succeeds at once
         // (nearly all of them) reads no clock.
         let mut failing_since = None;
-        let mut seen = WaitState::default();
+        let mut waits = WaitState::default();
         loop {
             let (result, busy, vanished) = {
                 let mut g = self.guard(w)?;
@@ -690,7 +691,7 @@ impl SharedStore {
                 return Err(e.into());
             }
             if let Some(b) = busy {
-                self.wait_for(w, b, None, &mut seen)?;
+                self.wait_for(w, b, None, &mut waits)?;
             }
             // Every invalidated run counts, also one that found a part held: a read longer
             // than the gaps between one container's part-locked changes would otherwise
@@ -718,7 +719,7 @@ impl SharedStore {
         mut f: impl FnMut(&mut Store) -> Result<T>,
     ) -> Result<T, E> {
         let deadline = timeout.map(|t| Instant::now() + t.min(Duration::from_secs(1 << 30)));
-        let mut seen = WaitState::default();
+        let mut waits = WaitState::default();
         loop {
             let busy = {
                 let mut g = self.guard(w)?;
@@ -741,7 +742,7 @@ impl SharedStore {
                     return Err(e.into());
                 }
             };
-            self.wait_for(w, busy, deadline, &mut seen)?;
+            self.wait_for(w, busy, deadline, &mut waits)?;
         }
     }
 

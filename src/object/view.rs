@@ -359,9 +359,9 @@ impl Store {
                     }
                 }
                 // An insert claim left standing after its claimant's lock file went (nobody
-                // to recover it: the next insert on the dict settles it) may stand between an
-                // insert's or a delete's commit, the store of its key word, and the move of
-                // `used` (FORMAT.md §10.9, "Inserts", "Deletes").
+                // to recover it: the next insert or removal on the dict's part settles it) may
+                // stand between an insert's or a delete's commit, the store of its key word,
+                // and the move of `used` (FORMAT.md §10.9, "Inserts", "Deletes").
                 let claimed = self.get(c + dict_header::INSERT_CLAIM)? != 0;
                 if live != d.used && !(claimed && (live == d.used + 1 || live + 1 == d.used)) {
                     return Err(corrupt(
