@@ -439,6 +439,28 @@ pub const fn insert_claim(slot: u32) -> u64 {
     INSERT_CLAIMED | (((slot as u64) & TAIL_SLOT) << TAIL_SLOT_SHIFT)
 }
 
+/// Set in a dict's insert claim word while its claimant deletes a key whose value is an inline
+/// word (FORMAT.md §10.9, "Deletes"), with the entry's index in bits 0..48: the entry whose
+/// value word emptied is the delete's commit point. A set's delete never sets it (a set's
+/// value words are all 0).
+pub const DELETE_CLAIMED: u64 = 1 << 62;
+const CLAIM_ENTRY: u64 = (1 << TAIL_SLOT_SHIFT) - 1;
+
+/// The insert claim word of the participant in `slot` while it deletes entry `e` of a dict.
+pub const fn delete_claim(slot: u32, e: u64) -> u64 {
+    insert_claim(slot) | DELETE_CLAIMED | (e & CLAIM_ENTRY)
+}
+
+/// The entry a dict's delete names in claim word `word` (None: no claim, or an insert's or a
+/// set delete's).
+pub const fn deleting_entry(word: u64) -> Option<u64> {
+    if word & INSERT_CLAIMED != 0 && word & DELETE_CLAIMED != 0 {
+        Some(word & CLAIM_ENTRY)
+    } else {
+        None
+    }
+}
+
 /// The slot that holds a dict's insert claim, from the word (None: not claimed, or not a
 /// claim at all: a damaged word, which the next insert on the dict's part clears).
 pub const fn insert_claimant(word: u64) -> Option<u32> {
@@ -491,12 +513,14 @@ impl DictWords {
 /// Settles the insert claim of a dict whose claimant is gone (its recoverer, with `claimant`
 /// its slot: only that slot's claim; or a change of the dict that finds a claim nobody can
 /// hold any more, `None`: any claim), with nobody else changing the dict's entries meanwhile.
-/// An insert's commit point is the store of the entry's key word, and a delete's the store of
-/// 0 there (FORMAT.md §10.9, "Inserts", "Deletes"), so every state they leave is a dict with
-/// the entry or without it, but for words no lookup goes by: an entry whose key word is 0 (an
-/// insert's staged entry, or a committed delete's) may still be named by a bucket, which is
-/// marked deleted here, and keep a value word, emptied here; and `used`, which is counted
-/// again from the entries. Then the claim is cleared. Safe to repeat.
+/// An insert's commit point is the store of the entry's key word, a set delete's the store of
+/// 0 there, and a dict delete's the store of 0 in the value word of the entry its claim names
+/// (FORMAT.md §10.9, "Inserts", "Deletes"), so every state they leave is a dict with the entry
+/// or without it, but for words no lookup goes by: the key word of a dict delete's entry whose
+/// value is emptied is emptied here; an entry whose key word is 0 (an insert's staged entry, or
+/// a committed delete's) may still be named by a bucket, which is marked deleted here, and keep
+/// a value word, emptied here; and `used`, which is counted again from the entries. Then the
+/// claim is cleared. Safe to repeat.
 pub fn settle_insert_claim<W: WordStore>(
     store: &W,
     at: DictWords,
@@ -511,6 +535,18 @@ pub fn settle_insert_claim<W: WordStore>(
     // Relaxed: nobody else changes these words now (the caller's recovery lock, part or
     // section); the final Release orders them for the next claimant.
     let n = store.load(at.nentries, Ordering::Relaxed)?.min(at.cap);
+    // A dict delete past its commit point (its entry's value emptied) whose key word is not
+    // emptied yet: emptied now, as the deleter would have. Before the commit the value word
+    // holds the value, and the entry stays.
+    if let Some(e) = deleting_entry(word).filter(|&e| e < n) {
+        let key = at.entry(e) + ENTRY_KEY;
+        if store.load(key, Ordering::Relaxed)? != 0
+            && store.load(at.entry(e) + ENTRY_VALUE, Ordering::Relaxed)? == 0
+        {
+            store.step()?;
+            store.store(key, 0, Ordering::Relaxed)?;
+        }
+    }
     for i in 0..at.nbuckets {
         let b = store.load(at.bucket(i), Ordering::Relaxed)?;
         if (1..=n).contains(&b) && store.load(at.entry(b - 1) + ENTRY_KEY, Ordering::Relaxed)? == 0
@@ -1053,9 +1089,47 @@ impl<'a, W: WordStore> Parts<'a, W> {
         self.store.store(at.claim, 0, Ordering::Release)
     }
 
-    /// Delete step 1, with the claim held and the key found in live entry `e`: the commit
-    /// point, entry `e`'s key word emptied. From here every state is the dict without the key,
-    /// but for its bucket, value word and `used` until step 2 (FORMAT.md §10.9, "Deletes").
+    /// A dict's delete, with the claim held and the key found in live entry `e` (whose value
+    /// is an inline word): the claim marked as a delete of `e`, so that a recoverer knows the
+    /// entry whose emptied value word commits it (FORMAT.md §10.9, "Deletes").
+    pub fn delete_claim_entry(&self, at: DictWords, e: u64) -> Result<(), AccessError> {
+        debug_assert!(e < at.cap);
+        self.store.step()?;
+        // Relaxed: read by a recoverer of ours once we are dead (it sees every store we made),
+        // or by a claimant, which only waits for the word to be 0.
+        self.store
+            .store(at.claim, delete_claim(self.slot, e), Ordering::Relaxed)
+    }
+
+    /// A dict's delete, after [`Parts::delete_claim_entry`]: the commit point, entry `e`'s
+    /// value word emptied by CAS from `old` (`Err(now)`: a value publication replaced it
+    /// first; try again with `now`, if it is an inline word). From here every state is the
+    /// dict without the key: a value publication that meets the empty word runs on the dict's
+    /// part, which waits for this delete; then step 1 empties the key word.
+    pub fn delete_value_commit(
+        &self,
+        at: DictWords,
+        e: u64,
+        old: u64,
+    ) -> Result<Result<(), u64>, AccessError> {
+        debug_assert!(e < at.cap && old != 0);
+        self.store.step()?;
+        // Release: the claim word stored before is seen by whoever sees the value emptied
+        // with an Acquire load. Relaxed on failure: the word read is an inline value (no
+        // offset to follow), only the next guess.
+        self.store.cas(
+            at.entry(e) + ENTRY_VALUE,
+            old,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+    }
+
+    /// Delete step 1, with the claim held and the key found in live entry `e`: entry `e`'s key
+    /// word emptied, a set's commit point (a dict's is [`Parts::delete_value_commit`], before).
+    /// From here every state is the dict without the key, but for its bucket, value word and
+    /// `used` until step 2 (FORMAT.md §10.9, "Deletes").
     pub fn delete_entry_commit(&self, at: DictWords, e: u64) -> Result<(), AccessError> {
         debug_assert!(e < at.cap);
         self.store.step()?;

@@ -14,7 +14,7 @@ use persist::object::layout::dict_header;
 use persist::object::tree::{Node, Tree};
 use persist::object::view::Value;
 use persist::object::{value, AppendDeath, Container, Inserted, Store};
-use persist::part_lock::{insert_claim, insert_claimant};
+use persist::part_lock::{delete_claim, insert_claim, insert_claimant};
 
 fn int_key(v: i64) -> Tree<'static> {
     Tree::scalar(Node::Int(v))
@@ -456,4 +456,97 @@ fn a_delete_claim_left_behind_is_settled_by_the_next_removal_on_the_set_part() {
     assert_eq!(st.set_len(s).unwrap(), 1);
     assert_eq!(st.set_members(s).unwrap().len(), 1);
     st.check(T).unwrap();
+}
+
+/// A dict's delete of an inline key with an inline value is a delete publication whose commit
+/// point is the entry's value word emptied: a deleter of key 2 killed holding the claim is
+/// recovered to the dict with the key and its value, and one killed after emptying the value
+/// word (before or after emptying the key word) to the dict without it, `len` right either
+/// way; nothing is left for `check`, and deletes without a lock run again. A key whose value
+/// is a block, and a key that is not there, are the part path's.
+#[test]
+fn a_dict_deleter_killed_anywhere_leaves_the_key_whole_or_absent() {
+    for (at, removed) in [
+        (AppendDeath::Claimed, false),
+        (AppendDeath::DeleteSealed, true),
+        (AppendDeath::DeleteCommitted, true),
+    ] {
+        let (path, mut st, d) = store_with_a_dict(&format!("delete-{at:?}"));
+        let kt = int_key(2);
+        child_dies_at(&path, at, |child| {
+            let key = Key::new(&kt, kt.root).unwrap();
+            let _ = child.publish_dict_delete(d, &key);
+        });
+        assert_ne!(word(&path, d.get() + dict_header::INSERT_CLAIM), 0);
+        assert_eq!(st.recover_dead().unwrap(), 1);
+        assert_eq!(word(&path, d.get() + dict_header::INSERT_CLAIM), 0);
+        assert_eq!(get(&st, d, 2), (!removed).then(|| int(2)), "{at:?}");
+        let mut want = vec![(int(1), int(1)), (int(2), int(2)), (int(3), int(3))];
+        if removed {
+            want.remove(1);
+        }
+        assert_eq!(items(&st, d), want, "{at:?}");
+        assert_eq!(st.dict_len(d).unwrap(), want.len() as u64, "{at:?}");
+        let report = st.check(T).unwrap();
+        assert_eq!(report.unreachable_blocks, 0, "{at:?}: {report:?}");
+        // Deletes without a lock run again: the value comes back (a key not there is left to
+        // the part path, which answers for sure).
+        let key = Key::new(&kt, kt.root).unwrap();
+        let first = st.publish_dict_delete(d, &key).unwrap();
+        assert_eq!(first, (!removed).then_some(Some(int(2))), "{at:?}");
+        assert_eq!(st.publish_dict_delete(d, &key).unwrap(), None);
+        assert_eq!(st.dict_len(d).unwrap(), 2);
+        assert!(st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Word(int(20)))
+            .unwrap());
+        assert_eq!(get(&st, d, 2), Some(int(20)));
+        assert_eq!(st.dict_len(d).unwrap(), 3);
+        // A value that is a block is the part path's to free.
+        assert_eq!(
+            st.publish_dict_delete(d, &key).unwrap(),
+            Some(Some(int(20)))
+        );
+        let long = Node::Str(LONG_VALUE.into());
+        assert!(st
+            .publish_dict_insert(d, &key, &mut NO_HINT.clone(), Inserted::Scalar(&long))
+            .unwrap());
+        assert_eq!(st.publish_dict_delete(d, &key).unwrap(), None);
+        assert_eq!(st.dict_len(d).unwrap(), 3);
+        st.check(T).unwrap();
+    }
+}
+
+/// A dict delete's claim left behind after its commit point (its lock file gone: nobody
+/// recovers it), the entry's value emptied and its key not: `check` takes the dict for the
+/// dict without the key, and the next removal on the dict's part settles it first.
+#[test]
+fn a_dict_delete_claim_left_behind_is_settled_by_the_next_removal_on_the_dict_part() {
+    let (path, mut st, d) = store_with_a_dict("dict-delete-left");
+    // Entry 1 holds key 2 (entries 0..=2 are keys 1..=3).
+    let key_at = entry_key(&path, d, 1);
+    assert_eq!(word(&path, key_at), int(2));
+    forge_word(
+        &path,
+        d.get() + dict_header::INSERT_CLAIM,
+        delete_claim(9, 1),
+    );
+    forge_word(&path, key_at + 8, 0);
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+    let kt = int_key(3);
+    let key = Key::new(&kt, kt.root).unwrap();
+    st.begin_op(T).unwrap();
+    assert!(st.dict_del(d, &key).unwrap().is_some());
+    st.end_op(true).unwrap();
+    assert_eq!(word(&path, d.get() + dict_header::INSERT_CLAIM), 0);
+    assert_eq!(items(&st, d), vec![(int(1), int(1))]);
+    assert_eq!(st.dict_len(d).unwrap(), 1);
+    st.check(T).unwrap();
+}
+
+/// The store offset of the key word of dict `d`'s entry `e`.
+fn entry_key(path: &std::path::Path, d: Container, e: u64) -> u64 {
+    let table = word(path, d.get() + dict_header::TABLE);
+    let nbuckets = value::head_len(word(path, table));
+    table + 16 + 8 * nbuckets + 24 * e + 8
 }

@@ -13,7 +13,7 @@ sets as well, version 1 the everyday value types too; all are read):
 
 * UTF-8 text, one JSON value per line (``\\n``-terminated; U+0085, U+2028 and U+2029 are
   written as ``\\u`` escapes, so no reader splits a record). Line 1 is the header
-  ``{"format":"persist-dump","version":4,"persist":"0.1.0","store_format":9,"root":0}``;
+  ``{"format":"persist-dump","version":4,"persist":"0.1.0","store_format":10,"root":0}``;
   then one record per container; the last line is ``{"end":N}``, N the number of records (a
   dump without it was cut short and is refused).
 * Records: ``{"id":I,"type":"dict","items":[[K,V],...]}``,

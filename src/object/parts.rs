@@ -560,16 +560,47 @@ impl Store {
     /// (`false`: no member, as the look under the claim found); `Ok(None)`: nothing was
     /// changed, and the caller runs the removal on the set's part.
     pub fn publish_set_discard(&mut self, c: Container, key: &Key) -> Result<Option<bool>> {
-        if key.inline.is_none() || !self.may_publish(c, |k| k == Kind::Set)? {
+        Ok(self
+            .publish_delete(c, Kind::Set, key)?
+            .map(|removed| removed.is_some()))
+    }
+
+    /// Deletes key `key` of dict `c` with no part taken (FORMAT.md §10.9, "Deletes"): the
+    /// delete of [`Store::publish_set_discard`], whose commit point is the entry's value word
+    /// emptied by CAS (a value publication that comes after finds the word empty and runs on
+    /// the dict's part, which waits for this delete), then its key word emptied. Only where
+    /// that is the whole change: a plain dict (not an object or cache), and a key and value
+    /// that are inline words (nothing to free). `Ok(Some(Some(w)))`: deleted, its value was
+    /// `w`; `Ok(Some(None))`: no such key, as the look under the claim found; `Ok(None)`:
+    /// nothing was changed, and the caller runs the delete on the dict's part.
+    pub fn publish_dict_delete(&mut self, c: Container, key: &Key) -> Result<Option<Option<u64>>> {
+        self.publish_delete(c, Kind::Dict, key)
+    }
+
+    /// The delete publication of a set's member (`kind` Set) or a dict's key (`kind` Dict).
+    fn publish_delete(
+        &mut self,
+        c: Container,
+        kind: Kind,
+        key: &Key,
+    ) -> Result<Option<Option<u64>>> {
+        if key.inline.is_none() || !self.may_publish(c, |k| k == kind)? {
             return Ok(None);
         }
         let cg = c.get();
         // A look before the announcement, which only decides whether to try (a part change of
-        // another process may be moving the table under it): a member not seen there is left
-        // to the part path, which answers for sure at what a removal of nothing cost before.
-        let seen = self
-            .dict_parts(cg)
-            .and_then(|d| Ok(d.table != 0 && self.find(&d, key)?.is_some()));
+        // another process may be moving the table under it): a key not seen there is left to
+        // the part path, which answers for sure at what a removal of nothing cost before, and
+        // so is a dict's key whose value is not an inline word (a block to free).
+        let seen = self.dict_parts(cg).and_then(|d| {
+            if d.table == 0 {
+                return Ok(false);
+            }
+            let Some((_, e)) = self.find(&d, key)? else {
+                return Ok(false);
+            };
+            Ok(kind == Kind::Set || value::is_inline(self.entry(&d, e)?.2))
+        });
         if !matches!(seen, Ok(true)) {
             return Ok(None);
         }
@@ -578,8 +609,8 @@ impl Store {
         if parts.enter_publish(version, &KERNEL)?.is_err() {
             return Ok(None);
         }
-        let removed = self.claim_and_delete(&parts, cg, key);
-        let changed = matches!(removed, Ok(Some(true)));
+        let removed = self.claim_and_delete(&parts, cg, kind, key);
+        let changed = matches!(removed, Ok(Some(Some(_))));
         parts.end_publish(version, changed, &KERNEL)?;
         if changed {
             self.changed = true;
@@ -589,36 +620,45 @@ impl Store {
 
     /// Delete steps under the announcement (FORMAT.md §10.9, "Deletes"): the entries claimed,
     /// the key looked up (the table cannot move: part takers wait for us, and inserters and
-    /// other deleters for the claim), its key word emptied (the commit point), its bucket
-    /// marked deleted, `used` moved, the claim ended. The key is an inline word: nothing to
-    /// free.
+    /// other deleters for the claim); a dict's value word emptied (its commit point, after the
+    /// claim names the entry); the key word emptied (a set's commit point), the bucket marked
+    /// deleted, `used` moved, the claim ended. Key and value are inline words: nothing to
+    /// free. `Some(Some(value))`: deleted (a set's value is the empty word); `Some(None)`: no
+    /// such key; `None`: left to the part path.
     fn claim_and_delete(
         &self,
         parts: &Parts<'_, Mapping>,
         c: u64,
+        kind: Kind,
         key: &Key,
-    ) -> Result<Option<bool>> {
+    ) -> Result<Option<Option<u64>>> {
         let claim_at = c + dict_header::INSERT_CLAIM;
         if !self.claim_entries(parts, claim_at)? {
             return Ok(None);
         }
-        // Ok(Ok(None)): no member; Ok(Ok(Some(..))): its bucket and entry; Ok(Err(())): an
-        // entry with a value word (damage), left to the part path, which refuses it.
+        // Ok(Ok(None)): no such key; Ok(Ok(Some(..))): its bucket, entry and value;
+        // Ok(Err(())): left to the part path: a set's entry with a value word (damage, which
+        // the part path refuses), a dict's whose value is a block (to free) or empty (damage).
         let found = (|| {
             let d = self.dict_parts(c)?;
             let Some((b, e)) = self.find(&d, key)? else {
                 return Ok(Ok(None));
             };
-            if self.entry(&d, e)?.2 != value::EMPTY {
+            let v = self.entry(&d, e)?.2;
+            let deletable = match kind {
+                Kind::Set => v == value::EMPTY,
+                _ => value::is_inline(v),
+            };
+            if !deletable {
                 return Ok(Err(()));
             }
-            Ok(Ok(Some((d, b, e))))
+            Ok(Ok(Some((d, b, e, v))))
         })();
-        let (d, b, e) = match found {
+        let (d, b, e, mut v) = match found {
             Ok(Ok(Some(f))) => f,
             Ok(Ok(None)) => {
                 parts.unclaim_insert(claim_at)?;
-                return Ok(Some(false));
+                return Ok(Some(None));
             }
             Ok(Err(())) => {
                 parts.unclaim_insert(claim_at)?;
@@ -632,16 +672,45 @@ impl Store {
         self.maybe_die(AppendDeath::Claimed);
         let words = d.words(c);
         let me = Some(self.part.slot());
-        if let Err(e) = parts.delete_entry_commit(words, e) {
-            // A vanished page: settled as a dead deleter's would be (the claim is ours).
-            let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
-            return Err(e.into());
+        // A dict's commit point: the value word emptied, from the value a value publication
+        // (which takes no claim) may still replace with another inline word. A vanished page is
+        // settled as a dead deleter's would be (the claim is ours): the entry stays iff its
+        // value does.
+        // Ok(false): a value word that no value publication leaves (damage): the delete is
+        // left to the part path.
+        let committed = (|| -> std::result::Result<bool, crate::sync::AccessError> {
+            if kind == Kind::Set {
+                parts.delete_entry_commit(words, e)?;
+                return Ok(true);
+            }
+            parts.delete_claim_entry(words, e)?;
+            loop {
+                match parts.delete_value_commit(words, e, v)? {
+                    Ok(()) => break,
+                    Err(now) if value::is_inline(now) => v = now,
+                    Err(_) => return Ok(false),
+                }
+            }
+            self.maybe_die(AppendDeath::DeleteSealed);
+            parts.delete_entry_commit(words, e)?;
+            Ok(true)
+        })();
+        match committed {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::part_lock::settle_insert_claim(self.mem(), words, me)?;
+                return Ok(None);
+            }
+            Err(err) => {
+                let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
+                return Err(err.into());
+            }
         }
         self.maybe_die(AppendDeath::DeleteCommitted);
         if parts.delete_entry_finish(words, b, e, d.used).is_err() {
             let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
         }
-        Ok(Some(true))
+        Ok(Some(Some(if kind == Kind::Set { value::EMPTY } else { v })))
     }
 
     /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a

@@ -385,6 +385,17 @@ impl SharedStore {
         self.change_or_publish(w, Some(c), Some(&mut publish), f)
     }
 
+    /// As [`SharedStore::publish_or_write_in`], with `f` run as `write(f)` does (store-wide):
+    /// for a change whose other cases may need more than one container's part.
+    pub fn publish_or_write<T, E: From<Error>>(
+        &self,
+        w: &impl Waiting<E>,
+        mut publish: impl FnMut(&mut Store) -> Result<Option<T>, E>,
+        f: impl FnMut(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.change_or_publish(w, None, Some(&mut publish), f)
+    }
+
     /// `write` (`part` None), `write_in` (`part` the container) and `publish_or_write_in`
     /// (`publish` tried once, first, in the first step): each step tries the part first, if
     /// any, then the store-wide writer lock in the same step.

@@ -81,8 +81,11 @@ pub enum AppendDeath {
     InsertStaged,
     /// An insert publication: the key stored (committed), `used` not moved, the claim held.
     InsertCommitted,
-    /// A delete publication (`publish_set_discard`): the key word emptied (committed), the
-    /// bucket, value word and `used` not moved, the claim held.
+    /// A dict's delete publication (`publish_dict_delete`): the claim names the entry, its
+    /// value word emptied (committed), its key word not.
+    DeleteSealed,
+    /// A delete publication (`publish_set_discard`, `publish_dict_delete`): the key word
+    /// emptied (committed), the bucket, value word and `used` not moved, the claim held.
     DeleteCommitted,
 }
 

@@ -1377,13 +1377,20 @@ impl Dict {
             return Err(key_error(k));
         };
         let key = kt.key().map_err(map)?;
-        // On the dict's part lock (store-wide if the value is a container).
-        self.shared.write_in(&Gil(py), self.off, |st| {
-            match st.dict_del(self.off, &key).map_err(map)? {
-                Some(_) => Ok(()),
-                None => Err(key_error(k)),
-            }
-        })
+        // A key and value that are inline words: a delete without a lock; else on the dict's
+        // part lock (store-wide if the value is a container).
+        let publish = |st: &mut object::Store| match st.publish_dict_delete(self.off, &key) {
+            Ok(Some(Some(_))) => Ok(Some(())),
+            Ok(Some(None)) => Err(key_error(k)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(map(e)),
+        };
+        let del = |st: &mut object::Store| match st.dict_del(self.off, &key).map_err(map)? {
+            Some(_) => Ok(()),
+            None => Err(key_error(k)),
+        };
+        self.shared
+            .publish_or_write_in(&Gil(py), self.off, publish, del)
     }
 
     /// pop(k[, default])
@@ -1422,12 +1429,18 @@ impl Dict {
         };
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
-        let r = self.shared.write(&Gil(py), |st| {
-            match st.dict_del(self.off, &key).map_err(map)? {
-                Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
+        // A key and value that are inline words: a delete without a lock; else store-wide.
+        let publish =
+            |st: &mut object::Store| match st.publish_dict_delete(self.off, &key).map_err(map)? {
+                Some(Some(vw)) => Ok(Some(Some(to_py(py, st, shared, vw)?))),
+                Some(None) => Ok(Some(None)),
                 None => Ok(None),
-            }
-        })?;
+            };
+        let pop = |st: &mut object::Store| match st.dict_del(self.off, &key).map_err(map)? {
+            Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
+            None => Ok(None),
+        };
+        let r = self.shared.publish_or_write(&Gil(py), publish, pop)?;
         match r {
             Some(v) => Ok(v),
             None => missing(),

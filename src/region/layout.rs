@@ -34,8 +34,11 @@ pub const MAGIC: [u8; 8] = *b"PERSIST\0";
 /// for damage. Version 9: an appender of a block item holds its claim at the length with the
 /// item until its journal is settled, and pops without a lock take block items (FORMAT.md
 /// §10.9); a version-8 appender ends its claim first, which a version-9 popper could race into
-/// freeing the block twice, so the two must not share a store.
-pub const FORMAT_VERSION: u32 = 9;
+/// freeing the block twice, so the two must not share a store. Version 10: a dict's delete
+/// without a lock commits by emptying the entry's value word, with the entry named in the
+/// dict's insert claim (bit 62, FORMAT.md §10.9 "Deletes"); a version-9 recoverer of a dead
+/// deleter would leave the entry with its key and an empty value.
+pub const FORMAT_VERSION: u32 = 10;
 /// Bytes 04 03 02 01 at offset 12. Written and read as little-endian; the engine refuses to
 /// build for big-endian targets (its shared words are native atomics), so a mismatch here means
 /// a damaged or foreign header.

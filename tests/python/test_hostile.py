@@ -635,8 +635,9 @@ def _cases() -> list[Case]:
     # 4: the version before sets (block kind 19), whose reader would call a set damage; 5: the
     # version before the list's start word; 6: the version before caches (kind 20); 7: the
     # version before claims on a list's tail; 8: the version whose block appenders ended their
-    # claim before settling the block's journal; 10: a version after this one.
-    for v in (0, 1, 4, 5, 6, 7, 8, 10, 0xFFFFFFFF):
+    # claim before settling the block's journal; 9: the version whose recovery knew no dict
+    # delete without a lock; 11: a version after this one.
+    for v in (0, 1, 4, 5, 6, 7, 8, 9, 11, 0xFFFFFFFF):
         cid = f"version-{v}"
 
         def make(w: Path, v: int = v) -> bytes:
