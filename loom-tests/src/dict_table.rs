@@ -1,12 +1,13 @@
 //! A dict table on the publication scaffolding ([`publication`](crate::publication)), shared by
 //! the models of publications into a dict's or a set's entries (`tests/dict_insert.rs`,
-//! `tests/set_delete.rs`): its layout (8 buckets, room for 5 entries of three words, its
-//! `used`, `nentries` and claim words under the version word P), the probe rule, a snapshot
-//! of its words and the consistency check ([`Table`]), the world ([`World`]: the scaffolding's
-//! words, who is inside a publication, and the file's own recovery), and a participant
-//! ([`Participant`]: its lookup under the claim or the part, the bounded claim, a part taken
-//! with the wait for publishers, a publication under P). What each model adds (the steps it
-//! plants bugs in, the recovery, the inserts and deletes themselves) stays in its file.
+//! `tests/set_delete.rs`, `tests/dict_delete.rs`): its layout (8 buckets, room for 5 entries
+//! of three words, its `used`, `nentries` and claim words under the version word P), the probe
+//! rule, a snapshot of its words and the consistency check ([`Table`]), the world ([`World`]:
+//! the scaffolding's words, who is inside a publication, and the file's own recovery), and a
+//! participant ([`Participant`]: its lookup under the claim or the part, the bounded claim, a
+//! part taken with the wait for publishers, a publication under P). What each model adds (the
+//! steps it plants bugs in, the recovery, the inserts, deletes and updates themselves) stays
+//! in its file.
 
 use crate::publication::{
     owner, slot_of, Objects, Spin, View, GATE_END, OTHER, P, RECORDS, SLOTS, STORE_BYTES, THIRD,
@@ -87,6 +88,13 @@ pub fn probe(h: u64) -> impl Iterator<Item = u64> {
     })
 }
 
+/// Whether value word `w` is an inline word (`object/value.rs` `is_inline`): neither the empty
+/// word 0 nor a block (an offset, its low four bits 0). The models' dict values are all
+/// inline words, so a live dict entry with any other value word is damage here.
+pub fn is_inline(w: u64) -> bool {
+    w != 0 && w & 0xf != 0
+}
+
 /// How many more times a publisher looks at a claim word held by another before it gives up
 /// on the publication (the object layer's bounded `spin_until_changed`; then the part path).
 pub const SPIN_LOOKS: u32 = 1;
@@ -139,8 +147,9 @@ impl Table {
 
     /// The live entries, key -> (entry index, value word), if the words are a consistent
     /// table of `kind`: `nentries` within the table; a set's every value word 0 (so a deleted
-    /// entry's too), a dict's deleted entries (key 0) with their value word emptied; each live
-    /// entry of its key's hash, its key found once, by a lookup along its probe sequence;
+    /// entry's too), a dict's deleted entries (key 0) with their value word emptied and its
+    /// live entries with an inline value word ([`is_inline`]: never the empty word 0); each
+    /// live entry of its key's hash, its key found once, by a lookup along its probe sequence;
     /// `used` the number of live entries; every bucket empty, deleted, or naming a live entry
     /// below `nentries` (never a key-0 one), and no entry named twice.
     pub fn live(&self, kind: Kind) -> Result<BTreeMap<u64, (u64, u64)>, String> {
@@ -158,6 +167,11 @@ impl Table {
                     return Err(format!("deleted entry {e} keeps value {v} ({self:?})"));
                 }
                 continue;
+            }
+            if kind == Kind::Dict && !is_inline(v) {
+                return Err(format!(
+                    "live entry {e} ({key} {k}) has value {v:#x}, not an inline word ({self:?})"
+                ));
             }
             if h != hash(k) {
                 return Err(format!("entry {e}: {key} {k} with hash {h} ({self:?})"));
