@@ -550,3 +550,116 @@ fn entry_key(path: &std::path::Path, d: Container, e: u64) -> u64 {
     let nbuckets = value::head_len(word(path, table));
     table + 16 + 8 * nbuckets + 24 * e + 8
 }
+
+/// What a value publication replaces and with what: small ints, a str's block, a float's.
+#[derive(Clone, Copy, Debug)]
+enum Swap {
+    /// An int for a str's block (`publish_dict_value`: the old block freed).
+    BlockForInt,
+    /// A str's block for an int (`publish_dict_replace`: the new block taken).
+    IntForBlock,
+    /// A float's block for a str's block (both).
+    BlockForBlock,
+}
+
+impl Swap {
+    /// Sets key 2 to its old value (on the dict's part), then runs the publication.
+    fn old(self, st: &mut Store, d: Container) {
+        let kt = int_key(2);
+        let key = Key::new(&kt, kt.root).unwrap();
+        if !matches!(self, Swap::IntForBlock) {
+            let long = Node::Str(LONG_VALUE.into());
+            assert!(st
+                .publish_dict_replace(d, &key, &mut NO_HINT.clone(), &long)
+                .unwrap());
+        }
+    }
+
+    fn publish(self, st: &mut Store, d: Container) -> bool {
+        let kt = int_key(2);
+        let key = Key::new(&kt, kt.root).unwrap();
+        match self {
+            Swap::BlockForInt => st
+                .publish_dict_value(d, &key, &mut NO_HINT.clone(), |_| Some((int(20), ())))
+                .unwrap()
+                .is_some(),
+            Swap::IntForBlock => st
+                .publish_dict_replace(d, &key, &mut NO_HINT.clone(), &Node::Str(LONG_KEY.into()))
+                .unwrap(),
+            Swap::BlockForBlock => st
+                .publish_dict_replace(d, &key, &mut NO_HINT.clone(), &Node::Float(2.5))
+                .unwrap(),
+        }
+    }
+
+    /// Whether key 2 holds the new value (else it must hold the old one).
+    fn is_new(self, st: &Store, d: Container) -> bool {
+        let w = get(st, d, 2).expect("key 2 is there");
+        let v = st.value(w).unwrap();
+        let (new, old) = match (self, &v) {
+            (Swap::BlockForInt, _) => (
+                w == int(20),
+                matches!(v, Value::Str(p) if st.payload_bytes(p).unwrap() == LONG_VALUE),
+            ),
+            (Swap::IntForBlock, Value::Str(p)) => {
+                (st.payload_bytes(*p).unwrap() == LONG_KEY, false)
+            }
+            (Swap::IntForBlock, _) => (false, w == int(2)),
+            (Swap::BlockForBlock, Value::Float { .. }) => (true, false),
+            (Swap::BlockForBlock, Value::Str(p)) => {
+                (false, st.payload_bytes(*p).unwrap() == LONG_VALUE)
+            }
+            _ => (false, false),
+        };
+        assert!(new || old, "{self:?}: key 2 holds neither value: {v:?}");
+        new
+    }
+}
+
+/// A value publication killed anywhere leaves the old value or the new one: before its CAS the
+/// old (a new block it took is freed by its recovery, and an old block that journal `VALUE`
+/// names under the dict's claim is kept), after it the new (the new block kept, the old block
+/// freed by the recovery): nothing is left for gc, and the claim is cleared. Publications run
+/// again after.
+#[test]
+fn a_value_replacer_killed_anywhere_leaves_the_old_value_or_the_new() {
+    for what in [Swap::BlockForInt, Swap::IntForBlock, Swap::BlockForBlock] {
+        let mut deaths = vec![(AppendDeath::ValueSwapped, true)];
+        if !matches!(what, Swap::BlockForInt) {
+            deaths.push((AppendDeath::Taken, false));
+        }
+        if !matches!(what, Swap::IntForBlock) {
+            deaths.push((AppendDeath::OldJournaled, false));
+        }
+        for (at, swapped) in deaths {
+            let (path, mut st, d) = store_with_a_dict(&format!("swap-{what:?}-{at:?}"));
+            what.old(&mut st, d);
+            let before = st.check(T).unwrap();
+            child_dies_at(&path, at, |child| {
+                what.publish(child, d);
+            });
+            assert_eq!(st.recover_dead().unwrap(), 1);
+            assert_eq!(word(&path, d.get() + dict_header::INSERT_CLAIM), 0);
+            assert_eq!(what.is_new(&st, d), swapped, "{what:?} {at:?}");
+            assert_eq!(st.dict_len(d).unwrap(), 3);
+            let report = st.check(T).unwrap();
+            assert_eq!(report.unreachable_blocks, 0, "{what:?} {at:?}: {report:?}");
+            // The dict holds as many blocks as before, give or take the swap's own.
+            let blocks = |r: &persist::object::CheckReport| r.live_blocks as i64;
+            let delta = match what {
+                Swap::BlockForInt => -1,
+                Swap::IntForBlock => 1,
+                Swap::BlockForBlock => 0,
+            };
+            assert_eq!(
+                blocks(&report) - blocks(&before),
+                if swapped { delta } else { 0 },
+                "{what:?} {at:?}"
+            );
+            // Publications run again.
+            assert!(what.publish(&mut st, d) || matches!(what, Swap::BlockForInt));
+            let report = st.check(T).unwrap();
+            assert_eq!(report.unreachable_blocks, 0, "{what:?} {at:?}: {report:?}");
+        }
+    }
+}

@@ -67,6 +67,10 @@ pub mod journals {
     /// The old undo log block while the log grows: linked while the slot word `undo` still
     /// names it; freed by the grower after the slot word moved on.
     pub const OLD_LOG: u64 = 4;
+    /// A value publication's old value block (`parts.rs`): named before the CAS that takes it
+    /// out of a dict's entry, taken after it, freed before the publication ends; linked while
+    /// a live entry of the dict its `active` word names holds it.
+    pub const VALUE: u64 = 5;
 }
 
 /// The store lock's words in the lock file header (byte offsets), each on its own cache line.

@@ -37,7 +37,7 @@
 //! stores never take parts (their log is named by the store header alone, FORMAT.md §10.8).
 
 use super::key::Key;
-use super::layout::{container, dict_header, list_header, lock_words, undo};
+use super::layout::{container, dict_header, journals, list_header, lock_words, undo};
 use super::lock::{Busy, KERNEL};
 use super::store::AppendDeath;
 use super::tree::Node;
@@ -245,9 +245,11 @@ impl Store {
 
     /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
     /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: a store
-    /// neither durable nor read-only, no lock held in this process, the key present, and the
-    /// old and new values inline words (no block to free, none to allocate). `f` makes the
-    /// new word from the old one (None: not inline, or not this path's to do). `Ok(None)`:
+    /// neither durable nor read-only, no lock held in this process, the key present, the new
+    /// value an inline word (nothing to allocate), and the old one an inline word or, in a
+    /// plain dict, one block with no references (a str, bytes, a float, a big int, a packed
+    /// value, a tuple of inline words: freed whole after the CAS, before the publication ends).
+    /// `f` makes the new word from the old one (None: not this path's to do). `Ok(None)`:
     /// nothing was changed; the caller runs the change on the dict's part (which waits for
     /// whatever was in the way here).
     pub fn publish_dict_value<T>(
@@ -257,23 +259,71 @@ impl Store {
         hint: &mut u64,
         mut f: impl FnMut(u64) -> Option<(u64, T)>,
     ) -> Result<Option<T>> {
+        self.publish_value(c, key, hint, None, |old| {
+            f(old).inspect(|(new, _)| debug_assert!(value::is_inline(*new)))
+        })
+    }
+
+    /// Replaces the value of existing key `key` of plain dict `c` by `node`, a scalar that needs
+    /// a block (a str of more than 7 bytes, bytes, a float, a big int, a packed value), with no
+    /// part taken: the block is taken and written inside the publication (named by journal
+    /// `OP` until the CAS that links it), and the old value is an inline word or such a block
+    /// (freed after the CAS). `Ok(false)`: nothing was changed (the key is missing, the old
+    /// value holds references, a section); the caller runs the change on the dict's part.
+    pub fn publish_dict_replace(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        node: &Node,
+    ) -> Result<bool> {
+        if value::inline_word(node).is_some() {
+            return Ok(false);
+        }
+        Ok(self
+            .publish_value(c, key, hint, Some(node), |_| Some((0, ())))?
+            .is_some())
+    }
+
+    /// The value publications: with `node` None, `f` makes the new inline word from the old
+    /// one; with a scalar `node` that needs a block, the block is its new word (`f` only says
+    /// whether to go on). A plain dict's old value may be a block with no references, freed
+    /// after the CAS.
+    fn publish_value<T>(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        node: Option<&Node>,
+        mut f: impl FnMut(u64) -> Option<(u64, T)>,
+    ) -> Result<Option<T>> {
         // Parts need not be on: with one process alone its steps are serialized anyway, and a
         // process that attaches meanwhile raises `slots high` before it reads or changes
         // anything, so it scans the `active` words (readers, takers, sections) and finds us.
         // Only a dict or an object: a part change of any other kind does not wait for
-        // publications (`begin_part`).
-        if !self.may_publish(c, |k| matches!(k, Kind::Dict | Kind::Object))? {
+        // publications (`begin_part`). Blocks are taken or freed only in a plain dict, whose
+        // dead publisher's journal a recovery reads by its entries (`inserted_by_dead`).
+        let kind = match self.block_kind(c)? {
+            Some(k @ (Kind::Dict | Kind::Object)) => k,
+            _ => return Ok(None),
+        };
+        if (node.is_some() && kind != Kind::Dict) || !self.may_publish(c, |k| k == kind)? {
             return Ok(None);
         }
-        // A look before the announcement: a key that is missing, or whose value is a block, is
-        // not published (the change path inserts it, or frees the block), and pays neither the
-        // announcement's fence nor a second full lookup. Without the announcement a part change
-        // of another process may be moving the table under this look, so it only decides
-        // whether to try; the look after the announcement is the one that counts (and starts
-        // at the entry found here).
+        // An old value this publication may replace: an inline word, or (a plain dict's) one
+        // block with no references, which it frees.
+        let replaceable = |st: &Self, w: u64| -> bool {
+            value::is_inline(w) || (kind == Kind::Dict && st.poppable(w).unwrap_or(false))
+        };
+        // A look before the announcement: a key that is missing, or whose value holds
+        // references, is not published (the change path inserts it, or releases them), and
+        // pays neither the announcement's fence nor a second full lookup. Without the
+        // announcement a part change of another process may be moving the table under this
+        // look, so it only decides whether to try; the look after the announcement is the one
+        // that counts (and starts at the entry found here).
         match self.dict_value_at(c.get(), key, hint) {
             Ok(None) => return Ok(None),
-            Ok(Some(at)) if self.get(at).is_ok_and(|w| !value::is_inline(w)) => {
+            Ok(Some(at)) if self.get(at).is_ok_and(|w| !replaceable(self, w)) => {
                 return Ok(None);
             }
             _ => {}
@@ -283,31 +333,114 @@ impl Store {
         if parts.enter_publish(version, &KERNEL)?.is_err() {
             return Ok(None);
         }
+        // A new block is taken and written only now, past the gate, as an insert's (a gc
+        // waits for this publication). A kill from here on leaves it named by journal `OP`,
+        // linked iff a live entry of the dict holds it.
+        let mut block = 0;
+        if let Some(node) = node {
+            self.unlogged_alloc = Some(0);
+            let w = self.encode_scalar(node);
+            block = self.unlogged_alloc.take().unwrap_or(0);
+            if let Err(e) = w {
+                self.give_back_unlinked(block);
+                self.parts(0)?.end_publish(version, false, &KERNEL)?;
+                return Err(e);
+            }
+            self.maybe_die(AppendDeath::Taken);
+        }
+        // Encoding may have changed this store: the parts are made again.
+        let parts = self.parts(0)?;
+        // Ok(Some((t, old))): published over `old`. A block is taken out of a value word only
+        // under the dict's insert claim (a delete or an insert takes it too; inline values
+        // are published without it, and their CAS cannot take out a block): with the claim the
+        // old block is this publisher's to take, and is named by journal `VALUE` as taken
+        // before the CAS, so a recovery of ours frees it iff no entry holds it any more.
+        let claim_at = c.get() + dict_header::INSERT_CLAIM;
+        let mut claimed = false;
         let published = (|| {
             let Some(at) = self.dict_value_at(c.get(), key, hint)? else {
                 return Ok(None);
             };
+            let heap = self.part.heap();
             let mut old = self.get(at)?;
             loop {
-                if !value::is_inline(old) {
+                // A value that is not one to replace (the empty word of a delete's commit, a
+                // block with references that the part path put there before we announced):
+                // the part path's, which waits for us.
+                if !replaceable(self, old) {
                     return Ok(None);
+                }
+                if value::is_block(old) && !claimed {
+                    if !self.claim_entries(&parts, claim_at)? {
+                        return Ok(None);
+                    }
+                    claimed = true;
+                    // Read again: the block may have been taken out before the claim.
+                    old = self.get(at)?;
+                    continue;
                 }
                 let Some((new, t)) = f(old) else {
                     return Ok(None);
                 };
-                debug_assert!(value::is_inline(new));
+                let new = if block != 0 { block } else { new };
+                let old_block = value::is_block(old).then(|| crate::heap::Block::from_word(old));
+                if let Some(b) = old_block {
+                    heap.journal_owned(journals::VALUE, b)?;
+                    self.maybe_die(AppendDeath::OldJournaled);
+                }
                 match parts.publish(at, old, new)? {
-                    Ok(()) => return Ok(Some(t)),
-                    Err(now) => old = now,
+                    Ok(()) => return Ok(Some((t, old))),
+                    Err(now) => {
+                        // Only an inline word moves under the claim (damage otherwise: the
+                        // next look sends it to the part path).
+                        if old_block.is_some() {
+                            heap.settle(journals::VALUE)?;
+                        }
+                        old = now;
+                    }
                 }
             }
         })();
+        if claimed {
+            // A journal left naming the old block (an error past its naming) is settled: the
+            // block stays where it is.
+            if !matches!(published, Ok(Some(_))) {
+                let _ = self.part.heap().settle(journals::VALUE);
+            }
+            parts.unclaim_insert(claim_at)?;
+        }
         let changed = matches!(published, Ok(Some(_)));
-        parts.end_publish(version, changed, &KERNEL)?;
+        if !changed {
+            self.give_back_unlinked(block);
+        }
+        let after = match &published {
+            Ok(Some((_, old))) => self.settle_swapped(block, *old),
+            _ => Ok(()),
+        };
+        self.parts(0)?.end_publish(version, changed, &KERNEL)?;
         if changed {
             self.changed = true;
         }
-        published
+        after?;
+        published.map(|p| p.map(|(t, _)| t))
+    }
+
+    /// After a value publication's CAS took `old` out for `block` (0: an inline word), before
+    /// the publication ends: the new block's journal settled (the entry holds it: a recovery
+    /// of ours would keep it all the same), the old block (which journal `VALUE` names as
+    /// taken: ours alone now) freed, as a pop's item is (gc waits for publications; a reader
+    /// that read it before is invalidated by our `active`).
+    fn settle_swapped(&self, block: u64, old: u64) -> Result<()> {
+        self.maybe_die(AppendDeath::ValueSwapped);
+        if block != 0 {
+            self.part.heap().settle(journals::OP)?;
+        }
+        if value::is_block(old) {
+            self.part
+                .heap()
+                .free_journaled(journals::VALUE, crate::heap::Block::from_word(old))?;
+        }
+        Ok(())
     }
 
     /// Inserts missing key `key` with value `value` into dict `c` with no part taken

@@ -204,8 +204,10 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
 /// - `LOG` (a new log block) and `OLD_LOG` (the block a growing log leaves): linked iff the
 ///   slot word `undo` names it.
 /// - `HELD`, a new held block: linked iff the held chain reaches it.
-/// - journals 0 and 5: the object layer links nothing through them; a taken block there is
-///   unlinked.
+/// - `VALUE`, a value publication's old block: taken (the bit) only once the CAS took it out
+///   of its entry, so unlinked; a live entry of the dict its `active` names is still looked
+///   for, so that a journal naming a block the dict holds (a forged word) frees nothing.
+/// - journal 0: the object layer links nothing through it; a taken block there is unlinked.
 ///
 /// Journal 0 goes first, since settling any journal writes journal 0 (`free_for_dead`). Each
 /// journal is settled by its last store, so a recoverer killed here is repeated by another
@@ -234,6 +236,7 @@ fn settle_journals(att: &Attached, slot: u32, whose: &str) -> Result<(), Error> 
             }
             journals::LOG | journals::OLD_LOG => log_block == b.get(),
             journals::HELD => held_chain_reaches(att, slot, b.get())?,
+            journals::VALUE => appended_by_dead(att, slot, b.get())?,
             _ => false,
         };
         heap.settle_dead(slot, j, b, linked)?;

@@ -1328,10 +1328,10 @@ impl Dict {
         match &value {
             Value::Word(w) => {
                 let w = *w;
-                // A new inline value for an existing key whose value is inline too: one CAS (a
-                // publication); for a missing key, an insert under the dict's insert claim (a
-                // publication too); else a change on the dict's part (store-wide if the old
-                // value is a container).
+                // A new inline value for an existing key whose value is inline too, or a block
+                // with no references (freed after): one CAS (a publication); for a missing key,
+                // an insert under the dict's insert claim (a publication too); else a change on
+                // the dict's part (store-wide if the old value is a container).
                 let publish = |st: &mut object::Store| {
                     let mut h = hint.get();
                     let mut r = st.publish_dict_value(self.off, &key, &mut h, |_| Some((w, ())));
@@ -1348,19 +1348,24 @@ impl Dict {
             }
             // A scalar touches this dict alone (unless the old value is a container: then it
             // runs store-wide after all): for a missing key whose key needs no block of its
-            // own, an insert without a lock; else a change on the dict's part.
+            // own, an insert without a lock; for a present one whose value holds no
+            // references, its block written and swapped in without a lock; else a change on
+            // the dict's part.
             Value::Tree(vt) => match vt.as_scalar() {
                 Some(node) => {
                     let publish = |st: &mut object::Store| {
                         let mut h = hint.get();
-                        let r = st.publish_dict_insert(
+                        let mut r = st.publish_dict_insert(
                             self.off,
                             &key,
                             &mut h,
                             object::Inserted::Scalar(node),
                         );
+                        if matches!(r, Ok(false)) {
+                            r = st.publish_dict_replace(self.off, &key, &mut h, node);
+                        }
                         hint.set(h);
-                        r.map(|inserted| inserted.then_some(())).map_err(map)
+                        r.map(|done| done.then_some(())).map_err(map)
                     };
                     self.shared
                         .publish_or_write_in(&Gil(py), self.off, publish, set)?;
