@@ -61,6 +61,8 @@ enum Insert {
     Ints,
     StrKey,
     StrValue,
+    /// A str key and a str value: two blocks, the value's named by journal `VALUE`.
+    StrBoth,
 }
 
 const LONG_KEY: &[u8] = b"a key longer than seven bytes";
@@ -69,7 +71,7 @@ const LONG_VALUE: &[u8] = b"a value longer than seven bytes";
 impl Insert {
     fn key(self) -> Tree<'static> {
         match self {
-            Insert::StrKey => Tree::scalar(Node::Str(LONG_KEY.into())),
+            Insert::StrKey | Insert::StrBoth => Tree::scalar(Node::Str(LONG_KEY.into())),
             _ => int_key(7),
         }
     }
@@ -80,7 +82,7 @@ impl Insert {
         let key = Key::new(&kt, kt.root).unwrap();
         let long = Node::Str(LONG_VALUE.into());
         let value = match self {
-            Insert::StrValue => Inserted::Scalar(&long),
+            Insert::StrValue | Insert::StrBoth => Inserted::Scalar(&long),
             _ => Inserted::Word(int(70)),
         };
         st.publish_dict_insert(d, &key, &mut NO_HINT.clone(), value)
@@ -95,7 +97,7 @@ impl Insert {
             return false;
         };
         match self {
-            Insert::StrValue => match st.value(w).unwrap() {
+            Insert::StrValue | Insert::StrBoth => match st.value(w).unwrap() {
                 Value::Str(p) => st.payload_bytes(p).unwrap() == LONG_VALUE,
                 v => panic!("not the str inserted: {v:?}"),
             },
@@ -147,25 +149,41 @@ fn inserter_dies_at(at: AppendDeath, inserted: bool, what: Insert) {
 fn an_inserter_killed_after_taking_its_block_leaves_nothing() {
     inserter_dies_at(AppendDeath::Taken, false, Insert::StrKey);
     inserter_dies_at(AppendDeath::Taken, false, Insert::StrValue);
+    inserter_dies_at(AppendDeath::Taken, false, Insert::StrBoth);
 }
 
 #[test]
 fn an_inserter_killed_holding_the_claim_leaves_the_dict_without_its_key() {
-    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+    for what in [
+        Insert::Ints,
+        Insert::StrKey,
+        Insert::StrValue,
+        Insert::StrBoth,
+    ] {
         inserter_dies_at(AppendDeath::Claimed, false, what);
     }
 }
 
 #[test]
 fn an_inserter_killed_before_storing_its_key_leaves_the_dict_without_it() {
-    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+    for what in [
+        Insert::Ints,
+        Insert::StrKey,
+        Insert::StrValue,
+        Insert::StrBoth,
+    ] {
         inserter_dies_at(AppendDeath::InsertStaged, false, what);
     }
 }
 
 #[test]
 fn an_inserter_killed_after_storing_its_key_leaves_the_key_in_and_counted() {
-    for what in [Insert::Ints, Insert::StrKey, Insert::StrValue] {
+    for what in [
+        Insert::Ints,
+        Insert::StrKey,
+        Insert::StrValue,
+        Insert::StrBoth,
+    ] {
         inserter_dies_at(AppendDeath::InsertCommitted, true, what);
     }
 }

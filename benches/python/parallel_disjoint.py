@@ -9,7 +9,9 @@ dict inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its ow
 (``one set adds``) or members already there (``one set adds present``), or --n
 ``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted
 as one operation each), or --n ``d[k] = d.pop(k) + 1`` over 100 int keys of its own in one dict
-(``one dict pops``, a pop and an insert counted as one operation); then --n
+(``one dict pops``, a pop and an insert counted as one operation), or --n ``d[k] = s`` of
+16-character strs (a block each, replacing the last one) over 100 int keys of its own in one
+dict (``one dict strs``); then --n
 ``l.append(i)`` on a list of its own (``appends``) or all on one list
 (``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
 str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
@@ -73,6 +75,10 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
                 m = mine[i % 100]
                 target.discard(m)
                 target.add(m)
+        elif workload == "one dict strs":
+            mine = [(me + 1) * 100_000_000 + j for j in range(100)]
+            for i in range(n):
+                target[mine[i % 100]] = f"value {i:010d}"
         elif workload == "one dict pops":
             mine = [(me + 1) * 100_000_000 + j for j in range(100)]
             for i in range(n):
@@ -97,7 +103,7 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         root["s0"] = set(range(1000))
         if workload == "one set discards":
             root["s0"].update((p + 1) * 100_000_000 + j for p in range(procs) for j in range(100))
-        if workload == "one dict pops":
+        if workload in ("one dict pops", "one dict strs"):
             root["d0"].update(((p + 1) * 100_000_000 + j, 0) for p in range(procs) for j in range(100))
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))

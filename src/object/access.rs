@@ -186,6 +186,13 @@ impl Store {
             // A publication's one block: named by the journal alone until it is linked (the
             // recovery of a dead publisher finds it linked, or frees it: FORMAT.md §10.9).
             if taken != 0 {
+                // An insert's second block (its key's and its value's): journal `VALUE`, with
+                // the same rule (linked iff a live entry of the dict holds it).
+                if self.unlogged_second == Some(0) {
+                    let b = heap.alloc_into(size.max(16), super::journals::VALUE)?.get();
+                    self.unlogged_second = Some(b);
+                    return Ok(b);
+                }
                 return Err(Error::Usage("a publication allocates one block".into()));
             }
             let b = heap.alloc_into(size.max(16), J)?.get();

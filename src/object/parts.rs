@@ -85,6 +85,8 @@ enum OneBlock<'n, 'a> {
 /// The key word `claim_and_insert` is given to look the key up under the claim and insert
 /// nothing: the empty word, which no key is.
 const ONLY_LOOK: u64 = value::EMPTY;
+/// `claim_and_insert`'s journals when no block was taken.
+const NOT_JOURNALED: [(bool, u64); 2] = [(false, journals::OP), (false, journals::VALUE)];
 
 /// The most items a tuple appended or popped without a lock has (a longer one, even of inline
 /// words, runs on the list's part): its items are read under the list's claim.
@@ -448,9 +450,10 @@ impl Store {
     /// entries by CAS on its insert claim word, writes the entry after the last one and names
     /// it in a free bucket; the store of its key commits it. Only where that is the whole
     /// change: a store neither durable nor read-only, no lock held in this process, a plain
-    /// dict (not an object, set or cache), the key and the value scalars of which at most one
-    /// is a block (a str of more than 7 bytes, bytes, a float, a big int, a packed value: it
-    /// is allocated inside the publication, named by journal `OP` until the entry commits),
+    /// dict (not an object, set or cache), the key and the value scalars, each an inline word
+    /// or one block (a str of more than 7 bytes, bytes, a float, a big int, a packed value:
+    /// allocated inside the publication, named by journal `OP`, a value's after a key's by
+    /// journal `VALUE`, until the entry commits),
     /// and room in the table (a growth replaces it: a part change). `Ok(false)`: nothing was
     /// changed (the key is there after all, no room, a claim held too long, a section): the
     /// caller runs the change on the dict's part. `hint` becomes the new entry's index.
@@ -512,8 +515,7 @@ impl Store {
             }
             Inserted::Scalar(node) => value::inline_word(node).is_none(),
         };
-        // One journal names one block: a publication allocates at most one.
-        if (key_block && value_block) || !self.may_publish(c, |k| k == kind)? {
+        if !self.may_publish(c, |k| k == kind)? {
             return Ok(None);
         }
         let cg = c.get();
@@ -544,14 +546,15 @@ impl Store {
         // not taken, and the look under the claim finds it there, or leaves the add to the
         // part path (`ONLY_LOOK`).
         if seen && key_block {
-            let found = self.claim_and_insert(&parts, cg, key, ONLY_LOOK, 0, hint, false);
+            let found = self.claim_and_insert(&parts, cg, key, ONLY_LOOK, 0, hint, NOT_JOURNALED);
             parts.end_publish(version, false, &KERNEL)?;
             return found;
         }
         // A block is taken and written only now, past the gate, as an append's (a gc waits for
-        // this publication). A kill from here on leaves it named by journal `OP`, linked iff a
-        // live entry of the dict holds it.
+        // this publication). A kill from here on leaves it named by journal `OP` (a value's
+        // block after a key's: journal `VALUE`), linked iff a live entry of the dict holds it.
         self.unlogged_alloc = Some(0);
+        self.unlogged_second = (key_block && value_block).then_some(0);
         let words = self.encode_key(key).and_then(|kw| {
             Ok((
                 kw,
@@ -562,12 +565,14 @@ impl Store {
             ))
         });
         let block = self.unlogged_alloc.take().unwrap_or(0);
+        let second = self.unlogged_second.take().unwrap_or(0);
         // Encoding changed this store: the parts are made again.
         let parts = self.parts(0)?;
         let (kw, w) = match words {
             Ok(words) => words,
             Err(e) => {
                 self.give_back_unlinked(block);
+                self.give_back_in(journals::VALUE, second);
                 parts.end_publish(version, false, &KERNEL)?;
                 return Err(e);
             }
@@ -575,10 +580,12 @@ impl Store {
         if block != 0 {
             self.maybe_die(AppendDeath::Taken);
         }
-        let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint, block != 0);
+        let journaled = [(block != 0, journals::OP), (second != 0, journals::VALUE)];
+        let inserted = self.claim_and_insert(&parts, cg, key, kw, w, hint, journaled);
         let changed = matches!(inserted, Ok(Some(true)));
         if !changed {
             self.give_back_unlinked(block);
+            self.give_back_in(journals::VALUE, second);
         }
         parts.end_publish(version, changed, &KERNEL)?;
         if changed {
@@ -605,7 +612,7 @@ impl Store {
         kw: u64,
         w: u64,
         hint: &mut u64,
-        journaled: bool,
+        journaled: [(bool, u64); 2],
     ) -> Result<Option<bool>> {
         let claim_at = c + dict_header::INSERT_CLAIM;
         if !self.claim_entries(parts, claim_at)? {
@@ -655,11 +662,13 @@ impl Store {
         }
         self.maybe_die(AppendDeath::InsertCommitted);
         *hint = n;
-        // Committed: the entry holds the block now, and nothing below gives it back. Its
-        // journal is settled (a recovery of ours would find it linked all the same: a live
-        // entry holds it). A failure past the commit leaves the claim settled; the page that
+        // Committed: the entry holds its blocks now, and nothing below gives them back. Their
+        // journals are settled (a recovery of ours would find them linked all the same: a live
+        // entry holds them). A failure past the commit leaves the claim settled; the page that
         // vanished is reported by the next access that needs it.
-        let settled = !journaled || self.part.heap().settle(super::journals::OP).is_ok();
+        let settled = journaled
+            .iter()
+            .all(|&(named, j)| !named || self.part.heap().settle(j).is_ok());
         if !settled || parts.insert_entry_finish(words, d.used).is_err() {
             let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
         }
@@ -1160,11 +1169,16 @@ impl Store {
     /// settles the journal (`Heap::free_journaled`: a kill in between leaks nothing when the
     /// block goes to the cache, and at most the block to gc otherwise).
     fn give_back_unlinked(&self, block: u64) {
+        self.give_back_in(journals::OP, block);
+    }
+
+    /// As [`Store::give_back_unlinked`], for a block that journal `j` names.
+    fn give_back_in(&self, j: u64, block: u64) {
         if block == 0 {
             return;
         }
         let heap = self.part.heap();
-        let _ = heap.free_journaled(super::journals::OP, crate::heap::Block::from_word(block));
+        let _ = heap.free_journaled(j, crate::heap::Block::from_word(block));
     }
 
     /// Claims the tail of the list whose `len` word is at `len_at` (FORMAT.md §10.9, "Appends"

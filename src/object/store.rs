@@ -48,6 +48,9 @@ pub struct Store {
     /// and `alloc` takes its one block unlogged, named only by journal `OP`, and records it
     /// here (the publication links it, then settles the journal).
     pub(super) unlogged_alloc: Option<u64>,
+    /// As `unlogged_alloc`, for a publication's second block (an insert whose key and value are
+    /// each a block): `Some(0)` while one may be taken, into block journal `VALUE`.
+    pub(super) unlogged_second: Option<u64>,
     /// A test's crash point inside append publications ([`Store::die_inside_appends`]).
     pub(super) append_death: Option<AppendDeath>,
 }
@@ -158,6 +161,7 @@ impl Store {
             changed: false,
             list_grew: false,
             unlogged_alloc: None,
+            unlogged_second: None,
             append_death: None,
         };
         // Before anything is read or changed: a second participant turns parts on.

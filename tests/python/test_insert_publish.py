@@ -120,8 +120,8 @@ def test_inserts_of_the_same_keys_from_two_processes_leave_each_key_once(tmp_pat
 
 
 # What a killed inserter inserts, and how (worker, item) is read back: small ints (nothing to
-# allocate), a str key of more than 7 bytes (its block allocated inside the insert), or a str
-# value of more than 7 bytes.
+# allocate), a str key of more than 7 bytes (its block allocated inside the insert), a str
+# value of more than 7 bytes, or both.
 INSERTS: dict[
     str, tuple[Callable[[int, int], tuple[Any, Any]], Callable[[Any, Any], tuple[int, int]]]
 ] = {
@@ -136,6 +136,14 @@ INSERTS: dict[
     "str value": (
         lambda seed, i: (seed * STRIDE + i, f"value {i:08d}"),
         lambda k, v: (k // STRIDE, int(v.split()[1]) if k % STRIDE == int(v.split()[1]) else -1),
+    ),
+    # Both: two blocks in one insert, the value's named by a second journal.
+    "str key and value": (
+        lambda seed, i: (f"worker {seed} key {i}", f"value {i:08d}"),
+        lambda k, v: (
+            int(k.split()[1]),
+            int(v.split()[1]) if int(k.split()[3]) == int(v.split()[1]) else -1,
+        ),
     ),
 }
 
