@@ -5,7 +5,8 @@
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
-dict inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own range
+dict inserts``), or of new 16-character str keys with 16-character str values (two blocks
+each, ``one dict str inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own range
 (``one set adds``) or members already there (``one set adds present``), or --n
 ``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted
 as one operation each), or --n ``d[k] = d.pop(k) + 1`` over 100 int keys of its own in one dict
@@ -62,6 +63,9 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
             base = me * 100_000_000
             for i in range(n):
                 target[base + i] = i
+        elif workload == "one dict str inserts":
+            for i in range(n):
+                target[f"key {me} {i:010d}"] = f"value {i:010d}"
         elif workload == "one set adds":
             base = (me + 1) * 100_000_000
             for i in range(n):
@@ -98,7 +102,7 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         for p in range(procs):
             root[f"d{p}"] = {k: 0 for k in range(1000)}
             root[f"l{p}"] = []
-        if workload == "one dict inserts":
+        if workload in ("one dict inserts", "one dict str inserts"):
             root["d0"] = {}
         root["s0"] = set(range(1000))
         if workload == "one set discards":

@@ -234,15 +234,19 @@ impl Store {
     /// in progress, and `c` of a kind `kind` accepts (only kinds whose part takers wait for
     /// publications, `begin_part`).
     fn may_publish(&self, c: Container, kind: impl Fn(Kind) -> bool) -> Result<bool> {
-        if self.part.is_readonly()
-            || self.part.is_durable()
-            || !self.locks.none_held()
-            || self.part_change.is_some()
-            || self.unlogged_alloc.is_some()
-        {
+        if !self.may_publish_now() {
             return Ok(false);
         }
         Ok(self.block_kind(c)?.is_some_and(kind))
+    }
+
+    /// [`Store::may_publish`] but for the container's kind.
+    fn may_publish_now(&self) -> bool {
+        !(self.part.is_readonly()
+            || self.part.is_durable()
+            || !self.locks.none_held()
+            || self.part_change.is_some()
+            || self.unlogged_alloc.is_some())
     }
 
     /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
@@ -261,9 +265,61 @@ impl Store {
         hint: &mut u64,
         mut f: impl FnMut(u64) -> Option<(u64, T)>,
     ) -> Result<Option<T>> {
-        self.publish_value(c, key, hint, None, |old| {
-            f(old).inspect(|(new, _)| debug_assert!(value::is_inline(*new)))
-        })
+        // Parts need not be on: with one process alone its steps are serialized anyway, and a
+        // process that attaches meanwhile raises `slots high` before it reads or changes
+        // anything, so it scans the `active` words (readers, takers, sections) and finds us.
+        // Only a dict or an object: a part change of any other kind does not wait for
+        // publications (`begin_part`).
+        if !self.may_publish(c, |k| matches!(k, Kind::Dict | Kind::Object))? {
+            return Ok(None);
+        }
+        // A look before the announcement: a key that is missing is not published (the change
+        // path inserts it), and pays neither the announcement's fence nor a second full
+        // lookup; one whose value is a block is the block path's (`publish_value`: a plain
+        // dict's block with no references is freed after the swap). Without the announcement a
+        // part change of another process may be moving the table under this look, so it only
+        // decides whether to try; the look after the announcement is the one that counts (and
+        // starts at the entry found here). Small values keep this path to themselves: the
+        // block path's code made it measurably slower.
+        match self.dict_value_at(c.get(), key, hint) {
+            Ok(None) => return Ok(None),
+            Ok(Some(at)) if self.get(at).is_ok_and(|w| !value::is_inline(w)) => {
+                return self.publish_value(c, key, hint, None, f);
+            }
+            _ => {}
+        }
+        let version = c.get() + container::VERSION;
+        let parts = self.parts(0)?;
+        if parts.enter_publish(version, &KERNEL)?.is_err() {
+            return Ok(None);
+        }
+        let published = (|| {
+            let Some(at) = self.dict_value_at(c.get(), key, hint)? else {
+                return Ok(None);
+            };
+            let mut old = self.get(at)?;
+            loop {
+                // A block (swapped in since the look) is the part path's, which waits for
+                // us; so is the empty word of a delete's commit.
+                if !value::is_inline(old) {
+                    return Ok(None);
+                }
+                let Some((new, t)) = f(old) else {
+                    return Ok(None);
+                };
+                debug_assert!(value::is_inline(new));
+                match parts.publish(at, old, new)? {
+                    Ok(()) => return Ok(Some(t)),
+                    Err(now) => old = now,
+                }
+            }
+        })();
+        let changed = matches!(published, Ok(Some(_)));
+        parts.end_publish(version, changed, &KERNEL)?;
+        if changed {
+            self.changed = true;
+        }
+        published
     }
 
     /// Replaces the value of existing key `key` of plain dict `c` by `node`, a scalar that needs
@@ -291,6 +347,7 @@ impl Store {
     /// one; with a scalar `node` that needs a block, the block is its new word (`f` only says
     /// whether to go on). A plain dict's old value may be a block with no references, freed
     /// after the CAS.
+    #[inline(never)]
     fn publish_value<T>(
         &mut self,
         c: Container,
@@ -305,11 +362,14 @@ impl Store {
         // Only a dict or an object: a part change of any other kind does not wait for
         // publications (`begin_part`). Blocks are taken or freed only in a plain dict, whose
         // dead publisher's journal a recovery reads by its entries (`inserted_by_dead`).
+        if !self.may_publish_now() {
+            return Ok(None);
+        }
         let kind = match self.block_kind(c)? {
             Some(k @ (Kind::Dict | Kind::Object)) => k,
             _ => return Ok(None),
         };
-        if (node.is_some() && kind != Kind::Dict) || !self.may_publish(c, |k| k == kind)? {
+        if node.is_some() && kind != Kind::Dict {
             return Ok(None);
         }
         // An old value this publication may replace: an inline word, or (a plain dict's) one
@@ -331,27 +391,31 @@ impl Store {
             _ => {}
         }
         let version = c.get() + container::VERSION;
-        let parts = self.parts(0)?;
-        if parts.enter_publish(version, &KERNEL)?.is_err() {
+        let entered = self.parts(0)?;
+        if entered.enter_publish(version, &KERNEL)?.is_err() {
             return Ok(None);
         }
         // A new block is taken and written only now, past the gate, as an insert's (a gc
         // waits for this publication). A kill from here on leaves it named by journal `OP`,
-        // linked iff a live entry of the dict holds it.
+        // linked iff a live entry of the dict holds it. Encoding changes this store: the parts
+        // are made again after it (and only then: making them costs a few per cent of a
+        // small value's publication).
         let mut block = 0;
-        if let Some(node) = node {
-            self.unlogged_alloc = Some(0);
-            let w = self.encode_scalar(node);
-            block = self.unlogged_alloc.take().unwrap_or(0);
-            if let Err(e) = w {
-                self.give_back_unlinked(block);
-                self.parts(0)?.end_publish(version, false, &KERNEL)?;
-                return Err(e);
+        let parts = match node {
+            None => entered,
+            Some(node) => {
+                self.unlogged_alloc = Some(0);
+                let w = self.encode_scalar(node);
+                block = self.unlogged_alloc.take().unwrap_or(0);
+                if let Err(e) = w {
+                    self.give_back_unlinked(block);
+                    self.parts(0)?.end_publish(version, false, &KERNEL)?;
+                    return Err(e);
+                }
+                self.maybe_die(AppendDeath::Taken);
+                self.parts(0)?
             }
-            self.maybe_die(AppendDeath::Taken);
-        }
-        // Encoding may have changed this store: the parts are made again.
-        let parts = self.parts(0)?;
+        };
         // Ok(Some((t, old))): published over `old`. A block is taken out of a value word only
         // under the dict's insert claim (a delete or an insert takes it too; inline values
         // are published without it, and their CAS cannot take out a block): with the claim the
@@ -363,7 +427,6 @@ impl Store {
             let Some(at) = self.dict_value_at(c.get(), key, hint)? else {
                 return Ok(None);
             };
-            let heap = self.part.heap();
             let mut old = self.get(at)?;
             loop {
                 // A value that is not one to replace (the empty word of a delete's commit, a
@@ -387,7 +450,7 @@ impl Store {
                 let new = if block != 0 { block } else { new };
                 let old_block = value::is_block(old).then(|| crate::heap::Block::from_word(old));
                 if let Some(b) = old_block {
-                    heap.journal_owned(journals::VALUE, b)?;
+                    self.part.heap().journal_owned(journals::VALUE, b)?;
                     self.maybe_die(AppendDeath::OldJournaled);
                 }
                 match parts.publish(at, old, new)? {
@@ -396,7 +459,7 @@ impl Store {
                         // Only an inline word moves under the claim (damage otherwise: the
                         // next look sends it to the part path).
                         if old_block.is_some() {
-                            heap.settle(journals::VALUE)?;
+                            self.part.heap().settle(journals::VALUE)?;
                         }
                         old = now;
                     }
@@ -419,7 +482,7 @@ impl Store {
             Ok(Some((_, old))) => self.settle_swapped(block, *old),
             _ => Ok(()),
         };
-        self.parts(0)?.end_publish(version, changed, &KERNEL)?;
+        parts.end_publish(version, changed, &KERNEL)?;
         if changed {
             self.changed = true;
         }
