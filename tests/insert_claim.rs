@@ -681,3 +681,44 @@ fn a_value_replacer_killed_anywhere_leaves_the_old_value_or_the_new() {
         }
     }
 }
+
+/// An object's attributes are a dict's entries: a new attribute, a new value that is a block,
+/// and a removal publish without a lock as on a dict, and a deleter killed after its commit
+/// is recovered the same way.
+#[test]
+fn an_objects_attributes_are_published_as_a_dicts_entries() {
+    let (path, mut st, o) =
+        store_with_empty("object-attrs", "o", Node::Object("m:Job".into(), 0..0));
+    // Room in the table first: attributes added and removed on the object's part.
+    for i in 100..=110 {
+        let kt = int_key(i);
+        let key = Key::new(&kt, kt.root).unwrap();
+        st.begin_op(T).unwrap();
+        st.dict_set(o, &key, int(i), &mut NO_HINT.clone()).unwrap();
+        st.dict_del(o, &key).unwrap().unwrap();
+        st.end_op(true).unwrap();
+    }
+    let kt = Tree::scalar(Node::Str(b"state".as_slice().into()));
+    let key = Key::new(&kt, kt.root).unwrap();
+    assert!(st
+        .publish_dict_insert(o, &key, &mut NO_HINT.clone(), Inserted::Word(int(1)))
+        .unwrap());
+    let long = Node::Str(LONG_VALUE.into());
+    assert!(st
+        .publish_dict_replace(o, &key, &mut NO_HINT.clone(), &long)
+        .unwrap());
+    assert_eq!(
+        st.publish_dict_value(o, &key, &mut NO_HINT.clone(), |_| Some((int(2), ())))
+            .unwrap(),
+        Some(())
+    );
+    st.check(T).unwrap();
+    child_dies_at(&path, AppendDeath::DeleteSealed, |child| {
+        let _ = child.publish_dict_delete(o, &key);
+    });
+    assert_eq!(st.recover_dead().unwrap(), 1);
+    assert_eq!(st.dict_get(o, &key, &mut NO_HINT.clone()).unwrap(), None);
+    assert_eq!(st.dict_len(o).unwrap(), 0);
+    let report = st.check(T).unwrap();
+    assert_eq!(report.unreachable_blocks, 0, "{report:?}");
+}

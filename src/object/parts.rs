@@ -253,7 +253,7 @@ impl Store {
     /// (FORMAT.md §10.9, "Publications"), where that alone is the whole change: a store
     /// neither durable nor read-only, no lock held in this process, the key present, the new
     /// value an inline word (nothing to allocate), and the old one an inline word or, in a
-    /// plain dict, one block with no references (a str, bytes, a float, a big int, a packed
+    /// dict or an object, one block with no references (a str, bytes, a float, a big int, a packed
     /// value, a tuple of inline words: freed whole after the CAS, before the publication ends).
     /// `f` makes the new word from the old one (None: not this path's to do). `Ok(None)`:
     /// nothing was changed; the caller runs the change on the dict's part (which waits for
@@ -275,8 +275,8 @@ impl Store {
         }
         // A look before the announcement: a key that is missing is not published (the change
         // path inserts it), and pays neither the announcement's fence nor a second full
-        // lookup; one whose value is a block is the block path's (`publish_value`: a plain
-        // dict's block with no references is freed after the swap). Without the announcement a
+        // lookup; one whose value is a block is the block path's (`publish_value`: a block
+        // with no references is freed after the swap). Without the announcement a
         // part change of another process may be moving the table under this look, so it only
         // decides whether to try; the look after the announcement is the one that counts (and
         // starts at the entry found here). Small values keep this path to themselves: the
@@ -322,7 +322,7 @@ impl Store {
         published
     }
 
-    /// Replaces the value of existing key `key` of plain dict `c` by `node`, a scalar that needs
+    /// Replaces the value of existing key `key` of dict (or object) `c` by `node`, a scalar that needs
     /// a block (a str of more than 7 bytes, bytes, a float, a big int, a packed value), with no
     /// part taken: the block is taken and written inside the publication (named by journal
     /// `OP` until the CAS that links it), and the old value is an inline word or such a block
@@ -345,7 +345,7 @@ impl Store {
 
     /// The value publications: with `node` None, `f` makes the new inline word from the old
     /// one; with a scalar `node` that needs a block, the block is its new word (`f` only says
-    /// whether to go on). A plain dict's old value may be a block with no references, freed
+    /// whether to go on). The old value may be a block with no references, freed
     /// after the CAS.
     #[inline(never)]
     fn publish_value<T>(
@@ -360,23 +360,15 @@ impl Store {
         // process that attaches meanwhile raises `slots high` before it reads or changes
         // anything, so it scans the `active` words (readers, takers, sections) and finds us.
         // Only a dict or an object: a part change of any other kind does not wait for
-        // publications (`begin_part`). Blocks are taken or freed only in a plain dict, whose
-        // dead publisher's journal a recovery reads by its entries (`inserted_by_dead`).
-        if !self.may_publish_now() {
+        // publications (`begin_part`); a dead publisher's journals are read by the container's
+        // entries (`inserted_by_dead`).
+        if !self.may_publish(c, |k| matches!(k, Kind::Dict | Kind::Object))? {
             return Ok(None);
         }
-        let kind = match self.block_kind(c)? {
-            Some(k @ (Kind::Dict | Kind::Object)) => k,
-            _ => return Ok(None),
-        };
-        if node.is_some() && kind != Kind::Dict {
-            return Ok(None);
-        }
-        // An old value this publication may replace: an inline word, or (a plain dict's) one
+        // An old value this publication may replace: an inline word, or one
         // block with no references, which it frees.
-        let replaceable = |st: &Self, w: u64| -> bool {
-            value::is_inline(w) || (kind == Kind::Dict && st.poppable(w).unwrap_or(false))
-        };
+        let replaceable =
+            |st: &Self, w: u64| -> bool { value::is_inline(w) || st.poppable(w).unwrap_or(false) };
         // A look before the announcement: a key that is missing, or whose value holds
         // references, is not published (the change path inserts it, or releases them), and
         // pays neither the announcement's fence nor a second full lookup. Without the
@@ -512,8 +504,8 @@ impl Store {
     /// (FORMAT.md §10.9, "Inserts"): a publication under the dict's part that claims the dict's
     /// entries by CAS on its insert claim word, writes the entry after the last one and names
     /// it in a free bucket; the store of its key commits it. Only where that is the whole
-    /// change: a store neither durable nor read-only, no lock held in this process, a plain
-    /// dict (not an object, set or cache), the key and the value scalars, each an inline word
+    /// change: a store neither durable nor read-only, no lock held in this process, a dict or
+    /// an object (not a set or cache), the key and the value scalars, each an inline word
     /// or one block (a str of more than 7 bytes, bytes, a float, a big int, a packed value:
     /// allocated inside the publication, named by journal `OP`, a value's after a key's by
     /// journal `VALUE`, until the entry commits),
@@ -578,7 +570,7 @@ impl Store {
             }
             Inserted::Scalar(node) => value::inline_word(node).is_none(),
         };
-        if !self.may_publish(c, |k| k == kind)? {
+        if !self.may_publish(c, |k| same_table(kind, k))? {
             return Ok(None);
         }
         let cg = c.get();
@@ -774,7 +766,7 @@ impl Store {
     /// delete of [`Store::publish_set_discard`], whose commit point is the entry's value word
     /// emptied by CAS (a value publication that comes after finds the word empty and runs on
     /// the dict's part, which waits for this delete), then its key word emptied. Only where
-    /// that is the whole change: a plain dict (not an object or cache), and a key and value
+    /// that is the whole change: a dict or an object (not a cache), and a key and value
     /// that are inline words (nothing to free). `Ok(Some(Some(w)))`: deleted, its value was
     /// `w`; `Ok(Some(None))`: no such key, as the look under the claim found; `Ok(None)`:
     /// nothing was changed, and the caller runs the delete on the dict's part.
@@ -789,7 +781,7 @@ impl Store {
         kind: Kind,
         key: &Key,
     ) -> Result<Option<Option<u64>>> {
-        if key.inline.is_none() || !self.may_publish(c, |k| k == kind)? {
+        if key.inline.is_none() || !self.may_publish(c, |k| same_table(kind, k))? {
             return Ok(None);
         }
         let cg = c.get();
@@ -1582,6 +1574,13 @@ impl Store {
 /// Whether a value of kind `k` is one block with no references (a str, bytes, a big int, a
 /// float, a packed value: datetime, date, time, timedelta, Decimal, UUID), so that freeing
 /// that block is its whole release.
+/// Whether a container of kind `k` takes the insert and delete publications asked for as
+/// `asked` (Dict or Set): an object's attributes are a dict's entries (a cache's are not: its
+/// entries carry expiry times).
+fn same_table(asked: Kind, k: Kind) -> bool {
+    k == asked || (asked == Kind::Dict && k == Kind::Object)
+}
+
 fn is_one_block(k: Kind) -> bool {
     matches!(k, Kind::Str | Kind::Bytes | Kind::BigInt | Kind::Float) || super::packed::is_packed(k)
 }

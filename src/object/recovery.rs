@@ -90,7 +90,7 @@ pub(super) fn recover_slot(att: &Attached, slot: u32) -> Result<(), Error> {
                     part_lock::settle_dead_claim(mem, at, slot)?;
                 }
             }
-            if matches!(kind, Kind::Dict | Kind::Set) {
+            if matches!(kind, Kind::Dict | Kind::Object | Kind::Set) {
                 // An insert's claim (a set's add is one): the entry is in the dict iff its key
                 // was stored, and
                 // `used` is counted again (FORMAT.md §10.9, "Inserts").
@@ -264,7 +264,7 @@ fn appended_by_dead(att: &Attached, slot: u32, block: u64) -> Result<bool, Error
     let c = p - container::VERSION;
     match version_word_kind(mem, p) {
         Some(Kind::List) => {}
-        Some(Kind::Dict | Kind::Set) => return Ok(inserted_by_dead(mem, c, block)),
+        Some(Kind::Dict | Kind::Object | Kind::Set) => return Ok(inserted_by_dead(mem, c, block)),
         _ => return Ok(false),
     }
     let Some((at, items)) = list_words(mem, c, slot)? else {

@@ -541,3 +541,51 @@ def test_killed_block_value_replacers_leave_old_or_new_values(tmp_path: Path) ->
         # showed none left; three more than the allocator's own windows allowed).
         gc_takes_what_kills_left(store, at_most=6)
         assert dict(d.items()) == items
+
+
+class Job(persist.pbase):
+    """A stored object whose attributes are replaced, added and removed without a lock."""
+
+
+def test_killed_object_attribute_changers_leave_each_attribute_whole(tmp_path: Path) -> None:
+    # An object's attributes are a dict's entries: a new str or int for an attribute, a new
+    # attribute, and `del obj.attr` are publications too. Workers, each on an object of its
+    # own, replace `state` (a long str, a float or an int in turn), count `steps`, and add and
+    # remove `note`; killed anywhere, each object holds values its worker wrote, and gc frees
+    # nothing a publication left.
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["jobs"] = {}
+
+    def worker(seed: int, ready: int) -> None:
+        with persist.open(path) as store:
+            job = Job()
+            job.state = _value_of(seed, 0)
+            job.steps = 0
+            store.root["jobs"][seed] = job
+            job = store.root["jobs"][seed]
+            os.write(ready, b"r")
+            i = 0
+            while True:
+                i += 1
+                job.state = _value_of(seed, i)
+                job.steps += 1
+                if i % 2:
+                    job.note = i
+                else:
+                    del job.note
+
+    kill_loop(worker, rng=random.Random(43), workers=3, kills=60, seconds=120)
+    with persist.open(path) as store:
+        jobs = store.root["jobs"]
+        seen = {}
+        for seed, job in jobs.items():
+            assert _well_formed(job.state), job.state
+            assert isinstance(job.steps, int) and job.steps >= 0
+            note = getattr(job, "note", None)
+            assert note is None or (isinstance(note, int) and note % 2 == 1), note
+            seen[seed] = (job.state, job.steps, note)
+        gc_takes_what_kills_left(store)
+        assert {s: (j.state, j.steps, getattr(j, "note", None)) for s, j in jobs.items()} == seen
+        report = store.check()
+        assert report["leaked_references"] == 0, report
