@@ -153,6 +153,16 @@ impl Table {
     /// `used` the number of live entries; every bucket empty, deleted, or naming a live entry
     /// below `nentries` (never a key-0 one), and no entry named twice.
     pub fn live(&self, kind: Kind) -> Result<BTreeMap<u64, (u64, u64)>, String> {
+        self.live_with(kind, is_inline)
+    }
+
+    /// [`Table::live`], with a dict's live value words checked by `value_ok` in place of
+    /// [`is_inline`] (`tests/value_swap.rs`: a value word may name a block there).
+    pub fn live_with(
+        &self,
+        kind: Kind,
+        value_ok: impl Fn(u64) -> bool,
+    ) -> Result<BTreeMap<u64, (u64, u64)>, String> {
         let key = kind.key();
         if self.nentries > CAP {
             return Err(format!("nentries {} past the table's {CAP}", self.nentries));
@@ -168,7 +178,7 @@ impl Table {
                 }
                 continue;
             }
-            if kind == Kind::Dict && !is_inline(v) {
+            if kind == Kind::Dict && !value_ok(v) {
                 return Err(format!(
                     "live entry {e} ({key} {k}) has value {v:#x}, not an inline word ({self:?})"
                 ));

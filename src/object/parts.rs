@@ -408,11 +408,15 @@ impl Store {
                 self.parts(0)?
             }
         };
-        // Ok(Some((t, old))): published over `old`. A block is taken out of a value word only
-        // under the dict's insert claim (a delete or an insert takes it too; inline values
-        // are published without it, and their CAS cannot take out a block): with the claim the
-        // old block is this publisher's to take, and is named by journal `VALUE` as taken
-        // before the CAS, so a recovery of ours frees it iff no entry holds it any more.
+        // Ok(Some((t, old))): published over `old`. A block goes into or out of a value word
+        // only under the dict's insert claim (a delete or an insert takes it too; inline values
+        // are published without it, and their CAS can neither take out a block nor put one
+        // in). With the claim the old block is this publisher's to take, and is named by
+        // journal `VALUE` as taken before the CAS, so a recovery of ours frees it iff no entry
+        // holds it any more; and the new block's journal `OP` is settled before the claim
+        // ends, so no other publication takes the new block out (and frees it) while a
+        // recovery of ours could still take it for unlinked and free it again (loom,
+        // `value_swap.rs`, found that double free when the claim ended first).
         let claim_at = c.get() + dict_header::INSERT_CLAIM;
         let mut claimed = false;
         let published = (|| {
@@ -427,7 +431,7 @@ impl Store {
                 if !replaceable(self, old) {
                     return Ok(None);
                 }
-                if value::is_block(old) && !claimed {
+                if (value::is_block(old) || block != 0) && !claimed {
                     if !self.claim_entries(&parts, claim_at)? {
                         return Ok(None);
                     }
@@ -446,7 +450,16 @@ impl Store {
                     self.maybe_die(AppendDeath::OldJournaled);
                 }
                 match parts.publish(at, old, new)? {
-                    Ok(()) => return Ok(Some((t, old))),
+                    Ok(()) => {
+                        self.maybe_die(AppendDeath::ValueSwapped);
+                        // The new block is linked: its journal settled under the claim (one
+                        // that cannot be written, its page vanished, still names a block an
+                        // entry holds: a recovery keeps it).
+                        if block != 0 {
+                            let _ = self.part.heap().settle(journals::OP);
+                        }
+                        return Ok(Some((t, old)));
+                    }
                     Err(now) => {
                         // Only an inline word moves under the claim (damage otherwise: the
                         // next look sends it to the part path).
@@ -471,7 +484,7 @@ impl Store {
             self.give_back_unlinked(block);
         }
         let after = match &published {
-            Ok(Some((_, old))) => self.settle_swapped(block, *old),
+            Ok(Some((_, old))) => self.settle_swapped(*old),
             _ => Ok(()),
         };
         parts.end_publish(version, changed, &KERNEL)?;
@@ -482,16 +495,11 @@ impl Store {
         published.map(|p| p.map(|(t, _)| t))
     }
 
-    /// After a value publication's CAS took `old` out for `block` (0: an inline word), before
-    /// the publication ends: the new block's journal settled (the entry holds it: a recovery
-    /// of ours would keep it all the same), the old block (which journal `VALUE` names as
-    /// taken: ours alone now) freed, as a pop's item is (gc waits for publications; a reader
-    /// that read it before is invalidated by our `active`).
-    fn settle_swapped(&self, block: u64, old: u64) -> Result<()> {
-        self.maybe_die(AppendDeath::ValueSwapped);
-        if block != 0 {
-            self.part.heap().settle(journals::OP)?;
-        }
+    /// After a value publication's CAS took `old` out (and its claim ended), before the
+    /// publication ends: the old block (which journal `VALUE` names as taken: ours alone now)
+    /// freed, as a pop's item is (gc waits for publications; a reader that read it before is
+    /// invalidated by our `active`).
+    fn settle_swapped(&self, old: u64) -> Result<()> {
         if value::is_block(old) {
             self.part
                 .heap()

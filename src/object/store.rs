@@ -88,8 +88,8 @@ pub enum AppendDeath {
     /// value is a block: the dict's claim held, the block named as taken by journal `VALUE`,
     /// the value word not swapped.
     OldJournaled,
-    /// A value publication: the value word swapped by CAS (the claim ended), an old block
-    /// named by journal `VALUE` and not freed, a new block's journal `OP` not settled.
+    /// A value publication: the value word swapped by CAS, the claim held (if taken), an old
+    /// block named by journal `VALUE` and not freed, a new block's journal `OP` not settled.
     ValueSwapped,
     /// A dict's delete publication (`publish_dict_delete`): the claim names the entry, its
     /// value word emptied (committed), its key word not.
