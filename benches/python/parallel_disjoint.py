@@ -6,8 +6,8 @@ Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (rand
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
 dict inserts``), or of new 16-character str keys with 16-character str values (two blocks
-each, ``one dict str inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own range
-(``one set adds``) or members already there (``one set adds present``), or --n
+each, ``one dict str inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its
+own range (``one set adds``) or members already there (``one set adds present``), or --n
 ``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted
 as one operation each), or --n ``d[k] = d.pop(k) + 1`` over 100 int keys of its own in one dict
 (``one dict pops``, a pop and an insert counted as one operation), or --n ``d[k] = s`` of
@@ -108,7 +108,9 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         if workload == "one set discards":
             root["s0"].update((p + 1) * 100_000_000 + j for p in range(procs) for j in range(100))
         if workload in ("one dict pops", "one dict strs"):
-            root["d0"].update(((p + 1) * 100_000_000 + j, 0) for p in range(procs) for j in range(100))
+            root["d0"].update(
+                ((p + 1) * 100_000_000 + j, 0) for p in range(procs) for j in range(100)
+            )
         if workload == "one list pops":
             root["l0"] = list(range(procs * n))
         elif workload == "one list str pops":
