@@ -234,19 +234,15 @@ impl Store {
     /// in progress, and `c` of a kind `kind` accepts (only kinds whose part takers wait for
     /// publications, `begin_part`).
     fn may_publish(&self, c: Container, kind: impl Fn(Kind) -> bool) -> Result<bool> {
-        if !self.may_publish_now() {
-            return Ok(false);
-        }
-        Ok(self.block_kind(c)?.is_some_and(kind))
-    }
-
-    /// [`Store::may_publish`] but for the container's kind.
-    fn may_publish_now(&self) -> bool {
-        !(self.part.is_readonly()
+        if self.part.is_readonly()
             || self.part.is_durable()
             || !self.locks.none_held()
             || self.part_change.is_some()
-            || self.unlogged_alloc.is_some())
+            || self.unlogged_alloc.is_some()
+        {
+            return Ok(false);
+        }
+        Ok(self.block_kind(c)?.is_some_and(kind))
     }
 
     /// Replaces the value of existing key `key` of dict `c` by one CAS on its value word
@@ -915,7 +911,8 @@ impl Store {
         if parts.delete_entry_finish(words, b, e, d.used).is_err() {
             let _ = crate::part_lock::settle_insert_claim(self.mem(), words, me);
         }
-        Ok(Some(Some(if kind == Kind::Set { value::EMPTY } else { v })))
+        // A set's value is the empty word (checked above).
+        Ok(Some(Some(v)))
     }
 
     /// Appends inline word `w` to list `c` with no part taken (FORMAT.md §10.9, "Appends"): a
