@@ -169,12 +169,50 @@ fn create(path: &Path) {
             t.push(Node::Dict(0..0));
             t
         }),
+        ("recs", list_of(0, 0)),
     ] {
         let w = st.encode(&tree).unwrap();
         with_key(name, |k| st.dict_set(root, k, w, &mut NO_HINT.clone())).unwrap();
     }
     st.end_op(true).unwrap();
     st.close().unwrap();
+}
+
+/// A record as a worker stores it, a new container: `{"w": me, "items": [n, "record n of
+/// worker me"]}`.
+fn record_tree(me: u64, n: u64) -> Tree<'static> {
+    let mut t = Tree::default();
+    let (_, at) = t.push_parent(4, Node::Dict);
+    let kw = t.push(Node::Str(b"w".as_slice().into()));
+    let vw = t.push(Node::Int(me as i64));
+    let ki = t.push(Node::Str(b"items".as_slice().into()));
+    let (vi, at_items) = t.push_parent(2, Node::List);
+    let n_item = t.push(Node::Int(n as i64));
+    let s_item = t.push(Node::Str(record_text(me, n).into_bytes().into()));
+    t.children[at_items as usize..at_items as usize + 2].copy_from_slice(&[n_item, s_item]);
+    t.children[at as usize..at as usize + 4].copy_from_slice(&[kw, vw, ki, vi]);
+    t
+}
+
+fn record_text(me: u64, n: u64) -> String {
+    format!("record {n} of worker {me}")
+}
+
+/// Whether value word `w` is `record_tree(me, n)`, whole.
+fn is_record(st: &Store, w: u64, me: u64, n: u64) -> bool {
+    let Some(r) = st.value(w).unwrap().container() else {
+        return false;
+    };
+    let items = get(st, r, "items").and_then(|w| st.value(w).unwrap().container());
+    let Some(items) = items else {
+        return false;
+    };
+    let words = st.list_words(items).unwrap();
+    get(st, r, "w").map(int) == Some(me as i64)
+        && words.len() == 2
+        && int(words[0]) == n as i64
+        && matches!(st.value(words[1]).unwrap(),
+            Value::Str(p) if st.read_bytes(p.block + 8, p.len).unwrap() == record_text(me, n).as_bytes())
 }
 
 /// A lockExcl section running `f` (one change inside it), waiting as long as it takes.
@@ -200,12 +238,13 @@ fn changer() {
     let me = env_u64("WORKER");
     let mut rng = StdRng::seed_from_u64(env_u64("SEED"));
     let shared = SharedStore::open(path.into(), OPEN).expect("worker open");
-    let [d, l, m] = containers(&shared, ["d", "l", "m"]);
+    let [d, l, m, recs] = containers(&shared, ["d", "l", "m", "recs"]);
     let root = shared.read(&Plain, |st| st.root()).unwrap();
     let mut own: HashMap<u64, Option<i64>> = HashMap::new();
     let mut last_shared: HashMap<u64, i64> = HashMap::new();
     let mut own_m: HashMap<u64, i64> = HashMap::new();
     let mut last_m15 = None;
+    let mut own_recs: HashMap<u64, Option<u64>> = HashMap::new();
     let (mut sections, mut appends, mut singles, mut published) = (0u64, 0u64, 0u64, 0u64);
     for n in 0..OPS {
         let v = ((me << 20) | n) as i64;
@@ -261,7 +300,52 @@ fn changer() {
                     own_m.insert(idx, v);
                 }
             }
-            90..=94 => {
+            90..=92 => {
+                // A new container, under a new key or appended: written on the part of the
+                // container it goes into.
+                let t = record_tree(me, n);
+                let how = rng.gen_range(0..4);
+                if how >= 2 {
+                    // A record of its own replaced by a new one, or deleted: the old record
+                    // (no reference but this key's, held by no process) is freed on the part.
+                    let j = rng.gen_range(0..4u64);
+                    let name = format!("q{me}k{j}");
+                    let last = if how == 2 {
+                        shared
+                            .write_in(&Plain, d, |st| {
+                                let w = st.encode(&t)?;
+                                with_key(&name, |k| st.dict_set(d, k, w, &mut NO_HINT.clone()))
+                            })
+                            .unwrap();
+                        Some(n)
+                    } else {
+                        shared
+                            .write_in(&Plain, d, |st| with_key(&name, |k| st.dict_del(d, k)))
+                            .unwrap();
+                        None
+                    };
+                    own_recs.insert(j, last);
+                } else if how == 0 {
+                    shared
+                        .write_in(&Plain, d, |st| {
+                            let w = st.encode(&t)?;
+                            with_key(&format!("r{me}n{n}"), |k| {
+                                st.dict_set(d, k, w, &mut NO_HINT.clone())
+                            })
+                        })
+                        .unwrap();
+                    record(&format!("REC {me} {n}"));
+                } else {
+                    shared
+                        .write_in(&Plain, recs, |st| {
+                            let w = st.encode(&t)?;
+                            st.list_append(recs, w)
+                        })
+                        .unwrap();
+                    record(&format!("RECA {me} {n}"));
+                }
+            }
+            93..=94 => {
                 let name = format!("t{me}");
                 let s = format!("{n}:{}", "x".repeat(rng.gen_range(8..300)));
                 shared
@@ -334,6 +418,12 @@ fn changer() {
     }
     if let Some(v) = last_m15 {
         record(&format!("M15 {me} {v}"));
+    }
+    for (j, n) in own_recs {
+        record(&format!(
+            "QREC {me} {j} {}",
+            n.map_or("none".into(), |n| n.to_string())
+        ));
     }
     record(&format!(
         "DONE {me} {sections} {appends} {singles} {published}"
@@ -427,6 +517,55 @@ fn random_single_changes_lose_nothing() {
             "m[15] holds {v:#x}, no worker's last write"
         );
     }
+    for f in harness::fields(&records, "REC") {
+        let (me, n) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        let w = get(&st, d, &format!("r{me}n{n}")).expect("a record stored under its key");
+        assert!(is_record(&st, w, me, n), "record r{me}n{n} is not whole");
+    }
+    for f in harness::fields(&records, "QREC") {
+        let name = format!("q{}k{}", f[0], f[1]);
+        match (get(&st, d, &name), f[2]) {
+            (None, "none") => {}
+            (Some(w), n) if n != "none" => assert!(
+                is_record(&st, w, f[0].parse().unwrap(), n.parse().unwrap()),
+                "{name} does not hold its owner's last record"
+            ),
+            (found, want) => panic!("{name}: found {found:?}, its owner left {want}"),
+        }
+    }
+    let recs = lookup(&st, "recs");
+    let mut appended: Vec<(u64, u64)> = harness::fields(&records, "RECA")
+        .iter()
+        .map(|f| (f[0].parse().unwrap(), f[1].parse().unwrap()))
+        .collect();
+    let rec_words = st.list_words(recs).unwrap();
+    assert_eq!(
+        rec_words.len(),
+        appended.len(),
+        "appended records lost or doubled"
+    );
+    let mut found = Vec::new();
+    for w in rec_words {
+        let r = st.value(w).unwrap().container().expect("a record");
+        let me = int(get(&st, r, "w").expect("w")) as u64;
+        let items = st
+            .value(get(&st, r, "items").unwrap())
+            .unwrap()
+            .container()
+            .unwrap();
+        let n = int(st.list_words(items).unwrap()[0]) as u64;
+        assert!(
+            is_record(&st, w, me, n),
+            "appended record {me}/{n} is not whole"
+        );
+        found.push((me, n));
+    }
+    appended.sort_unstable();
+    found.sort_unstable();
+    assert_eq!(
+        found, appended,
+        "appended records differ from those the workers appended"
+    );
     let done = harness::fields(&records, "DONE");
     assert_eq!(done.len() as u64, WORKERS);
     let sections: u64 = done.iter().map(|f| f[1].parse::<u64>().unwrap()).sum();

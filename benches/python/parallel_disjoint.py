@@ -5,25 +5,28 @@
 Each of P forked processes opens the store and makes --n ``d[k] = i`` puts (random keys of
 1000, each key existing): on a dict of its own (``disjoint``) or all on one dict (``one
 dict``); or --n inserts of new int keys (its own range) into one dict that starts empty (``one
-dict inserts``), or of new 16-character str keys with 16-character str values (two blocks
-each, ``one dict str inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its
-own range (``one set adds``) or members already there (``one set adds present``), or --n
-``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted
-as one operation each), or --n ``d[k] = d.pop(k) + 1`` over 100 int keys of its own in one dict
+dict inserts``), or of new 16-character str keys with 16-character str values (two blocks each,
+``one dict str inserts``); or --n ``s.add(m)`` to one set of 1000 ints, new ints of its own
+range (``one set adds``) or members already there (``one set adds present``), or --n
+``s.discard(m); s.add(m)`` pairs over 100 members of its own (``one set discards``, counted as
+one operation each), or --n ``d[k] = d.pop(k) + 1`` over 100 int keys of its own in one dict
 (``one dict pops``, a pop and an insert counted as one operation), or --n ``d[k] = s`` of
 16-character strs (a block each, replacing the last one) over 100 int keys of its own in one
-dict (``one dict strs``); then --n
-``l.append(i)`` on a list of its own (``appends``) or all on one list
-(``one list``), and ``l.append(s)`` of 14-character strs (a block each) on one list (``one list
-str``) and of tuples ``(i, me, None)`` of small values (one block each, ``one list tuple``);
-and --n ``l.popleft()`` each from one list filled with P * --n ints beforehand (``one list
-pops``), with as many 14-character strs (``one list str pops``) or with as many tuples of
-small values (``one list tuple pops``). The throughput is all
-the processes' operations over the wall time from the first start to the last end (a barrier
-through a pipe starts them together). The parent closes the store before the workers open it,
-so P=1 is one process alone, as a user's single process is. Prints the best of --rounds runs
-per workload and P, and each P's ratio to P=1. Say how many cores the machine has when
-quoting it (``os.cpu_count()`` is printed).
+dict (``one dict strs``), or --n inserts of new int keys (its own range) into one dict whose
+values are new records, each ``{"i": i, "by": me, "tags": ["a", "b"]}`` (a dict holding a list:
+``one dict records``), or --n such records stored over those of 100 int keys of its own in one
+dict (``one dict record swaps``, the old record freed); then --n ``l.append(i)`` on a list of
+its own (``appends``) or all on one list (``one list``), of such records on a list of its own
+(``record appends``) or all on one list (``one list records``), and ``l.append(s)`` of
+14-character strs (a block each) on one list (``one list str``) and of tuples ``(i, me, None)``
+of small values (one block each, ``one list tuple``); and --n ``l.popleft()`` each from one
+list filled with P * --n ints beforehand (``one list pops``), with as many 14-character strs
+(``one list str pops``) or with as many tuples of small values (``one list tuple pops``). The
+throughput is all the processes' operations over the wall time from the first start to the last
+end (a barrier through a pipe starts them together). The parent closes the store before the
+workers open it, so P=1 is one process alone, as a user's single process is. Prints the best of
+--rounds runs per workload and P, and each P's ratio to P=1. Say how many cores the machine has
+when quoting it (``os.cpu_count()`` is printed).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import persist
 def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
     with persist.open(path) as store:
         root = store.root
-        if workload == "appends":
+        if workload in ("appends", "record appends"):
             target = root[f"l{me}"]
         elif workload.startswith("one list"):
             target = root["l0"]
@@ -59,6 +62,17 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload == "one list tuple":
             for i in range(n):
                 target.append((i, me, None))
+        elif workload in ("record appends", "one list records"):
+            for i in range(n):
+                target.append({"i": i, "by": me, "tags": ["a", "b"]})
+        elif workload == "one dict records":
+            base = (me + 1) * 100_000_000
+            for i in range(n):
+                target[base + i] = {"i": i, "by": me, "tags": ["a", "b"]}
+        elif workload == "one dict record swaps":
+            mine = [(me + 1) * 100_000_000 + j for j in range(100)]
+            for i in range(n):
+                target[mine[i % 100]] = {"i": i, "by": me, "tags": ["a", "b"]}
         elif workload == "one dict inserts":
             base = me * 100_000_000
             for i in range(n):
@@ -102,12 +116,12 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         for p in range(procs):
             root[f"d{p}"] = {k: 0 for k in range(1000)}
             root[f"l{p}"] = []
-        if workload in ("one dict inserts", "one dict str inserts"):
+        if workload in ("one dict inserts", "one dict str inserts", "one dict records"):
             root["d0"] = {}
         root["s0"] = set(range(1000))
         if workload == "one set discards":
             root["s0"].update((p + 1) * 100_000_000 + j for p in range(procs) for j in range(100))
-        if workload in ("one dict pops", "one dict strs"):
+        if workload in ("one dict pops", "one dict strs", "one dict record swaps"):
             root["d0"].update(
                 ((p + 1) * 100_000_000 + j, 0) for p in range(procs) for j in range(100)
             )
@@ -152,7 +166,8 @@ def main() -> None:
             "disjoint,one dict,one dict inserts,one set adds,one set adds present,"
             "one set discards,appends,"
             "one list,one list str,one list tuple,one list pops,one list str pops,"
-            "one list tuple pops"
+            "one list tuple pops,record appends,one list records,one dict records,"
+            "one dict record swaps"
         ),
         help="comma-separated",
     )

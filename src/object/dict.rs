@@ -306,6 +306,24 @@ impl Store {
         Ok(true)
     }
 
+    /// `dict_set` of the word `encode` writes (a value tree), the key looked up once. On a part,
+    /// an old value the part cannot release (a container) refuses before anything is encoded:
+    /// the change goes store-wide having written nothing.
+    pub fn dict_set_encoded<E: From<Error>>(
+        &mut self,
+        c: Container,
+        key: &Key,
+        hint: &mut u64,
+        encode: impl FnOnce(&mut Store) -> std::result::Result<u64, E>,
+    ) -> std::result::Result<(), E> {
+        self.dict_modify(c, key, hint, |st, old| {
+            if let Some(old) = old {
+                st.part_release_check(old)?;
+            }
+            Ok((encode(st)?, ()))
+        })
+    }
+
     /// Sets `key` in dict `c` to the value word `f` makes of its old one (`None`: `key` is
     /// missing, and the word is inserted), as `dict_set` does: a read-modify-write of one value
     /// (`Dict.incr`) that looks the key up once. `f` may encode values (allocate) but not

@@ -39,8 +39,13 @@ impl Store {
     }
 
     fn encode_tree(&mut self, t: &Tree, items_only: bool) -> Result<(u64, Vec<u64>)> {
-        // Containers and references touch more than one part: store-wide.
-        self.part_refuse()?;
+        // A new container is new blocks that nothing links until the change does: it may be
+        // written on the part of the container it goes into. A reference to a container
+        // already stored is not: its reference count is changed store-wide only (two parts'
+        // changes could otherwise both change one container's count).
+        if t.nodes.iter().any(|x| matches!(x, Node::Ref(_))) {
+            self.part_refuse()?;
+        }
         self.encoded_objects.clear();
         let n = t.nodes.len();
         let root = t.root as usize;
@@ -231,6 +236,8 @@ impl Store {
     /// held set names it (the caller holds it in this op), on the orphan list like any
     /// container whose last reference went. For copies that are not linked anywhere yet.
     pub fn create_unlinked(&mut self, t: &Tree) -> Result<super::Container> {
+        // The orphan list is the store's: store-wide.
+        self.part_refuse()?;
         if !t.node(t.root).is_container() {
             return Err(Error::Usage(
                 "value tree: an unlinked value must be a container".into(),
@@ -445,6 +452,19 @@ impl Store {
         work: &mut Vec<Release>,
         way: Way,
     ) -> Result<()> {
+        if self.part_change.is_some() {
+            // Dropped on a part (`part_drop_check`), while the part is held: the writer's side
+            // of the held-set handshake (`part_lock`, model-checked by loom's
+            // `a_held_container_is_never_freed`). Either a reader that found `c` under the part
+            // sees the part moved when it re-checks after its hold, or this sees its hold. A
+            // held container goes on the orphan list, a store-wide word: the change runs
+            // store-wide.
+            self.parts(0)?.before_reading_held_sets();
+            if held::is_held_anywhere(&self.part, c)? {
+                return self.part_refuse();
+            }
+            return self.free_container(c, work, way);
+        }
         if held::is_held_anywhere(&self.part, c)? {
             let head = self.get(c)?;
             if head & container::ORPHAN_FLAG == 0 {

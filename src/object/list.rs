@@ -182,6 +182,24 @@ impl Store {
         self.bump_version(c)
     }
 
+    /// `list_set` of the word `encode` writes (a value tree). On a part, an old item the part
+    /// cannot release (a container) refuses before anything is encoded, as `dict_set_encoded`.
+    pub fn list_set_encoded<E: From<Error>>(
+        &mut self,
+        c: Container,
+        i: u64,
+        encode: impl FnOnce(&mut Store) -> std::result::Result<u64, E>,
+    ) -> std::result::Result<(), E> {
+        let p = self.list_parts_mut(c.get())?;
+        if i >= p.len {
+            return Err(corrupt("list index out of range in list_set", c.get()).into());
+        }
+        let old = self.get(p.slot(i))?;
+        self.part_release_check(old)?;
+        let w = encode(self)?;
+        Ok(self.list_set(c, i, w)?)
+    }
+
     /// Appends `w`.
     pub fn list_append(&mut self, c: Container, w: u64) -> Result<()> {
         self.list_extend(c, &[w])

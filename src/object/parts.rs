@@ -14,8 +14,8 @@
 //!   undo log block) and take it by CAS (even -> odd, naming us); change C, each word logged as
 //!   any change logs it; commit (the log emptied); release C (version + 2); run the deferred
 //!   frees; `active` = 0. What the change must not do under one part (drop a reference to a
-//!   container, store a new container or a reference, anything beyond C) makes it fail with
-//!   the fallback flag set ([`Store::part_refuse`]): the caller rolls it back and runs it
+//!   container, store a reference to a container already stored, anything beyond C; a new
+//!   container is new blocks, and may be written) makes it fail with the fallback flag set ([`Store::part_refuse`]): the caller rolls it back and runs it
 //!   store-wide, as before.
 //! - Store-wide changes, lockExcl and lockShared close the gate (odd sequence, or a shared
 //!   count) and then wait until no other participant's `active` is 1 ([`Store::drain_gate`]),
@@ -52,6 +52,14 @@ const TAKE_TRIES: u32 = 64;
 
 /// Spins on a part held by another live change before reporting it busy (a few microseconds).
 const HELD_SPINS: u32 = 4096;
+
+/// The most containers, and value words, a container dropped on a part may hold
+/// (`Store::part_drop_check`): a larger tree is dropped store-wide, so that a part is held
+/// for microseconds.
+/// Small enough that the release runs whole before the commit point (it adds at most a free
+/// and a count per word, well under `LOGGED_RELEASES_MOST` log entries), still on the part.
+const DROP_MOST_CONTAINERS: u32 = 64;
+const DROP_MOST_WORDS: u32 = 256;
 
 /// Spins while `word` still holds `seen`, counting in `spins` up to [`HELD_SPINS`]; whether it
 /// changed (a part released, a publication ended) before the count ran out.
@@ -134,7 +142,7 @@ impl Store {
     }
 
     /// The part-lock words as this participant uses them; `slots` bounds a section's scan.
-    fn parts(&self, slots: u32) -> Result<Parts<'_, Mapping>> {
+    pub(super) fn parts(&self, slots: u32) -> Result<Parts<'_, Mapping>> {
         let lock = self.part.lock();
         let record = match self.log.block() {
             0 => 0,
@@ -1344,14 +1352,17 @@ impl Store {
     /// releases the part, performs the deferred frees (the release cursor's, as `commit_log`),
     /// leaves the gate.
     pub fn end_part(&mut self, commit: bool) -> Result<()> {
-        let Some(held) = self.part_change.take() else {
+        let Some(held) = self.part_change else {
             return Ok(());
         };
+        // Still on the part for the commit: the releases it runs (a container dropped on the
+        // part) may refuse, and then it is undone and runs again store-wide.
         let ended = if commit {
             self.part_commit()
         } else {
             self.rollback_to(0).map(|()| (None, Vec::new()))
         };
+        self.part_change = None;
         if ended.is_err() {
             // A log that can be neither undone nor committed is damage (as in `end_op`): it is
             // dropped, so the part is released and nobody waits for it forever.
@@ -1390,8 +1401,12 @@ impl Store {
         let later = match self.release_in_change() {
             Ok(later) => later,
             Err(e) => {
-                // Before the commit point: the change is undone, releases and all.
-                let _ = self.rollback_to(0);
+                // Before the commit point: the change is undone, releases and all (a release
+                // that refused the part runs again store-wide, unless the undo failed too).
+                if let Err(undo) = self.rollback_to(0) {
+                    self.part_fallback = false;
+                    return Err(undo);
+                }
                 return Err(e);
             }
         };
@@ -1416,33 +1431,80 @@ impl Store {
         ))
     }
 
-    /// Inside a single change on a part: refuses releasing `w` unless it is an owned leaf
-    /// (str, bytes, int, float), whose free touches no other container.
+    /// Inside a single change on a part: refuses releasing `w` unless its release touches no
+    /// other change's words: an owned leaf (str, bytes, int, float...), a tuple or frozenset
+    /// of such, or a container tree that is this reference's alone (`part_drop_check`).
     pub(super) fn part_release_check(&mut self, w: u64) -> Result<()> {
         if self.part_change.is_none() || !value::is_block(w) {
             return Ok(());
         }
-        let head = self.get(w)?;
-        match value::head_kind(head) {
-            Some(k) if is_one_block(k) => Ok(()),
-            // A tuple of inline words and leaves (a cache entry of a scalar value, cache.rs):
-            // its release frees blocks only.
-            Some(Kind::Tuple) => {
-                if let super::view::Value::Tuple { block, len } = self.value(w)? {
-                    for i in 0..len {
-                        let item = self.tuple_item(block, i)?;
-                        if value::is_block(item)
-                            && !value::head_kind(self.get(item)?).is_some_and(is_one_block)
-                        {
-                            return self.part_refuse();
-                        }
-                    }
-                    return Ok(());
-                }
+        if value::head_kind(self.get(w)?).is_some_and(is_one_block) {
+            return Ok(());
+        }
+        self.part_drop_check(w)
+    }
+
+    /// Inside a single change on a part: refuses a container taken out to be handed back (a
+    /// popped value becomes a proxy, which holds it: a held container with no reference left
+    /// goes on the orphan list, a store-wide word). Outside one, or for any other value: Ok.
+    pub fn part_refuse_container(&mut self, w: u64) -> Result<()> {
+        if self.part_change.is_none() || !value::is_block(w) {
+            return Ok(());
+        }
+        match value::head_kind(self.get(w)?) {
+            Some(Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache) => {
                 self.part_refuse()
             }
-            _ => self.part_refuse(),
+            _ => Ok(()),
         }
+    }
+
+    /// Whether dropping value word `w` on a part frees only what no other change can reach
+    /// (FORMAT.md §10.9, "Containers dropped on a part"): every container in its tree (at
+    /// most `DROP_MOST_CONTAINERS`, `DROP_MOST_WORDS` words walked) a list, dict, object or
+    /// set whose reference count is 1 and that is not on the orphan list. Its one reference
+    /// is then the dropped word (or a word of a container so reached), which only this part
+    /// reaches: no other change writes those counts (counts rise store-wide only, and fall on
+    /// a part only from 1). Whether a process holds one is asked at its collection
+    /// (`collect_container`). Else the change runs store-wide.
+    fn part_drop_check(&mut self, w: u64) -> Result<()> {
+        use super::view::{Child, Value};
+        let mut work = vec![w];
+        let (mut containers, mut words) = (0u32, 0u32);
+        while let Some(w) = work.pop() {
+            words += 1;
+            if words > DROP_MOST_WORDS {
+                return self.part_refuse();
+            }
+            if !value::is_block(w) {
+                continue;
+            }
+            let v = self.value(w)?;
+            match v {
+                Value::Tuple { .. } | Value::FrozenSet { .. } => {}
+                Value::List(c) | Value::Dict(c) | Value::Object(c) | Value::Set(c) => {
+                    containers += 1;
+                    let c = c.get();
+                    if containers > DROP_MOST_CONTAINERS
+                        || self.refcount(c)? != 1
+                        || self.get(c)? & container::ORPHAN_FLAG != 0
+                    {
+                        return self.part_refuse();
+                    }
+                }
+                Value::Cache(_) => return self.part_refuse(),
+                _ => continue,
+            }
+            self.for_each_child(v, |child| {
+                match child {
+                    Child::Word(x) | Child::Member { word: x, .. } => work.push(x),
+                    Child::Entry { key, value, .. } => work.extend([key, value]),
+                    Child::Part(_) => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     // ---- sections ---------------------------------------------------------------------------

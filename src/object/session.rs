@@ -360,7 +360,7 @@ impl SharedStore {
     /// (FORMAT.md §10.9: parts on, a store neither durable nor read-only, no lock held in this
     /// process, no orphans to collect), so that changes of different containers run in
     /// parallel across processes; otherwise, or when `f` turns out to need more than `c` (it
-    /// drops a reference to a container, stores a container: `Store::part_refuse`), as
+    /// drops a reference to a container, stores one already stored: `Store::part_refuse`), as
     /// [`SharedStore::write`] does. `f` may run twice (rolled back in between).
     pub fn write_in<T, E: From<Error>>(
         &self,
@@ -383,17 +383,6 @@ impl SharedStore {
         f: impl FnMut(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         self.change_or_publish(w, Some(c), Some(&mut publish), f)
-    }
-
-    /// As [`SharedStore::publish_or_write_in`], with `f` run as `write(f)` does (store-wide):
-    /// for a change whose other cases may need more than one container's part.
-    pub fn publish_or_write<T, E: From<Error>>(
-        &self,
-        w: &impl Waiting<E>,
-        mut publish: impl FnMut(&mut Store) -> Result<Option<T>, E>,
-        f: impl FnMut(&mut Store) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.change_or_publish(w, None, Some(&mut publish), f)
     }
 
     /// `write` (`part` None), `write_in` (`part` the container) and `publish_or_write_in`
@@ -434,15 +423,22 @@ impl SharedStore {
                             if let Err(e) = st.check_intact() {
                                 r = Err(e.into());
                             }
-                            if !(r.is_err() && st.take_part_fallback()) {
-                                let ended = st.end_part(r.is_ok()).and_then(|()| st.check_intact());
-                                notify_if_changed(st, r.is_ok() && ended.is_ok());
-                                let r = r?;
-                                ended?;
-                                return Ok(r);
+                            if r.is_err() && st.take_part_fallback() {
+                                // `f` needs more than `c`: undone, and run again store-wide.
+                                st.end_part(false)?;
+                            } else {
+                                let ended = st.end_part(r.is_ok());
+                                // Unless the commit's releases needed more than `c` (a
+                                // container dropped on the part is held by a process): then
+                                // it was undone, and runs again store-wide.
+                                if !(ended.is_err() && st.take_part_fallback()) {
+                                    let ended = ended.and_then(|()| st.check_intact());
+                                    notify_if_changed(st, r.is_ok() && ended.is_ok());
+                                    let r = r?;
+                                    ended?;
+                                    return Ok(r);
+                                }
                             }
-                            // `f` needs more than `c`: undone, and run again store-wide.
-                            st.end_part(false)?;
                         }
                         Err(Error::Busy(b)) => break 'step b,
                         Err(e) => return Err(e.into()),

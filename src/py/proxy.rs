@@ -266,7 +266,9 @@ impl List {
                     st.list_append(d, w).map_err(map)?;
                 }
             }
-            // Decode before the op commits (a removed value is released then).
+            // Decode before the op commits (a removed value is released then). A container
+            // comes back held: store-wide (its last reference may go).
+            st.part_refuse_container(w).map_err(map)?;
             Ok(Some(to_py(py, st, shared, w)?.unbind()))
         };
         // The first or the last item, a small value (its word), taken with no lock: a claim on
@@ -422,18 +424,17 @@ impl List {
         }
         let i: isize = index_arg(i, "list")?;
         let t = to_tree(v, &self.shared, &mut keep)?;
-        let set = |st: &mut object::Store| {
+        // One list alone: a change on its part lock (store-wide if the value refers to a
+        // stored container or the old item is one).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
-            let w = st.encode(&t).map_err(map)?;
-            keep.bind(py, st, &self.shared)?;
-            st.list_set(self.off, j, w).map_err(map)
-        };
-        // A scalar touches this list alone: a change on its part lock.
-        if t.as_scalar().is_some() {
-            return self.shared.write_in(&Gil(py), self.off, set);
-        }
-        self.shared.write(&Gil(py), set)
+            st.list_set_encoded(self.off, j, |st| {
+                let w = st.encode(&t).map_err(map)?;
+                keep.bind(py, st, &self.shared)?;
+                Ok::<u64, PyErr>(w)
+            })
+        })
     }
 
     fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -531,7 +532,9 @@ impl List {
                 .shared
                 .publish_or_write_in(&Gil(py), self.off, publish, append);
         }
-        self.shared.write(&Gil(py), append)
+        // A new container: its blocks are written on the list's part (store-wide if it refers
+        // to a stored container).
+        self.shared.write_in(&Gil(py), self.off, append)
     }
 
     /// Appends every item of ``values``, as :meth:`list.extend`, in one atomic change.
@@ -562,7 +565,7 @@ impl List {
         }
         let mut keep = Keep::default();
         let t = to_tree(l.as_any(), &self.shared, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let ws = st.encode_items(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             st.list_extend(self.off, &ws).map_err(map)
@@ -581,7 +584,9 @@ impl List {
         let i: isize = ssize_arg(i)?;
         let mut keep = Keep::default();
         let t = to_tree(v, &self.shared, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        // One list alone: on its part lock (store-wide if the value refers to a stored
+        // container).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let len = st.list_len(self.off).map_err(map)? as isize;
             let j = if i < 0 { (i + len).max(0) } else { i.min(len) } as u64;
             let w = st.encode(&t).map_err(map)?;
@@ -1370,7 +1375,22 @@ impl Dict {
                     self.shared
                         .publish_or_write_in(&Gil(py), self.off, publish, set)?;
                 }
-                None => self.shared.write(&Gil(py), set)?,
+                // A container: its new blocks are written on the dict's part, which no other
+                // container's change needs (store-wide if it refers to a stored container or
+                // replaces one).
+                None => {
+                    let set_tree = |st: &mut object::Store| {
+                        let mut h = hint.get();
+                        st.dict_set_encoded(self.off, &key, &mut h, |st| {
+                            let w = st.encode(vt).map_err(map)?;
+                            keep.bind(py, st, &self.shared)?;
+                            Ok::<u64, PyErr>(w)
+                        })?;
+                        hint.set(h);
+                        Ok(())
+                    };
+                    self.shared.write_in(&Gil(py), self.off, set_tree)?
+                }
             },
         }
         self.hint.store(hint.get(), Ordering::Relaxed);
@@ -1434,7 +1454,8 @@ impl Dict {
         };
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
-        // A key and value that are inline words: a delete without a lock; else store-wide.
+        // A key and value that are inline words: a delete without a lock; else on the dict's
+        // part (store-wide for a container, which comes back held).
         let publish =
             |st: &mut object::Store| match st.publish_dict_delete(self.off, &key).map_err(map)? {
                 Some(Some(vw)) => Ok(Some(Some(to_py(py, st, shared, vw)?))),
@@ -1442,10 +1463,15 @@ impl Dict {
                 None => Ok(None),
             };
         let pop = |st: &mut object::Store| match st.dict_del(self.off, &key).map_err(map)? {
-            Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
+            Some((_, vw)) => {
+                st.part_refuse_container(vw).map_err(map)?;
+                Ok(Some(to_py(py, st, shared, vw)?))
+            }
             None => Ok(None),
         };
-        let r = self.shared.publish_or_write(&Gil(py), publish, pop)?;
+        let r = self
+            .shared
+            .publish_or_write_in(&Gil(py), self.off, publish, pop)?;
         match r {
             Some(v) => Ok(v),
             None => missing(),

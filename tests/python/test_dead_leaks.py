@@ -10,6 +10,7 @@ step's blocks behind (§9), and those are what gc is for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -271,6 +272,66 @@ def test_sigkilled_part_changers_leave_only_a_free_in_flight(tmp_path: Path) -> 
     assert after["unreachable_blocks"] == 0 and after["orphans"] == 0, after
     assert len(store.root["d"]) == 4
     print(f"\n{KILLS_OF_PART_CHANGERS} part-change kills: {leaked} blocks left to gc")
+    store.close()
+
+
+def _record(k: int) -> dict:
+    return {"n": k, "s": "x" * k, "l": [k, "y" * k, (k, 2.5)]}
+
+
+def _container_storer(path: str, seed: int, ready_fd: int) -> None:
+    rng = random.Random(seed)
+    r = persist.root(path)
+    d, recs = r["d"], r["recs"]
+    os.write(ready_fd, b"r")
+    i = 0
+    while True:
+        i += 1
+        # A new container (a dict holding a list, strs and a tuple: seven blocks) written on
+        # the part of the container it goes into, not store-wide (FORMAT.md §10.9); and an
+        # old one replaced or deleted, freed on the part.
+        rec = _record(rng.randrange(8, 200))
+        if i % 4 == 0:
+            recs.append(rec)
+        elif i % 4 == 1:
+            d[f"{os.getpid()}-{i}"] = rec
+        elif i % 8 == 2:
+            with contextlib.suppress(KeyError):
+                del d[f"fixed{rng.randrange(8)}"]
+        else:
+            d[f"fixed{rng.randrange(8)}"] = rec
+
+
+# Kills of processes storing new containers on a part, and replacing and deleting old ones
+# there: the recoverer rolls back the blocks a killed change had taken (each logged as it is
+# taken) or finishes its frees, and every record stored is whole. Small blocks (32 to 176 bytes)
+# are left all the same, within MOST_LEFT_BY_ONE_KILL: measured 0, 1, 1, 2 and 4 per 200 kills
+# (2 to 4 in 7 runs with stores and appends alone); stores and appends run store-wide (before
+# they took parts) left 1, 4, 4, 5 and 8. Where they come from is not known.
+KILLS_OF_CONTAINER_STORERS = 200
+MOST_LEFT_BY_CONTAINER_KILLS = 16
+
+
+def test_sigkilled_container_storers_leave_nothing_half_stored(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    store = persist.open(path)
+    store.root["d"] = {}
+    store.root["recs"] = []
+    rng = random.Random(12_2)
+    assert store.check()["unreachable_blocks"] == 0
+    for _ in range(KILLS_OF_CONTAINER_STORERS):
+        _kill_when_started(_container_storer, path, rng, 0.01)
+    report = store.check()
+    leaked = report["unreachable_blocks"]
+    assert leaked <= MOST_LEFT_BY_CONTAINER_KILLS, report
+    assert report["orphans"] == 0 and report["leaked_references"] == 0, report
+    assert store.gc()["blocks"] == leaked
+    recs = store.root["recs"].to_python()
+    stored = store.root["d"].to_python()
+    assert recs and stored
+    for rec in [*recs, *stored.values()]:
+        assert rec == _record(rec["n"]), rec
+    print(f"\n{KILLS_OF_CONTAINER_STORERS} kills: {len(recs) + len(stored)} records whole")
     store.close()
 
 

@@ -1,0 +1,123 @@
+"""Containers stored and dropped on their parent's part lock (FORMAT.md §10.9): a new record
+written into a dict or list, an old record replaced or deleted, while other processes read,
+hold and change the same dict. A dropped record is freed only when no process holds a proxy
+to it: a held one is kept (store-wide, on the orphan list) until its holder lets go."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import persist
+from procs import fork_child, reap_child
+
+
+def _record(n: int, by: int) -> dict:
+    return {"n": n, "by": by, "items": [n, "item " * (n % 9 + 2), (n, by)]}
+
+
+def test_a_record_replaced_while_another_process_holds_it_stays_readable(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    store = persist.open(path)
+    store.root["d"] = {}
+    d = store.root["d"]
+    d["k"] = _record(1, 0)
+    held_r, held_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def holder() -> None:
+        with persist.open(path) as s:
+            x = s.root["d"]["k"]
+            os.write(held_w, b"h")
+            assert os.read(go_r, 1) == b"g"
+            # The record left the dict while this proxy held it: still whole.
+            assert x.to_python() == _record(1, 0)
+            assert x["items"][1] == "item item item "
+            del x
+
+    pid = fork_child(holder)
+    assert os.read(held_r, 1) == b"h"
+    d["k"] = _record(2, 0)
+    # This process holds one too: deleted while held.
+    mine = d["k"]
+    del d["k"]
+    assert mine.to_python() == _record(2, 0)
+    os.write(go_w, b"g")
+    assert reap_child(pid) == 0
+    assert store.check()["orphans"] == 1
+    del mine
+    d["k"] = _record(3, 0)
+    report = store.check()
+    assert report["orphans"] == 0 and report["unreachable_blocks"] == 0, report
+    assert store.gc()["blocks"] == 0
+    store.close()
+
+
+def _replacer(path: str, me: int, rounds: int) -> None:
+    with persist.open(path) as s:
+        d = s.root["d"]
+        for n in range(rounds):
+            k = f"w{me}k{n % 8}"
+            if n % 5 == 4:
+                if k in d:
+                    del d[k]
+            else:
+                d[k] = _record(n, me)
+        del d
+
+
+def _reader(path: str, seed: int, rounds: int) -> None:
+    rng = random.Random(seed)
+    with persist.open(path) as s:
+        d = s.root["d"]
+        kept = []
+        for _ in range(rounds):
+            rec = d.get(f"w{rng.randrange(2)}k{rng.randrange(8)}")
+            if rec is None:
+                continue
+            # A record found is whole, and stays whole while held (its key replaced since).
+            kept.append((rec, rec.to_python()))
+            if len(kept) > 16:
+                rec, seen = kept.pop(0)
+                assert rec.to_python() == seen == _record(seen["n"], seen["by"])
+        del d, kept, rec
+
+
+def test_records_replaced_and_deleted_beside_readers_that_hold_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    store = persist.open(path)
+    store.root["d"] = {}
+    pids = [fork_child(lambda me=me: _replacer(path, me, 6000)) for me in range(2)]
+    pids += [fork_child(lambda: _reader(path, 7, 6000))]
+    assert [reap_child(p) for p in pids] == [0, 0, 0]
+    d = store.root["d"]
+    for me in range(2):
+        for j in range(8):
+            # The last write of each key: round 5992 + j (a put unless it is a delete).
+            n = 5992 + j
+            if n % 5 == 4:
+                assert f"w{me}k{j}" not in d
+            else:
+                assert d[f"w{me}k{j}"].to_python() == _record(n, me)
+    report = store.check()
+    assert report["orphans"] == 0 and report["unreachable_blocks"] == 0, report
+    assert report["leaked_references"] == 0, report
+    store.close()
+
+
+def test_a_record_shared_by_two_keys_is_dropped_store_wide_and_kept(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["d"] = {}
+        d = store.root["d"]
+        d["a"] = _record(1, 0)
+        d["b"] = d["a"]  # one record, two references
+        other = persist.open(path)  # a second participant: parts are on
+        d["a"] = _record(2, 0)
+        assert d["b"].to_python() == _record(1, 0)
+        del d["b"]
+        assert store.check()["unreachable_blocks"] == 0
+        other.close()
