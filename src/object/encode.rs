@@ -8,7 +8,7 @@ use super::layout::{dict_header, list_header, owned};
 use super::tree::{Node, Tree};
 use super::value::{self, Kind};
 use super::view::{Child, Value};
-use super::{container, held, words, Error, Result, Store};
+use super::{container, words, Error, Result, Store};
 use crate::sync::{Ordering, WordStore};
 
 /// Work deferred to commit.
@@ -349,6 +349,7 @@ impl Store {
         if !self.log.has_releases() {
             return Ok(work);
         }
+        self.forget_held_scan();
         let n = self.log.len();
         let stop = n + LOGGED_RELEASES_MOST;
         for i in 0..n {
@@ -377,6 +378,7 @@ impl Store {
     /// unreachable things: orphans, gc). Freed containers release what they own; the walk is
     /// a work list, never recursion.
     pub(super) fn release_all(&mut self, mut work: Vec<Release>) -> Result<()> {
+        self.forget_held_scan();
         while let Some(r) = work.pop() {
             self.release_one(r, &mut work, Way::Now)?;
         }
@@ -459,13 +461,15 @@ impl Store {
             // sees the part moved when it re-checks after its hold, or this sees its hold. A
             // held container goes on the orphan list, a store-wide word: the change runs
             // store-wide.
-            self.parts(0)?.before_reading_held_sets();
-            if held::is_held_anywhere(&self.part, c)? {
+            if self.held_scan.is_none() {
+                self.parts(0)?.before_reading_held_sets();
+            }
+            if self.held_now(c)? {
                 return self.part_refuse();
             }
             return self.free_container(c, work, way);
         }
-        if held::is_held_anywhere(&self.part, c)? {
+        if self.held_now(c)? {
             let head = self.get(c)?;
             if head & container::ORPHAN_FLAG == 0 {
                 let first = self.get(words::ORPHANS)?;
@@ -534,6 +538,7 @@ impl Store {
     /// Frees the orphans that no held set names any more, and drops from the list those that
     /// were linked again. Runs inside an op.
     pub fn collect_orphans(&mut self) -> Result<u64> {
+        self.forget_held_scan();
         let mut c = self.get(words::ORPHANS)?;
         let mut keep = Vec::new();
         let mut free = Vec::new();
@@ -542,7 +547,7 @@ impl Store {
             self.check_container(c, None)?;
             let next = self.get(c + container::ORPHAN_NEXT)?;
             let rc = self.get(c + container::REFCNT)?;
-            if rc == 0 && held::is_held_anywhere(&self.part, c)? {
+            if rc == 0 && self.held_now(c)? {
                 keep.push(c);
             } else {
                 let head = self.get(c)?;

@@ -3,7 +3,7 @@
 //! Each participant has a chain of `HELD` blocks (head, next, `held_block::COUNT` words), its first
 //! block named by its slot's HELD word. An entry is a container offset or 0. Only the owner
 //! writes its chain (one SeqCst store per entry); writers read every attached participant's
-//! chain before they free a container (`is_held_anywhere`).
+//! chain before they free a container (`HeldScan`).
 //!
 //! The handshake with a racing writer: a reader that found container C stores C in its held
 //! set, then (SeqCst) re-checks the sequence word. A writer makes the sequence odd (SeqCst
@@ -21,7 +21,7 @@ use super::participant::Participant;
 use super::value::{self, Kind};
 use super::{container, slot_words, Error, Result, Store};
 use crate::region::table;
-use crate::sync::{fence, Ordering, WordStore};
+use crate::sync::{fence, AtomicU64, Ordering, WordStore};
 use std::collections::HashMap;
 
 /// Hashes a block offset for a process-local map: one multiply (offsets are not chosen by an
@@ -263,9 +263,13 @@ pub(super) fn for_each_held_block(
 
 /// Calls `f` with every container named by any attached participant's held set (its chain,
 /// and a read-only participant's inline entries).
-pub(super) fn for_each_held(p: &Participant, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
+pub(super) fn for_each_held(
+    p: &Participant,
+    slots: u32,
+    mut f: impl FnMut(u64) -> Result<()>,
+) -> Result<()> {
     let t = p.table();
-    for slot in 0..t.slots {
+    for slot in 0..t.slots.min(slots) {
         if t.status(slot)? != table::STATUS_ATTACHED {
             continue;
         }
@@ -298,9 +302,9 @@ pub(super) fn for_each_held(p: &Participant, mut f: impl FnMut(u64) -> Result<()
 }
 
 /// Whether an attached read-only participant pins every container (module comment).
-pub(super) fn any_pinned(p: &Participant) -> Result<bool> {
+pub(super) fn any_pinned(p: &Participant, slots: u32) -> Result<bool> {
     let t = p.table();
-    for slot in 0..t.slots {
+    for slot in 0..t.slots.min(slots) {
         if t.status(slot)? == table::STATUS_ATTACHED
             && p.lock_mem()
                 .load(t.word_offset(slot, slot_words::RO_PINNED), Ordering::SeqCst)?
@@ -312,20 +316,46 @@ pub(super) fn any_pinned(p: &Participant) -> Result<bool> {
     Ok(false)
 }
 
-/// Whether any attached participant's held set names container `c` (or pins them all).
-pub(super) fn is_held_anywhere(p: &Participant, c: u64) -> Result<bool> {
-    // SeqCst fence: this writer's unlink (and odd sequence) is ordered before its reads of
-    // the held sets (module comment).
-    fence(Ordering::SeqCst);
-    if any_pinned(p)? {
-        return Ok(true);
+/// The held sets as one read of them found them: enough for a batch of releases in one change
+/// (`Store::held_now`). A container found by a read is held before the read is validated, and
+/// a change's gate (odd sequence) or part is taken before the held sets are read: a hold
+/// missing here belongs to a read that fails validation, whenever in the change it comes. A
+/// hold that goes after the read is kept as if it were there (the container waits on the
+/// orphan list).
+#[derive(Debug)]
+pub(super) enum HeldScan {
+    /// A read-only participant pins every container.
+    All,
+    Named(OffsetMap<()>),
+}
+
+impl HeldScan {
+    /// Reads every attached participant's held set, after a SeqCst fence: the writer's
+    /// change (its odd sequence, or its part's CAS) is ordered before these loads. Only the
+    /// slots below `slots high` (the lock file's word: every participant raises it at attach,
+    /// before it holds anything) can hold anything; read after the fence, so that a
+    /// participant whose raise it misses is one whose re-check after its hold sees the change.
+    pub fn read(p: &Participant, slots_high: &AtomicU64) -> Result<HeldScan> {
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered after the writer's change by the fence above.
+        let slots = slots_high.load(Ordering::Relaxed).min(u32::MAX as u64) as u32;
+        if any_pinned(p, slots)? {
+            return Ok(HeldScan::All);
+        }
+        let mut named = OffsetMap::default();
+        for_each_held(p, slots, |h| {
+            named.insert(h, ());
+            Ok(())
+        })?;
+        Ok(HeldScan::Named(named))
     }
-    let mut found = false;
-    for_each_held(p, |h| {
-        found |= h == c;
-        Ok(())
-    })?;
-    Ok(found)
+
+    pub fn holds(&self, c: u64) -> bool {
+        match self {
+            HeldScan::All => true,
+            HeldScan::Named(named) => named.contains_key(&c),
+        }
+    }
 }
 
 impl Store {
@@ -348,6 +378,20 @@ impl Store {
             .into_iter()
             .map(|(c, n)| (super::Container::checked(c), n))
             .collect()
+    }
+
+    /// Whether a held set names container `c`, from the held sets as read at the first such
+    /// question since `forget_held_scan` ([`HeldScan`]): one read for a change's releases.
+    pub(super) fn held_now(&mut self, c: u64) -> Result<bool> {
+        if self.held_scan.is_none() {
+            self.held_scan = Some(HeldScan::read(&self.part, self.part.lock().slots_high)?);
+        }
+        Ok(self.held_scan.as_ref().is_some_and(|s| s.holds(c)))
+    }
+
+    /// Starts a batch of releases: the next `held_now` reads the held sets again.
+    pub(super) fn forget_held_scan(&mut self) {
+        self.held_scan = None;
     }
 
     /// Number of distinct containers this process holds.

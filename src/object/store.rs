@@ -30,6 +30,8 @@ pub struct Store {
     pub(super) closed: bool,
     /// The part held by the single change in progress (parts.rs), if it runs on one.
     pub(super) part_change: Option<crate::part_lock::Held>,
+    /// The held sets as read for the releases in progress (`Store::held_now`).
+    pub(super) held_scan: Option<super::held::HeldScan>,
     /// The single change in progress asked to run store-wide instead (parts.rs).
     pub(super) part_fallback: bool,
     /// What the unlocked read in progress observed (parts.rs).
@@ -154,6 +156,7 @@ impl Store {
             encoded_objects: Vec::new(),
             closed: false,
             part_change: None,
+            held_scan: None,
             part_fallback: false,
             reads: Default::default(),
             read_tracking: Default::default(),

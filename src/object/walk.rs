@@ -120,7 +120,7 @@ impl Store {
         // Held sets: entries may be in flux (a reader between `hold` and its re-check), so an
         // entry that is not an allocated container is skipped, not an error.
         let mut held = Vec::new();
-        held::for_each_held(&self.part, |c| {
+        held::for_each_held(&self.part, u32::MAX, |c| {
             held.push(c);
             Ok(())
         })?;
@@ -517,7 +517,7 @@ impl Store {
             self.recover_dead()?;
         }
         self.maintenance(thread, |s| {
-            if held::any_pinned(&s.part)? {
+            if held::any_pinned(&s.part, u32::MAX)? {
                 // A read-only process holds more containers than its slot can name: any of
                 // them may be garbage now, so none is freed until it lets go.
                 return Ok(GcReport::default());
@@ -565,6 +565,7 @@ impl Store {
             }
         }
         let mut work = Vec::new();
+        self.forget_held_scan();
         for (c, excess) in self.excess_references(&m)? {
             if excess > 0 {
                 // One store, whatever the excess (a damaged count may be huge).
