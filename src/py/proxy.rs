@@ -1515,7 +1515,10 @@ impl Dict {
         let vt = to_tree(&default, &self.shared, &mut keep)?;
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
-        self.shared.write(&Gil(py), |st| {
+        // One dict alone: on its part (store-wide if the default refers to a stored
+        // container). The value returned is held inside the change: a drop of it needs this
+        // dict's part, or runs store-wide, and neither runs beside it.
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let mut hint = NO_HINT;
             if let Some(w) = st.dict_get(self.off, &key, &mut hint).map_err(map)? {
                 return to_py(py, st, shared, w);

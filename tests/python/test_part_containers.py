@@ -121,3 +121,47 @@ def test_a_record_shared_by_two_keys_is_dropped_store_wide_and_kept(tmp_path: Pa
         del d["b"]
         assert store.check()["unreachable_blocks"] == 0
         other.close()
+
+
+def _sequence(path: str) -> int:
+    """The lock file's store-wide sequence word (FORMAT.md §6.1, offset 128): moved by 2 for
+    every store-wide change, by none on a part."""
+    with open(path + ".lock", "rb") as f:
+        f.seek(128)
+        return int.from_bytes(f.read(8), "little")
+
+
+def _grouper(path: str, me: int, n: int) -> None:
+    with persist.open(path) as s:
+        groups = s.root["groups"]
+        for i in range(n):
+            v = me * n + i
+            # The group's list is made by whichever process gets there first: one atomic
+            # change of the dict, on its part.
+            groups.setdefault(f"g{v % 10}", []).append(v)
+        del groups
+
+
+def test_setdefault_groups_from_processes_run_on_the_dicts_part(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    store = persist.open(path)
+    store.root["groups"] = {}
+    # Records stored, replaced and deleted beside them, on the part too.
+    store.root["d"] = {}
+    n = 3000
+    before = _sequence(path)
+    pids = [fork_child(lambda me=me: _grouper(path, me, n)) for me in range(3)]
+    pids.append(fork_child(lambda: _replacer(path, 0, n)))
+    assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
+    moved = _sequence(path) - before
+    groups = store.root["groups"].to_python()
+    assert sorted(groups) == [f"g{j}" for j in range(10)]
+    assert sorted(v for g in groups.values() for v in g) == list(range(3 * n))
+    for name, g in groups.items():
+        assert all(v % 10 == int(name[1:]) for v in g)
+    # Each worker's open and close moves it (a few changes each); 3 * 3000 setdefaults and
+    # 3000 records run store-wide would have moved it by 24,000 more.
+    assert moved < 200, f"the sequence moved by {moved}: changes ran store-wide"
+    report = store.check()
+    assert report["orphans"] == 0 and report["unreachable_blocks"] == 0, report
+    store.close()
