@@ -55,9 +55,8 @@ const HELD_SPINS: u32 = 4096;
 
 /// The most containers, and value words, a container dropped on a part may hold
 /// (`Store::part_drop_check`): a larger tree is dropped store-wide, so that a part is held
-/// for microseconds.
-/// Small enough that the release runs whole before the commit point (it adds at most a free
-/// and a count per word, well under `LOGGED_RELEASES_MOST` log entries), still on the part.
+/// for microseconds, and one drop adds far fewer log entries than a part change may
+/// (`part_commit`).
 const DROP_MOST_CONTAINERS: u32 = 64;
 const DROP_MOST_WORDS: u32 = 256;
 
@@ -1398,7 +1397,16 @@ impl Store {
         if !self.log.has_releases() && !self.log.has_frees() {
             return Ok((self.log.commit(&self.part)?, Vec::new()));
         }
-        let later = match self.release_in_change() {
+        // A part change's releases run whole before its commit point, still on the part: one
+        // longer than the log allows there (more than `LOGGED_RELEASES_MOST` entries) runs
+        // store-wide, where the rest runs after the commit point under the writer word.
+        let released = self
+            .release_in_change()
+            .and_then(|later| match later.is_empty() {
+                true => Ok(later),
+                false => self.part_refuse().map(|()| later),
+            });
+        let later = match released {
             Ok(later) => later,
             Err(e) => {
                 // Before the commit point: the change is undone, releases and all (a release

@@ -464,7 +464,9 @@ impl List {
             });
         }
         let i: isize = index_arg(i, "list")?;
-        self.shared.write(&Gil(py), |st| {
+        // One list alone: on its part (store-wide if the item is a container that something
+        // else refers to or holds).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
             st.list_splice(self.off, j, j + 1, &[]).map_err(map)?;
@@ -1591,7 +1593,9 @@ impl Dict {
             hashed.push(kt.key().map_err(map)?);
         }
         let vt = to_tree(flat.as_any(), &self.shared, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        // One dict alone: on its part (store-wide if a value refers to a stored container, or
+        // a value replaced is a container that something else refers to or holds).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             for (key, w) in hashed.iter().zip(ws) {

@@ -165,3 +165,21 @@ def test_setdefault_groups_from_processes_run_on_the_dicts_part(tmp_path: Path) 
     report = store.check()
     assert report["orphans"] == 0 and report["unreachable_blocks"] == 0, report
     store.close()
+
+
+def test_an_update_releasing_more_than_a_part_change_logs_runs_store_wide(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store, persist.open(path):  # two participants: parts on
+        store.root["d"] = {}
+        d = store.root["d"]
+        d.update({k: {"n": k, "l": [k]} for k in range(2000)})
+        before = _sequence(path)
+        # 100 records replaced: released on the part. 2000: more log entries than a part
+        # change runs before its commit point, so the whole update runs store-wide.
+        d.update({k: {"n": -k, "l": [k]} for k in range(100)})
+        assert _sequence(path) == before
+        d.update({k: {"n": k + 1, "l": [k]} for k in range(2000)})
+        assert _sequence(path) == before + 2
+        assert d.to_python() == {k: {"n": k + 1, "l": [k]} for k in range(2000)}
+        report = store.check()
+        assert report["unreachable_blocks"] == 0 and report["orphans"] == 0, report
