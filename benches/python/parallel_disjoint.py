@@ -21,10 +21,11 @@ its own (``appends``) or all on one list (``one list``), of such records on a li
 14-character strs (a block each) on one list (``one list str``) and of tuples ``(i, me, None)``
 of small values (one block each, ``one list tuple``); and --n ``l.popleft()`` each from one
 list filled with P * --n ints beforehand (``one list pops``), with as many 14-character strs
-(``one list str pops``) or with as many tuples of small values (``one list tuple pops``). The
-throughput is all the processes' operations over the wall time from the first start to the last
-end (a barrier through a pipe starts them together). The parent closes the store before the
-workers open it, so P=1 is one process alone, as a user's single process is. Prints the best of
+(``one list str pops``), with as many tuples of small values (``one list tuple pops``) or with
+as many records (``one list record pops``, each popped record dropped at once). The throughput
+is all the processes' operations over the wall time from the first start to the last end (a
+barrier through a pipe starts them together). The parent closes the store before the workers
+open it, so P=1 is one process alone, as a user's single process is. Prints the best of
 --rounds runs per workload and P, and each P's ratio to P=1. Say how many cores the machine has
 when quoting it (``os.cpu_count()`` is printed).
 """
@@ -102,7 +103,12 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
             for i in range(n):
                 k = mine[i % 100]
                 target[k] = target.pop(k) + 1
-        elif workload in ("one list pops", "one list str pops", "one list tuple pops"):
+        elif workload in (
+            "one list pops",
+            "one list str pops",
+            "one list tuple pops",
+            "one list record pops",
+        ):
             for _ in range(n):
                 target.popleft()
         else:
@@ -131,6 +137,8 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
             root["l0"] = [f"item {i:09d}" for i in range(procs * n)]
         elif workload == "one list tuple pops":
             root["l0"] = [(i, 0, None) for i in range(procs * n)]
+        elif workload == "one list record pops":
+            root["l0"] = [{"i": i, "by": 0, "tags": ["a", "b"]} for i in range(procs * n)]
     go_r, go_w = os.pipe()
     pids = []
     for p in range(procs):
@@ -167,7 +175,7 @@ def main() -> None:
             "one set discards,appends,"
             "one list,one list str,one list tuple,one list pops,one list str pops,"
             "one list tuple pops,record appends,one list records,one dict records,"
-            "one dict record swaps"
+            "one dict record swaps,one list record pops"
         ),
         help="comma-separated",
     )

@@ -459,13 +459,12 @@ impl Store {
             // of the held-set handshake (`part_lock`, model-checked by loom's
             // `a_held_container_is_never_freed`). Either a reader that found `c` under the part
             // sees the part moved when it re-checks after its hold, or this sees its hold. A
-            // held container goes on the orphan list, a store-wide word: the change runs
-            // store-wide.
+            // held container goes on the orphan list, pushed by CAS.
             if self.held_scan.is_none() {
                 self.parts(0)?.before_reading_held_sets();
             }
             if self.held_now(c)? {
-                return self.part_refuse();
+                return self.push_orphan_on_part(c);
             }
             return self.free_container(c, work, way);
         }
@@ -484,6 +483,34 @@ impl Store {
             return Ok(());
         }
         self.free_container(c, work, way)
+    }
+
+    /// Pushes container `c` (no reference left, held by a process; `part_drop_check` found it
+    /// off the list) on the orphan list from a part change (FORMAT.md §10.5). Other part
+    /// changes may push at once; nothing else changes the list while one is past the gate
+    /// (every other writer of it runs store-wide, after the gate drains). Its stores are
+    /// outside the undo log: a rollback (the count back to 1) leaves `c` on the list,
+    /// flagged, and the list walk drops it, as any orphan linked again.
+    fn push_orphan_on_part(&mut self, c: u64) -> Result<()> {
+        let head = self.get(c)?;
+        if head & container::ORPHAN_FLAG != 0 {
+            return Ok(());
+        }
+        // The flag before the push: a container is never pushed twice. A kill between the two
+        // leaves it flagged and off the list, which only gc then reclaims.
+        self.store_now(c, head | container::ORPHAN_FLAG)?;
+        let list = self.mem().word(words::ORPHANS)?;
+        // Relaxed: only the CAS below publishes; its Release orders the link before it.
+        let mut first = list.load(Ordering::Relaxed);
+        loop {
+            self.store_now(c + container::ORPHAN_NEXT, first)?;
+            // Release: `c`'s link and flag before `c` is on the list. The list is walked only
+            // store-wide, after the gate's fences, but a pusher after us links to `c`.
+            match list.compare_exchange(first, c, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => first = now,
+            }
+        }
     }
 
     /// Frees a container's blocks, queueing the values it refers to.
@@ -536,8 +563,22 @@ impl Store {
     }
 
     /// Frees the orphans that no held set names any more, and drops from the list those that
-    /// were linked again. Runs inside an op.
+    /// were linked again. Runs inside an op, before its commit point: the list's new words, the
+    /// counts and the frees go through the undo log (up to `LOGGED_RELEASES_MOST` entries; a
+    /// larger collection runs the rest at once), so a kill part-way undoes it, or its
+    /// recoverer finishes the frees, and leaks nothing. (Run at once, a kill between freeing an
+    /// orphan's header and releasing what it held left all of that to gc.)
     pub fn collect_orphans(&mut self) -> Result<u64> {
+        self.collect_orphans_as(Way::Logged)
+    }
+
+    /// `collect_orphans` for gc, which runs under a writer word of its own with no undo log:
+    /// every store at once.
+    pub(super) fn collect_orphans_now(&mut self) -> Result<u64> {
+        self.collect_orphans_as(Way::Now)
+    }
+
+    fn collect_orphans_as(&mut self, way: Way) -> Result<u64> {
         self.forget_held_scan();
         let mut c = self.get(words::ORPHANS)?;
         let mut keep = Vec::new();
@@ -551,7 +592,7 @@ impl Store {
                 keep.push(c);
             } else {
                 let head = self.get(c)?;
-                self.store_now(c, head & !container::ORPHAN_FLAG)?;
+                self.release_store(c, head & !container::ORPHAN_FLAG, way)?;
                 if rc == 0 {
                     free.push(c);
                 }
@@ -567,14 +608,20 @@ impl Store {
         }
         let mut head = 0;
         for &k in keep.iter().rev() {
-            self.store_now(k + container::ORPHAN_NEXT, head)?;
+            self.release_store(k + container::ORPHAN_NEXT, head, way)?;
             head = k;
         }
-        self.store_now(words::ORPHANS, head)?;
+        self.release_store(words::ORPHANS, head, way)?;
         let n = free.len() as u64;
+        let stop = self.log.len() + LOGGED_RELEASES_MOST;
         let mut work = Vec::new();
         for c in free {
-            self.free_container(c, &mut work, Way::Now)?;
+            self.free_container(c, &mut work, way)?;
+        }
+        self.maybe_die(super::store::AppendDeath::OrphansFreed);
+        while way == Way::Logged && self.log.len() < stop {
+            let Some(r) = work.pop() else { break };
+            self.release_one(r, &mut work, Way::Logged)?;
         }
         self.release_all(work)?;
         Ok(n)

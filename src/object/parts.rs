@@ -1452,21 +1452,6 @@ impl Store {
         self.part_drop_check(w)
     }
 
-    /// Inside a single change on a part: refuses a container taken out to be handed back (a
-    /// popped value becomes a proxy, which holds it: a held container with no reference left
-    /// goes on the orphan list, a store-wide word). Outside one, or for any other value: Ok.
-    pub fn part_refuse_container(&mut self, w: u64) -> Result<()> {
-        if self.part_change.is_none() || !value::is_block(w) {
-            return Ok(());
-        }
-        match value::head_kind(self.get(w)?) {
-            Some(Kind::List | Kind::Dict | Kind::Object | Kind::Set | Kind::Cache) => {
-                self.part_refuse()
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Whether dropping value word `w` on a part frees only what no other change can reach
     /// (FORMAT.md §10.9, "Containers dropped on a part"): every container in its tree (at
     /// most `DROP_MOST_CONTAINERS`, `DROP_MOST_WORDS` words walked) a list, dict, object or

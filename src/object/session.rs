@@ -428,9 +428,9 @@ impl SharedStore {
                                 st.end_part(false)?;
                             } else {
                                 let ended = st.end_part(r.is_ok());
-                                // Unless the commit's releases needed more than `c` (a
-                                // container dropped on the part is held by a process): then
-                                // it was undone, and runs again store-wide.
+                                // Unless the commit's releases needed more than `c` (more
+                                // than a part change runs before its commit point): then it
+                                // was undone, and runs again store-wide.
                                 if !(ended.is_err() && st.take_part_fallback()) {
                                     let ended = ended.and_then(|()| st.check_intact());
                                     notify_if_changed(st, r.is_ok() && ended.is_ok());

@@ -99,6 +99,9 @@ pub enum AppendDeath {
     /// A delete publication (`publish_set_discard`, `publish_dict_delete`): the key word
     /// emptied (committed), the bucket, value word and `used` not moved, the claim held.
     DeleteCommitted,
+    /// An orphan collection (`collect_orphans`): the orphans' headers freed (through the undo
+    /// log), what they hold not released yet.
+    OrphansFreed,
 }
 
 /// A snapshot of the sequence word taken by a reader.

@@ -529,7 +529,7 @@ impl Store {
     fn gc_locked(&mut self) -> Result<GcReport> {
         // Orphans whose holders are gone first (cheap, and it shrinks the live set).
         let mut report = GcReport {
-            objects: self.collect_orphans()?,
+            objects: self.collect_orphans_now()?,
             ..Default::default()
         };
         let m = self.mark(false)?;

@@ -266,9 +266,8 @@ impl List {
                     st.list_append(d, w).map_err(map)?;
                 }
             }
-            // Decode before the op commits (a removed value is released then). A container
-            // comes back held: store-wide (its last reference may go).
-            st.part_refuse_container(w).map_err(map)?;
+            // Decode before the op commits (a removed value is released then: a container,
+            // held by the proxy made here, goes on the orphan list).
             Ok(Some(to_py(py, st, shared, w)?.unbind()))
         };
         // The first or the last item, a small value (its word), taken with no lock: a claim on
@@ -1457,7 +1456,7 @@ impl Dict {
         let shared = &self.shared;
         let key = kt.key().map_err(map)?;
         // A key and value that are inline words: a delete without a lock; else on the dict's
-        // part (store-wide for a container, which comes back held).
+        // part (a container comes back held, on the orphan list).
         let publish =
             |st: &mut object::Store| match st.publish_dict_delete(self.off, &key).map_err(map)? {
                 Some(Some(vw)) => Ok(Some(Some(to_py(py, st, shared, vw)?))),
@@ -1465,10 +1464,7 @@ impl Dict {
                 None => Ok(None),
             };
         let pop = |st: &mut object::Store| match st.dict_del(self.off, &key).map_err(map)? {
-            Some((_, vw)) => {
-                st.part_refuse_container(vw).map_err(map)?;
-                Ok(Some(to_py(py, st, shared, vw)?))
-            }
+            Some((_, vw)) => Ok(Some(to_py(py, st, shared, vw)?)),
             None => Ok(None),
         };
         let r = self
