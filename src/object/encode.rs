@@ -504,8 +504,9 @@ impl Store {
         let mut first = list.load(Ordering::Relaxed);
         loop {
             self.store_now(c + container::ORPHAN_NEXT, first)?;
-            // Release: `c`'s link and flag before `c` is on the list. The list is walked only
-            // store-wide, after the gate's fences, but a pusher after us links to `c`.
+            // Release: `c`'s link and flag before `c` is on the list, for any reader of the
+            // head (loom's `orphan_push.rs`, model 4). The list is walked only store-wide,
+            // which the gate's drain orders after every push anyway.
             match list.compare_exchange(first, c, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return Ok(()),
                 Err(now) => first = now,
