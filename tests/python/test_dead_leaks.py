@@ -311,9 +311,9 @@ def _container_storer(path: str, seed: int, ready_fd: int) -> None:
 # and popping them (each held until the next pop, then collected): the recoverer rolls back the
 # blocks a killed change had taken (each logged as it is taken) or finishes its frees, and every
 # record stored is whole. Small blocks (32 to 176 bytes) are left all the same, within
-# MOST_LEFT_BY_ONE_KILL: measured 0 to 4 per 200 kills in 11 runs; where they come from is not
+# MOST_LEFT_BY_ONE_KILL: measured 1 to 4 per 200 kills in 6 runs; where they come from is not
 # known. Before orphans were collected through the undo log, whole records were left too (a
-# kill between freeing a collected record's header and releasing what it held): 7 to 26 blocks
+# kill between freeing a collected record's header and releasing what it held): 10 to 26 blocks
 # in 6 of 10 runs.
 KILLS_OF_CONTAINER_STORERS = 200
 MOST_LEFT_BY_CONTAINER_KILLS = 6
