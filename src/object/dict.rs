@@ -307,8 +307,9 @@ impl Store {
     }
 
     /// `dict_set` of the word `encode` writes (a value tree), the key looked up once. On a part,
-    /// an old value the part cannot release (a container) refuses before anything is encoded:
-    /// the change goes store-wide having written nothing.
+    /// an old value the part cannot release (`part_release_check`: a container another
+    /// reference reaches) refuses before anything is encoded: the change goes store-wide
+    /// having written nothing.
     pub fn dict_set_encoded<E: From<Error>>(
         &mut self,
         c: Container,

@@ -365,13 +365,20 @@ impl Store {
                     continue;
                 }
                 work.push(Release::Value(value));
-                while self.log.len() < stop {
-                    let Some(r) = work.pop() else { break };
-                    self.release_one(r, &mut work, Way::Logged)?;
-                }
+                self.release_logged_until(&mut work, stop)?;
             }
         }
         Ok(work)
+    }
+
+    /// Runs releases from `work` through the undo log until it holds `stop` entries; what is
+    /// left stays in `work`.
+    fn release_logged_until(&mut self, work: &mut Vec<Release>, stop: u64) -> Result<()> {
+        while self.log.len() < stop {
+            let Some(r) = work.pop() else { break };
+            self.release_one(r, work, Way::Logged)?;
+        }
+        Ok(())
     }
 
     /// Performs deferred releases at once (past the commit point, or in a change that frees
@@ -455,14 +462,12 @@ impl Store {
         way: Way,
     ) -> Result<()> {
         if self.part_change.is_some() {
-            // Dropped on a part (`part_drop_check`), while the part is held: the writer's side
-            // of the held-set handshake (`part_lock`, model-checked by loom's
-            // `a_held_container_is_never_freed`). Either a reader that found `c` under the part
-            // sees the part moved when it re-checks after its hold, or this sees its hold. A
-            // held container goes on the orphan list, pushed by CAS.
-            if self.held_scan.is_none() {
-                self.parts(0)?.before_reading_held_sets();
-            }
+            // Dropped on a part (`part_drop_check`), while the part is held. The held sets are
+            // read after a SeqCst fence (`HeldScan::read`, the fence of
+            // `Parts::before_reading_held_sets`): the writer's side of the held-set handshake,
+            // model-checked by loom's `a_held_container_is_never_freed`. Either a reader that
+            // found `c` under the part sees the part moved when it re-checks after its hold, or
+            // this sees its hold. A held container goes on the orphan list, pushed by CAS.
             if self.held_now(c)? {
                 return self.push_orphan_on_part(c);
             }
@@ -620,9 +625,8 @@ impl Store {
             self.free_container(c, &mut work, way)?;
         }
         self.maybe_die(super::store::AppendDeath::OrphansFreed);
-        while way == Way::Logged && self.log.len() < stop {
-            let Some(r) = work.pop() else { break };
-            self.release_one(r, &mut work, Way::Logged)?;
+        if way == Way::Logged {
+            self.release_logged_until(&mut work, stop)?;
         }
         self.release_all(work)?;
         Ok(n)

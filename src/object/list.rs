@@ -183,7 +183,7 @@ impl Store {
     }
 
     /// `list_set` of the word `encode` writes (a value tree). On a part, an old item the part
-    /// cannot release (a container) refuses before anything is encoded, as `dict_set_encoded`.
+    /// cannot release refuses before anything is encoded, as in `dict_set_encoded`.
     pub fn list_set_encoded<E: From<Error>>(
         &mut self,
         c: Container,

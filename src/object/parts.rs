@@ -13,9 +13,10 @@
 //!   (`active` = 1) and pass the gate, name C's version word in the held-parts record (in the
 //!   undo log block) and take it by CAS (even -> odd, naming us); change C, each word logged as
 //!   any change logs it; commit (the log emptied); release C (version + 2); run the deferred
-//!   frees; `active` = 0. What the change must not do under one part (drop a reference to a
-//!   container, store a reference to a container already stored, anything beyond C; a new
-//!   container is new blocks, and may be written) makes it fail with the fallback flag set ([`Store::part_refuse`]): the caller rolls it back and runs it
+//!   frees; `active` = 0. What the change must not do under one part (drop a container that
+//!   another reference reaches, store a reference to a container already stored, anything
+//!   beyond C; a new container is new blocks, and may be written) makes it fail with the
+//!   fallback flag set ([`Store::part_refuse`]): the caller rolls it back and runs it
 //!   store-wide, as before.
 //! - Store-wide changes, lockExcl and lockShared close the gate (odd sequence, or a shared
 //!   count) and then wait until no other participant's `active` is 1 ([`Store::drain_gate`]),
@@ -141,7 +142,7 @@ impl Store {
     }
 
     /// The part-lock words as this participant uses them; `slots` bounds a section's scan.
-    pub(super) fn parts(&self, slots: u32) -> Result<Parts<'_, Mapping>> {
+    fn parts(&self, slots: u32) -> Result<Parts<'_, Mapping>> {
         let lock = self.part.lock();
         let record = match self.log.block() {
             0 => 0,
@@ -1354,8 +1355,8 @@ impl Store {
         let Some(held) = self.part_change else {
             return Ok(());
         };
-        // Still on the part for the commit: the releases it runs (a container dropped on the
-        // part) may refuse, and then it is undone and runs again store-wide.
+        // Still on the part for the commit: its releases may refuse (more than a part change
+        // runs before its commit point), and then it is undone and runs again store-wide.
         let ended = if commit {
             self.part_commit()
         } else {

@@ -424,7 +424,7 @@ impl List {
         let i: isize = index_arg(i, "list")?;
         let t = to_tree(v, &self.shared, &mut keep)?;
         // One list alone: a change on its part lock (store-wide if the value refers to a
-        // stored container or the old item is one).
+        // stored container, or the old item is a container another reference reaches).
         self.shared.write_in(&Gil(py), self.off, |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
@@ -463,8 +463,8 @@ impl List {
             });
         }
         let i: isize = index_arg(i, "list")?;
-        // One list alone: on its part (store-wide if the item is a container that something
-        // else refers to or holds).
+        // One list alone: on its part (store-wide if the item is a container another reference
+        // reaches).
         self.shared.write_in(&Gil(py), self.off, |st| {
             let len = st.list_len(self.off).map_err(map)?;
             let j = index(i, len, "list assignment")?;
@@ -1377,8 +1377,8 @@ impl Dict {
                         .publish_or_write_in(&Gil(py), self.off, publish, set)?;
                 }
                 // A container: its new blocks are written on the dict's part, which no other
-                // container's change needs (store-wide if it refers to a stored container or
-                // replaces one).
+                // container's change needs (store-wide if it refers to a stored container, or
+                // replaces one that another reference reaches).
                 None => {
                     let set_tree = |st: &mut object::Store| {
                         let mut h = hint.get();
@@ -1590,7 +1590,7 @@ impl Dict {
         }
         let vt = to_tree(flat.as_any(), &self.shared, &mut keep)?;
         // One dict alone: on its part (store-wide if a value refers to a stored container, or
-        // a value replaced is a container that something else refers to or holds).
+        // a value replaced is a container that another reference reaches).
         self.shared.write_in(&Gil(py), self.off, |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
