@@ -138,9 +138,16 @@ impl Store {
         Ok(value::head_kind(self.get(c.get())?))
     }
 
-    /// A container's version (bumped by every change).
+    /// A container's version (bumped by every change). Inside a single change on `obj`'s
+    /// part, the version it had when the change took it (the word itself is then held: odd,
+    /// naming us), so a check-then-act change (`if version == seen`) reads the same value on a
+    /// part as store-wide.
     pub fn version(&self, obj: super::Container) -> Result<u64> {
-        self.get(obj.get() + container::VERSION)
+        let offset = obj.get() + container::VERSION;
+        match self.part_change {
+            Some(held) if held.offset == offset => Ok(held.seen),
+            _ => self.get(offset),
+        }
     }
 
     /// A container's version for an unlocked read (`SharedStore::read`): recorded as a read of

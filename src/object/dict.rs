@@ -605,7 +605,8 @@ impl Store {
     /// Removes every entry (released at commit).
     pub fn dict_clear(&mut self, c: Container) -> Result<()> {
         let c = c.get();
-        let d = self.dict_parts(c)?;
+        // Settled first: a dead claimant's entry is then whole or gone, not half released.
+        let d = self.dict_parts_settled(c)?;
         for e in 0..d.nentries {
             let (_, k, v) = self.entry(&d, e)?;
             if k != value::EMPTY {

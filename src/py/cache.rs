@@ -196,7 +196,7 @@ impl Cache {
             .map(|kt| kt.key().map_err(map))
             .collect::<PyResult<Vec<_>>>()?;
         let vt = to_tree(flat.as_any(), shared, &mut keep)?;
-        shared.write(&Gil(py), |st| {
+        shared.write_in(&Gil(py), c, |st| {
             let ws = st.encode_items(&vt).map_err(map)?;
             keep.bind(py, st, shared)?;
             let now = now_ns();
@@ -217,8 +217,9 @@ impl Cache {
         key_arg(k)
     }
 
-    /// Sets `k` to `v` with `ttl` (None: default): one change, on the cache's part lock when
-    /// the value is a scalar.
+    /// Sets `k` to `v` with `ttl` (None: default): one change, on the cache's part lock
+    /// (store-wide if the value refers to a stored container, or an old or evicted value is a
+    /// container another reference reaches).
     fn store(
         &self,
         py: Python<'_>,
@@ -235,10 +236,6 @@ impl Cache {
         let value = match inline_word(v) {
             Some(w) => Val::Word(w),
             None => Val::Tree(to_tree(v, shared, &mut keep)?),
-        };
-        let scalar = match &value {
-            Val::Word(_) => true,
-            Val::Tree(t) => t.as_scalar().is_some(),
         };
         self.expires(ttl, 0)?;
         let mut hint = self.hint.load(Ordering::Relaxed);
@@ -261,11 +258,7 @@ impl Cache {
                 CacheSet::TooLarge(n) => Err(self.too_large(n)),
             }
         };
-        if scalar {
-            shared.write_in(&Gil(py), c, set)?;
-        } else {
-            shared.write(&Gil(py), set)?;
-        }
+        shared.write_in(&Gil(py), c, set)?;
         self.hint.store(hint, Ordering::Relaxed);
         Ok(())
     }
@@ -588,7 +581,7 @@ impl Cache {
         let key = kt.key().map_err(map)?;
         let mut keep = Keep::default();
         let vt = to_tree(&default, shared, &mut keep)?;
-        shared.write(&Gil(py), |st| {
+        shared.write_in(&Gil(py), c, |st| {
             let now = now_ns();
             let mut hint = NO_HINT;
             if let Some(e) = st.cache_touch(c, &key, None, now, &mut hint).map_err(map)? {
@@ -633,7 +626,7 @@ impl Cache {
     /// Removes every entry, as :meth:`dict.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let (shared, c) = self.at()?;
-        shared.write(&Gil(py), |st| st.cache_clear(c).map_err(map))
+        shared.write_in(&Gil(py), c, |st| st.cache_clear(c).map_err(map))
     }
 
     /// (keys, values, version) of the live entries, least recently used first: the basis of

@@ -325,7 +325,10 @@ impl List {
         let empty = PyTuple::empty(py);
         let values = iterable.unwrap_or(empty.as_any());
         let t = self.tree_items(py, values, &mut keep)?;
-        self.shared.write(&Gil(py), |st| {
+        // One list alone: on its part (store-wide if an item refers to a stored container, or
+        // an old item is a container another reference reaches), as every change below that
+        // touches this list alone.
+        self.shared.write_in(&Gil(py), self.off, |st| {
             let ws = st.encode_items(&t).map_err(map)?;
             keep.bind(py, st, &self.shared)?;
             let len = st.list_len(self.off).map_err(map)?;
@@ -393,7 +396,7 @@ impl List {
                 object::tree::Node::List(r) => (r.end - r.start) as usize,
                 _ => 0,
             };
-            return self.shared.write(&Gil(py), |st| {
+            return self.shared.write_in(&Gil(py), self.off, |st| {
                 let len = st.list_len(self.off).map_err(map)?;
                 let ind = s.indices(len as isize)?;
                 if ind.step == 1 {
@@ -438,7 +441,7 @@ impl List {
 
     fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(s) = i.cast::<PySlice>() {
-            return self.shared.write(&Gil(py), |st| {
+            return self.shared.write_in(&Gil(py), self.off, |st| {
                 let len = st.list_len(self.off).map_err(map)?;
                 let ind = s.indices(len as isize)?;
                 if ind.slicelength == 0 {
@@ -807,14 +810,16 @@ impl List {
 
     /// Removes every item, as :meth:`list.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
-        self.shared
-            .write(&Gil(py), |st| st.list_rebuild(self.off, &[]).map_err(map))
+        self.shared.write_in(&Gil(py), self.off, |st| {
+            st.list_rebuild(self.off, &[]).map_err(map)
+        })
     }
 
     /// Reverses the list in place, as :meth:`list.reverse`; one atomic change.
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
-        self.shared
-            .write(&Gil(py), |st| st.list_reverse(self.off).map_err(map))
+        self.shared.write_in(&Gil(py), self.off, |st| {
+            st.list_reverse(self.off).map_err(map)
+        })
     }
 
     /// A plain shallow copy: a :class:`list` whose nested containers are still proxies.
@@ -837,7 +842,7 @@ impl List {
 
     /// Reorders the list by `perm` (old indices) if it has not changed since `version`.
     fn _permute_if(&self, py: Python<'_>, version: u64, perm: Vec<u64>) -> PyResult<bool> {
-        self.shared.write(&Gil(py), |st| {
+        self.shared.write_in(&Gil(py), self.off, |st| {
             if st.version(self.off).map_err(map)? != version {
                 return Ok(false);
             }
@@ -852,7 +857,7 @@ impl List {
 
     /// Deletes item `i` if the list has not changed since `version`.
     fn _delete_if(&self, py: Python<'_>, version: u64, i: u64) -> PyResult<bool> {
-        self.shared.write(&Gil(py), |st| {
+        self.shared.write_in(&Gil(py), self.off, |st| {
             if st.version(self.off).map_err(map)? != version {
                 return Ok(false);
             }
@@ -1481,7 +1486,8 @@ impl Dict {
     /// :raises KeyError: the dict is empty.
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = &self.shared;
-        self.shared.write(&Gil(py), |st| {
+        // One dict alone: on its part, as `pop` (the value returned is held inside the change).
+        self.shared.write_in(&Gil(py), self.off, |st| {
             match st.dict_popitem(self.off).map_err(map)? {
                 Some((kw, vw)) => {
                     let k = to_py(py, st, shared, kw)?;
@@ -1604,8 +1610,9 @@ impl Dict {
 
     /// Removes every entry, as :meth:`dict.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
-        self.shared
-            .write(&Gil(py), |st| st.dict_clear(self.off).map_err(map))
+        self.shared.write_in(&Gil(py), self.off, |st| {
+            st.dict_clear(self.off).map_err(map)
+        })
     }
 
     /// (keys, values, version) as plain lists: the basis of the Python helpers.

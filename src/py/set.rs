@@ -130,7 +130,8 @@ impl Set {
         }
         let keys = trees.iter().map(KeyArg::key).collect::<Result<Vec<_>, _>>();
         let keys = keys.map_err(map)?;
-        self.shared.write(&Gil(py), |st| {
+        // One set alone: on its part, as every change below that touches this set alone.
+        self.shared.write_in(&Gil(py), self.off, |st| {
             st.set_clear(self.off).map_err(map)?;
             for key in &keys {
                 st.set_add(self.off, key, &mut NO_HINT.clone())
@@ -240,7 +241,7 @@ impl Set {
     /// Removes every member, as :meth:`set.clear`; one atomic change.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.shared
-            .write(&Gil(py), |st| st.set_clear(self.off).map_err(map))
+            .write_in(&Gil(py), self.off, |st| st.set_clear(self.off).map_err(map))
     }
 
     /// (members, version): the basis of the Python helpers.
@@ -309,7 +310,7 @@ impl Set {
         if adds.is_empty() && removes.is_empty() && version.is_none() {
             return Ok(true);
         }
-        self.shared.write(&Gil(py), |st| {
+        self.shared.write_in(&Gil(py), self.off, |st| {
             if version.is_some_and(|v| st.version(self.off).map_err(map).ok() != Some(v)) {
                 return Ok(false);
             }

@@ -37,6 +37,23 @@ def reap_child(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def attach_another_process(path: str) -> None:
+    """Opens the store at ``path`` in a forked child, which closes it and leaves. The lock file
+    then records that a second participant attached (``slots high`` above 1, FORMAT.md
+    §10.9), so from here on every single change runs on its container's part lock or
+    publishes, as in a store that several processes share, instead of taking the store-wide
+    writer word."""
+    assert reap_child(fork_child(lambda: persist.open(path).close())) == 0
+
+
+def sequence(path: str) -> int:
+    """The lock file's store-wide sequence word (FORMAT.md §6.1, offset 128): moved by 2 for
+    every store-wide change, by none on a part."""
+    with open(path + ".lock", "rb") as f:
+        f.seek(128)
+        return int.from_bytes(f.read(8), "little")
+
+
 def kill_child(pid: int) -> None:
     """SIGKILLs ``pid`` (if it still runs) and reaps it."""
     try:

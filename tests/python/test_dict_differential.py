@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import persist
+from procs import attach_another_process
 
 TEXT = st.one_of(
     st.text(st.characters(exclude_categories=()), max_size=6),
@@ -495,6 +496,19 @@ TestDictAgainstDict.settings = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+class DictOnPartsMachine(DictMachine):
+    """The same steps in a store another process has attached to: every single change of the
+    dict runs on its part lock (or publishes) instead of the store-wide writer word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        attach_another_process(os.path.join(self.dir, "s.db"))
+
+
+TestDictOnPartsAgainstDict = DictOnPartsMachine.TestCase
+TestDictOnPartsAgainstDict.settings = TestDictAgainstDict.settings
 
 
 def test_a_key_inserted_past_nbuckets_probes_is_found(store: Any) -> None:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import persist
+from procs import attach_another_process
 
 # --- values ---------------------------------------------------------------------------------
 
@@ -530,3 +531,16 @@ TestListAgainstList.settings = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+class ListOnPartsMachine(ListMachine):
+    """The same steps in a store another process has attached to: every single change of the
+    list runs on its part lock (or publishes) instead of the store-wide writer word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        attach_another_process(os.path.join(self.dir, "s.db"))
+
+
+TestListOnPartsAgainstList = ListOnPartsMachine.TestCase
+TestListOnPartsAgainstList.settings = TestListAgainstList.settings

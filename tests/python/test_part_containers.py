@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import persist
-from procs import fork_child, reap_child
+from procs import fork_child, reap_child, sequence
 
 
 def _record(n: int, by: int) -> dict:
@@ -44,11 +44,11 @@ def test_a_record_replaced_while_another_process_holds_it_stays_readable(
         # Replaced while the child holds it, then deleted while this process holds one: both
         # on the dict's part (the held record pushed on the orphan list there), none
         # store-wide.
-        before = _sequence(path)
+        before = sequence(path)
         d["k"] = _record(2, 0)
         mine = d["k"]
         del d["k"]
-        moved = _sequence(path) - before
+        moved = sequence(path) - before
         assert mine.to_python() == _record(2, 0)
     finally:
         os.write(go_w, b"g")
@@ -130,14 +130,6 @@ def test_a_record_shared_by_two_keys_is_dropped_store_wide_and_kept(tmp_path: Pa
         other.close()
 
 
-def _sequence(path: str) -> int:
-    """The lock file's store-wide sequence word (FORMAT.md §6.1, offset 128): moved by 2 for
-    every store-wide change, by none on a part."""
-    with open(path + ".lock", "rb") as f:
-        f.seek(128)
-        return int.from_bytes(f.read(8), "little")
-
-
 def _grouper(path: str, me: int, n: int) -> None:
     with persist.open(path) as s:
         groups = s.root["groups"]
@@ -156,11 +148,11 @@ def test_setdefault_groups_from_processes_run_on_the_dicts_part(tmp_path: Path) 
     # Records stored, replaced and deleted beside them, on the part too.
     store.root["d"] = {}
     n = 3000
-    before = _sequence(path)
+    before = sequence(path)
     pids = [fork_child(lambda me=me: _grouper(path, me, n)) for me in range(3)]
     pids.append(fork_child(lambda: _replacer(path, 0, n)))
     assert [reap_child(p) for p in pids] == [0, 0, 0, 0]
-    moved = _sequence(path) - before
+    moved = sequence(path) - before
     groups = store.root["groups"].to_python()
     assert sorted(groups) == [f"g{j}" for j in range(10)]
     assert sorted(v for g in groups.values() for v in g) == list(range(3 * n))
@@ -180,13 +172,13 @@ def test_an_update_releasing_more_than_a_part_change_logs_runs_store_wide(tmp_pa
         store.root["d"] = {}
         d = store.root["d"]
         d.update({k: {"n": k, "l": [k]} for k in range(2000)})
-        before = _sequence(path)
+        before = sequence(path)
         # 100 records replaced: released on the part. 2000: more log entries than a part
         # change runs before its commit point, so the whole update runs store-wide.
         d.update({k: {"n": -k, "l": [k]} for k in range(100)})
-        assert _sequence(path) == before
+        assert sequence(path) == before
         d.update({k: {"n": k + 1, "l": [k]} for k in range(2000)})
-        assert _sequence(path) == before + 2
+        assert sequence(path) == before + 2
         assert d.to_python() == {k: {"n": k + 1, "l": [k]} for k in range(2000)}
         report = store.check()
         assert report["unreachable_blocks"] == 0 and report["orphans"] == 0, report

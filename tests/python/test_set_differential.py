@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import persist
+from procs import attach_another_process
 from test_dict_differential import KEYS, UNHASHABLE, variant
 
 MEMBERS = st.sets(KEYS, max_size=6)
@@ -348,6 +349,19 @@ TestSetAgainstSet.settings = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+class SetOnPartsMachine(SetMachine):
+    """The same steps in a store another process has attached to: every single change of the
+    set runs on its part lock (or publishes) instead of the store-wide writer word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        attach_another_process(os.path.join(self.dir, "s.db"))
+
+
+TestSetOnPartsAgainstSet = SetOnPartsMachine.TestCase
+TestSetOnPartsAgainstSet.settings = TestSetAgainstSet.settings
 
 
 def test_intersection_keeps_the_smaller_operands_member(store: Any) -> None:
