@@ -518,6 +518,10 @@ pub mod undo {
     pub const T_FREE_BLOCK: u64 = 3;
     /// A lock-file word: (lock file offset | T_LOCK_WORD, old value). Rollback restores it.
     pub const T_LOCK_WORD: u64 = 4;
+    /// An orphan taken off the orphan list by the change (to be freed at commit):
+    /// (container | T_ORPHAN_UNLINKED, 0). Rollback puts it back on the list unless it is
+    /// there (FORMAT.md §10.5).
+    pub const T_ORPHAN_UNLINKED: u64 = 5;
 
     /// The bytes of a log block with room for `cap` entries.
     pub const fn block_bytes(cap: u64) -> u64 {
@@ -537,6 +541,8 @@ pub mod undo {
         FreeBlock { block: u64 },
         /// Lock-file word `offset` held `old` before the change.
         LockWord { offset: u64, old: u64 },
+        /// The change took orphan `container` off the orphan list.
+        OrphanUnlinked { container: u64 },
     }
 
     impl Entry {
@@ -548,6 +554,7 @@ pub mod undo {
                 Entry::Release { value } => (T_RELEASE, value),
                 Entry::FreeBlock { block } => (block | T_FREE_BLOCK, 0),
                 Entry::LockWord { offset, old } => (offset | T_LOCK_WORD, old),
+                Entry::OrphanUnlinked { container } => (container | T_ORPHAN_UNLINKED, 0),
             }
         }
 
@@ -560,6 +567,7 @@ pub mod undo {
                 T_RELEASE => Entry::Release { value },
                 T_FREE_BLOCK => Entry::FreeBlock { block: offset },
                 T_LOCK_WORD => Entry::LockWord { offset, old: value },
+                T_ORPHAN_UNLINKED => Entry::OrphanUnlinked { container: offset },
                 _ => return None,
             })
         }

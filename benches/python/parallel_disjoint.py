@@ -22,10 +22,13 @@ its own (``appends``) or all on one list (``one list``), of such records on a li
 of small values (one block each, ``one list tuple``); and --n ``l.popleft()`` each from one
 list filled with P * --n ints beforehand (``one list pops``), with as many 14-character strs
 (``one list str pops``), with as many tuples of small values (``one list tuple pops``) or with
-as many records (``one list record pops``, each popped record dropped at once). The throughput
-is all the processes' operations over the wall time from the first start to the last end (a
-barrier through a pipe starts them together). The parent closes the store before the workers
-open it, so P=1 is one process alone, as a user's single process is. Prints the best of
+as many records (``one list record pops``, each popped record dropped at once); and --n
+``l.reverse()`` of a 16-int list of its own (``own list reverses``, a whole-list change), or
+--n ``d[k] = record; d.popitem()`` pairs on a dict of its own (``own dict record popitems``,
+one operation each: the record popped, then dropped at once, so collected as an orphan). The
+throughput is all the processes' operations over the wall time from the first start to the last
+end (a barrier through a pipe starts them together). The parent closes the store before the
+workers open it, so P=1 is one process alone, as a user's single process is. Prints the best of
 --rounds runs per workload and P, and each P's ratio to P=1. Say how many cores the machine has
 when quoting it (``os.cpu_count()`` is printed).
 """
@@ -44,7 +47,7 @@ import persist
 def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
     with persist.open(path) as store:
         root = store.root
-        if workload in ("appends", "record appends"):
+        if workload in ("appends", "record appends", "own list reverses"):
             target = root[f"l{me}"]
         elif workload.startswith("one list"):
             target = root["l0"]
@@ -66,6 +69,13 @@ def worker(path: str, me: int, n: int, workload: str, go_r: int) -> None:
         elif workload in ("record appends", "one list records"):
             for i in range(n):
                 target.append({"i": i, "by": me, "tags": ["a", "b"]})
+        elif workload == "own list reverses":
+            for _ in range(n):
+                target.reverse()
+        elif workload == "own dict record popitems":
+            for i in range(n):
+                target[i] = {"i": i, "by": me, "tags": ["a", "b"]}
+                target.popitem()
         elif workload == "one dict records":
             base = (me + 1) * 100_000_000
             for i in range(n):
@@ -121,7 +131,9 @@ def run(path: str, procs: int, n: int, workload: str) -> float:
         root = store.root
         for p in range(procs):
             root[f"d{p}"] = {k: 0 for k in range(1000)}
-            root[f"l{p}"] = []
+            root[f"l{p}"] = list(range(16)) if workload == "own list reverses" else []
+            if workload == "own dict record popitems":
+                root[f"d{p}"] = {}
         if workload in ("one dict inserts", "one dict str inserts", "one dict records"):
             root["d0"] = {}
         root["s0"] = set(range(1000))
@@ -175,7 +187,8 @@ def main() -> None:
             "one set discards,appends,"
             "one list,one list str,one list tuple,one list pops,one list str pops,"
             "one list tuple pops,record appends,one list records,one dict records,"
-            "one dict record swaps,one list record pops"
+            "one dict record swaps,one list record pops,own list reverses,"
+            "own dict record popitems"
         ),
         help="comma-separated",
     )

@@ -338,7 +338,7 @@ pub(super) enum Way {
 /// The most entries a commit's releases add to its undo log: a larger release (a long list
 /// dropped whole) runs the rest past the commit point, as before (its log block stays small;
 /// a kill there leaks the rest to gc).
-const LOGGED_RELEASES_MOST: u64 = 1024;
+pub(super) const LOGGED_RELEASES_MOST: u64 = 1024;
 
 impl Store {
     /// Runs the change's release entries inside the change, before its commit point
@@ -373,7 +373,11 @@ impl Store {
 
     /// Runs releases from `work` through the undo log until it holds `stop` entries; what is
     /// left stays in `work`.
-    fn release_logged_until(&mut self, work: &mut Vec<Release>, stop: u64) -> Result<()> {
+    pub(super) fn release_logged_until(
+        &mut self,
+        work: &mut Vec<Release>,
+        stop: u64,
+    ) -> Result<()> {
         while self.log.len() < stop {
             let Some(r) = work.pop() else { break };
             self.release_one(r, work, Way::Logged)?;

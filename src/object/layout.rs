@@ -24,6 +24,10 @@ pub mod words {
     /// before the change's first in-place write), so the first open after a power cut finds
     /// the change and rolls it back.
     pub const ACTIVE_UNDO: u64 = hdr::OBJECT_WORDS + 16;
+    /// The orphan list's part word (FORMAT.md §10.5, "Collection on a part"): even, free;
+    /// odd, held by the single change that collects the list (`owner << 32 | 1`, as a
+    /// container's version word when held). Zero in stores made before it.
+    pub const ORPHANS_PART: u64 = hdr::OBJECT_WORDS + 24;
 }
 
 /// Participant slot words of the object layer (word indices inside the slot:

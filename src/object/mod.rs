@@ -54,6 +54,7 @@
 //! | `packed.rs`, `number.rs` | datetime, date, time, timedelta, Decimal and UUID payloads; numbers as keys |
 //! | `list.rs`, `dict.rs`, `set.rs` | the containers (a set is a dict without values) |
 //! | `held.rs` | held sets and the orphan list's holders |
+//! | `orphans.rs` | the orphan list collected on a part of its own |
 //! | `walk.rs` | check, gc, stats |
 //! | `recovery.rs` | a dead participant's object state, an orphaned durable change |
 //! | `error.rs` | the layer's errors |
@@ -69,6 +70,7 @@ pub mod layout;
 pub mod list;
 mod lock;
 pub mod number;
+mod orphans;
 pub mod packed;
 mod participant;
 mod parts;

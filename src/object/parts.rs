@@ -170,6 +170,13 @@ impl Store {
     /// (parts off, a durable or read-only store, a lock held in this process). `Busy`: a
     /// section is open, or another change holds `c`; nothing is held then.
     pub fn begin_part(&mut self, c: Container) -> Result<bool> {
+        self.begin_part_at(c.get() + container::VERSION, Some(c))
+    }
+
+    /// `begin_part` on the part word at `offset`: a container's version word (`of` names the
+    /// container, whose publications it then waits for), or the orphan list's part word
+    /// (`words::ORPHANS_PART`, `of` None).
+    pub(super) fn begin_part_at(&mut self, offset: u64, of: Option<Container>) -> Result<bool> {
         if !self.parts_on()
             || self.part.is_readonly()
             || self.part.is_durable()
@@ -180,7 +187,6 @@ impl Store {
         debug_assert!(self.part_change.is_none());
         // The record lives in the log block: it must exist before the part is taken.
         self.log.ensure_block(&self.part)?;
-        let offset = c.get() + container::VERSION;
         let parts = self.parts(0)?;
         match parts.enter(&KERNEL)? {
             Ok(()) => {}
@@ -213,14 +219,15 @@ impl Store {
                 // ones (a publication is a few loads and a CAS). Only dicts, objects
                 // (`publish_dict_value`, `publish_dict_insert`), sets (`publish_set_add`) and
                 // lists (`publish_list_append`) have publications: the scan of the other
-                // slots' `active` words is skipped for caches. On a failure the part is
-                // released again (nothing was changed under it) and the gate left.
-                let waited = match self.block_kind(c) {
-                    Ok(Some(Kind::Dict | Kind::Object | Kind::Set | Kind::List)) => {
+                // slots' `active` words is skipped for caches and the orphan list. On a
+                // failure the part is released again (nothing was changed under it) and the
+                // gate left.
+                let waited = match of.map(|c| self.block_kind(c)) {
+                    Some(Ok(Some(Kind::Dict | Kind::Object | Kind::Set | Kind::List))) => {
                         self.wait_publishers(offset)
                     }
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
                 };
                 if let Err(e) = waited {
                     let _ = self.end_part(false);

@@ -466,7 +466,9 @@ fn recover_parts(
     for e in 0..part_lock::record::ENTRIES {
         let at = record + e * part_lock::record::ENTRY_BYTES;
         let offset = mem.load(at + part_lock::record::OFFSET, Ordering::SeqCst)?;
-        if offset != 0 && version_word_kind(mem, offset).is_none() {
+        // The orphan list's part word is the one part word outside a container (§10.5).
+        if offset != 0 && offset != words::ORPHANS_PART && version_word_kind(mem, offset).is_none()
+        {
             mem.store(at + part_lock::record::OFFSET, 0, Ordering::SeqCst)?;
         }
     }

@@ -403,6 +403,25 @@ impl SharedStore {
                 let st = g.as_mut().ok_or(Error::Closed)?;
                 st.check_intact()?;
                 self.drain_pending(st);
+                // Orphans to collect (a proxy of one went): on the orphan list's own part
+                // where it can, before a change that would take a part; else the store-wide
+                // path below collects them.
+                if part.is_some()
+                    && self.collect.load(Ordering::Relaxed)
+                    && self.collect.swap(false, Ordering::Relaxed)
+                {
+                    let collected = st.collect_orphans_on_part();
+                    let intact = st.check_intact();
+                    if !matches!(collected, Ok(true)) || intact.is_err() {
+                        self.collect.store(true, Ordering::Relaxed);
+                    }
+                    intact?;
+                    match collected {
+                        Ok(_) => {}
+                        Err(Error::Busy(b)) => break 'step b,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 if let Some(p) = publish.take() {
                     let r = p(st);
                     // A publication that touched a vanished page fails with that cause.

@@ -102,6 +102,10 @@ pub enum AppendDeath {
     /// An orphan collection (`collect_orphans`): the orphans' headers freed (through the undo
     /// log), what they hold not released yet.
     OrphansFreed,
+    /// A collection on the orphan list's part (`collect_orphans_on_part`): every orphan no
+    /// held set names taken off the list and released through the undo log, the change not
+    /// committed.
+    OrphansUnlinked,
 }
 
 /// A snapshot of the sequence word taken by a reader.

@@ -185,6 +185,12 @@ impl OtherEntries for ObjectEntries<'_, '_> {
             },
             // Releases and frees happen only at commit: nothing to undo.
             Some(Entry::Release { .. } | Entry::FreeBlock { .. }) => {}
+            // Back on the list, unless it is there already (the change was cut short before
+            // it unlinked the orphan, or a recoverer before it dropped this entry): a repeat
+            // does nothing more.
+            Some(Entry::OrphanUnlinked { container }) => {
+                super::orphans::relist(self.heap.pages.store, container)?
+            }
             // Word entries never get here (`UndoLog::roll_back_to` restores them).
             Some(Entry::Word { .. }) | None => {
                 return Err(corrupt(

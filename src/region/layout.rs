@@ -275,8 +275,11 @@ pub mod lockfile {
     /// FORMAT.md §10.10), where an older build moves it only when a list gains items. 10: a
     /// free slot keeps the block cache its last participant left (FORMAT.md §6.5), which an
     /// older build's gc would free as garbage and this build's next attacher would hand out
-    /// again.
-    pub const VERSION: u32 = 10;
+    /// again. 11: the orphan list collected on its own part (store header word
+    /// `orphans part`, undo entries of kind 5, FORMAT.md §10.5), which an older build's
+    /// store-wide collection would know nothing of, and whose undo entries its recovery of a
+    /// dead collector would refuse as damage.
+    pub const VERSION: u32 = 11;
     /// Header: magic (8), version (4), slot count (4), store id (8), boot id (16).
     pub const HEADER_BYTES: u64 = 4096;
     pub const SLOTS: u32 = 1024;

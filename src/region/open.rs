@@ -864,6 +864,24 @@ fn open_lock_file(
                 )
                 .map_err(io_err(&path, "lock the lock file"))?
                 {
+                    let version = u32::from_le_bytes(head[8..12].try_into().unwrap());
+                    if n == lockfile::CHECKED_BYTES
+                        && head[..8] == lockfile::MAGIC
+                        && version != lockfile::VERSION
+                        && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
+                    {
+                        // This store's lock file, in use by a process of another build, whose
+                        // protocol this one does not speak: not damage.
+                        return Err(Error::Refused {
+                            path: path.clone(),
+                            why: format!(
+                                "in use by a process of another persist version (lock file \
+                                 version {version}; this persist uses version {}): close the \
+                                 store in every process of the other version first",
+                                lockfile::VERSION
+                            ),
+                        });
+                    }
                     let what = if other_state {
                         format!(
                             "the store file holds another state than its lock file {}, which is \

@@ -246,3 +246,39 @@ def test_root_names_the_path_as_given(tmp_path: Path, monkeypatch: pytest.Monkey
         persist.root("nodir/x.db")
     assert missing.value.filename == "nodir/x.db"
     assert str(tmp_path) not in str(missing.value)
+
+
+def test_lock_file_of_another_version_in_use_is_refused_not_called_damage(
+    tmp_path: Path,
+) -> None:
+    """A process of another persist build (another lock file version) has the store open: the
+    open is refused with a message that says so, and nothing is rebuilt under it."""
+    path = str(tmp_path / "s.db")
+    store = persist.open(path)
+    store.root["k"] = 1
+    with open(path + ".lock", "r+b") as f:
+        f.seek(8)
+        ours = f.read(4)
+        f.seek(8)
+        # The version of the build before this one's lock file protocol.
+        f.write((int.from_bytes(ours, "little") - 1).to_bytes(4, "little"))
+    r, w = os.pipe()
+
+    def child() -> None:
+        os.close(r)
+        os.write(w, json.dumps(open_error(path)).encode())
+
+    pid = fork_child(child)
+    os.close(w)
+    err = json.loads(os.read(r, 65536))
+    os.close(r)
+    assert reap_child(pid) == 0
+    with open(path + ".lock", "r+b") as f:
+        f.seek(8)
+        f.write(ours)
+    assert err["type"] == "PermissionError", err
+    assert err["filename"] == path + ".lock", err
+    assert "another persist version" in str(err["text"]), err
+    assert "damaged" not in str(err["text"]), err
+    assert store.root["k"] == 1
+    store.close()
