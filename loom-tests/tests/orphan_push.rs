@@ -5,8 +5,9 @@
 //! The protocol. The store header's word `orphans` heads a singly linked list of containers
 //! (0: empty), linked through each container's `orphan next` word; a container's head word
 //! carries ORPHAN_FLAG while it is on the list. While part changes run, several may push at
-//! once, and nothing else writes the list (every other writer runs store-wide, after the gate
-//! has drained the part changes). A push of container c (its count just fell to 0 in this
+//! once; beside them only the holder of the list's own part takes orphans off (modelled in
+//! `orphan_collect.rs`), and every other writer runs store-wide, after the gate has drained
+//! the part changes. A push of container c (its count just fell to 0 in this
 //! change, a process holds it): (1) c's head read; flagged: done (taken to be listed); (2) the
 //! head stored with the flag (Relaxed, outside the undo log); (3) `first` = `orphans`
 //! (Relaxed); loop: c's `orphan next` = `first` (Relaxed), CAS `orphans` `first` -> c (Release;
@@ -45,10 +46,11 @@
 //!    most once; B found the flag iff X was flagged (listed and not collected, or leaked), and
 //!    then pushed nothing. The leak is reached, and the test asserts it is.
 //! 4. `a_walker_through_the_head_reads_whole_links`: X and Y pushed at once by live pushers
-//!    while a walker (not the tree's collector, which waits for the gate's drain) reads
-//!    `orphans` (Acquire) and walks the list concurrently: each container it reaches is
-//!    flagged, and the `orphan next` it read is the one its pusher stored (the final one).
-//!    This is what the CAS's Release is for; the tree's collector does not need it (below).
+//!    while a walker reads `orphans` (Acquire) and walks the list concurrently: each container
+//!    it reaches is flagged, and the `orphan next` it read is the one its pusher stored (the
+//!    final one). This is what the CAS's Release is for: the collector on the list's part
+//!    walks it so (`orphan_collect.rs`); the store-wide collector, after the gate's drain,
+//!    would not need it (below).
 //!
 //! # Planted bugs
 //!
@@ -69,8 +71,8 @@
 //! joins, which order every pusher's stores before its loads, as the gate's drain does in the
 //! tree (each part change's exit, seen by the drain): so `relaxed-cas` passes models 1 to 3, and
 //! the CAS's Release matters only to a reader that synchronizes through `orphans` alone (model
-//! 4). No pusher reads a word through the list (a pusher reads `orphans`, never another
-//! container's words), so nothing else can see it either.
+//! 4), which the collector on the list's part is (`orphan_collect.rs`). No pusher reads a word
+//! through the list (a pusher reads `orphans`, never another container's words).
 //!
 //! # Not modelled
 //!

@@ -141,11 +141,22 @@ impl Store {
     /// A container's version (bumped by every change). Inside a single change on `obj`'s
     /// part, the version it had when the change took it (the word itself is then held: odd,
     /// naming us), so a check-then-act change (`if version == seen`) reads the same value on a
-    /// part as store-wide.
+    /// part as store-wide. Inside the store-wide rerun of a single change that `obj`'s part
+    /// refused, the version the first try saw, if only that try's rollback has moved it since
+    /// (by 2; every other change moves it too): else such a change, whose try on the part
+    /// always refuses (it drops a shared container), would find it moved every time.
     pub fn version(&self, obj: super::Container) -> Result<u64> {
         let offset = obj.get() + container::VERSION;
-        match self.part_change {
-            Some(held) if held.offset == offset => Ok(held.seen),
+        match (self.part_change, self.rolled_back_part) {
+            (Some(held), _) if held.offset == offset => Ok(held.seen),
+            (None, Some(tried)) if tried.offset == offset && self.locks.writing => {
+                let v = self.get(offset)?;
+                Ok(if v == tried.seen.wrapping_add(2) {
+                    tried.seen
+                } else {
+                    v
+                })
+            }
             _ => self.get(offset),
         }
     }

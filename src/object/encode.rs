@@ -496,10 +496,10 @@ impl Store {
 
     /// Pushes container `c` (no reference left, held by a process; `part_drop_check` found it
     /// off the list) on the orphan list from a part change (FORMAT.md §10.5). Other part
-    /// changes may push at once; nothing else changes the list while one is past the gate
-    /// (every other writer of it runs store-wide, after the gate drains). Its stores are
-    /// outside the undo log: a rollback (the count back to 1) leaves `c` on the list,
-    /// flagged, and the list walk drops it, as any orphan linked again.
+    /// changes may push at once, and the holder of the list's own part may take orphans off
+    /// (`orphans.rs`); every other writer of it runs store-wide, after the gate drains. Its
+    /// stores are outside the undo log: a rollback (the count back to 1) leaves `c` on the
+    /// list, flagged, and the list walk drops it, as any orphan linked again.
     fn push_orphan_on_part(&mut self, c: u64) -> Result<()> {
         let head = self.get(c)?;
         if head & container::ORPHAN_FLAG != 0 {
@@ -514,8 +514,8 @@ impl Store {
         loop {
             self.store_now(c + container::ORPHAN_NEXT, first)?;
             // Release: `c`'s link and flag before `c` is on the list, for any reader of the
-            // head (loom's `orphan_push.rs`, model 4). The list is walked only store-wide,
-            // which the gate's drain orders after every push anyway.
+            // head (loom's `orphan_push.rs`, model 4): a collector on the list's part walks
+            // it beside pushes (`orphans.rs`: its Acquire of the head pairs with this).
             match list.compare_exchange(first, c, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return Ok(()),
                 Err(now) => first = now,

@@ -129,18 +129,21 @@ impl Store {
         Ok(())
     }
 
-    /// Takes orphan `c` (followed by `next`) off the list. `kept`: the last orphan before it
-    /// that stays, whose link only the part's holder writes; None: `c` was first when the
-    /// walk began, and is still first unless something was pushed since.
+    /// Takes orphan `c` (followed by `next`) off the list. `kept`: the last orphan walked before
+    /// it that stays, whose link only the part's holder writes; None: every orphan walked
+    /// before `c` was taken off, so `c` is first unless something was pushed in front of it
+    /// since.
     fn unlink_orphan(&self, kept: Option<u64>, c: u64, next: u64) -> Result<()> {
         let before = match kept {
             Some(p) => p,
             None => {
                 let list = self.mem().word(words::ORPHANS)?;
-                // Relaxed: this store publishes nothing. Pushers read the head only to link in
-                // front of it, and the list is walked only by this part's holder or after the
-                // gate's drain.
-                match list.compare_exchange(c, next, Ordering::Relaxed, Ordering::Relaxed) {
+                // Relaxed on success: this store publishes nothing (pushers read the head only
+                // to link in front of it). Acquire on failure: the head seen was stored by a
+                // push's Release CAS (a release sequence covers every push up to it), so the
+                // walk below reads the links of the orphans pushed since as their pushers
+                // stored them (loom's `orphan_collect.rs`, `relaxed-cas-failure`).
+                match list.compare_exchange(c, next, Ordering::Relaxed, Ordering::Acquire) {
                     Ok(_) => return Ok(()),
                     // Pushed in front of `c` since the walk read the head.
                     Err(first) => self.orphan_before(first, c)?,
@@ -185,7 +188,9 @@ pub(super) fn relist(mem: &Mapping, c: u64) -> std::result::Result<(), heap::Err
         return Err(corrupt("an unlinked orphan names no flagged container"));
     }
     let list = mem.word(words::ORPHANS)?;
-    // Acquire: as the collector's walk.
+    // Acquire: pairs with the pushers' Release CAS, so the links walked are those the pushers
+    // stored (with a stale link the walk could miss `c` and list it twice: loom's
+    // `orphan_collect.rs`, `relaxed-relist-walk`). The Acquire of each link is not needed.
     let mut n = list.load(Ordering::Acquire);
     let mut steps = 0u64;
     while n != 0 {

@@ -1370,6 +1370,12 @@ impl Store {
             self.rollback_to(0).map(|()| (None, Vec::new()))
         };
         self.part_change = None;
+        // Rolled back (asked for, or a commit that refused the part): the part is released
+        // to its next version, which its store-wide rerun, if any, knows for its own.
+        self.rolled_back_part = match ended {
+            Ok(_) if commit => None,
+            _ => Some(held),
+        };
         if ended.is_err() {
             // A log that can be neither undone nor committed is damage (as in `end_op`): it is
             // dropped, so the part is released and nobody waits for it forever.

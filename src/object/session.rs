@@ -397,11 +397,17 @@ impl SharedStore {
     ) -> Result<T, E> {
         let tid = thread_id();
         let mut waits = WaitState::default();
+        let mut first_step = true;
         loop {
             let busy = 'step: {
                 let mut g = self.guard(w)?;
                 let st = g.as_mut().ok_or(Error::Closed)?;
                 st.check_intact()?;
+                if std::mem::take(&mut first_step) {
+                    // Kept through this call's steps, for the store-wide rerun of a try on a
+                    // part (`Store::version`).
+                    st.rolled_back_part = None;
+                }
                 self.drain_pending(st);
                 // Orphans to collect (a proxy of one went): on the orphan list's own part
                 // where it can, before a change that would take a part; else the store-wide

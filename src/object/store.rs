@@ -34,6 +34,9 @@ pub struct Store {
     pub(super) held_scan: Option<super::held::HeldScan>,
     /// The single change in progress asked to run store-wide instead (parts.rs).
     pub(super) part_fallback: bool,
+    /// The part of the last single change rolled back on it (`end_part`), for its store-wide
+    /// rerun: `Store::version` reads that container's version as the rerun's first try saw it.
+    pub(super) rolled_back_part: Option<crate::part_lock::Held>,
     /// What the unlocked read in progress observed (parts.rs).
     pub(super) reads: std::cell::RefCell<super::parts::ReadParts>,
     /// Whether an unlocked read in progress records container versions (parts.rs).
@@ -165,6 +168,7 @@ impl Store {
             part_change: None,
             held_scan: None,
             part_fallback: false,
+            rolled_back_part: None,
             reads: Default::default(),
             read_tracking: Default::default(),
             read_busy: Default::default(),

@@ -221,3 +221,24 @@ def test_a_clear_that_drops_a_shared_record_runs_store_wide_and_keeps_it(
         assert root["keep"] == _record(1)
         report = store.check()
         assert report["unreachable_blocks"] == 0 and report["leaked_references"] == 0, report
+
+
+def test_remove_of_a_shared_item_runs_store_wide_once(tmp_path: Path) -> None:
+    """``remove`` compares on a snapshot, then deletes only if the list's version is unchanged.
+    An item that another reference reaches (here the same list twice) cannot be dropped on the
+    list's part: the try there is rolled back, which moves the version, and the store-wide rerun
+    must still see the version its try saw (it used to see it moved, every time: a loop)."""
+    path = str(tmp_path / "s.db")
+    with persist.open(path) as store:
+        store.root["l"] = [[], 0]
+        lst = store.root["l"]
+        lst += lst  # [[], 0, [], 0]: one inner list, referred to twice
+        attach_another_process(path)
+        before = sequence(path)
+        lst.remove([])
+        assert lst == [0, [], 0]
+        assert sequence(path) == before + 2  # the one store-wide rerun
+        lst.sort(key=lambda v: v != 0)
+        assert lst == [0, 0, []]
+        report = store.check()
+        assert report["unreachable_blocks"] == 0 and report["leaked_references"] == 0, report
