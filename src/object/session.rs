@@ -410,10 +410,11 @@ impl SharedStore {
                 }
                 self.drain_pending(st);
                 // Orphans to collect (a proxy of one went): on the orphan list's own part
-                // where it can, before a change that would take a part; else the store-wide
-                // path below collects them.
+                // where it can, before a change that would take a part; else (parts off: one
+                // process alone) the store-wide path below collects them.
                 if part.is_some()
                     && self.collect.load(Ordering::Relaxed)
+                    && st.parts_on()
                     && self.collect.swap(false, Ordering::Relaxed)
                 {
                     let collected = st.collect_orphans_on_part();
