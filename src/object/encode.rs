@@ -608,13 +608,7 @@ impl Store {
                 }
             }
             c = next;
-            steps += 1;
-            if steps > self.mem().size() / 16 {
-                return Err(Error::Corrupt {
-                    what: "the orphan list loops".into(),
-                    offset: words::ORPHANS,
-                });
-            }
+            super::orphans::orphan_walk_step(self.mem(), &mut steps)?;
         }
         let mut head = 0;
         for &k in keep.iter().rev() {

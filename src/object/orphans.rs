@@ -25,7 +25,7 @@
 
 use super::encode::{Way, LOGGED_RELEASES_MOST};
 use super::layout::{container, undo::Entry, words};
-use super::view::{Child, Value};
+use super::view::Value;
 use super::{Error, Result, Store};
 use crate::heap;
 use crate::region::Mapping;
@@ -90,13 +90,7 @@ impl Store {
                 self.free_container(c, &mut work, Way::Logged)?;
             }
             c = next;
-            steps += 1;
-            if steps > self.mem().size() / 16 {
-                return Err(Error::Corrupt {
-                    what: "the orphan list loops".into(),
-                    offset: words::ORPHANS,
-                });
-            }
+            orphan_walk_step(self.mem(), &mut steps)?;
         }
         self.release_logged_until(&mut work, stop)?;
         if !work.is_empty() {
@@ -115,14 +109,7 @@ impl Store {
             return self.part_refuse();
         }
         let mut refs = Vec::new();
-        self.for_each_child(v, |child| {
-            match child {
-                Child::Word(x) | Child::Member { word: x, .. } => refs.push(x),
-                Child::Entry { key, value, .. } => refs.extend([key, value]),
-                Child::Part(_) => {}
-            }
-            Ok(())
-        })?;
+        self.child_words(v, &mut refs)?;
         for w in refs {
             self.part_release_check(w)?;
         }
@@ -171,6 +158,19 @@ impl Store {
             offset: c,
         })
     }
+}
+
+/// One more step of a walk of the orphan list: `Corrupt` once it has taken more steps than the
+/// store could hold containers (16 bytes each at least), since then the list loops.
+pub(super) fn orphan_walk_step(mem: &Mapping, steps: &mut u64) -> Result<()> {
+    *steps += 1;
+    if *steps > mem.size() / 16 {
+        return Err(Error::Corrupt {
+            what: "the orphan list loops".into(),
+            offset: words::ORPHANS,
+        });
+    }
+    Ok(())
 }
 
 /// Puts orphan `c` (flagged, taken off the list by a collection that is being rolled back)

@@ -1475,7 +1475,7 @@ impl Store {
     /// a part only from 1). Whether a process holds one is asked at its collection
     /// (`collect_container`). Else the change runs store-wide.
     fn part_drop_check(&mut self, w: u64) -> Result<()> {
-        use super::view::{Child, Value};
+        use super::view::Value;
         let mut work = vec![w];
         let (mut containers, mut words) = (0u32, 0u32);
         while let Some(w) = work.pop() {
@@ -1502,14 +1502,7 @@ impl Store {
                 Value::Cache(_) => return self.part_refuse(),
                 _ => continue,
             }
-            self.for_each_child(v, |child| {
-                match child {
-                    Child::Word(x) | Child::Member { word: x, .. } => work.push(x),
-                    Child::Entry { key, value, .. } => work.extend([key, value]),
-                    Child::Part(_) => {}
-                }
-                Ok(())
-            })?;
+            self.child_words(v, &mut work)?;
         }
         Ok(())
     }

@@ -296,6 +296,19 @@ impl Store {
         Ok(f(v))
     }
 
+    /// Appends to `out` the value words `v` refers to: items, members, each entry's key and
+    /// value (what `for_each_child` finds, less the blocks `v` owns).
+    pub(super) fn child_words(&self, v: Value, out: &mut Vec<u64>) -> Result<()> {
+        self.for_each_child(v, |child| {
+            match child {
+                Child::Word(x) | Child::Member { word: x, .. } => out.push(x),
+                Child::Entry { key, value, .. } => out.extend([key, value]),
+                Child::Part(_) => {}
+            }
+            Ok(())
+        })
+    }
+
     /// Calls `f` for everything `v` refers to: a tuple's items; a frozenset's members; a list's items block and items;
     /// a dict's or set's table and live entries (checking their count against the dict's); an object's
     /// table, entries and class name. Inline values and str, bytes, int and float refer to

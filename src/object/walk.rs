@@ -141,13 +141,7 @@ impl Store {
             m.orphans += 1;
             stack.push(o);
             o = self.get(o + container::ORPHAN_NEXT)?;
-            steps += 1;
-            if steps > self.mem().size() / 16 {
-                return Err(Error::Corrupt {
-                    what: "the orphan list loops".into(),
-                    offset: words::ORPHANS,
-                });
-            }
+            super::orphans::orphan_walk_step(self.mem(), &mut steps)?;
         }
         let t = self.part.table();
         for slot in 0..t.slots {
