@@ -473,6 +473,12 @@ impl Store {
             // found `c` under the part sees the part moved when it re-checks after its hold, or
             // this sees its hold. A held container goes on the orphan list, pushed by CAS.
             if self.held_now(c)? {
+                // Held by this process too until the change has ended: a collector on the
+                // list's part (which runs beside this change) must not free `c` before this
+                // change commits, since a rollback links `c` again. The hold is seen by any
+                // collector that sees `c` on the list (stored before the push's Release CAS).
+                self.held.hold(&self.part, c)?;
+                self.pushed_on_part.push(c);
                 return self.push_orphan_on_part(c);
             }
             return self.free_container(c, work, way);

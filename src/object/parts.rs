@@ -1370,6 +1370,14 @@ impl Store {
             self.rollback_to(0).map(|()| (None, Vec::new()))
         };
         self.part_change = None;
+        // Committed or rolled back: the orphans it pushed are let go of (an orphan left with no
+        // holder is for the caller to collect). A failed unhold (a vanished mapping, which the
+        // caller's intact check reports) must not keep the part from being released.
+        for c in std::mem::take(&mut self.pushed_on_part) {
+            if self.held.unhold(&self.part, c).unwrap_or(false) {
+                self.orphans_left = true;
+            }
+        }
         // Rolled back (asked for, or a commit that refused the part): the part is released
         // to its next version, which its store-wide rerun, if any, knows for its own.
         self.rolled_back_part = match ended {
@@ -1433,6 +1441,12 @@ impl Store {
             }
         };
         Ok((self.log.commit(&self.part)?, later))
+    }
+
+    /// Whether a single change let go of an orphan that nobody else holds (`end_part`): the
+    /// caller should collect soon, as after a dropped proxy. Clears it.
+    pub fn take_orphans_left(&mut self) -> bool {
+        std::mem::take(&mut self.orphans_left)
     }
 
     /// Whether the single change in progress asked to run store-wide (`part_refuse`); clears

@@ -419,7 +419,7 @@ impl SharedStore {
                 {
                     let collected = st.collect_orphans_on_part();
                     let intact = st.check_intact();
-                    if !matches!(collected, Ok(true)) || intact.is_err() {
+                    if !matches!(collected, Ok(true)) || intact.is_err() || st.take_orphans_left() {
                         self.collect.store(true, Ordering::Relaxed);
                     }
                     intact?;
@@ -440,7 +440,8 @@ impl SharedStore {
                         return Ok(v);
                     }
                 }
-                // Relaxed: a hint (see `run_change`); orphans are collected store-wide.
+                // Relaxed: a hint (see `run_change`). Orphans left to collect here (the try on
+                // the list's part above refused) are collected store-wide.
                 if let Some(c) = part.filter(|_| !self.collect.load(Ordering::Relaxed)) {
                     match st.begin_part(c) {
                         Ok(false) => {}
@@ -454,6 +455,9 @@ impl SharedStore {
                                 st.end_part(false)?;
                             } else {
                                 let ended = st.end_part(r.is_ok());
+                                if st.take_orphans_left() {
+                                    self.collect.store(true, Ordering::Relaxed);
+                                }
                                 // Unless the commit's releases needed more than `c` (more
                                 // than a part change runs before its commit point): then it
                                 // was undone, and runs again store-wide.

@@ -34,6 +34,12 @@ pub struct Store {
     pub(super) held_scan: Option<super::held::HeldScan>,
     /// The single change in progress asked to run store-wide instead (parts.rs).
     pub(super) part_fallback: bool,
+    /// Containers this single change pushed on the orphan list (`push_orphan_on_part`), held
+    /// by this process until the change has ended (`end_part`).
+    pub(super) pushed_on_part: Vec<u64>,
+    /// A container this process let go of at the end of its change is an orphan nobody holds:
+    /// the caller should collect (`Store::take_orphans_left`).
+    pub(super) orphans_left: bool,
     /// The part of the last single change rolled back on it (`end_part`), for its store-wide
     /// rerun: `Store::version` reads that container's version as the rerun's first try saw it.
     pub(super) rolled_back_part: Option<crate::part_lock::Held>,
@@ -168,6 +174,8 @@ impl Store {
             part_change: None,
             held_scan: None,
             part_fallback: false,
+            pushed_on_part: Vec::new(),
+            orphans_left: false,
             rolled_back_part: None,
             reads: Default::default(),
             read_tracking: Default::default(),
