@@ -2,7 +2,10 @@
 //! `collect_orphans_on_part`, `unlink_collectable_orphans`, `unlink_orphan`, `orphan_before`,
 //! `relist`; FORMAT.md §10.5, "Collection on a part"), beside the pushes of part changes
 //! (`object/encode.rs` `push_orphan_on_part`), the collector killed anywhere and rolled back by
-//! a recoverer (itself killed anywhere and repeated), and two collectors taking turns.
+//! a recoverer (itself killed anywhere and repeated), two collectors taking turns, and a part
+//! change that holds the container it pushes until it has committed or rolled back (`encode.rs`
+//! `collect_container`, `parts.rs` `end_part`) beside a collector that reads the held sets and
+//! the counts.
 //!
 //! The protocol. The store header's word `orphans` heads a singly linked list of containers
 //! (0: empty), linked through each container's `orphan next` word; a listed container carries
@@ -12,8 +15,9 @@
 //! is never pushed. A collector takes the list's own part word (`words::ORPHANS_PART`, even ->
 //! odd, Acquire; one collector at a time, and every other writer of the list but the pushers
 //! waits for it), then: `orphans` loaded (Acquire), `kept` = None; for each container c walked,
-//! `next` = c's `orphan next` (Relaxed); c held by a process (fixed by the set-up here; the
-//! pushed containers are all held, as a part change pushes only a held container): `kept` = c;
+//! `next` = c's `orphan next` (Relaxed); c held by a process (fixed by the set-up in models 1
+//! to 5; the pushed containers are all held, as a part change pushes only a held container;
+//! models 6 and 7 read the held sets and the count, below): `kept` = c;
 //! else (1) an `OrphanUnlinked` entry naming c appended to its undo log (the entry, then the
 //! length, Release), (2) c taken off (`unlink_orphan`): `kept` = p: p's `orphan next` = `next`
 //! (Relaxed); None: CAS `orphans` c -> `next` (Relaxed), and where it fails (pushed in front of
@@ -33,6 +37,27 @@
 //! `unlink_orphan`, `orphan_before`, `relist`, `recoverer`, with the planted bugs in them):
 //! `object` is not built under loom.
 //!
+//! The part change's hold (models 6, 7). A part change P drops container X (its count 1 -> 0)
+//! while a process H holds it, and pushes X on the list before its commit point; P may still
+//! roll back (a later release refuses the part: `part_commit`), which restores X's count to 1
+//! and its parent's word to X (X then listed with a count above 0: collectors leave it to the
+//! store-wide walk). Had H let go meanwhile, a collector could free X, and the rollback would
+//! link a freed container. So P holds X itself (its held word = X, SeqCst, then a SeqCst fence,
+//! as `HeldSet::hold`) before its push, and lets go of it (its word 0) only once its change has
+//! committed or rolled back (`end_part`; a dead P's recovery clears its held set, step 4, after
+//! its rollback, step 2). The collector reads the held sets (a SeqCst fence, then each held
+//! word, SeqCst: `HeldScan::read`) after its Acquire of the head, and each walked container's
+//! count (Relaxed; not 0: the part refused, nothing changed) after the held sets. A container X
+//! it walked was pushed by a CAS its Acquire read (or one before it), so P's hold, stored before
+//! that CAS, is seen by its scan, or P's unhold, stored after P's rollback; and a scan that
+//! read the unhold (SeqCst, read by a SeqCst load: they synchronize) orders the rollback's
+//! count 1 before the count the collector reads next: it refuses. So the held sets are read
+//! right after the head (where the list is not empty), before any count, as the tree now reads
+//! them (`unlink_collectable_orphans`). The tree's first order read them at its first
+//! `held_now`, after the first orphan's `refcount` check (`count-before-scan` below): the count
+//! of a pushed X read as 0 before P's rollback, then the held sets read after P's unhold and
+//! H's, and X freed while the rollback links it. Models 6 and 7 found that.
+//!
 //! The head's CAS in `unlink_orphan` is Acquire on failure: it reads the head a push stored, and
 //! `orphan_before` then reads the links of the containers pushed since. With Relaxed
 //! (`relaxed-cas-failure` below; the first version of the tree had it, and this model found
@@ -42,14 +67,14 @@
 //!
 //! # The models
 //!
-//! Each runs the collector killed before each of its accesses and not at all (its kill points
-//! counted as the most over every interleaving: the CAS-failed path makes more accesses; the
-//! part's take is not one, `part_lock.rs` models it), the pushers live. After the joins: the
-//! list is well formed (each word a container of the model, none twice, no loop, none freed,
-//! each flagged with its kind kept), and it holds exactly the pushed containers (every push
-//! takes), the held initial ones, and the initial ones no committed collection took off (all
-//! of them where the collector died before its commit point, none of the unheld where it
-//! committed); nothing freed twice; the part free and every log empty.
+//! Seven. Models 1 to 5 each run the collector killed before each of its accesses and not at all
+//! (its kill points counted as the most over every interleaving: the CAS-failed path makes more
+//! accesses; the part's take is not one, `part_lock.rs` models it), the pushers live. After the
+//! joins: the list is well formed (each word a container of the model, none twice, no loop, none
+//! freed, each flagged with its kind kept), and it holds exactly the pushed containers (every push
+//! takes), the held initial ones, and the initial ones no committed collection took off (all of
+//! them where the collector died before its commit point, none of the unheld where it committed);
+//! nothing freed twice; the part free and every log empty.
 //!
 //! 1. `a_collection_killed_anywhere_beside_two_pushes`: the list [A, B], none held, X and Y
 //!    pushed beside the collection. The test asserts that some recoverer found an entry's
@@ -69,21 +94,48 @@
 //!    it (a dead one's hold lasts until its recoverer releases it); the second to take it
 //!    walks a list holding every initial orphan the first did not free. Why `relist` runs
 //!    before the part is released.
+//! 6. `a_push_rolled_back_is_never_collected`: X (count 1, linked from its parent's word, held
+//!    by H) dropped by a part change P: its parent's word 0 and its count 0 (logged, Relaxed);
+//!    the held sets read (a SeqCst fence, then H's word); H's hold found: X held by P, then
+//!    pushed (no hold found: X freed at P's commit, pushed nowhere); then P rolls back (count
+//!    1, the parent's word X) and lets go. Beside it H lets go of X, and a live collector
+//!    walks the list (empty, then [A], unheld): held words read after its head, a count not 0
+//!    refused (nothing changed: its log is empty, since X, pushed last, is walked first), the
+//!    others as in 1. P killed before each of its accesses and not: its recovery, on its
+//!    thread, rolls the change back, then clears its held word. After the joins: X freed at
+//!    most once, and not while its parent's word links it; the parent's word and X's count
+//!    those of P's change (rolled back: X, 1; committed: 0, 0); the list well formed, holding
+//!    the initial orphans not freed and X where P's CAS took and nobody freed it (P killed
+//!    between its flag and its CAS leaks X, as in `orphan_push.rs`); the held words, the part
+//!    and the log empty. At its commit point the collector asserts that neither H nor P holds
+//!    an X it frees (the holds as the model records them). The test asserts that some
+//!    collector kept X on P's hold alone (it read H's word after H let go), and that some met
+//!    X with its count back to 1.
+//! 7. `a_committed_push_is_collected_once`: as 6, but P commits (its log's length 0, the commit
+//!    point) before it lets go; killed before its commit point, it is rolled back as in 6. X
+//!    is freed by the collector (after P's unhold), or by P (its read of the held sets missed
+//!    H's hold), or stays listed, never twice. The test asserts that some collector freed X,
+//!    and some kept it on P's hold alone.
 //!
 //! # Planted bugs
 //!
-//! `ORPHAN_COLLECT_BROKEN` names one (unset: every step the tree's, but the one above). Which
-//! models fail, at LOOM_MAX_PREEMPTIONS=2, and the first message:
+//! `ORPHAN_COLLECT_BROKEN` names one (unset: every step the tree's, but the order of the
+//! collector's held sets and counts, above). Which models fail, at LOOM_MAX_PREEMPTIONS=2, and
+//! the first message:
 //!
 //! | variant | what it breaks | fails |
 //! |---|---|---|
-//! | `log-after-unlink` | the entry logged after the unlink, not before | 1 to 5 (1's message): "the list ["Y", "X", "B"] is not ["A", "B", "X", "Y"] (pushed, and initial less freed []) (collector 0: walked ["A"], logged [], took off [A (head CAS)], killed after 3 accesses; [recoverer: relisted [], found []]; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (killed between the two: A lost); 5: "collector 1 walked ["B"] after collector 0, which did not free A (...)" |
-//! | `relist-blind` | `relist` pushes back without looking for c on the list | 1 to 5 (1's message): "A is on the list twice (or the list loops): ["Y", "X", "A"] then A (collector 0: walked ["A"], logged ["A"], took off [], killed after 4 accesses; [recoverer: relisted ["A"], found []]; pushes [X: CAS took, Y: CAS took (1 failed)])" (killed between the entry and the unlink: A, still listed, pushed again); 5: "the collector's walk loops: ["A"] then A (collector 1: ...)" |
-//! | `head-cas-blind` | the head's CAS failed: `orphans` = `next` stored anyway | 1 to 5 (1's message): "the list ["Y"] is not ["X", "Y"] (pushed, and initial less freed ["A", "B"]) (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (CAS failed, head stored)], committed; []; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (X lost) |
-//! | `no-predecessor` | the head's CAS failed: nothing done | 1 to 4 (1's message): "B is on the list ["Y", "X"] and freed (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (CAS failed, left)], committed; []; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])"; 5: "B freed twice (... collector 1: walked ["X", "B"], logged ["B"], took off [B (after kept X)], committed; ...)" |
-//! | `release-before-relist` | the recoverer releases the part before it relists | 5 only: "collector 1 walked ["B"] after collector 0, which did not free A (collector 0: walked ["A", "B"], logged ["A"], took off [A (head CAS)], killed after 5 accesses; [recoverer: relisted ["A"], found []]; collector 1: walked ["B"], logged ["B"], took off [B (CAS failed, found A in 1)], committed; took the part in the order [0, 1]; pushes [X: CAS took])"; 1 to 4 pass (nobody else takes the part) |
-//! | `relaxed-cas-failure` | the head's CAS Relaxed on failure (the tree's first version) | 1 to 5 (1's message): "an orphan being collected is not on the orphan list: B not found from X (walked ["X"], then 0)" (X's link read as before its push) |
-//! | `relaxed-relist-walk` | `relist`'s walk Relaxed, not Acquire | 1, 2, 4, 5 (1's message): "the list ["Y", "B", "X"] is not ["A", "B", "X", "Y"] (pushed, and initial less freed []) (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (head CAS)], killed after 9 accesses; [recoverer: relisted ["B"], found ["A"]]; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (X's link read as its pusher's first try, A: A taken to be listed, and lost); 3 passes |
+//! | `log-after-unlink` | the entry logged after the unlink, not before | 1 to 5 (1's message): "the list ["Y", "X", "B"] is not ["A", "B", "X", "Y"] (pushed, and initial less freed []) (collector 0: walked ["A"], logged [], took off [A (head CAS)], killed after 3 accesses; [recoverer: relisted [], found []]; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (killed between the two: A lost); 5: "collector 1 walked ["B"] after collector 0, which did not free A (...)"; 6, 7 pass (no collector is killed there) |
+//! | `relist-blind` | `relist` pushes back without looking for c on the list | 1 to 5 (1's message): "A is on the list twice (or the list loops): ["Y", "X", "A"] then A (collector 0: walked ["A"], logged ["A"], took off [], killed after 4 accesses; [recoverer: relisted ["A"], found []]; pushes [X: CAS took, Y: CAS took (1 failed)])" (killed between the entry and the unlink: A, still listed, pushed again); 5: "the collector's walk loops: ["A"] then A (collector 1: ...)"; 6, 7 pass (their refusals have nothing to relist) |
+//! | `head-cas-blind` | the head's CAS failed: `orphans` = `next` stored anyway | 1 to 7 (1's message): "the list ["Y"] is not ["X", "Y"] (pushed, and initial less freed ["A", "B"]) (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (CAS failed, head stored)], committed; []; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (X lost); 6 (and 7): "the list [] is not ["X"] (X if pushed, and initial, less freed ["A"]) (P: saw H's hold, push [X: CAS took], held X, rolled back; collector 0: walked ["A"], logged ["A"], took off [A (CAS failed, head stored)], held words read H X, P 0, committed)" |
+//! | `no-predecessor` | the head's CAS failed: nothing done | 1 to 4, 6, 7 (1's message): "B is on the list ["Y", "X"] and freed (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (CAS failed, left)], committed; []; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])"; 5: "B freed twice (... collector 1: walked ["X", "B"], logged ["B"], took off [B (after kept X)], committed; ...)"; 6 (and 7): "A is on the list ["X"] and freed (P: saw H's hold, push [X: CAS took], held X, rolled back; collector 0: walked ["A"], logged ["A"], took off [A (CAS failed, left)], held words read H X, P 0, committed)" |
+//! | `release-before-relist` | the recoverer releases the part before it relists | 5 only: "collector 1 walked ["B"] after collector 0, which did not free A (collector 0: walked ["A", "B"], logged ["A"], took off [A (head CAS)], killed after 5 accesses; [recoverer: relisted ["A"], found []]; collector 1: walked ["B"], logged ["B"], took off [B (CAS failed, found A in 1)], committed; took the part in the order [0, 1]; pushes [X: CAS took])"; 1 to 4, 6, 7 pass (nobody else takes the part) |
+//! | `relaxed-cas-failure` | the head's CAS Relaxed on failure (the tree's first version) | 1 to 7 (1's message): "an orphan being collected is not on the orphan list: B not found from X (walked ["X"], then 0)" (X's link read as before its push); 6, 7: "... A not found from X (walked ["X"], then 0)" |
+//! | `relaxed-relist-walk` | `relist`'s walk Relaxed, not Acquire | 1, 2, 4, 5 (1's message): "the list ["Y", "B", "X"] is not ["A", "B", "X", "Y"] (pushed, and initial less freed []) (collector 0: walked ["A", "B"], logged ["A", "B"], took off [A (head CAS), B (head CAS)], killed after 9 accesses; [recoverer: relisted ["B"], found ["A"]]; pushes [X: CAS took (1 failed), Y: CAS took (1 failed)])" (X's link read as its pusher's first try, A: A taken to be listed, and lost); 3, 6, 7 pass |
+//! | `no-pusher-hold` | P does not hold X (the tree before its fix) | 6, 7 only (6's message): "X freed while its parent links it (P: saw H's hold, push [X: CAS took], rolled back; collector 0: walked ["X"], logged ["X"], took off [X (head CAS)], held words read H 0, P 0, committed)" (H let go before the collector's scan, and P's rollback linked the freed X); 7 with P killed before its commit point (so rolled back): "X freed while its parent links it (P: saw H's hold, push [X: CAS took], killed after 8 accesses, rolled back; ...)"; a P that commits loses nothing by it |
+//! | `hold-after-push` | P holds X after its push's CAS, not before | 6, 7 only (6's message): "X freed while its parent links it (P: saw H's hold, push [X: CAS took], held X, rolled back; collector 0: walked ["X"], logged ["X"], took off [X (head CAS)], held words read H 0, P 0, committed)" (the collector walked X and read the held words between P's CAS and its hold); 7: as `no-pusher-hold` |
+//! | `unhold-before-rollback` | P lets go of X before its rollback (or its commit), not after | 6, 7 only (6's message): "X freed while its parent links it (P: saw H's hold, push [X: CAS took], held X, rolled back; collector 0: walked ["X"], logged ["X"], took off [X (head CAS)], held words read H 0, P 0, committed)" (its scan read P's unhold, its count read before the rollback); 7: "... killed after 10 accesses, rolled back; ..." |
+//! | `count-before-scan` | the collector reads the held sets at the first held question, after the first orphan's count: the tree's first order | 6, 7 only (6's message): "X freed while its parent links it (P: saw H's hold, push [X: CAS took], held X, rolled back; collector 0: walked ["X"], logged ["X"], took off [X (head CAS)], held words read H 0, P 0, committed)" (X's count read as 0 before P's rollback, the held words after P's unhold and H's); 7: "... killed after 9 accesses, rolled back; ..." |
 //!
 //! # What loom cannot see
 //!
@@ -98,13 +150,30 @@
 //! collector's unlinking CAS is Relaxed on success: a pusher whose CAS follows it reads only
 //! the word, and the next collector synchronizes through the part word.
 //!
+//! In models 6 and 7 a kill is a prefix of P's accesses, and its recovery runs on its thread
+//! (the same hand-over); the collector is not killed (1 to 5 kill it; a kill rolls back as its
+//! refusal does). What runs at once is P, H and the collector, through `orphans` (P's Release
+//! CAS, the collector's Acquire), the held words (SeqCst), X's count and its parent's word.
+//! The hold must come before the push (`hold-after-push` fails with no reordering at all: the
+//! collector walks X and reads the held words between P's CAS and P's hold), but it needs
+//! neither its SeqCst nor its fence here: P's Release CAS orders the hold before the
+//! collector's scan, which follows its Acquire of the head, so the scan reads the hold or a
+//! later store (a Relaxed hold with no fence passes 6 and 7 at LOOM_MAX_PREEMPTIONS=3; tried,
+//! not planted). They are for the readers' handshake (`held.rs`: a reader's hold before its
+//! re-check of the part), not modelled here: H's hold is set up before everything, and P's
+//! read of the held sets only decides whether it pushes X or frees it.
+//!
 //! # Not modelled
 //!
 //! The part word's take and the held-parts record (`part_lock.rs`; here the take is uncounted,
 //! and whether the part is still to release is the model's record); the held sets and their
-//! scan (`held_now`: fixed by the set-up); what refuses the part (`orphan_releases_on_part`,
-//! a count above 0, more releases than a part change logs): a refused collection rolls back
-//! through the same `relist`, on its own thread, which a kill at the same point models; the
+//! scan in 1 to 5 (`held_now`: fixed by the set-up; in 6 and 7 one word per process, with no
+//! held blocks, `slots high` nor read-only pins); what refuses the part
+//! (`orphan_releases_on_part`, more releases than a part change logs; a count above 0 only in
+//! 6 and 7): a refused collection rolls back through the same `relist`, on its own thread,
+//! which a kill at the same point models; the store-wide collection that follows a refusal
+//! (which takes X, linked again, off the list and unflags it); H's unhold's read of X's count
+//! (a hint to collect); P and H in one process (then `hold` counts P's hold on H's entry); the
 //! frees themselves (free-block entries, the release cursor, `finish_frees` after the part is
 //! released: the freed containers are off the list since the commit point, and the model
 //! records them); the other entries of the log; killed pushers (`orphan_push.rs`); the
@@ -112,20 +181,24 @@
 //!
 //! # Cost
 //!
-//! Release build, this 2-core machine: at LOOM_MAX_PREEMPTIONS=2 the whole file in 1.6 s of
-//! tests (about 6 s with `cargo test`'s start); model 1: 17 kill points, 9619 executions, 0.5
-//! s; 2: 15 and 12 kill points, 7168 executions, 0.4 s; 3: 10 kill points, 1770 executions, 0.1
-//! s; 4: 15 kill points of the collector, 168 (collector, recoverer) runs, 3670 executions, 0.15
-//! s; 5: 15 kill points, 15275 executions, 0.8 s. At 3: 8.8 s of tests (1: 44726 executions,
-//! 2.4 s; 2: 28894, 1.6 s; 3: 5870, 0.3 s; 4: 7274, 0.3 s; 5: 89576, 4.8 s). With two pushers,
-//! model 4 takes 9.6 s at 2 and model 5 56 s: one pusher there. Each planted variant: the
-//! whole file in under a second.
+//! Release build, this 2-core machine: at LOOM_MAX_PREEMPTIONS=2 the whole file in 1.6 s of tests
+//! (about 6 s with `cargo test`'s start); model 1: 17 kill points, 9619 executions, 0.5 s; 2: 15
+//! and 12 kill points, 7168 executions, 0.4 s; 3: 10 kill points, 1770 executions, 0.1 s; 4: 15
+//! kill points of the collector, 168 (collector, recoverer) runs, 3670 executions, 0.15 s; 5: 15
+//! kill points, 15275 executions, 0.8 s. At 3: 8.8 s of tests (1: 44726 executions, 2.4 s; 2:
+//! 28894, 1.6 s; 3: 5870, 0.3 s; 4: 7274, 0.3 s; 5: 89576, 4.8 s). With two pushers, model 4 takes
+//! 9.6 s at 2 and model 5 56 s: one pusher there. Each planted variant: the whole file in under a
+//! second. With models 6 and 7 (measured later, on a busier machine: 1 to 5 then took 2.3 s at 2):
+//! the whole file in 2.5 to 2.8 s of tests at 2, 12.3 s at 3; model 6: 12 and 14 kill points of P
+//! (list empty, then [A]), 1158 + 3678 executions, 0.25 s (at 3: 3872 + 16063, 1.1 s); 7: 11 and 13
+//! kill points, 777 + 2845 executions, 0.2 s (at 3: 2336 + 12099, 0.8 s). Each planted variant: the
+//! whole file in 0.2 to 2.5 s (the models it does not break run whole).
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::{model, Budget, KillableWords, Planted};
-use persist::sync::{AccessError, MemWords, Ordering, WordStore};
+use persist::sync::{fence, AccessError, MemWords, Ordering, WordStore};
 use std::collections::BTreeSet;
 use std::sync::Mutex as StdMutex;
 
@@ -141,6 +214,10 @@ static BROKEN: Planted = Planted::new(
         "release-before-relist",
         "relaxed-cas-failure",
         "relaxed-relist-walk",
+        "no-pusher-hold",
+        "hold-after-push",
+        "unhold-before-rollback",
+        "count-before-scan",
     ],
 );
 
@@ -160,9 +237,10 @@ const PART: u64 = 16;
 const LOGS: u64 = 32;
 const LOG_CAP: u64 = 4;
 const LOG_BYTES: u64 = 8 + 8 * LOG_CAP;
-/// A container's words (`object/layout.rs` `container`): head (kind | flags << 8) and
-/// `orphan next`; the flag in the head.
+/// A container's words (`object/layout.rs` `container`): head (kind | flags << 8), its count
+/// (models 6 and 7 only: 0 elsewhere, and not read) and `orphan next`; the flag in the head.
 const HEAD: u64 = 0;
+const REFCNT: u64 = 8;
 const ORPHAN_NEXT: u64 = 24;
 const ORPHAN_FLAG: u64 = 1 << 8;
 /// The containers' kind (a dict's), which the flag's store keeps.
@@ -175,7 +253,15 @@ const C: u64 = 192;
 const X: u64 = 224;
 const Y: u64 = 256;
 const CONTAINERS: [u64; 5] = [A, B, C, X, Y];
-const STORE_BYTES: u64 = 288;
+/// Models 6 and 7: the word of X's parent that links it (X, or 0 once the part change unlinked it),
+/// the held words of H (the process whose proxy holds X) and of P (the part change that drops
+/// X), each X or 0 (one entry of each process's held set), and P's undo log's length (its
+/// commit point).
+const PARENT: u64 = 288;
+const H_HELD: u64 = 296;
+const P_HELD: u64 = 304;
+const P_LOG: u64 = 312;
+const STORE_BYTES: u64 = 320;
 
 /// Where collector `id`'s log lies.
 fn log_of(id: u32) -> u64 {
@@ -184,12 +270,15 @@ fn log_of(id: u32) -> u64 {
 
 /// What a model starts from: the list's containers (in list order), those of them that a
 /// process holds, and the containers pushed beside the collection (each held by a process:
-/// a part change pushes only a container that a process holds).
+/// a part change pushes only a container that a process holds). `scan` (models 6, 7): the
+/// collector reads the held words H_HELD and P_HELD (after a SeqCst fence) instead of `held`,
+/// and a walked container's count (refusing the part where it is not 0).
 #[derive(Clone, Copy)]
 struct Setup {
     initial: &'static [u64],
     held: &'static [u64],
     pushed: &'static [u64],
+    scan: bool,
 }
 
 impl Setup {
@@ -204,6 +293,9 @@ struct World {
     /// The collector that holds the part (or whose recoverer has yet to release it), as the
     /// model records it (outside the words), and the order in which collectors took it.
     holder: StdMutex<(Option<u32>, Vec<u32>)>,
+    /// Models 6, 7: whether H's and P's held words name X now, as the model records it (outside
+    /// the words: set and cleared with no loom step between the store and the record).
+    holds_x: StdMutex<[bool; 2]>,
 }
 
 impl World {
@@ -229,6 +321,7 @@ impl World {
         World {
             store,
             holder: StdMutex::new((None, Vec::new())),
+            holds_x: StdMutex::new([false; 2]),
         }
     }
 
@@ -279,14 +372,12 @@ impl std::fmt::Debug for Push {
     }
 }
 
-/// `Store::push_orphan_on_part` of container `c` (live: `orphan_push.rs` kills pushers).
-fn push_orphan(store: &MemWords, c: u64) -> Push {
-    let mut out = Push {
-        c,
-        ..Push::default()
-    };
+/// `Store::push_orphan_on_part` of container `out.c` (live here but in models 6 and 7, where
+/// its part change is killed anywhere; `orphan_push.rs` kills pushers).
+fn push_orphan(store: &impl WordStore, out: &mut Push) -> Result<(), AccessError> {
+    let c = out.c;
     // Relaxed: nobody else writes c's head now (its count fell on this part).
-    let head = store.load(c + HEAD, Ordering::Relaxed).unwrap();
+    let head = store.load(c + HEAD, Ordering::Relaxed)?;
     assert_eq!(
         head & ORPHAN_FLAG,
         0,
@@ -294,21 +385,14 @@ fn push_orphan(store: &MemWords, c: u64) -> Push {
         name(c)
     );
     // Relaxed: published by the CAS's Release.
-    store
-        .store(c + HEAD, head | ORPHAN_FLAG, Ordering::Relaxed)
-        .unwrap();
+    store.store(c + HEAD, head | ORPHAN_FLAG, Ordering::Relaxed)?;
     // Relaxed: a stale word only fails the CAS.
-    let mut first = store.load(ORPHANS, Ordering::Relaxed).unwrap();
+    let mut first = store.load(ORPHANS, Ordering::Relaxed)?;
     loop {
         // Relaxed: published by the CAS's Release.
-        store
-            .store(c + ORPHAN_NEXT, first, Ordering::Relaxed)
-            .unwrap();
+        store.store(c + ORPHAN_NEXT, first, Ordering::Relaxed)?;
         // Release: c's flag and link before c is on the list.
-        match store
-            .cas(ORPHANS, first, c, Ordering::Release, Ordering::Relaxed)
-            .unwrap()
-        {
+        match store.cas(ORPHANS, first, c, Ordering::Release, Ordering::Relaxed)? {
             Ok(()) => break,
             Err(now) => {
                 out.failed_cas += 1;
@@ -327,7 +411,7 @@ fn push_orphan(store: &MemWords, c: u64) -> Push {
         }
     }
     out.took = true;
-    out
+    Ok(())
 }
 
 fn spawn_pushers(world: &Arc<World>, setup: &Setup) -> Vec<thread::JoinHandle<Push>> {
@@ -336,7 +420,14 @@ fn spawn_pushers(world: &Arc<World>, setup: &Setup) -> Vec<thread::JoinHandle<Pu
         .iter()
         .map(|&c| {
             let world = world.clone();
-            thread::spawn(move || push_orphan(&world.store, c))
+            thread::spawn(move || {
+                let mut out = Push {
+                    c,
+                    ..Push::default()
+                };
+                push_orphan(&world.store, &mut out).unwrap();
+                out
+            })
         })
         .collect()
 }
@@ -375,6 +466,11 @@ struct Collection {
     /// Its commit point (the log emptied) passed: the orphans it took off are freed (by it, or
     /// by its recoverer).
     committed: bool,
+    /// Models 6, 7: H's and P's held words as its scan read them.
+    scan: Option<[u64; 2]>,
+    /// Models 6, 7: it met a listed container whose count is not 0, rolled back and released the
+    /// part (the tree's collection then runs store-wide).
+    refused: bool,
     killed: bool,
     spent: u64,
 }
@@ -402,6 +498,12 @@ impl std::fmt::Debug for Collection {
             }
         }
         f.write_str("]")?;
+        if let Some([h, p]) = self.scan {
+            write!(f, ", held words read H {}, P {}", name(h), name(p))?;
+        }
+        if self.refused {
+            f.write_str(", refused (a count not 0)")?;
+        }
         if self.committed {
             f.write_str(", committed")?;
         }
@@ -584,6 +686,11 @@ fn collect(
     let mut kept = None;
     // Acquire: pairs with the pushers' Release CAS (their links and flags are seen).
     let mut c = store.load(ORPHANS, Ordering::Acquire)?;
+    // Models 6, 7: the held sets read once the list is seen, before any count, as the tree
+    // reads them (its first order, the count first, is `count-before-scan`, module doc).
+    if setup.scan && c != 0 && !broken("count-before-scan") {
+        col.scan = Some(scan_held(store)?);
+    }
     while c != 0 {
         assert!(
             !col.walked.contains(&c) && col.walked.len() < CONTAINERS.len(),
@@ -594,7 +701,22 @@ fn collect(
         col.walked.push(c);
         // Relaxed (`get`): ordered after the head's Acquire.
         let next = store.load(c + ORPHAN_NEXT, Ordering::Relaxed)?;
-        if setup.holds(c) {
+        let held = if setup.scan {
+            // Relaxed (`refcount`, `get`): read after the held sets (the scan above), it sees
+            // the count a rollback restored before its unhold that the scan saw.
+            if store.load(c + REFCNT, Ordering::Relaxed)? != 0 {
+                // Linked again (by a rolled back part change): `part_refuse`.
+                return refuse(world, store, col);
+            }
+            if col.scan.is_none() {
+                // `count-before-scan`: the scan at the first `held_now`, after this count.
+                col.scan = Some(scan_held(store)?);
+            }
+            col.scan.is_some_and(|words| words.contains(&c))
+        } else {
+            setup.holds(c)
+        };
+        if held {
             kept = Some(c);
         } else {
             if !broken("log-after-unlink") {
@@ -610,6 +732,40 @@ fn collect(
     // The commit point. Release: as `set_len`.
     store.store(log_of(col.id), 0, Ordering::Release)?;
     col.committed = true;
+    if setup.scan && col.unlinked.iter().any(|&(c, _)| c == X) {
+        // No loom step since the store above: the holds as they stand at the commit point.
+        let [h, p] = *world.holds_x.lock().unwrap();
+        assert!(!h, "X freed while H holds it ({col:?})");
+        assert!(!p, "X freed while P holds it ({col:?})");
+    }
+    release_part(world, store, col)
+}
+
+/// `HeldScan::read` (models 6, 7): a SeqCst fence, then each process's held word (SeqCst, as
+/// `for_each_held`): H's, then P's.
+fn scan_held(store: &impl WordStore) -> Result<[u64; 2], AccessError> {
+    // SeqCst: as `HeldScan::read` (the part change or list seen before the held sets).
+    fence(Ordering::SeqCst);
+    Ok([
+        store.load(H_HELD, Ordering::SeqCst)?,
+        store.load(P_HELD, Ordering::SeqCst)?,
+    ])
+}
+
+/// `part_refuse` met in the walk (models 6, 7: a listed container whose count is not 0), then
+/// `end_part(false)` on the collector's thread: its log rolled back (each entry by `relist`,
+/// newest first; empty in models 6 and 7, whose only pushed container is the head), the part
+/// released. Nothing changed: the tree collects store-wide instead.
+fn refuse(world: &World, store: &impl WordStore, col: &mut Collection) -> Result<(), AccessError> {
+    col.refused = true;
+    let mut out = Recovery::default();
+    for &c in col.logged.iter().rev() {
+        relist(store, c, &mut out)?;
+    }
+    if !col.logged.is_empty() {
+        // Release: as `set_len`.
+        store.store(log_of(col.id), 0, Ordering::Release)?;
+    }
     release_part(world, store, col)
 }
 
@@ -985,6 +1141,7 @@ const TWO_BESIDE_TWO: Setup = Setup {
     initial: &[A, B],
     held: &[],
     pushed: &[X, Y],
+    scan: false,
 };
 
 #[test]
@@ -1000,12 +1157,14 @@ const THREE_ONE_HELD: Setup = Setup {
     initial: &[A, B, C],
     held: &[B],
     pushed: &[X, Y],
+    scan: false,
 };
 
 const THREE_HEAD_HELD: Setup = Setup {
     initial: &[A, B, C],
     held: &[A],
     pushed: &[X, Y],
+    scan: false,
 };
 
 #[test]
@@ -1018,6 +1177,7 @@ const ONE_BESIDE_TWO: Setup = Setup {
     initial: &[A],
     held: &[],
     pushed: &[X, Y],
+    scan: false,
 };
 
 #[test]
@@ -1037,6 +1197,7 @@ const TWO_BESIDE_ONE: Setup = Setup {
     initial: &[A, B],
     held: &[],
     pushed: &[X],
+    scan: false,
 };
 
 #[test]
@@ -1048,7 +1209,7 @@ fn a_recoverer_killed_anywhere_is_repeated() {
     );
 }
 
-// ---- 4. two collectors --------------------------------------------------------------------------
+// ---- 5. two collectors --------------------------------------------------------------------------
 
 /// Collector 0 (killed before its access `k1`, or not; then its recoverers as in 1) and
 /// collector 1 (live) over `SETUP` beside live pushers: they take the part in turns; the second
@@ -1096,4 +1257,318 @@ fn two_collectors(setup: &Setup, k1: u64, k2: u64) -> Report {
 #[test]
 fn two_collectors_take_turns() {
     every_kill_point_of(|k1, k2| two_collectors(&TWO_BESIDE_ONE, k1, k2), false);
+}
+
+// ---- 6, 7: a part change that pushes, then rolls back or commits -------------------------------
+
+/// What P, the part change that drops X (its count 1 -> 0) while H holds it, did (models 6,
+/// 7).
+#[derive(Clone, Copy, Default)]
+struct Change {
+    /// How many of its logged stores (X's parent word 0, then X's count 0) stand: what a
+    /// rollback undoes.
+    logged: u32,
+    /// Its read of the held sets found H's hold (then X is pushed; else P frees X at its
+    /// commit).
+    saw_h: Option<bool>,
+    /// Its held word names X.
+    holding: bool,
+    /// Whether it held X at all (the planted `no-pusher-hold`: never).
+    held: bool,
+    push: Push,
+    committed: bool,
+    rolled_back: bool,
+    killed: bool,
+    spent: u64,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("P:")?;
+        match self.saw_h {
+            Some(true) => write!(f, " saw H's hold, push [{:?}]", self.push)?,
+            Some(false) => f.write_str(" saw no hold (X freed at its commit)")?,
+            None => {}
+        }
+        if self.held {
+            f.write_str(", held X")?;
+        }
+        if self.killed {
+            write!(f, ", killed after {} accesses", self.spent)?;
+        }
+        if self.committed {
+            f.write_str(", committed")?;
+        }
+        if self.rolled_back {
+            f.write_str(", rolled back")?;
+        }
+        Ok(())
+    }
+}
+
+/// `HeldSet::hold` by P: its held word = X (SeqCst), then a SeqCst fence.
+fn hold(world: &World, store: &impl WordStore, ch: &mut Change) -> Result<(), AccessError> {
+    // SeqCst (store and fence): as `hold`.
+    store.store(P_HELD, X, Ordering::SeqCst)?;
+    world.holds_x.lock().unwrap()[1] = true;
+    (ch.holding, ch.held) = (true, true);
+    fence(Ordering::SeqCst);
+    Ok(())
+}
+
+/// `HeldSet::unhold` by P (`end_part`, or the recovery's step 4): its held word = 0 (SeqCst).
+fn unhold(world: &World, store: &impl WordStore, ch: &mut Change) -> Result<(), AccessError> {
+    if ch.holding {
+        // SeqCst: as `unhold`.
+        store.store(P_HELD, 0, Ordering::SeqCst)?;
+        world.holds_x.lock().unwrap()[1] = false;
+        ch.holding = false;
+    }
+    Ok(())
+}
+
+/// P's change undone, newest first: X's count back to 1, X's parent word back to X
+/// (`roll_back`; Relaxed: as the undo log's stores).
+fn roll_back(store: &impl WordStore, ch: &mut Change) -> Result<(), AccessError> {
+    if ch.logged == 2 {
+        store.store(X + REFCNT, 1, Ordering::Relaxed)?;
+        ch.logged = 1;
+    }
+    if ch.logged == 1 {
+        store.store(PARENT, X, Ordering::Relaxed)?;
+        ch.logged = 0;
+    }
+    ch.rolled_back = true;
+    Ok(())
+}
+
+/// P's steps: X unlinked from its parent and its count 1 -> 0 (logged stores, Relaxed: as
+/// `put`); `collect_container` on a part: the held sets read (`held_now`: a SeqCst fence, then
+/// H's word; P's own names nothing yet), and H's hold found: X held by P (`hold`), then pushed
+/// (`push_orphan_on_part`), or, no hold found, X freed at P's commit (the model's record); then
+/// the commit point (P's log's length 0) or the rollback (`commit` false: a later release
+/// refused the part); then `end_part`'s unhold.
+fn part_change(
+    world: &World,
+    store: &impl WordStore,
+    commit: bool,
+    ch: &mut Change,
+) -> Result<(), AccessError> {
+    store.store(PARENT, 0, Ordering::Relaxed)?;
+    ch.logged = 1;
+    store.store(X + REFCNT, 0, Ordering::Relaxed)?;
+    ch.logged = 2;
+    // SeqCst (fence and load): as `HeldScan::read`.
+    fence(Ordering::SeqCst);
+    let h = store.load(H_HELD, Ordering::SeqCst)?;
+    ch.saw_h = Some(h == X);
+    if h == X {
+        if !broken("no-pusher-hold") && !broken("hold-after-push") {
+            hold(world, store, ch)?;
+        }
+        push_orphan(store, &mut ch.push)?;
+        if broken("hold-after-push") {
+            hold(world, store, ch)?;
+        }
+    }
+    if broken("unhold-before-rollback") {
+        unhold(world, store, ch)?;
+    }
+    if commit {
+        // The commit point. Release: as `set_len`.
+        store.store(P_LOG, 0, Ordering::Release)?;
+        ch.committed = true;
+    } else {
+        roll_back(store, ch)?;
+    }
+    unhold(world, store, ch)
+}
+
+/// P killed before its access `k` (u64::MAX: never); if killed, its recovery on its thread
+/// (`recovery.rs`: step 2 rolls its change back unless it committed, step 4 then clears its
+/// held set), whole.
+fn change_killed_at(world: &World, commit: bool, k: u64) -> Change {
+    let budget = Budget::new(k);
+    let store = KillableWords {
+        inner: &world.store,
+        budget: &budget,
+    };
+    let mut ch = Change {
+        push: Push {
+            c: X,
+            ..Push::default()
+        },
+        ..Change::default()
+    };
+    if let Err(e) = part_change(world, &store, commit, &mut ch) {
+        assert!(budget.killed(), "P failed unkilled: {e}");
+        ch.killed = true;
+        if !ch.committed {
+            roll_back(&world.store, &mut ch).unwrap();
+        }
+        unhold(world, &world.store, &mut ch).unwrap();
+    }
+    ch.spent = budget.spent();
+    ch
+}
+
+/// The paths models 6 and 7 count the executions of: the collector kept X on P's hold alone
+/// (its scan read H's word after H let go); it refused the part (X linked again); it freed X.
+const REACHED_6: [&str; 3] = [
+    "kept X on P's hold alone",
+    "refused X linked again",
+    "freed X",
+];
+
+/// X (count 1, linked from PARENT, held by H) dropped by P (killed before its access `k`, or
+/// not; rolled back or, if `commit`, committed) beside H letting go of X and a collector
+/// (live) of the list `initial` (none held). Then the checks: X freed at most once, and not
+/// while its parent links it; the list well formed, holding the initial orphans the collector
+/// did not free and X where P's push took and the collector did not free it; the held words,
+/// the part and the log left empty. Returns P's accesses and the paths reached
+/// ([`REACHED_6`]).
+fn dropped_beside_a_collection(initial: &'static [u64], commit: bool, k: u64) -> (u64, [bool; 3]) {
+    let setup = Setup {
+        initial,
+        held: &[],
+        pushed: &[],
+        scan: true,
+    };
+    let world = Arc::new(World::new(&setup));
+    // Relaxed (all): before the threads are spawned.
+    world.store.store(X + REFCNT, 1, Ordering::Relaxed).unwrap();
+    world.store.store(PARENT, X, Ordering::Relaxed).unwrap();
+    world.store.store(H_HELD, X, Ordering::Relaxed).unwrap();
+    world.holds_x.lock().unwrap()[0] = true;
+    let h = {
+        let world = world.clone();
+        thread::spawn(move || {
+            // SeqCst: as `unhold`.
+            world.store.store(H_HELD, 0, Ordering::SeqCst).unwrap();
+            world.holds_x.lock().unwrap()[0] = false;
+        })
+    };
+    let collection = {
+        let world = world.clone();
+        thread::spawn(move || collector(&world, &setup, 0, u64::MAX))
+    };
+    let ch = change_killed_at(&world, commit, k);
+    h.join().unwrap();
+    let col = collection.join().unwrap();
+    let why = format!("{ch:?}; {col:?}");
+    let mut freed = col.freed();
+    if ch.committed && ch.saw_h == Some(false) {
+        assert!(freed.insert(X), "X freed twice ({why})");
+    }
+    let (parent, count) = (world.word(PARENT), world.word(X + REFCNT));
+    assert!(
+        parent != X || !freed.contains(&X),
+        "X freed while its parent links it ({why})"
+    );
+    let expected = if ch.committed { (0, 0) } else { (X, 1) };
+    assert_eq!(
+        (parent, count),
+        expected,
+        "X's parent word and count are not P's change's ({why})"
+    );
+    let list = walk(&world, &freed, &why);
+    let on: BTreeSet<u64> = list.iter().copied().collect();
+    let expected: BTreeSet<u64> = initial
+        .iter()
+        .copied()
+        .chain(ch.push.took.then_some(X))
+        .filter(|c| !freed.contains(c))
+        .collect();
+    assert_eq!(
+        on,
+        expected,
+        "the list {:?} is not {:?} (X if pushed, and initial, less freed {:?}) ({why})",
+        names(&list),
+        names(&expected),
+        names(&freed)
+    );
+    assert_eq!(world.word(H_HELD), 0, "H's held word is left ({why})");
+    assert_eq!(world.word(P_HELD), 0, "P's held word is left ({why})");
+    assert!(!col.holding, "the collector's part is left held ({why})");
+    assert_eq!(
+        world.word(log_of(0)),
+        0,
+        "the log is left with entries ({why})"
+    );
+    assert_eq!(world.word(PART) % 2, 0, "the part is left held ({why})");
+    let kept_on_p =
+        col.scan == Some([0, X]) && col.walked.contains(&X) && !col.refused && !freed.contains(&X);
+    (ch.spent, [kept_on_p, col.refused, col.freed().contains(&X)])
+}
+
+/// Runs `scenario(k)` as a loom model for each kill point k of P (before each of its accesses,
+/// counted as the most over every interleaving, and u64::MAX: not killed). Returns how many
+/// executions reached each of [`REACHED_6`].
+fn every_kill_point_of_p(scenario: fn(u64) -> (u64, [bool; 3])) -> [u64; 3] {
+    let run = |k: u64| {
+        let out = std::sync::Arc::new(std::sync::Mutex::new((0u64, [0u64; 3], 0u64)));
+        let o = out.clone();
+        model(move || {
+            let (spent, r) = scenario(k);
+            let mut o = o.lock().unwrap();
+            o.0 = o.0.max(spent);
+            for (n, did) in o.1.iter_mut().zip(r) {
+                *n += u64::from(did);
+            }
+            o.2 += 1;
+        });
+        let r = *out.lock().unwrap();
+        r
+    };
+    let (n, mut reached, mut runs) = run(u64::MAX);
+    for k in 0..n {
+        let (_, r, m) = run(k);
+        for (a, b) in reached.iter_mut().zip(r) {
+            *a += b;
+        }
+        runs += m;
+    }
+    if std::env::var_os("LOOM_TESTS_VERBOSE").is_some() {
+        let counts: Vec<String> = REACHED_6
+            .iter()
+            .zip(reached)
+            .map(|(what, n)| format!("{what}: {n}"))
+            .collect();
+        eprintln!(
+            "{n} kill points of P, {} runs of the model, {runs} executions ({})",
+            n + 1,
+            counts.join(", ")
+        );
+    }
+    reached
+}
+
+#[test]
+fn a_push_rolled_back_is_never_collected() {
+    for scenario in [
+        (|k| dropped_beside_a_collection(&[], false, k)) as fn(u64) -> (u64, [bool; 3]),
+        |k| dropped_beside_a_collection(&[A], false, k),
+    ] {
+        let reached = every_kill_point_of_p(scenario);
+        assert!(
+            reached[0] > 0,
+            "no collector kept X on P's hold alone (H let go before its scan)"
+        );
+        assert!(reached[1] > 0, "no collector met X linked again");
+    }
+}
+
+#[test]
+fn a_committed_push_is_collected_once() {
+    for scenario in [
+        (|k| dropped_beside_a_collection(&[], true, k)) as fn(u64) -> (u64, [bool; 3]),
+        |k| dropped_beside_a_collection(&[A], true, k),
+    ] {
+        let reached = every_kill_point_of_p(scenario);
+        assert!(
+            reached[0] > 0,
+            "no collector kept X on P's hold alone (H let go before its scan)"
+        );
+        assert!(reached[2] > 0, "no collector freed X");
+    }
 }

@@ -68,6 +68,14 @@ impl Store {
         let mut kept = None;
         // Acquire: pairs with a pusher's Release CAS (its `orphan next` and flag are seen).
         let mut c = self.mem().load(words::ORPHANS, Ordering::Acquire)?;
+        // The held sets read once the list is seen, before any count is: a pusher's hold that
+        // this read misses was let go of after that pusher's change ended (committed, or
+        // rolled back and the orphan linked again), and the counts read below see that end.
+        // Read at the first orphan's count instead, a rolled-back push could be freed
+        // (loom's `orphan_collect.rs`, models 6 and 7, `count-before-scan`).
+        if c != 0 {
+            self.held_now(c)?;
+        }
         let mut steps = 0u64;
         while c != 0 {
             self.check_container(c, None)?;
