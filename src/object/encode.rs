@@ -514,19 +514,7 @@ impl Store {
         // The flag before the push: a container is never pushed twice. A kill between the two
         // leaves it flagged and off the list, which only gc then reclaims.
         self.store_now(c, head | container::ORPHAN_FLAG)?;
-        let list = self.mem().word(words::ORPHANS)?;
-        // Relaxed: only the CAS below publishes; its Release orders the link before it.
-        let mut first = list.load(Ordering::Relaxed);
-        loop {
-            self.store_now(c + container::ORPHAN_NEXT, first)?;
-            // Release: `c`'s link and flag before `c` is on the list, for any reader of the
-            // head (loom's `orphan_push.rs`, model 4): a collector on the list's part walks
-            // it beside pushes (`orphans.rs`: its Acquire of the head pairs with this).
-            match list.compare_exchange(first, c, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
-                Err(now) => first = now,
-            }
-        }
+        Ok(super::orphans::push_flagged(self.mem(), c)?)
     }
 
     /// Frees a container's blocks, queueing the values it refers to.

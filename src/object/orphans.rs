@@ -29,7 +29,7 @@ use super::view::Value;
 use super::{Error, Result, Store};
 use crate::heap;
 use crate::region::Mapping;
-use crate::sync::{Ordering, WordStore};
+use crate::sync::{AccessError, Ordering, WordStore};
 
 impl Store {
     /// Collects the orphan list on its part where it can: `Ok(true)` when it did (or the list
@@ -211,11 +211,22 @@ pub(super) fn relist(mem: &Mapping, c: u64) -> std::result::Result<(), heap::Err
             return Err(corrupt("the orphan list loops"));
         }
     }
-    // As `push_orphan_on_part`, its flag already set.
+    Ok(push_flagged(mem, c)?)
+}
+
+/// Links container `c`, already flagged, in front of the orphan list by CAS, beside other
+/// pushes: its `orphan next` first, then the head (Release), again from the head seen until the
+/// CAS takes. The push of a part change (`push_orphan_on_part`) and of a rollback (`relist`).
+/// Plain stores: durable stores, whose stores need a persist barrier, never take parts.
+pub(super) fn push_flagged(mem: &Mapping, c: u64) -> std::result::Result<(), AccessError> {
+    let list = mem.word(words::ORPHANS)?;
+    // Relaxed: only the CAS below publishes; its Release orders the link before it.
     let mut first = list.load(Ordering::Relaxed);
     loop {
         mem.store(c + container::ORPHAN_NEXT, first, Ordering::Relaxed)?;
-        // Release: `c`'s link before `c` is on the list, for any reader of the head.
+        // Release: `c`'s link and flag before `c` is on the list, for any reader of the head
+        // (loom's `orphan_push.rs`, model 4): a collector on the list's part walks it beside
+        // pushes (its Acquire of the head pairs with this).
         match list.compare_exchange(first, c, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => return Ok(()),
             Err(now) => first = now,

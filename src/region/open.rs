@@ -837,11 +837,14 @@ fn open_lock_file(
             .metadata()
             .map_err(io_err(&path, "stat the lock file"))?
             .len();
-        let valid = n == lockfile::CHECKED_BYTES
+        let version = u32::from_le_bytes(head[8..12].try_into().unwrap());
+        // This store's lock file, whatever its version.
+        let ours_any_version = n == lockfile::CHECKED_BYTES
             && head[..8] == lockfile::MAGIC
-            && u32::from_le_bytes(head[8..12].try_into().unwrap()) == lockfile::VERSION
+            && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id;
+        let valid = ours_any_version
+            && version == lockfile::VERSION
             && u32::from_le_bytes(head[12..16].try_into().unwrap()) == lockfile::SLOTS
-            && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
             && head[24..40] == boot
             && len == lockfile::FILE_BYTES;
         let store_epoch = store_words.load(hdr::LOCK_EPOCH, Ordering::SeqCst)?;
@@ -864,12 +867,7 @@ fn open_lock_file(
                 )
                 .map_err(io_err(&path, "lock the lock file"))?
                 {
-                    let version = u32::from_le_bytes(head[8..12].try_into().unwrap());
-                    if n == lockfile::CHECKED_BYTES
-                        && head[..8] == lockfile::MAGIC
-                        && version != lockfile::VERSION
-                        && u64::from_le_bytes(head[16..24].try_into().unwrap()) == store_id
-                    {
+                    if ours_any_version && version != lockfile::VERSION {
                         // This store's lock file, in use by a process of another build, whose
                         // protocol this one does not speak: not damage.
                         return Err(Error::Refused {
